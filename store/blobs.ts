@@ -1,0 +1,143 @@
+// Content-addressed message bodies in append-only segment files, indexed by LevelDB ("data in files, index in
+// a database", seeds 000 and 002). A body is stored once per node however many users and mailboxes hold it.
+//
+// Durability protocol: bytes are appended to the current segment at a reserved offset; the caller's LevelDB
+// batch that indexes them is committed only after `sync()` has fdatasync'd every segment written since the
+// last sync (the group committer does this once per group). A crash between the two leaves unindexed bytes
+// in a segment: garbage, never a dangling index entry.
+//
+// Segment record: MAGIC (4) | length (u32 BE) | sha256 (32) | body. The header lets a scan rebuild the index.
+
+import { mkdir, open, readdir } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import type { FileHandle } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { join } from 'node:path'
+
+export const SEGMENT_BYTES_MAX = 256 * 1024 * 1024 // roll over to a new file past this; keeps files movable
+export const READ_CHUNK_BYTES = 64 * 1024 // streamed reads never hold more than this per chunk
+const MAGIC = Buffer.from('MGB1')
+export const RECORD_HEADER_BYTES = 4 + 4 + 32
+
+export interface BlobLocation {
+  seg: number
+  off: number // offset of the body (after the record header)
+  len: number
+}
+
+interface Segment {
+  id: number
+  fh: FileHandle
+  size: number
+  dirty: boolean
+}
+
+export function sha256Hex (data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+export class BlobFiles {
+  readonly dir: string
+  private readonly segments = new Map<number, Segment>()
+  private current: Segment | null = null
+  private pendingWrites = new Set<Promise<unknown>>()
+  private opening: Promise<Segment> | null = null
+
+  constructor (dir: string) {
+    this.dir = dir
+  }
+
+  async start (): Promise<void> {
+    await mkdir(this.dir, { recursive: true })
+    const ids = (await readdir(this.dir))
+      .map(f => /^seg-(\d{6})\.dat$/.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map(m => Number(m[1]))
+      .sort((a, b) => a - b)
+    const last = ids.at(-1)
+    if (last !== undefined) this.current = await this.openSegment(last)
+  }
+
+  async stop (): Promise<void> {
+    await this.sync()
+    for (const seg of this.segments.values()) await seg.fh.close()
+    this.segments.clear()
+    this.current = null
+  }
+
+  private async openSegment (id: number): Promise<Segment> {
+    const existing = this.segments.get(id)
+    if (existing !== undefined) return existing
+    // Not O_APPEND: Linux pwrite ignores the position under O_APPEND, and offsets are reserved up front.
+    const fh = await open(join(this.dir, `seg-${String(id).padStart(6, '0')}.dat`), constants.O_RDWR | constants.O_CREAT, 0o600)
+    const { size } = await fh.stat()
+    const seg: Segment = { id, fh, size, dirty: false }
+    this.segments.set(id, seg)
+    return seg
+  }
+
+  private async writable (len: number): Promise<Segment> {
+    while (this.opening !== null) await this.opening
+    const cur = this.current
+    if (cur !== null && (cur.size + len <= SEGMENT_BYTES_MAX || cur.size === 0)) return cur
+    const next = (cur?.id ?? 0) + 1
+    this.opening = this.openSegment(next)
+    try {
+      this.current = await this.opening
+      return this.current
+    } finally {
+      this.opening = null
+    }
+  }
+
+  /** Appends a body; the returned location is valid (and durable) after the next `sync()`. */
+  async append (hash: string, body: Buffer): Promise<BlobLocation> {
+    const seg = await this.writable(body.length + RECORD_HEADER_BYTES)
+    const start = seg.size
+    seg.size += RECORD_HEADER_BYTES + body.length // reserve before awaiting, so concurrent appends never overlap
+    seg.dirty = true
+    const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES)
+    MAGIC.copy(header, 0)
+    header.writeUInt32BE(body.length, 4)
+    header.write(hash, 8, 'hex')
+    const p = seg.fh.writev([header, body], start)
+    this.pendingWrites.add(p)
+    try {
+      await p
+    } finally {
+      this.pendingWrites.delete(p)
+    }
+    return { seg: seg.id, off: start + RECORD_HEADER_BYTES, len: body.length }
+  }
+
+  /** Makes every append that has resolved so far durable. */
+  async sync (): Promise<void> {
+    if (this.pendingWrites.size > 0) await Promise.allSettled([...this.pendingWrites])
+    const dirty = [...this.segments.values()].filter(s => s.dirty)
+    for (const s of dirty) s.dirty = false
+    await Promise.all(dirty.map(s => s.fh.datasync()))
+  }
+
+  async read (loc: BlobLocation, start = 0, end = loc.len): Promise<Buffer> {
+    const seg = await this.openSegment(loc.seg)
+    const len = Math.max(0, Math.min(end, loc.len) - start)
+    const buf = Buffer.allocUnsafe(len)
+    let done = 0
+    while (done < len) {
+      const { bytesRead } = await seg.fh.read(buf, done, len - done, loc.off + start + done)
+      if (bytesRead === 0) throw new Error(`blob truncated in segment ${loc.seg} at ${loc.off}`)
+      done += bytesRead
+    }
+    return buf
+  }
+
+  async * stream (loc: BlobLocation, start = 0, end = loc.len): AsyncIterable<Buffer> {
+    let pos = Math.max(0, start)
+    const stop = Math.min(end, loc.len)
+    while (pos < stop) {
+      const next = Math.min(stop, pos + READ_CHUNK_BYTES)
+      yield await this.read(loc, pos, next)
+      pos = next
+    }
+  }
+}

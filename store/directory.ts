@@ -1,0 +1,297 @@
+// The directory (domains, users, aliases) and the Store that joins it to the mail store. Directory records
+// carry a version (hybrid logical clock: milliseconds * 1000 + a counter) and deletes leave tombstones, so
+// the grid can replicate them last-writer-wins and repair by digest exchange.
+
+import { mkdir } from 'node:fs/promises'
+import { domainOf, normalizeAddress, normalizeAliasAddress, normalizeDomain } from './address.ts'
+import type { BatchOp } from './commit.ts'
+import { MailError } from './errors.ts'
+import { keys } from './keys.ts'
+import { MailStoreBase } from './mail.ts'
+import type { StoreComponents, StoreInit } from './mail.ts'
+import { dummyHash, hashPassword, SCRYPT_LOG_N, verifyPassword } from './password.ts'
+import type { AccountStatus, Alias, Domain, NewUser, OpOptions, Store, User } from './types.ts'
+
+export const ALIAS_DEPTH_MAX = 8 // alias chains longer than this are a loop or a mistake
+export const ALIAS_TARGETS_MAX = 1000 // expansion fan-out bound
+export const PASSWORD_BYTES_MAX = 1024
+const DIRECTORY_LOCK = '\x00directory' // directory writes are rare: one lock orders them all
+
+interface Versioned {
+  ver: number
+  deleted?: boolean
+}
+type DomainRec = Domain & Versioned
+type UserRec = User & Versioned & { hash: string }
+type AliasRec = Alias & Versioned
+
+export class LevelStore extends MailStoreBase implements Store {
+  private readonly scryptLogN: number
+  private lastVer = 0
+  private started = false
+
+  constructor (components: StoreComponents, init: StoreInit) {
+    super(components, init)
+    this.scryptLogN = init.scryptLogN ?? SCRYPT_LOG_N
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    await mkdir(this.path, { recursive: true })
+    await this.db.open()
+    await this.blobs.start()
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    await this.lock.with([DIRECTORY_LOCK], async () => {})
+    await this.blobs.stop()
+    await this.db.close()
+  }
+
+  private version (): number {
+    this.lastVer = Math.max(this.now() * 1000, this.lastVer + 1)
+    return this.lastVer
+  }
+
+  private async live<T extends Versioned> (key: string): Promise<T | null> {
+    const rec: T | undefined = await this.db.get(key)
+    return rec === undefined || rec.deleted === true ? null : rec
+  }
+
+  private async dirWrite<T> (fn: (ops: BatchOp[]) => Promise<T>, opts?: OpOptions): Promise<T> {
+    return await this.lock.with([DIRECTORY_LOCK], async () => {
+      opts?.signal?.throwIfAborted()
+      const ops: BatchOp[] = []
+      const out = await fn(ops)
+      if (ops.length > 0) await this.committer.submit(ops)
+      return out
+    })
+  }
+
+  // ---- domains -----------------------------------------------------------------------------------------
+
+  async addDomain (name: string, opts?: OpOptions): Promise<Domain> {
+    const d = normalizeDomain(name)
+    if (d === null) throw new MailError('invalid', `Invalid domain name: ${name}`)
+    return await this.dirWrite(async ops => {
+      if (await this.live(keys.domain(d)) !== null) throw new MailError('exists', `Domain ${d} already exists`)
+      const rec: DomainRec = { name: d, created: this.now(), ver: this.version() }
+      ops.push({ type: 'put', key: keys.domain(d), value: rec })
+      return { name: rec.name, created: rec.created }
+    }, opts)
+  }
+
+  async listDomains (): Promise<Domain[]> {
+    const out: Domain[] = []
+    for await (const r of this.db.values(keys.domainRange()) as AsyncIterable<DomainRec>) {
+      if (r.deleted !== true) out.push({ name: r.name, created: r.created })
+    }
+    return out
+  }
+
+  async getDomain (name: string): Promise<Domain | null> {
+    const d = normalizeDomain(name)
+    if (d === null) return null
+    const r = await this.live<DomainRec>(keys.domain(d))
+    return r === null ? null : { name: r.name, created: r.created }
+  }
+
+  async isLocalDomain (domain: string): Promise<boolean> {
+    return await this.getDomain(domain) !== null
+  }
+
+  async deleteDomain (name: string, opts?: OpOptions): Promise<void> {
+    const d = normalizeDomain(name)
+    if (d === null) throw new MailError('invalid', `Invalid domain name: ${name}`)
+    await this.dirWrite(async ops => {
+      if (await this.live(keys.domain(d)) === null) throw new MailError('notFound', `No such domain: ${d}`)
+      if ((await this.listUsers(d)).length > 0) throw new MailError('denied', `Domain ${d} still has users`)
+      if ((await this.listAliases(d)).length > 0) throw new MailError('denied', `Domain ${d} still has aliases`)
+      ops.push({ type: 'put', key: keys.domain(d), value: { name: d, created: 0, ver: this.version(), deleted: true } })
+    }, opts)
+  }
+
+  // ---- users -------------------------------------------------------------------------------------------
+
+  private checkPassword (password: string): void {
+    if (password.length === 0) throw new MailError('invalid', 'Empty password')
+    if (Buffer.byteLength(password) > PASSWORD_BYTES_MAX) throw new MailError('invalid', 'Password too long')
+  }
+
+  private async mustAddress (address: string): Promise<string> {
+    const a = normalizeAddress(address)
+    if (a === null) throw new MailError('invalid', `Invalid address: ${address}`)
+    if (await this.getDomain(domainOf(a)) === null) throw new MailError('notFound', `Unknown domain: ${domainOf(a)}`)
+    return a
+  }
+
+  private static publicUser (r: UserRec): User {
+    return { address: r.address, quotaBytes: r.quotaBytes, quotaMessages: r.quotaMessages, status: r.status, created: r.created }
+  }
+
+  async addUser (user: NewUser, opts?: OpOptions): Promise<User> {
+    const a = await this.mustAddress(user.address)
+    this.checkPassword(user.password)
+    const quotaBytes = user.quotaBytes ?? 0
+    const quotaMessages = user.quotaMessages ?? 0
+    if (!(Number.isSafeInteger(quotaBytes) && quotaBytes >= 0 && Number.isSafeInteger(quotaMessages) && quotaMessages >= 0)) {
+      throw new MailError('invalid', 'Quota must be a whole number of bytes and messages')
+    }
+    const hash = await hashPassword(user.password, this.scryptLogN)
+    return await this.dirWrite(async ops => {
+      if (await this.live(keys.user(a)) !== null) throw new MailError('exists', `User ${a} already exists`)
+      if (await this.live(keys.alias(a)) !== null) throw new MailError('exists', `${a} is an alias`)
+      const rec: UserRec = { address: a, hash, quotaBytes, quotaMessages, status: 'active', created: this.now(), ver: this.version() }
+      ops.push({ type: 'put', key: keys.user(a), value: rec })
+      // the mail state of a previous user of the same address was removed with it; start afresh
+      this.forget(a)
+      ops.push(...this.initUserOps(a))
+      return LevelStore.publicUser(rec)
+    }, opts)
+  }
+
+  async getUser (address: string): Promise<User | null> {
+    const a = normalizeAddress(address)
+    if (a === null) return null
+    const r = await this.live<UserRec>(keys.user(a))
+    return r === null ? null : LevelStore.publicUser(r)
+  }
+
+  async listUsers (domain?: string): Promise<User[]> {
+    const d = domain === undefined ? undefined : normalizeDomain(domain)
+    const out: User[] = []
+    for await (const r of this.db.values(keys.userRange()) as AsyncIterable<UserRec>) {
+      if (r.deleted !== true && (d === undefined || domainOf(r.address) === d)) out.push(LevelStore.publicUser(r))
+    }
+    return out
+  }
+
+  private async updateUser (address: string, change: (r: UserRec) => void, opts?: OpOptions): Promise<void> {
+    const a = normalizeAddress(address)
+    if (a === null) throw new MailError('invalid', `Invalid address: ${address}`)
+    await this.dirWrite(async ops => {
+      const r = await this.live<UserRec>(keys.user(a))
+      if (r === null) throw new MailError('notFound', `No such user: ${a}`)
+      change(r)
+      r.ver = this.version()
+      ops.push({ type: 'put', key: keys.user(a), value: r })
+    }, opts)
+  }
+
+  async setPassword (address: string, password: string, opts?: OpOptions): Promise<void> {
+    this.checkPassword(password)
+    const hash = await hashPassword(password, this.scryptLogN)
+    await this.updateUser(address, r => { r.hash = hash }, opts)
+  }
+
+  async setQuota (address: string, quota: { bytes?: number, messages?: number }, opts?: OpOptions): Promise<void> {
+    for (const v of [quota.bytes, quota.messages]) {
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new MailError('invalid', 'Quota must be a whole number')
+    }
+    await this.updateUser(address, r => {
+      if (quota.bytes !== undefined) r.quotaBytes = quota.bytes
+      if (quota.messages !== undefined) r.quotaMessages = quota.messages
+    }, opts)
+  }
+
+  async setStatus (address: string, status: AccountStatus, opts?: OpOptions): Promise<void> {
+    await this.updateUser(address, r => { r.status = status }, opts)
+  }
+
+  async deleteUser (address: string, opts?: OpOptions): Promise<void> {
+    const a = normalizeAddress(address)
+    if (a === null) throw new MailError('invalid', `Invalid address: ${address}`)
+    await this.dirWrite(async ops => {
+      await this.lock.with([a], async () => {
+        if (await this.live(keys.user(a)) === null) throw new MailError('notFound', `No such user: ${a}`)
+        ops.push(...await this.userDeletionOps(a))
+        ops.push({ type: 'put', key: keys.user(a), value: { address: a, ver: this.version(), deleted: true } })
+        this.forget(a)
+      })
+    }, opts)
+  }
+
+  async verifyPassword (address: string, password: string): Promise<User | null> {
+    const a = normalizeAddress(address)
+    if (Buffer.byteLength(password) > PASSWORD_BYTES_MAX) return null
+    const r = a === null ? null : await this.live<UserRec>(keys.user(a))
+    // Unknown users cost the same scrypt work as known ones: no timing oracle for account existence
+    const ok = await verifyPassword(password, r?.hash ?? await dummyHash(this.scryptLogN))
+    if (r === null || !ok || r.status !== 'active') return null
+    return LevelStore.publicUser(r)
+  }
+
+  // ---- aliases -----------------------------------------------------------------------------------------
+
+  async addAlias (address: string, targets: string[], opts?: OpOptions): Promise<Alias> {
+    const a = normalizeAliasAddress(address)
+    if (a === null) throw new MailError('invalid', `Invalid alias address: ${address}`)
+    if (await this.getDomain(domainOf(a)) === null) throw new MailError('notFound', `Unknown domain: ${domainOf(a)}`)
+    if (targets.length === 0 || targets.length > ALIAS_TARGETS_MAX) throw new MailError('invalid', 'An alias needs 1 to 1000 targets')
+    const ts = targets.map(t => {
+      const n = normalizeAddress(t)
+      if (n === null) throw new MailError('invalid', `Invalid target address: ${t}`)
+      return n
+    })
+    return await this.dirWrite(async ops => {
+      if (!a.startsWith('@') && await this.live(keys.user(a)) !== null) throw new MailError('exists', `${a} is a user`)
+      const prev = await this.live<AliasRec>(keys.alias(a))
+      const merged = [...new Set([...(prev?.targets ?? []), ...ts])]
+      const rec: AliasRec = { address: a, targets: merged, created: prev?.created ?? this.now(), ver: this.version() }
+      ops.push({ type: 'put', key: keys.alias(a), value: rec })
+      return { address: a, targets: merged, created: rec.created }
+    }, opts)
+  }
+
+  async deleteAlias (address: string, opts?: OpOptions): Promise<void> {
+    const a = normalizeAliasAddress(address)
+    if (a === null) throw new MailError('invalid', `Invalid alias address: ${address}`)
+    await this.dirWrite(async ops => {
+      if (await this.live(keys.alias(a)) === null) throw new MailError('notFound', `No such alias: ${a}`)
+      ops.push({ type: 'put', key: keys.alias(a), value: { address: a, targets: [], created: 0, ver: this.version(), deleted: true } })
+    }, opts)
+  }
+
+  async listAliases (domain?: string): Promise<Alias[]> {
+    const d = domain === undefined ? undefined : normalizeDomain(domain)
+    const out: Alias[] = []
+    for await (const r of this.db.values(keys.aliasRange()) as AsyncIterable<AliasRec>) {
+      if (r.deleted !== true && (d === undefined || domainOf(r.address) === d)) out.push({ address: r.address, targets: r.targets, created: r.created })
+    }
+    return out
+  }
+
+  async resolveRecipient (address: string): Promise<string[]> {
+    const a = normalizeAddress(address)
+    if (a === null) return []
+    const found = new Set<string>()
+    const seen = new Set<string>()
+    const visit = async (addr: string, depth: number): Promise<void> => {
+      if (depth > ALIAS_DEPTH_MAX || seen.has(addr) || found.size >= ALIAS_TARGETS_MAX) return
+      seen.add(addr)
+      const user = await this.live<UserRec>(keys.user(addr))
+      if (user !== null) {
+        found.add(addr)
+        return
+      }
+      // An exact alias first; the domain's catch-all only for addresses that are neither user nor alias
+      const alias = await this.live<AliasRec>(keys.alias(addr)) ?? (depth === 0 ? await this.live<AliasRec>(keys.alias('@' + domainOf(addr))) : null)
+      for (const t of alias?.targets ?? []) await visit(t, depth + 1)
+    }
+    await visit(a, 0)
+    return [...found]
+  }
+
+  async mayUseAddress (user: string, address: string): Promise<boolean> {
+    const u = normalizeAddress(user)
+    const a = normalizeAddress(address)
+    if (u === null || a === null) return false
+    if (u === a) return true
+    // an explicit alias that delivers to the user; a catch-all does not make every address of a domain yours
+    if (await this.live(keys.alias(a)) === null) return false
+    return (await this.resolveRecipient(a)).includes(u)
+  }
+}

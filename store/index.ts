@@ -1,0 +1,18 @@
+// store/: durable local state on LevelDB — the directory, mailboxes, message index, content-addressed blobs and
+// each user's change log — behind the interfaces in types.ts. Nothing here knows sockets, protocols or peers.
+
+import { LevelStore } from './directory.ts'
+import type { StoreComponents, StoreInit } from './mail.ts'
+import type { Store } from './types.ts'
+
+export type * from './types.ts'
+export type { StoreComponents, StoreInit } from './mail.ts'
+export { MailError, isMailError } from './errors.ts'
+export type { MailErrorKind } from './errors.ts'
+export { normalizeAddress, normalizeDomain, domainOf } from './address.ts'
+export { DELIMITER, checkMailboxName, normalizeMailboxName } from './names.ts'
+export { DEFAULT_MAILBOXES } from './mail.ts'
+
+export function createStore (components: StoreComponents, init: StoreInit): Store {
+  return new LevelStore(components, init)
+}

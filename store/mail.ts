@@ -1,0 +1,646 @@
+// Mailboxes, message records, the per-user change log and blob references on LevelDB. Every public write
+// holds the lock of each user it touches from reading state to the durable commit of one atomic batch, so
+// UIDs and MODSEQs are assigned in order and a crash at any moment leaves either all of a command or none.
+
+import { Level } from 'level'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { BlobFiles, sha256Hex } from './blobs.ts'
+import type { BlobLocation } from './blobs.ts'
+import { GroupCommit } from './commit.ts'
+import type { BatchOp } from './commit.ts'
+import { MailError } from './errors.ts'
+import { keys, SEP } from './keys.ts'
+import { KeyedLock } from './lock.ts'
+import { analyzeMessage } from './mime/index.ts'
+import type { MessageMeta, MimePart } from './mime/index.ts'
+import { checkMailboxName, DELIMITER, isChildOf, normalizeMailboxName, parentsOf } from './names.ts'
+import type {
+  AppendInput, AppendResult, ChangesSince, CopyResult, DeliveryTarget, FlagChange, FlagOp, LogEntry, Mailbox,
+  MailEvent, MailListener, MessageRecord, NewLogEntry, OpOptions, QuotaUsage, SpecialUse, StoreFlagsResult
+} from './types.ts'
+
+export const USER_CACHE_MAX = 10_000 // user states kept in memory; each is a few hundred bytes per mailbox
+export const FLAGS_PER_MESSAGE_MAX = 128 // keywords per message (Dovecot limits keywords per mailbox similarly)
+export const FLAG_BYTES_MAX = 128
+export const MAILBOXES_PER_USER_MAX = 10_000
+
+export const DEFAULT_MAILBOXES: Array<[string, SpecialUse | null]> = [
+  ['INBOX', null], ['Sent', '\\Sent'], ['Drafts', '\\Drafts'], ['Trash', '\\Trash'], ['Junk', '\\Junk'], ['Archive', '\\Archive']
+]
+
+export interface StoreComponents {
+  now?: () => number
+  randomId?: () => string
+}
+
+export interface StoreInit {
+  path: string
+  /** fsync every commit (default true). Only tests that measure nothing durable turn it off. */
+  sync?: boolean
+  /** scrypt cost (log2 N); tests lower it. */
+  scryptLogN?: number
+}
+
+interface UserState {
+  modseq: number
+  logSeq: number
+  mailboxSeq: number
+  lastUidValidity: number
+  usedBytes: number
+  usedMessages: number
+}
+
+type MailboxRec = Omit<Mailbox, 'subscribed'>
+
+interface Cached {
+  state: UserState
+  boxes: Map<string, MailboxRec> // by id
+  byName: Map<string, string> // name → id
+}
+
+/** What one locked write builds: the batch, the events to emit after commit, the users whose cache it mutated. */
+class Tx {
+  readonly ops: BatchOp[] = []
+  readonly events: Array<[string, MailEvent]> = []
+  readonly users = new Map<string, Cached>()
+  put (key: string, value: unknown): void { this.ops.push({ type: 'put', key, value }) }
+  del (key: string): void { this.ops.push({ type: 'del', key }) }
+}
+
+const SEEN = '\\Seen'
+const isSeen = (flags: string[]): boolean => flags.includes(SEEN)
+
+export class MailStoreBase {
+  readonly path: string
+  protected readonly db: Level<string, any>
+  protected readonly blobs: BlobFiles
+  protected readonly committer: GroupCommit
+  protected readonly lock = new KeyedLock()
+  protected readonly now: () => number
+  protected readonly randomId: () => string
+  private readonly cache = new Map<string, Cached>()
+  private readonly listeners = new Map<string, Set<MailListener>>()
+
+  constructor (components: StoreComponents, init: StoreInit) {
+    this.path = init.path
+    this.now = components.now ?? Date.now
+    this.randomId = components.randomId ?? (() => randomBytes(12).toString('hex'))
+    this.db = new Level<string, any>(join(init.path, 'index'), { valueEncoding: 'json' })
+    this.blobs = new BlobFiles(join(init.path, 'blobs'))
+    this.committer = new GroupCommit(this.db, async () => await this.blobs.sync(), init.sync ?? true)
+  }
+
+  // ---- user state ------------------------------------------------------------------------------------
+
+  private async load (user: string): Promise<Cached> {
+    const hit = this.cache.get(user)
+    if (hit !== undefined) {
+      this.cache.delete(user) // re-insert: Map order is our LRU order
+      this.cache.set(user, hit)
+      return hit
+    }
+    const state: UserState | undefined = await this.db.get(keys.state(user))
+    if (state === undefined) throw new MailError('notFound', 'No such user')
+    const boxes = new Map<string, MailboxRec>()
+    const byName = new Map<string, string>()
+    for await (const rec of this.db.values(keys.mailboxRange(user)) as AsyncIterable<MailboxRec>) {
+      boxes.set(rec.id, rec)
+      byName.set(rec.name, rec.id)
+    }
+    const c: Cached = { state, boxes, byName }
+    this.cache.set(user, c)
+    for (const [k] of this.cache) {
+      if (this.cache.size <= USER_CACHE_MAX) break
+      if (!this.lock.isLocked(k)) this.cache.delete(k)
+    }
+    return c
+  }
+
+  /** Runs build() under the users' locks, commits its batch durably, then emits its events. */
+  protected async write<T> (users: string[], build: (tx: Tx, get: (u: string) => Cached) => Promise<T> | T, opts?: OpOptions): Promise<T> {
+    return await this.lock.with(users, async () => {
+      opts?.signal?.throwIfAborted()
+      const tx = new Tx()
+      for (const u of users) tx.users.set(u, await this.load(u))
+      const get = (u: string): Cached => {
+        const c = tx.users.get(u)
+        if (c === undefined) throw new Error(`user ${u} not locked in this write`)
+        return c
+      }
+      let result: T
+      try {
+        result = await build(tx, get)
+        for (const [u, c] of tx.users) tx.put(keys.state(u), c.state)
+        if (tx.ops.length > 0) await this.committer.submit(tx.ops)
+      } catch (err) {
+        for (const u of tx.users.keys()) this.cache.delete(u) // build mutated the cache: reload from disk
+        throw err
+      }
+      for (const [u, ev] of tx.events) this.emit(u, ev)
+      return result
+    })
+  }
+
+  protected forget (user: string): void {
+    this.cache.delete(user)
+  }
+
+  /** The batch operations that create a user's mail state and default mailboxes (called by the directory). */
+  protected initUserOps (user: string): BatchOp[] {
+    const tx = new Tx()
+    const c: Cached = {
+      state: { modseq: 1, logSeq: 0, mailboxSeq: 0, lastUidValidity: 0, usedBytes: 0, usedMessages: 0 },
+      boxes: new Map(),
+      byName: new Map()
+    }
+    for (const [name, use] of DEFAULT_MAILBOXES) {
+      this.addMailbox(tx, user, c, name, use)
+      tx.put(keys.subscription(user, name), true)
+    }
+    tx.put(keys.state(user), c.state)
+    return tx.ops
+  }
+
+  private log (tx: Tx, user: string, c: Cached, entry: NewLogEntry): void {
+    c.state.logSeq += 1
+    tx.put(keys.log(user, c.state.logSeq), { ...entry, seq: c.state.logSeq })
+  }
+
+  private nextModseq (c: Cached, box: MailboxRec): number {
+    c.state.modseq += 1
+    box.highestModseq = c.state.modseq
+    return c.state.modseq
+  }
+
+  private addMailbox (tx: Tx, user: string, c: Cached, name: string, specialUse: SpecialUse | null): MailboxRec {
+    if (c.boxes.size >= MAILBOXES_PER_USER_MAX) throw new MailError('limit', 'Too many mailboxes')
+    c.state.mailboxSeq += 1
+    // UIDVALIDITY: seconds since the epoch, forced to grow per user, so a mailbox re-created under an old
+    // name never repeats an old value (RFC 3501 2.3.1.1)
+    const uidValidity = Math.max(Math.floor(this.now() / 1000), c.state.lastUidValidity + 1) >>> 0
+    c.state.lastUidValidity = uidValidity
+    const rec: MailboxRec = {
+      id: c.state.mailboxSeq.toString(36),
+      name,
+      uidValidity,
+      uidNext: 1,
+      highestModseq: c.state.modseq,
+      specialUse,
+      messages: 0,
+      unseen: 0,
+      size: 0
+    }
+    c.boxes.set(rec.id, rec)
+    c.byName.set(name, rec.id)
+    tx.put(keys.mailbox(user, rec.id), rec)
+    this.log(tx, user, c, { op: 'mailboxCreate', mailbox: rec.id, name, uidValidity, specialUse })
+    tx.events.push([user, { type: 'mailboxes' }])
+    return rec
+  }
+
+  private boxByName (c: Cached, name: string): MailboxRec {
+    const id = c.byName.get(normalizeMailboxName(name))
+    const box = id === undefined ? undefined : c.boxes.get(id)
+    if (box === undefined) throw new MailError('nonExistent', 'Mailbox does not exist')
+    return box
+  }
+
+  private boxById (c: Cached, id: string): MailboxRec {
+    const box = c.boxes.get(id)
+    if (box === undefined) throw new MailError('nonExistent', 'Mailbox does not exist')
+    return box
+  }
+
+  // ---- mailboxes -------------------------------------------------------------------------------------
+
+  async listMailboxes (user: string): Promise<Mailbox[]> {
+    const subs = new Set(await this.listSubscriptions(user))
+    const out: Mailbox[] = []
+    for await (const rec of this.db.values(keys.mailboxRange(user)) as AsyncIterable<MailboxRec>) {
+      out.push({ ...rec, subscribed: subs.has(rec.name) })
+    }
+    return out.sort((a, b) => a.name === 'INBOX' ? -1 : b.name === 'INBOX' ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+  }
+
+  async getMailbox (user: string, name: string): Promise<Mailbox | null> {
+    const n = normalizeMailboxName(name)
+    const all = await this.listMailboxes(user)
+    return all.find(m => m.name === n) ?? null
+  }
+
+  async createMailbox (user: string, name: string, opts?: OpOptions & { specialUse?: SpecialUse }): Promise<Mailbox> {
+    const n = checkMailboxName(name)
+    return await this.write([user], (tx, get) => {
+      const c = get(user)
+      if (c.byName.has(n)) throw new MailError('exists', 'Mailbox already exists')
+      // RFC 3501 6.3.3: superior names needed for the new one are created too
+      for (const p of parentsOf(n)) if (!c.byName.has(p)) this.addMailbox(tx, user, c, p, null)
+      const rec = this.addMailbox(tx, user, c, n, opts?.specialUse ?? null)
+      return { ...rec, subscribed: false }
+    }, opts)
+  }
+
+  async deleteMailbox (user: string, name: string, opts?: OpOptions): Promise<void> {
+    const n = normalizeMailboxName(name)
+    if (n === 'INBOX') throw new MailError('denied', 'INBOX cannot be deleted')
+    const box = await this.write([user], async (tx, get) => {
+      const c = get(user)
+      const box = this.boxByName(c, n)
+      for (const other of c.byName.keys()) {
+        if (isChildOf(other, n)) throw new MailError('hasChildren', 'Mailbox has children, delete them first')
+      }
+      for await (const rec of this.db.values(keys.messageRange(user, box.id)) as AsyncIterable<MessageRecord>) {
+        this.dropMessage(tx, user, c, box, rec)
+      }
+      for await (const k of this.db.keys(keys.expungedRange(user, box.id))) tx.del(k)
+      c.boxes.delete(box.id)
+      c.byName.delete(box.name)
+      tx.del(keys.mailbox(user, box.id))
+      this.log(tx, user, c, { op: 'mailboxDelete', mailbox: box.id })
+      tx.events.push([user, { type: 'mailboxes' }])
+      return box
+    }, opts)
+    void box
+  }
+
+  async renameMailbox (user: string, from: string, to: string, opts?: OpOptions): Promise<void> {
+    const src = normalizeMailboxName(from)
+    const dst = checkMailboxName(to)
+    await this.write([user], async (tx, get) => {
+      const c = get(user)
+      const box = this.boxByName(c, src)
+      if (c.byName.has(dst)) throw new MailError('exists', 'Target mailbox already exists')
+      if (dst === src || isChildOf(dst, src)) throw new MailError('invalid', 'Cannot rename a mailbox into itself')
+      for (const p of parentsOf(dst)) if (!c.byName.has(p)) this.addMailbox(tx, user, c, p, null)
+      if (src === 'INBOX') {
+        // RFC 3501 6.3.5: renaming INBOX moves its messages to a new mailbox and leaves INBOX empty; INBOX's
+        // children are not renamed.
+        const target = this.addMailbox(tx, user, c, dst, null)
+        const recs: MessageRecord[] = []
+        for await (const rec of this.db.values(keys.messageRange(user, box.id)) as AsyncIterable<MessageRecord>) recs.push(rec)
+        this.copyRecords(tx, user, c, recs, target)
+        for (const rec of recs) this.dropMessage(tx, user, c, box, rec)
+        if (recs.length > 0) this.recordExpunge(tx, user, c, box, recs.map(r => r.uid))
+        return
+      }
+      const renames: Array<[MailboxRec, string]> = [[box, dst]]
+      for (const [name, id] of c.byName) {
+        if (isChildOf(name, src)) renames.push([this.boxById(c, id), dst + name.slice(src.length)])
+      }
+      for (const [, newName] of renames) checkMailboxName(newName)
+      const subs = new Set(await this.listSubscriptions(user))
+      for (const [b, newName] of renames) {
+        c.byName.delete(b.name)
+        if (subs.has(b.name)) {
+          tx.del(keys.subscription(user, b.name))
+          tx.put(keys.subscription(user, newName), true)
+        }
+        b.name = newName
+        c.byName.set(newName, b.id)
+        tx.put(keys.mailbox(user, b.id), b)
+        this.log(tx, user, c, { op: 'mailboxRename', mailbox: b.id, name: newName })
+      }
+      tx.events.push([user, { type: 'mailboxes' }])
+    }, opts)
+  }
+
+  async setSubscribed (user: string, name: string, subscribed: boolean, opts?: OpOptions): Promise<void> {
+    const n = checkMailboxName(name)
+    await this.write([user], (tx, get) => {
+      const c = get(user)
+      // RFC 3501 6.3.6: SUBSCRIBE of a mailbox that does not exist may be refused; we refuse, like Dovecot.
+      if (subscribed && !c.byName.has(n)) throw new MailError('nonExistent', 'Mailbox does not exist')
+      if (subscribed) tx.put(keys.subscription(user, n), true)
+      else tx.del(keys.subscription(user, n))
+      this.log(tx, user, c, { op: 'subscribe', mailbox: c.byName.get(n) ?? n, subscribed })
+      tx.events.push([user, { type: 'mailboxes' }])
+    }, opts)
+  }
+
+  async listSubscriptions (user: string): Promise<string[]> {
+    const out: string[] = []
+    const prefix = keys.subscription(user, '')
+    for await (const k of this.db.keys(keys.subscriptionRange(user))) out.push(k.slice(prefix.length))
+    return out
+  }
+
+  // ---- messages: writes ---------------------------------------------------------------------------------
+
+  /** Stores the body (once per content) and its parsed structure; returns the batch ops that index them. */
+  private async putBody (raw: Buffer): Promise<{ hash: string, ops: BatchOp[] }> {
+    const hash = sha256Hex(raw)
+    const ops: BatchOp[] = []
+    if (await this.db.get(keys.blob(hash)) === undefined) {
+      const loc = await this.blobs.append(hash, raw)
+      ops.push({ type: 'put', key: keys.blob(hash), value: loc })
+      ops.push({ type: 'put', key: keys.meta(hash), value: analyzeMessage(raw) })
+    }
+    return { hash, ops }
+  }
+
+  private checkFlags (flags: string[]): string[] {
+    const out = [...new Set(flags.filter(f => f !== '\\Recent'))]
+    if (out.length > FLAGS_PER_MESSAGE_MAX) throw new MailError('limit', 'Too many flags')
+    for (const f of out) {
+      if (f.length === 0 || Buffer.byteLength(f) > FLAG_BYTES_MAX || /[\x00-\x20()*%"\\\]{\x7f]/.test(f.replace(/^\\/, ''))) {
+        throw new MailError('invalid', 'Invalid flag')
+      }
+    }
+    return out
+  }
+
+  private async quotaLimits (user: string): Promise<{ bytes: number, messages: number }> {
+    const u = await this.db.get(keys.user(user))
+    return { bytes: u?.quotaBytes ?? 0, messages: u?.quotaMessages ?? 0 }
+  }
+
+  private checkQuota (c: Cached, limits: { bytes: number, messages: number }, bytes: number, messages: number): void {
+    if (limits.bytes > 0 && c.state.usedBytes + bytes > limits.bytes) throw new MailError('noQuota', 'Quota exceeded (mailbox full)')
+    if (limits.messages > 0 && c.state.usedMessages + messages > limits.messages) throw new MailError('noQuota', 'Quota exceeded (too many messages)')
+  }
+
+  private addRecord (tx: Tx, user: string, c: Cached, box: MailboxRec, rec: Omit<MessageRecord, 'uid' | 'modseq'>): MessageRecord {
+    const full: MessageRecord = { ...rec, uid: box.uidNext, modseq: this.nextModseq(c, box) }
+    box.uidNext += 1
+    box.messages += 1
+    box.size += full.size
+    if (!isSeen(full.flags)) box.unseen += 1
+    c.state.usedBytes += full.size
+    c.state.usedMessages += 1
+    tx.put(keys.message(user, box.id, full.uid), full)
+    tx.put(keys.blobRef(full.blob, user, box.id, full.uid), 1)
+    tx.put(keys.mailbox(user, box.id), box)
+    this.log(tx, user, c, { op: 'append', mailbox: box.id, uid: full.uid, gid: full.gid, flags: full.flags, modseq: full.modseq, internalDate: full.internalDate, size: full.size, blob: full.blob, prefix: full.prefix })
+    return full
+  }
+
+  private dropMessage (tx: Tx, user: string, c: Cached, box: MailboxRec, rec: MessageRecord): void {
+    box.messages -= 1
+    box.size -= rec.size
+    if (!isSeen(rec.flags)) box.unseen -= 1
+    c.state.usedBytes -= rec.size
+    c.state.usedMessages -= 1
+    tx.del(keys.message(user, box.id, rec.uid))
+    tx.del(keys.blobRef(rec.blob, user, box.id, rec.uid))
+    tx.put(keys.mailbox(user, box.id), box)
+  }
+
+  private recordExpunge (tx: Tx, user: string, c: Cached, box: MailboxRec, uids: number[]): number {
+    const modseq = this.nextModseq(c, box)
+    tx.put(keys.expunged(user, box.id, modseq), uids)
+    tx.put(keys.mailbox(user, box.id), box)
+    this.log(tx, user, c, { op: 'expunge', mailbox: box.id, uids, modseq })
+    tx.events.push([user, { type: 'expunge', mailbox: box.id, uids, modseq }])
+    return modseq
+  }
+
+  private copyRecords (tx: Tx, user: string, c: Cached, recs: MessageRecord[], target: MailboxRec): Array<[number, number]> {
+    const pairs: Array<[number, number]> = []
+    for (const r of recs) {
+      const copy = this.addRecord(tx, user, c, target, { gid: this.randomId(), flags: r.flags, internalDate: r.internalDate, size: r.size, blob: r.blob, prefix: r.prefix })
+      pairs.push([r.uid, copy.uid])
+    }
+    if (pairs.length > 0) tx.events.push([user, { type: 'append', mailbox: target.id, uids: pairs.map(p => p[1]), modseq: target.highestModseq }])
+    return pairs
+  }
+
+  async append (user: string, name: string, input: AppendInput, opts?: OpOptions): Promise<AppendResult> {
+    const [res] = await this.deliver(input.raw, [{ user, mailbox: name, prefix: input.prefix ?? '', flags: input.flags ?? [] }], { ...opts, internalDate: input.internalDate })
+    return res
+  }
+
+  async deliver (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number }): Promise<AppendResult[]> {
+    if (targets.length === 0) return []
+    const flagsOf = targets.map(t => this.checkFlags(t.flags ?? []))
+    const body = await this.putBody(raw)
+    const users = targets.map(t => t.user)
+    const limits = new Map<string, { bytes: number, messages: number }>()
+    for (const u of new Set(users)) limits.set(u, await this.quotaLimits(u))
+    return await this.write(users, (tx, get) => {
+      // All-or-nothing: every target's mailbox and quota are checked before anything is added.
+      const need = new Map<string, { bytes: number, messages: number }>()
+      const boxes = targets.map(t => this.boxByName(get(t.user), t.mailbox ?? 'INBOX'))
+      targets.forEach(t => {
+        const n = need.get(t.user) ?? { bytes: 0, messages: 0 }
+        n.bytes += raw.length + Buffer.byteLength(t.prefix)
+        n.messages += 1
+        need.set(t.user, n)
+      })
+      for (const [u, n] of need) this.checkQuota(get(u), limits.get(u) as { bytes: number, messages: number }, n.bytes, n.messages)
+      tx.ops.push(...body.ops)
+      const internalDate = opts?.internalDate ?? this.now()
+      return targets.map((t, i) => {
+        const c = get(t.user)
+        const box = boxes[i]
+        const rec = this.addRecord(tx, t.user, c, box, {
+          gid: this.randomId(), flags: flagsOf[i], internalDate, size: raw.length + Buffer.byteLength(t.prefix), blob: body.hash, prefix: t.prefix
+        })
+        tx.events.push([t.user, { type: 'append', mailbox: box.id, uids: [rec.uid], modseq: rec.modseq }])
+        return { mailbox: box.id, uidValidity: box.uidValidity, uid: rec.uid, modseq: rec.modseq, gid: rec.gid }
+      })
+    }, opts)
+  }
+
+  private async records (user: string, box: MailboxRec, uids: number[]): Promise<MessageRecord[]> {
+    const wanted = [...new Set(uids)].filter(u => Number.isInteger(u) && u > 0 && u < box.uidNext).sort((a, b) => a - b)
+    const got = await this.db.getMany(wanted.map(u => keys.message(user, box.id, u)))
+    return got.filter((r): r is MessageRecord => r !== undefined)
+  }
+
+  async storeFlags (user: string, mailboxId: string, uids: number[], op: FlagOp, flags: string[], opts?: OpOptions & { unchangedSince?: number }): Promise<StoreFlagsResult> {
+    const fl = this.checkFlags(flags)
+    return await this.write([user], async (tx, get) => {
+      const c = get(user)
+      const box = this.boxById(c, mailboxId)
+      const recs = await this.records(user, box, uids)
+      const result: StoreFlagsResult = { modseq: box.highestModseq, changed: [], unchanged: [], failedUnchangedSince: [] }
+      const changedRecs: MessageRecord[] = []
+      for (const r of recs) {
+        if (opts?.unchangedSince !== undefined && r.modseq > opts.unchangedSince) {
+          result.failedUnchangedSince.push(r.uid)
+          continue
+        }
+        const next = op === 'set' ? fl : op === 'add' ? [...new Set([...r.flags, ...fl])] : r.flags.filter(f => !fl.includes(f))
+        if (next.length > FLAGS_PER_MESSAGE_MAX) throw new MailError('limit', 'Too many flags')
+        const same = next.length === r.flags.length && next.every(f => r.flags.includes(f))
+        if (same) {
+          result.unchanged.push({ uid: r.uid, flags: r.flags, modseq: r.modseq })
+          continue
+        }
+        if (isSeen(r.flags) && !isSeen(next)) box.unseen += 1
+        if (!isSeen(r.flags) && isSeen(next)) box.unseen -= 1
+        r.flags = next
+        changedRecs.push(r)
+      }
+      if (changedRecs.length > 0) {
+        // One modseq for the whole command: RFC 7162 3.1 only asks that it grow
+        const modseq = this.nextModseq(c, box)
+        for (const r of changedRecs) {
+          r.modseq = modseq
+          tx.put(keys.message(user, box.id, r.uid), r)
+          result.changed.push({ uid: r.uid, flags: r.flags, modseq })
+        }
+        tx.put(keys.mailbox(user, box.id), box)
+        this.log(tx, user, c, { op: 'flags', mailbox: box.id, changes: changedRecs.map(r => [r.uid, r.flags]), modseq })
+        tx.events.push([user, { type: 'flags', mailbox: box.id, changes: result.changed, modseq }])
+      }
+      result.modseq = box.highestModseq
+      return result
+    }, opts)
+  }
+
+  async expunge (user: string, mailboxId: string, uids: number[], opts?: OpOptions): Promise<{ uids: number[], modseq: number }> {
+    return await this.write([user], async (tx, get) => {
+      const c = get(user)
+      const box = this.boxById(c, mailboxId)
+      const recs = await this.records(user, box, uids)
+      if (recs.length === 0) return { uids: [], modseq: box.highestModseq }
+      for (const r of recs) this.dropMessage(tx, user, c, box, r)
+      const done = recs.map(r => r.uid)
+      return { uids: done, modseq: this.recordExpunge(tx, user, c, box, done) }
+    }, opts)
+  }
+
+  async copy (user: string, fromId: string, uids: number[], toName: string, opts?: OpOptions): Promise<CopyResult> {
+    const limits = await this.quotaLimits(user)
+    return await this.write([user], async (tx, get) => {
+      const c = get(user)
+      const src = this.boxById(c, fromId)
+      const dst = this.boxByName(c, toName)
+      const recs = await this.records(user, src, uids)
+      this.checkQuota(c, limits, recs.reduce((s, r) => s + r.size, 0), recs.length)
+      const pairs = this.copyRecords(tx, user, c, recs, dst)
+      return { uidValidity: dst.uidValidity, pairs, modseq: dst.highestModseq }
+    }, opts)
+  }
+
+  async move (user: string, fromId: string, uids: number[], toName: string, opts?: OpOptions): Promise<CopyResult & { expunged: number[] }> {
+    return await this.write([user], async (tx, get) => {
+      const c = get(user)
+      const src = this.boxById(c, fromId)
+      const dst = this.boxByName(c, toName)
+      if (src.id === dst.id) throw new MailError('invalid', 'Source and destination are the same mailbox')
+      const recs = await this.records(user, src, uids)
+      // Moving does not change usage: quota is not checked (RFC 6851 3.3 lets a MOVE within quota succeed)
+      const pairs = this.copyRecords(tx, user, c, recs, dst)
+      for (const r of recs) this.dropMessage(tx, user, c, src, r)
+      const expunged = recs.map(r => r.uid)
+      if (expunged.length > 0) this.recordExpunge(tx, user, c, src, expunged)
+      return { uidValidity: dst.uidValidity, pairs, modseq: dst.highestModseq, expunged }
+    }, opts)
+  }
+
+  // ---- messages: reads ----------------------------------------------------------------------------------
+
+  async listMessages (user: string, mailboxId: string, range?: { from?: number, to?: number }): Promise<MessageRecord[]> {
+    const r = keys.messageRange(user, mailboxId)
+    const opts: { gt?: string, lt?: string, gte?: string, lte?: string } = { ...r }
+    if (range?.from !== undefined) { delete opts.gt; opts.gte = keys.message(user, mailboxId, Math.max(1, range.from)) }
+    if (range?.to !== undefined) { delete opts.lt; opts.lte = keys.message(user, mailboxId, Math.min(range.to, 9_999_999_999)) }
+    return await this.db.values(opts).all() as MessageRecord[]
+  }
+
+  async getMessage (user: string, mailboxId: string, uid: number): Promise<MessageRecord | null> {
+    if (!Number.isInteger(uid) || uid < 1) return null
+    return (await this.db.get(keys.message(user, mailboxId, uid))) ?? null
+  }
+
+  async changesSince (user: string, mailboxId: string, modseq: number): Promise<ChangesSince> {
+    const changed = (await this.listMessages(user, mailboxId)).filter(r => r.modseq > modseq)
+    const expunged: number[] = []
+    const from = keys.expunged(user, mailboxId, modseq + 1)
+    for await (const uids of this.db.values({ gte: from, lt: keys.expungedRange(user, mailboxId).lt }) as AsyncIterable<number[]>) {
+      expunged.push(...uids)
+    }
+    return { changed, expunged: expunged.sort((a, b) => a - b) }
+  }
+
+  private async location (hash: string): Promise<BlobLocation> {
+    const loc: BlobLocation | undefined = await this.db.get(keys.blob(hash))
+    if (loc === undefined) throw new MailError('temp', `Message body ${hash} missing`)
+    return loc
+  }
+
+  async getMeta (record: MessageRecord): Promise<MessageMeta> {
+    const meta: MessageMeta | undefined = await this.db.get(keys.meta(record.blob))
+    if (meta === undefined) throw new MailError('temp', `Message structure ${record.blob} missing`)
+    const shift = Buffer.byteLength(record.prefix)
+    if (shift === 0) return meta
+    const move = (p: MimePart, top: boolean): void => {
+      if (!top) p.headerStart += shift
+      p.headerEnd += shift
+      p.bodyStart += shift
+      p.bodyEnd += shift
+      for (const child of p.parts ?? []) move(child, false)
+      if (p.message !== undefined) move(p.message.root, false)
+    }
+    move(meta.root, true)
+    return meta
+  }
+
+  async readMessage (record: MessageRecord): Promise<Buffer> {
+    const body = await this.blobs.read(await this.location(record.blob))
+    return record.prefix === '' ? body : Buffer.concat([Buffer.from(record.prefix), body])
+  }
+
+  async * streamMessage (record: MessageRecord, range?: { start?: number, end?: number }): AsyncIterable<Buffer> {
+    const prefix = Buffer.from(record.prefix)
+    const start = Math.max(0, range?.start ?? 0)
+    const end = Math.min(record.size, range?.end ?? record.size)
+    if (start >= end) return
+    if (start < prefix.length) yield prefix.subarray(start, Math.min(end, prefix.length))
+    if (end > prefix.length) {
+      yield * this.blobs.stream(await this.location(record.blob), Math.max(0, start - prefix.length), end - prefix.length)
+    }
+  }
+
+  async quota (user: string): Promise<QuotaUsage> {
+    const state: UserState | undefined = await this.db.get(keys.state(user))
+    if (state === undefined) throw new MailError('notFound', 'No such user')
+    const limits = await this.quotaLimits(user)
+    return { usedBytes: state.usedBytes, limitBytes: limits.bytes, usedMessages: state.usedMessages, limitMessages: limits.messages }
+  }
+
+  // ---- events and log -----------------------------------------------------------------------------------
+
+  subscribe (user: string, listener: MailListener): () => void {
+    let set = this.listeners.get(user)
+    if (set === undefined) this.listeners.set(user, set = new Set())
+    set.add(listener)
+    return () => {
+      set.delete(listener)
+      if (set.size === 0 && this.listeners.get(user) === set) this.listeners.delete(user)
+    }
+  }
+
+  private emit (user: string, event: MailEvent): void {
+    for (const l of this.listeners.get(user) ?? []) {
+      try {
+        l(event)
+      } catch {
+        // a listener's failure is its own; the change is already durable
+      }
+    }
+  }
+
+  async readLog (user: string, from: number, limit: number): Promise<LogEntry[]> {
+    return await this.db.values({ gte: keys.log(user, Math.max(0, from)), lt: keys.logRange(user).lt, limit }).all() as LogEntry[]
+  }
+
+  /** Drops every key of a user's mail (the directory calls this when deleting a user, inside its own write). */
+  protected async userDeletionOps (user: string): Promise<BatchOp[]> {
+    const ops: BatchOp[] = []
+    for (const r of keys.userRanges(user)) {
+      for await (const k of this.db.keys(r)) ops.push({ type: 'del', key: k })
+    }
+    // blob references live under the blob's hash; find them through the user's message records
+    for await (const [k, rec] of this.db.iterator(keys.userRanges(user)[3]) as AsyncIterable<[string, MessageRecord]>) {
+      const mb = k.split(SEP)[2]
+      ops.push({ type: 'del', key: keys.blobRef(rec.blob, user, mb, rec.uid) })
+    }
+    return ops
+  }
+
+  static readonly delimiter = DELIMITER
+}

@@ -1,0 +1,231 @@
+// The storage interface the protocol code uses. Protocol handlers (SMTP, IMAP, POP3) and the grid reach mail
+// and the directory only through these types; they never see LevelDB keys. Every method that changes state is
+// one atomic batch, and it resolves only after that batch is durable (fsync'd), so a reply sent after it can
+// be an acknowledgement.
+
+import type { MessageMeta } from './mime/index.ts'
+
+export type { MessageMeta }
+
+export interface OpOptions {
+  signal?: AbortSignal
+}
+
+// ---- directory ----------------------------------------------------------------------------------------
+
+export type AccountStatus = 'active' | 'disabled'
+
+export interface Domain {
+  name: string
+  created: number
+}
+
+export interface User {
+  address: string // normalized: local part as given (case kept), domain lower-cased; lookups are case-insensitive
+  quotaBytes: number // 0 = unlimited
+  quotaMessages: number // 0 = unlimited
+  status: AccountStatus
+  created: number
+}
+
+export interface Alias {
+  address: string // 'sales@example.com', or '@example.com' for a catch-all
+  targets: string[] // local user addresses or other aliases
+  created: number
+}
+
+export interface NewUser {
+  address: string
+  password: string
+  quotaBytes?: number
+  quotaMessages?: number
+}
+
+export interface Directory {
+  addDomain (name: string, opts?: OpOptions): Promise<Domain>
+  listDomains (): Promise<Domain[]>
+  getDomain (name: string): Promise<Domain | null>
+  /** Refuses (kind 'denied') while users or aliases of the domain exist. */
+  deleteDomain (name: string, opts?: OpOptions): Promise<void>
+
+  /** Creates the user and its mailboxes (INBOX, Sent, Drafts, Trash, Junk, Archive). */
+  addUser (user: NewUser, opts?: OpOptions): Promise<User>
+  getUser (address: string): Promise<User | null>
+  listUsers (domain?: string): Promise<User[]>
+  setPassword (address: string, password: string, opts?: OpOptions): Promise<void>
+  setQuota (address: string, quota: { bytes?: number, messages?: number }, opts?: OpOptions): Promise<void>
+  setStatus (address: string, status: AccountStatus, opts?: OpOptions): Promise<void>
+  /** Deletes the account and all of its mail. */
+  deleteUser (address: string, opts?: OpOptions): Promise<void>
+  /** The user for these credentials, or null. Constant work whether or not the user exists. */
+  verifyPassword (address: string, password: string): Promise<User | null>
+
+  addAlias (address: string, targets: string[], opts?: OpOptions): Promise<Alias>
+  deleteAlias (address: string, opts?: OpOptions): Promise<void>
+  listAliases (domain?: string): Promise<Alias[]>
+  /**
+   * The local users an address delivers to: the user itself, or the expansion of an alias (recursively, with
+   * a depth limit), or the domain's catch-all. Empty when nothing matches.
+   */
+  resolveRecipient (address: string): Promise<string[]>
+  /** True when the address is the user itself or an alias that expands to that user (for envelope senders). */
+  mayUseAddress (user: string, address: string): Promise<boolean>
+  isLocalDomain (domain: string): Promise<boolean>
+}
+
+// ---- mail -----------------------------------------------------------------------------------------------
+
+export type SpecialUse = '\\Sent' | '\\Drafts' | '\\Trash' | '\\Junk' | '\\Archive' | '\\All' | '\\Flagged'
+
+export interface Mailbox {
+  id: string // stable across renames
+  name: string // full hierarchical name with '/' as the delimiter; 'INBOX' is always upper case
+  uidValidity: number
+  uidNext: number
+  highestModseq: number
+  specialUse: SpecialUse | null
+  subscribed: boolean
+  messages: number
+  unseen: number
+  size: number // bytes of all messages
+}
+
+/** The index record of one message: everything but its content and parsed structure. */
+export interface MessageRecord {
+  uid: number
+  gid: string // global message id: the same message on every replica
+  flags: string[] // system flags ('\\Seen', ...) and keywords; never '\\Recent'
+  modseq: number
+  internalDate: number // ms since the epoch
+  size: number // RFC 822 size: prefix + body bytes
+  blob: string // hex SHA-256 of the stored body
+  prefix: string // header lines this server added (Return-Path, Received), CRLF-terminated; '' for APPEND
+}
+
+export interface AppendInput {
+  raw: Buffer
+  flags?: string[]
+  internalDate?: number
+  prefix?: string
+}
+
+export interface AppendResult {
+  mailbox: string // mailbox id
+  uidValidity: number
+  uid: number
+  modseq: number
+  gid: string
+}
+
+export interface DeliveryTarget {
+  user: string
+  mailbox?: string // name; default INBOX
+  prefix: string
+  flags?: string[]
+}
+
+export type FlagOp = 'set' | 'add' | 'remove'
+
+export interface FlagChange {
+  uid: number
+  flags: string[]
+  modseq: number
+}
+
+export interface StoreFlagsResult {
+  modseq: number // the highest modseq of the mailbox after the change
+  changed: FlagChange[] // messages whose flags this call changed (new modseq)
+  unchanged: FlagChange[] // requested messages that exist but whose flags already matched
+  failedUnchangedSince: number[] // CONDSTORE (RFC 7162 3.1.3): uids whose modseq was above UNCHANGEDSINCE
+}
+
+export interface CopyResult {
+  uidValidity: number // of the destination
+  pairs: Array<[number, number]> // [source uid, destination uid], in source uid order
+  modseq: number
+}
+
+export interface ChangesSince {
+  changed: MessageRecord[] // messages with modseq > since
+  expunged: number[] // uids expunged with modseq > since (QRESYNC VANISHED)
+}
+
+export interface QuotaUsage {
+  usedBytes: number
+  limitBytes: number // 0 = unlimited
+  usedMessages: number
+  limitMessages: number // 0 = unlimited
+}
+
+export type MailEvent =
+  | { type: 'append', mailbox: string, uids: number[], modseq: number }
+  | { type: 'flags', mailbox: string, changes: FlagChange[], modseq: number }
+  | { type: 'expunge', mailbox: string, uids: number[], modseq: number }
+  | { type: 'mailboxes' } // created, renamed, deleted or (un)subscribed
+
+export type MailListener = (event: MailEvent) => void
+
+/** One entry of a user's ordered change log: what the grid replicates. */
+export type LogEntry =
+  | { seq: number, op: 'append', mailbox: string, uid: number, gid: string, flags: string[], modseq: number, internalDate: number, size: number, blob: string, prefix: string }
+  | { seq: number, op: 'flags', mailbox: string, changes: Array<[number, string[]]>, modseq: number }
+  | { seq: number, op: 'expunge', mailbox: string, uids: number[], modseq: number }
+  | { seq: number, op: 'mailboxCreate', mailbox: string, name: string, uidValidity: number, specialUse: SpecialUse | null }
+  | { seq: number, op: 'mailboxRename', mailbox: string, name: string }
+  | { seq: number, op: 'mailboxDelete', mailbox: string }
+  | { seq: number, op: 'subscribe', mailbox: string, subscribed: boolean }
+
+// Mailbox-level methods take names; message-level methods take the mailbox id (stable across renames).
+/** A log entry before the log assigns its position. */
+export type NewLogEntry = LogEntry extends infer E ? E extends LogEntry ? Omit<E, 'seq'> : never : never
+
+export interface MailStore {
+  listMailboxes (user: string): Promise<Mailbox[]>
+  /** By name; 'INBOX' matches case-insensitively. Null when it does not exist. */
+  getMailbox (user: string, name: string): Promise<Mailbox | null>
+  createMailbox (user: string, name: string, opts?: OpOptions & { specialUse?: SpecialUse }): Promise<Mailbox>
+  /** RFC 3501 6.3.4: deleting a mailbox with children is refused here (kind 'hasChildren'). INBOX cannot be deleted. */
+  deleteMailbox (user: string, name: string, opts?: OpOptions): Promise<void>
+  /** Renames the mailbox and its children. Renaming INBOX moves its messages to the new mailbox (RFC 3501 6.3.5). */
+  renameMailbox (user: string, from: string, to: string, opts?: OpOptions): Promise<void>
+  setSubscribed (user: string, name: string, subscribed: boolean, opts?: OpOptions): Promise<void>
+  /** Names subscribed to, including ones whose mailbox no longer exists. */
+  listSubscriptions (user: string): Promise<string[]>
+
+  append (user: string, name: string, input: AppendInput, opts?: OpOptions): Promise<AppendResult>
+  /**
+   * Delivers one message to several local users: the body is stored once, each user gets its own record
+   * (with its own prefix). All-or-nothing: checks every target's quota first and throws 'noQuota' (listing
+   * nothing stored) when any target lacks room.
+   */
+  deliver (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number }): Promise<AppendResult[]>
+
+  /** Index records of a mailbox in UID order, optionally limited to a UID range (inclusive). */
+  listMessages (user: string, mailboxId: string, range?: { from?: number, to?: number }): Promise<MessageRecord[]>
+  getMessage (user: string, mailboxId: string, uid: number): Promise<MessageRecord | null>
+  /** Parsed structure with byte offsets relative to the full message (prefix included). */
+  getMeta (record: MessageRecord): Promise<MessageMeta>
+  /** The whole message (prefix + body). */
+  readMessage (record: MessageRecord): Promise<Buffer>
+  /** A byte range [start, end) of the whole message, streamed in chunks; never loads more than one chunk. */
+  streamMessage (record: MessageRecord, range?: { start?: number, end?: number }): AsyncIterable<Buffer>
+
+  storeFlags (user: string, mailboxId: string, uids: number[], op: FlagOp, flags: string[], opts?: OpOptions & { unchangedSince?: number }): Promise<StoreFlagsResult>
+  expunge (user: string, mailboxId: string, uids: number[], opts?: OpOptions): Promise<{ uids: number[], modseq: number }>
+  copy (user: string, fromId: string, uids: number[], toName: string, opts?: OpOptions): Promise<CopyResult>
+  /** Copy then expunge from the source, as one atomic batch (RFC 6851). */
+  move (user: string, fromId: string, uids: number[], toName: string, opts?: OpOptions): Promise<CopyResult & { expunged: number[] }>
+  changesSince (user: string, mailboxId: string, modseq: number): Promise<ChangesSince>
+
+  quota (user: string): Promise<QuotaUsage>
+  /** Change events of one user's mail, emitted after the change is durable. Returns the unsubscribe function. */
+  subscribe (user: string, listener: MailListener): () => void
+  /** The user's change log from position `from` (inclusive), at most `limit` entries. */
+  readLog (user: string, from: number, limit: number): Promise<LogEntry[]>
+}
+
+export interface Store extends Directory, MailStore {
+  readonly path: string
+  start (): Promise<void>
+  stop (): Promise<void>
+}
