@@ -1,0 +1,72 @@
+// The face of node/: what the appliance (config, CLI, admin API) needs to run a mail node. The node knows
+// nothing of how it was configured or installed; it gets a fully resolved NodeInit.
+
+import type { Logger } from 'pino'
+import type { Store } from '../store/index.ts'
+
+export interface Endpoint {
+  host: string // '127.0.0.1' by default; '0.0.0.0' or '::' to listen on the network
+  port: number // 0 = ephemeral (tests)
+}
+
+export type ServiceName = 'smtp' | 'submission' | 'smtps' | 'pop3' | 'pop3s' | 'imap' | 'imaps'
+
+export interface TlsMaterial {
+  key: string | Buffer
+  cert: string | Buffer
+}
+
+export interface NodeLimits {
+  messageBytesMax: number // SMTP SIZE and APPEND limit
+  recipientsMax: number // per SMTP transaction
+  connectionsPerIpMax: number
+  connectionsMax: number
+  authFailuresPerIpMax: number
+  authFailuresPerAccountMax: number
+  authWindowMs: number
+  idleTimeoutMs: number // SMTP and POP3; IMAP has its own 30-minute autologout floor
+}
+
+export interface NodeInit {
+  dataDir: string
+  hostname: string // the name in greetings and Received headers
+  listen: Record<ServiceName, Endpoint | null> // null = service off
+  tls: TlsMaterial
+  /** Let clients authenticate without TLS when they connect from a loopback address (development, tests). */
+  plaintextAuthOnLoopback: boolean
+  limits: NodeLimits
+  /** fsync every commit; only benchmarks that say so turn it off. */
+  sync: boolean
+  scryptLogN?: number
+}
+
+export interface NodeComponents {
+  logger: Logger
+  now?: () => number
+}
+
+export interface ServiceStatus {
+  name: ServiceName
+  host: string
+  port: number
+}
+
+export interface NodeStatus {
+  hostname: string
+  startedAt: number
+  uptimeMs: number
+  services: ServiceStatus[]
+  connections: number
+  users: number
+  domains: number
+  store: { commitGroups: number, commitBatches: number }
+  memory: { rssBytes: number, heapUsedBytes: number }
+}
+
+export interface MailNode {
+  readonly store: Store
+  start (): Promise<void>
+  /** Stops every listener and session, then the store; safe to call twice. */
+  stop (): Promise<void>
+  status (): Promise<NodeStatus>
+}
