@@ -642,5 +642,9 @@ export class MailStoreBase {
     return ops
   }
 
+  stats (): { commitGroups: number, commitBatches: number } {
+    return { commitGroups: this.committer.groups, commitBatches: this.committer.batches }
+  }
+
   static readonly delimiter = DELIMITER
 }

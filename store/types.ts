@@ -228,4 +228,6 @@ export interface Store extends Directory, MailStore {
   readonly path: string
   start (): Promise<void>
   stop (): Promise<void>
+  /** Group-commit counters: batches committed and the fsync'd groups they shared. */
+  stats (): { commitGroups: number, commitBatches: number }
 }

@@ -1,0 +1,91 @@
+// node/: the mail daemon. createMailNode wires the store, the shared guards (connection limits, auth
+// throttling, the DATA memory budget) and the protocol services of one node from a resolved NodeInit.
+
+import { createStore } from '../store/index.ts'
+import type { Store } from '../store/index.ts'
+import { createAuthenticator } from './auth.ts'
+import { AuthThrottle, ConnectionLimiter } from './limits.ts'
+import { createSmtpService, MemoryBudget } from './smtp/server.ts'
+import type { SmtpMode } from './smtp/server.ts'
+import type { Endpoint, MailNode, NodeComponents, NodeInit, NodeStatus, ServiceName, ServiceStatus } from './types.ts'
+
+export type * from './types.ts'
+
+interface Service {
+  listen (): Promise<Endpoint>
+  close (): Promise<void>
+}
+
+export function createMailNode (components: NodeComponents, init: NodeInit): MailNode {
+  const now = components.now ?? Date.now
+  const logger = components.logger
+  const store: Store = createStore({ now }, { path: init.dataDir, sync: init.sync, scryptLogN: init.scryptLogN })
+  const limiter = new ConnectionLimiter({ perIp: init.limits.connectionsPerIpMax, total: init.limits.connectionsMax })
+  const throttle = new AuthThrottle({
+    perIp: init.limits.authFailuresPerIpMax, perAccount: init.limits.authFailuresPerAccountMax, windowMs: init.limits.authWindowMs, now
+  })
+  const auth = createAuthenticator({ directory: store, throttle })
+  const budget = new MemoryBudget()
+  const services = new Map<ServiceName, Service>()
+  const bound: ServiceStatus[] = []
+  let startedAt = 0
+  let state: 'new' | 'starting' | 'running' | 'stopped' = 'new'
+
+  const smtp = (name: ServiceName, mode: SmtpMode): void => {
+    const endpoint = init.listen[name]
+    if (endpoint === null) return
+    services.set(name, createSmtpService(
+      { directory: store, delivery: store, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now },
+      {
+        mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
+        recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback
+      }
+    ))
+  }
+  smtp('smtp', 'mx')
+  smtp('submission', 'submission')
+  smtp('smtps', 'smtps')
+
+  const node: MailNode = {
+    store,
+    async start () {
+      if (state !== 'new') return
+      state = 'starting'
+      await store.start()
+      try {
+        for (const [name, svc] of services) {
+          const a = await svc.listen()
+          bound.push({ name, host: a.host, port: a.port })
+        }
+      } catch (err) {
+        await node.stop()
+        throw err
+      }
+      startedAt = now()
+      state = 'running'
+      logger.info({ hostname: init.hostname, services: bound }, 'node_started')
+    },
+    async stop () {
+      if (state === 'stopped') return
+      state = 'stopped'
+      await Promise.allSettled([...services.values()].map(s => s.close()))
+      await store.stop()
+      logger.info('node_stopped')
+    },
+    async status (): Promise<NodeStatus> {
+      const mem = process.memoryUsage()
+      return {
+        hostname: init.hostname,
+        startedAt,
+        uptimeMs: startedAt === 0 ? 0 : now() - startedAt,
+        services: [...bound],
+        connections: limiter.count,
+        users: (await store.listUsers()).length,
+        domains: (await store.listDomains()).length,
+        store: store.stats(),
+        memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed }
+      }
+    }
+  }
+  return node
+}

@@ -1,0 +1,340 @@
+// SMTP on three listeners, all built on smtp-server: inbound MX (mail for local domains and aliases only, no
+// relay), submission with STARTTLS (RFC 6409) and submission over implicit TLS (RFC 8314). A message gets 250
+// only after every recipient's copy is durable in its mailbox; anything else is a 4xx or 5xx, never
+// accept-and-drop.
+
+import { SMTPServer } from 'smtp-server'
+import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server'
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import { domainOf, isMailError, normalizeAddress } from '../../store/index.ts'
+import type { Directory, MailStore } from '../../store/index.ts'
+import type { Authenticator } from '../auth.ts'
+import { smtpError } from '../errors.ts'
+import type { ConnectionLimiter } from '../limits.ts'
+import type { Endpoint, TlsMaterial } from '../types.ts'
+import { traceHeaders } from './received.ts'
+
+export const COMMAND_LINE_BYTES_MAX = 4096 // RFC 5321 4.5.3.1.4 asks for 512; extensions (SIZE, AUTH=) need more
+export const MESSAGE_MEMORY_BYTES_MAX = 256 * 1024 * 1024 // all DATA in flight on this node at once
+export const UNAUTHENTICATED_COMMANDS_MAX = 20 // before AUTH on submission ports
+export const CLOSE_TIMEOUT_MS = 30_000 // how long close() waits for sessions to finish
+
+// smtp-server derives the enhanced status code (RFC 3463) from the reply code alone, so 550 is always 5.1.1.
+// Our handlers put the precise code first in the message ("5.7.1 Relay access denied"); this shim sends such
+// replies with that code instead of the derived one. Only messages that start with a code are affected.
+const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /
+type SendFn = (code: number, data: unknown, context?: unknown) => void
+const proto = SMTPConnection.prototype as unknown as { send: SendFn, __mailgridEnhanced?: boolean }
+if (proto.__mailgridEnhanced !== true) {
+  const original = proto.send
+  proto.send = function (this: unknown, code: number, data: unknown, context?: unknown) {
+    if (context === undefined && typeof data === 'string' && ENHANCED.test(data)) return original.call(this, code, data, false)
+    return original.call(this, code, data, context)
+  }
+  proto.__mailgridEnhanced = true
+}
+
+function reply (code: number, text: string): Error & { responseCode: number } {
+  return Object.assign(new Error(text), { responseCode: code })
+}
+
+const isLoopback = (ip: string): boolean => ip === '::1' || ip.startsWith('127.') || ip.startsWith('::ffff:127.')
+
+export type SmtpMode = 'mx' | 'submission' | 'smtps'
+
+export interface SmtpComponents {
+  directory: Directory
+  delivery: Pick<MailStore, 'deliver' | 'quota'>
+  auth: Authenticator
+  limiter: ConnectionLimiter
+  budget: MemoryBudget
+  logger: Logger
+  now?: () => number
+}
+
+export interface SmtpInit {
+  mode: SmtpMode
+  endpoint: Endpoint
+  hostname: string
+  tls: TlsMaterial
+  messageBytesMax: number
+  recipientsMax: number
+  idleTimeoutMs: number
+  plaintextAuthOnLoopback: boolean
+}
+
+interface SessionState {
+  user: string | null
+  release: (() => void) | null
+  // recipient address (as given) → local users it delivers to, filled at RCPT time
+  targets: Map<string, string[]>
+}
+
+export interface SmtpService {
+  listen (): Promise<Endpoint>
+  close (): Promise<void>
+}
+
+/** Tracks DATA bytes held in memory by all SMTP sessions of a node, so a flood of large messages cannot exhaust the heap. */
+export class MemoryBudget {
+  private readonly max: number
+  used = 0
+  constructor (max = MESSAGE_MEMORY_BYTES_MAX) {
+    this.max = max
+  }
+
+  take (n: number): boolean {
+    if (this.used + n > this.max) return false
+    this.used += n
+    return true
+  }
+
+  give (n: number): void {
+    this.used -= n
+  }
+}
+
+export function createSmtpService (components: SmtpComponents, init: SmtpInit): SmtpService {
+  const { directory, delivery, auth, limiter, budget } = components
+  const log = components.logger.child({ svc: init.mode })
+  const now = components.now ?? Date.now
+  const submission = init.mode !== 'mx'
+  const sessions = new Map<string, SessionState>()
+
+  const state = (session: SMTPServerSession): SessionState => {
+    let s = sessions.get(session.id)
+    if (s === undefined) sessions.set(session.id, s = { user: null, release: null, targets: new Map() })
+    return s
+  }
+
+  const plaintextOk = (session: SMTPServerSession): boolean => session.secure || (init.plaintextAuthOnLoopback && isLoopback(session.remoteAddress))
+
+  const options: SMTPServerOptions = {
+    name: init.hostname,
+    banner: 'mailgrid',
+    secure: init.mode === 'smtps',
+    key: init.tls.key,
+    cert: init.tls.cert,
+    size: init.messageBytesMax,
+    rejectOversized: true,
+    maxCommandLength: COMMAND_LINE_BYTES_MAX,
+    socketTimeout: init.idleTimeoutMs,
+    closeTimeout: CLOSE_TIMEOUT_MS,
+    disableReverseLookup: true,
+    logger: false,
+    // AUTH: on submission ports only, and (per session, below) never offered before TLS. allowInsecureAuth
+    // lets the loopback exception work; the per-session disabledCommands list is what hides AUTH elsewhere.
+    authMethods: ['PLAIN', 'LOGIN'],
+    allowInsecureAuth: true,
+    authOptional: !submission,
+    disabledCommands: submission ? [] : ['AUTH'],
+    maxAllowedUnauthenticatedCommands: submission ? UNAUTHENTICATED_COMMANDS_MAX : false,
+    hideDSN: true,
+    hideREQUIRETLS: true,
+
+    onConnect (session, callback) {
+      const release = limiter.tryOpen(session.remoteAddress)
+      if (release === null) {
+        log.warn({ sid: session.id, ip: session.remoteAddress }, 'smtp_connection_refused')
+        callback(reply(421, '4.7.0 Too many connections from your address, try again later'))
+        return
+      }
+      state(session).release = release
+      if (submission && !plaintextOk(session)) session.disabledCommands = ['AUTH']
+      log.info({ sid: session.id, ip: session.remoteAddress }, 'smtp_connect')
+      callback()
+    },
+
+    onSecure (_socket, session, callback) {
+      if (submission) session.disabledCommands = undefined
+      callback()
+    },
+
+    onClose (session) {
+      const s = sessions.get(session.id)
+      s?.release?.()
+      sessions.delete(session.id)
+      log.info({ sid: session.id }, 'smtp_close')
+    },
+
+    onAuth (a: SMTPServerAuthentication, session, callback) {
+      if (!submission) return callback(reply(503, '5.5.1 Authentication is only available on submission ports'))
+      if (!plaintextOk(session)) return callback(reply(538, '5.7.11 Encryption required for requested authentication mechanism'))
+      const username = a.username ?? ''
+      if (a.method === 'PLAIN' && a.authzid !== undefined && a.authzid !== '' && a.authzid !== username) {
+        return callback(reply(535, '5.7.8 Authorization identity must be empty or equal the authentication identity'))
+      }
+      auth.authenticate(username, a.password ?? '', { ip: session.remoteAddress, protocol: 'smtp' }).then(r => {
+        if (r.ok) {
+          state(session).user = r.user
+          log.info({ sid: session.id, user: r.user, method: a.method }, 'smtp_auth')
+          callback(null, { user: r.user })
+        } else if (r.reason === 'throttled') {
+          log.warn({ sid: session.id, user: username, ip: session.remoteAddress }, 'smtp_auth_throttled')
+          callback(reply(454, '4.7.0 Too many failed authentication attempts, try again later'))
+        } else {
+          log.warn({ sid: session.id, user: username, ip: session.remoteAddress }, 'smtp_auth_failed')
+          callback(reply(535, '5.7.8 Authentication credentials invalid'))
+        }
+      }, err => callback(reply(454, '4.7.0 Temporary authentication failure ' + smtpError(err).text)))
+    },
+
+    onMailFrom (address: SMTPServerAddress, session, callback) {
+      const s = state(session)
+      s.targets.clear()
+      if (!submission) return callback()
+      if (s.user === null) return callback(reply(530, '5.7.0 Authentication required'))
+      const from = normalizeAddress(address.address)
+      if (from === null) return callback(reply(553, '5.7.1 Sender address rejected: not owned by the authenticated user'))
+      directory.mayUseAddress(s.user, from).then(ok => {
+        if (ok) callback()
+        else {
+          log.warn({ sid: session.id, user: s.user, from }, 'smtp_sender_rejected')
+          callback(reply(553, `5.7.1 Sender address rejected: <${from}> not owned by user ${s.user}`))
+        }
+      }, err => callback(mapError(session, err)))
+    },
+
+    onRcptTo (address: SMTPServerAddress, session, callback) {
+      const s = state(session)
+      if (submission && s.user === null) return callback(reply(530, '5.7.0 Authentication required'))
+      if (s.targets.size >= init.recipientsMax) return callback(reply(452, '4.5.3 Too many recipients'))
+      checkRecipient(address, session).then(users => {
+        s.targets.set(address.address, users)
+        callback()
+      }, err => callback(err instanceof Error && 'responseCode' in err ? err : mapError(session, err)))
+    },
+
+    onData (stream: SMTPServerDataStream, session, callback) {
+      const chunks: Buffer[] = []
+      let held = 0
+      let overBudget = false
+      stream.on('data', (chunk: Buffer) => {
+        if (overBudget) return
+        if (!budget.take(chunk.length)) {
+          overBudget = true
+          return
+        }
+        held += chunk.length
+        chunks.push(chunk)
+      })
+      stream.on('error', () => { budget.give(held); held = 0 })
+      stream.on('end', () => {
+        const finish = (err: Error | null, message?: string): void => {
+          budget.give(held)
+          held = 0
+          chunks.length = 0
+          callback(err, message)
+        }
+        if (stream.sizeExceeded) return finish(reply(552, '5.3.4 Message size exceeds fixed maximum message size'))
+        if (overBudget) {
+          log.warn({ sid: session.id }, 'smtp_memory_budget_exceeded')
+          return finish(reply(452, '4.3.1 Insufficient system storage, try again later'))
+        }
+        store(Buffer.concat(chunks, held), session).then(id => finish(null, `2.0.0 Ok: queued as ${id}`), err => finish(err))
+      })
+    }
+  }
+
+  async function checkRecipient (address: SMTPServerAddress, session: SMTPServerSession): Promise<string[]> {
+    const rcpt = normalizeAddress(address.address)
+    if (rcpt === null) throw reply(501, '5.1.3 Bad recipient address syntax')
+    if (!await directory.isLocalDomain(domainOf(rcpt))) {
+      if (submission) throw reply(550, '5.7.1 Delivery to remote domains is not available on this server yet')
+      throw reply(550, '5.7.1 Relay access denied')
+    }
+    const users = await directory.resolveRecipient(rcpt)
+    if (users.length === 0) throw reply(550, `5.1.1 <${rcpt}>: Recipient address rejected: User unknown`)
+    const from = session.envelope.mailFrom
+    const size = from !== false && from.args !== false ? Number(from.args.SIZE) : 0
+    const declared = Number.isSafeInteger(size) && size > 0 ? size : 0 // RFC 1870 SIZE= of MAIL FROM
+    for (const u of users) {
+      const user = await directory.getUser(u)
+      if (user === null) continue
+      if (user.status !== 'active') throw reply(550, `5.2.1 <${rcpt}>: Mailbox disabled`)
+      if (user.quotaBytes > 0 || user.quotaMessages > 0) {
+        const q = await delivery.quota(u)
+        const full = (q.limitBytes > 0 && q.usedBytes + declared > q.limitBytes) ||
+          (q.limitMessages > 0 && q.usedMessages >= q.limitMessages)
+        // RFC 5321 4.5.3.1.10: a quota failure at RCPT is reported as 452, which clients treat as temporary
+        if (full) throw reply(452, `4.2.2 <${rcpt}>: Mailbox full`)
+      }
+    }
+    return users
+  }
+
+  async function store (raw: Buffer, session: SMTPServerSession): Promise<string> {
+    const s = state(session)
+    const id = `${session.id}-${session.transaction}`
+    const date = new Date(now())
+    const seen = new Set<string>()
+    const targets = []
+    for (const [rcpt, users] of s.targets) {
+      for (const u of users) {
+        if (seen.has(u)) continue // one copy per user, however many of its addresses were named
+        seen.add(u)
+        const prefix = traceHeaders({
+          sender: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
+          helo: session.hostNameAppearsAs ?? '',
+          clientIp: session.remoteAddress,
+          clientName: null,
+          hostname: init.hostname,
+          secure: session.secure,
+          authenticated: s.user !== null,
+          smtpUtf8: session.envelope.smtpUtf8 === true,
+          id,
+          recipient: rcpt,
+          date
+        })
+        targets.push({ user: u, prefix })
+      }
+    }
+    try {
+      const results = await delivery.deliver(raw, targets, { internalDate: date.getTime() })
+      log.info({ sid: session.id, id, bytes: raw.length, rcpts: targets.length, gids: results.map(r => r.gid) }, 'smtp_delivered')
+      return id
+    } catch (err) {
+      if (isMailError(err, 'noQuota')) {
+        log.info({ sid: session.id, id }, 'smtp_rejected_quota')
+        // one recipient: its mailbox is full, a permanent answer (RFC 3463 5.2.2); several: nothing was stored
+        // for any of them, so a temporary answer lets the sender retry them all without duplicates
+        throw targets.length === 1 ? reply(552, '5.2.2 Mailbox full') : reply(452, '4.2.2 Mailbox full for at least one recipient')
+      }
+      throw mapError(session, err)
+    }
+  }
+
+  function mapError (session: SMTPServerSession, err: unknown): Error {
+    const e = smtpError(err)
+    if (e.internal) log.error({ sid: session.id, err, logId: e.logId }, 'smtp_internal_error')
+    return reply(e.code, `${e.enhanced} ${e.text}`)
+  }
+
+  const server = new SMTPServer(options)
+  server.on('error', err => log.error({ err }, 'smtp_server_error'))
+  let listening = false
+
+  return {
+    async listen () {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: Error): void => reject(err)
+        server.server.once('error', onError)
+        server.listen(init.endpoint.port, init.endpoint.host, () => {
+          server.server.off('error', onError)
+          resolve()
+        })
+      })
+      listening = true
+      const a = server.server.address() as AddressInfo
+      log.info({ host: a.address, port: a.port }, 'smtp_listening')
+      return { host: a.address, port: a.port }
+    },
+    async close () {
+      if (!listening) return
+      listening = false
+      await new Promise<void>(resolve => server.close(() => resolve()))
+    }
+  }
+}
