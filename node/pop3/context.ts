@@ -1,0 +1,109 @@
+// What a command handler may use: the session's state, its connection, the store and the authenticator, and
+// a few shared steps (answering, counting bad commands, logging in). Handlers never touch the socket directly.
+
+import type { Logger } from 'pino'
+import type { SecureContext } from 'node:tls'
+import type { MailStore } from '../../store/index.ts'
+import type { Authenticator } from '../auth.ts'
+import { pop3Error } from '../errors.ts'
+import { err, ok } from './codec.ts'
+import type { Command } from './codec.ts'
+import type { Pop3Connection } from './connection.ts'
+import { AUTH_FAILURES_PER_SESSION_MAX } from './constants.ts'
+import { Maildrop } from './session.ts'
+import type { SessionState, StateKind, StateOf } from './session.ts'
+
+export interface SessionContext {
+  readonly sid: string
+  readonly conn: Pop3Connection
+  readonly log: Logger
+  readonly store: MailStore
+  readonly auth: Authenticator
+  /** Set when TLS is configured: STLS is offered until the connection is secure. */
+  readonly tls: SecureContext | null
+  /** USER/PASS and AUTH PLAIN without TLS (configured, or on loopback when so configured). */
+  readonly plaintextAllowed: boolean
+  readonly maxBadCommands: number
+  state: SessionState
+  badCommands: number
+}
+
+export interface CommandSpec<K extends StateKind = StateKind> {
+  readonly name: string
+  readonly states: readonly K[]
+  run (ctx: SessionContext, state: StateOf<K>, cmd: Command): Promise<void>
+}
+
+/** Declares a command; the dispatcher calls `run` only in one of `states`, so `state` is already narrowed. */
+export function command<K extends StateKind> (spec: CommandSpec<K>): CommandSpec {
+  return spec as unknown as CommandSpec
+}
+
+export async function reply (ctx: SessionContext, text: string | Buffer): Promise<void> {
+  await ctx.conn.send(text)
+}
+
+/** A malformed or misplaced command: -ERR, and one more strike against the session's budget. */
+export async function bad (ctx: SessionContext, text: string): Promise<void> {
+  ctx.badCommands++
+  if (ctx.badCommands >= ctx.maxBadCommands) {
+    ctx.log.info({ event: 'pop3_too_many_bad_commands', count: ctx.badCommands }, 'pop3_too_many_bad_commands')
+    await reply(ctx, err('Too many bad commands, closing connection'))
+    ctx.conn.end()
+    return
+  }
+  await reply(ctx, err(text))
+}
+
+/** Answers a store failure through the one mapping (node/errors.ts); internal errors are logged with their id. */
+export async function failure (ctx: SessionContext, e: unknown, what: string): Promise<void> {
+  const w = pop3Error(e)
+  if (w.internal) ctx.log.error({ event: 'pop3_internal_error', logId: w.logId, err: e, what }, 'pop3_internal_error')
+  else ctx.log.warn({ event: 'pop3_store_error', err: (e as Error).message, what }, 'pop3_store_error')
+  await reply(ctx, err(w.text, w.code))
+}
+
+export function mayAuthenticate (ctx: SessionContext): boolean {
+  return ctx.conn.secure || ctx.plaintextAllowed
+}
+
+/** RFC 2595 and RFC 3206 section 5: a mechanism not allowed here is an [AUTH] failure. */
+export async function refusePlaintext (ctx: SessionContext): Promise<void> {
+  await reply(ctx, err('Plaintext authentication disallowed without TLS; use STLS first', 'AUTH'))
+}
+
+/**
+ * Checks credentials (throttled by the authenticator) and, on success, opens the maildrop: a snapshot of INBOX
+ * (RFC 1939 section 4, entering the TRANSACTION state).
+ */
+export async function login (ctx: SessionContext, state: StateOf<'authorization'>, username: string, password: string, mechanism: string): Promise<void> {
+  const result = await ctx.auth.authenticate(username, password, { ip: ctx.conn.remoteAddress, protocol: 'pop3' })
+  if (!result.ok) {
+    state.user = null
+    state.failures++
+    ctx.log.info({ event: 'pop3_auth_failed', user: username, mechanism, reason: result.reason }, 'pop3_auth_failed')
+    // RFC 3206: throttling is temporary ([SYS/TEMP]); wrong credentials are [AUTH]
+    if (result.reason === 'throttled') await reply(ctx, err('Too many failed logins, try again later', 'SYS/TEMP'))
+    else await reply(ctx, err('Authentication failed', 'AUTH'))
+    if (state.failures >= AUTH_FAILURES_PER_SESSION_MAX) ctx.conn.end()
+    return
+  }
+  const user = result.user
+  let drop: Maildrop
+  try {
+    const box = await ctx.store.getMailbox(user, 'INBOX')
+    if (box === null) {
+      ctx.log.error({ event: 'pop3_no_inbox', user }, 'pop3_no_inbox')
+      await reply(ctx, err('Mailbox unavailable', 'SYS/PERM'))
+      return
+    }
+    drop = new Maildrop(box.id, await ctx.store.listMessages(user, box.id))
+  } catch (e) {
+    await failure(ctx, e, 'open maildrop')
+    return
+  }
+  ctx.state = { kind: 'transaction', user, drop }
+  const { count, octets } = drop.stat()
+  ctx.log.info({ event: 'pop3_login', user, mechanism, messages: count, secure: ctx.conn.secure }, 'pop3_login')
+  await reply(ctx, ok(`Logged in, ${count} messages (${octets} octets)`))
+}

@@ -1,0 +1,41 @@
+// The one dispatcher: reads command lines in order (pipelined or not), enforces the line limit, the state a
+// command is allowed in and the bad-command budget, then runs the command's handler. Handlers answer for
+// themselves; the dispatcher answers only what no handler saw.
+
+import { err, ok, parseCommand } from './codec.ts'
+import { COMMAND_LINE_BYTES_MAX, GREETING } from './constants.ts'
+import { bad, failure, reply } from './context.ts'
+import type { SessionContext } from './context.ts'
+import { COMMANDS } from './commands/index.ts'
+
+export async function runSession (ctx: SessionContext): Promise<void> {
+  await reply(ctx, ok(GREETING))
+  while (!ctx.conn.closed) {
+    const input = await ctx.conn.nextLine(COMMAND_LINE_BYTES_MAX)
+    if (input === null) break
+    if (input.type === 'flood') {
+      await reply(ctx, err('Line too long, closing connection'))
+      ctx.conn.end()
+      break
+    }
+    if (input.type === 'overlong') {
+      await bad(ctx, 'Line too long') // RFC 2449 section 4: 255 octets with CRLF
+      continue
+    }
+    const cmd = parseCommand(input.line)
+    const spec = cmd === null ? undefined : COMMANDS.get(cmd.keyword)
+    if (cmd === null || spec === undefined) {
+      await bad(ctx, 'Unknown command')
+      continue
+    }
+    if (!(spec.states as readonly string[]).includes(ctx.state.kind)) {
+      await bad(ctx, `${cmd.keyword} is not allowed ${ctx.state.kind === 'authorization' ? 'before login' : 'after login'}`)
+      continue
+    }
+    try {
+      await spec.run(ctx, ctx.state, cmd)
+    } catch (e) {
+      await failure(ctx, e, cmd.keyword)
+    }
+  }
+}
