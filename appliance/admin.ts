@@ -1,0 +1,295 @@
+// The admin HTTP API the `mailgrid` command talks to: JSON over node:http, on loopback by default, every
+// request authenticated by the bearer token kept in DATA/admin.token. Store errors (MailError kinds) become
+// HTTP statuses in one table; anything else is an internal error with a log id, never a stack trace.
+//
+//   GET    /v1/status                      the node's status
+//   GET    /v1/domains                     POST /v1/domains {name}           DELETE /v1/domains/NAME
+//   GET    /v1/users[?domain=D]            POST /v1/users {address, password, quotaBytes?, quotaMessages?}
+//   GET    /v1/users/ADDRESS               DELETE /v1/users/ADDRESS
+//   PUT    /v1/users/ADDRESS/password {password}
+//   PUT    /v1/users/ADDRESS/quota {bytes?, messages?}
+//   GET    /v1/aliases[?domain=D]          POST /v1/aliases {address, targets}  DELETE /v1/aliases/ADDRESS
+
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import { isMailError, normalizeDomain } from '../store/index.ts'
+import type { Directory, MailErrorKind } from '../store/index.ts'
+import type { NodeStatus } from '../node/types.ts'
+
+export const ADMIN_BODY_BYTES_MAX = 1024 * 1024 // an alias of 1000 targets of 254 bytes (RFC 5321 paths) fits
+export const ADMIN_HEADERS_TIMEOUT_MS = 10_000 // a client that has not sent its headers by then is not our CLI
+export const ADMIN_REQUEST_TIMEOUT_MS = 60_000 // scrypt hashing of a password takes well under a second
+export const ADMIN_CONNECTIONS_MAX = 64 // the CLI opens one at a time; this only bounds a misbehaving local client
+
+export interface AdminComponents {
+  directory: Directory
+  status: () => Promise<NodeStatus>
+  logger: Logger
+}
+
+export interface AdminInit {
+  host: string
+  port: number // 0 = ephemeral
+  token: string
+}
+
+export interface AdminServer {
+  start (): Promise<void>
+  stop (): Promise<void>
+  /** `http://HOST:PORT` once started. */
+  readonly url: string
+}
+
+/** Each store error kind as an HTTP status, the one place this mapping lives. */
+export const HTTP_STATUS: Readonly<Record<MailErrorKind, number>> = {
+  invalid: 400,
+  authFailed: 403,
+  denied: 409, // e.g. deleting a domain that still has users: a conflict with the current state
+  notFound: 404,
+  nonExistent: 404,
+  exists: 409,
+  hasChildren: 409,
+  expungeIssued: 409,
+  tooBig: 413,
+  limit: 429,
+  noQuota: 507,
+  temp: 503,
+  unavailable: 503
+}
+
+/** An error whose message is safe to show the client, with its status. */
+class HttpError extends Error {
+  readonly status: number
+  constructor (status: number, message: string) {
+    super(message)
+    this.status = status
+  }
+}
+
+type Body = Record<string, unknown>
+interface Request {
+  params: string[]
+  query: URLSearchParams
+  body: () => Promise<Body>
+}
+type Handler = (req: Request) => Promise<{ status?: number, json: unknown }>
+interface Route { method: string, pattern: RegExp, handler: Handler }
+
+function str (body: Body, key: string): string {
+  const v = body[key]
+  if (typeof v !== 'string') throw new HttpError(400, `${key}: must be a string`)
+  return v
+}
+
+function optCount (body: Body, key: string): number | undefined {
+  const v = body[key]
+  if (v === undefined || v === null) return undefined
+  if (!Number.isSafeInteger(v) || (v as number) < 0) throw new HttpError(400, `${key}: must be a whole number`)
+  return v as number
+}
+
+function domainParam (query: URLSearchParams): string | undefined {
+  const d = query.get('domain')
+  if (d === null || d === '') return undefined
+  const n = normalizeDomain(d)
+  if (n === null) throw new HttpError(400, `Invalid domain name: ${d}`)
+  return n
+}
+
+function routes (c: AdminComponents): Route[] {
+  const dir = c.directory
+  const knownDomain = async (d: string | undefined): Promise<void> => {
+    if (d !== undefined && await dir.getDomain(d) === null) throw new HttpError(404, `No such domain: ${d}`)
+  }
+  return [
+    { method: 'GET', pattern: /^\/v1\/status$/, handler: async () => ({ json: await c.status() }) },
+
+    { method: 'GET', pattern: /^\/v1\/domains$/, handler: async () => ({ json: { domains: await dir.listDomains() } }) },
+    { method: 'POST', pattern: /^\/v1\/domains$/, handler: async r => ({ status: 201, json: { domain: await dir.addDomain(str(await r.body(), 'name')) } }) },
+    { method: 'DELETE', pattern: /^\/v1\/domains\/([^/]+)$/, handler: async r => { await dir.deleteDomain(r.params[0]); return { json: { deleted: r.params[0] } } } },
+
+    {
+      method: 'GET',
+      pattern: /^\/v1\/users$/,
+      handler: async r => { const d = domainParam(r.query); await knownDomain(d); return { json: { users: await dir.listUsers(d) } } }
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/users$/,
+      handler: async r => {
+        const b = await r.body()
+        const user = await dir.addUser({ address: str(b, 'address'), password: str(b, 'password'), quotaBytes: optCount(b, 'quotaBytes'), quotaMessages: optCount(b, 'quotaMessages') })
+        return { status: 201, json: { user } }
+      }
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/users\/([^/]+)$/,
+      handler: async r => {
+        const user = await dir.getUser(r.params[0])
+        if (user === null) throw new HttpError(404, `No such user: ${r.params[0]}`)
+        return { json: { user } }
+      }
+    },
+    { method: 'DELETE', pattern: /^\/v1\/users\/([^/]+)$/, handler: async r => { await dir.deleteUser(r.params[0]); return { json: { deleted: r.params[0] } } } },
+    {
+      method: 'PUT',
+      pattern: /^\/v1\/users\/([^/]+)\/password$/,
+      handler: async r => { await dir.setPassword(r.params[0], str(await r.body(), 'password')); return { json: { updated: r.params[0] } } }
+    },
+    {
+      method: 'PUT',
+      pattern: /^\/v1\/users\/([^/]+)\/quota$/,
+      handler: async r => {
+        const b = await r.body()
+        const quota = { bytes: optCount(b, 'bytes'), messages: optCount(b, 'messages') }
+        if (quota.bytes === undefined && quota.messages === undefined) throw new HttpError(400, 'bytes or messages: one is required')
+        await dir.setQuota(r.params[0], quota)
+        return { json: { user: await dir.getUser(r.params[0]) } }
+      }
+    },
+
+    {
+      method: 'GET',
+      pattern: /^\/v1\/aliases$/,
+      handler: async r => { const d = domainParam(r.query); await knownDomain(d); return { json: { aliases: await dir.listAliases(d) } } }
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/aliases$/,
+      handler: async r => {
+        const b = await r.body()
+        const targets = b.targets
+        if (!Array.isArray(targets) || !targets.every(t => typeof t === 'string')) throw new HttpError(400, 'targets: must be an array of strings')
+        return { status: 201, json: { alias: await dir.addAlias(str(b, 'address'), targets) } }
+      }
+    },
+    { method: 'DELETE', pattern: /^\/v1\/aliases\/([^/]+)$/, handler: async r => { await dir.deleteAlias(r.params[0]); return { json: { deleted: r.params[0] } } } }
+  ]
+}
+
+function digest (s: string): Buffer {
+  return createHash('sha256').update(s).digest()
+}
+
+/** Reads a JSON object body of at most ADMIN_BODY_BYTES_MAX bytes. */
+async function readBody (req: IncomingMessage): Promise<Body> {
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > ADMIN_BODY_BYTES_MAX) throw new HttpError(413, `Request body larger than ${ADMIN_BODY_BYTES_MAX} bytes`)
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > ADMIN_BODY_BYTES_MAX) throw new HttpError(413, `Request body larger than ${ADMIN_BODY_BYTES_MAX} bytes`)
+    chunks.push(chunk)
+  }
+  let v: unknown
+  try {
+    v = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch {
+    throw new HttpError(400, 'Request body is not valid JSON')
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'Request body must be a JSON object')
+  return v as Body
+}
+
+function send (res: ServerResponse, status: number, json: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(json) + '\n'
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers })
+  res.end(text)
+}
+
+export function createAdminServer (components: AdminComponents, init: AdminInit): AdminServer {
+  const log = components.logger
+  const table = routes(components)
+  const expected = digest(init.token)
+  let server: Server | null = null
+  let url = ''
+
+  // Hashing both sides gives equal-length buffers, so the comparison's time says nothing about the token.
+  const authorized = (header: string | undefined): boolean => {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
+    return m !== null && timingSafeEqual(digest(m[1]), expected)
+  }
+
+  async function handle (req: IncomingMessage, res: ServerResponse): Promise<number> {
+    if (!authorized(req.headers.authorization)) {
+      send(res, 401, { error: 'Missing or wrong admin token' }, { 'www-authenticate': 'Bearer' })
+      return 401
+    }
+    const parsed = new URL(req.url ?? '/', 'http://admin.invalid')
+    const matches = table.map(r => ({ r, m: r.pattern.exec(parsed.pathname) })).filter(x => x.m !== null)
+    if (matches.length === 0) throw new HttpError(404, `No such endpoint: ${parsed.pathname}`)
+    const hit = matches.find(x => x.r.method === req.method)
+    if (hit === undefined) {
+      send(res, 405, { error: `Method ${req.method ?? ''} not allowed here` }, { allow: matches.map(x => x.r.method).join(', ') })
+      return 405
+    }
+    let params: string[]
+    try {
+      params = hit.m!.slice(1).map(decodeURIComponent)
+    } catch {
+      throw new HttpError(400, 'Malformed percent-encoding in the path')
+    }
+    const out = await hit.r.handler({ params, query: parsed.searchParams, body: async () => await readBody(req) })
+    const status = out.status ?? 200
+    send(res, status, out.json)
+    return status
+  }
+
+  function onRequest (req: IncomingMessage, res: ServerResponse): void {
+    const started = Date.now()
+    handle(req, res).catch((err: unknown) => {
+      let status: number
+      let message: string
+      if (err instanceof HttpError) {
+        status = err.status
+        message = err.message
+      } else if (isMailError(err)) {
+        status = HTTP_STATUS[err.kind]
+        message = err.message
+      } else {
+        const logId = randomBytes(6).toString('hex')
+        log.error({ event: 'admin_internal_error', logId, err }, 'admin request failed')
+        status = 500
+        message = `Internal error [${logId}]`
+      }
+      // After a refused body the rest of it may still be arriving: answer, then close the connection.
+      send(res, status, { error: message }, status === 413 ? { connection: 'close' } : {})
+      return status
+    }).then(status => {
+      log.info({ event: 'admin_request', method: req.method, path: (req.url ?? '').split('?')[0], status, ms: Date.now() - started }, 'admin request')
+    }, (err: unknown) => {
+      log.error({ event: 'admin_response_failed', err }, 'admin response failed')
+      res.destroy()
+    })
+  }
+
+  return {
+    get url () { return url },
+    async start () {
+      if (server !== null) return
+      const s = createServer({ headersTimeout: ADMIN_HEADERS_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS }, onRequest)
+      s.maxConnections = ADMIN_CONNECTIONS_MAX
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject)
+        s.listen(init.port, init.host, () => { s.off('error', reject); resolve() })
+      })
+      server = s
+      const a = s.address() as AddressInfo
+      url = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
+      log.info({ event: 'admin_listening', url }, 'admin API listening')
+    },
+    async stop () {
+      const s = server
+      if (s === null) return
+      server = null
+      const closed = new Promise<void>(resolve => s.close(() => resolve()))
+      s.closeAllConnections()
+      await closed
+    }
+  }
+}

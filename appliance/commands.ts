@@ -1,0 +1,304 @@
+// The `mailgrid` command line: argument parsing (node:util parseArgs), the management commands that talk to
+// a running node over the admin API, and `start`. Exit codes: 0 done, 1 the request failed (bad input, node
+// not running, ...; one line on stderr), 2 the command line itself is wrong (a short usage on stderr).
+
+import { parseArgs } from 'node:util'
+import type { Readable } from 'node:stream'
+import { ConfigError, loadConfig } from './config.ts'
+import { CliError, connect } from './client.ts'
+import { startNode } from './start.ts'
+
+export const EXIT_OK = 0
+export const EXIT_FAILED = 1
+export const EXIT_USAGE = 2
+export const PASSWORD_LINE_BYTES_MAX = 4096 // a password read from stdin: one line, bounded
+
+export interface CliIo {
+  stdout: { write (s: string): unknown }
+  stderr: { write (s: string): unknown }
+  stdin: Readable
+  env: Record<string, string | undefined>
+}
+
+export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE]
+
+  start                                   run the node in the foreground (logs on stdout)
+  status                                  show the running node's status
+  domain add|del DOMAIN                   add or delete a local domain
+  domain list
+  user add ADDRESS --password P [--quota SIZE] [--quota-messages N]
+  user passwd ADDRESS --password P        set a new password
+  user quota ADDRESS [--quota SIZE] [--quota-messages N]
+  user del ADDRESS                        delete the account and all its mail
+  user list [DOMAIN]
+  alias add FROM TO [TO...]               FROM may be @domain (catch-all)
+  alias del FROM
+  alias list [DOMAIN]
+
+Options:
+  --data DIR          the node's data dir (default ./data, or MAILGRID_DATA_DIR, or dataDir in the config)
+  --config FILE       a TOML config file (or MAILGRID_CONFIG)
+  --password P        the password; "-" reads one line from standard input
+  --quota SIZE        bytes, or with a unit: 500M, 1G, 1.5G (K, M, G, T are powers of 1024); 0 = unlimited
+  --quota-messages N  the most messages the account may hold; 0 = unlimited
+  --json              print the answer as JSON
+  -h, --help          this text
+`
+
+const SHORT_USAGE = 'Usage: mailgrid start|status|domain|user|alias [ARGS] [--data DIR]  (mailgrid --help for more)\n'
+
+class UsageError extends Error {}
+
+const OPTIONS = {
+  data: { type: 'string' },
+  config: { type: 'string' },
+  password: { type: 'string' },
+  quota: { type: 'string' },
+  'quota-messages': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' }
+} as const
+
+type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean }
+
+const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }
+
+/** '500M', '1G', '1.5G', '2048', '1GiB' → bytes; null when not a size. */
+export function parseSize (text: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim())
+  if (m === null) return null
+  const n = Math.round(Number(m[1]) * UNITS[m[2].toUpperCase()])
+  return Number.isSafeInteger(n) ? n : null
+}
+
+export function formatSize (bytes: number): string {
+  if (bytes === 0) return 'unlimited'
+  for (const unit of ['T', 'G', 'M', 'K']) {
+    const v = bytes / UNITS[unit]
+    if (v >= 1) return `${Number.isInteger(v) ? v : v.toFixed(1)}${unit}`
+  }
+  return `${bytes}B`
+}
+
+function parseCount (text: string, what: string): number {
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`${what}: must be a whole number`)
+  return Number(text)
+}
+
+/** One line from stdin (for --password -), without its line ending. */
+async function readLine (stdin: Readable): Promise<string> {
+  let text = ''
+  for await (const chunk of stdin) {
+    text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8')
+    if (text.includes('\n') || Buffer.byteLength(text) > PASSWORD_LINE_BYTES_MAX) break
+  }
+  stdin.pause()
+  const line = text.split('\n')[0].replace(/\r$/, '')
+  if (Buffer.byteLength(line) > PASSWORD_LINE_BYTES_MAX) throw new CliError('the password on standard input is too long')
+  return line
+}
+
+function need (positionals: string[], n: number, what: string): void {
+  if (positionals.length < n) throw new UsageError(`missing ${what}`)
+}
+
+function only (values: Values, allowed: Array<keyof Values>, command: string): void {
+  for (const key of Object.keys(values) as Array<keyof Values>) {
+    if (!['data', 'config', 'json', 'help', ...allowed].includes(key)) throw new UsageError(`--${key} does not apply to ${command}`)
+  }
+}
+
+function quotaBody (values: Values): { bytes?: number, messages?: number } {
+  const q: { bytes?: number, messages?: number } = {}
+  if (values.quota !== undefined) {
+    const n = parseSize(values.quota)
+    if (n === null) throw new UsageError(`--quota: not a size: ${values.quota} (examples: 500M, 1G, 1.5G, 1048576)`)
+    q.bytes = n
+  }
+  if (values['quota-messages'] !== undefined) q.messages = parseCount(values['quota-messages'], '--quota-messages')
+  return q
+}
+
+interface Context { values: Values, args: string[], io: CliIo, dataDir: () => Promise<string> }
+
+function print (ctx: Context, json: unknown, lines: string[]): void {
+  ctx.io.stdout.write(ctx.values.json === true ? JSON.stringify(json, null, 2) + '\n' : lines.map(l => l + '\n').join(''))
+}
+
+function seg (s: string): string {
+  return encodeURIComponent(s)
+}
+
+async function password (ctx: Context): Promise<string> {
+  const p = ctx.values.password
+  if (p === undefined) throw new UsageError('--password is required (use --password - to read it from standard input)')
+  return p === '-' ? await readLine(ctx.io.stdin) : p
+}
+
+async function domain (ctx: Context): Promise<void> {
+  const [sub, name] = ctx.args
+  only(ctx.values, [], 'domain')
+  if (sub === 'list') {
+    const { domains } = await (await connect(await ctx.dataDir())).request('GET', '/v1/domains')
+    print(ctx, domains, (domains as Array<{ name: string }>).map(d => d.name))
+  } else if (sub === 'add' || sub === 'del') {
+    need(ctx.args, 2, 'DOMAIN')
+    const api = await connect(await ctx.dataDir())
+    if (sub === 'add') {
+      const { domain } = await api.request('POST', '/v1/domains', { name })
+      print(ctx, domain, [`added domain ${domain.name as string}`])
+    } else {
+      const out = await api.request('DELETE', `/v1/domains/${seg(name)}`)
+      print(ctx, out, [`deleted domain ${name}`])
+    }
+  } else {
+    throw new UsageError(sub === undefined ? 'missing domain subcommand' : `unknown domain subcommand: ${sub}`)
+  }
+}
+
+function userLine (u: { address: string, quotaBytes: number, quotaMessages: number, status: string }): string {
+  return `${u.address}\tquota ${formatSize(u.quotaBytes)}\tmessages ${u.quotaMessages === 0 ? 'unlimited' : u.quotaMessages}\t${u.status}`
+}
+
+async function user (ctx: Context): Promise<void> {
+  const [sub, address] = ctx.args
+  switch (sub) {
+    case 'add': {
+      only(ctx.values, ['password', 'quota', 'quota-messages'], 'user add')
+      need(ctx.args, 2, 'ADDRESS')
+      const q = quotaBody(ctx.values)
+      const pw = await password(ctx)
+      const { user } = await (await connect(await ctx.dataDir())).request('POST', '/v1/users', { address, password: pw, quotaBytes: q.bytes, quotaMessages: q.messages })
+      return print(ctx, user, [`added user ${user.address as string}`])
+    }
+    case 'passwd': {
+      only(ctx.values, ['password'], 'user passwd')
+      need(ctx.args, 2, 'ADDRESS')
+      const pw = await password(ctx)
+      const out = await (await connect(await ctx.dataDir())).request('PUT', `/v1/users/${seg(address)}/password`, { password: pw })
+      return print(ctx, out, [`changed the password of ${address}`])
+    }
+    case 'quota': {
+      only(ctx.values, ['quota', 'quota-messages'], 'user quota')
+      need(ctx.args, 2, 'ADDRESS')
+      const q = quotaBody(ctx.values)
+      if (q.bytes === undefined && q.messages === undefined) throw new UsageError('user quota needs --quota or --quota-messages')
+      const { user } = await (await connect(await ctx.dataDir())).request('PUT', `/v1/users/${seg(address)}/quota`, q)
+      return print(ctx, user, [userLine(user)])
+    }
+    case 'del': {
+      only(ctx.values, [], 'user del')
+      need(ctx.args, 2, 'ADDRESS')
+      const out = await (await connect(await ctx.dataDir())).request('DELETE', `/v1/users/${seg(address)}`)
+      return print(ctx, out, [`deleted user ${address}`])
+    }
+    case 'list': {
+      only(ctx.values, [], 'user list')
+      const query = address === undefined ? '' : `?domain=${seg(address)}`
+      const { users } = await (await connect(await ctx.dataDir())).request('GET', `/v1/users${query}`)
+      return print(ctx, users, (users as any[]).map(userLine))
+    }
+    default:
+      throw new UsageError(sub === undefined ? 'missing user subcommand' : `unknown user subcommand: ${sub}`)
+  }
+}
+
+async function alias (ctx: Context): Promise<void> {
+  const [sub, from, ...targets] = ctx.args
+  only(ctx.values, [], 'alias')
+  switch (sub) {
+    case 'add': {
+      need(ctx.args, 3, 'FROM and at least one TO')
+      const { alias } = await (await connect(await ctx.dataDir())).request('POST', '/v1/aliases', { address: from, targets })
+      return print(ctx, alias, [`added alias ${alias.address as string} -> ${(alias.targets as string[]).join(', ')}`])
+    }
+    case 'del': {
+      need(ctx.args, 2, 'FROM')
+      const out = await (await connect(await ctx.dataDir())).request('DELETE', `/v1/aliases/${seg(from)}`)
+      return print(ctx, out, [`deleted alias ${from}`])
+    }
+    case 'list': {
+      const query = from === undefined ? '' : `?domain=${seg(from)}`
+      const { aliases } = await (await connect(await ctx.dataDir())).request('GET', `/v1/aliases${query}`)
+      return print(ctx, aliases, (aliases as Array<{ address: string, targets: string[] }>).map(a => `${a.address} -> ${a.targets.join(', ')}`))
+    }
+    default:
+      throw new UsageError(sub === undefined ? 'missing alias subcommand' : `unknown alias subcommand: ${sub}`)
+  }
+}
+
+function duration (ms: number): string {
+  const s = Math.floor(ms / 1000)
+  const d = Math.floor(s / 86400)
+  const h = Math.floor((s % 86400) / 3600)
+  const m = Math.floor((s % 3600) / 60)
+  return d > 0 ? `${d}d ${h}h ${m}m` : h > 0 ? `${h}h ${m}m` : m > 0 ? `${m}m ${s % 60}s` : `${s}s`
+}
+
+async function status (ctx: Context): Promise<void> {
+  only(ctx.values, [], 'status')
+  if (ctx.args.length > 0) throw new UsageError('status takes no arguments')
+  const dataDir = await ctx.dataDir()
+  const st = await (await connect(dataDir)).request('GET', '/v1/status')
+  print(ctx, st, [
+    `hostname     ${st.hostname as string}`,
+    `data dir     ${dataDir}`,
+    `uptime       ${duration(st.uptimeMs as number)}`,
+    `services     ${(st.services as Array<{ name: string, host: string, port: number }>).map(s => `${s.name} ${s.host}:${s.port}`).join(', ')}`,
+    `connections  ${st.connections as number}`,
+    `domains      ${st.domains as number}`,
+    `users        ${st.users as number}`,
+    `memory       rss ${formatSize(st.memory.rssBytes as number)}, heap ${formatSize(st.memory.heapUsedBytes as number)}`
+  ])
+}
+
+/** Runs one command line; resolves to the exit code. `start` resolves when the node has stopped. */
+export async function main (argv: string[], io: CliIo): Promise<number> {
+  let values: Values
+  let positionals: string[]
+  try {
+    ({ values, positionals } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: true }))
+  } catch (err) {
+    io.stderr.write(`mailgrid: ${(err as Error).message.split('\n')[0]}\n${SHORT_USAGE}`)
+    return EXIT_USAGE
+  }
+  if (values.help === true) {
+    io.stdout.write(USAGE)
+    return EXIT_OK
+  }
+  const [command, ...args] = positionals
+  // The data dir is resolved as `start` resolves it (flag, environment, config file, default), so a command
+  // finds the node that `start` with the same flags runs.
+  const dataDir = async (): Promise<string> => (await loadConfig({ file: values.config, env: io.env, flags: { dataDir: values.data } })).config.dataDir
+  const ctx: Context = { values, args, io, dataDir }
+  try {
+    switch (command) {
+      case 'start':
+        only(values, [], 'start')
+        if (args.length > 0) throw new UsageError('start takes no arguments')
+        return await startNode({ configFile: values.config, dataDir: values.data, env: io.env, stderr: io.stderr })
+      case 'status': await status(ctx); break
+      case 'domain': await domain(ctx); break
+      case 'user': await user(ctx); break
+      case 'alias': await alias(ctx); break
+      case undefined: throw new UsageError('missing command')
+      default: throw new UsageError(`unknown command: ${command}`)
+    }
+    return EXIT_OK
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`mailgrid: ${err.message}\n${SHORT_USAGE}`)
+      return EXIT_USAGE
+    }
+    if (err instanceof CliError) {
+      io.stderr.write(`mailgrid: ${err.message}\n`)
+      return EXIT_FAILED
+    }
+    if (err instanceof ConfigError) {
+      io.stderr.write(err.problems.map(p => `mailgrid: ${p}\n`).join(''))
+      return EXIT_FAILED
+    }
+    io.stderr.write(`mailgrid: ${err instanceof Error ? err.message : String(err)}\n`)
+    return EXIT_FAILED
+  }
+}

@@ -1,0 +1,362 @@
+// The operator's configuration: embedded defaults, then an optional TOML file, then MAILGRID_* environment
+// variables, then command-line flags, validated once. Every bad value is reported with its path (and the
+// variable it came from); unknown keys are warned about, never silently used. The result becomes the node's
+// NodeInit, so nothing below the appliance knows where a setting came from.
+
+import { readFile } from 'node:fs/promises'
+import { isIP } from 'node:net'
+import { hostname as systemHostname } from 'node:os'
+import { resolve } from 'node:path'
+import { parse, TomlError } from 'smol-toml'
+import type { Level } from 'pino'
+import { normalizeDomain } from '../store/index.ts'
+import type { Endpoint, NodeInit, ServiceName, TlsMaterial } from '../node/types.ts'
+import { LOG_LEVELS } from './logger.ts'
+
+// ---- defaults (issue 2, item 7: unprivileged ports, loopback only, so `npm start` is safe anywhere) --------
+
+export const DATA_DIR_DEFAULT = './data'
+export const LISTEN_HOST_DEFAULT = '127.0.0.1'
+export const PORTS_DEFAULT: Readonly<Record<ServiceName, number>> = {
+  smtp: 2525,
+  submission: 2587,
+  smtps: 2465,
+  pop3: 2110,
+  pop3s: 2995,
+  imap: 2143,
+  imaps: 2993
+}
+export const ADMIN_PORT_DEFAULT = 8080
+export const SERVICE_NAMES: readonly ServiceName[] = ['smtp', 'submission', 'smtps', 'pop3', 'pop3s', 'imap', 'imaps']
+
+export const MESSAGE_BYTES_MAX = 25 * 1024 * 1024 // 25 MiB: what the large mailbox providers accept, so mail between them fits
+export const MESSAGE_BYTES_LIMIT_MAX = 1024 * 1024 * 1024 // the highest configurable message size: 1 GiB
+export const RECIPIENTS_MAX = 100 // RFC 5321 4.5.3.1.8: the minimum number of recipients a server must buffer
+export const CONNECTIONS_PER_IP_MAX = 50 // Postfix's smtpd_client_connection_count_limit default
+export const CONNECTIONS_MAX = 5000 // all protocols together on one node
+export const AUTH_FAILURES_PER_IP_MAX = 10 // within AUTH_WINDOW_SECONDS
+export const AUTH_FAILURES_PER_ACCOUNT_MAX = 10 // within AUTH_WINDOW_SECONDS
+export const AUTH_WINDOW_SECONDS = 5 * 60 // fail2ban's default findtime
+export const SMTP_IDLE_SECONDS = 5 * 60 // RFC 5321 4.5.3.2.7: server timeout of at least 5 minutes
+export const POP3_IDLE_SECONDS = 10 * 60 // RFC 1939 3: an autologout timer of at least 10 minutes
+const SECONDS_LIMIT_MAX = 24 * 60 * 60 // no configurable timeout or window above one day
+const COUNT_LIMIT_MAX = 1_000_000
+
+// ---- the typed configuration ---------------------------------------------------------------------------
+
+export interface ServiceConfig {
+  enabled: boolean
+  host: string // '' = listen.host
+  port: number
+}
+
+export interface Config {
+  dataDir: string
+  hostname: string // '' = the machine's host name
+  plaintextAuthOnLoopback: boolean
+  listen: { host: string } & Record<ServiceName, ServiceConfig>
+  admin: Endpoint
+  tls: { cert: string, key: string } // '' and '' = a self-signed certificate kept in DATA/tls
+  limits: {
+    messageBytesMax: number
+    recipientsMax: number
+    connectionsPerIpMax: number
+    connectionsMax: number
+    authFailuresPerIpMax: number
+    authFailuresPerAccountMax: number
+    authWindowSeconds: number
+    smtpIdleSeconds: number
+    pop3IdleSeconds: number
+  }
+  store: { sync: boolean }
+  log: { level: Level }
+}
+
+type Value = string | number | boolean
+type Kind =
+  | { type: 'int', min: number, max: number }
+  | { type: 'bool' }
+  | { type: 'host', empty: boolean } // an address or name to bind; empty allowed when it inherits
+  | { type: 'hostname' } // '' or a DNS name
+  | { type: 'path', empty: boolean }
+  | { type: 'level' }
+
+interface OptionSpec {
+  path: string
+  kind: Kind
+  default: Value
+}
+
+const PORT: Kind = { type: 'int', min: 0, max: 65535 }
+const count = (min = 1): Kind => ({ type: 'int', min, max: COUNT_LIMIT_MAX })
+const seconds: Kind = { type: 'int', min: 1, max: SECONDS_LIMIT_MAX }
+
+/** Every option, in the order of the sample file. The Config type above mirrors these paths. */
+export const OPTIONS: readonly OptionSpec[] = [
+  { path: 'dataDir', kind: { type: 'path', empty: false }, default: DATA_DIR_DEFAULT },
+  { path: 'hostname', kind: { type: 'hostname' }, default: '' },
+  { path: 'plaintextAuthOnLoopback', kind: { type: 'bool' }, default: true },
+  { path: 'listen.host', kind: { type: 'host', empty: false }, default: LISTEN_HOST_DEFAULT },
+  ...SERVICE_NAMES.flatMap((s): OptionSpec[] => [
+    { path: `listen.${s}.enabled`, kind: { type: 'bool' }, default: true },
+    { path: `listen.${s}.host`, kind: { type: 'host', empty: true }, default: '' },
+    { path: `listen.${s}.port`, kind: PORT, default: PORTS_DEFAULT[s] }
+  ]),
+  { path: 'admin.host', kind: { type: 'host', empty: false }, default: LISTEN_HOST_DEFAULT },
+  { path: 'admin.port', kind: PORT, default: ADMIN_PORT_DEFAULT },
+  { path: 'tls.cert', kind: { type: 'path', empty: true }, default: '' },
+  { path: 'tls.key', kind: { type: 'path', empty: true }, default: '' },
+  { path: 'limits.messageBytesMax', kind: { type: 'int', min: 1024, max: MESSAGE_BYTES_LIMIT_MAX }, default: MESSAGE_BYTES_MAX },
+  { path: 'limits.recipientsMax', kind: count(), default: RECIPIENTS_MAX },
+  { path: 'limits.connectionsPerIpMax', kind: count(), default: CONNECTIONS_PER_IP_MAX },
+  { path: 'limits.connectionsMax', kind: count(), default: CONNECTIONS_MAX },
+  { path: 'limits.authFailuresPerIpMax', kind: count(), default: AUTH_FAILURES_PER_IP_MAX },
+  { path: 'limits.authFailuresPerAccountMax', kind: count(), default: AUTH_FAILURES_PER_ACCOUNT_MAX },
+  { path: 'limits.authWindowSeconds', kind: seconds, default: AUTH_WINDOW_SECONDS },
+  { path: 'limits.smtpIdleSeconds', kind: seconds, default: SMTP_IDLE_SECONDS },
+  { path: 'limits.pop3IdleSeconds', kind: seconds, default: POP3_IDLE_SECONDS },
+  { path: 'store.sync', kind: { type: 'bool' }, default: true },
+  { path: 'log.level', kind: { type: 'level' }, default: 'info' }
+]
+
+/**
+ * The environment variable of an option: MAILGRID_ + the key path, camelCase split into words, dots as '_',
+ * upper-cased; the per-service tables drop their `listen.` prefix. So `dataDir` → MAILGRID_DATA_DIR,
+ * `listen.smtp.port` → MAILGRID_SMTP_PORT, `listen.host` → MAILGRID_LISTEN_HOST,
+ * `limits.messageBytesMax` → MAILGRID_LIMITS_MESSAGE_BYTES_MAX.
+ */
+export function envName (path: string): string {
+  let parts = path.split('.')
+  if (parts.length === 3 && parts[0] === 'listen') parts = parts.slice(1)
+  return 'MAILGRID_' + parts.map(p => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')
+}
+
+/** Variables the program reads that are not options. */
+const ENV_NOT_OPTIONS = new Set(['MAILGRID_CONFIG'])
+
+export class ConfigError extends Error {
+  readonly problems: string[]
+  constructor (problems: string[]) {
+    super(problems.length === 1 ? problems[0] : `${problems.length} configuration errors:\n  ${problems.join('\n  ')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export interface ConfigSources {
+  /** TOML text of the config file, if any. */
+  toml?: string
+  /** The file's name, for messages. */
+  file?: string
+  env?: Record<string, string | undefined>
+  /** Command-line flags, the last word. */
+  flags?: { dataDir?: string }
+}
+
+export interface ResolvedConfig {
+  config: Config
+  warnings: string[]
+}
+
+function isTable (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date)
+}
+
+const OPTION_BY_PATH = new Map(OPTIONS.map(o => [o.path, o]))
+const SECTIONS = new Set(OPTIONS.flatMap(o => o.path.split('.').slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join('.'))))
+
+/** Flattens the TOML tables into path → value, warning about keys no option has. */
+function flatten (table: Record<string, unknown>, prefix: string, out: Map<string, unknown>, warnings: string[], problems: string[]): void {
+  for (const [key, value] of Object.entries(table)) {
+    const path = prefix === '' ? key : `${prefix}.${key}`
+    if (OPTION_BY_PATH.has(path)) {
+      out.set(path, value)
+    } else if (SECTIONS.has(path)) {
+      if (isTable(value)) flatten(value, path, out, warnings, problems)
+      else problems.push(`${path}: must be a table`)
+    } else {
+      warnings.push(`${path}: unknown key, ignored`)
+    }
+  }
+}
+
+/** Environment strings become numbers and booleans where the option wants one; anything else stays a string. */
+function fromEnv (kind: Kind, text: string): unknown {
+  if (kind.type === 'int' && /^-?\d+$/.test(text.trim())) return Number(text.trim())
+  if (kind.type === 'bool') {
+    const t = text.trim().toLowerCase()
+    if (t === 'true' || t === '1' || t === 'yes') return true
+    if (t === 'false' || t === '0' || t === 'no') return false
+  }
+  return text
+}
+
+function show (v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : isTable(v) ? 'a table' : Array.isArray(v) ? 'an array' : String(v)
+}
+
+/** The reason a value is wrong for its option, or null when it is right. */
+function check (kind: Kind, v: unknown): string | null {
+  switch (kind.type) {
+    case 'int':
+      return Number.isSafeInteger(v) && (v as number) >= kind.min && (v as number) <= kind.max
+        ? null
+        : `must be an integer ${kind.min}-${kind.max}`
+    case 'bool':
+      return typeof v === 'boolean' ? null : 'must be true or false'
+    case 'host':
+      if (typeof v !== 'string') return 'must be a string'
+      if (v === '' && kind.empty) return null
+      return isIP(v) !== 0 || normalizeDomain(v) !== null ? null : 'must be an IP address or a host name'
+    case 'hostname':
+      if (typeof v !== 'string') return 'must be a string'
+      return v === '' || normalizeDomain(v) !== null ? null : 'must be a DNS host name'
+    case 'path':
+      if (typeof v !== 'string') return 'must be a string'
+      if (v.includes('\0')) return 'must not contain NUL'
+      return v !== '' || kind.empty ? null : 'must not be empty'
+    case 'level':
+      return typeof v === 'string' && (LOG_LEVELS as readonly string[]).includes(v) ? null : `must be one of ${LOG_LEVELS.join(', ')}`
+  }
+}
+
+function setPath (root: Record<string, any>, path: string, value: unknown): void {
+  const parts = path.split('.')
+  let t = root
+  for (const p of parts.slice(0, -1)) t = (t[p] ??= {})
+  t[parts[parts.length - 1]] = value
+}
+
+function build (values: Map<string, unknown>): Config {
+  const root: Record<string, any> = {}
+  for (const o of OPTIONS) setPath(root, o.path, values.get(o.path) ?? o.default)
+  return root as Config
+}
+
+export const DEFAULT_CONFIG: Config = build(new Map())
+
+const WILDCARDS = new Set(['0.0.0.0', '::'])
+
+/** Two listeners on one port collide when their hosts are equal or one of them is a wildcard. */
+function portClashes (config: Config): string[] {
+  const problems: string[] = []
+  const seen: Array<{ path: string, host: string, port: number }> = []
+  const listeners = [
+    ...SERVICE_NAMES.filter(s => config.listen[s].enabled).map(s => ({
+      path: `listen.${s}`, host: config.listen[s].host === '' ? config.listen.host : config.listen[s].host, port: config.listen[s].port
+    })),
+    { path: 'admin', host: config.admin.host, port: config.admin.port }
+  ]
+  for (const l of listeners) {
+    if (l.port === 0) continue
+    const other = seen.find(s => s.port === l.port && (s.host === l.host || WILDCARDS.has(s.host) || WILDCARDS.has(l.host)))
+    if (other !== undefined) problems.push(`${l.path}.port: ${l.port} is already used by ${other.path}`)
+    seen.push(l)
+  }
+  return problems
+}
+
+/** Merges and validates the sources; throws ConfigError listing every problem. */
+export function resolveConfig (sources: ConfigSources = {}): ResolvedConfig {
+  const warnings: string[] = []
+  const problems: string[] = []
+  const values = new Map<string, unknown>()
+  const origin = new Map<string, string>()
+  const where = sources.file ?? 'config'
+
+  if (sources.toml !== undefined) {
+    try {
+      flatten(parse(sources.toml), '', values, warnings, problems)
+    } catch (err) {
+      if (!(err instanceof TomlError)) throw err
+      throw new ConfigError([`${where}: line ${err.line}, column ${err.column}: ${err.message.split('\n')[0]}`])
+    }
+  }
+
+  const env = sources.env ?? {}
+  for (const o of OPTIONS) {
+    const name = envName(o.path)
+    const text = env[name]
+    if (text === undefined) continue
+    values.set(o.path, fromEnv(o.kind, text))
+    origin.set(o.path, name)
+  }
+  const known = new Set(OPTIONS.map(o => envName(o.path)))
+  for (const name of Object.keys(env)) {
+    if (name.startsWith('MAILGRID_') && !known.has(name) && !ENV_NOT_OPTIONS.has(name)) warnings.push(`${name}: unknown environment variable, ignored`)
+  }
+
+  if (sources.flags?.dataDir !== undefined) {
+    values.set('dataDir', sources.flags.dataDir)
+    origin.set('dataDir', '--data')
+  }
+
+  for (const o of OPTIONS) {
+    if (!values.has(o.path)) continue
+    const v = values.get(o.path)
+    const why = check(o.kind, v)
+    if (why === null) continue
+    const from = origin.get(o.path)
+    problems.push(`${o.path}${from === undefined ? '' : ` (from ${from})`}: ${why} (got ${show(v)})`)
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  const config = build(values)
+  if ((config.tls.cert === '') !== (config.tls.key === '')) {
+    problems.push(config.tls.cert === '' ? 'tls.cert: must be set together with tls.key' : 'tls.key: must be set together with tls.cert')
+  }
+  problems.push(...portClashes(config))
+  if (problems.length > 0) throw new ConfigError(problems)
+  return { config, warnings }
+}
+
+export interface LoadConfigOptions {
+  /** --config FILE; else env.MAILGRID_CONFIG; else no file. */
+  file?: string
+  env?: Record<string, string | undefined>
+  flags?: { dataDir?: string }
+}
+
+/** Reads the config file (if one is named) and resolves it with the environment and flags. */
+export async function loadConfig (options: LoadConfigOptions = {}): Promise<ResolvedConfig> {
+  const env = options.env ?? process.env
+  const file = options.file ?? (env.MAILGRID_CONFIG === '' ? undefined : env.MAILGRID_CONFIG)
+  let toml: string | undefined
+  if (file !== undefined) {
+    try {
+      toml = await readFile(file, 'utf8')
+    } catch (err) {
+      throw new ConfigError([`${file}: cannot read the config file (${(err as NodeJS.ErrnoException).code ?? String(err)})`])
+    }
+  }
+  return resolveConfig({ toml, file, env, flags: options.flags })
+}
+
+/** The machine-independent config turned into what the node runs with. */
+export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: string = systemHostname()): NodeInit {
+  const listen = {} as Record<ServiceName, Endpoint | null>
+  for (const s of SERVICE_NAMES) {
+    const c = config.listen[s]
+    listen[s] = c.enabled ? { host: c.host === '' ? config.listen.host : c.host, port: c.port } : null
+  }
+  const l = config.limits
+  return {
+    dataDir: resolve(config.dataDir),
+    hostname: config.hostname === '' ? machineHostname : config.hostname,
+    listen,
+    tls,
+    plaintextAuthOnLoopback: config.plaintextAuthOnLoopback,
+    limits: {
+      messageBytesMax: l.messageBytesMax,
+      recipientsMax: l.recipientsMax,
+      connectionsPerIpMax: l.connectionsPerIpMax,
+      connectionsMax: l.connectionsMax,
+      authFailuresPerIpMax: l.authFailuresPerIpMax,
+      authFailuresPerAccountMax: l.authFailuresPerAccountMax,
+      authWindowMs: l.authWindowSeconds * 1000,
+      // NodeLimits has one idle timeout for SMTP and POP3 so far; pop3IdleSeconds waits for its own field.
+      idleTimeoutMs: l.smtpIdleSeconds * 1000
+    },
+    sync: config.store.sync
+  }
+}

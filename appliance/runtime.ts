@@ -1,0 +1,87 @@
+// The files in the data dir through which the CLI finds a running node: `admin.token` (the bearer token,
+// created once, readable by the owner only) and `admin.json` (`{ url, pid }`, written once the admin API
+// listens and removed at a clean stop, so a CLI command knows where to knock).
+
+import { randomBytes } from 'node:crypto'
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+
+export const TOKEN_FILE = 'admin.token'
+export const INFO_FILE = 'admin.json'
+export const TOKEN_BYTES = 32 // 256 bits: not guessable, whatever the number of tries
+
+export interface AdminInfo {
+  url: string
+  pid: number
+}
+
+async function writeAtomic (path: string, text: string, mode: number): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`
+  await writeFile(tmp, text, { mode })
+  await chmod(tmp, mode)
+  await rename(tmp, path)
+}
+
+/** The admin token of this data dir, created at first call. */
+export async function ensureToken (dataDir: string): Promise<string> {
+  const path = join(dataDir, TOKEN_FILE)
+  try {
+    const token = (await readFile(path, 'utf8')).trim()
+    if (token !== '') return token
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  await mkdir(dataDir, { recursive: true })
+  const token = randomBytes(TOKEN_BYTES).toString('base64url')
+  await writeAtomic(path, token + '\n', 0o600)
+  return token
+}
+
+/** The token, or null when the data dir has none (no node ever started there). */
+export async function readToken (dataDir: string): Promise<string | null> {
+  try {
+    const token = (await readFile(join(dataDir, TOKEN_FILE), 'utf8')).trim()
+    return token === '' ? null : token
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw err
+  }
+}
+
+export async function writeAdminInfo (dataDir: string, info: AdminInfo): Promise<void> {
+  await writeAtomic(join(dataDir, INFO_FILE), JSON.stringify(info) + '\n', 0o644)
+}
+
+/** The running node's admin address, or null when the file is missing or not ours. */
+export async function readAdminInfo (dataDir: string): Promise<AdminInfo | null> {
+  let text: string
+  try {
+    text = await readFile(join(dataDir, INFO_FILE), 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw err
+  }
+  try {
+    const v = JSON.parse(text) as Partial<AdminInfo>
+    return typeof v.url === 'string' && Number.isSafeInteger(v.pid) ? { url: v.url, pid: v.pid as number } : null
+  } catch {
+    return null
+  }
+}
+
+/** Removes admin.json if it is still the one this process wrote. */
+export async function removeAdminInfo (dataDir: string, pid: number = process.pid): Promise<void> {
+  const info = await readAdminInfo(dataDir)
+  if (info !== null && info.pid !== pid) return
+  await rm(join(dataDir, INFO_FILE), { force: true })
+}
+
+/** Whether a process with this id exists (EPERM means it does, owned by someone else). */
+export function processAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}

@@ -1,0 +1,112 @@
+// `mailgrid start`: resolve the config, get the TLS certificate, run the mail node and the admin API in the
+// foreground with JSON logs on stdout, advertise the admin API in DATA/admin.json, and stop everything
+// cleanly on SIGINT or SIGTERM (a second signal while stopping exits at once).
+
+import { mkdir } from 'node:fs/promises'
+import { hostname as systemHostname } from 'node:os'
+import { resolve } from 'node:path'
+import type { MailNode } from '../node/types.ts'
+import { createAdminServer } from './admin.ts'
+import type { AdminServer } from './admin.ts'
+import { ConfigError, loadConfig, toNodeInit } from './config.ts'
+import { createLogger, namespaced } from './logger.ts'
+import { ensureToken, processAlive, readAdminInfo, removeAdminInfo, writeAdminInfo } from './runtime.ts'
+import { loadTls, TlsError } from './tls.ts'
+
+export interface StartOptions {
+  configFile?: string
+  dataDir?: string
+  env: Record<string, string | undefined>
+  stderr: { write (s: string): unknown }
+  /** Resolves when the node should stop; SIGINT/SIGTERM when absent. Tests pass their own. */
+  stopSignal?: Promise<unknown>
+}
+
+const EXIT_INTERRUPTED = 130 // 128 + SIGINT, the shell's convention for a second interrupt
+
+function waitForSignal (onSecond: () => void): Promise<string> {
+  return new Promise(resolve => {
+    let seen = false
+    const handler = (sig: string): void => {
+      if (seen) { onSecond(); return }
+      seen = true
+      resolve(sig)
+    }
+    process.on('SIGINT', handler)
+    process.on('SIGTERM', handler)
+  })
+}
+
+/** Runs the node until a stop signal; resolves to the process exit code. */
+export async function startNode (options: StartOptions): Promise<number> {
+  const fail = (message: string): number => { options.stderr.write(`mailgrid: ${message}\n`); return 1 }
+
+  let loaded
+  try {
+    loaded = await loadConfig({ file: options.configFile, env: options.env, flags: { dataDir: options.dataDir } })
+  } catch (err) {
+    if (err instanceof ConfigError) return fail(err.problems.join('\nmailgrid: '))
+    throw err
+  }
+  const { config, warnings } = loaded
+  const logger = createLogger({ level: config.log.level })
+  const log = namespaced(logger, 'appliance')
+  for (const w of warnings) log.warn({ event: 'config_warning' }, w)
+
+  const dataDir = resolve(config.dataDir)
+  await mkdir(dataDir, { recursive: true })
+  const running = await readAdminInfo(dataDir)
+  if (running !== null && running.pid !== process.pid && processAlive(running.pid)) {
+    return fail(`a node already runs on data dir ${dataDir} (pid ${running.pid}, admin ${running.url})`)
+  }
+
+  const hostname = config.hostname === '' ? systemHostname() : config.hostname
+  let tls
+  try {
+    tls = await loadTls({ dataDir, hostname, certFile: config.tls.cert, keyFile: config.tls.key }, namespaced(logger, 'tls'))
+  } catch (err) {
+    if (err instanceof TlsError) return fail(err.message)
+    throw err
+  }
+  const init = toNodeInit({ ...config, dataDir }, tls, hostname)
+
+  // Loaded here, not at the top: the management commands never need the daemon's code.
+  const { createMailNode } = await import('../node/index.ts')
+  const node: MailNode = createMailNode({ logger }, init)
+  let admin: AdminServer | null = null
+  const shutdown = async (): Promise<void> => {
+    await removeAdminInfo(dataDir).catch(() => {})
+    await admin?.stop()
+    await node.stop()
+  }
+
+  try {
+    await node.start()
+    admin = createAdminServer(
+      { directory: node.store, status: async () => await node.status(), logger: namespaced(logger, 'admin') },
+      { host: config.admin.host, port: config.admin.port, token: await ensureToken(dataDir) }
+    )
+    await admin.start()
+    await writeAdminInfo(dataDir, { url: admin.url, pid: process.pid })
+  } catch (err) {
+    await shutdown().catch(() => {})
+    const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
+    if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
+      return fail(`cannot listen on ${e.address ?? '?'}:${e.port ?? '?'} (${e.code})`)
+    }
+    if (e.code === 'LEVEL_DATABASE_NOT_OPEN' || e.code === 'LEVEL_LOCKED') return fail(`cannot open the store in ${dataDir}: ${e.message}`)
+    log.error({ event: 'start_failed', err }, 'start failed')
+    return fail(`start failed: ${e.message}`)
+  }
+  log.info({ event: 'ready', dataDir, admin: admin.url, tlsSelfSigned: tls.selfSigned, tlsFingerprint: tls.fingerprint }, 'mailgrid is running')
+
+  const why = options.stopSignal ?? waitForSignal(() => {
+    log.warn({ event: 'forced_exit' }, 'second signal while stopping: exiting now')
+    process.exit(EXIT_INTERRUPTED)
+  })
+  const reason = await why
+  log.info({ event: 'stopping', reason: String(reason) }, 'stopping')
+  await shutdown()
+  log.info({ event: 'stopped' }, 'stopped')
+  return 0
+}
