@@ -92,7 +92,7 @@ export function parseCommand (line: Buffer): Command | null {
   const m = /^([A-Za-z]{3,4})(?: (.*))?$/s.exec(text)
   if (m === null) return null
   const rest = m[2] ?? ''
-  const trimmed = rest.replace(/[ \t]+$/, '')
+  const trimmed = rest.replace(/^[ \t]+|[ \t]+$/g, '')
   return { keyword: m[1].toUpperCase(), args: trimmed === '' ? [] : trimmed.split(/ +/), rest }
 }
 
