@@ -1,0 +1,215 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parse } from 'smol-toml'
+import {
+  ConfigError, DEFAULT_CONFIG, envName, loadConfig, OPTIONS, resolveConfig, SERVICE_NAMES, toNodeInit
+} from '../../appliance/config.ts'
+
+const SAMPLE = new URL('../../appliance/mailgrid.sample.toml', import.meta.url)
+const TLS = { cert: 'C', key: 'K' }
+
+function problems (fn: () => unknown): string[] {
+  try {
+    fn()
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err))
+    return err.problems
+  }
+  assert.fail('expected a ConfigError')
+}
+
+test('the embedded defaults are those of issue 2', () => {
+  const c = DEFAULT_CONFIG
+  assert.equal(c.dataDir, './data')
+  assert.equal(c.plaintextAuthOnLoopback, true)
+  assert.equal(c.listen.host, '127.0.0.1')
+  const ports = Object.fromEntries(SERVICE_NAMES.map(s => [s, c.listen[s].port]))
+  assert.deepEqual(ports, { smtp: 2525, submission: 2587, smtps: 2465, pop3: 2110, pop3s: 2995, imap: 2143, imaps: 2993 })
+  for (const s of SERVICE_NAMES) assert.deepEqual({ enabled: c.listen[s].enabled, host: c.listen[s].host }, { enabled: true, host: '' })
+  assert.deepEqual(c.admin, { host: '127.0.0.1', port: 8080 })
+  assert.deepEqual(c.limits, {
+    messageBytesMax: 25 * 1024 * 1024,
+    recipientsMax: 100,
+    connectionsPerIpMax: 50,
+    connectionsMax: 5000,
+    authFailuresPerIpMax: 10,
+    authFailuresPerAccountMax: 10,
+    authWindowSeconds: 300,
+    smtpIdleSeconds: 300,
+    pop3IdleSeconds: 600
+  })
+  assert.deepEqual(c.tls, { cert: '', key: '' })
+  assert.equal(c.store.sync, true)
+  assert.equal(c.log.level, 'info')
+  assert.deepEqual(resolveConfig(), { config: DEFAULT_CONFIG, warnings: [] })
+})
+
+test('the sample file parses to exactly the defaults and lists every option', async () => {
+  const toml = await readFile(SAMPLE, 'utf8')
+  assert.deepEqual(resolveConfig({ toml, file: 'sample' }), { config: DEFAULT_CONFIG, warnings: [] })
+  const keys: string[] = []
+  const walk = (t: Record<string, unknown>, prefix: string): void => {
+    for (const [k, v] of Object.entries(t)) {
+      const p = prefix === '' ? k : `${prefix}.${k}`
+      if (typeof v === 'object' && v !== null) walk(v as Record<string, unknown>, p)
+      else keys.push(p)
+    }
+  }
+  walk(parse(toml), '')
+  assert.deepEqual(keys.sort(), OPTIONS.map(o => o.path).sort())
+})
+
+test('environment variable names follow the documented rule', () => {
+  assert.equal(envName('dataDir'), 'MAILGRID_DATA_DIR')
+  assert.equal(envName('hostname'), 'MAILGRID_HOSTNAME')
+  assert.equal(envName('listen.smtp.port'), 'MAILGRID_SMTP_PORT')
+  assert.equal(envName('listen.pop3s.enabled'), 'MAILGRID_POP3S_ENABLED')
+  assert.equal(envName('listen.host'), 'MAILGRID_LISTEN_HOST')
+  assert.equal(envName('admin.port'), 'MAILGRID_ADMIN_PORT')
+  assert.equal(envName('limits.authFailuresPerIpMax'), 'MAILGRID_LIMITS_AUTH_FAILURES_PER_IP_MAX')
+  assert.equal(envName('plaintextAuthOnLoopback'), 'MAILGRID_PLAINTEXT_AUTH_ON_LOOPBACK')
+  assert.equal(new Set(OPTIONS.map(o => envName(o.path))).size, OPTIONS.length, 'every option has its own variable')
+})
+
+test('file, then environment, then flags override the defaults', () => {
+  const toml = 'dataDir = "/srv/a"\nhostname = "mx.example.com"\n[listen.smtp]\nport = 25\n[listen.imap]\nenabled = false\n[limits]\nrecipientsMax = 500\n'
+  const { config, warnings } = resolveConfig({ toml })
+  assert.deepEqual(warnings, [])
+  assert.equal(config.dataDir, '/srv/a')
+  assert.equal(config.hostname, 'mx.example.com')
+  assert.equal(config.listen.smtp.port, 25)
+  assert.equal(config.listen.imap.enabled, false)
+  assert.equal(config.limits.recipientsMax, 500)
+  assert.equal(config.listen.pop3.port, 2110, 'untouched options keep their defaults')
+
+  const env = { MAILGRID_DATA_DIR: '/srv/b', MAILGRID_SMTP_PORT: '2526', MAILGRID_IMAP_ENABLED: 'true', MAILGRID_STORE_SYNC: '0', MAILGRID_LOG_LEVEL: 'debug' }
+  const e = resolveConfig({ toml, env }).config
+  assert.equal(e.dataDir, '/srv/b')
+  assert.equal(e.listen.smtp.port, 2526)
+  assert.equal(e.listen.imap.enabled, true)
+  assert.equal(e.store.sync, false)
+  assert.equal(e.log.level, 'debug')
+  assert.equal(resolveConfig({ toml, env, flags: { dataDir: '/srv/c' } }).config.dataDir, '/srv/c')
+})
+
+test('unknown keys and variables are warned about, not used', () => {
+  const { config, warnings } = resolveConfig({
+    toml: 'colour = "red"\n[listen.smtp]\nprt = 25\n[extra]\nx = 1\n',
+    env: { MAILGRID_SMTP_PROT: '1', MAILGRID_CONFIG: 'ignored-here', OTHER: 'x' }
+  })
+  assert.deepEqual(config, DEFAULT_CONFIG)
+  assert.deepEqual(warnings, [
+    'colour: unknown key, ignored',
+    'listen.smtp.prt: unknown key, ignored',
+    'extra: unknown key, ignored',
+    'MAILGRID_SMTP_PROT: unknown environment variable, ignored'
+  ])
+})
+
+test('every bad value is reported with its path', () => {
+  const cases: Array<[string, string]> = [
+    ['[listen.smtp]\nport = 70000', 'listen.smtp.port: must be an integer 0-65535 (got 70000)'],
+    ['[listen.smtp]\nport = -1', 'listen.smtp.port: must be an integer 0-65535 (got -1)'],
+    ['[listen.smtp]\nport = 25.5', 'listen.smtp.port: must be an integer 0-65535 (got 25.5)'],
+    ['[listen.smtp]\nport = "25"', 'listen.smtp.port: must be an integer 0-65535 (got "25")'],
+    ['[listen.smtp]\nenabled = "yes"', 'listen.smtp.enabled: must be true or false (got "yes")'],
+    ['[listen.smtp]\nhost = "not a host"', 'listen.smtp.host: must be an IP address or a host name (got "not a host")'],
+    ['[listen]\nhost = ""', 'listen.host: must be an IP address or a host name (got "")'],
+    ['[admin]\nhost = 127', 'admin.host: must be a string (got 127)'],
+    ['hostname = "bad_name!"', 'hostname: must be a DNS host name (got "bad_name!")'],
+    ['dataDir = ""', 'dataDir: must not be empty (got "")'],
+    ['dataDir = ["a"]', 'dataDir: must be a string (got an array)'],
+    ['plaintextAuthOnLoopback = 1', 'plaintextAuthOnLoopback: must be true or false (got 1)'],
+    ['[tls]\ncert = 5', 'tls.cert: must be a string (got 5)'],
+    ['[limits]\nmessageBytesMax = 10', 'limits.messageBytesMax: must be an integer 1024-1073741824 (got 10)'],
+    ['[limits]\nrecipientsMax = 0', 'limits.recipientsMax: must be an integer 1-1000000 (got 0)'],
+    ['[limits]\nconnectionsPerIpMax = 0', 'limits.connectionsPerIpMax: must be an integer 1-1000000 (got 0)'],
+    ['[limits]\nconnectionsMax = 2000000', 'limits.connectionsMax: must be an integer 1-1000000 (got 2000000)'],
+    ['[limits]\nauthFailuresPerIpMax = 0', 'limits.authFailuresPerIpMax: must be an integer 1-1000000 (got 0)'],
+    ['[limits]\nauthFailuresPerAccountMax = 0', 'limits.authFailuresPerAccountMax: must be an integer 1-1000000 (got 0)'],
+    ['[limits]\nauthWindowSeconds = 0', 'limits.authWindowSeconds: must be an integer 1-86400 (got 0)'],
+    ['[limits]\nsmtpIdleSeconds = 100000', 'limits.smtpIdleSeconds: must be an integer 1-86400 (got 100000)'],
+    ['[limits]\npop3IdleSeconds = 0', 'limits.pop3IdleSeconds: must be an integer 1-86400 (got 0)'],
+    ['[store]\nsync = "no"', 'store.sync: must be true or false (got "no")'],
+    ['[log]\nlevel = "loud"', 'log.level: must be one of fatal, error, warn, info, debug, trace (got "loud")'],
+    ['listen = 5', 'listen: must be a table'],
+    ['[limits.recipientsMax]\nx = 1', 'limits.recipientsMax: must be an integer 1-1000000 (got a table)'],
+    ['[tls]\ncert = "/etc/c.pem"', 'tls.key: must be set together with tls.cert'],
+    ['[tls]\nkey = "/etc/k.pem"', 'tls.cert: must be set together with tls.key'],
+    ['[listen.pop3]\nport = 2525', 'listen.pop3.port: 2525 is already used by listen.smtp'],
+    ['[admin]\nport = 2110', 'admin.port: 2110 is already used by listen.pop3'],
+    ['[listen.smtp]\nhost = "0.0.0.0"\n[listen.pop3]\nport = 2525', 'listen.pop3.port: 2525 is already used by listen.smtp']
+  ]
+  for (const [toml, message] of cases) assert.deepEqual(problems(() => resolveConfig({ toml })), [message], toml)
+})
+
+test('ports may repeat on different addresses, on port 0, and on disabled services', () => {
+  resolveConfig({ toml: '[listen.pop3]\nhost = "127.0.0.2"\nport = 2525' })
+  resolveConfig({ env: Object.fromEntries(SERVICE_NAMES.map(s => [envName(`listen.${s}.port`), '0'])) })
+  resolveConfig({ toml: '[listen.smtp]\nenabled = false\n[listen.pop3]\nport = 2525' })
+})
+
+test('all problems are reported at once; environment values name their variable', () => {
+  const p = problems(() => resolveConfig({
+    toml: '[limits]\nrecipientsMax = 0\n',
+    env: { MAILGRID_SMTP_PORT: 'abc', MAILGRID_STORE_SYNC: 'maybe', MAILGRID_ADMIN_PORT: '99999' }
+  }))
+  assert.deepEqual(p, [
+    'listen.smtp.port (from MAILGRID_SMTP_PORT): must be an integer 0-65535 (got "abc")',
+    'admin.port (from MAILGRID_ADMIN_PORT): must be an integer 0-65535 (got 99999)',
+    'limits.recipientsMax: must be an integer 1-1000000 (got 0)',
+    'store.sync (from MAILGRID_STORE_SYNC): must be true or false (got "maybe")'
+  ])
+  const err = (() => { try { resolveConfig({ env: { MAILGRID_SMTP_PORT: 'x', MAILGRID_POP3_PORT: 'y' } }) } catch (e) { return e as Error } })()
+  assert.match(err?.message ?? '', /^2 configuration errors:\n {2}listen\.smtp\.port/)
+})
+
+test('a TOML syntax error names the file, line and column', () => {
+  const p = problems(() => resolveConfig({ toml: 'dataDir = "/a"\nhostname = = 1\n', file: 'my.toml' }))
+  assert.equal(p.length, 1)
+  assert.match(p[0], /^my\.toml: line 2, column \d+: /)
+})
+
+test('loadConfig reads --config, else MAILGRID_CONFIG, and reports a missing file', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mailgrid-config-'))
+  try {
+    const file = join(dir, 'm.toml')
+    await writeFile(file, '[listen.smtp]\nport = 2600\n')
+    assert.equal((await loadConfig({ file, env: {} })).config.listen.smtp.port, 2600)
+    assert.equal((await loadConfig({ env: { MAILGRID_CONFIG: file } })).config.listen.smtp.port, 2600)
+    assert.equal((await loadConfig({ env: {} })).config.listen.smtp.port, 2525)
+    await assert.rejects(loadConfig({ file: join(dir, 'none.toml'), env: {} }), (err: unknown) =>
+      err instanceof ConfigError && err.problems[0] === `${join(dir, 'none.toml')}: cannot read the config file (ENOENT)`)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('toNodeInit resolves hosts, disabled services, units and the hostname', () => {
+  const { config } = resolveConfig({
+    toml: 'dataDir = "rel/data"\n[listen]\nhost = "0.0.0.0"\n[listen.smtp]\nhost = "192.0.2.1"\n[listen.imaps]\nenabled = false\n[store]\nsync = false\n'
+  })
+  const init = toNodeInit(config, TLS, 'machine.example')
+  assert.equal(init.dataDir, resolve('rel/data'))
+  assert.equal(init.hostname, 'machine.example')
+  assert.deepEqual(init.listen.smtp, { host: '192.0.2.1', port: 2525 })
+  assert.deepEqual(init.listen.pop3, { host: '0.0.0.0', port: 2110 })
+  assert.equal(init.listen.imaps, null)
+  assert.equal(init.tls, TLS)
+  assert.equal(init.plaintextAuthOnLoopback, true)
+  assert.equal(init.sync, false)
+  assert.deepEqual(init.limits, {
+    messageBytesMax: 26214400,
+    recipientsMax: 100,
+    connectionsPerIpMax: 50,
+    connectionsMax: 5000,
+    authFailuresPerIpMax: 10,
+    authFailuresPerAccountMax: 10,
+    authWindowMs: 300_000,
+    idleTimeoutMs: 300_000
+  })
+  assert.equal(toNodeInit(resolveConfig({ toml: 'hostname = "mx.example.org"' }).config, TLS, 'machine').hostname, 'mx.example.org')
+})
