@@ -1,0 +1,28 @@
+/**
+ * The capability list (RFC 3501 section 7.2.1). Everything is advertised in every state except
+ * what depends on the transport: STARTTLS only in plaintext, LOGINDISABLED and AUTH=PLAIN
+ * according to whether plaintext credentials are allowed here, COMPRESS until it is active.
+ */
+import type { Session } from './session.ts'
+
+/** Extensions that hold in every state and on every transport. */
+const ALWAYS = [
+  'IMAP4rev1', 'IMAP4rev2', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UNSELECT',
+  'UIDPLUS', 'MOVE', 'CHILDREN', 'SPECIAL-USE', 'LIST-EXTENDED', 'LIST-STATUS', 'CONDSTORE', 'QRESYNC',
+  'QUOTA', 'QUOTA=RES-STORAGE', 'QUOTA=RES-MESSAGE', 'ESEARCH', 'SEARCHRES', 'BINARY', 'UTF8=ACCEPT',
+  'STATUS=SIZE',
+]
+
+export function capabilities (session: Session): string[] {
+  const caps = [...ALWAYS]
+  if (!session.connection.secure && session.secureContext() !== null && session.state.kind === 'notAuthenticated') {
+    caps.push('STARTTLS')
+  }
+  if (session.state.kind === 'notAuthenticated') {
+    if (session.insecureAuthAllowed) caps.push('AUTH=PLAIN')
+    else caps.push('LOGINDISABLED')
+  }
+  caps.push(`APPENDLIMIT=${session.options.limits.appendBytesMax}`)
+  if (!session.connection.compressed && session.state.kind !== 'notAuthenticated') caps.push('COMPRESS=DEFLATE')
+  return caps
+}

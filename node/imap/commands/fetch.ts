@@ -1,0 +1,270 @@
+/**
+ * FETCH and UID FETCH (RFC 3501 section 6.4.5, RFC 9051 section 6.4.5): every data item,
+ * BODY[section]<partial> and BINARY (RFC 3516) from the cached MIME structure, CHANGEDSINCE and
+ * VANISHED (RFC 7162 sections 3.1.4.1, 3.2.6). Bodies go out as stream literals straight from
+ * the blob store; only HEADER.FIELDS and BINARY (which transform bytes) read a part into memory.
+ */
+import { decodeTransfer, findPart, headerFields } from '../../../store/mime/index.ts'
+import type { MessageMeta, MimePart } from '../../../store/mime/index.ts'
+import type { MessageRecord } from '../../../store/index.ts'
+import { atom, list, num, str } from '../protocol/compiler.ts'
+import type { StreamLiteral, Value } from '../protocol/compiler.ts'
+import { parseSection } from '../protocol/section.ts'
+import type { SectionSpec } from '../protocol/section.ts'
+import { formatSequenceSet, inRanges, resolveSequenceSet } from '../protocol/sequence.ts'
+import type { Token } from '../protocol/types.ts'
+import { formatDateTime, keyword, listOf, MODSEQ_MAX, number, sequenceSet } from '../args.ts'
+import { ArgumentError, CommandRefused } from '../errors.ts'
+import { envelopeValue, structureValue } from '../render.ts'
+import type { CommandModule, Reply } from '../command.ts'
+import type { Session } from '../session.ts'
+
+/** A part read into memory to transform it (HEADER.FIELDS, BINARY) may not exceed this. */
+export const TRANSFORM_BYTES_MAX = 64 * 1024 * 1024
+
+/** Items in one FETCH (bounds the per-message work a single command can ask for). */
+export const FETCH_ITEMS_MAX = 64
+
+type Simple = 'UID' | 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'MODSEQ' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT'
+
+type FetchItem =
+  | { kind: Simple }
+  | { kind: 'section', binary: boolean, peek: boolean, section: SectionSpec }
+  | { kind: 'BINARY.SIZE', section: SectionSpec }
+
+const SIMPLE = new Set<string>(['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'MODSEQ', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT'])
+const MACROS: Record<string, Simple[]> = {
+  ALL: ['FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'ENVELOPE'],
+  FAST: ['FLAGS', 'INTERNALDATE', 'RFC822.SIZE'],
+  FULL: ['FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'ENVELOPE', 'BODY'],
+}
+
+function parseItem (token: Token): FetchItem {
+  if (token.type !== 'atom') throw new ArgumentError('Invalid fetch item')
+  const name = token.value.toUpperCase()
+  if (token.section === undefined) {
+    if (!SIMPLE.has(name)) throw new ArgumentError(`Unknown fetch item ${name.slice(0, 32)}`)
+    return { kind: name as Simple }
+  }
+  const binary = name.startsWith('BINARY')
+  const section = parseSection(token.section, token.partial, binary)
+  if (typeof section === 'string') throw new ArgumentError(section)
+  if (name === 'BINARY.SIZE') {
+    if (token.partial !== undefined) throw new ArgumentError('BINARY.SIZE takes no partial')
+    return { kind: 'BINARY.SIZE', section }
+  }
+  return { kind: 'section', binary, peek: name.endsWith('.PEEK'), section }
+}
+
+function parseItems (token: Token | undefined): FetchItem[] {
+  if (token === undefined) throw new ArgumentError('Missing fetch items')
+  if (token.type === 'atom' && token.section === undefined && MACROS[token.value.toUpperCase()] !== undefined) {
+    return MACROS[token.value.toUpperCase()]!.map((kind) => ({ kind }))
+  }
+  const tokens = token.type === 'list' ? token.items : [token]
+  if (tokens.length === 0 || tokens.length > FETCH_ITEMS_MAX) throw new ArgumentError('Invalid fetch item list')
+  return tokens.map(parseItem)
+}
+
+interface Modifiers {
+  changedSince: number | null
+  vanished: boolean
+}
+
+function parseModifiers (token: Token | undefined): Modifiers {
+  const modifiers: Modifiers = { changedSince: null, vanished: false }
+  if (token === undefined) return modifiers
+  const items = listOf(token, 'fetch modifiers').items
+  for (let i = 0; i < items.length; i++) {
+    const name = keyword(items[i], 'fetch modifier')
+    if (name === 'CHANGEDSINCE') modifiers.changedSince = number(items[++i], 'mod-sequence', MODSEQ_MAX)
+    else if (name === 'VANISHED') modifiers.vanished = true
+    else throw new ArgumentError(`Unknown fetch modifier ${name}`)
+  }
+  return modifiers
+}
+
+/** Collects a byte range of a message (for transformations only; bounded by the caller). */
+async function readRange (session: Session, record: MessageRecord, start: number, end: number): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of session.components.store.streamMessage(record, { start, end })) chunks.push(chunk)
+  return Buffer.concat(chunks)
+}
+
+/** The byte range a BODY section names in the whole message, or null when it names nothing. */
+function sectionRange (meta: MessageMeta, record: MessageRecord, spec: SectionSpec): { start: number, end: number, fields?: MimePart } | null {
+  const part = spec.part.length === 0 ? meta.root : findPart(meta, spec.part)
+  if (part === null) return null
+  if (spec.text === undefined) {
+    return spec.part.length === 0 ? { start: 0, end: record.size } : { start: part.bodyStart, end: part.bodyEnd }
+  }
+  if (spec.text === 'MIME') return { start: part.headerStart, end: part.headerEnd }
+  // HEADER and TEXT of a nested part refer to its encapsulated message (RFC 3501 section 6.4.5).
+  const message = spec.part.length === 0 ? meta.root : part.message?.root
+  if (message === undefined) return null
+  if (spec.text === 'TEXT') return { start: message.bodyStart, end: spec.part.length === 0 ? record.size : message.bodyEnd }
+  return { start: message.headerStart, end: message.headerEnd }
+}
+
+/** HEADER.FIELDS (.NOT): the selected fields as written, then the blank line. */
+function filterFields (header: Buffer, names: string[], not: boolean): Buffer {
+  const wanted = new Set(names.map((n) => n.toLowerCase()))
+  const out: Buffer[] = []
+  for (const field of headerFields(header, 0, header.length)) {
+    if (wanted.has(field.name.toLowerCase()) !== not) out.push(header.subarray(field.start, field.end))
+  }
+  out.push(Buffer.from('\r\n'))
+  return Buffer.concat(out)
+}
+
+/** Applies <offset.length>: returns the sub-range and the label suffix `<offset>`. */
+function applyPartial (size: number, spec: SectionSpec): { start: number, end: number, suffix: string } {
+  if (spec.partial === undefined) return { start: 0, end: size, suffix: '' }
+  const start = Math.min(spec.partial.offset, size)
+  const end = spec.partial.length === undefined ? size : Math.min(size, start + spec.partial.length)
+  return { start, end, suffix: `<${spec.partial.offset}>` }
+}
+
+function bufferValue (bytes: Buffer, binary: boolean): Value {
+  if (binary && bytes.includes(0)) return { type: 'literal', value: bytes, binary: true }
+  return { type: 'literal', value: bytes }
+}
+
+async function sectionValue (session: Session, record: MessageRecord, meta: MessageMeta, item: Extract<FetchItem, { kind: 'section' }>): Promise<Value[]> {
+  const spec = item.section
+  const prefix = item.binary ? 'BINARY' : 'BODY'
+  const range = sectionRange(meta, record, spec)
+  if (item.binary) {
+    const part = spec.part.length === 0 ? meta.root : findPart(meta, spec.part)
+    if (part === null || part.parts !== undefined) return [atom(`${prefix}[${spec.label}]`), null]
+    if (!['7bit', '8bit', 'binary', 'base64', 'quoted-printable'].includes(part.encoding)) {
+      throw new CommandRefused('Unknown Content-Transfer-Encoding', 'UNKNOWN-CTE')
+    }
+    const start = spec.part.length === 0 ? part.bodyStart : part.bodyStart
+    if (part.bodyEnd - start > TRANSFORM_BYTES_MAX) throw new CommandRefused('Part too large to decode', 'LIMIT')
+    const decoded = decodeTransfer(await readRange(session, record, start, part.bodyEnd), part.encoding)
+    const cut = applyPartial(decoded.length, spec)
+    return [atom(`${prefix}[${spec.label}]${cut.suffix}`), bufferValue(decoded.subarray(cut.start, cut.end), true)]
+  }
+  const label = `${prefix}[${spec.label}]`
+  if (range === null) return [atom(label), str('')]
+  if (spec.text === 'HEADER.FIELDS' || spec.text === 'HEADER.FIELDS.NOT') {
+    if (range.end - range.start > TRANSFORM_BYTES_MAX) throw new CommandRefused('Header too large', 'LIMIT')
+    const header = await readRange(session, record, range.start, range.end)
+    const selected = filterFields(header, spec.fields ?? [], spec.text === 'HEADER.FIELDS.NOT')
+    const cut = applyPartial(selected.length, spec)
+    return [atom(label + cut.suffix), bufferValue(selected.subarray(cut.start, cut.end), false)]
+  }
+  const cut = applyPartial(range.end - range.start, spec)
+  return [atom(label + cut.suffix), streamOf(session, record, range.start + cut.start, range.start + cut.end)]
+}
+
+function streamOf (session: Session, record: MessageRecord, start: number, end: number): StreamLiteral {
+  return { type: 'stream', size: end - start, binary: false, open: () => session.components.store.streamMessage(record, { start, end }) }
+}
+
+/** Whether an item reads the body and so sets \Seen (RFC 3501 section 6.4.5). */
+function setsSeen (item: FetchItem): boolean {
+  return (item.kind === 'section' && !item.peek) || item.kind === 'RFC822' || item.kind === 'RFC822.TEXT'
+}
+
+function needsMeta (item: FetchItem): boolean {
+  return item.kind === 'ENVELOPE' || item.kind === 'BODYSTRUCTURE' || item.kind === 'BODY' || item.kind === 'section' ||
+    item.kind === 'BINARY.SIZE' || item.kind === 'RFC822.HEADER' || item.kind === 'RFC822.TEXT'
+}
+
+export const fetch: CommandModule = {
+  name: 'FETCH',
+  syntax: 'FETCH sequence-set items [(CHANGEDSINCE modseq [VANISHED])]',
+  states: ['selected'],
+  args: { min: 2, max: 3 },
+  uid: true,
+  expungeAllowed: false,
+  async run (session, { args, uid }): Promise<Reply | undefined> {
+    if (session.state.kind !== 'selected') return undefined
+    const view = session.state.mailbox
+    const user = session.state.user
+    const set = sequenceSet(args[0])
+    const items = parseItems(args[1])
+    const modifiers = parseModifiers(args[2])
+    // RFC 7162 section 3.2.6: VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled.
+    if (modifiers.vanished && (!uid || modifiers.changedSince === null || !session.qresync)) throw new ArgumentError('VANISHED not allowed here')
+    if (modifiers.changedSince !== null || items.some((i) => i.kind === 'MODSEQ')) session.enabled.add('CONDSTORE')
+    const store = session.components.store
+    if (modifiers.vanished && modifiers.changedSince !== null && set !== '$') {
+      const changes = await store.changesSince(user, view.id, modifiers.changedSince)
+      const ranges = resolveSequenceSet(set, view.uids.length === 0 ? 0 : view.uids[view.uids.length - 1]!)
+      const gone = changes.expunged.filter((u) => inRanges(ranges, u))
+      if (gone.length > 0) await session.send([atom('VANISHED'), atom('(EARLIER)'), atom(formatSequenceSet(gone))])
+    }
+    const uids = view.resolve(set, uid)
+    if (uids.length === 0) return undefined
+    const wanted = new Set(uids)
+    let records = (await store.listMessages(user, view.id, { from: uids[0]!, to: uids[uids.length - 1]! })).filter((r) => wanted.has(r.uid))
+    if (modifiers.changedSince !== null) records = records.filter((r) => r.modseq > modifiers.changedSince!)
+    const seen = new Set<number>()
+    if (items.some(setsSeen) && !view.readOnly) {
+      const unseen = records.filter((r) => !r.flags.includes('\\Seen')).map((r) => r.uid)
+      if (unseen.length > 0) {
+        const result = await store.storeFlags(user, view.id, unseen, 'add', ['\\Seen'])
+        const updated = new Map(result.changed.map((c) => [c.uid, c]))
+        for (const change of result.changed) view.noteOwnChange(change.modseq)
+        records = records.map((r) => {
+          const change = updated.get(r.uid)
+          if (change === undefined) return r
+          seen.add(r.uid)
+          return { ...r, flags: change.flags, modseq: change.modseq }
+        })
+      }
+    }
+    const condstore = session.condstore
+    for (const record of records) {
+      const seq = view.seqOf(record.uid)
+      if (seq === 0) continue
+      const meta = items.some(needsMeta) ? await store.getMeta(record) : null
+      const values: Value[] = []
+      const emitted = new Set<string>()
+      const add = (name: string, value: Value): void => {
+        if (emitted.has(name)) return
+        emitted.add(name)
+        values.push(atom(name), value)
+      }
+      // RFC 3501 section 6.4.8: UID FETCH always returns UID.
+      if (uid) add('UID', num(record.uid))
+      for (const item of items) {
+        switch (item.kind) {
+          case 'UID': add('UID', num(record.uid)); break
+          case 'FLAGS': add('FLAGS', list(record.flags.map(atom))); break
+          case 'INTERNALDATE': add('INTERNALDATE', str(formatDateTime(record.internalDate))); break
+          case 'RFC822.SIZE': add('RFC822.SIZE', num(record.size)); break
+          case 'MODSEQ': add('MODSEQ', list([num(record.modseq)])); break
+          case 'ENVELOPE': add('ENVELOPE', envelopeValue(meta!.envelope)); break
+          case 'BODYSTRUCTURE': add('BODYSTRUCTURE', structureValue(meta!.root, true)); break
+          case 'BODY': add('BODY', structureValue(meta!.root, false)); break
+          case 'RFC822': add('RFC822', streamOf(session, record, 0, record.size)); break
+          case 'RFC822.HEADER': add('RFC822.HEADER', streamOf(session, record, meta!.root.headerStart, meta!.root.headerEnd)); break
+          case 'RFC822.TEXT': add('RFC822.TEXT', streamOf(session, record, meta!.root.bodyStart, record.size)); break
+          case 'BINARY.SIZE': {
+            const part = item.section.part.length === 0 ? meta!.root : findPart(meta!, item.section.part)
+            if (part === null || part.parts !== undefined) { add(`BINARY.SIZE[${item.section.label}]`, null); break }
+            const size = part.encoding === 'base64' || part.encoding === 'quoted-printable'
+              ? decodeTransfer(await readRange(session, record, part.bodyStart, part.bodyEnd), part.encoding).length
+              : part.size
+            add(`BINARY.SIZE[${item.section.label}]`, num(size))
+            break
+          }
+          case 'section': {
+            const [name, value] = await sectionValue(session, record, meta!, item)
+            add((name as { value: string }).value, value!)
+            break
+          }
+        }
+      }
+      // Flags changed by this FETCH are reported with it (RFC 3501 section 6.4.5).
+      if (seen.has(record.uid)) add('FLAGS', list(record.flags.map(atom)))
+      if (condstore && (modifiers.changedSince !== null || seen.has(record.uid))) add('MODSEQ', list([num(record.modseq)]))
+      await session.send([num(seq), atom('FETCH'), list(values)])
+    }
+    return undefined
+  },
+}

@@ -1,0 +1,29 @@
+/** IDLE (RFC 2177): changes are pushed as they happen until the client sends DONE. */
+import { ArgumentError } from '../errors.ts'
+import type { CommandModule } from '../command.ts'
+
+export const idle: CommandModule = {
+  name: 'IDLE',
+  syntax: 'IDLE',
+  states: ['authenticated', 'selected'],
+  args: { min: 0, max: 0 },
+  expungeAllowed: true,
+  async run (session) {
+    await session.continuation('idling')
+    let flushing = Promise.resolve()
+    session.idleWake = () => {
+      // Every untagged response is allowed while idling (RFC 2177 section 3).
+      flushing = flushing.then(() => session.flushUpdates(true)).catch(() => {})
+    }
+    session.idleWake()
+    try {
+      const line = await session.readLine()
+      if (line === null) return { done: true }
+      if (line.trim().toUpperCase() !== 'DONE') throw new ArgumentError('Expected DONE')
+    } finally {
+      session.idleWake = null
+      await flushing
+    }
+    return undefined
+  },
+}

@@ -1,0 +1,29 @@
+/** The command table: one module per command, looked up by name by the dispatcher. */
+import type { CommandModule } from '../command.ts'
+import { append } from './append.ts'
+import { capability } from './capability.ts'
+import { compress } from './compress.ts'
+import { copy, move } from './copy.ts'
+import { enable, id, namespace } from './enable.ts'
+import { close, expunge, unselect } from './expunge.ts'
+import { fetch } from './fetch.ts'
+import { idle } from './idle.ts'
+import { list, lsub } from './list.ts'
+import { authenticateCommand, login } from './login.ts'
+import { logout } from './logout.ts'
+import { create, deleteCommand, rename, subscribe, unsubscribe } from './mailbox.ts'
+import { check, noop } from './noop.ts'
+import { getquota, getquotaroot, setquota } from './quota.ts'
+import { search } from './search.ts'
+import { examine, select } from './select.ts'
+import { starttls } from './starttls.ts'
+import { status } from './status.ts'
+import { store } from './store.ts'
+
+const ALL: CommandModule[] = [
+  capability, noop, logout, starttls, login, authenticateCommand, enable, id, namespace, compress,
+  select, examine, create, deleteCommand, rename, subscribe, unsubscribe, list, lsub, status, append,
+  check, close, unselect, expunge, search, fetch, store, copy, move, idle, getquota, getquotaroot, setquota,
+]
+
+export const COMMANDS: ReadonlyMap<string, CommandModule> = new Map(ALL.map((c) => [c.name, c]))

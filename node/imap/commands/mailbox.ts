@@ -1,0 +1,92 @@
+/**
+ * CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE (RFC 3501 sections 6.3.3 to 6.3.7). The store
+ * enforces the hierarchy rules (no DELETE with children, INBOX rename moves its messages);
+ * here we check names and map the answers.
+ */
+import { keyword, listOf, mailboxName } from '../args.ts'
+import { ArgumentError, CommandRefused } from '../errors.ts'
+import { DELIMITER } from '../constants.ts'
+import type { SpecialUse } from '../../../store/index.ts'
+import type { CommandModule } from '../command.ts'
+
+const SPECIAL_USES = new Set(['\\Sent', '\\Drafts', '\\Trash', '\\Junk', '\\Archive', '\\All', '\\Flagged'])
+
+export const create: CommandModule = {
+  name: 'CREATE',
+  syntax: 'CREATE mailbox [(USE (special-use))]',
+  states: ['authenticated', 'selected'],
+  args: { min: 1, max: 2 },
+  expungeAllowed: true,
+  async run (session, { args }) {
+    let name = mailboxName(args[0], session.utf8)
+    // RFC 3501 section 6.3.3: a trailing delimiter only says the client intends children.
+    if (name.endsWith(DELIMITER)) name = name.slice(0, -1)
+    if (name === '' || name === 'INBOX') throw new CommandRefused('Cannot create that mailbox', 'ALREADYEXISTS')
+    let specialUse: SpecialUse | undefined
+    if (args[1] !== undefined) {
+      // RFC 6154 section 3: CREATE-SPECIAL-USE parameters.
+      const params = listOf(args[1], 'create parameters').items
+      if (params.length !== 2 || keyword(params[0]) !== 'USE') throw new ArgumentError('Expected (USE (attributes))')
+      const uses = listOf(params[1], 'special-use list').items.map((t) => t.type === 'atom' ? t.value : '')
+      if (uses.length !== 1) throw new CommandRefused('Exactly one special use is supported', 'USEATTR')
+      const use = [...SPECIAL_USES].find((u) => u.toLowerCase() === uses[0]!.toLowerCase())
+      if (use === undefined) throw new CommandRefused('Unknown special use', 'USEATTR')
+      specialUse = use as SpecialUse
+    }
+    await session.components.store.createMailbox(session.user!, name, specialUse === undefined ? {} : { specialUse })
+    return undefined
+  },
+}
+
+export const deleteCommand: CommandModule = {
+  name: 'DELETE',
+  syntax: 'DELETE mailbox',
+  states: ['authenticated', 'selected'],
+  args: { min: 1, max: 1 },
+  expungeAllowed: true,
+  async run (session, { args }) {
+    const name = mailboxName(args[0], session.utf8)
+    if (name === 'INBOX') throw new CommandRefused('INBOX cannot be deleted', 'CANNOT')
+    if (session.state.kind === 'selected' && session.state.mailbox.name === name) {
+      // Deleting the selected mailbox: leave it first, as Dovecot does, so no stale view remains.
+      session.unselect()
+    }
+    await session.components.store.deleteMailbox(session.user!, name)
+    return undefined
+  },
+}
+
+export const rename: CommandModule = {
+  name: 'RENAME',
+  syntax: 'RENAME from to',
+  states: ['authenticated', 'selected'],
+  args: { min: 2, max: 2 },
+  expungeAllowed: true,
+  async run (session, { args }) {
+    const from = mailboxName(args[0], session.utf8)
+    let to = mailboxName(args[1], session.utf8)
+    if (to.endsWith(DELIMITER)) to = to.slice(0, -1)
+    if (to === '' || to === 'INBOX') throw new CommandRefused('Cannot rename to that name', 'ALREADYEXISTS')
+    if (session.state.kind === 'selected' && session.state.mailbox.name === from && from !== 'INBOX') session.unselect()
+    await session.components.store.renameMailbox(session.user!, from, to)
+    return undefined
+  },
+}
+
+function subscription (subscribe: boolean): CommandModule {
+  const name = subscribe ? 'SUBSCRIBE' : 'UNSUBSCRIBE'
+  return {
+    name,
+    syntax: `${name} mailbox`,
+    states: ['authenticated', 'selected'],
+    args: { min: 1, max: 1 },
+    expungeAllowed: true,
+    async run (session, { args }) {
+      await session.components.store.setSubscribed(session.user!, mailboxName(args[0], session.utf8), subscribe)
+      return undefined
+    },
+  }
+}
+
+export const subscribe = subscription(true)
+export const unsubscribe = subscription(false)

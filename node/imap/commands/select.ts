@@ -1,0 +1,121 @@
+/**
+ * SELECT and EXAMINE (RFC 3501 sections 6.3.1, 6.3.2; RFC 9051 section 6.3.2), with the
+ * CONDSTORE and QRESYNC parameters (RFC 7162 sections 3.1.8, 3.2.5).
+ */
+import { atom, list, num } from '../protocol/compiler.ts'
+import type { Value } from '../protocol/compiler.ts'
+import { inRanges, resolveSequenceSet, formatSequenceSet } from '../protocol/sequence.ts'
+import { keyword, listOf, mailboxName, MODSEQ_MAX, number, sequenceSet } from '../args.ts'
+import { ArgumentError, CommandRefused } from '../errors.ts'
+import { SelectedMailbox } from '../mailbox-view.ts'
+import type { CommandModule, Reply } from '../command.ts'
+import type { Session } from '../session.ts'
+import type { Token } from '../protocol/types.ts'
+
+const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft']
+
+interface Qresync {
+  uidValidity: number
+  modseq: number
+  knownUids: ReturnType<typeof resolveSequenceSet> | null
+}
+
+function parseParams (session: Session, token: Token | undefined): Qresync | null {
+  if (token === undefined) return null
+  const items = listOf(token, 'select parameters').items
+  let qresync: Qresync | null = null
+  for (let i = 0; i < items.length; i++) {
+    const name = keyword(items[i], 'select parameter')
+    if (name === 'CONDSTORE') {
+      session.enabled.add('CONDSTORE')
+    } else if (name === 'QRESYNC') {
+      // RFC 7162 section 3.2.5: QRESYNC must have been ENABLEd first.
+      if (!session.qresync) throw new ArgumentError('QRESYNC is not enabled')
+      const params = listOf(items[++i], 'QRESYNC parameters').items
+      if (params.length < 2 || params.length > 4) throw new ArgumentError('Invalid QRESYNC parameters')
+      const known = params[2] === undefined ? null : sequenceSet(params[2])
+      qresync = {
+        uidValidity: number(params[0], 'UIDVALIDITY'),
+        modseq: number(params[1], 'mod-sequence', MODSEQ_MAX),
+        knownUids: known === null || known === '$' ? null : resolveSequenceSet(known, 0xffffffff),
+      }
+    } else {
+      throw new ArgumentError(`Unknown select parameter ${name}`)
+    }
+  }
+  return qresync
+}
+
+function selectCommand (readOnly: boolean): CommandModule {
+  const name = readOnly ? 'EXAMINE' : 'SELECT'
+  return {
+    name,
+    syntax: `${name} mailbox [(CONDSTORE | QRESYNC (uidvalidity modseq [uids]))]`,
+    states: ['authenticated', 'selected'],
+    args: { min: 1, max: 2 },
+    expungeAllowed: true,
+    async run (session, { args }): Promise<Reply> {
+      const user = session.user!
+      const name = mailboxName(args[0], session.utf8)
+      const qresync = parseParams(session, args[1])
+      if (session.state.kind === 'selected') {
+        session.unselect()
+        // RFC 7162 section 3.2.11, RFC 9051 section 7.1: the old mailbox is closed from here on.
+        if (session.qresync || session.enabled.has('IMAP4REV2')) {
+          await session.send([atom('OK'), atom('[CLOSED]'), atom('Previous mailbox closed')])
+        }
+      }
+      const store = session.components.store
+      const mailbox = await store.getMailbox(user, name)
+      if (mailbox === null) throw new CommandRefused('No such mailbox', 'NONEXISTENT')
+      const records = await store.listMessages(user, mailbox.id)
+      const view = new SelectedMailbox({
+        id: mailbox.id, name: mailbox.name, readOnly, uidValidity: mailbox.uidValidity,
+        uids: records.map((r) => r.uid), highestModseq: mailbox.highestModseq,
+      })
+      const keywords = new Set<string>()
+      let firstUnseen = 0
+      records.forEach((record, index) => {
+        for (const flag of record.flags) if (!flag.startsWith('\\')) keywords.add(flag)
+        if (firstUnseen === 0 && !record.flags.includes('\\Seen')) firstUnseen = index + 1
+      })
+      const flags = [...SYSTEM_FLAGS, ...keywords].map(atom)
+      await session.send([atom('FLAGS'), list(flags)])
+      // PERMANENTFLAGS: `\*` says new keywords may be created (RFC 3501 section 7.1).
+      const permanent = readOnly ? '' : [...SYSTEM_FLAGS, ...keywords, '\\*'].join(' ')
+      await session.send([atom('OK'), atom(`[PERMANENTFLAGS (${permanent})] Flags permitted`)])
+      await session.send([num(view.exists), atom('EXISTS')])
+      if (!session.enabled.has('IMAP4REV2')) {
+        await session.send([num(0), atom('RECENT')])
+        if (firstUnseen > 0) await session.send([atom('OK'), atom(`[UNSEEN ${firstUnseen}] First unseen`)])
+      }
+      await session.send([atom('OK'), atom(`[UIDVALIDITY ${mailbox.uidValidity}] UIDs valid`)])
+      await session.send([atom('OK'), atom(`[UIDNEXT ${mailbox.uidNext}] Predicted next UID`)])
+      await session.send([atom('OK'), atom(`[HIGHESTMODSEQ ${mailbox.highestModseq}] Highest`)])
+      session.select(view)
+      if (qresync !== null && qresync.uidValidity === mailbox.uidValidity) {
+        await resync(session, user, view, qresync)
+      }
+      return { code: { name: readOnly ? 'READ-ONLY' : 'READ-WRITE' }, text: `${name} completed` }
+    },
+  }
+}
+
+/** RFC 7162 section 3.2.5.2: VANISHED (EARLIER) for expunged UIDs, then FETCH for changed ones. */
+async function resync (session: Session, user: string, view: SelectedMailbox, qresync: Qresync): Promise<void> {
+  const changes = await session.components.store.changesSince(user, view.id, qresync.modseq)
+  const known = qresync.knownUids
+  const vanished = changes.expunged.filter((uid) => known === null || inRanges(known, uid))
+  if (vanished.length > 0) {
+    await session.send([atom('VANISHED'), atom('(EARLIER)'), atom(formatSequenceSet(vanished))])
+  }
+  for (const record of changes.changed) {
+    const seq = view.seqOf(record.uid)
+    if (seq === 0) continue
+    const items: Value[] = [atom('UID'), num(record.uid), atom('FLAGS'), list(record.flags.map(atom)), atom('MODSEQ'), list([num(record.modseq)])]
+    await session.send([num(seq), atom('FETCH'), list(items)])
+  }
+}
+
+export const select = selectCommand(false)
+export const examine = selectCommand(true)

@@ -1,0 +1,203 @@
+/**
+ * The byte edge of one IMAP connection: reads from the socket into a handler, writes compiled
+ * responses in order with backpressure (stream literals included), and performs the two
+ * in-place transport changes IMAP has: STARTTLS (RFC 3501 section 6.2.1) and COMPRESS=DEFLATE
+ * (RFC 4978). It knows nothing of commands.
+ */
+import type { Socket } from 'node:net'
+import { TLSSocket } from 'node:tls'
+import type { SecureContext } from 'node:tls'
+import { constants as zlibConstants, createDeflateRaw, createInflateRaw } from 'node:zlib'
+import type { DeflateRaw, InflateRaw } from 'node:zlib'
+import type { Part } from './protocol/compiler.ts'
+
+export interface ConnectionHandlers {
+  onData: (chunk: Buffer) => void
+  onClose: () => void
+  onError: (err: Error) => void
+}
+
+/** Raised when a stream literal yields a different number of bytes than it announced. */
+export class LiteralSizeMismatch extends Error {}
+
+export class Connection {
+  readonly remoteAddress: string
+  #raw: Socket
+  #socket: Socket
+  #handlers: ConnectionHandlers
+  #inflate: InflateRaw | null = null
+  #deflate: DeflateRaw | null = null
+  #writeChain: Promise<void> = Promise.resolve()
+  #closed = false
+  #paused = false
+  secure: boolean
+
+  constructor (socket: Socket, secure: boolean, handlers: ConnectionHandlers) {
+    this.#raw = socket
+    this.#socket = socket
+    this.secure = secure
+    this.remoteAddress = socket.remoteAddress ?? 'unknown'
+    this.#handlers = handlers
+    this.#attach(socket)
+  }
+
+  get compressed (): boolean {
+    return this.#deflate !== null
+  }
+
+  get closed (): boolean {
+    return this.#closed
+  }
+
+  #attach (socket: Socket): void {
+    socket.on('data', (chunk: Buffer) => {
+      if (this.#inflate !== null) this.#inflate.write(chunk)
+      else this.#handlers.onData(chunk)
+    })
+    socket.on('error', (err) => this.#handlers.onError(err))
+    socket.on('close', () => this.#onClose())
+  }
+
+  #onClose (): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#inflate?.destroy()
+    this.#deflate?.destroy()
+    this.#handlers.onClose()
+  }
+
+  setTimeout (ms: number, onTimeout: () => void): void {
+    this.#raw.setTimeout(ms)
+    this.#raw.removeAllListeners('timeout')
+    this.#raw.on('timeout', onTimeout)
+  }
+
+  /** Stops reading while a command runs, so pipelined input waits in the kernel, not in memory. */
+  pause (): void {
+    if (this.#paused) return
+    this.#paused = true
+    this.#socket.pause()
+    this.#inflate?.pause()
+  }
+
+  resume (): void {
+    if (!this.#paused) return
+    this.#paused = false
+    this.#socket.resume()
+    this.#inflate?.resume()
+  }
+
+  /** Queues a response; resolves when it has been handed to the socket. */
+  write (parts: Part[] | Buffer): Promise<void> {
+    const list = Buffer.isBuffer(parts) ? [parts] : parts
+    const next = this.#writeChain.then(() => this.#writeParts(list))
+    this.#writeChain = next.catch(() => {})
+    return next
+  }
+
+  async #writeParts (parts: Part[]): Promise<void> {
+    if (this.#closed) return
+    for (const part of parts) {
+      if (Buffer.isBuffer(part)) {
+        await this.#writeChunk(part)
+        continue
+      }
+      let sent = 0
+      for await (const chunk of part.open()) {
+        if (sent + chunk.length > part.size) throw new LiteralSizeMismatch('literal longer than announced')
+        sent += chunk.length
+        await this.#writeChunk(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
+        if (this.#closed) return
+      }
+      // The literal's size was announced: a shorter source would desynchronise the client.
+      if (sent !== part.size) throw new LiteralSizeMismatch('literal shorter than announced')
+    }
+    if (this.#deflate !== null) {
+      const deflate = this.#deflate
+      await new Promise<void>((resolve) => deflate.flush(zlibConstants.Z_SYNC_FLUSH, () => resolve()))
+    }
+  }
+
+  #writeChunk (chunk: Buffer): Promise<void> {
+    const sink = this.#deflate ?? this.#socket
+    if (this.#closed || sink.destroyed) return Promise.resolve()
+    if (sink.write(chunk)) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = (): void => {
+        sink.off('drain', done)
+        this.#socket.off('close', done)
+        resolve()
+      }
+      sink.on('drain', done)
+      this.#socket.on('close', done)
+    })
+  }
+
+  /** Waits until everything queued has been written. */
+  flush (): Promise<void> {
+    return this.#writeChain
+  }
+
+  /**
+   * RFC 3501 section 6.2.1 / RFC 2595 section 3.1: after the OK to STARTTLS the next byte from
+   * the client is the TLS handshake; anything pipelined before it was discarded by the caller.
+   */
+  async startTls (context: SecureContext): Promise<void> {
+    await this.flush()
+    const plain = this.#socket
+    plain.removeAllListeners('data')
+    plain.removeAllListeners('close')
+    plain.removeAllListeners('error')
+    const secure = new TLSSocket(plain, { isServer: true, secureContext: context })
+    this.#socket = secure
+    this.secure = true
+    this.#attach(secure)
+    plain.on('close', () => this.#onClose())
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secure', () => resolve())
+      secure.once('error', reject)
+      secure.once('close', () => reject(new Error('closed during TLS handshake')))
+    })
+  }
+
+  /**
+   * RFC 4978 section 3: compression starts right after the OK; bytes the client sent after the
+   * command are already compressed, so the caller passes them back in as `pending`.
+   */
+  async startCompression (pending: Buffer): Promise<void> {
+    await this.flush()
+    const inflate = createInflateRaw()
+    const deflate = createDeflateRaw({ level: 6 })
+    // pipe keeps the socket's backpressure; end: false because LOGOUT ends the socket itself.
+    deflate.pipe(this.#socket, { end: false })
+    deflate.on('error', (err) => this.#handlers.onError(err))
+    inflate.on('data', (chunk: Buffer) => this.#handlers.onData(chunk))
+    inflate.on('error', (err) => this.#handlers.onError(err))
+    this.#inflate = inflate
+    this.#deflate = deflate
+    if (this.#paused) inflate.pause()
+    if (pending.length > 0) inflate.write(pending)
+  }
+
+  /** Writes what is queued, then closes. Safe to call twice. */
+  async end (): Promise<void> {
+    if (this.#closed) return
+    try {
+      await this.flush()
+    } catch {
+      // A failing write is no reason not to close.
+    }
+    if (this.#deflate !== null) {
+      const deflate = this.#deflate
+      await new Promise<void>((resolve) => deflate.flush(zlibConstants.Z_SYNC_FLUSH, () => resolve()))
+    }
+    this.#socket.end()
+    const socket = this.#socket
+    setTimeout(() => socket.destroy(), 2000).unref()
+  }
+
+  destroy (): void {
+    this.#socket.destroy()
+    this.#raw.destroy()
+  }
+}

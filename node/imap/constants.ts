@@ -1,0 +1,34 @@
+/** Defaults of the IMAP server's limits (node/imap/types.ts ImapLimits explains each). */
+import { LITERAL_BYTES_MAX } from './protocol/constants.ts'
+import type { ImapLimits } from './types.ts'
+
+/** RFC 3501 section 5.4: the autologout timer is at least 30 minutes. */
+export const IDLE_TIMEOUT_MS = 30 * 60 * 1000
+
+/** Before login we wait less: 60 s is smtp-server's and Dovecot's order of magnitude. */
+export const PRE_AUTH_TIMEOUT_MS = 60 * 1000
+
+/** SASL PLAIN of a long address and password fits; anything bigger before login is abuse. */
+export const PRE_AUTH_LITERAL_BYTES_MAX = 8 * 1024
+
+/** WildDuck cuts off after a few dozen bad commands; a real client sends none. */
+export const BAD_COMMANDS_MAX = 20
+
+/** Per listener; the grid balances across nodes, one node need not take unlimited sockets. */
+export const CONNECTIONS_MAX = 10_000
+
+/** Wrong passwords per session before it is closed (slows guessing over one connection). */
+export const AUTH_FAILURES_MAX = 3
+
+export const DEFAULT_LIMITS: ImapLimits = {
+  appendBytesMax: LITERAL_BYTES_MAX,
+  preAuthLiteralBytesMax: PRE_AUTH_LITERAL_BYTES_MAX,
+  badCommandsMax: BAD_COMMANDS_MAX,
+  idleTimeoutMs: IDLE_TIMEOUT_MS,
+  preAuthTimeoutMs: PRE_AUTH_TIMEOUT_MS,
+  connectionsMax: CONNECTIONS_MAX,
+  authFailuresMax: AUTH_FAILURES_MAX,
+}
+
+/** The hierarchy delimiter, the store's (store/types.ts Mailbox.name). */
+export const DELIMITER = '/'

@@ -1,0 +1,188 @@
+/**
+ * One session's view of its selected mailbox: the sequence-number → UID map the client knows,
+ * and the changes other sessions made that the client has not been told yet. Changes arrive
+ * from the store's subscription at any time; they reach the client only at flush(), which the
+ * dispatcher calls where RFC 3501 section 7.4.1 allows: EXISTS and FETCH FLAGS after any command,
+ * EXPUNGE (or VANISHED, RFC 7162 section 3.2.10) never while FETCH, STORE or SEARCH is answered.
+ */
+import type { FlagChange, MailEvent } from '../../store/index.ts'
+import { atom, list, num } from './protocol/compiler.ts'
+import type { Value } from './protocol/compiler.ts'
+import { formatSequenceSet, inRanges, resolveSequenceSet } from './protocol/sequence.ts'
+import type { SequenceRange } from './protocol/sequence.ts'
+import { ArgumentError } from './errors.ts'
+
+/** Changes held for one session before the client is told (a client that never flushes is cut off). */
+export const PENDING_EVENTS_MAX = 100_000
+
+export interface ViewInit {
+  id: string
+  name: string
+  readOnly: boolean
+  uidValidity: number
+  uids: number[]
+  highestModseq: number
+}
+
+export interface FlushOptions {
+  allowExpunge: boolean
+  condstore: boolean
+  qresync: boolean
+}
+
+export class SelectedMailbox {
+  readonly id: string
+  readonly name: string
+  readonly readOnly: boolean
+  readonly uidValidity: number
+  /** UIDs in sequence order: `uids[seq - 1]`. UIDs only grow, so the array is sorted. */
+  uids: number[]
+  highestModseq: number
+  /** RFC 5182 SEARCHRES: the UIDs of the last SEARCH ... RETURN (SAVE). */
+  searchResult: number[] = []
+  #pending: MailEvent[] = []
+  /** Modseqs of flag changes this session made and already reported itself. */
+  #own = new Set<number>()
+  overflow = false
+
+  constructor (init: ViewInit) {
+    this.id = init.id
+    this.name = init.name
+    this.readOnly = init.readOnly
+    this.uidValidity = init.uidValidity
+    this.uids = init.uids
+    this.highestModseq = init.highestModseq
+  }
+
+  get exists (): number {
+    return this.uids.length
+  }
+
+  get hasPending (): boolean {
+    return this.#pending.length > 0
+  }
+
+  push (event: MailEvent): void {
+    if (this.#pending.length >= PENDING_EVENTS_MAX) {
+      this.overflow = true
+      return
+    }
+    this.#pending.push(event)
+  }
+
+  noteOwnChange (modseq: number): void {
+    this.#own.add(modseq)
+  }
+
+  /** Sequence number of a UID, or 0 if the client does not know it. */
+  seqOf (uid: number): number {
+    let lo = 0
+    let hi = this.uids.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1
+      const value = this.uids[mid]!
+      if (value === uid) return mid + 1
+      if (value < uid) lo = mid + 1
+      else hi = mid - 1
+    }
+    return 0
+  }
+
+  /**
+   * The UIDs a set names, in ascending order. With sequence numbers, `*` is the last message and
+   * numbers above EXISTS are a BAD (RFC 9051 section 6.4.4 says the server may reject them); with
+   * UIDs, `*` is the largest UID and absent UIDs are simply skipped (RFC 3501 section 6.4.8).
+   */
+  resolve (set: SequenceRange[] | '$', byUid: boolean): number[] {
+    if (set === '$') return this.searchResult.filter((uid) => this.seqOf(uid) > 0)
+    if (byUid) {
+      const ranges = resolveSequenceSet(set, this.uids.length === 0 ? 0 : this.uids[this.uids.length - 1]!)
+      return this.uids.filter((uid) => inRanges(ranges, uid))
+    }
+    if (this.uids.length === 0) {
+      throw new ArgumentError('No messages')
+    }
+    const ranges = resolveSequenceSet(set, this.uids.length)
+    const last = ranges[ranges.length - 1]
+    if (last !== undefined && last.end > this.uids.length) throw new ArgumentError('Invalid message sequence number')
+    const out: number[] = []
+    for (const range of ranges) {
+      for (let seq = range.start; seq <= range.end; seq++) out.push(this.uids[seq - 1]!)
+    }
+    return out
+  }
+
+  /** Our own EXPUNGE/MOVE removed these: answer immediately, as the command's own responses. */
+  removeOwn (uids: number[], qresync: boolean): Value[][] {
+    return this.#remove(new Set(uids), qresync)
+  }
+
+  #remove (gone: Set<number>, qresync: boolean): Value[][] {
+    const out: Value[][] = []
+    if (qresync) {
+      const removed = this.uids.filter((uid) => gone.has(uid))
+      if (removed.length === 0) return out
+      this.uids = this.uids.filter((uid) => !gone.has(uid))
+      out.push([atom('VANISHED'), atom(formatSequenceSet(removed))])
+      return out
+    }
+    // RFC 3501 section 7.4.1: each EXPUNGE renumbers the messages after it, so report from the
+    // highest sequence number down and every number stays valid when it is read.
+    for (let index = this.uids.length - 1; index >= 0; index--) {
+      if (gone.has(this.uids[index]!)) {
+        out.push([num(index + 1), atom('EXPUNGE')])
+        this.uids.splice(index, 1)
+      }
+    }
+    return out
+  }
+
+  /** Applies the pending changes the rules allow now and returns the untagged responses to send. */
+  flush (options: FlushOptions): Value[][] {
+    const out: Value[][] = []
+    const held: MailEvent[] = []
+    let appended = false
+    for (const event of this.#pending) {
+      if (event.type === 'expunge') {
+        if (!options.allowExpunge) {
+          held.push(event)
+          continue
+        }
+        out.push(...this.#remove(new Set(event.uids), options.qresync))
+      } else if (event.type === 'append') {
+        const last = this.uids.length === 0 ? 0 : this.uids[this.uids.length - 1]!
+        for (const uid of [...event.uids].sort((a, b) => a - b)) {
+          if (uid > last && this.seqOf(uid) === 0) {
+            this.uids.push(uid)
+            appended = true
+          }
+        }
+      } else if (event.type === 'flags') {
+        out.push(...this.#flagResponses(event.changes, options))
+      }
+      if ('modseq' in event && event.type !== 'expunge' && options.allowExpunge) {
+        this.highestModseq = Math.max(this.highestModseq, event.modseq)
+      }
+    }
+    this.#pending = held
+    if (appended) {
+      out.push([num(this.uids.length), atom('EXISTS')])
+    }
+    return out
+  }
+
+  #flagResponses (changes: FlagChange[], options: FlushOptions): Value[][] {
+    const out: Value[][] = []
+    for (const change of changes) {
+      if (this.#own.delete(change.modseq)) continue
+      const seq = this.seqOf(change.uid)
+      if (seq === 0) continue
+      const items: Value[] = [atom('FLAGS'), list(change.flags.map(atom))]
+      // RFC 7162 section 3.2.4: after QRESYNC every unsolicited FETCH carries the UID.
+      items.push(atom('UID'), num(change.uid))
+      if (options.condstore) items.push(atom('MODSEQ'), list([num(change.modseq)]))
+      out.push([num(seq), atom('FETCH'), list(items)])
+    }
+    return out
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * One IMAP session: the state machine of RFC 3501 section 3 as a discriminated union, the loop
+ * that feeds the parser and runs one command at a time, and the services command modules use
+ * (send an untagged response, ask for a continuation line, change state). Commands are
+ * serialised: while one runs the socket is paused, so pipelined input waits in the kernel.
+ */
+import { randomUUID } from 'node:crypto'
+import { createSecureContext } from 'node:tls'
+import type { SecureContext } from 'node:tls'
+import type { Logger } from 'pino'
+import type { MailEvent } from '../../store/index.ts'
+import type { Connection } from './connection.ts'
+import { SelectedMailbox } from './mailbox-view.ts'
+import { ImapParser } from './protocol/parser.ts'
+import { atom, compileContinuation, compileData, compileStatus } from './protocol/compiler.ts'
+import type { Value } from './protocol/compiler.ts'
+import type { ImapComponents, ImapInit, ImapLimits } from './types.ts'
+import { dispatch } from './dispatcher.ts'
+import { capabilities } from './capabilities.ts'
+
+export type SessionState =
+  | { kind: 'notAuthenticated' }
+  | { kind: 'authenticated', user: string }
+  | { kind: 'selected', user: string, mailbox: SelectedMailbox }
+  | { kind: 'logout' }
+
+export interface SessionOptions {
+  init: ImapInit
+  limits: ImapLimits
+  secureContext: SecureContext | null
+}
+
+export class Session {
+  readonly id: string
+  readonly components: ImapComponents
+  readonly options: SessionOptions
+  readonly connection: Connection
+  readonly parser: ImapParser
+  readonly log: Logger
+  state: SessionState = { kind: 'notAuthenticated' }
+  /** ENABLEd extensions (RFC 5161), upper-case: CONDSTORE, QRESYNC, UTF8=ACCEPT, IMAP4REV2. */
+  readonly enabled = new Set<string>()
+  /** CONDSTORE is also turned on by its first use (RFC 7162 section 3.1). */
+  badCommands = 0
+  authFailures = 0
+  #busy = false
+  #pumping = false
+  #lineWaiter: ((line: string | null) => void) | null = null
+  #unsubscribe: (() => void) | null = null
+  /** Called by the store subscription while IDLE runs, to push changes at once. */
+  idleWake: (() => void) | null = null
+  #closed = false
+
+  constructor (components: ImapComponents, options: SessionOptions, connection: Connection) {
+    this.id = randomUUID().slice(0, 12)
+    this.components = components
+    this.options = options
+    this.connection = connection
+    this.parser = new ImapParser({ literalBytesMax: options.limits.preAuthLiteralBytesMax, literalPlus: true })
+    this.log = components.logger.child({ session: this.id, ip: connection.remoteAddress })
+  }
+
+  /** UTF-8 in quoted strings and mailbox names (RFC 6855 section 3, RFC 9051 section 5.1). */
+  get utf8 (): boolean {
+    return this.enabled.has('UTF8=ACCEPT') || this.enabled.has('IMAP4REV2')
+  }
+
+  get condstore (): boolean {
+    return this.enabled.has('CONDSTORE') || this.enabled.has('QRESYNC')
+  }
+
+  get qresync (): boolean {
+    return this.enabled.has('QRESYNC')
+  }
+
+  /** Re-reads the state (TypeScript narrows `state` across awaits; commands change it). */
+  get loggedOut (): boolean {
+    return this.state.kind === 'logout'
+  }
+
+  get user (): string | null {
+    return this.state.kind === 'authenticated' || this.state.kind === 'selected' ? this.state.user : null
+  }
+
+  /** Plaintext credentials are allowed over TLS, or when configured (RFC 9051 section 11.1). */
+  get insecureAuthAllowed (): boolean {
+    if (this.connection.secure || this.options.init.allowInsecureAuth === true) return true
+    const ip = this.connection.remoteAddress
+    const loopback = ip === '127.0.0.1' || ip === '::1' || ip === '::ffff:127.0.0.1'
+    return loopback && this.options.init.allowInsecureAuthOnLoopback === true
+  }
+
+  capabilities (): string[] {
+    return capabilities(this)
+  }
+
+  now (): number {
+    return this.components.now?.() ?? Date.now()
+  }
+
+  start (): void {
+    this.#armTimer()
+    const greeting = `${this.options.init.hostname ?? 'mailgrid'} IMAP ready`
+    void this.connection.write(compileStatus('*', 'OK', greeting, { name: 'CAPABILITY', args: this.capabilities().map(atom) }))
+  }
+
+  onData (chunk: Buffer): void {
+    if (this.#closed) return
+    this.parser.push(chunk)
+    this.#pump()
+  }
+
+  onClose (): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.state = { kind: 'logout' }
+    this.#unsubscribe?.()
+    this.#unsubscribe = null
+    this.#lineWaiter?.(null)
+    this.#lineWaiter = null
+    this.idleWake?.()
+  }
+
+  #armTimer (): void {
+    const authenticated = this.state.kind === 'authenticated' || this.state.kind === 'selected'
+    const ms = authenticated ? this.options.limits.idleTimeoutMs : this.options.limits.preAuthTimeoutMs
+    this.connection.setTimeout(ms, () => {
+      this.log.info({ event: 'imap_autologout' }, 'idle timeout')
+      void this.bye('Autologout; idle for too long')
+    })
+  }
+
+  /** Reads parser events until one needs a command to finish or more bytes. */
+  #pump (): void {
+    if (this.#pumping) return
+    this.#pumping = true
+    try {
+      for (;;) {
+        if (this.#closed) return
+        if (this.#busy && this.#lineWaiter === null) {
+          this.connection.pause()
+          return
+        }
+        const event = this.parser.next()
+        if (event.type === 'need') {
+          this.connection.resume()
+          return
+        }
+        if (event.type === 'line') {
+          const waiter = this.#lineWaiter
+          this.#lineWaiter = null
+          waiter?.(event.line)
+          continue
+        }
+        if (event.type === 'continue') {
+          void this.connection.write(compileContinuation('Ready for literal data'))
+          continue
+        }
+        if (event.type === 'error') {
+          const code = event.code === undefined ? undefined : { name: event.code }
+          void this.connection.write(compileStatus(event.tag ?? '*', event.status, event.text, code))
+          if (event.fatal) {
+            void this.bye('Protocol error, closing')
+            return
+          }
+          if (event.status === 'BAD' && this.#countBad()) return
+          continue
+        }
+        this.#busy = true
+        this.#armTimer()
+        dispatch(this, event.command).catch((err: unknown) => {
+          this.log.error({ err, event: 'imap_dispatch_failed' }, 'dispatch failed')
+          this.connection.destroy()
+        }).finally(() => {
+          this.#busy = false
+          if (this.state.kind !== 'logout') {
+            this.#armTimer()
+            this.#pump()
+          }
+        })
+      }
+    } finally {
+      this.#pumping = false
+    }
+  }
+
+  /** Counts a BAD; true when the budget is spent and the session is being closed. */
+  #countBad (): boolean {
+    this.badCommands++
+    if (this.badCommands < this.options.limits.badCommandsMax) return false
+    this.log.warn({ event: 'imap_bad_budget' }, 'too many bad commands')
+    void this.bye('Too many invalid commands')
+    return true
+  }
+
+  countBad (): boolean {
+    return this.#countBad()
+  }
+
+  send (values: Value[]): Promise<void> {
+    return this.connection.write(compileData('*', values, { utf8: this.utf8 }))
+  }
+
+  sendStatus (tag: string, status: 'OK' | 'NO' | 'BAD' | 'BYE', text: string, code?: { name: string, args?: Value[] }): Promise<void> {
+    return this.connection.write(compileStatus(tag, status, text, code, { utf8: this.utf8 }))
+  }
+
+  continuation (text: string): Promise<void> {
+    return this.connection.write(compileContinuation(text))
+  }
+
+  /** The next line from the client, outside command syntax (IDLE, AUTHENTICATE); null if closed. */
+  readLine (): Promise<string | null> {
+    if (this.#closed) return Promise.resolve(null)
+    return new Promise((resolve) => {
+      this.parser.expectLine()
+      this.#lineWaiter = resolve
+      queueMicrotask(() => this.#pump())
+    })
+  }
+
+  async bye (text: string): Promise<void> {
+    if (this.state.kind === 'logout' && this.#closed) return
+    this.state = { kind: 'logout' }
+    await this.connection.write(compileStatus('*', 'BYE', text)).catch(() => {})
+    await this.connection.end()
+  }
+
+  /** notAuthenticated → authenticated: larger literals, the long timer, change events. */
+  login (user: string): void {
+    this.state = { kind: 'authenticated', user }
+    this.parser.literalBytesMax = this.options.limits.appendBytesMax
+    this.#unsubscribe = this.components.store.subscribe(user, (event) => this.#onMailEvent(event))
+    this.#armTimer()
+  }
+
+  #onMailEvent (event: MailEvent): void {
+    if (this.state.kind !== 'selected' || event.type === 'mailboxes' || event.mailbox !== this.state.mailbox.id) return
+    this.state.mailbox.push(event)
+    this.idleWake?.()
+  }
+
+  select (mailbox: SelectedMailbox): void {
+    const user = this.user
+    if (user === null) throw new Error('select before login')
+    this.state = { kind: 'selected', user, mailbox }
+  }
+
+  unselect (): void {
+    const user = this.user
+    if (user === null) throw new Error('unselect before login')
+    this.state = { kind: 'authenticated', user }
+  }
+
+  /** Sends the untagged updates RFC 3501 section 7.4.1 allows at this point. */
+  async flushUpdates (allowExpunge: boolean): Promise<void> {
+    if (this.state.kind !== 'selected') return
+    const view = this.state.mailbox
+    if (view.overflow) {
+      await this.bye('Too many pending changes; please reconnect')
+      return
+    }
+    const responses = view.flush({ allowExpunge, condstore: this.condstore, qresync: this.qresync })
+    // Queue them all at once: a concurrent flush (IDLE wake-up) must not interleave, because each
+    // EXPUNGE number is only right after the ones before it.
+    await Promise.all(responses.map((response) => this.send(response)))
+  }
+
+  secureContext (): SecureContext | null {
+    if (this.options.secureContext !== null) return this.options.secureContext
+    const tls = this.components.tls
+    return tls === undefined ? null : createSecureContext(tls)
+  }
+}

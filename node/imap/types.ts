@@ -1,0 +1,54 @@
+/** What the IMAP server is given: components (things with behaviour) and init (plain options). */
+import type { Logger } from 'pino'
+import type { SecureContextOptions } from 'node:tls'
+import type { MailStore } from '../../store/index.ts'
+import type { Authenticator } from '../auth.ts'
+import type { ConnectionLimiter } from '../limits.ts'
+import type { Endpoint } from '../types.ts'
+
+export interface ImapComponents {
+  store: MailStore
+  /** The node's one authentication path (throttling included). */
+  auth: Authenticator
+  /** Shared per-IP and total connection caps; without it only connectionsMax applies. */
+  limiter?: ConnectionLimiter
+  logger: Logger
+  /** Certificate and key for STARTTLS and the implicit-TLS port; without it neither is offered. */
+  tls?: Pick<SecureContextOptions, 'key' | 'cert' | 'ca'>
+  /** Injectable clock (ms since the epoch), for APPEND's default internal date. */
+  now?: () => number
+}
+
+export interface ImapInit {
+  /** Where to listen; port 0 picks an ephemeral port. */
+  endpoint: Endpoint
+  /** true: TLS from the first byte (port 993, RFC 8314); false: plaintext with STARTTLS when tls is given. */
+  implicitTls?: boolean
+  /** Host name used in the greeting. */
+  hostname?: string
+  /**
+   * Allow LOGIN and AUTHENTICATE without TLS from loopback clients. Elsewhere plaintext
+   * credentials are refused (RFC 9051 section 6.2.3 LOGINDISABLED).
+   */
+  allowInsecureAuthOnLoopback?: boolean
+  /** Allow them from anywhere (tests, trusted networks). Off by default. */
+  allowInsecureAuth?: boolean
+  limits?: Partial<ImapLimits>
+}
+
+export interface ImapLimits {
+  /** Largest APPEND literal; advertised as APPENDLIMIT (RFC 7889). */
+  appendBytesMax: number
+  /** Literal size accepted before authentication (LOGIN credentials are small). */
+  preAuthLiteralBytesMax: number
+  /** BAD answers before the session is cut off. */
+  badCommandsMax: number
+  /** Idle time before autologout once authenticated: RFC 3501 section 5.4 asks for at least 30 minutes. */
+  idleTimeoutMs: number
+  /** Idle time before login: a connection that never authenticates should not hold a slot. */
+  preAuthTimeoutMs: number
+  /** Concurrent connections per listener. */
+  connectionsMax: number
+  /** Failed logins in one session before it is cut off. */
+  authFailuresMax: number
+}
