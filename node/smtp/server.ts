@@ -19,7 +19,7 @@ import { traceHeaders } from './received.ts'
 export const COMMAND_LINE_BYTES_MAX = 4096 // RFC 5321 4.5.3.1.4 asks for 512; extensions (SIZE, AUTH=) need more
 export const MESSAGE_MEMORY_BYTES_MAX = 256 * 1024 * 1024 // all DATA in flight on this node at once
 export const UNAUTHENTICATED_COMMANDS_MAX = 20 // before AUTH on submission ports
-export const CLOSE_TIMEOUT_MS = 30_000 // how long close() waits for sessions to finish
+export const CLOSE_TIMEOUT_MS = 3000 // how long close() lets sessions finish; an unanswered DATA is retried by its client
 
 // smtp-server derives the enhanced status code (RFC 3463) from the reply code alone, so 550 is always 5.1.1.
 // Our handlers put the precise code first in the message ("5.7.1 Relay access denied"); this shim sends such
@@ -30,7 +30,7 @@ const proto = SMTPConnection.prototype as unknown as { send: SendFn, __mailgridE
 if (proto.__mailgridEnhanced !== true) {
   const original = proto.send
   proto.send = function (this: unknown, code: number, data: unknown, context?: unknown) {
-    if (context === undefined && typeof data === 'string' && ENHANCED.test(data)) return original.call(this, code, data, false)
+    if (context !== false && typeof data === 'string' && ENHANCED.test(data)) return original.call(this, code, data, false)
     return original.call(this, code, data, context)
   }
   proto.__mailgridEnhanced = true
@@ -132,6 +132,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     disabledCommands: submission ? [] : ['AUTH'],
     maxAllowedUnauthenticatedCommands: submission ? UNAUTHENTICATED_COMMANDS_MAX : false,
     hideDSN: true,
+    hideENHANCEDSTATUSCODES: false, // RFC 2034; smtp-server hides it unless asked
     hideREQUIRETLS: true,
 
     onConnect (session, callback) {

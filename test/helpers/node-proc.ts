@@ -1,0 +1,39 @@
+// A mail node in a process of its own, for tests and benchmarks that kill it (SIGKILL) or measure it apart
+// from the load generator. Usage: node test/helpers/node-proc.ts DATA_DIR [SETUP_JSON]
+// SETUP_JSON: {"domain": "example.com", "users": ["u1@example.com", ...], "password": "pw"} is applied once.
+// Prints one line `READY {"smtp": port, ...}` when listening; SIGTERM stops it cleanly.
+
+import pino from 'pino'
+import { createMailNode } from '../../node/index.ts'
+import { isMailError } from '../../store/index.ts'
+import { testCert, TEST_LIMITS } from './node.ts'
+
+const [dataDir, setupJson] = process.argv.slice(2)
+const ep = { host: '127.0.0.1', port: 0 }
+const node = createMailNode({ logger: pino({ level: process.env.MAILGRID_TEST_LOG ?? 'silent' }) }, {
+  dataDir,
+  hostname: 'mx.test',
+  listen: { smtp: ep, submission: ep, smtps: ep, pop3: ep, pop3s: ep, imap: ep, imaps: ep },
+  tls: await testCert(),
+  plaintextAuthOnLoopback: true,
+  sync: process.env.MAILGRID_SYNC !== '0',
+  scryptLogN: 10,
+  limits: { ...TEST_LIMITS, messageBytesMax: 50 * 1024 * 1024 }
+})
+await node.start()
+if (setupJson !== undefined) {
+  const setup = JSON.parse(setupJson) as { domain: string, users: string[], password: string }
+  try {
+    await node.store.addDomain(setup.domain)
+  } catch (err) {
+    if (!isMailError(err, 'exists')) throw err
+  }
+  for (const u of setup.users) {
+    if (await node.store.getUser(u) === null) await node.store.addUser({ address: u, password: setup.password })
+  }
+}
+const ports = Object.fromEntries((await node.status()).services.map(s => [s.name, s.port]))
+process.stdout.write(`READY ${JSON.stringify(ports)}\n`)
+const stop = (): void => { node.stop().then(() => process.exit(0), () => process.exit(1)) }
+process.on('SIGTERM', stop)
+process.on('SIGINT', stop)
