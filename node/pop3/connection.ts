@@ -175,9 +175,15 @@ export class Pop3Connection {
     this.notify()
   }
 
-  /** Ends the connection after pending writes are flushed. */
+  /**
+   * Ends the connection after pending writes are flushed. Input from then on is read and dropped: a paused
+   * socket would keep a client that is still sending from ever seeing our end.
+   */
   end (): void {
     if (this.closed) return
+    this.socket.off('data', this.onData)
+    this.reader.clear()
+    this.socket.resume()
     this.socket.end()
     this.closed = true
     this.notify()
