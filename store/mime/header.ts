@@ -68,23 +68,29 @@ export function scanHeader (raw: Buffer, start: number, limit: number, stopAt: (
 
 export type TextEncoding = 'latin1' | 'utf8'
 
-/** The decoding for a header block: UTF-8 when the bytes are valid UTF-8 (RFC 6532), else Latin-1. */
-export function headerEncoding (raw: Buffer, start: number, end: number): TextEncoding {
+/** How the bytes raw[start, end) read: as UTF-8 when they are valid UTF-8 (RFC 6532), else as Latin-1.
+ * Decided per field, so that one stray Latin-1 byte elsewhere does not garble a UTF-8 subject. */
+export function textEncoding (raw: Buffer, start: number, end: number): TextEncoding {
   if (end <= start) return 'latin1'
-  const block = raw.subarray(start, end)
-  if (isAscii(block)) return 'latin1'
-  return isUtf8(block) ? 'utf8' : 'latin1'
+  const bytes = raw.subarray(start, end)
+  if (isAscii(bytes)) return 'latin1'
+  return isUtf8(bytes) ? 'utf8' : 'latin1'
 }
 
 export function fieldName (raw: Buffer, f: RawField): string {
   return raw.toString('latin1', f.start, f.nameEnd)
 }
 
+/** The bytes of a field value that are read: at most FIELD_VALUE_BYTES_MAX. */
+export function valueEnd (f: RawField): number {
+  return Math.min(f.end, f.valueStart + FIELD_VALUE_BYTES_MAX)
+}
+
 /** The field value, unfolded (every line break inside a field precedes white space, so removing them all
- * is RFC 5322 unfolding) and trimmed of blanks. At most FIELD_VALUE_BYTES_MAX bytes are read. */
-export function fieldValue (raw: Buffer, f: RawField, enc: TextEncoding): string {
-  const end = Math.min(f.end, f.valueStart + FIELD_VALUE_BYTES_MAX)
-  let s = raw.toString(enc, f.valueStart, end)
+ * is RFC 5322 unfolding) and trimmed of blanks. */
+export function fieldValue (raw: Buffer, f: RawField): string {
+  const end = valueEnd(f)
+  let s = raw.toString(textEncoding(raw, f.valueStart, end), f.valueStart, end)
   if (s.includes('\n')) s = s.replace(/\r?\n/g, '')
   return trimBlanks(s)
 }

@@ -9,7 +9,7 @@
  */
 
 import { emptyEnvelope } from './address.ts'
-import { fieldName, fieldValue, headerEncoding, scanHeader } from './header.ts'
+import { fieldName, fieldValue, scanHeader } from './header.ts'
 import { analyze } from './parse.ts'
 import type { HeaderField, MessageMeta, MimePart } from './types.ts'
 
@@ -80,11 +80,9 @@ export function textParts (meta: MessageMeta): MimePart[] {
 }
 
 /** The fields of the header block raw[start, end): names as written, values unfolded and trimmed (8-bit
- * bytes read as UTF-8 when valid, else Latin-1), with the byte span of each field. */
+ * bytes read as UTF-8 when the field is valid UTF-8, else as Latin-1), with the byte span of each field. */
 export function headerFields (raw: Buffer, start: number, end: number): HeaderField[] {
   const limit = Math.min(Math.max(0, end), raw.length)
   const from = Math.min(Math.max(0, start), limit)
-  const scan = scanHeader(raw, from, limit, null)
-  const enc = headerEncoding(raw, from, scan.end)
-  return scan.fields.map(f => ({ name: fieldName(raw, f), value: fieldValue(raw, f, enc), start: f.start, end: f.end }))
+  return scanHeader(raw, from, limit, null).fields.map(f => ({ name: fieldName(raw, f), value: fieldValue(raw, f), start: f.start, end: f.end }))
 }

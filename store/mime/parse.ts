@@ -5,7 +5,7 @@
 
 import { buildEnvelope, emptyEnvelope } from './address.ts'
 import { BOUNDARY_BYTES_MAX, MIME_DEPTH_MAX, MIME_PARTS_MAX } from './constants.ts'
-import { CR, DASH, fieldName, fieldValue, headerEncoding, HT, LF, scanHeader, SP, trimBlanks } from './header.ts'
+import { CR, DASH, fieldName, fieldValue, HT, LF, scanHeader, SP, textEncoding, trimBlanks, valueEnd } from './header.ts'
 import type { RawField } from './header.ts'
 import { parseContentType, parseDisposition } from './params.ts'
 import type { Envelope, MessageMeta, MimePart } from './types.ts'
@@ -193,15 +193,17 @@ function finishHeader (ctx: Ctx, frame: Frame, fields: RawField[], headerEnd: nu
   part.bodyStart = headerEnd
   part.bodyEnd = headerEnd
   frame.state = BODY
-  const enc = headerEncoding(raw, part.headerStart, headerEnd)
   const content = new Map<string, string>()
+  let contentType: RawField | null = null
   const envelope = frame.holder === null ? null : new Map<string, string>()
   for (const f of fields) {
     const name = fieldName(raw, f).toLowerCase()
     if (CONTENT_FIELDS.has(name)) {
-      if (!content.has(name)) content.set(name, fieldValue(raw, f, enc))
+      if (content.has(name)) continue
+      content.set(name, fieldValue(raw, f))
+      if (name === 'content-type') contentType = f
     } else if (envelope !== null && ENVELOPE_FIELDS.has(name) && !envelope.has(name)) {
-      envelope.set(name, fieldValue(raw, f, enc))
+      envelope.set(name, fieldValue(raw, f))
     }
   }
   const ctValue = content.get('content-type')
@@ -235,7 +237,9 @@ function finishHeader (ctx: Ctx, frame: Frame, fields: RawField[], headerEnd: nu
   // composite types); such a part stays opaque.
   if (!expand || frame.depth >= MIME_DEPTH_MAX || ctx.frozen || part.encoding === 'base64' || part.encoding === 'quoted-printable') return
   if (part.type === 'multipart') {
-    const boundary = boundaryOf(part, enc)
+    if (contentType === null) return
+    // The boundary is matched as the bytes it was written with.
+    const boundary = boundaryOf(part, textEncoding(raw, contentType.valueStart, valueEnd(contentType)))
     if (boundary === null) return
     part.parts = []
     frame.boundary = boundary

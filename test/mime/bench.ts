@@ -19,7 +19,7 @@ function header (extra: string[]): string[] {
   ]
 }
 
-function singlePart (bodyBytes: number): Buffer {
+export function singlePart (bodyBytes: number): Buffer {
   const line = 'The quick brown fox jumps over the lazy dog, again and again, line after line.\r\n'
   return Buffer.from(header(['Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: 8bit']).join('\r\n') +
     '\r\n\r\n' + line.repeat(Math.ceil(bodyBytes / line.length)))
