@@ -53,6 +53,9 @@ export function createPop3Server (components: Pop3Components, init: Pop3Init): P
   if (init.implicitTls === true && init.tls === undefined) throw new Error('pop3: implicitTls needs tls')
   const tls: SecureContext | null = init.tls === undefined ? null : createSecureContext({ key: init.tls.key, cert: init.tls.cert, minVersion: 'TLSv1.2' })
   const idleTimeoutMs = init.idleTimeoutMs ?? IDLE_TIMEOUT_MS_MIN
+  const maxBadCommands = init.maxBadCommands ?? BAD_COMMANDS_MAX
+  if (!(idleTimeoutMs > 0) || !Number.isFinite(idleTimeoutMs)) throw new RangeError('pop3: idleTimeoutMs must be a positive number')
+  if (!Number.isInteger(maxBadCommands) || maxBadCommands < 1) throw new RangeError('pop3: maxBadCommands must be a positive integer')
   const sessions = new Set<{ conn: Pop3Connection, done: Promise<void> }>()
   let server: Server | null = null
   let closing: Promise<void> | null = null
@@ -89,7 +92,7 @@ export function createPop3Server (components: Pop3Components, init: Pop3Init): P
       auth: components.auth,
       tls,
       plaintextAllowed: init.allowPlaintextAuth === true || (init.allowPlaintextOnLoopback === true && isLoopback(ip)),
-      maxBadCommands: init.maxBadCommands ?? BAD_COMMANDS_MAX,
+      maxBadCommands,
       state: { kind: 'authorization', user: null, failures: 0 },
       badCommands: 0
     }

@@ -278,3 +278,32 @@ test('close() ends every session and is idempotent', async () => {
   assert.equal((await f.store.listMessages(USER, box!.id)).length, 1) // no QUIT, no deletion
   await stillServes()
 })
+
+test('a stored message with bare LF line ends is sent with CRLF (its LIST size is then the stored size)', async () => {
+  const erin = 'erin@example.com'
+  await f.store.addUser({ address: erin, password: 'erin password' })
+  const raw = Buffer.from('Subject: lf\n\nline\n.dot\nlast')
+  await f.store.append(erin, 'INBOX', { raw })
+  const c = await RawClient.open(loopback.port)
+  await c.line()
+  c.send(`USER ${erin}\r\nPASS erin password\r\nLIST 1\r\nRETR 1\r\nTOP 1 1\r\n`)
+  await c.lines(2)
+  assert.equal(await c.line(), `+OK 1 ${raw.length}`)
+  assert.equal(await c.line(), `+OK ${raw.length} octets`)
+  assert.equal((await c.multiline()).toString(), 'Subject: lf\r\n\r\nline\r\n..dot\r\nlast\r\n')
+  await c.line()
+  assert.equal((await c.multiline()).toString(), 'Subject: lf\r\n\r\nline\r\n')
+  c.close()
+})
+
+test('POP3S: garbage instead of a TLS handshake is dropped; an idle TLS session is logged out', async () => {
+  const { port } = await f.server({ implicitTls: true, idleTimeoutMs: 300 })
+  const c = await RawClient.open(port)
+  c.send('USER plaintext\r\n')
+  await c.closedByServer()
+  assert.equal(c.pending, '')
+  const d = await RawClient.open(port, true)
+  assert.match(await d.line(), /^\+OK/)
+  assert.match(await d.line(), /^-ERR Idle timeout/)
+  await d.closedByServer()
+})
