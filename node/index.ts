@@ -5,11 +5,15 @@ import { createStore } from '../store/index.ts'
 import type { Store } from '../store/index.ts'
 import { createAuthenticator } from './auth.ts'
 import { AuthThrottle, ConnectionLimiter } from './limits.ts'
+import { createImapServer } from './imap/index.ts'
+import { createPop3Server } from './pop3/index.ts'
 import { createSmtpService, MemoryBudget } from './smtp/server.ts'
 import type { SmtpMode } from './smtp/server.ts'
 import type { Endpoint, MailNode, NodeComponents, NodeInit, NodeStatus, ServiceName, ServiceStatus } from './types.ts'
 
 export type * from './types.ts'
+
+const POP3_IDLE_MS_MIN = 10 * 60_000 // RFC 1939 3: an autologout timer of at least 10 minutes
 
 interface Service {
   listen (): Promise<Endpoint>
@@ -45,6 +49,35 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   smtp('smtp', 'mx')
   smtp('submission', 'submission')
   smtp('smtps', 'smtps')
+
+  for (const [name, implicitTls] of [['pop3', false], ['pop3s', true]] as const) {
+    const endpoint = init.listen[name]
+    if (endpoint === null) continue
+    const pop3 = createPop3Server({ store, auth, limiter, logger: logger.child({ ns: 'pop3' }) }, {
+      host: endpoint.host,
+      port: endpoint.port,
+      tls: init.tls,
+      implicitTls,
+      allowPlaintextOnLoopback: init.plaintextAuthOnLoopback,
+      idleTimeoutMs: Math.max(init.limits.idleTimeoutMs, POP3_IDLE_MS_MIN)
+    })
+    services.set(name, {
+      async listen () { return { host: endpoint.host, port: (await pop3.listen()).port } },
+      close: async () => { await pop3.close() }
+    })
+  }
+
+  for (const [name, implicitTls] of [['imap', false], ['imaps', true]] as const) {
+    const endpoint = init.listen[name]
+    if (endpoint === null) continue
+    services.set(name, createImapServer({ store, auth, limiter, logger, tls: init.tls, now }, {
+      endpoint,
+      implicitTls,
+      hostname: init.hostname,
+      allowInsecureAuthOnLoopback: init.plaintextAuthOnLoopback,
+      limits: { appendBytesMax: init.limits.messageBytesMax }
+    }))
+  }
 
   const node: MailNode = {
     store,
