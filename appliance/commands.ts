@@ -2,6 +2,7 @@
 // a running node over the admin API, and `start`. Exit codes: 0 done, 1 the request failed (bad input, node
 // not running, ...; one line on stderr), 2 the command line itself is wrong (a short usage on stderr).
 
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Readable } from 'node:stream'
 import { ConfigError, loadConfig } from './config.ts'
@@ -242,7 +243,7 @@ async function status (ctx: Context): Promise<void> {
   const st = await (await connect(dataDir)).request('GET', '/v1/status')
   print(ctx, st, [
     `hostname     ${st.hostname as string}`,
-    `data dir     ${dataDir}`,
+    `data dir     ${resolve(dataDir)}`,
     `uptime       ${duration(st.uptimeMs as number)}`,
     `services     ${(st.services as Array<{ name: string, host: string, port: number }>).map(s => `${s.name} ${s.host}:${s.port}`).join(', ')}`,
     `connections  ${st.connections as number}`,
