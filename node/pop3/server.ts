@@ -120,7 +120,8 @@ export function createPop3Server (components: Pop3Components, init: Pop3Init): P
   return {
     async listen () {
       if (server !== null) throw new Error('pop3: already listening')
-      const srv = createServer({ noDelay: true }, socket => { void serve(socket) })
+      // allowHalfOpen: a client may send its last commands and shut its side; it still gets every answer
+      const srv = createServer({ noDelay: true, allowHalfOpen: true }, socket => { void serve(socket) })
       server = srv
       await new Promise<void>((resolve, reject) => {
         srv.once('error', reject)

@@ -307,3 +307,33 @@ test('POP3S: garbage instead of a TLS handshake is dropped; an idle TLS session 
   assert.match(await d.line(), /^-ERR Idle timeout/)
   await d.closedByServer()
 })
+
+test('a client that half-closes after pipelining still gets every answer, and its QUIT applies', async () => {
+  const frank = 'frank@example.com'
+  await f.store.addUser({ address: frank, password: 'frank password' })
+  await f.store.append(frank, 'INBOX', { raw: Buffer.from('Subject: x\r\n\r\nx\r\n') })
+  const c = await RawClient.open(loopback.port)
+  c.socket.end(`USER ${frank}\r\nPASS frank password\r\nDELE 1\r\nQUIT\r\n`)
+  const lines = await c.lines(5)
+  assert.match(lines[0], /^\+OK/)
+  assert.match(lines[4], /^\+OK Bye, 1 messages deleted/)
+  await c.closedByServer()
+  const box = await f.store.getMailbox(frank, 'INBOX')
+  assert.equal((await f.store.listMessages(frank, box!.id)).length, 0)
+})
+
+test('random garbage on many connections: errors only, and the server keeps serving', async () => {
+  let seed = 42
+  const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n }
+  for (let i = 0; i < 30; i++) {
+    const c = await RawClient.open(loopback.port)
+    await c.line()
+    const bytes = Buffer.alloc(1 + rnd(2000), 0)
+    for (let j = 0; j < bytes.length; j++) bytes[j] = rnd(5) === 0 ? 0x0a : rnd(256)
+    c.send(bytes)
+    c.send('\r\nQUIT\r\n')
+    await c.closedByServer()
+    for (const line of c.pending.split('\r\n').filter(l => l !== '')) assert.match(line, /^(-ERR |\+OK)/, `seed line ${JSON.stringify(line)}`)
+  }
+  await stillServes()
+})
