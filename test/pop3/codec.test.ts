@@ -204,3 +204,22 @@ test('TopFilter: header, blank line, n body lines', () => {
   // CR of the blank line at the end of one chunk, its LF in the next
   assert.equal(topAll(Buffer.from('A: 1\r\n\r\nbody\r\n'), 0, [7]), 'A: 1\r\n\r\n')
 })
+
+test('LineReader: property — any chunking yields the same lines and overlong marks', () => {
+  const line = fc.oneof(fc.stringMatching(/^[A-Z ]{0,20}$/), fc.stringMatching(/^[a-z]{250,300}$/))
+  const input = fc.tuple(fc.array(fc.tuple(line, fc.boolean()), { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 10 }))
+  const read = (chunks: Buffer[]): string[] => {
+    const r = new LineReader(1 << 20)
+    const out: string[] = []
+    for (const c of chunks) {
+      r.push(c)
+      for (let x = r.take(255); x !== null; x = r.take(255)) out.push(x.type === 'line' ? x.line.toString() : `<${x.type}>`)
+    }
+    return out
+  }
+  fc.assert(fc.property(input, ([lines, cuts]) => {
+    const buf = Buffer.from(lines.map(([l, crlf]) => l + (crlf ? '\r\n' : '\n')).join(''))
+    const want = lines.map(([l, crlf]) => l.length + (crlf ? 2 : 1) > 255 ? '<overlong>' : l)
+    assert.deepEqual(read(splitAt(buf, cuts)), want)
+  }), { numRuns: 500 })
+})
