@@ -87,7 +87,7 @@ export class RawImap {
   close (): void { this.client.close() }
 }
 
-export async function flow (t: After, port: number, opts: { secure?: boolean, doSTARTTLS?: boolean, user?: string } = {}): Promise<ImapFlow> {
+export async function flow (t: After, port: number, opts: { secure?: boolean, doSTARTTLS?: boolean, user?: string, qresync?: boolean } = {}): Promise<ImapFlow> {
   const client = new ImapFlow({
     host: '127.0.0.1',
     port,
@@ -96,6 +96,7 @@ export async function flow (t: After, port: number, opts: { secure?: boolean, do
     tls: { rejectUnauthorized: false },
     auth: { user: opts.user ?? USER, pass: PASSWORD },
     logger: false,
+    qresync: opts.qresync ?? false,
   })
   client.on('error', () => {})
   await client.connect()
