@@ -1,7 +1,7 @@
 // The CLI's side of the admin API: finds the node through DATA/admin.json and DATA/admin.token, sends one
 // JSON request, and turns every failure into a one-line CliError the command prints.
 
-import { readAdminInfo, readToken } from './runtime.ts'
+import { processAlive, readAdminInfo, readToken } from './runtime.ts'
 
 export const CLI_REQUEST_TIMEOUT_MS = 30_000 // longer than any admin request should take (scrypt, a fsync)
 export const CLI_RESPONSE_BYTES_MAX = 64 * 1024 * 1024 // a listing of many users still fits; a stray server's stream does not
@@ -22,7 +22,10 @@ export interface AdminClient {
 export async function connect (dataDir: string): Promise<AdminClient> {
   const info = await readAdminInfo(dataDir)
   const token = await readToken(dataDir)
-  if (info === null || token === null) throw new CliError(`no node is running on data dir ${dataDir} (start one with: mailgrid start --data ${dataDir})`)
+  if (info === null || token === null || !processAlive(info.pid)) {
+    // A node killed without a clean stop leaves admin.json behind; its pid tells that nobody answers there.
+    throw new CliError(`no node is running on data dir ${dataDir} (start one with: mailgrid start --data ${dataDir})`)
+  }
   return {
     async request (method, path, body) {
       let res: Response

@@ -5,7 +5,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -16,6 +18,7 @@ import { envName, SERVICE_NAMES } from '../../appliance/config.ts'
 const ROOT = new URL('../..', import.meta.url).pathname
 const NODE = join(ROOT, 'node_modules', '.bin', 'node')
 const CLI = join(ROOT, 'appliance', 'cli.ts')
+const LAUNCHER = join(ROOT, 'appliance', 'bin', 'mailgrid.js')
 const READY_TIMEOUT_MS = 30_000
 const COMMAND_TIMEOUT_MS = 30_000
 
@@ -197,4 +200,50 @@ test('a start with a bad config reports every problem and exits 1', async () => 
   assert.equal(r.code, 1)
   assert.equal(r.err, 'mailgrid: listen.smtp.port (from MAILGRID_SMTP_PORT): must be an integer 0-65535 (got "abc")\n' +
     'mailgrid: log.level (from MAILGRID_LOG_LEVEL): must be one of fatal, error, warn, info, debug, trace (got "loud")\n')
+})
+
+test('admin.json left by a node that died is not taken for a running node', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mailgrid-stale-'))
+  try {
+    const dead = spawn(NODE, ['-e', ''])
+    await new Promise(resolve => dead.once('exit', resolve))
+    await writeFile(join(dir, 'admin.json'), JSON.stringify({ url: 'http://127.0.0.1:9', pid: dead.pid }))
+    await writeFile(join(dir, 'admin.token'), 'x\n')
+    const r = await run(['status', '--data', dir])
+    assert.deepEqual([r.code, r.err], [1, `mailgrid: no node is running on data dir ${dir} (start one with: mailgrid start --data ${dir})\n`])
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('a start whose port is taken fails with one line, exit 1, and leaves no admin.json', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mailgrid-busy-'))
+  const blocker = createServer()
+  await new Promise<void>(resolve => blocker.listen(0, '127.0.0.1', resolve))
+  const port = (blocker.address() as AddressInfo).port
+  try {
+    const r = await new Promise<{ code: number, err: string }>(resolve => {
+      execFile(NODE, [CLI, 'start', '--data', dir], { cwd: ROOT, env: testEnv({ MAILGRID_SUBMISSION_PORT: String(port) }), timeout: COMMAND_TIMEOUT_MS },
+        (error, _out, err) => resolve({ code: typeof error?.code === 'number' ? error.code : 0, err }))
+    })
+    assert.deepEqual([r.code, r.err], [1, `mailgrid: cannot listen on 127.0.0.1:${port} (EADDRINUSE)\n`])
+    await assert.rejects(stat(join(dir, 'admin.json')), { code: 'ENOENT' })
+  } finally {
+    await new Promise(resolve => blocker.close(resolve))
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('the bin launcher runs the CLI under Node 24 whatever node starts it', async () => {
+  const runtimes = [NODE]
+  const pathNode = await new Promise<string | null>(resolve => execFile('node', ['-p', 'process.versions.node'], (e, out) => resolve(e === null ? out.trim() : null)))
+  if (pathNode !== null && Number(pathNode.split('.')[0]) < 24) runtimes.push('node')
+  for (const runtime of runtimes) {
+    const r = await new Promise<{ code: number, out: string }>(resolve => {
+      execFile(runtime, [LAUNCHER, 'frob'], { cwd: ROOT, env: testEnv(), timeout: COMMAND_TIMEOUT_MS },
+        (error, out, err) => resolve({ code: typeof error?.code === 'number' ? error.code : 0, out: out + err }))
+    })
+    assert.equal(r.code, 2, runtime)
+    assert.match(r.out, /^mailgrid: unknown command: frob\nUsage: /, runtime)
+  }
 })
