@@ -49,7 +49,9 @@ function isLoopback (ip: string): boolean {
 }
 
 export function createPop3Server (components: Pop3Components, init: Pop3Init): Pop3Server {
-  const log = components.logger.child({ module: 'pop3' })
+  // Namespaced like the other services ('ns'), unless the caller already passed a namespaced logger
+  const ns = init.implicitTls === true ? 'pop3s' : 'pop3'
+  const log = components.logger.bindings().ns === undefined ? components.logger.child({ ns }) : components.logger
   if (init.implicitTls === true && init.tls === undefined) throw new Error('pop3: implicitTls needs tls')
   const tls: SecureContext | null = init.tls === undefined ? null : createSecureContext({ key: init.tls.key, cert: init.tls.cert, minVersion: 'TLSv1.2' })
   const idleTimeoutMs = init.idleTimeoutMs ?? IDLE_TIMEOUT_MS_MIN
