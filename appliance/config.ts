@@ -354,8 +354,8 @@ export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: s
       authFailuresPerIpMax: l.authFailuresPerIpMax,
       authFailuresPerAccountMax: l.authFailuresPerAccountMax,
       authWindowMs: l.authWindowSeconds * 1000,
-      // NodeLimits has one idle timeout for SMTP and POP3 so far; pop3IdleSeconds waits for its own field.
-      idleTimeoutMs: l.smtpIdleSeconds * 1000
+      idleTimeoutMs: l.smtpIdleSeconds * 1000,
+      pop3IdleTimeoutMs: l.pop3IdleSeconds * 1000
     },
     sync: config.store.sync
   }

@@ -13,8 +13,6 @@ import type { Endpoint, MailNode, NodeComponents, NodeInit, NodeStatus, ServiceN
 
 export type * from './types.ts'
 
-const POP3_IDLE_MS_MIN = 10 * 60_000 // RFC 1939 3: an autologout timer of at least 10 minutes
-
 interface Service {
   listen (): Promise<Endpoint>
   close (): Promise<void>
@@ -59,7 +57,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       tls: init.tls,
       implicitTls,
       allowPlaintextOnLoopback: init.plaintextAuthOnLoopback,
-      idleTimeoutMs: Math.max(init.limits.idleTimeoutMs, POP3_IDLE_MS_MIN)
+      idleTimeoutMs: init.limits.pop3IdleTimeoutMs
     })
     services.set(name, {
       async listen () { return { host: endpoint.host, port: (await pop3.listen()).port } },

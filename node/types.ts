@@ -24,7 +24,8 @@ export interface NodeLimits {
   authFailuresPerIpMax: number
   authFailuresPerAccountMax: number
   authWindowMs: number
-  idleTimeoutMs: number // SMTP and POP3; IMAP has its own 30-minute autologout floor
+  idleTimeoutMs: number // SMTP (RFC 5321 4.5.3.2.7: 5 minutes); IMAP has its own 30-minute autologout floor
+  pop3IdleTimeoutMs: number // RFC 1939 3: at least 10 minutes
 }
 
 export interface NodeInit {

@@ -209,7 +209,8 @@ test('toNodeInit resolves hosts, disabled services, units and the hostname', () 
     authFailuresPerIpMax: 10,
     authFailuresPerAccountMax: 10,
     authWindowMs: 300_000,
-    idleTimeoutMs: 300_000
+    idleTimeoutMs: 300_000,
+    pop3IdleTimeoutMs: 600_000
   })
   assert.equal(toNodeInit(resolveConfig({ toml: 'hostname = "mx.example.org"' }).config, TLS, 'machine').hostname, 'mx.example.org')
 })

@@ -21,7 +21,8 @@ export const TEST_LIMITS: NodeLimits = {
   authFailuresPerIpMax: 1000,
   authFailuresPerAccountMax: 1000,
   authWindowMs: 60_000,
-  idleTimeoutMs: 60_000
+  idleTimeoutMs: 60_000,
+  pop3IdleTimeoutMs: 600_000
 }
 
 export interface TestNode {

@@ -79,7 +79,7 @@ p.quit()
   const lock = await client.getMailboxLock('INBOX')
   try {
     const msg = await client.fetchOne('*', { source: true, size: true })
-    assert.ok(msg !== false && msg.source !== undefined)
+    assert.ok(msg !== false && msg !== undefined && msg.source !== undefined)
     const src = msg.source
     const trace = TRACE.exec(src.toString('latin1'))
     assert.ok(trace !== null)
