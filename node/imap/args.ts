@@ -106,7 +106,7 @@ export function flagList (token: Token | undefined): string[] {
   for (const item of items) {
     if (item.type !== 'atom' || item.section !== undefined) throw new ArgumentError('Invalid flag')
     const value = item.value
-    if (value.length > FLAG_BYTES_MAX || /[(){%*"\]\x00-\x20\x7f]/.test(value)) throw new ArgumentError('Invalid flag')
+    if (value.length > FLAG_BYTES_MAX || /[(){%*"\]\x00-\x20\x7f-\uffff]/.test(value)) throw new ArgumentError('Invalid flag')
     if (value.startsWith('\\')) {
       const system = SYSTEM_FLAGS.get(value.toLowerCase())
       if (system === undefined) throw new ArgumentError(`Invalid system flag ${value}`)

@@ -15,8 +15,12 @@ import type { Session } from './session.ts'
 
 /** A mailbox name as the client expects it: UTF-8 once enabled, modified UTF-7 before. */
 export function wireName (session: Session, name: string): Value {
-  return str(session.utf8 ? name : encodeMutf7(name))
+  const encoded = session.utf8 ? name : encodeMutf7(name)
+  // A name that is a plain atom goes out bare (`INBOX`, `Sent`), as most servers send it.
+  return SAFE_ATOM.test(encoded) && encoded.toUpperCase() !== 'NIL' ? atom(encoded) : str(encoded)
 }
+
+const SAFE_ATOM = /^[A-Za-z0-9_.\-/&+,]{1,200}$/
 
 /** Patterns per LIST-EXTENDED command (bounds the regex work). */
 export const LIST_PATTERNS_MAX = 32

@@ -193,6 +193,7 @@ function readQuoted (cursor: Cursor): string {
 function readAtom (cursor: Cursor, depth: number, inSection: boolean): Token {
   const text = cursor.texts[cursor.segment]!
   const start = cursor.pos
+  let eightBit = false
   while (cursor.pos < text.length) {
     const byte = text[cursor.pos]!
     if (byte === 0x5b) {
@@ -200,11 +201,17 @@ function readAtom (cursor: Cursor, depth: number, inSection: boolean): Token {
       if (SECTION_ATOMS.has(value.toUpperCase())) return readSection(cursor, value, depth)
     }
     if (endsAtom(byte, inSection)) break
-    if (byte >= 0x80) cursor.fail('8-bit character in atom')
+    if (byte >= 0x80) eightBit = true
     cursor.pos++
   }
   if (cursor.pos === start) cursor.fail('Invalid character')
-  return { type: 'atom', value: text.toString('latin1', start, cursor.pos) }
+  if (!eightBit) return { type: 'atom', value: text.toString('latin1', start, cursor.pos) }
+  // Atoms are ASCII (RFC 3501 section 9), but imaplib and others send UTF-8 search strings bare after
+  // CHARSET UTF-8; we accept valid UTF-8 and let each argument reader decide (flags and mUTF-7 names refuse it).
+  const bytes = text.subarray(start, cursor.pos)
+  const value = bytes.toString('utf8')
+  if (!Buffer.from(value, 'utf8').equals(bytes)) cursor.fail('8-bit character in atom is not UTF-8')
+  return { type: 'atom', value }
 }
 
 /** `BODY[...]` and the optional `<partial>` after it. */
