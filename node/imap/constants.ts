@@ -32,3 +32,9 @@ export const DEFAULT_LIMITS: ImapLimits = {
 
 /** The hierarchy delimiter, the store's (store/types.ts Mailbox.name). */
 export const DELIMITER = '/'
+
+/**
+ * While IDLE, an untagged OK every 2 minutes keeps NAT mappings open and the autologout timer
+ * from firing (RFC 2177 section 3 asks clients to re-IDLE every 29 minutes; some never do).
+ */
+export const IDLE_KEEPALIVE_MS = 2 * 60 * 1000

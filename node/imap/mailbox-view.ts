@@ -99,9 +99,9 @@ export class SelectedMailbox {
       const ranges = resolveSequenceSet(set, this.uids.length === 0 ? 0 : this.uids[this.uids.length - 1]!)
       return this.uids.filter((uid) => inRanges(ranges, uid))
     }
-    if (this.uids.length === 0) {
-      throw new ArgumentError('No messages')
-    }
+    // An empty mailbox has no sequence numbers: `1:*` names nothing rather than being an error,
+    // which is what clients that fetch right after SELECT expect.
+    if (this.uids.length === 0) return []
     const ranges = resolveSequenceSet(set, this.uids.length)
     const last = ranges[ranges.length - 1]
     if (last !== undefined && last.end > this.uids.length) throw new ArgumentError('Invalid message sequence number')

@@ -1,5 +1,5 @@
 /** ENABLE (RFC 5161), ID (RFC 2971), NAMESPACE (RFC 2342). */
-import { atom, list, nstr, str } from '../protocol/compiler.ts'
+import { atom, list, str } from '../protocol/compiler.ts'
 import type { Value } from '../protocol/compiler.ts'
 import { astring, isNil, keyword, listOf } from '../args.ts'
 import { ArgumentError } from '../errors.ts'
@@ -48,8 +48,8 @@ export const id: CommandModule = {
       }
       session.log.info({ event: 'imap_client_id', client: fields }, 'client id')
     }
-    const values: Value[] = [str('name'), str('mailgrid'), str('vendor'), str('mailgrid'), str('support-url'), nstr(null)]
-    await session.send([atom('ID'), list(values.slice(0, 4))])
+    const values: Value[] = [str('name'), str('mailgrid'), str('vendor'), str('mailgrid')]
+    await session.send([atom('ID'), list(values)])
     return undefined
   },
 }

@@ -262,7 +262,8 @@ export const fetch: CommandModule = {
       }
       // Flags changed by this FETCH are reported with it (RFC 3501 section 6.4.5).
       if (seen.has(record.uid)) add('FLAGS', list(record.flags.map(atom)))
-      if (condstore && (modifiers.changedSince !== null || seen.has(record.uid))) add('MODSEQ', list([num(record.modseq)]))
+      // RFC 7162 section 3.1.4: with CONDSTORE on, flags are reported with their mod-sequence.
+      if (condstore && (modifiers.changedSince !== null || emitted.has('FLAGS'))) add('MODSEQ', list([num(record.modseq)]))
       await session.send([num(seq), atom('FETCH'), list(values)])
     }
     return undefined

@@ -1,5 +1,7 @@
 /** IDLE (RFC 2177): changes are pushed as they happen until the client sends DONE. */
 import { ArgumentError } from '../errors.ts'
+import { atom } from '../protocol/compiler.ts'
+import { IDLE_KEEPALIVE_MS } from '../constants.ts'
 import type { CommandModule } from '../command.ts'
 
 export const idle: CommandModule = {
@@ -16,11 +18,13 @@ export const idle: CommandModule = {
       flushing = flushing.then(() => session.flushUpdates(true)).catch(() => {})
     }
     session.idleWake()
+    const keepalive = setInterval(() => { void session.send([atom('OK'), atom('Still here')]) }, IDLE_KEEPALIVE_MS)
     try {
       const line = await session.readLine()
       if (line === null) return { done: true }
       if (line.trim().toUpperCase() !== 'DONE') throw new ArgumentError('Expected DONE')
     } finally {
+      clearInterval(keepalive)
       session.idleWake = null
       await flushing
     }
