@@ -103,14 +103,21 @@ export class Connection {
         continue
       }
       let sent = 0
-      for await (const chunk of part.open()) {
-        if (sent + chunk.length > part.size) throw new LiteralSizeMismatch('literal longer than announced')
-        sent += chunk.length
-        await this.#writeChunk(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
-        if (this.#closed) return
+      try {
+        for await (const chunk of part.open()) {
+          if (sent + chunk.length > part.size) throw new LiteralSizeMismatch('literal longer than announced')
+          sent += chunk.length
+          await this.#writeChunk(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
+          if (this.#closed) return
+        }
+        // The literal's size was announced: a shorter source would desynchronise the client.
+        if (sent !== part.size) throw new LiteralSizeMismatch('literal shorter than announced')
+      } catch (err) {
+        // Half a literal is on the wire: no later byte could be parsed right, so the only safe
+        // answer is to drop the connection (the command's error is still logged by the caller).
+        this.destroy()
+        throw err
       }
-      // The literal's size was announced: a shorter source would desynchronise the client.
-      if (sent !== part.size) throw new LiteralSizeMismatch('literal shorter than announced')
     }
     if (this.#deflate !== null) {
       const deflate = this.#deflate

@@ -27,7 +27,7 @@ export interface Fixture {
   tls: { key: string, cert: string }
   logs: Array<Record<string, unknown>>
   logger: Logger
-  server (init?: Partial<ImapInit>): Promise<{ port: number, server: ImapServer }>
+  server (init?: Partial<ImapInit>, store?: Store): Promise<{ port: number, server: ImapServer }>
 }
 
 export async function fixture (t: After): Promise<Fixture> {
@@ -48,8 +48,8 @@ export async function fixture (t: After): Promise<Fixture> {
     tls,
     logs,
     logger,
-    async server (init = {}) {
-      const server = createImapServer({ store, auth, logger, tls }, {
+    async server (init = {}, override?: Store) {
+      const server = createImapServer({ store: override ?? store, auth, logger, tls }, {
         endpoint: { host: '127.0.0.1', port: 0 }, allowInsecureAuthOnLoopback: true, ...init,
       })
       const { port } = await server.listen()

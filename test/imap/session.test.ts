@@ -116,3 +116,24 @@ test('COMPRESS=DEFLATE: both directions are compressed after the OK', async (t) 
   assert.match(text, /\* CAPABILITY IMAP4rev1 /)
   assert.doesNotMatch(text, /COMPRESS=DEFLATE/, 'not offered again once active')
 })
+
+test('an unexpected exception is "Internal error" with a log id, and the session goes on', async (t) => {
+  const f = await fixture(t)
+  const failing = new Proxy(f.store, {
+    get (target, key, receiver) {
+      if (key === 'quota') return async () => { throw new Error('disk on fire at /secret/path') }
+      const value = Reflect.get(target, key, receiver)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+  const { port } = await f.server({}, failing)
+  const c = await RawImap.connect(port)
+  t.after(() => c.close())
+  await c.login()
+  const reply = await c.cmd('GETQUOTAROOT INBOX', 'q1')
+  const match = /^q1 NO \[SERVERBUG\] Internal error[^\r\n]*\[([0-9a-f]+)\]/m.exec(reply)
+  assert.ok(match, reply)
+  assert.doesNotMatch(reply, /secret|fire/)
+  assert.ok(f.logs.some((l) => l.logId === match[1] && l.event === 'imap_internal_error'))
+  assert.match(await c.cmd('NOOP', 'q2'), /^q2 OK/m)
+})
