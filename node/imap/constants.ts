@@ -38,3 +38,10 @@ export const DELIMITER = '/'
  * from firing (RFC 2177 section 3 asks clients to re-IDLE every 29 minutes; some never do).
  */
 export const IDLE_KEEPALIVE_MS = 2 * 60 * 1000
+
+/**
+ * Commands per second one session may run, refilled continuously, with the same burst. Above it the
+ * session is slowed (its socket stays paused), not refused: a flood costs the sender time, not us CPU.
+ * A real client runs a few per second; a benchmark over one session stays well under a thousand.
+ */
+export const COMMANDS_PER_SECOND_MAX = 1000

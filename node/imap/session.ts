@@ -17,6 +17,7 @@ import type { Value } from './protocol/compiler.ts'
 import type { ImapComponents, ImapInit, ImapLimits } from './types.ts'
 import { dispatch } from './dispatcher.ts'
 import { capabilities } from './capabilities.ts'
+import { COMMANDS_PER_SECOND_MAX } from './constants.ts'
 
 export type SessionState =
   | { kind: 'notAuthenticated' }
@@ -50,6 +51,8 @@ export class Session {
   /** Called by the store subscription while IDLE runs, to push changes at once. */
   idleWake: (() => void) | null = null
   #closed = false
+  #rateTokens = COMMANDS_PER_SECOND_MAX
+  #rateAt = 0
 
   constructor (components: ImapComponents, options: SessionOptions, connection: Connection) {
     this.id = randomUUID().slice(0, 12)
@@ -168,7 +171,10 @@ export class Session {
         }
         this.#busy = true
         this.#armTimer()
-        dispatch(this, event.command).catch((err: unknown) => {
+        const wait = this.#rateWait()
+        const run = wait === 0 ? Promise.resolve() : new Promise<void>((resolve) => setTimeout(resolve, wait))
+        const command = event.command
+        run.then(() => this.#closed ? undefined : dispatch(this, command)).catch((err: unknown) => {
           this.log.error({ err, event: 'imap_dispatch_failed' }, 'dispatch failed')
           this.connection.destroy()
         }).finally(() => {
@@ -182,6 +188,16 @@ export class Session {
     } finally {
       this.#pumping = false
     }
+  }
+
+  /** Token bucket: milliseconds to wait before the next command may run. */
+  #rateWait (): number {
+    const now = this.now()
+    if (this.#rateAt === 0) this.#rateAt = now
+    this.#rateTokens = Math.min(COMMANDS_PER_SECOND_MAX, this.#rateTokens + (now - this.#rateAt) * COMMANDS_PER_SECOND_MAX / 1000)
+    this.#rateAt = now
+    this.#rateTokens -= 1
+    return this.#rateTokens >= 0 ? 0 : Math.ceil(-this.#rateTokens * 1000 / COMMANDS_PER_SECOND_MAX)
   }
 
   /** Counts a BAD; true when the budget is spent and the session is being closed. */
