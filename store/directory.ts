@@ -145,10 +145,11 @@ export class LevelStore extends MailStoreBase implements Store {
       if (await this.live(keys.user(a)) !== null) throw new MailError('exists', `User ${a} already exists`)
       if (await this.live(keys.alias(a)) !== null) throw new MailError('exists', `${a} is an alias`)
       const rec: UserRec = { address: a, hash, quotaBytes, quotaMessages, status: 'active', created: this.now(), ver: this.version() }
-      ops.push({ type: 'put', key: keys.user(a), value: rec })
-      // the mail state of a previous user of the same address was removed with it; start afresh
+      // the mail state of a previous user of the same address was removed with it; start afresh, and
+      // commit the directory record in the same batch as the first mail state
       this.forget(a)
-      ops.push(...this.initUserOps(a))
+      await this.initUser(a, rec.created, [{ type: 'put', key: keys.user(a), value: rec }])
+      void ops
       return LevelStore.publicUser(rec)
     }, opts)
   }

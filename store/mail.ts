@@ -13,6 +13,8 @@ import { MailError } from './errors.ts'
 import { keys, SEP } from './keys.ts'
 import { KeyedLock } from './lock.ts'
 import { analyzeMessage } from './mime/index.ts'
+import { applyEntry, emptyState, isSeen, Tx } from './apply.ts'
+import type { Cached, MailboxRec, UserState } from './apply.ts'
 import type { MessageMeta, MimePart } from './mime/index.ts'
 import { checkMailboxName, DELIMITER, isChildOf, normalizeMailboxName, parentsOf } from './names.ts'
 import type {
@@ -41,35 +43,6 @@ export interface StoreInit {
   /** scrypt cost (log2 N); tests lower it. */
   scryptLogN?: number
 }
-
-interface UserState {
-  modseq: number
-  logSeq: number
-  mailboxSeq: number
-  lastUidValidity: number
-  usedBytes: number
-  usedMessages: number
-}
-
-type MailboxRec = Omit<Mailbox, 'subscribed'>
-
-interface Cached {
-  state: UserState
-  boxes: Map<string, MailboxRec> // by id
-  byName: Map<string, string> // name → id
-}
-
-/** What one locked write builds: the batch, the events to emit after commit, the users whose cache it mutated. */
-class Tx {
-  readonly ops: BatchOp[] = []
-  readonly events: Array<[string, MailEvent]> = []
-  readonly users = new Map<string, Cached>()
-  put (key: string, value: unknown): void { this.ops.push({ type: 'put', key, value }) }
-  del (key: string): void { this.ops.push({ type: 'del', key }) }
-}
-
-const SEEN = '\\Seen'
-const isSeen = (flags: string[]): boolean => flags.includes(SEEN)
 
 export class MailStoreBase {
   readonly path: string
@@ -102,13 +75,11 @@ export class MailStoreBase {
     }
     const state: UserState | undefined = await this.db.get(keys.state(user))
     if (state === undefined) throw new MailError('notFound', 'No such user')
-    const boxes = new Map<string, MailboxRec>()
-    const byName = new Map<string, string>()
+    const c: Cached = { state, boxes: new Map(), byName: new Map(), subs: new Set(await this.listSubscriptions(user)) }
     for await (const rec of this.db.values(keys.mailboxRange(user)) as AsyncIterable<MailboxRec>) {
-      boxes.set(rec.id, rec)
-      byName.set(rec.name, rec.id)
+      c.boxes.set(rec.id, rec)
+      c.byName.set(rec.name, rec.id)
     }
-    const c: Cached = { state, boxes, byName }
     this.cache.set(user, c)
     for (const [k] of this.cache) {
       if (this.cache.size <= USER_CACHE_MAX) break
@@ -118,11 +89,13 @@ export class MailStoreBase {
   }
 
   /** Runs build() under the users' locks, commits its batch durably, then emits its events. */
-  protected async write<T> (users: string[], build: (tx: Tx, get: (u: string) => Cached) => Promise<T> | T, opts?: OpOptions): Promise<T> {
+  protected async write<T> (users: string[], build: (tx: Tx, get: (u: string) => Cached) => Promise<T> | T, opts?: OpOptions & { create?: boolean }): Promise<T> {
     return await this.lock.with(users, async () => {
       opts?.signal?.throwIfAborted()
       const tx = new Tx()
-      for (const u of users) tx.users.set(u, await this.load(u))
+      for (const u of users) {
+        tx.users.set(u, opts?.create === true ? await this.load(u).catch(() => emptyState()) : await this.load(u))
+      }
       const get = (u: string): Cached => {
         const c = tx.users.get(u)
         if (c === undefined) throw new Error(`user ${u} not locked in this write`)
@@ -133,6 +106,7 @@ export class MailStoreBase {
         result = await build(tx, get)
         for (const [u, c] of tx.users) tx.put(keys.state(u), c.state)
         if (tx.ops.length > 0) await this.committer.submit(tx.ops)
+        for (const [u, c] of tx.users) this.cache.set(u, c)
       } catch (err) {
         for (const u of tx.users.keys()) this.cache.delete(u) // build mutated the cache: reload from disk
         throw err
@@ -146,57 +120,44 @@ export class MailStoreBase {
     this.cache.delete(user)
   }
 
-  /** The batch operations that create a user's mail state and default mailboxes (called by the directory). */
-  protected initUserOps (user: string): BatchOp[] {
-    const tx = new Tx()
-    const c: Cached = {
-      state: { modseq: 1, logSeq: 0, mailboxSeq: 0, lastUidValidity: 0, usedBytes: 0, usedMessages: 0 },
-      boxes: new Map(),
-      byName: new Map()
-    }
-    for (const [name, use] of DEFAULT_MAILBOXES) {
-      this.addMailbox(tx, user, c, name, use)
-      tx.put(keys.subscription(user, name), true)
-    }
-    tx.put(keys.state(user), c.state)
-    return tx.ops
+  /** Decides the next log position for an entry and applies it: the primary's only way to change mail. */
+  private async commit (tx: Tx, user: string, c: Cached, entry: NewLogEntry): Promise<void> {
+    await applyEntry(this.reader, tx, user, c, { ...entry, seq: c.state.logSeq + 1 } as LogEntry)
   }
 
-  private log (tx: Tx, user: string, c: Cached, entry: NewLogEntry): void {
-    c.state.logSeq += 1
-    tx.put(keys.log(user, c.state.logSeq), { ...entry, seq: c.state.logSeq })
+  private readonly reader = {
+    get: async (key: string) => await this.db.get(key) as MessageRecord | undefined,
+    values: (range: { gt: string, lt: string }) => this.db.values(range) as AsyncIterable<MessageRecord>
   }
 
-  private nextModseq (c: Cached, box: MailboxRec): number {
-    c.state.modseq += 1
-    box.highestModseq = c.state.modseq
-    return c.state.modseq
+  private nextModseq (c: Cached): number {
+    return c.state.modseq + 1
   }
 
-  private addMailbox (tx: Tx, user: string, c: Cached, name: string, specialUse: SpecialUse | null): MailboxRec {
+  /**
+   * The entries that create a user's mail state: the default mailboxes, subscribed. Deterministic in the
+   * user's creation time, so every node that learns of the user builds the same first log positions.
+   */
+  protected async initUser (user: string, createdMs: number, extra: BatchOp[] = []): Promise<void> {
+    await this.write([user], async (tx, get) => {
+      const c = get(user)
+      tx.ops.push(...extra)
+      if (c.state.logSeq > 0) return
+      for (const [name, use] of DEFAULT_MAILBOXES) {
+        await this.addMailbox(tx, user, c, name, use, createdMs)
+        await this.commit(tx, user, c, { op: 'subscribe', name, subscribed: true })
+      }
+    }, { create: true })
+  }
+
+  private async addMailbox (tx: Tx, user: string, c: Cached, name: string, specialUse: SpecialUse | null, nowMs = this.now()): Promise<MailboxRec> {
     if (c.boxes.size >= MAILBOXES_PER_USER_MAX) throw new MailError('limit', 'Too many mailboxes')
-    c.state.mailboxSeq += 1
     // UIDVALIDITY: seconds since the epoch, forced to grow per user, so a mailbox re-created under an old
     // name never repeats an old value (RFC 3501 2.3.1.1)
-    const uidValidity = Math.max(Math.floor(this.now() / 1000), c.state.lastUidValidity + 1) >>> 0
-    c.state.lastUidValidity = uidValidity
-    const rec: MailboxRec = {
-      id: c.state.mailboxSeq.toString(36),
-      name,
-      uidValidity,
-      uidNext: 1,
-      highestModseq: c.state.modseq,
-      specialUse,
-      messages: 0,
-      unseen: 0,
-      size: 0
-    }
-    c.boxes.set(rec.id, rec)
-    c.byName.set(name, rec.id)
-    tx.put(keys.mailbox(user, rec.id), rec)
-    this.log(tx, user, c, { op: 'mailboxCreate', mailbox: rec.id, name, uidValidity, specialUse })
-    tx.events.push([user, { type: 'mailboxes' }])
-    return rec
+    const uidValidity = Math.max(Math.floor(nowMs / 1000), c.state.lastUidValidity + 1) >>> 0
+    const id = (c.state.mailboxSeq + 1).toString(36)
+    await this.commit(tx, user, c, { op: 'mailboxCreate', mailbox: id, name, uidValidity, specialUse })
+    return c.boxes.get(id) as MailboxRec
   }
 
   private boxByName (c: Cached, name: string): MailboxRec {
@@ -231,12 +192,12 @@ export class MailStoreBase {
 
   async createMailbox (user: string, name: string, opts?: OpOptions & { specialUse?: SpecialUse }): Promise<Mailbox> {
     const n = checkMailboxName(name)
-    return await this.write([user], (tx, get) => {
+    return await this.write([user], async (tx, get) => {
       const c = get(user)
       if (c.byName.has(n)) throw new MailError('exists', 'Mailbox already exists')
       // RFC 3501 6.3.3: superior names needed for the new one are created too
-      for (const p of parentsOf(n)) if (!c.byName.has(p)) this.addMailbox(tx, user, c, p, null)
-      const rec = this.addMailbox(tx, user, c, n, opts?.specialUse ?? null)
+      for (const p of parentsOf(n)) if (!c.byName.has(p)) await this.addMailbox(tx, user, c, p, null)
+      const rec = await this.addMailbox(tx, user, c, n, opts?.specialUse ?? null)
       return { ...rec, subscribed: false }
     }, opts)
   }
@@ -244,24 +205,14 @@ export class MailStoreBase {
   async deleteMailbox (user: string, name: string, opts?: OpOptions): Promise<void> {
     const n = normalizeMailboxName(name)
     if (n === 'INBOX') throw new MailError('denied', 'INBOX cannot be deleted')
-    const box = await this.write([user], async (tx, get) => {
+    await this.write([user], async (tx, get) => {
       const c = get(user)
       const box = this.boxByName(c, n)
       for (const other of c.byName.keys()) {
         if (isChildOf(other, n)) throw new MailError('hasChildren', 'Mailbox has children, delete them first')
       }
-      for await (const rec of this.db.values(keys.messageRange(user, box.id)) as AsyncIterable<MessageRecord>) {
-        this.dropMessage(tx, user, c, box, rec)
-      }
-      for await (const k of this.db.keys(keys.expungedRange(user, box.id))) tx.del(k)
-      c.boxes.delete(box.id)
-      c.byName.delete(box.name)
-      tx.del(keys.mailbox(user, box.id))
-      this.log(tx, user, c, { op: 'mailboxDelete', mailbox: box.id })
-      tx.events.push([user, { type: 'mailboxes' }])
-      return box
+      await this.commit(tx, user, c, { op: 'mailboxDelete', mailbox: box.id })
     }, opts)
-    void box
   }
 
   async renameMailbox (user: string, from: string, to: string, opts?: OpOptions): Promise<void> {
@@ -272,49 +223,32 @@ export class MailStoreBase {
       const box = this.boxByName(c, src)
       if (c.byName.has(dst)) throw new MailError('exists', 'Target mailbox already exists')
       if (dst === src || isChildOf(dst, src)) throw new MailError('invalid', 'Cannot rename a mailbox into itself')
-      for (const p of parentsOf(dst)) if (!c.byName.has(p)) this.addMailbox(tx, user, c, p, null)
       if (src === 'INBOX') {
         // RFC 3501 6.3.5: renaming INBOX moves its messages to a new mailbox and leaves INBOX empty; INBOX's
         // children are not renamed.
-        const target = this.addMailbox(tx, user, c, dst, null)
-        const recs: MessageRecord[] = []
-        for await (const rec of this.db.values(keys.messageRange(user, box.id)) as AsyncIterable<MessageRecord>) recs.push(rec)
-        this.copyRecords(tx, user, c, recs, target)
-        for (const rec of recs) this.dropMessage(tx, user, c, box, rec)
-        if (recs.length > 0) this.recordExpunge(tx, user, c, box, recs.map(r => r.uid))
+        for (const p of parentsOf(dst)) if (!c.byName.has(p)) await this.addMailbox(tx, user, c, p, null)
+        const target = await this.addMailbox(tx, user, c, dst, null)
+        const recs = await this.db.values(keys.messageRange(user, box.id)).all() as MessageRecord[]
+        await this.moveRecords(tx, user, c, box, recs, target)
         return
       }
       const renames: Array<[MailboxRec, string]> = [[box, dst]]
-      for (const [name, id] of c.byName) {
-        if (isChildOf(name, src)) renames.push([this.boxById(c, id), dst + name.slice(src.length)])
+      for (const [n, id] of c.byName) {
+        if (isChildOf(n, src)) renames.push([this.boxById(c, id), dst + n.slice(src.length)])
       }
       for (const [, newName] of renames) checkMailboxName(newName)
-      const subs = new Set(await this.listSubscriptions(user))
-      for (const [b, newName] of renames) {
-        c.byName.delete(b.name)
-        if (subs.has(b.name)) {
-          tx.del(keys.subscription(user, b.name))
-          tx.put(keys.subscription(user, newName), true)
-        }
-        b.name = newName
-        c.byName.set(newName, b.id)
-        tx.put(keys.mailbox(user, b.id), b)
-        this.log(tx, user, c, { op: 'mailboxRename', mailbox: b.id, name: newName })
-      }
-      tx.events.push([user, { type: 'mailboxes' }])
+      for (const p of parentsOf(dst)) if (!c.byName.has(p)) await this.addMailbox(tx, user, c, p, null)
+      for (const [b, newName] of renames) await this.commit(tx, user, c, { op: 'mailboxRename', mailbox: b.id, name: newName })
     }, opts)
   }
 
   async setSubscribed (user: string, name: string, subscribed: boolean, opts?: OpOptions): Promise<void> {
     const n = checkMailboxName(name)
-    await this.write([user], (tx, get) => {
+    await this.write([user], async (tx, get) => {
       const c = get(user)
       // RFC 3501 6.3.6: SUBSCRIBE of a mailbox that does not exist may be refused; we refuse, like Dovecot.
       if (subscribed && !c.byName.has(n)) throw new MailError('nonExistent', 'Mailbox does not exist')
-      if (subscribed) tx.put(keys.subscription(user, n), true)
-      else tx.del(keys.subscription(user, n))
-      this.log(tx, user, c, { op: 'subscribe', mailbox: c.byName.get(n) ?? n, subscribed })
-      tx.events.push([user, { type: 'mailboxes' }])
+      await this.commit(tx, user, c, { op: 'subscribe', name: n, subscribed })
     }, opts)
   }
 
@@ -328,7 +262,7 @@ export class MailStoreBase {
   // ---- messages: writes ---------------------------------------------------------------------------------
 
   /** Stores the body (once per content) and its parsed structure; returns the batch ops that index them. */
-  private async putBody (raw: Buffer): Promise<{ hash: string, ops: BatchOp[] }> {
+  protected async putBody (raw: Buffer): Promise<{ hash: string, ops: BatchOp[] }> {
     const hash = sha256Hex(raw)
     const ops: BatchOp[] = []
     if (await this.db.get(keys.blob(hash)) === undefined) {
@@ -360,48 +294,25 @@ export class MailStoreBase {
     if (limits.messages > 0 && c.state.usedMessages + messages > limits.messages) throw new MailError('noQuota', 'Quota exceeded (too many messages)')
   }
 
-  private addRecord (tx: Tx, user: string, c: Cached, box: MailboxRec, rec: Omit<MessageRecord, 'uid' | 'modseq'>): MessageRecord {
-    const full: MessageRecord = { ...rec, uid: box.uidNext, modseq: this.nextModseq(c, box) }
-    box.uidNext += 1
-    box.messages += 1
-    box.size += full.size
-    if (!isSeen(full.flags)) box.unseen += 1
-    c.state.usedBytes += full.size
-    c.state.usedMessages += 1
-    tx.put(keys.message(user, box.id, full.uid), full)
-    tx.put(keys.blobRef(full.blob, user, box.id, full.uid), 1)
-    tx.put(keys.mailbox(user, box.id), box)
-    this.log(tx, user, c, { op: 'append', mailbox: box.id, uid: full.uid, gid: full.gid, flags: full.flags, modseq: full.modseq, internalDate: full.internalDate, size: full.size, blob: full.blob, prefix: full.prefix })
+  private async addRecord (tx: Tx, user: string, c: Cached, box: MailboxRec, rec: Omit<MessageRecord, 'uid' | 'modseq'>): Promise<MessageRecord> {
+    const full: MessageRecord = { ...rec, uid: box.uidNext, modseq: this.nextModseq(c) }
+    await this.commit(tx, user, c, { op: 'append', mailbox: box.id, ...full })
     return full
   }
 
-  private dropMessage (tx: Tx, user: string, c: Cached, box: MailboxRec, rec: MessageRecord): void {
-    box.messages -= 1
-    box.size -= rec.size
-    if (!isSeen(rec.flags)) box.unseen -= 1
-    c.state.usedBytes -= rec.size
-    c.state.usedMessages -= 1
-    tx.del(keys.message(user, box.id, rec.uid))
-    tx.del(keys.blobRef(rec.blob, user, box.id, rec.uid))
-    tx.put(keys.mailbox(user, box.id), box)
-  }
-
-  private recordExpunge (tx: Tx, user: string, c: Cached, box: MailboxRec, uids: number[]): number {
-    const modseq = this.nextModseq(c, box)
-    tx.put(keys.expunged(user, box.id, modseq), uids)
-    tx.put(keys.mailbox(user, box.id), box)
-    this.log(tx, user, c, { op: 'expunge', mailbox: box.id, uids, modseq })
-    tx.events.push([user, { type: 'expunge', mailbox: box.id, uids, modseq }])
-    return modseq
-  }
-
-  private copyRecords (tx: Tx, user: string, c: Cached, recs: MessageRecord[], target: MailboxRec): Array<[number, number]> {
+  /** Copies (new global ids) or moves (same ids, then one expunge of the source) records into target. */
+  private async copyRecords (tx: Tx, user: string, c: Cached, recs: MessageRecord[], target: MailboxRec, keepIds = false): Promise<Array<[number, number]>> {
     const pairs: Array<[number, number]> = []
     for (const r of recs) {
-      const copy = this.addRecord(tx, user, c, target, { gid: this.randomId(), flags: r.flags, internalDate: r.internalDate, size: r.size, blob: r.blob, prefix: r.prefix })
+      const copy = await this.addRecord(tx, user, c, target, { gid: keepIds ? r.gid : this.randomId(), flags: r.flags, internalDate: r.internalDate, size: r.size, blob: r.blob, prefix: r.prefix })
       pairs.push([r.uid, copy.uid])
     }
-    if (pairs.length > 0) tx.events.push([user, { type: 'append', mailbox: target.id, uids: pairs.map(p => p[1]), modseq: target.highestModseq }])
+    return pairs
+  }
+
+  private async moveRecords (tx: Tx, user: string, c: Cached, src: MailboxRec, recs: MessageRecord[], target: MailboxRec): Promise<Array<[number, number]>> {
+    const pairs = await this.copyRecords(tx, user, c, recs, target, true)
+    if (recs.length > 0) await this.commit(tx, user, c, { op: 'expunge', mailbox: src.id, uids: recs.map(r => r.uid), modseq: this.nextModseq(c) })
     return pairs
   }
 
@@ -417,7 +328,7 @@ export class MailStoreBase {
     const users = targets.map(t => t.user)
     const limits = new Map<string, { bytes: number, messages: number }>()
     for (const u of new Set(users)) limits.set(u, await this.quotaLimits(u))
-    return await this.write(users, (tx, get) => {
+    return await this.write(users, async (tx, get) => {
       // All-or-nothing: every target's mailbox and quota are checked before anything is added.
       const need = new Map<string, { bytes: number, messages: number }>()
       const boxes = targets.map(t => this.boxByName(get(t.user), t.mailbox ?? 'INBOX'))
@@ -430,15 +341,15 @@ export class MailStoreBase {
       for (const [u, n] of need) this.checkQuota(get(u), limits.get(u) as { bytes: number, messages: number }, n.bytes, n.messages)
       tx.ops.push(...body.ops)
       const internalDate = opts?.internalDate ?? this.now()
-      return targets.map((t, i) => {
-        const c = get(t.user)
+      const out: AppendResult[] = []
+      for (const [i, t] of targets.entries()) {
         const box = boxes[i]
-        const rec = this.addRecord(tx, t.user, c, box, {
+        const rec = await this.addRecord(tx, t.user, get(t.user), box, {
           gid: this.randomId(), flags: flagsOf[i], internalDate, size: raw.length + Buffer.byteLength(t.prefix), blob: body.hash, prefix: t.prefix
         })
-        tx.events.push([t.user, { type: 'append', mailbox: box.id, uids: [rec.uid], modseq: rec.modseq }])
-        return { mailbox: box.id, uidValidity: box.uidValidity, uid: rec.uid, modseq: rec.modseq, gid: rec.gid }
-      })
+        out.push({ mailbox: box.id, uidValidity: box.uidValidity, uid: rec.uid, modseq: rec.modseq, gid: rec.gid })
+      }
+      return out
     }, opts)
   }
 
@@ -455,7 +366,7 @@ export class MailStoreBase {
       const box = this.boxById(c, mailboxId)
       const recs = await this.records(user, box, uids)
       const result: StoreFlagsResult = { modseq: box.highestModseq, changed: [], unchanged: [], failedUnchangedSince: [] }
-      const changedRecs: MessageRecord[] = []
+      const changes: Array<[number, string[]]> = []
       for (const r of recs) {
         if (opts?.unchangedSince !== undefined && r.modseq > opts.unchangedSince) {
           result.failedUnchangedSince.push(r.uid)
@@ -463,27 +374,17 @@ export class MailStoreBase {
         }
         const next = op === 'set' ? fl : op === 'add' ? [...new Set([...r.flags, ...fl])] : r.flags.filter(f => !fl.includes(f))
         if (next.length > FLAGS_PER_MESSAGE_MAX) throw new MailError('limit', 'Too many flags')
-        const same = next.length === r.flags.length && next.every(f => r.flags.includes(f))
-        if (same) {
+        if (next.length === r.flags.length && next.every(f => r.flags.includes(f))) {
           result.unchanged.push({ uid: r.uid, flags: r.flags, modseq: r.modseq })
           continue
         }
-        if (isSeen(r.flags) && !isSeen(next)) box.unseen += 1
-        if (!isSeen(r.flags) && isSeen(next)) box.unseen -= 1
-        r.flags = next
-        changedRecs.push(r)
+        changes.push([r.uid, next])
       }
-      if (changedRecs.length > 0) {
+      if (changes.length > 0) {
         // One modseq for the whole command: RFC 7162 3.1 only asks that it grow
-        const modseq = this.nextModseq(c, box)
-        for (const r of changedRecs) {
-          r.modseq = modseq
-          tx.put(keys.message(user, box.id, r.uid), r)
-          result.changed.push({ uid: r.uid, flags: r.flags, modseq })
-        }
-        tx.put(keys.mailbox(user, box.id), box)
-        this.log(tx, user, c, { op: 'flags', mailbox: box.id, changes: changedRecs.map(r => [r.uid, r.flags]), modseq })
-        tx.events.push([user, { type: 'flags', mailbox: box.id, changes: result.changed, modseq }])
+        const modseq = this.nextModseq(c)
+        await this.commit(tx, user, c, { op: 'flags', mailbox: box.id, changes, modseq })
+        result.changed = changes.map(([uid, f]) => ({ uid, flags: f, modseq }))
       }
       result.modseq = box.highestModseq
       return result
@@ -496,9 +397,10 @@ export class MailStoreBase {
       const box = this.boxById(c, mailboxId)
       const recs = await this.records(user, box, uids)
       if (recs.length === 0) return { uids: [], modseq: box.highestModseq }
-      for (const r of recs) this.dropMessage(tx, user, c, box, r)
       const done = recs.map(r => r.uid)
-      return { uids: done, modseq: this.recordExpunge(tx, user, c, box, done) }
+      const modseq = this.nextModseq(c)
+      await this.commit(tx, user, c, { op: 'expunge', mailbox: box.id, uids: done, modseq })
+      return { uids: done, modseq }
     }, opts)
   }
 
@@ -510,7 +412,7 @@ export class MailStoreBase {
       const dst = this.boxByName(c, toName)
       const recs = await this.records(user, src, uids)
       this.checkQuota(c, limits, recs.reduce((s, r) => s + r.size, 0), recs.length)
-      const pairs = this.copyRecords(tx, user, c, recs, dst)
+      const pairs = await this.copyRecords(tx, user, c, recs, dst)
       return { uidValidity: dst.uidValidity, pairs, modseq: dst.highestModseq }
     }, opts)
   }
@@ -523,12 +425,60 @@ export class MailStoreBase {
       if (src.id === dst.id) throw new MailError('invalid', 'Source and destination are the same mailbox')
       const recs = await this.records(user, src, uids)
       // Moving does not change usage: quota is not checked (RFC 6851 3.3 lets a MOVE within quota succeed)
-      const pairs = this.copyRecords(tx, user, c, recs, dst)
-      for (const r of recs) this.dropMessage(tx, user, c, src, r)
-      const expunged = recs.map(r => r.uid)
-      if (expunged.length > 0) this.recordExpunge(tx, user, c, src, expunged)
-      return { uidValidity: dst.uidValidity, pairs, modseq: dst.highestModseq, expunged }
+      const pairs = await this.moveRecords(tx, user, c, src, recs, dst)
+      return { uidValidity: dst.uidValidity, pairs, modseq: dst.highestModseq, expunged: recs.map(r => r.uid) }
     }, opts)
+  }
+
+  // ---- replication --------------------------------------------------------------------------------------
+
+  /** The user's log position (0 when this node holds no state for the user). */
+  async logPosition (user: string): Promise<number> {
+    const state: UserState | undefined = await this.db.get(keys.state(user))
+    return state?.logSeq ?? 0
+  }
+
+  /** Which of these bodies this node lacks. */
+  async missingBlobs (hashes: string[]): Promise<string[]> {
+    const uniq = [...new Set(hashes)]
+    const got = await this.db.getMany(uniq.map(h => keys.blob(h)))
+    return uniq.filter((_, i) => got[i] === undefined)
+  }
+
+  async readBlob (hash: string): Promise<Buffer> {
+    return await this.blobs.read(await this.location(hash))
+  }
+
+  /**
+   * Applies entries another node decided (log shipping). Entries at or below this copy's position are
+   * skipped (so a retry is harmless); the rest must continue the log without a gap. Bodies the entries
+   * need must be present or among `blobs`; each blob is checked against its hash before it is stored.
+   * Resolves to the new position once it is durable.
+   */
+  async applyLog (user: string, entries: LogEntry[], blobs: Buffer[] = []): Promise<number> {
+    const ops: BatchOp[] = []
+    for (const b of blobs) ops.push(...(await this.putBody(b)).ops)
+    return await this.write([user], async (tx, get) => {
+      const c = get(user)
+      tx.ops.push(...ops)
+      for (const e of entries) {
+        if (e.seq <= c.state.logSeq) continue
+        if (e.seq !== c.state.logSeq + 1) throw new MailError('invalid', `log gap: have ${c.state.logSeq}, got ${e.seq}`)
+        if (e.op === 'append' && (await this.missingBlobs([e.blob])).length > 0 && !ops.some(o => o.key === keys.blob(e.blob))) {
+          throw new MailError('invalid', `log entry ${e.seq} needs body ${e.blob}`)
+        }
+        await applyEntry(this.reader, tx, user, c, e)
+      }
+      return c.state.logSeq
+    }, { create: true })
+  }
+
+  /** Drops this node's copy of a user's mail (state, mailboxes, records, log); bodies stay for the GC. */
+  async dropUserMail (user: string): Promise<void> {
+    await this.lock.with([user], async () => {
+      await this.committer.submit(await this.userDeletionOps(user))
+      this.cache.delete(user)
+    })
   }
 
   // ---- messages: reads ----------------------------------------------------------------------------------

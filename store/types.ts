@@ -165,15 +165,16 @@ export type MailEvent =
 
 export type MailListener = (event: MailEvent) => void
 
-/** One entry of a user's ordered change log: what the grid replicates. */
-export type LogEntry =
+/** One entry of a user's ordered change log: what the grid replicates. `epoch`: the ownership epoch of the
+ * primary that decided it (grid; absent on a standalone node). */
+export type LogEntry = { epoch?: number } & (
   | { seq: number, op: 'append', mailbox: string, uid: number, gid: string, flags: string[], modseq: number, internalDate: number, size: number, blob: string, prefix: string }
   | { seq: number, op: 'flags', mailbox: string, changes: Array<[number, string[]]>, modseq: number }
   | { seq: number, op: 'expunge', mailbox: string, uids: number[], modseq: number }
   | { seq: number, op: 'mailboxCreate', mailbox: string, name: string, uidValidity: number, specialUse: SpecialUse | null }
   | { seq: number, op: 'mailboxRename', mailbox: string, name: string }
   | { seq: number, op: 'mailboxDelete', mailbox: string }
-  | { seq: number, op: 'subscribe', mailbox: string, subscribed: boolean }
+  | { seq: number, op: 'subscribe', name: string, subscribed: boolean })
 
 // Mailbox-level methods take names; message-level methods take the mailbox id (stable across renames).
 /** A log entry before the log assigns its position. */

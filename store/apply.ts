@@ -1,0 +1,206 @@
+// The one state transition of a user's mail: applying a log entry. The primary decides entries (assigning
+// UIDs, MODSEQs and log positions) and applies them through this function; replicas apply the same entries
+// through the same function. So a replica that has applied a log up to position N holds exactly the state
+// the primary had at N — mailbox counters, usage, UIDNEXT and HIGHESTMODSEQ included.
+
+import { keys } from './keys.ts'
+import type { BatchOp } from './commit.ts'
+import type { LogEntry, Mailbox, MailEvent, MessageRecord } from './types.ts'
+
+export interface UserState {
+  modseq: number
+  logSeq: number
+  mailboxSeq: number
+  lastUidValidity: number
+  usedBytes: number
+  usedMessages: number
+  epoch?: number // the highest ownership epoch whose entries this copy has accepted (grid)
+}
+
+export type MailboxRec = Omit<Mailbox, 'subscribed'>
+
+export interface Cached {
+  state: UserState
+  boxes: Map<string, MailboxRec> // by id
+  byName: Map<string, string> // name → id
+  subs: Set<string> // subscribed names
+}
+
+export interface RecordReader {
+  get (key: string): Promise<MessageRecord | undefined>
+  values (range: { gt: string, lt: string }): AsyncIterable<MessageRecord>
+}
+
+/** What one locked write builds: the batch, the events to emit after commit, the users whose cache it mutated. */
+export class Tx {
+  readonly ops: BatchOp[] = []
+  readonly events: Array<[string, MailEvent]> = []
+  readonly users = new Map<string, Cached>()
+  // message records written or deleted in this batch, so later entries of the same batch see them
+  readonly records = new Map<string, MessageRecord | null>()
+  put (key: string, value: unknown): void { this.ops.push({ type: 'put', key, value }) }
+  del (key: string): void { this.ops.push({ type: 'del', key }) }
+}
+
+export const SEEN = '\\Seen'
+export const isSeen = (flags: string[]): boolean => flags.includes(SEEN)
+
+export function emptyState (): Cached {
+  return {
+    state: { modseq: 1, logSeq: 0, mailboxSeq: 0, lastUidValidity: 0, usedBytes: 0, usedMessages: 0 },
+    boxes: new Map(),
+    byName: new Map(),
+    subs: new Set()
+  }
+}
+
+async function getRecord (db: RecordReader, tx: Tx, user: string, mb: string, uid: number): Promise<MessageRecord | null> {
+  const k = keys.message(user, mb, uid)
+  if (tx.records.has(k)) return tx.records.get(k) ?? null
+  return (await db.get(k)) ?? null
+}
+
+function putRecord (tx: Tx, user: string, mb: string, rec: MessageRecord): void {
+  const k = keys.message(user, mb, rec.uid)
+  tx.records.set(k, rec)
+  tx.put(k, rec)
+}
+
+function dropRecord (tx: Tx, user: string, c: Cached, box: MailboxRec, rec: MessageRecord): void {
+  box.messages -= 1
+  box.size -= rec.size
+  if (!isSeen(rec.flags)) box.unseen -= 1
+  c.state.usedBytes -= rec.size
+  c.state.usedMessages -= 1
+  const k = keys.message(user, box.id, rec.uid)
+  tx.records.set(k, null)
+  tx.del(k)
+  tx.del(keys.blobRef(rec.blob, user, box.id, rec.uid))
+}
+
+function bumpModseq (c: Cached, box: MailboxRec, modseq: number): void {
+  c.state.modseq = Math.max(c.state.modseq, modseq)
+  box.highestModseq = Math.max(box.highestModseq, modseq)
+}
+
+/**
+ * Applies one entry whose seq is exactly c.state.logSeq + 1. Entries that name a mailbox or message this
+ * copy does not have are applied as far as they can be (a no-op for the missing part), which keeps replay
+ * of a log total; the primary never produces such entries.
+ */
+export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cached, e: LogEntry): Promise<void> {
+  if (e.seq !== c.state.logSeq + 1) throw new Error(`log entry ${e.seq} applied at position ${c.state.logSeq}`)
+  c.state.logSeq = e.seq
+  if (e.epoch !== undefined) c.state.epoch = Math.max(c.state.epoch ?? 0, e.epoch)
+  tx.put(keys.log(user, e.seq), e)
+  switch (e.op) {
+    case 'mailboxCreate': {
+      const rec: MailboxRec = {
+        id: e.mailbox, name: e.name, uidValidity: e.uidValidity, uidNext: 1, highestModseq: c.state.modseq,
+        specialUse: e.specialUse, messages: 0, unseen: 0, size: 0
+      }
+      c.boxes.set(rec.id, rec)
+      c.byName.set(rec.name, rec.id)
+      c.state.mailboxSeq = Math.max(c.state.mailboxSeq, parseInt(e.mailbox, 36) || 0)
+      c.state.lastUidValidity = Math.max(c.state.lastUidValidity, e.uidValidity)
+      tx.put(keys.mailbox(user, rec.id), rec)
+      tx.events.push([user, { type: 'mailboxes' }])
+      return
+    }
+    case 'mailboxRename': {
+      const box = c.boxes.get(e.mailbox)
+      if (box === undefined) return
+      c.byName.delete(box.name)
+      if (c.subs.delete(box.name)) {
+        tx.del(keys.subscription(user, box.name))
+        c.subs.add(e.name)
+        tx.put(keys.subscription(user, e.name), true)
+      }
+      box.name = e.name
+      c.byName.set(box.name, box.id)
+      tx.put(keys.mailbox(user, box.id), box)
+      tx.events.push([user, { type: 'mailboxes' }])
+      return
+    }
+    case 'mailboxDelete': {
+      const box = c.boxes.get(e.mailbox)
+      if (box === undefined) return
+      const dropped = new Set<number>()
+      for (const [k, rec] of tx.records) {
+        if (rec !== null && k.startsWith(keys.message(user, box.id, 0).slice(0, -10))) { dropRecord(tx, user, c, box, rec); dropped.add(rec.uid) }
+      }
+      for await (const rec of db.values(keys.messageRange(user, box.id))) {
+        if (!dropped.has(rec.uid) && !tx.records.has(keys.message(user, box.id, rec.uid))) dropRecord(tx, user, c, box, rec)
+      }
+      // its expunge records (X keys) stay: mailbox ids are never reused, so nothing reads them again
+      c.boxes.delete(box.id)
+      c.byName.delete(box.name)
+      tx.del(keys.mailbox(user, box.id))
+      tx.events.push([user, { type: 'mailboxes' }])
+      return
+    }
+    case 'subscribe': {
+      if (e.subscribed) {
+        c.subs.add(e.name)
+        tx.put(keys.subscription(user, e.name), true)
+      } else {
+        c.subs.delete(e.name)
+        tx.del(keys.subscription(user, e.name))
+      }
+      tx.events.push([user, { type: 'mailboxes' }])
+      return
+    }
+    case 'append': {
+      const box = c.boxes.get(e.mailbox)
+      if (box === undefined) return
+      const rec: MessageRecord = {
+        uid: e.uid, gid: e.gid, flags: e.flags, modseq: e.modseq, internalDate: e.internalDate, size: e.size, blob: e.blob, prefix: e.prefix
+      }
+      putRecord(tx, user, box.id, rec)
+      tx.put(keys.blobRef(rec.blob, user, box.id, rec.uid), 1)
+      box.uidNext = Math.max(box.uidNext, e.uid + 1)
+      box.messages += 1
+      box.size += rec.size
+      if (!isSeen(rec.flags)) box.unseen += 1
+      c.state.usedBytes += rec.size
+      c.state.usedMessages += 1
+      bumpModseq(c, box, e.modseq)
+      tx.put(keys.mailbox(user, box.id), box)
+      tx.events.push([user, { type: 'append', mailbox: box.id, uids: [e.uid], modseq: e.modseq }])
+      return
+    }
+    case 'flags': {
+      const box = c.boxes.get(e.mailbox)
+      if (box === undefined) return
+      const changes = []
+      for (const [uid, flags] of e.changes) {
+        const rec = await getRecord(db, tx, user, box.id, uid)
+        if (rec === null) continue
+        if (isSeen(rec.flags) && !isSeen(flags)) box.unseen += 1
+        if (!isSeen(rec.flags) && isSeen(flags)) box.unseen -= 1
+        const next = { ...rec, flags, modseq: e.modseq }
+        putRecord(tx, user, box.id, next)
+        changes.push({ uid, flags, modseq: e.modseq })
+      }
+      bumpModseq(c, box, e.modseq)
+      tx.put(keys.mailbox(user, box.id), box)
+      tx.events.push([user, { type: 'flags', mailbox: box.id, changes, modseq: e.modseq }])
+      return
+    }
+    case 'expunge': {
+      const box = c.boxes.get(e.mailbox)
+      if (box === undefined) return
+      const gone: number[] = []
+      for (const uid of e.uids) {
+        const rec = await getRecord(db, tx, user, box.id, uid)
+        if (rec === null) continue
+        dropRecord(tx, user, c, box, rec)
+        gone.push(uid)
+      }
+      bumpModseq(c, box, e.modseq)
+      tx.put(keys.expunged(user, box.id, e.modseq), e.uids)
+      tx.put(keys.mailbox(user, box.id), box)
+      tx.events.push([user, { type: 'expunge', mailbox: box.id, uids: gone, modseq: e.modseq }])
+    }
+  }
+}
