@@ -104,7 +104,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       c.state.mailboxSeq = Math.max(c.state.mailboxSeq, parseInt(e.mailbox, 36) || 0)
       c.state.lastUidValidity = Math.max(c.state.lastUidValidity, e.uidValidity)
       tx.put(keys.mailbox(user, rec.id), rec)
-      tx.events.push([user, { type: 'mailboxes' }])
+      tx.events.push([user, { type: 'mailboxes', change: 'created', mailbox: rec.id }])
       return
     }
     case 'mailboxRename': {
@@ -119,7 +119,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       box.name = e.name
       c.byName.set(box.name, box.id)
       tx.put(keys.mailbox(user, box.id), box)
-      tx.events.push([user, { type: 'mailboxes' }])
+      tx.events.push([user, { type: 'mailboxes', change: 'renamed', mailbox: box.id }])
       return
     }
     case 'mailboxDelete': {
@@ -136,7 +136,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       c.boxes.delete(box.id)
       c.byName.delete(box.name)
       tx.del(keys.mailbox(user, box.id))
-      tx.events.push([user, { type: 'mailboxes' }])
+      tx.events.push([user, { type: 'mailboxes', change: 'deleted', mailbox: box.id }])
       return
     }
     case 'subscribe': {
@@ -147,7 +147,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
         c.subs.delete(e.name)
         tx.del(keys.subscription(user, e.name))
       }
-      tx.events.push([user, { type: 'mailboxes' }])
+      tx.events.push([user, { type: 'mailboxes', change: 'subscription', mailbox: null }])
       return
     }
     case 'append': {

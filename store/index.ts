@@ -12,6 +12,7 @@ export type { MailErrorKind } from './errors.ts'
 export { normalizeAddress, normalizeDomain, domainOf } from './address.ts'
 export { DELIMITER, checkMailboxName, normalizeMailboxName } from './names.ts'
 export { DEFAULT_MAILBOXES } from './mail.ts'
+export * as mime from './mime/index.ts'
 
 export function createStore (components: StoreComponents, init: StoreInit): Store {
   return new LevelStore(components, init)

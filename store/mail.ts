@@ -496,6 +496,12 @@ export class MailStoreBase {
     return (await this.db.get(keys.message(user, mailboxId, uid))) ?? null
   }
 
+  async getMessages (user: string, mailboxId: string, uids: number[]): Promise<MessageRecord[]> {
+    const wanted = [...new Set(uids)].filter(u => Number.isInteger(u) && u > 0).sort((a, b) => a - b)
+    const got = await this.db.getMany(wanted.map(u => keys.message(user, mailboxId, u)))
+    return got.filter((r): r is MessageRecord => r !== undefined)
+  }
+
   async changesSince (user: string, mailboxId: string, modseq: number): Promise<ChangesSince> {
     const changed = (await this.listMessages(user, mailboxId)).filter(r => r.modseq > modseq)
     const expunged: number[] = []

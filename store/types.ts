@@ -161,7 +161,7 @@ export type MailEvent =
   | { type: 'append', mailbox: string, uids: number[], modseq: number }
   | { type: 'flags', mailbox: string, changes: FlagChange[], modseq: number }
   | { type: 'expunge', mailbox: string, uids: number[], modseq: number }
-  | { type: 'mailboxes' } // created, renamed, deleted or (un)subscribed
+  | { type: 'mailboxes', change: 'created' | 'renamed' | 'deleted' | 'subscription', mailbox: string | null } // mailbox id (null for subscriptions)
 
 export type MailListener = (event: MailEvent) => void
 
@@ -204,6 +204,8 @@ export interface MailStore {
   /** Index records of a mailbox in UID order, optionally limited to a UID range (inclusive). */
   listMessages (user: string, mailboxId: string, range?: { from?: number, to?: number }): Promise<MessageRecord[]>
   getMessage (user: string, mailboxId: string, uid: number): Promise<MessageRecord | null>
+  /** The records of these UIDs that exist, in UID order (one multi-get). */
+  getMessages (user: string, mailboxId: string, uids: number[]): Promise<MessageRecord[]>
   /** Parsed structure with byte offsets relative to the full message (prefix included). */
   getMeta (record: MessageRecord): Promise<MessageMeta>
   /** The whole message (prefix + body). */
@@ -225,7 +227,24 @@ export interface MailStore {
   readLog (user: string, from: number, limit: number): Promise<LogEntry[]>
 }
 
-export interface Store extends Directory, MailStore {
+/** What the grid needs to replicate a user's mail: log shipping with the bodies it refers to. */
+export interface Replication {
+  /** The user's log position (0 when this node holds no state for the user). */
+  logPosition (user: string): Promise<number>
+  /** Which of these bodies this node lacks. */
+  missingBlobs (hashes: string[]): Promise<string[]>
+  readBlob (hash: string): Promise<Buffer>
+  /**
+   * Applies entries another node decided. Entries at or below this copy's position are skipped (a retry is
+   * harmless); the rest must continue the log without a gap, and their bodies must be present or in `blobs`.
+   * Resolves to the new position once durable.
+   */
+  applyLog (user: string, entries: LogEntry[], blobs?: Buffer[]): Promise<number>
+  /** Drops this node's copy of a user's mail (state, mailboxes, records, log). */
+  dropUserMail (user: string): Promise<void>
+}
+
+export interface Store extends Directory, MailStore, Replication {
   readonly path: string
   start (): Promise<void>
   stop (): Promise<void>
