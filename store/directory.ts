@@ -2,6 +2,7 @@
 // carry a version (hybrid logical clock: milliseconds * 1000 + a counter) and deletes leave tombstones, so
 // the grid can replicate them last-writer-wins and repair by digest exchange.
 
+import { createHash } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { domainOf, normalizeAddress, normalizeAliasAddress, normalizeDomain } from './address.ts'
 import type { BatchOp } from './commit.ts'
@@ -10,7 +11,9 @@ import { keys } from './keys.ts'
 import { MailStoreBase } from './mail.ts'
 import type { StoreComponents, StoreInit } from './mail.ts'
 import { dummyHash, hashPassword, SCRYPT_LOG_N, verifyPassword } from './password.ts'
-import type { AccountStatus, Alias, Domain, NewUser, OpOptions, Store, User } from './types.ts'
+import type { AccountStatus, Alias, DirectoryRecord, Domain, NewUser, OpOptions, Store, User } from './types.ts'
+
+const isDirectoryKey = (key: string): boolean => key.startsWith('dd\x00') || key.startsWith('du\x00') || key.startsWith('da\x00')
 
 export const ALIAS_DEPTH_MAX = 8 // alias chains longer than this are a loop or a mistake
 export const ALIAS_TARGETS_MAX = 1000 // expansion fan-out bound
@@ -28,6 +31,7 @@ type AliasRec = Alias & Versioned
 export class LevelStore extends MailStoreBase implements Store {
   private readonly scryptLogN: number
   private lastVer = 0
+  private readonly dirListeners = new Set<(records: DirectoryRecord[]) => void>()
   private started = false
 
   constructor (components: StoreComponents, init: StoreInit) {
@@ -67,7 +71,74 @@ export class LevelStore extends MailStoreBase implements Store {
       const ops: BatchOp[] = []
       const out = await fn(ops)
       if (ops.length > 0) await this.committer.submit(ops)
+      this.announce(ops.filter(o => o.type === 'put' && isDirectoryKey(o.key)).map(o => ({ key: o.key, value: (o as { value: DirectoryRecord['value'] }).value })))
       return out
+    })
+  }
+
+  private announce (records: DirectoryRecord[]): void {
+    if (records.length === 0) return
+    for (const l of this.dirListeners) {
+      try { l(records) } catch { /* the listener's problem; the change is durable */ }
+    }
+  }
+
+  // ---- replication of the directory (last writer wins per record, tombstones for deletes) --------------
+
+  onDirectoryChange (listener: (records: DirectoryRecord[]) => void): () => void {
+    this.dirListeners.add(listener)
+    return () => { this.dirListeners.delete(listener) }
+  }
+
+  async exportDirectory (): Promise<DirectoryRecord[]> {
+    const out: DirectoryRecord[] = []
+    for (const r of [keys.domainRange(), keys.userRange(), keys.aliasRange()]) {
+      for await (const [key, value] of this.db.iterator(r) as AsyncIterable<[string, DirectoryRecord['value']]>) out.push({ key, value })
+    }
+    return out
+  }
+
+  /** SHA-256 over every (key, version): equal on two nodes exactly when their directories agree. */
+  async directoryDigest (): Promise<string> {
+    const h = createHash('sha256')
+    for (const r of await this.exportDirectory()) h.update(`${r.key}\x00${r.value.ver}\x00`)
+    return h.digest('hex')
+  }
+
+  /**
+   * Merges records from another node: a record replaces ours when its version is higher (ties broken by
+   * content, so every node picks the same). A new user gets its mail state (deterministic, see initUser); a
+   * user tombstone drops the user's mail. Returns the records that changed something here.
+   */
+  async mergeDirectory (records: DirectoryRecord[]): Promise<DirectoryRecord[]> {
+    return await this.lock.with([DIRECTORY_LOCK], async () => {
+      const applied: DirectoryRecord[] = []
+      for (const r of records) {
+        if (!isDirectoryKey(r.key) || typeof r.value?.ver !== 'number') continue
+        this.lastVer = Math.max(this.lastVer, r.value.ver) // hybrid logical clock: never issue a version below one seen
+        const mine: DirectoryRecord['value'] | undefined = await this.db.get(r.key)
+        if (mine !== undefined && (mine.ver > r.value.ver || (mine.ver === r.value.ver && JSON.stringify(mine) >= JSON.stringify(r.value)))) continue
+        const put: BatchOp = { type: 'put', key: r.key, value: r.value }
+        if (r.key.startsWith(keys.user(''))) {
+          const address = r.key.slice(keys.user('').length)
+          if (r.value.deleted === true) {
+            await this.lock.with([address], async () => {
+              await this.committer.submit([...await this.userDeletionOps(address), put])
+              this.forget(address)
+            })
+          } else if (mine === undefined || mine.deleted === true) {
+            this.forget(address)
+            await this.initUser(address, Number(r.value.created), [put])
+          } else {
+            await this.committer.submit([put])
+          }
+        } else {
+          await this.committer.submit([put])
+        }
+        applied.push(r)
+      }
+      this.announce(applied)
+      return applied
     })
   }
 
@@ -149,6 +220,7 @@ export class LevelStore extends MailStoreBase implements Store {
       // commit the directory record in the same batch as the first mail state
       this.forget(a)
       await this.initUser(a, rec.created, [{ type: 'put', key: keys.user(a), value: rec }])
+      this.announce([{ key: keys.user(a), value: { ...rec } }])
       void ops
       return LevelStore.publicUser(rec)
     }, opts)

@@ -227,6 +227,21 @@ export interface MailStore {
   readLog (user: string, from: number, limit: number): Promise<LogEntry[]>
 }
 
+/** One directory record as stored, with its version; the grid ships these between nodes. */
+export interface DirectoryRecord {
+  key: string
+  value: { ver: number, deleted?: boolean, [field: string]: unknown }
+}
+
+/** What the grid needs to replicate the directory to every node. */
+export interface DirectoryReplication {
+  exportDirectory (): Promise<DirectoryRecord[]>
+  directoryDigest (): Promise<string>
+  mergeDirectory (records: DirectoryRecord[]): Promise<DirectoryRecord[]>
+  /** Records changed on this node (by its own writes or a merge), after they are durable. */
+  onDirectoryChange (listener: (records: DirectoryRecord[]) => void): () => void
+}
+
 /** What the grid needs to replicate a user's mail: log shipping with the bodies it refers to. */
 export interface Replication {
   /** The user's log position (0 when this node holds no state for the user). */
@@ -244,7 +259,7 @@ export interface Replication {
   dropUserMail (user: string): Promise<void>
 }
 
-export interface Store extends Directory, MailStore, Replication {
+export interface Store extends Directory, MailStore, Replication, DirectoryReplication {
   readonly path: string
   start (): Promise<void>
   stop (): Promise<void>
