@@ -1,0 +1,151 @@
+// The failure detector: a pure state machine over the membership view, driven by heartbeats heard, direct
+// ping results and clock ticks, all with explicit timestamps, so tests run it with a fake clock and no network.
+//
+//   alive ──(silent ≥ suspectAfterMs and a direct ping failed)──▶ suspect ──(silent ≥ deadAfterMs)──▶ dead
+//   suspect ──(a heartbeat or a successful ping)──▶ alive
+//   dead ──(a heartbeat newer than any seen before it died: restart with a higher incarnation, or a healed
+//           partition)──▶ alive
+//   any ──(a heartbeat whose state is `leaving`)──▶ left ──(a higher incarnation)──▶ alive
+//
+// "Silent" counts from the last sign of life: a heartbeat or a successful ping. A member silent for
+// deadAfterMs is dead even when its ping is still outstanding (passing through suspect), so a kill is seen
+// within deadAfterMs plus one tick. Heartbeats carry (incarnation, seq); anything not newer than what was
+// already heard is a stale rumour (gossip relays late) and is ignored, so it cannot resurrect the dead.
+
+import { isDeepStrictEqual } from 'node:util'
+import type { Member, MemberInfo, MemberStatus, MembershipEvent } from './types.ts'
+
+export interface DetectorInit {
+  suspectAfterMs: number
+  deadAfterMs: number
+  /** Dead and departed members are dropped from the view after this long (silently). */
+  forgetAfterMs: number
+}
+
+interface Entry {
+  member: Member
+  seq: number
+}
+
+/** Fields whose change is worth an `update` event; the load sample changes every beat and is not. */
+const SIGNIFICANT: ReadonlyArray<keyof MemberInfo> = ['incarnation', 'name', 'addrs', 'host', 'services', 'weight', 'state', 'meta']
+
+function changed (a: MemberInfo, b: MemberInfo): boolean {
+  return SIGNIFICANT.some(k => !isDeepStrictEqual(a[k], b[k]))
+}
+
+function snapshot (m: Member): Member {
+  return structuredClone(m)
+}
+
+export class FailureDetector {
+  readonly #init: DetectorInit
+  readonly #entries = new Map<string, Entry>()
+  #self: Member
+
+  constructor (self: MemberInfo, init: DetectorInit, now: number) {
+    if (!(init.deadAfterMs > init.suspectAfterMs)) throw new Error('deadAfterMs must exceed suspectAfterMs')
+    this.#init = init
+    this.#self = { ...structuredClone(self), status: 'alive', lastSeen: now, self: true }
+  }
+
+  get selfId (): string {
+    return this.#self.id
+  }
+
+  /** Every member heard of, this node first. */
+  members (now: number): Member[] {
+    return [this.self(now), ...[...this.#entries.values()].map(e => snapshot(e.member))]
+  }
+
+  member (id: string, now: number): Member | undefined {
+    if (id === this.#self.id) return this.self(now)
+    const e = this.#entries.get(id)
+    return e === undefined ? undefined : snapshot(e.member)
+  }
+
+  self (now: number): Member {
+    return { ...snapshot(this.#self), lastSeen: now }
+  }
+
+  /** Replaces what this node says about itself; an `update` event when something significant changed. */
+  setSelf (info: MemberInfo, now: number): MembershipEvent[] {
+    const before = this.#self
+    this.#self = { ...structuredClone(info), id: before.id, status: 'alive', lastSeen: now, self: true }
+    return changed(before, this.#self) ? [{ type: 'update', member: this.self(now) }] : []
+  }
+
+  /** A heartbeat arrived (validated; `info.id` is the authenticated sender). */
+  heard (info: MemberInfo, seq: number, now: number): MembershipEvent[] {
+    if (info.id === this.#self.id) return []
+    const entry = this.#entries.get(info.id)
+    if (entry === undefined) {
+      if (info.state === 'leaving') return [] // a goodbye from a stranger: nothing to forget
+      const member: Member = { ...structuredClone(info), status: 'alive', lastSeen: now, self: false }
+      this.#entries.set(info.id, { member, seq })
+      return [{ type: 'join', member: snapshot(member) }]
+    }
+    const old = entry.member
+    if (info.incarnation < old.incarnation) return []
+    if (info.incarnation === old.incarnation && seq <= entry.seq) return []
+
+    let status: MemberStatus
+    if (info.state === 'leaving') status = 'left'
+    else if (old.status === 'left') status = info.incarnation > old.incarnation ? 'alive' : 'left'
+    else status = 'alive'
+
+    const events: MembershipEvent[] = []
+    const next: Member = { ...structuredClone(info), status: old.status, lastSeen: now, self: false }
+    entry.member = next
+    entry.seq = seq
+    if (changed(old, next)) events.push({ type: 'update', member: snapshot(next) })
+    events.push(...this.#setStatus(entry, status))
+    return events
+  }
+
+  /** The outcome of a direct ping. Success is a sign of life; failure after silence makes a member suspect. */
+  pinged (id: string, ok: boolean, now: number): MembershipEvent[] {
+    const entry = this.#entries.get(id)
+    if (entry === undefined) return []
+    const m = entry.member
+    if (m.status !== 'alive' && m.status !== 'suspect') return []
+    if (ok) {
+      m.lastSeen = Math.max(m.lastSeen, now)
+      return this.#setStatus(entry, 'alive')
+    }
+    if (m.status === 'alive' && now - m.lastSeen >= this.#init.suspectAfterMs) return this.#setStatus(entry, 'suspect')
+    return []
+  }
+
+  /** Members silent long enough that a direct ping should decide whether they are suspect. */
+  needsPing (now: number): string[] {
+    const out: string[] = []
+    for (const [id, { member: m }] of this.#entries) {
+      if ((m.status === 'alive' || m.status === 'suspect') && now - m.lastSeen >= this.#init.suspectAfterMs) out.push(id)
+    }
+    return out
+  }
+
+  /** Advances time: the silent die, the long dead are forgotten. */
+  tick (now: number): MembershipEvent[] {
+    const events: MembershipEvent[] = []
+    for (const [id, entry] of this.#entries) {
+      const m = entry.member
+      const silent = now - m.lastSeen
+      if ((m.status === 'alive' || m.status === 'suspect') && silent >= this.#init.deadAfterMs) {
+        if (m.status === 'alive') events.push(...this.#setStatus(entry, 'suspect'))
+        events.push(...this.#setStatus(entry, 'dead'))
+      } else if ((m.status === 'dead' || m.status === 'left') && silent >= this.#init.forgetAfterMs) {
+        this.#entries.delete(id)
+      }
+    }
+    return events
+  }
+
+  #setStatus (entry: Entry, status: MemberStatus): MembershipEvent[] {
+    const from = entry.member.status
+    if (from === status) return []
+    entry.member.status = status
+    return [{ type: 'status', member: snapshot(entry.member), from }]
+  }
+}

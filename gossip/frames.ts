@@ -1,0 +1,152 @@
+// Length-prefixed frames on a libp2p 3 stream: an unsigned-varint length (as libp2p's own protocols and
+// it-length-prefixed use) followed by that many bytes. The reader enforces a per-frame limit before
+// buffering the frame, so a hostile length costs nothing; the writer respects the stream's back-pressure.
+
+import { Uint8ArrayList } from 'uint8arraylist'
+import type { Stream } from '@libp2p/interface'
+
+/** A frame broke the protocol: bad length, over the limit, truncated, or trailing bytes. */
+export class FrameError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'FrameError'
+  }
+}
+
+/** The stream ended in a reset or an abort, not a clean close. */
+export class StreamClosedError extends Error {
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'StreamClosedError'
+  }
+}
+
+/** 10 bytes encode any 64-bit length; ours are < 2^31, so more than 5 is malformed. */
+const VARINT_BYTES_MAX = 5
+
+/** Largest slice handed to `send()` at once, so a big body yields to back-pressure between slices. */
+const SEND_SLICE_BYTES = 256 * 1024
+
+export function encodeVarint (n: number): Uint8Array {
+  if (!Number.isSafeInteger(n) || n < 0 || n >= 2 ** 31) throw new RangeError('frame length out of range')
+  const out: number[] = []
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80)
+    n >>>= 7
+  }
+  out.push(n)
+  return Uint8Array.from(out)
+}
+
+/** Reads frames off a stream. Listens from construction on, so create it before the peer can answer. */
+export class FrameReader {
+  readonly #stream: Stream
+  readonly #buf = new Uint8ArrayList()
+  #ended = false
+  #error: Error | undefined
+  #wake: (() => void) | undefined
+  readonly #bufferMax: number
+
+  /** `bufferMax`: bytes received but not yet read beyond which the peer is flooding and the stream is reset. */
+  constructor (stream: Stream, bufferMax: number) {
+    this.#stream = stream
+    this.#bufferMax = bufferMax
+    stream.addEventListener('message', this.#onMessage)
+    stream.addEventListener('end', this.#onEnd)
+    stream.addEventListener('close', this.#onClose)
+    if (stream.readableEnded) this.#ended = true
+  }
+
+  readonly #onMessage = (evt: { data: Uint8Array | Uint8ArrayList }): void => {
+    this.#buf.append(evt.data)
+    if (this.#buf.byteLength > this.#bufferMax) {
+      this.#error = new FrameError(`peer sent more than ${this.#bufferMax} unread bytes`)
+      this.#buf.consume(this.#buf.byteLength)
+      this.#stream.abort(this.#error)
+    }
+    this.#poke()
+  }
+
+  readonly #onEnd = (): void => {
+    this.#ended = true
+    this.#poke()
+  }
+
+  readonly #onClose = (evt: Event & { error?: Error }): void => {
+    if (evt.error != null) this.#error ??= new StreamClosedError(`stream ${this.#stream.status}: ${evt.error.message}`, { cause: evt.error })
+    else if (this.#stream.readableEnded) this.#ended = true
+    this.#poke()
+  }
+
+  #poke (): void {
+    const w = this.#wake
+    this.#wake = undefined
+    w?.()
+  }
+
+  detach (): void {
+    this.#stream.removeEventListener('message', this.#onMessage as never)
+    this.#stream.removeEventListener('end', this.#onEnd)
+    this.#stream.removeEventListener('close', this.#onClose as never)
+  }
+
+  async #more (signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted()
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => { reject(signal?.reason) }
+      this.#wake = () => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  /** The next frame, or null when the stream ended cleanly at a frame boundary. */
+  async next (maxBytes: number, signal?: AbortSignal): Promise<Uint8Array | null> {
+    for (;;) {
+      if (this.#error !== undefined) throw this.#error
+      const header = this.#parseLength(maxBytes)
+      if (header !== undefined) {
+        const [len, skip] = header
+        if (this.#buf.byteLength >= skip + len) {
+          const frame = this.#buf.subarray(skip, skip + len)
+          this.#buf.consume(skip + len)
+          return frame
+        }
+      }
+      if (this.#ended) {
+        if (this.#buf.byteLength === 0) return null
+        throw new FrameError('stream ended inside a frame')
+      }
+      await this.#more(signal)
+    }
+  }
+
+  /** [length, bytes of the prefix], or undefined if the prefix is incomplete. */
+  #parseLength (maxBytes: number): [number, number] | undefined {
+    let n = 0
+    for (let i = 0; i < VARINT_BYTES_MAX; i++) {
+      if (i >= this.#buf.byteLength) return undefined
+      const b = this.#buf.get(i)
+      n += (b & 0x7f) * 2 ** (7 * i)
+      if ((b & 0x80) === 0) {
+        if (n > maxBytes) throw new FrameError(`frame of ${n} bytes exceeds the limit of ${maxBytes}`)
+        return [n, i + 1]
+      }
+    }
+    throw new FrameError('malformed frame length')
+  }
+}
+
+/** Sends frames, waiting for 'drain' whenever the stream asks for it. */
+export async function writeFrames (stream: Stream, frames: Uint8Array[], signal?: AbortSignal): Promise<void> {
+  for (const f of frames) {
+    const parts = [encodeVarint(f.byteLength)]
+    for (let off = 0; off < f.byteLength; off += SEND_SLICE_BYTES) parts.push(f.subarray(off, off + SEND_SLICE_BYTES))
+    for (const p of parts) {
+      signal?.throwIfAborted()
+      if (!stream.send(p)) await stream.onDrain({ signal })
+    }
+  }
+}

@@ -1,0 +1,94 @@
+// Who this node is, across restarts, and which grid it belongs to. The private key lives in
+// `<dataDir>/peer.key` (mode 0600) so the peer id survives a restart; the incarnation number beside it grows
+// at every start so peers can tell a restarted node from a stale rumour. The cluster key is turned into the
+// pnet pre-shared key and the membership topic name by one-way derivations, so neither reveals the key.
+
+import { createHash, generateKeyPairSync, hkdfSync } from 'node:crypto'
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { mkdir, open, readFile, rename } from 'node:fs/promises'
+import { join } from 'node:path'
+import { privateKeyFromProtobuf, privateKeyFromRaw, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
+
+export const PEER_KEY_FILE = 'peer.key'
+export const INCARNATION_FILE = 'incarnation'
+
+/** Writes a file atomically (temp file, fsync, rename) with the given mode. */
+async function writeFileAtomic (path: string, data: Uint8Array | string, mode: number): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`
+  const fh = await open(tmp, 'w', mode)
+  try {
+    await fh.writeFile(data)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  await rename(tmp, path)
+}
+
+/**
+ * The node's libp2p private key: read from dataDir, or generated (Ed25519) and saved on the first start.
+ * Synchronous, because the peer id is the node's name from construction on (`Gossip.self`).
+ */
+export function loadOrCreatePeerKey (dataDir: string): PrivateKey {
+  mkdirSync(dataDir, { recursive: true })
+  const path = join(dataDir, PEER_KEY_FILE)
+  let bytes: Uint8Array | undefined
+  try {
+    bytes = readFileSync(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  if (bytes !== undefined) return privateKeyFromProtobuf(bytes)
+  // libp2p's raw Ed25519 private key is the 32-byte seed followed by the 32-byte public key.
+  const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' })
+  const key = privateKeyFromRaw(Buffer.concat([Buffer.from(jwk.d ?? '', 'base64url'), Buffer.from(jwk.x ?? '', 'base64url')]))
+  const tmp = `${path}.tmp-${process.pid}`
+  const fd = openSync(tmp, 'w', 0o600)
+  try {
+    writeSync(fd, privateKeyToProtobuf(key))
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  renameSync(tmp, path)
+  return key
+}
+
+/** Reads the last incarnation, adds one, stores it durably and returns it (1 on the first start). */
+export async function nextIncarnation (dataDir: string): Promise<number> {
+  await mkdir(dataDir, { recursive: true })
+  const path = join(dataDir, INCARNATION_FILE)
+  let last = 0
+  try {
+    const text = (await readFile(path, 'utf8')).trim()
+    const n = Number(text)
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${path}: not an incarnation number: ${JSON.stringify(text.slice(0, 40))}`)
+    last = n
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const next = last + 1
+  await writeFileAtomic(path, `${next}\n`, 0o600)
+  return next
+}
+
+/**
+ * The pnet swarm key for a cluster key: HKDF-SHA-256 to 32 bytes, in the text form @libp2p/pnet decodes
+ * (`/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits). Deterministic, so every node with the key agrees.
+ */
+export function swarmKey (clusterKey: string): Uint8Array {
+  if (clusterKey.length === 0) throw new Error('the cluster key is empty')
+  const psk = Buffer.from(hkdfSync('sha256', clusterKey, 'mailgrid/pnet', 'swarm-psk-v1', 32))
+  return new TextEncoder().encode(`/key/swarm/psk/1.0.0/\n/base16/\n${psk.toString('hex')}`)
+}
+
+/** A short digest naming the grid in topic names without revealing its key. */
+export function clusterTag (clusterKey: string): string {
+  return createHash('sha256').update('mailgrid/cluster-tag\0').update(clusterKey).digest('hex').slice(0, 16)
+}
+
+/** The gossipsub topic heartbeats travel on. */
+export function membersTopic (clusterKey: string): string {
+  return `mailgrid/${clusterTag(clusterKey)}/members/1`
+}
