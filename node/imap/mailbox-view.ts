@@ -32,7 +32,8 @@ export interface FlushOptions {
 
 export class SelectedMailbox {
   readonly id: string
-  readonly name: string
+  /** Follows renames made by any session (the id stays). */
+  name: string
   readonly readOnly: boolean
   readonly uidValidity: number
   /** UIDs in sequence order: `uids[seq - 1]`. UIDs only grow, so the array is sorted. */
@@ -44,6 +45,8 @@ export class SelectedMailbox {
   /** Modseqs of flag changes this session made and already reported itself. */
   #own = new Set<number>()
   overflow = false
+  /** Another session deleted this mailbox: the session ends at the next chance. */
+  gone = false
 
   constructor (init: ViewInit) {
     this.id = init.id

@@ -1,9 +1,13 @@
 /**
  * ENVELOPE, BODY and BODYSTRUCTURE as IMAP values (RFC 3501 section 7.4.2, RFC 9051 section
- * 7.5.2), rendered from the MIME structure the store cached at delivery (store/mime). Strings are
+ * 7.5.2), rendered from the MIME structure the store cached at delivery (the store's `mime` module). Strings are
  * raw header values; RFC 2047 words stay encoded, as the RFC asks.
  */
-import type { Address, Envelope, MimePart } from '../../store/mime/index.ts'
+import type { mime } from '../../store/index.ts'
+
+type Address = mime.Address
+type Envelope = mime.Envelope
+type MimePart = mime.MimePart
 import { list, nstr, num, str } from './protocol/compiler.ts'
 import type { Value } from './protocol/compiler.ts'
 

@@ -19,6 +19,9 @@ import { dispatch } from './dispatcher.ts'
 import { capabilities } from './capabilities.ts'
 import { COMMANDS_PER_SECOND_MAX } from './constants.ts'
 
+/** The BYE text when another session deletes the selected mailbox (Dovecot's words). */
+export const MAILBOX_GONE_TEXT = 'Selected mailbox was deleted, have to disconnect.'
+
 export type SessionState =
   | { kind: 'notAuthenticated' }
   | { kind: 'authenticated', user: string }
@@ -251,9 +254,31 @@ export class Session {
   }
 
   #onMailEvent (event: MailEvent): void {
-    if (this.state.kind !== 'selected' || event.type === 'mailboxes' || event.mailbox !== this.state.mailbox.id) return
-    this.state.mailbox.push(event)
-    this.idleWake?.()
+    if (this.state.kind !== 'selected' || event.mailbox !== this.state.mailbox.id) return
+    const view = this.state.mailbox
+    if (event.type !== 'mailboxes') {
+      view.push(event)
+      this.idleWake?.()
+      return
+    }
+    if (event.change === 'renamed') {
+      // Ids are stable across renames: the mailbox stays selected under its new name.
+      void this.#refreshName(view)
+    } else if (event.change === 'deleted') {
+      // RFC 2180 section 3.3 and RFC 9051 section 7.1.5: a session cannot go on in a mailbox that is gone,
+      // so it ends with BYE, as Dovecot does. A command running now finishes its output first (the BYE goes
+      // out at its flush, before its tagged reply); an idle or waiting session is told at once.
+      view.gone = true
+      if (this.idleWake !== null) this.idleWake()
+      else if (!this.#busy) void this.bye(MAILBOX_GONE_TEXT)
+    }
+  }
+
+  async #refreshName (view: SelectedMailbox): Promise<void> {
+    const user = this.user
+    if (user === null) return
+    const mailbox = (await this.components.store.listMailboxes(user).catch(() => [])).find((m) => m.id === view.id)
+    if (mailbox !== undefined) view.name = mailbox.name
   }
 
   select (mailbox: SelectedMailbox): void {
@@ -272,6 +297,10 @@ export class Session {
   async flushUpdates (allowExpunge: boolean): Promise<void> {
     if (this.state.kind !== 'selected') return
     const view = this.state.mailbox
+    if (view.gone) {
+      await this.bye(MAILBOX_GONE_TEXT)
+      return
+    }
     if (view.overflow) {
       await this.bye('Too many pending changes; please reconnect')
       return

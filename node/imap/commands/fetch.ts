@@ -4,9 +4,8 @@
  * VANISHED (RFC 7162 sections 3.1.4.1, 3.2.6). Bodies go out as stream literals straight from
  * the blob store; only HEADER.FIELDS and BINARY (which transform bytes) read a part into memory.
  */
-import { decodeTransfer, findPart, headerFields } from '../../../store/mime/index.ts'
-import type { MessageMeta, MimePart } from '../../../store/mime/index.ts'
-import type { MessageRecord } from '../../../store/index.ts'
+import { mime } from '../../../store/index.ts'
+import type { MessageMeta, MessageRecord } from '../../../store/index.ts'
 import { atom, list, num, str } from '../protocol/compiler.ts'
 import type { StreamLiteral, Value } from '../protocol/compiler.ts'
 import { parseSection } from '../protocol/section.ts'
@@ -16,6 +15,7 @@ import type { Token } from '../protocol/types.ts'
 import { formatDateTime, keyword, listOf, MODSEQ_MAX, number, sequenceSet } from '../args.ts'
 import { ArgumentError, CommandRefused } from '../errors.ts'
 import { envelopeValue, structureValue } from '../render.ts'
+import { recordBatches } from '../records.ts'
 import type { CommandModule, Reply } from '../command.ts'
 import type { Session } from '../session.ts'
 
@@ -92,8 +92,8 @@ async function readRange (session: Session, record: MessageRecord, start: number
 }
 
 /** The byte range a BODY section names in the whole message, or null when it names nothing. */
-function sectionRange (meta: MessageMeta, record: MessageRecord, spec: SectionSpec): { start: number, end: number, fields?: MimePart } | null {
-  const part = spec.part.length === 0 ? meta.root : findPart(meta, spec.part)
+function sectionRange (meta: MessageMeta, record: MessageRecord, spec: SectionSpec): { start: number, end: number, fields?: mime.MimePart } | null {
+  const part = spec.part.length === 0 ? meta.root : mime.findPart(meta, spec.part)
   if (part === null) return null
   if (spec.text === undefined) {
     return spec.part.length === 0 ? { start: 0, end: record.size } : { start: part.bodyStart, end: part.bodyEnd }
@@ -110,7 +110,7 @@ function sectionRange (meta: MessageMeta, record: MessageRecord, spec: SectionSp
 function filterFields (header: Buffer, names: string[], not: boolean): Buffer {
   const wanted = new Set(names.map((n) => n.toLowerCase()))
   const out: Buffer[] = []
-  for (const field of headerFields(header, 0, header.length)) {
+  for (const field of mime.headerFields(header, 0, header.length)) {
     if (wanted.has(field.name.toLowerCase()) !== not) out.push(header.subarray(field.start, field.end))
   }
   out.push(Buffer.from('\r\n'))
@@ -135,14 +135,18 @@ async function sectionValue (session: Session, record: MessageRecord, meta: Mess
   const prefix = item.binary ? 'BINARY' : 'BODY'
   const range = sectionRange(meta, record, spec)
   if (item.binary) {
-    const part = spec.part.length === 0 ? meta.root : findPart(meta, spec.part)
+    if (spec.part.length === 0) {
+      // RFC 3516 section 4.2: BINARY[] is the whole message, which has no transfer encoding of its own.
+      const cut = applyPartial(record.size, spec)
+      return [atom(`${prefix}[]${cut.suffix}`), { ...streamOf(session, record, cut.start, cut.end), binary: true }]
+    }
+    const part = mime.findPart(meta, spec.part)
     if (part === null || part.parts !== undefined) return [atom(`${prefix}[${spec.label}]`), null]
     if (!['7bit', '8bit', 'binary', 'base64', 'quoted-printable'].includes(part.encoding)) {
       throw new CommandRefused('Unknown Content-Transfer-Encoding', 'UNKNOWN-CTE')
     }
-    const start = spec.part.length === 0 ? part.bodyStart : part.bodyStart
-    if (part.bodyEnd - start > TRANSFORM_BYTES_MAX) throw new CommandRefused('Part too large to decode', 'LIMIT')
-    const decoded = decodeTransfer(await readRange(session, record, start, part.bodyEnd), part.encoding)
+    if (part.bodyEnd - part.bodyStart > TRANSFORM_BYTES_MAX) throw new CommandRefused('Part too large to decode', 'LIMIT')
+    const decoded = mime.decodeTransfer(await readRange(session, record, part.bodyStart, part.bodyEnd), part.encoding)
     const cut = applyPartial(decoded.length, spec)
     return [atom(`${prefix}[${spec.label}]${cut.suffix}`), bufferValue(decoded.subarray(cut.start, cut.end), true)]
   }
@@ -173,6 +177,78 @@ function needsMeta (item: FetchItem): boolean {
     item.kind === 'BINARY.SIZE' || item.kind === 'RFC822.HEADER' || item.kind === 'RFC822.TEXT'
 }
 
+/** Sets \\Seen on the unseen records (RFC 3501 section 6.4.5), updating them in place; returns the UIDs changed. */
+async function markSeen (session: Session, user: string, records: MessageRecord[]): Promise<Set<number>> {
+  if (session.state.kind !== 'selected') return new Set()
+  const view = session.state.mailbox
+  const unseen = records.filter((r) => !r.flags.includes('\\Seen')).map((r) => r.uid)
+  if (unseen.length === 0) return new Set()
+  const result = await session.components.store.storeFlags(user, view.id, unseen, 'add', ['\\Seen'])
+  const updated = new Map(result.changed.map((c) => [c.uid, c]))
+  for (const change of result.changed) view.noteOwnChange(change.modseq)
+  records.forEach((r, index) => {
+    const change = updated.get(r.uid)
+    if (change !== undefined) records[index] = { ...r, flags: change.flags, modseq: change.modseq }
+  })
+  return new Set(updated.keys())
+}
+
+interface ItemContext {
+  uid: boolean
+  changedSince: number | null
+  /** This FETCH set \\Seen on the message: FLAGS is reported with it. */
+  seen: boolean
+}
+
+/** The `(name value ...)` list of one message's FETCH response. */
+async function messageItems (session: Session, record: MessageRecord, meta: MessageMeta | null, items: FetchItem[], context: ItemContext): Promise<Value[]> {
+  const values: Value[] = []
+  const emitted = new Set<string>()
+  const add = (name: string, value: Value): void => {
+    if (emitted.has(name)) return
+    emitted.add(name)
+    values.push(atom(name), value)
+  }
+  // RFC 3501 section 6.4.8: UID FETCH always returns UID.
+  if (context.uid) add('UID', num(record.uid))
+  for (const item of items) {
+    switch (item.kind) {
+      case 'UID': add('UID', num(record.uid)); break
+      case 'FLAGS': add('FLAGS', list(record.flags.map(atom))); break
+      case 'INTERNALDATE': add('INTERNALDATE', str(formatDateTime(record.internalDate))); break
+      case 'RFC822.SIZE': add('RFC822.SIZE', num(record.size)); break
+      case 'MODSEQ': add('MODSEQ', list([num(record.modseq)])); break
+      case 'ENVELOPE': add('ENVELOPE', envelopeValue(meta!.envelope)); break
+      case 'BODYSTRUCTURE': add('BODYSTRUCTURE', structureValue(meta!.root, true)); break
+      case 'BODY': add('BODY', structureValue(meta!.root, false)); break
+      case 'RFC822': add('RFC822', streamOf(session, record, 0, record.size)); break
+      case 'RFC822.HEADER': add('RFC822.HEADER', streamOf(session, record, meta!.root.headerStart, meta!.root.headerEnd)); break
+      case 'RFC822.TEXT': add('RFC822.TEXT', streamOf(session, record, meta!.root.bodyStart, record.size)); break
+      case 'BINARY.SIZE': add(`BINARY.SIZE[${item.section.label}]`, await binarySize(session, record, meta!, item.section)); break
+      case 'section': {
+        const [name, value] = await sectionValue(session, record, meta!, item)
+        add((name as { value: string }).value, value!)
+        break
+      }
+    }
+  }
+  // Flags changed by this FETCH are reported with it (RFC 3501 section 6.4.5).
+  if (context.seen) add('FLAGS', list(record.flags.map(atom)))
+  // RFC 7162 section 3.1.4: with CONDSTORE on, flags are reported with their mod-sequence.
+  if (session.condstore && (context.changedSince !== null || emitted.has('FLAGS'))) add('MODSEQ', list([num(record.modseq)]))
+  return values
+}
+
+async function binarySize (session: Session, record: MessageRecord, meta: MessageMeta, section: SectionSpec): Promise<Value> {
+  // RFC 3516 section 4.2: the empty section is the whole message, which has no transfer encoding.
+  if (section.part.length === 0) return num(record.size)
+  const part = mime.findPart(meta, section.part)
+  if (part === null || part.parts !== undefined) return null
+  if (part.encoding !== 'base64' && part.encoding !== 'quoted-printable') return num(part.size)
+  if (part.size > TRANSFORM_BYTES_MAX) throw new CommandRefused('Part too large to decode', 'LIMIT')
+  return num(mime.decodeTransfer(await readRange(session, record, part.bodyStart, part.bodyEnd), part.encoding).length)
+}
+
 export const fetch: CommandModule = {
   name: 'FETCH',
   syntax: 'FETCH sequence-set items [(CHANGEDSINCE modseq [VANISHED])]',
@@ -198,73 +274,17 @@ export const fetch: CommandModule = {
       if (gone.length > 0) await session.send([atom('VANISHED'), atom('(EARLIER)'), atom(formatSequenceSet(gone))])
     }
     const uids = view.resolve(set, uid)
-    if (uids.length === 0) return undefined
-    const wanted = new Set(uids)
-    let records = (await store.listMessages(user, view.id, { from: uids[0]!, to: uids[uids.length - 1]! })).filter((r) => wanted.has(r.uid))
-    if (modifiers.changedSince !== null) records = records.filter((r) => r.modseq > modifiers.changedSince!)
-    const seen = new Set<number>()
-    if (items.some(setsSeen) && !view.readOnly) {
-      const unseen = records.filter((r) => !r.flags.includes('\\Seen')).map((r) => r.uid)
-      if (unseen.length > 0) {
-        const result = await store.storeFlags(user, view.id, unseen, 'add', ['\\Seen'])
-        const updated = new Map(result.changed.map((c) => [c.uid, c]))
-        for (const change of result.changed) view.noteOwnChange(change.modseq)
-        records = records.map((r) => {
-          const change = updated.get(r.uid)
-          if (change === undefined) return r
-          seen.add(r.uid)
-          return { ...r, flags: change.flags, modseq: change.modseq }
-        })
+    const wantsMeta = items.some(needsMeta)
+    const marksSeen = items.some(setsSeen) && !view.readOnly
+    for await (const batch of recordBatches(store, user, view.id, uids)) {
+      const records = modifiers.changedSince === null ? batch : batch.filter((r) => r.modseq > modifiers.changedSince!)
+      const seen = marksSeen ? await markSeen(session, user, records) : new Set<number>()
+      for (const record of records) {
+        const seq = view.seqOf(record.uid)
+        if (seq === 0) continue
+        const meta = wantsMeta ? await store.getMeta(record) : null
+        await session.send([num(seq), atom('FETCH'), list(await messageItems(session, record, meta, items, { uid, changedSince: modifiers.changedSince, seen: seen.has(record.uid) }))])
       }
-    }
-    const condstore = session.condstore
-    for (const record of records) {
-      const seq = view.seqOf(record.uid)
-      if (seq === 0) continue
-      const meta = items.some(needsMeta) ? await store.getMeta(record) : null
-      const values: Value[] = []
-      const emitted = new Set<string>()
-      const add = (name: string, value: Value): void => {
-        if (emitted.has(name)) return
-        emitted.add(name)
-        values.push(atom(name), value)
-      }
-      // RFC 3501 section 6.4.8: UID FETCH always returns UID.
-      if (uid) add('UID', num(record.uid))
-      for (const item of items) {
-        switch (item.kind) {
-          case 'UID': add('UID', num(record.uid)); break
-          case 'FLAGS': add('FLAGS', list(record.flags.map(atom))); break
-          case 'INTERNALDATE': add('INTERNALDATE', str(formatDateTime(record.internalDate))); break
-          case 'RFC822.SIZE': add('RFC822.SIZE', num(record.size)); break
-          case 'MODSEQ': add('MODSEQ', list([num(record.modseq)])); break
-          case 'ENVELOPE': add('ENVELOPE', envelopeValue(meta!.envelope)); break
-          case 'BODYSTRUCTURE': add('BODYSTRUCTURE', structureValue(meta!.root, true)); break
-          case 'BODY': add('BODY', structureValue(meta!.root, false)); break
-          case 'RFC822': add('RFC822', streamOf(session, record, 0, record.size)); break
-          case 'RFC822.HEADER': add('RFC822.HEADER', streamOf(session, record, meta!.root.headerStart, meta!.root.headerEnd)); break
-          case 'RFC822.TEXT': add('RFC822.TEXT', streamOf(session, record, meta!.root.bodyStart, record.size)); break
-          case 'BINARY.SIZE': {
-            const part = item.section.part.length === 0 ? meta!.root : findPart(meta!, item.section.part)
-            if (part === null || part.parts !== undefined) { add(`BINARY.SIZE[${item.section.label}]`, null); break }
-            const size = part.encoding === 'base64' || part.encoding === 'quoted-printable'
-              ? decodeTransfer(await readRange(session, record, part.bodyStart, part.bodyEnd), part.encoding).length
-              : part.size
-            add(`BINARY.SIZE[${item.section.label}]`, num(size))
-            break
-          }
-          case 'section': {
-            const [name, value] = await sectionValue(session, record, meta!, item)
-            add((name as { value: string }).value, value!)
-            break
-          }
-        }
-      }
-      // Flags changed by this FETCH are reported with it (RFC 3501 section 6.4.5).
-      if (seen.has(record.uid)) add('FLAGS', list(record.flags.map(atom)))
-      // RFC 7162 section 3.1.4: with CONDSTORE on, flags are reported with their mod-sequence.
-      if (condstore && (modifiers.changedSince !== null || emitted.has('FLAGS'))) add('MODSEQ', list([num(record.modseq)]))
-      await session.send([num(seq), atom('FETCH'), list(values)])
     }
     return undefined
   },

@@ -47,11 +47,9 @@ export const deleteCommand: CommandModule = {
   async run (session, { args }) {
     const name = mailboxName(args[0], session.utf8)
     if (name === 'INBOX') throw new CommandRefused('INBOX cannot be deleted', 'CANNOT')
-    if (session.state.kind === 'selected' && session.state.mailbox.name === name) {
-      // Deleting the selected mailbox: leave it first, as Dovecot does, so no stale view remains.
-      session.unselect()
-    }
     await session.components.store.deleteMailbox(session.user!, name)
+    // Deleting the selected mailbox in this session closes it, as Dovecot does (other sessions get BYE).
+    if (session.state.kind === 'selected' && (session.state.mailbox.gone || session.state.mailbox.name === name)) session.unselect()
     return undefined
   },
 }
@@ -67,8 +65,13 @@ export const rename: CommandModule = {
     let to = mailboxName(args[1], session.utf8)
     if (to.endsWith(DELIMITER)) to = to.slice(0, -1)
     if (to === '' || to === 'INBOX') throw new CommandRefused('Cannot rename to that name', 'ALREADYEXISTS')
-    if (session.state.kind === 'selected' && session.state.mailbox.name === from && from !== 'INBOX') session.unselect()
     await session.components.store.renameMailbox(session.user!, from, to)
+    // The selected mailbox stays selected under its new name (ids are stable); renaming INBOX moves its
+    // messages out, which the store reports as expunges.
+    const view = session.state.kind === 'selected' ? session.state.mailbox : null
+    if (view !== null && from !== 'INBOX' && (view.name === from || view.name.startsWith(from + DELIMITER))) {
+      view.name = to + view.name.slice(from.length)
+    }
     return undefined
   },
 }

@@ -5,9 +5,8 @@
  * message by message; criteria on headers or text read the message only when flags, sizes and
  * dates did not already decide.
  */
-import { decodeHeaderValue, decodedText, headerFields, textParts } from '../../../store/mime/index.ts'
-import type { MessageMeta } from '../../../store/mime/index.ts'
-import type { MessageRecord } from '../../../store/index.ts'
+import { mime } from '../../../store/index.ts'
+import type { MessageMeta, MessageRecord } from '../../../store/index.ts'
 import { atom, list, num, str } from '../protocol/compiler.ts'
 import type { Value } from '../protocol/compiler.ts'
 import { formatSequenceSet, inRanges, resolveSequenceSet } from '../protocol/sequence.ts'
@@ -173,18 +172,18 @@ async function evaluate (node: Node, record: MessageRecord, view: SelectedMailbo
       const raw = await content.raw()
       const meta = await content.meta()
       if (raw === null) return false
-      const fields = headerFields(raw, meta.root.headerStart, meta.root.headerEnd)
-      return fields.some((f) => f.name.toLowerCase() === node.field && (node.value === '' || contains(decodeHeaderValue(f.value), node.value)))
+      const fields = mime.headerFields(raw, meta.root.headerStart, meta.root.headerEnd)
+      return fields.some((f) => f.name.toLowerCase() === node.field && (node.value === '' || contains(mime.decodeHeaderValue(f.value), node.value)))
     }
     case 'body': {
       const raw = await content.raw()
       if (raw === null) return false
       const meta = await content.meta()
       if (node.headers) {
-        const header = headerFields(raw, meta.root.headerStart, meta.root.headerEnd)
-        if (header.some((f) => contains(decodeHeaderValue(f.value), node.value))) return true
+        const header = mime.headerFields(raw, meta.root.headerStart, meta.root.headerEnd)
+        if (header.some((f) => contains(mime.decodeHeaderValue(f.value), node.value))) return true
       }
-      return textParts(meta).some((part) => contains(decodedText(raw, part), node.value))
+      return mime.textParts(meta).some((part) => contains(mime.decodedText(raw, part), node.value))
     }
   }
 }
