@@ -1,0 +1,59 @@
+// A 50,000-message mailbox selects, and answers FETCH of flags and sparse UID sets, without reading a single
+// message body: SELECT works from the index records alone. The store is wrapped in a counting proxy; nothing
+// is timed (`npm run bench` measures speed).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { Store } from '../../store/index.ts'
+import { fixture, RawImap, USER } from './helpers.ts'
+
+const MESSAGES = 50_000
+/** Deliveries in flight at once while filling the mailbox (bounds memory; the loop is bounded by MESSAGES). */
+const PARALLEL = 32
+
+function counting (store: Store): { store: Store, calls: Map<string, number> } {
+  const calls = new Map<string, number>()
+  const proxy = new Proxy(store, {
+    get (target, key, receiver) {
+      const value = Reflect.get(target, key, receiver)
+      if (typeof value !== 'function') return value
+      return (...args: unknown[]) => {
+        calls.set(String(key), (calls.get(String(key)) ?? 0) + 1)
+        return (value as (...a: unknown[]) => unknown).apply(target, args)
+      }
+    },
+  })
+  return { store: proxy, calls }
+}
+
+test('a 50,000-message mailbox SELECTs and FETCHes flags without reading any message body', async (t) => {
+  const f = await fixture(t)
+  for (let i = 0; i < MESSAGES; i += PARALLEL) {
+    const batch: Array<Promise<unknown>> = []
+    for (let j = i; j < Math.min(MESSAGES, i + PARALLEL); j++) {
+      batch.push(f.store.deliver(Buffer.from(`Subject: m${j}\r\n\r\nbody ${j}\r\n`), [{ user: USER, prefix: '', flags: j % 7 === 0 ? ['\\Seen'] : [] }]))
+    }
+    await Promise.all(batch)
+  }
+  const { store, calls } = counting(f.store)
+  const { port } = await f.server({}, store)
+  const c = await RawImap.connect(port)
+  t.after(() => c.close())
+  await c.login()
+  const selected = await c.cmd('SELECT INBOX', 's1')
+  assert.match(selected, /\* 50000 EXISTS\r\n/)
+  assert.match(selected, /\[UNSEEN 2\]/)
+  assert.match(selected, /\[UIDNEXT 50001\]/)
+  assert.match(selected, /^s1 OK \[READ-WRITE\]/m)
+  const sparse = await c.cmd('UID FETCH 1,25000,50000 (FLAGS RFC822.SIZE)', 's2')
+  assert.equal(sparse.match(/\* \d+ FETCH/g)?.length, 3)
+  assert.match(sparse, /\* 50000 FETCH \(UID 50000 FLAGS \(\) RFC822\.SIZE \d+\)/)
+  const status = await c.cmd('STATUS INBOX (MESSAGES UNSEEN UIDNEXT SIZE)', 's3')
+  assert.match(status, /MESSAGES 50000 UNSEEN 42857 UIDNEXT 50001 SIZE \d+/)
+  const flags = await c.cmd('FETCH 1:* (FLAGS)', 's4')
+  assert.equal(flags.match(/\* \d+ FETCH /g)?.length, MESSAGES)
+  assert.equal(calls.get('readMessage') ?? 0, 0, 'no message body was read')
+  assert.equal(calls.get('streamMessage') ?? 0, 0, 'no message body was streamed')
+  assert.equal(calls.get('getMeta') ?? 0, 0, 'no parsed structure was needed')
+  // The sparse UID FETCH used the multi-get, not a range over 50,000 records.
+  assert.ok((calls.get('getMessages') ?? 0) >= 1)
+})

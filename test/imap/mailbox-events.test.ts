@@ -1,0 +1,74 @@
+// What a session sees when another session deletes or renames the mailbox it has selected: Dovecot's
+// answer to a delete is `* BYE Selected mailbox was deleted, have to disconnect.` (RFC 2180 section 3.3);
+// a rename keeps the mailbox selected under its new name, because mailbox ids are stable.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { fixture, RawImap, simpleMessage, USER } from './helpers.ts'
+
+test('another session deleting the selected mailbox ends the session with BYE, idle or not', async (t) => {
+  const f = await fixture(t)
+  await f.store.createMailbox(USER, 'Work')
+  await f.store.append(USER, 'Work', { raw: simpleMessage('w1') })
+  await f.store.createMailbox(USER, 'Play')
+  const { port } = await f.server()
+  const waiting = await RawImap.connect(port)
+  const idling = await RawImap.connect(port)
+  const other = await RawImap.connect(port)
+  t.after(() => { waiting.close(); idling.close(); other.close() })
+  for (const c of [waiting, idling, other]) await c.login()
+  assert.match(await waiting.cmd('SELECT Work'), /OK \[READ-WRITE\]/)
+  assert.match(await idling.cmd('SELECT Play'), /OK \[READ-WRITE\]/)
+  idling.client.write('i1 IDLE\r\n')
+  assert.match(await idling.client.read((b) => b.includes('+ ')), /^\+ /)
+
+  assert.match(await other.cmd('DELETE Work'), /^t\d+ OK/m)
+  assert.match(await waiting.client.read((b) => b.includes('* BYE')), /\* BYE Selected mailbox was deleted, have to disconnect\.\r\n/)
+  assert.equal(await waiting.client.waitClosed(), true)
+
+  assert.match(await other.cmd('DELETE Play'), /^t\d+ OK/m)
+  assert.match(await idling.client.read((b) => b.includes('* BYE')), /\* BYE Selected mailbox was deleted/)
+  assert.equal(await idling.client.waitClosed(), true)
+  assert.match(await other.cmd('NOOP'), /OK/, 'the deleting session goes on')
+})
+
+test('deleting the selected mailbox in the same session closes it; a failed DELETE keeps it', async (t) => {
+  const f = await fixture(t)
+  await f.store.createMailbox(USER, 'Work')
+  await f.store.createMailbox(USER, 'Parent')
+  await f.store.createMailbox(USER, 'Parent/Child')
+  const { port } = await f.server()
+  const c = await RawImap.connect(port)
+  t.after(() => c.close())
+  await c.login()
+  await c.cmd('SELECT Parent')
+  assert.match(await c.cmd('DELETE Parent', 'd1'), /^d1 NO \[HASCHILDREN\]/m)
+  assert.match(await c.cmd('NOOP', 'd2'), /^d2 OK/m)
+  assert.match(await c.cmd('FETCH 1:* FLAGS', 'd3'), /^d3 OK/m, 'still selected')
+  await c.cmd('SELECT Work')
+  assert.match(await c.cmd('DELETE Work', 'd4'), /^d4 OK/m)
+  assert.doesNotMatch(await c.cmd('NOOP', 'd5'), /BYE/)
+  assert.match(await c.cmd('FETCH 1 FLAGS', 'd6'), /^d6 BAD FETCH not allowed now/m, 'back in the authenticated state')
+})
+
+test('a rename of the selected mailbox, by this session or another, keeps it selected', async (t) => {
+  const f = await fixture(t)
+  await f.store.createMailbox(USER, 'Work')
+  await f.store.append(USER, 'Work', { raw: simpleMessage('w1') })
+  const { port } = await f.server()
+  const a = await RawImap.connect(port)
+  const b = await RawImap.connect(port)
+  t.after(() => { a.close(); b.close() })
+  await a.login()
+  await b.login()
+  await a.cmd('SELECT Work')
+  assert.match(await b.cmd('RENAME Work Projects', 'r1'), /^r1 OK/m)
+  assert.match(await a.cmd('NOOP', 'r2'), /^r2 OK/m)
+  await f.store.append(USER, 'Projects', { raw: simpleMessage('w2') })
+  assert.match(await a.cmd('NOOP', 'r3'), /\* 2 EXISTS\r\nr3 OK/, 'new mail under the new name reaches the session')
+  assert.match(await a.cmd('RENAME Projects Archive2', 'r4'), /^r4 OK/m)
+  assert.match(await a.cmd('UID FETCH 1:* (UID)', 'r5'), /\* 1 FETCH \(UID 1\)\r\n\* 2 FETCH \(UID 2\)\r\nr5 OK/)
+  // The session knows the new name: deleting it by that name closes the selection instead of ending it.
+  assert.match(await a.cmd('DELETE Archive2', 'r6'), /^r6 OK/m)
+  assert.match(await a.cmd('NOOP', 'r7'), /^r7 OK/m)
+  assert.equal(a.client.closed, false)
+})
