@@ -1,0 +1,434 @@
+// The grid on one node: placement of users on the ring, log shipping from a user's primary to its replicas
+// (every acknowledged write is durable on every alive replica), catch-up of a new primary, re-mirroring after
+// a membership change, directory replication to every node, and routing of deliveries to primaries.
+
+import type { Logger } from 'pino'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Gossip, RpcMessage } from '../../gossip/types.ts'
+import { RpcError } from '../../gossip/types.ts'
+import { isMailError, MailError } from '../../store/index.ts'
+import type { AppendResult, DeliveryTarget, DirectoryRecord, LogEntry, OpOptions, QuotaUsage, Store } from '../../store/index.ts'
+import { KeyedLock } from '../../store/lock.ts'
+import { errorReply, LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, packBodies, PROTOCOLS, throwIfError, unpackBodies } from './wire.ts'
+
+export const REPLICATION_TIMEOUT_MS = 15_000 // a write waits this long for its replicas before answering 'temp'
+export const REBALANCE_INTERVAL_MS = 2_000 // how often every owned user's replicas are checked
+export const DIRECTORY_SYNC_INTERVAL_MS = 3_000 // digest exchange with one random peer
+export const REMIRROR_CONCURRENCY = 4 // users re-mirrored at once: the rest of the bandwidth stays with live traffic
+export const RETRY_BACKOFF_MS = 200
+
+export interface GridComponents {
+  gossip: Gossip
+  store: Store
+  logger: Logger
+  now?: () => number
+}
+
+export interface GridInit {
+  replicas: number // R, 1 to 5
+}
+
+export interface GridStatus {
+  self: string
+  ringVersion: string
+  replicas: number
+  members: Array<{ id: string, name: string, status: string, state: string, weight: number, host: string, services: Record<string, number>, sessions: number, cpuPct: number }>
+  usersOwned: number
+  usersReplicated: number
+  underReplicated: number
+  remirroredBytes: number
+}
+
+export class Grid {
+  private readonly gossip: Gossip
+  private readonly store: Store
+  private readonly log: Logger
+  private readonly r: number
+  private readonly lock = new KeyedLock()
+  private readonly confirmed = new Map<string, number>() // `${user}\0${peer}` → that replica's durable log position
+  private readonly ready = new Map<string, { ring: string, done: Promise<void> }>() // user → catch-up under that ring
+  private readonly unsubscribe: Array<() => void> = []
+  private timers: NodeJS.Timeout[] = []
+  private rebalancing: Promise<void> | null = null
+  private rebalanceAgain = false
+  private running = false
+  private under = 0
+  private owned = 0
+  private replicated = 0
+  remirroredBytes = 0
+
+  constructor (components: GridComponents, init: GridInit) {
+    this.gossip = components.gossip
+    this.store = components.store
+    this.log = components.logger.child({ ns: 'grid' })
+    if (!(Number.isInteger(init.replicas) && init.replicas >= 1 && init.replicas <= 5)) throw new RangeError('replicas must be 1 to 5')
+    this.r = init.replicas
+  }
+
+  get self (): string {
+    return this.gossip.self
+  }
+
+  // ---- placement ---------------------------------------------------------------------------------------
+
+  replicasOf (user: string): string[] {
+    return this.gossip.ring().replicas(user, this.r)
+  }
+
+  primaryOf (user: string): string | null {
+    return this.gossip.ring().primary(user)
+  }
+
+  isPrimary (user: string): boolean {
+    return this.primaryOf(user) === this.self
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------------------------
+
+  async start (): Promise<void> {
+    if (this.running) return
+    this.running = true
+    const g = this.gossip
+    g.handle(PROTOCOLS.position, async req => {
+      const users = Array.isArray(req.header.users) ? req.header.users.map(String) : []
+      const positions: Record<string, number> = {}
+      for (const u of users) positions[u] = await this.store.logPosition(u)
+      return { header: { positions } }
+    })
+    g.handle(PROTOCOLS.log, async req => await this.onLog(req))
+    g.handle(PROTOCOLS.pull, async req => await this.onPull(req))
+    g.handle(PROTOCOLS.deliver, async req => {
+      try {
+        const targets = req.header.targets as DeliveryTarget[]
+        const raw = Buffer.from(req.body ?? new Uint8Array())
+        return { header: { results: await this.deliverLocal(raw, targets, { internalDate: Number(req.header.internalDate) }) } }
+      } catch (err) {
+        return errorReply(err)
+      }
+    })
+    g.handle(PROTOCOLS.quota, async req => {
+      try {
+        return { header: { quota: await this.store.quota(String(req.header.user)) } }
+      } catch (err) {
+        return errorReply(err)
+      }
+    })
+    g.handle(PROTOCOLS.directory, async req => {
+      const applied = await this.store.mergeDirectory(req.header.records as DirectoryRecord[])
+      return { header: { applied: applied.length } }
+    })
+    g.handle(PROTOCOLS.directoryDigest, async req => {
+      if (req.header.digest === await this.store.directoryDigest()) return { header: { same: true } }
+      if (Array.isArray(req.header.records)) await this.store.mergeDirectory(req.header.records as DirectoryRecord[])
+      return { header: { records: await this.store.exportDirectory() } }
+    })
+    this.unsubscribe.push(this.store.onDirectoryChange(records => { void this.pushDirectory(records) }))
+    this.unsubscribe.push(g.onChange(e => {
+      if (e.type === 'status' || e.type === 'join' || (e.type === 'update' && e.member.status === 'alive')) this.scheduleRebalance()
+    }))
+    this.timers.push(setInterval(() => this.scheduleRebalance(), REBALANCE_INTERVAL_MS))
+    this.timers.push(setInterval(() => { void this.syncDirectory() }, DIRECTORY_SYNC_INTERVAL_MS))
+    for (const t of this.timers) t.unref()
+    this.scheduleRebalance()
+  }
+
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    for (const t of this.timers) clearInterval(t)
+    this.timers = []
+    for (const u of this.unsubscribe.splice(0)) u()
+    await this.rebalancing?.catch(() => {})
+  }
+
+  // ---- the write path: lead, then replicate ------------------------------------------------------------
+
+  /**
+   * Before a write of `user` on this node: this node must be the user's primary and have caught up with the
+   * other alive replicas (a new primary first takes what they have).
+   */
+  async lead (user: string, opts?: OpOptions): Promise<void> {
+    const primary = this.primaryOf(user)
+    if (primary !== this.self) throw new MailError('unavailable', primary === null ? 'No node owns this user right now' : 'This node does not own the user')
+    const ring = this.gossip.ring().version
+    let r = this.ready.get(user)
+    if (r === undefined || r.ring !== ring) {
+      const done = this.catchUp(user, opts)
+      r = { ring, done }
+      this.ready.set(user, r)
+      done.catch(() => { if (this.ready.get(user)?.done === done) this.ready.delete(user) })
+    }
+    await r.done
+  }
+
+  /** Pulls whatever other alive replicas have beyond this node's log position. */
+  private async catchUp (user: string, opts?: OpOptions): Promise<void> {
+    for (const peer of this.replicasOf(user)) {
+      if (peer === this.self) continue
+      try {
+        const res = await this.gossip.call(peer, PROTOCOLS.position, { header: { users: [user] } }, { signal: opts?.signal })
+        const theirs = Number((res.header.positions as Record<string, number>)[user] ?? 0)
+        let mine = await this.store.logPosition(user)
+        while (theirs > mine) {
+          const got = await this.gossip.call(peer, PROTOCOLS.pull, { header: { user, from: mine + 1, limit: LOG_BATCH_ENTRIES_MAX } }, { signal: opts?.signal })
+          const entries = got.header.entries as LogEntry[]
+          if (entries.length === 0) break
+          mine = await this.store.applyLog(user, entries, unpackBodies(got.header.lens, got.body))
+          this.log.info({ user, peer, position: mine }, 'replica_caught_up')
+        }
+      } catch (err) {
+        // An unreachable replica has nothing we can take; it will be re-mirrored from us when it returns.
+        if (!(err instanceof RpcError)) throw err
+      }
+    }
+  }
+
+  /** Waits until every other alive replica of `user` has this node's log durable (or fails 'temp'). */
+  async replicate (user: string, opts?: OpOptions): Promise<void> {
+    const target = await this.store.logPosition(user)
+    const deadline = Date.now() + REPLICATION_TIMEOUT_MS
+    for (;;) {
+      const peers = this.replicasOf(user).filter(p => p !== this.self)
+      const results = await Promise.allSettled(peers.map(async p => await this.sync(user, p, target, opts)))
+      const failed = results.flatMap((r, i) => r.status === 'rejected' ? [[peers[i], r.reason] as const] : [])
+      if (failed.length === 0) return
+      if (Date.now() > deadline || opts?.signal?.aborted === true) {
+        this.log.warn({ user, failed: failed.map(([p, e]) => ({ peer: p, err: String(e) })) }, 'replication_timeout')
+        throw new MailError('temp', 'Could not reach every replica in time; try again')
+      }
+      // a dead replica leaves the ring within seconds, and the next round goes to its successor
+      await sleep(RETRY_BACKOFF_MS)
+    }
+  }
+
+  /** Ships log entries to one replica until its durable position reaches `target`. One shipment per pair at a time. */
+  private async sync (user: string, peer: string, target: number, opts?: OpOptions): Promise<void> {
+    const key = `${user}\x00${peer}`
+    await this.lock.with([key], async () => {
+      let pos = this.confirmed.get(key)
+      if (pos !== undefined && pos >= target) return
+      if (pos === undefined) {
+        const res = await this.gossip.call(peer, PROTOCOLS.position, { header: { users: [user] } }, { signal: opts?.signal })
+        pos = Number((res.header.positions as Record<string, number>)[user] ?? 0)
+      }
+      while (pos < target) {
+        const entries = await this.store.readLog(user, pos + 1, LOG_BATCH_ENTRIES_MAX)
+        if (entries.length === 0) break
+        const bodies: Buffer[] = []
+        const seen = new Set<string>()
+        let bytes = 0
+        let cut = entries.length
+        for (const [i, e] of entries.entries()) {
+          if (e.op !== 'append' || seen.has(e.blob)) continue
+          if (bytes > 0 && bytes + e.size > LOG_BATCH_BYTES_MAX) { cut = i; break }
+          seen.add(e.blob)
+          const b = await this.store.readBlob(e.blob)
+          bodies.push(b)
+          bytes += b.length
+        }
+        const batch = entries.slice(0, cut)
+        const { lens, body } = packBodies(bodies)
+        const res = await this.gossip.call(peer, PROTOCOLS.log, { header: { user, entries: batch, lens }, body }, { signal: opts?.signal })
+        throwIfError(res)
+        const next = Number(res.header.position)
+        // lower than we thought: the replica lost state, so the next round starts again from its position
+        if (!Number.isSafeInteger(next) || next === pos) throw new MailError('temp', `replica ${peer} makes no progress at ${pos}`)
+        this.remirroredBytes += bytes
+        pos = next
+      }
+      this.confirmed.set(key, pos)
+    })
+  }
+
+  private async onLog (req: RpcMessage): Promise<RpcMessage> {
+    const user = String(req.header.user)
+    const entries = req.header.entries as LogEntry[]
+    try {
+      const position = await this.store.applyLog(user, entries, unpackBodies(req.header.lens, req.body))
+      return { header: { position } }
+    } catch (err) {
+      if (isMailError(err, 'invalid')) return { header: { position: await this.store.logPosition(user) } } // a gap: resend from here
+      return errorReply(err)
+    }
+  }
+
+  private async onPull (req: RpcMessage): Promise<RpcMessage> {
+    const user = String(req.header.user)
+    const from = Number(req.header.from)
+    const limit = Math.min(Number(req.header.limit) || LOG_BATCH_ENTRIES_MAX, LOG_BATCH_ENTRIES_MAX)
+    const entries = await this.store.readLog(user, from, limit)
+    const bodies: Buffer[] = []
+    const seen = new Set<string>()
+    for (const e of entries) {
+      if (e.op === 'append' && !seen.has(e.blob)) { seen.add(e.blob); bodies.push(await this.store.readBlob(e.blob)) }
+    }
+    const { lens, body } = packBodies(bodies)
+    return { header: { entries, lens }, body }
+  }
+
+  // ---- deliveries ------------------------------------------------------------------------------------------
+
+  /** Hands each target's copy to its user's primary; resolves when every copy is durable on its replicas. */
+  async deliver (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number }): Promise<AppendResult[]> {
+    const internalDate = opts?.internalDate ?? Date.now()
+    const groups = new Map<string, Array<[number, DeliveryTarget]>>()
+    for (const [i, t] of targets.entries()) {
+      const p = this.primaryOf(t.user)
+      if (p === null) throw new MailError('unavailable', 'No node owns this user right now')
+      const g = groups.get(p) ?? []
+      g.push([i, t])
+      groups.set(p, g)
+    }
+    const out: AppendResult[] = new Array(targets.length)
+    await Promise.all([...groups].map(async ([primary, group]) => {
+      const ts = group.map(([, t]) => t)
+      let results: AppendResult[]
+      if (primary === this.self) {
+        results = await this.deliverLocal(raw, ts, { ...opts, internalDate })
+      } else {
+        let res: RpcMessage
+        try {
+          res = await this.gossip.call(primary, PROTOCOLS.deliver, { header: { targets: ts, internalDate }, body: raw }, { signal: opts?.signal, timeoutMs: REPLICATION_TIMEOUT_MS + 5000 })
+        } catch (err) {
+          throw new MailError('unavailable', `The node owning the mailbox is unreachable: ${String(err)}`)
+        }
+        throwIfError(res)
+        results = res.header.results as AppendResult[]
+      }
+      group.forEach(([i], j) => { out[i] = results[j] })
+    }))
+    return out
+  }
+
+  async deliverLocal (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number }): Promise<AppendResult[]> {
+    const users = [...new Set(targets.map(t => t.user))]
+    for (const u of users) await this.lead(u, opts)
+    const results = await this.store.deliver(raw, targets, opts)
+    await Promise.all(users.map(async u => await this.replicate(u, opts)))
+    return results
+  }
+
+  async quota (user: string): Promise<QuotaUsage> {
+    const p = this.primaryOf(user)
+    if (p === null || p === this.self) return await this.store.quota(user)
+    try {
+      const res = await this.gossip.call(p, PROTOCOLS.quota, { header: { user } })
+      throwIfError(res)
+      return res.header.quota as QuotaUsage
+    } catch (err) {
+      if (isMailError(err)) throw err
+      return await this.store.quota(user) // the owner is unreachable: our copy is the best answer we have
+    }
+  }
+
+  // ---- re-mirroring ----------------------------------------------------------------------------------------
+
+  scheduleRebalance (): void {
+    if (!this.running) return
+    if (this.rebalancing !== null) {
+      this.rebalanceAgain = true
+      return
+    }
+    this.rebalancing = (async () => {
+      do {
+        this.rebalanceAgain = false
+        try {
+          await this.rebalance()
+        } catch (err) {
+          this.log.warn({ err }, 'rebalance_failed')
+        }
+      } while (this.rebalanceAgain && this.running)
+    })().finally(() => { this.rebalancing = null })
+  }
+
+  /** For every user this node is primary of: catch up, then bring every replica to our position. */
+  private async rebalance (): Promise<void> {
+    const users = (await this.store.listUsers()).map(u => u.address)
+    const mine = users.filter(u => this.isPrimary(u))
+    let under = 0
+    let replicated = 0
+    const queue = [...mine]
+    const worker = async (): Promise<void> => {
+      for (let u = queue.shift(); u !== undefined && this.running; u = queue.shift()) {
+        try {
+          await this.lead(u)
+          const target = await this.store.logPosition(u)
+          for (const peer of this.replicasOf(u)) {
+            if (peer === this.self) continue
+            const key = `${u}\x00${peer}`
+            if ((this.confirmed.get(key) ?? -1) >= target) continue
+            try {
+              await this.sync(u, peer, target)
+            } catch (err) {
+              under++
+              this.log.debug({ user: u, peer, err: String(err) }, 'remirror_pending')
+            }
+          }
+        } catch (err) {
+          under++
+          this.log.debug({ user: u, err: String(err) }, 'remirror_pending')
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: REMIRROR_CONCURRENCY }, () => worker()))
+    for (const u of users) if (this.replicasOf(u).includes(this.self)) replicated++
+    this.owned = mine.length
+    this.replicated = replicated
+    this.under = under
+    this.gossip.update({ meta: { ring: this.gossip.ring().version, usersOwned: this.owned, underReplicated: this.under } })
+  }
+
+  /** Users this node is primary of whose replicas are not all confirmed at its log position. */
+  async underReplicated (): Promise<number> {
+    let n = 0
+    for (const u of (await this.store.listUsers()).map(x => x.address)) {
+      if (!this.isPrimary(u)) continue
+      const target = await this.store.logPosition(u)
+      for (const peer of this.replicasOf(u)) {
+        if (peer !== this.self && (this.confirmed.get(`${u}\x00${peer}`) ?? -1) < target) { n++; break }
+      }
+    }
+    this.under = n
+    return n
+  }
+
+  // ---- directory -------------------------------------------------------------------------------------------
+
+  private async pushDirectory (records: DirectoryRecord[]): Promise<void> {
+    const peers = this.gossip.members().filter(m => !m.self && m.status === 'alive')
+    await Promise.allSettled(peers.map(async m => await this.gossip.call(m.id, PROTOCOLS.directory, { header: { records } })))
+  }
+
+  private async syncDirectory (): Promise<void> {
+    const peers = this.gossip.members().filter(m => !m.self && m.status === 'alive')
+    if (peers.length === 0) return
+    const peer = peers[Math.floor(Math.random() * peers.length)]
+    try {
+      const res = await this.gossip.call(peer.id, PROTOCOLS.directoryDigest, { header: { digest: await this.store.directoryDigest() } })
+      if (res.header.same === true) return
+      await this.store.mergeDirectory(res.header.records as DirectoryRecord[])
+      // and give them ours, so the exchange converges in one round
+      await this.gossip.call(peer.id, PROTOCOLS.directory, { header: { records: await this.store.exportDirectory() } })
+    } catch (err) {
+      this.log.debug({ peer: peer.id, err: String(err) }, 'directory_sync_failed')
+    }
+  }
+
+  // ---- status ----------------------------------------------------------------------------------------------
+
+  status (): GridStatus {
+    return {
+      self: this.self,
+      ringVersion: this.gossip.ring().version,
+      replicas: this.r,
+      members: this.gossip.members().map(m => ({
+        id: m.id, name: m.name, status: m.status, state: m.state, weight: m.weight, host: m.host, services: m.services,
+        sessions: m.load.sessions, cpuPct: m.load.cpuPct
+      })),
+      usersOwned: this.owned,
+      usersReplicated: this.replicated,
+      underReplicated: this.under,
+      remirroredBytes: this.remirroredBytes
+    }
+  }
+}

@@ -1,0 +1,41 @@
+// The MailStore the protocol servers use on a grid node: reads come from the local copy (sessions run on the
+// user's primary, forwarded there by the edge node), and every write goes through the grid — this node must
+// lead the user, the change is made locally and then shipped to every alive replica before the call
+// resolves, so an acknowledgement means durable on all of them.
+
+import type { MailStore, OpOptions } from '../../store/index.ts'
+import type { Grid } from './grid.ts'
+
+type WriteMethod = 'createMailbox' | 'deleteMailbox' | 'renameMailbox' | 'setSubscribed' | 'append' | 'storeFlags' | 'expunge' | 'copy' | 'move'
+const WRITES: WriteMethod[] = ['createMailbox', 'deleteMailbox', 'renameMailbox', 'setSubscribed', 'append', 'storeFlags', 'expunge', 'copy', 'move']
+
+export function replicatedMailStore (grid: Grid, local: MailStore): MailStore {
+  const wrapped: Record<string, unknown> = {}
+  for (const m of WRITES) {
+    const fn = (local[m] as (...args: unknown[]) => Promise<unknown>).bind(local)
+    wrapped[m] = async (user: string, ...rest: unknown[]) => {
+      const opts = rest.at(-1) as OpOptions | undefined
+      await grid.lead(user, opts)
+      const out = await fn(user, ...rest)
+      await grid.replicate(user, opts)
+      return out
+    }
+  }
+  return {
+    listMailboxes: local.listMailboxes.bind(local),
+    getMailbox: local.getMailbox.bind(local),
+    listSubscriptions: local.listSubscriptions.bind(local),
+    listMessages: local.listMessages.bind(local),
+    getMessage: local.getMessage.bind(local),
+    getMessages: local.getMessages.bind(local),
+    getMeta: local.getMeta.bind(local),
+    readMessage: local.readMessage.bind(local),
+    streamMessage: local.streamMessage.bind(local),
+    changesSince: local.changesSince.bind(local),
+    subscribe: local.subscribe.bind(local),
+    readLog: local.readLog.bind(local),
+    quota: async (user: string) => await grid.quota(user),
+    deliver: async (raw, targets, opts) => await grid.deliver(raw, targets, opts),
+    ...wrapped
+  } as MailStore
+}

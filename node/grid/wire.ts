@@ -1,0 +1,53 @@
+// What grid nodes say to each other: versioned protocol ids, and the packing of log entries with the
+// message bodies they refer to into one RPC message (a JSON header and one binary body).
+
+import { isMailError, MailError } from '../../store/index.ts'
+import type { MailErrorKind } from '../../store/index.ts'
+import type { RpcMessage } from '../../gossip/types.ts'
+
+export const PROTOCOLS = {
+  position: '/mailgrid/position/1.0.0', // { users } → { positions: { [user]: number } }
+  log: '/mailgrid/log/1.0.0', // { user, entries, lens } + bodies → { position }
+  pull: '/mailgrid/pull/1.0.0', // { user, from, limit } → { entries, lens } + bodies
+  deliver: '/mailgrid/deliver/1.0.0', // { targets, internalDate } + raw → { results } | { error }
+  quota: '/mailgrid/quota/1.0.0', // { user } → { quota } | { error }
+  directory: '/mailgrid/directory/1.0.0', // { records } → { applied }
+  directoryDigest: '/mailgrid/directory-digest/1.0.0', // { digest } → { same } | { records }
+  session: '/mailgrid/session/1.0.0' // stream: a forwarded IMAP or POP3 session
+} as const
+
+export const LOG_BATCH_ENTRIES_MAX = 512 // entries per replication message
+export const LOG_BATCH_BYTES_MAX = 16 * 1024 * 1024 // bodies per replication message (one large body may exceed it alone)
+
+/** Concatenates bodies into one buffer; `lens` splits it again. */
+export function packBodies (bodies: Buffer[]): { lens: number[], body: Buffer } {
+  return { lens: bodies.map(b => b.length), body: Buffer.concat(bodies) }
+}
+
+export function unpackBodies (lens: unknown, body: Uint8Array | undefined): Buffer[] {
+  if (!Array.isArray(lens)) return []
+  const buf = body === undefined ? Buffer.alloc(0) : Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+  const out: Buffer[] = []
+  let off = 0
+  for (const n of lens) {
+    if (!Number.isSafeInteger(n) || n < 0 || off + n > buf.length) throw new MailError('invalid', 'body lengths do not match the payload')
+    out.push(buf.subarray(off, off + n))
+    off += n
+  }
+  return out
+}
+
+const KINDS = new Set<MailErrorKind>(['temp', 'unavailable', 'notFound', 'exists', 'noQuota', 'tooBig', 'limit', 'invalid', 'denied', 'authFailed', 'expungeIssued', 'nonExistent', 'hasChildren'])
+
+/** A mail error travels as data, so the caller can rethrow the same kind; anything else becomes 'temp'. */
+export function errorReply (err: unknown): RpcMessage {
+  if (isMailError(err)) return { header: { error: { kind: err.kind, message: err.message } } }
+  return { header: { error: { kind: 'temp', message: 'Internal error on the owning node' } } }
+}
+
+export function throwIfError (res: RpcMessage): void {
+  const e = res.header.error as { kind?: string, message?: string } | undefined
+  if (e === undefined) return
+  const kind = KINDS.has(e.kind as MailErrorKind) ? e.kind as MailErrorKind : 'temp'
+  throw new MailError(kind, String(e.message ?? 'Error on the owning node'))
+}

@@ -1,0 +1,140 @@
+// Grid logic in one process: three nodes with real LevelDB stores on an in-memory network. Deliveries are
+// routed to primaries and replicated before they resolve; a killed node's users are taken over and
+// re-mirrored; a returning node catches up; the directory reaches every node.
+
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import pino from 'pino'
+import { Grid } from '../../node/grid/index.ts'
+import { createStore } from '../../store/index.ts'
+import type { Store } from '../../store/index.ts'
+import { MemoryNetwork } from '../helpers/memory-gossip.ts'
+import type { MemoryGossip } from '../helpers/memory-gossip.ts'
+import { tempDir } from '../helpers/tmp.ts'
+
+interface TestNode { id: string, store: Store, gossip: MemoryGossip, grid: Grid }
+
+const logger = pino({ level: process.env.MAILGRID_TEST_LOG ?? 'silent' })
+const USERS = Array.from({ length: 30 }, (_, i) => `u${i}@example.com`)
+
+async function until (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 25))
+  }
+}
+
+async function startNode (net: MemoryNetwork, dir: string, id: string, existing?: MemoryGossip): Promise<TestNode> {
+  const store = createStore({}, { path: `${dir}/${id}`, scryptLogN: 4 })
+  await store.start()
+  const gossip = existing ?? net.create(id)
+  const grid = new Grid({ gossip, store, logger }, { replicas: 2 })
+  await gossip.start()
+  await grid.start()
+  return { id, store, gossip, grid }
+}
+
+async function stopNode (n: TestNode): Promise<void> {
+  await n.grid.stop()
+  await n.store.stop()
+}
+
+const raw = (i: number): Buffer => Buffer.from(`Subject: message ${i}\r\nX-Id: ${i}\r\n\r\nbody ${i}\r\n`)
+
+async function ids (store: Store, user: string): Promise<Set<string>> {
+  const box = await store.getMailbox(user, 'INBOX')
+  if (box === null) return new Set()
+  const out = new Set<string>()
+  for (const r of await store.listMessages(user, box.id)) {
+    const m = /X-Id: (\d+)/.exec((await store.readMessage(r)).toString())
+    if (m !== null) out.add(m[1])
+  }
+  return out
+}
+
+test('three nodes, R=2: replication, failover, re-mirroring, catch-up', async (t) => {
+  const dir = await tempDir(t)
+  const net = new MemoryNetwork()
+  const nodes = [await startNode(net, dir, 'A'), await startNode(net, dir, 'B'), await startNode(net, dir, 'C')]
+  t.after(async () => { for (const n of nodes) await stopNode(n).catch(() => {}) })
+
+  // the directory written on one node reaches every node
+  await nodes[0].store.addDomain('example.com')
+  for (const u of USERS) await nodes[0].store.addUser({ address: u, password: 'pw' })
+  await until('directory on every node', async () => (await Promise.all(nodes.map(async n => (await n.store.listUsers()).length))).every(c => c === USERS.length))
+
+  // deliveries through every node land on the user's replicas, durable before the call resolves
+  const acked = new Map<string, string>()
+  for (let i = 0; i < 90; i++) {
+    const via = nodes[i % 3]
+    const user = USERS[i % USERS.length]
+    await via.grid.deliver(raw(i), [{ user, prefix: '' }])
+    acked.set(String(i), user)
+    for (const rep of via.grid.replicasOf(user)) {
+      const holder = nodes.find(n => n.id === rep) as TestNode
+      assert.ok((await ids(holder.store, user)).has(String(i)), `message ${i} on replica ${rep} of ${user} when acknowledged`)
+    }
+  }
+  const owned = new Map(nodes.map(n => [n.id, USERS.filter(u => n.grid.isPrimary(u)).length]))
+  assert.ok([...owned.values()].every(c => c > 0), `every node owns users: ${JSON.stringify([...owned])}`)
+
+  // kill the primary of u0: its users move, the others keep serving, and R copies come back
+  const victim = nodes.find(n => n.grid.isPrimary(USERS[0])) as TestNode
+  victim.gossip.kill()
+  const survivors = nodes.filter(n => n !== victim)
+  for (let i = 90; i < 150; i++) {
+    const via = survivors[i % 2]
+    const user = USERS[i % USERS.length]
+    await via.grid.deliver(raw(i), [{ user, prefix: '' }])
+    acked.set(String(i), user)
+  }
+  for (const s of survivors) s.grid.scheduleRebalance()
+  await until('no under-replicated users on the survivors', async () =>
+    (await Promise.all(survivors.map(async s => await s.grid.underReplicated()))).every(n => n === 0))
+  for (const [id, user] of acked) {
+    for (const s of survivors) assert.ok((await ids(s.store, user)).has(id), `message ${id} of ${user} on survivor ${s.id}`)
+  }
+
+  // the victim returns with its old data, catches up, and the ring is whole again
+  await stopNode(victim)
+  const back = await startNode(net, dir, victim.id, victim.gossip)
+  nodes[nodes.indexOf(victim)] = back
+  for (const n of nodes) n.grid.scheduleRebalance()
+  await until('the returning node holds everything it replicates', async () => {
+    for (const u of USERS) {
+      if (!back.grid.replicasOf(u).includes(back.id)) continue
+      const primary = nodes.find(n => n.grid.isPrimary(u)) as TestNode
+      if (await back.store.logPosition(u) !== await primary.store.logPosition(u)) return false
+    }
+    return true
+  })
+  for (const [id, user] of acked) {
+    for (const rep of back.grid.replicasOf(user)) {
+      const holder = nodes.find(n => n.id === rep) as TestNode
+      assert.ok((await ids(holder.store, user)).has(id), `after the return: message ${id} of ${user} on ${rep}`)
+    }
+  }
+})
+
+test('a write through the grid store answers only after the replica has it, and fails over', async (t) => {
+  const dir = await tempDir(t)
+  const net = new MemoryNetwork()
+  const a = await startNode(net, dir, 'A')
+  const b = await startNode(net, dir, 'B')
+  t.after(async () => { await stopNode(a).catch(() => {}); await stopNode(b).catch(() => {}) })
+  await a.store.addDomain('example.com')
+  await a.store.addUser({ address: 'bob@example.com', password: 'pw' })
+  await until('user on B', async () => await b.store.getUser('bob@example.com') !== null)
+  const primary = a.grid.isPrimary('bob@example.com') ? a : b
+  const other = primary === a ? b : a
+  await assert.rejects(other.grid.lead('bob@example.com'), /does not own/)
+  const [res] = await primary.grid.deliverLocal(raw(1), [{ user: 'bob@example.com', prefix: '' }])
+  const box = await other.store.getMailbox('bob@example.com', 'INBOX')
+  assert.ok(box !== null)
+  assert.equal((await other.store.getMessage('bob@example.com', box.id, res.uid))?.gid, res.gid)
+
+  primary.gossip.kill()
+  await other.grid.deliver(raw(2), [{ user: 'bob@example.com', prefix: '' }])
+  assert.deepEqual([...await ids(other.store, 'bob@example.com')].sort(), ['1', '2'])
+})
