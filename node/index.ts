@@ -1,8 +1,12 @@
 // node/: the mail daemon. createMailNode wires the store, the shared guards (connection limits, auth
 // throttling, the DATA memory budget) and the protocol services of one node from a resolved NodeInit.
 
+import { join } from 'node:path'
+import { createGossip } from '../gossip/index.ts'
+import type { Gossip } from '../gossip/index.ts'
 import { createStore } from '../store/index.ts'
-import type { Store } from '../store/index.ts'
+import type { MailStore, Store } from '../store/index.ts'
+import { Grid, replicatedMailStore } from './grid/index.ts'
 import { createAuthenticator } from './auth.ts'
 import { AuthThrottle, ConnectionLimiter } from './limits.ts'
 import { createImapServer } from './imap/index.ts'
@@ -28,6 +32,28 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   })
   const auth = createAuthenticator({ directory: store, throttle })
   const budget = new MemoryBudget()
+  // On a grid, protocol code sees the replicated store: writes need the lease and reach every replica first
+  let gossip: Gossip | null = null
+  let grid: Grid | null = null
+  let mail: MailStore = store
+  if (init.grid !== undefined) {
+    const g = init.grid
+    gossip = createGossip({ logger: logger.child({ ns: 'gossip' }), now }, {
+      clusterKey: g.clusterKey,
+      dataDir: join(init.dataDir, 'grid'),
+      listen: g.listen,
+      bootstrap: g.bootstrap,
+      mdns: g.mdns,
+      ...(g.weight > 0 ? { weight: g.weight } : {}),
+      ...(g.deadAfterMs !== undefined ? { deadAfterMs: g.deadAfterMs } : {}),
+      ...(g.heartbeatMs !== undefined ? { heartbeatMs: g.heartbeatMs } : {}),
+      name: init.hostname,
+      host: g.advertiseHost,
+      state: 'alive'
+    })
+    grid = new Grid({ gossip, store, logger }, { replicas: g.replicas })
+    mail = replicatedMailStore(grid, store)
+  }
   const services = new Map<ServiceName, Service>()
   const bound: ServiceStatus[] = []
   let startedAt = 0
@@ -37,7 +63,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     const endpoint = init.listen[name]
     if (endpoint === null) return
     services.set(name, createSmtpService(
-      { directory: store, delivery: store, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now },
+      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now },
       {
         mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
         recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback
@@ -51,7 +77,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   for (const [name, implicitTls] of [['pop3', false], ['pop3s', true]] as const) {
     const endpoint = init.listen[name]
     if (endpoint === null) continue
-    const pop3 = createPop3Server({ store, auth, limiter, logger: logger.child({ ns: 'pop3' }) }, {
+    const pop3 = createPop3Server({ store: mail, auth, limiter, logger: logger.child({ ns: 'pop3' }) }, {
       host: endpoint.host,
       port: endpoint.port,
       tls: init.tls,
@@ -68,7 +94,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   for (const [name, implicitTls] of [['imap', false], ['imaps', true]] as const) {
     const endpoint = init.listen[name]
     if (endpoint === null) continue
-    services.set(name, createImapServer({ store, auth, limiter, logger, tls: init.tls, now }, {
+    services.set(name, createImapServer({ store: mail, auth, limiter, logger, tls: init.tls, now }, {
       endpoint,
       implicitTls,
       hostname: init.hostname,
@@ -84,10 +110,13 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       state = 'starting'
       await store.start()
       try {
+        await gossip?.start()
+        await grid?.start()
         for (const [name, svc] of services) {
           const a = await svc.listen()
           bound.push({ name, host: a.host, port: a.port })
         }
+        gossip?.update({ services: Object.fromEntries(bound.map(b => [b.name, b.port])) })
       } catch (err) {
         await node.stop()
         throw err
@@ -100,6 +129,8 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       if (state === 'stopped') return
       state = 'stopped'
       await Promise.allSettled([...services.values()].map(s => s.close()))
+      await grid?.stop()
+      await gossip?.stop()
       await store.stop()
       logger.info('node_stopped')
     },
@@ -114,7 +145,8 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
         users: (await store.listUsers()).length,
         domains: (await store.listDomains()).length,
         store: store.stats(),
-        memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed }
+        memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
+        grid: grid === null ? null : { ...grid.status(), underReplicated: await grid.underReplicated() }
       }
     }
   }

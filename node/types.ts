@@ -28,6 +28,26 @@ export interface NodeLimits {
   pop3IdleTimeoutMs: number // RFC 1939 3: at least 10 minutes
 }
 
+export interface GridConfig {
+  /** The grid's shared secret: nodes with another key cannot connect. */
+  clusterKey: string
+  /** libp2p listen multiaddrs, e.g. '/ip4/0.0.0.0/tcp/7946'. */
+  listen: string[]
+  /** Multiaddrs of nodes to dial at start (a static bootstrap list). */
+  bootstrap: string[]
+  /** Find nodes with the same key on the LAN by multicast DNS. */
+  mdns: boolean
+  /** R: copies of each user's mail (1 to 5). */
+  replicas: number
+  /** Capacity share; 0 = derived from cores, RAM and free disk. */
+  weight: number
+  /** The address other nodes and clients reach this node's mail services on. */
+  advertiseHost: string
+  /** Failure detector: a member silent this long is dead (ms). */
+  deadAfterMs?: number
+  heartbeatMs?: number
+}
+
 export interface NodeInit {
   dataDir: string
   hostname: string // the name in greetings and Received headers
@@ -39,6 +59,8 @@ export interface NodeInit {
   /** fsync every commit; only benchmarks that say so turn it off. */
   sync: boolean
   scryptLogN?: number
+  /** Join a grid; absent = a standalone node with no peers. */
+  grid?: GridConfig
 }
 
 export interface NodeComponents {
@@ -62,6 +84,7 @@ export interface NodeStatus {
   domains: number
   store: { commitGroups: number, commitBatches: number }
   memory: { rssBytes: number, heapUsedBytes: number }
+  grid: import('./grid/index.ts').GridStatus | null
 }
 
 export interface MailNode {

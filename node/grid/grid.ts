@@ -32,7 +32,7 @@ export interface GridStatus {
   self: string
   ringVersion: string
   replicas: number
-  members: Array<{ id: string, name: string, status: string, state: string, weight: number, host: string, services: Record<string, number>, sessions: number, cpuPct: number }>
+  members: Array<{ id: string, name: string, status: string, state: string, weight: number, host: string, addrs: string[], services: Record<string, number>, sessions: number, cpuPct: number, meta: Record<string, unknown> }>
   usersOwned: number
   usersReplicated: number
   underReplicated: number
@@ -422,8 +422,8 @@ export class Grid {
       ringVersion: this.gossip.ring().version,
       replicas: this.r,
       members: this.gossip.members().map(m => ({
-        id: m.id, name: m.name, status: m.status, state: m.state, weight: m.weight, host: m.host, services: m.services,
-        sessions: m.load.sessions, cpuPct: m.load.cpuPct
+        id: m.id, name: m.name, status: m.status, state: m.state, weight: m.weight, host: m.host, addrs: m.addrs, services: m.services,
+        sessions: m.load.sessions, cpuPct: m.load.cpuPct, meta: m.meta
       })),
       usersOwned: this.owned,
       usersReplicated: this.replicated,

@@ -41,9 +41,19 @@ function disposition (part: MimePart): Value {
   return list([str(part.disposition[0].toUpperCase()), params(part.disposition[1])])
 }
 
+/** body-fld-lang allows a bare string for one tag; Dovecot always writes a list, and so do we. */
 function language (part: MimePart): Value {
   if (part.language === null || part.language.length === 0) return null
-  return part.language.length === 1 ? str(part.language[0]!) : list(part.language.map((l) => str(l)))
+  return list(part.language.map((l) => str(l)))
+}
+
+/**
+ * A text part's parameters, with the RFC 2045 section 5.2 default charset added when the header names
+ * none (`Content-Type: text/plain; format=flowed` is us-ascii), as Dovecot's BODYSTRUCTURE does.
+ */
+function bodyParams (part: MimePart): [string, string][] {
+  if (part.type !== 'text' || part.params.some(([name]) => name.toLowerCase() === 'charset')) return part.params
+  return [...part.params, ['charset', 'us-ascii']]
 }
 
 /** An empty multipart (no boundary found) gets one empty text/plain child, as Dovecot renders it. */
@@ -60,7 +70,7 @@ export function structureValue (part: MimePart, extended: boolean): Value {
   const items: Value[] = [
     str(part.type.toUpperCase()),
     str(part.subtype.toUpperCase()),
-    params(part.params),
+    params(bodyParams(part)),
     nstr(part.id),
     nstr(part.description),
     str(part.encoding.toUpperCase()),

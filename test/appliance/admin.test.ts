@@ -23,7 +23,8 @@ const STATUS: NodeStatus = {
   users: 0,
   domains: 0,
   store: { commitGroups: 0, commitBatches: 0 },
-  memory: { rssBytes: 1, heapUsedBytes: 1 }
+  memory: { rssBytes: 1, heapUsedBytes: 1 },
+  grid: null
 }
 
 interface Harness { store: Store, admin: AdminServer, logs: string[], failStatus: { on: boolean } }
