@@ -200,7 +200,9 @@ export async function openStream (
   try {
     return await libp2p.dialProtocol(id, protocol, { signal })
   } catch (err) {
-    if (signal.aborted) throw new RpcError(why(), `${why() === 'timeout' ? 'timed out' : 'aborted'} opening ${protocol} to ${peer}`, { cause: err })
+    // Nothing was sent yet, so running out of time here means the peer could not be reached in time.
+    if (signal.aborted && why() === 'aborted') throw new RpcError('aborted', `aborted opening ${protocol} to ${peer}`, { cause: err })
+    if (signal.aborted) throw new RpcError('unreachable', `timed out connecting to ${peer} for ${protocol}`, { cause: err })
     if ((err as Error).name === 'UnsupportedProtocolError') throw new RpcError('refused', `${peer} does not serve ${protocol}`, { cause: err })
     throw new RpcError('unreachable', `cannot reach ${peer}: ${(err as Error).message}`, { cause: err })
   }

@@ -67,7 +67,7 @@ describe('gossip grid on loopback', { timeout: 60_000 }, () => {
       x.gossip.members().length === 1 &&
       a.gossip.member(x.gossip.self) === undefined &&
       b.gossip.member(x.gossip.self) === undefined, 2500, 'the foreign host stays out')
-    await assert.rejects(x.gossip.call(a.gossip.self, '/mailgrid/test/1.0.0', { header: {} }, { timeoutMs: 3000 }),
+    await assert.rejects(x.gossip.call(a.gossip.self, '/mailgrid/test/1.0.0', { header: {} }, { timeoutMs: 1500 }),
       (err: Error & { code?: string }) => err.code === 'unreachable')
     await assert.rejects(a.gossip.openStream(x.gossip.self, '/mailgrid/test/1.0.0', { timeoutMs: 3000 }),
       (err: Error & { code?: string }) => err.code === 'unreachable')
