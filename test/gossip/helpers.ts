@@ -5,7 +5,6 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
-import type { TestContext } from 'node:test'
 import { createGossip } from '../../gossip/index.ts'
 import type { Gossip, GossipInit, LoadSample, MemberStatus } from '../../gossip/index.ts'
 import { tempDir } from '../helpers/tmp.ts'
@@ -16,6 +15,11 @@ export const KEY = 'test-cluster-key'
 export const sampleLoad = async (): Promise<LoadSample> => ({
   cpuPct: 1, memUsedBytes: 1, memTotalBytes: 2, diskFreeBytes: 3, netRxBytesPerSec: 0, netTxBytesPerSec: 0, sessions: 0
 })
+
+/** A test context, or anything that runs cleanups later (suite-level hooks). */
+export interface Cleanups {
+  after: (fn: () => Promise<void>) => void
+}
 
 export interface TestHost {
   gossip: Gossip
@@ -30,7 +34,7 @@ export function addrOf (g: Gossip): string {
 }
 
 /** Creates and starts a host; it is stopped when the test ends. */
-export async function startHost (t: TestContext, init: Partial<GossipInit> = {}, dataDir?: string): Promise<TestHost> {
+export async function startHost (t: Cleanups, init: Partial<GossipInit> = {}, dataDir?: string): Promise<TestHost> {
   const dir = dataDir ?? await tempDir(t, 'mailgrid-gossip-')
   const gossip = createGossip({ sampleLoad }, { clusterKey: KEY, dataDir: dir, weight: 1, ...init })
   t.after(async () => { await gossip.stop() })
@@ -64,12 +68,12 @@ export interface ChildHost {
 }
 
 /** A host in its own process (test/gossip/host-proc.ts), for SIGKILL. Killed when the test ends. */
-export async function startChildHost (t: TestContext, init: Partial<GossipInit>): Promise<ChildHost> {
+export async function startChildHost (t: Cleanups, init: Partial<GossipInit>): Promise<ChildHost> {
   const dataDir = await tempDir(t, 'mailgrid-gossip-child-')
   const proc = spawn(process.execPath, [new URL('./host-proc.ts', import.meta.url).pathname, JSON.stringify({ clusterKey: KEY, dataDir, weight: 1, ...init })], {
     stdio: ['ignore', 'pipe', 'inherit']
   })
-  t.after(() => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL') })
+  t.after(async () => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL') })
   const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream })
   const timer = setTimeout(() => { proc.kill('SIGKILL') }, 20_000)
   try {
