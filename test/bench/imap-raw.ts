@@ -76,12 +76,12 @@ export class ImapRaw {
   }
 
   /** Starts IDLE (RFC 2177) and resolves at the server's continuation; the tagged reply comes after DONE. */
-  async idle (): Promise<Promise<Tagged>> {
+  async idle (): Promise<{ end: Promise<Tagged> }> {
     const cont = new Promise<void>(resolve => { this.contWaiter = resolve })
-    const done = this.command('IDLE')
-    done.catch(() => {})
-    await Promise.race([cont, done.then(r => { throw new Error(`IDLE → ${r.status} ${r.text}`) })])
-    return done
+    const end = this.command('IDLE')
+    end.catch(() => {})
+    await Promise.race([cont, end.then(r => { throw new Error(`IDLE → ${r.status} ${r.text}`) })])
+    return { end } // wrapped: an async function would otherwise wait for the tagged reply, which follows DONE
   }
 
   done (): void {

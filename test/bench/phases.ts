@@ -1,0 +1,297 @@
+// The measurements, each run the same way against either system: SMTP ingest with end-to-end visibility over
+// IMAP, SELECT of a big mailbox, a full-mailbox FETCH, a mixed IMAP workload, POP3 RETR of a whole maildrop,
+// and (mailgrid only) RSS with many IDLE sessions. Every loop is bounded by a count and a deadline.
+
+import { percentile, runSmtpLoad } from '../helpers/smtp-load.ts'
+import { existsOf, imapLogin } from './imap-raw.ts'
+import type { ImapRaw } from './imap-raw.ts'
+import { Pop3Raw } from './pop3-raw.ts'
+
+const POLL_INTERVAL_MS = 50 // between rounds of STATUS while waiting for mail to become visible
+const STATUS_POOL_MAX = 100 // IMAP connections used to watch mailboxes (Dovecot allows 10 per user and IP)
+const POP3_WINDOW = 32 // RETR commands in flight (RFC 2449 PIPELINING)
+const IDLE_SETUP_CONCURRENCY = 50 // logins in flight while opening IDLE sessions
+const SETTLE_MS = 3000 // after setup, before reading RSS, so allocation bursts have been collected
+
+export interface SystemPorts { smtp: number, imap: number, pop3: number }
+
+export interface IngestResult {
+  sizeBytes: number
+  messages: number
+  connections: number
+  acked: number
+  failed: number
+  unknown: number
+  acceptSeconds: number
+  msgPerSec: number
+  mbPerSec: number
+  p50Ms: number
+  p99Ms: number
+  /** From the first connection to the moment every acknowledged message was visible over IMAP. */
+  visibleSeconds: number | null
+  visibleMsgPerSec: number | null
+  /** Acknowledged messages not visible at the deadline (null when IMAP could not be used to count). */
+  missing: number | null
+  extra: number | null // visible beyond those acknowledged (unknown outcomes that were stored, or duplicates)
+  visibleNote: string | null
+  expected: Map<string, number> // per user: acknowledged in this run
+}
+
+/** Watches INBOX message counts of a set of users over persistent IMAP connections (STATUS, RFC 3501 6.3.10). */
+class Watcher {
+  private readonly conns = new Map<string, ImapRaw>()
+
+  static async open (port: number, users: string[], password: string): Promise<Watcher> {
+    if (users.length > STATUS_POOL_MAX) throw new Error(`at most ${STATUS_POOL_MAX} users can be watched`)
+    const w = new Watcher()
+    try {
+      await Promise.all(users.map(async u => { w.conns.set(u, await imapLogin(port, u, password)) }))
+    } catch (err) {
+      w.close()
+      throw err
+    }
+    return w
+  }
+
+  async counts (users: Iterable<string>): Promise<Map<string, number>> {
+    const out = new Map<string, number>()
+    await Promise.all([...users].map(async u => {
+      const r = await (this.conns.get(u) as ImapRaw).ok('STATUS INBOX (MESSAGES)', { collect: true })
+      const n = existsOf(r)
+      if (n === null) throw new Error(`STATUS INBOX (MESSAGES) gave no MESSAGES: ${r.untagged.map(x => x.text).join(' | ')}`)
+      out.set(u, n)
+    }))
+    return out
+  }
+
+  close (): void {
+    for (const c of this.conns.values()) c.close()
+  }
+}
+
+export async function ingest (sys: SystemPorts, o: {
+  sizeBytes: number, messages: number, connections: number, users: string[], password: string, firstId: number,
+  deadlineMs: number, visibleDeadlineMs: number
+}): Promise<IngestResult> {
+  let watcher: Watcher | null = null
+  let baseline = new Map<string, number>()
+  let visibleNote: string | null = null
+  try {
+    watcher = await Watcher.open(sys.imap, o.users, o.password)
+    baseline = await watcher.counts(o.users)
+  } catch (err) {
+    watcher?.close()
+    watcher = null
+    visibleNote = `IMAP STATUS failed: ${msg(err)}`
+  }
+  const expected = new Map<string, number>(o.users.map(u => [u, 0]))
+  const start = performance.now()
+  const load = await runSmtpLoad({
+    port: sys.smtp, connections: o.connections, messages: o.messages, sizeBytes: o.sizeBytes, firstId: o.firstId,
+    recipient: i => o.users[i % o.users.length], deadlineMs: o.deadlineMs,
+    onAck: (_id, rcpt) => { expected.set(rcpt, (expected.get(rcpt) ?? 0) + 1) }
+  })
+  const lat = load.latenciesMs.sort((a, b) => a - b)
+  const acceptSeconds = load.elapsedMs / 1000
+  let visibleSeconds: number | null = null
+  let missing: number | null = null
+  let extra: number | null = null
+  if (watcher !== null) {
+    try {
+      const deadline = performance.now() + o.visibleDeadlineMs
+      let left = new Set(o.users)
+      let last = new Map<string, number>()
+      while (left.size > 0 && performance.now() < deadline) {
+        const now = await watcher.counts(left)
+        for (const [u, n] of now) {
+          last.set(u, n)
+          if (n >= (baseline.get(u) ?? 0) + (expected.get(u) ?? 0)) left.delete(u)
+        }
+        if (left.size > 0) await sleep(POLL_INTERVAL_MS)
+      }
+      if (left.size === 0) visibleSeconds = (performance.now() - start) / 1000
+      last = await watcher.counts(o.users) // settle: a final count of every user, for losses and extras
+      missing = 0
+      extra = 0
+      for (const u of o.users) {
+        const d = (last.get(u) ?? 0) - (baseline.get(u) ?? 0) - (expected.get(u) ?? 0)
+        if (d < 0) missing -= d
+        else extra += d
+      }
+      if (missing > 0) visibleNote = `${missing} acknowledged messages not visible after ${o.visibleDeadlineMs / 1000} s`
+    } catch (err) {
+      visibleNote = `IMAP STATUS failed: ${msg(err)}`
+    } finally {
+      watcher.close()
+    }
+  }
+  return {
+    sizeBytes: o.sizeBytes,
+    messages: o.messages,
+    connections: o.connections,
+    acked: load.acked,
+    failed: load.failed,
+    unknown: load.unknown,
+    acceptSeconds,
+    msgPerSec: load.acked / acceptSeconds,
+    mbPerSec: load.bytes / 1e6 / acceptSeconds,
+    p50Ms: percentile(lat, 50),
+    p99Ms: percentile(lat, 99),
+    visibleSeconds,
+    visibleMsgPerSec: visibleSeconds === null ? null : load.acked / visibleSeconds,
+    missing,
+    extra,
+    visibleNote,
+    expected
+  }
+}
+
+/** SELECT of a mailbox on fresh connections, `repeats` times: the first (coldest) and the median, in ms. */
+export async function selectTime (port: number, user: string, password: string, repeats: number): Promise<{ firstMs: number, medianMs: number, exists: number }> {
+  const times: number[] = []
+  let exists = 0
+  for (let i = 0; i < repeats; i++) {
+    const c = await imapLogin(port, user, password)
+    try {
+      const t0 = performance.now()
+      const r = await c.ok('SELECT INBOX', { collect: true })
+      times.push(performance.now() - t0)
+      exists = existsOf(r) ?? 0
+      await c.command('LOGOUT').catch(() => {})
+    } finally {
+      c.close()
+    }
+  }
+  const sorted = [...times].sort((a, b) => a - b)
+  return { firstMs: times[0], medianMs: sorted[Math.floor(sorted.length / 2)], exists }
+}
+
+/** `UID FETCH 1:* (FLAGS BODY.PEEK[])` of the whole mailbox, timed from command to tagged OK. */
+export async function fullFetch (port: number, user: string, password: string): Promise<{ messages: number, bytes: number, seconds: number, exists: number }> {
+  const c = await imapLogin(port, user, password)
+  try {
+    const sel = await c.ok('SELECT INBOX', { collect: true })
+    const exists = existsOf(sel) ?? 0
+    let messages = 0
+    const before = c.literalBytesTotal
+    const t0 = performance.now()
+    await c.ok('UID FETCH 1:* (FLAGS BODY.PEEK[])', { onUntagged: u => { if (/^\* \d+ FETCH/i.test(u.text) && u.literalBytes > 0) messages++ } })
+    const seconds = (performance.now() - t0) / 1000
+    const bytes = c.literalBytesTotal - before
+    if (messages !== exists) throw new Error(`fetched ${messages} of ${exists} messages`)
+    await c.command('LOGOUT').catch(() => {})
+    return { messages, bytes, seconds, exists }
+  } finally {
+    c.close()
+  }
+}
+
+export interface MixedResult { ops: number, seconds: number, opsPerSec: number, byKind: Record<string, number> }
+
+/**
+ * `clients` sessions, each on its own user's INBOX, cycling through SEARCH (a flag and a header criterion), STORE
+ * (set and clear \Flagged on one message) and a header FETCH of ten messages. The first refused command
+ * aborts the measurement with that command in the error.
+ */
+export async function mixed (port: number, users: string[], password: string, o: { clients: number, opsPerClient: number, deadlineMs: number }): Promise<MixedResult> {
+  const byKind: Record<string, number> = { search: 0, store: 0, fetch: 0 }
+  const conns: ImapRaw[] = []
+  try {
+    const uidsOf: number[][] = []
+    for (let i = 0; i < o.clients; i++) {
+      const c = await imapLogin(port, users[i % users.length], password)
+      conns.push(c)
+      await c.ok('SELECT INBOX')
+      const all = await c.ok('UID SEARCH ALL', { collect: true })
+      const line = all.untagged.find(u => /^\* SEARCH/i.test(u.text))?.text ?? ''
+      const uids = line.split(' ').slice(2).map(Number).filter(n => n > 0)
+      if (uids.length < 10) throw new Error(`${users[i % users.length]} has ${uids.length} messages, need 10`)
+      uidsOf.push(uids)
+    }
+    let rnd = 12345 // a fixed LCG: both systems get the same sequence of commands
+    const next = (n: number): number => { rnd = (rnd * 1103515245 + 12345) % 2147483648; return rnd % n }
+    const deadline = performance.now() + o.deadlineMs
+    const t0 = performance.now()
+    await Promise.all(conns.map(async (c, ci) => {
+      const uids = uidsOf[ci]
+      for (let k = 0; k < o.opsPerClient && performance.now() < deadline; k++) {
+        let cmd: string
+        let kind: string
+        if (k % 3 === 0) {
+          kind = 'search'
+          cmd = k % 6 === 0 ? 'UID SEARCH FLAGGED' : `UID SEARCH SUBJECT "message ${next(20000)}"`
+        } else if (k % 3 === 1) {
+          kind = 'store'
+          cmd = `UID STORE ${uids[next(uids.length)]} ${k % 2 === 0 ? '+' : '-'}FLAGS.SILENT (\\Flagged)`
+        } else {
+          kind = 'fetch'
+          const a = next(uids.length - 9)
+          cmd = `UID FETCH ${uids[a]}:${uids[a + 9]} (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)])`
+        }
+        await c.ok(cmd)
+        byKind[kind]++
+      }
+    }))
+    const seconds = (performance.now() - t0) / 1000
+    const ops = byKind.search + byKind.store + byKind.fetch
+    return { ops, seconds, opsPerSec: ops / seconds, byKind }
+  } finally {
+    for (const c of conns) c.close()
+  }
+}
+
+/** POP3 RETR of every message of a maildrop, pipelined; login and STAT are not in the timed part. */
+export async function pop3RetrAll (port: number, user: string, password: string): Promise<{ messages: number, bytes: number, seconds: number, loginSeconds: number }> {
+  const t0 = performance.now()
+  const c = await Pop3Raw.login(port, user, password)
+  const stat = await c.send('STAT', false)
+  const loginSeconds = (performance.now() - t0) / 1000
+  if (!stat.ok) throw new Error(`POP3 STAT → ${stat.line}`)
+  const count = Number(stat.line.split(' ')[1])
+  const t1 = performance.now()
+  const r = await c.retrAll(count, POP3_WINDOW)
+  const seconds = (performance.now() - t1) / 1000
+  if (r.failed !== null) throw new Error(`POP3 RETR → ${r.failed}`)
+  if (r.messages !== count) throw new Error(`POP3 retrieved ${r.messages} of ${count}`)
+  await c.quit()
+  return { messages: r.messages, bytes: r.bytes, seconds, loginSeconds }
+}
+
+/** Opens `sessions` IMAP sessions (LOGIN, SELECT INBOX, IDLE), one user each, and reads the server's memory. */
+export async function idleSessions (port: number, users: string[], password: string, sessions: number, deadlineMs: number, memory: () => Promise<number>): Promise<{ opened: number, failed: string | null, setupSeconds: number, bytes: number }> {
+  const conns: ImapRaw[] = []
+  const dones: Array<{ end: Promise<unknown> }> = []
+  let failed: string | null = null
+  let next = 0
+  const t0 = performance.now()
+  const deadline = t0 + deadlineMs
+  try {
+    await Promise.all(Array.from({ length: IDLE_SETUP_CONCURRENCY }, async () => {
+      while (next < sessions && failed === null && performance.now() < deadline) {
+        const user = users[next++ % users.length]
+        try {
+          const c = await imapLogin(port, user, password)
+          conns.push(c)
+          await c.ok('SELECT INBOX')
+          dones.push(await c.idle())
+        } catch (err) {
+          failed ??= `session ${conns.length + 1} (${user}): ${msg(err)}`
+        }
+      }
+    }))
+    const setupSeconds = (performance.now() - t0) / 1000
+    await sleep(SETTLE_MS)
+    const bytes = await memory()
+    return { opened: dones.length, failed, setupSeconds, bytes }
+  } finally {
+    for (const c of conns) { c.done(); c.close() }
+  }
+}
+
+export function msg (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+export async function sleep (ms: number): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, ms))
+}
