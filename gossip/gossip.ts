@@ -11,7 +11,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import {
-  DEAD_AFTER_MS, DEFAULT_LISTEN, FORGET_AFTER_MS, HEARTBEAT_MS, LOAD_REFRESH_MS, PING_TIMEOUT_MS, RPC_INBOUND_STREAMS_MAX,
+  DEAD_AFTER_MS, DEFAULT_LISTEN, FORGET_AFTER_MS, HEARTBEAT_MS, LOAD_REFRESH_MS, MEMBER_ADDRS_MAX, PING_TIMEOUT_MS, RPC_INBOUND_STREAMS_MAX,
   RPC_OUTBOUND_STREAMS_MAX, SUSPECT_AFTER_HEARTBEATS
 } from './constants.ts'
 import { FailureDetector } from './detector.ts'
@@ -68,6 +68,9 @@ const DISCOVERY_MS = 2000
 const DEAD_REDIAL_EVERY = 3
 /** How long one discovery dial may take. */
 const DIAL_TIMEOUT_MS = 3000
+/** `meta` must leave room in a heartbeat (HEARTBEAT_BYTES_MAX) for addresses, services and load. */
+const META_BYTES_MAX = 8 * 1024
+const LOOPBACK = /^\/(ip4\/127\.|ip6\/::1\/)/
 
 export class GossipService implements Gossip {
   readonly self: string
@@ -254,6 +257,7 @@ export class GossipService implements Gossip {
 
   update (info: Partial<Pick<MemberInfo, 'state' | 'weight' | 'services' | 'host' | 'meta'>> & { sessions?: number }): void {
     if (info.weight !== undefined && !(Number.isFinite(info.weight) && info.weight > 0)) throw new RangeError('gossip: weight must be positive')
+    if (info.meta !== undefined && Buffer.byteLength(JSON.stringify(info.meta)) > META_BYTES_MAX) throw new RangeError(`gossip: meta exceeds ${META_BYTES_MAX} bytes`)
     if (info.sessions !== undefined) this.#sessions = Math.max(0, Math.floor(info.sessions))
     const next = { ...this.#info }
     if (info.state !== undefined) next.state = info.state
@@ -267,7 +271,11 @@ export class GossipService implements Gossip {
   }
 
   #selfInfo (): MemberInfo {
-    const addrs = this.#host?.getMultiaddrs().map(String) ?? []
+    // Loopback addresses are useless to other machines (and would reach whatever listens there), so they are
+    // gossiped only when they are all this node has, as on a single-machine test grid.
+    const all = this.#host?.getMultiaddrs().map(String) ?? []
+    const routable = all.filter(a => !LOOPBACK.test(a))
+    const addrs = (routable.length > 0 ? routable : all).slice(0, MEMBER_ADDRS_MAX)
     return { ...this.#info, addrs, load: { ...this.#load, sessions: this.#sessions } }
   }
 

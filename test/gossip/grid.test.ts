@@ -58,6 +58,26 @@ describe('gossip grid on loopback', { timeout: 60_000 }, () => {
     assert.ok(!a.gossip.ring().nodes.some(n => n.id === a.gossip.self), 'a node applies its own state to its ring')
   })
 
+  it('a quiet two-host grid raises no false suspicion', async t => {
+    const a = await startHost(t, FAST)
+    const b = await startHost(t, { ...FAST, bootstrap: [a.addr] })
+    await waitFor(() => formed([a.gossip, b.gossip]), 5000, 'the view to form')
+    const ea = record(a.gossip)
+    const eb = record(b.gossip)
+    // Twelve heartbeat periods, five suspicion windows: every beat must arrive through a two-node mesh.
+    await holdsFor(() => ea.length === 0 && eb.length === 0, 3000, 'no membership event in a healthy grid')
+  })
+
+  it('finds peers by mDNS on the LAN', { skip: process.env.MAILGRID_TEST_MDNS === '0' ? 'MAILGRID_TEST_MDNS=0' : false }, async t => {
+    // A key of its own: the mDNS service name derives from it, so other tests' hosts are not found.
+    const clusterKey = `mdns-${process.pid}-${Date.now()}`
+    const listen = ['/ip4/0.0.0.0/tcp/0']
+    const a = await startHost(t, { ...FAST, clusterKey, mdns: true, listen })
+    const b = await startHost(t, { ...FAST, clusterKey, mdns: true, listen })
+    const ms = await waitFor(() => formed([a.gossip, b.gossip]), 10_000, 'mDNS discovery')
+    t.diagnostic(`found by mDNS in ${ms} ms`)
+  })
+
   it('a host with another cluster key can neither connect nor join', async t => {
     const a = await startHost(t, FAST)
     const b = await startHost(t, { ...FAST, bootstrap: [a.addr] })
