@@ -5,12 +5,13 @@
 
 import { readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
-import { hostname as systemHostname } from 'node:os'
+import { hostname as systemHostname, networkInterfaces } from 'node:os'
+import type { NetworkInterfaceInfo } from 'node:os'
 import { resolve } from 'node:path'
 import { parse, TomlError } from 'smol-toml'
 import type { Level } from 'pino'
 import { normalizeDomain } from '../store/index.ts'
-import type { Endpoint, NodeInit, ServiceName, TlsMaterial } from '../node/types.ts'
+import type { Endpoint, GridConfig, NodeInit, ServiceName, TlsMaterial } from '../node/types.ts'
 import { LOG_LEVELS } from './logger.ts'
 
 // ---- defaults (issue 2, item 7: unprivileged ports, loopback only, so `npm start` is safe anywhere) --------
@@ -42,6 +43,17 @@ export const POP3_IDLE_SECONDS = 10 * 60 // RFC 1939 3: an autologout timer of a
 const SECONDS_LIMIT_MAX = 24 * 60 * 60 // no configurable timeout or window above one day
 const COUNT_LIMIT_MAX = 1_000_000
 
+// The grid (issue 4). 7946 is the port Serf and memberlist gossip on, so firewall rules written for such
+// grids fit; the default listen address follows listen.host, so `npm start` stays on loopback.
+export const GRID_PORT_DEFAULT = 7946
+export const REPLICAS_DEFAULT = 2 // DESIGN.md: R = 2 unless configured
+export const REPLICAS_MAX = 5 // issue 4, item 2: R is 1 to 5
+export const CLUSTER_KEY_CHARS_MIN = 16 // a configured shared secret shorter than this is guessable
+export const CLUSTER_KEY_CHARS_MAX = 1024
+export const WEIGHT_MAX = 1000 // gossip's capacityWeight gives ~1 for a 4-core, 8 GiB PC; 1000 of those is plenty
+export const MULTIADDRS_MAX = 64 // entries in grid.listen or grid.bootstrap
+export const MULTIADDR_CHARS_MAX = 512 // a multiaddr with a /p2p/ peer id is ~100 characters
+
 // ---- the typed configuration ---------------------------------------------------------------------------
 
 export interface ServiceConfig {
@@ -70,11 +82,24 @@ export interface Config {
   }
   store: { sync: boolean }
   log: { level: Level }
+  grid: {
+    enabled: boolean
+    clusterKey: string // '' = DATA/cluster.key, generated at first start
+    listen: string[] // [] = /ip4/<listen.host>/tcp/7946
+    bootstrap: string[]
+    mdns: boolean
+    replicas: number
+    weight: number // 0 = derived from cores, RAM and free disk
+    advertiseHost: string // '' = listen.host, or the first non-internal IPv4 when listen.host is a wildcard
+  }
 }
 
-type Value = string | number | boolean
+type Value = string | number | boolean | readonly string[]
 type Kind =
   | { type: 'int', min: number, max: number }
+  | { type: 'number', min: number, max: number }
+  | { type: 'multiaddrs' } // a TOML array of strings; comma-separated in the environment
+  | { type: 'secret' } // '' or a shared secret of CLUSTER_KEY_CHARS_MIN or more characters
   | { type: 'bool' }
   | { type: 'host', empty: boolean } // an address or name to bind; empty allowed when it inherits
   | { type: 'hostname' } // '' or a DNS name
@@ -116,7 +141,15 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'limits.smtpIdleSeconds', kind: seconds, default: SMTP_IDLE_SECONDS },
   { path: 'limits.pop3IdleSeconds', kind: seconds, default: POP3_IDLE_SECONDS },
   { path: 'store.sync', kind: { type: 'bool' }, default: true },
-  { path: 'log.level', kind: { type: 'level' }, default: 'info' }
+  { path: 'log.level', kind: { type: 'level' }, default: 'info' },
+  { path: 'grid.enabled', kind: { type: 'bool' }, default: true },
+  { path: 'grid.clusterKey', kind: { type: 'secret' }, default: '' },
+  { path: 'grid.listen', kind: { type: 'multiaddrs' }, default: [] },
+  { path: 'grid.bootstrap', kind: { type: 'multiaddrs' }, default: [] },
+  { path: 'grid.mdns', kind: { type: 'bool' }, default: false },
+  { path: 'grid.replicas', kind: { type: 'int', min: 1, max: REPLICAS_MAX }, default: REPLICAS_DEFAULT },
+  { path: 'grid.weight', kind: { type: 'number', min: 0, max: WEIGHT_MAX }, default: 0 },
+  { path: 'grid.advertiseHost', kind: { type: 'host', empty: true }, default: '' }
 ]
 
 /**
@@ -180,9 +213,14 @@ function flatten (table: Record<string, unknown>, prefix: string, out: Map<strin
   }
 }
 
-/** Environment strings become numbers and booleans where the option wants one; anything else stays a string. */
+/**
+ * Environment strings become numbers, booleans and lists where the option wants one; anything else stays a
+ * string. A list is comma-separated (multiaddrs contain no commas); an empty value is the empty list.
+ */
 function fromEnv (kind: Kind, text: string): unknown {
   if (kind.type === 'int' && /^-?\d+$/.test(text.trim())) return Number(text.trim())
+  if (kind.type === 'number' && /^-?\d+(\.\d+)?$/.test(text.trim())) return Number(text.trim())
+  if (kind.type === 'multiaddrs') return text.split(',').map(s => s.trim()).filter(s => s !== '')
   if (kind.type === 'bool') {
     const t = text.trim().toLowerCase()
     if (t === 'true' || t === '1' || t === 'yes') return true
@@ -195,9 +233,39 @@ function show (v: unknown): string {
   return typeof v === 'string' ? JSON.stringify(v) : isTable(v) ? 'a table' : Array.isArray(v) ? 'an array' : String(v)
 }
 
+/** Loose on purpose: libp2p parses the rest at start and names the part it does not know. */
+function multiaddrProblem (v: unknown): string | null {
+  if (typeof v !== 'string') return 'must be a list of strings'
+  if (!v.startsWith('/') || /\s/.test(v) || v.length > MULTIADDR_CHARS_MAX) return `must be multiaddrs such as "/ip4/192.0.2.1/tcp/${GRID_PORT_DEFAULT}"`
+  return null
+}
+
+/** The reason a value is wrong for its option and the part at fault, or null when it is right. */
+function problem (kind: Kind, v: unknown): { why: string, got: unknown } | null {
+  if (kind.type === 'multiaddrs' && Array.isArray(v)) {
+    if (v.length > MULTIADDRS_MAX) return { why: `must have at most ${MULTIADDRS_MAX} entries`, got: v.length }
+    for (const entry of v) {
+      const why = multiaddrProblem(entry)
+      if (why !== null) return { why, got: entry }
+    }
+    return null
+  }
+  const why = check(kind, v)
+  return why === null ? null : { why, got: v }
+}
+
 /** The reason a value is wrong for its option, or null when it is right. */
 function check (kind: Kind, v: unknown): string | null {
   switch (kind.type) {
+    case 'number':
+      return typeof v === 'number' && Number.isFinite(v) && v >= kind.min && v <= kind.max ? null : `must be a number ${kind.min}-${kind.max}`
+    case 'multiaddrs':
+      return 'must be a list of strings'
+    case 'secret':
+      if (typeof v !== 'string') return 'must be a string'
+      return v === '' || (v.length >= CLUSTER_KEY_CHARS_MIN && v.length <= CLUSTER_KEY_CHARS_MAX)
+        ? null
+        : `must be empty (a key is generated) or ${CLUSTER_KEY_CHARS_MIN}-${CLUSTER_KEY_CHARS_MAX} characters`
     case 'int':
       return Number.isSafeInteger(v) && (v as number) >= kind.min && (v as number) <= kind.max
         ? null
@@ -229,13 +297,51 @@ function setPath (root: Record<string, any>, path: string, value: unknown): void
 
 function build (values: Map<string, unknown>): Config {
   const root: Record<string, any> = {}
-  for (const o of OPTIONS) setPath(root, o.path, values.get(o.path) ?? o.default)
+  for (const o of OPTIONS) {
+    const v = values.get(o.path) ?? o.default
+    setPath(root, o.path, Array.isArray(v) ? [...v] : v) // each Config owns its lists
+  }
   return root as Config
 }
 
 export const DEFAULT_CONFIG: Config = build(new Map())
 
 const WILDCARDS = new Set(['0.0.0.0', '::'])
+
+/** The multiaddr for host:port, or null for a host name (libp2p's TCP transport listens on addresses only). */
+function tcpMultiaddr (host: string, port: number): string | null {
+  const ip = host === 'localhost' ? '127.0.0.1' : host
+  const v = isIP(ip)
+  return v === 0 ? null : `/ip${v}/${ip}/tcp/${port}`
+}
+
+/** grid.listen as configured, or derived from listen.host: the grid listens where the mail services do. */
+export function gridListen (config: Config): string[] {
+  if (config.grid.listen.length > 0) return [...config.grid.listen]
+  const derived = tcpMultiaddr(config.listen.host, GRID_PORT_DEFAULT)
+  return derived === null ? [] : [derived]
+}
+
+/** host and port of an /ip4|ip6/HOST/tcp/PORT multiaddr, for the port clash check; null for any other form. */
+function tcpEndpoint (addr: string): { host: string, port: number } | null {
+  const m = /^\/ip[46]\/([^/]+)\/tcp\/(\d+)(\/|$)/.exec(addr)
+  return m === null ? null : { host: m[1], port: Number(m[2]) }
+}
+
+/** The first non-internal IPv4 address of this machine, or null (a machine on no network). */
+export function firstExternalIpv4 (interfaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): string | null {
+  for (const list of Object.values(interfaces)) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+  }
+  return null
+}
+
+/** grid.advertiseHost, or the address other nodes and clients reach this one on. */
+export function advertiseHost (config: Config, interfaces?: NodeJS.Dict<NetworkInterfaceInfo[]>): string {
+  if (config.grid.advertiseHost !== '') return config.grid.advertiseHost
+  if (!WILDCARDS.has(config.listen.host)) return config.listen.host
+  return firstExternalIpv4(interfaces) ?? LISTEN_HOST_DEFAULT
+}
 
 /** Two listeners on one port collide when their hosts are equal or one of them is a wildcard. */
 function portClashes (config: Config): string[] {
@@ -245,7 +351,11 @@ function portClashes (config: Config): string[] {
     ...SERVICE_NAMES.filter(s => config.listen[s].enabled).map(s => ({
       path: `listen.${s}`, host: config.listen[s].host === '' ? config.listen.host : config.listen[s].host, port: config.listen[s].port
     })),
-    { path: 'admin', host: config.admin.host, port: config.admin.port }
+    { path: 'admin', host: config.admin.host, port: config.admin.port },
+    ...(config.grid.enabled ? gridListen(config) : []).flatMap(a => {
+      const e = tcpEndpoint(a)
+      return e === null ? [] : [{ path: 'grid.listen', ...e }]
+    })
   ]
   for (const l of listeners) {
     if (l.port === 0) continue
@@ -293,17 +403,21 @@ export function resolveConfig (sources: ConfigSources = {}): ResolvedConfig {
 
   for (const o of OPTIONS) {
     if (!values.has(o.path)) continue
-    const v = values.get(o.path)
-    const why = check(o.kind, v)
-    if (why === null) continue
+    const p = problem(o.kind, values.get(o.path))
+    if (p === null) continue
     const from = origin.get(o.path)
-    problems.push(`${o.path}${from === undefined ? '' : ` (from ${from})`}: ${why} (got ${show(v)})`)
+    // A secret is never echoed back, not even a wrong one.
+    const got = o.kind.type === 'secret' && typeof p.got === 'string' ? `${p.got.length} characters` : show(p.got)
+    problems.push(`${o.path}${from === undefined ? '' : ` (from ${from})`}: ${p.why} (got ${got})`)
   }
   if (problems.length > 0) throw new ConfigError(problems)
 
   const config = build(values)
   if ((config.tls.cert === '') !== (config.tls.key === '')) {
     problems.push(config.tls.cert === '' ? 'tls.cert: must be set together with tls.key' : 'tls.key: must be set together with tls.cert')
+  }
+  if (config.grid.enabled && config.grid.listen.length === 0 && gridListen(config).length === 0) {
+    problems.push(`grid.listen: must be set when listen.host is a host name (${JSON.stringify(config.listen.host)})`)
   }
   problems.push(...portClashes(config))
   if (problems.length > 0) throw new ConfigError(problems)
@@ -332,8 +446,15 @@ export async function loadConfig (options: LoadConfigOptions = {}): Promise<Reso
   return resolveConfig({ toml, file, env, flags: options.flags })
 }
 
+export interface MachineFacts {
+  /** The key from DATA/cluster.key, used when grid.clusterKey is empty. */
+  clusterKey?: string
+  /** os.networkInterfaces(), replaced in tests. */
+  interfaces?: NodeJS.Dict<NetworkInterfaceInfo[]>
+}
+
 /** The machine-independent config turned into what the node runs with. */
-export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: string = systemHostname()): NodeInit {
+export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: string = systemHostname(), machine: MachineFacts = {}): NodeInit {
   const listen = {} as Record<ServiceName, Endpoint | null>
   for (const s of SERVICE_NAMES) {
     const c = config.listen[s]
@@ -357,6 +478,22 @@ export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: s
       idleTimeoutMs: l.smtpIdleSeconds * 1000,
       pop3IdleTimeoutMs: l.pop3IdleSeconds * 1000
     },
-    sync: config.store.sync
+    sync: config.store.sync,
+    ...(config.grid.enabled ? { grid: toGridConfig(config, machine) } : {})
+  }
+}
+
+function toGridConfig (config: Config, machine: MachineFacts): GridConfig {
+  const g = config.grid
+  const clusterKey = g.clusterKey !== '' ? g.clusterKey : machine.clusterKey ?? ''
+  if (clusterKey === '') throw new Error('the grid needs a cluster key: grid.clusterKey or DATA/cluster.key')
+  return {
+    clusterKey,
+    listen: gridListen(config),
+    bootstrap: [...g.bootstrap],
+    mdns: g.mdns,
+    replicas: g.replicas,
+    weight: g.weight,
+    advertiseHost: advertiseHost(config, machine.interfaces)
   }
 }

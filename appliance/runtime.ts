@@ -1,6 +1,7 @@
 // The files in the data dir through which the CLI finds a running node: `admin.token` (the bearer token,
 // created once, readable by the owner only) and `admin.json` (`{ url, pid }`, written once the admin API
-// listens and removed at a clean stop, so a CLI command knows where to knock).
+// listens and removed at a clean stop, so a CLI command knows where to knock); and `cluster.key`, the grid's
+// shared secret when the config names none.
 
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
@@ -9,6 +10,8 @@ import { join } from 'node:path'
 export const TOKEN_FILE = 'admin.token'
 export const INFO_FILE = 'admin.json'
 export const TOKEN_BYTES = 32 // 256 bits: not guessable, whatever the number of tries
+export const CLUSTER_KEY_FILE = 'cluster.key'
+export const CLUSTER_KEY_BYTES = 32 // 256 bits, as the token; the grid derives its pnet key from it by HKDF
 
 export interface AdminInfo {
   url: string
@@ -22,19 +25,32 @@ async function writeAtomic (path: string, text: string, mode: number): Promise<v
   await rename(tmp, path)
 }
 
-/** The admin token of this data dir, created at first call. */
-export async function ensureToken (dataDir: string): Promise<string> {
-  const path = join(dataDir, TOKEN_FILE)
+/** A secret kept in a file of the data dir (owner-only), created with `bytes` random bytes at first call. */
+async function ensureSecret (dataDir: string, file: string, bytes: number): Promise<string> {
+  const path = join(dataDir, file)
   try {
-    const token = (await readFile(path, 'utf8')).trim()
-    if (token !== '') return token
+    const secret = (await readFile(path, 'utf8')).trim()
+    if (secret !== '') return secret
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
   await mkdir(dataDir, { recursive: true })
-  const token = randomBytes(TOKEN_BYTES).toString('base64url')
-  await writeAtomic(path, token + '\n', 0o600)
-  return token
+  const secret = randomBytes(bytes).toString('base64url')
+  await writeAtomic(path, secret + '\n', 0o600)
+  return secret
+}
+
+/** The admin token of this data dir, created at first call. */
+export async function ensureToken (dataDir: string): Promise<string> {
+  return await ensureSecret(dataDir, TOKEN_FILE, TOKEN_BYTES)
+}
+
+/**
+ * The grid's cluster key kept in this data dir, created at first call. Every node of a grid needs the same
+ * one: copy DATA/cluster.key to the others, or set grid.clusterKey on all of them.
+ */
+export async function ensureClusterKey (dataDir: string): Promise<string> {
+  return await ensureSecret(dataDir, CLUSTER_KEY_FILE, CLUSTER_KEY_BYTES)
 }
 
 /** The token, or null when the data dir has none (no node ever started there). */

@@ -10,7 +10,7 @@ import { createAdminServer } from './admin.ts'
 import type { AdminServer } from './admin.ts'
 import { ConfigError, loadConfig, toNodeInit } from './config.ts'
 import { createLogger, namespaced } from './logger.ts'
-import { ensureToken, processAlive, readAdminInfo, removeAdminInfo, writeAdminInfo } from './runtime.ts'
+import { ensureClusterKey, ensureToken, processAlive, readAdminInfo, removeAdminInfo, writeAdminInfo } from './runtime.ts'
 import { loadTls, TlsError } from './tls.ts'
 
 export interface StartOptions {
@@ -68,7 +68,8 @@ export async function startNode (options: StartOptions): Promise<number> {
     if (err instanceof TlsError) return fail(err.message)
     throw err
   }
-  const init = toNodeInit({ ...config, dataDir }, tls, hostname)
+  const clusterKey = config.grid.enabled && config.grid.clusterKey === '' ? await ensureClusterKey(dataDir) : undefined
+  const init = toNodeInit({ ...config, dataDir }, tls, hostname, { clusterKey })
 
   // Loaded here, not at the top: the management commands never need the daemon's code.
   const { createMailNode } = await import('../node/index.ts')

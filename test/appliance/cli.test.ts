@@ -27,7 +27,9 @@ function testEnv (extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MAILGRID_') && v !== undefined) env[k] = v
   for (const s of SERVICE_NAMES) env[envName(`listen.${s}.port`)] = '0'
-  return { ...env, MAILGRID_ADMIN_PORT: '0', MAILGRID_HOSTNAME: 'mx.test.example', MAILGRID_STORE_SYNC: 'false', ...extra }
+  return {
+    ...env, MAILGRID_ADMIN_PORT: '0', MAILGRID_GRID_LISTEN: '/ip4/127.0.0.1/tcp/0', MAILGRID_HOSTNAME: 'mx.test.example', MAILGRID_STORE_SYNC: 'false', ...extra
+  }
 }
 
 async function run (args: string[], stdin?: string): Promise<{ out: string, err: string, code: number }> {
@@ -128,6 +130,9 @@ test('end to end: start, manage the directory through the CLI, stop on SIGTERM, 
     assert.equal(info.pid, node.child.pid)
     assert.match(info.url, /^http:\/\/127\.0\.0\.1:\d+$/)
     assert.equal((await stat(join(dir, 'admin.token'))).mode & 0o777, 0o600)
+    assert.equal((await stat(join(dir, 'cluster.key'))).mode & 0o777, 0o600, 'a one-node grid keeps its generated key')
+    const clusterKey = await readFile(join(dir, 'cluster.key'), 'utf8')
+    assert.match(clusterKey, /^[A-Za-z0-9_-]{43}\n$/, '32 random bytes, base64url')
     const cert = await readFile(join(dir, 'tls', 'cert.pem'), 'utf8')
 
     const d = ['--data', dir]
@@ -181,6 +186,7 @@ test('end to end: start, manage the directory through the CLI, stop on SIGTERM, 
 
     node = await startNode(dir)
     assert.equal(await readFile(join(dir, 'tls', 'cert.pem'), 'utf8'), cert, 'the self-signed certificate is reused')
+    assert.equal(await readFile(join(dir, 'cluster.key'), 'utf8'), clusterKey, 'the cluster key is reused')
     await expect(['user', 'list'], 0, 'alice@example.com\tquota 500M\tmessages unlimited\tactive\n')
     node.child.kill('SIGINT')
     assert.equal(await node.exit, 0)

@@ -44,6 +44,9 @@ test('the embedded defaults are those of issue 2', () => {
   assert.deepEqual(c.tls, { cert: '', key: '' })
   assert.equal(c.store.sync, true)
   assert.equal(c.log.level, 'info')
+  assert.deepEqual(c.grid, {
+    enabled: true, clusterKey: '', listen: [], bootstrap: [], mdns: false, replicas: 2, weight: 0, advertiseHost: ''
+  })
   assert.deepEqual(resolveConfig(), { config: DEFAULT_CONFIG, warnings: [] })
 })
 
@@ -54,7 +57,7 @@ test('the sample file parses to exactly the defaults and lists every option', as
   const walk = (t: Record<string, unknown>, prefix: string): void => {
     for (const [k, v] of Object.entries(t)) {
       const p = prefix === '' ? k : `${prefix}.${k}`
-      if (typeof v === 'object' && v !== null) walk(v as Record<string, unknown>, p)
+      if (typeof v === 'object' && v !== null && !Array.isArray(v)) walk(v as Record<string, unknown>, p)
       else keys.push(p)
     }
   }
@@ -71,6 +74,9 @@ test('environment variable names follow the documented rule', () => {
   assert.equal(envName('admin.port'), 'MAILGRID_ADMIN_PORT')
   assert.equal(envName('limits.authFailuresPerIpMax'), 'MAILGRID_LIMITS_AUTH_FAILURES_PER_IP_MAX')
   assert.equal(envName('plaintextAuthOnLoopback'), 'MAILGRID_PLAINTEXT_AUTH_ON_LOOPBACK')
+  assert.equal(envName('grid.clusterKey'), 'MAILGRID_GRID_CLUSTER_KEY')
+  assert.equal(envName('grid.listen'), 'MAILGRID_GRID_LISTEN')
+  assert.equal(envName('grid.advertiseHost'), 'MAILGRID_GRID_ADVERTISE_HOST')
   assert.equal(new Set(OPTIONS.map(o => envName(o.path))).size, OPTIONS.length, 'every option has its own variable')
 })
 
@@ -141,7 +147,25 @@ test('every bad value is reported with its path', () => {
     ['[tls]\nkey = "/etc/k.pem"', 'tls.cert: must be set together with tls.key'],
     ['[listen.pop3]\nport = 2525', 'listen.pop3.port: 2525 is already used by listen.smtp'],
     ['[admin]\nport = 2110', 'admin.port: 2110 is already used by listen.pop3'],
-    ['[listen.smtp]\nhost = "0.0.0.0"\n[listen.pop3]\nport = 2525', 'listen.pop3.port: 2525 is already used by listen.smtp']
+    ['[listen.smtp]\nhost = "0.0.0.0"\n[listen.pop3]\nport = 2525', 'listen.pop3.port: 2525 is already used by listen.smtp'],
+    ['[grid]\nenabled = "yes"', 'grid.enabled: must be true or false (got "yes")'],
+    ['[grid]\nclusterKey = "short"', 'grid.clusterKey: must be empty (a key is generated) or 16-1024 characters (got 5 characters)'],
+    ['[grid]\nclusterKey = 12345', 'grid.clusterKey: must be a string (got 12345)'],
+    ['[grid]\nlisten = "/ip4/127.0.0.1/tcp/7946"', 'grid.listen: must be a list of strings (got "/ip4/127.0.0.1/tcp/7946")'],
+    ['[grid]\nlisten = ["127.0.0.1:7946"]', 'grid.listen: must be multiaddrs such as "/ip4/192.0.2.1/tcp/7946" (got "127.0.0.1:7946")'],
+    ['[grid]\nbootstrap = ["/ip4/192.0.2.1/tcp/7946", 7946]', 'grid.bootstrap: must be a list of strings (got 7946)'],
+    ['[grid]\nbootstrap = ["/ip4/192.0.2.1/tcp/7946 /ip4/192.0.2.2/tcp/7946"]',
+      'grid.bootstrap: must be multiaddrs such as "/ip4/192.0.2.1/tcp/7946" (got "/ip4/192.0.2.1/tcp/7946 /ip4/192.0.2.2/tcp/7946")'],
+    [`[grid]\nbootstrap = [${Array.from({ length: 65 }, () => '"/ip4/192.0.2.1/tcp/1"').join(',')}]`, 'grid.bootstrap: must have at most 64 entries (got 65)'],
+    ['[grid]\nmdns = 1', 'grid.mdns: must be true or false (got 1)'],
+    ['[grid]\nreplicas = 0', 'grid.replicas: must be an integer 1-5 (got 0)'],
+    ['[grid]\nreplicas = 6', 'grid.replicas: must be an integer 1-5 (got 6)'],
+    ['[grid]\nweight = -1', 'grid.weight: must be a number 0-1000 (got -1)'],
+    ['[grid]\nweight = "heavy"', 'grid.weight: must be a number 0-1000 (got "heavy")'],
+    ['[grid]\nadvertiseHost = "not a host"', 'grid.advertiseHost: must be an IP address or a host name (got "not a host")'],
+    ['[grid]\nlisten = ["/ip4/127.0.0.1/tcp/2525"]', 'grid.listen.port: 2525 is already used by listen.smtp'],
+    ['[admin]\nport = 7946', 'grid.listen.port: 7946 is already used by admin'],
+    ['[listen]\nhost = "mail.example.com"', 'grid.listen: must be set when listen.host is a host name ("mail.example.com")']
   ]
   for (const [toml, message] of cases) assert.deepEqual(problems(() => resolveConfig({ toml })), [message], toml)
 })
@@ -192,7 +216,7 @@ test('toNodeInit resolves hosts, disabled services, units and the hostname', () 
   const { config } = resolveConfig({
     toml: 'dataDir = "rel/data"\n[listen]\nhost = "0.0.0.0"\n[listen.smtp]\nhost = "192.0.2.1"\n[listen.imaps]\nenabled = false\n[store]\nsync = false\n'
   })
-  const init = toNodeInit(config, TLS, 'machine.example')
+  const init = toNodeInit(config, TLS, 'machine.example', { clusterKey: 'k' })
   assert.equal(init.dataDir, resolve('rel/data'))
   assert.equal(init.hostname, 'machine.example')
   assert.deepEqual(init.listen.smtp, { host: '192.0.2.1', port: 2525 })
@@ -212,5 +236,65 @@ test('toNodeInit resolves hosts, disabled services, units and the hostname', () 
     idleTimeoutMs: 300_000,
     pop3IdleTimeoutMs: 600_000
   })
-  assert.equal(toNodeInit(resolveConfig({ toml: 'hostname = "mx.example.org"' }).config, TLS, 'machine').hostname, 'mx.example.org')
+  assert.equal(toNodeInit(resolveConfig({ toml: 'hostname = "mx.example.org"' }).config, TLS, 'machine', { clusterKey: 'k' }).hostname, 'mx.example.org')
+})
+
+test('grid options: file, environment lists, derived listen and advertise addresses', () => {
+  const toml = '[grid]\nclusterKey = "0123456789abcdef-key"\nlisten = ["/ip4/0.0.0.0/tcp/7000"]\nbootstrap = ["/ip4/192.0.2.1/tcp/7946"]\n' +
+    'mdns = true\nreplicas = 3\nweight = 1.5\nadvertiseHost = "192.0.2.9"\n'
+  const g = resolveConfig({ toml }).config.grid
+  assert.deepEqual(g, {
+    enabled: true, clusterKey: '0123456789abcdef-key', listen: ['/ip4/0.0.0.0/tcp/7000'], bootstrap: ['/ip4/192.0.2.1/tcp/7946'],
+    mdns: true, replicas: 3, weight: 1.5, advertiseHost: '192.0.2.9'
+  })
+  const e = resolveConfig({
+    toml,
+    env: {
+      MAILGRID_GRID_BOOTSTRAP: ' /ip4/192.0.2.2/tcp/7946 , /ip4/192.0.2.3/tcp/7946/p2p/12D3KooWabc,',
+      MAILGRID_GRID_LISTEN: '',
+      MAILGRID_GRID_WEIGHT: '2.5',
+      MAILGRID_GRID_REPLICAS: '1',
+      MAILGRID_GRID_MDNS: 'no',
+      MAILGRID_GRID_CLUSTER_KEY: 'from-the-environment-0123'
+    }
+  }).config.grid
+  assert.deepEqual(e.bootstrap, ['/ip4/192.0.2.2/tcp/7946', '/ip4/192.0.2.3/tcp/7946/p2p/12D3KooWabc'], 'comma-separated, trimmed')
+  assert.deepEqual(e.listen, [], 'an empty variable is the empty list')
+  assert.deepEqual([e.weight, e.replicas, e.mdns, e.clusterKey], [2.5, 1, false, 'from-the-environment-0123'])
+  assert.deepEqual(problems(() => resolveConfig({ env: { MAILGRID_GRID_LISTEN: 'tcp://127.0.0.1:7946', MAILGRID_GRID_WEIGHT: 'x' } })), [
+    'grid.listen (from MAILGRID_GRID_LISTEN): must be multiaddrs such as "/ip4/192.0.2.1/tcp/7946" (got "tcp://127.0.0.1:7946")',
+    'grid.weight (from MAILGRID_GRID_WEIGHT): must be a number 0-1000 (got "x")'
+  ])
+  const secret = 'this-is-the-secret'
+  const shown = problems(() => resolveConfig({ env: { MAILGRID_GRID_CLUSTER_KEY: secret.slice(0, 9) } }))
+  assert.ok(!shown.join('').includes(secret.slice(0, 9)), 'a wrong key is not echoed')
+
+  // A disabled grid neither derives a listen address nor claims its port.
+  resolveConfig({ toml: '[grid]\nenabled = false\n[admin]\nport = 7946\n[listen]\nhost = "mail.example.com"\n' })
+  resolveConfig({ toml: '[grid]\nlisten = ["/ip4/127.0.0.1/tcp/0"]\n[listen]\nhost = "mail.example.com"\n' })
+})
+
+test('toNodeInit: the grid from the config, the key from the data dir, addresses derived from listen.host', () => {
+  const nics = {
+    lo: [{ address: '127.0.0.1', netmask: '255.0.0.0', family: 'IPv4' as const, mac: '00:00:00:00:00:00', internal: true, cidr: '127.0.0.1/8' }],
+    eth0: [
+      { address: 'fe80::1', netmask: 'ffff:ffff:ffff:ffff::', family: 'IPv6' as const, mac: '02:00:00:00:00:01', internal: false, cidr: 'fe80::1/64', scopeid: 2 },
+      { address: '192.0.2.44', netmask: '255.255.255.0', family: 'IPv4' as const, mac: '02:00:00:00:00:01', internal: false, cidr: '192.0.2.44/24' }
+    ]
+  }
+  const local = toNodeInit(DEFAULT_CONFIG, TLS, 'm', { clusterKey: 'file-key', interfaces: nics }).grid
+  assert.deepEqual(local, {
+    clusterKey: 'file-key', listen: ['/ip4/127.0.0.1/tcp/7946'], bootstrap: [], mdns: false, replicas: 2, weight: 0, advertiseHost: '127.0.0.1'
+  })
+  const lan = resolveConfig({ toml: '[listen]\nhost = "0.0.0.0"\n[grid]\nclusterKey = "configured-key-0123"\nmdns = true\n' }).config
+  const g = toNodeInit(lan, TLS, 'm', { clusterKey: 'file-key', interfaces: nics }).grid
+  assert.equal(g?.clusterKey, 'configured-key-0123', 'a configured key wins over the file')
+  assert.deepEqual(g?.listen, ['/ip4/0.0.0.0/tcp/7946'])
+  assert.equal(g?.advertiseHost, '192.0.2.44', 'the first non-internal IPv4')
+  assert.equal(toNodeInit(lan, TLS, 'm', { interfaces: { lo: nics.lo } }).grid?.advertiseHost, '127.0.0.1', 'no network: loopback')
+  const v6 = resolveConfig({ toml: '[listen]\nhost = "::1"\n' }).config
+  assert.deepEqual(toNodeInit(v6, TLS, 'm', { clusterKey: 'k' }).grid?.listen, ['/ip6/::1/tcp/7946'])
+  assert.throws(() => toNodeInit(DEFAULT_CONFIG, TLS, 'm'), /cluster key/)
+  const off = resolveConfig({ toml: '[grid]\nenabled = false\n' }).config
+  assert.equal(toNodeInit(off, TLS, 'm').grid, undefined, 'no grid, no key needed')
 })
