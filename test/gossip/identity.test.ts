@@ -7,7 +7,7 @@ import { describe, it } from 'node:test'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { decodeHeartbeat, encodeHeartbeat } from '../../gossip/heartbeat.ts'
 import { INCARNATION_FILE, loadOrCreatePeerKey, membersTopic, nextIncarnation, PEER_KEY_FILE, swarmKey } from '../../gossip/identity.ts'
-import { capacityWeight } from '../../gossip/load.ts'
+import { capacityWeight, machineWeight, sampleLoad } from '../../gossip/load.ts'
 import type { MemberInfo } from '../../gossip/types.ts'
 import { tempDir } from '../helpers/tmp.ts'
 
@@ -57,6 +57,17 @@ describe('capacity weight', () => {
     assert.equal(capacityWeight(8, 8 * GIB, 256 * GIB), 1.4)
     assert.equal(capacityWeight(0, 0, 0), 0.1, 'never zero')
     assert.equal(capacityWeight(4, 8 * GIB, 256 * GIB + 12345), 1, 'small disk drift does not move the weight')
+  })
+
+  it('samples this machine: sane numbers, and a positive weight', async t => {
+    const dir = await tempDir(t)
+    const s = await sampleLoad(dir)
+    assert.ok(s.cpuPct >= 0 && s.cpuPct <= 100, `cpu ${s.cpuPct}`)
+    assert.ok(s.memTotalBytes > 0 && s.memUsedBytes <= s.memTotalBytes)
+    assert.ok(s.diskFreeBytes > 0)
+    assert.ok(s.netRxBytesPerSec >= 0 && s.netTxBytesPerSec >= 0)
+    assert.equal(s.sessions, 0)
+    assert.ok(await machineWeight(dir) >= 0.1)
   })
 })
 
