@@ -187,6 +187,13 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       tx.events.push([user, { type: 'flags', mailbox: box.id, changes, modseq: e.modseq }])
       return
     }
+    case 'uidNext': {
+      const box = c.boxes.get(e.mailbox)
+      if (box === undefined || e.uidNext <= box.uidNext) return
+      box.uidNext = e.uidNext
+      tx.put(keys.mailbox(user, box.id), box)
+      return
+    }
     case 'expunge': {
       const box = c.boxes.get(e.mailbox)
       if (box === undefined) return

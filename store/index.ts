@@ -12,6 +12,8 @@ export type { MailErrorKind } from './errors.ts'
 export { normalizeAddress, normalizeDomain, domainOf } from './address.ts'
 export { DELIMITER, checkMailboxName, normalizeMailboxName } from './names.ts'
 export { DEFAULT_MAILBOXES } from './mail.ts'
+export { summarizeLog } from './summary.ts'
+export type { AddedMessage, LogSummary } from './summary.ts'
 export * as mime from './mime/index.ts'
 
 export function createStore (components: StoreComponents, init: StoreInit): Store {

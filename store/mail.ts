@@ -121,8 +121,9 @@ export class MailStoreBase {
   }
 
   /** Decides the next log position for an entry and applies it: the primary's only way to change mail. */
-  private async commit (tx: Tx, user: string, c: Cached, entry: NewLogEntry): Promise<void> {
-    await applyEntry(this.reader, tx, user, c, { ...entry, seq: c.state.logSeq + 1 } as LogEntry)
+  private async commit (tx: Tx, user: string, c: Cached, entry: NewLogEntry, eid?: string): Promise<void> {
+    const seq = c.state.logSeq + 1
+    await applyEntry(this.reader, tx, user, c, { ...entry, seq, eid: eid ?? this.randomId().slice(0, 16) } as LogEntry)
   }
 
   private readonly reader = {
@@ -144,19 +145,19 @@ export class MailStoreBase {
       tx.ops.push(...extra)
       if (c.state.logSeq > 0) return
       for (const [name, use] of DEFAULT_MAILBOXES) {
-        await this.addMailbox(tx, user, c, name, use, createdMs)
-        await this.commit(tx, user, c, { op: 'subscribe', name, subscribed: true })
+        await this.addMailbox(tx, user, c, name, use, createdMs, `init-${c.state.logSeq + 1}`)
+        await this.commit(tx, user, c, { op: 'subscribe', name, subscribed: true }, `init-${c.state.logSeq + 1}`)
       }
     }, { create: true })
   }
 
-  private async addMailbox (tx: Tx, user: string, c: Cached, name: string, specialUse: SpecialUse | null, nowMs = this.now()): Promise<MailboxRec> {
+  private async addMailbox (tx: Tx, user: string, c: Cached, name: string, specialUse: SpecialUse | null, nowMs = this.now(), eid?: string): Promise<MailboxRec> {
     if (c.boxes.size >= MAILBOXES_PER_USER_MAX) throw new MailError('limit', 'Too many mailboxes')
     // UIDVALIDITY: seconds since the epoch, forced to grow per user, so a mailbox re-created under an old
     // name never repeats an old value (RFC 3501 2.3.1.1)
     const uidValidity = Math.max(Math.floor(nowMs / 1000), c.state.lastUidValidity + 1) >>> 0
     const id = (c.state.mailboxSeq + 1).toString(36)
-    await this.commit(tx, user, c, { op: 'mailboxCreate', mailbox: id, name, uidValidity, specialUse })
+    await this.commit(tx, user, c, { op: 'mailboxCreate', mailbox: id, name, uidValidity, specialUse }, eid)
     return c.boxes.get(id) as MailboxRec
   }
 
@@ -317,11 +318,27 @@ export class MailStoreBase {
   }
 
   async append (user: string, name: string, input: AppendInput, opts?: OpOptions): Promise<AppendResult> {
-    const [res] = await this.deliver(input.raw, [{ user, mailbox: name, prefix: input.prefix ?? '', flags: input.flags ?? [] }], { ...opts, internalDate: input.internalDate })
+    const [res] = await this.deliver(input.raw, [{ user, mailbox: name, prefix: input.prefix ?? '', flags: input.flags ?? [] }], { ...opts, internalDate: input.internalDate, gid: input.gid })
     return res
   }
 
-  async deliver (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number }): Promise<AppendResult[]> {
+  async raiseUidNext (user: string, mailboxId: string, uidNext: number): Promise<void> {
+    await this.write([user], async (tx, get) => {
+      const c = get(user)
+      const box = this.boxById(c, mailboxId)
+      if (Number.isSafeInteger(uidNext) && uidNext > box.uidNext) await this.commit(tx, user, c, { op: 'uidNext', mailbox: box.id, uidNext })
+    })
+  }
+
+  async renumber (user: string, mailboxId: string, uids: number[]): Promise<Array<[number, number]>> {
+    return await this.write([user], async (tx, get) => {
+      const c = get(user)
+      const box = this.boxById(c, mailboxId)
+      return await this.moveRecords(tx, user, c, box, await this.records(user, box, uids), box)
+    })
+  }
+
+  async deliver (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number, gid?: string }): Promise<AppendResult[]> {
     if (targets.length === 0) return []
     const flagsOf = targets.map(t => this.checkFlags(t.flags ?? []))
     const body = await this.putBody(raw)
@@ -338,14 +355,16 @@ export class MailStoreBase {
         n.messages += 1
         need.set(t.user, n)
       })
-      for (const [u, n] of need) this.checkQuota(get(u), limits.get(u) as { bytes: number, messages: number }, n.bytes, n.messages)
+      // a message re-added under its old global id (the grid's merge after a partition) was accepted once
+      // already: quota does not get to lose it now
+      if (opts?.gid === undefined) for (const [u, n] of need) this.checkQuota(get(u), limits.get(u) as { bytes: number, messages: number }, n.bytes, n.messages)
       tx.ops.push(...body.ops)
       const internalDate = opts?.internalDate ?? this.now()
       const out: AppendResult[] = []
       for (const [i, t] of targets.entries()) {
         const box = boxes[i]
         const rec = await this.addRecord(tx, t.user, get(t.user), box, {
-          gid: this.randomId(), flags: flagsOf[i], internalDate, size: raw.length + Buffer.byteLength(t.prefix), blob: body.hash, prefix: t.prefix
+          gid: targets.length === 1 && opts?.gid !== undefined ? opts.gid : this.randomId(), flags: flagsOf[i], internalDate, size: raw.length + Buffer.byteLength(t.prefix), blob: body.hash, prefix: t.prefix
         })
         out.push({ mailbox: box.id, uidValidity: box.uidValidity, uid: rec.uid, modseq: rec.modseq, gid: rec.gid })
       }

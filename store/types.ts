@@ -107,6 +107,7 @@ export interface AppendInput {
   flags?: string[]
   internalDate?: number
   prefix?: string
+  gid?: string // keep a global id (the grid's merge re-adds a message under the id it had elsewhere)
 }
 
 export interface AppendResult {
@@ -166,11 +167,13 @@ export type MailEvent =
 export type MailListener = (event: MailEvent) => void
 
 /** One entry of a user's ordered change log: what the grid replicates. `epoch`: the ownership epoch of the
- * primary that decided it (grid; absent on a standalone node). */
-export type LogEntry = { epoch?: number } & (
+ * primary that decided it (grid; absent on a standalone node). `eid`: a unique id the deciding node gives the
+ * entry, so two copies of a log can tell where they diverged (after a partition). */
+export type LogEntry = { epoch?: number, eid?: string } & (
   | { seq: number, op: 'append', mailbox: string, uid: number, gid: string, flags: string[], modseq: number, internalDate: number, size: number, blob: string, prefix: string }
   | { seq: number, op: 'flags', mailbox: string, changes: Array<[number, string[]]>, modseq: number }
   | { seq: number, op: 'expunge', mailbox: string, uids: number[], modseq: number }
+  | { seq: number, op: 'uidNext', mailbox: string, uidNext: number } // raise UIDNEXT (merge: new UIDs above both sides)
   | { seq: number, op: 'mailboxCreate', mailbox: string, name: string, uidValidity: number, specialUse: SpecialUse | null }
   | { seq: number, op: 'mailboxRename', mailbox: string, name: string }
   | { seq: number, op: 'mailboxDelete', mailbox: string }
@@ -257,6 +260,10 @@ export interface Replication {
   applyLog (user: string, entries: LogEntry[], blobs?: Buffer[]): Promise<number>
   /** Drops this node's copy of a user's mail (state, mailboxes, records, log). */
   dropUserMail (user: string): Promise<void>
+  /** Raises a mailbox's UIDNEXT (never lowers it). */
+  raiseUidNext (user: string, mailboxId: string, uidNext: number): Promise<void>
+  /** Gives messages new UIDs (from UIDNEXT) in the same mailbox, keeping their global ids: one batch. */
+  renumber (user: string, mailboxId: string, uids: number[]): Promise<Array<[number, number]>>
 }
 
 export interface Store extends Directory, MailStore, Replication, DirectoryReplication {

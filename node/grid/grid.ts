@@ -10,6 +10,21 @@ import { isMailError, MailError } from '../../store/index.ts'
 import type { AppendResult, DeliveryTarget, DirectoryRecord, LogEntry, OpOptions, QuotaUsage, Store } from '../../store/index.ts'
 import { KeyedLock } from '../../store/lock.ts'
 import { errorReply, LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, packBodies, PROTOCOLS, throwIfError, unpackBodies } from './wire.ts'
+import { EIDS_BATCH, mergeFrom } from './merge.ts'
+import type { MergePeer } from './merge.ts'
+import { summarizeLog } from '../../store/index.ts'
+import type { LogSummary } from '../../store/index.ts'
+
+/** A replica's copy of the log differs from ours before the point we would continue from. */
+class DivergedError extends Error {
+  readonly peer: string
+  readonly position: number
+  constructor (peer: string, position: number) {
+    super(`log of ${peer} diverged`)
+    this.peer = peer
+    this.position = position
+  }
+}
 
 export const REPLICATION_TIMEOUT_MS = 15_000 // a write waits this long for its replicas before answering 'temp'
 export const REBALANCE_INTERVAL_MS = 2_000 // how often every owned user's replicas are checked
@@ -96,6 +111,55 @@ export class Grid {
       return { header: { positions } }
     })
     g.handle(PROTOCOLS.log, async req => await this.onLog(req))
+    g.handle(PROTOCOLS.eids, async req => {
+      const user = String(req.header.user)
+      const from = Math.max(1, Number(req.header.from))
+      const to = Math.min(Number(req.header.to), from + EIDS_BATCH - 1)
+      const entries = await this.store.readLog(user, from, Math.max(0, to - from + 1))
+      const eids: Array<string | null> = []
+      for (let s = from; s <= to; s++) eids.push(entries[s - from]?.eid ?? null)
+      return { header: { eids } }
+    })
+    g.handle(PROTOCOLS.summary, async req => {
+      const user = String(req.header.user)
+      const all: LogEntry[] = []
+      for (;;) {
+        const part = await this.store.readLog(user, all.length + 1, 4096)
+        all.push(...part)
+        if (part.length < 4096) break
+      }
+      return { header: { summary: summarizeLog(all, Number(req.header.from)) } }
+    })
+    g.handle(PROTOCOLS.blobs, async req => {
+      const hashes = Array.isArray(req.header.hashes) ? req.header.hashes.map(String).slice(0, LOG_BATCH_ENTRIES_MAX) : []
+      const { lens, body } = packBodies(await Promise.all(hashes.map(async h => await this.store.readBlob(h))))
+      return { header: { lens }, body }
+    })
+    g.handle(PROTOCOLS.handoff, async (req, ctx) => {
+      const user = String(req.header.user)
+      const position = Number(req.header.position)
+      try {
+        await this.lead(user)
+        const [mine] = await this.store.readLog(user, position, 1)
+        if (position > 0 && (mine === undefined || mine.eid !== req.header.eid)) {
+          // it holds entries we do not: take them (the merge resets its copy when done)
+          await this.merge(user, ctx.peer, position)
+          return { header: { drop: false, merged: true } }
+        }
+        // its copy is a prefix of ours: it may go once every replica has ours (invariant 5)
+        await this.replicate(user)
+        return { header: { drop: true } }
+      } catch (err) {
+        return errorReply(err)
+      }
+    })
+    g.handle(PROTOCOLS.reset, async req => {
+      const user = String(req.header.user)
+      // only the user's primary may tell us to drop our copy, and only after it merged what we had
+      await this.store.dropUserMail(user)
+      this.log.info({ user, by: String(req.header.by ?? '') }, 'replica_reset')
+      return { header: { position: 0 } }
+    })
     g.handle(PROTOCOLS.pull, async req => await this.onPull(req))
     g.handle(PROTOCOLS.deliver, async req => {
       try {
@@ -169,6 +233,15 @@ export class Grid {
         const res = await this.gossip.call(peer, PROTOCOLS.position, { header: { users: [user] } }, { signal: opts?.signal })
         const theirs = Number((res.header.positions as Record<string, number>)[user] ?? 0)
         let mine = await this.store.logPosition(user)
+        const at = Math.min(mine, theirs)
+        if (at > 0) {
+          const [ours] = await this.store.readLog(user, at, 1)
+          const check = await this.gossip.call(peer, PROTOCOLS.eids, { header: { user, from: at, to: at } }, { signal: opts?.signal })
+          if ((check.header.eids as Array<string | null>)[0] !== ours?.eid) {
+            await this.merge(user, peer, theirs)
+            continue
+          }
+        }
         while (theirs > mine) {
           const got = await this.gossip.call(peer, PROTOCOLS.pull, { header: { user, from: mine + 1, limit: LOG_BATCH_ENTRIES_MAX } }, { signal: opts?.signal })
           const entries = got.header.entries as LogEntry[]
@@ -184,14 +257,18 @@ export class Grid {
   }
 
   /** Waits until every other alive replica of `user` has this node's log durable (or fails 'temp'). */
-  async replicate (user: string, opts?: OpOptions): Promise<void> {
+  async replicate (user: string, opts?: OpOptions & { except?: string }): Promise<void> {
     const target = await this.store.logPosition(user)
     const deadline = Date.now() + REPLICATION_TIMEOUT_MS
     for (;;) {
-      const peers = this.replicasOf(user).filter(p => p !== this.self)
+      const peers = this.replicasOf(user).filter(p => p !== this.self && p !== opts?.except)
       const results = await Promise.allSettled(peers.map(async p => await this.sync(user, p, target, opts)))
       const failed = results.flatMap((r, i) => r.status === 'rejected' ? [[peers[i], r.reason] as const] : [])
       if (failed.length === 0) return
+      for (const [, reason] of failed) {
+        if (reason instanceof DivergedError) await this.merge(user, reason.peer, reason.position)
+      }
+      if (failed.every(([, reason]) => reason instanceof DivergedError)) return await this.replicate(user, opts)
       if (Date.now() > deadline || opts?.signal?.aborted === true) {
         this.log.warn({ user, failed: failed.map(([p, e]) => ({ peer: p, err: String(e) })) }, 'replication_timeout')
         throw new MailError('temp', 'Could not reach every replica in time; try again')
@@ -228,8 +305,13 @@ export class Grid {
         }
         const batch = entries.slice(0, cut)
         const { lens, body } = packBodies(bodies)
-        const res = await this.gossip.call(peer, PROTOCOLS.log, { header: { user, entries: batch, lens }, body }, { signal: opts?.signal })
+        const prevEid = pos > 0 ? (await this.store.readLog(user, pos, 1))[0]?.eid ?? null : null
+        const res = await this.gossip.call(peer, PROTOCOLS.log, { header: { user, entries: batch, lens, prev: { seq: pos, eid: prevEid } }, body }, { signal: opts?.signal })
         throwIfError(res)
+        if (res.header.diverged === true) {
+          this.confirmed.delete(key)
+          throw new DivergedError(peer, Number(res.header.position))
+        }
         const next = Number(res.header.position)
         // lower than we thought: the replica lost state, so the next round starts again from its position
         if (!Number.isSafeInteger(next) || next === pos) throw new MailError('temp', `replica ${peer} makes no progress at ${pos}`)
@@ -243,6 +325,13 @@ export class Grid {
   private async onLog (req: RpcMessage): Promise<RpcMessage> {
     const user = String(req.header.user)
     const entries = req.header.entries as LogEntry[]
+    const prev = req.header.prev as { seq: number, eid: string | null } | undefined
+    if (prev !== undefined && prev.seq > 0) {
+      const position = await this.store.logPosition(user)
+      if (position < prev.seq) return { header: { position } } // behind: resend from our position
+      const [mine] = await this.store.readLog(user, prev.seq, 1)
+      if (mine?.eid !== prev.eid) return { header: { position, diverged: true } }
+    }
     try {
       const position = await this.store.applyLog(user, entries, unpackBodies(req.header.lens, req.body))
       return { header: { position } }
@@ -264,6 +353,44 @@ export class Grid {
     }
     const { lens, body } = packBodies(bodies)
     return { header: { entries, lens }, body }
+  }
+
+  // ---- merge after divergence -------------------------------------------------------------------------------
+
+  private readonly merging = new Map<string, Promise<void>>()
+
+  /** Takes what a diverged replica has into our log (merge.ts), makes that durable on our other replicas, then resets it. */
+  async merge (user: string, peer: string, theirPosition: number): Promise<void> {
+    const k = `${user}\x00${peer}`
+    const running = this.merging.get(k)
+    if (running !== undefined) return await running
+    const p = (async () => {
+      const remote: MergePeer = {
+        eids: async (from, to) => {
+          const res = await this.gossip.call(peer, PROTOCOLS.eids, { header: { user, from, to } })
+          return res.header.eids as Array<string | null>
+        },
+        summary: async (from) => {
+          const res = await this.gossip.call(peer, PROTOCOLS.summary, { header: { user, from } })
+          return res.header.summary as LogSummary
+        },
+        blobs: async (hashes) => {
+          const out: Buffer[] = []
+          for (let i = 0; i < hashes.length; i += LOG_BATCH_ENTRIES_MAX) {
+            const res = await this.gossip.call(peer, PROTOCOLS.blobs, { header: { hashes: hashes.slice(i, i + LOG_BATCH_ENTRIES_MAX) } })
+            out.push(...unpackBodies(res.header.lens, res.body))
+          }
+          return out
+        }
+      }
+      this.log.warn({ user, peer }, 'log_diverged')
+      await mergeFrom(this.store, user, remote, theirPosition, this.log)
+      await this.replicate(user, { except: peer })
+      await this.gossip.call(peer, PROTOCOLS.reset, { header: { user, by: this.self } })
+      this.confirmed.set(k, 0)
+    })().finally(() => this.merging.delete(k))
+    this.merging.set(k, p)
+    await p
   }
 
   // ---- deliveries ------------------------------------------------------------------------------------------
@@ -360,6 +487,9 @@ export class Grid {
             try {
               await this.sync(u, peer, target)
             } catch (err) {
+              if (err instanceof DivergedError) {
+                await this.merge(u, peer, err.position).catch(e => this.log.warn({ user: u, peer, err: String(e) }, 'merge_failed'))
+              }
               under++
               this.log.debug({ user: u, peer, err: String(err) }, 'remirror_pending')
             }
@@ -371,6 +501,29 @@ export class Grid {
       }
     }
     await Promise.all(Array.from({ length: REMIRROR_CONCURRENCY }, () => worker()))
+    // copies this node holds of users it no longer replicates: hand them to the primary, drop them when it
+    // confirms every replica has all of it
+    const foreign = users.filter(u => !this.replicasOf(u).includes(this.self))
+    const handoff = async (): Promise<void> => {
+      for (let u = foreign.shift(); u !== undefined && this.running; u = foreign.shift()) {
+        try {
+          const position = await this.store.logPosition(u)
+          if (position === 0) continue
+          const primary = this.primaryOf(u)
+          if (primary === null) continue
+          const [last] = await this.store.readLog(u, position, 1)
+          const res = await this.gossip.call(primary, PROTOCOLS.handoff, { header: { user: u, position, eid: last?.eid ?? null } }, { timeoutMs: REPLICATION_TIMEOUT_MS + 5000 })
+          throwIfError(res)
+          if (res.header.drop === true && !this.replicasOf(u).includes(this.self)) {
+            await this.lock.with([`${u}\x00drop`], async () => { if (await this.store.logPosition(u) === position) await this.store.dropUserMail(u) })
+            this.log.info({ user: u, position }, 'replica_dropped')
+          }
+        } catch (err) {
+          this.log.debug({ user: u, err: String(err) }, 'handoff_pending')
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: REMIRROR_CONCURRENCY }, () => handoff()))
     for (const u of users) if (this.replicasOf(u).includes(this.self)) replicated++
     this.owned = mine.length
     this.replicated = replicated

@@ -13,7 +13,12 @@ export const PROTOCOLS = {
   quota: '/mailgrid/quota/1.0.0', // { user } → { quota } | { error }
   directory: '/mailgrid/directory/1.0.0', // { records } → { applied }
   directoryDigest: '/mailgrid/directory-digest/1.0.0', // { digest } → { same } | { records }
-  session: '/mailgrid/session/1.0.0' // stream: a forwarded IMAP or POP3 session
+  session: '/mailgrid/session/1.0.0', // stream: a forwarded IMAP or POP3 session
+  eids: '/mailgrid/eids/1.0.0', // { user, from, to } → { eids: (string|null)[] } (merge: find the common prefix)
+  summary: '/mailgrid/summary/1.0.0', // { user, from } → { summary } (merge: what the other side did)
+  blobs: '/mailgrid/blobs/1.0.0', // { hashes } → { lens } + bodies
+  reset: '/mailgrid/reset/1.0.0', // { user } → { position: 0 } (drop a diverged copy, after a merge took what it had)
+  handoff: '/mailgrid/handoff/1.0.0' // { user, position, eid } → { drop } (a node that is no longer a replica asks the primary)
 } as const
 
 export const LOG_BATCH_ENTRIES_MAX = 512 // entries per replication message

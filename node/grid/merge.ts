@@ -1,0 +1,114 @@
+// Merging two copies of a user's log that diverged (a partition, or a two-node grid where each side took
+// over): the primary keeps its log, adds what only the other side has, and never reuses a UID. Messages
+// are matched by global id, not UID: UIDs on the two sides name different messages.
+//
+// For each mailbox both sides assigned UIDs after the common point: UIDNEXT is raised above both sides, the
+// primary's own messages in the contested range are renumbered (so no UID means one message to one client and
+// another to the next), and the other side's new messages are appended above. Flags the other side changed are
+// taken (or joined with ours when both changed them); messages it expunged are expunged. Then the other copy is
+// dropped and rebuilt from our log — only after our merged state is durable on our replicas (invariant 5).
+
+import type { Logger } from 'pino'
+import type { LogEntry, LogSummary, MessageRecord, Store } from '../../store/index.ts'
+import { summarizeLog } from '../../store/index.ts'
+
+export const EIDS_BATCH = 2048 // log ids compared per request while looking for the common prefix
+
+export interface MergePeer {
+  eids (from: number, to: number): Promise<Array<string | null>>
+  summary (from: number): Promise<LogSummary>
+  blobs (hashes: string[]): Promise<Buffer[]>
+}
+
+async function readAll (store: Store, user: string): Promise<LogEntry[]> {
+  const out: LogEntry[] = []
+  for (;;) {
+    const part = await store.readLog(user, out.length + 1, 4096)
+    out.push(...part)
+    if (part.length < 4096) return out
+  }
+}
+
+/** The last position at which both copies hold the same entry. */
+export async function commonPrefix (mine: LogEntry[], peer: MergePeer, theirPosition: number): Promise<number> {
+  let hi = Math.min(mine.length, theirPosition)
+  while (hi > 0) {
+    const lo = Math.max(1, hi - EIDS_BATCH + 1)
+    const theirs = await peer.eids(lo, hi)
+    for (let s = hi; s >= lo; s--) {
+      if (theirs[s - lo] !== null && theirs[s - lo] === mine[s - 1].eid) return s
+    }
+    hi = lo - 1
+  }
+  return 0
+}
+
+export interface MergeResult {
+  common: number
+  added: number
+  renumbered: number
+  flagged: number
+  expunged: number
+}
+
+export async function mergeFrom (store: Store, user: string, peer: MergePeer, theirPosition: number, log: Logger): Promise<MergeResult> {
+  const mineLog = await readAll(store, user)
+  const common = await commonPrefix(mineLog, peer, theirPosition)
+  const theirs = await peer.summary(common + 1)
+  const mine = summarizeLog(mineLog, common + 1)
+  const result: MergeResult = { common, added: 0, renumbered: 0, flagged: 0, expunged: 0 }
+
+  // UIDs: above both sides, and ours in the contested range move up too
+  for (const box of await store.listMailboxes(user)) {
+    const theirNext = theirs.uidNextAfter[box.name]
+    if (theirNext === undefined) continue
+    const start = theirs.uidNextBefore[box.name] ?? mine.uidNextBefore[box.name] ?? 1
+    if (theirNext > box.uidNext) await store.raiseUidNext(user, box.id, theirNext)
+    if (theirNext > start) {
+      const contested = (await store.listMessages(user, box.id, { from: start, to: theirNext - 1 })).map(r => r.uid)
+      if (contested.length > 0) {
+        await store.renumber(user, box.id, contested)
+        result.renumbered += contested.length
+      }
+    }
+  }
+
+  // messages only they have
+  const known = new Set(mine.everSeen)
+  const missing = theirs.added.filter(a => !known.has(a.gid))
+  const need = await store.missingBlobs(missing.map(a => a.blob))
+  const fetched = new Map<string, Buffer>()
+  if (need.length > 0) {
+    const bodies = await peer.blobs(need)
+    need.forEach((h, i) => fetched.set(h, bodies[i]))
+  }
+  const names = new Set((await store.listMailboxes(user)).map(b => b.name))
+  for (const a of missing) {
+    const raw = fetched.get(a.blob) ?? await store.readBlob(a.blob)
+    await store.append(user, names.has(a.mailbox) ? a.mailbox : 'INBOX', { raw, flags: a.flags, internalDate: a.internalDate, prefix: a.prefix, gid: a.gid })
+    result.added++
+  }
+
+  // their flag changes and expunges, on the messages we both have
+  const where = new Map<string, { box: string, rec: MessageRecord }>()
+  for (const box of await store.listMailboxes(user)) {
+    for (const rec of await store.listMessages(user, box.id)) where.set(rec.gid, { box: box.id, rec })
+  }
+  for (const [gid, flags] of Object.entries(theirs.flags)) {
+    const w = where.get(gid)
+    if (w === undefined) continue
+    const ours = mine.flags[gid]
+    const next = ours === undefined ? flags : [...new Set([...ours, ...flags])]
+    await store.storeFlags(user, w.box, [w.rec.uid], 'set', next)
+    result.flagged++
+  }
+  const byBox = new Map<string, number[]>()
+  for (const gid of theirs.expunged) {
+    const w = where.get(gid)
+    if (w === undefined) continue
+    byBox.set(w.box, [...(byBox.get(w.box) ?? []), w.rec.uid])
+  }
+  for (const [box, uids] of byBox) result.expunged += (await store.expunge(user, box, uids)).uids.length
+  log.info({ user, ...result }, 'merge_done')
+  return result
+}

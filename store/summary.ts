@@ -1,0 +1,95 @@
+// What a stretch of a user's log did, in terms of global message ids: which messages it added, whose flags
+// it changed, which it removed, and how far each mailbox's UIDNEXT moved. Two copies of a log that diverged
+// after a partition are merged from these summaries (the grid's merge), because UIDs on the two sides mean
+// different messages but global ids do not.
+
+import type { LogEntry } from './types.ts'
+
+export interface AddedMessage {
+  gid: string
+  mailbox: string // name at the end of the stretch
+  flags: string[]
+  internalDate: number
+  blob: string
+  prefix: string
+}
+
+export interface LogSummary {
+  from: number // first position summarized
+  to: number // last position
+  added: AddedMessage[] // messages that did not exist before `from` and still exist at `to`
+  flags: Record<string, string[]> // gid → final flags, for messages that existed before and whose flags changed
+  expunged: string[] // gids that existed before `from` and are gone at `to`
+  uidNextBefore: Record<string, number> // mailbox name → UIDNEXT just before `from`
+  uidNextAfter: Record<string, number> // mailbox name → UIDNEXT at `to`
+  everSeen: string[] // every gid the whole log ever appended (merges never resurrect what one side knew)
+}
+
+interface Msg { gid: string, flags: string[], internalDate: number, blob: string, prefix: string }
+
+/** Replays a whole log (positions 1..n, in order) and summarizes positions from..n. */
+export function summarizeLog (entries: LogEntry[], from: number): LogSummary {
+  const boxes = new Map<string, { name: string, uidNext: number, msgs: Map<number, Msg> }>()
+  const ever = new Set<string>()
+  const before = new Set<string>()
+  const flagChanged = new Set<string>()
+  let uidNextBefore: Record<string, number> = {}
+  const snapshotBefore = (): void => {
+    uidNextBefore = {}
+    for (const b of boxes.values()) {
+      uidNextBefore[b.name] = b.uidNext
+      for (const m of b.msgs.values()) before.add(m.gid)
+    }
+  }
+  let snapped = false
+  for (const e of entries) {
+    if (!snapped && e.seq >= from) { snapshotBefore(); snapped = true }
+    switch (e.op) {
+      case 'mailboxCreate': boxes.set(e.mailbox, { name: e.name, uidNext: 1, msgs: new Map() }); break
+      case 'mailboxRename': { const b = boxes.get(e.mailbox); if (b !== undefined) b.name = e.name; break }
+      case 'mailboxDelete': boxes.delete(e.mailbox); break
+      case 'uidNext': { const b = boxes.get(e.mailbox); if (b !== undefined) b.uidNext = Math.max(b.uidNext, e.uidNext); break }
+      case 'append': {
+        const b = boxes.get(e.mailbox)
+        ever.add(e.gid)
+        if (b === undefined) break
+        b.msgs.set(e.uid, { gid: e.gid, flags: e.flags, internalDate: e.internalDate, blob: e.blob, prefix: e.prefix })
+        b.uidNext = Math.max(b.uidNext, e.uid + 1)
+        break
+      }
+      case 'flags': {
+        const b = boxes.get(e.mailbox)
+        if (b === undefined) break
+        for (const [uid, flags] of e.changes) {
+          const m = b.msgs.get(uid)
+          if (m === undefined) continue
+          m.flags = flags
+          if (e.seq >= from) flagChanged.add(m.gid)
+        }
+        break
+      }
+      case 'expunge': {
+        const b = boxes.get(e.mailbox)
+        if (b === undefined) break
+        for (const uid of e.uids) b.msgs.delete(uid)
+        break
+      }
+      case 'subscribe': break
+    }
+  }
+  if (!snapped) snapshotBefore()
+  const now = new Map<string, { box: string, m: Msg }>()
+  const uidNextAfter: Record<string, number> = {}
+  for (const b of boxes.values()) {
+    uidNextAfter[b.name] = b.uidNext
+    for (const m of b.msgs.values()) now.set(m.gid, { box: b.name, m })
+  }
+  const added: AddedMessage[] = []
+  const flags: Record<string, string[]> = {}
+  for (const [gid, { box, m }] of now) {
+    if (!before.has(gid)) added.push({ gid, mailbox: box, flags: m.flags, internalDate: m.internalDate, blob: m.blob, prefix: m.prefix })
+    else if (flagChanged.has(gid)) flags[gid] = m.flags
+  }
+  const expunged = [...before].filter(g => !now.has(g))
+  return { from, to: entries.at(-1)?.seq ?? 0, added, flags, expunged, uidNextBefore, uidNextAfter, everSeen: [...ever] }
+}
