@@ -36,6 +36,12 @@ export async function dispatch (session: Session, command: ParsedCommand): Promi
   const invocation: Invocation = { tag, name, args, uid }
   let reply: Reply
   try {
+    // FETCH, STORE and SEARCH see the mailbox as it is now: new messages are announced (EXISTS) and flag
+    // changes reported first, as Dovecot does; expunges still wait (RFC 3501 section 7.4.1).
+    if (!module.expungeAllowed) {
+      await session.flushUpdates(false)
+      if (session.loggedOut) return
+    }
     reply = await module.run(session, invocation) ?? {}
   } catch (err) {
     const mapped = replyForError(err)

@@ -1,0 +1,230 @@
+/**
+ * The SEARCH program (RFC 3501 section 6.4.4, RFC 9051 section 6.4.4, RFC 7162 section 3.1.5): parsed
+ * from the argument tokens into a tree (bounded by the parser's nesting and token limits), then evaluated
+ * message by message. Keys on flags, sizes, dates and sets are decided from the index record; header keys
+ * read only the header bytes, BODY and TEXT the whole message, and only when nothing cheaper decided.
+ */
+import { mime } from '../../store/index.ts'
+import type { MessageMeta, MessageRecord } from '../../store/index.ts'
+import { inRanges, resolveSequenceSet } from './protocol/sequence.ts'
+import type { SequenceRange } from './protocol/sequence.ts'
+import type { Token } from './protocol/types.ts'
+import { astring, MODSEQ_MAX, number, searchDate, sequenceSet } from './args.ts'
+import type { SequenceArg } from './args.ts'
+import { ArgumentError } from './errors.ts'
+import type { SelectedMailbox } from './mailbox-view.ts'
+
+export type Node =
+  | { op: 'all' }
+  | { op: 'flag', flag: string, present: boolean }
+  | { op: 'not', node: Node }
+  | { op: 'or', left: Node, right: Node }
+  | { op: 'and', nodes: Node[] }
+  | { op: 'set', set: SequenceArg, uid: boolean, ranges?: SequenceRange[] }
+  | { op: 'size', larger: boolean, size: number }
+  | { op: 'internal', cmp: Cmp, day: number }
+  | { op: 'sent', cmp: Cmp, day: number }
+  | { op: 'header', field: string, value: string }
+  | { op: 'body', value: string, headers: boolean }
+  | { op: 'modseq', modseq: number }
+
+type Cmp = 'before' | 'on' | 'since'
+
+const FLAG_KEYS: Record<string, [string, boolean]> = {
+  ANSWERED: ['\\Answered', true], UNANSWERED: ['\\Answered', false],
+  DELETED: ['\\Deleted', true], UNDELETED: ['\\Deleted', false],
+  DRAFT: ['\\Draft', true], UNDRAFT: ['\\Draft', false],
+  FLAGGED: ['\\Flagged', true], UNFLAGGED: ['\\Flagged', false],
+  SEEN: ['\\Seen', true], UNSEEN: ['\\Seen', false],
+}
+
+const HEADER_KEYS: Record<string, string> = { BCC: 'bcc', CC: 'cc', FROM: 'from', SUBJECT: 'subject', TO: 'to' }
+
+const DATE_KEYS: Record<string, ['internal' | 'sent', Cmp]> = {
+  BEFORE: ['internal', 'before'], ON: ['internal', 'on'], SINCE: ['internal', 'since'],
+  SENTBEFORE: ['sent', 'before'], SENTON: ['sent', 'on'], SENTSINCE: ['sent', 'since'],
+}
+
+export class ProgramReader {
+  readonly tokens: Token[]
+  index = 0
+  usesModseq = false
+  constructor (tokens: Token[]) {
+    this.tokens = tokens
+  }
+
+  get done (): boolean {
+    return this.index >= this.tokens.length
+  }
+
+  take (): Token {
+    const token = this.tokens[this.index++]
+    if (token === undefined) throw new ArgumentError('Incomplete search program')
+    return token
+  }
+
+  text (): string {
+    return astring(this.take(), 'search string')
+  }
+
+  /** The whole program: its keys are ANDed. */
+  program (): Node {
+    const nodes: Node[] = []
+    while (!this.done) nodes.push(this.key())
+    if (nodes.length === 0) throw new ArgumentError('Missing search criteria')
+    return nodes.length === 1 ? nodes[0]! : { op: 'and', nodes }
+  }
+
+  key (): Node {
+    const token = this.take()
+    if (token.type === 'list') {
+      if (token.items.length === 0) throw new ArgumentError('Empty search group')
+      const inner = new ProgramReader(token.items)
+      const node = inner.program()
+      if (inner.usesModseq) this.usesModseq = true
+      return node
+    }
+    if (token.type !== 'atom') throw new ArgumentError('Invalid search key')
+    const name = token.value.toUpperCase()
+    if (/^[\d*$]/.test(token.value)) return { op: 'set', set: sequenceSet(token), uid: false }
+    const flag = FLAG_KEYS[name]
+    if (flag !== undefined) return { op: 'flag', flag: flag[0], present: flag[1] }
+    const header = HEADER_KEYS[name]
+    if (header !== undefined) return { op: 'header', field: header, value: this.text() }
+    const date = DATE_KEYS[name]
+    if (date !== undefined) return { op: date[0], cmp: date[1], day: searchDate(this.take()) }
+    switch (name) {
+      case 'ALL': return { op: 'all' }
+      // \Recent is never set (RFC 9051 removed it): NEW and RECENT match nothing; OLD (not recent) all.
+      case 'NEW': case 'RECENT': return { op: 'not', node: { op: 'all' } }
+      case 'OLD': return { op: 'all' }
+      case 'KEYWORD': return { op: 'flag', flag: this.text(), present: true }
+      case 'UNKEYWORD': return { op: 'flag', flag: this.text(), present: false }
+      case 'NOT': return { op: 'not', node: this.key() }
+      case 'OR': return { op: 'or', left: this.key(), right: this.key() }
+      case 'UID': return { op: 'set', set: sequenceSet(this.take()), uid: true }
+      case 'LARGER': return { op: 'size', larger: true, size: number(this.take(), 'size') }
+      case 'SMALLER': return { op: 'size', larger: false, size: number(this.take(), 'size') }
+      case 'HEADER': return { op: 'header', field: this.text().toLowerCase(), value: this.text() }
+      case 'BODY': return { op: 'body', value: this.text(), headers: false }
+      case 'TEXT': return { op: 'body', value: this.text(), headers: true }
+      case 'MODSEQ': {
+        // RFC 7162 section 3.1.5: an optional entry name and type, ignored (we keep no per-flag modseq).
+        if (this.tokens[this.index]?.type === 'string') { this.take(); this.take() }
+        this.usesModseq = true
+        return { op: 'modseq', modseq: number(this.take(), 'mod-sequence', MODSEQ_MAX) }
+      }
+      default: throw new ArgumentError(`Unknown search key ${name.slice(0, 32)}`)
+    }
+  }
+}
+
+/** Lazily loaded message content for one evaluation. */
+export interface Content {
+  meta: () => Promise<MessageMeta>
+  /** The top-level header block (null when the message is too large to search). */
+  header: () => Promise<Buffer | null>
+  /** The whole message (null when too large to search). */
+  raw: () => Promise<Buffer | null>
+}
+
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
+
+/**
+ * The calendar day a Date: header names, as written: RFC 3501 section 6.4.4 compares SENT* dates
+ * "disregarding time and timezone", so `Tue, 03 Feb 2026 01:00:00 +0200` is the 3rd although it is the 2nd
+ * in UTC (Dovecot does the same). Falls back to Date.parse for dates that do not follow RFC 5322.
+ */
+export function sentDay (date: string): number | null {
+  const match = /(\d{1,2})\s+([A-Za-z]{3})[a-z]*\s+(\d{2,4})/.exec(date)
+  if (match !== null) {
+    const month = MONTHS.indexOf(match[2]!.toLowerCase())
+    let year = Number(match[3])
+    // RFC 5322 section 4.3: two-digit years below 50 are 20xx, others 19xx; three digits add 1900.
+    if (match[3]!.length === 2) year += year < 50 ? 2000 : 1900
+    else if (match[3]!.length === 3) year += 1900
+    if (month !== -1) return Date.UTC(year, month, Number(match[1]))
+  }
+  const ms = Date.parse(date)
+  return Number.isNaN(ms) ? null : dayOf(ms)
+}
+
+function dayOf (ms: number): number {
+  const d = new Date(ms)
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate())
+}
+
+function compareDay (value: number, cmp: Cmp, day: number): boolean {
+  return cmp === 'before' ? value < day : cmp === 'on' ? value === day : value >= day
+}
+
+/** RFC 3501 section 6.4.4: case-insensitive substring matches (Unicode case folding of both sides). */
+function contains (haystack: string, needle: string): boolean {
+  return haystack.toLowerCase().includes(needle)
+}
+
+/** Header fields (`Name: decoded value`) of the message and of every message/rfc822 in it: TEXT searches them all. */
+function allHeaders (raw: Buffer, meta: MessageMeta): string[] {
+  const values: string[] = []
+  const walk = (part: mime.MimePart, header: boolean): void => {
+    if (header) for (const f of mime.headerFields(raw, part.headerStart, part.headerEnd)) values.push(`${f.name}: ${mime.decodeHeaderValue(f.value)}`)
+    if (part.parts !== undefined) for (const child of part.parts) walk(child, false)
+    if (part.message !== undefined) walk(part.message.root, true)
+  }
+  walk(meta.root, true)
+  return values
+}
+
+/** Evaluates the program for one message. `needles` are lower-cased once per search (see prepare). */
+export async function evaluate (node: Node, record: MessageRecord, view: SelectedMailbox, saved: Set<number>, content: Content): Promise<boolean> {
+  switch (node.op) {
+    case 'all': return true
+    case 'flag': {
+      const flag = node.flag.toLowerCase()
+      return record.flags.some((f) => f.toLowerCase() === flag) === node.present
+    }
+    case 'not': return !(await evaluate(node.node, record, view, saved, content))
+    case 'or': return (await evaluate(node.left, record, view, saved, content)) || evaluate(node.right, record, view, saved, content)
+    case 'and': {
+      for (const child of node.nodes) if (!(await evaluate(child, record, view, saved, content))) return false
+      return true
+    }
+    case 'set': {
+      if (node.set === '$') return saved.has(record.uid)
+      node.ranges ??= resolveSequenceSet(node.set, node.uid ? (view.uids[view.uids.length - 1] ?? 0) : view.uids.length)
+      return inRanges(node.ranges, node.uid ? record.uid : view.seqOf(record.uid))
+    }
+    case 'size': return node.larger ? record.size > node.size : record.size < node.size
+    case 'internal': return compareDay(dayOf(record.internalDate), node.cmp, node.day)
+    case 'modseq': return record.modseq >= node.modseq
+    case 'sent': {
+      const date = (await content.meta()).envelope.date
+      const day = date === null ? null : sentDay(date)
+      return day !== null && compareDay(day, node.cmp, node.day)
+    }
+    case 'header': {
+      const header = await content.header()
+      if (header === null) return false
+      const fields = mime.headerFields(header, 0, header.length)
+      return fields.some((f) => f.name.toLowerCase() === node.field && (node.value === '' || contains(mime.decodeHeaderValue(f.value), node.value)))
+    }
+    case 'body': {
+      const raw = await content.raw()
+      if (raw === null) return false
+      const meta = await content.meta()
+      if (node.headers && allHeaders(raw, meta).some((value) => contains(value, node.value))) return true
+      return mime.textParts(meta).some((part) => contains(mime.decodedText(raw, part), node.value))
+    }
+  }
+}
+
+/** Lower-cases every search string once (matching lower-cases the haystack). */
+export function prepare (node: Node): Node {
+  switch (node.op) {
+    case 'not': return { op: 'not', node: prepare(node.node) }
+    case 'or': return { op: 'or', left: prepare(node.left), right: prepare(node.right) }
+    case 'and': return { op: 'and', nodes: node.nodes.map(prepare) }
+    case 'header': case 'body': return { ...node, value: node.value.toLowerCase() }
+    default: return node
+  }
+}
