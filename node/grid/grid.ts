@@ -98,6 +98,18 @@ export class Grid {
     return this.primaryOf(user) === this.self
   }
 
+  /**
+   * Mailbox changes (flags, expunge, rename, ...) need this node to see a majority of the grid's members
+   * (those not gone for good), so the two sides of a partition never both change a mailbox; a grid of one or
+   * two cannot form a majority after a loss, so there the survivor goes on and the merge repairs afterwards.
+   * Deliveries need no quorum: both sides take mail, and the merge keeps every message.
+   */
+  hasQuorum (): boolean {
+    const known = this.gossip.members().filter(m => m.status !== 'left')
+    const alive = known.filter(m => m.status === 'alive')
+    return known.length <= 2 || alive.length * 2 > known.length
+  }
+
   // ---- lifecycle ---------------------------------------------------------------------------------------
 
   async start (): Promise<void> {

@@ -6,8 +6,13 @@
 import type { MailStore, OpOptions } from '../../store/index.ts'
 import type { Grid } from './grid.ts'
 
+import { MailError } from '../../store/index.ts'
+
 type WriteMethod = 'createMailbox' | 'deleteMailbox' | 'renameMailbox' | 'setSubscribed' | 'append' | 'storeFlags' | 'expunge' | 'copy' | 'move'
 const WRITES: WriteMethod[] = ['createMailbox', 'deleteMailbox', 'renameMailbox', 'setSubscribed', 'append', 'storeFlags', 'expunge', 'copy', 'move']
+// New messages (APPEND, COPY) are accepted like deliveries on both sides of a partition; these change what
+// exists, and need the majority side (Grid.hasQuorum)
+const MAILBOX_CHANGES = new Set<WriteMethod>(['createMailbox', 'deleteMailbox', 'renameMailbox', 'setSubscribed', 'storeFlags', 'expunge', 'move'])
 
 export function replicatedMailStore (grid: Grid, local: MailStore): MailStore {
   const wrapped: Record<string, unknown> = {}
@@ -15,6 +20,9 @@ export function replicatedMailStore (grid: Grid, local: MailStore): MailStore {
     const fn = (local[m] as (...args: unknown[]) => Promise<unknown>).bind(local)
     wrapped[m] = async (user: string, ...rest: unknown[]) => {
       const opts = rest.at(-1) as OpOptions | undefined
+      if (MAILBOX_CHANGES.has(m) && !grid.hasQuorum()) {
+        throw new MailError('unavailable', 'Mailbox changes are paused: this node is cut off from most of the grid; new mail is still accepted')
+      }
       await grid.lead(user, opts)
       const out = await fn(user, ...rest)
       await grid.replicate(user, opts)

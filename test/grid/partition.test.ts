@@ -111,6 +111,21 @@ test('three nodes: a minority node and the majority both take mail; after the he
       for (const [uid, id] of await view(nodes.find(x => x.id === p)?.store as Store, u)) seen.push([u, uid, id])
     }
   }
+  // the minority side refuses mailbox changes; the majority side makes them
+  const { replicatedMailStore } = await import('../../node/grid/index.ts')
+  const u = users.find(x => nodes[0].grid.isPrimary(x) && nodes[1].grid.isPrimary(x)) ?? users[0]
+  const minority = replicatedMailStore(nodes[0].grid, nodes[0].store)
+  const boxA = await nodes[0].store.getMailbox(u, 'INBOX')
+  assert.ok(boxA !== null)
+  await assert.rejects(minority.storeFlags(u, boxA.id, [1], 'add', ['\\Flagged']), (err: Error & { kind?: string }) => err.kind === 'unavailable')
+  await minority.append(u, 'INBOX', { raw: raw(9999) }) // new mail is still taken
+  acked.set('9999', u)
+  const majorityNode = nodes.find(x => x.id === nodes[1].grid.primaryOf(u)) as TestNode
+  const majority = replicatedMailStore(majorityNode.grid, majorityNode.store)
+  const boxB = await majorityNode.store.getMailbox(u, 'INBOX')
+  assert.ok(boxB !== null)
+  await majority.storeFlags(u, boxB.id, [1], 'add', ['\\Flagged'])
+
   net.heal()
   await checkHealed(nodes, users, acked, seen)
 })
