@@ -18,8 +18,13 @@ export interface AdminClient {
   request (method: string, path: string, body?: unknown): Promise<any>
 }
 
+export interface ConnectOptions {
+  /** Per request; default CLI_REQUEST_TIMEOUT_MS. Polling callers (cluster up) use a short one. */
+  timeoutMs?: number
+}
+
 /** A client for the node running on this data dir; throws CliError when no node is running there. */
-export async function connect (dataDir: string): Promise<AdminClient> {
+export async function connect (dataDir: string, options: ConnectOptions = {}): Promise<AdminClient> {
   const info = await readAdminInfo(dataDir)
   const token = await readToken(dataDir)
   if (info === null || token === null || !processAlive(info.pid)) {
@@ -34,7 +39,7 @@ export async function connect (dataDir: string): Promise<AdminClient> {
           method,
           headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(CLI_REQUEST_TIMEOUT_MS)
+          signal: AbortSignal.timeout(options.timeoutMs ?? CLI_REQUEST_TIMEOUT_MS)
         })
       } catch (err) {
         const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name

@@ -5,8 +5,9 @@
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Readable } from 'node:stream'
-import { ConfigError, loadConfig } from './config.ts'
+import { ConfigError, loadConfig, REPLICAS_DEFAULT, REPLICAS_MAX } from './config.ts'
 import { CliError, connect } from './client.ts'
+import { gridLines } from './gridview.ts'
 import { startNode } from './start.ts'
 
 export const EXIT_OK = 0
@@ -35,6 +36,10 @@ export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE
   alias add FROM TO [TO...]               FROM may be @domain (catch-all)
   alias del FROM
   alias list [DOMAIN]
+  cluster up --nodes N --dir DIR [--replicas R] [--base-port P] [--timeout SECONDS]
+                                          start N nodes on loopback as one grid (returns once formed)
+  cluster status --dir DIR                each node's view of the grid
+  cluster down --dir DIR                  stop the nodes of that grid
 
 Options:
   --data DIR          the node's data dir (default ./data, or MAILGRID_DATA_DIR, or dataDir in the config)
@@ -42,11 +47,16 @@ Options:
   --password P        the password; "-" reads one line from standard input
   --quota SIZE        bytes, or with a unit: 500M, 1G, 1.5G (K, M, G, T are powers of 1024); 0 = unlimited
   --quota-messages N  the most messages the account may hold; 0 = unlimited
+  --nodes N           cluster up: how many nodes (1-16)
+  --dir DIR           cluster: where the nodes' data dirs, logs and cluster.json live
+  --replicas R        cluster up: copies of each user's mail (1-5, default 2)
+  --base-port P       cluster up: node K listens on P + 100*K + 25 (SMTP), 87, 65, 10, 95, 43, 93, 80 (admin), 46 (grid); default 20000
+  --timeout SECONDS   cluster up: how long to wait for the grid to form (default 60)
   --json              print the answer as JSON
   -h, --help          this text
 `
 
-const SHORT_USAGE = 'Usage: mailgrid start|status|domain|user|alias [ARGS] [--data DIR]  (mailgrid --help for more)\n'
+const SHORT_USAGE = 'Usage: mailgrid start|status|domain|user|alias|cluster [ARGS] [--data DIR]  (mailgrid --help for more)\n'
 
 class UsageError extends Error {}
 
@@ -56,6 +66,11 @@ const OPTIONS = {
   password: { type: 'string' },
   quota: { type: 'string' },
   'quota-messages': { type: 'string' },
+  nodes: { type: 'string' },
+  dir: { type: 'string' },
+  replicas: { type: 'string' },
+  'base-port': { type: 'string' },
+  timeout: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -84,6 +99,13 @@ export function formatSize (bytes: number): string {
 function parseCount (text: string, what: string): number {
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`${what}: must be a whole number`)
   return Number(text)
+}
+
+function parseBounded (text: string | undefined, fallback: number, min: number, max: number, what: string): number {
+  if (text === undefined) return fallback
+  const n = parseCount(text, what)
+  if (n < min || n > max) throw new UsageError(`${what}: must be ${min}-${max}`)
+  return n
 }
 
 /** One line from stdin (for --password -), without its line ending. */
@@ -228,6 +250,38 @@ async function alias (ctx: Context): Promise<void> {
   }
 }
 
+async function cluster (ctx: Context): Promise<void> {
+  const [sub, ...rest] = ctx.args
+  if (rest.length > 0) throw new UsageError(`cluster ${sub ?? ''} takes no arguments`)
+  const dir = ctx.values.dir
+  const json = ctx.values.json === true
+  switch (sub) {
+    case 'up': {
+      only(ctx.values, ['dir', 'nodes', 'replicas', 'base-port', 'timeout'], 'cluster up')
+      if (ctx.values.nodes === undefined) throw new UsageError('cluster up needs --nodes N')
+      if (dir === undefined) throw new UsageError('cluster up needs --dir DIR')
+      const { clusterUp, CLUSTER_BASE_PORT_DEFAULT, CLUSTER_FORM_TIMEOUT_MS, CLUSTER_NODES_MAX, BASE_PORT_MIN } = await import('./cluster.ts')
+      return await clusterUp({
+        dir,
+        nodes: parseBounded(ctx.values.nodes, 0, 1, CLUSTER_NODES_MAX, '--nodes'),
+        replicas: parseBounded(ctx.values.replicas, REPLICAS_DEFAULT, 1, REPLICAS_MAX, '--replicas'),
+        basePort: parseBounded(ctx.values['base-port'], CLUSTER_BASE_PORT_DEFAULT, BASE_PORT_MIN, 65535, '--base-port'),
+        timeoutMs: 1000 * parseBounded(ctx.values.timeout, CLUSTER_FORM_TIMEOUT_MS / 1000, 1, 3600, '--timeout'),
+        json
+      }, ctx.io)
+    }
+    case 'down':
+    case 'status': {
+      only(ctx.values, ['dir'], `cluster ${sub}`)
+      if (dir === undefined) throw new UsageError(`cluster ${sub} needs --dir DIR`)
+      const { clusterDown, clusterStatus } = await import('./cluster.ts')
+      return sub === 'down' ? await clusterDown(dir, json, ctx.io) : await clusterStatus(dir, json, ctx.io)
+    }
+    default:
+      throw new UsageError(sub === undefined ? 'missing cluster subcommand (up, status, down)' : `unknown cluster subcommand: ${sub}`)
+  }
+}
+
 function duration (ms: number): string {
   const s = Math.floor(ms / 1000)
   const d = Math.floor(s / 86400)
@@ -249,7 +303,8 @@ async function status (ctx: Context): Promise<void> {
     `connections  ${st.connections as number}`,
     `domains      ${st.domains as number}`,
     `users        ${st.users as number}`,
-    `memory       rss ${formatSize(st.memory.rssBytes as number)}, heap ${formatSize(st.memory.heapUsedBytes as number)}`
+    `memory       rss ${formatSize(st.memory.rssBytes as number)}, heap ${formatSize(st.memory.heapUsedBytes as number)}`,
+    ...gridLines(st.grid ?? null)
   ])
 }
 
@@ -282,6 +337,7 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
       case 'domain': await domain(ctx); break
       case 'user': await user(ctx); break
       case 'alias': await alias(ctx); break
+      case 'cluster': await cluster(ctx); break
       case undefined: throw new UsageError('missing command')
       default: throw new UsageError(`unknown command: ${command}`)
     }

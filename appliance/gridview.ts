@@ -1,0 +1,63 @@
+// The grid as an operator reads it: the lines `mailgrid status` and `mailgrid cluster status` print from a
+// node's GridStatus (ring version, R, every member with its state, weight and load, users owned and
+// under-replicated). Pure formatting: the numbers come from the admin API.
+
+import type { GridStatus } from '../node/grid/index.ts'
+
+export const ID_SHORT_CHARS = 8 // the tail of a peer id: the head ("12D3KooW") is the same for every Ed25519 key
+export const RING_SHORT_CHARS = 8
+
+/** The distinguishing tail of a libp2p peer id. */
+export function shortId (id: string): string {
+  return id.length <= ID_SHORT_CHARS ? id : id.slice(-ID_SHORT_CHARS)
+}
+
+type GridMember = GridStatus['members'][number]
+
+function metaNumber (m: GridMember, key: string): number | null {
+  const v = m.meta?.[key]
+  return typeof v === 'number' && Number.isFinite(v) ? v : null
+}
+
+/** Columns padded to their widest cell; the last column is not padded. */
+export function table (rows: string[][]): string[] {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length)))
+  return rows.map(r => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i])).join('  ').trimEnd())
+}
+
+export function formatBytes (n: number): string {
+  if (n < 1024) return `${n}B`
+  const units = ['K', 'M', 'G', 'T']
+  let v = n
+  let u = -1
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++ }
+  return `${v.toFixed(1)}${units[u]}`
+}
+
+/**
+ * The grid section of a status: a summary, then one row per member (this node marked '*'). A member's users owned and
+ * under-replicated are those it gossips in its meta; where it gossips none yet, this node's own numbers
+ * stand in for itself and a dash for the others.
+ */
+export function gridLines (g: GridStatus | null): string[] {
+  if (g === null || g === undefined) return ['grid         off (a standalone node)']
+  const alive = g.members.filter(m => m.status === 'alive').length
+  const lines = [
+    `grid         ring ${g.ringVersion.slice(0, RING_SHORT_CHARS)}, ${alive} of ${g.members.length} members alive, R=${g.replicas}`,
+    `this node    users owned ${g.usersOwned}, replicated ${g.usersReplicated}, under-replicated ${g.underReplicated}, re-mirrored ${formatBytes(g.remirroredBytes)}`,
+    ''
+  ]
+  const rows = [['  NAME', 'ID', 'STATUS', 'STATE', 'WEIGHT', 'CPU', 'SESSIONS', 'OWNED', 'UNDER', 'RING']]
+  const members = [...g.members].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id))
+  for (const m of members) {
+    const self = m.id === g.self
+    const owned = metaNumber(m, 'usersOwned') ?? (self ? g.usersOwned : null)
+    const under = metaNumber(m, 'underReplicated') ?? (self ? g.underReplicated : null)
+    const ring = typeof m.meta?.ring === 'string' ? m.meta.ring.slice(0, RING_SHORT_CHARS) : '-'
+    rows.push([
+      `${self ? '*' : ' '} ${m.name}`, shortId(m.id), m.status, m.state, String(m.weight), `${Math.round(m.cpuPct)}%`, String(m.sessions),
+      owned === null ? '-' : String(owned), under === null ? '-' : String(under), ring
+    ])
+  }
+  return [...lines, ...table(rows)]
+}
