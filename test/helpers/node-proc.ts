@@ -2,6 +2,7 @@
 // from the load generator. Usage: node test/helpers/node-proc.ts DATA_DIR [SETUP_JSON]
 // SETUP_JSON: {"domain": "example.com", "users": ["u1@example.com", ...], "password": "pw"} is applied once.
 // Prints one line `READY {"smtp": port, ...}` when listening; SIGTERM stops it cleanly.
+// MAILGRID_TEST_GRID (JSON, optional): a GridConfig to join a grid; READY then also carries `id` and `addrs`.
 
 import pino from 'pino'
 import { createMailNode } from '../../node/index.ts'
@@ -18,7 +19,8 @@ const node = createMailNode({ logger: pino({ level: process.env.MAILGRID_TEST_LO
   plaintextAuthOnLoopback: true,
   sync: process.env.MAILGRID_SYNC !== '0',
   scryptLogN: 10,
-  limits: { ...TEST_LIMITS, messageBytesMax: 50 * 1024 * 1024 }
+  limits: { ...TEST_LIMITS, messageBytesMax: 50 * 1024 * 1024 },
+  ...(process.env.MAILGRID_TEST_GRID !== undefined ? { grid: JSON.parse(process.env.MAILGRID_TEST_GRID) } : {})
 })
 await node.start()
 if (setupJson !== undefined) {
@@ -32,8 +34,21 @@ if (setupJson !== undefined) {
     if (await node.store.getUser(u) === null) await node.store.addUser({ address: u, password: setup.password })
   }
 }
-const ports = Object.fromEntries((await node.status()).services.map(s => [s.name, s.port]))
+const status = await node.status()
+const ports: Record<string, unknown> = Object.fromEntries(status.services.map(s => [s.name, s.port]))
+if (status.grid !== null) {
+  const self = status.grid.members.find(m => m.id === status.grid?.self)
+  ports.id = status.grid.self
+  ports.addrs = self?.addrs ?? []
+}
 process.stdout.write(`READY ${JSON.stringify(ports)}\n`)
+// a line `status` on stdin is answered with `STATUS {json}`: how tests watch the grid form and heal
+const { createInterface } = await import('node:readline')
+createInterface({ input: process.stdin }).on('line', line => {
+  if (line.trim() === 'status') {
+    node.status().then(s => process.stdout.write(`STATUS ${JSON.stringify(s)}\n`), err => process.stdout.write(`STATUS {"error": ${JSON.stringify(String(err))}}\n`))
+  }
+})
 const stop = (): void => { node.stop().then(() => process.exit(0), () => process.exit(1)) }
 process.on('SIGTERM', stop)
 process.on('SIGINT', stop)

@@ -1,0 +1,100 @@
+// The grid as separate processes on loopback, with real SMTP clients: three nodes, R=2, 100 users; mail sent
+// through every node; one node SIGKILLed during the load; it comes back; a fourth node joins and takes about a
+// quarter of the users; a node with another cluster key stays out. Every acknowledged message must end up on
+// R nodes.
+
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { createStore } from '../../store/index.ts'
+import { ProcCluster, until } from '../helpers/cluster.ts'
+import type { ProcNode } from '../helpers/cluster.ts'
+import { runSmtpLoad } from '../helpers/smtp-load.ts'
+import { tempDir } from '../helpers/tmp.ts'
+
+const USERS = Array.from({ length: 100 }, (_, i) => `user${i}@example.com`)
+
+async function deliverSome (nodes: ProcNode[], acked: Map<string, string>, firstId: number, perNode: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  await Promise.all(nodes.map(async (n, k) => await runSmtpLoad({
+    port: n.ports.smtp,
+    connections: 8,
+    messages: perNode,
+    sizeBytes: 2000,
+    firstId: firstId + k * perNode,
+    recipient: i => USERS[(i * 7) % USERS.length],
+    deadlineMs: 60_000,
+    signal: opts.signal,
+    onAck: (id, rcpt) => acked.set(String(id), rcpt)
+  })))
+}
+
+test('three processes, R=2: deliveries everywhere, SIGKILL, return, a fourth node, a foreign key', { timeout: 300_000 }, async (t) => {
+  const dir = await tempDir(t)
+  const cluster = new ProcCluster({ clusterKey: randomBytes(16).toString('hex'), replicas: 2, setup: { domain: 'example.com', users: USERS, password: 'pw' } })
+  t.after(async () => { await cluster.stopAll() })
+  const n1 = await cluster.start('n1', `${dir}/n1`, { setup: true })
+  const n2 = await cluster.start('n2', `${dir}/n2`)
+  const n3 = await cluster.start('n3', `${dir}/n3`)
+  await cluster.formed(3)
+  await until('the directory on every node', async () => (await Promise.all([n1, n2, n3].map(async n => (await n.status()).users))).every(c => c === USERS.length))
+
+  const acked = new Map<string, string>()
+  await deliverSome([n1, n2, n3], acked, 0, 300)
+  assert.equal(acked.size, 900, 'every message accepted while all nodes are up')
+
+  // SIGKILL n2 in the middle of a second burst
+  const ac = new AbortController()
+  const burst = deliverSome([n1, n3], acked, 10_000, 400, { signal: ac.signal })
+  await until('some of the burst acknowledged', () => acked.size > 1000, 30_000, 20)
+  await cluster.kill(n2)
+  const killedAt = Date.now()
+  await burst
+  // every user takes mail again through the survivors within seconds
+  const probe = new Map<string, string>()
+  const failoverMs = await until('every user reachable through the survivors', async () => {
+    probe.clear()
+    const res = await runSmtpLoad({ port: n1.ports.smtp, connections: 10, messages: USERS.length, sizeBytes: 500, firstId: 50_000 + Math.floor((Date.now() - killedAt)) * 1000, recipient: i => USERS[i % USERS.length], deadlineMs: 20_000, onAck: (id, r) => probe.set(String(id), r) })
+    return res.acked === USERS.length
+  }, 30_000, 100)
+  for (const [k, v] of probe) acked.set(k, v)
+  t.diagnostic(`failover: every user took mail again ${Date.now() - killedAt} ms after the SIGKILL (last probe round ${failoverMs} ms)`)
+  await until('survivors report no under-replicated users', async () => (await Promise.all([n1, n3].map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 60_000)
+
+  // n2 comes back and catches up; then a fourth node joins
+  const n2b = await cluster.start('n2', `${dir}/n2`)
+  await cluster.formed(3)
+  await until('no under-replicated users after the return', async () => (await Promise.all([n1, n2b, n3].map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 60_000)
+  const n4 = await cluster.start('n4', `${dir}/n4`)
+  await cluster.formed(4)
+  await until('the fourth node owns users', async () => ((await n4.status()).grid?.usersOwned ?? 0) > 0, 30_000)
+  await until('no under-replicated users with four nodes', async () => (await Promise.all([n1, n2b, n3, n4].map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 60_000)
+  const owned = (await n4.status()).grid?.usersOwned ?? 0
+  t.diagnostic(`the fourth node is primary of ${owned} of ${USERS.length} users`)
+  assert.ok(owned >= 10 && owned <= 45, `about a quarter of the users move to the new node (got ${owned})`)
+
+  // a node with another cluster key never joins
+  const stranger = await cluster.start('x', `${dir}/x`, { clusterKey: 'another key' })
+  await new Promise(resolve => setTimeout(resolve, 3000))
+  assert.equal((await stranger.status()).grid?.members.filter(m => m.status === 'alive').length, 1)
+  assert.equal((await n1.status()).grid?.members.filter(m => m.status === 'alive').length, 4)
+  await cluster.kill(stranger, 'SIGTERM')
+
+  // every acknowledged message is on R=2 nodes
+  await cluster.stopAll()
+  const copies = new Map<string, number>()
+  for (const name of ['n1', 'n2', 'n3', 'n4']) {
+    const store = createStore({}, { path: `${dir}/${name}` })
+    await store.start()
+    for (const u of USERS) {
+      const box = await store.getMailbox(u, 'INBOX')
+      if (box === null) continue
+      for (const r of await store.listMessages(u, box.id)) {
+        const m = /X-Load-Id: (\d+)/.exec((await store.readMessage(r)).toString('latin1'))
+        if (m !== null) copies.set(m[1], (copies.get(m[1]) ?? 0) + 1)
+      }
+    }
+    await store.stop()
+  }
+  const missing = [...acked.keys()].filter(id => (copies.get(id) ?? 0) < 2)
+  assert.deepEqual(missing.slice(0, 20), [], `${missing.length} of ${acked.size} acknowledged messages have fewer than 2 copies`)
+})

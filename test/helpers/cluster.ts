@@ -1,0 +1,121 @@
+// Real grid nodes as separate processes on loopback (test/helpers/node-proc.ts with a grid config), for
+// cluster tests that kill them with SIGKILL. Each node has its own data dir and ephemeral ports; the first
+// node's libp2p address is every later node's bootstrap.
+
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import type { NodeStatus } from '../../node/types.ts'
+
+export interface ProcNode {
+  name: string
+  dir: string
+  child: ChildProcess
+  ports: Record<string, number>
+  id: string
+  addrs: string[]
+  status (): Promise<NodeStatus>
+  alive: boolean
+}
+
+export interface ClusterInit {
+  clusterKey: string
+  replicas: number
+  deadAfterMs?: number
+  setup?: { domain: string, users: string[], password: string }
+}
+
+export class ProcCluster {
+  readonly nodes: ProcNode[] = []
+  private readonly init: ClusterInit
+  private bootstrap: string[] = []
+
+  constructor (init: ClusterInit) {
+    this.init = init
+  }
+
+  async start (name: string, dir: string, opts: { clusterKey?: string, setup?: boolean } = {}): Promise<ProcNode> {
+    const grid = {
+      clusterKey: opts.clusterKey ?? this.init.clusterKey,
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      bootstrap: this.bootstrap,
+      mdns: false,
+      replicas: this.init.replicas,
+      weight: 1,
+      advertiseHost: '127.0.0.1',
+      ...(this.init.deadAfterMs !== undefined ? { deadAfterMs: this.init.deadAfterMs } : {})
+    }
+    const args = ['test/helpers/node-proc.ts', dir]
+    if (opts.setup === true && this.init.setup !== undefined) args.push(JSON.stringify(this.init.setup))
+    const child = spawn(process.execPath, args, {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, MAILGRID_TEST_GRID: JSON.stringify(grid) }
+    })
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
+    const waiting: Array<(s: NodeStatus) => void> = []
+    const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} did not start in 60 s`)), 60_000)
+      lines.on('line', l => {
+        if (l.startsWith('READY ')) { clearTimeout(timer); resolve(JSON.parse(l.slice(6))) }
+        if (l.startsWith('STATUS ')) waiting.shift()?.(JSON.parse(l.slice(7)))
+      })
+      child.once('exit', code => { clearTimeout(timer); reject(new Error(`${name} exited with ${code}`)) })
+    })
+    const node: ProcNode = {
+      name,
+      dir,
+      child,
+      ports: Object.fromEntries(Object.entries(ready).filter(([, v]) => typeof v === 'number')) as Record<string, number>,
+      id: String(ready.id),
+      addrs: ready.addrs as string[],
+      alive: true,
+      async status () {
+        return await new Promise<NodeStatus>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`${name}: no status in 10 s`)), 10_000)
+          waiting.push(s => { clearTimeout(timer); resolve(s) })
+          child.stdin?.write('status\n')
+        })
+      }
+    }
+    child.once('exit', () => { node.alive = false })
+    if (this.bootstrap.length === 0) this.bootstrap = node.addrs.map(a => a.includes('/p2p/') ? a : `${a}/p2p/${node.id}`)
+    const old = this.nodes.findIndex(n => n.name === name)
+    if (old >= 0) this.nodes[old] = node
+    else this.nodes.push(node)
+    return node
+  }
+
+  async kill (node: ProcNode, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!node.alive) return
+    const exited = new Promise(resolve => node.child.once('exit', resolve))
+    node.child.kill(signal)
+    await exited
+  }
+
+  async stopAll (): Promise<void> {
+    await Promise.all(this.nodes.map(async n => await this.kill(n, 'SIGTERM')))
+  }
+
+  /** Waits until every live node sees `count` alive members and they agree on the ring. */
+  async formed (count: number, timeoutMs = 30_000): Promise<void> {
+    const end = Date.now() + timeoutMs
+    for (;;) {
+      const live = this.nodes.filter(n => n.alive)
+      const views = await Promise.all(live.map(async n => await n.status()))
+      const ok = views.every(v => v.grid !== null && v.grid.members.filter(m => m.status === 'alive').length === count) &&
+        new Set(views.map(v => v.grid?.ringVersion)).size === 1
+      if (ok) return
+      if (Date.now() > end) throw new Error(`grid did not form with ${count} members: ${JSON.stringify(views.map(v => v.grid?.members.map(m => [m.name, m.id.slice(-6), m.status])))}`)
+      await new Promise(resolve => setTimeout(resolve, 200))
+    }
+  }
+}
+
+export async function until (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 30_000, everyMs = 200): Promise<number> {
+  const start = Date.now()
+  while (!(await fn())) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, everyMs))
+  }
+  return Date.now() - start
+}
