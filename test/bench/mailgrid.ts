@@ -49,7 +49,9 @@ export async function storedCounts (dir: string, users: string[]): Promise<Map<s
 }
 
 export async function startMailgrid (dir: string, opts: { sync: boolean }): Promise<MailgridNode> {
-  const child = spawn(process.execPath, [join(import.meta.dirname, 'node-proc.ts'), dir], {
+  // BENCH_NODE_ARGS passes Node flags to the node (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it).
+  const flags = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(s => s !== '')
+  const child = spawn(process.execPath, [...flags, join(import.meta.dirname, 'node-proc.ts'), dir], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, MAILGRID_SYNC: opts.sync ? '1' : '0' }
   })

@@ -4,8 +4,8 @@
 // temporary directory, listening on free loopback ports. The system's /etc/postfix and /etc/dovecot are left as
 // the packages installed them; no systemd is needed (each master is started by hand and stopped afterwards).
 
-import { execFile } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { execFile, spawn } from 'node:child_process'
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -85,9 +85,9 @@ export async function startPeer (init: { domain: string, users: string[], passwo
   try {
     await writeDovecot(dir, dc, ports, init)
     await writePostfix(dir, pf, ports, init)
-    await run(DOVECOT, ['-c', dc], { timeout: START_TIMEOUT_MS })
+    await daemon(DOVECOT, ['-c', dc], join(dir, 'dovecot-start.err'))
     dovecotStarted = true
-    await run(POSTFIX, ['-c', pf, 'start'], { timeout: START_TIMEOUT_MS })
+    await daemon(POSTFIX, ['-c', pf, 'start'], join(dir, 'postfix-start.err'))
     postfixStarted = true
     await waitListening([ports.smtp, ports.imap, ports.pop3, ports.lmtp])
   } catch (err) {
@@ -215,6 +215,25 @@ virtual_transport = lmtp:inet:127.0.0.1:${ports.lmtp}
     svc('anvil', 'unix', '-', '-', '1', 'anvil') +
     svc('scache', 'unix', '-', '-', '1', 'scache') +
     svc('postlog', 'unix-dgram', 'n', '-', '1', 'postlogd'))
+}
+
+/**
+ * Runs a command that starts a daemon and returns when the command exits. Its output goes to a file: the
+ * daemon inherits the descriptors, so waiting for pipes to close (execFile) would wait on the daemon.
+ */
+async function daemon (cmd: string, args: string[], errFile: string): Promise<void> {
+  const fd = openSync(errFile, 'w')
+  try {
+    const child = spawn(cmd, args, { stdio: ['ignore', fd, fd] })
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${cmd} did not return in ${START_TIMEOUT_MS} ms`)) }, START_TIMEOUT_MS)
+      child.once('error', err => { clearTimeout(timer); reject(err) })
+      child.once('exit', c => { clearTimeout(timer); resolve(c) })
+    })
+    if (code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${readFileSync(errFile, 'utf8').trim()}`)
+  } finally {
+    closeSync(fd)
+  }
 }
 
 async function freePort (): Promise<number> {
