@@ -71,6 +71,7 @@ const DIAL_TIMEOUT_MS = 3000
 /** `meta` must leave room in a heartbeat (HEARTBEAT_BYTES_MAX) for addresses, services and load. */
 const META_BYTES_MAX = 8 * 1024
 const LOOPBACK = /^\/(ip4\/127\.|ip6\/::1\/)/
+const IP_OF = /^\/ip[46]\/([^/]+)\//
 
 export class GossipService implements Gossip {
   readonly self: string
@@ -105,6 +106,7 @@ export class GossipService implements Gossip {
   #seq = 0
   #ring: Ring | undefined
   #discoveryRound = 0
+  #hostSet: boolean
 
   constructor (components: GossipComponents, init: GossipInit) {
     if (typeof init.clusterKey !== 'string' || init.clusterKey.length === 0) throw new Error('gossip: clusterKey is required')
@@ -120,6 +122,8 @@ export class GossipService implements Gossip {
     this.#key = loadOrCreatePeerKey(init.dataDir)
     this.self = peerIdFromPrivateKey(this.#key).toString()
     this.#topic = membersTopic(init.clusterKey)
+    this.#hostSet = init.host !== undefined
+    if (Buffer.byteLength(JSON.stringify(init.meta ?? {})) > META_BYTES_MAX) throw new RangeError(`gossip: meta exceeds ${META_BYTES_MAX} bytes`)
     this.#info = {
       id: this.self,
       incarnation: 0,
@@ -263,7 +267,10 @@ export class GossipService implements Gossip {
     if (info.state !== undefined) next.state = info.state
     if (info.weight !== undefined) next.weight = info.weight
     if (info.services !== undefined) next.services = { ...info.services }
-    if (info.host !== undefined) next.host = info.host
+    if (info.host !== undefined) {
+      next.host = info.host
+      this.#hostSet = true
+    }
     if (info.meta !== undefined) next.meta = { ...info.meta }
     this.#info = next
     if (this.#detector !== undefined) this.#emit(this.#detector.setSelf(this.#selfInfo(), this.#now()))
@@ -276,7 +283,9 @@ export class GossipService implements Gossip {
     const all = this.#host?.getMultiaddrs().map(String) ?? []
     const routable = all.filter(a => !LOOPBACK.test(a))
     const addrs = (routable.length > 0 ? routable : all).slice(0, MEMBER_ADDRS_MAX)
-    return { ...this.#info, addrs, load: { ...this.#load, sessions: this.#sessions } }
+    // Without a configured host, the first gossiped IP address is where this node's services are reachable.
+    const host = this.#hostSet ? this.#info.host : (addrs.map(a => IP_OF.exec(a)?.[1]).find(ip => ip !== undefined) ?? this.#info.host)
+    return { ...this.#info, host, addrs, load: { ...this.#load, sessions: this.#sessions } }
   }
 
   #emit (events: MembershipEvent[]): void {

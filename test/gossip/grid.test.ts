@@ -41,6 +41,7 @@ describe('gossip grid on loopback', { timeout: 60_000 }, () => {
     assert.equal(new Set(all.map(g => g.ring().version)).size, 1, 'every host computes the same ring')
     assert.equal(a.gossip.ring().nodes.find(n => n.id === c.gossip.self)?.weight, 2)
     assert.deepEqual(b.gossip.member(a.gossip.self)?.services, { imap: 143 })
+    assert.equal(b.gossip.member(a.gossip.self)?.host, '127.0.0.1')
     assert.equal(b.gossip.member(a.gossip.self)?.load.diskFreeBytes, 3, 'the load sample travels')
     await waitFor(() => c.gossip.member(a.gossip.self)?.addrs.length === 1 && a.gossip.member(c.gossip.self) !== undefined, 2000, 'addresses')
 
@@ -76,6 +77,9 @@ describe('gossip grid on loopback', { timeout: 60_000 }, () => {
     const b = await startHost(t, { ...FAST, clusterKey, mdns: true, listen })
     const ms = await waitFor(() => formed([a.gossip, b.gossip]), 10_000, 'mDNS discovery')
     t.diagnostic(`found by mDNS in ${ms} ms`)
+    const host = a.gossip.member(b.gossip.self)?.host
+    assert.ok(host !== undefined && host !== '127.0.0.1' && a.gossip.member(b.gossip.self)?.addrs.every(x => x.includes(`/${host}/`)),
+      'a host listening on every interface gossips a routable address and host, not loopback')
   })
 
   it('a host with another cluster key can neither connect nor join', async t => {
