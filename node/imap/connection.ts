@@ -5,11 +5,13 @@
  * (RFC 4978). It knows nothing of commands.
  */
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { TLSSocket } from 'node:tls'
 import type { SecureContext } from 'node:tls'
 import { constants as zlibConstants, createDeflateRaw, createInflateRaw } from 'node:zlib'
 import type { DeflateRaw, InflateRaw } from 'node:zlib'
 import type { Part } from './protocol/compiler.ts'
+import { splice } from '../splice.ts'
 
 export interface ConnectionHandlers {
   onData: (chunk: Buffer) => void
@@ -206,5 +208,20 @@ export class Connection {
   destroy (): void {
     this.#socket.destroy()
     this.#raw.destroy()
+  }
+
+  /**
+   * The session was forwarded to the user's primary (node/grid/forward.ts): stop reading commands and pass
+   * bytes both ways until either side closes. TLS stays here; `pending` is what the client sent after the
+   * login. Resolves when both are closed.
+   */
+  async splice (upstream: Duplex, pending: Buffer): Promise<void> {
+    // paused first: bytes arriving meanwhile wait in the socket for the pipe
+    this.#socket.pause()
+    this.#socket.removeAllListeners('data')
+    this.#raw.setTimeout(0) // the primary runs the session's timers now
+    this.#raw.removeAllListeners('timeout')
+    await this.flush()
+    await splice(this.#socket, upstream, pending)
   }
 }

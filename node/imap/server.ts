@@ -10,7 +10,8 @@ import type { SecureContext } from 'node:tls'
 import { Connection } from './connection.ts'
 import { DEFAULT_LIMITS } from './constants.ts'
 import { Session } from './session.ts'
-import type { ImapComponents, ImapInit, ImapLimits } from './types.ts'
+import type { AdoptedImapSession, ImapComponents, ImapInit, ImapLimits } from './types.ts'
+import { loggedIn } from './commands/login.ts'
 import type { Endpoint } from '../types.ts'
 
 export interface ImapServer {
@@ -20,6 +21,12 @@ export interface ImapServer {
   address (): Endpoint | null
   /** Open sessions (for status pages and tests). */
   readonly sessions: number
+  /**
+   * Runs a session forwarded by the node that authenticated the client (node/grid/forward.ts) on `socket`, a
+   * stream from that node dressed as a socket: authenticated from the start, no greeting, and it answers the
+   * client's login command itself with the capabilities a local login gives.
+   */
+  adopt (socket: Socket, adopted: AdoptedImapSession): void
 }
 
 /** How long close() waits for sessions to say BYE before destroying their sockets. */
@@ -84,6 +91,23 @@ export function createImapServer (components: ImapComponents, init: ImapInit): I
 
   return {
     get sessions () { return sessions.size },
+    adopt (socket, adopted) {
+      if (closing !== null) {
+        socket.destroy()
+        return
+      }
+      let session: Session | null = null
+      const connection = new Connection(socket, adopted.secure, {
+        onData: (chunk: Buffer) => session?.onData(chunk),
+        onClose: () => session?.onClose(),
+        onError: () => { socket.destroy() },
+      })
+      session = start(socket, connection, null)
+      session.adopt(adopted.user, adopted.enabled ?? [])
+      session.log.info({ event: 'imap_login_adopted', user: adopted.user }, 'authenticated by the edge node')
+      const reply = loggedIn(session)
+      void session.sendStatus(adopted.tag, 'OK', reply.text, reply.code)
+    },
     async listen () {
       if (bound !== null) return bound
       const srv = createServer({ pauseOnConnect: false }, onSocket)

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto'
 import { createSecureContext } from 'node:tls'
 import type { SecureContext } from 'node:tls'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { MailEvent } from '../../store/index.ts'
 import type { Connection } from './connection.ts'
@@ -251,6 +252,23 @@ export class Session {
     this.parser.literalBytesMax = this.options.limits.appendBytesMax
     this.#unsubscribe = this.components.store.subscribe(user, (event) => this.#onMailEvent(event))
     this.#armTimer()
+  }
+
+  /**
+   * The client logged in here but its session runs on the user's primary: this session ends, and the
+   * connection only passes bytes to and from `upstream` until either side closes.
+   */
+  async forward (upstream: Duplex): Promise<void> {
+    this.state = { kind: 'logout' }
+    this.#closed = true
+    const pending = this.parser.takeBuffered()
+    await this.connection.splice(upstream, pending)
+  }
+
+  /** A session forwarded from the node that authenticated the client: it starts authenticated, without a greeting. */
+  adopt (user: string, enabled: readonly string[]): void {
+    for (const name of enabled) this.enabled.add(name.toUpperCase())
+    this.login(user)
   }
 
   #onMailEvent (event: MailEvent): void {

@@ -1,6 +1,7 @@
 /** What the IMAP server is given: components (things with behaviour) and init (plain options). */
 import type { Logger } from 'pino'
 import type { SecureContextOptions } from 'node:tls'
+import type { Duplex } from 'node:stream'
 import type { MailStore } from '../../store/index.ts'
 import type { Authenticator } from '../auth.ts'
 import type { ConnectionLimiter } from '../limits.ts'
@@ -17,6 +18,23 @@ export interface ImapComponents {
   tls?: Pick<SecureContextOptions, 'key' | 'cert' | 'ca'>
   /** Injectable clock (ms since the epoch), for APPEND's default internal date. */
   now?: () => number
+  /**
+   * On a grid: where a session runs after its login. null → here; a stream → on the user's primary, and this
+   * node only passes bytes from then on. Throws when the primary cannot take it (the login gets NO [UNAVAILABLE]).
+   */
+  router?: ImapRouter
+}
+
+export type ImapRouter = (user: string, protocol: 'imap', ctx: { ip: string, secure: boolean, tag: string, enabled: string[] }) => Promise<Duplex | null>
+
+/** What the edge node tells the primary about a forwarded session (node/grid/forward.ts SessionHeader). */
+export interface AdoptedImapSession {
+  user: string
+  ip: string
+  secure: boolean
+  /** The tag of the client's LOGIN or AUTHENTICATE, answered by the adopting session. */
+  tag: string
+  enabled?: string[]
 }
 
 export interface ImapInit {

@@ -22,6 +22,8 @@ interface ListRequest {
   recursiveMatch: boolean
   returnSubscribed: boolean
   returnStatus: string[] | null
+  /** LIST-EXTENDED syntax was used: selection options, several patterns or RETURN options (RFC 5258). */
+  extended: boolean
 }
 
 function decode (session: Session, text: string): string {
@@ -33,7 +35,7 @@ function decode (session: Session, text: string): string {
 function parseList (session: Session, args: Token[]): ListRequest {
   const request: ListRequest = {
     reference: '', patterns: [], subscribedOnly: false, specialUseOnly: false, recursiveMatch: false,
-    returnSubscribed: false, returnStatus: null,
+    returnSubscribed: false, returnStatus: null, extended: false,
   }
   let index = 0
   if (args[0]?.type === 'list') {
@@ -48,12 +50,14 @@ function parseList (session: Session, args: Token[]): ListRequest {
     // RFC 5258 section 3: RECURSIVEMATCH needs another option.
     if (request.recursiveMatch && !request.subscribedOnly) throw new ArgumentError('RECURSIVEMATCH alone')
     index = 1
+    request.extended = true
   }
   request.reference = decode(session, astring(args[index], 'reference'))
   const patternToken = args[index + 1]
   if (patternToken?.type === 'list') {
     if (patternToken.items.length === 0 || patternToken.items.length > LIST_PATTERNS_MAX) throw new ArgumentError('Invalid pattern list')
     request.patterns = patternToken.items.map((t) => decode(session, astring(t, 'pattern')))
+    request.extended = true
   } else {
     request.patterns = [decode(session, astring(patternToken, 'pattern'))]
   }
@@ -61,6 +65,7 @@ function parseList (session: Session, args: Token[]): ListRequest {
   if (rest.length > 0) {
     if (rest.length !== 2 || keyword(rest[0]) !== 'RETURN') throw new ArgumentError('Expected RETURN (options)')
     const options = listOf(rest[1], 'return options').items
+    request.extended = true
     for (let i = 0; i < options.length; i++) {
       const name = keyword(options[i], 'return option')
       if (name === 'SUBSCRIBED') request.returnSubscribed = true
@@ -110,7 +115,10 @@ export const list: CommandModule = {
         continue
       }
       if (mailbox === undefined) {
-        attributes.push(implied.has(name) ? '\\Noselect' : '\\NonExistent')
+        // A parent that exists only as a prefix: `\Noselect` to a plain RFC 3501 LIST, `\NonExistent` (which
+        // implies \Noselect, RFC 5258 section 3 and RFC 9051 section 7.3.1) to LIST-EXTENDED syntax or an
+        // IMAP4rev2 client, as Dovecot does. A subscribed name that does not exist is always \NonExistent.
+        attributes.push(implied.has(name) && !request.extended && !session.enabled.has('IMAP4REV2') ? '\\Noselect' : '\\NonExistent')
       } else if (mailbox.specialUse !== null) {
         attributes.push(mailbox.specialUse)
       }

@@ -12,7 +12,7 @@ import type { Session } from '../session.ts'
 /** Longest user name or password we pass on (bounds work in the password hash). */
 const CREDENTIAL_BYTES_MAX = 1024
 
-async function authenticate (session: Session, user: string, password: string): Promise<Reply> {
+async function authenticate (session: Session, tag: string, user: string, password: string): Promise<Reply> {
   if (Buffer.byteLength(user) > CREDENTIAL_BYTES_MAX || Buffer.byteLength(password) > CREDENTIAL_BYTES_MAX) {
     throw new CommandRefused('Authentication failed', 'AUTHENTICATIONFAILED')
   }
@@ -29,9 +29,32 @@ async function authenticate (session: Session, user: string, password: string): 
     }
     throw new CommandRefused('Authentication failed', 'AUTHENTICATIONFAILED')
   }
+  const router = session.components.router
+  if (router !== undefined) {
+    // On a grid the session runs on the user's primary; when that is another node, it answers this command.
+    let upstream
+    try {
+      upstream = await router(result.user, 'imap', { ip, secure: session.connection.secure, tag, enabled: [...session.enabled] })
+    } catch (err) {
+      session.log.warn({ event: 'imap_forward_failed', user: result.user, err: String(err) }, 'forward failed')
+      throw new CommandRefused('The server holding this mailbox is unreachable, try again later', 'UNAVAILABLE')
+    }
+    if (upstream !== null) {
+      session.log.info({ event: 'imap_login_forwarded', user: result.user }, 'authenticated; forwarded to the primary')
+      void session.forward(upstream).catch((err: unknown) => {
+        session.log.warn({ event: 'imap_forward_broken', err: String(err) }, 'forward broken')
+        session.connection.destroy()
+      })
+      return { done: true }
+    }
+  }
   session.login(result.user)
   session.log.info({ event: 'imap_login', user: result.user }, 'authenticated')
-  // RFC 9051 section 6.2.2: the OK may carry the new capability list.
+  return loggedIn(session)
+}
+
+/** RFC 9051 section 6.2.2: the OK may carry the new capability list. Also what an adopted session answers. */
+export function loggedIn (session: Session): Reply & { text: string } {
   return { code: { name: 'CAPABILITY', args: session.capabilities().map(atom) }, text: 'Authenticated' }
 }
 
@@ -41,9 +64,9 @@ export const login: CommandModule = {
   states: ['notAuthenticated'],
   args: { min: 2, max: 2 },
   expungeAllowed: true,
-  async run (session, { args }) {
+  async run (session, { tag, args }) {
     if (!session.insecureAuthAllowed) throw new CommandRefused('Use STARTTLS first', 'PRIVACYREQUIRED')
-    return authenticate(session, astring(args[0], 'user name'), astring(args[1], 'password'))
+    return authenticate(session, tag, astring(args[0], 'user name'), astring(args[1], 'password'))
   },
 }
 
@@ -64,7 +87,7 @@ export const authenticateCommand: CommandModule = {
   states: ['notAuthenticated'],
   args: { min: 1, max: 2 },
   expungeAllowed: true,
-  async run (session, { args }) {
+  async run (session, { tag, args }) {
     const mechanism = keyword(args[0], 'mechanism')
     if (mechanism !== 'PLAIN') throw new CommandRefused('Unsupported mechanism', 'CANNOT')
     if (!session.insecureAuthAllowed) throw new CommandRefused('Use STARTTLS first', 'PRIVACYREQUIRED')
@@ -82,6 +105,6 @@ export const authenticateCommand: CommandModule = {
       response = line.trim()
     }
     const { user, password } = decodePlain(response)
-    return authenticate(session, user, password)
+    return authenticate(session, tag, user, password)
   },
 }

@@ -2,12 +2,14 @@
  * SELECT and EXAMINE (RFC 3501 sections 6.3.1, 6.3.2; RFC 9051 section 6.3.2), with the
  * CONDSTORE and QRESYNC parameters (RFC 7162 sections 3.1.8, 3.2.5).
  */
-import { atom, list, num } from '../protocol/compiler.ts'
+import { atom, list, num, str } from '../protocol/compiler.ts'
 import type { Value } from '../protocol/compiler.ts'
 import { inRanges, resolveSequenceSet, formatSequenceSet } from '../protocol/sequence.ts'
 import { keyword, listOf, mailboxName, MODSEQ_MAX, number, sequenceSet } from '../args.ts'
 import { ArgumentError, CommandRefused } from '../errors.ts'
 import { SelectedMailbox } from '../mailbox-view.ts'
+import { hierarchy, wireName } from '../mailboxes.ts'
+import { DELIMITER } from '../constants.ts'
 import type { CommandModule, Reply } from '../command.ts'
 import type { Session } from '../session.ts'
 import type { Token } from '../protocol/types.ts'
@@ -34,6 +36,14 @@ function parseParams (session: Session, token: Token | undefined): Qresync | nul
       const params = listOf(items[++i], 'QRESYNC parameters').items
       if (params.length < 2 || params.length > 4) throw new ArgumentError('Invalid QRESYNC parameters')
       const known = params[2] === undefined ? null : sequenceSet(params[2])
+      if (params[3] !== undefined) {
+        // seq-match-data: (known-sequence-set known-uid-set). Checked but not used: it only lets a server
+        // shorten VANISHED (EARLIER), and the full list within known-uids is always a correct answer.
+        const match = listOf(params[3], 'sequence match data').items
+        if (match.length !== 2) throw new ArgumentError('Invalid sequence match data')
+        const [seqs, uids] = match.map((t) => sequenceSet(t))
+        if (seqs === '$' || uids === '$') throw new ArgumentError('Invalid sequence match data')
+      }
       qresync = {
         uidValidity: number(params[0], 'UIDVALIDITY'),
         modseq: number(params[1], 'mod-sequence', MODSEQ_MAX),
@@ -92,6 +102,13 @@ function selectCommand (readOnly: boolean): CommandModule {
       await session.send([atom('OK'), atom(`[UIDVALIDITY ${mailbox.uidValidity}] UIDs valid`)])
       await session.send([atom('OK'), atom(`[UIDNEXT ${mailbox.uidNext}] Predicted next UID`)])
       await session.send([atom('OK'), atom(`[HIGHESTMODSEQ ${mailbox.highestModseq}] Highest`)])
+      if (session.enabled.has('IMAP4REV2')) {
+        // RFC 9051 section 6.3.2: LIST is a required response, with the mailbox's exact name and attributes.
+        const names = (await store.listMailboxes(user)).map((m) => m.name)
+        const attributes = [...(mailbox.specialUse === null ? [] : [mailbox.specialUse]),
+          hierarchy(names).parents.has(mailbox.name) ? '\\HasChildren' : '\\HasNoChildren']
+        await session.send([atom('LIST'), list(attributes.map(atom)), str(DELIMITER), wireName(session, mailbox.name)])
+      }
       session.select(view)
       if (qresync !== null && qresync.uidValidity === mailbox.uidValidity) {
         await resync(session, user, view, qresync)
