@@ -43,8 +43,11 @@ export const RPC_REQUEST_READ_MS = 30_000
  */
 export const RPC_INBOUND_STREAMS_MAX = 256
 
-/** Outbound counterpart of RPC_INBOUND_STREAMS_MAX (libp2p's default is 64). */
-export const RPC_OUTBOUND_STREAMS_MAX = 256
+/**
+ * Concurrent outbound streams per protocol per connection (libp2p's default is 64). Above the peer's inbound
+ * bound, so that the peer's limit is the one that bites (and is tested).
+ */
+export const RPC_OUTBOUND_STREAMS_MAX = 2 * RPC_INBOUND_STREAMS_MAX
 
 /**
  * yamux flow control: the receive window a stream may grow to. A paused reader holds at most this many bytes

@@ -198,7 +198,7 @@ export async function openStream (
     throw new RpcError('unreachable', `not a peer id: ${peer.slice(0, 80)}`)
   }
   try {
-    return await libp2p.dialProtocol(id, protocol, { signal })
+    return await libp2p.dialProtocol(id, protocol, { signal, maxOutboundStreams: RPC_OUTBOUND_STREAMS_MAX })
   } catch (err) {
     // Nothing was sent yet, so running out of time here means the peer could not be reached in time.
     if (signal.aborted && why() === 'aborted') throw new RpcError('aborted', `aborted opening ${protocol} to ${peer}`, { cause: err })

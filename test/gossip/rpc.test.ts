@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { RpcError } from '../../gossip/index.ts'
 import type { Gossip } from '../../gossip/index.ts'
-import { RPC_HEADER_BYTES_MAX } from '../../gossip/constants.ts'
+import { RPC_HEADER_BYTES_MAX, RPC_INBOUND_STREAMS_MAX } from '../../gossip/constants.ts'
 import { formed, startHost, waitFor } from './helpers.ts'
 import type { Cleanups } from './helpers.ts'
 
@@ -108,6 +108,18 @@ describe('rpc', { timeout: 60_000 }, () => {
     await assert.rejects(b.call(a.self, '/t/nothing/1.0.0', { header: {} }), isRpc('refused'))
     await assert.rejects(b.call('12D3KooWKnDdG3iXw9eTFijk3EWSunZcFi54Zka4wmtqtt6rPxc8', '/t/echo/1.0.0', { header: {} }, { timeoutMs: 2000 }), isRpc('unreachable'))
     await assert.rejects(b.call('not a peer id', '/t/echo/1.0.0', { header: {} }), isRpc('unreachable'))
+  })
+
+  it('bounds concurrent inbound streams per protocol', async t => {
+    const extra = 8
+    const calls = Array.from({ length: RPC_INBOUND_STREAMS_MAX + extra }, async () =>
+      await b.call(a.self, '/t/wait/1.0.0', { header: {} }, { timeoutMs: 2000 }).then(() => 'ok', (err: RpcError) => err.code))
+    const codes = await Promise.all(calls)
+    const count = (c: string): number => codes.filter(x => x === c).length
+    assert.equal(count('timeout'), RPC_INBOUND_STREAMS_MAX, codes.filter(x => x !== 'timeout').join(','))
+    assert.equal(codes.length - count('timeout'), extra)
+    assert.ok(codes.every(c => c === 'timeout' || c === 'unreachable' || c === 'refused'))
+    t.diagnostic(`over the bound: ${codes.filter(c => c !== 'timeout').join(', ')}`)
   })
 
   it('refuses to send a header over the limit', async () => {
