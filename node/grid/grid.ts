@@ -546,14 +546,22 @@ export class Grid {
   /** Users this node is primary of whose replicas are not all confirmed at its log position. */
   async underReplicated (): Promise<number> {
     let n = 0
+    let owned = 0
+    let replicated = 0
+    const ring = this.gossip.ring()
     for (const u of (await this.store.listUsers()).map(x => x.address)) {
-      if (!this.isPrimary(u)) continue
+      const reps = ring.replicas(u, this.r)
+      if (reps.includes(this.self)) replicated++
+      if (reps[0] !== this.self) continue
+      owned++
       const target = await this.store.logPosition(u)
       for (const peer of this.replicasOf(u)) {
         if (peer !== this.self && (this.confirmed.get(`${u}\x00${peer}`) ?? -1) < target) { n++; break }
       }
     }
     this.under = n
+    this.owned = owned
+    this.replicated = replicated
     return n
   }
 

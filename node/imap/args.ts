@@ -3,7 +3,7 @@
  * throws ArgumentError (answered BAD). Grammar names follow RFC 3501 section 9.
  */
 import { decodeMutf7 } from './protocol/mutf7.ts'
-import { parseSequenceSet } from './protocol/sequence.ts'
+import { parseSequenceSet, SEQUENCE_RANGES_MAX } from './protocol/sequence.ts'
 import type { SequenceRange } from './protocol/sequence.ts'
 import type { ListToken, LiteralToken, Token } from './protocol/types.ts'
 import { ArgumentError } from './errors.ts'
@@ -70,7 +70,7 @@ export function mailboxName (token: Token | undefined, utf8: boolean): string {
   const raw = astring(token, 'mailbox name')
   const name = utf8 ? raw : decodeMutf7(raw)
   if (name === null) throw new ArgumentError('Invalid modified UTF-7 in mailbox name')
-  if (Buffer.byteLength(name) > MAILBOX_NAME_BYTES_MAX) throw new ArgumentError('Mailbox name too long')
+  if (Buffer.byteLength(name) > MAILBOX_NAME_BYTES_MAX) throw new ArgumentError('Mailbox name too long', 'LIMIT')
   // RFC 3501 section 5.1: control characters have no place in names we would list back.
   if (/[\x00-\x1f\x7f]/.test(name)) throw new ArgumentError('Invalid character in mailbox name')
   return normaliseInbox(name)
@@ -89,6 +89,7 @@ export function sequenceSet (token: Token | undefined): SequenceArg {
   if (token?.type !== 'atom') throw new ArgumentError('Invalid sequence set')
   if (token.value === '$') return '$'
   const ranges = parseSequenceSet(token.value)
+  if (ranges === null && token.value.split(',').length > SEQUENCE_RANGES_MAX) throw new ArgumentError('Too many ranges in a sequence set', 'LIMIT')
   if (ranges === null) throw new ArgumentError('Invalid sequence set')
   return ranges
 }
@@ -101,7 +102,7 @@ const SYSTEM_FLAGS = new Map(['\\Seen', '\\Answered', '\\Flagged', '\\Deleted', 
  */
 export function flagList (token: Token | undefined): string[] {
   const items = token?.type === 'list' ? token.items : token === undefined ? [] : [token]
-  if (items.length > FLAGS_MAX) throw new ArgumentError('Too many flags')
+  if (items.length > FLAGS_MAX) throw new ArgumentError('Too many flags', 'LIMIT')
   const flags = new Set<string>()
   for (const item of items) {
     if (item.type !== 'atom' || item.section !== undefined) throw new ArgumentError('Invalid flag')

@@ -5,8 +5,14 @@
  */
 import { imapError } from '../errors.ts'
 
-/** A malformed argument: the command is answered BAD with this text. */
-export class ArgumentError extends Error {}
+/** A malformed argument: the command is answered BAD with this text (and LIMIT when a limit refused it). */
+export class ArgumentError extends Error {
+  readonly code: string | undefined
+  constructor (message: string, code?: 'LIMIT' | 'TOOBIG') {
+    super(message)
+    this.code = code
+  }
+}
 
 /** A refusal with an optional response code: the command is answered NO. */
 export class CommandRefused extends Error {
@@ -28,7 +34,7 @@ export interface ErrorReply {
  * (node/errors.ts); anything else is internal and gets "Internal error" with a log id.
  */
 export function replyForError (err: unknown): ErrorReply & { logId: string | null } {
-  if (err instanceof ArgumentError) return { status: 'BAD', text: err.message, logId: null }
+  if (err instanceof ArgumentError) return { status: 'BAD', ...(err.code === undefined ? {} : { code: err.code }), text: err.message, logId: null }
   if (err instanceof CommandRefused) return { status: 'NO', ...(err.code === undefined ? {} : { code: err.code }), text: err.message, logId: null }
   const mapped = imapError(err)
   return { status: 'NO', ...(mapped.code === null ? {} : { code: mapped.code }), text: mapped.text, logId: mapped.logId }

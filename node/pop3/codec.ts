@@ -72,6 +72,13 @@ export class LineReader {
     // Copy: the caller may keep the line while the reader's buffer is reused
     return { type: 'line', line: Buffer.from(line) }
   }
+
+  /** Everything buffered, unparsed, and the reader emptied (a forwarded session hands it on as it came). */
+  takeAll (): Buffer {
+    const rest = this.discarding ? Buffer.alloc(0) : this.buf
+    this.clear()
+    return rest
+  }
 }
 
 export interface Command {

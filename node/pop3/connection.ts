@@ -4,8 +4,10 @@
 
 import { TLSSocket } from 'node:tls'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { SecureContext } from 'node:tls'
 import { LineReader } from './codec.ts'
+import { splice } from '../splice.ts'
 import type { LineResult } from './codec.ts'
 import { INPUT_BUFFER_BYTES_MAX, OVERLONG_DISCARD_BYTES_MAX, TLS_HANDSHAKE_TIMEOUT_MS } from './constants.ts'
 
@@ -193,5 +195,21 @@ export class Pop3Connection {
     this.socket.destroy()
     this.closed = true
     this.notify()
+  }
+
+  /**
+   * The session was forwarded to the user's primary (node/grid/forward.ts): from now on bytes pass both ways
+   * untouched, input not yet read first, until either side closes. TLS stays here. Resolves when both are closed.
+   */
+  async splice (upstream: Duplex): Promise<void> {
+    const socket = this.socket
+    socket.pause() // bytes arriving meanwhile wait in the socket for the pipe
+    this.detach(socket) // and the primary runs the idle timer now
+    socket.on('error', () => {}) // splice closes both on an error
+    const pending = this.reader.takeAll()
+    this.paused = false
+    this.closed = true
+    this.notify()
+    await splice(socket, upstream, pending)
   }
 }

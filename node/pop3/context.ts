@@ -3,6 +3,7 @@
 
 import type { Logger } from 'pino'
 import type { SecureContext } from 'node:tls'
+import type { Duplex } from 'node:stream'
 import type { MailStore } from '../../store/index.ts'
 import type { Authenticator } from '../auth.ts'
 import { pop3Error } from '../errors.ts'
@@ -24,9 +25,14 @@ export interface SessionContext {
   /** USER/PASS and AUTH PLAIN without TLS (configured, or on loopback when so configured). */
   readonly plaintextAllowed: boolean
   readonly maxBadCommands: number
+  /** On a grid: where the session runs after login (null: here; a stream: on the user's primary). */
+  readonly router?: Pop3Router
   state: SessionState
   badCommands: number
 }
+
+/** Throws when the user's primary cannot take the session (the login gets -ERR [SYS/TEMP]). */
+export type Pop3Router = (user: string, protocol: 'pop3', ctx: { ip: string, secure: boolean }) => Promise<Duplex | null>
 
 export interface CommandSpec<K extends StateKind = StateKind> {
   readonly name: string
@@ -89,6 +95,29 @@ export async function login (ctx: SessionContext, state: StateOf<'authorization'
     return
   }
   const user = result.user
+  if (ctx.router !== undefined) {
+    let upstream: Duplex | null
+    try {
+      upstream = await ctx.router(user, 'pop3', { ip: ctx.conn.remoteAddress, secure: ctx.conn.secure })
+    } catch (e) {
+      state.user = null
+      ctx.log.warn({ event: 'pop3_forward_failed', user, err: String(e) }, 'pop3_forward_failed')
+      // RFC 3206: the maildrop exists but cannot be reached now
+      await reply(ctx, err('The server holding this mailbox is unreachable, try again later', 'SYS/TEMP'))
+      return
+    }
+    if (upstream !== null) {
+      // the primary opens the maildrop and answers +OK itself; this node passes bytes until the session ends
+      ctx.log.info({ event: 'pop3_login_forwarded', user, mechanism }, 'pop3_login_forwarded')
+      await ctx.conn.splice(upstream)
+      return
+    }
+  }
+  await openMaildrop(ctx, user, mechanism)
+}
+
+/** RFC 1939 section 4: takes the INBOX snapshot and enters TRANSACTION, answering +OK (or -ERR, staying put). */
+export async function openMaildrop (ctx: SessionContext, user: string, mechanism: string): Promise<void> {
   let drop: Maildrop
   try {
     const box = await ctx.store.getMailbox(user, 'INBOX')

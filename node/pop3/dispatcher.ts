@@ -10,6 +10,11 @@ import { COMMANDS } from './commands/index.ts'
 
 export async function runSession (ctx: SessionContext): Promise<void> {
   await reply(ctx, ok(GREETING))
+  await runCommands(ctx)
+}
+
+/** The command loop alone: an adopted (forwarded) session starts here, its login already answered. */
+export async function runCommands (ctx: SessionContext): Promise<void> {
   while (!ctx.conn.closed) {
     const input = await ctx.conn.nextLine(COMMAND_LINE_BYTES_MAX)
     if (input === null) break

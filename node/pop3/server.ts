@@ -14,14 +14,24 @@ import type { ConnectionLimiter } from '../limits.ts'
 import { err } from './codec.ts'
 import { Pop3Connection } from './connection.ts'
 import { BAD_COMMANDS_MAX, IDLE_TIMEOUT_MS_MIN } from './constants.ts'
-import type { SessionContext } from './context.ts'
-import { runSession } from './dispatcher.ts'
+import { openMaildrop } from './context.ts'
+import type { Pop3Router, SessionContext } from './context.ts'
+import { runCommands, runSession } from './dispatcher.ts'
 
 export interface Pop3Components {
   store: MailStore
   auth: Authenticator
   logger: Logger
   limiter: ConnectionLimiter
+  /** On a grid: where a session runs after its login (node/grid/forward.ts); without it, always here. */
+  router?: Pop3Router
+}
+
+/** What the edge node tells the primary about a forwarded session. */
+export interface AdoptedPop3Session {
+  user: string
+  ip: string
+  secure: boolean
 }
 
 export interface Pop3Init {
@@ -42,6 +52,13 @@ export interface Pop3Init {
 export interface Pop3Server {
   listen (): Promise<{ port: number }>
   close (): Promise<void>
+  /** Open sessions, forwarded and adopted ones included. */
+  readonly sessions: number
+  /**
+   * Runs a session forwarded by the node that authenticated the client on `socket` (a stream from that node
+   * dressed as a socket): it opens the maildrop and answers the client's PASS or AUTH itself, then serves.
+   */
+  adopt (socket: Socket, adopted: AdoptedPop3Session): void
 }
 
 function isLoopback (ip: string): boolean {
@@ -95,6 +112,7 @@ export function createPop3Server (components: Pop3Components, init: Pop3Init): P
       tls,
       plaintextAllowed: init.allowPlaintextAuth === true || (init.allowPlaintextOnLoopback === true && isLoopback(ip)),
       maxBadCommands,
+      ...(components.router !== undefined ? { router: components.router } : {}),
       state: { kind: 'authorization', user: null, failures: 0 },
       badCommands: 0
     }
@@ -119,7 +137,55 @@ export function createPop3Server (components: Pop3Components, init: Pop3Init): P
     await entry.done
   }
 
+  function adopt (socket: Socket, adopted: AdoptedPop3Session): void {
+    if (closing !== null) {
+      socket.destroy()
+      return
+    }
+    const sid = randomBytes(6).toString('hex')
+    const slog = log.child({ sid })
+    const conn: Pop3Connection = new Pop3Connection(socket, {
+      idleTimeoutMs,
+      onIdle: () => {
+        slog.info({ event: 'pop3_idle_timeout' }, 'pop3_idle_timeout')
+        conn.endWith(err('Idle timeout, closing connection'))
+      },
+      onError: e => { slog.debug({ event: 'pop3_socket_error', err: e.message }, 'pop3_socket_error') }
+    })
+    conn.secure = adopted.secure
+    // no router here: this node is the primary, and a second login in this session is served where it is
+    const ctx: SessionContext = {
+      sid,
+      conn,
+      log: slog,
+      store: components.store,
+      auth: components.auth,
+      tls: null, // TLS stays at the edge
+      plaintextAllowed: true, // the edge accepted a login on this transport already
+      maxBadCommands,
+      state: { kind: 'authorization', user: null, failures: 0 },
+      badCommands: 0
+    }
+    slog.info({ event: 'pop3_adopted', ip: adopted.ip, user: adopted.user }, 'pop3_adopted')
+    const entry = { conn, done: Promise.resolve() }
+    sessions.add(entry)
+    entry.done = (async () => {
+      try {
+        await openMaildrop(ctx, adopted.user, 'forwarded')
+        await runCommands(ctx)
+      } catch (e) {
+        slog.error({ event: 'pop3_session_failed', err: e }, 'pop3_session_failed')
+      } finally {
+        if (!conn.closed) conn.end()
+        sessions.delete(entry)
+        slog.info({ event: 'pop3_disconnect', state: ctx.state.kind }, 'pop3_disconnect')
+      }
+    })()
+  }
+
   return {
+    get sessions () { return sessions.size },
+    adopt,
     async listen () {
       if (server !== null) throw new Error('pop3: already listening')
       // allowHalfOpen: a client may send its last commands and shut its side; it still gets every answer

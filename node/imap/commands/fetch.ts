@@ -62,7 +62,8 @@ function parseItems (token: Token | undefined): FetchItem[] {
     return MACROS[token.value.toUpperCase()]!.map((kind) => ({ kind }))
   }
   const tokens = token.type === 'list' ? token.items : [token]
-  if (tokens.length === 0 || tokens.length > FETCH_ITEMS_MAX) throw new ArgumentError('Invalid fetch item list')
+  if (tokens.length === 0) throw new ArgumentError('Invalid fetch item list')
+  if (tokens.length > FETCH_ITEMS_MAX) throw new ArgumentError('Too many fetch items', 'LIMIT')
   return tokens.map(parseItem)
 }
 

@@ -55,7 +55,8 @@ function parseList (session: Session, args: Token[]): ListRequest {
   request.reference = decode(session, astring(args[index], 'reference'))
   const patternToken = args[index + 1]
   if (patternToken?.type === 'list') {
-    if (patternToken.items.length === 0 || patternToken.items.length > LIST_PATTERNS_MAX) throw new ArgumentError('Invalid pattern list')
+    if (patternToken.items.length === 0) throw new ArgumentError('Invalid pattern list')
+    if (patternToken.items.length > LIST_PATTERNS_MAX) throw new ArgumentError('Too many patterns', 'LIMIT')
     request.patterns = patternToken.items.map((t) => decode(session, astring(t, 'pattern')))
     request.extended = true
   } else {

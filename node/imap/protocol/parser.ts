@@ -120,7 +120,10 @@ export class ImapParser {
     const lf = this.#input.indexOf(LF, this.#pos)
     if (lf === -1) {
       const available = this.#input.length - this.#pos
-      if (this.#lineBytes + available > max + 1) return this.#fatal('Line too long')
+      if (this.#lineBytes + available > max + 1) {
+        const start = this.#lineParts[0] ?? this.#input.subarray(this.#pos)
+        return this.#fatal('Line too long', this.#texts.length === 0 && !this.#lineMode ? readTag(start) : null, 'TOOBIG')
+      }
       if (available > 0) {
         this.#lineParts.push(Buffer.from(this.#input.subarray(this.#pos)))
         this.#lineBytes += available
@@ -136,7 +139,7 @@ export class ImapParser {
     this.#lineBytes = 0
     this.#commandBytes += line.length + 1
     if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, line.length - 1)
-    if (line.length > max) return this.#fatal('Line too long')
+    if (line.length > max) return this.#fatal('Line too long', this.#texts.length === 0 && !this.#lineMode ? readTag(line) : null, 'TOOBIG')
     return line
   }
 
@@ -167,9 +170,9 @@ export class ImapParser {
       return { type: 'error', tag, status: 'NO', code: 'TOOBIG', text: 'Literal too big', fatal: false }
     }
     if (this.#literals.length >= COMMAND_LITERALS_MAX) {
-      if (!synchronising) return this.#fatal('Too many literals', tag)
+      if (!synchronising) return this.#fatal('Too many literals', tag, 'LIMIT')
       this.#resetCommand()
-      return { type: 'error', tag, status: 'BAD', text: 'Too many literals', fatal: false }
+      return { type: 'error', tag, status: 'BAD', code: 'LIMIT', text: 'Too many literals', fatal: false }
     }
     const token: LiteralToken = { type: 'literal', chunks: [], size, binary }
     this.#literals.push(token)
@@ -212,7 +215,7 @@ export class ImapParser {
       return { type: 'command', command: { ...tokenize(texts, literals), bytes } }
     } catch (err) {
       if (err instanceof TokenizeError) {
-        return { type: 'error', tag: err.tag, status: 'BAD', text: err.message, fatal: false }
+        return { type: 'error', tag: err.tag, status: 'BAD', ...(err.code === undefined ? {} : { code: err.code }), text: err.message, fatal: false }
       }
       throw err
     }

@@ -11,9 +11,12 @@ import type { LiteralToken, PartialRange, Token } from './types.ts'
 
 export class TokenizeError extends Error {
   readonly tag: string | null
-  constructor (message: string, tag: string | null) {
+  /** A response code: LIMIT when a limit of ours, not the grammar, refused the command (RFC 9051 section 7.1). */
+  readonly code: string | undefined
+  constructor (message: string, tag: string | null, code?: string) {
     super(message)
     this.tag = tag
+    this.code = code
   }
 }
 
@@ -69,6 +72,11 @@ class Cursor {
     throw new TokenizeError(message, this.tag)
   }
 
+  /** A limit was reached: BAD [LIMIT]. */
+  limit (message: string): never {
+    throw new TokenizeError(message, this.tag, 'LIMIT')
+  }
+
   /** The current byte, or -1 at the end of a text segment. */
   peek (): number {
     const text = this.texts[this.segment]!
@@ -92,7 +100,7 @@ class Cursor {
   }
 
   count (): void {
-    if (++this.tokens > COMMAND_TOKENS_MAX) this.fail('Too many tokens in command')
+    if (++this.tokens > COMMAND_TOKENS_MAX) this.limit('Too many tokens in command')
   }
 }
 
@@ -149,7 +157,7 @@ function readItems (cursor: Cursor, depth: number, closer: number): Token[] {
     if (closer === -1 && depth === 0 && items.length === 0 && spaces === 0) cursor.fail('Missing space after command')
     cursor.count()
     if (byte === 0x28) {
-      if (depth + 1 > NESTING_DEPTH_MAX) cursor.fail('Too deeply nested')
+      if (depth + 1 > NESTING_DEPTH_MAX) cursor.limit('Too deeply nested')
       cursor.pos++
       items.push({ type: 'list', items: readItems(cursor, depth + 1, 0x29) })
     } else if (byte === 0x29 || (byte === 0x5d && closer === 0x5d)) {
@@ -216,7 +224,7 @@ function readAtom (cursor: Cursor, depth: number, inSection: boolean): Token {
 
 /** `BODY[...]` and the optional `<partial>` after it. */
 function readSection (cursor: Cursor, value: string, depth: number): Token {
-  if (depth + 1 > NESTING_DEPTH_MAX) cursor.fail('Too deeply nested')
+  if (depth + 1 > NESTING_DEPTH_MAX) cursor.limit('Too deeply nested')
   cursor.pos++
   const section = readItems(cursor, depth + 1, 0x5d)
   const token: Token = { type: 'atom', value, section }
