@@ -186,7 +186,7 @@ export async function fullFetch (port: number, user: string, password: string): 
   }
 }
 
-export interface MixedResult { ops: number, seconds: number, opsPerSec: number, byKind: Record<string, number> }
+export interface MixedResult { ops: number, seconds: number, opsPerSec: number, byKind: Record<string, number>, meanMsByKind: Record<string, number> }
 
 /**
  * `clients` sessions, each on its own user's INBOX, cycling through SEARCH (a flag and a header criterion), STORE
@@ -195,6 +195,7 @@ export interface MixedResult { ops: number, seconds: number, opsPerSec: number, 
  */
 export async function mixed (port: number, users: string[], password: string, o: { clients: number, opsPerClient: number, deadlineMs: number }): Promise<MixedResult> {
   const byKind: Record<string, number> = { search: 0, store: 0, fetch: 0 }
+  const msByKind: Record<string, number> = { search: 0, store: 0, fetch: 0 }
   const conns: ImapRaw[] = []
   try {
     const uidsOf: number[][] = []
@@ -228,13 +229,16 @@ export async function mixed (port: number, users: string[], password: string, o:
           const a = next(uids.length - 9)
           cmd = `UID FETCH ${uids[a]}:${uids[a + 9]} (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)])`
         }
+        const t = performance.now()
         await c.ok(cmd)
+        msByKind[kind] += performance.now() - t
         byKind[kind]++
       }
     }))
     const seconds = (performance.now() - t0) / 1000
     const ops = byKind.search + byKind.store + byKind.fetch
-    return { ops, seconds, opsPerSec: ops / seconds, byKind }
+    const meanMsByKind = Object.fromEntries(Object.keys(byKind).map(k => [k, byKind[k] === 0 ? 0 : msByKind[k] / byKind[k]]))
+    return { ops, seconds, opsPerSec: ops / seconds, byKind, meanMsByKind }
   } finally {
     for (const c of conns) c.close()
   }

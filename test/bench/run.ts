@@ -2,7 +2,8 @@
 // clients and interleaved (each measurement of mailgrid is followed by the same one of the peer). Installs the
 // peer from Debian's packages when missing and runs it as a private instance on loopback (peer.ts); without it,
 // mailgrid is measured alone and the output says why. Writes BENCHMARKS.md and bench-results.json (BENCH_OUT,
-// default the repo root). Exits non-zero if any acknowledged message is missing.
+// default the repo root). Exits non-zero if any acknowledged message is missing. `--render` rewrites
+// BENCHMARKS.md from bench-results.json and test/bench/ANALYSIS.md without measuring.
 //
 // Parameters (environment, defaults in brackets): BENCH_MESSAGES [20000] per ingest run, BENCH_CONNECTIONS [50],
 // BENCH_USERS [100] ingest recipients, BENCH_SIZES [10240,30720] bytes, BENCH_ROUNDS [1] ingest rounds (the table
@@ -51,6 +52,14 @@ const SELECT_REPEATS = 3
 const FD_HEADROOM = 1000 // descriptors beyond the IDLE sessions: load connections, files, the store
 const REPO = resolve(import.meta.dirname, '..', '..')
 const OUT = resolve(process.env.BENCH_OUT ?? REPO)
+
+// `node test/bench/run.ts --render`: rewrites BENCHMARKS.md from bench-results.json (after editing ANALYSIS.md).
+if (process.argv.includes('--render')) {
+  const saved = JSON.parse(readFileSync(join(OUT, 'bench-results.json'), 'utf8'))
+  writeFileSync(join(OUT, 'BENCHMARKS.md'), renderMarkdown({ ...saved, analysisFile: join(REPO, 'test', 'bench', 'ANALYSIS.md') }))
+  console.log(`rewrote ${join(OUT, 'BENCHMARKS.md')}`)
+  process.exit(0)
+}
 
 raiseFileLimit()
 
