@@ -91,6 +91,7 @@ export class GossipService implements Gossip {
   readonly #blocked = new Set<string>()
   readonly #pinging = new Set<string>()
   readonly #dialing = new Set<string>()
+  readonly #bootstrapPeers = new Map<string, string>()
   readonly #timers: Array<ReturnType<typeof setInterval>> = []
   readonly #gater: ConnectionGater
 
@@ -387,10 +388,12 @@ export class GossipService implements Gossip {
       } catch {
         continue
       }
-      const peer = ma.getComponents().findLast(c => c.name === 'p2p')?.value
+      // An address without /p2p/<id> is remembered under the peer it turned out to be, so it is not re-dialled
+      // (opening a duplicate connection) while that peer is connected.
+      const peer = ma.getComponents().findLast(c => c.name === 'p2p')?.value ?? this.#bootstrapPeers.get(addr)
       if (peer === this.self) continue
-      if (peer !== undefined ? this.#connected(peer) : host.getConnections().some(c => c.remoteAddr.toString() === addr)) continue
-      this.#dial(peer ?? addr, [ma])
+      if (peer !== undefined && this.#connected(peer)) continue
+      this.#dial(peer ?? addr, [ma], id => { this.#bootstrapPeers.set(addr, id) })
     }
     for (const m of this.#detector?.members(this.#now()) ?? []) {
       if (m.self || m.status === 'left' || this.#connected(m.id)) continue
@@ -420,12 +423,15 @@ export class GossipService implements Gossip {
     if (mas.length > 0) this.#dial(id, mas)
   }
 
-  #dial (key: string, addrs: Multiaddr[]): void {
+  #dial (key: string, addrs: Multiaddr[], onConnected?: (peer: string) => void): void {
     const host = this.#host
     if (host === undefined || this.#dialing.has(key) || this.#blocked.has(key)) return
     this.#dialing.add(key)
     host.dial(addrs, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) }).then(
-      () => { this.#log.debug({ peer: key }, 'peer_dialled') },
+      conn => {
+        onConnected?.(conn.remotePeer.toString())
+        this.#log.debug({ peer: key }, 'peer_dialled')
+      },
       (err: unknown) => { this.#log.debug({ peer: key, err: (err as Error).message }, 'peer_dial_failed') }
     ).finally(() => { this.#dialing.delete(key) })
   }

@@ -59,6 +59,17 @@ describe('gossip grid on loopback', { timeout: 60_000 }, () => {
     assert.ok(!a.gossip.ring().nodes.some(n => n.id === a.gossip.self), 'a node applies its own state to its ring')
   })
 
+  it('a bootstrap address without a peer id is dialled once, not again while connected', async t => {
+    const a = await startHost(t, FAST)
+    const bare = a.addr.replace(/\/p2p\/[^/]+$/, '')
+    const b = await startHost(t, { ...FAST, bootstrap: [bare] })
+    await waitFor(() => formed([a.gossip, b.gossip]), 5000, 'the view to form')
+    const sockets = (): number => process.getActiveResourcesInfo().filter(r => r === 'TCPSocketWrap').length
+    const n = sockets()
+    // Discovery runs every 2 s: three rounds must not open another connection.
+    await holdsFor(() => sockets() === n, 4500, `no duplicate connections (${n} sockets at first)`)
+  })
+
   it('a quiet two-host grid raises no false suspicion', async t => {
     const a = await startHost(t, FAST)
     const b = await startHost(t, { ...FAST, bootstrap: [a.addr] })
