@@ -14,7 +14,7 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describeMachine } from './machine.ts'
 import { cpuSeconds, pssBytes, rssBytes, seedUsers, startMailgrid, storedCounts } from './mailgrid.ts'
@@ -184,6 +184,8 @@ try {
 await memoryPhase()
 
 const durationSeconds = (performance.now() - t0) / 1000
+raw.loadAvgAtEnd = loadavg()
+notes.push(`load average (1, 5, 15 min) at the end: ${loadavg().map(x => x.toFixed(2)).join(', ')}`)
 const targets = checkTargets()
 const params: Record<string, string | number | boolean> = {
   BENCH_MESSAGES: P.messages, BENCH_CONNECTIONS: P.connections, BENCH_USERS: P.users, BENCH_SIZES: P.sizes.join(','),
