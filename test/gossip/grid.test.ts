@@ -80,7 +80,10 @@ describe('gossip grid on loopback', { timeout: 60_000 }, () => {
     await holdsFor(() => ea.length === 0 && eb.length === 0, 3000, 'no membership event in a healthy grid')
   })
 
-  it('finds peers by mDNS on the LAN', { skip: process.env.MAILGRID_TEST_MDNS === '0' ? 'MAILGRID_TEST_MDNS=0' : false }, async t => {
+  // Multicast leaves loopback, and tests send traffic only to loopback or to hosts they create: this one runs
+  // only when asked (MAILGRID_TEST_MDNS=1, on a machine whose LAN is yours); the network-namespace test of the
+  // appliance covers mDNS between test hosts.
+  it('finds peers by mDNS on the LAN', { skip: process.env.MAILGRID_TEST_MDNS === '1' ? false : 'multicast leaves loopback: set MAILGRID_TEST_MDNS=1 to run' }, async t => {
     // A key of its own: the mDNS service name derives from it, so other tests' hosts are not found.
     const clusterKey = `mdns-${process.pid}-${Date.now()}`
     const listen = ['/ip4/0.0.0.0/tcp/0']
