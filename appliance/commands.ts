@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util'
 import type { Readable } from 'node:stream'
 import { ConfigError, loadConfig, REPLICAS_DEFAULT, REPLICAS_MAX } from './config.ts'
 import { CliError, connect } from './client.ts'
-import { gridLines } from './gridview.ts'
+import { gridLines, placement, placementLines } from './gridview.ts'
 import { startNode } from './start.ts'
 
 export const EXIT_OK = 0
@@ -33,6 +33,7 @@ export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE
   user quota ADDRESS [--quota SIZE] [--quota-messages N]
   user del ADDRESS                        delete the account and all its mail
   user list [DOMAIN]
+  user where ADDRESS                      the nodes that hold the user's mail (primary first)
   alias add FROM TO [TO...]               FROM may be @domain (catch-all)
   alias del FROM
   alias list [DOMAIN]
@@ -214,6 +215,18 @@ async function user (ctx: Context): Promise<void> {
       need(ctx.args, 2, 'ADDRESS')
       const out = await (await connect(await ctx.dataDir())).request('DELETE', `/v1/users/${seg(address)}`)
       return print(ctx, out, [`deleted user ${address}`])
+    }
+    case 'where': {
+      only(ctx.values, [], 'user where')
+      need(ctx.args, 2, 'ADDRESS')
+      const api = await connect(await ctx.dataDir())
+      const { user } = await api.request('GET', `/v1/users/${seg(address)}`)
+      const st = await api.request('GET', '/v1/status')
+      if (st.grid === null || st.grid === undefined) throw new CliError('this node runs without a grid: it holds every user itself')
+      // Loaded here: the ring is all this command needs of gossip/, and the other commands need none of it.
+      const { createRing } = await import('../gossip/index.ts')
+      const p = placement(st.grid, user.address as string, createRing)
+      return print(ctx, p, placementLines(p, st.grid.replicas as number))
     }
     case 'list': {
       only(ctx.values, [], 'user list')

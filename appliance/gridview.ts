@@ -61,3 +61,43 @@ export function gridLines (g: GridStatus | null): string[] {
   }
   return [...lines, ...table(rows)]
 }
+
+export interface Placement {
+  address: string
+  ringVersion: string
+  /** False when the member list this node reported is not the one its ring was built from (it just changed). */
+  current: boolean
+  replicas: Array<{ role: 'primary' | 'replica', id: string, name: string, host: string, services: Record<string, number> }>
+}
+
+type RingFactory = (nodes: Array<{ id: string, weight: number }>) => { version: string, replicas (key: string, r: number): string[] }
+
+/**
+ * Where a user's mail lives, computed as every node computes it: the ring over the members that are alive
+ * and in state alive or draining, the user's normalized address as the key, the first R of its preference list.
+ */
+export function placement (g: GridStatus, address: string, createRing: RingFactory): Placement {
+  const eligible = g.members.filter(m => m.status === 'alive' && (m.state === 'alive' || m.state === 'draining'))
+  const ring = createRing(eligible.map(m => ({ id: m.id, weight: m.weight })))
+  const byId = new Map(g.members.map(m => [m.id, m]))
+  return {
+    address,
+    ringVersion: ring.version,
+    current: ring.version === g.ringVersion,
+    replicas: ring.replicas(address, g.replicas).map((id, i) => {
+      const m = byId.get(id)
+      return { role: i === 0 ? 'primary' : 'replica', id, name: m?.name ?? '?', host: m?.host ?? '?', services: m?.services ?? {} }
+    })
+  }
+}
+
+const WHERE_SERVICES = ['smtp', 'imap', 'pop3'] as const
+
+export function placementLines (p: Placement, replicas: number): string[] {
+  const rows = p.replicas.map(r => [r.role, r.name, shortId(r.id), r.host, ...WHERE_SERVICES.map(s => `${s} ${r.services[s] ?? '-'}`)])
+  return [
+    `${p.address}  R=${replicas}, ring ${p.ringVersion.slice(0, RING_SHORT_CHARS)}`,
+    ...(rows.length === 0 ? ['  no alive member holds it'] : table(rows).map(l => `  ${l}`)),
+    ...(p.current ? [] : ['  (the grid changed while this was computed: run it again)'])
+  ]
+}

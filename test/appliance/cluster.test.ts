@@ -183,6 +183,24 @@ test('a local grid of three processes: up, a user added on node 1 reaches node 3
     })
     assert.match(listed, /^alice@grid\.example\tquota unlimited\tmessages unlimited\tactive\n$/)
 
+    // user where: the same placement from two nodes' views, and the primary it names is the node that owns her.
+    const where = await cli(['user', 'where', 'Alice@grid.example', '--json', '--data', n1.dataDir])
+    assert.equal(where.code, 0, where.err)
+    const placed = JSON.parse(where.out) as { address: string, current: boolean, replicas: Array<{ role: string, id: string }> }
+    assert.equal(placed.address, 'alice@grid.example')
+    assert.deepEqual(placed.replicas.map(r => r.role), ['primary', 'replica'])
+    assert.ok(placed.replicas.every(r => ids.includes(r.id)))
+    assert.equal(new Set(placed.replicas.map(r => r.id)).size, 2)
+    const fromNode3 = JSON.parse((await cli(['user', 'where', 'alice@grid.example', '--json', '--data', n3.dataDir])).out)
+    assert.deepEqual(fromNode3.replicas, placed.replicas)
+    const primary = cluster.nodes.find(n => n.id === placed.replicas[0].id)!
+    await until('the primary counts alice as owned', REPLICATION_WAIT_MS, async () => {
+      const st = JSON.parse((await cli(['status', '--json', '--data', primary.dataDir])).out)
+      return st.grid.usersOwned === 1 ? true : null
+    })
+    const text3 = await cli(['user', 'where', 'alice@grid.example', '--data', n3.dataDir])
+    assert.match(text3.out, new RegExp(`^alice@grid\\.example  R=2, ring [0-9a-f]{8}\n  primary  ${primary.name}\\.localhost `))
+
     const view = await cli(['cluster', 'status', '--dir', dir])
     assert.equal(view.code, 0, view.err)
     assert.equal(view.out.match(/3 of 3 members alive/g)?.length, 3, view.out)
