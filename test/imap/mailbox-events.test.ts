@@ -1,6 +1,7 @@
 // What a session sees when another session deletes or renames the mailbox it has selected: Dovecot's
 // answer to a delete is `* BYE Selected mailbox was deleted, have to disconnect.` (RFC 2180 section 3.3);
-// a rename keeps the mailbox selected under its new name, because mailbox ids are stable.
+// a rename keeps the mailbox selected under its new name, because mailbox ids are stable. Also the autologout timer
+// (RFC 3501 section 5.4) against IDLE (RFC 2177), whose keepalives keep a session alive.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { fixture, RawImap, simpleMessage, USER } from './helpers.ts'
@@ -71,4 +72,27 @@ test('a rename of the selected mailbox, by this session or another, keeps it sel
   assert.match(await a.cmd('DELETE Archive2', 'r6'), /^r6 OK/m)
   assert.match(await a.cmd('NOOP', 'r7'), /^r7 OK/m)
   assert.equal(a.client.closed, false)
+})
+
+test('the autologout timer ends a silent session; IDLE keeps one alive past it', async (t) => {
+  const f = await fixture(t)
+  const IDLE_TIMEOUT_MS = 300
+  const { port } = await f.server({ limits: { idleTimeoutMs: IDLE_TIMEOUT_MS } })
+  const silent = await RawImap.connect(port)
+  const idling = await RawImap.connect(port)
+  t.after(() => { silent.close(); idling.close() })
+  await silent.login()
+  await idling.login()
+  await idling.cmd('SELECT INBOX')
+  idling.client.write('i1 IDLE\r\n')
+  assert.match(await idling.client.read((b) => b.includes('+ ')), /^\+ /)
+  const started = Date.now()
+  assert.match(await silent.client.read((b) => b.includes('* BYE')), /\* BYE Autologout/)
+  assert.equal(await silent.client.waitClosed(), true)
+  // Nine keepalives, three timeouts of silence otherwise: the idling session is kept alive and still answers.
+  const kept = await idling.client.read((b) => (b.match(/\* OK Still here/g)?.length ?? 0) >= 9)
+  assert.ok(Date.now() - started >= 2 * IDLE_TIMEOUT_MS)
+  assert.doesNotMatch(kept, /BYE/)
+  assert.match(await idling.client.cmd('DONE', (b) => /i1 OK[^\r\n]*\r\n$/.test(b)), /i1 OK IDLE completed/)
+  assert.equal(idling.client.closed, false)
 })

@@ -18,7 +18,10 @@ export const idle: CommandModule = {
       flushing = flushing.then(() => session.flushUpdates(true)).catch(() => {})
     }
     session.idleWake()
-    const keepalive = setInterval(() => { void session.send([atom('OK'), atom('Still here')]) }, IDLE_KEEPALIVE_MS)
+    // The keepalive also restarts the autologout timer (socket inactivity), so IDLE outlives any configured
+    // idleTimeoutMs: a third of it when that is shorter than IDLE_KEEPALIVE_MS.
+    const every = Math.max(1, Math.min(IDLE_KEEPALIVE_MS, Math.floor(session.options.limits.idleTimeoutMs / 3)))
+    const keepalive = setInterval(() => { void session.send([atom('OK'), atom('Still here')]) }, every)
     try {
       const line = await session.readLine()
       if (line === null) return { done: true }
