@@ -118,16 +118,18 @@ test('IMAP through a node that is not the primary: same answers, byte-identical,
     assert.ok(m !== undefined && m.raw.equals(appended) && m.flags.includes('\\Seen'), `appended message on ${n.id}`)
   }
 
-  // IDLE is told of a delivery made through the third node
-  const exists = new Promise<number>(resolve => client.on('exists', (e: { count: number }) => resolve(e.count)))
-  const idling = client.idle()
-  await new Promise(resolve => setTimeout(resolve, 100)) // let the IDLE command reach the primary (the test passes either way, later)
+  // IDLE is told of a delivery made through the third node: the continuation comes from the primary once it
+  // idles, and the EXISTS arrives with no further command from the client
+  const idler = (await imapLogin(g.edge.imapPort, g.user, 'i1')).client
+  assert.match(await idler.cmd('i2 SELECT INBOX', tagged('i2')), /^\* 3 EXISTS/m)
+  assert.match(await idler.cmd('i3 IDLE', popLine), /^\+ idling\r\n$/)
   await g.third.grid.deliver(message(3), [{ user: g.user, prefix: '' }])
-  assert.equal(await exists, 4)
+  assert.match(await idler.read(buf => buf.includes('EXISTS\r\n')), /^\* 4 EXISTS\r\n/m)
+  assert.match(await idler.cmd('DONE', tagged('i3')), /^i3 OK /m)
+  idler.close()
   const third = await client.fetchOne('4', { source: true })
   assert.ok(third !== undefined && third !== false && third.source !== undefined && third.source.equals(message(3)))
   await client.logout()
-  await idling.catch(() => {})
   await until('the forwarded streams closed', () => g.edge.forwarder.open.forwarded === 0 && g.primary.forwarder.open.adopted === 0)
 })
 
