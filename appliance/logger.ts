@@ -9,7 +9,7 @@ export type { Logger }
 
 export const LOG_LEVELS: readonly Level[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace']
 
-const SECRET_KEYS = ['password', 'pass', 'token', 'authorization']
+const SECRET_KEYS = ['password', 'pass', 'token', 'authorization', 'clusterKey']
 
 /** pino's redaction takes explicit paths (fast-redact); cover the key itself and up to two levels down. */
 export const REDACT_PATHS: readonly string[] = SECRET_KEYS.flatMap(k => [k, `*.${k}`, `*.*.${k}`])
