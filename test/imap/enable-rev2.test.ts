@@ -137,3 +137,26 @@ test('CONDSTORE and QRESYNC on a raw socket: resync after changes, VANISHED (EAR
   assert.match(conflict, /^r9 OK \[MODIFIED 2\]/m)
   assert.match(conflict, /\* \d+ FETCH \(FLAGS \(\\Flagged\) UID 4 MODSEQ \(\d+\)\)/)
 })
+
+test('a parent that exists only as a prefix is \\Noselect to RFC 3501 LIST, \\NonExistent to rev2 and LIST-EXTENDED', async (t) => {
+  const f = await fixture(t)
+  // The store creates parents with their children; a store that holds a child alone (as a replica could,
+  // mid-merge) is simulated by adding one to listMailboxes.
+  const inbox = (await f.store.getMailbox(USER, 'INBOX'))!
+  const orphaned = new Proxy(f.store, {
+    get (target, key, receiver) {
+      if (key === 'listMailboxes') return async (user: string) => [...await target.listMailboxes(user), { ...inbox, id: 'orphan', name: 'Ghost/Child', specialUse: null }]
+      const value = Reflect.get(target, key, receiver)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+  const { port } = await f.server({}, orphaned)
+  const c = await RawImap.connect(port)
+  t.after(async () => { c.close() })
+  await c.login()
+  assert.match(await c.cmd('LIST "" %', 'p1'), /\* LIST \(\\Noselect \\HasChildren\) "\/" Ghost\r\n/)
+  assert.match(await c.cmd('LIST "" Ghost/%', 'p2'), /\* LIST \(\\HasNoChildren\) "\/" Ghost\/Child\r\n/)
+  assert.match(await c.cmd('LIST () "" %', 'p3'), /\* LIST \(\\NonExistent \\HasChildren\) "\/" Ghost\r\n/)
+  await c.cmd('ENABLE IMAP4rev2')
+  assert.match(await c.cmd('LIST "" %', 'p4'), /\* LIST \(\\NonExistent \\HasChildren\) "\/" Ghost\r\n/)
+})
