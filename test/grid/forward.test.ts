@@ -99,6 +99,8 @@ test('IMAP through a node that is not the primary: same answers, byte-identical,
   await client.connect()
   t.after(async () => { await client.logout().catch(() => client.close()) })
   assert.equal(client.secureConnection, true, 'STARTTLS at the edge, then the forward')
+  // imapflow turns COMPRESS=DEFLATE on after login when offered: every command below is compressed end to end
+  assert.ok((client as unknown as { _deflate?: unknown })._deflate, 'imapflow negotiated COMPRESS through the forward')
   await client.mailboxOpen('INBOX')
   const got = await client.fetchOne('1', { source: true, uid: true })
   if (got === undefined || got === false || got.source === undefined) throw new Error('FETCH returned nothing')
