@@ -63,6 +63,13 @@ export interface SessionForwarderComponents {
   logger: Logger
 }
 
+export interface SessionForwarderInit {
+  /** Default SESSION_HEADER_TIMEOUT_MS. */
+  headerTimeoutMs?: number
+  /** Default ROUTE_TIMEOUT_MS. */
+  routeTimeoutMs?: number
+}
+
 export interface SessionForwarder {
   route: SessionRouter
   /** Registers the primary's side for one protocol (the stream handler is registered once, for both). */
@@ -79,8 +86,10 @@ interface Tracked {
   adopted: boolean
 }
 
-export function createSessionForwarder (components: SessionForwarderComponents): SessionForwarder {
+export function createSessionForwarder (components: SessionForwarderComponents, init: SessionForwarderInit = {}): SessionForwarder {
   const { grid, gossip } = components
+  const headerTimeoutMs = init.headerTimeoutMs ?? SESSION_HEADER_TIMEOUT_MS
+  const routeTimeoutMs = init.routeTimeoutMs ?? ROUTE_TIMEOUT_MS
   const log = components.logger.child({ ns: 'grid:forward' })
   const adopters = new Map<SessionProtocol, SessionAdopter>()
   const streams = new Map<Duplex, Tracked>()
@@ -112,7 +121,7 @@ export function createSessionForwarder (components: SessionForwarderComponents):
     if (primary === gossip.self) return null
     let stream: Duplex
     try {
-      stream = await gossip.openStream(primary, PROTOCOLS.session, { timeoutMs: ROUTE_TIMEOUT_MS })
+      stream = await gossip.openStream(primary, PROTOCOLS.session, { timeoutMs: routeTimeoutMs })
     } catch (err) {
       log.warn({ event: 'forward_unreachable', user, primary, protocol, err: String(err) }, 'forward_unreachable')
       throw new MailError('unavailable', 'The node holding this mailbox is unreachable; try again later')
@@ -123,7 +132,7 @@ export function createSessionForwarder (components: SessionForwarderComponents):
       if (ctx.tag !== undefined) header.tag = ctx.tag
       if (ctx.enabled !== undefined) header.enabled = ctx.enabled
       stream.write(JSON.stringify(header) + '\n')
-      const answer = JSON.parse(await readLine(stream, SESSION_ANSWER_BYTES_MAX, ROUTE_TIMEOUT_MS)) as { ok?: unknown, error?: { message?: unknown } }
+      const answer = JSON.parse(await readLine(stream, SESSION_ANSWER_BYTES_MAX, routeTimeoutMs)) as { ok?: unknown, error?: { message?: unknown } }
       if (answer.ok !== true) throw new Error(`refused: ${String(answer.error?.message ?? 'no reason')}`)
     } catch (err) {
       stream.destroy()
@@ -148,7 +157,7 @@ export function createSessionForwarder (components: SessionForwarderComponents):
     stream.on('error', () => {})
     let header: SessionHeader
     try {
-      header = parseHeader(await readLine(stream, SESSION_HEADER_BYTES_MAX, SESSION_HEADER_TIMEOUT_MS))
+      header = parseHeader(await readLine(stream, SESSION_HEADER_BYTES_MAX, headerTimeoutMs))
     } catch (err) {
       log.warn({ event: 'forward_bad_header', peer, err: String(err) }, 'forward_bad_header')
       stream.destroy()
@@ -161,7 +170,7 @@ export function createSessionForwarder (components: SessionForwarderComponents):
     }
     try {
       // this node must lead the user, caught up with the other replicas, before the session reads anything
-      await grid.lead(header.user, { signal: AbortSignal.timeout(ROUTE_TIMEOUT_MS) })
+      await grid.lead(header.user, { signal: AbortSignal.timeout(routeTimeoutMs) })
     } catch (err) {
       log.info({ event: 'forward_not_primary', peer, user: header.user, err: String(err) }, 'forward_not_primary')
       refuse(stream, isMailError(err) ? err.kind : 'temp', 'This node does not hold the mailbox now')

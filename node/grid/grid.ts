@@ -31,6 +31,7 @@ export const REBALANCE_INTERVAL_MS = 2_000 // how often every owned user's repli
 export const DIRECTORY_SYNC_INTERVAL_MS = 3_000 // digest exchange with one random peer
 export const REMIRROR_CONCURRENCY = 4 // users re-mirrored at once: the rest of the bandwidth stays with live traffic
 export const RETRY_BACKOFF_MS = 200
+export const MERGE_ATTEMPTS_MAX = 5 // a diverged copy that keeps taking writes is merged again, this many times
 
 export interface GridComponents {
   gossip: Gossip
@@ -167,10 +168,15 @@ export class Grid {
     })
     g.handle(PROTOCOLS.reset, async req => {
       const user = String(req.header.user)
-      // only the user's primary may tell us to drop our copy, and only after it merged what we had
-      await this.store.dropUserMail(user)
-      this.log.info({ user, by: String(req.header.by ?? '') }, 'replica_reset')
-      return { header: { position: 0 } }
+      // The primary merged our copy up to `position`; anything we took since would be lost by a drop, so we
+      // drop only when nothing changed, and otherwise the primary merges again.
+      return await this.lock.with([`${user}\x00drop`], async () => {
+        const position = await this.store.logPosition(user)
+        if (position !== Number(req.header.position)) return { header: { reset: false, position } }
+        await this.store.dropUserMail(user)
+        this.log.info({ user, by: String(req.header.by ?? ''), position }, 'replica_reset')
+        return { header: { reset: true, position: 0 } }
+      })
     })
     g.handle(PROTOCOLS.pull, async req => await this.onPull(req))
     g.handle(PROTOCOLS.deliver, async req => {
@@ -269,7 +275,7 @@ export class Grid {
   }
 
   /** Waits until every other alive replica of `user` has this node's log durable (or fails 'temp'). */
-  async replicate (user: string, opts?: OpOptions & { except?: string }): Promise<void> {
+  async replicate (user: string, opts?: OpOptions & { except?: string, merging?: boolean }): Promise<void> {
     const target = await this.store.logPosition(user)
     const deadline = Date.now() + REPLICATION_TIMEOUT_MS
     for (;;) {
@@ -277,10 +283,14 @@ export class Grid {
       const results = await Promise.allSettled(peers.map(async p => await this.sync(user, p, target, opts)))
       const failed = results.flatMap((r, i) => r.status === 'rejected' ? [[peers[i], r.reason] as const] : [])
       if (failed.length === 0) return
-      for (const [, reason] of failed) {
-        if (reason instanceof DivergedError) await this.merge(user, reason.peer, reason.position)
+      // inside a merge, another diverged copy waits for its own merge (the rebalance finds it): no nesting
+      if (opts?.merging === true && failed.every(([, reason]) => reason instanceof DivergedError)) return
+      if (opts?.merging !== true) {
+        for (const [, reason] of failed) {
+          if (reason instanceof DivergedError) await this.merge(user, reason.peer, reason.position)
+        }
+        if (failed.every(([, reason]) => reason instanceof DivergedError)) return await this.replicate(user, opts)
       }
-      if (failed.every(([, reason]) => reason instanceof DivergedError)) return await this.replicate(user, opts)
       if (Date.now() > deadline || opts?.signal?.aborted === true) {
         this.log.warn({ user, failed: failed.map(([p, e]) => ({ peer: p, err: String(e) })) }, 'replication_timeout')
         throw new MailError('temp', 'Could not reach every replica in time; try again')
@@ -376,7 +386,9 @@ export class Grid {
     const k = `${user}\x00${peer}`
     const running = this.merging.get(k)
     if (running !== undefined) return await running
-    const p = (async () => {
+    // one merge per user at a time: two diverged copies often hold the same suffix (a replica pair on the
+    // other side), and the second merge must see what the first added
+    const p = this.lock.with([`${user}\x00merge`], async () => {
       const remote: MergePeer = {
         eids: async (from, to) => {
           const res = await this.gossip.call(peer, PROTOCOLS.eids, { header: { user, from, to } })
@@ -396,11 +408,18 @@ export class Grid {
         }
       }
       this.log.warn({ user, peer }, 'log_diverged')
-      await mergeFrom(this.store, user, remote, theirPosition, this.log)
-      await this.replicate(user, { except: peer })
-      await this.gossip.call(peer, PROTOCOLS.reset, { header: { user, by: this.self } })
-      this.confirmed.set(k, 0)
-    })().finally(() => this.merging.delete(k))
+      for (let attempt = 0; attempt < MERGE_ATTEMPTS_MAX; attempt++) {
+        const done = await mergeFrom(this.store, user, remote, theirPosition, this.log)
+        await this.replicate(user, { except: peer, merging: true })
+        const res = await this.gossip.call(peer, PROTOCOLS.reset, { header: { user, by: this.self, position: done.theirEnd } })
+        if (res.header.reset === true) {
+          this.confirmed.set(k, 0)
+          return
+        }
+        theirPosition = Number(res.header.position) // they took more meanwhile: merge that too
+      }
+      throw new MailError('temp', `merge with ${peer} did not settle`)
+    }).finally(() => this.merging.delete(k))
     this.merging.set(k, p)
     await p
   }
