@@ -11,6 +11,8 @@ import { constants as zlib, createDeflateRaw, createInflateRaw } from 'node:zlib
 import { connect } from 'node:net'
 import { ImapFlow } from 'imapflow'
 import { RpcError } from '../../gossip/types.ts'
+import { PROTOCOLS, SESSION_HEADER_BYTES_MAX } from '../../node/grid/index.ts'
+import type { Duplex } from 'node:stream'
 import type { Store } from '../../store/index.ts'
 import { python, RawClient } from '../helpers/client.ts'
 import { startGridNode, until } from '../helpers/grid-node.ts'
@@ -33,12 +35,12 @@ interface Grid3 {
   replica: GridTestNode
 }
 
-async function grid3 (t: After): Promise<Grid3> {
+async function grid3 (t: After, opts: Parameters<typeof startGridNode>[3] = {}): Promise<Grid3> {
   const dir = await tempDir(t)
   const net = new MemoryNetwork()
   const nodes: GridTestNode[] = []
   t.after(async () => { for (const n of nodes) await n.stop().catch(() => {}) })
-  for (const id of ['A', 'B', 'C']) nodes.push(await startGridNode(net, dir, id))
+  for (const id of ['A', 'B', 'C']) nodes.push(await startGridNode(net, dir, id, opts))
   await nodes[0].store.addDomain('example.com')
   for (const u of USERS) await nodes[0].store.addUser({ address: u, password: PASSWORD })
   await until('the directory on every node', async () =>
@@ -290,4 +292,59 @@ test('a primary that cannot take the session: NO [UNAVAILABLE] and -ERR [SYS/TEM
   assert.match(await pop.cmd(`PASS ${PASSWORD}`, popLine), /^-ERR \[SYS\/TEMP\] /)
   imap.client.close()
   pop.close()
+})
+
+/** Everything the stream says until the other side finishes or drops it. */
+async function drain (stream: Duplex): Promise<string> {
+  let out = ''
+  stream.on('data', (c: Buffer) => { out += c.toString('latin1') })
+  stream.on('error', () => {})
+  await new Promise<void>(resolve => {
+    if (stream.closed || stream.readableEnded) resolve()
+    stream.once('close', () => resolve())
+    stream.once('end', () => resolve())
+  })
+  return out
+}
+
+test('the primary side of the session stream: bad, oversized and missing headers close it; a user it does not lead is refused', async (t) => {
+  const g = await grid3(t, { forwarder: { headerTimeoutMs: 300 } })
+  const open = async (): Promise<Duplex> => await g.edge.gossip.openStream(g.primary.id, PROTOCOLS.session)
+  const header = (user: string): string => JSON.stringify({ v: 1, protocol: 'imap', user, ip: '192.0.2.1', secure: true, tag: 'a1' }) + '\n'
+
+  let s = await open()
+  s.write('not json\n')
+  assert.equal(await drain(s), '', 'garbage: closed without an answer')
+
+  s = await open()
+  s.write('{"v":1,"user":"' + 'x'.repeat(SESSION_HEADER_BYTES_MAX) + '"')
+  assert.equal(await drain(s), '', 'oversized: closed without waiting for the end of the line')
+
+  s = await open()
+  const started = Date.now()
+  assert.equal(await drain(s), '', 'silent: closed at the header timeout')
+  assert.ok(Date.now() - started >= 250)
+
+  s = await open()
+  s.write(JSON.stringify({ v: 1, protocol: 'imap', user: g.user, ip: '192.0.2.1', secure: true, tag: 'a+1' }) + '\n')
+  assert.equal(await drain(s), '', 'a tag IMAP forbids: closed')
+
+  // a user whose primary is another node: an error line, then the end
+  const other = USERS.find(u => g.primary.grid.primaryOf(u) !== g.primary.id) as string
+  s = await open()
+  s.write(header(other))
+  const refused = JSON.parse((await drain(s)).trim()) as { error?: { kind?: string } }
+  assert.equal(refused.error?.kind, 'unavailable')
+
+  // and the right user is adopted: the answer line, then the primary's tagged OK for the login
+  s = await open()
+  s.write(header(g.user))
+  let got = ''
+  s.on('error', () => {})
+  s.on('data', (c: Buffer) => { got += c.toString('latin1') })
+  await until('the adopted session answers the login', () => /\r\n$/.test(got))
+  assert.match(got, /^\{"ok":true\}\na1 OK \[CAPABILITY IMAP4rev1 /)
+  assert.equal(g.primary.forwarder.open.adopted, 1)
+  s.destroy()
+  await until('the adopted session ends with its stream', () => g.primary.forwarder.open.adopted === 0)
 })

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import pino from 'pino'
 import { createAuthenticator } from '../../node/auth.ts'
 import { createSessionForwarder, Grid, replicatedMailStore } from '../../node/grid/index.ts'
-import type { SessionForwarder } from '../../node/grid/index.ts'
+import type { SessionForwarder, SessionForwarderInit } from '../../node/grid/index.ts'
 import { createImapServer } from '../../node/imap/index.ts'
 import type { ImapServer } from '../../node/imap/index.ts'
 import { AuthThrottle, ConnectionLimiter } from '../../node/limits.ts'
@@ -30,14 +30,14 @@ export interface GridTestNode {
   stop: () => Promise<void>
 }
 
-export async function startGridNode (net: MemoryNetwork, dir: string, id: string, opts: { replicas?: number } = {}): Promise<GridTestNode> {
+export async function startGridNode (net: MemoryNetwork, dir: string, id: string, opts: { replicas?: number, forwarder?: SessionForwarderInit } = {}): Promise<GridTestNode> {
   const logger = pino({ level: process.env.MAILGRID_TEST_LOG ?? 'silent' }).child({ node: id })
   const store = createStore({}, { path: join(dir, id), scryptLogN: 4 })
   await store.start()
   const gossip = net.create(id)
   const grid = new Grid({ gossip, store, logger }, { replicas: opts.replicas ?? 2 })
   const mail = replicatedMailStore(grid, store)
-  const forwarder = createSessionForwarder({ grid, gossip, logger })
+  const forwarder = createSessionForwarder({ grid, gossip, logger }, opts.forwarder)
   const auth = createAuthenticator({ directory: store, throttle: new AuthThrottle({ perIp: 10_000, perAccount: 10_000 }) })
   const limiter = new ConnectionLimiter()
   const tls = await testCert()
