@@ -3,6 +3,7 @@
 // mail_fsync = optimized). Both run as private instances: their own config, queue, mail and logs under one
 // temporary directory, listening on free loopback ports. The system's /etc/postfix and /etc/dovecot are left as
 // the packages installed them; no systemd is needed (each master is started by hand and stopped afterwards).
+// BENCH_KEEP_PEER=1 keeps the directory (configs, logs, Maildirs) after stop, for debugging.
 
 import { execFile, spawn } from 'node:child_process'
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
