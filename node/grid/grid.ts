@@ -354,6 +354,15 @@ export class Grid {
       const [mine] = await this.store.readLog(user, prev.seq, 1)
       if (mine?.eid !== prev.eid) return { header: { position, diverged: true } }
     }
+    // entries we already hold are skipped by applyLog: they must be the same entries, or the copies diverged
+    if (entries.length > 0) {
+      const position = await this.store.logPosition(user)
+      const overlap = Math.min(position, entries.at(-1)?.seq ?? 0) - entries[0].seq + 1
+      if (overlap > 0) {
+        const ours = await this.store.readLog(user, entries[0].seq, overlap)
+        if (ours.some((e, i) => e.eid !== entries[i].eid)) return { header: { position, diverged: true } }
+      }
+    }
     try {
       const position = await this.store.applyLog(user, entries, unpackBodies(req.header.lens, req.body))
       return { header: { position } }

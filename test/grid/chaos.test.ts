@@ -132,10 +132,12 @@ test(`random kills, restarts and partitions under load lose nothing acknowledged
   net.heal()
   for (const s of slots) if (s.grid === null) await up(s)
   const byId = (id: string): Slot => slots.find(s => s.id === id) as Slot
+  let lag = ''
   await until('replicas converged', async () => {
     for (const s of slots) s.grid?.scheduleRebalance()
     for (const u of USERS) {
       const reps = (slots[0].grid as Grid).replicasOf(u).map(byId)
+      lag = `${u}: ${(await Promise.all(slots.map(async s => `${s.id}=${await s.store?.logPosition(u)}${reps.includes(s) ? '*' : ''}`))).join(' ')}`
       const snaps = await Promise.all(reps.map(async r => {
         const st = r.store as Store
         const boxes = await st.listMailboxes(u)
@@ -144,7 +146,7 @@ test(`random kills, restarts and partitions under load lose nothing acknowledged
       if (new Set(snaps).size !== 1) return false
     }
     return true
-  }, 60_000)
+  }, 60_000).catch(err => { throw new Error(`${String(err)}; last: ${lag}`) })
 
   t.diagnostic(`seed ${SEED}: ${ops} operations, ${acked.size} deliveries and ${keywords.length} keyword changes acknowledged, ${log.filter(l => /^(kill|restart|partition|heal)/.test(l)).length} faults`)
   const explain = async (gid: string): Promise<string> => {
