@@ -104,14 +104,19 @@ export function createSessionForwarder (components: SessionForwarderComponents, 
   // A dead peer's streams may never see a reset (a kill -9 on a quiet stream): close them when membership
   // says so, and close adopted sessions of users this node no longer leads, so their clients reconnect to
   // the new primary instead of getting errors from a node that cannot write.
+  const close = (stream: Duplex, t: Tracked, why: string): void => {
+    log.info({ event: 'forward_closed_by_membership', peer: t.peer, user: t.user, adopted: t.adopted, why }, 'forward_closed_by_membership')
+    stream.destroy()
+  }
+  let recheck: NodeJS.Immediate | null = null
   const unsubscribe = gossip.onChange((event) => {
     const gone = event.type === 'status' && (event.member.status === 'dead' || event.member.status === 'left') ? event.member.id : null
-    for (const [stream, t] of streams) {
-      if (t.peer === gone || (t.adopted && !grid.isPrimary(t.user))) {
-        log.info({ event: 'forward_closed_by_membership', peer: t.peer, user: t.user, adopted: t.adopted }, 'forward_closed_by_membership')
-        stream.destroy()
-      }
-    }
+    for (const [stream, t] of streams) if (t.peer === gone) close(stream, t, 'peer gone')
+    // the ring is read once the membership change has been applied (listeners may hear of it before)
+    recheck ??= setImmediate(() => {
+      recheck = null
+      for (const [stream, t] of streams) if (t.adopted && !grid.isPrimary(t.user)) close(stream, t, 'no longer primary')
+    })
   })
 
   const route: SessionRouter = async (user, protocol, ctx) => {
@@ -207,6 +212,7 @@ export function createSessionForwarder (components: SessionForwarderComponents, 
       if (stopped) return
       stopped = true
       unsubscribe()
+      if (recheck !== null) clearImmediate(recheck)
       for (const stream of streams.keys()) stream.destroy()
     }
   }

@@ -11,6 +11,7 @@ import { constants as zlib, createDeflateRaw, createInflateRaw } from 'node:zlib
 import { connect } from 'node:net'
 import { ImapFlow } from 'imapflow'
 import { RpcError } from '../../gossip/types.ts'
+import { createRing } from '../../gossip/ring.ts'
 import { PROTOCOLS, SESSION_HEADER_BYTES_MAX } from '../../node/grid/index.ts'
 import type { Duplex } from 'node:stream'
 import type { Store } from '../../store/index.ts'
@@ -20,12 +21,13 @@ import type { GridTestNode } from '../helpers/grid-node.ts'
 import { MemoryNetwork } from '../helpers/memory-gossip.ts'
 import { tempDir } from '../helpers/tmp.ts'
 
-const USERS = Array.from({ length: 6 }, (_, i) => `user${i}@example.com`)
+const USERS = Array.from({ length: 12 }, (_, i) => `user${i}@example.com`)
 const PASSWORD = 'pw pw'
 type After = { after: (fn: () => Promise<void>) => void }
 
 interface Grid3 {
   net: MemoryNetwork
+  dir: string
   nodes: GridTestNode[]
   user: string
   primary: GridTestNode
@@ -50,7 +52,7 @@ async function grid3 (t: After, opts: Parameters<typeof startGridNode>[3] = {}):
   const primary = byId(nodes[0].grid.primaryOf(user))
   const [edge, third] = nodes.filter(n => n !== primary)
   const replica = byId(primary.grid.replicasOf(user).find(id => id !== primary.id) ?? null)
-  return { net, nodes, user, primary, edge, third, replica }
+  return { net, dir, nodes, user, primary, edge, third, replica }
 }
 
 const message = (n: number, extra = ''): Buffer =>
@@ -347,4 +349,29 @@ test('the primary side of the session stream: bad, oversized and missing headers
   assert.equal(g.primary.forwarder.open.adopted, 1)
   s.destroy()
   await until('the adopted session ends with its stream', () => g.primary.forwarder.open.adopted === 0)
+})
+
+test('a node that joins and takes the user over closes the forwarded session; the next login goes to it', async (t) => {
+  const g = await grid3(t)
+  // a user the new node D will own (placement is deterministic: the same ids give the same ring)
+  const withD = createRing(['A', 'B', 'C', 'D'].map(id => ({ id, weight: 1 })))
+  const user = USERS.find(u => withD.primary(u) === 'D')
+  assert.ok(user !== undefined, 'some user moves to D')
+  const primary = g.nodes.find(n => n.grid.isPrimary(user)) as GridTestNode
+  const edge = g.nodes.find(n => n !== primary) as GridTestNode
+  await g.third.grid.deliver(message(1), [{ user, prefix: '' }])
+  const imap = await imapLogin(edge.imapPort, user)
+  assert.match(imap.answer, /^a1 OK /)
+  assert.match(await imap.client.cmd('a2 SELECT INBOX', tagged('a2')), /^\* 1 EXISTS/m)
+
+  const d = await startGridNode(g.net, g.dir, 'D')
+  g.nodes.push(d)
+  assert.ok(d.grid.isPrimary(user))
+  assert.ok(await imap.client.waitClosed(), 'the old primary let go of the session')
+  await until('the directory on D', async () => (await d.store.listUsers()).length === USERS.length)
+  const again = await imapLogin(edge.imapPort, user, 'b1')
+  assert.match(again.answer, /^b1 OK /)
+  assert.match(await again.client.cmd('b2 SELECT INBOX', tagged('b2')), /^\* 1 EXISTS/m, 'D caught up before serving')
+  assert.equal(d.forwarder.open.adopted, 1)
+  again.client.close()
 })
