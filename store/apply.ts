@@ -28,6 +28,7 @@ export interface Cached {
 
 export interface RecordReader {
   get (key: string): Promise<MessageRecord | undefined>
+  getRaw (key: string): Promise<unknown>
   values (range: { gt: string, lt: string }): AsyncIterable<MessageRecord>
 }
 
@@ -38,6 +39,7 @@ export class Tx {
   readonly users = new Map<string, Cached>()
   // message records written or deleted in this batch, so later entries of the same batch see them
   readonly records = new Map<string, MessageRecord | null>()
+  readonly gids = new Map<string, string | null>() // gid index entries written in this batch
   put (key: string, value: unknown): void { this.ops.push({ type: 'put', key, value }) }
   del (key: string): void { this.ops.push({ type: 'del', key }) }
 }
@@ -66,7 +68,20 @@ function putRecord (tx: Tx, user: string, mb: string, rec: MessageRecord): void 
   tx.put(k, rec)
 }
 
-function dropRecord (tx: Tx, user: string, c: Cached, box: MailboxRec, rec: MessageRecord): void {
+/** Where a global id lives now ("mailboxId\0uid"), or null. */
+export async function gidLocation (db: RecordReader, tx: Tx, user: string, gid: string): Promise<string | null> {
+  const k = keys.gid(user, gid)
+  if (tx.gids.has(k)) return tx.gids.get(k) ?? null
+  const v = await db.getRaw(k)
+  return typeof v === 'string' ? v : null
+}
+
+function dropRecord (tx: Tx, user: string, c: Cached, box: MailboxRec, rec: MessageRecord, where: string | null): void {
+  const gk = keys.gid(user, rec.gid)
+  if (where === `${box.id}\x00${rec.uid}`) {
+    tx.gids.set(gk, null)
+    tx.del(gk)
+  }
   box.messages -= 1
   box.size -= rec.size
   if (!isSeen(rec.flags)) box.unseen -= 1
@@ -126,11 +141,14 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       const box = c.boxes.get(e.mailbox)
       if (box === undefined) return
       const dropped = new Set<number>()
-      for (const [k, rec] of tx.records) {
-        if (rec !== null && k.startsWith(keys.message(user, box.id, 0).slice(0, -10))) { dropRecord(tx, user, c, box, rec); dropped.add(rec.uid) }
+      for (const [k, rec] of [...tx.records]) {
+        if (rec !== null && k.startsWith(keys.message(user, box.id, 0).slice(0, -10))) {
+          dropRecord(tx, user, c, box, rec, await gidLocation(db, tx, user, rec.gid))
+          dropped.add(rec.uid)
+        }
       }
       for await (const rec of db.values(keys.messageRange(user, box.id))) {
-        if (!dropped.has(rec.uid) && !tx.records.has(keys.message(user, box.id, rec.uid))) dropRecord(tx, user, c, box, rec)
+        if (!dropped.has(rec.uid) && !tx.records.has(keys.message(user, box.id, rec.uid))) dropRecord(tx, user, c, box, rec, await gidLocation(db, tx, user, rec.gid))
       }
       // its expunge records (X keys) stay: mailbox ids are never reused, so nothing reads them again
       c.boxes.delete(box.id)
@@ -158,6 +176,9 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       }
       putRecord(tx, user, box.id, rec)
       tx.put(keys.blobRef(rec.blob, user, box.id, rec.uid), 1)
+      const gk = keys.gid(user, rec.gid)
+      tx.gids.set(gk, `${box.id}\x00${rec.uid}`)
+      tx.put(gk, `${box.id}\x00${rec.uid}`)
       box.uidNext = Math.max(box.uidNext, e.uid + 1)
       box.messages += 1
       box.size += rec.size
@@ -201,7 +222,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       for (const uid of e.uids) {
         const rec = await getRecord(db, tx, user, box.id, uid)
         if (rec === null) continue
-        dropRecord(tx, user, c, box, rec)
+        dropRecord(tx, user, c, box, rec, await gidLocation(db, tx, user, rec.gid))
         gone.push(uid)
       }
       bumpModseq(c, box, e.modseq)

@@ -25,8 +25,9 @@ export const keys = {
   expunged: (user: string, mb: string, modseq: number) => `X${SEP}${user}${SEP}${mb}${SEP}${pad(modseq, 16)}`,
   expungedRange: (user: string, mb: string) => range(`X${SEP}${user}${SEP}${mb}`),
   log: (user: string, seq: number) => `L${SEP}${user}${SEP}${pad(seq, 16)}`,
+  gid: (user: string, gid: string) => `I${SEP}${user}${SEP}${gid}`, // global id → where the message is now
   logRange: (user: string) => range(`L${SEP}${user}`),
-  userRanges: (user: string) => ['U', 'B', 'S', 'M', 'X', 'L'].map(p => p === 'U' ? { gte: `U${SEP}${user}`, lte: `U${SEP}${user}` } : range(`${p}${SEP}${user}`)),
+  userRanges: (user: string) => ['U', 'B', 'S', 'M', 'X', 'L', 'I'].map(p => p === 'U' ? { gte: `U${SEP}${user}`, lte: `U${SEP}${user}` } : range(`${p}${SEP}${user}`)),
 
   blob: (hash: string) => `b${SEP}${hash}`,
   blobRef: (hash: string, user: string, mb: string, uid: number) => `r${SEP}${hash}${SEP}${user}${SEP}${mb}${SEP}${pad(uid, 10)}`,

@@ -13,7 +13,7 @@ import { MailError } from './errors.ts'
 import { keys, SEP } from './keys.ts'
 import { KeyedLock } from './lock.ts'
 import { analyzeMessage } from './mime/index.ts'
-import { applyEntry, emptyState, isSeen, Tx } from './apply.ts'
+import { applyEntry, emptyState, gidLocation, isSeen, Tx } from './apply.ts'
 import type { Cached, MailboxRec, UserState } from './apply.ts'
 import type { MessageMeta, MimePart } from './mime/index.ts'
 import { checkMailboxName, DELIMITER, isChildOf, normalizeMailboxName, parentsOf } from './names.ts'
@@ -128,6 +128,7 @@ export class MailStoreBase {
 
   private readonly reader = {
     get: async (key: string) => await this.db.get(key) as MessageRecord | undefined,
+    getRaw: async (key: string) => await this.db.get(key) as unknown,
     values: (range: { gt: string, lt: string }) => this.db.values(range) as AsyncIterable<MessageRecord>
   }
 
@@ -363,6 +364,18 @@ export class MailStoreBase {
       const out: AppendResult[] = []
       for (const [i, t] of targets.entries()) {
         const box = boxes[i]
+        if (opts?.gid !== undefined && targets.length === 1) {
+          // a message with this global id is already here: adding it again would duplicate it (merges,
+          // retried hand-offs); answer with where it is
+          const at = await gidLocation(this.reader, tx, t.user, opts.gid)
+          if (at !== null) {
+            const [mb, uid] = at.split('\x00')
+            const where = get(t.user).boxes.get(mb)
+            const rec = await this.reader.get(keys.message(t.user, mb, Number(uid)))
+            out.push({ mailbox: mb, uidValidity: where?.uidValidity ?? 0, uid: Number(uid), modseq: rec?.modseq ?? 0, gid: opts.gid })
+            continue
+          }
+        }
         const rec = await this.addRecord(tx, t.user, get(t.user), box, {
           gid: targets.length === 1 && opts?.gid !== undefined ? opts.gid : this.randomId(), flags: flagsOf[i], internalDate, size: raw.length + Buffer.byteLength(t.prefix), blob: body.hash, prefix: t.prefix
         })
