@@ -9,7 +9,10 @@ import { randomBytes } from 'node:crypto'
 import { createStore } from '../../store/index.ts'
 import { ProcCluster, until } from '../helpers/cluster.ts'
 import type { ProcNode } from '../helpers/cluster.ts'
-import { runSmtpLoad } from '../helpers/smtp-load.ts'
+import { makeMessage, runSmtpLoad } from '../helpers/smtp-load.ts'
+import { python } from '../helpers/client.ts'
+import { createHash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
 import { tempDir } from '../helpers/tmp.ts'
 
 const USERS = Array.from({ length: 100 }, (_, i) => `user${i}@example.com`)
@@ -42,6 +45,26 @@ test('three processes, R=2: deliveries everywhere, SIGKILL, return, a fourth nod
   await deliverSome([n1, n2, n3], acked, 0, 300)
   assert.equal(acked.size, 900, 'every message accepted while all nodes are up')
 
+  // every user's mail, read over IMAP and POP3 through every node (sessions forwarded to the primary),
+  // byte-identical to what was sent
+  const script = await readFile(new URL('./read_mail.py', import.meta.url), 'utf8')
+  for (const n of [n1, n2, n3]) {
+    for (const proto of ['imap', 'pop3'] as const) {
+      const r = await python(script, [proto, String(n.ports[proto]), 'pw', ...USERS], 120_000)
+      assert.equal(r.code, 0, `${proto} through ${n.name}: ${r.stderr.slice(-2000)}`)
+      const got = new Map<string, string>()
+      for (const line of r.stdout.trim().split('\n')) {
+        const m = JSON.parse(line) as { user: string, id: string | null, sha: string, error?: string }
+        assert.equal(m.error, undefined, m.error)
+        if (m.id !== null) got.set(m.id, m.sha)
+      }
+      for (const [id, rcpt] of acked) {
+        const want = createHash('sha256').update(makeMessage(Number(id), rcpt, 2000)).digest('hex')
+        assert.equal(got.get(id), want, `${proto} through ${n.name}: message ${id} of ${rcpt} byte-identical`)
+      }
+    }
+  }
+
   // SIGKILL n2 in the middle of a second burst
   const ac = new AbortController()
   const burst = deliverSome([n1, n3], acked, 10_000, 400, { signal: ac.signal })
@@ -63,6 +86,26 @@ test('three processes, R=2: deliveries everywhere, SIGKILL, return, a fourth nod
   }, 30_000, 50)
   const failoverMs = Date.now() - killedAt
   t.diagnostic(`failover: every user took mail again ${failoverMs} ms after the SIGKILL (${round} probe rounds)`)
+  // and every user logs in and selects INBOX through a survivor
+  const cannot = new Set(USERS)
+  const rounds: string[] = []
+  await until('every user logs in through the survivors', async () => {
+    const t0 = Date.now()
+    // five clients at once, as a grid's users would arrive
+    const left = [...cannot]
+    const parts = Array.from({ length: 5 }, (_, k) => left.filter((_, i) => i % 5 === k)).filter(p => p.length > 0)
+    const outs = await Promise.all(parts.map(async p => await python(script, ['login', String(n3.ports.imap), 'pw', ...p], 60_000)))
+    const errors = new Map<string, number>()
+    for (const line of outs.map(o => o.stdout).join('\n').trim().split('\n').filter(Boolean)) {
+      const m = JSON.parse(line) as { user: string, ok: boolean, error?: string }
+      if (m.ok) cannot.delete(m.user)
+      else errors.set(String(m.error).slice(0, 60), (errors.get(String(m.error).slice(0, 60)) ?? 0) + 1)
+    }
+    rounds.push(`${Date.now() - t0} ms, ${cannot.size} left ${JSON.stringify([...errors])}`)
+    return cannot.size === 0
+  }, 30_000, 100)
+  t.diagnostic(`login probe rounds: ${rounds.join('; ')}`)
+  t.diagnostic(`failover: every user logged in and selected INBOX through a survivor ${Date.now() - killedAt} ms after the SIGKILL`)
   await burst
   await until('survivors report no under-replicated users', async () => (await Promise.all([n1, n3].map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 60_000)
 
