@@ -5,6 +5,7 @@
 
 import { keys } from './keys.ts'
 import type { BatchOp } from './commit.ts'
+import type { BlobLocation } from './blobs.ts'
 import type { LogEntry, Mailbox, MailEvent, MessageRecord } from './types.ts'
 
 export interface UserState {
@@ -40,6 +41,9 @@ export class Tx {
   // message records written or deleted in this batch, so later entries of the same batch see them
   readonly records = new Map<string, MessageRecord | null>()
   readonly gids = new Map<string, string | null>() // gid index entries written in this batch
+  // body hash → where this node keeps it, when the writer already knows (it stored the body, or copies a record
+  // that carries it): saves the index lookup an append would otherwise make
+  readonly locs = new Map<string, BlobLocation>()
   put (key: string, value: unknown): void { this.ops.push({ type: 'put', key, value }) }
   del (key: string): void { this.ops.push({ type: 'del', key }) }
 }
@@ -66,6 +70,15 @@ function putRecord (tx: Tx, user: string, mb: string, rec: MessageRecord): void 
   const k = keys.message(user, mb, rec.uid)
   tx.records.set(k, rec)
   tx.put(k, rec)
+}
+
+/** Where this node keeps a body: the record carries it so that reading a message needs no lookup. Node-local
+ * (each node appends bodies to its own files), so it is derived here on every node, never shipped in an entry. */
+async function bodyLocation (db: RecordReader, tx: Tx, hash: string): Promise<BlobLocation | undefined> {
+  const known = tx.locs.get(hash)
+  if (known !== undefined) return known
+  const v = await db.getRaw(keys.blob(hash)) as BlobLocation | undefined
+  return v === undefined || v === null ? undefined : v
 }
 
 /** Where a global id lives now ("mailboxId\0uid"), or null. */
@@ -174,6 +187,8 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       const rec: MessageRecord = {
         uid: e.uid, gid: e.gid, flags: e.flags, modseq: e.modseq, internalDate: e.internalDate, size: e.size, blob: e.blob, prefix: e.prefix
       }
+      const loc = await bodyLocation(db, tx, e.blob)
+      if (loc !== undefined) rec.loc = loc
       putRecord(tx, user, box.id, rec)
       tx.put(keys.blobRef(rec.blob, user, box.id, rec.uid), 1)
       const gk = keys.gid(user, rec.gid)

@@ -263,16 +263,18 @@ export class MailStoreBase {
 
   // ---- messages: writes ---------------------------------------------------------------------------------
 
-  /** Stores the body (once per content) and its parsed structure; returns the batch ops that index them. */
-  protected async putBody (raw: Buffer): Promise<{ hash: string, ops: BatchOp[] }> {
+  /** Stores the body (once per content) and its parsed structure; returns the batch ops that index them and
+   * where the body is (which the records that refer to it keep). */
+  protected async putBody (raw: Buffer): Promise<{ hash: string, ops: BatchOp[], loc: BlobLocation }> {
     const hash = sha256Hex(raw)
     const ops: BatchOp[] = []
-    if (await this.db.get(keys.blob(hash)) === undefined) {
-      const loc = await this.blobs.append(hash, raw)
+    let loc: BlobLocation | undefined = await this.db.get(keys.blob(hash))
+    if (loc === undefined) {
+      loc = await this.blobs.append(hash, raw)
       ops.push({ type: 'put', key: keys.blob(hash), value: loc })
       ops.push({ type: 'put', key: keys.meta(hash), value: analyzeMessage(raw) })
     }
-    return { hash, ops }
+    return { hash, ops, loc }
   }
 
   private checkFlags (flags: string[]): string[] {
@@ -306,6 +308,7 @@ export class MailStoreBase {
   private async copyRecords (tx: Tx, user: string, c: Cached, recs: MessageRecord[], target: MailboxRec, keepIds = false): Promise<Array<[number, number]>> {
     const pairs: Array<[number, number]> = []
     for (const r of recs) {
+      if (r.loc !== undefined) tx.locs.set(r.blob, r.loc)
       const copy = await this.addRecord(tx, user, c, target, { gid: keepIds ? r.gid : this.randomId(), flags: r.flags, internalDate: r.internalDate, size: r.size, blob: r.blob, prefix: r.prefix })
       pairs.push([r.uid, copy.uid])
     }
@@ -360,6 +363,7 @@ export class MailStoreBase {
       // already: quota does not get to lose it now
       if (opts?.gid === undefined) for (const [u, n] of need) this.checkQuota(get(u), limits.get(u) as { bytes: number, messages: number }, n.bytes, n.messages)
       tx.ops.push(...body.ops)
+      tx.locs.set(body.hash, body.loc)
       const internalDate = opts?.internalDate ?? this.now()
       const out: AppendResult[] = []
       for (const [i, t] of targets.entries()) {
@@ -489,14 +493,20 @@ export class MailStoreBase {
    */
   async applyLog (user: string, entries: LogEntry[], blobs: Buffer[] = []): Promise<number> {
     const ops: BatchOp[] = []
-    for (const b of blobs) ops.push(...(await this.putBody(b)).ops)
+    const locs = new Map<string, BlobLocation>()
+    for (const b of blobs) {
+      const body = await this.putBody(b)
+      ops.push(...body.ops)
+      locs.set(body.hash, body.loc)
+    }
     return await this.write([user], async (tx, get) => {
       const c = get(user)
       tx.ops.push(...ops)
+      for (const [h, l] of locs) tx.locs.set(h, l)
       for (const e of entries) {
         if (e.seq <= c.state.logSeq) continue
         if (e.seq !== c.state.logSeq + 1) throw new MailError('invalid', `log gap: have ${c.state.logSeq}, got ${e.seq}`)
-        if (e.op === 'append' && (await this.missingBlobs([e.blob])).length > 0 && !ops.some(o => o.key === keys.blob(e.blob))) {
+        if (e.op === 'append' && !locs.has(e.blob) && (await this.missingBlobs([e.blob])).length > 0) {
           throw new MailError('invalid', `log entry ${e.seq} needs body ${e.blob}`)
         }
         await applyEntry(this.reader, tx, user, c, e)
@@ -568,8 +578,13 @@ export class MailStoreBase {
   }
 
   async readMessage (record: MessageRecord): Promise<Buffer> {
-    const body = await this.blobs.read(await this.location(record.blob))
-    return record.prefix === '' ? body : Buffer.concat([Buffer.from(record.prefix), body])
+    const loc = record.loc ?? await this.location(record.blob)
+    if (record.prefix === '') return await this.blobs.read(loc)
+    // the prefix and the body in one buffer, the body read straight into place
+    const shift = Buffer.byteLength(record.prefix)
+    const buf = Buffer.allocUnsafe(shift + loc.len)
+    buf.write(record.prefix, 0, shift, 'utf8')
+    return await this.blobs.read(loc, 0, loc.len, buf, shift)
   }
 
   async * streamMessage (record: MessageRecord, range?: { start?: number, end?: number }): AsyncIterable<Buffer> {
@@ -579,7 +594,7 @@ export class MailStoreBase {
     if (start >= end) return
     if (start < prefix.length) yield prefix.subarray(start, Math.min(end, prefix.length))
     if (end > prefix.length) {
-      yield * this.blobs.stream(await this.location(record.blob), Math.max(0, start - prefix.length), end - prefix.length)
+      yield * this.blobs.stream(record.loc ?? await this.location(record.blob), Math.max(0, start - prefix.length), end - prefix.length)
     }
   }
 

@@ -4,8 +4,9 @@
 // be an acknowledgement.
 
 import type { MessageMeta } from './mime/index.ts'
+import type { BlobLocation } from './blobs.ts'
 
-export type { MessageMeta }
+export type { MessageMeta, BlobLocation }
 
 export interface OpOptions {
   signal?: AbortSignal
@@ -100,6 +101,9 @@ export interface MessageRecord {
   size: number // RFC 822 size: prefix + body bytes
   blob: string // hex SHA-256 of the stored body
   prefix: string // header lines this server added (Return-Path, Received), CRLF-terminated; '' for APPEND
+  /** Where this node keeps the body (node-local: derived when the entry is applied, never shipped in the log),
+   * so reading a message needs no index lookup. Absent on records written before it existed. */
+  loc?: BlobLocation
 }
 
 export interface AppendInput {

@@ -11,6 +11,6 @@ export default command({
     const n = parseNumber(cmd.args[0])
     if (n === null || cmd.args.length !== 1) return await bad(ctx, 'Syntax: RETR msg')
     const entry = await liveEntry(ctx, state, n)
-    if (entry !== null) await sendMessage(ctx, state, entry, null)
+    if (entry !== null) await sendMessage(ctx, state, n, entry, null)
   }
 })

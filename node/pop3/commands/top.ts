@@ -12,6 +12,6 @@ export default command({
     const lines = parseNumber(cmd.args[1])
     if (n === null || lines === null || cmd.args.length !== 2) return await bad(ctx, 'Syntax: TOP msg lines')
     const entry = await liveEntry(ctx, state, n)
-    if (entry !== null) await sendMessage(ctx, state, entry, lines)
+    if (entry !== null) await sendMessage(ctx, state, n, entry, lines)
   }
 })

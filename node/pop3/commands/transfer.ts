@@ -11,6 +11,25 @@ import type { MaildropEntry, StateOf } from '../session.ts'
 /** Listing lines per write: bounds the string built for a maildrop of any size. */
 const LISTING_LINES_PER_WRITE = 1000
 
+/**
+ * RETR of a message up to this size reads it whole (one file read, alongside the check that it still exists)
+ * and answers with one socket write; larger ones are streamed chunk by chunk. Most mail is far smaller.
+ */
+export const INLINE_MESSAGE_BYTES_MAX = 128 * 1024
+
+/**
+ * A client that retrieves message after message (RETR n right after RETR n-1, as clients that download a whole
+ * maildrop do, often pipelined) gets the next bodies read while the current one is written. Bounds what a
+ * session holds: READ_AHEAD_MESSAGES × INLINE_MESSAGE_BYTES_MAX = 1 MiB.
+ */
+export const READ_AHEAD_MESSAGES = 8
+
+interface ReadAhead {
+  last: number // the message number of the previous RETR
+  bodies: Map<number, Promise<Buffer>>
+}
+const readAheads = new WeakMap<object, ReadAhead>()
+
 export async function sendListing (ctx: SessionContext, first: string, lines: Iterable<string>): Promise<void> {
   let batch = first
   let n = 0
@@ -48,8 +67,9 @@ export async function liveEntry (ctx: SessionContext, state: StateOf<'transactio
 }
 
 /** RETR (lines null) or TOP (lines = body lines wanted). */
-export async function sendMessage (ctx: SessionContext, state: StateOf<'transaction'>, entry: MaildropEntry, lines: number | null): Promise<void> {
+export async function sendMessage (ctx: SessionContext, state: StateOf<'transaction'>, n: number, entry: MaildropEntry, lines: number | null): Promise<void> {
   const record = entry.record
+  if (lines === null && record.size <= INLINE_MESSAGE_BYTES_MAX) return await sendWhole(ctx, state, n, entry)
   // The maildrop is a snapshot: another session (IMAP) may have expunged the message since login
   try {
     const current = await ctx.store.getMessage(state.user, state.drop.mailboxId, record.uid)
@@ -89,4 +109,50 @@ export async function sendMessage (ctx: SessionContext, state: StateOf<'transact
     await it.return?.() // closes the blob reader when we stop early (TOP, a dropped client)
   }
   await reply(ctx, stuffer.end())
+}
+
+/** The body of message n: read ahead earlier, or read now; reads ahead of a client walking the maildrop. */
+function bodyOf (ctx: SessionContext, state: StateOf<'transaction'>, n: number, record: MaildropEntry['record']): Promise<Buffer> {
+  let ra = readAheads.get(state.drop)
+  if (ra === undefined) readAheads.set(state.drop, ra = { last: 0, bodies: new Map() })
+  const sequential = n === ra.last + 1
+  ra.last = n
+  const ready = ra.bodies.get(n)
+  ra.bodies.delete(n)
+  if (!sequential) ra.bodies.clear()
+  else {
+    for (let k = n + 1; k <= n + READ_AHEAD_MESSAGES; k++) {
+      const e = state.drop.get(k)
+      if (e === null) break
+      if (ra.bodies.has(k) || e.deleted || e.record.size > INLINE_MESSAGE_BYTES_MAX) continue
+      const p = ctx.store.readMessage(e.record)
+      p.catch(() => {}) // a failed read ahead is read again (and reported) when the message is asked for
+      ra.bodies.set(k, p)
+    }
+  }
+  return ready === undefined ? ctx.store.readMessage(record) : ready.catch(async () => await ctx.store.readMessage(record))
+}
+
+/** RETR of a small message: the existence check and the read run together, and the answer is one write. */
+async function sendWhole (ctx: SessionContext, state: StateOf<'transaction'>, n: number, entry: MaildropEntry): Promise<void> {
+  const record = entry.record
+  let body: Buffer
+  try {
+    const [current, bytes] = await Promise.all([
+      ctx.store.getMessage(state.user, state.drop.mailboxId, record.uid),
+      bodyOf(ctx, state, n, record)
+    ])
+    // The maildrop is a snapshot: another session (IMAP) may have expunged the message since login
+    if (current === null || current.gid !== record.gid) {
+      await reply(ctx, err('Message was removed by another session'))
+      return
+    }
+    body = bytes
+  } catch (e) {
+    await failure(ctx, e, 'read message')
+    return
+  }
+  const stuffer = new DotStuffer()
+  const stuffed = stuffer.push(body)
+  await reply(ctx, Buffer.concat([Buffer.from(ok(`${record.size} octets`)), stuffed, stuffer.end()]))
 }
