@@ -31,6 +31,7 @@ export const REBALANCE_INTERVAL_MS = 2_000 // how often every owned user's repli
 export const DIRECTORY_SYNC_INTERVAL_MS = 3_000 // digest exchange with one random peer
 export const REMIRROR_CONCURRENCY = 4 // users re-mirrored at once: the rest of the bandwidth stays with live traffic
 export const RETRY_BACKOFF_MS = 200
+export const POSITIONS_PER_REQUEST_MAX = 10_000 // users whose log position one request may ask for
 export const MERGE_ATTEMPTS_MAX = 5 // a diverged copy that keeps taking writes is merged again, this many times
 
 export interface GridComponents {
@@ -120,8 +121,12 @@ export class Grid {
     g.handle(PROTOCOLS.position, async req => {
       const users = Array.isArray(req.header.users) ? req.header.users.map(String) : []
       const positions: Record<string, number> = {}
-      for (const u of users) positions[u] = await this.store.logPosition(u)
-      return { header: { positions } }
+      const last: Record<string, string | null> = {}
+      for (const u of users.slice(0, POSITIONS_PER_REQUEST_MAX)) {
+        positions[u] = await this.store.logPosition(u)
+        if (req.header.last === true) last[u] = positions[u] > 0 ? (await this.store.readLog(u, positions[u], 1))[0]?.eid ?? null : null
+      }
+      return { header: { positions, last } }
     })
     g.handle(PROTOCOLS.log, async req => await this.onLog(req))
     g.handle(PROTOCOLS.eids, async req => {
@@ -512,6 +517,7 @@ export class Grid {
   private async rebalance (): Promise<void> {
     const users = (await this.store.listUsers()).map(u => u.address)
     const mine = users.filter(u => this.isPrimary(u))
+    await this.verifyReplicas(mine)
     let under = 0
     let replicated = 0
     const queue = [...mine]
@@ -569,6 +575,44 @@ export class Grid {
     this.replicated = replicated
     this.under = under
     this.gossip.update({ meta: { ring: this.gossip.ring().version, usersOwned: this.owned, underReplicated: this.under } })
+  }
+
+  /**
+   * A replica confirmed at our position may have taken entries from another primary since (views differ for a
+   * moment around every membership change): compare each replica's last entry with ours, one request per peer,
+   * and forget what we believed about those that differ, so the next sync finds the divergence and merges.
+   */
+  private async verifyReplicas (users: string[]): Promise<void> {
+    const byPeer = new Map<string, string[]>()
+    for (const u of users) {
+      for (const p of this.replicasOf(u)) {
+        if (p !== this.self) byPeer.set(p, [...(byPeer.get(p) ?? []), u])
+      }
+    }
+    await Promise.all([...byPeer].map(async ([peer, list]) => {
+      for (let i = 0; i < list.length; i += POSITIONS_PER_REQUEST_MAX) {
+        const part = list.slice(i, i + POSITIONS_PER_REQUEST_MAX)
+        let res: RpcMessage
+        try {
+          res = await this.gossip.call(peer, PROTOCOLS.position, { header: { users: part, last: true } })
+        } catch {
+          return
+        }
+        const positions = res.header.positions as Record<string, number>
+        const last = res.header.last as Record<string, string | null>
+        for (const u of part) {
+          const mine = await this.store.logPosition(u)
+          const theirs = positions[u] ?? 0
+          const [ours] = theirs > 0 && theirs <= mine ? await this.store.readLog(u, theirs, 1) : []
+          if (theirs > mine || (theirs > 0 && ours?.eid !== last[u])) {
+            this.confirmed.delete(`${u}\x00${peer}`)
+            if (theirs > mine) this.ready.delete(u) // they hold more than we do: catch up (or merge) on the next lead
+          } else {
+            this.confirmed.set(`${u}\x00${peer}`, theirs)
+          }
+        }
+      }
+    }))
   }
 
   /** Users this node is primary of whose replicas are not all confirmed at its log position. */

@@ -179,7 +179,11 @@ test(`random kills, restarts and partitions under load lose nothing acknowledged
     for (const k of keywords.filter(k => k.user === u)) {
       const flags = flagsByGid.get(k.gid)
       if (flags === undefined) continue // expunged: never in this test, but a merge may have dropped... see below
-      if (!flags.includes(k.kw) && process.env.MAILGRID_CHAOS_EXPLAIN !== undefined) console.log(k, await explain(k.gid))
+      if (!flags.includes(k.kw) && process.env.MAILGRID_CHAOS_EXPLAIN !== undefined) {
+        const where: string[] = []
+        for (const s of slots) for (const e of await (s.store as Store).readLog(u, 0, 1_000_000)) if (JSON.stringify(e).includes(`"${k.kw}"`)) where.push(`${s.id}:${e.seq}:${e.op}:${e.eid}:${JSON.stringify(e).slice(0, 200)}`)
+        console.log('KW', k, flags, where.join(' | '), await explain(k.gid))
+      }
       assert.ok(flags.includes(k.kw), `seed ${SEED}: ${u}: acknowledged keyword ${k.kw} missing`)
     }
   }
