@@ -10,6 +10,7 @@ import type { BlobLocation } from './blobs.ts'
 import { GroupCommit } from './commit.ts'
 import type { BatchOp } from './commit.ts'
 import { MailError } from './errors.ts'
+import { BatchGet } from './batch-get.ts'
 import { keys, SEP } from './keys.ts'
 import { KeyedLock } from './lock.ts'
 import { analyzeMessage } from './mime/index.ts'
@@ -26,6 +27,9 @@ export const USER_CACHE_MAX = 10_000 // user states kept in memory; each is a fe
 export const FLAGS_PER_MESSAGE_MAX = 128 // keywords per message (Dovecot limits keywords per mailbox similarly)
 export const FLAG_BYTES_MAX = 128
 export const MAILBOXES_PER_USER_MAX = 10_000
+// A header block up to this size is kept beside the message structure (MessageMeta.header). Ordinary headers
+// are 1 to 10 KiB (long Received and DKIM chains included); larger ones are read from the body when needed.
+export const HEADER_CACHE_BYTES_MAX = 32 * 1024
 
 export const DEFAULT_MAILBOXES: Array<[string, SpecialUse | null]> = [
   ['INBOX', null], ['Sent', '\\Sent'], ['Drafts', '\\Drafts'], ['Trash', '\\Trash'], ['Junk', '\\Junk'], ['Archive', '\\Archive']
@@ -54,6 +58,7 @@ export class MailStoreBase {
   protected readonly randomId: () => string
   private readonly cache = new Map<string, Cached>()
   private readonly listeners = new Map<string, Set<MailListener>>()
+  private readonly metas = new BatchGet<MessageMeta>(async ks => await this.db.getMany(ks))
 
   constructor (components: StoreComponents, init: StoreInit) {
     this.path = init.path
@@ -272,7 +277,9 @@ export class MailStoreBase {
     if (loc === undefined) {
       loc = await this.blobs.append(hash, raw)
       ops.push({ type: 'put', key: keys.blob(hash), value: loc })
-      ops.push({ type: 'put', key: keys.meta(hash), value: analyzeMessage(raw) })
+      const meta = analyzeMessage(raw)
+      if (meta.root.headerEnd <= HEADER_CACHE_BYTES_MAX) meta.header = raw.toString('latin1', 0, meta.root.headerEnd)
+      ops.push({ type: 'put', key: keys.meta(hash), value: meta })
     }
     return { hash, ops, loc }
   }
@@ -561,10 +568,12 @@ export class MailStoreBase {
   }
 
   async getMeta (record: MessageRecord): Promise<MessageMeta> {
-    const meta: MessageMeta | undefined = await this.db.get(keys.meta(record.blob))
+    // concurrent calls (a SEARCH batch, FETCH read-ahead) share one multi-get
+    const meta: MessageMeta | undefined = await this.metas.get(keys.meta(record.blob))
     if (meta === undefined) throw new MailError('temp', `Message structure ${record.blob} missing`)
     const shift = Buffer.byteLength(record.prefix)
     if (shift === 0) return meta
+    if (meta.header !== undefined) meta.header = Buffer.from(record.prefix).toString('latin1') + meta.header
     const move = (p: MimePart, top: boolean): void => {
       if (!top) p.headerStart += shift
       p.headerEnd += shift

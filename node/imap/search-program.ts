@@ -218,6 +218,17 @@ export async function evaluate (node: Node, record: MessageRecord, view: Selecte
   }
 }
 
+/** Whether evaluating the program may read whole messages (BODY, TEXT). */
+export function readsBodies (node: Node): boolean {
+  switch (node.op) {
+    case 'body': return true
+    case 'not': return readsBodies(node.node)
+    case 'or': return readsBodies(node.left) || readsBodies(node.right)
+    case 'and': return node.nodes.some(readsBodies)
+    default: return false
+  }
+}
+
 /** Lower-cases every search string once (matching lower-cases the haystack). */
 export function prepare (node: Node): Node {
   switch (node.op) {

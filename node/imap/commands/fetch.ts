@@ -168,9 +168,16 @@ async function sectionValue (session: Session, record: MessageRecord, meta: Mess
   }
   const label = `${prefix}[${spec.label}]`
   if (range === null) return [atom(label), str('')]
+  // The message's own header is kept beside its structure: no message bytes to read.
+  let cached = spec.part.length === 0 && meta.header !== undefined ? Buffer.from(meta.header, 'latin1') : null
+  if (cached !== null && (range.start !== 0 || cached.length !== range.end)) cached = null // not this header after all
+  if (spec.text === 'HEADER' && cached !== null) {
+    const cut = applyPartial(cached.length, spec)
+    return [atom(label + cut.suffix), bufferValue(cached.subarray(cut.start, cut.end), false)]
+  }
   if (spec.text === 'HEADER.FIELDS' || spec.text === 'HEADER.FIELDS.NOT') {
     if (range.end - range.start > TRANSFORM_BYTES_MAX) throw new CommandRefused('Header too large', 'LIMIT')
-    const header = await readRange(session, record, range.start, range.end)
+    const header = cached ?? await readRange(session, record, range.start, range.end)
     const selected = filterFields(header, spec.fields ?? [], spec.text === 'HEADER.FIELDS.NOT')
     const cut = applyPartial(selected.length, spec)
     return [atom(label + cut.suffix), bufferValue(selected.subarray(cut.start, cut.end), false)]

@@ -9,7 +9,7 @@ import type { Value } from '../protocol/compiler.ts'
 import { formatSequenceSet } from '../protocol/sequence.ts'
 import { astring, keyword, listOf } from '../args.ts'
 import { ArgumentError, CommandRefused } from '../errors.ts'
-import { evaluate, prepare, ProgramReader } from '../search-program.ts'
+import { evaluate, prepare, ProgramReader, readsBodies } from '../search-program.ts'
 import type { Content } from '../search-program.ts'
 import { recordBatches } from '../records.ts'
 import type { CommandModule, Reply } from '../command.ts'
@@ -20,6 +20,13 @@ export const SEARCH_MESSAGE_BYTES_MAX = 32 * 1024 * 1024
 
 /** A header block read for HEADER/FROM/SUBJECT... may not exceed this (RFC 5322 sets no bound; 1 MiB is generous). */
 export const SEARCH_HEADER_BYTES_MAX = 1024 * 1024
+
+/**
+ * Messages evaluated together when the program reads no bodies: their structures (which hold the cached header
+ * block) arrive in one multi-get. Bounds what one SEARCH holds: a message whose header is not cached has it read
+ * (at most SEARCH_HEADER_BYTES_MAX), so 32 MiB in the worst case; ordinary messages need a few KiB each.
+ */
+export const SEARCH_CONCURRENCY = 32
 
 const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE'])
 
@@ -45,8 +52,11 @@ function contentOf (session: Session, record: MessageRecord): Content {
     },
     header: async () => {
       if (header !== undefined) return header
-      if (raw !== undefined && raw !== null) return (header = raw.subarray(0, (await content.meta()).root.headerEnd))
-      const end = (await content.meta()).root.headerEnd
+      const m = await content.meta()
+      // the store keeps the header block beside the structure: no message bytes to read
+      if (m.header !== undefined) return (header = Buffer.from(m.header, 'latin1'))
+      if (raw !== undefined && raw !== null) return (header = raw.subarray(0, m.root.headerEnd))
+      const end = m.root.headerEnd
       header = end > SEARCH_HEADER_BYTES_MAX ? null : await readRange(session, record, 0, end)
       return header
     },
@@ -102,9 +112,13 @@ export const search: CommandModule = {
     const program = prepare(reader.program())
     if (reader.usesModseq) session.enabled.add('CONDSTORE')
     const matched: MessageRecord[] = []
+    // BODY and TEXT read whole messages: one at a time. Anything else reads at most structures, together.
+    const window = readsBodies(program) ? 1 : SEARCH_CONCURRENCY
     for await (const batch of recordBatches(session.components.store, user, view.id, view.uids)) {
-      for (const record of batch) {
-        if (await evaluate(program, record, view, saved, contentOf(session, record))) matched.push(record)
+      for (let i = 0; i < batch.length; i += window) {
+        const slice = batch.slice(i, i + window)
+        const hits = await Promise.all(slice.map(async (record) => await evaluate(program, record, view, saved, contentOf(session, record))))
+        slice.forEach((record, j) => { if (hits[j] === true) matched.push(record) })
       }
     }
     const numbers = matched.map((r) => uid ? r.uid : view.seqOf(r.uid))
