@@ -31,6 +31,10 @@ type AliasRec = Alias & Versioned
 export class LevelStore extends MailStoreBase implements Store {
   private readonly scryptLogN: number
   private lastVer = 0
+  // The whole directory in memory (it is small, and every node holds all of it anyway), loaded at start and
+  // updated after every durable directory write and merge, so that SMTP's per-recipient lookups (domain, user,
+  // alias, quota) cost no LevelDB read. Null while stopped: reads then go to LevelDB.
+  private dir: Map<string, DirectoryRecord['value']> | null = null
   private readonly dirListeners = new Set<(records: DirectoryRecord[]) => void>()
   private started = false
 
@@ -44,6 +48,11 @@ export class LevelStore extends MailStoreBase implements Store {
     await mkdir(this.path, { recursive: true })
     await this.db.open()
     await this.blobs.start()
+    const dir = new Map<string, DirectoryRecord['value']>()
+    for (const r of [keys.domainRange(), keys.userRange(), keys.aliasRange()]) {
+      for await (const [key, value] of this.db.iterator(r) as AsyncIterable<[string, DirectoryRecord['value']]>) dir.set(key, value)
+    }
+    this.dir = dir
     this.started = true
   }
 
@@ -51,6 +60,7 @@ export class LevelStore extends MailStoreBase implements Store {
     if (!this.started) return
     this.started = false
     await this.lock.with([DIRECTORY_LOCK], async () => {})
+    this.dir = null
     await this.blobs.stop()
     await this.db.close()
   }
@@ -60,9 +70,26 @@ export class LevelStore extends MailStoreBase implements Store {
     return this.lastVer
   }
 
+  /** A directory record (a copy: callers may change it), tombstones included. */
+  protected override async directoryRecord (key: string): Promise<any> {
+    if (this.dir === null) return await this.db.get(key)
+    const rec = this.dir.get(key)
+    return rec === undefined ? undefined : { ...rec }
+  }
+
   private async live<T extends Versioned> (key: string): Promise<T | null> {
-    const rec: T | undefined = await this.db.get(key)
+    const rec: T | undefined = await this.directoryRecord(key)
     return rec === undefined || rec.deleted === true ? null : rec
+  }
+
+  /** Brings the in-memory directory up to date with ops that are now durable. */
+  private cacheDirectory (ops: BatchOp[]): void {
+    if (this.dir === null) return
+    for (const o of ops) {
+      if (!isDirectoryKey(o.key)) continue
+      if (o.type === 'put') this.dir.set(o.key, { ...(o as { value: DirectoryRecord['value'] }).value })
+      else this.dir.delete(o.key)
+    }
   }
 
   private async dirWrite<T> (fn: (ops: BatchOp[]) => Promise<T>, opts?: OpOptions): Promise<T> {
@@ -71,6 +98,7 @@ export class LevelStore extends MailStoreBase implements Store {
       const ops: BatchOp[] = []
       const out = await fn(ops)
       if (ops.length > 0) await this.committer.submit(ops)
+      this.cacheDirectory(ops)
       this.announce(ops.filter(o => o.type === 'put' && isDirectoryKey(o.key)).map(o => ({ key: o.key, value: (o as { value: DirectoryRecord['value'] }).value })))
       return out
     })
@@ -116,7 +144,7 @@ export class LevelStore extends MailStoreBase implements Store {
       for (const r of records) {
         if (!isDirectoryKey(r.key) || typeof r.value?.ver !== 'number') continue
         this.lastVer = Math.max(this.lastVer, r.value.ver) // hybrid logical clock: never issue a version below one seen
-        const mine: DirectoryRecord['value'] | undefined = await this.db.get(r.key)
+        const mine: DirectoryRecord['value'] | undefined = await this.directoryRecord(r.key)
         if (mine !== undefined && (mine.ver > r.value.ver || (mine.ver === r.value.ver && JSON.stringify(mine) >= JSON.stringify(r.value)))) continue
         const put: BatchOp = { type: 'put', key: r.key, value: r.value }
         if (r.key.startsWith(keys.user(''))) {
@@ -135,6 +163,7 @@ export class LevelStore extends MailStoreBase implements Store {
         } else {
           await this.committer.submit([put])
         }
+        this.cacheDirectory([put])
         applied.push(r)
       }
       this.announce(applied)
@@ -219,7 +248,9 @@ export class LevelStore extends MailStoreBase implements Store {
       // the mail state of a previous user of the same address was removed with it; start afresh, and
       // commit the directory record in the same batch as the first mail state
       this.forget(a)
-      await this.initUser(a, rec.created, [{ type: 'put', key: keys.user(a), value: rec }])
+      const put: BatchOp = { type: 'put', key: keys.user(a), value: rec }
+      await this.initUser(a, rec.created, [put])
+      this.cacheDirectory([put])
       this.announce([{ key: keys.user(a), value: { ...rec } }])
       void ops
       return LevelStore.publicUser(rec)

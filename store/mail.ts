@@ -295,8 +295,13 @@ export class MailStoreBase {
     return out
   }
 
+  /** A directory record as stored (tombstones included); the directory serves it from memory. */
+  protected async directoryRecord (key: string): Promise<any> {
+    return await this.db.get(key)
+  }
+
   private async quotaLimits (user: string): Promise<{ bytes: number, messages: number }> {
-    const u = await this.db.get(keys.user(user))
+    const u = await this.directoryRecord(keys.user(user))
     return { bytes: u?.quotaBytes ?? 0, messages: u?.quotaMessages ?? 0 }
   }
 
