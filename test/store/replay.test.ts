@@ -60,7 +60,8 @@ async function snapshot (store: Store): Promise<unknown> {
   const boxes = await store.listMailboxes(U)
   return {
     boxes,
-    messages: await Promise.all(boxes.map(async b => await store.listMessages(U, b.id))),
+    // `loc` says where this node keeps the body: node-local, not part of the replicated state
+    messages: await Promise.all(boxes.map(async b => (await store.listMessages(U, b.id)).map(({ loc, ...r }) => r))),
     subs: (await store.listSubscriptions(U)).sort(),
     quota: await store.quota(U),
     changes: await Promise.all(boxes.map(async b => await store.changesSince(U, b.id, 0)))
