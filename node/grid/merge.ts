@@ -103,6 +103,17 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
     await store.storeFlags(user, w.box, [w.rec.uid], 'set', next)
     result.flagged++
   }
+  // A message both sides know but appended after the common point on their side (it reached them by another
+  // merge) carries their flags in `added`: who changed what is unknown there, so no flag set on either side
+  // is lost — join them.
+  for (const a of theirs.added) {
+    const w = where.get(a.gid)
+    if (w === undefined || !known.has(a.gid) || theirs.flags[a.gid] !== undefined) continue
+    const next = [...new Set([...w.rec.flags, ...a.flags])]
+    if (next.length === w.rec.flags.length) continue
+    await store.storeFlags(user, w.box, [w.rec.uid], 'set', next)
+    result.flagged++
+  }
   const byBox = new Map<string, number[]>()
   for (const gid of theirs.expunged) {
     const w = where.get(gid)
