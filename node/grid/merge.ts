@@ -98,8 +98,9 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
   for (const [gid, flags] of Object.entries(theirs.flags)) {
     const w = where.get(gid)
     if (w === undefined) continue
-    const ours = mine.flags[gid]
-    const next = ours === undefined ? flags : [...new Set([...ours, ...flags])]
+    // ours changed too (or our copy arrived after the common point, so we cannot tell): join, never drop a flag
+    const oursChanged = mine.flags[gid] !== undefined || mine.added.some(a => a.gid === gid)
+    const next = oursChanged ? [...new Set([...w.rec.flags, ...flags])] : flags
     await store.storeFlags(user, w.box, [w.rec.uid], 'set', next)
     result.flagged++
   }
