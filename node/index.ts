@@ -170,6 +170,9 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       await store.stop()
       logger.info('node_stopped')
     },
+    block (peers: string[]) {
+      gossip?.block(peers)
+    },
     async status (): Promise<NodeStatus> {
       const mem = process.memoryUsage()
       return {

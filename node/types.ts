@@ -93,4 +93,6 @@ export interface MailNode {
   /** Stops every listener and session, then the store; safe to call twice. */
   stop (): Promise<void>
   status (): Promise<NodeStatus>
+  /** Test hook (partition tests): refuse every connection to and from these peers; [] heals. No-op off a grid. */
+  block (peers: string[]): void
 }

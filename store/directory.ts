@@ -257,6 +257,14 @@ export class LevelStore extends MailStoreBase implements Store {
     }, opts)
   }
 
+  async ensureUserMail (user: string): Promise<void> {
+    const a = normalizeAddress(user)
+    if (a === null || await this.logPosition(a) > 0) return
+    const r = await this.live<UserRec>(keys.user(a))
+    if (r === null) throw new MailError('notFound', 'No such user')
+    await this.initUser(a, r.created)
+  }
+
   async getUser (address: string): Promise<User | null> {
     const a = normalizeAddress(address)
     if (a === null) return null

@@ -179,6 +179,7 @@ export class Grid {
         const position = await this.store.logPosition(user)
         if (position !== Number(req.header.position)) return { header: { reset: false, position } }
         await this.store.dropUserMail(user)
+        this.ready.delete(user)
         this.log.info({ user, by: String(req.header.by ?? ''), position }, 'replica_reset')
         return { header: { reset: true, position: 0 } }
       })
@@ -239,6 +240,8 @@ export class Grid {
     if (primary !== this.self) throw new MailError('unavailable', primary === null ? 'No node owns this user right now' : 'This node does not own the user')
     const ring = this.gossip.ring().version
     let r = this.ready.get(user)
+    // a copy dropped since (handed off, reset) needs the catch-up again, even under the same ring
+    if (r !== undefined && r.ring === ring && await this.store.logPosition(user) === 0) r = undefined
     if (r === undefined || r.ring !== ring) {
       const done = this.catchUp(user, opts)
       r = { ring, done }
@@ -250,6 +253,12 @@ export class Grid {
 
   /** Pulls whatever other alive replicas have beyond this node's log position. */
   private async catchUp (user: string, opts?: OpOptions): Promise<void> {
+    await this.pullFromReplicas(user, opts)
+    // nobody had anything (a lone survivor, a new node): start from the first entries every node derives
+    await this.store.ensureUserMail(user)
+  }
+
+  private async pullFromReplicas (user: string, opts?: OpOptions): Promise<void> {
     for (const peer of this.replicasOf(user)) {
       if (peer === this.self) continue
       try {
@@ -562,6 +571,7 @@ export class Grid {
           throwIfError(res)
           if (res.header.drop === true && !this.replicasOf(u).includes(this.self)) {
             await this.lock.with([`${u}\x00drop`], async () => { if (await this.store.logPosition(u) === position) await this.store.dropUserMail(u) })
+            this.ready.delete(u)
             this.log.info({ user: u, position }, 'replica_dropped')
           }
         } catch (err) {

@@ -85,6 +85,18 @@ export class ProcCluster {
     return node
   }
 
+  /** Cuts the grid into groups (test hook in the transport: each node refuses the others' connections). */
+  partition (...groups: ProcNode[][]): void {
+    for (const g of groups) {
+      const others = groups.filter(x => x !== g).flat().map(n => n.id)
+      for (const n of g) n.child.stdin?.write(`block ${others.join(',')}\n`)
+    }
+  }
+
+  heal (): void {
+    for (const n of this.nodes) if (n.alive) n.child.stdin?.write('block\n')
+  }
+
   async kill (node: ProcNode, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     if (!node.alive) return
     const exited = new Promise(resolve => node.child.once('exit', resolve))

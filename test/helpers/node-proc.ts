@@ -45,6 +45,11 @@ process.stdout.write(`READY ${JSON.stringify(ports)}\n`)
 // a line `status` on stdin is answered with `STATUS {json}`: how tests watch the grid form and heal
 const { createInterface } = await import('node:readline')
 createInterface({ input: process.stdin }).on('line', line => {
+  const block = /^block ?(.*)$/.exec(line.trim())
+  if (block !== null) {
+    node.block(block[1] === '' ? [] : block[1].split(','))
+    process.stdout.write('BLOCKED\n')
+  }
   if (line.trim() === 'status') {
     node.status().then(s => process.stdout.write(`STATUS ${JSON.stringify(s)}\n`), err => process.stdout.write(`STATUS {"error": ${JSON.stringify(String(err))}}\n`))
   }

@@ -15,6 +15,7 @@ export interface LoadInit {
   deadlineMs: number
   signal?: AbortSignal
   onAck?: (id: number, rcpt: string) => void
+  onReply?: (line: string) => void // every final reply line, for diagnostics
 }
 
 export interface LoadResult {
@@ -39,6 +40,7 @@ class Conn {
   private buf = ''
   private want: Array<(line: string) => void> = []
   dead = false
+  onLine?: (line: string) => void
 
   constructor (socket: Socket) {
     this.socket = socket
@@ -50,6 +52,7 @@ class Conn {
         const line = this.buf.slice(0, i)
         this.buf = this.buf.slice(i + 2)
         if (/^\d{3}-/.test(line)) continue // continuation of a multi-line reply
+        this.onLine?.(line)
         this.want.shift()?.(line)
       }
     })
@@ -84,6 +87,7 @@ export async function runSmtpLoad (init: LoadInit): Promise<LoadResult> {
   const worker = async (): Promise<void> => {
     const socket = connect({ port: init.port, host: '127.0.0.1' })
     const c = new Conn(socket)
+    c.onLine = init.onReply
     conns.push(c)
     const greeting = c.reply()
     await new Promise<void>((resolve) => { socket.once('connect', resolve); socket.once('error', () => resolve()) })
