@@ -382,6 +382,7 @@ export class Grid {
       return { header: { position } }
     } catch (err) {
       if (isMailError(err, 'invalid')) return { header: { position: await this.store.logPosition(user) } } // a gap: resend from here
+      this.log.warn({ user, err }, 'apply_failed')
       return errorReply(err)
     }
   }
