@@ -20,11 +20,20 @@ export interface UserState {
 
 export type MailboxRec = Omit<Mailbox, 'subscribed'>
 
+/** UIDs (ascending) and their flags, of one mailbox: what SELECT needs, without decoding every record. */
+export interface BoxIndex {
+  uids: number[]
+  flags: string[][] // flags[i] belongs to uids[i]
+}
+
 export interface Cached {
   state: UserState
   boxes: Map<string, MailboxRec> // by id
   byName: Map<string, string> // name → id
   subs: Set<string> // subscribed names
+  // per mailbox id, kept up to date by applyEntry once present: created empty with the mailbox (or when a
+  // loaded mailbox is empty), otherwise built from the records on first use (MailStoreBase.listFlags)
+  index: Map<string, BoxIndex>
 }
 
 export interface RecordReader {
@@ -56,8 +65,49 @@ export function emptyState (): Cached {
     state: { modseq: 1, logSeq: 0, mailboxSeq: 0, lastUidValidity: 0, usedBytes: 0, usedMessages: 0 },
     boxes: new Map(),
     byName: new Map(),
-    subs: new Set()
+    subs: new Set(),
+    index: new Map()
   }
+}
+
+/** Position of uid in ascending uids, or where it would go. */
+function slot (uids: number[], uid: number): number {
+  let lo = 0
+  let hi = uids.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (uids[mid] < uid) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+function indexSet (c: Cached, mb: string, uid: number, flags: string[]): void {
+  const idx = c.index.get(mb)
+  if (idx === undefined) return
+  const i = slot(idx.uids, uid)
+  if (idx.uids[i] === uid) {
+    idx.flags[i] = flags
+  } else {
+    idx.uids.splice(i, 0, uid)
+    idx.flags.splice(i, 0, flags)
+  }
+}
+
+/** Removes uids in one pass (an expunge of many messages stays linear in the mailbox). */
+function indexDrop (c: Cached, mb: string, uids: number[]): void {
+  const idx = c.index.get(mb)
+  if (idx === undefined || uids.length === 0) return
+  const gone = new Set(uids)
+  let w = 0
+  for (let r = 0; r < idx.uids.length; r++) {
+    if (gone.has(idx.uids[r])) continue
+    idx.uids[w] = idx.uids[r]
+    idx.flags[w] = idx.flags[r]
+    w++
+  }
+  idx.uids.length = w
+  idx.flags.length = w
 }
 
 async function getRecord (db: RecordReader, tx: Tx, user: string, mb: string, uid: number): Promise<MessageRecord | null> {
@@ -129,6 +179,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       }
       c.boxes.set(rec.id, rec)
       c.byName.set(rec.name, rec.id)
+      c.index.set(rec.id, { uids: [], flags: [] })
       c.state.mailboxSeq = Math.max(c.state.mailboxSeq, parseInt(e.mailbox, 36) || 0)
       c.state.lastUidValidity = Math.max(c.state.lastUidValidity, e.uidValidity)
       tx.put(keys.mailbox(user, rec.id), rec)
@@ -166,6 +217,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       // its expunge records (X keys) stay: mailbox ids are never reused, so nothing reads them again
       c.boxes.delete(box.id)
       c.byName.delete(box.name)
+      c.index.delete(box.id)
       tx.del(keys.mailbox(user, box.id))
       tx.events.push([user, { type: 'mailboxes', change: 'deleted', mailbox: box.id }])
       return
@@ -190,6 +242,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       const loc = await bodyLocation(db, tx, e.blob)
       if (loc !== undefined) rec.loc = loc
       putRecord(tx, user, box.id, rec)
+      indexSet(c, box.id, rec.uid, rec.flags)
       tx.put(keys.blobRef(rec.blob, user, box.id, rec.uid), 1)
       const gk = keys.gid(user, rec.gid)
       tx.gids.set(gk, `${box.id}\x00${rec.uid}`)
@@ -216,6 +269,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
         if (!isSeen(rec.flags) && isSeen(flags)) box.unseen -= 1
         const next = { ...rec, flags, modseq: e.modseq }
         putRecord(tx, user, box.id, next)
+        indexSet(c, box.id, uid, flags)
         changes.push({ uid, flags, modseq: e.modseq })
       }
       bumpModseq(c, box, e.modseq)
@@ -240,6 +294,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
         dropRecord(tx, user, c, box, rec, await gidLocation(db, tx, user, rec.gid))
         gone.push(uid)
       }
+      indexDrop(c, box.id, gone)
       bumpModseq(c, box, e.modseq)
       tx.put(keys.expunged(user, box.id, e.modseq), e.uids)
       tx.put(keys.mailbox(user, box.id), box)

@@ -80,10 +80,11 @@ export class MailStoreBase {
     }
     const state: UserState | undefined = await this.db.get(keys.state(user))
     if (state === undefined) throw new MailError('notFound', 'No such user')
-    const c: Cached = { state, boxes: new Map(), byName: new Map(), subs: new Set(await this.listSubscriptions(user)) }
+    const c: Cached = { state, boxes: new Map(), byName: new Map(), subs: new Set(await this.listSubscriptions(user)), index: new Map() }
     for await (const rec of this.db.values(keys.mailboxRange(user)) as AsyncIterable<MailboxRec>) {
       c.boxes.set(rec.id, rec)
       c.byName.set(rec.name, rec.id)
+      if (rec.messages === 0) c.index.set(rec.id, { uids: [], flags: [] }) // complete already; kept by applyEntry
     }
     this.cache.set(user, c)
     for (const [k] of this.cache) {
@@ -543,6 +544,21 @@ export class MailStoreBase {
     if (range?.from !== undefined) { delete opts.gt; opts.gte = keys.message(user, mailboxId, Math.max(1, range.from)) }
     if (range?.to !== undefined) { delete opts.lt; opts.lte = keys.message(user, mailboxId, Math.min(range.to, 9_999_999_999)) }
     return await this.db.values(opts).all() as MessageRecord[]
+  }
+
+  async listFlags (user: string, mailboxId: string): Promise<{ uids: number[], flags: string[][] }> {
+    // under the user's lock: the index is changed in place while a write builds its batch, before it is durable
+    return await this.lock.with([user], async () => {
+      const c = await this.load(user)
+      const box = this.boxById(c, mailboxId)
+      let idx = c.index.get(box.id)
+      if (idx === undefined) {
+        const recs = await this.listMessages(user, box.id)
+        idx = { uids: recs.map(r => r.uid), flags: recs.map(r => r.flags) }
+        c.index.set(box.id, idx)
+      }
+      return { uids: idx.uids.slice(), flags: idx.flags.slice() }
+    })
   }
 
   async getMessage (user: string, mailboxId: string, uid: number): Promise<MessageRecord | null> {

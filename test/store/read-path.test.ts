@@ -5,6 +5,7 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import fc from 'fast-check'
 import { createStore } from '../../store/index.ts'
 import type { Store } from '../../store/index.ts'
 import { tempDir } from '../helpers/tmp.ts'
@@ -104,4 +105,67 @@ test('the directory is read from memory and follows writes, deletes and merges',
   await a.start()
   assert.equal(await a.getUser(U), null)
   assert.equal(await a.isLocalDomain('example.com'), true)
+})
+
+test('the in-memory UID and flag index agrees with the records after any sequence of changes, on a replica too', async (t) => {
+  const dir = await tempDir(t)
+  type Op = { op: 'append' | 'flags' | 'expunge' | 'copy' | 'move' | 'create' | 'delete' | 'rename', box: number, uids: number[], flags: string[] }
+  const op = fc.record({
+    op: fc.constantFrom('append', 'append', 'append', 'flags', 'expunge', 'copy', 'move', 'create', 'delete', 'rename') as fc.Arbitrary<Op['op']>,
+    box: fc.nat(4),
+    uids: fc.array(fc.integer({ min: 1, max: 10 }), { maxLength: 4 }),
+    flags: fc.array(fc.constantFrom('\\Seen', '\\Flagged', '$Work'), { maxLength: 2 })
+  })
+  let n = 0
+  await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), fc.boolean(), async (ops, warm) => {
+    n++
+    const a = createStore({}, { path: `${dir}/a${n}`, scryptLogN: 4, sync: false })
+    const b = createStore({}, { path: `${dir}/b${n}`, scryptLogN: 4, sync: false })
+    await a.start()
+    await b.start()
+    try {
+      await a.addDomain('example.com')
+      await a.addUser({ address: U, password: 'x' })
+      const check = async (s: Store): Promise<void> => {
+        for (const box of await s.listMailboxes(U)) {
+          const recs = await s.listMessages(U, box.id)
+          assert.deepEqual(await s.listFlags!(U, box.id), { uids: recs.map(r => r.uid), flags: recs.map(r => r.flags) })
+        }
+      }
+      if (warm) await check(a) // index built before the changes, then kept up to date by them
+      for (const o of ops) {
+        const boxes = await a.listMailboxes(U)
+        const box = boxes[o.box % boxes.length]
+        const to = boxes[(o.box + 1) % boxes.length]
+        try {
+          switch (o.op) {
+            case 'append': await a.append(U, box.name, { raw: Buffer.from(`Subject: ${o.uids.length}\r\n\r\nx\r\n`), flags: o.flags }); break
+            case 'flags': await a.storeFlags(U, box.id, o.uids, o.uids.length % 2 === 0 ? 'add' : 'set', o.flags); break
+            case 'expunge': await a.expunge(U, box.id, o.uids); break
+            case 'copy': await a.copy(U, box.id, o.uids, to.name); break
+            case 'move': await a.move(U, box.id, o.uids, to.name); break
+            case 'create': await a.createMailbox(U, `F${o.box}`); break
+            case 'delete': await a.deleteMailbox(U, box.name); break
+            case 'rename': await a.renameMailbox(U, box.name, `R${o.box}`); break
+          }
+        } catch (err) {
+          if (!(err instanceof Error && err.name === 'MailError')) throw err
+        }
+        if (warm) await check(a)
+      }
+      await check(a)
+      const log = await a.readLog(U, 0, 100_000)
+      const hashes = [...new Set(log.flatMap(e => e.op === 'append' ? [e.blob] : []))]
+      await b.applyLog(U, log, await Promise.all(hashes.map(async h => await a.readBlob(h))))
+      await check(b)
+      // a store opened afresh builds the index from the records
+      await a.stop()
+      const again = createStore({}, { path: `${dir}/a${n}`, scryptLogN: 4, sync: false })
+      await again.start()
+      try { await check(again) } finally { await again.stop() }
+    } finally {
+      await a.stop()
+      await b.stop()
+    }
+  }), { numRuns: 30 })
 })

@@ -78,16 +78,19 @@ function selectCommand (readOnly: boolean): CommandModule {
       const store = session.components.store
       const mailbox = await store.getMailbox(user, name)
       if (mailbox === null) throw new CommandRefused('No such mailbox', 'NONEXISTENT')
-      const records = await store.listMessages(user, mailbox.id)
+      // UIDs and flags only (from the store's in-memory index where it offers one): no record is decoded
+      const listing = store.listFlags !== undefined
+        ? await store.listFlags(user, mailbox.id)
+        : await store.listMessages(user, mailbox.id).then((records) => ({ uids: records.map((r) => r.uid), flags: records.map((r) => r.flags) }))
       const view = new SelectedMailbox({
         id: mailbox.id, name: mailbox.name, readOnly, uidValidity: mailbox.uidValidity,
-        uids: records.map((r) => r.uid), highestModseq: mailbox.highestModseq,
+        uids: listing.uids, highestModseq: mailbox.highestModseq,
       })
       const keywords = new Set<string>()
       let firstUnseen = 0
-      records.forEach((record, index) => {
-        for (const flag of record.flags) if (!flag.startsWith('\\')) keywords.add(flag)
-        if (firstUnseen === 0 && !record.flags.includes('\\Seen')) firstUnseen = index + 1
+      listing.flags.forEach((flags, index) => {
+        for (const flag of flags) if (!flag.startsWith('\\')) keywords.add(flag)
+        if (firstUnseen === 0 && !flags.includes('\\Seen')) firstUnseen = index + 1
       })
       const flags = [...SYSTEM_FLAGS, ...keywords].map(atom)
       await session.send([atom('FLAGS'), list(flags)])
