@@ -1,14 +1,20 @@
 // `mailgrid start`: resolve the config, get the TLS certificate, run the mail node and the admin API in the
 // foreground with JSON logs on stdout, advertise the admin API in DATA/admin.json, and stop everything
-// cleanly on SIGINT or SIGTERM (a second signal while stopping exits at once).
+// cleanly on SIGINT or SIGTERM: drain (hand the users this node is primary of over, bounded), announce
+// `leaving`, then stop (a second signal while stopping exits at once).
 
 import { mkdir } from 'node:fs/promises'
 import { hostname as systemHostname } from 'node:os'
 import { resolve } from 'node:path'
 import type { MailNode } from '../node/types.ts'
+import { clusterTag } from '../gossip/identity.ts' // not on gossip's face yet: see the report of issue 5
 import { createAdminServer } from './admin.ts'
 import type { AdminServer } from './admin.ts'
 import { ConfigError, loadConfig, toNodeInit } from './config.ts'
+import { announceLeaving, drain } from './drain.ts'
+import type { DrainTarget, GridState } from './drain.ts'
+import { createLanWatch } from './lanwatch.ts'
+import type { LanWatch } from './lanwatch.ts'
 import { createLogger, namespaced } from './logger.ts'
 import { ensureClusterKey, ensureToken, processAlive, readAdminInfo, removeAdminInfo, writeAdminInfo } from './runtime.ts'
 import { loadTls, TlsError } from './tls.ts'
@@ -20,7 +26,12 @@ export interface StartOptions {
   stderr: { write (s: string): unknown }
   /** Resolves when the node should stop; SIGINT/SIGTERM when absent. Tests pass their own. */
   stopSignal?: Promise<unknown>
+  /** The drain's bound (ms); DRAIN_TIMEOUT_MS when absent. */
+  drainTimeoutMs?: number
 }
+
+/** A node that can publish its grid state (the method node/ is asked for in issue 5's report). */
+type StateNode = MailNode & { setGridState?: (state: GridState) => void }
 
 const EXIT_INTERRUPTED = 130 // 128 + SIGINT, the shell's convention for a second interrupt
 
@@ -73,9 +84,11 @@ export async function startNode (options: StartOptions): Promise<number> {
 
   // Loaded here, not at the top: the management commands never need the daemon's code.
   const { createMailNode } = await import('../node/index.ts')
-  const node: MailNode = createMailNode({ logger }, init)
+  const node: StateNode = createMailNode({ logger }, init)
   let admin: AdminServer | null = null
+  let lanWatch: LanWatch | null = null
   const shutdown = async (): Promise<void> => {
+    await lanWatch?.stop()
     await removeAdminInfo(dataDir).catch(() => {})
     await admin?.stop()
     await node.stop()
@@ -89,6 +102,10 @@ export async function startNode (options: StartOptions): Promise<number> {
     )
     await admin.start()
     await writeAdminInfo(dataDir, { url: admin.url, pid: process.pid })
+    if (init.grid?.mdns === true) {
+      lanWatch = createLanWatch({ logger: namespaced(logger, 'appliance:lan') }, { ownTag: clusterTag(init.grid.clusterKey) })
+      await lanWatch.start()
+    }
   } catch (err) {
     await shutdown().catch(() => {})
     const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
@@ -107,6 +124,12 @@ export async function startNode (options: StartOptions): Promise<number> {
   })
   const reason = await why
   log.info({ event: 'stopping', reason: String(reason) }, 'stopping')
+  const target: DrainTarget = {
+    status: async () => await node.status(),
+    ...(typeof node.setGridState === 'function' ? { setGridState: (s: GridState) => { node.setGridState?.(s) } } : {})
+  }
+  await drain(target, { logger: log, timeoutMs: options.drainTimeoutMs })
+  if (init.grid !== undefined) announceLeaving(target, log)
   await shutdown()
   log.info({ event: 'stopped' }, 'stopped')
   return 0
