@@ -1,0 +1,236 @@
+// `npm run test:iso`: the appliance image boots to a working mail node. Builds the ISO with iso/build.sh
+// (or reuses one newer than every file that goes into it), boots it under qemu with software emulation
+// (no KVM needed), with a blank data disk and a seed stick labelled MAILGRID that completes first boot
+// unattended, then checks the SMTP banner, creates a user through the admin API, delivers a message by SMTP
+// and reads it back by IMAP, all through qemu's user-mode networking forwarded to 127.0.0.1.
+// Runs as root on x86_64 (the build needs mmdebstrap and chroot). Not part of `npm test`.
+//
+//   MAILGRID_ISO=FILE           boot this image, never build
+//   MAILGRID_ISO_REBUILD=1      build even when the image is fresh
+//   MAILGRID_ISO_KEEP_VM=DIR    keep the VM's files (serial log, disks) in DIR
+
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, execFileSync } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { createServer, connect } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import nodemailer from 'nodemailer'
+import { ImapFlow } from 'imapflow'
+
+const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const DEFAULT_IMAGE = join(REPO, 'iso', 'out', 'mailgrid-amd64.iso')
+// Measured on a 2-core machine (iso/README.md): a build takes about ten minutes; allow three times that.
+const BUILD_TIMEOUT_MS = 30 * 60_000
+// Boot to an SMTP banner under TCG software emulation; measured in iso/README.md, with room for a loaded host.
+const BOOT_TIMEOUT_MS = 15 * 60_000
+const PROBE_INTERVAL_MS = 3_000
+const PROBE_BANNER_TIMEOUT_MS = 10_000 // slirp accepts at once; the guest's banner comes or the socket closes
+const STEP_TIMEOUT_MS = 120_000 // each admin, SMTP and IMAP step once the node is up (TCG makes scrypt slow)
+const VM_MEMORY_MB = 2048
+const DATA_DISK_SIZE = '2G'
+const SEED_IMAGE_KB = 2048 // a FAT12 image of 2 MiB holds the seed with room to spare
+// Guest ports the test reaches through hostfwd (the appliance config's production ports and admin port).
+const GUEST_PORTS = { smtp: 25, imap: 143, imaps: 993, admin: 8080 } as const
+
+const DOMAIN = 'example.test'
+const USER = `alice@${DOMAIN}`
+const PASSWORD = 'correct horse battery'
+
+function sh (cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+}
+
+function hasCommand (name: string): boolean {
+  try { sh('sh', ['-c', `command -v ${name}`]); return true } catch { return false }
+}
+
+/** The files that go into the image, as git lists them; the image is fresh when it is newer than all. */
+function newestInputMs (): number {
+  const files = sh('git', ['-C', REPO, 'ls-files', '-co', '--exclude-standard', '--', 'iso', 'appliance', 'node', 'gossip', 'store', 'package.json', 'package-lock.json'])
+    .split('\n').filter(f => f !== '' && !f.startsWith('iso/out/'))
+  let newest = 0
+  for (const f of files) {
+    try { newest = Math.max(newest, statSync(join(REPO, f)).mtimeMs) } catch { /* deleted in the work tree */ }
+  }
+  return newest
+}
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Resolves to the first reply line of a server on PORT, or null when it closes or stays silent. */
+async function banner (port: number): Promise<string | null> {
+  return await new Promise(resolve => {
+    const socket = connect(port, '127.0.0.1')
+    let buf = ''
+    const done = (v: string | null): void => { clearTimeout(timer); socket.destroy(); resolve(v) }
+    const timer = setTimeout(() => done(null), PROBE_BANNER_TIMEOUT_MS)
+    socket.setEncoding('latin1')
+    socket.on('data', (d: string) => { buf += d; const i = buf.indexOf('\r\n'); if (i >= 0) done(buf.slice(0, i)) })
+    socket.on('error', () => done(null))
+    socket.on('close', () => done(null))
+  })
+}
+
+async function until<T> (what: string, timeoutMs: number, probe: () => Promise<T | null>, alive: () => void): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    alive()
+    const v = await probe()
+    if (v !== null) return v
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, PROBE_INTERVAL_MS))
+  }
+}
+
+async function admin (base: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number, json: unknown }> {
+  const res = await fetch(base + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(STEP_TIMEOUT_MS)
+  })
+  return { status: res.status, json: await res.json().catch(() => null) }
+}
+
+test('the appliance image boots under qemu, completes first boot from a seed and serves mail', { timeout: BUILD_TIMEOUT_MS + BOOT_TIMEOUT_MS + 10 * STEP_TIMEOUT_MS }, async (t) => {
+  assert.equal(process.arch, 'x64', 'the image and its boot test are x86_64 only')
+  assert.equal(process.getuid?.(), 0, 'run as root: the build needs mmdebstrap and chroot (sudo npm run test:iso)')
+  const tools = ['qemu-system-x86_64', 'qemu-img', 'mkfs.vfat', 'mcopy']
+  if (!tools.every(hasCommand)) {
+    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'qemu-system-x86', 'qemu-utils', 'dosfstools', 'mtools'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+  }
+
+  // 1. The image.
+  const image = process.env.MAILGRID_ISO ?? DEFAULT_IMAGE
+  const fresh = existsSync(image) && statSync(image).mtimeMs > newestInputMs()
+  let buildMs = 0
+  if (process.env.MAILGRID_ISO === undefined && (!fresh || process.env.MAILGRID_ISO_REBUILD === '1')) {
+    const started = Date.now()
+    await new Promise<void>((resolve, reject) => {
+      const build = spawn('bash', [join(REPO, 'iso', 'build.sh')], { stdio: 'inherit', env: { ...process.env, MAILGRID_ISO_OUT: image } })
+      const timer = setTimeout(() => build.kill('SIGTERM'), BUILD_TIMEOUT_MS)
+      build.on('exit', (code, signal) => {
+        clearTimeout(timer)
+        if (code === 0) resolve(); else reject(new Error(`iso/build.sh failed (${signal ?? code})`))
+      })
+    })
+    buildMs = Date.now() - started
+    t.diagnostic(`build: ${Math.round(buildMs / 1000)} s`)
+  } else {
+    t.diagnostic(`reusing ${image} (newer than every input)`)
+  }
+  assert.ok(existsSync(image), `no image at ${image}`)
+
+  // 2. The VM's disks: a blank data disk, and the seed on a FAT stick labelled MAILGRID.
+  const keep = process.env.MAILGRID_ISO_KEEP_VM
+  if (keep !== undefined) mkdirSync(keep, { recursive: true })
+  const dir = keep ?? mkdtempSync('/var/tmp/mailgrid-iso-test.')
+  t.after(() => { if (keep === undefined) rmSync(dir, { recursive: true, force: true }) })
+  const token = randomBytes(32).toString('hex')
+  const clusterKey = randomBytes(32).toString('hex')
+  const seedFile = join(dir, 'mailgrid-seed.toml')
+  writeFileSync(seedFile, [
+    '# first boot, unattended (the boot test)',
+    'hostname = "mailgrid-test"',
+    `domain = "${DOMAIN}"`,
+    'grid = "new"',
+    `adminToken = "${token}"`,
+    `clusterKey = "${clusterKey}"`,
+    ''
+  ].join('\n'))
+  sh('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'data.qcow2'), DATA_DISK_SIZE])
+  const seedImage = join(dir, 'seed.img')
+  rmSync(seedImage, { force: true })
+  sh('mkfs.vfat', ['-n', 'MAILGRID', '-C', seedImage, String(SEED_IMAGE_KB)])
+  sh('mcopy', ['-i', seedImage, seedFile, '::/mailgrid-seed.toml'])
+
+  // 3. Boot. restrict=on keeps the guest off every network but the forwarded ports.
+  const ports = { smtp: await freePort(), imap: await freePort(), imaps: await freePort(), admin: await freePort() }
+  const fwd = (Object.keys(GUEST_PORTS) as Array<keyof typeof GUEST_PORTS>)
+    .map(k => `hostfwd=tcp:127.0.0.1:${ports[k]}-:${GUEST_PORTS[k]}`).join(',')
+  const serialLog = join(dir, 'serial.log')
+  const qemuArgs = [
+    '-machine', 'pc', '-accel', 'tcg', '-cpu', 'max', '-smp', '2', '-m', String(VM_MEMORY_MB),
+    '-display', 'none', '-monitor', 'none', '-serial', `file:${serialLog}`,
+    '-cdrom', image, '-boot', 'd',
+    '-drive', `file=${join(dir, 'data.qcow2')},if=virtio,format=qcow2`,
+    '-drive', `file=${seedImage},if=virtio,format=raw`,
+    '-netdev', `user,id=net0,restrict=on,${fwd}`, '-device', 'virtio-net-pci,netdev=net0'
+  ]
+  const bootStarted = Date.now()
+  const qemu: ChildProcess = spawn('qemu-system-x86_64', qemuArgs, { stdio: ['ignore', 'ignore', 'pipe'] })
+  let qemuErr = ''
+  qemu.stderr?.on('data', (d: Buffer) => { qemuErr += d.toString() })
+  let exited = false
+  qemu.on('exit', () => { exited = true })
+  t.after(async () => {
+    if (exited) return
+    qemu.kill('SIGTERM')
+    const gone = await Promise.race([new Promise(resolve => qemu.once('exit', () => resolve(true))), new Promise(resolve => setTimeout(() => resolve(false), 5_000))])
+    if (gone !== true) qemu.kill('SIGKILL')
+  })
+  const serialTail = (): string => { try { return readFileSync(serialLog, 'utf8').split('\n').slice(-40).join('\n') } catch { return '' } }
+  const alive = (): void => { if (exited) throw new Error(`qemu exited: ${qemuErr}\n--- serial console ---\n${serialTail()}`) }
+
+  try {
+    const greeting = await until('the SMTP banner', BOOT_TIMEOUT_MS, async () => {
+      const line = await banner(ports.smtp)
+      return line !== null && line.startsWith('220') ? line : null
+    }, alive)
+    const bootMs = Date.now() - bootStarted
+    t.diagnostic(`boot to SMTP banner: ${Math.round(bootMs / 1000)} s; banner: ${greeting}`)
+    assert.match(greeting, /^220 /)
+
+    // 4. The admin API with the token the seed set: status, then the domain (unless first boot made it) and a user.
+    const base = `http://127.0.0.1:${ports.admin}`
+    const status = await until('the admin API', STEP_TIMEOUT_MS, async () => {
+      try { const r = await admin(base, token, 'GET', '/v1/status'); return r.status === 200 ? r : null } catch { return null }
+    }, alive)
+    t.diagnostic(`status: ${JSON.stringify(status.json)}`)
+    const domains = await admin(base, token, 'GET', '/v1/domains')
+    assert.equal(domains.status, 200)
+    if (!JSON.stringify(domains.json).includes(DOMAIN)) {
+      assert.equal((await admin(base, token, 'POST', '/v1/domains', { name: DOMAIN })).status, 201)
+    }
+    const created = await admin(base, token, 'POST', '/v1/users', { address: USER, password: PASSWORD })
+    assert.equal(created.status, 201, JSON.stringify(created.json))
+
+    // 5. A message in by SMTP (port 25, as another MX would send it), out by IMAP over TLS.
+    const subject = `boot test ${randomBytes(4).toString('hex')}`
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: ports.smtp, secure: false, ignoreTLS: true, connectionTimeout: STEP_TIMEOUT_MS, socketTimeout: STEP_TIMEOUT_MS })
+    const sent = await transport.sendMail({ from: 'bob@example.org', to: USER, subject, text: 'delivered into the booted image\n' })
+    assert.equal(sent.accepted.length, 1)
+
+    const imap = new ImapFlow({ host: '127.0.0.1', port: ports.imaps, secure: true, tls: { rejectUnauthorized: false }, auth: { user: USER, pass: PASSWORD }, logger: false, connectionTimeout: STEP_TIMEOUT_MS, greetingTimeout: STEP_TIMEOUT_MS, socketTimeout: STEP_TIMEOUT_MS })
+    await imap.connect()
+    try {
+      const lock = await imap.getMailboxLock('INBOX')
+      try {
+        const msg = await imap.fetchOne('*', { envelope: true, source: true })
+        assert.ok(msg !== false && msg !== undefined)
+        assert.equal(msg.envelope?.subject, subject)
+        assert.match(msg.source?.toString() ?? '', /delivered into the booted image/)
+      } finally { lock.release() }
+    } finally { await imap.logout().catch(() => {}) }
+
+    // 6. The data went to the blank disk, not to RAM.
+    assert.match(readFileSync(serialLog, 'utf8'), /mailgrid: data disk \/dev\/vd[a-z] mounted/)
+    t.diagnostic(`build ${Math.round(buildMs / 1000)} s, boot ${Math.round(bootMs / 1000)} s, whole test ${Math.round((Date.now() - bootStarted + buildMs) / 1000)} s`)
+  } catch (err) {
+    t.diagnostic(`--- serial console (last lines) ---\n${serialTail()}`)
+    throw err
+  }
+})
