@@ -3,7 +3,8 @@
 // (no KVM needed), with a blank data disk and a seed stick labelled MAILGRID that completes first boot
 // unattended, then checks the SMTP banner, creates a user through the admin API, delivers a message by SMTP
 // and reads it back by IMAP, all through qemu's user-mode networking forwarded to 127.0.0.1.
-// Runs as root on x86_64 (the build needs mmdebstrap and chroot). Not part of `npm test`.
+// Runs as root on x86_64 (the build needs mmdebstrap and chroot). Named boot.ts, not *.test.ts, so that
+// `npm test` (and CI) leave it out: it takes tens of minutes.
 //
 //   MAILGRID_ISO=FILE           boot this image, never build
 //   MAILGRID_ISO_REBUILD=1      build even when the image is fresh
