@@ -25,6 +25,8 @@ export interface CliIo {
 export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE]
 
   start                                   run the node in the foreground (logs on stdout)
+  firstboot [--seed FILE] [--force]       set up this machine as a node: the console wizard, or the answers
+                                          of a seed file (writes the config, default /etc/mailgrid/mailgrid.toml)
   status                                  show the running node's status
   domain add|del DOMAIN                   add or delete a local domain
   domain list
@@ -53,11 +55,15 @@ Options:
   --replicas R        cluster up: copies of each user's mail (1-5, default 2)
   --base-port P       cluster up: node K listens on P + 100*K + 25 (SMTP), 87, 65, 10, 95, 43, 93, 80 (admin), 46 (grid); default 20000
   --timeout SECONDS   cluster up: how long to wait for the grid to form (default 60)
+  --seed FILE         firstboot: a TOML with the answers (hostname, grid = "create"|"join", clusterKey,
+                      domain, adminPassword, adminToken), for an unattended first boot
+  --force             firstboot: run again on a machine already set up
+  --set-hostname      firstboot: also make the answer the machine's host name (/etc/hostname)
   --json              print the answer as JSON
   -h, --help          this text
 `
 
-const SHORT_USAGE = 'Usage: mailgrid start|status|domain|user|alias|cluster [ARGS] [--data DIR]  (mailgrid --help for more)\n'
+const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|cluster [ARGS] [--data DIR]  (mailgrid --help for more)\n'
 
 class UsageError extends Error {}
 
@@ -72,6 +78,9 @@ const OPTIONS = {
   replicas: { type: 'string' },
   'base-port': { type: 'string' },
   timeout: { type: 'string' },
+  seed: { type: 'string' },
+  force: { type: 'boolean' },
+  'set-hostname': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -346,6 +355,20 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
         only(values, [], 'start')
         if (args.length > 0) throw new UsageError('start takes no arguments')
         return await startNode({ configFile: values.config, dataDir: values.data, env: io.env, stderr: io.stderr })
+      case 'firstboot': {
+        only(values, ['seed', 'force', 'set-hostname'], 'firstboot')
+        if (args.length > 0) throw new UsageError('firstboot takes no arguments')
+        if (values.json === true) throw new UsageError('--json does not apply to firstboot')
+        const { firstbootCommand } = await import('./firstboot-cmd.ts')
+        const { FirstbootError } = await import('./firstboot.ts')
+        try {
+          await firstbootCommand({ seed: values.seed, config: values.config, data: values.data, force: values.force === true, setHostname: values['set-hostname'] === true }, io)
+        } catch (err) {
+          if (err instanceof FirstbootError) throw new CliError(err.message.split('\n').join('\nmailgrid: '))
+          throw err
+        }
+        break
+      }
       case 'status': await status(ctx); break
       case 'domain': await domain(ctx); break
       case 'user': await user(ctx); break
