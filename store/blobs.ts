@@ -25,6 +25,22 @@ export interface BlobLocation {
   len: number
 }
 
+// Merging reads (see flushReads): ranges at most this far apart are read together, the bytes between them
+// thrown away (a segment record header is 40 bytes; a few KiB of another user's mail costs less than a second
+// thread-pool round trip), and one merged read spans at most this much
+export const COALESCE_GAP_BYTES = 16 * 1024
+export const COALESCE_SPAN_BYTES_MAX = 1024 * 1024
+
+interface ReadRequest {
+  seg: number
+  pos: number
+  len: number
+  into: Buffer
+  at: number
+  resolve: (buf: Buffer) => void
+  reject: (err: unknown) => void
+}
+
 interface Segment {
   id: number
   fh: FileHandle
@@ -48,6 +64,9 @@ export class BlobFiles {
   private current: Segment | null = null
   private pendingWrites = new Set<Promise<unknown>>()
   private opening: Promise<Segment> | null = null
+  private readonly openings = new Map<number, Promise<Segment>>()
+  private queued: ReadRequest[] = []
+  private flushScheduled = false
 
   constructor (dir: string) {
     this.dir = dir
@@ -71,15 +90,27 @@ export class BlobFiles {
     this.current = null
   }
 
-  private async openSegment (id: number): Promise<Segment> {
+  private openSegment (id: number): Promise<Segment> {
     const existing = this.segments.get(id)
-    if (existing !== undefined) return existing
-    // Not O_APPEND: Linux pwrite ignores the position under O_APPEND, and offsets are reserved up front.
-    const fh = await open(join(this.dir, `seg-${String(id).padStart(6, '0')}.dat`), constants.O_RDWR | constants.O_CREAT, 0o600)
-    const { size } = await fh.stat()
-    const seg: Segment = { id, fh, size, dirty: false }
-    this.segments.set(id, seg)
-    return seg
+    if (existing !== undefined) return Promise.resolve(existing)
+    // concurrent first reads of a segment (FETCH reads ahead) share one open: a second handle would leak
+    let opening = this.openings.get(id)
+    if (opening === undefined) {
+      opening = (async () => {
+        try {
+          // Not O_APPEND: Linux pwrite ignores the position under O_APPEND, and offsets are reserved up front.
+          const fh = await open(join(this.dir, `seg-${String(id).padStart(6, '0')}.dat`), constants.O_RDWR | constants.O_CREAT, 0o600)
+          const { size } = await fh.stat()
+          const seg: Segment = { id, fh, size, dirty: false }
+          this.segments.set(id, seg)
+          return seg
+        } finally {
+          this.openings.delete(id)
+        }
+      })()
+      this.openings.set(id, opening)
+    }
+    return opening
   }
 
   private async writable (len: number): Promise<Segment> {
@@ -130,17 +161,78 @@ export class BlobFiles {
    * call, which showed in profiles of whole-mailbox FETCH.
    */
   async read (loc: BlobLocation, start = 0, end = loc.len, into?: Buffer, at = 0): Promise<Buffer> {
-    const seg = this.segments.get(loc.seg) ?? await this.openSegment(loc.seg)
     const len = Math.max(0, Math.min(end, loc.len) - start)
     const buf = into ?? Buffer.allocUnsafe(len)
     if (buf.length < at + len) throw new RangeError('read target too small')
+    if (len === 0) return buf
+    const pos = loc.off + start
+    if (len > COALESCE_SPAN_BYTES_MAX) {
+      await this.preadFully(loc.seg, buf, at, len, pos)
+      return buf
+    }
+    return await new Promise((resolve, reject) => {
+      this.queued.push({ seg: loc.seg, pos, len, into: buf, at, resolve, reject })
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        setImmediate(() => { this.flushReads() })
+      }
+    })
+  }
+
+  /**
+   * The reads asked for in one turn of the event loop, merged where they lie close together in one segment (a
+   * mailbox's messages usually do: they were appended in the order they arrived): one pread and one thread-pool
+   * round trip for a run of messages instead of one each.
+   */
+  private flushReads (): void {
+    this.flushScheduled = false
+    const all = this.queued
+    this.queued = []
+    all.sort((a, b) => a.seg - b.seg || a.pos - b.pos)
+    for (let i = 0; i < all.length;) {
+      const from = all[i].pos
+      let to = from + all[i].len
+      let j = i + 1
+      while (j < all.length && all[j].seg === all[i].seg && all[j].pos - to <= COALESCE_GAP_BYTES &&
+        Math.max(to, all[j].pos + all[j].len) - from <= COALESCE_SPAN_BYTES_MAX) {
+        to = Math.max(to, all[j].pos + all[j].len)
+        j++
+      }
+      void this.readSpan(all.slice(i, j), from, to)
+      i = j
+    }
+  }
+
+  private async readSpan (reqs: ReadRequest[], from: number, to: number): Promise<void> {
+    if (reqs.length > 1) {
+      try {
+        const span = Buffer.allocUnsafe(to - from)
+        await this.preadFully(reqs[0].seg, span, 0, to - from, from)
+        for (const r of reqs) span.copy(r.into, r.at, r.pos - from, r.pos - from + r.len)
+        for (const r of reqs) r.resolve(r.into)
+        return
+      } catch {
+        // one bad record must not fail its neighbours: read each alone, and let each fail on its own
+      }
+    }
+    await Promise.all(reqs.map(async r => {
+      try {
+        await this.preadFully(r.seg, r.into, r.at, r.len, r.pos)
+        r.resolve(r.into)
+      } catch (err) {
+        r.reject(err)
+      }
+    }))
+  }
+
+  private async preadFully (segId: number, buf: Buffer, at: number, len: number, pos: number): Promise<void> {
+    const seg = this.segments.get(segId) ?? await this.openSegment(segId)
     let done = 0
     while (done < len) {
-      const bytesRead = await preadFd(seg.fh.fd, buf, at + done, len - done, loc.off + start + done)
-      if (bytesRead === 0) throw new Error(`blob truncated in segment ${loc.seg} at ${loc.off}`)
+      const bytesRead = await preadFd(seg.fh.fd, buf, at + done, len - done, pos + done)
+      if (bytesRead === 0) throw new Error(`blob truncated in segment ${segId} at ${pos}`)
       done += bytesRead
     }
-    return buf
   }
 
   async * stream (loc: BlobLocation, start = 0, end = loc.len): AsyncIterable<Buffer> {

@@ -116,9 +116,19 @@ export async function login (ctx: SessionContext, state: StateOf<'authorization'
   await openMaildrop(ctx, user, mechanism)
 }
 
+// The subscription that tells a session's maildrop about expunges by other sessions, ended with the session
+const subscriptions = new WeakMap<SessionContext, () => void>()
+
+/** Ends what openMaildrop started; the command loop calls it when the session ends, however it ends. */
+export function releaseMaildrop (ctx: SessionContext): void {
+  subscriptions.get(ctx)?.()
+  subscriptions.delete(ctx)
+}
+
 /** RFC 1939 section 4: takes the INBOX snapshot and enters TRANSACTION, answering +OK (or -ERR, staying put). */
 export async function openMaildrop (ctx: SessionContext, user: string, mechanism: string): Promise<void> {
   let drop: Maildrop
+  releaseMaildrop(ctx)
   try {
     const box = await ctx.store.getMailbox(user, 'INBOX')
     if (box === null) {
@@ -126,8 +136,18 @@ export async function openMaildrop (ctx: SessionContext, user: string, mechanism
       await reply(ctx, err('Mailbox unavailable', 'SYS/PERM'))
       return
     }
-    drop = new Maildrop(box.id, await ctx.store.listMessages(user, box.id))
+    // Subscribed before the snapshot is read, so no expunge falls between the two: RETR then checks a set in
+    // memory instead of reading the message's record again (a LevelDB get per RETR)
+    const early: number[] = []
+    let opened: Maildrop | null = null
+    subscriptions.set(ctx, ctx.store.subscribe(user, ev => {
+      if (ev.type !== 'expunge' || ev.mailbox !== box.id) return
+      if (opened === null) early.push(...ev.uids)
+      else opened.markGone(ev.uids)
+    }))
+    drop = opened = new Maildrop(box.id, await ctx.store.listMessages(user, box.id), early)
   } catch (e) {
+    releaseMaildrop(ctx)
     await failure(ctx, e, 'open maildrop')
     return
   }

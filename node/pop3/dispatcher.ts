@@ -4,7 +4,7 @@
 
 import { err, ok, parseCommand } from './codec.ts'
 import { COMMAND_LINE_BYTES_MAX, GREETING } from './constants.ts'
-import { bad, failure, reply } from './context.ts'
+import { bad, failure, releaseMaildrop, reply } from './context.ts'
 import type { SessionContext } from './context.ts'
 import { COMMANDS } from './commands/index.ts'
 
@@ -15,6 +15,14 @@ export async function runSession (ctx: SessionContext): Promise<void> {
 
 /** The command loop alone: an adopted (forwarded) session starts here, its login already answered. */
 export async function runCommands (ctx: SessionContext): Promise<void> {
+  try {
+    await commandLoop(ctx)
+  } finally {
+    releaseMaildrop(ctx)
+  }
+}
+
+async function commandLoop (ctx: SessionContext): Promise<void> {
   while (!ctx.conn.closed) {
     const input = await ctx.conn.nextLine(COMMAND_LINE_BYTES_MAX)
     if (input === null) break

@@ -13,10 +13,22 @@ export interface MaildropEntry {
 export class Maildrop {
   readonly mailboxId: string
   private readonly entries: MaildropEntry[]
+  // UIDs another session expunged since the snapshot (told by the store's change events)
+  private readonly gone = new Set<number>()
 
-  constructor (mailboxId: string, records: MessageRecord[]) {
+  constructor (mailboxId: string, records: MessageRecord[], expunged: Iterable<number> = []) {
     this.mailboxId = mailboxId
     this.entries = records.map(record => ({ record, deleted: false }))
+    for (const uid of expunged) this.gone.add(uid)
+  }
+
+  /** Another session expunged these messages: they can no longer be retrieved. */
+  markGone (uids: Iterable<number>): void {
+    for (const uid of uids) this.gone.add(uid)
+  }
+
+  isGone (uid: number): boolean {
+    return this.gone.has(uid)
   }
 
   /** The entry for a message number, or null when out of range. A deleted one is returned marked. */

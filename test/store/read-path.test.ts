@@ -169,3 +169,26 @@ test('the in-memory UID and flag index agrees with the records after any sequenc
     }
   }), { numRuns: 30 })
 })
+
+test('reads asked for together are merged, and a bad one fails alone', async (t) => {
+  const s = await open(t, 's')
+  await s.addDomain('example.com')
+  await s.addUser({ address: U, password: 'x' })
+  const raws = Array.from({ length: 40 }, (_, i) => Buffer.from(`Subject: ${i}\r\n\r\n${String(i).repeat(50 + i * 300)}\r\n`))
+  for (const raw of raws) await s.deliver(raw, [{ user: U, prefix: i(raw) }])
+  function i (raw: Buffer): string { return `X-N: ${raw.length}\r\n` }
+  const inbox = (await s.getMailbox(U, 'INBOX'))!
+  const recs = await s.listMessages(U, inbox.id)
+  // the last body, said to be longer than what the segment holds: merged with its neighbours, it fails the
+  // merged read, and then alone
+  const last = recs[recs.length - 1]
+  const bad = { ...last, loc: { ...last.loc!, len: last.loc!.len + 1000 } }
+  const got = await Promise.allSettled([...recs.slice(0, 7), bad, ...recs.slice(7)].map(async r => await s.readMessage(r)))
+  assert.equal(got[7].status, 'rejected')
+  assert.match(String((got[7] as PromiseRejectedResult).reason), /truncated/)
+  const ok = got.filter((g, k) => k !== 7)
+  ok.forEach((g, k) => {
+    assert.equal(g.status, 'fulfilled')
+    assert.equal((g as PromiseFulfilledResult<Buffer>).value.toString(), i(raws[k]) + raws[k].toString())
+  })
+})

@@ -330,7 +330,9 @@ export const fetch: CommandModule = {
           const next = prepare(record, seq, seen.has(record.uid))
           next.catch(() => {}) // awaited in turn below; a failure before then is not unhandled
           ahead.push(next)
-          if (ahead.length >= FETCH_READ_AHEAD) await session.send(await ahead.shift()!)
+          // refilled half a window at a time: preparations started together have their reads merged (the store
+          // reads neighbouring bodies with one pread)
+          if (ahead.length >= FETCH_READ_AHEAD) while (ahead.length > FETCH_READ_AHEAD / 2) await session.send(await ahead.shift()!)
         }
       }
       while (ahead.length > 0) await session.send(await ahead.shift()!)

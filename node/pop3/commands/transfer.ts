@@ -71,14 +71,8 @@ export async function sendMessage (ctx: SessionContext, state: StateOf<'transact
   const record = entry.record
   if (lines === null && record.size <= INLINE_MESSAGE_BYTES_MAX) return await sendWhole(ctx, state, n, entry)
   // The maildrop is a snapshot: another session (IMAP) may have expunged the message since login
-  try {
-    const current = await ctx.store.getMessage(state.user, state.drop.mailboxId, record.uid)
-    if (current === null || current.gid !== record.gid) {
-      await reply(ctx, err('Message was removed by another session'))
-      return
-    }
-  } catch (e) {
-    await failure(ctx, e, 'check message')
+  if (state.drop.isGone(record.uid)) {
+    await reply(ctx, err('Message was removed by another session'))
     return
   }
   const it = ctx.store.streamMessage(record)[Symbol.asyncIterator]()
@@ -120,7 +114,9 @@ function bodyOf (ctx: SessionContext, state: StateOf<'transaction'>, n: number, 
   const ready = ra.bodies.get(n)
   ra.bodies.delete(n)
   if (!sequential) ra.bodies.clear()
-  else {
+  else if (ra.bodies.size <= READ_AHEAD_MESSAGES / 2) {
+    // refilled half a window at a time: reads started together are merged by the store (one pread for a run
+    // of neighbouring bodies)
     for (let k = n + 1; k <= n + READ_AHEAD_MESSAGES; k++) {
       const e = state.drop.get(k)
       if (e === null) break
@@ -133,21 +129,17 @@ function bodyOf (ctx: SessionContext, state: StateOf<'transaction'>, n: number, 
   return ready === undefined ? ctx.store.readMessage(record) : ready.catch(async () => await ctx.store.readMessage(record))
 }
 
-/** RETR of a small message: the existence check and the read run together, and the answer is one write. */
+/** RETR of a small message: read (or read ahead) whole, and answered with one write. */
 async function sendWhole (ctx: SessionContext, state: StateOf<'transaction'>, n: number, entry: MaildropEntry): Promise<void> {
   const record = entry.record
   let body: Buffer
   try {
-    const [current, bytes] = await Promise.all([
-      ctx.store.getMessage(state.user, state.drop.mailboxId, record.uid),
-      bodyOf(ctx, state, n, record)
-    ])
+    body = await bodyOf(ctx, state, n, record)
     // The maildrop is a snapshot: another session (IMAP) may have expunged the message since login
-    if (current === null || current.gid !== record.gid) {
+    if (state.drop.isGone(record.uid)) {
       await reply(ctx, err('Message was removed by another session'))
       return
     }
-    body = bytes
   } catch (e) {
     await failure(ctx, e, 'read message')
     return
