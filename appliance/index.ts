@@ -1,6 +1,6 @@
 // appliance/: what an operator touches. The configuration (defaults, TOML file, environment), the TLS
 // certificate, the admin HTTP API, the logger, the `mailgrid` command and the local grid of `mailgrid
-// cluster`, built on node/'s MailNode.
+// cluster`, first boot, drain-and-leave, built on node/'s MailNode.
 
 export { DEFAULT_CONFIG, ConfigError, envName, loadConfig, resolveConfig, toNodeInit } from './config.ts'
 export type { Config, ConfigSources, LoadConfigOptions, MachineFacts, ResolvedConfig, ServiceConfig } from './config.ts'
@@ -14,6 +14,12 @@ export type { AdminComponents, AdminInit, AdminServer } from './admin.ts'
 export { createLogger, namespaced } from './logger.ts'
 export type { Logger, LoggerInit } from './logger.ts'
 export { main } from './commands.ts'
+export { drain, announceLeaving, DRAIN_TIMEOUT_MS } from './drain.ts'
+export type { DrainOptions, DrainOutcome, DrainResult, DrainTarget, GridState } from './drain.ts'
+export { firstboot, parseSeed, FirstbootError } from './firstboot.ts'
+export type { Answers, FirstbootPaths, FirstbootResult, GridMode } from './firstboot.ts'
+export { createLanWatch } from './lanwatch.ts'
+export type { LanWatch, LanWatchInit } from './lanwatch.ts'
 export type { CliIo } from './commands.ts'
 export { startNode } from './start.ts'
 export type { StartOptions } from './start.ts'
