@@ -108,8 +108,8 @@ avail_kb=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
 say "staging mailgrid (npm ci --omit=dev)"
 APP=$WORK/app
 mkdir -p "$APP"
-# The files git knows (committed or staged), not whatever else lies in the work tree (data dirs, images).
-(cd "$REPO" && git ls-files -z -- package.json package-lock.json README.md LICENSE appliance node gossip store \
+# The work tree's files that git tracks or would track (not ignored ones: data dirs, images, node_modules).
+(cd "$REPO" && git ls-files -z -co --exclude-standard -- package.json package-lock.json README.md LICENSE appliance node gossip store \
   | xargs -0 -I{} sh -c 'test -f "{}" && printf "%s\0" "{}"' \
   | tar --null -T - -cf -) | tar -xf - -C "$APP"
 (cd "$APP" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)

@@ -37,7 +37,9 @@ const SEED_IMAGE_KB = 2048 // a FAT12 image of 2 MiB holds the seed with room to
 // Guest ports the test reaches through hostfwd (the appliance config's production ports and admin port).
 const GUEST_PORTS = { smtp: 25, imap: 143, imaps: 993, admin: 8080 } as const
 
+const HOSTNAME = 'mx1.example.test'
 const DOMAIN = 'example.test'
+const ADMIN_PASSWORD = 'admin password of the boot test'
 const USER = `alice@${DOMAIN}`
 const PASSWORD = 'correct horse battery'
 
@@ -143,11 +145,14 @@ test('the appliance image boots under qemu, completes first boot from a seed and
   const token = randomBytes(32).toString('hex')
   const clusterKey = randomBytes(32).toString('hex')
   const seedFile = join(dir, 'mailgrid-seed.toml')
+  // The seed's keys are those of `mailgrid firstboot --seed` (appliance/firstboot.ts): a new grid with its
+  // domain and admin account, and the admin API token the test then uses.
   writeFileSync(seedFile, [
     '# first boot, unattended (the boot test)',
-    'hostname = "mailgrid-test"',
+    `hostname = "${HOSTNAME}"`,
+    'grid = "create"',
     `domain = "${DOMAIN}"`,
-    'grid = "new"',
+    `adminPassword = "${ADMIN_PASSWORD}"`,
     `adminToken = "${token}"`,
     `clusterKey = "${clusterKey}"`,
     ''
