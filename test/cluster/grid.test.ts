@@ -113,7 +113,7 @@ test('three processes, R=2: 2,010 messages through every node, read back through
   await until('no under-replicated users after the return', async () => (await Promise.all([n1, n2b, n3].map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 60_000)
   const n4 = await cluster.start('n4', `${dir}/n4`)
   await cluster.formed(4)
-  await until('the fourth node owns users', async () => ((await n4.status()).grid?.usersOwned ?? 0) > 0, 30_000)
+  await until('the directory on the fourth node', async () => (await n4.status()).users === USERS.length, 30_000)
   await until('no under-replicated users with four nodes', async () => (await Promise.all([n1, n2b, n3, n4].map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 60_000)
   const owned = (await n4.status()).grid?.usersOwned ?? 0
   t.diagnostic(`the fourth node is primary of ${owned} of ${USERS.length} users`)
