@@ -1,7 +1,7 @@
 // Auto-discovery on a LAN (issue 5, item 3): three network namespaces on one bridge, a real `mailgrid start`
 // in each with nothing but the cluster key and mDNS on (no bootstrap, no peer address), form one grid; one is
 // SIGKILLed and the survivors mark it dead and re-mirror until no user is under-replicated; a fourth node with
-// another key stays out and says so in its log.
+// another key stays out and says so in its log; a SIGTERMed survivor drains, says leaving and exits 0.
 //
 // Everything lives in namespaces this test creates: the bridge sits in a "switch" namespace of its own, each
 // node namespace gets one veth end on it and an address in 10.213.0.0/24. Nothing is added to, or changed in,
@@ -35,6 +35,7 @@ const FORM_TIMEOUT_MS = 90_000 // mDNS queries every 10 s (@libp2p/mdns default)
 const HEAL_TIMEOUT_MS = 90_000 // dead after 3 s, then re-mirroring of every user
 const OUTSIDER_TIMEOUT_MS = 60_000 // the outsider hears the grid's mDNS queries within one interval
 const POLL_MS = 1000
+const STOP_TIMEOUT_MS = 30_000 // a drain with a caught-up peer returns at once; the rest is closing the store
 const USERS = 6
 
 function sh (cmd: string, args: string[], timeoutMs = IP_TIMEOUT_MS): Promise<{ code: number, out: string, err: string }> {
@@ -161,7 +162,7 @@ async function tail (node: Node, lines = 30): Promise<string> {
 
 const why = await impossible()
 
-test('mDNS: three nodes with one key form a grid on a LAN, heal after a SIGKILL; a node with another key stays out', { skip: why ?? false, timeout: 300_000 }, async t => {
+test('mDNS: three nodes with one key form a grid on a LAN, heal after a SIGKILL, drain and leave on SIGTERM; a node with another key stays out', { skip: why ?? false, timeout: 300_000 }, async t => {
   const base = await mkdtemp(join(tmpdir(), 'mailgrid-netns-'))
   const nodes: Node[] = []
   t.after(async () => {
@@ -230,6 +231,20 @@ test('mDNS: three nodes with one key form a grid on a LAN, heal after a SIGKILL;
       const g = await grid(n)
       assert.ok(!(g.members as any[]).some(m => m.id === og.self), `node${n.i} never heard of the outsider`)
     }
+
+    // 4. `systemctl stop` of a survivor: SIGTERM drains, announces leaving, exits 0; the last node marks it left
+    const leaver = survivors[1]
+    const leaverId = (await grid(leaver)).self as string
+    leaver.proc.kill('SIGTERM')
+    const code = await Promise.race([leaver.exited, sleep(STOP_TIMEOUT_MS).then(() => 'timeout')])
+    assert.equal(code, 0, 'a clean stop exits 0')
+    const events = (await readFile(leaver.log, 'utf8')).split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l).event)
+    const order = ['stopping', 'drain_done', 'leaving'].map(e => events.indexOf(e))
+    assert.ok(order.every((p, i) => p >= 0 && (i === 0 || p > order[i - 1])), `stopping, drain_done, leaving in order (got ${events.filter(e => e !== undefined).join(',')})`)
+    await until('the last node to mark the stopped one left', HEAL_TIMEOUT_MS, async () => {
+      const m = ((await grid(survivors[0]))?.members as any[] | undefined)?.find(x => x.id === leaverId)
+      return m?.status === 'left'
+    })
   } catch (err) {
     t.diagnostic(await dump())
     throw err
