@@ -12,7 +12,7 @@ import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { parse, TomlError } from 'smol-toml'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { loadOrCreatePeerKey } from '../gossip/identity.ts' // not on gossip's face yet: see the report of issue 5
+import { loadOrCreatePeerKey } from '../gossip/index.ts'
 import { isMailError, normalizeDomain } from '../store/index.ts'
 import { advertiseHost, CLUSTER_KEY_CHARS_MAX, CLUSTER_KEY_CHARS_MIN, ConfigError, resolveConfig } from './config.ts'
 import type { Config } from './config.ts'

@@ -7,7 +7,7 @@ import { mkdir } from 'node:fs/promises'
 import { hostname as systemHostname } from 'node:os'
 import { resolve } from 'node:path'
 import type { MailNode } from '../node/types.ts'
-import { clusterTag } from '../gossip/identity.ts' // not on gossip's face yet: see the report of issue 5
+import { clusterTag } from '../gossip/index.ts'
 import { createAdminServer } from './admin.ts'
 import type { AdminServer } from './admin.ts'
 import { ConfigError, loadConfig, toNodeInit } from './config.ts'

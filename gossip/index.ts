@@ -11,6 +11,7 @@ export type { GossipComponents, GossipInit } from './gossip.ts'
 export { createRing, ringVersion } from './ring.ts'
 export type { RingNode } from './ring.ts'
 export { capacityWeight } from './load.ts'
+export { clusterTag, loadOrCreatePeerKey } from './identity.ts'
 export * as limits from './constants.ts'
 
 export function createGossip (components: GossipComponents, init: GossipInit): Gossip {

@@ -170,6 +170,9 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       await store.stop()
       logger.info('node_stopped')
     },
+    setGridState (s: 'alive' | 'draining' | 'leaving') {
+      grid?.setState(s)
+    },
     block (peers: string[]) {
       gossip?.block(peers)
     },

@@ -93,6 +93,8 @@ export interface MailNode {
   /** Stops every listener and session, then the store; safe to call twice. */
   stop (): Promise<void>
   status (): Promise<NodeStatus>
+  /** Draining: this node's users move to the others (it stays a catch-up source); alive: back in the ring. */
+  setGridState (state: 'alive' | 'draining' | 'leaving'): void
   /** Test hook (partition tests): refuse every connection to and from these peers; [] heals. No-op off a grid. */
   block (peers: string[]): void
 }

@@ -4,7 +4,8 @@
 
 import type { Logger } from 'pino'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Gossip, RpcMessage } from '../../gossip/types.ts'
+import type { Gossip, Ring, RpcMessage } from '../../gossip/types.ts'
+import { createRing } from '../../gossip/ring.ts'
 import { RpcError } from '../../gossip/types.ts'
 import { isMailError, MailError } from '../../store/index.ts'
 import type { AppendResult, DeliveryTarget, DirectoryRecord, LogEntry, OpOptions, QuotaUsage, Store } from '../../store/index.ts'
@@ -89,11 +90,29 @@ export class Grid {
   // ---- placement ---------------------------------------------------------------------------------------
 
   replicasOf (user: string): string[] {
-    return this.gossip.ring().replicas(user, this.r)
+    return this.placement().replicas(user, this.r)
+  }
+
+  /**
+   * The ring users are placed on: alive members in state alive. A draining member (an operator stops it) is
+   * left out, so its users move to the others; it stays a source for their catch-up until it leaves.
+   */
+  placement (): Ring {
+    const ring = this.gossip.ring()
+    const draining = new Set(this.gossip.members().filter(m => m.status === 'alive' && m.state === 'draining').map(m => m.id))
+    if (draining.size === 0) return ring
+    const rest = ring.nodes.filter(n => !draining.has(n.id))
+    return rest.length === 0 ? ring : createRing(rest)
+  }
+
+  /** Marks this node draining (its users move away) or back to alive. */
+  setState (state: 'alive' | 'draining' | 'leaving'): void {
+    this.gossip.update({ state })
+    this.scheduleRebalance()
   }
 
   primaryOf (user: string): string | null {
-    return this.gossip.ring().primary(user)
+    return this.placement().primary(user)
   }
 
   isPrimary (user: string): boolean {
@@ -177,7 +196,8 @@ export class Grid {
       // drop only when nothing changed, and otherwise the primary merges again.
       return await this.lock.with([`${user}\x00drop`], async () => {
         const position = await this.store.logPosition(user)
-        if (position !== Number(req.header.position)) return { header: { reset: false, position } }
+        const [last] = position > 0 ? await this.store.readLog(user, position, 1) : []
+        if (position !== Number(req.header.position) || (last?.eid ?? null) !== (req.header.eid ?? null)) return { header: { reset: false, position } }
         await this.store.dropUserMail(user)
         this.ready.delete(user)
         this.log.info({ user, by: String(req.header.by ?? ''), position }, 'replica_reset')
@@ -238,7 +258,7 @@ export class Grid {
   async lead (user: string, opts?: OpOptions): Promise<void> {
     const primary = this.primaryOf(user)
     if (primary !== this.self) throw new MailError('unavailable', primary === null ? 'No node owns this user right now' : 'This node does not own the user')
-    const ring = this.gossip.ring().version
+    const ring = this.placement().version
     let r = this.ready.get(user)
     // a copy dropped since (handed off, reset) needs the catch-up again, even under the same ring
     if (r !== undefined && r.ring === ring && await this.store.logPosition(user) === 0) r = undefined
@@ -259,7 +279,8 @@ export class Grid {
   }
 
   private async pullFromReplicas (user: string, opts?: OpOptions): Promise<void> {
-    for (const peer of this.replicasOf(user)) {
+    const draining = this.gossip.members().filter(m => m.status === 'alive' && m.state === 'draining' && !m.self).map(m => m.id)
+    for (const peer of [...new Set([...this.replicasOf(user), ...draining])]) {
       if (peer === this.self) continue
       try {
         const res = await this.gossip.call(peer, PROTOCOLS.position, { header: { users: [user] } }, { signal: opts?.signal })
@@ -435,7 +456,7 @@ export class Grid {
       for (let attempt = 0; attempt < MERGE_ATTEMPTS_MAX; attempt++) {
         const done = await mergeFrom(this.store, user, remote, theirPosition, this.log)
         await this.replicate(user, { except: peer, merging: true })
-        const res = await this.gossip.call(peer, PROTOCOLS.reset, { header: { user, by: this.self, position: done.theirEnd } })
+        const res = await this.gossip.call(peer, PROTOCOLS.reset, { header: { user, by: this.self, position: done.theirEnd, eid: done.theirEndEid } })
         if (res.header.reset === true) {
           this.confirmed.set(k, 0)
           return
@@ -585,7 +606,7 @@ export class Grid {
     this.owned = mine.length
     this.replicated = replicated
     this.under = under
-    this.gossip.update({ meta: { ring: this.gossip.ring().version, usersOwned: this.owned, underReplicated: this.under } })
+    this.gossip.update({ meta: { ring: this.placement().version, usersOwned: this.owned, underReplicated: this.under } })
   }
 
   /**
@@ -631,7 +652,7 @@ export class Grid {
     let n = 0
     let owned = 0
     let replicated = 0
-    const ring = this.gossip.ring()
+    const ring = this.placement()
     for (const u of (await this.store.listUsers()).map(x => x.address)) {
       const reps = ring.replicas(u, this.r)
       if (reps.includes(this.self)) replicated++
@@ -675,7 +696,7 @@ export class Grid {
   status (): GridStatus {
     return {
       self: this.self,
-      ringVersion: this.gossip.ring().version,
+      ringVersion: this.placement().version,
       replicas: this.r,
       members: this.gossip.members().map(m => ({
         id: m.id, name: m.name, status: m.status, state: m.state, weight: m.weight, host: m.host, addrs: m.addrs, services: m.services,

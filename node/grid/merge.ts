@@ -46,6 +46,7 @@ export async function commonPrefix (mine: LogEntry[], peer: MergePeer, theirPosi
 export interface MergeResult {
   common: number
   theirEnd: number // the last position of theirs this merge took into account
+  theirEndEid: string | null // and the entry there (a reset must find exactly that copy)
   added: number
   renumbered: number
   flagged: number
@@ -57,7 +58,8 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
   const common = await commonPrefix(mineLog, peer, theirPosition)
   const theirs = await peer.summary(common + 1)
   const mine = summarizeLog(mineLog, common + 1)
-  const result: MergeResult = { common, theirEnd: theirs.to, added: 0, renumbered: 0, flagged: 0, expunged: 0 }
+  const [endEid] = theirs.to > 0 ? await peer.eids(theirs.to, theirs.to) : [null]
+  const result: MergeResult = { common, theirEnd: theirs.to, theirEndEid: endEid ?? null, added: 0, renumbered: 0, flagged: 0, expunged: 0 }
 
   // UIDs: above both sides, and ours in the contested range move up too
   for (const box of await store.listMailboxes(user)) {

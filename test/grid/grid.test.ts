@@ -138,3 +138,29 @@ test('a write through the grid store answers only after the replica has it, and 
   await other.grid.deliver(raw(2), [{ user: 'bob@example.com', prefix: '' }])
   assert.deepEqual([...await ids(other.store, 'bob@example.com')].sort(), ['1', '2'])
 })
+
+test('a draining node hands its users over before it leaves', async (t) => {
+  const dir = await tempDir(t)
+  const net = new MemoryNetwork()
+  const nodes = [await startNode(net, dir, 'A'), await startNode(net, dir, 'B'), await startNode(net, dir, 'C')]
+  t.after(async () => { for (const n of nodes) await stopNode(n).catch(() => {}) })
+  await nodes[0].store.addDomain('example.com')
+  for (const u of USERS) await nodes[0].store.addUser({ address: u, password: 'pw' })
+  await until('directory on every node', async () => (await Promise.all(nodes.map(async n => (await n.store.listUsers()).length))).every(c => c === USERS.length))
+  for (let i = 0; i < 60; i++) await nodes[i % 3].grid.deliver(raw(i), [{ user: USERS[i % USERS.length], prefix: '' }])
+
+  const leaving = nodes[0]
+  const before = USERS.filter(u => leaving.grid.isPrimary(u))
+  assert.ok(before.length > 0)
+  leaving.grid.setState('draining')
+  const others = nodes.slice(1)
+  await until('the draining node owns nothing and every user has R copies elsewhere', async () => {
+    for (const n of nodes) n.grid.scheduleRebalance()
+    if (USERS.some(u => others.every(o => !o.grid.isPrimary(u)))) return false
+    return (await Promise.all(others.map(async o => await o.grid.underReplicated()))).every(x => x === 0)
+  })
+  for (let i = 0; i < 60; i++) {
+    const user = USERS[i % USERS.length]
+    for (const o of others) assert.ok((await ids(o.store, user)).has(String(i)), `message ${i} of ${user} on ${o.id} after the drain`)
+  }
+})
