@@ -31,6 +31,18 @@ export interface BlobLocation {
 export const COALESCE_GAP_BYTES = 16 * 1024
 export const COALESCE_SPAN_BYTES_MAX = 1024 * 1024
 
+// One pwritev carries at most this many bodies (IOV_MAX is 1024 iovecs on Linux, two per body) and bytes
+const APPEND_RUN_MAX = 256
+const APPEND_RUN_BYTES_MAX = 16 * 1024 * 1024
+
+interface PendingAppend {
+  seg: Segment
+  start: number
+  bufs: [Buffer, Buffer] // record header, body
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
 interface ReadRequest {
   seg: number
   pos: number
@@ -67,6 +79,8 @@ export class BlobFiles {
   private readonly openings = new Map<number, Promise<Segment>>()
   private queued: ReadRequest[] = []
   private flushScheduled = false
+  private appends: PendingAppend[] = []
+  private appendScheduled = false
 
   constructor (dir: string) {
     this.dir = dir
@@ -137,7 +151,13 @@ export class BlobFiles {
     MAGIC.copy(header, 0)
     header.writeUInt32BE(body.length, 4)
     header.write(hash, 8, 'hex')
-    const p = seg.fh.writev([header, body], start)
+    const p = new Promise<void>((resolve, reject) => {
+      this.appends.push({ seg, start, bufs: [header, body], resolve, reject })
+      if (!this.appendScheduled) {
+        this.appendScheduled = true
+        setImmediate(() => { this.flushAppends() })
+      }
+    })
     this.pendingWrites.add(p)
     try {
       await p
@@ -145,6 +165,35 @@ export class BlobFiles {
       this.pendingWrites.delete(p)
     }
     return { seg: seg.id, off: start + RECORD_HEADER_BYTES, len: body.length }
+  }
+
+  /**
+   * The appends of one turn of the event loop lie back to back in their segment (offsets are reserved in order):
+   * one pwritev per run instead of one write per message, so concurrent deliveries cost one thread-pool round
+   * trip together.
+   */
+  private flushAppends (): void {
+    this.appendScheduled = false
+    const all = this.appends
+    this.appends = []
+    all.sort((a, b) => a.seg.id - b.seg.id || a.start - b.start)
+    for (let i = 0; i < all.length;) {
+      let end = all[i].start + all[i].bufs[0].length + all[i].bufs[1].length
+      let bytes = end - all[i].start
+      let j = i + 1
+      while (j < all.length && all[j].seg === all[i].seg && all[j].start === end && j - i < APPEND_RUN_MAX &&
+        bytes + all[j].bufs[1].length <= APPEND_RUN_BYTES_MAX) {
+        end += all[j].bufs[0].length + all[j].bufs[1].length
+        bytes = end - all[i].start
+        j++
+      }
+      const run = all.slice(i, j)
+      run[0].seg.fh.writev(run.flatMap(a => a.bufs), run[0].start).then(({ bytesWritten }) => {
+        if (bytesWritten !== bytes) throw new Error(`short write to segment ${run[0].seg.id}: ${bytesWritten} of ${bytes} bytes`)
+        for (const a of run) a.resolve()
+      }).catch((err: unknown) => { for (const a of run) a.reject(err) })
+      i = j
+    }
   }
 
   /** Makes every append that has resolved so far durable. */
