@@ -32,6 +32,7 @@ export class Connection {
   #writeChain: Promise<void> = Promise.resolve()
   #closed = false
   #paused = false
+  #corked = false
   secure: boolean
 
   constructor (socket: Socket, secure: boolean, handlers: ConnectionHandlers) {
@@ -130,6 +131,17 @@ export class Connection {
   #writeChunk (chunk: Buffer): Promise<void> {
     const sink = this.#deflate ?? this.#socket
     if (this.#closed || sink.destroyed) return Promise.resolve()
+    if (!this.#corked && sink === this.#socket) {
+      // Everything written until the current tick's promise jobs have run (a command's untagged responses and
+      // its tagged reply, the FETCH responses already prepared) leaves in one system call, not one each.
+      // Back-pressure is unchanged: past the high-water mark write() still returns false and we wait for drain.
+      this.#corked = true
+      sink.cork()
+      process.nextTick(() => {
+        this.#corked = false
+        sink.uncork()
+      })
+    }
     if (sink.write(chunk)) return Promise.resolve()
     return new Promise((resolve) => {
       const done = (): void => {
