@@ -155,6 +155,10 @@ say "grub-mkrescue (BIOS + UEFI hybrid)"
 mkdir -p "$(dirname "$OUT")"
 grub-mkrescue -o "$OUT.tmp" "$TREE" -- -volid MAILGRID_LIVE >"$WORK/grub-mkrescue.log" 2>&1 \
   || { tail -n 40 "$WORK/grub-mkrescue.log" >&2; die "grub-mkrescue failed (log above)"; }
+# Both firmware paths must be in the El Torito catalogue: the BIOS image and the EFI system partition.
+report=$(xorriso -indev "$OUT.tmp" -report_el_torito plain 2>/dev/null)
+grep -q 'El Torito boot img :   1  BIOS' <<<"$report" && grep -q 'El Torito boot img :   2  UEFI' <<<"$report" \
+  || { echo "$report" >&2; die "the image lacks a BIOS or a UEFI boot entry"; }
 mv -f "$OUT.tmp" "$OUT"
 
 size=$(stat -c %s "$OUT")

@@ -11,6 +11,7 @@
 //   MAILGRID_ISO_KEEP_VM=DIR    keep the VM's files (serial log, disks) in DIR
 
 import { test } from 'node:test'
+import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, execFileSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -32,6 +33,8 @@ const PROBE_INTERVAL_MS = 3_000
 const PROBE_BANNER_TIMEOUT_MS = 10_000 // slirp accepts at once; the guest's banner comes or the socket closes
 const STEP_TIMEOUT_MS = 120_000 // each admin, SMTP and IMAP step once the node is up (TCG makes scrypt slow)
 const VM_MEMORY_MB = 2048
+const QEMU_STOP_MS = 5_000 // SIGTERM is a power cut for the guest; qemu itself exits at once
+const OVMF = '/usr/share/ovmf/OVMF.fd' // UEFI firmware for qemu (Debian package ovmf)
 const DATA_DISK_SIZE = '2G'
 const SEED_IMAGE_KB = 2048 // a FAT12 image of 2 MiB holds the seed with room to spare
 // Guest ports the test reaches through hostfwd (the appliance config's production ports and admin port).
@@ -108,12 +111,88 @@ async function admin (base: string, token: string, method: string, path: string,
   return { status: res.status, json: await res.json().catch(() => null) }
 }
 
-test('the appliance image boots under qemu, completes first boot from a seed and serves mail', { timeout: BUILD_TIMEOUT_MS + BOOT_TIMEOUT_MS + 10 * STEP_TIMEOUT_MS }, async (t) => {
+interface Vm {
+  started: number
+  serialLog: string
+  alive: () => void
+  serialTail: () => string
+  stop: () => Promise<void>
+}
+
+interface VmInit {
+  image: string
+  dir: string
+  name: string
+  ports: Record<keyof typeof GUEST_PORTS, number>
+  seedImage: string | null
+  uefi: boolean
+}
+
+/** Starts qemu on the image; restrict=on keeps the guest off every network but the forwarded ports. */
+function bootVm (t: TestContext, init: VmInit): Vm {
+  const fwd = (Object.keys(GUEST_PORTS) as Array<keyof typeof GUEST_PORTS>)
+    .map(k => `hostfwd=tcp:127.0.0.1:${init.ports[k]}-:${GUEST_PORTS[k]}`).join(',')
+  const serialLog = join(init.dir, `serial-${init.name}.log`)
+  const args = [
+    '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-smp', '2', '-m', String(VM_MEMORY_MB),
+    '-display', 'none', '-monitor', 'none', '-serial', `file:${serialLog}`,
+    ...(init.uefi ? ['-bios', OVMF] : []),
+    '-cdrom', init.image, '-boot', 'd',
+    '-drive', `file=${join(init.dir, 'data.qcow2')},if=virtio,format=qcow2`,
+    ...(init.seedImage !== null ? ['-drive', `file=${init.seedImage},if=virtio,format=raw`] : []),
+    '-netdev', `user,id=net0,restrict=on,${fwd}`, '-device', 'virtio-net-pci,netdev=net0'
+  ]
+  const qemu: ChildProcess = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  let qemuErr = ''
+  qemu.stderr?.on('data', (d: Buffer) => { qemuErr += d.toString() })
+  let exited = false
+  const exit = new Promise<void>(resolve => qemu.on('exit', () => { exited = true; resolve() }))
+  const serialTail = (): string => { try { return readFileSync(serialLog, 'utf8').split('\n').slice(-40).join('\n') } catch { return '' } }
+  const stop = async (): Promise<void> => {
+    if (exited) return
+    qemu.kill('SIGTERM')
+    const timer = setTimeout(() => qemu.kill('SIGKILL'), QEMU_STOP_MS)
+    await exit
+    clearTimeout(timer)
+  }
+  t.after(stop)
+  return {
+    started: Date.now(),
+    serialLog,
+    serialTail,
+    stop,
+    alive: () => { if (exited) throw new Error(`qemu (${init.name}) exited: ${qemuErr}\n--- serial console ---\n${serialTail()}`) }
+  }
+}
+
+async function waitBanner (port: number, vm: Vm): Promise<string> {
+  return await until('the SMTP banner', BOOT_TIMEOUT_MS, async () => {
+    const line = await banner(port)
+    return line !== null && line.startsWith('220') ? line : null
+  }, vm.alive)
+}
+
+/** The newest message in the user's INBOX, over IMAPS, must be the one sent. */
+async function readBack (port: number, subject: string): Promise<void> {
+  const imap = new ImapFlow({ host: '127.0.0.1', port, secure: true, tls: { rejectUnauthorized: false }, auth: { user: USER, pass: PASSWORD }, logger: false, connectionTimeout: STEP_TIMEOUT_MS, greetingTimeout: STEP_TIMEOUT_MS, socketTimeout: STEP_TIMEOUT_MS })
+  await imap.connect()
+  try {
+    const lock = await imap.getMailboxLock('INBOX')
+    try {
+      const msg = await imap.fetchOne('*', { envelope: true, source: true })
+      assert.ok(msg !== false && msg !== undefined)
+      assert.equal(msg.envelope?.subject, subject)
+      assert.match(msg.source?.toString() ?? '', /delivered into the booted image/)
+    } finally { lock.release() }
+  } finally { await imap.logout().catch(() => {}) }
+}
+
+test('the appliance image boots under qemu (BIOS), completes first boot from a seed, serves mail, and keeps it across a power cut and a UEFI reboot', { timeout: BUILD_TIMEOUT_MS + 2 * BOOT_TIMEOUT_MS + 10 * STEP_TIMEOUT_MS }, async (t) => {
   assert.equal(process.arch, 'x64', 'the image and its boot test are x86_64 only')
   assert.equal(process.getuid?.(), 0, 'run as root: the build needs mmdebstrap and chroot (sudo npm run test:iso)')
   const tools = ['qemu-system-x86_64', 'qemu-img', 'mkfs.vfat', 'mcopy']
-  if (!tools.every(hasCommand)) {
-    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'qemu-system-x86', 'qemu-utils', 'dosfstools', 'mtools'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+  if (!tools.every(hasCommand) || !existsSync(OVMF)) {
+    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'qemu-system-x86', 'qemu-utils', 'dosfstools', 'mtools', 'ovmf'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
   }
 
   // 1. The image.
@@ -163,80 +242,64 @@ test('the appliance image boots under qemu, completes first boot from a seed and
   sh('mkfs.vfat', ['-n', 'MAILGRID', '-C', seedImage, String(SEED_IMAGE_KB)])
   sh('mcopy', ['-i', seedImage, seedFile, '::/mailgrid-seed.toml'])
 
-  // 3. Boot. restrict=on keeps the guest off every network but the forwarded ports.
+  // 3. First boot, BIOS firmware, with the seed stick.
   const ports = { smtp: await freePort(), imap: await freePort(), imaps: await freePort(), admin: await freePort() }
-  const fwd = (Object.keys(GUEST_PORTS) as Array<keyof typeof GUEST_PORTS>)
-    .map(k => `hostfwd=tcp:127.0.0.1:${ports[k]}-:${GUEST_PORTS[k]}`).join(',')
-  const serialLog = join(dir, 'serial.log')
-  const qemuArgs = [
-    '-machine', 'pc', '-accel', 'tcg', '-cpu', 'max', '-smp', '2', '-m', String(VM_MEMORY_MB),
-    '-display', 'none', '-monitor', 'none', '-serial', `file:${serialLog}`,
-    '-cdrom', image, '-boot', 'd',
-    '-drive', `file=${join(dir, 'data.qcow2')},if=virtio,format=qcow2`,
-    '-drive', `file=${seedImage},if=virtio,format=raw`,
-    '-netdev', `user,id=net0,restrict=on,${fwd}`, '-device', 'virtio-net-pci,netdev=net0'
-  ]
-  const bootStarted = Date.now()
-  const qemu: ChildProcess = spawn('qemu-system-x86_64', qemuArgs, { stdio: ['ignore', 'ignore', 'pipe'] })
-  let qemuErr = ''
-  qemu.stderr?.on('data', (d: Buffer) => { qemuErr += d.toString() })
-  let exited = false
-  qemu.on('exit', () => { exited = true })
-  t.after(async () => {
-    if (exited) return
-    qemu.kill('SIGTERM')
-    const gone = await Promise.race([new Promise(resolve => qemu.once('exit', () => resolve(true))), new Promise(resolve => setTimeout(() => resolve(false), 5_000))])
-    if (gone !== true) qemu.kill('SIGKILL')
-  })
-  const serialTail = (): string => { try { return readFileSync(serialLog, 'utf8').split('\n').slice(-40).join('\n') } catch { return '' } }
-  const alive = (): void => { if (exited) throw new Error(`qemu exited: ${qemuErr}\n--- serial console ---\n${serialTail()}`) }
-
+  const first = bootVm(t, { image, dir, name: 'bios', ports, seedImage, uefi: false })
+  let bootMs = 0
+  let secondBootMs = 0
+  const base = `http://127.0.0.1:${ports.admin}`
+  const subject = `boot test ${randomBytes(4).toString('hex')}`
   try {
-    const greeting = await until('the SMTP banner', BOOT_TIMEOUT_MS, async () => {
-      const line = await banner(ports.smtp)
-      return line !== null && line.startsWith('220') ? line : null
-    }, alive)
-    const bootMs = Date.now() - bootStarted
-    t.diagnostic(`boot to SMTP banner: ${Math.round(bootMs / 1000)} s; banner: ${greeting}`)
-    assert.match(greeting, /^220 /)
+    const greeting = await waitBanner(ports.smtp, first)
+    bootMs = Date.now() - first.started
+    t.diagnostic(`first boot (BIOS) to SMTP banner: ${Math.round(bootMs / 1000)} s; banner: ${greeting}`)
+    assert.match(greeting, new RegExp(`^220 ${HOSTNAME.replaceAll('.', '\\.')} `), 'the seed set the host name')
 
-    // 4. The admin API with the token the seed set: status, then the domain (unless first boot made it) and a user.
-    const base = `http://127.0.0.1:${ports.admin}`
+    // 4. The admin API with the token the seed set: status, then the domain (first boot made it) and a user.
     const status = await until('the admin API', STEP_TIMEOUT_MS, async () => {
       try { const r = await admin(base, token, 'GET', '/v1/status'); return r.status === 200 ? r : null } catch { return null }
-    }, alive)
-    t.diagnostic(`status: ${JSON.stringify(status.json)}`)
+    }, first.alive)
+    assert.equal((status.json as { hostname?: string }).hostname, HOSTNAME)
     const domains = await admin(base, token, 'GET', '/v1/domains')
     assert.equal(domains.status, 200)
-    if (!JSON.stringify(domains.json).includes(DOMAIN)) {
-      assert.equal((await admin(base, token, 'POST', '/v1/domains', { name: DOMAIN })).status, 201)
-    }
+    assert.match(JSON.stringify(domains.json), new RegExp(DOMAIN.replace('.', '\\.')), 'first boot created the seed\'s domain')
     const created = await admin(base, token, 'POST', '/v1/users', { address: USER, password: PASSWORD })
     assert.equal(created.status, 201, JSON.stringify(created.json))
 
     // 5. A message in by SMTP (port 25, as another MX would send it), out by IMAP over TLS.
-    const subject = `boot test ${randomBytes(4).toString('hex')}`
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: ports.smtp, secure: false, ignoreTLS: true, connectionTimeout: STEP_TIMEOUT_MS, socketTimeout: STEP_TIMEOUT_MS })
     const sent = await transport.sendMail({ from: 'bob@example.org', to: USER, subject, text: 'delivered into the booted image\n' })
     assert.equal(sent.accepted.length, 1)
-
-    const imap = new ImapFlow({ host: '127.0.0.1', port: ports.imaps, secure: true, tls: { rejectUnauthorized: false }, auth: { user: USER, pass: PASSWORD }, logger: false, connectionTimeout: STEP_TIMEOUT_MS, greetingTimeout: STEP_TIMEOUT_MS, socketTimeout: STEP_TIMEOUT_MS })
-    await imap.connect()
-    try {
-      const lock = await imap.getMailboxLock('INBOX')
-      try {
-        const msg = await imap.fetchOne('*', { envelope: true, source: true })
-        assert.ok(msg !== false && msg !== undefined)
-        assert.equal(msg.envelope?.subject, subject)
-        assert.match(msg.source?.toString() ?? '', /delivered into the booted image/)
-      } finally { lock.release() }
-    } finally { await imap.logout().catch(() => {}) }
+    await readBack(ports.imaps, subject)
 
     // 6. The data went to the blank disk, not to RAM.
-    assert.match(readFileSync(serialLog, 'utf8'), /mailgrid: data disk \/dev\/vd[a-z] mounted/)
-    t.diagnostic(`build ${Math.round(buildMs / 1000)} s, boot ${Math.round(bootMs / 1000)} s, whole test ${Math.round((Date.now() - bootStarted + buildMs) / 1000)} s`)
+    assert.match(readFileSync(first.serialLog, 'utf8'), /mailgrid: data disk \/dev\/vd[a-z] mounted/)
   } catch (err) {
-    t.diagnostic(`--- serial console (last lines) ---\n${serialTail()}`)
+    t.diagnostic(`--- serial console of the first boot (last lines) ---\n${first.serialTail()}`)
     throw err
   }
+  // Power off without a shutdown (qemu killed): what SMTP acknowledged was fsync'd and must survive it.
+  await first.stop()
+
+  // 7. Second boot, UEFI firmware, same data disk, no seed: the node comes back with its config and mail.
+  const second = bootVm(t, { image, dir, name: 'uefi', ports, seedImage: null, uefi: true })
+  try {
+    const greeting = await waitBanner(ports.smtp, second)
+    secondBootMs = Date.now() - second.started
+    t.diagnostic(`second boot (UEFI) to SMTP banner: ${Math.round(secondBootMs / 1000)} s; banner: ${greeting}`)
+    assert.match(greeting, new RegExp(`^220 ${HOSTNAME.replaceAll('.', '\\.')} `), 'the host name came back from the data disk')
+    const log = readFileSync(second.serialLog, 'utf8')
+    assert.match(log, /mailgrid: configuration restored from the data disk/)
+    assert.doesNotMatch(log, /mailgrid: formatting/)
+    const status = await until('the admin API after the reboot', STEP_TIMEOUT_MS, async () => {
+      try { const r = await admin(base, token, 'GET', '/v1/status'); return r.status === 200 ? r : null } catch { return null }
+    }, second.alive)
+    assert.equal((status.json as { hostname?: string }).hostname, HOSTNAME)
+    await readBack(ports.imaps, subject)
+  } catch (err) {
+    t.diagnostic(`--- serial console of the second boot (last lines) ---\n${second.serialTail()}`)
+    throw err
+  }
+  await second.stop()
+  t.diagnostic(`build ${Math.round(buildMs / 1000)} s, first boot ${Math.round(bootMs / 1000)} s, second boot ${Math.round(secondBootMs / 1000)} s`)
 })
