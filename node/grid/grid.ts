@@ -12,11 +12,15 @@ import type { AppendResult, DeliveryTarget, DirectoryRecord, LogEntry, OpOptions
 import { KeyedLock } from '../../store/lock.ts'
 import { errorReply, LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, packBodies, PROTOCOLS, throwIfError, unpackBodies } from './wire.ts'
 import { EIDS_BATCH, mergeFrom } from './merge.ts'
+import { PeerBatcher } from './batcher.ts'
 import type { MergePeer } from './merge.ts'
 import { summarizeLog } from '../../store/index.ts'
 import type { LogSummary } from '../../store/index.ts'
 
 /** A replica's copy of the log differs from ours before the point we would continue from. */
+interface LogShipment { user: string, entries: LogEntry[], lens: number[], prev: { seq: number, eid: string | null }, body: Buffer }
+interface DeliveryShipment { targets: DeliveryTarget[], internalDate: number, raw: Buffer }
+
 class DivergedError extends Error {
   readonly peer: string
   readonly position: number
@@ -74,6 +78,9 @@ export class Grid {
   private owned = 0
   private replicated = 0
   remirroredBytes = 0
+  // many users' shipments to one peer, and many deliveries to one primary, leave in one RPC (batcher.ts)
+  private readonly logShipper: PeerBatcher<LogShipment, Record<string, unknown>>
+  private readonly deliveryShipper: PeerBatcher<DeliveryShipment, Record<string, unknown>>
 
   constructor (components: GridComponents, init: GridInit) {
     this.gossip = components.gossip
@@ -81,6 +88,22 @@ export class Grid {
     this.log = components.logger.child({ ns: 'grid' })
     if (!(Number.isInteger(init.replicas) && init.replicas >= 1 && init.replicas <= 5)) throw new RangeError('replicas must be 1 to 5')
     this.r = init.replicas
+    this.logShipper = new PeerBatcher(async (peer, items) => {
+      const { lens, body } = packBodies(items.map(i => i.body))
+      const res = await this.gossip.call(peer, PROTOCOLS.logBatch, {
+        header: { items: items.map((i, k) => ({ user: i.user, entries: i.entries, lens: i.lens, prev: i.prev, bytes: lens[k] })) },
+        body
+      })
+      return res.header.results as Array<Record<string, unknown>>
+    }, { itemsMax: LOG_BATCH_ENTRIES_MAX, bytesMax: LOG_BATCH_BYTES_MAX, size: i => i.body.length + 512 })
+    this.deliveryShipper = new PeerBatcher(async (peer, items) => {
+      const { lens, body } = packBodies(items.map(i => i.raw))
+      const res = await this.gossip.call(peer, PROTOCOLS.deliverBatch, {
+        header: { items: items.map((i, k) => ({ targets: i.targets, internalDate: i.internalDate, bytes: lens[k] })) },
+        body
+      }, { timeoutMs: REPLICATION_TIMEOUT_MS + 5000 })
+      return res.header.results as Array<Record<string, unknown>>
+    }, { itemsMax: 256, bytesMax: LOG_BATCH_BYTES_MAX, size: i => i.raw.length + 512 })
   }
 
   get self (): string {
@@ -148,6 +171,25 @@ export class Grid {
       return { header: { positions, last } }
     })
     g.handle(PROTOCOLS.log, async req => await this.onLog(req))
+    g.handle(PROTOCOLS.logBatch, async req => {
+      const items = Array.isArray(req.header.items) ? req.header.items as Array<Record<string, unknown>> : []
+      const bodies = unpackBodies(items.map(i => i.bytes), req.body)
+      // different users apply in parallel; their fsyncs meet in the store's group commit
+      const results = await Promise.all(items.map(async (i, k) => (await this.onLog({ header: i, body: bodies[k] })).header))
+      return { header: { results } }
+    })
+    g.handle(PROTOCOLS.deliverBatch, async req => {
+      const items = Array.isArray(req.header.items) ? req.header.items as Array<Record<string, unknown>> : []
+      const raws = unpackBodies(items.map(i => i.bytes), req.body)
+      const results = await Promise.all(items.map(async (i, k) => {
+        try {
+          return { results: await this.deliverLocal(raws[k], i.targets as DeliveryTarget[], { internalDate: Number(i.internalDate) }) }
+        } catch (err) {
+          return errorReply(err).header
+        }
+      }))
+      return { header: { results } }
+    })
     g.handle(PROTOCOLS.eids, async req => {
       const user = String(req.header.user)
       const from = Math.max(1, Number(req.header.from))
@@ -363,7 +405,7 @@ export class Grid {
         const batch = entries.slice(0, cut)
         const { lens, body } = packBodies(bodies)
         const prevEid = pos > 0 ? (await this.store.readLog(user, pos, 1))[0]?.eid ?? null : null
-        const res = await this.gossip.call(peer, PROTOCOLS.log, { header: { user, entries: batch, lens, prev: { seq: pos, eid: prevEid } }, body }, { signal: opts?.signal })
+        const res: RpcMessage = { header: await this.logShipper.submit(peer, { user, entries: batch, lens, prev: { seq: pos, eid: prevEid }, body }) }
         throwIfError(res)
         if (res.header.diverged === true) {
           this.confirmed.delete(key)
@@ -491,7 +533,7 @@ export class Grid {
       } else {
         let res: RpcMessage
         try {
-          res = await this.gossip.call(primary, PROTOCOLS.deliver, { header: { targets: ts, internalDate }, body: raw }, { signal: opts?.signal, timeoutMs: REPLICATION_TIMEOUT_MS + 5000 })
+          res = { header: await this.deliveryShipper.submit(primary, { targets: ts, internalDate, raw }) }
         } catch (err) {
           throw new MailError('unavailable', `The node owning the mailbox is unreachable: ${String(err)}`)
         }
