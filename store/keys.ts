@@ -31,7 +31,8 @@ export const keys = {
 
   blob: (hash: string) => `b${SEP}${hash}`,
   blobRef: (hash: string, user: string, mb: string, uid: number) => `r${SEP}${hash}${SEP}${user}${SEP}${mb}${SEP}${pad(uid, 10)}`,
-  meta: (hash: string) => `t${SEP}${hash}`
+  meta: (hash: string) => `t${SEP}${hash}`,
+  header: (hash: string) => `h${SEP}${hash}` // the body's top-level header block, kept apart from the structure
 }
 
 export function range (prefix: string): { gt: string, lt: string } {

@@ -27,7 +27,7 @@ export const USER_CACHE_MAX = 10_000 // user states kept in memory; each is a fe
 export const FLAGS_PER_MESSAGE_MAX = 128 // keywords per message (Dovecot limits keywords per mailbox similarly)
 export const FLAG_BYTES_MAX = 128
 export const MAILBOXES_PER_USER_MAX = 10_000
-// A header block up to this size is kept beside the message structure (MessageMeta.header). Ordinary headers
+// A header block up to this size is kept apart from the body and the structure (readHeader). Ordinary headers
 // are 1 to 10 KiB (long Received and DKIM chains included); larger ones are read from the body when needed.
 export const HEADER_CACHE_BYTES_MAX = 32 * 1024
 
@@ -59,6 +59,7 @@ export class MailStoreBase {
   private readonly cache = new Map<string, Cached>()
   private readonly listeners = new Map<string, Set<MailListener>>()
   private readonly metas = new BatchGet<MessageMeta>(async ks => await this.db.getMany(ks))
+  private readonly headers = new BatchGet<string>(async ks => await this.db.getMany(ks))
   // body locations: concurrent deliveries' "is this body stored already?" share one multi-get
   private readonly locations = new BatchGet<BlobLocation>(async ks => await this.db.getMany(ks))
 
@@ -284,8 +285,9 @@ export class MailStoreBase {
       loc = await this.blobs.append(hash, raw)
       ops.push({ type: 'put', key: keys.blob(hash), value: loc })
       const meta = analyzeMessage(raw)
-      if (meta.root.headerEnd <= HEADER_CACHE_BYTES_MAX) meta.header = raw.toString('latin1', 0, meta.root.headerEnd)
       ops.push({ type: 'put', key: keys.meta(hash), value: meta })
+      // bytes as Latin-1 characters: a JSON string that decodes back to exactly these bytes
+      if (meta.root.headerEnd <= HEADER_CACHE_BYTES_MAX) ops.push({ type: 'put', key: keys.header(hash), value: raw.toString('latin1', 0, meta.root.headerEnd) })
     }
     return { hash, ops, loc }
   }
@@ -599,7 +601,6 @@ export class MailStoreBase {
     if (meta === undefined) throw new MailError('temp', `Message structure ${record.blob} missing`)
     const shift = Buffer.byteLength(record.prefix)
     if (shift === 0) return meta
-    if (meta.header !== undefined) meta.header = Buffer.from(record.prefix).toString('latin1') + meta.header
     const move = (p: MimePart, top: boolean): void => {
       if (!top) p.headerStart += shift
       p.headerEnd += shift
@@ -610,6 +611,14 @@ export class MailStoreBase {
     }
     move(meta.root, true)
     return meta
+  }
+
+  async readHeader (record: MessageRecord): Promise<Buffer | null> {
+    // concurrent calls (a SEARCH batch, FETCH read-ahead) share one multi-get
+    const header = await this.headers.get(keys.header(record.blob))
+    if (typeof header !== 'string') return null
+    const body = Buffer.from(header, 'latin1')
+    return record.prefix === '' ? body : Buffer.concat([Buffer.from(record.prefix), body])
   }
 
   async readMessage (record: MessageRecord): Promise<Buffer> {

@@ -222,6 +222,13 @@ export interface MailStore {
   getMessages (user: string, mailboxId: string, uids: number[]): Promise<MessageRecord[]>
   /** Parsed structure with byte offsets relative to the full message (prefix included). */
   getMeta (record: MessageRecord): Promise<MessageMeta>
+  /**
+   * The message's top-level header block (prefix included, blank line included), from the copy the store keeps
+   * at delivery: SEARCH of header fields and FETCH of HEADER.FIELDS then read no message bytes and no structure.
+   * Null when no copy was kept (a header above HEADER_CACHE_BYTES_MAX, a message stored before copies were
+   * kept). Optional: callers fall back to the structure and the message bytes.
+   */
+  readHeader?: (record: MessageRecord) => Promise<Buffer | null>
   /** The whole message (prefix + body). */
   readMessage (record: MessageRecord): Promise<Buffer>
   /** A byte range [start, end) of the whole message, streamed in chunks; never loads more than one chunk. */

@@ -4,6 +4,7 @@
  * message by message. Keys on flags, sizes, dates and sets are decided from the index record; header keys
  * read only the header bytes, BODY and TEXT the whole message, and only when nothing cheaper decided.
  */
+import { isAscii } from 'node:buffer'
 import { mime } from '../../store/index.ts'
 import type { MessageMeta, MessageRecord } from '../../store/index.ts'
 import { inRanges, resolveSequenceSet } from './protocol/sequence.ts'
@@ -121,6 +122,8 @@ export class ProgramReader {
 
 /** Lazily loaded message content for one evaluation. */
 export interface Content {
+  /** The header block lower-cased, when deciding from the raw bytes is sound (see mayContain); else null. */
+  plainHeader?: string | null
   meta: () => Promise<MessageMeta>
   /** The top-level header block (null when the message is too large to search). */
   header: () => Promise<Buffer | null>
@@ -161,6 +164,20 @@ function compareDay (value: number, cmp: Cmp, day: number): boolean {
 /** RFC 3501 section 6.4.4: case-insensitive substring matches (Unicode case folding of both sides). */
 function contains (haystack: string, needle: string): boolean {
   return haystack.toLowerCase().includes(needle)
+}
+
+/**
+ * A quick refusal before the header is parsed field by field: in a header of ASCII bytes with no RFC 2047
+ * encoded word, a field's decoded value is a stretch of the block with its CR and LF removed, trimmed (see
+ * mime.headerFields and decodeHeaderValue), so a needle found in a value is found in the whole block with CR
+ * and LF removed, lower-cased. False only when the message cannot match; true means "parse and see". Most
+ * messages of a SUBJECT or FROM search are refused here.
+ */
+function mayContain (header: Buffer, needle: string, content: Content): boolean {
+  if (content.plainHeader === undefined) {
+    content.plainHeader = isAscii(header) && !header.includes('=?') ? header.toString('latin1').replace(/[\r\n]/g, '').toLowerCase() : null
+  }
+  return content.plainHeader === null || content.plainHeader.includes(needle)
 }
 
 /** Header fields (`Name: decoded value`) of the message and of every message/rfc822 in it: TEXT searches them all. */
@@ -205,6 +222,7 @@ export async function evaluate (node: Node, record: MessageRecord, view: Selecte
     case 'header': {
       const header = await content.header()
       if (header === null) return false
+      if (node.value !== '' && !mayContain(header, node.value, content)) return false
       const fields = mime.headerFields(header, 0, header.length)
       return fields.some((f) => f.name.toLowerCase() === node.field && (node.value === '' || contains(mime.decodeHeaderValue(f.value), node.value)))
     }
@@ -225,6 +243,17 @@ export function readsBodies (node: Node): boolean {
     case 'not': return readsBodies(node.node)
     case 'or': return readsBodies(node.left) || readsBodies(node.right)
     case 'and': return node.nodes.some(readsBodies)
+    default: return false
+  }
+}
+
+/** Whether evaluating the program may look at header fields (HEADER, FROM, SUBJECT...). */
+export function readsHeaders (node: Node): boolean {
+  switch (node.op) {
+    case 'header': return true
+    case 'not': return readsHeaders(node.node)
+    case 'or': return readsHeaders(node.left) || readsHeaders(node.right)
+    case 'and': return node.nodes.some(readsHeaders)
     default: return false
   }
 }

@@ -67,11 +67,6 @@ export interface EncapsulatedMessage {
 export interface MessageMeta {
   envelope: Envelope
   root: MimePart
-  /** The top-level header block, bytes [0, root.headerEnd) of the message as Latin-1 characters (blank line
-   * included), kept beside the structure by the store when it is at most HEADER_CACHE_BYTES_MAX, so that SEARCH
-   * of header fields and FETCH of HEADER.FIELDS read no message bytes. Not set by analyzeMessage; absent on
-   * structures stored before it existed. */
-  header?: string
 }
 
 /** One header field: `name` as written, `value` unfolded and trimmed; `start`/`end` span its raw bytes

@@ -60,13 +60,14 @@ test('whole-message FETCH, header FETCH and header SEARCH read only what they ne
   calls.clear()
   const headers = await c.cmd('UID FETCH 10:12 (BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)] BODY.PEEK[HEADER])', 'f2')
   assert.match(headers, /\* 11 FETCH \(UID 11 BODY\[HEADER\.FIELDS \(SUBJECT FROM\)\] \{\d+\}\r\nFrom: Sender 11 <s11@example\.com>\r\nSubject: message 11\r\n\r\n BODY\[HEADER\] \{\d+\}\r\nReceived: for 11\r\nFrom:/)
-  assert.equal((calls.get('streamMessage') ?? 0) + (calls.get('readMessage') ?? 0), 0, 'headers come from the structure')
+  assert.equal((calls.get('streamMessage') ?? 0) + (calls.get('readMessage') ?? 0) + (calls.get('getMeta') ?? 0), 0, 'headers come from the kept copy')
 
   calls.clear()
   // the Received line is the prefix this server added: header keys see it too
   const found = await c.cmd('UID SEARCH OR SUBJECT "message 11" FROM "s12@example" NOT HEADER Received "for 11"', 'f3')
   // ("for 11" is also in "for 110" to "for 119")
   assert.match(found, /^\* SEARCH 12\r\n/)
+  assert.equal(calls.get('getMeta') ?? 0, 0, 'header keys need no structure')
   const narrow = await c.cmd('UID SEARCH SUBJECT "message 11" SENTON 2-Feb-2026', 'f4')
   assert.match(narrow, /^\* SEARCH 11 110 111 112 113 114 115 116 117 118 119\r\n/)
   assert.equal((calls.get('streamMessage') ?? 0) + (calls.get('readMessage') ?? 0), 0, 'header keys read no message bytes')

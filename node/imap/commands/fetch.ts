@@ -145,7 +145,10 @@ function bufferValue (bytes: Buffer, binary: boolean): Value {
   return { type: 'literal', value: bytes }
 }
 
-async function sectionValue (session: Session, record: MessageRecord, meta: MessageMeta | null, item: Extract<FetchItem, { kind: 'section' }>): Promise<Value[]> {
+/** The message's structure, read when an item first needs it. */
+type MetaOf = () => Promise<MessageMeta>
+
+async function sectionValue (session: Session, record: MessageRecord, metaOf: MetaOf, item: Extract<FetchItem, { kind: 'section' }>): Promise<Value[]> {
   const spec = item.section
   const prefix = item.binary ? 'BINARY' : 'BODY'
   if (isWhole(spec)) {
@@ -153,7 +156,18 @@ async function sectionValue (session: Session, record: MessageRecord, meta: Mess
     const cut = applyPartial(record.size, spec)
     return [atom(`${prefix}[]${cut.suffix}`), await wholeValue(session, record, cut.start, cut.end, item.binary)]
   }
-  if (meta === null) throw new Error('FETCH section needs the message structure')
+  const label = `${prefix}[${spec.label}]`
+  const headerFields = spec.text === 'HEADER.FIELDS' || spec.text === 'HEADER.FIELDS.NOT'
+  if (!item.binary && spec.part.length === 0 && (spec.text === 'HEADER' || headerFields)) {
+    // The message's own header: the store keeps a copy apart, so neither the structure nor the message is read.
+    const header = await session.components.store.readHeader?.(record) ?? null
+    if (header !== null) {
+      const bytes = headerFields ? filterFields(header, spec.fields ?? [], spec.text === 'HEADER.FIELDS.NOT') : header
+      const cut = applyPartial(bytes.length, spec)
+      return [atom(label + cut.suffix), bufferValue(bytes.subarray(cut.start, cut.end), false)]
+    }
+  }
+  const meta = await metaOf()
   const range = sectionRange(meta, record, spec)
   if (item.binary) {
     const part = mime.findPart(meta, spec.part)
@@ -166,18 +180,10 @@ async function sectionValue (session: Session, record: MessageRecord, meta: Mess
     const cut = applyPartial(decoded.length, spec)
     return [atom(`${prefix}[${spec.label}]${cut.suffix}`), bufferValue(decoded.subarray(cut.start, cut.end), true)]
   }
-  const label = `${prefix}[${spec.label}]`
   if (range === null) return [atom(label), str('')]
-  // The message's own header is kept beside its structure: no message bytes to read.
-  let cached = spec.part.length === 0 && meta.header !== undefined ? Buffer.from(meta.header, 'latin1') : null
-  if (cached !== null && (range.start !== 0 || cached.length !== range.end)) cached = null // not this header after all
-  if (spec.text === 'HEADER' && cached !== null) {
-    const cut = applyPartial(cached.length, spec)
-    return [atom(label + cut.suffix), bufferValue(cached.subarray(cut.start, cut.end), false)]
-  }
-  if (spec.text === 'HEADER.FIELDS' || spec.text === 'HEADER.FIELDS.NOT') {
+  if (headerFields) {
     if (range.end - range.start > TRANSFORM_BYTES_MAX) throw new CommandRefused('Header too large', 'LIMIT')
-    const header = cached ?? await readRange(session, record, range.start, range.end)
+    const header = await readRange(session, record, range.start, range.end)
     const selected = filterFields(header, spec.fields ?? [], spec.text === 'HEADER.FIELDS.NOT')
     const cut = applyPartial(selected.length, spec)
     return [atom(label + cut.suffix), bufferValue(selected.subarray(cut.start, cut.end), false)]
@@ -208,9 +214,10 @@ function setsSeen (item: FetchItem): boolean {
   return (item.kind === 'section' && !item.peek) || item.kind === 'RFC822' || item.kind === 'RFC822.TEXT'
 }
 
+/** Items that always need the structure: it is then read at once, alongside the other messages' (one multi-get). */
 function needsMeta (item: FetchItem): boolean {
-  if (item.kind === 'section' || item.kind === 'BINARY.SIZE') return !isWhole(item.section)
-  return item.kind === 'ENVELOPE' || item.kind === 'BODYSTRUCTURE' || item.kind === 'BODY' || item.kind === 'RFC822.HEADER' || item.kind === 'RFC822.TEXT'
+  return item.kind === 'ENVELOPE' || item.kind === 'BODYSTRUCTURE' || item.kind === 'BODY' || item.kind === 'RFC822.HEADER' || item.kind === 'RFC822.TEXT' ||
+    (item.kind === 'BINARY.SIZE' && item.section.part.length > 0)
 }
 
 /** Sets \\Seen on the unseen records (RFC 3501 section 6.4.5), updating them in place; returns the UIDs changed. */
@@ -237,7 +244,7 @@ interface ItemContext {
 }
 
 /** The `(name value ...)` list of one message's FETCH response. */
-async function messageItems (session: Session, record: MessageRecord, meta: MessageMeta | null, items: FetchItem[], context: ItemContext): Promise<Value[]> {
+async function messageItems (session: Session, record: MessageRecord, metaOf: MetaOf, items: FetchItem[], context: ItemContext): Promise<Value[]> {
   const values: Value[] = []
   const emitted = new Set<string>()
   const add = (name: string, value: Value): void => {
@@ -254,15 +261,15 @@ async function messageItems (session: Session, record: MessageRecord, meta: Mess
       case 'INTERNALDATE': add('INTERNALDATE', str(formatDateTime(record.internalDate))); break
       case 'RFC822.SIZE': add('RFC822.SIZE', num(record.size)); break
       case 'MODSEQ': add('MODSEQ', list([num(record.modseq)])); break
-      case 'ENVELOPE': add('ENVELOPE', envelopeValue(meta!.envelope)); break
-      case 'BODYSTRUCTURE': add('BODYSTRUCTURE', structureValue(meta!.root, true)); break
-      case 'BODY': add('BODY', structureValue(meta!.root, false)); break
+      case 'ENVELOPE': add('ENVELOPE', envelopeValue((await metaOf()).envelope)); break
+      case 'BODYSTRUCTURE': add('BODYSTRUCTURE', structureValue((await metaOf()).root, true)); break
+      case 'BODY': add('BODY', structureValue((await metaOf()).root, false)); break
       case 'RFC822': add('RFC822', await wholeValue(session, record, 0, record.size, false)); break
-      case 'RFC822.HEADER': add('RFC822.HEADER', streamOf(session, record, meta!.root.headerStart, meta!.root.headerEnd)); break
-      case 'RFC822.TEXT': add('RFC822.TEXT', streamOf(session, record, meta!.root.bodyStart, record.size)); break
-      case 'BINARY.SIZE': add(`BINARY.SIZE[${item.section.label}]`, await binarySize(session, record, meta, item.section)); break
+      case 'RFC822.HEADER': { const root = (await metaOf()).root; add('RFC822.HEADER', streamOf(session, record, root.headerStart, root.headerEnd)); break }
+      case 'RFC822.TEXT': add('RFC822.TEXT', streamOf(session, record, (await metaOf()).root.bodyStart, record.size)); break
+      case 'BINARY.SIZE': add(`BINARY.SIZE[${item.section.label}]`, await binarySize(session, record, metaOf, item.section)); break
       case 'section': {
-        const [name, value] = await sectionValue(session, record, meta, item)
+        const [name, value] = await sectionValue(session, record, metaOf, item)
         add((name as { value: string }).value, value!)
         break
       }
@@ -275,10 +282,10 @@ async function messageItems (session: Session, record: MessageRecord, meta: Mess
   return values
 }
 
-async function binarySize (session: Session, record: MessageRecord, meta: MessageMeta | null, section: SectionSpec): Promise<Value> {
+async function binarySize (session: Session, record: MessageRecord, metaOf: MetaOf, section: SectionSpec): Promise<Value> {
   // RFC 3516 section 4.2: the empty section is the whole message, which has no transfer encoding.
   if (section.part.length === 0) return num(record.size)
-  if (meta === null) throw new Error('BINARY.SIZE of a part needs the message structure')
+  const meta = await metaOf()
   const part = mime.findPart(meta, section.part)
   if (part === null || part.parts !== undefined) return null
   if (part.encoding !== 'base64' && part.encoding !== 'quoted-printable') return num(part.size)
@@ -317,8 +324,9 @@ export const fetch: CommandModule = {
     // waits for the socket to drain when its buffer is full, which holds the preparation back too.
     const ahead: Array<Promise<Value[]>> = []
     const prepare = async (record: MessageRecord, seq: number, seen: boolean): Promise<Value[]> => {
-      const meta = wantsMeta ? await store.getMeta(record) : null
-      return [num(seq), atom('FETCH'), list(await messageItems(session, record, meta, items, { uid, changedSince: modifiers.changedSince, seen }))]
+      let meta: Promise<MessageMeta> | null = wantsMeta ? store.getMeta(record) : null
+      const metaOf = async (): Promise<MessageMeta> => await (meta ??= store.getMeta(record))
+      return [num(seq), atom('FETCH'), list(await messageItems(session, record, metaOf, items, { uid, changedSince: modifiers.changedSince, seen }))]
     }
     try {
       for await (const batch of recordBatches(store, user, view.id, uids)) {

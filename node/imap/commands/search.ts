@@ -9,7 +9,7 @@ import type { Value } from '../protocol/compiler.ts'
 import { formatSequenceSet } from '../protocol/sequence.ts'
 import { astring, keyword, listOf } from '../args.ts'
 import { ArgumentError, CommandRefused } from '../errors.ts'
-import { evaluate, prepare, ProgramReader, readsBodies } from '../search-program.ts'
+import { evaluate, prepare, ProgramReader, readsBodies, readsHeaders } from '../search-program.ts'
 import type { Content } from '../search-program.ts'
 import { recordBatches } from '../records.ts'
 import type { CommandModule, Reply } from '../command.ts'
@@ -39,11 +39,11 @@ async function readRange (session: Session, record: MessageRecord, start: number
   return Buffer.concat(chunks)
 }
 
-function contentOf (session: Session, record: MessageRecord): Content {
+function contentOf (session: Session, record: MessageRecord, kept?: Buffer | null): Content {
   const store = session.components.store
   let meta: MessageMeta | undefined
   let raw: Buffer | null | undefined
-  let header: Buffer | null | undefined
+  let header: Buffer | null | undefined = kept ?? undefined
   const content: Content = {
     meta: async () => (meta ??= await store.getMeta(record)),
     raw: async () => {
@@ -52,9 +52,10 @@ function contentOf (session: Session, record: MessageRecord): Content {
     },
     header: async () => {
       if (header !== undefined) return header
+      // the store keeps a copy of the header block: neither the structure nor the message is read
+      const kept = await store.readHeader?.(record) ?? null
+      if (kept !== null) return (header = kept)
       const m = await content.meta()
-      // the store keeps the header block beside the structure: no message bytes to read
-      if (m.header !== undefined) return (header = Buffer.from(m.header, 'latin1'))
       if (raw !== undefined && raw !== null) return (header = raw.subarray(0, m.root.headerEnd))
       const end = m.root.headerEnd
       header = end > SEARCH_HEADER_BYTES_MAX ? null : await readRange(session, record, 0, end)
@@ -114,10 +115,14 @@ export const search: CommandModule = {
     const matched: MessageRecord[] = []
     // BODY and TEXT read whole messages: one at a time. Anything else reads at most structures, together.
     const window = readsBodies(program) ? 1 : SEARCH_CONCURRENCY
-    for await (const batch of recordBatches(session.components.store, user, view.id, view.uids)) {
+    const store = session.components.store
+    const headersFirst = readsHeaders(program) && store.readHeader !== undefined
+    for await (const batch of recordBatches(store, user, view.id, view.uids)) {
+      // the kept header copies of a whole batch in one multi-get (each is at most HEADER_CACHE_BYTES_MAX)
+      const kept = headersFirst ? await Promise.all(batch.map(async (record) => await store.readHeader!(record))) : null
       for (let i = 0; i < batch.length; i += window) {
         const slice = batch.slice(i, i + window)
-        const hits = await Promise.all(slice.map(async (record) => await evaluate(program, record, view, saved, contentOf(session, record))))
+        const hits = await Promise.all(slice.map(async (record, j) => await evaluate(program, record, view, saved, contentOf(session, record, kept?.[i + j]))))
         slice.forEach((record, j) => { if (hits[j] === true) matched.push(record) })
       }
     }
