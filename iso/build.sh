@@ -95,7 +95,7 @@ fi
 cleanup () {
   # A hook that died mid-way can leave mounts below the root; never rm -rf through a mount.
   if [ -d "$WORK/rootfs" ]; then
-    findmnt -rn -o TARGET | grep -F "$WORK/rootfs" | sort -r | while read -r m; do umount -l "$m" || true; done
+    { findmnt -rn -o TARGET | grep -F "$WORK/rootfs" || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
   fi
   if [ "${MAILGRID_ISO_KEEP:-0}" = 1 ]; then say "work dir kept: $WORK"; else rm -rf --one-file-system "$WORK"; fi
 }
@@ -118,12 +118,10 @@ NODE_BIN=$APP/node_modules/node/bin/node
 node_version=$("$NODE_BIN" --version)
 case $node_version in v24.*) ;; *) die "node_modules/node is $node_version, not Node 24" ;; esac
 
-# The appliance files from appliance/system/ (the unit, the production config); placeholders until they exist.
-SYSTEM_DIR=$REPO/appliance/system
-unit=$SYSTEM_DIR/mailgrid.service
-config=$SYSTEM_DIR/mailgrid.toml
-[ -f "$unit" ] || { unit=$HERE/placeholder/mailgrid.service; say "PLACEHOLDER: appliance/system/mailgrid.service missing, using $unit"; }
-[ -f "$config" ] || { config=$HERE/placeholder/mailgrid.toml; say "PLACEHOLDER: appliance/system/mailgrid.toml missing, using $config"; }
+# The appliance's files: the unit and the production config (appliance/system/README.md says where they go).
+unit=$REPO/appliance/system/mailgrid.service
+config=$REPO/appliance/system/mailgrid.toml
+for f in "$unit" "$config"; do [ -f "$f" ] || die "missing $f"; done
 
 # --- the root file system -------------------------------------------------------------------------------
 say "mmdebstrap $SUITE into $WORK/rootfs"
