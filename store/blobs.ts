@@ -9,7 +9,7 @@
 // Segment record: MAGIC (4) | length (u32 BE) | sha256 (32) | body. The header lets a scan rebuild the index.
 
 import { mkdir, open, readdir } from 'node:fs/promises'
-import { constants, read as readFd } from 'node:fs'
+import { constants, read as readFd, readv as readvFd } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
@@ -30,6 +30,7 @@ export interface BlobLocation {
 // thread-pool round trip), and one merged read spans at most this much
 export const COALESCE_GAP_BYTES = 16 * 1024
 export const COALESCE_SPAN_BYTES_MAX = 1024 * 1024
+const READ_RUN_MAX = 256 // bodies per merged read: with the gaps, 511 iovecs, under Linux's IOV_MAX of 1024
 
 // One pwritev carries at most this many bodies (IOV_MAX is 1024 iovecs on Linux, two per body) and bytes
 const APPEND_RUN_MAX = 256
@@ -58,6 +59,12 @@ interface Segment {
   fh: FileHandle
   size: number
   dirty: boolean
+}
+
+function preadvFd (fd: number, bufs: Buffer[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    readvFd(fd, bufs, position, (err, bytesRead) => { if (err !== null) reject(err); else resolve(bytesRead) })
+  })
 }
 
 function preadFd (fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
@@ -242,7 +249,7 @@ export class BlobFiles {
       const from = all[i].pos
       let to = from + all[i].len
       let j = i + 1
-      while (j < all.length && all[j].seg === all[i].seg && all[j].pos - to <= COALESCE_GAP_BYTES &&
+      while (j < all.length && j - i < READ_RUN_MAX && all[j].seg === all[i].seg && all[j].pos - to <= COALESCE_GAP_BYTES &&
         Math.max(to, all[j].pos + all[j].len) - from <= COALESCE_SPAN_BYTES_MAX) {
         to = Math.max(to, all[j].pos + all[j].len)
         j++
@@ -255,13 +262,28 @@ export class BlobFiles {
   private async readSpan (reqs: ReadRequest[], from: number, to: number): Promise<void> {
     if (reqs.length > 1) {
       try {
-        const span = Buffer.allocUnsafe(to - from)
-        await this.preadFully(reqs[0].seg, span, 0, to - from, from)
-        for (const r of reqs) span.copy(r.into, r.at, r.pos - from, r.pos - from + r.len)
+        // Disjoint ranges (the usual case): one preadv straight into each caller's buffer, the gaps between
+        // them into scratch space. Overlapping ones (one body asked for twice): one read, then copies.
+        const iov: Buffer[] = []
+        let at = from
+        for (const r of reqs) {
+          if (r.pos < at) { iov.length = 0; break }
+          if (r.pos > at) iov.push(Buffer.allocUnsafe(r.pos - at))
+          iov.push(r.into.subarray(r.at, r.at + r.len))
+          at = r.pos + r.len
+        }
+        if (iov.length > 0) {
+          const seg = this.segments.get(reqs[0].seg) ?? await this.openSegment(reqs[0].seg)
+          if (await preadvFd(seg.fh.fd, iov, from) !== to - from) throw new Error('short read')
+        } else {
+          const span = Buffer.allocUnsafe(to - from)
+          await this.preadFully(reqs[0].seg, span, 0, to - from, from)
+          for (const r of reqs) span.copy(r.into, r.at, r.pos - from, r.pos - from + r.len)
+        }
         for (const r of reqs) r.resolve(r.into)
         return
       } catch {
-        // one bad record must not fail its neighbours: read each alone, and let each fail on its own
+        // a short read, or one bad record: read each alone, so that each succeeds or fails on its own
       }
     }
     await Promise.all(reqs.map(async r => {

@@ -24,6 +24,7 @@ export class Pop3Connection {
   readonly remoteAddress: string
   private ended = false
   private paused = false
+  private corked = false
   private readonly reader = new LineReader(OVERLONG_DISCARD_BYTES_MAX)
   private wake: (() => void) | null = null
   private drainWaiters: Array<() => void> = []
@@ -118,6 +119,18 @@ export class Pop3Connection {
   /** Writes, and waits for the socket to drain when its buffer is full. Does nothing once closed. */
   async send (data: string | Buffer): Promise<void> {
     if (this.closed || this.socket.destroyed) return
+    if (!this.corked) {
+      // What is written until the tick's promise jobs have run (the answers to pipelined commands whose data
+      // was ready, a message's status line, body and terminator) leaves in one system call. Back-pressure is
+      // unchanged: past the high-water mark write() returns false and we wait for drain.
+      const socket = this.socket
+      this.corked = true
+      socket.cork()
+      process.nextTick(() => {
+        this.corked = false
+        socket.uncork()
+      })
+    }
     if (this.socket.write(data)) return
     await new Promise<void>(resolve => {
       if (this.closed) resolve()

@@ -196,4 +196,7 @@ test('reads asked for together are merged, and a bad one fails alone', async (t)
     assert.equal(g.status, 'fulfilled')
     assert.equal((g as PromiseFulfilledResult<Buffer>).value.toString(), i(raws[k]) + raws[k].toString())
   })
+  // the same bodies asked for twice at once (overlapping ranges), beside disjoint ones
+  const twice = await Promise.all([...recs.slice(0, 10), ...recs.slice(5, 15)].map(async r => await s.readMessage(r)))
+  twice.forEach((b, k) => { const n = k < 10 ? k : k - 5; assert.equal(b.toString(), i(raws[n]) + raws[n].toString()) })
 })

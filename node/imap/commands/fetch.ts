@@ -34,10 +34,11 @@ export const INLINE_LITERAL_BYTES_MAX = 128 * 1024
 
 /**
  * Messages whose responses are prepared (records, structure, bodies read) while earlier ones are written, so
- * the reads wait on the disk and the thread pool together instead of one after the other. Bounds what one FETCH
- * holds: at most this many inline literals, FETCH_READ_AHEAD × INLINE_LITERAL_BYTES_MAX = 2 MiB.
+ * the reads wait on the disk and the thread pool together instead of one after the other; refilled half a
+ * window at a time, so that the store merges the reads of neighbouring bodies. Bounds what one FETCH holds: at
+ * most this many inline literals, FETCH_READ_AHEAD × INLINE_LITERAL_BYTES_MAX = 4 MiB.
  */
-export const FETCH_READ_AHEAD = 16
+export const FETCH_READ_AHEAD = 32
 
 type Simple = 'UID' | 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'MODSEQ' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT'
 

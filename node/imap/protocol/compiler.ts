@@ -41,7 +41,13 @@ export interface CompileOptions {
   utf8: boolean
 }
 
-/** Accumulates text into Buffers and keeps stream literals as separate parts. */
+/**
+ * Bytes at least this long (a message body) stay a part of their own instead of being copied into the text
+ * around them: the connection writes the parts of a response together (one writev), so the copy saved nothing.
+ */
+export const OWN_PART_BYTES_MIN = 4096
+
+/** Accumulates text into Buffers and keeps stream literals (and large byte strings) as separate parts. */
 class Builder {
   parts: Part[] = []
   #text: Buffer[] = []
@@ -52,6 +58,11 @@ class Builder {
   }
 
   bytes (value: Buffer): void {
+    if (value.length >= OWN_PART_BYTES_MIN) {
+      this.#flushText()
+      this.parts.push(value)
+      return
+    }
     this.#flushPending()
     this.#text.push(value)
   }
