@@ -78,6 +78,7 @@ export class Grid {
   private owned = 0
   private replicated = 0
   remirroredBytes = 0
+  private published = ''
   // many users' shipments to one peer, and many deliveries to one primary, leave in one RPC (batcher.ts)
   private readonly logShipper: PeerBatcher<LogShipment, Record<string, unknown>>
   private readonly deliveryShipper: PeerBatcher<DeliveryShipment, Record<string, unknown>>
@@ -273,8 +274,15 @@ export class Grid {
       return { header: { records: await this.store.exportDirectory() } }
     })
     this.unsubscribe.push(this.store.onDirectoryChange(records => { void this.pushDirectory(records) }))
+    // Placement depends on who is alive, their state, weight and incarnation; not on load or the meta every
+    // node publishes after a rebalance (reacting to that would make rebalances trigger each other forever)
+    const seen = new Map<string, string>()
     this.unsubscribe.push(g.onChange(e => {
-      if (e.type === 'status' || e.type === 'join' || (e.type === 'update' && e.member.status === 'alive')) this.scheduleRebalance()
+      const m = e.member
+      const sig = `${m.status}|${m.state}|${m.weight}|${m.incarnation}`
+      if (seen.get(m.id) === sig) return
+      seen.set(m.id, sig)
+      this.scheduleRebalance()
     }))
     this.timers.push(setInterval(() => this.scheduleRebalance(), REBALANCE_INTERVAL_MS))
     this.timers.push(setInterval(() => { void this.syncDirectory() }, DIRECTORY_SYNC_INTERVAL_MS))
@@ -373,6 +381,7 @@ export class Grid {
         throw new MailError('temp', 'Could not reach every replica in time; try again')
       }
       // a dead replica leaves the ring within seconds, and the next round goes to its successor
+      this.log.debug({ user, failed: failed.map(([p, e]) => ({ peer: p, err: String(e) })) }, 'replicate_retry')
       await sleep(RETRY_BACKOFF_MS)
     }
   }
@@ -648,7 +657,11 @@ export class Grid {
     this.owned = mine.length
     this.replicated = replicated
     this.under = under
-    this.gossip.update({ meta: { ring: this.placement().version, usersOwned: this.owned, underReplicated: this.under } })
+    const meta = { ring: this.placement().version, usersOwned: this.owned, underReplicated: this.under }
+    if (JSON.stringify(meta) !== this.published) {
+      this.published = JSON.stringify(meta)
+      this.gossip.update({ meta })
+    }
   }
 
   /**

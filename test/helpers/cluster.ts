@@ -4,6 +4,7 @@
 
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { appendFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import type { NodeStatus } from '../../node/types.ts'
 
@@ -58,6 +59,7 @@ export class ProcCluster {
       lines.on('line', l => {
         if (l.startsWith('READY ')) { clearTimeout(timer); resolve(JSON.parse(l.slice(6))) }
         if (l.startsWith('STATUS ')) waiting.shift()?.(JSON.parse(l.slice(7)))
+        else if (process.env.MAILGRID_CLUSTER_LOG !== undefined && l.startsWith('{')) appendFileSync(process.env.MAILGRID_CLUSTER_LOG, `${name} ${l}\n`)
       })
       child.once('exit', code => { clearTimeout(timer); reject(new Error(`${name} exited with ${code}`)) })
     })
