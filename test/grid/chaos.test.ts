@@ -144,6 +144,8 @@ test(`random kills, restarts and partitions under load lose nothing acknowledged
         return JSON.stringify({ boxes, msgs: await Promise.all(boxes.map(async b => (await st.listMessages(u, b.id)).map(({ loc, ...r }) => r))) })
       }))
       if (new Set(snaps).size !== 1) return false
+      // and every other node has handed its copy over and dropped it (invariant 5 done)
+      for (const s of slots) if (!reps.includes(s) && await (s.store as Store).logPosition(u) !== 0) return false
     }
     return true
   }, 60_000).catch(err => { throw new Error(`${String(err)}; last: ${lag}`) })
