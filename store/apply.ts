@@ -32,7 +32,8 @@ export interface Cached {
   byName: Map<string, string> // name → id
   subs: Set<string> // subscribed names
   // per mailbox id, kept up to date by applyEntry once present: created empty with the mailbox (or when a
-  // loaded mailbox is empty), otherwise built from the records on first use (MailStoreBase.listFlags)
+  // loaded mailbox is empty), otherwise built from the records on first use (MailStoreBase.listFlags). Changed
+  // only once a write is durable (Tx.after), so that it may be read without the user's lock.
   index: Map<string, BoxIndex>
 }
 
@@ -53,6 +54,9 @@ export class Tx {
   // body hash → where this node keeps it, when the writer already knows (it stored the body, or copies a record
   // that carries it): saves the index lookup an append would otherwise make
   readonly locs = new Map<string, BlobLocation>()
+  // changes to in-memory state that readers see without the lock (the UID and flag index): run in order once the
+  // batch is durable, never when it fails
+  readonly after: Array<() => void> = []
   put (key: string, value: unknown): void { this.ops.push({ type: 'put', key, value }) }
   del (key: string): void { this.ops.push({ type: 'del', key }) }
 }
@@ -179,7 +183,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       }
       c.boxes.set(rec.id, rec)
       c.byName.set(rec.name, rec.id)
-      c.index.set(rec.id, { uids: [], flags: [] })
+      tx.after.push(() => { c.index.set(rec.id, { uids: [], flags: [] }) })
       c.state.mailboxSeq = Math.max(c.state.mailboxSeq, parseInt(e.mailbox, 36) || 0)
       c.state.lastUidValidity = Math.max(c.state.lastUidValidity, e.uidValidity)
       tx.put(keys.mailbox(user, rec.id), rec)
@@ -217,7 +221,8 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       // its expunge records (X keys) stay: mailbox ids are never reused, so nothing reads them again
       c.boxes.delete(box.id)
       c.byName.delete(box.name)
-      c.index.delete(box.id)
+      const deleted = box.id
+      tx.after.push(() => { c.index.delete(deleted) })
       tx.del(keys.mailbox(user, box.id))
       tx.events.push([user, { type: 'mailboxes', change: 'deleted', mailbox: box.id }])
       return
@@ -242,7 +247,8 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       const loc = await bodyLocation(db, tx, e.blob)
       if (loc !== undefined) rec.loc = loc
       putRecord(tx, user, box.id, rec)
-      indexSet(c, box.id, rec.uid, rec.flags)
+      const mb = box.id
+      tx.after.push(() => { indexSet(c, mb, rec.uid, rec.flags) })
       tx.put(keys.blobRef(rec.blob, user, box.id, rec.uid), 1)
       const gk = keys.gid(user, rec.gid)
       tx.gids.set(gk, `${box.id}\x00${rec.uid}`)
@@ -269,7 +275,8 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
         if (!isSeen(rec.flags) && isSeen(flags)) box.unseen -= 1
         const next = { ...rec, flags, modseq: e.modseq }
         putRecord(tx, user, box.id, next)
-        indexSet(c, box.id, uid, flags)
+        const mb = box.id
+        tx.after.push(() => { indexSet(c, mb, uid, flags) })
         changes.push({ uid, flags, modseq: e.modseq })
       }
       bumpModseq(c, box, e.modseq)
@@ -294,7 +301,8 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
         dropRecord(tx, user, c, box, rec, await gidLocation(db, tx, user, rec.gid))
         gone.push(uid)
       }
-      indexDrop(c, box.id, gone)
+      const mb = box.id
+      tx.after.push(() => { indexDrop(c, mb, gone) })
       bumpModseq(c, box, e.modseq)
       tx.put(keys.expunged(user, box.id, e.modseq), e.uids)
       tx.put(keys.mailbox(user, box.id), box)

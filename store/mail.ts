@@ -116,6 +116,7 @@ export class MailStoreBase {
         for (const [u, c] of tx.users) tx.put(keys.state(u), c.state)
         if (tx.ops.length > 0) await this.committer.submit(tx.ops)
         for (const [u, c] of tx.users) this.cache.set(u, c)
+        for (const f of tx.after) f()
       } catch (err) {
         for (const u of tx.users.keys()) this.cache.delete(u) // build mutated the cache: reload from disk
         throw err
@@ -554,7 +555,11 @@ export class MailStoreBase {
   }
 
   async listFlags (user: string, mailboxId: string): Promise<{ uids: number[], flags: string[][] }> {
-    // under the user's lock: the index is changed in place while a write builds its batch, before it is durable
+    // A built index only changes once a write is durable (Tx.after): read it as it is, without waiting for the
+    // writes queued on the user's lock (a SELECT during heavy delivery would wait for all of them)
+    const warm = this.cache.get(user)?.index.get(mailboxId)
+    if (warm !== undefined) return { uids: warm.uids.slice(), flags: warm.flags.slice() }
+    // Building it: under the lock, so that no write commits between reading the records and keeping the index
     return await this.lock.with([user], async () => {
       const c = await this.load(user)
       const box = this.boxById(c, mailboxId)
