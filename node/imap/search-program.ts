@@ -247,6 +247,17 @@ export function readsBodies (node: Node): boolean {
   }
 }
 
+/** Whether the program looks at nothing but flags and sequence numbers or UIDs (so the UID and flag index suffices). */
+export function flagsOnly (node: Node): boolean {
+  switch (node.op) {
+    case 'all': case 'flag': case 'set': return true
+    case 'not': return flagsOnly(node.node)
+    case 'or': return flagsOnly(node.left) && flagsOnly(node.right)
+    case 'and': return node.nodes.every(flagsOnly)
+    default: return false
+  }
+}
+
 /** Whether evaluating the program may look at header fields (HEADER, FROM, SUBJECT...). */
 export function readsHeaders (node: Node): boolean {
   switch (node.op) {

@@ -72,6 +72,12 @@ test('whole-message FETCH, header FETCH and header SEARCH read only what they ne
   assert.match(narrow, /^\* SEARCH 11 110 111 112 113 114 115 116 117 118 119\r\n/)
   assert.equal((calls.get('streamMessage') ?? 0) + (calls.get('readMessage') ?? 0), 0, 'header keys read no message bytes')
 
+  await c.cmd('UID STORE 3,50,120 +FLAGS.SILENT (\\Flagged)')
+  calls.clear()
+  const flagged = await c.cmd('SEARCH OR FLAGGED 1:2 NOT DELETED', 'f6')
+  assert.match(flagged, /^\* SEARCH 1 2 3 50 120\r\n/)
+  assert.equal((calls.get('listMessages') ?? 0) + (calls.get('getMessages') ?? 0), 0, 'flag keys read no record')
+
   calls.clear()
   const text = await c.cmd('UID SEARCH BODY "body 99 "', 'f5')
   assert.match(text, /^\* SEARCH 99\r\n/)

@@ -9,7 +9,7 @@ import type { Value } from '../protocol/compiler.ts'
 import { formatSequenceSet } from '../protocol/sequence.ts'
 import { astring, keyword, listOf } from '../args.ts'
 import { ArgumentError, CommandRefused } from '../errors.ts'
-import { evaluate, prepare, ProgramReader, readsBodies, readsHeaders } from '../search-program.ts'
+import { evaluate, flagsOnly, prepare, ProgramReader, readsBodies, readsHeaders } from '../search-program.ts'
 import type { Content } from '../search-program.ts'
 import { recordBatches } from '../records.ts'
 import type { CommandModule, Reply } from '../command.ts'
@@ -117,7 +117,17 @@ export const search: CommandModule = {
     const window = readsBodies(program) ? 1 : SEARCH_CONCURRENCY
     const store = session.components.store
     const headersFirst = readsHeaders(program) && store.readHeader !== undefined
-    for await (const batch of recordBatches(store, user, view.id, view.uids)) {
+    // Flags and sequence sets only (SEARCH FLAGGED, UNSEEN, UID 1:*...): the store's UID and flag index answers,
+    // no record is read. Messages the client has not been told about yet are left out, as recordBatches does.
+    const listing = flagsOnly(program) && store.listFlags !== undefined ? await store.listFlags(user, view.id) : null
+    if (listing !== null) {
+      for (let i = 0; i < listing.uids.length; i++) {
+        // a partial record: the program reads uid and flags only (flagsOnly), and nothing else reads it
+        const record = { uid: listing.uids[i]!, flags: listing.flags[i]! } as MessageRecord
+        if (view.seqOf(record.uid) !== 0 && await evaluate(program, record, view, saved, contentOf(session, record))) matched.push(record)
+      }
+    }
+    for await (const batch of listing !== null ? [] : recordBatches(store, user, view.id, view.uids)) {
       // the kept header copies of a whole batch in one multi-get (each is at most HEADER_CACHE_BYTES_MAX)
       const kept = headersFirst ? await Promise.all(batch.map(async (record) => await store.readHeader!(record))) : null
       for (let i = 0; i < batch.length; i += window) {
