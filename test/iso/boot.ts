@@ -25,9 +25,9 @@ import { ImapFlow } from 'imapflow'
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const DEFAULT_IMAGE = join(REPO, 'iso', 'out', 'mailgrid-amd64.iso')
-// Measured on a 2-core machine (iso/README.md): a build takes about ten minutes; allow three times that.
+// Measured on a 2-core machine (iso/README.md): a build takes 2-4 minutes; this allows for a cold apt cache.
 const BUILD_TIMEOUT_MS = 30 * 60_000
-// Boot to an SMTP banner under TCG software emulation; measured in iso/README.md, with room for a loaded host.
+// Boot to an SMTP banner under TCG software emulation: 2.5 minutes measured (iso/README.md); room for a loaded host.
 const BOOT_TIMEOUT_MS = 15 * 60_000
 const PROBE_INTERVAL_MS = 3_000
 const PROBE_BANNER_TIMEOUT_MS = 10_000 // slirp accepts at once; the guest's banner comes or the socket closes
