@@ -138,6 +138,7 @@ export class DotStuffer {
   private lastWasCR = false
 
   push (chunk: Buffer): Buffer {
+    if (this.clean(chunk)) return chunk
     const parts: Buffer[] = []
     let segStart = 0
     let pos = 0
@@ -165,6 +166,25 @@ export class DotStuffer {
     if (parts.length === 0) return chunk
     parts.push(chunk.subarray(segStart))
     return Buffer.concat(parts)
+  }
+
+  /**
+   * The common case, decided with string searches (no crossing into native code per line, which profiles of
+   * RETR showed as a tenth of the time): no line starts with '.' and every LF follows a CR. Then the chunk goes
+   * out as it is, and only the state at its end is kept.
+   */
+  private clean (chunk: Buffer): boolean {
+    const len = chunk.length
+    if (len === 0) return true
+    if (this.atLineStart && chunk[0] === DOT) return false
+    const s = chunk.toString('latin1')
+    if (s.includes('\n.')) return false
+    for (let nl = s.indexOf('\n'); nl !== -1; nl = s.indexOf('\n', nl + 1)) {
+      if (nl === 0 ? !this.lastWasCR : s.charCodeAt(nl - 1) !== CR) return false
+    }
+    this.atLineStart = chunk[len - 1] === LF
+    this.lastWasCR = chunk[len - 1] === CR
+    return true
   }
 
   /** Completes a last line without a line end, then the terminating ".CRLF". */
