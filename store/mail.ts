@@ -27,6 +27,9 @@ export const USER_CACHE_MAX = 10_000 // user states kept in memory; each is a fe
 export const FLAGS_PER_MESSAGE_MAX = 128 // keywords per message (Dovecot limits keywords per mailbox similarly)
 export const FLAG_BYTES_MAX = 128
 export const MAILBOXES_PER_USER_MAX = 10_000
+// A mailbox gets an in-memory UID and flag index (listFlags) from this size on; below it, decoding its records
+// takes about a millisecond (measured: 5,000 records in 50 ms)
+export const INDEX_MESSAGES_MIN = 1000
 // A header block up to this size is kept apart from the body and the structure (readHeader). Ordinary headers
 // are 1 to 10 KiB (long Received and DKIM chains included); larger ones are read from the body when needed.
 export const HEADER_CACHE_BYTES_MAX = 32 * 1024
@@ -559,6 +562,10 @@ export class MailStoreBase {
     // writes queued on the user's lock (a SELECT during heavy delivery would wait for all of them)
     const warm = this.cache.get(user)?.index.get(mailboxId)
     if (warm !== undefined) return { uids: warm.uids.slice(), flags: warm.flags.slice() }
+    // A small mailbox is listed from its records and nothing is kept: an idle session's SELECT does not load its
+    // user's state into memory (5,000 IDLE sessions grew the node by 20 to 40 KiB each when it did)
+    const recs = await this.listMessages(user, mailboxId)
+    if (recs.length < INDEX_MESSAGES_MIN) return { uids: recs.map(r => r.uid), flags: recs.map(r => r.flags) }
     // Building it: under the lock, so that no write commits between reading the records and keeping the index
     return await this.lock.with([user], async () => {
       const c = await this.load(user)

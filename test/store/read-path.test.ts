@@ -7,6 +7,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { createStore } from '../../store/index.ts'
+import { INDEX_MESSAGES_MIN } from '../../store/mail.ts'
 import type { Store } from '../../store/index.ts'
 import { tempDir } from '../helpers/tmp.ts'
 
@@ -199,4 +200,31 @@ test('reads asked for together are merged, and a bad one fails alone', async (t)
   // the same bodies asked for twice at once (overlapping ranges), beside disjoint ones
   const twice = await Promise.all([...recs.slice(0, 10), ...recs.slice(5, 15)].map(async r => await s.readMessage(r)))
   twice.forEach((b, k) => { const n = k < 10 ? k : k - 5; assert.equal(b.toString(), i(raws[n]) + raws[n].toString()) })
+})
+
+test('a large mailbox opened afresh gets its index built once, then kept by later writes', async (t) => {
+  const dir = await tempDir(t)
+  const path = `${dir}/s`
+  const first = createStore({}, { path, scryptLogN: 4, sync: false })
+  await first.start()
+  await first.addDomain('example.com')
+  await first.addUser({ address: U, password: 'x' })
+  const n = INDEX_MESSAGES_MIN + 20
+  for (let i = 0; i < n; i += 50) {
+    await Promise.all(Array.from({ length: Math.min(50, n - i) }, async (_, j) => await first.deliver(Buffer.from(`Subject: ${i + j}\r\n\r\nx\r\n`), [{ user: U, prefix: '', flags: (i + j) % 3 === 0 ? ['\\Seen'] : [] }])))
+  }
+  await first.stop()
+  const s = createStore({}, { path, scryptLogN: 4, sync: false })
+  await s.start()
+  t.after(async () => { await s.stop() })
+  const inbox = (await s.getMailbox(U, 'INBOX'))!
+  const same = async (): Promise<void> => {
+    const recs = await s.listMessages(U, inbox.id)
+    assert.deepEqual(await s.listFlags!(U, inbox.id), { uids: recs.map(r => r.uid), flags: recs.map(r => r.flags) })
+  }
+  await same() // built from the records
+  await s.storeFlags(U, inbox.id, [2, 5, 700], 'add', ['$Done'])
+  await s.expunge(U, inbox.id, [3, 9, n])
+  await s.deliver(Buffer.from('Subject: late\r\n\r\nx\r\n'), [{ user: U, prefix: '' }])
+  await same() // kept by the writes
 })
