@@ -99,13 +99,38 @@ export function bytesOf (r: StepResult, finalCrlf: boolean): Buffer {
 /** A raw client for hostile input: sends bytes, reads lines, sees the close. */
 export class RawClient {
   readonly socket: Socket
-  private buf = Buffer.alloc(0)
+  // received bytes: a list joined only when read, so a 20 MB response is not copied once per chunk
+  private chunks: Buffer[] = []
+  private joined: Buffer = Buffer.alloc(0)
+  private tail: Buffer = Buffer.alloc(0) // the last 4 bytes, to find "\r\n.\r\n" across chunk boundaries
+  private endSeen = false
   closed = false
   private waiter: (() => void) | null = null
 
+  private get buf (): Buffer {
+    if (this.chunks.length > 0) {
+      this.joined = Buffer.concat([this.joined, ...this.chunks])
+      this.chunks = []
+    }
+    return this.joined
+  }
+
+  private set buf (b: Buffer) {
+    this.chunks = []
+    this.joined = b
+    this.endSeen = b.includes('\r\n.\r\n') || b.subarray(0, 3).equals(Buffer.from('.\r\n'))
+    this.tail = b.subarray(Math.max(0, b.length - 4))
+  }
+
   private constructor (socket: Socket) {
     this.socket = socket
-    socket.on('data', (d: Buffer) => { this.buf = Buffer.concat([this.buf, d]); this.poke() })
+    socket.on('data', (d: Buffer) => {
+      const probe = Buffer.concat([this.tail, d.subarray(0, 4)])
+      if (probe.includes('\r\n.\r\n') || d.includes('\r\n.\r\n')) this.endSeen = true
+      this.tail = Buffer.concat([this.tail, d]).subarray(-4)
+      this.chunks.push(d)
+      this.poke()
+    })
     socket.on('close', () => { this.closed = true; this.poke() })
     socket.on('error', () => {})
   }
@@ -154,8 +179,9 @@ export class RawClient {
   }
 
   /** A multi-line response body up to the "." line, raw (still stuffed), after its status line was read. */
-  async multiline (): Promise<Buffer> {
-    await this.until(() => this.buf.subarray(0, 3).equals(Buffer.from('.\r\n')) || this.buf.includes('\r\n.\r\n'), 'a multi-line end')
+  async multiline (timeoutMs = 10_000): Promise<Buffer> {
+    // the end is found as chunks arrive (constructor); the whole buffer is joined and searched once
+    await this.until(() => this.endSeen || (this.chunks.length === 0 && this.joined.subarray(0, 3).equals(Buffer.from('.\r\n'))) || this.buf.subarray(0, 3).equals(Buffer.from('.\r\n')), 'a multi-line end', timeoutMs)
     const i = this.buf.subarray(0, 3).equals(Buffer.from('.\r\n')) ? -2 : this.buf.indexOf('\r\n.\r\n')
     const body = this.buf.subarray(0, i + 2)
     this.buf = this.buf.subarray(i + 5)
