@@ -27,7 +27,7 @@ mkdir -p "$ROOT/var/lib/mailgrid"
 echo mailgrid >"$ROOT/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tmailgrid\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
 
-chroot "$ROOT" systemctl enable mailgrid.service mailgrid-firstboot.service systemd-networkd.service \
+chroot "$ROOT" systemctl enable mailgrid.service mailgrid-firstboot.service mailgrid-debug-console.service systemd-networkd.service \
   systemd-resolved.service >/dev/null 2>&1
 ln -sf /run/systemd/resolve/stub-resolv.conf "$ROOT/etc/resolv.conf"
 

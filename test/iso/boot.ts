@@ -136,6 +136,9 @@ function bootVm (t: TestContext, init: VmInit): Vm {
   const args = [
     '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-smp', '2', '-m', String(VM_MEMORY_MB),
     '-display', 'none', '-monitor', 'none', '-serial', `file:${serialLog}`,
+    // The image copies the node's journal to the serial port when asked (iso/rootfs/usr/local/sbin/
+    // mailgrid-debug-console): a failed start then shows its cause in the log this test prints.
+    '-fw_cfg', 'name=opt/org.mailgrid/debug,string=1',
     ...(init.uefi ? ['-bios', OVMF] : []),
     '-cdrom', init.image, '-boot', 'd',
     '-drive', `file=${join(init.dir, 'data.qcow2')},if=virtio,format=qcow2`,
