@@ -42,6 +42,9 @@ export function replicatedMailStore (grid: Grid, local: MailStore): MailStore {
     changesSince: local.changesSince.bind(local),
     subscribe: local.subscribe.bind(local),
     readLog: local.readLog.bind(local),
+    // the fast read paths (flag index, header copies) are the local copy's, like every read here
+    ...(local.listFlags !== undefined ? { listFlags: local.listFlags.bind(local) } : {}),
+    ...(local.readHeader !== undefined ? { readHeader: local.readHeader.bind(local) } : {}),
     quota: async (user: string) => await grid.quota(user),
     deliver: async (raw, targets, opts) => await grid.deliver(raw, targets, opts),
     ...wrapped
