@@ -393,8 +393,17 @@ export class Grid {
       let pos = this.confirmed.get(key)
       if (pos !== undefined && pos >= target) return
       if (pos === undefined) {
-        const res = await this.gossip.call(peer, PROTOCOLS.position, { header: { users: [user] } }, { signal: opts?.signal })
+        const res = await this.gossip.call(peer, PROTOCOLS.position, { header: { users: [user], last: true } }, { signal: opts?.signal })
         pos = Number((res.header.positions as Record<string, number>)[user] ?? 0)
+        // equal positions say nothing about equal logs: their last entry must be ours at that position, or the
+        // copies diverged (nothing would be shipped, so the prev check below would never see it)
+        if (pos > 0 && pos <= target) {
+          const [ours] = await this.store.readLog(user, pos, 1)
+          if (ours?.eid !== (res.header.last as Record<string, string | null>)[user]) throw new DivergedError(peer, pos)
+        } else if (pos > target) {
+          // they hold entries we do not (another node decided them): the merge takes them in
+          throw new DivergedError(peer, pos)
+        }
       }
       while (pos < target) {
         const entries = await this.store.readLog(user, pos + 1, LOG_BATCH_ENTRIES_MAX)
