@@ -171,7 +171,6 @@ export class Grid {
       }
       return { header: { positions, last } }
     })
-    g.handle(PROTOCOLS.log, async req => await this.onLog(req))
     g.handle(PROTOCOLS.logBatch, async req => {
       const items = Array.isArray(req.header.items) ? req.header.items as Array<Record<string, unknown>> : []
       const bodies = unpackBodies(items.map(i => i.bytes), req.body)
@@ -248,15 +247,6 @@ export class Grid {
       })
     })
     g.handle(PROTOCOLS.pull, async req => await this.onPull(req))
-    g.handle(PROTOCOLS.deliver, async req => {
-      try {
-        const targets = req.header.targets as DeliveryTarget[]
-        const raw = Buffer.from(req.body ?? new Uint8Array())
-        return { header: { results: await this.deliverLocal(raw, targets, { internalDate: Number(req.header.internalDate) }) } }
-      } catch (err) {
-        return errorReply(err)
-      }
-    })
     g.handle(PROTOCOLS.quota, async req => {
       try {
         return { header: { quota: await this.store.quota(String(req.header.user)) } }

@@ -7,11 +7,9 @@ import type { RpcMessage } from '../../gossip/types.ts'
 
 export const PROTOCOLS = {
   position: '/mailgrid/position/1.0.0', // { users } → { positions: { [user]: number } }
-  log: '/mailgrid/log/1.0.0', // { user, entries, lens } + bodies → { position }
   logBatch: '/mailgrid/log-batch/1.0.0', // { items: [{ user, entries, lens, prev, bytes }] } + bodies → { results: [{ position, diverged? } | { error }] }
   deliverBatch: '/mailgrid/deliver-batch/1.0.0', // { items: [{ targets, internalDate, bytes }] } + raws → { results: [{ results } | { error }] }
   pull: '/mailgrid/pull/1.0.0', // { user, from, limit } → { entries, lens } + bodies
-  deliver: '/mailgrid/deliver/1.0.0', // { targets, internalDate } + raw → { results } | { error }
   quota: '/mailgrid/quota/1.0.0', // { user } → { quota } | { error }
   directory: '/mailgrid/directory/1.0.0', // { records } → { applied }
   directoryDigest: '/mailgrid/directory-digest/1.0.0', // { digest } → { same } | { records }

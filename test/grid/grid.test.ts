@@ -40,6 +40,18 @@ async function stopNode (n: TestNode): Promise<void> {
   await n.store.stop()
 }
 
+/** Three nodes A, B, C on one in-memory network, with the example.com users on every node. */
+async function threeNodes (t: { after: (fn: () => Promise<void>) => void }): Promise<{ dir: string, net: MemoryNetwork, nodes: TestNode[] }> {
+  const dir = await tempDir(t)
+  const net = new MemoryNetwork()
+  const nodes = [await startNode(net, dir, 'A'), await startNode(net, dir, 'B'), await startNode(net, dir, 'C')]
+  t.after(async () => { for (const n of nodes) await stopNode(n).catch(() => {}) })
+  await nodes[0].store.addDomain('example.com')
+  for (const u of USERS) await nodes[0].store.addUser({ address: u, password: 'pw' })
+  await until('directory on every node', async () => (await Promise.all(nodes.map(async n => (await n.store.listUsers()).length))).every(c => c === USERS.length))
+  return { dir, net, nodes }
+}
+
 const raw = (i: number): Buffer => Buffer.from(`Subject: message ${i}\r\nX-Id: ${i}\r\n\r\nbody ${i}\r\n`)
 
 async function ids (store: Store, user: string): Promise<Set<string>> {
@@ -54,15 +66,8 @@ async function ids (store: Store, user: string): Promise<Set<string>> {
 }
 
 test('three nodes, R=2: replication, failover, re-mirroring, catch-up', async (t) => {
-  const dir = await tempDir(t)
-  const net = new MemoryNetwork()
-  const nodes = [await startNode(net, dir, 'A'), await startNode(net, dir, 'B'), await startNode(net, dir, 'C')]
-  t.after(async () => { for (const n of nodes) await stopNode(n).catch(() => {}) })
-
-  // the directory written on one node reaches every node
-  await nodes[0].store.addDomain('example.com')
-  for (const u of USERS) await nodes[0].store.addUser({ address: u, password: 'pw' })
-  await until('directory on every node', async () => (await Promise.all(nodes.map(async n => (await n.store.listUsers()).length))).every(c => c === USERS.length))
+  // the directory written on one node reaches every node (threeNodes waits for it)
+  const { dir, net, nodes } = await threeNodes(t)
 
   // deliveries through every node land on the user's replicas, durable before the call resolves
   const acked = new Map<string, string>()
@@ -140,13 +145,7 @@ test('a write through the grid store answers only after the replica has it, and 
 })
 
 test('a draining node hands its users over before it leaves', async (t) => {
-  const dir = await tempDir(t)
-  const net = new MemoryNetwork()
-  const nodes = [await startNode(net, dir, 'A'), await startNode(net, dir, 'B'), await startNode(net, dir, 'C')]
-  t.after(async () => { for (const n of nodes) await stopNode(n).catch(() => {}) })
-  await nodes[0].store.addDomain('example.com')
-  for (const u of USERS) await nodes[0].store.addUser({ address: u, password: 'pw' })
-  await until('directory on every node', async () => (await Promise.all(nodes.map(async n => (await n.store.listUsers()).length))).every(c => c === USERS.length))
+  const { nodes } = await threeNodes(t)
   for (let i = 0; i < 60; i++) await nodes[i % 3].grid.deliver(raw(i), [{ user: USERS[i % USERS.length], prefix: '' }])
 
   const leaving = nodes[0]
