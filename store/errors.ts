@@ -27,6 +27,19 @@ export class MailError extends Error {
   }
 }
 
+/**
+ * Entries shipped from another copy of a user's log do not continue this copy: an entry at a position both
+ * hold has another id (the copies diverged and must be merged, never spliced). A temporary failure to clients.
+ */
+export class LogDivergedError extends MailError {
+  readonly position: number // this copy's position when the mismatch was found
+  constructor (position: number, message: string) {
+    super('temp', message)
+    this.name = 'LogDivergedError'
+    this.position = position
+  }
+}
+
 export function isMailError (err: unknown, kind?: MailErrorKind): err is MailError {
   return err instanceof MailError && (kind === undefined || err.kind === kind)
 }

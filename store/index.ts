@@ -7,7 +7,7 @@ import type { Store } from './types.ts'
 
 export type * from './types.ts'
 export type { StoreComponents, StoreInit } from './mail.ts'
-export { MailError, isMailError } from './errors.ts'
+export { LogDivergedError, MailError, isMailError } from './errors.ts'
 export type { MailErrorKind } from './errors.ts'
 export { normalizeAddress, normalizeDomain, domainOf } from './address.ts'
 export { DELIMITER, checkMailboxName, normalizeMailboxName } from './names.ts'

@@ -9,7 +9,7 @@ import { BlobFiles, sha256Hex } from './blobs.ts'
 import type { BlobLocation } from './blobs.ts'
 import { GroupCommit } from './commit.ts'
 import type { BatchOp } from './commit.ts'
-import { MailError } from './errors.ts'
+import { LogDivergedError, MailError } from './errors.ts'
 import { BatchGet } from './batch-get.ts'
 import { keys, SEP } from './keys.ts'
 import { KeyedLock } from './lock.ts'
@@ -19,7 +19,7 @@ import type { Cached, MailboxRec, UserState } from './apply.ts'
 import type { MessageMeta, MimePart } from './mime/index.ts'
 import { checkMailboxName, DELIMITER, isChildOf, normalizeMailboxName, parentsOf } from './names.ts'
 import type {
-  AppendInput, AppendResult, ChangesSince, CopyResult, DeliveryTarget, FlagChange, FlagOp, LogEntry, Mailbox,
+  AppendInput, AppendResult, ChangesSince, CopyResult, DeliveryTarget, FlagChange, FlagOp, LogAnchor, LogEntry, Mailbox,
   MailEvent, MailListener, MessageRecord, NewLogEntry, OpOptions, QuotaUsage, SpecialUse, StoreFlagsResult
 } from './types.ts'
 
@@ -515,7 +515,7 @@ export class MailStoreBase {
    * need must be present or among `blobs`; each blob is checked against its hash before it is stored.
    * Resolves to the new position once it is durable.
    */
-  async applyLog (user: string, entries: LogEntry[], blobs: Buffer[] = []): Promise<number> {
+  async applyLog (user: string, entries: LogEntry[], blobs: Buffer[] = [], prev?: LogAnchor): Promise<number> {
     const ops: BatchOp[] = []
     const locs = new Map<string, BlobLocation>()
     for (const b of blobs) {
@@ -525,6 +525,19 @@ export class MailStoreBase {
     }
     return await this.write([user], async (tx, get) => {
       const c = get(user)
+      const have = c.state.logSeq
+      // the shipment must continue this very copy: its anchor and every entry we already hold are ours
+      const held = entries.filter(e => e.seq <= have)
+      const checks = [...(prev !== undefined && prev.seq > 0 && prev.seq <= have ? [{ seq: prev.seq, eid: prev.eid }] : []), ...held.map(e => ({ seq: e.seq, eid: e.eid ?? null }))]
+      for (const chk of checks) {
+        const [mine] = await this.readLog(user, chk.seq, 1)
+        if (mine?.seq !== chk.seq || (mine.eid ?? null) !== chk.eid) throw new LogDivergedError(have, `log of ${user} diverged at ${chk.seq}`)
+      }
+      // a first new entry right after our end must be anchored there (by `prev` or by an entry we hold)
+      const first = entries.find(e => e.seq > have)
+      if (first !== undefined && first.seq === have + 1 && have > 0 && prev !== undefined && !checks.some(chk => chk.seq === have)) {
+        throw new MailError('invalid', `log shipment for ${user} is not anchored at ${have}`)
+      }
       tx.ops.push(...ops)
       for (const [h, l] of locs) tx.locs.set(h, l)
       for (const e of entries) {
@@ -540,10 +553,16 @@ export class MailStoreBase {
   }
 
   /** Drops this node's copy of a user's mail (state, mailboxes, records, log); bodies stay for the GC. */
-  async dropUserMail (user: string): Promise<void> {
-    await this.lock.with([user], async () => {
+  async dropUserMail (user: string, expect?: LogAnchor): Promise<boolean> {
+    return await this.lock.with([user], async () => {
+      if (expect !== undefined) {
+        const position = await this.logPosition(user)
+        const [last] = position > 0 ? await this.readLog(user, position, 1) : []
+        if (position !== expect.seq || (last?.eid ?? null) !== expect.eid) return false
+      }
       await this.committer.submit(await this.userDeletionOps(user))
       this.cache.delete(user)
+      return true
     })
   }
 

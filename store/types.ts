@@ -173,6 +173,9 @@ export type MailListener = (event: MailEvent) => void
 /** One entry of a user's ordered change log: what the grid replicates. `epoch`: the ownership epoch of the
  * primary that decided it (grid; absent on a standalone node). `eid`: a unique id the deciding node gives the
  * entry, so two copies of a log can tell where they diverged (after a partition). */
+/** A position in a user's log and the id of the entry there (null at position 0, or for an entry without id). */
+export interface LogAnchor { seq: number, eid: string | null }
+
 export type LogEntry = { epoch?: number, eid?: string } & (
   | { seq: number, op: 'append', mailbox: string, uid: number, gid: string, flags: string[], modseq: number, internalDate: number, size: number, blob: string, prefix: string }
   | { seq: number, op: 'flags', mailbox: string, changes: Array<[number, string[]]>, modseq: number }
@@ -272,12 +275,17 @@ export interface Replication {
   readBlob (hash: string): Promise<Buffer>
   /**
    * Applies entries another node decided. Entries at or below this copy's position are skipped (a retry is
-   * harmless); the rest must continue the log without a gap, and their bodies must be present or in `blobs`.
-   * Resolves to the new position once durable.
+   * harmless) but must be the same entries; the rest must continue the log without a gap, and their bodies must
+   * be present or in `blobs`. `prev`, when given, is the sender's entry just before `entries`: this copy must
+   * hold the same entry there. A mismatch throws LogDivergedError and changes nothing. All checks and the
+   * write are one step under the user's lock. Resolves to the new position once durable.
    */
-  applyLog (user: string, entries: LogEntry[], blobs?: Buffer[]): Promise<number>
-  /** Drops this node's copy of a user's mail (state, mailboxes, records, log). */
-  dropUserMail (user: string): Promise<void>
+  applyLog (user: string, entries: LogEntry[], blobs?: Buffer[], prev?: LogAnchor): Promise<number>
+  /**
+   * Drops this node's copy of a user's mail (state, mailboxes, records, log). With `expect`, only if the copy
+   * still ends exactly there (checked and dropped under the user's lock); resolves to whether it dropped.
+   */
+  dropUserMail (user: string, expect?: LogAnchor): Promise<boolean>
   /**
    * Creates the user's first mail state here if this node holds none (the same deterministic first log entries
    * every node derives from the user record), so a node that becomes primary without a copy can serve.

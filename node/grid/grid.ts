@@ -7,8 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Gossip, Ring, RpcMessage } from '../../gossip/types.ts'
 import { createRing } from '../../gossip/ring.ts'
 import { RpcError } from '../../gossip/types.ts'
-import { isMailError, MailError } from '../../store/index.ts'
-import type { AppendResult, DeliveryTarget, DirectoryRecord, LogEntry, OpOptions, QuotaUsage, Store } from '../../store/index.ts'
+import { isMailError, LogDivergedError, MailError } from '../../store/index.ts'
+import type { AppendResult, DeliveryTarget, DirectoryRecord, LogAnchor, LogEntry, OpOptions, QuotaUsage, Store } from '../../store/index.ts'
 import { KeyedLock } from '../../store/lock.ts'
 import { errorReply, LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, packBodies, PROTOCOLS, throwIfError, unpackBodies } from './wire.ts'
 import { EIDS_BATCH, mergeFrom } from './merge.ts'
@@ -234,13 +234,17 @@ export class Grid {
     })
     g.handle(PROTOCOLS.reset, async req => {
       const user = String(req.header.user)
+      const position = Number(req.header.position)
+      // Never while this node takes itself for the user's primary or merges the user itself: two nodes whose
+      // views differ for a moment may each merge the other's copy, and if each then reset the other, both
+      // copies would be gone. The asking node retries once the views agree.
+      if (this.isPrimary(user) || this.lock.isLocked(`${user}\x00merge`)) return { header: { reset: false, busy: true, position: await this.store.logPosition(user) } }
       // The primary merged our copy up to `position`; anything we took since would be lost by a drop, so we
-      // drop only when nothing changed, and otherwise the primary merges again.
-      return await this.lock.with([`${user}\x00drop`], async () => {
-        const position = await this.store.logPosition(user)
-        const [last] = position > 0 ? await this.store.readLog(user, position, 1) : []
-        if (position !== Number(req.header.position) || (last?.eid ?? null) !== (req.header.eid ?? null)) return { header: { reset: false, position } }
-        await this.store.dropUserMail(user)
+      // drop only when nothing changed (checked under the store's lock), and otherwise the primary merges again.
+      return await this.lock.with([`${user}\x00merge`], async () => {
+        if (!await this.store.dropUserMail(user, { seq: position, eid: req.header.eid === null || req.header.eid === undefined ? null : String(req.header.eid) })) {
+          return { header: { reset: false, position: await this.store.logPosition(user) } }
+        }
         this.ready.delete(user)
         this.log.info({ user, by: String(req.header.by ?? ''), position }, 'replica_reset')
         return { header: { reset: true, position: 0 } }
@@ -315,6 +319,7 @@ export class Grid {
   private async catchUp (user: string, opts?: OpOptions): Promise<void> {
     await this.pullFromReplicas(user, opts)
     // nobody had anything (a lone survivor, a new node): start from the first entries every node derives
+    if (await this.store.logPosition(user) === 0) this.log.info({ user }, 'user_started_empty')
     await this.store.ensureUserMail(user)
   }
 
@@ -336,10 +341,18 @@ export class Grid {
           }
         }
         while (theirs > mine) {
-          const got = await this.gossip.call(peer, PROTOCOLS.pull, { header: { user, from: mine + 1, limit: LOG_BATCH_ENTRIES_MAX } }, { signal: opts?.signal })
+          // from our last entry on: the store applies the rest only if their entry there is ours (either copy
+          // may have changed since the check above)
+          const got = await this.gossip.call(peer, PROTOCOLS.pull, { header: { user, from: Math.max(1, mine), limit: LOG_BATCH_ENTRIES_MAX } }, { signal: opts?.signal })
           const entries = got.header.entries as LogEntry[]
-          if (entries.length === 0) break
-          mine = await this.store.applyLog(user, entries, unpackBodies(got.header.lens, got.body))
+          if (entries.length === 0 || (entries.at(-1)?.seq ?? 0) <= mine) break
+          try {
+            mine = await this.store.applyLog(user, entries, unpackBodies(got.header.lens, got.body))
+          } catch (err) {
+            if (!(err instanceof LogDivergedError)) throw err
+            await this.merge(user, peer, Number(entries.at(-1)?.seq))
+            break
+          }
           this.log.info({ user, peer, position: mine }, 'replica_caught_up')
         }
       } catch (err) {
@@ -432,26 +445,17 @@ export class Grid {
   private async onLog (req: RpcMessage): Promise<RpcMessage> {
     const user = String(req.header.user)
     const entries = req.header.entries as LogEntry[]
-    const prev = req.header.prev as { seq: number, eid: string | null } | undefined
+    const prev = req.header.prev as LogAnchor | undefined
     if (prev !== undefined && prev.seq > 0) {
       const position = await this.store.logPosition(user)
       if (position < prev.seq) return { header: { position } } // behind: resend from our position
-      const [mine] = await this.store.readLog(user, prev.seq, 1)
-      if (mine?.eid !== prev.eid) return { header: { position, diverged: true } }
-    }
-    // entries we already hold are skipped by applyLog: they must be the same entries, or the copies diverged
-    if (entries.length > 0) {
-      const position = await this.store.logPosition(user)
-      const overlap = Math.min(position, entries.at(-1)?.seq ?? 0) - entries[0].seq + 1
-      if (overlap > 0) {
-        const ours = await this.store.readLog(user, entries[0].seq, overlap)
-        if (ours.some((e, i) => e.eid !== entries[i].eid)) return { header: { position, diverged: true } }
-      }
     }
     try {
-      const position = await this.store.applyLog(user, entries, unpackBodies(req.header.lens, req.body))
+      // the store checks, under the user's lock, that the shipment continues this copy (anchor and overlap)
+      const position = await this.store.applyLog(user, entries, unpackBodies(req.header.lens, req.body), prev)
       return { header: { position } }
     } catch (err) {
+      if (err instanceof LogDivergedError) return { header: { position: err.position, diverged: true } }
       if (isMailError(err, 'invalid')) return { header: { position: await this.store.logPosition(user) } } // a gap: resend from here
       this.log.warn({ user, err }, 'apply_failed')
       return errorReply(err)
@@ -504,6 +508,8 @@ export class Grid {
       }
       this.log.warn({ user, peer }, 'log_diverged')
       for (let attempt = 0; attempt < MERGE_ATTEMPTS_MAX; attempt++) {
+        // only the primary merges (views change while a merge runs): the new primary will merge instead
+        if (!this.isPrimary(user)) throw new MailError('temp', `no longer the primary of ${user}; the merge is left to the new one`)
         const done = await mergeFrom(this.store, user, remote, theirPosition, this.log)
         await this.replicate(user, { except: peer, merging: true })
         const res = await this.gossip.call(peer, PROTOCOLS.reset, { header: { user, by: this.self, position: done.theirEnd, eid: done.theirEndEid } })
@@ -511,6 +517,8 @@ export class Grid {
           this.confirmed.set(k, 0)
           return
         }
+        // they take themselves for the primary or merge themselves: our views differ; the next round settles it
+        if (res.header.busy === true) throw new MailError('temp', `${peer} is merging ${user} itself or leads it`)
         theirPosition = Number(res.header.position) // they took more meanwhile: merge that too
       }
       throw new MailError('temp', `merge with ${peer} did not settle`)
@@ -641,10 +649,13 @@ export class Grid {
           const [last] = await this.store.readLog(u, position, 1)
           const res = await this.gossip.call(primary, PROTOCOLS.handoff, { header: { user: u, position, eid: last?.eid ?? null } }, { timeoutMs: REPLICATION_TIMEOUT_MS + 5000 })
           throwIfError(res)
-          if (res.header.drop === true && !this.replicasOf(u).includes(this.self)) {
-            await this.lock.with([`${u}\x00drop`], async () => { if (await this.store.logPosition(u) === position) await this.store.dropUserMail(u) })
-            this.ready.delete(u)
-            this.log.info({ user: u, position }, 'replica_dropped')
+          // dropped only if nothing changed since (checked under the store's lock) and no merge of ours runs
+          if (res.header.drop === true && !this.replicasOf(u).includes(this.self) && !this.lock.isLocked(`${u}\x00merge`)) {
+            const dropped = await this.lock.with([`${u}\x00merge`], async () => await this.store.dropUserMail(u, { seq: position, eid: last?.eid ?? null }))
+            if (dropped) {
+              this.ready.delete(u)
+              this.log.info({ user: u, position }, 'replica_dropped')
+            }
           }
         } catch (err) {
           this.log.debug({ user: u, err: String(err) }, 'handoff_pending')

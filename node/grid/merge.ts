@@ -124,6 +124,6 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
     byBox.set(w.box, [...(byBox.get(w.box) ?? []), w.rec.uid])
   }
   for (const [box, uids] of byBox) result.expunged += (await store.expunge(user, box, uids)).uids.length
-  log.info({ user, ...result }, 'merge_done')
+  log.info({ user, ...result, gids: missing.length <= 20 ? missing.map(a => a.gid.slice(0, 12)) : undefined }, 'merge_done')
   return result
 }

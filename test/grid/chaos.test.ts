@@ -33,7 +33,7 @@ function prng (seed: number): () => number {
   }
 }
 
-interface Slot { id: string, gossip: MemoryGossip, store: Store | null, grid: Grid | null }
+interface Slot { id: string, gossip: MemoryGossip, store: Store | null, grid: Grid | null, gen: number }
 
 async function until (what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs
@@ -56,11 +56,12 @@ test(`random kills, restarts and partitions under load lose nothing acknowledged
   const rnd = prng(SEED)
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]
   const net = new MemoryNetwork()
-  const slots: Slot[] = IDS.map(id => ({ id, gossip: net.create(id), store: null, grid: null }))
+  const slots: Slot[] = IDS.map(id => ({ id, gossip: net.create(id), store: null, grid: null, gen: 0 }))
   const up = async (s: Slot): Promise<void> => {
     s.store = createStore({}, { path: `${dir}/${s.id}`, scryptLogN: 4 })
     await s.store.start()
-    s.grid = new Grid({ gossip: s.gossip, store: s.store, logger }, { replicas: 2 })
+    s.gen++
+    s.grid = new Grid({ gossip: s.gossip, store: s.store, logger: logger.child({ node: `${s.id}${s.gen}` }) }, { replicas: 2 })
     await s.gossip.start()
     await s.grid.start()
   }
@@ -97,6 +98,7 @@ test(`random kills, restarts and partitions under load lose nothing acknowledged
         const id = String(next++)
         const [res] = await (via.grid as Grid).deliver(Buffer.from(`Subject: ${id}\r\nX-Id: ${id}\r\n\r\n${id}\r\n`), [{ user, prefix: '' }])
         acked.set(id, user)
+        logger.info({ id, user, gid: res.gid, via: via.id }, 'chaos_acked')
         gids.set(id, res.gid)
         log.push(`d${id}>${user.slice(0, 3)}@${via.id}:${res.gid.slice(0, 6)}`)
       } else if (r < 0.85) {
@@ -117,17 +119,21 @@ test(`random kills, restarts and partitions under load lose nothing acknowledged
         if (f < 0.3 && live().length > 1) {
           const s = pick(live())
           log.push(`kill ${s.id}`)
+          logger.info({ node: s.id }, 'chaos_kill')
           await down(s)
         } else if (f < 0.6 && dead.length > 0) {
           const s = pick(dead)
           log.push(`restart ${s.id}`)
+          logger.info({ node: s.id }, 'chaos_restart')
           await up(s)
         } else if (f < 0.8) {
           const lone = pick(IDS)
           log.push(`partition ${lone}`)
+          logger.info({ node: lone }, 'chaos_partition')
           net.partition([lone], IDS.filter(i => i !== lone))
         } else {
           log.push('heal')
+          logger.info('chaos_heal')
           net.heal()
         }
       }

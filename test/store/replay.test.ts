@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { createStore } from '../../store/index.ts'
+import { createStore, LogDivergedError } from '../../store/index.ts'
 import type { Store } from '../../store/index.ts'
 import { tempDir } from '../helpers/tmp.ts'
 
@@ -117,4 +117,43 @@ test('applyLog refuses a gap and an entry whose body is missing', async (t) => {
   assert.ok(append?.op === 'append')
   await b.applyLog(U, log, [await a.readBlob(append.blob)])
   assert.equal(await b.logPosition(U), log.length)
+})
+
+test('applyLog splices no foreign copy: the anchor and every entry it already holds must be its own', async (t) => {
+  const dir = await tempDir(t)
+  const a = createStore({}, { path: `${dir}/a`, scryptLogN: 4 })
+  const b = createStore({}, { path: `${dir}/b`, scryptLogN: 4 })
+  await a.start()
+  await b.start()
+  t.after(async () => { await a.stop(); await b.stop() })
+  await a.addDomain('example.com')
+  await a.addUser({ address: U, password: 'x' })
+  await b.mergeDirectory(await a.exportDirectory())
+  // two copies that share the first entries every node derives, then each decides its own
+  await a.append(U, 'INBOX', { raw: Buffer.from('Subject: a\r\n\r\na\r\n') })
+  await b.ensureUserMail(U)
+  await b.append(U, 'INBOX', { raw: Buffer.from('Subject: b\r\n\r\nb\r\n') })
+  const logA = await a.readLog(U, 0, 1000)
+  const logB = await b.readLog(U, 0, 1000)
+  const n = logB.length
+  assert.equal(logA.length, n)
+  assert.notEqual(logA[n - 1].eid, logB[n - 1].eid)
+  await a.append(U, 'INBOX', { raw: Buffer.from('Subject: a2\r\n\r\na2\r\n') })
+  const next = (await a.readLog(U, n + 1, 10))
+  const blobs = await Promise.all(next.flatMap(e => e.op === 'append' ? [e.blob] : []).map(async h => await a.readBlob(h)))
+  // a's entry after its position n, anchored at a's entry n: b holds another entry there
+  await assert.rejects(b.applyLog(U, next, blobs, { seq: n, eid: logA[n - 1].eid ?? null }), (err: unknown) => err instanceof LogDivergedError && err.position === n)
+  // the same, with the overlap carried in the batch instead of an anchor
+  await assert.rejects(b.applyLog(U, [logA[n - 1], ...next], blobs), LogDivergedError)
+  assert.equal(await b.logPosition(U), n, 'nothing applied')
+  assert.deepEqual((await b.readLog(U, n, 1))[0].eid, logB[n - 1].eid)
+  // a conditional drop happens only where the copy still ends
+  assert.equal(await b.dropUserMail(U, { seq: n, eid: logA[n - 1].eid ?? null }), false)
+  assert.equal(await b.dropUserMail(U, { seq: n - 1, eid: logB[n - 1].eid ?? null }), false)
+  assert.equal(await b.logPosition(U), n)
+  assert.equal(await b.dropUserMail(U, { seq: n, eid: logB[n - 1].eid ?? null }), true)
+  assert.equal(await b.logPosition(U), 0)
+  // rebuilt from a, the same shipment applies
+  await b.applyLog(U, logA, await Promise.all(logA.flatMap(e => e.op === 'append' ? [e.blob] : []).map(async h => await a.readBlob(h))))
+  assert.equal(await b.applyLog(U, next, blobs, { seq: n, eid: logA[n - 1].eid ?? null }), n + next.length)
 })
