@@ -411,18 +411,20 @@ export class Grid {
       while (pos < target) {
         const entries = await this.store.readLog(user, pos + 1, LOG_BATCH_ENTRIES_MAX)
         if (entries.length === 0) break
-        const bodies: Buffer[] = []
+        const hashes: string[] = []
         const seen = new Set<string>()
-        let bytes = 0
+        let size = 0
         let cut = entries.length
         for (const [i, e] of entries.entries()) {
           if (e.op !== 'append' || seen.has(e.blob)) continue
-          if (bytes > 0 && bytes + e.size > LOG_BATCH_BYTES_MAX) { cut = i; break }
+          if (size > 0 && size + e.size > LOG_BATCH_BYTES_MAX) { cut = i; break }
           seen.add(e.blob)
-          const b = await this.store.readBlob(e.blob)
-          bodies.push(b)
-          bytes += b.length
+          hashes.push(e.blob)
+          size += e.size
         }
+        // all at once: the blob store merges neighbouring bodies into one read
+        const bodies = await Promise.all(hashes.map(async h => await this.store.readBlob(h)))
+        const bytes = bodies.reduce((n, b) => n + b.length, 0)
         const batch = entries.slice(0, cut)
         const { lens, body } = packBodies(bodies)
         const prevEid = pos > 0 ? (await this.store.readLog(user, pos, 1))[0]?.eid ?? null : null
@@ -467,12 +469,8 @@ export class Grid {
     const from = Number(req.header.from)
     const limit = Math.min(Number(req.header.limit) || LOG_BATCH_ENTRIES_MAX, LOG_BATCH_ENTRIES_MAX)
     const entries = await this.store.readLog(user, from, limit)
-    const bodies: Buffer[] = []
-    const seen = new Set<string>()
-    for (const e of entries) {
-      if (e.op === 'append' && !seen.has(e.blob)) { seen.add(e.blob); bodies.push(await this.store.readBlob(e.blob)) }
-    }
-    const { lens, body } = packBodies(bodies)
+    const hashes = [...new Set(entries.flatMap(e => e.op === 'append' ? [e.blob] : []))]
+    const { lens, body } = packBodies(await Promise.all(hashes.map(async h => await this.store.readBlob(h))))
     return { header: { entries, lens }, body }
   }
 
