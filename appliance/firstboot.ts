@@ -8,8 +8,8 @@
 // text and QR code. A second run refuses (DATA/firstboot.json says it ran) unless --force.
 
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
-import { dirname, join, resolve } from 'node:path'
+import { mkdir, readFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import { parse, TomlError } from 'smol-toml'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreatePeerKey } from '../gossip/index.ts'
@@ -18,6 +18,7 @@ import { advertiseHost, CLUSTER_KEY_CHARS_MAX, CLUSTER_KEY_CHARS_MIN, ConfigErro
 import type { Config } from './config.ts'
 import { CLUSTER_KEY_FILE, processAlive, readAdminInfo, TOKEN_FILE } from './runtime.ts'
 import { loadTls } from './tls.ts'
+import { writeFileDurable } from './durable.ts'
 
 export const CONFIG_FILE_DEFAULT = '/etc/mailgrid/mailgrid.toml'
 export const TEMPLATE_FILE = new URL('./system/mailgrid.toml', import.meta.url).pathname
@@ -133,13 +134,6 @@ async function readText (path: string): Promise<string | null> {
   }
 }
 
-async function writeAtomic (path: string, text: string, mode: number): Promise<void> {
-  await mkdir(dirname(path), { recursive: true })
-  const tmp = `${path}.${process.pid}.tmp`
-  await writeFile(tmp, text, { mode })
-  await chmod(tmp, mode)
-  await rename(tmp, path)
-}
 
 /** The config text with its top-level `hostname` set (comments and everything else kept as they are). */
 export function withHostname (toml: string, hostname: string): string {
@@ -178,9 +172,9 @@ export async function firstboot (paths: FirstbootPaths, answers: Answers, force:
   await mkdir(dataDir, { recursive: true, mode: 0o750 })
   const generatedKey = answers.clusterKey === undefined
   const clusterKey = answers.clusterKey ?? randomBytes(32).toString('base64url')
-  await writeAtomic(join(dataDir, CLUSTER_KEY_FILE), clusterKey + '\n', 0o600)
-  if (answers.adminToken !== undefined) await writeAtomic(join(dataDir, TOKEN_FILE), answers.adminToken + '\n', 0o600)
-  else if (await readText(join(dataDir, TOKEN_FILE)) === null) await writeAtomic(join(dataDir, TOKEN_FILE), randomBytes(32).toString('base64url') + '\n', 0o600)
+  await writeFileDurable(join(dataDir, CLUSTER_KEY_FILE), clusterKey + '\n', 0o600)
+  if (answers.adminToken !== undefined) await writeFileDurable(join(dataDir, TOKEN_FILE), answers.adminToken + '\n', 0o600)
+  else if (await readText(join(dataDir, TOKEN_FILE)) === null) await writeFileDurable(join(dataDir, TOKEN_FILE), randomBytes(32).toString('base64url') + '\n', 0o600)
 
   // The same places `mailgrid start` looks: the node's grid identity in DATA/grid, the certificate in DATA/tls.
   const peerId = peerIdFromPrivateKey(loadOrCreatePeerKey(join(dataDir, 'grid'))).toString()
@@ -191,7 +185,7 @@ export async function firstboot (paths: FirstbootPaths, answers: Answers, force:
     adminAccount = await createDomain(dataDir, config.store.sync, answers.domain, answers.adminPassword)
   }
   // The config last: a run that failed above left the image's config as it was.
-  await writeAtomic(paths.configFile, toml, 0o644)
+  await writeFileDurable(paths.configFile, toml, 0o644)
 
   const address = advertiseHost(config)
   const adminHost = config.admin.host === '0.0.0.0' || config.admin.host === '::' ? address : config.admin.host
@@ -207,7 +201,7 @@ export async function firstboot (paths: FirstbootPaths, answers: Answers, force:
     adminAccount
   }
   const marker = { at: new Date().toISOString(), hostname: answers.hostname, mode: answers.mode, domain: answers.domain ?? null, peerId }
-  await writeAtomic(join(dataDir, MARKER_FILE), JSON.stringify(marker, null, 2) + '\n', 0o644)
+  await writeFileDurable(join(dataDir, MARKER_FILE), JSON.stringify(marker, null, 2) + '\n', 0o644)
   return result
 }
 

@@ -4,8 +4,9 @@
 // shared secret when the config names none.
 
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { writeFileDurable } from './durable.ts'
 
 export const TOKEN_FILE = 'admin.token'
 export const INFO_FILE = 'admin.json'
@@ -18,12 +19,6 @@ export interface AdminInfo {
   pid: number
 }
 
-async function writeAtomic (path: string, text: string, mode: number): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`
-  await writeFile(tmp, text, { mode })
-  await chmod(tmp, mode)
-  await rename(tmp, path)
-}
 
 /** A secret kept in a file of the data dir (owner-only), created with `bytes` random bytes at first call. */
 async function ensureSecret (dataDir: string, file: string, bytes: number): Promise<string> {
@@ -36,7 +31,7 @@ async function ensureSecret (dataDir: string, file: string, bytes: number): Prom
   }
   await mkdir(dataDir, { recursive: true })
   const secret = randomBytes(bytes).toString('base64url')
-  await writeAtomic(path, secret + '\n', 0o600)
+  await writeFileDurable(path, secret + '\n', 0o600)
   return secret
 }
 
@@ -65,7 +60,7 @@ export async function readToken (dataDir: string): Promise<string | null> {
 }
 
 export async function writeAdminInfo (dataDir: string, info: AdminInfo): Promise<void> {
-  await writeAtomic(join(dataDir, INFO_FILE), JSON.stringify(info) + '\n', 0o644)
+  await writeFileDurable(join(dataDir, INFO_FILE), JSON.stringify(info) + '\n', 0o644)
 }
 
 /** The running node's admin address, or null when the file is missing or not ours. */

@@ -5,12 +5,13 @@
 // or no longer names the hostname.
 
 import { createPrivateKey, X509Certificate } from 'node:crypto'
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 import { generate } from 'selfsigned'
 import type { Logger } from 'pino'
 import type { TlsMaterial } from '../node/types.ts'
+import { writeFileDurable } from './durable.ts'
 
 export const TLS_DIR = 'tls'
 export const CERT_FILE = 'cert.pem'
@@ -79,13 +80,6 @@ async function readIfExists (path: string): Promise<string | null> {
   }
 }
 
-/** Writes through a temporary file and a rename, so a crash never leaves half a key behind. */
-async function writeAtomic (path: string, text: string, mode: number): Promise<void> {
-  const tmp = `${path}.tmp`
-  await writeFile(tmp, text, { mode })
-  await chmod(tmp, mode) // the umask may have narrowed nothing, but an old tmp file may have kept other bits
-  await rename(tmp, path)
-}
 
 async function createSelfSigned (hostname: string, now: number): Promise<{ cert: string, key: string }> {
   const names = [...new Set([hostname, 'localhost'])].filter(n => isIP(n) === 0)
@@ -144,8 +138,8 @@ export async function loadTls (init: TlsInit, logger?: Logger): Promise<LoadedTl
   await mkdir(dir, { recursive: true, mode: 0o700 })
   const { cert, key } = await createSelfSigned(init.hostname, now)
   // The key first: a certificate without its key would be unusable, a key without a certificate is regenerated.
-  await writeAtomic(keyPath, key, 0o600)
-  await writeAtomic(certPath, cert, 0o644)
+  await writeFileDurable(keyPath, key, 0o600)
+  await writeFileDurable(certPath, cert, 0o644)
   const x509 = new X509Certificate(cert)
   logger?.info({ event: 'tls_self_signed_created', path: certPath, fingerprint: x509.fingerprint256, validTo: x509.validTo }, 'created a self-signed certificate')
   return { cert, key, selfSigned: true, created: true, fingerprint: x509.fingerprint256, validTo: x509.validTo }
