@@ -14,6 +14,7 @@ import type { Store } from '../../store/index.ts'
 import { MemoryNetwork } from '../helpers/memory-gossip.ts'
 import type { MemoryGossip } from '../helpers/memory-gossip.ts'
 import { tempDir } from '../helpers/tmp.ts'
+import { prng } from '../helpers/prng.ts'
 
 const logger = pino({ level: process.env.MAILGRID_TEST_LOG ?? 'silent' })
 const DURATION_MS = Number(process.env.MAILGRID_CHAOS_MS ?? 6000)
@@ -21,17 +22,6 @@ const OPS_MAX = 5000
 const SEED = Number(process.env.MAILGRID_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const USERS = Array.from({ length: 10 }, (_, i) => `c${i}@example.com`)
 const IDS = ['A', 'B', 'C']
-
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Slot { id: string, gossip: MemoryGossip, store: Store | null, grid: Grid | null, gen: number }
 

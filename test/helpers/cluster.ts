@@ -36,10 +36,12 @@ export class ProcCluster {
   }
 
   async start (name: string, dir: string, opts: { clusterKey?: string, setup?: boolean } = {}): Promise<ProcNode> {
+    // every live node is a bootstrap peer (a node restarted after the first one moved must still find the grid)
+    const peers = this.nodes.filter(n => n.alive && n.name !== name)
     const grid = {
       clusterKey: opts.clusterKey ?? this.init.clusterKey,
       listen: ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: this.bootstrap,
+      bootstrap: peers.length > 0 ? peers.flatMap(n => n.addrs.map(a => a.includes('/p2p/') ? a : `${a}/p2p/${n.id}`)) : this.bootstrap,
       mdns: false,
       replicas: this.init.replicas,
       weight: 1,
