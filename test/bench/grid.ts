@@ -76,25 +76,30 @@ try {
     return pending.size === 0
   }, 60_000, 50).then(() => Date.now() - killedAt)
   const remirror = (async () => {
-    await until('the survivors declare the node dead', async () => (await Promise.all(alive.map(async n => (await n.status()).grid?.members.find(m => m.id === victim.id)?.status))).every(s => s === 'dead'), 30_000, 50)
+    // timed from the first survivor that declares the node dead: re-mirroring starts there
+    const deadOn = async (): Promise<boolean[]> => (await Promise.all(alive.map(async n => (await n.status()).grid?.members.find(m => m.id === victim.id)?.status))).map(s => s === 'dead')
+    await until('a survivor declares the node dead', async () => (await deadOn()).some(Boolean), 30_000, 20)
     const detectedAt = Date.now()
-    await until('no under-replicated users', async () => (await Promise.all(alive.map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 300_000, 100)
+    await until('every survivor declares the node dead', async () => (await deadOn()).every(Boolean), 30_000, 20)
+    const allDeadAt = Date.now()
+    await until('no under-replicated users', async () => (await Promise.all(alive.map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 300_000, 50)
     const done = Date.now()
     const bytes = (await shipped()) - bytes0
-    return { bytes, detectedMs: detectedAt - killedAt, seconds: Math.max(0.001, (done - detectedAt) / 1000), mbPerSec: bytes / 1e6 / Math.max(0.001, (done - detectedAt) / 1000) }
+    const seconds = Math.max(0.001, (done - detectedAt) / 1000)
+    return { bytes, detectedMs: detectedAt - killedAt, allDeadMs: allDeadAt - killedAt, seconds, mbPerSec: bytes / 1e6 / seconds }
   })()
   const [failoverMs, rem] = await Promise.all([failover, remirror])
   out.failoverMs = failoverMs
   out.remirror = rem
   console.log(`failover: every user logged in and selected INBOX through a survivor ${failoverMs} ms after SIGKILL of a node (declared dead after ${rem.detectedMs} ms)`)
-  console.log(`re-mirroring: ${(rem.bytes / 1e6).toFixed(1)} MB shipped by the survivors in ${rem.seconds.toFixed(2)} s after detection: ${rem.mbPerSec.toFixed(1)} MB/s`)
+  console.log(`re-mirroring: ${(rem.bytes / 1e6).toFixed(1)} MB shipped by the survivors in ${rem.seconds.toFixed(2)} s after the first detection (${rem.detectedMs} ms; all ${rem.allDeadMs} ms): ${rem.mbPerSec.toFixed(1)} MB/s`)
   await three.cluster.stopAll()
 } finally {
   await rm(root, { recursive: true, force: true })
 }
 await writeFile('bench-grid.json', JSON.stringify(out, null, 2) + '\n')
 const ing = out.ingest as { oneNode: { msgPerSec: number }, threeNodesR2: { msgPerSec: number }, ratio: number }
-const rem = out.remirror as { mbPerSec: number, bytes: number, seconds: number, detectedMs: number }
+const rem = out.remirror as { mbPerSec: number, bytes: number, seconds: number, detectedMs: number, allDeadMs: number }
 const section = `<!-- grid:start -->
 ## The grid (npm run bench:grid, ${String(out.date).slice(0, 10)})
 
@@ -105,8 +110,8 @@ ${out.machine as string}; ${MESSAGES} messages of ${SIZE} bytes to ${USERS.lengt
 | SMTP ingest, one node | ${ing.oneNode.msgPerSec.toFixed(0)} msg/s |
 | SMTP ingest, three nodes, R=2 | ${ing.threeNodesR2.msgPerSec.toFixed(0)} msg/s (${ing.ratio.toFixed(2)}× one node; each message written on two nodes) |
 | failover: SIGKILL → every user's LOGIN + SELECT through a survivor | ${String(out.failoverMs)} ms |
-| failure detection (SIGKILL → declared dead on every survivor) | ${rem.detectedMs} ms |
-| re-mirroring until R copies again | ${(rem.bytes / 1e6).toFixed(1)} MB in ${rem.seconds.toFixed(2)} s after detection: ${rem.mbPerSec.toFixed(1)} MB/s |
+| failure detection (SIGKILL → declared dead by the first survivor; by every survivor) | ${rem.detectedMs} ms; ${rem.allDeadMs} ms |
+| re-mirroring until R copies again (from the first detection to no under-replicated user on any survivor) | ${(rem.bytes / 1e6).toFixed(1)} MB in ${rem.seconds.toFixed(2)} s: ${rem.mbPerSec.toFixed(1)} MB/s |
 <!-- grid:end -->
 `
 let md = ''
