@@ -44,7 +44,7 @@ export function gridLines (g: GridStatus | null): string[] {
   const alive = g.members.filter(m => m.status === 'alive').length
   const lines = [
     `grid         ring ${g.ringVersion.slice(0, RING_SHORT_CHARS)}, ${alive} of ${g.members.length} members alive, R=${g.replicas}`,
-    `this node    users owned ${g.usersOwned}, replicated ${g.usersReplicated}, under-replicated ${g.underReplicated}, re-mirrored ${formatBytes(g.remirroredBytes)}`,
+    `this node    users owned ${g.usersOwned}, replicated ${g.usersReplicated}, under-replicated ${g.underReplicated}, to hand over ${g.handoffPending ?? 0}, re-mirrored ${formatBytes(g.remirroredBytes)}`,
     ''
   ]
   const rows = [['  NAME', 'ID', 'STATUS', 'STATE', 'WEIGHT', 'CPU', 'SESSIONS', 'OWNED', 'UNDER', 'RING']]

@@ -6,6 +6,7 @@
 //   dead ──(a heartbeat newer than any seen before it died: restart with a higher incarnation, or a healed
 //           partition)──▶ alive
 //   any ──(a heartbeat whose state is `leaving`)──▶ left ──(a higher incarnation)──▶ alive
+//   (remembered from before a restart) ──▶ dead, until heard from
 //
 // "Silent" counts from the last sign of life: a heartbeat or a successful ping. A member silent for
 // deadAfterMs is dead even when its ping is still outstanding (passing through suspect), so a kill is seen
@@ -73,6 +74,19 @@ export class FailureDetector {
     const before = this.#self
     this.#self = { ...structuredClone(info), id: before.id, status: 'alive', lastSeen: now, self: true }
     return changed(before, this.#self) ? [{ type: 'update', member: this.self(now) }] : []
+  }
+
+  /**
+   * A member known before this node restarted (gossip keeps the list on disk), entered as dead until it is
+   * heard from: the first heartbeat of any incarnation makes it alive. It counts among the known members at
+   * once, so a restarted node does not take a smaller grid for the whole one, and is forgotten as any dead
+   * member is, forgetAfterMs after its last sign of life.
+   */
+  remember (info: MemberInfo, lastSeen: number, now: number): void {
+    if (info.id === this.#self.id || this.#entries.has(info.id) || info.state === 'leaving') return
+    if (now - lastSeen >= this.#init.forgetAfterMs) return
+    const member: Member = { ...structuredClone(info), status: 'dead', lastSeen: Math.min(lastSeen, now), self: false }
+    this.#entries.set(info.id, { member, seq: -1 })
   }
 
   /** A heartbeat arrived (validated; `info.id` is the authenticated sender). */

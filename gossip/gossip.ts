@@ -19,7 +19,7 @@ import { streamToDuplex } from './duplex.ts'
 import { decodeHeartbeat, encodeHeartbeat } from './heartbeat.ts'
 import { createHost } from './host.ts'
 import type { Host } from './host.ts'
-import { loadOrCreatePeerKey, membersTopic, nextIncarnation } from './identity.ts'
+import { loadKnownMembers, loadOrCreatePeerKey, membersTopic, nextIncarnation, saveKnownMembers } from './identity.ts'
 import { emptyLoad, machineWeight, sampleLoad } from './load.ts'
 import { createRing } from './ring.ts'
 import { openStream, RpcEndpoint } from './rpc.ts'
@@ -66,6 +66,9 @@ export interface GossipComponents {
 const DISCOVERY_MS = 2000
 /** Dead members are re-dialled this much less often than living ones (a healed partition is found by this). */
 const DEAD_REDIAL_EVERY = 3
+/** The member list is written to disk at most this often (and at stop). */
+const MEMBERS_SAVE_MS = 1000
+const MEMBERS_REFRESH_MS = 60_000
 /** How long one discovery dial may take. */
 const DIAL_TIMEOUT_MS = 3000
 /** `meta` must leave room in a heartbeat (HEARTBEAT_BYTES_MAX) for addresses, services and load. */
@@ -101,6 +104,7 @@ export class GossipService implements Gossip {
   #host: Host | undefined
   #rpc: RpcEndpoint | undefined
   #detector: FailureDetector | undefined
+  #saveTimer: NodeJS.Timeout | undefined
   #info: Omit<MemberInfo, 'addrs' | 'load'>
   #load: LoadSample = emptyLoad()
   #sessions = 0
@@ -173,6 +177,8 @@ export class GossipService implements Gossip {
       this.#detector = new FailureDetector(this.#selfInfo(), {
         suspectAfterMs: this.#suspectAfterMs, deadAfterMs: this.#deadAfterMs, forgetAfterMs: this.#init.forgetAfterMs ?? FORGET_AFTER_MS
       }, this.#now())
+      // members known before a restart count as dead until heard from (and are dialled like any dead member)
+      for (const k of await loadKnownMembers(this.#init.dataDir)) this.#detector.remember(k.info, k.lastSeen, this.#now())
       this.#ring = undefined
       host.services.pubsub.addEventListener('message', this.#onPubsubMessage)
       host.services.pubsub.addEventListener('subscription-change', this.#onSubscriptionChange)
@@ -186,6 +192,8 @@ export class GossipService implements Gossip {
       this.#timers.push(setInterval(() => { this.#tick() }, Math.max(50, Math.min(250, Math.floor(this.#heartbeatMs / 4)))))
       this.#timers.push(setInterval(() => { this.#discover() }, DISCOVERY_MS))
       this.#timers.push(setInterval(() => { this.#refreshLoad() }, LOAD_REFRESH_MS))
+      // the living's last-seen times age on disk too: refresh them now and then, not only on membership events
+      this.#timers.push(setInterval(() => { this.#scheduleSave() }, MEMBERS_REFRESH_MS))
       this.#refreshLoad()
       this.#discover()
       this.#publish()
@@ -204,6 +212,7 @@ export class GossipService implements Gossip {
     this.#state = 'stopping'
     this.#stopping = (async () => {
       this.#clearTimers()
+      await this.#saveMembers()
       // Say goodbye so peers mark us `left` at once instead of waiting deadAfterMs.
       this.#info = { ...this.#info, state: 'leaving' }
       await this.#publishNow().catch(() => {})
@@ -289,8 +298,32 @@ export class GossipService implements Gossip {
     return { ...this.#info, host, addrs, load: { ...this.#load, sessions: this.#sessions } }
   }
 
+  /** Keeps the member list on disk, at most once a second, for the next start (loadKnownMembers). */
+  #scheduleSave (): void {
+    if (this.#saveTimer !== undefined) return
+    this.#saveTimer = setTimeout(() => {
+      this.#saveTimer = undefined
+      void this.#saveMembers()
+    }, MEMBERS_SAVE_MS)
+    this.#saveTimer.unref()
+  }
+
+  async #saveMembers (): Promise<void> {
+    clearTimeout(this.#saveTimer)
+    this.#saveTimer = undefined
+    const d = this.#detector
+    if (d === undefined) return
+    const known = d.members(this.#now()).filter(m => !m.self && m.status !== 'left')
+    try {
+      await saveKnownMembers(this.#init.dataDir, known.map(({ status, lastSeen, self, ...info }) => ({ info, lastSeen })))
+    } catch (err) {
+      this.#log.warn({ err }, 'members_save_failed')
+    }
+  }
+
   #emit (events: MembershipEvent[]): void {
     if (events.length === 0) return
+    this.#scheduleSave()
     this.#ring = undefined
     for (const e of events) {
       this.#log.debug({ event: e.type, member: e.member.id, status: e.member.status, from: 'from' in e ? e.from : undefined }, 'member_changed')

@@ -9,9 +9,14 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { privateKeyFromProtobuf, privateKeyFromRaw, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
+import { decodeHeartbeat, encodeHeartbeat } from './heartbeat.ts'
+import type { MemberInfo } from './types.ts'
+
+const KNOWN_MEMBERS_MAX = 1024 // members kept across a restart
 
 export const PEER_KEY_FILE = 'peer.key'
 export const INCARNATION_FILE = 'incarnation'
+export const MEMBERS_FILE = 'members.json'
 
 /** Writes a file atomically (temp file, fsync, rename) with the given mode. */
 async function writeFileAtomic (path: string, data: Uint8Array | string, mode: number): Promise<void> {
@@ -91,4 +96,36 @@ export function clusterTag (clusterKey: string): string {
 /** The gossipsub topic heartbeats travel on. */
 export function membersTopic (clusterKey: string): string {
   return `mailgrid/${clusterTag(clusterKey)}/members/1`
+}
+
+/** A member as remembered across restarts: what it last said about itself, and when it was last heard. */
+export interface KnownMember { info: MemberInfo, lastSeen: number }
+
+/** The members this node knew when it last saved them; a damaged or missing file is an empty list. */
+export async function loadKnownMembers (dataDir: string): Promise<KnownMember[]> {
+  let raw: unknown
+  try {
+    raw = JSON.parse(await readFile(join(dataDir, MEMBERS_FILE), 'utf8'))
+  } catch {
+    return []
+  }
+  if (typeof raw !== 'object' || raw === null || !Array.isArray((raw as { members?: unknown }).members)) return []
+  const out: KnownMember[] = []
+  for (const m of (raw as { members: unknown[] }).members.slice(0, KNOWN_MEMBERS_MAX)) {
+    try {
+      const { info, lastSeen } = m as { info: { id?: unknown }, lastSeen: unknown }
+      if (typeof lastSeen !== 'number' || !Number.isFinite(lastSeen) || typeof info?.id !== 'string') continue
+      // the same checks as a heartbeat from the network: the file is not trusted more than a peer
+      const hb = decodeHeartbeat(encodeHeartbeat({ seq: 0, info: info as MemberInfo }), info.id)
+      out.push({ info: hb.info, lastSeen })
+    } catch {
+      // one bad entry costs that entry only
+    }
+  }
+  return out
+}
+
+/** Saves the members this node knows (durably: temp file, fsync, rename). */
+export async function saveKnownMembers (dataDir: string, members: KnownMember[]): Promise<void> {
+  await writeFileAtomic(join(dataDir, MEMBERS_FILE), JSON.stringify({ members: members.slice(0, KNOWN_MEMBERS_MAX) }) + '\n', 0o600)
 }

@@ -58,6 +58,7 @@ export interface GridStatus {
   usersOwned: number
   usersReplicated: number
   underReplicated: number
+  handoffPending: number // copies this node still holds of users it no longer replicates (handed over, then dropped)
   remirroredBytes: number
 }
 
@@ -77,6 +78,7 @@ export class Grid {
   private under = 0
   private owned = 0
   private replicated = 0
+  private foreign = 0
   remirroredBytes = 0
   private published = ''
   // many users' shipments to one peer, and many deliveries to one primary, leave in one RPC (batcher.ts)
@@ -715,10 +717,12 @@ export class Grid {
     let n = 0
     let owned = 0
     let replicated = 0
+    let foreign = 0
     const ring = this.placement()
     for (const u of (await this.store.listUsers()).map(x => x.address)) {
       const reps = ring.replicas(u, this.r)
       if (reps.includes(this.self)) replicated++
+      else if (await this.store.logPosition(u) > 0) foreign++
       if (reps[0] !== this.self) continue
       owned++
       const target = await this.store.logPosition(u)
@@ -729,6 +733,7 @@ export class Grid {
     this.under = n
     this.owned = owned
     this.replicated = replicated
+    this.foreign = foreign
     return n
   }
 
@@ -768,6 +773,7 @@ export class Grid {
       usersOwned: this.owned,
       usersReplicated: this.replicated,
       underReplicated: this.under,
+      handoffPending: this.foreign,
       remirroredBytes: this.remirroredBytes
     }
   }

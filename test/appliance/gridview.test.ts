@@ -29,13 +29,14 @@ const STATUS: GridStatus = {
   usersOwned: 4,
   usersReplicated: 9,
   underReplicated: 2,
+  handoffPending: 1,
   remirroredBytes: 3 * 1024 * 1024
 }
 
 test('gridLines: summary, then one row per member', () => {
   assert.deepEqual(gridLines(STATUS), [
     `grid         ring abababab, 2 of 3 members alive, R=2`,
-    'this node    users owned 4, replicated 9, under-replicated 2, re-mirrored 3.0M',
+    'this node    users owned 4, replicated 9, under-replicated 2, to hand over 1, re-mirrored 3.0M',
     '',
     '  NAME       ID        STATUS  STATE  WEIGHT  CPU  SESSIONS  OWNED  UNDER  RING',
     '  a.example  PEER0002  alive   alive  2.5     81%  0         7      1      abababab',

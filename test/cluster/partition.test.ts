@@ -62,7 +62,7 @@ c.logout()
 
   cluster.heal()
   await cluster.formed(3)
-  await until('no under-replicated users after the heal', async () => (await Promise.all([n1, n2, n3].map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 60_000)
+  await until('no under-replicated users after the heal, and no copy left to hand over', async () => (await Promise.all([n1, n2, n3].map(async n => (await n.status()).grid))).every(g => g?.underReplicated === 0 && g.handoffPending === 0), 60_000)
 
   // read through every node: every acknowledged message, once
   const script = await readFile(new URL('./read_mail.py', import.meta.url), 'utf8')
@@ -83,6 +83,7 @@ c.logout()
   // and every node holding a user's mail holds the same mail under the same UIDs
   await cluster.stopAll()
   const views = new Map<string, string[]>()
+  const where = new Map<string, string[]>()
   for (const name of ['n1', 'n2', 'n3']) {
     const store = createStore({}, { path: `${dir}/${name}` })
     await store.start()
@@ -92,12 +93,13 @@ c.logout()
       if (box === null) continue
       const list = (await store.listMessages(u, box.id)).map(r => `${r.uid}:${r.gid}:${[...r.flags].sort().join(',')}`)
       views.set(u, [...(views.get(u) ?? []), JSON.stringify(list)])
+      where.set(u, [...(where.get(u) ?? []), `${name}@${await store.logPosition(u)}:${list.length}`])
     }
     await store.stop()
   }
   for (const u of USERS) {
     const v = views.get(u) ?? []
     assert.ok(v.length >= 2, `${u} is held by R=2 nodes (got ${v.length})`)
-    assert.equal(new Set(v).size, 1, `${u}: every holder agrees`)
+    assert.equal(new Set(v).size, 1, `${u}: every holder agrees (${(where.get(u) ?? []).join(' ')}): ${v.map(x => x.slice(0, 300)).join(' | ')}`)
   }
 })

@@ -155,6 +155,29 @@ describe('failure detector', () => {
     assert.equal(join?.member.status, 'alive')
   })
 
+  it('remembers members from before a restart as dead until heard from, and forgets them on the usual clock', () => {
+    const d = detector()
+    d.remember(info('a'), 0, 1000)
+    d.remember(info('b', { incarnation: 4 }), 900, 1000)
+    d.remember(info('self'), 0, 1000) // never itself
+    d.remember(info('old'), -INIT.forgetAfterMs, 1000) // silent too long already
+    d.remember(info('bye', { state: 'leaving' }), 0, 1000) // it said goodbye
+    assert.deepEqual(d.members(1000).map(m => `${m.id}:${m.status}`), ['self:alive', 'a:dead', 'b:dead'])
+    // remembering again does not overwrite what is known
+    d.remember(info('a', { name: 'other' }), 500, 1000)
+    assert.equal(d.member('a', 1000)?.name, 'a')
+    // its heartbeat brings it back, whatever the incarnation and sequence number (it may not have restarted)
+    assert.deepEqual(brief(d.heard(info('a'), 0, 1100)), ['status:a:dead->alive'])
+    assert.deepEqual(brief(d.heard(info('b', { incarnation: 4 }), 7, 1100)), ['status:b:dead->alive'])
+    // one that never answers is forgotten forgetAfterMs after its last sign of life
+    const e = detector()
+    e.remember(info('c'), 0, 1000)
+    e.tick(INIT.forgetAfterMs - 1)
+    assert.equal(e.member('c', INIT.forgetAfterMs - 1)?.status, 'dead')
+    e.tick(INIT.forgetAfterMs)
+    assert.equal(e.member('c', INIT.forgetAfterMs), undefined)
+  })
+
   it('rejects a dead threshold that does not exceed the suspect threshold', () => {
     assert.throws(() => new FailureDetector(info('self'), { suspectAfterMs: 4000, deadAfterMs: 4000, forgetAfterMs: 1 }, 0))
   })

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { decodeHeartbeat, encodeHeartbeat } from '../../gossip/heartbeat.ts'
-import { INCARNATION_FILE, loadOrCreatePeerKey, membersTopic, nextIncarnation, PEER_KEY_FILE, swarmKey } from '../../gossip/identity.ts'
+import { INCARNATION_FILE, loadKnownMembers, loadOrCreatePeerKey, MEMBERS_FILE, membersTopic, nextIncarnation, PEER_KEY_FILE, saveKnownMembers, swarmKey } from '../../gossip/identity.ts'
 import { capacityWeight, machineWeight, sampleLoad } from '../../gossip/load.ts'
 import type { MemberInfo } from '../../gossip/types.ts'
 import { tempDir } from '../helpers/tmp.ts'
@@ -31,6 +31,21 @@ describe('identity', () => {
     assert.equal(await nextIncarnation(dir), 3)
     await writeFile(join(dir, INCARNATION_FILE), 'garbage')
     await assert.rejects(nextIncarnation(dir), /not an incarnation number/)
+  })
+
+  it('keeps the known members across a restart; a damaged file or entry costs only itself', async t => {
+    const dir = await tempDir(t)
+    assert.deepEqual(await loadKnownMembers(dir), [])
+    const a = info({ id: '12D3KooWAaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', name: 'a' })
+    const b = info({ id: '12D3KooWBbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', name: 'b', incarnation: 3 })
+    await saveKnownMembers(dir, [{ info: a, lastSeen: 10 }, { info: b, lastSeen: 20 }])
+    assert.equal(((await stat(join(dir, MEMBERS_FILE))).mode & 0o777), 0o600)
+    assert.deepEqual(await loadKnownMembers(dir), [{ info: a, lastSeen: 10 }, { info: b, lastSeen: 20 }])
+    // an entry that would not pass as a heartbeat is dropped, the others stay
+    await writeFile(join(dir, MEMBERS_FILE), JSON.stringify({ members: [{ info: { ...a, weight: -1 }, lastSeen: 1 }, { info: b, lastSeen: 'x' }, { info: b, lastSeen: 5 }] }))
+    assert.deepEqual(await loadKnownMembers(dir), [{ info: b, lastSeen: 5 }])
+    await writeFile(join(dir, MEMBERS_FILE), '{ not json')
+    assert.deepEqual(await loadKnownMembers(dir), [])
   })
 
   it('derives the pnet key deterministically, in the form @libp2p/pnet reads, and differently per cluster key', () => {
