@@ -6,7 +6,8 @@
 //   3. re-mirroring: bytes the survivors copied to restore R copies, over the time until no user is
 //      under-replicated.
 // Results go to bench-grid.json and into BENCHMARKS.md between the grid markers. Every loop is bounded.
-// Parameters: BENCH_GRID_MESSAGES (default 6000), BENCH_GRID_SIZE (10240), BENCH_GRID_USERS (100).
+// Parameters: BENCH_GRID_MESSAGES (default 6000), BENCH_GRID_SIZE (10240), BENCH_GRID_USERS (100). `--render` rewrites
+// the section from bench-grid.json without measuring.
 
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -43,67 +44,74 @@ async function grid (dir: string, count: number): Promise<{ cluster: ProcCluster
   return { cluster, nodes }
 }
 
-const root = await mkdtemp(join(tmpdir(), 'mailgrid-bench-grid-'))
-const out: Record<string, unknown> = { date: new Date().toISOString(), machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`, messages: MESSAGES, sizeBytes: SIZE, users: USERS.length, connections: CONNECTIONS }
-try {
-  // 1. one node against three
-  const one = await grid(join(root, 'one'), 1)
-  const single = await ingest(one.nodes, 0)
-  await one.cluster.stopAll()
-  const three = await grid(join(root, 'three'), 3)
-  const triple = await ingest(three.nodes, 0)
-  out.ingest = { oneNode: single, threeNodesR2: triple, ratio: triple.msgPerSec / single.msgPerSec }
-  console.log(`ingest ${SIZE} B × ${MESSAGES}: one node ${single.msgPerSec.toFixed(0)} msg/s; three nodes R=2 ${triple.msgPerSec.toFixed(0)} msg/s (${(triple.msgPerSec / single.msgPerSec).toFixed(2)}×)`)
+async function measure (): Promise<Record<string, unknown>> {
+  const root = await mkdtemp(join(tmpdir(), 'mailgrid-bench-grid-'))
+  const out: Record<string, unknown> = { date: new Date().toISOString(), machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`, messages: MESSAGES, sizeBytes: SIZE, users: USERS.length, connections: CONNECTIONS }
+  try {
+    // 1. one node against three
+    const one = await grid(join(root, 'one'), 1)
+    const single = await ingest(one.nodes, 0)
+    await one.cluster.stopAll()
+    const three = await grid(join(root, 'three'), 3)
+    const triple = await ingest(three.nodes, 0)
+    out.ingest = { oneNode: single, threeNodesR2: triple, ratio: triple.msgPerSec / single.msgPerSec }
+    console.log(`ingest ${SIZE} B × ${MESSAGES}: one node ${single.msgPerSec.toFixed(0)} msg/s; three nodes R=2 ${triple.msgPerSec.toFixed(0)} msg/s (${(triple.msgPerSec / single.msgPerSec).toFixed(2)}×)`)
 
-  // 2 and 3: SIGKILL one node; at once, probe every user's login through a survivor (failover) and watch the
-  // survivors restore R copies (re-mirroring, timed from the moment they declare the node dead)
-  const [first, victim] = three.nodes
-  const alive = three.nodes.filter(n => n !== victim)
-  const script = await readFile(new URL('../cluster/read_mail.py', import.meta.url), 'utf8')
-  const shipped = async (): Promise<number> => (await Promise.all(alive.map(async n => (await n.status()).grid?.remirroredBytes ?? 0))).reduce((s, x) => s + x, 0)
-  const bytes0 = await shipped()
-  const killedAt = Date.now()
-  await three.cluster.kill(victim)
-  const pending = new Set(USERS)
-  const failover = until('every user logs in through a survivor', async () => {
-    const left = [...pending]
-    const parts = Array.from({ length: 5 }, (_, k) => left.filter((_, i) => i % 5 === k)).filter(p => p.length > 0)
-    const outs = await Promise.all(parts.map(async p => await python(script, ['login', String(first.ports.imap), 'pw', ...p], 60_000)))
-    for (const line of outs.map(o => o.stdout).join('\n').trim().split('\n').filter(Boolean)) {
-      const m = JSON.parse(line) as { user: string, ok: boolean }
-      if (m.ok) pending.delete(m.user)
-    }
-    return pending.size === 0
-  }, 60_000, 50).then(() => Date.now() - killedAt)
-  const remirror = (async () => {
-    // timed from the first survivor that declares the node dead: re-mirroring starts there
-    const deadOn = async (): Promise<boolean[]> => (await Promise.all(alive.map(async n => (await n.status()).grid?.members.find(m => m.id === victim.id)?.status))).map(s => s === 'dead')
-    await until('a survivor declares the node dead', async () => (await deadOn()).some(Boolean), 30_000, 20)
-    const detectedAt = Date.now()
-    await until('every survivor declares the node dead', async () => (await deadOn()).every(Boolean), 30_000, 20)
-    const allDeadAt = Date.now()
-    await until('no under-replicated users', async () => (await Promise.all(alive.map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 300_000, 50)
-    const done = Date.now()
-    const bytes = (await shipped()) - bytes0
-    const seconds = Math.max(0.001, (done - detectedAt) / 1000)
-    return { bytes, detectedMs: detectedAt - killedAt, allDeadMs: allDeadAt - killedAt, seconds, mbPerSec: bytes / 1e6 / seconds }
-  })()
-  const [failoverMs, rem] = await Promise.all([failover, remirror])
-  out.failoverMs = failoverMs
-  out.remirror = rem
-  console.log(`failover: every user logged in and selected INBOX through a survivor ${failoverMs} ms after SIGKILL of a node (declared dead after ${rem.detectedMs} ms)`)
-  console.log(`re-mirroring: ${(rem.bytes / 1e6).toFixed(1)} MB shipped by the survivors in ${rem.seconds.toFixed(2)} s after the first detection (${rem.detectedMs} ms; all ${rem.allDeadMs} ms): ${rem.mbPerSec.toFixed(1)} MB/s`)
-  await three.cluster.stopAll()
-} finally {
-  await rm(root, { recursive: true, force: true })
+    // 2 and 3: SIGKILL one node; at once, probe every user's login through a survivor (failover) and watch the
+    // survivors restore R copies (re-mirroring, timed from the moment they declare the node dead)
+    const [first, victim] = three.nodes
+    const alive = three.nodes.filter(n => n !== victim)
+    const script = await readFile(new URL('../cluster/read_mail.py', import.meta.url), 'utf8')
+    const shipped = async (): Promise<number> => (await Promise.all(alive.map(async n => (await n.status()).grid?.remirroredBytes ?? 0))).reduce((s, x) => s + x, 0)
+    const bytes0 = await shipped()
+    const killedAt = Date.now()
+    await three.cluster.kill(victim)
+    const pending = new Set(USERS)
+    const failover = until('every user logs in through a survivor', async () => {
+      const left = [...pending]
+      const parts = Array.from({ length: 5 }, (_, k) => left.filter((_, i) => i % 5 === k)).filter(p => p.length > 0)
+      const outs = await Promise.all(parts.map(async p => await python(script, ['login', String(first.ports.imap), 'pw', ...p], 60_000)))
+      for (const line of outs.map(o => o.stdout).join('\n').trim().split('\n').filter(Boolean)) {
+        const m = JSON.parse(line) as { user: string, ok: boolean }
+        if (m.ok) pending.delete(m.user)
+      }
+      return pending.size === 0
+    }, 60_000, 50).then(() => Date.now() - killedAt)
+    const remirror = (async () => {
+      // timed from the first survivor that declares the node dead: re-mirroring starts there
+      const deadOn = async (): Promise<boolean[]> => (await Promise.all(alive.map(async n => (await n.status()).grid?.members.find(m => m.id === victim.id)?.status))).map(s => s === 'dead')
+      await until('a survivor declares the node dead', async () => (await deadOn()).some(Boolean), 30_000, 20)
+      const detectedAt = Date.now()
+      await until('every survivor declares the node dead', async () => (await deadOn()).every(Boolean), 30_000, 20)
+      const allDeadAt = Date.now()
+      await until('no under-replicated users', async () => (await Promise.all(alive.map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 300_000, 50)
+      const done = Date.now()
+      const bytes = (await shipped()) - bytes0
+      const seconds = Math.max(0.001, (done - detectedAt) / 1000)
+      return { bytes, detectedMs: detectedAt - killedAt, allDeadMs: allDeadAt - killedAt, seconds, mbPerSec: bytes / 1e6 / seconds }
+    })()
+    const [failoverMs, rem] = await Promise.all([failover, remirror])
+    out.failoverMs = failoverMs
+    out.remirror = rem
+    console.log(`failover: every user logged in and selected INBOX through a survivor ${failoverMs} ms after SIGKILL of a node (declared dead after ${rem.detectedMs} ms)`)
+    console.log(`re-mirroring: ${(rem.bytes / 1e6).toFixed(1)} MB shipped by the survivors in ${rem.seconds.toFixed(2)} s after the first detection (${rem.detectedMs} ms; all ${rem.allDeadMs} ms): ${rem.mbPerSec.toFixed(1)} MB/s`)
+    await three.cluster.stopAll()
+  } finally {
+    await rm(root, { recursive: true, force: true })
+  }
+  return out
 }
-await writeFile('bench-grid.json', JSON.stringify(out, null, 2) + '\n')
+
+// `--render` rewrites the section of BENCHMARKS.md from bench-grid.json without measuring
+const render = process.argv.includes('--render')
+const out: Record<string, unknown> = render ? JSON.parse(await readFile('bench-grid.json', 'utf8')) : await measure()
+if (!render) await writeFile('bench-grid.json', JSON.stringify(out, null, 2) + '\n')
 const ing = out.ingest as { oneNode: { msgPerSec: number }, threeNodesR2: { msgPerSec: number }, ratio: number }
 const rem = out.remirror as { mbPerSec: number, bytes: number, seconds: number, detectedMs: number, allDeadMs: number }
 const section = `<!-- grid:start -->
 ## The grid (npm run bench:grid, ${String(out.date).slice(0, 10)})
 
-${out.machine as string}; ${MESSAGES} messages of ${SIZE} bytes to ${USERS.length} users, ${CONNECTIONS} connections spread over the nodes, fsync on; every node a separate process on loopback.
+${out.machine as string}; ${String(out.messages)} messages of ${String(out.sizeBytes)} bytes to ${String(out.users)} users, ${String(out.connections)} connections spread over the nodes, fsync on; every node a separate process on loopback.
 
 | measurement | figure |
 | --- | --- |

@@ -58,7 +58,7 @@ const OUT = resolve(process.env.BENCH_OUT ?? REPO)
 // `node test/bench/run.ts --render`: rewrites BENCHMARKS.md from bench-results.json (after editing ANALYSIS.md).
 if (process.argv.includes('--render')) {
   const saved = JSON.parse(readFileSync(join(OUT, 'bench-results.json'), 'utf8'))
-  writeFileSync(join(OUT, 'BENCHMARKS.md'), renderMarkdown({ ...saved, analysisFile: join(REPO, 'test', 'bench', 'ANALYSIS.md') }))
+  writeBenchmarks(renderMarkdown({ ...saved, analysisFile: join(REPO, 'test', 'bench', 'ANALYSIS.md') }))
   console.log(`rewrote ${join(OUT, 'BENCHMARKS.md')}`)
   process.exit(0)
 }
@@ -201,7 +201,7 @@ const params: Record<string, string | number | boolean> = {
   'file descriptors': `soft limit ${fileLimit()}`
 }
 const report = { machine, params, peer: peerWhy, rows, targets, notes, durationSeconds, lossFree, analysisFile: join(REPO, 'test', 'bench', 'ANALYSIS.md') }
-writeFileSync(join(OUT, 'BENCHMARKS.md'), renderMarkdown(report))
+writeBenchmarks(renderMarkdown(report))
 writeFileSync(join(OUT, 'bench-results.json'), JSON.stringify({ machine, params, peer: peerWhy, rows, targets, notes, durationSeconds, lossFree, raw }, null, 2) + '\n')
 console.log('')
 for (const r of rows) console.log(`${r.group} | ${r.label}: mailgrid ${fmt(r.mailgrid)} ${r.unit}, peer ${fmt(r.peer)}`)
@@ -366,6 +366,14 @@ function strip (runs: Record<string, IngestResult[]>): unknown {
 }
 
 function kb (n: number): string { return `${Math.round(n / 1024)} KB` }
+/** Writes BENCHMARKS.md, keeping the grid section `npm run bench:grid` put there (between its markers). */
+function writeBenchmarks (md: string): void {
+  let old = ''
+  try { old = readFileSync(join(OUT, 'BENCHMARKS.md'), 'utf8') } catch {}
+  const grid = /<!-- grid:start -->[\s\S]*<!-- grid:end -->\n?/.exec(old)?.[0]
+  writeFileSync(join(OUT, 'BENCHMARKS.md'), grid === undefined ? md : `${md.trimEnd()}\n\n${grid}`)
+}
+
 function median (a: number[]): number { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)] }
 function sum (it: Iterable<number>): number { let s = 0; for (const n of it) s += n; return s }
 
