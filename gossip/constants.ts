@@ -25,8 +25,13 @@ export const HEARTBEAT_BYTES_MAX = 16 * 1024
 /** A member gossiping more addresses than this is only dialled on the first ones. */
 export const MEMBER_ADDRS_MAX = 16
 
-/** RPC: a JSON header frame larger than this is a protocol error (headers are small: ids, positions, flags). */
-export const RPC_HEADER_BYTES_MAX = 64 * 1024
+/**
+ * RPC: a JSON header frame larger than this is a protocol error. Headers carry the grid's log entries (about
+ * 500 bytes each with a message's trace header), directory exports (a few hundred bytes per user), positions of
+ * up to 10,000 users and merge summaries; the grid budgets its batches well below this (node/grid/wire.ts).
+ * It was 64 KiB, which a batch of 130 log entries already exceeded: the shipment failed and was retried.
+ */
+export const RPC_HEADER_BYTES_MAX = 16 * 1024 * 1024
 
 /** RPC: a body frame larger than this is a protocol error. 64 MiB is above any message the SMTP limit admits. */
 export const RPC_BODY_BYTES_MAX = 64 * 1024 * 1024

@@ -6,6 +6,9 @@ export interface BatcherInit<Q> {
   itemsMax: number
   bytesMax: number
   size: (item: Q) => number
+  /** A second budget for what items put into the request's header (JSON), checked like bytesMax. */
+  headerBytesMax?: number
+  headerSize?: (item: Q) => number
   inFlightMax?: number // requests in flight per peer at once (default 2: one being answered, one being filled)
 }
 
@@ -42,11 +45,14 @@ export class PeerBatcher<Q, R> {
     if (busy >= (this.init.inFlightMax ?? 2)) return
     const batch: Array<Waiting<Q, R>> = []
     let bytes = 0
+    let header = 0
     while (q.length > 0 && batch.length < this.init.itemsMax) {
       const n = this.init.size(q[0].item)
-      if (batch.length > 0 && bytes + n > this.init.bytesMax) break
+      const h = this.init.headerSize?.(q[0].item) ?? 0
+      if (batch.length > 0 && (bytes + n > this.init.bytesMax || header + h > (this.init.headerBytesMax ?? Infinity))) break
       batch.push(q.shift() as Waiting<Q, R>)
       bytes += n
+      header += h
     }
     if (q.length === 0) this.queues.delete(peer)
     this.inFlight.set(peer, busy + 1)

@@ -10,7 +10,7 @@ import { RpcError } from '../../gossip/types.ts'
 import { isMailError, LogDivergedError, MailError } from '../../store/index.ts'
 import type { AppendResult, DeliveryTarget, DirectoryRecord, LogAnchor, LogEntry, OpOptions, QuotaUsage, Store } from '../../store/index.ts'
 import { KeyedLock } from '../../store/lock.ts'
-import { errorReply, LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, packBodies, PROTOCOLS, throwIfError, unpackBodies } from './wire.ts'
+import { entryBytes, errorReply, LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, LOG_BATCH_HEADER_BYTES_MAX, LOG_SHIPMENT_HEADER_BYTES_MAX, packBodies, PROTOCOLS, throwIfError, unpackBodies } from './wire.ts'
 import { EIDS_BATCH, mergeFrom } from './merge.ts'
 import { PeerBatcher } from './batcher.ts'
 import type { MergePeer } from './merge.ts'
@@ -18,7 +18,7 @@ import { summarizeLog } from '../../store/index.ts'
 import type { LogSummary } from '../../store/index.ts'
 
 /** A replica's copy of the log differs from ours before the point we would continue from. */
-interface LogShipment { user: string, entries: LogEntry[], lens: number[], prev: { seq: number, eid: string | null }, body: Buffer }
+interface LogShipment { user: string, entries: LogEntry[], lens: number[], prev: { seq: number, eid: string | null }, body: Buffer, headerBytes: number }
 interface DeliveryShipment { targets: DeliveryTarget[], internalDate: number, raw: Buffer }
 
 class DivergedError extends Error {
@@ -98,7 +98,7 @@ export class Grid {
         body
       })
       return res.header.results as Array<Record<string, unknown>>
-    }, { itemsMax: LOG_BATCH_ENTRIES_MAX, bytesMax: LOG_BATCH_BYTES_MAX, size: i => i.body.length + 512 })
+    }, { itemsMax: LOG_BATCH_ENTRIES_MAX, bytesMax: LOG_BATCH_BYTES_MAX, size: i => i.body.length + 512, headerBytesMax: LOG_BATCH_HEADER_BYTES_MAX, headerSize: i => i.headerBytes })
     this.deliveryShipper = new PeerBatcher(async (peer, items) => {
       const { lens, body } = packBodies(items.map(i => i.raw))
       const res = await this.gossip.call(peer, PROTOCOLS.deliverBatch, {
@@ -416,10 +416,14 @@ export class Grid {
         const hashes: string[] = []
         const seen = new Set<string>()
         let size = 0
+        let headerBytes = 512
         let cut = entries.length
         for (const [i, e] of entries.entries()) {
+          const h = entryBytes(e)
+          if (i > 0 && headerBytes + h > LOG_SHIPMENT_HEADER_BYTES_MAX) { cut = i; break }
+          headerBytes += h
           if (e.op !== 'append' || seen.has(e.blob)) continue
-          if (size > 0 && size + e.size > LOG_BATCH_BYTES_MAX) { cut = i; break }
+          if (size > 0 && size + e.size > LOG_BATCH_BYTES_MAX) { cut = i; headerBytes -= h; break }
           seen.add(e.blob)
           hashes.push(e.blob)
           size += e.size
@@ -430,7 +434,7 @@ export class Grid {
         const batch = entries.slice(0, cut)
         const { lens, body } = packBodies(bodies)
         const prevEid = pos > 0 ? (await this.store.readLog(user, pos, 1))[0]?.eid ?? null : null
-        const res: RpcMessage = { header: await this.logShipper.submit(peer, { user, entries: batch, lens, prev: { seq: pos, eid: prevEid }, body }) }
+        const res: RpcMessage = { header: await this.logShipper.submit(peer, { user, entries: batch, lens, prev: { seq: pos, eid: prevEid }, body, headerBytes }) }
         throwIfError(res)
         if (res.header.diverged === true) {
           this.confirmed.delete(key)
@@ -470,7 +474,12 @@ export class Grid {
     const user = String(req.header.user)
     const from = Number(req.header.from)
     const limit = Math.min(Number(req.header.limit) || LOG_BATCH_ENTRIES_MAX, LOG_BATCH_ENTRIES_MAX)
-    const entries = await this.store.readLog(user, from, limit)
+    const read = await this.store.readLog(user, from, limit)
+    // as many as fit the answer's header budget (at least one: the caller goes on from where this ends)
+    let headerBytes = 0
+    let n = 0
+    while (n < read.length && (n === 0 || headerBytes + entryBytes(read[n]) <= LOG_SHIPMENT_HEADER_BYTES_MAX)) headerBytes += entryBytes(read[n++])
+    const entries = read.slice(0, n)
     const hashes = [...new Set(entries.flatMap(e => e.op === 'append' ? [e.blob] : []))]
     const { lens, body } = packBodies(await Promise.all(hashes.map(async h => await this.store.readBlob(h))))
     return { header: { entries, lens }, body }

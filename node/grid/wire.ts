@@ -22,6 +22,15 @@ export const PROTOCOLS = {
 } as const
 
 export const LOG_BATCH_ENTRIES_MAX = 512 // entries per replication message
+// JSON of the entries one user's shipment (or pull answer) carries, and of all the users' entries one batched RPC
+// carries: both well inside the RPC header limit (gossip/constants.ts), whatever the entries' trace headers weigh
+export const LOG_SHIPMENT_HEADER_BYTES_MAX = 2 * 1024 * 1024
+export const LOG_BATCH_HEADER_BYTES_MAX = 8 * 1024 * 1024
+
+/** Bytes an entry takes in a header (its JSON), to cut batches before the RPC header limit. */
+export function entryBytes (e: unknown): number {
+  return Buffer.byteLength(JSON.stringify(e)) + 1
+}
 export const LOG_BATCH_BYTES_MAX = 16 * 1024 * 1024 // bodies per replication message (one large body may exceed it alone)
 
 /** Concatenates bodies into one buffer; `lens` splits it again. */

@@ -163,3 +163,27 @@ test('a draining node hands its users over before it leaves', async (t) => {
     for (const o of others) assert.ok((await ids(o.store, user)).has(String(i)), `message ${i} of ${user} on ${o.id} after the drain`)
   }
 })
+
+test('a replica far behind catches up in shipments that fit the transport, whatever its entries carry', async (t) => {
+  const { dir, net, nodes } = await threeNodes(t)
+  const user = USERS[7]
+  const [primaryId, replicaId] = nodes[0].grid.replicasOf(user)
+  const primary = nodes.find(n => n.id === primaryId) as TestNode
+  const away = nodes.find(n => n.id === replicaId) as TestNode
+  await primary.grid.deliver(raw(0), [{ user, prefix: '' }])
+  // the replica goes away; 520 messages arrive, each with a 40 KB trace header in its log entry: 512 such entries
+  // in one shipment would be a 20 MB request header, above what the transport carries (gossip/constants.ts)
+  away.gossip.kill()
+  await stopNode(away)
+  const trace = `X-Trace: ${'t'.repeat(40 * 1024)}\r\n`
+  for (let i = 1; i <= 520; i++) await primary.grid.deliver(raw(i), [{ user, prefix: trace }])
+  const target = await primary.store.logPosition(user)
+  // it returns as a replica of the user again: the primary ships the whole gap
+  const back = await startNode(net, dir, away.id, away.gossip)
+  nodes[nodes.indexOf(away)] = back
+  await until('the returned replica holds the whole log', async () => {
+    primary.grid.scheduleRebalance()
+    return await back.store.logPosition(user) >= target
+  }, 60_000)
+  assert.equal((await ids(back.store, user)).size, 521)
+})

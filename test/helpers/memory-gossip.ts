@@ -5,6 +5,7 @@
 
 import { Duplex, PassThrough } from 'node:stream'
 import { createRing } from '../../gossip/ring.ts'
+import { RPC_BODY_BYTES_MAX, RPC_HEADER_BYTES_MAX } from '../../gossip/constants.ts'
 import { RpcError } from '../../gossip/types.ts'
 import type {
   Gossip, Member, MemberInfo, MembershipEvent, MemberStatus, Ring, RpcCallOptions, RpcHandler, RpcMessage, StreamHandler
@@ -50,8 +51,11 @@ export class MemoryNetwork {
 }
 
 function copy (m: RpcMessage): RpcMessage {
-  // what crosses the wire is bytes: no shared objects between nodes
-  return { header: JSON.parse(JSON.stringify(m.header)), ...(m.body !== undefined ? { body: Buffer.from(m.body) } : {}) }
+  // what crosses the wire is bytes: no shared objects between nodes, and the real transport's limits hold
+  const json = JSON.stringify(m.header)
+  if (Buffer.byteLength(json) > RPC_HEADER_BYTES_MAX) throw new RpcError('protocol', `header of ${Buffer.byteLength(json)} bytes exceeds ${RPC_HEADER_BYTES_MAX}`)
+  if (m.body !== undefined && m.body.byteLength > RPC_BODY_BYTES_MAX) throw new RpcError('protocol', `body of ${m.body.byteLength} bytes exceeds ${RPC_BODY_BYTES_MAX}`)
+  return { header: JSON.parse(json), ...(m.body !== undefined ? { body: Buffer.from(m.body) } : {}) }
 }
 
 export class MemoryGossip implements Gossip {
@@ -155,9 +159,10 @@ export class MemoryGossip implements Gossip {
     const ac = new AbortController()
     opts?.signal?.addEventListener('abort', () => ac.abort(), { once: true })
     await new Promise(resolve => setImmediate(resolve))
+    const sent = copy(req) // a request over the limit fails at the caller, as in gossip/rpc.ts
     let res: RpcMessage
     try {
-      res = copy(await handler(copy(req), { peer: this.self, signal: ac.signal }))
+      res = copy(await handler(sent, { peer: this.self, signal: ac.signal }))
     } catch (err) {
       throw new RpcError('remote', err instanceof Error ? err.message : String(err))
     }
