@@ -93,7 +93,7 @@ export class RpcEndpoint {
 
   async call (peer: string, protocol: string, req: RpcMessage, opts: RpcCallOptions = {}): Promise<RpcMessage> {
     return await this.track(opts, async (signal, why) => {
-      const stream = await openStream(this.#libp2p, peer, protocol, signal, why)
+      const stream = await openStream(this.#libp2p, peer, protocol, signal, why, { lazy: true })
       const reader = new FrameReader(stream, READ_BUFFER_BYTES_MAX)
       const onAbort = (): void => { stream.abort(new Error(`call ${why()}`)) }
       signal.addEventListener('abort', onAbort, { once: true })
@@ -189,7 +189,7 @@ export class RpcEndpoint {
 }
 
 export async function openStream (
-  libp2p: Dialer, peer: string, protocol: string, signal: AbortSignal, why: () => 'aborted' | 'timeout'
+  libp2p: Dialer, peer: string, protocol: string, signal: AbortSignal, why: () => 'aborted' | 'timeout', opts: { lazy?: boolean } = {}
 ): Promise<Stream> {
   let id: PeerId
   try {
@@ -198,7 +198,9 @@ export async function openStream (
     throw new RpcError('unreachable', `not a peer id: ${peer.slice(0, 80)}`)
   }
   try {
-    return await libp2p.dialProtocol(id, protocol, { signal, maxOutboundStreams: RPC_OUTBOUND_STREAMS_MAX })
+    // lazy: the protocol name leaves with the first frame instead of waiting a round trip for its echo (a request
+    // is written before anything is read); a peer that does not serve it then fails the call at the first read
+    return await libp2p.dialProtocol(id, protocol, { signal, maxOutboundStreams: RPC_OUTBOUND_STREAMS_MAX, ...(opts.lazy === true ? { negotiateFully: false } : {}) })
   } catch (err) {
     // Nothing was sent yet, so running out of time here means the peer could not be reached in time.
     if (signal.aborted && why() === 'aborted') throw new RpcError('aborted', `aborted opening ${protocol} to ${peer}`, { cause: err })
@@ -216,5 +218,6 @@ function mapError (err: unknown, signal: AbortSignal, why: () => 'aborted' | 'ti
     return new RpcError(why(), why() === 'timeout' ? 'timed out' : 'aborted', { cause: err })
   }
   if (err instanceof FrameError) return new RpcError('protocol', err.message, { cause: err })
+  if ((err as Error)?.name === 'UnsupportedProtocolError') return new RpcError('refused', `${peer} does not serve this protocol`, { cause: err })
   return new RpcError('unreachable', `connection to ${peer} lost: ${(err as Error)?.message ?? String(err)}`, { cause: err })
 }

@@ -81,6 +81,7 @@ export class Grid {
   private foreign = 0
   remirroredBytes = 0
   private published = ''
+  private placed: { from: Ring, ring: Ring } | undefined
   // many users' shipments to one peer, and many deliveries to one primary, leave in one RPC (batcher.ts)
   private readonly logShipper: PeerBatcher<LogShipment, Record<string, unknown>>
   private readonly deliveryShipper: PeerBatcher<DeliveryShipment, Record<string, unknown>>
@@ -125,10 +126,14 @@ export class Grid {
    */
   placement (): Ring {
     const ring = this.gossip.ring()
+    // gossip hands out the same ring object until the membership changes (a state change included): the
+    // placement derived from it is kept with it, so the write path does not copy the member list every time
+    if (ring === this.placed?.from) return this.placed.ring
     const draining = new Set(this.gossip.members().filter(m => m.status === 'alive' && m.state === 'draining').map(m => m.id))
-    if (draining.size === 0) return ring
     const rest = ring.nodes.filter(n => !draining.has(n.id))
-    return rest.length === 0 ? ring : createRing(rest)
+    const placed = draining.size === 0 || rest.length === 0 ? ring : createRing(rest)
+    this.placed = { from: ring, ring: placed }
+    return placed
   }
 
   /** Marks this node draining (its users move away) or back to alive. */

@@ -6,7 +6,8 @@
 //   3. re-mirroring: bytes the survivors copied to restore R copies, over the time until no user is
 //      under-replicated.
 // Results go to bench-grid.json and into BENCHMARKS.md between the grid markers. Every loop is bounded.
-// Parameters: BENCH_GRID_MESSAGES (default 6000), BENCH_GRID_SIZE (10240), BENCH_GRID_USERS (100). `--render` rewrites
+// Parameters: BENCH_GRID_MESSAGES (default 6000), BENCH_GRID_SIZE (10240), BENCH_GRID_USERS (100), BENCH_GRID_R (2: the
+// replication factor of the three-node grid), BENCH_GRID_INGEST_ONLY=1 (stop after the ingest comparison). `--render` rewrites
 // the section from bench-grid.json without measuring.
 
 import { randomBytes } from 'node:crypto'
@@ -22,6 +23,7 @@ const MESSAGES = Number(process.env.BENCH_GRID_MESSAGES ?? 6000)
 const SIZE = Number(process.env.BENCH_GRID_SIZE ?? 10240)
 const USERS = Array.from({ length: Number(process.env.BENCH_GRID_USERS ?? 100) }, (_, i) => `g${i}@bench.test`)
 const CONNECTIONS = 50
+const R = Number(process.env.BENCH_GRID_R ?? 2)
 
 async function ingest (nodes: ProcNode[], firstId: number): Promise<{ msgPerSec: number, acked: number, seconds: number }> {
   const per = Math.ceil(MESSAGES / nodes.length)
@@ -36,7 +38,7 @@ async function ingest (nodes: ProcNode[], firstId: number): Promise<{ msgPerSec:
 }
 
 async function grid (dir: string, count: number): Promise<{ cluster: ProcCluster, nodes: ProcNode[] }> {
-  const cluster = new ProcCluster({ clusterKey: randomBytes(16).toString('hex'), replicas: 2, setup: { domain: 'bench.test', users: USERS, password: 'pw' } })
+  const cluster = new ProcCluster({ clusterKey: randomBytes(16).toString('hex'), replicas: R, setup: { domain: 'bench.test', users: USERS, password: 'pw' } })
   const nodes: ProcNode[] = []
   for (let k = 0; k < count; k++) nodes.push(await cluster.start(`n${k + 1}`, join(dir, `n${k + 1}`), { setup: k === 0 }))
   await cluster.formed(count)
@@ -55,8 +57,12 @@ async function measure (): Promise<Record<string, unknown>> {
     const three = await grid(join(root, 'three'), 3)
     const triple = await ingest(three.nodes, 0)
     out.ingest = { oneNode: single, threeNodesR2: triple, ratio: triple.msgPerSec / single.msgPerSec }
-    console.log(`ingest ${SIZE} B × ${MESSAGES}: one node ${single.msgPerSec.toFixed(0)} msg/s; three nodes R=2 ${triple.msgPerSec.toFixed(0)} msg/s (${(triple.msgPerSec / single.msgPerSec).toFixed(2)}×)`)
+    console.log(`ingest ${SIZE} B × ${MESSAGES}: one node ${single.msgPerSec.toFixed(0)} msg/s; three nodes R=${R} ${triple.msgPerSec.toFixed(0)} msg/s (${(triple.msgPerSec / single.msgPerSec).toFixed(2)}×)`)
 
+    if (process.env.BENCH_GRID_INGEST_ONLY === '1') {
+      await three.cluster.stopAll()
+      return out
+    }
     // 2 and 3: SIGKILL one node; at once, probe every user's login through a survivor (failover) and watch the
     // survivors restore R copies (re-mirroring, timed from the moment they declare the node dead)
     const [first, victim] = three.nodes
@@ -105,6 +111,10 @@ async function measure (): Promise<Record<string, unknown>> {
 // `--render` rewrites the section of BENCHMARKS.md from bench-grid.json without measuring
 const render = process.argv.includes('--render')
 const out: Record<string, unknown> = render ? JSON.parse(await readFile('bench-grid.json', 'utf8')) : await measure()
+if (out.remirror === undefined) {
+  console.log('ingest only: bench-grid.json and BENCHMARKS.md left as they were')
+  process.exit(0)
+}
 if (!render) await writeFile('bench-grid.json', JSON.stringify(out, null, 2) + '\n')
 const ing = out.ingest as { oneNode: { msgPerSec: number }, threeNodesR2: { msgPerSec: number }, ratio: number }
 const rem = out.remirror as { mbPerSec: number, bytes: number, seconds: number, detectedMs: number, allDeadMs: number }
