@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { writeFileDurable } from './durable.ts'
+import { writeFileDurable } from '../gossip/index.ts'
 
 export const TOKEN_FILE = 'admin.token'
 export const INFO_FILE = 'admin.json'

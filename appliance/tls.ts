@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { generate } from 'selfsigned'
 import type { Logger } from 'pino'
 import type { TlsMaterial } from '../node/types.ts'
-import { writeFileDurable } from './durable.ts'
+import { writeFileDurable } from '../gossip/index.ts'
 
 export const TLS_DIR = 'tls'
 export const CERT_FILE = 'cert.pem'

@@ -5,10 +5,11 @@
 
 import { createHash, generateKeyPairSync, hkdfSync } from 'node:crypto'
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
-import { mkdir, open, readFile, rename } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { privateKeyFromProtobuf, privateKeyFromRaw, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
+import { writeFileDurable } from './durable.ts'
 import { decodeHeartbeat, encodeHeartbeat } from './heartbeat.ts'
 import type { MemberInfo } from './types.ts'
 
@@ -17,19 +18,6 @@ const KNOWN_MEMBERS_MAX = 1024 // members kept across a restart
 export const PEER_KEY_FILE = 'peer.key'
 export const INCARNATION_FILE = 'incarnation'
 export const MEMBERS_FILE = 'members.json'
-
-/** Writes a file atomically (temp file, fsync, rename) with the given mode. */
-async function writeFileAtomic (path: string, data: Uint8Array | string, mode: number): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`
-  const fh = await open(tmp, 'w', mode)
-  try {
-    await fh.writeFile(data)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  await rename(tmp, path)
-}
 
 /**
  * The node's libp2p private key: read from dataDir, or generated (Ed25519) and saved on the first start.
@@ -74,7 +62,7 @@ export async function nextIncarnation (dataDir: string): Promise<number> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
   const next = last + 1
-  await writeFileAtomic(path, `${next}\n`, 0o600)
+  await writeFileDurable(path, `${next}\n`, 0o600)
   return next
 }
 
@@ -127,5 +115,5 @@ export async function loadKnownMembers (dataDir: string): Promise<KnownMember[]>
 
 /** Saves the members this node knows (durably: temp file, fsync, rename). */
 export async function saveKnownMembers (dataDir: string, members: KnownMember[]): Promise<void> {
-  await writeFileAtomic(join(dataDir, MEMBERS_FILE), JSON.stringify({ members: members.slice(0, KNOWN_MEMBERS_MAX) }) + '\n', 0o600)
+  await writeFileDurable(join(dataDir, MEMBERS_FILE), JSON.stringify({ members: members.slice(0, KNOWN_MEMBERS_MAX) }) + '\n', 0o600)
 }

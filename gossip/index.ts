@@ -12,6 +12,7 @@ export { createRing, ringVersion } from './ring.ts'
 export type { RingNode } from './ring.ts'
 export { capacityWeight } from './load.ts'
 export { clusterTag, loadOrCreatePeerKey } from './identity.ts'
+export { writeFileDurable } from './durable.ts'
 export * as limits from './constants.ts'
 
 export function createGossip (components: GossipComponents, init: GossipInit): Gossip {

@@ -526,17 +526,17 @@ export class MailStoreBase {
     return await this.write([user], async (tx, get) => {
       const c = get(user)
       const have = c.state.logSeq
-      // the shipment must continue this very copy: its anchor and every entry we already hold are ours
-      const held = entries.filter(e => e.seq <= have)
-      const checks = [...(prev !== undefined && prev.seq > 0 && prev.seq <= have ? [{ seq: prev.seq, eid: prev.eid }] : []), ...held.map(e => ({ seq: e.seq, eid: e.eid ?? null }))]
-      for (const chk of checks) {
-        const [mine] = await this.readLog(user, chk.seq, 1)
-        if (mine?.seq !== chk.seq || (mine.eid ?? null) !== chk.eid) throw new LogDivergedError(have, `log of ${user} diverged at ${chk.seq}`)
-      }
-      // a first new entry right after our end must be anchored there (by `prev` or by an entry we hold)
-      const first = entries.find(e => e.seq > have)
-      if (first !== undefined && first.seq === have + 1 && have > 0 && prev !== undefined && !checks.some(chk => chk.seq === have)) {
-        throw new MailError('invalid', `log shipment for ${user} is not anchored at ${have}`)
+      // the shipment must continue this very copy: its anchor and every entry we already hold are ours (one
+      // read of our entries over that stretch)
+      const claimed = new Map<number, string | null>()
+      if (prev !== undefined && prev.seq > 0 && prev.seq <= have) claimed.set(prev.seq, prev.eid)
+      for (const e of entries) if (e.seq <= have) claimed.set(e.seq, e.eid ?? null)
+      if (claimed.size > 0) {
+        const from = Math.min(...claimed.keys())
+        const ours = new Map((await this.readLog(user, from, Math.max(...claimed.keys()) - from + 1)).map(e => [e.seq, e.eid ?? null]))
+        for (const [seq, eid] of claimed) {
+          if (ours.get(seq) !== eid) throw new LogDivergedError(have, `log of ${user} diverged at ${seq}`)
+        }
       }
       tx.ops.push(...ops)
       for (const [h, l] of locs) tx.locs.set(h, l)

@@ -78,7 +78,7 @@ export class Grid {
   private under = 0
   private owned = 0
   private replicated = 0
-  private foreign = 0
+  private foreign = 0 // copies of users this node no longer replicates, still held after the last hand-off round
   remirroredBytes = 0
   private published = ''
   private placed: { from: Ring, ring: Ring } | undefined
@@ -245,17 +245,12 @@ export class Grid {
       // Never while this node takes itself for the user's primary or merges the user itself: two nodes whose
       // views differ for a moment may each merge the other's copy, and if each then reset the other, both
       // copies would be gone. The asking node retries once the views agree.
-      if (this.isPrimary(user) || this.lock.isLocked(`${user}\x00merge`)) return { header: { reset: false, busy: true, position: await this.store.logPosition(user) } }
+      const dropped = this.isPrimary(user) ? 'busy' : await this.dropCopy(user, { seq: position, eid: req.header.eid === null || req.header.eid === undefined ? null : String(req.header.eid) })
       // The primary merged our copy up to `position`; anything we took since would be lost by a drop, so we
-      // drop only when nothing changed (checked under the store's lock), and otherwise the primary merges again.
-      return await this.lock.with([`${user}\x00merge`], async () => {
-        if (!await this.store.dropUserMail(user, { seq: position, eid: req.header.eid === null || req.header.eid === undefined ? null : String(req.header.eid) })) {
-          return { header: { reset: false, position: await this.store.logPosition(user) } }
-        }
-        this.ready.delete(user)
-        this.log.info({ user, by: String(req.header.by ?? ''), position }, 'replica_reset')
-        return { header: { reset: true, position: 0 } }
-      })
+      // drop only when nothing changed, and otherwise the primary merges again.
+      if (dropped !== true) return { header: { reset: false, busy: dropped === 'busy', position: await this.store.logPosition(user) } }
+      this.log.info({ user, by: String(req.header.by ?? ''), position }, 'replica_reset')
+      return { header: { reset: true, position: 0 } }
     })
     g.handle(PROTOCOLS.pull, async req => await this.onPull(req))
     g.handle(PROTOCOLS.quota, async req => {
@@ -483,7 +478,10 @@ export class Grid {
     // as many as fit the answer's header budget (at least one: the caller goes on from where this ends)
     let headerBytes = 0
     let n = 0
-    while (n < read.length && (n === 0 || headerBytes + entryBytes(read[n]) <= LOG_SHIPMENT_HEADER_BYTES_MAX)) headerBytes += entryBytes(read[n++])
+    for (; n < read.length; n++) {
+      headerBytes += entryBytes(read[n])
+      if (n > 0 && headerBytes > LOG_SHIPMENT_HEADER_BYTES_MAX) break
+    }
     const entries = read.slice(0, n)
     const hashes = [...new Set(entries.flatMap(e => e.op === 'append' ? [e.blob] : []))]
     const { lens, body } = packBodies(await Promise.all(hashes.map(async h => await this.store.readBlob(h))))
@@ -539,6 +537,18 @@ export class Grid {
     }).finally(() => this.merging.delete(k))
     this.merging.set(k, p)
     await p
+  }
+
+  /**
+   * Drops this node's copy of `user` if it still ends at `expect` (checked under the store's lock), unless a merge
+   * of that user runs here: 'busy' then. Resets after a merge and drops after a hand-off both come through here.
+   */
+  private async dropCopy (user: string, expect: LogAnchor): Promise<boolean | 'busy'> {
+    const key = `${user}\x00merge`
+    if (this.lock.isLocked(key)) return 'busy'
+    const dropped = await this.lock.with([key], async () => await this.store.dropUserMail(user, expect))
+    if (dropped) this.ready.delete(user)
+    return dropped
   }
 
   // ---- deliveries ------------------------------------------------------------------------------------------
@@ -653,30 +663,31 @@ export class Grid {
     // copies this node holds of users it no longer replicates: hand them to the primary, drop them when it
     // confirms every replica has all of it
     const foreign = users.filter(u => !this.replicasOf(u).includes(this.self))
+    let pending = 0
     const handoff = async (): Promise<void> => {
       for (let u = foreign.shift(); u !== undefined && this.running; u = foreign.shift()) {
         try {
           const position = await this.store.logPosition(u)
           if (position === 0) continue
           const primary = this.primaryOf(u)
-          if (primary === null) continue
+          if (primary === null) { pending++; continue }
           const [last] = await this.store.readLog(u, position, 1)
           const res = await this.gossip.call(primary, PROTOCOLS.handoff, { header: { user: u, position, eid: last?.eid ?? null } }, { timeoutMs: REPLICATION_TIMEOUT_MS + 5000 })
           throwIfError(res)
-          // dropped only if nothing changed since (checked under the store's lock) and no merge of ours runs
-          if (res.header.drop === true && !this.replicasOf(u).includes(this.self) && !this.lock.isLocked(`${u}\x00merge`)) {
-            const dropped = await this.lock.with([`${u}\x00merge`], async () => await this.store.dropUserMail(u, { seq: position, eid: last?.eid ?? null }))
-            if (dropped) {
-              this.ready.delete(u)
-              this.log.info({ user: u, position }, 'replica_dropped')
-            }
+          if (res.header.drop === true && !this.replicasOf(u).includes(this.self) && await this.dropCopy(u, { seq: position, eid: last?.eid ?? null }) === true) {
+            this.log.info({ user: u, position }, 'replica_dropped')
+            continue
           }
+          // a primary that merged our copy has reset it meanwhile
+          if (await this.store.logPosition(u) > 0) pending++
         } catch (err) {
+          pending++
           this.log.debug({ user: u, err: String(err) }, 'handoff_pending')
         }
       }
     }
     await Promise.all(Array.from({ length: REMIRROR_CONCURRENCY }, () => handoff()))
+    this.foreign = pending
     for (const u of users) if (this.replicasOf(u).includes(this.self)) replicated++
     this.owned = mine.length
     this.replicated = replicated
@@ -731,12 +742,10 @@ export class Grid {
     let n = 0
     let owned = 0
     let replicated = 0
-    let foreign = 0
     const ring = this.placement()
     for (const u of (await this.store.listUsers()).map(x => x.address)) {
       const reps = ring.replicas(u, this.r)
       if (reps.includes(this.self)) replicated++
-      else if (await this.store.logPosition(u) > 0) foreign++
       if (reps[0] !== this.self) continue
       owned++
       const target = await this.store.logPosition(u)
@@ -747,7 +756,6 @@ export class Grid {
     this.under = n
     this.owned = owned
     this.replicated = replicated
-    this.foreign = foreign
     return n
   }
 

@@ -12,9 +12,8 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { ImapFlow } from 'imapflow'
-import { ProcCluster, until } from '../helpers/cluster.ts'
+import { startGrid, until } from '../helpers/cluster.ts'
 import type { ProcNode } from '../helpers/cluster.ts'
 import { runSmtpLoad } from '../helpers/smtp-load.ts'
 import { tempDir } from '../helpers/tmp.ts'
@@ -24,7 +23,6 @@ const DURATION_MS = Number(process.env.MAILGRID_CLUSTER_CHAOS_MS ?? 20_000)
 const STEPS_MAX = 400
 const SEED = Number(process.env.MAILGRID_CLUSTER_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const USERS = Array.from({ length: 8 }, (_, i) => `k${i}@example.com`)
-const NAMES = ['n1', 'n2', 'n3']
 const IMAP_STEP_MS = 15_000 // one keyword change, connection included; past it the outcome is unknown
 
 function client (port: number, user: string): ImapFlow {
@@ -97,12 +95,9 @@ test(`processes, SMTP and IMAP under random SIGKILLs, restarts and partitions: n
   const dir = await tempDir(t)
   const rnd = prng(SEED)
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]
-  const cluster = new ProcCluster({ clusterKey: randomBytes(16).toString('hex'), replicas: 2, setup: { domain: 'example.com', users: USERS, password: 'pw' } })
-  t.after(async () => { await cluster.stopAll() })
-  const nodes = new Map<string, ProcNode>()
-  for (const [i, name] of NAMES.entries()) nodes.set(name, await cluster.start(name, `${dir}/${name}`, { setup: i === 0 }))
-  await cluster.formed(3)
-  await until('the directory on every node', async () => (await Promise.all([...nodes.values()].map(async n => (await n.status()).users))).every(c => c === USERS.length), 30_000)
+  const grid = await startGrid(t, dir, 3, USERS)
+  const cluster = grid.cluster
+  const nodes = new Map<string, ProcNode>(grid.nodes.map(n => [n.name, n]))
 
   const live = (): ProcNode[] => [...nodes.values()].filter(n => n.alive)
   const acked = new Map<string, string>() // X-Load-Id → user

@@ -5,9 +5,8 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { createStore } from '../../store/index.ts'
-import { ProcCluster, until } from '../helpers/cluster.ts'
+import { startGrid, until } from '../helpers/cluster.ts'
 import type { ProcNode } from '../helpers/cluster.ts'
 import { makeMessage, runSmtpLoad } from '../helpers/smtp-load.ts'
 import { python } from '../helpers/client.ts'
@@ -33,13 +32,7 @@ async function deliverSome (nodes: ProcNode[], acked: Map<string, string>, first
 
 test('three processes, R=2: 2,010 messages through every node, read back through every node; SIGKILL, return, a fourth node, a foreign key', { timeout: 400_000 }, async (t) => {
   const dir = await tempDir(t)
-  const cluster = new ProcCluster({ clusterKey: randomBytes(16).toString('hex'), replicas: 2, setup: { domain: 'example.com', users: USERS, password: 'pw' } })
-  t.after(async () => { await cluster.stopAll() })
-  const n1 = await cluster.start('n1', `${dir}/n1`, { setup: true })
-  const n2 = await cluster.start('n2', `${dir}/n2`)
-  const n3 = await cluster.start('n3', `${dir}/n3`)
-  await cluster.formed(3)
-  await until('the directory on every node', async () => (await Promise.all([n1, n2, n3].map(async n => (await n.status()).users))).every(c => c === USERS.length))
+  const { cluster, nodes: [n1, n2, n3] } = await startGrid(t, dir, 3, USERS)
 
   const acked = new Map<string, string>()
   await deliverSome([n1, n2, n3], acked, 0, 670)

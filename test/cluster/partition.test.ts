@@ -4,11 +4,10 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { createStore } from '../../store/index.ts'
 import { python } from '../helpers/client.ts'
-import { ProcCluster, until } from '../helpers/cluster.ts'
+import { startGrid, until } from '../helpers/cluster.ts'
 import { runSmtpLoad } from '../helpers/smtp-load.ts'
 import { tempDir } from '../helpers/tmp.ts'
 
@@ -16,13 +15,7 @@ const USERS = Array.from({ length: 20 }, (_, i) => `pu${i}@example.com`)
 
 test('partition between processes: both sides take mail, the majority changes mailboxes, the heal keeps everything', { timeout: 240_000 }, async (t) => {
   const dir = await tempDir(t)
-  const cluster = new ProcCluster({ clusterKey: randomBytes(16).toString('hex'), replicas: 2, setup: { domain: 'example.com', users: USERS, password: 'pw' } })
-  t.after(async () => { await cluster.stopAll() })
-  const n1 = await cluster.start('n1', `${dir}/n1`, { setup: true })
-  const n2 = await cluster.start('n2', `${dir}/n2`)
-  const n3 = await cluster.start('n3', `${dir}/n3`)
-  await cluster.formed(3)
-  await until('the directory on every node', async () => (await Promise.all([n1, n2, n3].map(async n => (await n.status()).users))).every(c => c === USERS.length))
+  const { cluster, nodes: [n1, n2, n3] } = await startGrid(t, dir, 3, USERS)
 
   const acked = new Map<string, string>()
   const send = async (port: number, firstId: number, count: number): Promise<number> => {

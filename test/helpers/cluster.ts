@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { appendFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { createInterface } from 'node:readline'
 import type { NodeStatus } from '../../node/types.ts'
 
@@ -134,4 +135,18 @@ export async function until (what: string, fn: () => Promise<boolean> | boolean,
     await new Promise(resolve => setTimeout(resolve, everyMs))
   }
   return Date.now() - start
+}
+
+/**
+ * A formed grid of node processes named n1, n2, ... under `dir` (R=2, a fresh cluster key, `users` of example.com
+ * with password `pw` set up through the first), stopped after the test; resolves once every node has the directory.
+ */
+export async function startGrid (t: { after: (fn: () => Promise<void>) => void }, dir: string, count: number, users: string[]): Promise<{ cluster: ProcCluster, nodes: ProcNode[] }> {
+  const cluster = new ProcCluster({ clusterKey: randomBytes(16).toString('hex'), replicas: 2, setup: { domain: 'example.com', users, password: 'pw' } })
+  t.after(async () => { await cluster.stopAll() })
+  const nodes: ProcNode[] = []
+  for (let k = 1; k <= count; k++) nodes.push(await cluster.start(`n${k}`, `${dir}/n${k}`, { setup: k === 1 }))
+  await cluster.formed(count)
+  await until('the directory on every node', async () => (await Promise.all(nodes.map(async n => (await n.status()).users))).every(c => c === users.length), 30_000)
+  return { cluster, nodes }
 }

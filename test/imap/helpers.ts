@@ -152,3 +152,19 @@ export function richMessage (subject = 'Grüße aus Köln'): Buffer {
 export function simpleMessage (subject: string, body = 'hello\r\n'): Buffer {
   return Buffer.from(`From: sender@example.org\r\nTo: alice@example.com\r\nSubject: ${subject}\r\nDate: Tue, 03 Feb 2026 12:00:00 +0000\r\nMessage-ID: <${subject.replace(/\W/g, '')}@example.org>\r\n\r\n${body}`)
 }
+
+/** The store behind a proxy that counts the calls of each method (tests of what a command reads). */
+export function counting (store: Store): { store: Store, calls: Map<string, number> } {
+  const calls = new Map<string, number>()
+  const proxy = new Proxy(store, {
+    get (target, key, receiver) {
+      const value = Reflect.get(target, key, receiver)
+      if (typeof value !== 'function') return value
+      return (...args: unknown[]) => {
+        calls.set(String(key), (calls.get(String(key)) ?? 0) + 1)
+        return (value as (...a: unknown[]) => unknown).apply(target, args)
+      }
+    },
+  })
+  return { store: proxy, calls }
+}

@@ -3,27 +3,11 @@
 // is timed (`npm run bench` measures speed).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { Store } from '../../store/index.ts'
-import { fixture, RawImap, USER } from './helpers.ts'
+import { counting, fixture, RawImap, USER } from './helpers.ts'
 
 const MESSAGES = 50_000
 /** Deliveries in flight at once while filling the mailbox (bounds memory; the loop is bounded by MESSAGES). */
 const PARALLEL = 32
-
-function counting (store: Store): { store: Store, calls: Map<string, number> } {
-  const calls = new Map<string, number>()
-  const proxy = new Proxy(store, {
-    get (target, key, receiver) {
-      const value = Reflect.get(target, key, receiver)
-      if (typeof value !== 'function') return value
-      return (...args: unknown[]) => {
-        calls.set(String(key), (calls.get(String(key)) ?? 0) + 1)
-        return (value as (...a: unknown[]) => unknown).apply(target, args)
-      }
-    },
-  })
-  return { store: proxy, calls }
-}
 
 test('a 50,000-message mailbox SELECTs, FETCHes flags and SEARCHes flags without reading any message body', async (t) => {
   const f = await fixture(t)

@@ -4,26 +4,10 @@
 // nothing is timed (`npm run bench` measures speed).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { Store } from '../../store/index.ts'
 import { INLINE_LITERAL_BYTES_MAX } from '../../node/imap/commands/fetch.ts'
-import { fixture, RawImap, USER } from './helpers.ts'
+import { counting, fixture, RawImap, USER } from './helpers.ts'
 
 const MESSAGES = 120 // more than FETCH_READ_AHEAD and SEARCH_CONCURRENCY, fewer than a record batch
-
-function counting (store: Store): { store: Store, calls: Map<string, number> } {
-  const calls = new Map<string, number>()
-  const proxy = new Proxy(store, {
-    get (target, key, receiver) {
-      const value = Reflect.get(target, key, receiver)
-      if (typeof value !== 'function') return value
-      return (...args: unknown[]) => {
-        calls.set(String(key), (calls.get(String(key)) ?? 0) + 1)
-        return (value as (...a: unknown[]) => unknown).apply(target, args)
-      }
-    },
-  })
-  return { store: proxy, calls }
-}
 
 const message = (i: number): Buffer => Buffer.from(
   `From: Sender ${i} <s${i}@example.com>\r\nTo: <${USER}>\r\nSubject: message ${i}\r\nDate: Mon, 2 Feb 2026 10:00:00 +0000\r\n\r\n` +

@@ -99,7 +99,8 @@ test('a store that applies another store\'s log reaches the same state', async (
   }), { numRuns: 40 })
 })
 
-test('applyLog refuses a gap and an entry whose body is missing', async (t) => {
+/** Two started stores in a test's temporary dir; the first holds the domain and user U. */
+async function twoStores (t: { after: (fn: () => Promise<void>) => void }): Promise<[Store, Store]> {
   const dir = await tempDir(t)
   const a = createStore({}, { path: `${dir}/a`, scryptLogN: 4 })
   const b = createStore({}, { path: `${dir}/b`, scryptLogN: 4 })
@@ -108,6 +109,11 @@ test('applyLog refuses a gap and an entry whose body is missing', async (t) => {
   t.after(async () => { await a.stop(); await b.stop() })
   await a.addDomain('example.com')
   await a.addUser({ address: U, password: 'x' })
+  return [a, b]
+}
+
+test('applyLog refuses a gap and an entry whose body is missing', async (t) => {
+  const [a, b] = await twoStores(t)
   await a.append(U, 'INBOX', { raw: Buffer.from('Subject: x\r\n\r\ny\r\n') })
   const log = await a.readLog(U, 0, 1000)
   await assert.rejects(b.applyLog(U, log.slice(2)), /log gap/)
@@ -120,14 +126,7 @@ test('applyLog refuses a gap and an entry whose body is missing', async (t) => {
 })
 
 test('applyLog splices no foreign copy: the anchor and every entry it already holds must be its own', async (t) => {
-  const dir = await tempDir(t)
-  const a = createStore({}, { path: `${dir}/a`, scryptLogN: 4 })
-  const b = createStore({}, { path: `${dir}/b`, scryptLogN: 4 })
-  await a.start()
-  await b.start()
-  t.after(async () => { await a.stop(); await b.stop() })
-  await a.addDomain('example.com')
-  await a.addUser({ address: U, password: 'x' })
+  const [a, b] = await twoStores(t)
   await b.mergeDirectory(await a.exportDirectory())
   // two copies that share the first entries every node derives, then each decides its own
   await a.append(U, 'INBOX', { raw: Buffer.from('Subject: a\r\n\r\na\r\n') })

@@ -1,11 +1,11 @@
-// Files the node cannot do without (cluster key, admin token, TLS key, configuration) are written so that a crash
-// or a power cut leaves either the old file or the whole new one: a temporary file, fsync'd, renamed over the
-// old name, and the directory fsync'd so the rename itself is on disk.
+// Files the node cannot do without (incarnation, member list; the appliance's cluster key, admin token, TLS key and
+// configuration) are written so that a crash or a power cut leaves either the old file or the whole new one: a
+// temporary file, fsync'd, renamed over the old name, and the directory fsync'd so the rename itself is on disk.
 
 import { chmod, mkdir, open, rename, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
 
-export async function writeFileDurable (path: string, text: string, mode: number): Promise<void> {
+export async function writeFileDurable (path: string, text: string | Uint8Array, mode: number): Promise<void> {
   await mkdir(dirname(path), { recursive: true })
   const tmp = `${path}.${process.pid}.tmp`
   try {
