@@ -53,6 +53,13 @@ export const CLUSTER_KEY_CHARS_MAX = 1024
 export const WEIGHT_MAX = 1000 // gossip's capacityWeight gives ~1 for a 4-core, 8 GiB PC; 1000 of those is plenty
 export const MULTIADDRS_MAX = 64 // entries in grid.listen or grid.bootstrap
 export const MULTIADDR_CHARS_MAX = 512 // a multiaddr with a /p2p/ peer id is ~100 characters
+export const OUTBOUND_PORT_DEFAULT = 25 // RFC 5321 4.5.4: SMTP between MTAs
+export const RETRY_MIN_SECONDS_DEFAULT = 300 // issue 10: the first retry after 5 minutes, doubling to an hour
+export const DELAY_NOTICE_SECONDS_DEFAULT = 4 * 3600 // Postfix's delay_warning_time when it is turned on
+export const BOUNCE_AFTER_SECONDS_DEFAULT = 5 * 24 * 3600 // Postfix's maximal_queue_lifetime
+export const DNS_SERVERS_MAX = 8
+export const URL_CHARS_MAX = 2048
+export const QUEUE_LIFETIME_SECONDS_MAX = 30 * 24 * 3600 // a month: longer than any MTA keeps mail
 
 // ---- the typed configuration ---------------------------------------------------------------------------
 
@@ -92,6 +99,20 @@ export interface Config {
     weight: number // 0 = derived from cores, RAM and free disk
     advertiseHost: string // '' = listen.host, or the first non-internal IPv4 when listen.host is a wildcard
   }
+  outbound: {
+    dnsServers: string[] // host[:port] of the resolvers for MX lookups; [] = the system's
+    port: number // the SMTP port used on every MX (25; tests point it at their own receiver)
+    relay: string // '' = deliver to each domain's MX; 'smtp://user:pass@host:587' = through a smarthost
+    retryMinSeconds: number
+    delayNoticeSeconds: number
+    bounceAfterSeconds: number
+  }
+  inbound: {
+    dmarcReject: boolean // refuse a DMARC failure under p=reject with 550 5.7.1 (else file it into Junk)
+  }
+  filters: {
+    rspamd: { url: string, failOpen: boolean } // '' = no rspamd
+  }
 }
 
 type Value = string | number | boolean | readonly string[]
@@ -105,6 +126,8 @@ type Kind =
   | { type: 'hostname' } // '' or a DNS name
   | { type: 'path', empty: boolean }
   | { type: 'level' }
+  | { type: 'servers' } // a list of 'host' or 'host:port' ('[v6]:port'); comma-separated in the environment
+  | { type: 'url', schemes: string[] } // '' or a URL with one of these schemes
 
 interface OptionSpec {
   path: string
@@ -149,7 +172,16 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'grid.mdns', kind: { type: 'bool' }, default: false },
   { path: 'grid.replicas', kind: { type: 'int', min: 1, max: REPLICAS_MAX }, default: REPLICAS_DEFAULT },
   { path: 'grid.weight', kind: { type: 'number', min: 0, max: WEIGHT_MAX }, default: 0 },
-  { path: 'grid.advertiseHost', kind: { type: 'host', empty: true }, default: '' }
+  { path: 'grid.advertiseHost', kind: { type: 'host', empty: true }, default: '' },
+  { path: 'outbound.dnsServers', kind: { type: 'servers' }, default: [] },
+  { path: 'outbound.port', kind: { type: 'int', min: 1, max: 65535 }, default: OUTBOUND_PORT_DEFAULT },
+  { path: 'outbound.relay', kind: { type: 'url', schemes: ['smtp:', 'smtps:'] }, default: '' },
+  { path: 'outbound.retryMinSeconds', kind: seconds, default: RETRY_MIN_SECONDS_DEFAULT },
+  { path: 'outbound.delayNoticeSeconds', kind: { type: 'int', min: 1, max: QUEUE_LIFETIME_SECONDS_MAX }, default: DELAY_NOTICE_SECONDS_DEFAULT },
+  { path: 'outbound.bounceAfterSeconds', kind: { type: 'int', min: 1, max: QUEUE_LIFETIME_SECONDS_MAX }, default: BOUNCE_AFTER_SECONDS_DEFAULT },
+  { path: 'inbound.dmarcReject', kind: { type: 'bool' }, default: true },
+  { path: 'filters.rspamd.url', kind: { type: 'url', schemes: ['http:', 'https:'] }, default: '' },
+  { path: 'filters.rspamd.failOpen', kind: { type: 'bool' }, default: true }
 ]
 
 /**
@@ -220,7 +252,7 @@ function flatten (table: Record<string, unknown>, prefix: string, out: Map<strin
 function fromEnv (kind: Kind, text: string): unknown {
   if (kind.type === 'int' && /^-?\d+$/.test(text.trim())) return Number(text.trim())
   if (kind.type === 'number' && /^-?\d+(\.\d+)?$/.test(text.trim())) return Number(text.trim())
-  if (kind.type === 'multiaddrs') return text.split(',').map(s => s.trim()).filter(s => s !== '')
+  if (kind.type === 'multiaddrs' || kind.type === 'servers') return text.split(',').map(s => s.trim()).filter(s => s !== '')
   if (kind.type === 'bool') {
     const t = text.trim().toLowerCase()
     if (t === 'true' || t === '1' || t === 'yes') return true
@@ -250,8 +282,25 @@ function problem (kind: Kind, v: unknown): { why: string, got: unknown } | null 
     }
     return null
   }
+  if (kind.type === 'servers' && Array.isArray(v)) {
+    if (v.length > DNS_SERVERS_MAX) return { why: `must have at most ${DNS_SERVERS_MAX} entries`, got: v.length }
+    for (const entry of v) {
+      if (serverProblem(entry)) return { why: 'must be a list of "address" or "address:port" (IPv6 as "[address]:port")', got: entry }
+    }
+    return null
+  }
   const why = check(kind, v)
   return why === null ? null : { why, got: v }
+}
+
+/** True when a resolver entry is not an IP address with an optional port (node:dns takes these forms). */
+function serverProblem (v: unknown): boolean {
+  if (typeof v !== 'string') return true
+  const m = /^\[([0-9a-fA-F:.]+)\](?::(\d{1,5}))?$/.exec(v) ?? /^([0-9.]+)(?::(\d{1,5}))?$/.exec(v)
+  const host = m?.[1] ?? v
+  const port = m?.[2]
+  if (isIP(host) === 0) return true
+  return port !== undefined && (Number(port) < 1 || Number(port) > 65535)
 }
 
 /** The reason a value is wrong for its option, or null when it is right. */
@@ -285,6 +334,20 @@ function check (kind: Kind, v: unknown): string | null {
       return v !== '' || kind.empty ? null : 'must not be empty'
     case 'level':
       return typeof v === 'string' && (LOG_LEVELS as readonly string[]).includes(v) ? null : `must be one of ${LOG_LEVELS.join(', ')}`
+    case 'servers':
+      return 'must be a list of strings'
+    case 'url': {
+      if (typeof v !== 'string') return 'must be a string'
+      if (v === '') return null
+      let u: URL
+      try {
+        u = new URL(v)
+      } catch {
+        return `must be empty or a URL such as "${kind.schemes[0]}//host:port"`
+      }
+      if (v.length > URL_CHARS_MAX || !kind.schemes.includes(u.protocol) || u.hostname === '') return `must be empty or a ${kind.schemes.map(x => x.replace(':', '')).join(' or ')} URL with a host`
+      return null
+    }
   }
 }
 
@@ -479,6 +542,16 @@ export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: s
       pop3IdleTimeoutMs: l.pop3IdleSeconds * 1000
     },
     sync: config.store.sync,
+    outbound: {
+      dnsServers: [...config.outbound.dnsServers],
+      port: config.outbound.port,
+      relay: config.outbound.relay,
+      retryMinMs: config.outbound.retryMinSeconds * 1000,
+      delayNoticeMs: config.outbound.delayNoticeSeconds * 1000,
+      bounceAfterMs: config.outbound.bounceAfterSeconds * 1000
+    },
+    inbound: { dmarcReject: config.inbound.dmarcReject },
+    filters: { rspamd: { ...config.filters.rspamd } },
     ...(config.grid.enabled ? { grid: toGridConfig(config, machine) } : {})
   }
 }

@@ -48,6 +48,29 @@ export interface GridConfig {
   heartbeatMs?: number
 }
 
+/** Mail for other domains (node/outbound). */
+export interface OutboundInit {
+  /** Resolvers ('host' or 'host:port') for MX, A and AAAA lookups; [] = the system's. */
+  dnsServers: string[]
+  /** The SMTP port used on every MX: 25, except in tests. */
+  port: number
+  /** '' = deliver to each domain's MX; 'smtp://user:pass@host:587' or 'smtps://...' = through this smarthost. */
+  relay: string
+  retryMinMs: number // first retry; doubles each time up to RETRY_MAX_MS
+  delayNoticeMs: number // the sender is told of the delay after this long
+  bounceAfterMs: number // undelivered after this long: bounced
+}
+
+export interface InboundInit {
+  /** DMARC failure under p=reject: refused (true) or filed into Junk. */
+  dmarcReject: boolean
+}
+
+export interface FiltersInit {
+  /** rspamd's HTTP URL ('' = none); failOpen: accept when it cannot be reached. */
+  rspamd: { url: string, failOpen: boolean }
+}
+
 export interface NodeInit {
   dataDir: string
   hostname: string // the name in greetings and Received headers
@@ -61,6 +84,10 @@ export interface NodeInit {
   scryptLogN?: number
   /** Join a grid; absent = a standalone node with no peers. */
   grid?: GridConfig
+  /** Absent: the defaults (direct delivery on port 25, system resolvers, 5 min / 4 h / 5 days). */
+  outbound?: OutboundInit
+  inbound?: InboundInit
+  filters?: FiltersInit
 }
 
 export interface NodeComponents {

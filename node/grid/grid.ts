@@ -48,6 +48,8 @@ export interface GridComponents {
 
 export interface GridInit {
   replicas: number // R, 1 to 5
+  /** Keys other than users that are placed and replicated like a user's mail (the outbound queue's shards). */
+  keys?: readonly string[]
 }
 
 export interface GridStatus {
@@ -67,6 +69,7 @@ export class Grid {
   private readonly store: Store
   private readonly log: Logger
   private readonly r: number
+  private readonly keys: readonly string[]
   private readonly lock = new KeyedLock()
   private readonly confirmed = new Map<string, number>() // `${user}\0${peer}` → that replica's durable log position
   private readonly ready = new Map<string, { ring: string, done: Promise<void> }>() // user → catch-up under that ring
@@ -92,6 +95,7 @@ export class Grid {
     this.log = components.logger.child({ ns: 'grid' })
     if (!(Number.isInteger(init.replicas) && init.replicas >= 1 && init.replicas <= 5)) throw new RangeError('replicas must be 1 to 5')
     this.r = init.replicas
+    this.keys = init.keys ?? []
     this.logShipper = new PeerBatcher(async (peer, items) => {
       const { lens, body } = packBodies(items.map(i => i.body))
       const res = await this.gossip.call(peer, PROTOCOLS.logBatch, {
@@ -628,7 +632,7 @@ export class Grid {
 
   /** For every user this node is primary of: catch up, then bring every replica to our position. */
   private async rebalance (): Promise<void> {
-    const users = (await this.store.listUsers()).map(u => u.address)
+    const users = await this.allKeys()
     const mine = users.filter(u => this.isPrimary(u))
     await this.verifyReplicas(mine)
     let under = 0
@@ -737,13 +741,18 @@ export class Grid {
     }))
   }
 
+  /** Every key this node places: the directory's users, then the fixed keys (queue shards). */
+  private async allKeys (): Promise<string[]> {
+    return [...(await this.store.listUsers()).map(u => u.address), ...this.keys]
+  }
+
   /** Users this node is primary of whose replicas are not all confirmed at its log position. */
   async underReplicated (): Promise<number> {
     let n = 0
     let owned = 0
     let replicated = 0
     const ring = this.placement()
-    for (const u of (await this.store.listUsers()).map(x => x.address)) {
+    for (const u of await this.allKeys()) {
       const reps = ring.replicas(u, this.r)
       if (reps.includes(this.self)) replicated++
       if (reps[0] !== this.self) continue
