@@ -11,7 +11,7 @@ import { keys } from './keys.ts'
 import { MailStoreBase } from './mail.ts'
 import type { StoreComponents, StoreInit } from './mail.ts'
 import { dummyHash, hashPassword, SCRYPT_LOG_N, verifyPassword } from './password.ts'
-import type { AccountStatus, Alias, DirectoryRecord, Domain, NewUser, OpOptions, Store, User } from './types.ts'
+import type { AccountStatus, Alias, DirectoryRecord, DkimKey, Domain, NewUser, OpOptions, Store, User } from './types.ts'
 
 const isDirectoryKey = (key: string): boolean => key.startsWith('dd\x00') || key.startsWith('du\x00') || key.startsWith('da\x00')
 
@@ -19,12 +19,14 @@ export const ALIAS_DEPTH_MAX = 8 // alias chains longer than this are a loop or 
 export const ALIAS_TARGETS_MAX = 1000 // expansion fan-out bound
 export const PASSWORD_BYTES_MAX = 1024
 const DIRECTORY_LOCK = '\x00directory' // directory writes are rare: one lock orders them all
+export const DKIM_KEYS_MAX = 8 // active, pending and a few old ones still published: rotation never needs more
+const SELECTOR = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i // one DNS label (RFC 6376 3.1: a selector may have several; ours have one)
 
 interface Versioned {
   ver: number
   deleted?: boolean
 }
-type DomainRec = Domain & Versioned
+type DomainRec = Domain & Versioned & { dkim?: DkimKey[] }
 type UserRec = User & Versioned & { hash: string }
 type AliasRec = Alias & Versioned
 
@@ -173,12 +175,13 @@ export class LevelStore extends MailStoreBase implements Store {
 
   // ---- domains -----------------------------------------------------------------------------------------
 
-  async addDomain (name: string, opts?: OpOptions): Promise<Domain> {
+  async addDomain (name: string, opts?: OpOptions & { dkim?: DkimKey }): Promise<Domain> {
     const d = normalizeDomain(name)
     if (d === null) throw new MailError('invalid', `Invalid domain name: ${name}`)
+    const dkim = opts?.dkim === undefined ? undefined : checkDkimKeys([opts.dkim])
     return await this.dirWrite(async ops => {
       if (await this.live(keys.domain(d)) !== null) throw new MailError('exists', `Domain ${d} already exists`)
-      const rec: DomainRec = { name: d, created: this.now(), ver: this.version() }
+      const rec: DomainRec = { name: d, created: this.now(), ver: this.version(), ...(dkim === undefined ? {} : { dkim }) }
       ops.push({ type: 'put', key: keys.domain(d), value: rec })
       return { name: rec.name, created: rec.created }
     }, opts)
@@ -211,6 +214,24 @@ export class LevelStore extends MailStoreBase implements Store {
       if ((await this.listUsers(d)).length > 0) throw new MailError('denied', `Domain ${d} still has users`)
       if ((await this.listAliases(d)).length > 0) throw new MailError('denied', `Domain ${d} still has aliases`)
       ops.push({ type: 'put', key: keys.domain(d), value: { name: d, created: 0, ver: this.version(), deleted: true } })
+    }, opts)
+  }
+
+  async dkimKeys (domain: string): Promise<DkimKey[]> {
+    const d = normalizeDomain(domain)
+    const r = d === null ? null : await this.live<DomainRec>(keys.domain(d))
+    return (r?.dkim ?? []).map(k => ({ ...k }))
+  }
+
+  async updateDkimKeys (domain: string, change: (keys: DkimKey[]) => DkimKey[], opts?: OpOptions): Promise<DkimKey[]> {
+    const d = normalizeDomain(domain)
+    if (d === null) throw new MailError('invalid', `Invalid domain name: ${domain}`)
+    return await this.dirWrite(async ops => {
+      const r = await this.live<DomainRec>(keys.domain(d))
+      if (r === null) throw new MailError('notFound', `No such domain: ${d}`)
+      const next = checkDkimKeys(change((r.dkim ?? []).map(k => ({ ...k }))))
+      ops.push({ type: 'put', key: keys.domain(d), value: { ...r, dkim: next, ver: this.version() } })
+      return next.map(k => ({ ...k }))
     }, opts)
   }
 
@@ -406,4 +427,20 @@ export class LevelStore extends MailStoreBase implements Store {
     if (await this.live(keys.alias(a)) === null) return false
     return (await this.resolveRecipient(a)).includes(u)
   }
+}
+
+/** A domain's DKIM keys as the directory accepts them (see DkimKey); copies. */
+function checkDkimKeys (list: DkimKey[]): DkimKey[] {
+  if (list.length > DKIM_KEYS_MAX) throw new MailError('limit', `At most ${DKIM_KEYS_MAX} DKIM keys per domain: retire an old one first`)
+  const seen = new Set<string>()
+  for (const k of list) {
+    if (!SELECTOR.test(k.selector)) throw new MailError('invalid', `Invalid DKIM selector: ${k.selector}`)
+    if (seen.has(k.selector.toLowerCase())) throw new MailError('exists', `DKIM selector ${k.selector} already exists`)
+    seen.add(k.selector.toLowerCase())
+    if (typeof k.privateKey !== 'string' || typeof k.publicKey !== 'string' || !['active', 'pending', 'published'].includes(k.state)) {
+      throw new MailError('invalid', `Malformed DKIM key ${k.selector}`)
+    }
+  }
+  if (list.filter(k => k.state === 'active').length > 1) throw new MailError('invalid', 'At most one DKIM key may be active')
+  return list.map(k => ({ selector: k.selector, algorithm: k.algorithm, privateKey: k.privateKey, publicKey: k.publicKey, created: k.created, state: k.state }))
 }

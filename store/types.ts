@@ -21,6 +21,20 @@ export interface Domain {
   created: number
 }
 
+/**
+ * A DKIM key of a domain (RFC 6376), kept on the domain's directory record so it replicates with it. `active`:
+ * the key that signs (at most one); `pending`: published, not yet signing (a rotation waits for DNS);
+ * `published`: a former key still in DNS so mail signed with it keeps verifying, until retired.
+ */
+export interface DkimKey {
+  selector: string
+  algorithm: 'rsa-sha256'
+  privateKey: string // PKCS#8 PEM: never leaves the node except to other nodes of the grid
+  publicKey: string // base64 DER (SubjectPublicKeyInfo): the p= tag of the DNS record
+  created: number
+  state: 'active' | 'pending' | 'published'
+}
+
 export interface User {
   address: string // normalized: local part as given (case kept), domain lower-cased; lookups are case-insensitive
   quotaBytes: number // 0 = unlimited
@@ -43,11 +57,17 @@ export interface NewUser {
 }
 
 export interface Directory {
-  addDomain (name: string, opts?: OpOptions): Promise<Domain>
+  /** With `dkim`: the domain's first DKIM key, in the same record. */
+  addDomain (name: string, opts?: OpOptions & { dkim?: DkimKey }): Promise<Domain>
   listDomains (): Promise<Domain[]>
   getDomain (name: string): Promise<Domain | null>
   /** Refuses (kind 'denied') while users or aliases of the domain exist. */
   deleteDomain (name: string, opts?: OpOptions): Promise<void>
+  /** The domain's DKIM keys, private halves included ([] for an unknown domain or one without keys). */
+  dkimKeys (domain: string): Promise<DkimKey[]>
+  /** Replaces the domain's keys with what `change` makes of them, under the directory lock; checked (at most
+   * one active key, selectors unique DNS labels, at most DKIM_KEYS_MAX). Resolves to the new keys. */
+  updateDkimKeys (domain: string, change: (keys: DkimKey[]) => DkimKey[], opts?: OpOptions): Promise<DkimKey[]>
 
   /** Creates the user and its mailboxes (INBOX, Sent, Drafts, Trash, Junk, Archive). */
   addUser (user: NewUser, opts?: OpOptions): Promise<User>
