@@ -13,6 +13,7 @@ import { AuthThrottle, ConnectionLimiter } from './limits.ts'
 import { createImapServer } from './imap/index.ts'
 import { createPop3Server } from './pop3/index.ts'
 import { createSmtpService, MemoryBudget } from './smtp/server.ts'
+import { createRspamdFilter } from './filters/index.ts'
 import type { SmtpMode } from './smtp/server.ts'
 import type { Endpoint, MailNode, NodeComponents, NodeInit, NodeStatus, ServiceName, ServiceStatus } from './types.ts'
 
@@ -76,11 +77,14 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   let startedAt = 0
   let state: 'new' | 'starting' | 'running' | 'stopped' = 'new'
 
+  const rspamd = init.filters?.rspamd
+  const filter = rspamd === undefined || rspamd.url === '' ? undefined : createRspamdFilter({ logger: logger.child({ ns: 'rspamd' }) }, rspamd)
+
   const smtp = (name: ServiceName, mode: SmtpMode): void => {
     const endpoint = init.listen[name]
     if (endpoint === null) return
     services.set(name, createSmtpService(
-      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now },
+      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, ...(mode === 'mx' && filter !== undefined ? { filter } : {}) },
       {
         mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
         recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback

@@ -9,8 +9,9 @@ import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { domainOf, isMailError, normalizeAddress } from '../../store/index.ts'
-import type { Directory, MailStore } from '../../store/index.ts'
+import type { DeliveryTarget, Directory, MailStore } from '../../store/index.ts'
 import type { Authenticator } from '../auth.ts'
+import type { MessageFilter } from '../filters/index.ts'
 import { smtpError } from '../errors.ts'
 import type { ConnectionLimiter } from '../limits.ts'
 import type { Endpoint, TlsMaterial } from '../types.ts'
@@ -52,6 +53,8 @@ export interface SmtpComponents {
   budget: MemoryBudget
   logger: Logger
   now?: () => number
+  /** Content filter (rspamd) for the MX: asked before the 250, its verdict can refuse, defer or file into Junk. */
+  filter?: MessageFilter
 }
 
 export interface SmtpInit {
@@ -271,7 +274,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     const id = `${session.id}-${session.transaction}`
     const date = new Date(now())
     const seen = new Set<string>()
-    const targets = []
+    const targets: DeliveryTarget[] = []
     for (const [rcpt, users] of s.targets) {
       for (const u of users) {
         if (seen.has(u)) continue // one copy per user, however many of its addresses were named
@@ -292,8 +295,33 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
         targets.push({ user: u, prefix })
       }
     }
+    if (components.filter !== undefined && init.mode === 'mx') {
+      const verdict = await components.filter.check(raw, {
+        ip: session.remoteAddress,
+        helo: session.hostNameAppearsAs ?? '',
+        from: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
+        rcpts: [...s.targets.keys()],
+        queueId: id,
+        user: s.user,
+        hostname: init.hostname
+      })
+      if (verdict.action === 'reject' || verdict.action === 'tempfail') {
+        log.info({ sid: session.id, id, reason: verdict.reason }, 'smtp_rejected_filter')
+        throw verdict.action === 'reject' ? reply(550, '5.7.1 Message refused as spam') : reply(451, '4.7.1 Message deferred by the spam filter, try again later')
+      }
+      for (const t of targets) {
+        t.prefix = verdict.headers + t.prefix
+        if (verdict.action === 'junk') t.mailbox = 'Junk'
+      }
+    }
     try {
-      const results = await delivery.deliver(raw, targets, { internalDate: date.getTime() })
+      const results = await delivery.deliver(raw, targets, { internalDate: date.getTime() }).catch(async (err: unknown) => {
+        // a recipient who deleted its Junk folder still gets the message (deliveries are all-or-nothing, so
+        // nothing was stored by the failed attempt): into INBOX, with the filter's headers
+        if (!isMailError(err, 'nonExistent') || !targets.some(t => t.mailbox !== undefined)) throw err
+        log.info({ sid: session.id, id }, 'smtp_junk_missing')
+        return await delivery.deliver(raw, targets.map(t => ({ ...t, mailbox: undefined })), { internalDate: date.getTime() })
+      })
       log.info({ sid: session.id, id, bytes: raw.length, rcpts: targets.length, gids: results.map(r => r.gid) }, 'smtp_delivered')
       return id
     } catch (err) {
