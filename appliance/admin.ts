@@ -9,6 +9,9 @@
 //   PUT    /v1/users/ADDRESS/password {password}
 //   PUT    /v1/users/ADDRESS/quota {bytes?, messages?}
 //   GET    /v1/aliases[?domain=D]          POST /v1/aliases {address, targets}  DELETE /v1/aliases/ADDRESS
+//   GET    /v1/queue                       the outbound queue, grid-wide   GET /v1/queue/ID
+//   POST   /v1/queue/retry                 every message due now           POST /v1/queue/ID/retry
+//   POST   /v1/queue/ID/hold               POST /v1/queue/ID/release       DELETE /v1/queue/ID
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
@@ -18,6 +21,7 @@ import type { Logger } from 'pino'
 import { isMailError, normalizeDomain } from '../store/index.ts'
 import type { Directory, MailErrorKind } from '../store/index.ts'
 import type { NodeStatus } from '../node/types.ts'
+import type { OutboundQueue } from '../node/outbound/types.ts'
 
 export const ADMIN_BODY_BYTES_MAX = 1024 * 1024 // an alias of 1000 targets of 254 bytes (RFC 5321 paths) fits
 export const ADMIN_HEADERS_TIMEOUT_MS = 10_000 // a client that has not sent its headers by then is not our CLI
@@ -27,6 +31,8 @@ export const ADMIN_CONNECTIONS_MAX = 64 // the CLI opens one at a time; this onl
 export interface AdminComponents {
   directory: Directory
   status: () => Promise<NodeStatus>
+  /** The node's handle on the grid's outbound queue (MailNode.queue). */
+  queue: OutboundQueue
   logger: Logger
 }
 
@@ -167,7 +173,47 @@ function routes (c: AdminComponents): Route[] {
         return { status: 201, json: { alias: await dir.addAlias(str(b, 'address'), targets) } }
       }
     },
-    { method: 'DELETE', pattern: /^\/v1\/aliases\/([^/]+)$/, handler: async r => { await dir.deleteAlias(r.params[0]); return { json: { deleted: r.params[0] } } } }
+    { method: 'DELETE', pattern: /^\/v1\/aliases\/([^/]+)$/, handler: async r => { await dir.deleteAlias(r.params[0]); return { json: { deleted: r.params[0] } } } },
+
+    ...queueRoutes(c.queue)
+  ]
+}
+
+function queueRoutes (queue: OutboundQueue): Route[] {
+  const missing = (id: string): HttpError => new HttpError(404, `No such queued message: ${id}`)
+  // hold, release and delete answer true when the message was there to act on
+  const act = (verb: 'hold' | 'release' | 'delete', past: string): Handler => async r => {
+    const id = r.params[0]
+    if (!await queue[verb](id)) throw missing(id)
+    return { json: { [past]: id } }
+  }
+  return [
+    { method: 'GET', pattern: /^\/v1\/queue$/, handler: async () => ({ json: { items: await queue.list() } }) },
+    { method: 'POST', pattern: /^\/v1\/queue\/retry$/, handler: async () => ({ json: { retried: await queue.retry('all') } }) },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/queue\/([^/]+)$/,
+      handler: async r => {
+        const item = await queue.show(r.params[0])
+        if (item === null) throw missing(r.params[0])
+        return { json: { item } }
+      }
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/queue\/([^/]+)\/retry$/,
+      handler: async r => {
+        // 'all' is the interface's word for every message, never an id from this path
+        if (r.params[0] === 'all') throw missing(r.params[0])
+        const retried = await queue.retry(r.params[0])
+        // nothing touched: a message that is gone, or one the queue chose to leave as it is (held)
+        if (retried === 0 && await queue.show(r.params[0]) === null) throw missing(r.params[0])
+        return { json: { retried } }
+      }
+    },
+    { method: 'DELETE', pattern: /^\/v1\/queue\/([^/]+)$/, handler: act('delete', 'deleted') },
+    { method: 'POST', pattern: /^\/v1\/queue\/([^/]+)\/hold$/, handler: act('hold', 'held') },
+    { method: 'POST', pattern: /^\/v1\/queue\/([^/]+)\/release$/, handler: act('release', 'released') }
   ]
 }
 

@@ -97,7 +97,7 @@ export async function startNode (options: StartOptions): Promise<number> {
   try {
     await node.start()
     admin = createAdminServer(
-      { directory: node.store, status: async () => await node.status(), logger: namespaced(logger, 'admin') },
+      { directory: node.store, status: async () => await node.status(), queue: node.queue, logger: namespaced(logger, 'admin') },
       { host: config.admin.host, port: config.admin.port, token: await ensureToken(dataDir) }
     )
     await admin.start()

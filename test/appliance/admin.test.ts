@@ -5,12 +5,13 @@ import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { createStore } from '../../store/index.ts'
+import { createStore, MailError } from '../../store/index.ts'
 import type { Store } from '../../store/index.ts'
 import type { NodeStatus } from '../../node/types.ts'
 import { ADMIN_BODY_BYTES_MAX, createAdminServer } from '../../appliance/admin.ts'
 import type { AdminServer } from '../../appliance/admin.ts'
 import { createLogger } from '../../appliance/logger.ts'
+import { FakeQueue, queueItem } from '../helpers/fake-queue.ts'
 
 const TOKEN = 'test-token-0123456789'
 
@@ -24,10 +25,13 @@ const STATUS: NodeStatus = {
   domains: 0,
   store: { commitGroups: 0, commitBatches: 0 },
   memory: { rssBytes: 1, heapUsedBytes: 1 },
-  grid: null
+  grid: null,
+  queue: { local: { size: 1, oldestAgeMs: 60_000 }, grid: { size: 3, oldestAgeMs: 3_600_000 } }
 }
 
-interface Harness { store: Store, admin: AdminServer, logs: string[], failStatus: { on: boolean } }
+interface Harness { store: Store, admin: AdminServer, logs: string[], failStatus: { on: boolean }, queue: FakeQueue }
+
+const NOW = 1_800_000_000_000
 
 async function withAdmin (fn: (h: Harness) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'mailgrid-admin-'))
@@ -40,10 +44,14 @@ async function withAdmin (fn: (h: Harness) => Promise<void>): Promise<void> {
     if (failStatus.on) throw new Error('secret internal detail')
     return STATUS
   }
-  const admin = createAdminServer({ directory: store, status, logger }, { host: '127.0.0.1', port: 0, token: TOKEN })
+  const queue = new FakeQueue([
+    queueItem({ id: 'm1', queuedAt: NOW - 60_000, nextAttemptAt: NOW + 240_000, attempts: 1, lastError: '451 4.7.1 Greylisted' }),
+    queueItem({ id: 'm2', queuedAt: NOW - 3_600_000, held: true })
+  ], { now: () => NOW })
+  const admin = createAdminServer({ directory: store, status, queue, logger }, { host: '127.0.0.1', port: 0, token: TOKEN })
   await admin.start()
   try {
-    await fn({ store, admin, logs, failStatus })
+    await fn({ store, admin, logs, failStatus, queue })
   } finally {
     await admin.stop()
     await admin.stop()
@@ -218,5 +226,52 @@ test('an internal error is a 500 with a log id, its detail only in the log', asy
     assert.ok(m !== null, r.json.error)
     const line = h.logs.find(l => l.includes('admin_internal_error'))
     assert.ok(line?.includes(m[1]) === true && line.includes('secret internal detail'))
+  })
+})
+
+test('queue: list, show, retry one and all, hold, release, delete, and unknown ids', async () => {
+  await withAdmin(async h => {
+    const list = await call(h, 'GET', '/v1/queue')
+    assert.equal(list.status, 200)
+    assert.deepEqual(list.json.items.map((i: { id: string }) => i.id), ['m1', 'm2'])
+    assert.deepEqual(list.json.items[0], h.queue.items[0], 'every field of the item')
+
+    assert.deepEqual((await call(h, 'GET', '/v1/queue/m1')).json, { item: h.queue.items[0] })
+    assert.deepEqual(await call(h, 'GET', '/v1/queue/nope').then(r => [r.status, r.json]), [404, { error: 'No such queued message: nope' }])
+
+    assert.deepEqual(await call(h, 'POST', '/v1/queue/m1/retry').then(r => [r.status, r.json]), [200, { retried: 1 }])
+    assert.equal(h.queue.items[0].nextAttemptAt, NOW, 'due now')
+    assert.deepEqual(await call(h, 'POST', '/v1/queue/m2/retry').then(r => [r.status, r.json]), [200, { retried: 0 }], 'held: left as it is, but it exists')
+    assert.equal((await call(h, 'POST', '/v1/queue/nope/retry')).status, 404)
+    assert.equal((await call(h, 'POST', '/v1/queue/all/retry')).status, 404, '"all" is not an id')
+    assert.deepEqual((await call(h, 'POST', '/v1/queue/retry')).json, { retried: 1 })
+
+    assert.deepEqual((await call(h, 'POST', '/v1/queue/m1/hold')).json, { held: 'm1' })
+    assert.equal(h.queue.items[0].held, true)
+    assert.deepEqual((await call(h, 'POST', '/v1/queue/m2/release')).json, { released: 'm2' })
+    assert.equal(h.queue.items[1].held, false)
+    assert.equal((await call(h, 'POST', '/v1/queue/nope/hold')).status, 404)
+    assert.equal((await call(h, 'POST', '/v1/queue/nope/release')).status, 404)
+
+    assert.deepEqual(await call(h, 'DELETE', '/v1/queue/m%31').then(r => [r.status, r.json]), [200, { deleted: 'm1' }], 'ids are percent-decoded')
+    assert.equal((await call(h, 'DELETE', '/v1/queue/m1')).status, 404)
+    assert.deepEqual(h.queue.items.map(i => i.id), ['m2'])
+
+    const wrong = await call(h, 'PUT', '/v1/queue/m2')
+    assert.deepEqual([wrong.status, wrong.headers.get('allow')], [405, 'GET, DELETE'])
+    assert.equal((await call(h, 'GET', '/v1/queue/m2/hold')).status, 405)
+    assert.deepEqual(h.queue.calls.filter(c => c !== 'list' && !c.startsWith('show')),
+      ['retry m1', 'retry m2', 'retry nope', 'retry all', 'hold m1', 'release m2', 'hold nope', 'release nope', 'delete m1', 'delete m1'])
+  })
+})
+
+test('queue: a queue that cannot answer is a 503 (grid unavailable) or a 500 with a log id', async () => {
+  await withAdmin(async h => {
+    h.queue.list = async () => { throw new MailError('unavailable', 'Node n2 does not answer') }
+    assert.deepEqual(await call(h, 'GET', '/v1/queue').then(r => [r.status, r.json]), [503, { error: 'Node n2 does not answer' }])
+    h.queue.show = async () => { throw new Error('queue internals') }
+    const r = await call(h, 'GET', '/v1/queue/m1')
+    assert.equal(r.status, 500)
+    assert.match(r.json.error, /^Internal error \[[0-9a-f]{12}\]$/)
   })
 })

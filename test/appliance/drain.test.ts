@@ -25,6 +25,7 @@ function status (under: number, members: Member[], replicas = 2): NodeStatus {
   return {
     hostname: 'n', startedAt: 0, uptimeMs: 0, services: [], connections: 0, users: 0, domains: 0,
     store: { commitGroups: 0, commitBatches: 0 }, memory: { rssBytes: 0, heapUsedBytes: 0 },
+    queue: { local: { size: 0, oldestAgeMs: 0 }, grid: { size: 0, oldestAgeMs: 0 } },
     grid: { self: 'me', ringVersion: 'v', replicas, members, usersOwned: 3, usersReplicated: 3, underReplicated: under, handoffPending: 0, remirroredBytes: 0 }
   }
 }
