@@ -13,6 +13,9 @@ import { AuthThrottle, ConnectionLimiter } from './limits.ts'
 import { createImapServer } from './imap/index.ts'
 import { createPop3Server } from './pop3/index.ts'
 import { createSmtpService, MemoryBudget } from './smtp/server.ts'
+import { createDeliverer } from './outbound/deliver.ts'
+import { Queue, SHARD_KEYS } from './outbound/queue.ts'
+import type { OutboundInit } from './types.ts'
 import { createRspamdFilter } from './filters/index.ts'
 import type { SmtpMode } from './smtp/server.ts'
 import type { Endpoint, MailNode, NodeComponents, NodeInit, NodeStatus, ServiceName, ServiceStatus } from './types.ts'
@@ -28,6 +31,12 @@ const GRID_DEAD_AFTER_MS = 3000
 // How often the open session count goes into the heartbeat's load sample (placement and status read it; a
 // few seconds stale is fine for both).
 const SESSIONS_PUBLISH_INTERVAL_MS = 5000
+
+// issue 10: direct delivery on port 25 with the system's resolvers, first retry after 5 minutes, a delay notice
+// after 4 hours, a bounce after 5 days (the appliance's configuration sets these; tests and embedders may not)
+const OUTBOUND_DEFAULTS: OutboundInit = {
+  dnsServers: [], port: 25, relay: '', retryMinMs: 300_000, delayNoticeMs: 4 * 3600_000, bounceAfterMs: 5 * 24 * 3600_000
+}
 
 interface Service {
   listen (): Promise<Endpoint>
@@ -64,12 +73,24 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       host: g.advertiseHost,
       state: 'alive'
     })
-    grid = new Grid({ gossip, store, logger }, { replicas: g.replicas })
+    grid = new Grid({ gossip, store, logger }, { replicas: g.replicas, keys: SHARD_KEYS })
     mail = replicatedMailStore(grid, store)
     // sessions run on their user's primary: a login elsewhere is forwarded there (node/grid/forward.ts)
     forwarder = createSessionForwarder({ grid, gossip, logger })
   }
   const router = forwarder === null ? {} : { router: forwarder.route }
+  // mail for other domains: queued on the shards' replicas, delivered by each shard's primary (node/outbound)
+  const out = init.outbound ?? OUTBOUND_DEFAULTS
+  const deliverer = createDeliverer({ logger: logger.child({ ns: 'outbound' }), now }, {
+    hostname: init.hostname,
+    port: out.port,
+    relay: out.relay,
+    dnsServers: out.dnsServers,
+    ...(init.listen.smtp !== null ? { ownSmtpPort: init.listen.smtp.port } : {})
+  })
+  const queue = new Queue({ store, mail, directory: store, deliverer, grid, gossip, logger, now }, {
+    hostname: init.hostname, retryMinMs: out.retryMinMs, delayNoticeMs: out.delayNoticeMs, bounceAfterMs: out.bounceAfterMs
+  })
   const sessionCounts: Array<() => number> = []
   let publishTimer: NodeJS.Timeout | null = null
   const services = new Map<ServiceName, Service>()
@@ -84,7 +105,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     const endpoint = init.listen[name]
     if (endpoint === null) return
     services.set(name, createSmtpService(
-      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, ...(mode === 'mx' && filter !== undefined ? { filter } : {}) },
+      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, ...(mode === 'mx' && filter !== undefined ? { filter } : {}) },
       {
         mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
         recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback
@@ -133,6 +154,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
 
   const node: MailNode = {
     store,
+    queue,
     async start () {
       if (state !== 'new') return
       state = 'starting'
@@ -145,6 +167,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
           bound.push({ name, host: a.host, port: a.port })
         }
         gossip?.update({ services: Object.fromEntries(bound.map(b => [b.name, b.port])) })
+        await queue.start()
         if (gossip !== null) {
           const g = gossip
           let published = -1
@@ -169,6 +192,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       if (publishTimer !== null) clearInterval(publishTimer)
       await Promise.allSettled([...services.values()].map(s => s.close()))
       forwarder?.stop()
+      await queue.stop()
       await grid?.stop()
       await gossip?.stop()
       await store.stop()
@@ -192,7 +216,8 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
         domains: (await store.listDomains()).length,
         store: store.stats(),
         memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
-        grid: grid === null ? null : await (async (g: Grid) => { await g.underReplicated(); return g.status() })(grid)
+        grid: grid === null ? null : await (async (g: Grid) => { await g.underReplicated(); return g.status() })(grid),
+        queue: await queue.stats()
       }
     }
   }

@@ -112,10 +112,14 @@ export interface NodeStatus {
   store: { commitGroups: number, commitBatches: number }
   memory: { rssBytes: number, heapUsedBytes: number }
   grid: import('./grid/index.ts').GridStatus | null
+  /** Messages waiting for delivery to other domains: this node's shards and the whole grid's. */
+  queue: { local: import('./outbound/types.ts').QueueStats, grid: import('./outbound/types.ts').QueueStats }
 }
 
 export interface MailNode {
   readonly store: Store
+  /** The outbound queue, grid-wide (node/outbound). */
+  readonly queue: import('./outbound/types.ts').OutboundQueue
   start (): Promise<void>
   /** Stops every listener and session, then the store; safe to call twice. */
   stop (): Promise<void>

@@ -2,6 +2,7 @@
 // carry a version (hybrid logical clock: milliseconds * 1000 + a counter) and deletes leave tombstones, so
 // the grid can replicate them last-writer-wins and repair by digest exchange.
 
+import { isQueueShard } from './shards.ts'
 import { createHash } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { domainOf, normalizeAddress, normalizeAliasAddress, normalizeDomain } from './address.ts'
@@ -279,6 +280,11 @@ export class LevelStore extends MailStoreBase implements Store {
   }
 
   async ensureUserMail (user: string): Promise<void> {
+    // a queue shard: one INBOX, the same first entries on every node (created at time 0, so UIDVALIDITY 1)
+    if (isQueueShard(user)) {
+      if (await this.logPosition(user) === 0) await this.initUser(user, 0, [], [['INBOX', null]])
+      return
+    }
     const a = normalizeAddress(user)
     if (a === null || await this.logPosition(a) > 0) return
     const r = await this.live<UserRec>(keys.user(a))
@@ -398,9 +404,14 @@ export class LevelStore extends MailStoreBase implements Store {
   }
 
   async resolveRecipient (address: string): Promise<string[]> {
+    return (await this.expandRecipient(address)).users
+  }
+
+  async expandRecipient (address: string): Promise<{ users: string[], remote: string[] }> {
     const a = normalizeAddress(address)
-    if (a === null) return []
+    if (a === null) return { users: [], remote: [] }
     const found = new Set<string>()
+    const remote = new Set<string>()
     const seen = new Set<string>()
     const visit = async (addr: string, depth: number): Promise<void> => {
       if (depth > ALIAS_DEPTH_MAX || seen.has(addr) || found.size >= ALIAS_TARGETS_MAX) return
@@ -412,10 +423,12 @@ export class LevelStore extends MailStoreBase implements Store {
       }
       // An exact alias first; the domain's catch-all only for addresses that are neither user nor alias
       const alias = await this.live<AliasRec>(keys.alias(addr)) ?? (depth === 0 ? await this.live<AliasRec>(keys.alias('@' + domainOf(addr))) : null)
+      // a target in a domain that is not ours leaves through the outbound queue
+      if (alias === null && depth > 0 && !await this.isLocalDomain(domainOf(addr))) remote.add(addr)
       for (const t of alias?.targets ?? []) await visit(t, depth + 1)
     }
     await visit(a, 0)
-    return [...found]
+    return { users: [...found], remote: [...remote].slice(0, ALIAS_TARGETS_MAX) }
   }
 
   async mayUseAddress (user: string, address: string): Promise<boolean> {

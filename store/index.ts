@@ -13,6 +13,7 @@ export { normalizeAddress, normalizeDomain, domainOf } from './address.ts'
 export { DELIMITER, checkMailboxName, normalizeMailboxName } from './names.ts'
 export { DEFAULT_MAILBOXES } from './mail.ts'
 export { summarizeLog } from './summary.ts'
+export { QUEUE_SHARD_PREFIX, isQueueShard } from './shards.ts'
 export type { AddedMessage, LogSummary } from './summary.ts'
 export * as mime from './mime/index.ts'
 

@@ -153,12 +153,12 @@ export class MailStoreBase {
    * The entries that create a user's mail state: the default mailboxes, subscribed. Deterministic in the
    * user's creation time, so every node that learns of the user builds the same first log positions.
    */
-  protected async initUser (user: string, createdMs: number, extra: BatchOp[] = []): Promise<void> {
+  protected async initUser (user: string, createdMs: number, extra: BatchOp[] = [], mailboxes = DEFAULT_MAILBOXES): Promise<void> {
     await this.write([user], async (tx, get) => {
       const c = get(user)
       tx.ops.push(...extra)
       if (c.state.logSeq > 0) return
-      for (const [name, use] of DEFAULT_MAILBOXES) {
+      for (const [name, use] of mailboxes) {
         await this.addMailbox(tx, user, c, name, use, createdMs, `init-${c.state.logSeq + 1}`)
         await this.commit(tx, user, c, { op: 'subscribe', name, subscribed: true }, `init-${c.state.logSeq + 1}`)
       }

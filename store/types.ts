@@ -89,6 +89,8 @@ export interface Directory {
    * a depth limit), or the domain's catch-all. Empty when nothing matches.
    */
   resolveRecipient (address: string): Promise<string[]>
+  /** The same expansion, with the alias targets outside our domains (forwarding, through the outbound queue). */
+  expandRecipient (address: string): Promise<{ users: string[], remote: string[] }>
   /** True when the address is the user itself or an alias that expands to that user (for envelope senders). */
   mayUseAddress (user: string, address: string): Promise<boolean>
   isLocalDomain (domain: string): Promise<boolean>

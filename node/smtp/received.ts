@@ -12,7 +12,7 @@ export interface TraceInfo {
   authenticated: boolean
   smtpUtf8: boolean
   id: string
-  recipient: string
+  recipient: string // '' when the copy is for several recipients: no 'for' clause
   date: Date
 }
 
@@ -37,5 +37,5 @@ export function traceHeaders (t: TraceInfo): string {
   return `Return-Path: <${clean(t.sender, 512)}>\r\n` +
     `Received: from ${from}\r\n` +
     `\tby ${t.hostname} (mailgrid) with ${proto} id ${t.id}\r\n` +
-    `\tfor <${clean(t.recipient, 512)}>; ${rfc5322Date(t.date)}\r\n`
+    (t.recipient === '' ? `\t; ${rfc5322Date(t.date)}\r\n` : `\tfor <${clean(t.recipient, 512)}>; ${rfc5322Date(t.date)}\r\n`)
 }

@@ -16,6 +16,13 @@ import { smtpError } from '../errors.ts'
 import type { ConnectionLimiter } from '../limits.ts'
 import type { Endpoint, TlsMaterial } from '../types.ts'
 import { traceHeaders } from './received.ts'
+import type { Envelope } from '../outbound/types.ts'
+import { RECEIVED_HEADERS_MAX, receivedCount } from '../outbound/queue.ts'
+
+/** Where mail for other domains goes (node/outbound/queue.ts). */
+export interface OutboundSink {
+  enqueue (raw: Buffer, envelope: Envelope, opts: { received?: string, signal?: AbortSignal }): Promise<string[]>
+}
 
 export const COMMAND_LINE_BYTES_MAX = 4096 // RFC 5321 4.5.3.1.4 asks for 512; extensions (SIZE, AUTH=) need more
 export const MESSAGE_MEMORY_BYTES_MAX = 256 * 1024 * 1024 // all DATA in flight on this node at once
@@ -53,6 +60,10 @@ export interface SmtpComponents {
   budget: MemoryBudget
   logger: Logger
   now?: () => number
+  /** The outbound queue: submission to other domains, and aliases that forward outside. Absent: refused. */
+  outbound?: OutboundSink
+  /** Sender Rewriting Scheme for mail forwarded outside (so SPF passes at the next hop). */
+  srs?: { forward: (sender: string) => string }
   /** Content filter (rspamd) for the MX: asked before the 250, its verdict can refuse, defer or file into Junk. */
   filter?: MessageFilter
 }
@@ -73,6 +84,8 @@ interface SessionState {
   release: (() => void) | null
   // recipient address (as given) → local users it delivers to, filled at RCPT time
   targets: Map<string, string[]>
+  // recipients in other domains (submission) or alias targets outside (forwarding), with their DSN parameters
+  remote: Map<string, Envelope['rcpts'][number]>
 }
 
 export interface SmtpService {
@@ -108,7 +121,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
 
   const state = (session: SMTPServerSession): SessionState => {
     let s = sessions.get(session.id)
-    if (s === undefined) sessions.set(session.id, s = { user: null, release: null, targets: new Map() })
+    if (s === undefined) sessions.set(session.id, s = { user: null, release: null, targets: new Map(), remote: new Map() })
     return s
   }
 
@@ -134,7 +147,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     authOptional: !submission,
     disabledCommands: submission ? [] : ['AUTH'],
     maxAllowedUnauthenticatedCommands: submission ? UNAUTHENTICATED_COMMANDS_MAX : false,
-    hideDSN: true,
+    hideDSN: components.outbound === undefined, // RFC 3461: offered where notices can be sent
     hideENHANCEDSTATUSCODES: false, // RFC 2034; smtp-server hides it unless asked
     hideREQUIRETLS: true,
 
@@ -188,6 +201,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     onMailFrom (address: SMTPServerAddress, session, callback) {
       const s = state(session)
       s.targets.clear()
+      s.remote.clear()
       if (!submission) return callback()
       if (s.user === null) return callback(reply(530, '5.7.0 Authentication required'))
       const from = normalizeAddress(address.address)
@@ -204,9 +218,17 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     onRcptTo (address: SMTPServerAddress, session, callback) {
       const s = state(session)
       if (submission && s.user === null) return callback(reply(530, '5.7.0 Authentication required'))
-      if (s.targets.size >= init.recipientsMax) return callback(reply(452, '4.5.3 Too many recipients'))
-      checkRecipient(address, session).then(users => {
-        s.targets.set(address.address, users)
+      if (s.targets.size + s.remote.size >= init.recipientsMax) return callback(reply(452, '4.5.3 Too many recipients'))
+      checkRecipient(address, session).then(({ users, remote }) => {
+        if (users.length > 0) s.targets.set(address.address, users)
+        const dsn = (address as SMTPServerAddress & { dsn?: { notify?: string[], orcpt?: string } }).dsn
+        for (const r of remote) {
+          s.remote.set(r, {
+            address: r,
+            ...(dsn?.notify !== undefined && dsn.notify.length > 0 ? { notify: dsn.notify.map(n => n.toUpperCase()) as never } : {}),
+            ...(dsn?.orcpt !== undefined ? { orcpt: dsn.orcpt } : {})
+          })
+        }
         callback()
       }, err => callback(err instanceof Error && 'responseCode' in err ? err : mapError(session, err)))
     },
@@ -242,15 +264,20 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     }
   }
 
-  async function checkRecipient (address: SMTPServerAddress, session: SMTPServerSession): Promise<string[]> {
+  /** The local users an address delivers to, and the addresses outside it goes to (through the outbound queue). */
+  async function checkRecipient (address: SMTPServerAddress, session: SMTPServerSession): Promise<{ users: string[], remote: string[] }> {
     const rcpt = normalizeAddress(address.address)
     if (rcpt === null) throw reply(501, '5.1.3 Bad recipient address syntax')
     if (!await directory.isLocalDomain(domainOf(rcpt))) {
-      if (submission) throw reply(550, '5.7.1 Delivery to remote domains is not available on this server yet')
-      throw reply(550, '5.7.1 Relay access denied')
+      // only an authenticated user of a submission port may send to other domains: never an open relay
+      if (!submission) throw reply(550, '5.7.1 Relay access denied')
+      if (components.outbound === undefined) throw reply(550, '5.7.1 Delivery to remote domains is not available on this server')
+      return { users: [], remote: [rcpt] }
     }
-    const users = await directory.resolveRecipient(rcpt)
-    if (users.length === 0) throw reply(550, `5.1.1 <${rcpt}>: Recipient address rejected: User unknown`)
+    const expanded = await directory.expandRecipient(rcpt)
+    const users = expanded.users
+    const remote = components.outbound === undefined ? [] : expanded.remote
+    if (users.length === 0 && remote.length === 0) throw reply(550, `5.1.1 <${rcpt}>: Recipient address rejected: User unknown`)
     const from = session.envelope.mailFrom
     const size = from !== false && from.args !== false ? Number(from.args.SIZE) : 0
     const declared = Number.isSafeInteger(size) && size > 0 ? size : 0 // RFC 1870 SIZE= of MAIL FROM
@@ -266,10 +293,49 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
         if (full) throw reply(452, `4.2.2 <${rcpt}>: Mailbox full`)
       }
     }
-    return users
+    return { users, remote }
+  }
+
+  /** Queues the copies for other domains; resolves to their queue ids once durable on the queue's replicas. */
+  async function enqueueRemote (raw: Buffer, session: SMTPServerSession, id: string, date: Date): Promise<string[]> {
+    const s = state(session)
+    if (s.remote.size === 0 || components.outbound === undefined) return []
+    const mailFrom = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address
+    // forwarded mail (an alias pointing outside) leaves with a rewritten sender, so SPF passes at the next hop;
+    // a null sender stays null
+    const from = submission || mailFrom === '' || components.srs === undefined ? mailFrom : components.srs.forward(mailFrom)
+    const received = traceHeaders({
+      sender: mailFrom,
+      helo: session.hostNameAppearsAs ?? '',
+      clientIp: session.remoteAddress,
+      clientName: null,
+      hostname: init.hostname,
+      secure: session.secure,
+      authenticated: s.user !== null,
+      smtpUtf8: session.envelope.smtpUtf8 === true,
+      id,
+      recipient: s.remote.size === 1 ? [...s.remote.keys()][0] : '',
+      date
+    }).replace(/^Return-Path:[^\n]*\n/, '') // the final delivery adds Return-Path (RFC 5321 4.4)
+    const dsn = (session.envelope as { dsn?: { ret?: string | null, envid?: string | null } }).dsn
+    const ret = dsn?.ret?.toUpperCase()
+    const envid = dsn?.envid ?? null
+    const mailArgs = session.envelope.mailFrom === false || session.envelope.mailFrom.args === false ? {} : session.envelope.mailFrom.args
+    const envelope: Envelope = {
+      from,
+      rcpts: [...s.remote.values()],
+      ...(ret === 'FULL' || ret === 'HDRS' || envid !== null
+        ? { dsn: { ...(ret === 'FULL' || ret === 'HDRS' ? { ret } : {}), ...(envid !== null ? { envid: String(envid) } : {}) } }
+        : {}),
+      ...(session.envelope.smtpUtf8 === true ? { smtpUtf8: true } : {}),
+      ...(String(mailArgs.BODY ?? '').toUpperCase() === '8BITMIME' ? { eightBit: true } : {})
+    }
+    return await components.outbound.enqueue(raw, envelope, { received })
   }
 
   async function store (raw: Buffer, session: SMTPServerSession): Promise<string> {
+    // RFC 5321 6.3: a message that has passed this many hosts is in a loop
+    if (receivedCount(raw) > RECEIVED_HEADERS_MAX) throw reply(554, '5.4.6 Too many hops (Received headers): mail loop detected')
     const s = state(session)
     const id = `${session.id}-${session.transaction}`
     const date = new Date(now())
@@ -315,14 +381,16 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       }
     }
     try {
-      const results = await delivery.deliver(raw, targets, { internalDate: date.getTime() }).catch(async (err: unknown) => {
+      const local = targets.length === 0 ? [] : delivery.deliver(raw, targets, { internalDate: date.getTime() }).catch(async (err: unknown) => {
         // a recipient who deleted its Junk folder still gets the message (deliveries are all-or-nothing, so
         // nothing was stored by the failed attempt): into INBOX, with the filter's headers
         if (!isMailError(err, 'nonExistent') || !targets.some(t => t.mailbox !== undefined)) throw err
         log.info({ sid: session.id, id }, 'smtp_junk_missing')
         return await delivery.deliver(raw, targets.map(t => ({ ...t, mailbox: undefined })), { internalDate: date.getTime() })
       })
-      log.info({ sid: session.id, id, bytes: raw.length, rcpts: targets.length, gids: results.map(r => r.gid) }, 'smtp_delivered')
+      // the local copies and the queued ones are made durable together; 250 only when both are
+      const [results, queued] = await Promise.all([local, enqueueRemote(raw, session, id, date)])
+      log.info({ sid: session.id, id, bytes: raw.length, rcpts: targets.length, gids: results.map(r => r.gid), ...(queued.length > 0 ? { queued } : {}) }, 'smtp_delivered')
       return id
     } catch (err) {
       if (isMailError(err, 'noQuota')) {
