@@ -1,0 +1,17 @@
+// node/mailauth: sender authentication with mailauth. Outbound: DKIM signing with each domain's key from the
+// replicated directory (sign.ts), SRS for forwarded mail (srs.ts) and its ARC seal (seal.ts). Inbound: SPF,
+// DKIM, DMARC and ARC on the MX with the Authentication-Results header and the DMARC decision (verify.ts).
+// Keys and the records a domain publishes: keys.ts, dns.ts.
+
+export { createSigner } from './sign.ts'
+export type { Signer, SignerComponents } from './sign.ts'
+export { createInboundChecker, createResolver, CHECK_TIMEOUT_MS, DNS_QUERY_TIMEOUT_MS } from './verify.ts'
+export type { CheckContext, CheckResult, DnsResolve, InboundChecker, InboundCheckerComponents, InboundCheckerInit } from './verify.ts'
+export { createSrs, isSrs, srsSecret, SrsError, SRS_MAX_AGE_DAYS } from './srs.ts'
+export type { Srs, SrsInit } from './srs.ts'
+export { createArcSealer } from './seal.ts'
+export type { ArcSealer, ArcSealerComponents, ArcSealOptions } from './seal.ts'
+export { activateDkimKey, createDkimKey, dkimName, dkimTxt, publicView, retireDkimKey, rotateDkimKey, selectorFor, DKIM_RSA_BITS } from './keys.ts'
+export { checkRecords, domainRecords, mtaStsPolicy } from './dns.ts'
+export type { CheckStatus, DnsCheckResult, DnsRecord, DomainFacts, RecordCheck } from './dns.ts'
+export { authorDomains } from './headers.ts'

@@ -1,0 +1,158 @@
+// The MX's sender checks: SPF (RFC 7208), DKIM (RFC 6376), DMARC (RFC 7489, as RFC 9989 updates it) and ARC
+// (RFC 8617), all by mailauth's `authenticate`, with DNS through node:dns on the configured resolvers and a
+// bound on the time of the whole check. The outcome is the header block to put on top of the message (RFC
+// 8601 5: Authentication-Results above the trace fields, authserv-id = our hostname) and what to do with it.
+// Fail open: a DNS failure or time-out gives temperror results and the message is accepted (logged), because
+// refusing mail whenever a resolver hiccups loses more legitimate mail than it stops forgeries.
+
+import { Resolver } from 'node:dns/promises'
+import { authenticate } from 'mailauth'
+import type { AuthenticateResult } from 'mailauth'
+import type { Logger } from 'pino'
+
+// One DNS query waits at most this long per try (node's default is 5 s with 4 tries); a check makes up to
+// about twenty queries (SPF's ten lookups, RFC 7208 4.6.4, plus DKIM keys, DMARC, ARC), most in sequence.
+export const DNS_QUERY_TIMEOUT_MS = 2000
+export const DNS_QUERY_TRIES = 2
+// The whole check: under the 10 minutes a client waits for the answer to DATA (RFC 5321 4.5.3.2.6) with a
+// wide margin, and short enough that a dead resolver costs each message seconds, not minutes.
+export const CHECK_TIMEOUT_MS = 15_000
+
+export type DnsResolve = (name: string, rrtype: string) => Promise<unknown>
+
+export interface InboundCheckerComponents {
+  logger: Logger
+  /** DNS for every lookup (tests, or a caching resolver); default: node:dns on `dnsServers`. */
+  resolver?: DnsResolve
+}
+
+export interface InboundCheckerInit {
+  hostname: string // the authserv-id
+  /** DMARC failure under p=reject: refused (true) or filed into Junk (false). */
+  dmarcReject: boolean
+  /** 'host' or 'host:port' ('[v6]:port'); [] = the system's resolvers. */
+  dnsServers: string[]
+}
+
+export interface CheckContext {
+  ip: string // the SMTP client's address
+  helo: string
+  mailFrom: string // the reverse path; '' for the null sender
+  /** The authenticated submitter, when the session logged in: its mail is not checked, only noted (RFC 8601 2.7.4). */
+  sender?: string
+  signal?: AbortSignal
+}
+
+export interface CheckResult {
+  /** Header fields to prepend (Authentication-Results first, then Received-SPF), CRLF-terminated. */
+  headers: string
+  action: 'accept' | 'reject' | 'junk'
+  /** For 'reject': the SMTP reply text, '5.7.1 ...' (reply code 550). */
+  reply?: string
+  /** One word per method, for logs and tests. */
+  results: { spf: string, dkim: string, dmarc: string, arc: string }
+  /** What an ARC seal added when this message is forwarded needs (sealing.ts: arcSeal). */
+  arc: { authResults: string, cv: string }
+}
+
+export interface InboundChecker {
+  check (message: Buffer, ctx: CheckContext): Promise<CheckResult>
+}
+
+/** A resolver on node:dns with bounded time per query; `cancel` ends every query still waiting (ECANCELLED). */
+export function createResolver (dnsServers: string[]): { resolve: DnsResolve, cancel: () => void } {
+  const r = new Resolver({ timeout: DNS_QUERY_TIMEOUT_MS, tries: DNS_QUERY_TRIES })
+  if (dnsServers.length > 0) r.setServers(dnsServers)
+  return {
+    resolve: async (name, rrtype) => await r.resolve(name, rrtype),
+    cancel: () => { r.cancel() }
+  }
+}
+
+const TEMP = 'temperror'
+
+export function createInboundChecker (components: InboundCheckerComponents, init: InboundCheckerInit): InboundChecker {
+  const log = components.logger
+  const id = init.hostname
+
+  const failOpen = (why: string): CheckResult => {
+    const ar = `${id}; spf=${TEMP} (${why}); dkim=${TEMP} (${why}); dmarc=${TEMP} (${why})`
+    return {
+      headers: `Authentication-Results: ${ar}\r\n`,
+      action: 'accept',
+      results: { spf: TEMP, dkim: TEMP, dmarc: TEMP, arc: TEMP },
+      arc: { authResults: ar, cv: 'fail' }
+    }
+  }
+
+  return {
+    async check (message, ctx) {
+      if (ctx.sender !== undefined) {
+        const ar = `${id}; auth=pass smtp.auth=${ctx.sender.replace(/[^\x21-\x7e]/g, '')}`
+        return { headers: `Authentication-Results: ${ar}\r\n`, action: 'accept', results: { spf: 'none', dkim: 'none', dmarc: 'none', arc: 'none' }, arc: { authResults: ar, cv: 'none' } }
+      }
+      const own = components.resolver === undefined ? createResolver(init.dnsServers) : null
+      const resolver = components.resolver ?? own!.resolve
+      let timer: NodeJS.Timeout | undefined
+      const timedOut = new Promise<'timeout'>(resolve => { timer = setTimeout(() => resolve('timeout'), CHECK_TIMEOUT_MS) })
+      const aborted = new Promise<'aborted'>(resolve => ctx.signal?.addEventListener('abort', () => resolve('aborted'), { once: true }))
+      let res: AuthenticateResult | 'timeout' | 'aborted'
+      try {
+        res = await Promise.race([
+          authenticate(message, {
+            ip: ctx.ip,
+            helo: ctx.helo,
+            sender: ctx.mailFrom,
+            mta: init.hostname,
+            resolver: resolver as never,
+            strict: true, // RFC rules exactly: dkim=fail on a body hash mismatch, Authentication-Results on top
+            disableBimi: true, // BIMI selects logos for display, nothing we decide on
+            maxElapsedTime: CHECK_TIMEOUT_MS
+          } as Parameters<typeof authenticate>[1]),
+          timedOut,
+          aborted
+        ])
+      } catch (err) {
+        log.warn({ event: 'inbound_auth_error', ip: ctx.ip, err }, 'sender authentication failed; accepting')
+        return failOpen('internal error')
+      } finally {
+        clearTimeout(timer)
+        own?.cancel()
+      }
+      if (res === 'aborted') throw ctx.signal?.reason ?? new Error('aborted')
+      if (res === 'timeout') {
+        log.warn({ event: 'inbound_auth_timeout', ip: ctx.ip, ms: CHECK_TIMEOUT_MS }, 'sender authentication timed out; accepting')
+        return failOpen('timed out')
+      }
+      const results = {
+        spf: res.spf === false ? 'none' : res.spf.status.result,
+        dkim: dkimSummary(res),
+        dmarc: res.dmarc === false ? 'none' : res.dmarc.status.result,
+        arc: res.arc === false ? 'none' : res.arc.status.result
+      }
+      const arc = res.arc === false ? { authResults: '', cv: 'none' } : { authResults: res.arc.authResults ?? '', cv: res.arc.status.result }
+      const headers = res.headers.replace(/\r?\n/g, '\r\n')
+      let action: CheckResult['action'] = 'accept'
+      let reply: string | undefined
+      const dmarc = res.dmarc
+      if (dmarc !== false && dmarc.status.result === 'fail') {
+        const domain = dmarc.status.header?.from ?? dmarc.domain
+        if (dmarc.policy === 'reject' && init.dmarcReject) {
+          action = 'reject'
+          reply = `5.7.1 Message rejected: it fails the DMARC policy of ${domain} (p=reject)`
+        } else if (dmarc.policy === 'reject' || dmarc.policy === 'quarantine') {
+          action = 'junk'
+        }
+      }
+      if (Object.values(results).includes(TEMP)) log.warn({ event: 'inbound_auth_temperror', ip: ctx.ip, ...results }, 'DNS trouble during sender authentication; accepting')
+      log.info({ event: 'inbound_auth', ip: ctx.ip, from: ctx.mailFrom, ...results, action }, 'sender authentication')
+      return { headers, action, ...(reply === undefined ? {} : { reply }), results, arc }
+    }
+  }
+}
+
+/** The best DKIM result of the message: pass if any signature passed, else the first result, else none. */
+function dkimSummary (res: AuthenticateResult): string {
+  const all = (res.dkim?.results ?? []).map(r => r.status.result)
+  return all.includes('pass') ? 'pass' : all[0] ?? 'none'
+}
