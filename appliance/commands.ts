@@ -20,6 +20,8 @@ export interface CliIo {
   stderr: { write (s: string): unknown }
   stdin: Readable
   env: Record<string, string | undefined>
+  /** The clock ages are shown against (queue commands); Date.now by default. */
+  now?: () => number
 }
 
 export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE]
@@ -39,6 +41,12 @@ export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE
   alias add FROM TO [TO...]               FROM may be @domain (catch-all)
   alias del FROM
   alias list [DOMAIN]
+  queue list                              mail waiting for other domains, grid-wide: id, sender, domain,
+                                          recipients and their states, size, age, attempts, next try, last error
+  queue show ID                           one queued message in full
+  queue retry ID|--all                    try it (or every message) now
+  queue hold|release ID                   keep it from being tried until released
+  queue delete ID                         drop it without a bounce
   cluster up --nodes N --dir DIR [--replicas R] [--base-port P] [--timeout SECONDS]
                                           start N nodes on loopback as one grid (returns once formed)
   cluster status --dir DIR                each node's view of the grid
@@ -57,13 +65,14 @@ Options:
   --timeout SECONDS   cluster up: how long to wait for the grid to form (default 60)
   --seed FILE         firstboot: a TOML with the answers (hostname, grid = "create"|"join", clusterKey,
                       domain, adminPassword, adminToken), for an unattended first boot
+  --all               queue retry: every queued message
   --force             firstboot: run again on a machine already set up
   --set-hostname      firstboot: also make the answer the machine's host name (/etc/hostname)
   --json              print the answer as JSON
   -h, --help          this text
 `
 
-const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|cluster [ARGS] [--data DIR]  (mailgrid --help for more)\n'
+const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|queue|cluster [ARGS] [--data DIR]  (mailgrid --help for more)\n'
 
 class UsageError extends Error {}
 
@@ -80,6 +89,7 @@ const OPTIONS = {
   timeout: { type: 'string' },
   seed: { type: 'string' },
   force: { type: 'boolean' },
+  all: { type: 'boolean' },
   'set-hostname': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
@@ -312,6 +322,112 @@ function duration (ms: number): string {
   return d > 0 ? `${d}d ${h}h ${m}m` : h > 0 ? `${h}h ${m}m` : m > 0 ? `${m}m ${s % 60}s` : `${s}s`
 }
 
+/** Text from the queue (a remote's answer, an address) on one line of printable characters. */
+function oneLine (s: string): string {
+  return s.replace(/\r?\n/g, ' ').replace(/[\x00-\x1f\x7f]/g, '?')
+}
+
+/** Rows as columns padded to their widest cell; the last column is not padded. */
+export function table (rows: string[][]): string[] {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
+  return rows.map(r => r.map((cell, i) => i === r.length - 1 ? cell : cell.padEnd(widths[i])).join('  ').trimEnd())
+}
+
+interface QueueItemView {
+  id: string, shard: string, from: string, domain: string, size: number, queuedAt: number, attempts: number,
+  nextAttemptAt: number, held: boolean, lastError: string, delayNotified: boolean,
+  rcpts: Array<{ address: string, state: string, response?: string }>
+}
+
+const bytes = (n: number): string => n < 1024 ? `${n}B` : formatSize(n)
+const sender = (from: string): string => from === '' ? '<>' : oneLine(from)
+
+function nextTry (q: QueueItemView, now: number): string {
+  if (q.held) return 'held'
+  return q.nextAttemptAt <= now ? 'now' : `in ${duration(q.nextAttemptAt - now)}`
+}
+
+export function queueTable (items: QueueItemView[], now: number): string[] {
+  if (items.length === 0) return ['the queue is empty']
+  const rows = [['ID', 'FROM', 'DOMAIN', 'RECIPIENTS', 'SIZE', 'AGE', 'ATTEMPTS', 'NEXT', 'HELD', 'LAST ERROR']]
+  for (const q of items) {
+    rows.push([
+      oneLine(q.id), sender(q.from), oneLine(q.domain), q.rcpts.map(r => `${oneLine(r.address)} (${r.state})`).join(', '),
+      bytes(q.size), duration(Math.max(0, now - q.queuedAt)), String(q.attempts), nextTry(q, now), q.held ? 'yes' : 'no',
+      q.lastError === '' ? '-' : oneLine(q.lastError)
+    ])
+  }
+  return [...table(rows), `${items.length} ${items.length === 1 ? 'message' : 'messages'}`]
+}
+
+export function queueDetail (q: QueueItemView, now: number): string[] {
+  const rcpts = table(q.rcpts.map(r => [oneLine(r.address), r.state, oneLine(r.response ?? '')]))
+  return [
+    `id            ${oneLine(q.id)}`,
+    `shard         ${oneLine(q.shard)}`,
+    `from          ${sender(q.from)}`,
+    `domain        ${oneLine(q.domain)}`,
+    `size          ${bytes(q.size)} (${q.size} bytes)`,
+    `queued        ${new Date(q.queuedAt).toISOString()} (${duration(Math.max(0, now - q.queuedAt))} ago)`,
+    `attempts      ${q.attempts}`,
+    `next attempt  ${nextTry(q, now)}`,
+    `held          ${q.held ? 'yes' : 'no'}`,
+    `delay notice  ${q.delayNotified ? 'sent' : 'not sent'}`,
+    `last error    ${q.lastError === '' ? '-' : oneLine(q.lastError)}`,
+    ...rcpts.map((line, i) => `${i === 0 ? 'recipients   ' : '             '} ${line}`)
+  ]
+}
+
+async function queue (ctx: Context): Promise<void> {
+  const [sub, id, ...extra] = ctx.args
+  const now = (ctx.io.now ?? Date.now)()
+  only(ctx.values, sub === 'retry' ? ['all'] : [], `queue ${sub ?? ''}`.trim())
+  if (extra.length > 0) throw new UsageError(`queue ${sub ?? ''} takes one ID`)
+  const one = async (): Promise<string> => {
+    need(ctx.args, 2, 'ID')
+    return id
+  }
+  switch (sub) {
+    case 'list': {
+      if (id !== undefined) throw new UsageError('queue list takes no arguments')
+      const { items } = await (await connect(await ctx.dataDir())).request('GET', '/v1/queue')
+      return print(ctx, items, queueTable(items, now))
+    }
+    case 'show': {
+      const { item } = await (await connect(await ctx.dataDir())).request('GET', `/v1/queue/${seg(await one())}`)
+      return print(ctx, item, queueDetail(item, now))
+    }
+    case 'retry': {
+      const all = ctx.values.all === true
+      if (all === (id !== undefined)) throw new UsageError('queue retry takes an ID or --all (not both)')
+      const api = await connect(await ctx.dataDir())
+      const out = await api.request('POST', all ? '/v1/queue/retry' : `/v1/queue/${seg(id)}/retry`)
+      const n = out.retried as number
+      return print(ctx, out, [all ? `${n} ${n === 1 ? 'message' : 'messages'} due now` : n === 0 ? `${id} left as it is (a held message waits for queue release)` : `${id} due now`])
+    }
+    case 'hold':
+    case 'release':
+    case 'delete': {
+      const target = await one()
+      const api = await connect(await ctx.dataDir())
+      const out = sub === 'delete' ? await api.request('DELETE', `/v1/queue/${seg(target)}`) : await api.request('POST', `/v1/queue/${seg(target)}/${sub}`)
+      return print(ctx, out, [`${sub === 'hold' ? 'held' : sub === 'release' ? 'released' : 'deleted'} ${target}`])
+    }
+    default:
+      throw new UsageError(sub === undefined ? 'missing queue subcommand (list, show, retry, hold, release, delete)' : `unknown queue subcommand: ${sub}`)
+  }
+}
+
+function queueStat (q: { size: number, oldestAgeMs: number }): string {
+  return q.size === 0 ? 'empty' : `${q.size} ${q.size === 1 ? 'message' : 'messages'}, oldest ${duration(q.oldestAgeMs)}`
+}
+
+/** The status line of the outbound queue: this node's shards, then the grid's (one figure off a grid). */
+export function queueStatusLine (q: { local: { size: number, oldestAgeMs: number }, grid: { size: number, oldestAgeMs: number } } | undefined, onGrid: boolean): string[] {
+  if (q === undefined) return [] // a node from before the queue
+  return [onGrid ? `queue        this node: ${queueStat(q.local)}; grid: ${queueStat(q.grid)}` : `queue        ${queueStat(q.local)}`]
+}
+
 async function status (ctx: Context): Promise<void> {
   only(ctx.values, [], 'status')
   if (ctx.args.length > 0) throw new UsageError('status takes no arguments')
@@ -326,6 +442,7 @@ async function status (ctx: Context): Promise<void> {
     `domains      ${st.domains as number}`,
     `users        ${st.users as number}`,
     `memory       rss ${formatSize(st.memory.rssBytes as number)}, heap ${formatSize(st.memory.heapUsedBytes as number)}`,
+    ...queueStatusLine(st.queue, st.grid !== null && st.grid !== undefined),
     ...gridLines(st.grid ?? null)
   ])
 }
@@ -373,6 +490,7 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
       case 'domain': await domain(ctx); break
       case 'user': await user(ctx); break
       case 'alias': await alias(ctx); break
+      case 'queue': await queue(ctx); break
       case 'cluster': await cluster(ctx); break
       case undefined: throw new UsageError('missing command')
       default: throw new UsageError(`unknown command: ${command}`)
