@@ -17,6 +17,7 @@ import { createDeliverer } from './outbound/deliver.ts'
 import { Queue, SHARD_KEYS } from './outbound/queue.ts'
 import type { OutboundInit } from './types.ts'
 import { createRspamdFilter } from './filters/index.ts'
+import { createInboundChecker } from './mailauth/index.ts'
 import type { SmtpMode } from './smtp/server.ts'
 import type { Endpoint, MailNode, NodeComponents, NodeInit, NodeStatus, ServiceName, ServiceStatus } from './types.ts'
 
@@ -101,11 +102,17 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   const rspamd = init.filters?.rspamd
   const filter = rspamd === undefined || rspamd.url === '' ? undefined : createRspamdFilter({ logger: logger.child({ ns: 'rspamd' }) }, rspamd)
 
+  // SPF, DKIM, DMARC and ARC on the MX whenever the configuration has an [inbound] part (the appliance's always
+  // has; a bare test node has none, and no DNS to ask)
+  const inbound = init.inbound === undefined
+    ? undefined
+    : createInboundChecker({ logger: logger.child({ ns: 'mailauth' }) }, { hostname: init.hostname, dmarcReject: init.inbound.dmarcReject, dnsServers: out.dnsServers })
+
   const smtp = (name: ServiceName, mode: SmtpMode): void => {
     const endpoint = init.listen[name]
     if (endpoint === null) return
     services.set(name, createSmtpService(
-      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, ...(mode === 'mx' && filter !== undefined ? { filter } : {}) },
+      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}) },
       {
         mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
         recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback

@@ -11,6 +11,7 @@ import type { Logger } from 'pino'
 import { domainOf, isMailError, normalizeAddress } from '../../store/index.ts'
 import type { DeliveryTarget, Directory, MailStore } from '../../store/index.ts'
 import type { Authenticator } from '../auth.ts'
+import type { InboundChecker } from '../mailauth/index.ts'
 import type { MessageFilter } from '../filters/index.ts'
 import { smtpError } from '../errors.ts'
 import type { ConnectionLimiter } from '../limits.ts'
@@ -66,6 +67,8 @@ export interface SmtpComponents {
   srs?: { forward: (sender: string) => string }
   /** Content filter (rspamd) for the MX: asked before the 250, its verdict can refuse, defer or file into Junk. */
   filter?: MessageFilter
+  /** SPF, DKIM, DMARC and ARC on the MX (node/mailauth); absent: no checks, no Authentication-Results. */
+  inbound?: InboundChecker
 }
 
 export interface SmtpInit {
@@ -361,6 +364,14 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
         targets.push({ user: u, prefix })
       }
     }
+    // Sender authentication first: a DMARC p=reject failure is refused before the filter is asked
+    const auth = init.mode === 'mx' && components.inbound !== undefined
+      ? await components.inbound.check(raw, { ip: session.remoteAddress, helo: session.hostNameAppearsAs ?? '', mailFrom: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address })
+      : null
+    if (auth?.action === 'reject') {
+      log.info({ sid: session.id, id, ...auth.results }, 'smtp_rejected_dmarc')
+      throw reply(550, auth.reply ?? '5.7.1 Message rejected by the sender\'s DMARC policy')
+    }
     if (components.filter !== undefined && init.mode === 'mx') {
       const verdict = await components.filter.check(raw, {
         ip: session.remoteAddress,
@@ -378,6 +389,13 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       for (const t of targets) {
         t.prefix = verdict.headers + t.prefix
         if (verdict.action === 'junk') t.mailbox = 'Junk'
+      }
+    }
+    if (auth !== null) {
+      // RFC 8601 5: Authentication-Results on top, above this MX's trace fields; p=quarantine failures to Junk
+      for (const t of targets) {
+        t.prefix = auth.headers + t.prefix
+        if (auth.action === 'junk') t.mailbox = 'Junk'
       }
     }
     try {
