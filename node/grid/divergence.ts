@@ -1,0 +1,145 @@
+// When two copies of a user's log diverged (a partition, or views that differed around a membership change):
+// the primary merges the other copy into its own (the algorithm is merge.ts), makes the result durable on its
+// other replicas, then has the other copy reset under the compare-and-drop rule. Also the answers a merge asks
+// of the other side (log ids, a summary, blobs, the reset), and dropCopy, which hand-off drops share.
+
+import type { Logger } from 'pino'
+import type { Gossip } from '../../gossip/types.ts'
+import { MailError, summarizeLog } from '../../store/index.ts'
+import type { LogAnchor, LogEntry, LogSummary, Store } from '../../store/index.ts'
+import { LOG_BATCH_ENTRIES_MAX, packBodies, PROTOCOLS, unpackBodies } from './wire.ts'
+import { EIDS_BATCH, mergeFrom } from './merge.ts'
+import type { MergePeer } from './merge.ts'
+import { MERGE_ATTEMPTS_MAX } from './constants.ts'
+import type { Placement } from './placement.ts'
+import type { ReplicaState } from './state.ts'
+import type { Shipping } from './shipping.ts'
+
+export interface DivergenceComponents {
+  gossip: Pick<Gossip, 'call' | 'handle'>
+  store: Store
+  logger: Logger
+  placement: Placement
+  state: ReplicaState
+  replicate: Shipping['replicate']
+}
+
+export class DivergenceRepair {
+  private readonly gossip: DivergenceComponents['gossip']
+  private readonly store: Store
+  private readonly log: Logger
+  private readonly placement: Placement
+  private readonly state: ReplicaState
+  private readonly replicate: Shipping['replicate']
+  private readonly merging = new Map<string, Promise<void>>()
+
+  constructor (components: DivergenceComponents) {
+    this.gossip = components.gossip
+    this.store = components.store
+    this.log = components.logger
+    this.placement = components.placement
+    this.state = components.state
+    this.replicate = components.replicate
+  }
+
+  /** Serves the other side of a merge: log ids, a summary, blobs, and the reset of this node's copy. */
+  handle (): void {
+    const g = this.gossip
+    g.handle(PROTOCOLS.eids, async req => {
+      const user = String(req.header.user)
+      const from = Math.max(1, Number(req.header.from))
+      const to = Math.min(Number(req.header.to), from + EIDS_BATCH - 1)
+      const entries = await this.store.readLog(user, from, Math.max(0, to - from + 1))
+      const eids: Array<string | null> = []
+      for (let s = from; s <= to; s++) eids.push(entries[s - from]?.eid ?? null)
+      return { header: { eids } }
+    })
+    g.handle(PROTOCOLS.summary, async req => {
+      const user = String(req.header.user)
+      const all: LogEntry[] = []
+      for (;;) {
+        const part = await this.store.readLog(user, all.length + 1, 4096)
+        all.push(...part)
+        if (part.length < 4096) break
+      }
+      return { header: { summary: summarizeLog(all, Number(req.header.from)) } }
+    })
+    g.handle(PROTOCOLS.blobs, async req => {
+      const hashes = Array.isArray(req.header.hashes) ? req.header.hashes.map(String).slice(0, LOG_BATCH_ENTRIES_MAX) : []
+      const { lens, body } = packBodies(await Promise.all(hashes.map(async h => await this.store.readBlob(h))))
+      return { header: { lens }, body }
+    })
+    g.handle(PROTOCOLS.reset, async req => {
+      const user = String(req.header.user)
+      const position = Number(req.header.position)
+      // Never while this node takes itself for the user's primary or merges the user itself: two nodes whose
+      // views differ for a moment may each merge the other's copy, and if each then reset the other, both
+      // copies would be gone. The asking node retries once the views agree.
+      const dropped = this.placement.isPrimary(user) ? 'busy' : await this.dropCopy(user, { seq: position, eid: req.header.eid === null || req.header.eid === undefined ? null : String(req.header.eid) })
+      // The primary merged our copy up to `position`; anything we took since would be lost by a drop, so we
+      // drop only when nothing changed, and otherwise the primary merges again.
+      if (dropped !== true) return { header: { reset: false, busy: dropped === 'busy', position: await this.store.logPosition(user) } }
+      this.log.info({ user, by: String(req.header.by ?? ''), position }, 'replica_reset')
+      return { header: { reset: true, position: 0 } }
+    })
+  }
+
+  /** Takes what a diverged replica has into our log (merge.ts), makes that durable on our other replicas, then resets it. */
+  async merge (user: string, peer: string, theirPosition: number): Promise<void> {
+    const k = `${user}\x00${peer}`
+    const running = this.merging.get(k)
+    if (running !== undefined) return await running
+    // one merge per user at a time: two diverged copies often hold the same suffix (a replica pair on the
+    // other side), and the second merge must see what the first added
+    const p = this.state.lock.with([`${user}\x00merge`], async () => {
+      const remote: MergePeer = {
+        eids: async (from, to) => {
+          const res = await this.gossip.call(peer, PROTOCOLS.eids, { header: { user, from, to } })
+          return res.header.eids as Array<string | null>
+        },
+        summary: async (from) => {
+          const res = await this.gossip.call(peer, PROTOCOLS.summary, { header: { user, from } })
+          return res.header.summary as LogSummary
+        },
+        blobs: async (hashes) => {
+          const out: Buffer[] = []
+          for (let i = 0; i < hashes.length; i += LOG_BATCH_ENTRIES_MAX) {
+            const res = await this.gossip.call(peer, PROTOCOLS.blobs, { header: { hashes: hashes.slice(i, i + LOG_BATCH_ENTRIES_MAX) } })
+            out.push(...unpackBodies(res.header.lens, res.body))
+          }
+          return out
+        }
+      }
+      this.log.warn({ user, peer }, 'log_diverged')
+      for (let attempt = 0; attempt < MERGE_ATTEMPTS_MAX; attempt++) {
+        // only the primary merges (views change while a merge runs): the new primary will merge instead
+        if (!this.placement.isPrimary(user)) throw new MailError('temp', `no longer the primary of ${user}; the merge is left to the new one`)
+        const done = await mergeFrom(this.store, user, remote, theirPosition, this.log)
+        await this.replicate(user, { except: peer, merging: true })
+        const res = await this.gossip.call(peer, PROTOCOLS.reset, { header: { user, by: this.placement.self, position: done.theirEnd, eid: done.theirEndEid } })
+        if (res.header.reset === true) {
+          this.state.confirmed.set(k, 0)
+          return
+        }
+        // they take themselves for the primary or merge themselves: our views differ; the next round settles it
+        if (res.header.busy === true) throw new MailError('temp', `${peer} is merging ${user} itself or leads it`)
+        theirPosition = Number(res.header.position) // they took more meanwhile: merge that too
+      }
+      throw new MailError('temp', `merge with ${peer} did not settle`)
+    }).finally(() => this.merging.delete(k))
+    this.merging.set(k, p)
+    await p
+  }
+
+  /**
+   * Drops this node's copy of `user` if it still ends at `expect` (checked under the store's lock), unless a merge
+   * of that user runs here: 'busy' then. Resets after a merge and drops after a hand-off both come through here.
+   */
+  async dropCopy (user: string, expect: LogAnchor): Promise<boolean | 'busy'> {
+    const key = `${user}\x00merge`
+    if (this.state.lock.isLocked(key)) return 'busy'
+    const dropped = await this.state.lock.with([key], async () => await this.store.dropUserMail(user, expect))
+    if (dropped) this.state.ready.delete(user)
+    return dropped
+  }
+}

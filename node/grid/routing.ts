@@ -1,0 +1,126 @@
+// Routing of deliveries and quota reads to a user's primary: a delivery is grouped by primary, the local share
+// goes through the write path (lead, store, replicate) and the rest leaves in batched RPCs, so it resolves only
+// once every copy is durable on its replicas. Also this node's answers to such RPCs.
+
+import type { Gossip, RpcMessage } from '../../gossip/types.ts'
+import { isMailError, MailError } from '../../store/index.ts'
+import type { AppendResult, DeliveryTarget, OpOptions, QuotaUsage, Store } from '../../store/index.ts'
+import { errorReply, LOG_BATCH_BYTES_MAX, packBodies, PROTOCOLS, throwIfError, unpackBodies } from './wire.ts'
+import { PeerBatcher } from './batcher.ts'
+import { REPLICATION_TIMEOUT_MS } from './constants.ts'
+import type { Placement } from './placement.ts'
+import type { CatchUp } from './catch-up.ts'
+import type { Shipping } from './shipping.ts'
+
+interface DeliveryShipment { targets: DeliveryTarget[], internalDate: number, raw: Buffer }
+
+export interface RoutingComponents {
+  gossip: Pick<Gossip, 'call' | 'handle'>
+  store: Store
+  placement: Placement
+  lead: CatchUp['lead']
+  replicate: Shipping['replicate']
+}
+
+export class Routing {
+  private readonly gossip: RoutingComponents['gossip']
+  private readonly store: Store
+  private readonly placement: Placement
+  private readonly lead: CatchUp['lead']
+  private readonly replicate: Shipping['replicate']
+  // many deliveries to one primary leave in one RPC (batcher.ts)
+  private readonly deliveryShipper: PeerBatcher<DeliveryShipment, Record<string, unknown>>
+
+  constructor (components: RoutingComponents) {
+    this.gossip = components.gossip
+    this.store = components.store
+    this.placement = components.placement
+    this.lead = components.lead
+    this.replicate = components.replicate
+    this.deliveryShipper = new PeerBatcher(async (peer, items) => {
+      const { lens, body } = packBodies(items.map(i => i.raw))
+      const res = await this.gossip.call(peer, PROTOCOLS.deliverBatch, {
+        header: { items: items.map((i, k) => ({ targets: i.targets, internalDate: i.internalDate, bytes: lens[k] })) },
+        body
+      }, { timeoutMs: REPLICATION_TIMEOUT_MS + 5000 })
+      return res.header.results as Array<Record<string, unknown>>
+    }, { itemsMax: 256, bytesMax: LOG_BATCH_BYTES_MAX, size: i => i.raw.length + 512 })
+  }
+
+  /** Serves deliveries and quota reads routed to this node as the primary. */
+  handle (): void {
+    const g = this.gossip
+    g.handle(PROTOCOLS.deliverBatch, async req => {
+      const items = Array.isArray(req.header.items) ? req.header.items as Array<Record<string, unknown>> : []
+      const raws = unpackBodies(items.map(i => i.bytes), req.body)
+      const results = await Promise.all(items.map(async (i, k) => {
+        try {
+          return { results: await this.deliverLocal(raws[k], i.targets as DeliveryTarget[], { internalDate: Number(i.internalDate) }) }
+        } catch (err) {
+          return errorReply(err).header
+        }
+      }))
+      return { header: { results } }
+    })
+    g.handle(PROTOCOLS.quota, async req => {
+      try {
+        return { header: { quota: await this.store.quota(String(req.header.user)) } }
+      } catch (err) {
+        return errorReply(err)
+      }
+    })
+  }
+
+  /** Hands each target's copy to its user's primary; resolves when every copy is durable on its replicas. */
+  async deliver (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number }): Promise<AppendResult[]> {
+    const internalDate = opts?.internalDate ?? Date.now()
+    const groups = new Map<string, Array<[number, DeliveryTarget]>>()
+    for (const [i, t] of targets.entries()) {
+      const p = this.placement.primaryOf(t.user)
+      if (p === null) throw new MailError('unavailable', 'No node owns this user right now')
+      const g = groups.get(p) ?? []
+      g.push([i, t])
+      groups.set(p, g)
+    }
+    const out: AppendResult[] = new Array(targets.length)
+    await Promise.all([...groups].map(async ([primary, group]) => {
+      const ts = group.map(([, t]) => t)
+      let results: AppendResult[]
+      if (primary === this.placement.self) {
+        results = await this.deliverLocal(raw, ts, { ...opts, internalDate })
+      } else {
+        let res: RpcMessage
+        try {
+          res = { header: await this.deliveryShipper.submit(primary, { targets: ts, internalDate, raw }) }
+        } catch (err) {
+          throw new MailError('unavailable', `The node owning the mailbox is unreachable: ${String(err)}`)
+        }
+        throwIfError(res)
+        results = res.header.results as AppendResult[]
+      }
+      group.forEach(([i], j) => { out[i] = results[j] })
+    }))
+    return out
+  }
+
+  async deliverLocal (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number }): Promise<AppendResult[]> {
+    const users = [...new Set(targets.map(t => t.user))]
+    for (const u of users) await this.lead(u, opts)
+    const results = await this.store.deliver(raw, targets, opts)
+    await Promise.all(users.map(async u => await this.replicate(u, opts)))
+    return results
+  }
+
+  async quota (user: string): Promise<QuotaUsage> {
+    const p = this.placement.primaryOf(user)
+    if (p === null || p === this.placement.self) return await this.store.quota(user)
+    try {
+      const res = await this.gossip.call(p, PROTOCOLS.quota, { header: { user } })
+      throwIfError(res)
+      return res.header.quota as QuotaUsage
+    } catch (err) {
+      if (isMailError(err)) throw err
+      return await this.store.quota(user) // the owner is unreachable: our copy is the best answer we have
+    }
+  }
+}

@@ -1,0 +1,213 @@
+// Log shipping, the second half of the write path: the primary ships a user's new log entries (with the bodies
+// they refer to) to every other alive replica and waits until each has them durable; the replica's side checks
+// that a shipment continues its own copy. Also the position and pull answers the other pieces ask for.
+
+import type { Logger } from 'pino'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Gossip, RpcMessage } from '../../gossip/types.ts'
+import { isMailError, LogDivergedError, MailError } from '../../store/index.ts'
+import type { LogAnchor, LogEntry, OpOptions, Store } from '../../store/index.ts'
+import { entryBytes, errorReply, LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, LOG_BATCH_HEADER_BYTES_MAX, LOG_SHIPMENT_HEADER_BYTES_MAX, packBodies, PROTOCOLS, throwIfError, unpackBodies } from './wire.ts'
+import { PeerBatcher } from './batcher.ts'
+import { POSITIONS_PER_REQUEST_MAX, REPLICATION_TIMEOUT_MS, RETRY_BACKOFF_MS } from './constants.ts'
+import type { Placement } from './placement.ts'
+import type { ReplicaState } from './state.ts'
+import type { DivergenceRepair } from './divergence.ts'
+
+interface LogShipment { user: string, entries: LogEntry[], lens: number[], prev: { seq: number, eid: string | null }, body: Buffer, headerBytes: number }
+
+/** A replica's copy of the log differs from ours before the point we would continue from. */
+export class DivergedError extends Error {
+  readonly peer: string
+  readonly position: number
+  constructor (peer: string, position: number) {
+    super(`log of ${peer} diverged`)
+    this.peer = peer
+    this.position = position
+  }
+}
+
+export interface ShippingComponents {
+  gossip: Pick<Gossip, 'call' | 'handle'>
+  store: Store
+  logger: Logger
+  placement: Placement
+  state: ReplicaState
+  merge: DivergenceRepair['merge']
+}
+
+export class Shipping {
+  private readonly gossip: ShippingComponents['gossip']
+  private readonly store: Store
+  private readonly log: Logger
+  private readonly placement: Placement
+  private readonly state: ReplicaState
+  private readonly merge: DivergenceRepair['merge']
+  remirroredBytes = 0
+  // many users' shipments to one peer leave in one RPC (batcher.ts)
+  private readonly logShipper: PeerBatcher<LogShipment, Record<string, unknown>>
+
+  constructor (components: ShippingComponents) {
+    this.gossip = components.gossip
+    this.store = components.store
+    this.log = components.logger
+    this.placement = components.placement
+    this.state = components.state
+    this.merge = components.merge
+    this.logShipper = new PeerBatcher(async (peer, items) => {
+      const { lens, body } = packBodies(items.map(i => i.body))
+      const res = await this.gossip.call(peer, PROTOCOLS.logBatch, {
+        header: { items: items.map((i, k) => ({ user: i.user, entries: i.entries, lens: i.lens, prev: i.prev, bytes: lens[k] })) },
+        body
+      })
+      return res.header.results as Array<Record<string, unknown>>
+    }, { itemsMax: LOG_BATCH_ENTRIES_MAX, bytesMax: LOG_BATCH_BYTES_MAX, size: i => i.body.length + 512, headerBytesMax: LOG_BATCH_HEADER_BYTES_MAX, headerSize: i => i.headerBytes })
+  }
+
+  /** Serves what other nodes ask of this node's copies: positions, shipped entries, pulls. */
+  handle (): void {
+    const g = this.gossip
+    g.handle(PROTOCOLS.position, async req => {
+      const users = Array.isArray(req.header.users) ? req.header.users.map(String) : []
+      const positions: Record<string, number> = {}
+      const last: Record<string, string | null> = {}
+      for (const u of users.slice(0, POSITIONS_PER_REQUEST_MAX)) {
+        positions[u] = await this.store.logPosition(u)
+        if (req.header.last === true) last[u] = positions[u] > 0 ? (await this.store.readLog(u, positions[u], 1))[0]?.eid ?? null : null
+      }
+      return { header: { positions, last } }
+    })
+    g.handle(PROTOCOLS.logBatch, async req => {
+      const items = Array.isArray(req.header.items) ? req.header.items as Array<Record<string, unknown>> : []
+      const bodies = unpackBodies(items.map(i => i.bytes), req.body)
+      // different users apply in parallel; their fsyncs meet in the store's group commit
+      const results = await Promise.all(items.map(async (i, k) => (await this.onLog({ header: i, body: bodies[k] })).header))
+      return { header: { results } }
+    })
+    g.handle(PROTOCOLS.pull, async req => await this.onPull(req))
+  }
+
+  /** Waits until every other alive replica of `user` has this node's log durable (or fails 'temp'). */
+  async replicate (user: string, opts?: OpOptions & { except?: string, merging?: boolean }): Promise<void> {
+    const target = await this.store.logPosition(user)
+    const deadline = Date.now() + REPLICATION_TIMEOUT_MS
+    for (;;) {
+      const peers = this.placement.replicasOf(user).filter(p => p !== this.placement.self && p !== opts?.except)
+      const results = await Promise.allSettled(peers.map(async p => await this.sync(user, p, target, opts)))
+      const failed = results.flatMap((r, i) => r.status === 'rejected' ? [[peers[i], r.reason] as const] : [])
+      if (failed.length === 0) return
+      // inside a merge, another diverged copy waits for its own merge (the rebalance finds it): no nesting
+      if (opts?.merging === true && failed.every(([, reason]) => reason instanceof DivergedError)) return
+      if (opts?.merging !== true) {
+        for (const [, reason] of failed) {
+          if (reason instanceof DivergedError) await this.merge(user, reason.peer, reason.position)
+        }
+        if (failed.every(([, reason]) => reason instanceof DivergedError)) return await this.replicate(user, opts)
+      }
+      if (Date.now() > deadline || opts?.signal?.aborted === true) {
+        this.log.warn({ user, failed: failed.map(([p, e]) => ({ peer: p, err: String(e) })) }, 'replication_timeout')
+        throw new MailError('temp', 'Could not reach every replica in time; try again')
+      }
+      // a dead replica leaves the ring within seconds, and the next round goes to its successor
+      this.log.debug({ user, failed: failed.map(([p, e]) => ({ peer: p, err: String(e) })) }, 'replicate_retry')
+      await sleep(RETRY_BACKOFF_MS)
+    }
+  }
+
+  /** Ships log entries to one replica until its durable position reaches `target`. One shipment per pair at a time. */
+  async sync (user: string, peer: string, target: number, opts?: OpOptions): Promise<void> {
+    const key = `${user}\x00${peer}`
+    await this.state.lock.with([key], async () => {
+      let pos = this.state.confirmed.get(key)
+      if (pos !== undefined && pos >= target) return
+      if (pos === undefined) {
+        const res = await this.gossip.call(peer, PROTOCOLS.position, { header: { users: [user], last: true } }, { signal: opts?.signal })
+        pos = Number((res.header.positions as Record<string, number>)[user] ?? 0)
+        // equal positions say nothing about equal logs: their last entry must be ours at that position, or the
+        // copies diverged (nothing would be shipped, so the prev check below would never see it)
+        if (pos > 0 && pos <= target) {
+          const [ours] = await this.store.readLog(user, pos, 1)
+          if (ours?.eid !== (res.header.last as Record<string, string | null>)[user]) throw new DivergedError(peer, pos)
+        } else if (pos > target) {
+          // they hold entries we do not (another node decided them): the merge takes them in
+          throw new DivergedError(peer, pos)
+        }
+      }
+      while (pos < target) {
+        const entries = await this.store.readLog(user, pos + 1, LOG_BATCH_ENTRIES_MAX)
+        if (entries.length === 0) break
+        const hashes: string[] = []
+        const seen = new Set<string>()
+        let size = 0
+        let headerBytes = 512
+        let cut = entries.length
+        for (const [i, e] of entries.entries()) {
+          const h = entryBytes(e)
+          if (i > 0 && headerBytes + h > LOG_SHIPMENT_HEADER_BYTES_MAX) { cut = i; break }
+          headerBytes += h
+          if (e.op !== 'append' || seen.has(e.blob)) continue
+          if (size > 0 && size + e.size > LOG_BATCH_BYTES_MAX) { cut = i; headerBytes -= h; break }
+          seen.add(e.blob)
+          hashes.push(e.blob)
+          size += e.size
+        }
+        // all at once: the blob store merges neighbouring bodies into one read
+        const bodies = await Promise.all(hashes.map(async h => await this.store.readBlob(h)))
+        const bytes = bodies.reduce((n, b) => n + b.length, 0)
+        const batch = entries.slice(0, cut)
+        const { lens, body } = packBodies(bodies)
+        const prevEid = pos > 0 ? (await this.store.readLog(user, pos, 1))[0]?.eid ?? null : null
+        const res: RpcMessage = { header: await this.logShipper.submit(peer, { user, entries: batch, lens, prev: { seq: pos, eid: prevEid }, body, headerBytes }) }
+        throwIfError(res)
+        if (res.header.diverged === true) {
+          this.state.confirmed.delete(key)
+          throw new DivergedError(peer, Number(res.header.position))
+        }
+        const next = Number(res.header.position)
+        // lower than we thought: the replica lost state, so the next round starts again from its position
+        if (!Number.isSafeInteger(next) || next === pos) throw new MailError('temp', `replica ${peer} makes no progress at ${pos}`)
+        this.remirroredBytes += bytes
+        pos = next
+      }
+      this.state.confirmed.set(key, pos)
+    })
+  }
+
+  private async onLog (req: RpcMessage): Promise<RpcMessage> {
+    const user = String(req.header.user)
+    const entries = req.header.entries as LogEntry[]
+    const prev = req.header.prev as LogAnchor | undefined
+    if (prev !== undefined && prev.seq > 0) {
+      const position = await this.store.logPosition(user)
+      if (position < prev.seq) return { header: { position } } // behind: resend from our position
+    }
+    try {
+      // the store checks, under the user's lock, that the shipment continues this copy (anchor and overlap)
+      const position = await this.store.applyLog(user, entries, unpackBodies(req.header.lens, req.body), prev)
+      return { header: { position } }
+    } catch (err) {
+      if (err instanceof LogDivergedError) return { header: { position: err.position, diverged: true } }
+      if (isMailError(err, 'invalid')) return { header: { position: await this.store.logPosition(user) } } // a gap: resend from here
+      this.log.warn({ user, err }, 'apply_failed')
+      return errorReply(err)
+    }
+  }
+
+  private async onPull (req: RpcMessage): Promise<RpcMessage> {
+    const user = String(req.header.user)
+    const from = Number(req.header.from)
+    const limit = Math.min(Number(req.header.limit) || LOG_BATCH_ENTRIES_MAX, LOG_BATCH_ENTRIES_MAX)
+    const read = await this.store.readLog(user, from, limit)
+    // as many as fit the answer's header budget (at least one: the caller goes on from where this ends)
+    let headerBytes = 0
+    let n = 0
+    for (; n < read.length; n++) {
+      headerBytes += entryBytes(read[n])
+      if (n > 0 && headerBytes > LOG_SHIPMENT_HEADER_BYTES_MAX) break
+    }
+    const entries = read.slice(0, n)
+    const hashes = [...new Set(entries.flatMap(e => e.op === 'append' ? [e.blob] : []))]
+    const { lens, body } = packBodies(await Promise.all(hashes.map(async h => await this.store.readBlob(h))))
+    return { header: { entries, lens }, body }
+  }
+}
