@@ -12,6 +12,9 @@
 //   GET    /v1/queue                       the outbound queue, grid-wide   GET /v1/queue/ID
 //   POST   /v1/queue/retry                 every message due now           POST /v1/queue/ID/retry
 //   POST   /v1/queue/ID/hold               POST /v1/queue/ID/release       DELETE /v1/queue/ID
+//   GET    /v1/domains/NAME/dkim           POST /v1/domains/NAME/dkim/rotate (a new key: active if none is)
+//   POST   /v1/domains/NAME/dkim/SEL/activate                 DELETE /v1/domains/NAME/dkim/SEL (retire)
+//   GET    /v1/dns/NAME                    the records the domain needs  GET /v1/dns/NAME/check[?servers=IP[:PORT],...]
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
@@ -22,6 +25,9 @@ import { isMailError, normalizeDomain } from '../store/index.ts'
 import type { Directory, MailErrorKind } from '../store/index.ts'
 import type { NodeStatus } from '../node/types.ts'
 import type { OutboundQueue } from '../node/outbound/types.ts'
+import { isIP } from 'node:net'
+import { activateDkimKey, checkRecords, createDkimKey, domainRecords, mtaStsPolicy, publicView, retireDkimKey, rotateDkimKey, selectorFor } from '../node/mailauth/index.ts'
+import type { DomainFacts } from '../node/mailauth/index.ts'
 
 export const ADMIN_BODY_BYTES_MAX = 1024 * 1024 // an alias of 1000 targets of 254 bytes (RFC 5321 paths) fits
 export const ADMIN_HEADERS_TIMEOUT_MS = 10_000 // a client that has not sent its headers by then is not our CLI
@@ -114,7 +120,17 @@ function routes (c: AdminComponents): Route[] {
     { method: 'GET', pattern: /^\/v1\/status$/, handler: async () => ({ json: await c.status() }) },
 
     { method: 'GET', pattern: /^\/v1\/domains$/, handler: async () => ({ json: { domains: await dir.listDomains() } }) },
-    { method: 'POST', pattern: /^\/v1\/domains$/, handler: async r => ({ status: 201, json: { domain: await dir.addDomain(str(await r.body(), 'name')) } }) },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/domains$/,
+      handler: async r => {
+        const name = str(await r.body(), 'name')
+        if (normalizeDomain(name) === null) throw new HttpError(400, `Invalid domain name: ${name}`)
+        // every domain signs its mail from the start: its first DKIM key is made with it, in the same record
+        const now = Date.now()
+        return { status: 201, json: { domain: await dir.addDomain(name, { dkim: await createDkimKey(selectorFor(now, []), now) }) } }
+      }
+    },
     { method: 'DELETE', pattern: /^\/v1\/domains\/([^/]+)$/, handler: async r => { await dir.deleteDomain(r.params[0]); return { json: { deleted: r.params[0] } } } },
 
     {
@@ -175,7 +191,72 @@ function routes (c: AdminComponents): Route[] {
     },
     { method: 'DELETE', pattern: /^\/v1\/aliases\/([^/]+)$/, handler: async r => { await dir.deleteAlias(r.params[0]); return { json: { deleted: r.params[0] } } } },
 
-    ...queueRoutes(c.queue)
+    ...queueRoutes(c.queue),
+    ...dkimRoutes(c)
+  ]
+}
+
+/** DKIM keys (node/mailauth/keys.ts) and the DNS records a domain needs (node/mailauth/dns.ts). */
+function dkimRoutes (c: AdminComponents): Route[] {
+  const dir = c.directory
+  const domainOf = async (name: string): Promise<string> => {
+    const d = await dir.getDomain(name)
+    if (d === null) throw new HttpError(404, `No such domain: ${name}`)
+    return d.name
+  }
+  const facts = async (domain: string): Promise<DomainFacts> => {
+    const st = await c.status()
+    const others = (st.grid?.members ?? []).filter(m => m.id !== st.grid?.self && m.status === 'alive' && m.name !== '').map(m => m.name)
+    const ports: DomainFacts['ports'] = {}
+    for (const s of st.services) if (s.name !== 'smtp') ports[s.name] = s.port
+    return { domain, hosts: [...new Set([st.hostname, ...others])], ports, dkim: await dir.dkimKeys(domain) }
+  }
+  const servers = (q: URLSearchParams): string[] => {
+    const list = (q.get('servers') ?? '').split(',').map(x => x.trim()).filter(x => x !== '')
+    for (const x of list) {
+      const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(x)
+      if (m === null || isIP(m[1] ?? m[2]) === 0 || (m[3] !== undefined && Number(m[3]) > 65535)) throw new HttpError(400, `servers: not an IP[:PORT]: ${x}`)
+    }
+    return list
+  }
+  return [
+    {
+      method: 'GET',
+      pattern: /^\/v1\/domains\/([^/]+)\/dkim$/,
+      handler: async r => { const d = await domainOf(r.params[0]); return { json: { keys: (await dir.dkimKeys(d)).map(k => publicView(k, d)) } } }
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/domains\/([^/]+)\/dkim\/rotate$/,
+      handler: async r => { const d = await domainOf(r.params[0]); return { status: 201, json: { key: publicView(await rotateDkimKey(dir, d, Date.now()), d) } } }
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/domains\/([^/]+)\/dkim\/([^/]+)\/activate$/,
+      handler: async r => { const d = await domainOf(r.params[0]); return { json: { keys: (await activateDkimKey(dir, d, r.params[1])).map(k => publicView(k, d)) } } }
+    },
+    {
+      method: 'DELETE',
+      pattern: /^\/v1\/domains\/([^/]+)\/dkim\/([^/]+)$/,
+      handler: async r => { const d = await domainOf(r.params[0]); return { json: { keys: (await retireDkimKey(dir, d, r.params[1])).map(k => publicView(k, d)) } } }
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/dns\/([^/]+)$/,
+      handler: async r => {
+        const f = await facts(await domainOf(r.params[0]))
+        return { json: { domain: f.domain, records: domainRecords(f), mtaStsPolicy: mtaStsPolicy(f.hosts) } }
+      }
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/dns\/([^/]+)\/check$/,
+      handler: async r => {
+        const list = servers(r.query)
+        const f = await facts(await domainOf(r.params[0]))
+        return { json: await checkRecords(f.domain, domainRecords(f), { servers: list }) }
+      }
+    }
   ]
 }
 

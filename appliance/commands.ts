@@ -30,8 +30,16 @@ export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE
   firstboot [--seed FILE] [--force]       set up this machine as a node: the console wizard, or the answers
                                           of a seed file (writes the config, default /etc/mailgrid/mailgrid.toml)
   status                                  show the running node's status
-  domain add|del DOMAIN                   add or delete a local domain
+  domain add|del DOMAIN                   add or delete a local domain (add makes its DKIM key)
   domain list
+  domain dkim list DOMAIN                 the domain's DKIM keys: selector, state, the TXT record to publish
+  domain dkim rotate DOMAIN               a new key, pending: publish its record, then activate it
+  domain dkim activate DOMAIN SELECTOR    sign with this key from now on (the old one stays published)
+  domain dkim retire DOMAIN SELECTOR      forget a key that no longer signs (then remove its record)
+  dns records DOMAIN                      every DNS record the domain needs (MX, SPF, DKIM, DMARC, SRV, ...)
+  dns check DOMAIN [--server IP[:PORT],...]
+                                          look them up and say which are missing or wrong (exit 1 if a
+                                          required one is)
   user add ADDRESS --password P [--quota SIZE] [--quota-messages N]
   user passwd ADDRESS --password P        set a new password
   user quota ADDRESS [--quota SIZE] [--quota-messages N]
@@ -66,13 +74,14 @@ Options:
   --seed FILE         firstboot: a TOML with the answers (hostname, grid = "create"|"join", clusterKey,
                       domain, adminPassword, adminToken), for an unattended first boot
   --all               queue retry: every queued message
+  --server LIST       dns check: ask these resolvers (IP or IP:PORT, comma-separated) instead of the system's
   --force             firstboot: run again on a machine already set up
   --set-hostname      firstboot: also make the answer the machine's host name (/etc/hostname)
   --json              print the answer as JSON
   -h, --help          this text
 `
 
-const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|queue|cluster [ARGS] [--data DIR]  (mailgrid --help for more)\n'
+const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|queue|dns|cluster [ARGS] [--data DIR]  (mailgrid --help for more)\n'
 
 class UsageError extends Error {}
 
@@ -90,6 +99,7 @@ const OPTIONS = {
   seed: { type: 'string' },
   force: { type: 'boolean' },
   all: { type: 'boolean' },
+  server: { type: 'string' },
   'set-hostname': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
@@ -181,6 +191,7 @@ async function password (ctx: Context): Promise<string> {
 async function domain (ctx: Context): Promise<void> {
   const [sub, name] = ctx.args
   only(ctx.values, [], 'domain')
+  if (sub === 'dkim') return await dkim(ctx)
   if (sub === 'list') {
     const { domains } = await (await connect(await ctx.dataDir())).request('GET', '/v1/domains')
     print(ctx, domains, (domains as Array<{ name: string }>).map(d => d.name))
@@ -189,7 +200,11 @@ async function domain (ctx: Context): Promise<void> {
     const api = await connect(await ctx.dataDir())
     if (sub === 'add') {
       const { domain } = await api.request('POST', '/v1/domains', { name })
-      print(ctx, domain, [`added domain ${domain.name as string}`])
+      const { keys } = await api.request('GET', `/v1/domains/${seg(domain.name as string)}/dkim`)
+      print(ctx, domain, [
+        `added domain ${domain.name as string}`,
+        ...(keys as DkimView[]).map(k => `DKIM selector ${k.selector}: publish the records shown by: mailgrid dns records ${domain.name as string}`)
+      ])
     } else {
       const out = await api.request('DELETE', `/v1/domains/${seg(name)}`)
       print(ctx, out, [`deleted domain ${name}`])
@@ -197,6 +212,68 @@ async function domain (ctx: Context): Promise<void> {
   } else {
     throw new UsageError(sub === undefined ? 'missing domain subcommand' : `unknown domain subcommand: ${sub}`)
   }
+}
+
+interface DkimView { selector: string, state: string, created: number, name: string, txt: string }
+
+function dkimLines (keys: DkimView[]): string[] {
+  return keys.map(k => `${k.selector}\t${k.state}\t${new Date(k.created).toISOString().slice(0, 10)}\t${k.name}. TXT "${k.txt}"`)
+}
+
+async function dkim (ctx: Context): Promise<void> {
+  const [, sub, name, selector] = ctx.args
+  if (sub === undefined) throw new UsageError('missing domain dkim subcommand (list, rotate, activate, retire)')
+  need(ctx.args, 3, 'DOMAIN')
+  const base = `/v1/domains/${seg(name)}/dkim`
+  switch (sub) {
+    case 'list': {
+      const { keys } = await (await connect(await ctx.dataDir())).request('GET', base)
+      return print(ctx, keys, (keys as DkimView[]).length === 0 ? [`${name} has no DKIM key (mailgrid domain dkim rotate ${name} makes one)`] : dkimLines(keys))
+    }
+    case 'rotate': {
+      const { key } = await (await connect(await ctx.dataDir())).request('POST', `${base}/rotate`)
+      const k = key as DkimView
+      return print(ctx, k, [
+        `new DKIM key ${k.selector} for ${name} (${k.state})`,
+        `publish: ${k.name}. TXT "${k.txt}"`,
+        ...(k.state === 'pending' ? [`then, once it resolves: mailgrid domain dkim activate ${name} ${k.selector}`] : [])
+      ])
+    }
+    case 'activate':
+    case 'retire': {
+      need(ctx.args, 4, 'SELECTOR')
+      const api = await connect(await ctx.dataDir())
+      const { keys } = sub === 'activate' ? await api.request('POST', `${base}/${seg(selector)}/activate`) : await api.request('DELETE', `${base}/${seg(selector)}`)
+      return print(ctx, keys, [sub === 'activate' ? `${name} signs with ${selector} now` : `retired ${selector} of ${name}: its record may leave DNS`, ...dkimLines(keys)])
+    }
+    default:
+      throw new UsageError(`unknown domain dkim subcommand: ${sub}`)
+  }
+}
+
+interface DnsRecordView { name: string, type: string, value: string, purpose: string, required: boolean }
+
+async function dns (ctx: Context): Promise<void> {
+  const [sub, name] = ctx.args
+  only(ctx.values, sub === 'check' ? ['server'] : [], `dns ${sub ?? ''}`.trim())
+  if (sub !== 'records' && sub !== 'check') throw new UsageError(sub === undefined ? 'missing dns subcommand (records, check)' : `unknown dns subcommand: ${sub}`)
+  need(ctx.args, 2, 'DOMAIN')
+  const api = await connect(await ctx.dataDir())
+  if (sub === 'records') {
+    const out = await api.request('GET', `/v1/dns/${seg(name)}`)
+    const lines = (out.records as DnsRecordView[]).map(r => `${r.name}.\t${r.type}\t${r.value}\t; ${r.required ? '' : '(recommended) '}${r.purpose}`)
+    return print(ctx, out, [...lines, '', `; MTA-STS policy to serve at https://mta-sts.${name}/.well-known/mta-sts.txt:`, ...(out.mtaStsPolicy as string).trimEnd().split(/\r?\n/).map(l => `;   ${l}`)])
+  }
+  const query = ctx.values.server === undefined ? '' : `?servers=${encodeURIComponent(ctx.values.server)}`
+  const res = await api.request('GET', `/v1/dns/${seg(name)}/check${query}`)
+  const checks = res.checks as Array<{ record: DnsRecordView, status: string, found: string[] }>
+  print(ctx, res, checks.map(c => {
+    const what = `${c.status.padEnd(7)}\t${c.record.type}\t${c.record.name}.`
+    if (c.status === 'ok') return what
+    return `${what}\twant ${c.record.value}${c.found.length > 0 ? `\tfound ${c.found.join(' | ')}` : ''}${c.record.required ? '' : '\t(recommended)'}`
+  }))
+  const bad = checks.filter(c => c.record.required && c.status !== 'ok').length
+  if (bad > 0) throw new CliError(`${bad} required record${bad === 1 ? ' is' : 's are'} missing or wrong for ${name}`)
 }
 
 function userLine (u: { address: string, quotaBytes: number, quotaMessages: number, status: string }): string {
@@ -491,6 +568,7 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
       case 'user': await user(ctx); break
       case 'alias': await alias(ctx); break
       case 'queue': await queue(ctx); break
+      case 'dns': await dns(ctx); break
       case 'cluster': await cluster(ctx); break
       case undefined: throw new UsageError('missing command')
       default: throw new UsageError(`unknown command: ${command}`)
