@@ -199,12 +199,9 @@ async function domain (ctx: Context): Promise<void> {
     need(ctx.args, 2, 'DOMAIN')
     const api = await connect(await ctx.dataDir())
     if (sub === 'add') {
+      // the domain's DKIM key is made with it: `domain dkim list` and `dns records` show what to publish
       const { domain } = await api.request('POST', '/v1/domains', { name })
-      const { keys } = await api.request('GET', `/v1/domains/${seg(domain.name as string)}/dkim`)
-      print(ctx, domain, [
-        `added domain ${domain.name as string}`,
-        ...(keys as DkimView[]).map(k => `DKIM selector ${k.selector}: publish the records shown by: mailgrid dns records ${domain.name as string}`)
-      ])
+      print(ctx, domain, [`added domain ${domain.name as string}`])
     } else {
       const out = await api.request('DELETE', `/v1/domains/${seg(name)}`)
       print(ctx, out, [`deleted domain ${name}`])

@@ -72,7 +72,7 @@ test('domain add makes a DKIM key; dns records lists what to publish; dns check 
 
   const added = await run(['domain', 'add', 'example.test', ...d])
   assert.equal(added.code, 0, added.err)
-  assert.match(added.out, /^added domain example\.test\nDKIM selector mg\d{6}: /)
+  assert.equal(added.out, 'added domain example.test\n')
   const keys = JSON.parse((await run(['domain', 'dkim', 'list', 'example.test', '--json', ...d])).out)
   assert.equal(keys.length, 1)
   assert.equal(keys[0].state, 'active')
