@@ -290,6 +290,13 @@ export function createDeliverer (components: DelivererComponents, init: Delivere
             pending = []
             break outer
           }
+          if (!s.extensions.includes('SMTPUTF8') && [envelope.from, ...pending.map(r => r.address)].some(a => /[^\x00-\x7f]/.test(a))) {
+            park(key, s)
+            // RFC 6531 3.2: an internationalized address cannot go to a server without SMTPUTF8.
+            for (const r of pending) results.set(r.address, { rcpt: r.address, status: 'failed', code: 0, enhanced: '5.6.7', response: `${remote} does not support SMTPUTF8, needed for a non-ASCII address`, remote })
+            pending = []
+            break outer
+          }
           if (s.sizeLimit > 0 && message.length > s.sizeLimit) {
             park(key, s)
             // RFC 1870 6: the remote's fixed limit is a permanent refusal.

@@ -154,17 +154,16 @@ export function createMxResolver (components: MxResolverComponents, init: MxReso
       } else {
         hosts = ordered(records.filter(r => !nullMx.includes(r)), random).slice(0, MX_HOSTS_MAX)
       }
-      const resolved: MxHost[] = []
       let tempCode = ''
-      for (const h of hosts) {
+      const resolved: MxHost[] = await Promise.all(hosts.map(async h => {
         try {
-          resolved.push({ ...h, addresses: await addresses(h.name, opts) })
+          return { ...h, addresses: await addresses(h.name, opts) }
         } catch (err) {
           if (!(err instanceof DnsError)) throw err
           tempCode = err.code
-          resolved.push({ ...h, addresses: [] })
+          return { ...h, addresses: [] }
         }
-      }
+      }))
       // RFC 5321 5.1: when we are one of the MX hosts, only the hosts more preferred than us are candidates.
       const selfAt = resolved.find(h => h.addresses.some(a => isSelf(a, init.port)))
       const candidates = selfAt === undefined ? resolved : resolved.filter(h => h.preference < selfAt.preference)

@@ -71,6 +71,7 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
   let https: HttpsServer
   let httpsPort = 0
   const deliverers: Deliverer[] = []
+  const fetches: string[] = [] // Host headers of policy requests
   const policies: Record<string, string> = {
     'mta-sts.nomatch.test': 'version: STSv1\nmode: enforce\nmx: mx.allowed.test\nmax_age: 86400\n',
     'mta-sts.sts.test': 'version: STSv1\r\nmode: enforce\r\nmx: *.sts.test\r\nmax_age: 86400\r\n',
@@ -138,6 +139,7 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
     const names = Object.keys(policies)
     const leaf = await ca.issue(names)
     https = createHttpsServer({ key: leaf.key, cert: leaf.cert }, (req, res) => {
+      fetches.push(String(req.headers.host))
       const body = policies[String(req.headers.host ?? '').replace(/:\d+$/, '')]
       if (req.url !== '/.well-known/mta-sts.txt' || body === undefined) { res.writeHead(404).end(); return }
       res.writeHead(200, { 'content-type': 'text/plain' }).end(body)
@@ -361,6 +363,7 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
       })
     })
     try {
+      const expect = { silent: /greeting/i, endless: /exceeds maximum allowed size/i, dropper: /closed|ECONNRESET|ECONNECTION/i }
       for (const [name, server] of [['silent', silent], ['endless', endless], ['dropper', dropper]] as const) {
         const port = await listen(server, ODD)
         const d = deliverer({ port }) // odd.test has no MX: its A record, 127.0.0.5, on this server's port
@@ -369,7 +372,8 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
         const [o] = await d.send('odd.test', envelope('a@odd.test'), message(name))
         const took = Date.now() - t0
         assert.equal(o?.status, 'deferred', `${name}: ${o?.response}`)
-        assert.equal(o?.remote, `odd.test[127.0.0.5]:${port}`)
+        assert.equal(o?.remote, `odd.test[${ODD}]:${port}`)
+        assert.match(o?.response ?? '', expect[name])
         assert.ok(took < BOUNDED_MS, `${name} took ${took} ms`)
         assert.ok(process.memoryUsage().rss - rss0 < 64 * 1024 * 1024, `${name}: memory stays bounded`)
         await d.close()
@@ -403,6 +407,9 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
     assert.match(nomatch?.response ?? '', /MTA-STS/)
     const [ok] = await d.send('sts.test', envelope('a@sts.test'), message('sts ok'))
     assert.equal(ok?.status, 'sent', ok?.response)
+    const [again] = await d.send('sts.test', envelope('b@sts.test'), message('sts again'))
+    assert.equal(again?.status, 'sent', again?.response)
+    assert.equal(fetches.filter(h => h === 'mta-sts.sts.test').length, 1, 'the policy is cached by its id')
     const [bad] = await d.send('badcert.test', envelope('a@badcert.test'), message('sts badcert'))
     assert.equal(bad?.status, 'deferred', bad?.response)
     assert.equal(bad?.enhanced, '4.7.5')
@@ -453,7 +460,8 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
           { address: 'one@far.example', notify: ['FAILURE', 'DELAY'], orcpt: 'rfc822;one+x@far.example' },
           { address: 'two@other.example', notify: ['NEVER'] }
         ],
-        dsn: { ret: 'HDRS', envid: 'env-1' }
+        dsn: { ret: 'HDRS', envid: 'env-1' },
+        eightBit: true
       }
       const out = await d.send('far.example', env, message('relayed'))
       assert.deepEqual(out.map(o => o.status), ['sent', 'sent'], JSON.stringify(out))
@@ -463,6 +471,8 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
       assert.deepEqual(seen.passes, [secret])
       assert.equal(seen.mailArgs[0]?.RET, 'HDRS')
       assert.equal(seen.mailArgs[0]?.ENVID, 'env-1')
+      assert.equal(seen.mailArgs[0]?.BODY, '8BITMIME')
+      assert.equal(Number(seen.mailArgs[0]?.SIZE), message('relayed').length)
       assert.equal(seen.rcptArgs[0]?.NOTIFY, 'FAILURE,DELAY')
       assert.equal(seen.rcptArgs[0]?.ORCPT, 'rfc822;one+x@far.example') // sent xtext-encoded (one+2Bx), decoded by smtp-server
       assert.equal(seen.rcptArgs[1]?.NOTIFY, 'NEVER')
@@ -476,4 +486,130 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
       await dns.setRecords(records())
     }
   })
+  test('smarthost over implicit TLS (smtps://)', async () => {
+    const leaf = await ca.issue(['relay.test'])
+    const users: string[] = []
+    const relay = new SMTPServer({
+      secure: true, key: leaf.key, cert: leaf.cert, logger: false, authMethods: ['PLAIN'],
+      onAuth (auth, session, cb) { users.push(`${auth.username ?? ''}:${String(session.secure)}`); cb(null, { user: auth.username }) },
+      onData (stream, _session, cb) { stream.resume(); stream.on('end', () => cb()) }
+    } as ConstructorParameters<typeof SMTPServer>[0])
+    const port = await listenSmtp(relay, '127.0.0.8')
+    try {
+      await dns.setRecords({ ...records(), address: [...(records().address ?? []), { name: 'relay.test', address: '127.0.0.8' }] })
+      const d = deliverer({ relay: `smtps://u:v@relay.test:${port}` })
+      const [o] = await d.send('far.example', envelope('x@far.example'), message('smtps'))
+      assert.equal(o?.status, 'sent', o?.response)
+      assert.deepEqual(users, ['u:true'])
+    } finally {
+      await new Promise<void>(resolve => relay.close(() => resolve()))
+      await dns.setRecords(records())
+    }
+  })
+
+  test('SIZE, SMTPUTF8 and 8BITMIME follow what the remote offers', async () => {
+    const mail: Array<Record<string, unknown>> = []
+    const make = (hideSMTPUTF8: boolean): SMTPServer => new SMTPServer({
+      size: 400, hideSMTPUTF8, authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
+      onMailFrom (address, _session, cb) { mail.push(address.args as Record<string, unknown>); cb() },
+      onData (stream, _session, cb) { stream.resume(); stream.on('end', () => cb()) }
+    } as ConstructorParameters<typeof SMTPServer>[0])
+    const utf8 = make(false)
+    const ascii = make(true)
+    const port = await listenSmtp(utf8, ODD)
+    try {
+      const d = deliverer({ port })
+      const [big] = await d.send('odd.test', envelope('a@odd.test'), message('big', `X-Pad: ${'x'.repeat(500)}\r\n`))
+      assert.deepEqual([big?.status, big?.enhanced], ['failed', '5.3.4'], big?.response)
+      const [intl] = await d.send('odd.test', { from: 'alice@origin.test', rcpts: [{ address: 'jörg@odd.test' }], smtpUtf8: true, eightBit: true }, message('utf8'))
+      assert.equal(intl?.status, 'sent', intl?.response)
+      assert.equal(mail.at(-1)?.SMTPUTF8, true)
+      assert.equal(mail.at(-1)?.BODY, '8BITMIME')
+      const [unmarked] = await d.send('odd.test', envelope('jörg@odd.test'), message('unmarked'))
+      assert.deepEqual([unmarked?.status, unmarked?.enhanced], ['failed', '5.6.7'])
+      await d.close()
+      await new Promise<void>(resolve => utf8.close(() => resolve()))
+      await listenSmtp(ascii, ODD, port)
+      const d2 = deliverer({ port })
+      const [noUtf8] = await d2.send('odd.test', { from: 'alice@origin.test', rcpts: [{ address: 'jörg@odd.test' }], smtpUtf8: true }, message('no utf8'))
+      assert.deepEqual([noUtf8?.status, noUtf8?.enhanced], ['failed', '5.6.7'], noUtf8?.response)
+    } finally {
+      for (const srv of [utf8, ascii]) await new Promise<void>(resolve => srv.close(() => resolve()))
+    }
+  })
+
+  test('per-destination session cap and rate limit; idle sessions are closed', async () => {
+    let live = 0
+    let peak = 0
+    let connections = 0
+    const sink = new SMTPServer({
+      authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
+      onConnect (_session, cb) { connections++; live++; peak = Math.max(peak, live); cb() },
+      onClose () { live-- },
+      onData (stream, _session, cb) { stream.resume(); stream.on('end', () => setTimeout(cb, 30)) }
+    } as ConstructorParameters<typeof SMTPServer>[0])
+    const port = await listenSmtp(sink, ODD)
+    try {
+      const d = deliverer({ port, sessionsPerDestination: 2, messagesPerSecond: 20, sessionIdleMs: 300 })
+      const t0 = Date.now()
+      const all = await Promise.all(Array.from({ length: 8 }, (_, i) => d.send('odd.test', envelope(`n${i}@odd.test`), message(`burst ${i}`))))
+      const took = Date.now() - t0
+      assert.deepEqual(all.map(o => o[0]?.status), Array(8).fill('sent'))
+      assert.ok(peak <= 2, `at most 2 sessions at once, saw ${peak}`)
+      assert.ok(connections <= 2, `sessions are reused, saw ${connections} connections`)
+      assert.ok(took >= 7 * 50 - 10, `20 messages/s: 8 messages take at least 350 ms, took ${took}`)
+      const deadline = Date.now() + 5000
+      while (live > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+      assert.equal(live, 0, 'idle sessions closed after sessionIdleMs')
+    } finally {
+      await new Promise<void>(resolve => sink.close(() => resolve()))
+    }
+  })
+
+  test('a failed opportunistic TLS handshake is retried in plaintext on the same address', async () => {
+    const sockets = new Set<Socket>()
+    let connections = 0
+    let delivered = ''
+    const server = createServer(s => {
+      sockets.add(s)
+      connections++
+      s.on('error', () => {})
+      let buf = ''
+      let data: string | null = null
+      s.write('220 odd.test ESMTP\r\n')
+      s.on('data', (b: Buffer) => {
+        buf += b.toString('latin1')
+        for (let i = buf.indexOf('\r\n'); i >= 0; i = buf.indexOf('\r\n')) {
+          const line = buf.slice(0, i)
+          buf = buf.slice(i + 2)
+          if (data !== null) {
+            if (line === '.') { delivered = data; data = null; s.write('250 2.0.0 queued\r\n') } else data += line + '\n'
+            continue
+          }
+          const cmd = line.toUpperCase()
+          if (cmd.startsWith('EHLO')) s.write('250-odd.test\r\n250 STARTTLS\r\n')
+          else if (cmd.startsWith('STARTTLS')) { s.write('220 go ahead\r\n'); s.end('this is no TLS handshake\r\n') } else if (cmd.startsWith('DATA')) { data = ''; s.write('354 go\r\n') } else if (cmd.startsWith('QUIT')) s.end('221 bye\r\n')
+          else s.write('250 ok\r\n')
+        }
+      })
+    })
+    const port = await listen(server, ODD)
+    try {
+      const d = deliverer({ port })
+      const [o] = await d.send('odd.test', envelope('a@odd.test'), message('tls fallback'))
+      assert.equal(o?.status, 'sent', o?.response)
+      assert.equal(connections, 2)
+      assert.match(delivered, /Subject: tls fallback/)
+    } finally {
+      await closeServer(server, sockets)
+    }
+  })
 })
+
+async function listenSmtp (server: SMTPServer, host: string, port = 0): Promise<number> {
+  server.on('error', () => {})
+  return await new Promise<number>((resolve, reject) => {
+    server.server.once('error', reject)
+    server.listen(port, host, () => resolve((server.server.address() as { port: number }).port))
+  })
+}
