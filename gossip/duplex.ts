@@ -10,6 +10,11 @@
 // inbound); _write() waits for 'drain' when send() says so (back-pressure outbound); end() half-closes;
 // destroy() without an error on a stream that is not finished resets it, because the peer must learn that the
 // session died rather than wait; a reset from the peer destroys the Duplex with an error.
+//
+// libp2p ends a stream whose connection closed under it (the peer's process killed, its host gone) with the same
+// 'end' and error-free 'close' as a peer that finished writing: only a chosen end is announced by
+// 'remoteCloseWrite' first (yamux FIN). An end without it is the peer lost, and destroys the Duplex with a
+// StreamResetError, so a forwarded session can tell its client the server went away instead of a clean logout.
 
 import { Duplex } from 'node:stream'
 import type { Stream } from '@libp2p/interface'
@@ -26,6 +31,7 @@ export class StreamResetError extends Error {
 export function streamToDuplex (stream: Stream): Duplex {
   stream.maxReadBufferLength = STREAM_READ_BUFFER_BYTES_MAX
   let ended = false
+  let remoteClosedWrite = stream.remoteWriteStatus === 'closed'
 
   const canPauseOrResume = (): boolean => stream.readStatus === 'readable' || stream.readStatus === 'paused'
 
@@ -67,9 +73,15 @@ export function streamToDuplex (stream: Stream): Duplex {
     for (const c of chunks) more = duplex.push(Buffer.from(c.buffer, c.byteOffset, c.byteLength))
     if (!more && stream.readStatus === 'readable' && canPauseOrResume()) stream.pause()
   }
+  const onRemoteCloseWrite = (): void => { remoteClosedWrite = true }
   const onEnd = (): void => {
     ended = true
     if (stream.status === 'aborted' || stream.status === 'reset') return // 'close' brings the error
+    if (!remoteClosedWrite) {
+      detach()
+      if (!duplex.destroyed) duplex.destroy(new StreamResetError('connection to the peer lost'))
+      return
+    }
     duplex.push(null)
   }
   const onClose = (evt: Event & { error?: Error, local?: boolean }): void => {
@@ -82,7 +94,9 @@ export function streamToDuplex (stream: Stream): Duplex {
     stream.removeEventListener('message', onMessage as never)
     stream.removeEventListener('end', onEnd)
     stream.removeEventListener('close', onClose as never)
+    stream.removeEventListener('remoteCloseWrite', onRemoteCloseWrite)
   }
+  stream.addEventListener('remoteCloseWrite', onRemoteCloseWrite)
   stream.addEventListener('message', onMessage as never)
   stream.addEventListener('end', onEnd)
   stream.addEventListener('close', onClose as never)

@@ -2,7 +2,7 @@
 // Answers are a closed set so each protocol maps them once: ok, bad credentials, or throttled (temporary).
 
 import type { Directory } from '../store/index.ts'
-import type { AuthThrottle } from './limits.ts'
+import type { Throttle } from './limits.ts'
 
 export type AuthResult =
   | { ok: true, user: string }
@@ -17,7 +17,7 @@ export interface Authenticator {
   authenticate (username: string, password: string, ctx: AuthContext): Promise<AuthResult>
 }
 
-export function createAuthenticator (components: { directory: Directory, throttle: AuthThrottle }): Authenticator {
+export function createAuthenticator (components: { directory: Directory, throttle: Throttle }): Authenticator {
   const { directory, throttle } = components
   return {
     async authenticate (username, password, ctx) {

@@ -9,6 +9,8 @@ import type { MailStore, Store } from '../store/index.ts'
 import { createSessionForwarder, Grid, replicatedMailStore } from './grid/index.ts'
 import type { SessionForwarder } from './grid/index.ts'
 import { createAuthenticator } from './auth.ts'
+import { createGridThrottle } from './auth-grid.ts'
+import type { GridThrottle } from './auth-grid.ts'
 import { AuthThrottle, ConnectionLimiter } from './limits.ts'
 import { createImapServer } from './imap/index.ts'
 import { createPop3Server } from './pop3/index.ts'
@@ -52,12 +54,12 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   const throttle = new AuthThrottle({
     perIp: init.limits.authFailuresPerIpMax, perAccount: init.limits.authFailuresPerAccountMax, windowMs: init.limits.authWindowMs, now
   })
-  const auth = createAuthenticator({ directory: store, throttle })
   const budget = new MemoryBudget()
   // On a grid, protocol code sees the replicated store: writes need the lease and reach every replica first
   let gossip: Gossip | null = null
   let grid: Grid | null = null
   let forwarder: SessionForwarder | null = null
+  let gridThrottle: GridThrottle | null = null
   let mail: MailStore = store
   if (init.grid !== undefined) {
     const g = init.grid
@@ -78,7 +80,10 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     mail = replicatedMailStore(grid, store)
     // sessions run on their user's primary: a login elsewhere is forwarded there (node/grid/forward.ts)
     forwarder = createSessionForwarder({ grid, gossip, logger })
+    // authentication failures count grid-wide: each one is told to every member (node/auth-grid.ts)
+    gridThrottle = createGridThrottle({ gossip, logger, local: throttle })
   }
+  const auth = createAuthenticator({ directory: store, throttle: gridThrottle ?? throttle })
   const router = forwarder === null ? {} : { router: forwarder.route }
   // mail for other domains: queued on the shards' replicas, delivered by each shard's primary (node/outbound)
   const out = init.outbound ?? OUTBOUND_DEFAULTS

@@ -46,6 +46,13 @@ export class ConnectionLimiter {
   }
 }
 
+/** What the authenticator asks and tells: one node's counts (AuthThrottle) or the grid's (node/auth-grid.ts). */
+export interface Throttle {
+  allowed (ip: string, account: string): boolean
+  fail (ip: string, account: string): void
+  succeed (ip: string, account: string): void
+}
+
 export interface AuthThrottleInit {
   perIp?: number
   perAccount?: number
@@ -58,12 +65,13 @@ export interface AuthThrottleInit {
  * the protocol answers a temporary failure without checking the password (so a guesser learns nothing).
  * Loopback is never exempt: a local proxy would otherwise be an unthrottled oracle.
  */
-export class AuthThrottle {
+export class AuthThrottle implements Throttle {
   private readonly perIp: number
   private readonly perAccount: number
   private readonly windowMs: number
   private readonly now: () => number
   private readonly failures = new Map<string, number[]>()
+  private sweptAt = 0
 
   constructor (init: AuthThrottleInit = {}) {
     this.perIp = init.perIp ?? AUTH_FAILURES_PER_IP_MAX
@@ -86,6 +94,8 @@ export class AuthThrottle {
   }
 
   fail (ip: string, account: string): void {
+    // keys nobody asks about again expire with the window too (once per window, amortized over failures)
+    if (this.now() - this.sweptAt >= this.windowMs) this.sweep()
     for (const key of ['ip:' + ip, 'acct:' + account.toLowerCase()]) {
       if (!this.failures.has(key) && this.failures.size >= AUTH_TRACKED_KEYS_MAX) {
         const oldest = this.failures.keys().next().value
@@ -101,5 +111,16 @@ export class AuthThrottle {
   succeed (ip: string, account: string): void {
     this.failures.delete('acct:' + account.toLowerCase())
     void ip
+  }
+
+  /** Drops every key whose failures all fell out of the window. */
+  sweep (): void {
+    this.sweptAt = this.now()
+    for (const key of [...this.failures.keys()]) this.recent(key)
+  }
+
+  /** Keys tracked now (IPs and accounts), for tests and status. */
+  get tracked (): number {
+    return this.failures.size
   }
 }

@@ -93,6 +93,8 @@ export function createSessionForwarder (components: SessionForwarderComponents, 
   const log = components.logger.child({ ns: 'grid:forward' })
   const adopters = new Map<SessionProtocol, SessionAdopter>()
   const streams = new Map<Duplex, Tracked>()
+  // routes still opening their stream, by peer: a peer declared dead meanwhile aborts them
+  const dialing = new Map<AbortController, string>()
   let registered = false
   let stopped = false
 
@@ -112,6 +114,7 @@ export function createSessionForwarder (components: SessionForwarderComponents, 
   const unsubscribe = gossip.onChange((event) => {
     const gone = event.type === 'status' && (event.member.status === 'dead' || event.member.status === 'left') ? event.member.id : null
     for (const [stream, t] of streams) if (t.peer === gone) close(stream, t, 'peer gone')
+    for (const [ac, peer] of dialing) if (peer === gone) ac.abort(new Error(`${peer} is gone`))
     // the ring is read once the membership change has been applied (listeners may hear of it before)
     recheck ??= setImmediate(() => {
       recheck = null
@@ -125,13 +128,20 @@ export function createSessionForwarder (components: SessionForwarderComponents, 
     if (primary === null) throw new MailError('unavailable', 'No node owns this mailbox right now')
     if (primary === gossip.self) return null
     let stream: Duplex
+    const ac = new AbortController()
+    dialing.set(ac, primary)
     try {
-      stream = await gossip.openStream(primary, PROTOCOLS.session, { timeoutMs: routeTimeoutMs })
+      stream = await gossip.openStream(primary, PROTOCOLS.session, { timeoutMs: routeTimeoutMs, signal: ac.signal })
     } catch (err) {
       log.warn({ event: 'forward_unreachable', user, primary, protocol, err: String(err) }, 'forward_unreachable')
       throw new MailError('unavailable', 'The node holding this mailbox is unreachable; try again later')
+    } finally {
+      dialing.delete(ac)
     }
     stream.on('error', () => {}) // failures surface as 'close'; the splice closes the client then
+    // tracked from now on, so a primary declared dead while it has not answered yet ends the wait at once
+    track(stream, { peer: primary, user, adopted: false })
+    if (!alive(primary)) stream.destroy()
     try {
       const header: SessionHeader = { v: 1, protocol, user, ip: ctx.ip, secure: ctx.secure }
       if (ctx.tag !== undefined) header.tag = ctx.tag
@@ -144,13 +154,17 @@ export function createSessionForwarder (components: SessionForwarderComponents, 
       log.warn({ event: 'forward_refused', user, primary, protocol, err: String(err) }, 'forward_refused')
       throw new MailError('unavailable', 'The node holding this mailbox cannot take the session now; try again later')
     }
-    if (stopped) {
+    if (stopped || stream.destroyed) {
       stream.destroy()
-      throw new MailError('unavailable', 'This node is shutting down')
+      throw new MailError('unavailable', stopped ? 'This node is shutting down' : 'The node holding this mailbox went away; try again later')
     }
-    track(stream, { peer: primary, user, adopted: false })
     log.info({ event: 'session_forwarded', user, primary, protocol }, 'session_forwarded')
     return stream
+  }
+
+  const alive = (peer: string): boolean => {
+    const m = gossip.member(peer)
+    return m === undefined || m.status === 'alive' || m.status === 'suspect'
   }
 
   const refuse = (stream: Duplex, kind: string, message: string): void => {
@@ -214,6 +228,7 @@ export function createSessionForwarder (components: SessionForwarderComponents, 
       unsubscribe()
       if (recheck !== null) clearImmediate(recheck)
       for (const stream of streams.keys()) stream.destroy()
+      for (const ac of dialing.keys()) ac.abort(new Error('stopped'))
     }
   }
 }

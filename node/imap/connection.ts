@@ -3,6 +3,11 @@
  * responses in order with backpressure (stream literals included), and performs the two
  * in-place transport changes IMAP has: STARTTLS (RFC 3501 section 6.2.1) and COMPRESS=DEFLATE
  * (RFC 4978). It knows nothing of commands.
+ *
+ * While a command runs, input is held here rather than left unread in the socket: a paused socket with
+ * unread bytes never reports the client's FIN, so a client that left while its command waited (on a dead
+ * primary, a slow replica) would keep its connection slot until the command ended. Past
+ * HELD_INPUT_BYTES_MAX the socket is paused after all, so a client that floods still waits in the kernel.
  */
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -10,8 +15,19 @@ import { TLSSocket } from 'node:tls'
 import type { SecureContext } from 'node:tls'
 import { constants as zlibConstants, createDeflateRaw, createInflateRaw } from 'node:zlib'
 import type { DeflateRaw, InflateRaw } from 'node:zlib'
+import { compileStatus } from './protocol/compiler.ts'
 import type { Part } from './protocol/compiler.ts'
 import { splice } from '../splice.ts'
+
+/**
+ * Input read and kept while a command runs. Pipelined commands are small (a line each; Thunderbird and
+ * imapflow pipeline a handful), so 16 KiB holds them; a literal streamed ahead (LITERAL+) fills it and then
+ * waits in the kernel.
+ */
+export const HELD_INPUT_BYTES_MAX = 16 * 1024
+
+/** Said to the client when the primary running its forwarded session goes away (RFC 5530 UNAVAILABLE). */
+export const FORWARD_LOST_TEXT = 'The server holding this mailbox went away; please reconnect'
 
 export interface ConnectionHandlers {
   onData: (chunk: Buffer) => void
@@ -33,6 +49,9 @@ export class Connection {
   #closed = false
   #paused = false
   #corked = false
+  #held: Buffer[] = []
+  #heldBytes = 0
+  #socketPaused = false
   secure: boolean
 
   constructor (socket: Socket, secure: boolean, handlers: ConnectionHandlers) {
@@ -53,10 +72,7 @@ export class Connection {
   }
 
   #attach (socket: Socket): void {
-    socket.on('data', (chunk: Buffer) => {
-      if (this.#inflate !== null) this.#inflate.write(chunk)
-      else this.#handlers.onData(chunk)
-    })
+    socket.on('data', (chunk: Buffer) => this.#receive(chunk))
     socket.on('error', (err) => this.#handlers.onError(err))
     socket.on('close', () => this.#onClose())
   }
@@ -75,19 +91,62 @@ export class Connection {
     this.#raw.on('timeout', onTimeout)
   }
 
-  /** Stops reading while a command runs, so pipelined input waits in the kernel, not in memory. */
+  #receive (chunk: Buffer): void {
+    if (!this.#paused && this.#held.length === 0) {
+      this.#feed(chunk)
+      return
+    }
+    this.#held.push(chunk)
+    this.#heldBytes += chunk.length
+    if (this.#heldBytes >= HELD_INPUT_BYTES_MAX && !this.#socketPaused) {
+      this.#socketPaused = true
+      this.#socket.pause()
+    }
+  }
+
+  #feed (chunk: Buffer): void {
+    if (this.#inflate !== null) this.#inflate.write(chunk)
+    else this.#handlers.onData(chunk)
+  }
+
+  /** Hands held input on, in order, until a command pauses the connection again. */
+  #drain (): void {
+    while (!this.#paused && this.#held.length > 0 && !this.#closed) {
+      const chunk = this.#held.shift() as Buffer
+      this.#heldBytes -= chunk.length
+      this.#feed(chunk)
+    }
+    if (!this.#paused && this.#held.length === 0 && this.#socketPaused) {
+      this.#socketPaused = false
+      this.#socket.resume()
+    }
+  }
+
+  /**
+   * Stops handing input on while a command runs. The socket keeps being read (up to HELD_INPUT_BYTES_MAX) so
+   * that a client's close is seen, and its slot freed, whatever the command waits on.
+   */
   pause (): void {
     if (this.#paused) return
     this.#paused = true
-    this.#socket.pause()
     this.#inflate?.pause()
   }
 
   resume (): void {
     if (!this.#paused) return
     this.#paused = false
-    this.#socket.resume()
     this.#inflate?.resume()
+    // later: the caller is the session's read loop, which must see the held bytes as new input
+    if (this.#held.length > 0) queueMicrotask(() => this.#drain())
+    else this.#drain()
+  }
+
+  /** Takes the input held while a command ran (a forwarded session passes it on). */
+  #takeHeld (): Buffer {
+    const held = Buffer.concat(this.#held)
+    this.#held = []
+    this.#heldBytes = 0
+    return held
   }
 
   /** Queues a response; resolves when it has been handed to the socket. */
@@ -169,6 +228,9 @@ export class Connection {
     plain.removeAllListeners('data')
     plain.removeAllListeners('close')
     plain.removeAllListeners('error')
+    // sent in the clear after STARTTLS: dropped like the parser's pipelined bytes (RFC 2595 section 3.1)
+    this.#takeHeld()
+    this.#socketPaused = false
     const secure = new TLSSocket(plain, { isServer: true, secureContext: context })
     this.#socket = secure
     this.secure = true
@@ -197,6 +259,7 @@ export class Connection {
     this.#inflate = inflate
     this.#deflate = deflate
     if (this.#paused) inflate.pause()
+    // held input came after `pending`, and is compressed too: it reaches the inflater when the command ends
     if (pending.length > 0) inflate.write(pending)
   }
 
@@ -233,7 +296,11 @@ export class Connection {
     this.#socket.removeAllListeners('data')
     this.#raw.setTimeout(0) // the primary runs the session's timers now
     this.#raw.removeAllListeners('timeout')
+    const held = this.#takeHeld()
+    this.#socketPaused = false
     await this.flush()
-    await splice(this.#socket, upstream, pending)
+    // the primary loses nothing the client sent: first what the parser had, then what waited here
+    const farewell = compileStatus('*', 'BYE', FORWARD_LOST_TEXT, { name: 'UNAVAILABLE' })
+    await splice(this.#socket, upstream, held.length === 0 ? pending : Buffer.concat([pending, held]), { farewell })
   }
 }

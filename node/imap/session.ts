@@ -93,7 +93,8 @@ export class Session {
   get insecureAuthAllowed (): boolean {
     if (this.connection.secure || this.options.init.allowInsecureAuth === true) return true
     const ip = this.connection.remoteAddress
-    const loopback = ip === '127.0.0.1' || ip === '::1' || ip === '::ffff:127.0.0.1'
+    // all of 127.0.0.0/8 is loopback (RFC 1122 section 3.2.1.3), as POP3 counts it
+    const loopback = ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.')
     return loopback && this.options.init.allowInsecureAuthOnLoopback === true
   }
 

@@ -6,10 +6,13 @@ import { TLSSocket } from 'node:tls'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { SecureContext } from 'node:tls'
-import { LineReader } from './codec.ts'
+import { err, LineReader } from './codec.ts'
 import { splice } from '../splice.ts'
 import type { LineResult } from './codec.ts'
 import { INPUT_BUFFER_BYTES_MAX, OVERLONG_DISCARD_BYTES_MAX, TLS_HANDSHAKE_TIMEOUT_MS } from './constants.ts'
+
+/** Said to the client when the primary running its forwarded session goes away. */
+export const FORWARD_LOST_TEXT = 'The server holding this mailbox went away, please reconnect'
 
 export interface ConnectionInit {
   idleTimeoutMs: number
@@ -223,6 +226,7 @@ export class Pop3Connection {
     this.paused = false
     this.closed = true
     this.notify()
-    await splice(socket, upstream, pending)
+    // RFC 3206: a temporary failure, so the client logs in again (and reaches the user's new primary)
+    await splice(socket, upstream, pending, { farewell: err(FORWARD_LOST_TEXT, 'SYS/TEMP') })
   }
 }

@@ -372,6 +372,8 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       log.info({ sid: session.id, id, ...auth.results }, 'smtp_rejected_dmarc')
       throw reply(550, auth.reply ?? '5.7.1 Message rejected by the sender\'s DMARC policy')
     }
+    // RFC 8601 5: Authentication-Results fields that claim our name did not come from us: delivered without them
+    if (auth?.cleaned !== undefined) raw = auth.cleaned
     if (components.filter !== undefined && init.mode === 'mx') {
       const verdict = await components.filter.check(raw, {
         ip: session.remoteAddress,

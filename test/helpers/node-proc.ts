@@ -3,6 +3,7 @@
 // SETUP_JSON: {"domain": "example.com", "users": ["u1@example.com", ...], "password": "pw"} is applied once.
 // Prints one line `READY {"smtp": port, ...}` when listening; SIGTERM stops it cleanly.
 // MAILGRID_TEST_GRID (JSON, optional): a GridConfig to join a grid; READY then also carries `id` and `addrs`.
+// MAILGRID_TEST_OUTBOUND (JSON, optional): an OutboundInit.
 
 import pino from 'pino'
 import { createMailNode } from '../../node/index.ts'
@@ -19,8 +20,11 @@ const node = createMailNode({ logger: pino({ level: process.env.MAILGRID_TEST_LO
   plaintextAuthOnLoopback: true,
   sync: process.env.MAILGRID_SYNC !== '0',
   scryptLogN: 10,
-  limits: { ...TEST_LIMITS, messageBytesMax: 50 * 1024 * 1024 },
-  ...(process.env.MAILGRID_TEST_GRID !== undefined ? { grid: JSON.parse(process.env.MAILGRID_TEST_GRID) } : {})
+  // MAILGRID_TEST_LIMITS (JSON, optional): limits over the test defaults (a low per-IP cap, an auth budget)
+  limits: { ...TEST_LIMITS, messageBytesMax: 50 * 1024 * 1024, ...(process.env.MAILGRID_TEST_LIMITS !== undefined ? JSON.parse(process.env.MAILGRID_TEST_LIMITS) : {}) },
+  ...(process.env.MAILGRID_TEST_GRID !== undefined ? { grid: JSON.parse(process.env.MAILGRID_TEST_GRID) } : {}),
+  // MAILGRID_TEST_OUTBOUND (JSON, optional): an OutboundInit (the tests' own resolver and receiving MTA)
+  ...(process.env.MAILGRID_TEST_OUTBOUND !== undefined ? { outbound: JSON.parse(process.env.MAILGRID_TEST_OUTBOUND) } : {})
 })
 await node.start()
 if (setupJson !== undefined) {
