@@ -39,3 +39,31 @@ export function headerEnd (message: Buffer): number {
   if (lf >= 0) return lf + 1
   return message.length
 }
+
+/**
+ * The message without the Authentication-Results fields that claim one of `authservIds` (ours), or null when
+ * it has none. RFC 8601 5: an MTA MUST delete such fields that did not come from within its trust boundary,
+ * or a sender could forge "dmarc=pass" under our name below our real field.
+ */
+export function withoutOwnAuthResults (message: Buffer, authservIds: string[]): Buffer | null {
+  const ids = new Set(authservIds.map(i => i.toLowerCase()))
+  const end = Math.min(headerEnd(message), HEADER_BLOCK_BYTES_MAX)
+  const keep: Buffer[] = []
+  let removed = false
+  let at = 0
+  while (at < end) {
+    // one field: its first line and every continuation line (starting with space or tab)
+    let next = at
+    do {
+      const nl = message.indexOf(0x0a, next)
+      next = nl < 0 || nl >= end ? end : nl + 1
+    } while (next < end && (message[next] === 0x20 || message[next] === 0x09))
+    const field = message.subarray(at, next)
+    const m = /^authentication-results[ \t]*:((?:.|\r?\n[ \t])*)/i.exec(field.toString('latin1'))
+    const id = m === null ? null : m[1].replace(/\([^)]*\)/g, ' ').trim().split(/[\s;]+/)[0]?.toLowerCase()
+    if (id !== null && id !== undefined && ids.has(id)) removed = true
+    else keep.push(field)
+    at = next
+  }
+  return removed ? Buffer.concat([...keep, message.subarray(end)]) : null
+}

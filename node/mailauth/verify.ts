@@ -9,6 +9,7 @@ import { Resolver } from 'node:dns/promises'
 import { authenticate } from 'mailauth'
 import type { AuthenticateResult } from 'mailauth'
 import type { Logger } from 'pino'
+import { withoutOwnAuthResults } from './headers.ts'
 
 // One DNS query waits at most this long per try (node's default is 5 s with 4 tries); a check makes up to
 // about twenty queries (SPF's ten lookups, RFC 7208 4.6.4, plus DKIM keys, DMARC, ARC), most in sequence.
@@ -32,6 +33,8 @@ export interface InboundCheckerInit {
   dmarcReject: boolean
   /** 'host' or 'host:port' ('[v6]:port'); [] = the system's resolvers. */
   dnsServers: string[]
+  /** Other authserv-ids of our trust boundary (the grid's other nodes' hostnames) whose fields are removed too. */
+  trustedIds?: string[]
   /** Bound on one whole check; CHECK_TIMEOUT_MS by default (tests shorten it). */
   timeoutMs?: number
 }
@@ -53,8 +56,10 @@ export interface CheckResult {
   reply?: string
   /** One word per method, for logs and tests. */
   results: { spf: string, dkim: string, dmarc: string, arc: string }
-  /** What an ARC seal added when this message is forwarded needs (sealing.ts: arcSeal). */
+  /** What an ARC seal added when this message is forwarded needs (seal.ts). */
   arc: { authResults: string, cv: string }
+  /** The message to deliver instead, when it came with Authentication-Results under our name (removed, RFC 8601 5). */
+  cleaned?: Buffer
 }
 
 export interface InboundChecker {
@@ -88,11 +93,16 @@ export function createInboundChecker (components: InboundCheckerComponents, init
     }
   }
 
+  const ours = [init.hostname, ...(init.trustedIds ?? [])]
+
   return {
     async check (message, ctx) {
+      const cleaned = withoutOwnAuthResults(message, ours)
+      if (cleaned !== null) log.warn({ event: 'inbound_auth_forged', ip: ctx.ip, from: ctx.mailFrom }, 'removed Authentication-Results that claim our name')
+      const withCleaned = (r: CheckResult): CheckResult => cleaned === null ? r : { ...r, cleaned }
       if (ctx.sender !== undefined) {
         const ar = `${id}; auth=pass smtp.auth=${ctx.sender.replace(/[^\x21-\x7e]/g, '')}`
-        return { headers: `Authentication-Results: ${ar}\r\n`, action: 'accept', results: { spf: 'none', dkim: 'none', dmarc: 'none', arc: 'none' }, arc: { authResults: ar, cv: 'none' } }
+        return withCleaned({ headers: `Authentication-Results: ${ar}\r\n`, action: 'accept', results: { spf: 'none', dkim: 'none', dmarc: 'none', arc: 'none' }, arc: { authResults: ar, cv: 'none' } })
       }
       const own = components.resolver === undefined ? createResolver(init.dnsServers) : null
       const resolver = components.resolver ?? own!.resolve
@@ -117,7 +127,7 @@ export function createInboundChecker (components: InboundCheckerComponents, init
         ])
       } catch (err) {
         log.warn({ event: 'inbound_auth_error', ip: ctx.ip, err }, 'sender authentication failed; accepting')
-        return failOpen('internal error')
+        return withCleaned(failOpen('internal error'))
       } finally {
         clearTimeout(timer)
         own?.cancel()
@@ -125,7 +135,7 @@ export function createInboundChecker (components: InboundCheckerComponents, init
       if (res === 'aborted') throw ctx.signal?.reason ?? new Error('aborted')
       if (res === 'timeout') {
         log.warn({ event: 'inbound_auth_timeout', ip: ctx.ip, ms: timeoutMs }, 'sender authentication timed out; accepting')
-        return failOpen('timed out')
+        return withCleaned(failOpen('timed out'))
       }
       const results = {
         spf: res.spf === false ? 'none' : res.spf.status.result,
@@ -149,7 +159,7 @@ export function createInboundChecker (components: InboundCheckerComponents, init
       }
       if (Object.values(results).includes(TEMP)) log.warn({ event: 'inbound_auth_temperror', ip: ctx.ip, ...results }, 'DNS trouble during sender authentication; accepting')
       log.info({ event: 'inbound_auth', ip: ctx.ip, from: ctx.mailFrom, ...results, action }, 'sender authentication')
-      return { headers, action, ...(reply === undefined ? {} : { reply }), results, arc }
+      return withCleaned({ headers, action, ...(reply === undefined ? {} : { reply }), results, arc })
     }
   }
 }

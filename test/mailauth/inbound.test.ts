@@ -167,3 +167,17 @@ test('inbound: DNS that refuses every query: accepted with temperror (fail open)
   const ar = topAuthResults((await box(store, 'INBOX'))[0])
   assert.match(ar, /\b(spf|dmarc)=temperror\b/)
 })
+
+test('inbound: Authentication-Results forged under our name are removed, others kept (RFC 8601 5)', { skip: missing }, async (t) => {
+  const { store, port } = await mx(t)
+  const forged = Buffer.concat([
+    Buffer.from('Authentication-Results: mx.test;\r\n\tdmarc=pass header.from=pass.test\r\nAuthentication-Results: (comment) MX.TEST 1; spf=pass\r\nAuthentication-Results: relay.elsewhere.test; spf=pass smtp.mailfrom=x.test\r\n'),
+    message('alice@pass.test')
+  ])
+  await assert.rejects(send(port, BAD_IP, 'alice@pass.test', forged), /550 5\.7\.1/, 'the forgery does not help: still refused')
+  assert.match(await send(port, GOOD_IP, 'alice@pass.test', forged), /^250 /)
+  const [copy] = await box(store, 'INBOX')
+  assert.equal(copy.match(/^Authentication-Results: (\(comment\) )?mx\.test/gim)?.length, 1, 'only ours')
+  assert.match(topAuthResults(copy), /\bspf=pass\b/)
+  assert.match(copy, /\r\nAuthentication-Results: relay\.elsewhere\.test; spf=pass smtp\.mailfrom=x\.test\r\n/)
+})

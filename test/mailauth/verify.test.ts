@@ -64,3 +64,12 @@ test('mail from an authenticated session is noted, not checked', async () => {
   assert.equal(r.headers, 'Authentication-Results: mx.test; auth=pass smtp.auth=alice@example.com\r\n')
   assert.equal(r.action, 'accept')
 })
+
+test('withoutOwnAuthResults: folded fields, comments, case; nothing to remove gives null; the body is never touched', async () => {
+  const { withoutOwnAuthResults } = await import('../../node/mailauth/headers.ts')
+  const m = Buffer.from('Authentication-Results: mx.test;\r\n spf=pass\r\nSubject: s\r\nauthentication-results:(c) Mx.Test; dkim=pass\r\nAuthentication-Results: other.test; dkim=pass\r\n\r\nAuthentication-Results: mx.test; body line\r\n')
+  assert.equal(withoutOwnAuthResults(m, ['mx.test'])?.toString(), 'Subject: s\r\nAuthentication-Results: other.test; dkim=pass\r\n\r\nAuthentication-Results: mx.test; body line\r\n')
+  assert.equal(withoutOwnAuthResults(m, ['nope.test']), null)
+  assert.equal(withoutOwnAuthResults(Buffer.from('Subject: s\n\nbody\n'), ['mx.test']), null)
+  assert.equal(withoutOwnAuthResults(Buffer.from('Authentication-Results: mx.test; x'), ['mx.test'])?.toString(), '', 'a message that is only the field')
+})
