@@ -17,6 +17,7 @@ import { createPop3Server } from './pop3/index.ts'
 import { createSmtpService, MemoryBudget } from './smtp/server.ts'
 import { createDeliverer } from './outbound/deliver.ts'
 import { Queue, SHARD_KEYS } from './outbound/queue.ts'
+import { createArcSealer, createSigner, createSrs, srsSecret } from './mailauth/index.ts'
 import type { OutboundInit } from './types.ts'
 import { createRspamdFilter } from './filters/index.ts'
 import { createInboundChecker } from './mailauth/index.ts'
@@ -94,7 +95,12 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     dnsServers: out.dnsServers,
     ...(init.listen.smtp !== null ? { ownSmtpPort: init.listen.smtp.port } : {})
   })
-  const queue = new Queue({ store, mail, directory: store, deliverer, grid, gossip, logger, now }, {
+  // DKIM for mail leaving from our domains; SRS and an ARC seal for mail our aliases forward outside. The SRS secret
+  // is the grid's (every node must undo every node's rewriting); a standalone node derives it from its TLS key.
+  const signer = createSigner({ directory: store, logger: logger.child({ ns: 'mailauth' }), now })
+  const sealer = createArcSealer({ directory: store, logger: logger.child({ ns: 'mailauth' }), now })
+  const srs = createSrs({ secret: srsSecret(init.grid?.clusterKey ?? Buffer.from(String(init.tls.key))), now })
+  const queue = new Queue({ store, mail, directory: store, deliverer, grid, gossip, signer, srs, logger, now }, {
     hostname: init.hostname, retryMinMs: out.retryMinMs, delayNoticeMs: out.delayNoticeMs, bounceAfterMs: out.bounceAfterMs
   })
   const sessionCounts: Array<() => number> = []
@@ -117,7 +123,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     const endpoint = init.listen[name]
     if (endpoint === null) return
     services.set(name, createSmtpService(
-      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}) },
+      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}) },
       {
         mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
         recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback

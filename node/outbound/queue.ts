@@ -75,6 +75,8 @@ export interface QueueComponents {
   gossip: Gossip | null
   /** DKIM: the signature header lines for a message leaving from one of our domains ('' when none). */
   signer?: { sign: (message: Buffer, opts: { from: string }) => Promise<string> }
+  /** Undoes our SRS rewriting: a notice about forwarded mail goes to the sender it stood for. */
+  srs?: { reverse: (address: string) => string | null }
   logger: Logger
   now?: () => number
 }
@@ -395,7 +397,14 @@ export class Queue implements OutboundQueue {
       ...(action === 'delayed' ? { willRetryUntil: rec.internalDate + this.init.bounceAfterMs } : {}),
       now
     })
-    const sender = normalizeAddress(env.f)
+    let sender = normalizeAddress(env.f)
+    try {
+      const back = sender === null || this.c.srs === undefined ? null : this.c.srs.reverse(sender)
+      if (back !== null) sender = normalizeAddress(back)
+    } catch (err) {
+      this.log.warn({ id, sender, err: String(err) }, 'outbound_notice_srs_invalid')
+      return
+    }
     if (sender !== null && await this.c.directory.isLocalDomain(domainOf(sender))) {
       const users = await this.c.directory.resolveRecipient(sender)
       if (users.length === 0) {
@@ -405,7 +414,11 @@ export class Queue implements OutboundQueue {
       const received = `Return-Path: <>\r\nReceived: by ${this.init.hostname} (mailgrid) id ${id}; ${rfc5322Date(new Date(now))}\r\n`
       await this.c.mail.deliver(dsn, users.map(u => ({ user: u, prefix: received })), { internalDate: now })
     } else {
-      await this.enqueue(dsn, { from: '', rcpts: [{ address: env.f }] }, { unsigned: true })
+      if (sender === null) {
+        this.log.warn({ id, action, sender: env.f }, 'outbound_notice_sender_invalid')
+        return
+      }
+      await this.enqueue(dsn, { from: '', rcpts: [{ address: sender }] }, { unsigned: true })
     }
     this.log.info({ id, action, sender: env.f, rcpts: outcomes.map(o => o.rcpt) }, 'outbound_notice_sent')
   }

@@ -18,6 +18,8 @@ import type { ConnectionLimiter } from '../limits.ts'
 import type { Endpoint, TlsMaterial } from '../types.ts'
 import { traceHeaders } from './received.ts'
 import type { Envelope } from '../outbound/types.ts'
+import { isSrs, SrsError } from '../mailauth/index.ts'
+import type { ArcSealer, CheckResult, Srs } from '../mailauth/index.ts'
 import { RECEIVED_HEADERS_MAX, receivedCount } from '../outbound/queue.ts'
 
 /** Where mail for other domains goes (node/outbound/queue.ts). */
@@ -63,8 +65,10 @@ export interface SmtpComponents {
   now?: () => number
   /** The outbound queue: submission to other domains, and aliases that forward outside. Absent: refused. */
   outbound?: OutboundSink
-  /** Sender Rewriting Scheme for mail forwarded outside (so SPF passes at the next hop). */
-  srs?: { forward: (sender: string) => string }
+  /** Sender Rewriting Scheme for mail forwarded outside (so SPF passes at the next hop), and its reverse for bounces. */
+  srs?: Srs
+  /** ARC sealing of mail forwarded outside (RFC 8617), with the alias domain's DKIM key. */
+  sealer?: ArcSealer
   /** Content filter (rspamd) for the MX: asked before the 250, its verdict can refuse, defer or file into Junk. */
   filter?: MessageFilter
   /** SPF, DKIM, DMARC and ARC on the MX (node/mailauth); absent: no checks, no Authentication-Results. */
@@ -89,6 +93,8 @@ interface SessionState {
   targets: Map<string, string[]>
   // recipients in other domains (submission) or alias targets outside (forwarding), with their DSN parameters
   remote: Map<string, Envelope['rcpts'][number]>
+  // the domain of the (first) alias that forwards outside: the SRS address and the ARC seal are that domain's
+  forwardDomain: string | null
 }
 
 export interface SmtpService {
@@ -124,7 +130,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
 
   const state = (session: SMTPServerSession): SessionState => {
     let s = sessions.get(session.id)
-    if (s === undefined) sessions.set(session.id, s = { user: null, release: null, targets: new Map(), remote: new Map() })
+    if (s === undefined) sessions.set(session.id, s = { user: null, release: null, targets: new Map(), remote: new Map(), forwardDomain: null })
     return s
   }
 
@@ -205,6 +211,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       const s = state(session)
       s.targets.clear()
       s.remote.clear()
+      s.forwardDomain = null
       if (!submission) return callback()
       if (s.user === null) return callback(reply(530, '5.7.0 Authentication required'))
       const from = normalizeAddress(address.address)
@@ -224,6 +231,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       if (s.targets.size + s.remote.size >= init.recipientsMax) return callback(reply(452, '4.5.3 Too many recipients'))
       checkRecipient(address, session).then(({ users, remote }) => {
         if (users.length > 0) s.targets.set(address.address, users)
+        if (!submission && remote.length > 0) s.forwardDomain ??= domainOf(normalizeAddress(address.address) ?? address.address)
         const dsn = (address as SMTPServerAddress & { dsn?: { notify?: string[], orcpt?: string } }).dsn
         for (const r of remote) {
           s.remote.set(r, {
@@ -277,6 +285,20 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       if (components.outbound === undefined) throw reply(550, '5.7.1 Delivery to remote domains is not available on this server')
       return { users: [], remote: [rcpt] }
     }
+    // a bounce to an address our SRS made goes back to the sender it stood for (RFC 5321 allows a null sender)
+    if (!submission && components.srs !== undefined && isSrs(rcpt)) {
+      let back: string | null
+      try {
+        back = components.srs.reverse(rcpt)
+      } catch (err) {
+        if (err instanceof SrsError) throw reply(550, `5.1.1 <${rcpt}>: Recipient address rejected: ${err.message}`)
+        throw err
+      }
+      if (back !== null && components.outbound !== undefined) {
+        if (await directory.isLocalDomain(domainOf(back))) return { users: await directory.resolveRecipient(back), remote: [] }
+        return { users: [], remote: [back] }
+      }
+    }
     const expanded = await directory.expandRecipient(rcpt)
     const users = expanded.users
     const remote = components.outbound === undefined ? [] : expanded.remote
@@ -300,13 +322,18 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
   }
 
   /** Queues the copies for other domains; resolves to their queue ids once durable on the queue's replicas. */
-  async function enqueueRemote (raw: Buffer, session: SMTPServerSession, id: string, date: Date): Promise<string[]> {
+  async function enqueueRemote (raw: Buffer, session: SMTPServerSession, id: string, date: Date, auth: CheckResult | null): Promise<string[]> {
     const s = state(session)
     if (s.remote.size === 0 || components.outbound === undefined) return []
     const mailFrom = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address
     // forwarded mail (an alias pointing outside) leaves with a rewritten sender, so SPF passes at the next hop;
     // a null sender stays null
-    const from = submission || mailFrom === '' || components.srs === undefined ? mailFrom : components.srs.forward(mailFrom)
+    const fwd = s.forwardDomain
+    const from = submission || mailFrom === '' || components.srs === undefined || fwd === null ? mailFrom : components.srs.forward(mailFrom, fwd)
+    // what we saw of the sender's authentication travels with the forwarded copy (RFC 8617)
+    const seal = !submission && fwd !== null && auth !== null && components.sealer !== undefined
+      ? await components.sealer.seal(raw, { domain: fwd, authResults: auth.arc.authResults, cv: auth.arc.cv })
+      : ''
     const received = traceHeaders({
       sender: mailFrom,
       helo: session.hostNameAppearsAs ?? '',
@@ -333,7 +360,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       ...(session.envelope.smtpUtf8 === true ? { smtpUtf8: true } : {}),
       ...(String(mailArgs.BODY ?? '').toUpperCase() === '8BITMIME' ? { eightBit: true } : {})
     }
-    return await components.outbound.enqueue(raw, envelope, { received })
+    return await components.outbound.enqueue(raw, envelope, { received: seal + received })
   }
 
   async function store (raw: Buffer, session: SMTPServerSession): Promise<string> {
@@ -409,7 +436,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
         return await delivery.deliver(raw, targets.map(t => ({ ...t, mailbox: undefined })), { internalDate: date.getTime() })
       })
       // the local copies and the queued ones are made durable together; 250 only when both are
-      const [results, queued] = await Promise.all([local, enqueueRemote(raw, session, id, date)])
+      const [results, queued] = await Promise.all([local, enqueueRemote(raw, session, id, date, auth)])
       log.info({ sid: session.id, id, bytes: raw.length, rcpts: targets.length, gids: results.map(r => r.gid), ...(queued.length > 0 ? { queued } : {}) }, 'smtp_delivered')
       return id
     } catch (err) {
