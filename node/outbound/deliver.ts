@@ -23,6 +23,8 @@ export const SESSION_IDLE_MS = 3000 // an idle pooled session is closed after th
 export const SESSION_TRANSACTIONS_MAX = 100 // messages over one session, then a fresh one (bounds a session's life)
 export const ADDRESSES_TRIED_MAX = 10 // addresses tried per delivery, over all MX hosts (Postfix smtp_mx_address_limit 5)
 export const WAIT_MS_MAX = 120_000 // waiting for a destination slot longer than this defers the message
+export const ROUTE_CACHE_MS = 10_000 // a found route (MX hosts, addresses, MTA-STS decision) serves a burst to one domain; below usual TTLs
+export const ROUTE_CACHE_ENTRIES_MAX = 10_000 // domains remembered; the oldest is forgotten beyond this
 
 export interface DelivererComponents {
   logger: Logger
@@ -99,6 +101,8 @@ export function createDeliverer (components: DelivererComponents, init: Delivere
   const idleMs = init.sessionIdleMs ?? SESSION_IDLE_MS
   const perSession = init.transactionsPerSession ?? SESSION_TRANSACTIONS_MAX
   const destinations = new Map<string, Destination>()
+  // Only successful lookups are cached: a failure is looked up again on the next attempt.
+  const routes = new Map<string, { hosts: MxHost[], enforce: string | null, expiresAt: number }>()
   const idle = new Map<string, Session[]>() // by endpoint key
   const open = new Set<Session>()
   let closed = false
@@ -225,20 +229,25 @@ export function createDeliverer (components: DelivererComponents, init: Delivere
       shape = { port: relay.port, implicitTls: relay.implicitTls, starttls: relay.implicitTls ? 'none' : 'required', verifyCertificate: true, auth: relay.auth }
       destKey = 'relay'
     } else {
-      const mx = await resolver.resolve(domain, { signal })
-      if (!mx.ok) return all(mx.permanent ? 'failed' : 'deferred', mx.enhanced, mx.message)
-      hosts = mx.hosts
-      shape = { port: init.port, starttls: 'opportunistic', verifyCertificate: false }
       destKey = `domain:${domain.toLowerCase()}`
-      const decision = await sts.decide(domain, hosts, { signal })
-      if (decision.enforce) {
-        if (decision.hosts.length === 0) {
-          return all('deferred', '4.7.5', `MTA-STS policy ${decision.policy.id} of ${domain} allows none of its MX hosts (${hosts.map(h => h.name).join(', ')})`)
+      let route = routes.get(destKey)
+      if (route === undefined || route.expiresAt <= now()) {
+        const mx = await resolver.resolve(domain, { signal })
+        if (!mx.ok) return all(mx.permanent ? 'failed' : 'deferred', mx.enhanced, mx.message)
+        const decision = await sts.decide(domain, mx.hosts, { signal })
+        if (decision.enforce && decision.hosts.length === 0) {
+          return all('deferred', '4.7.5', `MTA-STS policy ${decision.policy.id} of ${domain} allows none of its MX hosts (${mx.hosts.map(h => h.name).join(', ')})`)
         }
-        hosts = decision.hosts
-        // RFC 8461 4.2: STARTTLS with a certificate valid for the MX name, or no delivery.
-        shape = { port: init.port, starttls: 'required', verifyCertificate: true }
+        route = { hosts: decision.enforce ? decision.hosts : mx.hosts, enforce: decision.enforce ? decision.policy.id : null, expiresAt: now() + ROUTE_CACHE_MS }
+        routes.delete(destKey)
+        routes.set(destKey, route)
+        if (routes.size > ROUTE_CACHE_ENTRIES_MAX) routes.delete(routes.keys().next().value as string)
       }
+      hosts = route.hosts
+      // RFC 8461 4.2: under an enforced policy, STARTTLS with a certificate valid for the MX name, or no delivery.
+      shape = route.enforce !== null
+        ? { port: init.port, starttls: 'required', verifyCertificate: true }
+        : { port: init.port, starttls: 'opportunistic', verifyCertificate: false }
     }
 
     // Recipients still open, and the last thing that happened to each.

@@ -389,6 +389,26 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
     }
   })
 
+  test('an aborted send stops at once and leaves nothing open', async () => {
+    const sockets = new Set<Socket>()
+    let closed = 0
+    const silent = createServer(s => { sockets.add(s); s.on('error', () => {}); s.resume(); s.on('close', () => closed++) })
+    const port = await listen(silent, ODD)
+    try {
+      const d = deliverer({ port, timeouts: { ...FAST, greetingMs: 30_000, setupMs: 30_000 } })
+      const ac = new AbortController()
+      const t0 = Date.now()
+      setTimeout(() => ac.abort(), 100)
+      await assert.rejects(d.send('odd.test', envelope('a@odd.test'), message('abort'), { signal: ac.signal }), { name: 'AbortError' })
+      assert.ok(Date.now() - t0 < 1000)
+      const deadline = Date.now() + 3000
+      while (closed < 1 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+      assert.deepEqual([sockets.size, closed], [1, 1], 'the one connection was closed')
+    } finally {
+      await closeServer(silent, sockets)
+    }
+  })
+
   test('loops: an MX that is our own address and port, and a remote that greets with our own name, fail 5.4.6', async () => {
     // Postfix is on 127.0.0.2:port; told that port is our own MX's, the loopback address is ourselves.
     const d = deliverer({ ownSmtpPort: pf.port })
