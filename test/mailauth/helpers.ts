@@ -10,6 +10,7 @@ import type { Store } from '../../store/index.ts'
 import { tempDir } from '../helpers/tmp.ts'
 
 export const PYTHON = '/usr/bin/python3' // Debian's, where python3-dkim is installed (not a pyenv one)
+export const PYTHON_PACKAGES = 'python3-dkim python3-srs' // the independent verifiers these tests run
 export const quiet = pino({ level: process.env.MAILGRID_TEST_LOG ?? 'silent' })
 
 export async function testStore (t: { after: (fn: () => Promise<void>) => void }): Promise<Store> {
@@ -33,7 +34,11 @@ export async function pythonWith (t: { after: (fn: () => Promise<void>) => void 
     child.stderr.on('data', d => { stderr += d })
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
     child.on('error', reject)
-    child.on('close', code => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
+    child.on('close', code => {
+      clearTimeout(timer)
+      if (stderr.includes('ModuleNotFoundError')) reject(new Error(`${PYTHON}: ${stderr.trim().split('\n').pop() ?? ''} (apt-get install ${PYTHON_PACKAGES})`))
+      else resolve({ code, stdout, stderr })
+    })
   })
 }
 

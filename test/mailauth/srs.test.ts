@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process'
 import { authenticate } from 'mailauth'
 import fc from 'fast-check'
 import { createArcSealer, createDkimKey, createInboundChecker, createSrs, dkimName, dkimTxt, isSrs, SrsError, srsSecret } from '../../node/mailauth/index.ts'
-import { PYTHON, quiet, tableResolver, testStore } from './helpers.ts'
+import { PYTHON, PYTHON_PACKAGES, quiet, tableResolver, testStore } from './helpers.ts'
 
 const SECRET = 'shared-with-pysrs-0123456789abcdef' // pysrs keys its HMAC with the secret's text
 const DAY_MS = 86_400_000
@@ -34,7 +34,7 @@ print(json.dumps(out))
     c.stderr.on('data', d => { err += d })
     const timer = setTimeout(() => c.kill('SIGKILL'), 30_000)
     c.on('error', reject)
-    c.on('close', code => { clearTimeout(timer); code === 0 ? resolve(JSON.parse(out)) : reject(new Error(err)) })
+    c.on('close', code => { clearTimeout(timer); code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`${err.trim()} (apt-get install ${PYTHON_PACKAGES})`)) })
   })
 }
 
