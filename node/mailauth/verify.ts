@@ -113,7 +113,7 @@ export function createInboundChecker (components: InboundCheckerComponents, init
       try {
         res = await Promise.race([
           authenticate(message, {
-            ip: ctx.ip,
+            ip: clientIp(ctx.ip),
             helo: ctx.helo,
             sender: ctx.mailFrom,
             mta: init.hostname,
@@ -162,6 +162,11 @@ export function createInboundChecker (components: InboundCheckerComponents, init
       return withCleaned({ headers, action, ...(reply === undefined ? {} : { reply }), results, arc })
     }
   }
+}
+
+/** An IPv4 client seen through an IPv6 socket ('::ffff:192.0.2.1') is checked as the IPv4 address it is (RFC 7208 5.6). */
+function clientIp (ip: string): string {
+  return ip.replace(/^::ffff:(?=\d{1,3}(?:\.\d{1,3}){3}$)/i, '')
 }
 
 /** The best DKIM result of the message: pass if any signature passed, else the first result, else none. */

@@ -73,3 +73,13 @@ test('withoutOwnAuthResults: folded fields, comments, case; nothing to remove gi
   assert.equal(withoutOwnAuthResults(Buffer.from('Subject: s\n\nbody\n'), ['mx.test']), null)
   assert.equal(withoutOwnAuthResults(Buffer.from('Authentication-Results: mx.test; x'), ['mx.test'])?.toString(), '', 'a message that is only the field')
 })
+
+test('an IPv4 client on an IPv6 socket is checked as IPv4', async () => {
+  const resolver = async (name: string, rrtype: string): Promise<string[][]> => {
+    if (rrtype === 'TXT' && name === 'origin.test') return [['v=spf1 ip4:192.0.2.1 -all']]
+    throw Object.assign(new Error('nx'), { code: 'ENOTFOUND' })
+  }
+  const checker = createInboundChecker({ logger: quiet, resolver }, { hostname: 'mx.test', dmarcReject: true, dnsServers: [] })
+  assert.equal((await checker.check(MSG, { ...CTX, ip: '::ffff:192.0.2.1' })).results.spf, 'pass')
+  assert.equal((await checker.check(MSG, { ...CTX, ip: '::ffff:192.0.2.9' })).results.spf, 'fail')
+})
