@@ -8,7 +8,8 @@
 // check then needs no round trip (a dead primary would otherwise stall every login of its users), and failures
 // are few enough (each costs the guesser a password hash) that one small message per batch per peer is cheap.
 // Memory stays bounded by the local throttle (AUTH_TRACKED_KEYS_MAX keys, each list capped, expired with the
-// window) and by the outgoing queue (AUTH_REPORTS_PENDING_MAX, the oldest dropped first).
+// window), by the messages in flight (AUTH_REPORT_MESSAGES_INFLIGHT_MAX) and by the reports waiting for one to
+// finish (AUTH_REPORTS_PENDING_MAX, the oldest dropped first).
 
 import type { Logger } from 'pino'
 import type { Gossip, RpcMessage } from '../gossip/types.ts'
@@ -20,6 +21,8 @@ export const AUTH_REPORTS_PROTOCOL = '/mailgrid/auth-reports/1.0.0'
 export const AUTH_REPORT_BATCH_MS = 20
 /** Reports in one message; a burst above it leaves in several. */
 export const AUTH_REPORTS_PER_MESSAGE_MAX = 512
+/** Batches on their way at once (each to every peer); more wait in the queue below. */
+export const AUTH_REPORT_MESSAGES_INFLIGHT_MAX = 4
 /** Reports waiting to leave; past it the oldest are dropped (a flood is throttled locally anyway). */
 export const AUTH_REPORTS_PENDING_MAX = 8192
 /** A peer that does not take a report within this long misses it; nobody waits on the answer. */
@@ -50,6 +53,7 @@ export function createGridThrottle (components: GridThrottleComponents): GridThr
   const pending: Report[] = []
   const stats = { dropped: 0, sent: 0, heard: 0 }
   let timer: NodeJS.Timeout | null = null
+  let inflight = 0
   let stopped = false
 
   gossip.handle(AUTH_REPORTS_PROTOCOL, async (req, ctx) => {
@@ -68,19 +72,25 @@ export function createGridThrottle (components: GridThrottleComponents): GridThr
   })
 
   const flush = (): void => {
+    if (timer !== null) clearTimeout(timer)
     timer = null
-    if (pending.length === 0) return
     const peers = gossip.members().filter(m => !m.self && m.status === 'alive').map(m => m.id)
-    while (pending.length > 0) {
+    if (peers.length === 0) pending.length = 0 // nobody to tell: a node alone counts alone
+    while (pending.length > 0 && inflight < AUTH_REPORT_MESSAGES_INFLIGHT_MAX) {
       const batch = pending.splice(0, AUTH_REPORTS_PER_MESSAGE_MAX)
-      if (peers.length === 0) continue
       const req: RpcMessage = { header: { reports: batch } }
       stats.sent += batch.length
-      for (const peer of peers) {
-        gossip.call(peer, AUTH_REPORTS_PROTOCOL, req, { timeoutMs: AUTH_REPORT_TIMEOUT_MS }).catch((err: unknown) => {
+      inflight++
+      void Promise.allSettled(peers.map(async peer => {
+        try {
+          await gossip.call(peer, AUTH_REPORTS_PROTOCOL, req, { timeoutMs: AUTH_REPORT_TIMEOUT_MS })
+        } catch (err) {
           log.debug({ event: 'auth_report_lost', peer, reports: batch.length, err: String(err) }, 'auth_report_lost')
-        })
-      }
+        }
+      })).then(() => {
+        inflight--
+        if (pending.length > 0 && !stopped) flush()
+      })
     }
   }
 
@@ -91,8 +101,9 @@ export function createGridThrottle (components: GridThrottleComponents): GridThr
       stats.dropped++
     }
     pending.push(report)
-    if (pending.length >= AUTH_REPORTS_PER_MESSAGE_MAX) flush()
-    else if (timer === null) {
+    if (pending.length >= AUTH_REPORTS_PER_MESSAGE_MAX) {
+      if (inflight < AUTH_REPORT_MESSAGES_INFLIGHT_MAX) flush()
+    } else if (timer === null) {
       timer = setTimeout(flush, AUTH_REPORT_BATCH_MS)
       timer.unref()
     }
@@ -113,9 +124,9 @@ export function createGridThrottle (components: GridThrottleComponents): GridThr
     },
     stop () {
       if (stopped) return
-      if (timer !== null) clearTimeout(timer)
       flush()
       stopped = true
+      pending.length = 0
     }
   }
 }
