@@ -108,7 +108,11 @@ export function createInboundChecker (components: InboundCheckerComponents, init
       const resolver = components.resolver ?? own!.resolve
       let timer: NodeJS.Timeout | undefined
       const timedOut = new Promise<'timeout'>(resolve => { timer = setTimeout(() => resolve('timeout'), timeoutMs) })
-      const aborted = new Promise<'aborted'>(resolve => ctx.signal?.addEventListener('abort', () => resolve('aborted'), { once: true }))
+      let onAbort = (): void => {}
+      const aborted = new Promise<'aborted'>(resolve => {
+        onAbort = () => resolve('aborted')
+        ctx.signal?.addEventListener('abort', onAbort, { once: true })
+      })
       let res: AuthenticateResult | 'timeout' | 'aborted'
       try {
         res = await Promise.race([
@@ -130,6 +134,7 @@ export function createInboundChecker (components: InboundCheckerComponents, init
         return withCleaned(failOpen('internal error'))
       } finally {
         clearTimeout(timer)
+        ctx.signal?.removeEventListener('abort', onAbort)
         own?.cancel()
       }
       if (res === 'aborted') throw ctx.signal?.reason ?? new Error('aborted')

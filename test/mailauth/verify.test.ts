@@ -83,3 +83,12 @@ test('an IPv4 client on an IPv6 socket is checked as IPv4', async () => {
   assert.equal((await checker.check(MSG, { ...CTX, ip: '::ffff:192.0.2.1' })).results.spf, 'pass')
   assert.equal((await checker.check(MSG, { ...CTX, ip: '::ffff:192.0.2.9' })).results.spf, 'fail')
 })
+
+test('an aborted check ends at once with the abort reason', async () => {
+  const checker = createInboundChecker({ logger: quiet, resolver: async () => await new Promise(() => {}) }, { hostname: 'mx.test', dmarcReject: true, dnsServers: [], timeoutMs: 10_000 })
+  const ac = new AbortController()
+  const started = Date.now()
+  setTimeout(() => ac.abort(new Error('session closed')), 50)
+  await assert.rejects(checker.check(MSG, { ...CTX, signal: ac.signal }), /session closed/)
+  assert.ok(Date.now() - started < 2000)
+})
