@@ -363,6 +363,9 @@ export function createDeliverer (components: DelivererComponents, init: Delivere
 /** What a failed session set-up means for the recipients: a greeting or EHLO 5xx is permanent, the rest temporary. */
 function sessionDeferral (err: unknown, remote: string): RcptOutcome {
   if (err instanceof SessionError) {
+    // A refused AUTH is a configuration to fix, not a verdict on the message: retried (Postfix's
+    // smtp_sasl_auth_soft_bounce). The remote's reply is kept, the credentials are not in it.
+    if (err.auth) return { rcpt: '', status: 'deferred', code: err.code, enhanced: '4.7.0', response: `authentication at ${remote} failed: ${err.response !== '' ? err.response : err.message}`, remote }
     if (err.code >= 500 && err.code < 600 && !err.tls) {
       return { rcpt: '', status: 'failed', code: err.code, enhanced: enhancedOf(err.code, err.response), response: err.response, remote }
     }

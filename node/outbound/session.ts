@@ -60,11 +60,13 @@ export class SessionError extends Error {
   readonly code: number // the reply code when a server answered (greeting 554, EHLO 421, AUTH 535), else 0
   readonly response: string
   readonly tls: boolean // a TLS failure (handshake, certificate, STARTTLS refused)
-  constructor (message: string, code: number, response: string, tls: boolean) {
+  readonly auth: boolean // AUTH was refused (wrong credentials, no common mechanism)
+  constructor (message: string, code: number, response: string, tls: boolean, auth = false) {
     super(message)
     this.code = code
     this.response = response
     this.tls = tls
+    this.auth = auth
   }
 }
 
@@ -149,13 +151,18 @@ export class Session {
     const setupMs = init.timeouts?.setupMs ?? SETUP_MS_MAX
     try {
       await s.bounded(setupMs, signal, 'setting up the session', done => s.conn.connect(err => done(err)))
-      if (init.auth !== undefined) {
-        const auth = init.auth
-        await s.bounded(setupMs, signal, 'AUTH', done => s.conn.login({ user: auth.user, pass: auth.pass }, err => done(err)))
-      }
     } catch (err) {
       s.close()
-      throw toSessionError(err)
+      throw toSessionError(err, false)
+    }
+    if (init.auth !== undefined) {
+      const auth = init.auth
+      try {
+        await s.bounded(setupMs, signal, 'AUTH', done => s.conn.login({ user: auth.user, pass: auth.pass }, err => done(err)))
+      } catch (err) {
+        s.close()
+        throw toSessionError(err, true)
+      }
     }
     s.secure = s.conn.secure
     const last = typeof s.conn.lastServerResponse === 'string' ? s.conn.lastServerResponse : ''
@@ -307,11 +314,12 @@ function rejectedByRcpt (errors: NodemailerError[] | undefined): Map<string, { c
   return out
 }
 
-function toSessionError (err: unknown): SessionError {
+function toSessionError (err: unknown, auth: boolean): SessionError {
   const e = err as NodemailerError
   const response = e.response !== undefined ? parseReply(e.response) : { code: 0, response: '' }
   const isTls = e.code === 'ETLS' || e.command === 'STARTTLS' || /certificate|TLS|SSL|self.signed|altnames/i.test(e.message)
-  return new SessionError(describe(e), response.code, response.response, isTls)
+  // nodemailer's own AUTH errors (EAUTH, no common mechanism) carry no reply; anything after connect is AUTH's
+  return new SessionError(describe(e), response.code, response.response, isTls && !auth, auth && e.code !== 'ETIMEDOUT' && e.code !== 'ECONNECTION')
 }
 
 function describe (e: NodemailerError): string {

@@ -148,11 +148,14 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
   })
 
   after(async () => {
-    for (const d of deliverers) await d.close()
+    await closeDeliverers()
     await new Promise<void>(resolve => https?.close(() => resolve()))
     await dns?.stop()
     await pf?.stop()
   })
+
+  /** Closes every deliverer made so far (each test is done with its own before it stops its servers). */
+  const closeDeliverers = async (): Promise<void> => { for (const d of deliverers.splice(0)) await d.close() }
 
   const deliverer = (over: Partial<DelivererInit> = {}, logger = pino({ level: 'silent' })): Deliverer => {
     const d = createDeliverer({ logger }, {
@@ -328,7 +331,7 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
     }
   })
 
-  test('remotes that never greet, send an endless line, or drop the connection in DATA: deferred in bounded time', async () => {
+  test('remotes that never greet, send an endless line, trickle a reply, or drop the connection in DATA: deferred in bounded time', async () => {
     const sockets = new Set<Socket>()
     let dataDrops = 0
     const silent = createServer(s => { sockets.add(s); s.on('error', () => {}) })
@@ -346,6 +349,19 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
       }
       s.write('220 ')
       pump()
+    })
+    const trickle = createServer(s => {
+      // greets, then answers EHLO one byte every 50 ms, never finishing the reply (at most 2000 bytes)
+      sockets.add(s)
+      s.on('error', () => {})
+      s.write('220 trickle.test ESMTP\r\n')
+      let sent = 0
+      const timer = setInterval(() => {
+        if (s.destroyed || sent >= 2000) { clearInterval(timer); return }
+        s.write(sent === 0 ? '250-' : 'x')
+        sent++
+      }, 50)
+      s.on('close', () => clearInterval(timer))
     })
     const dropper = createServer(s => {
       sockets.add(s)
@@ -366,8 +382,8 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
       })
     })
     try {
-      const expect = { silent: /greeting/i, endless: /exceeds maximum allowed size/i, dropper: /closed|ECONNRESET|ECONNECTION/i }
-      for (const [name, server] of [['silent', silent], ['endless', endless], ['dropper', dropper]] as const) {
+      const expect = { silent: /greeting/i, endless: /exceeds maximum allowed size/i, trickle: /setting up the session took more than/, dropper: /closed|ECONNRESET|ECONNECTION/i }
+      for (const [name, server] of [['silent', silent], ['endless', endless], ['trickle', trickle], ['dropper', dropper]] as const) {
         const port = await listen(server, ODD)
         const d = deliverer({ port }) // odd.test has no MX: its A record, 127.0.0.5, on this server's port
         const t0 = Date.now()
@@ -385,7 +401,7 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
       assert.equal(dataDrops, 1, 'the dropping server saw the message data')
     } finally {
       for (const s of sockets) s.destroy()
-      for (const server of [silent, endless, dropper]) if (server.listening) server.close()
+      for (const server of [silent, endless, trickle, dropper]) if (server.listening) server.close()
     }
   })
 
@@ -443,6 +459,7 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
 
   test('smarthost: STARTTLS before AUTH, URL-decoded credentials, per-recipient DSN parameters; no secret in the log', async () => {
     const leaf = await ca.issue(['relay.test'])
+    const secret = 'p@ss:w/rd%'
     const seen: { authSecure: boolean[], users: string[], passes: string[], rcptArgs: Array<Record<string, unknown>>, mailArgs: Array<Record<string, unknown>>, data: string[] } =
       { authSecure: [], users: [], passes: [], rcptArgs: [], mailArgs: [], data: [] }
     const relay = new SMTPServer({
@@ -456,6 +473,7 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
         seen.authSecure.push(session.secure)
         seen.users.push(auth.username ?? '')
         seen.passes.push(auth.password ?? '')
+        if (auth.password !== secret) { cb(new Error('Invalid username or password')); return }
         cb(null, { user: auth.username })
       },
       onMailFrom (address, _session, cb) { seen.mailArgs.push(address.args as Record<string, unknown>); cb() },
@@ -471,7 +489,6 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
       relay.server.once('error', reject)
       relay.listen(0, '127.0.0.8', () => resolve((relay.server.address() as { port: number }).port))
     })
-    const secret = 'p@ss:w/rd%'
     const { logger, lines } = captureLogger()
     try {
       // relay.test resolves through our DNS: add it
@@ -501,10 +518,19 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
       assert.equal(seen.rcptArgs[1]?.NOTIFY, 'NEVER')
       assert.equal(seen.rcptArgs[1]?.ORCPT, undefined)
       assert.match(seen.data[0] ?? '', /Subject: relayed/)
+      // wrong credentials: deferred (a configuration to fix), never failed
+      const wrong = deliverer({ relay: `smtp://mailgrid%40origin.test:${encodeURIComponent('not-' + secret)}@relay.test:${port}` }, logger)
+      const [refused] = await wrong.send('far.example', envelope('three@far.example'), message('wrong password'))
+      assert.equal(refused?.status, 'deferred', refused?.response)
+      assert.equal(refused?.enhanced, '4.7.0')
+      assert.match(refused?.response ?? '', /535/)
+      assert.equal(seen.data.length, 1)
       const all = lines.join('\n')
       assert.match(all, /outbound_sent/)
+      assert.match(all, /outbound_deferred/)
       assert.ok(!all.includes(secret) && !all.includes(encodeURIComponent(secret)), 'the password never reaches the log')
     } finally {
+      await closeDeliverers()
       await new Promise<void>(resolve => relay.close(() => resolve()))
       await dns.setRecords(records())
     }
@@ -525,6 +551,7 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
       assert.equal(o?.status, 'sent', o?.response)
       assert.deepEqual(users, ['u:true'])
     } finally {
+      await closeDeliverers()
       await new Promise<void>(resolve => relay.close(() => resolve()))
       await dns.setRecords(records())
     }
@@ -557,6 +584,7 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
       const [noUtf8] = await d2.send('odd.test', { from: 'alice@origin.test', rcpts: [{ address: 'jörg@odd.test' }], smtpUtf8: true }, message('no utf8'))
       assert.deepEqual([noUtf8?.status, noUtf8?.enhanced], ['failed', '5.6.7'], noUtf8?.response)
     } finally {
+      await closeDeliverers()
       for (const srv of [utf8, ascii]) await new Promise<void>(resolve => srv.close(() => resolve()))
     }
   })
@@ -585,6 +613,7 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
       while (live > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
       assert.equal(live, 0, 'idle sessions closed after sessionIdleMs')
     } finally {
+      await closeDeliverers()
       await new Promise<void>(resolve => sink.close(() => resolve()))
     }
   })
