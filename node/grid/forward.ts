@@ -141,7 +141,10 @@ export function createSessionForwarder (components: SessionForwarderComponents, 
     stream.on('error', () => {}) // failures surface as 'close'; the splice closes the client then
     // tracked from now on, so a primary declared dead while it has not answered yet ends the wait at once
     track(stream, { peer: primary, user, adopted: false })
-    if (!alive(primary)) stream.destroy()
+    if (!alive(primary)) {
+      stream.destroy()
+      throw new MailError('unavailable', 'The node holding this mailbox went away; try again later')
+    }
     try {
       const header: SessionHeader = { v: 1, protocol, user, ip: ctx.ip, secure: ctx.secure }
       if (ctx.tag !== undefined) header.tag = ctx.tag
