@@ -136,6 +136,7 @@ export function createDeliverer (components: DelivererComponents, init: Delivere
     const dest = d
     const deadline = Date.now() + WAIT_MS_MAX
     while (dest.inUse >= sessionsMax) {
+      if (closed) throw new Error('outbound delivery is shutting down')
       await new Promise<void>((resolve, reject) => {
         const wake = (): void => { clearTimeout(timer); signal?.removeEventListener('abort', onAbort); resolve() }
         const onAbort = (): void => { dest.waiters = dest.waiters.filter(w => w !== wake); clearTimeout(timer); reject(signal?.reason) }
@@ -309,12 +310,13 @@ export function createDeliverer (components: DelivererComponents, init: Delivere
           if (s.sizeLimit > 0 && message.length > s.sizeLimit) {
             park(key, s)
             // RFC 1870 6: the remote's fixed limit is a permanent refusal.
-            for (const r of pending) results.set(r.address, { rcpt: r.address, status: 'failed', code: 552, enhanced: '5.3.4', response: `message of ${message.length} bytes exceeds ${remote}'s size limit of ${s.sizeLimit}`, remote })
+            for (const r of pending) results.set(r.address, { rcpt: r.address, status: 'failed', code: 0, enhanced: '5.3.4', response: `message of ${message.length} bytes exceeds ${remote}'s size limit of ${s.sizeLimit}`, remote })
             pending = []
             break outer
           }
           const tx = await s.send({ ...envelope, rcpts: pending }, message, signal)
           if (tx.broken) { s.close(); open.delete(s) } else park(key, s)
+          signal?.throwIfAborted()
           const still: typeof pending = []
           pending.forEach((r, i) => {
             const reply = tx.replies[i] ?? null
