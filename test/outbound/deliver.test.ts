@@ -589,6 +589,27 @@ describe('outbound delivery', { skip, timeout: 240_000 }, () => {
     }
   })
 
+  test('an MX with only an IPv6 address', async () => {
+    const got: string[] = []
+    const sink = new SMTPServer({
+      authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
+      onData (stream, session, cb) { got.push(session.remoteAddress); stream.resume(); stream.on('end', () => cb()) }
+    } as ConstructorParameters<typeof SMTPServer>[0])
+    const port = await listenSmtp(sink, '::1')
+    try {
+      await dns.setRecords({ ...records(), address: [...(records().address ?? []), { name: 'v6.test', address: '::1' }] })
+      const d = deliverer({ port })
+      const [o] = await d.send('v6.test', envelope('a@v6.test'), message('ipv6'))
+      assert.equal(o?.status, 'sent', o?.response)
+      assert.equal(o?.remote, `v6.test[::1]:${port}`)
+      assert.deepEqual(got, ['::1'])
+    } finally {
+      await closeDeliverers()
+      await new Promise<void>(resolve => sink.close(() => resolve()))
+      await dns.setRecords(records())
+    }
+  })
+
   test('per-destination session cap and rate limit; idle sessions are closed', async () => {
     let live = 0
     let peak = 0
