@@ -18,7 +18,7 @@ import { tempDir } from '../helpers/tmp.ts'
 const ROOT = new URL('../..', import.meta.url).pathname
 const NODE = join(ROOT, 'node_modules', '.bin', 'node')
 const READY_TIMEOUT_MS = 30_000
-const HOST = 'mx.test.example'
+const HOST = 'mx.example.test' // in the .test zone the private dnsmasq answers for
 const missing = isDnsmasqInstalled() ? false : 'dnsmasq is needed (apt-get install dnsmasq-base)'
 
 let dns: DnsServer
@@ -103,15 +103,20 @@ test('domain add makes a DKIM key; dns records lists what to publish; dns check 
   assert.equal(find('autodiscover.example.test', 'CNAME').value, `${HOST}.`)
   assert.match(json.mtaStsPolicy, new RegExp(`^version: STSv1\r\nmode: testing\r\nmx: ${HOST}\r\nmax_age: \\d+\r\n$`))
   const text = (await run(['dns', 'records', 'example.test', ...d])).out
-  assert.match(text, /^example\.test\.\tMX\t10 mx\.test\.example\.\t; RFC 5321/m)
+  assert.match(text, /^example\.test\.\tMX\t10 mx\.example\.test\.\t; RFC 5321/m)
   assert.match(text, /^_dmarc\.example\.test\.\tTXT\t"v=DMARC1; p=quarantine; rua=mailto:dmarc@example\.test"\t; /m)
   assert.match(text, /^mg\d{6}\._domainkey\.example\.test\.\tTXT\t"v=DKIM1; k=rsa; p=[^"]{200,}" "[^"]+"\t; /m, 'a 2048-bit key needs two strings')
 
-  // DNS with MX, a wrong SPF, the DKIM key and one SRV; no DMARC
+  // DNS with MX, an SPF that does not allow our host, the DKIM key, a DMARC policy that asks for nothing, one SRV
   const submission = find('_submission._tcp.example.test', 'SRV')
   const published: DnsRecords = {
     mx: [{ name: 'example.test', host: HOST, preference: 10 }],
-    txt: [{ name: 'example.test', text: 'v=spf1 a -all' }, { name: `${keys[0].selector as string}._domainkey.example.test`, text: keys[0].txt }],
+    address: [{ name: HOST, address: '127.0.0.1' }],
+    txt: [
+      { name: 'example.test', text: 'v=spf1 a -all' },
+      { name: `${keys[0].selector as string}._domainkey.example.test`, text: keys[0].txt },
+      { name: '_dmarc.example.test', text: 'v=DMARC1; p=none' }
+    ],
     raw: [{ name: '_submission._tcp.example.test', type: 33, hex: srvHex(0, 1, submission.port!, HOST) }]
   }
   await dns.setRecords(published)
@@ -121,20 +126,23 @@ test('domain add makes a DKIM key; dns records lists what to publish; dns check 
   assert.match(checked.out, /^ok\s*\tMX\texample\.test\.$/m)
   assert.match(checked.out, /^wrong\s*\tTXT\texample\.test\.\twant "v=spf1 mx -all"\tfound v=spf1 a -all$/m)
   assert.match(checked.out, /^ok\s*\tTXT\tmg\d{6}\._domainkey\.example\.test\.$/m)
-  assert.match(checked.out, /^missing\s*\tTXT\t_dmarc\.example\.test\./m)
+  assert.match(checked.out, /^wrong\s*\tTXT\t_dmarc\.example\.test\.\twant "v=DMARC1; p=quarantine; rua=mailto:dmarc@example\.test"\tfound v=DMARC1; p=none$/m)
   assert.match(checked.out, /^ok\s*\tSRV\t_submission\._tcp\.example\.test\.$/m)
   assert.match(checked.out, /^missing\s*\tSRV\t_imaps\._tcp\.example\.test\..*\(recommended\)$/m)
 
-  // fixed: exit 0 (the recommended ones may still be missing)
+  // fixed, in other words than ours that do the same (an SPF that passes our host's address, a DMARC policy that
+  // acts): exit 0, the recommended ones may still be missing
   published.txt = [
-    { name: 'example.test', text: 'v=spf1 mx -all' },
+    { name: 'example.test', text: 'v=spf1 ip4:127.0.0.1 -all' },
     { name: `${keys[0].selector as string}._domainkey.example.test`, text: keys[0].txt },
-    { name: '_dmarc.example.test', text: 'v=DMARC1; p=quarantine; rua=mailto:dmarc@example.test' }
+    { name: '_dmarc.example.test', text: 'v=DMARC1; p=reject; rua=mailto:postmaster@example.test' }
   ]
   await dns.setRecords(published)
   const fixed = await run(['dns', 'check', 'example.test', '--server', dns.server, '--json', ...d])
   assert.equal(fixed.code, 0, fixed.err)
   assert.equal(JSON.parse(fixed.out).ok, true)
+  const statusOf = (name: string): string => JSON.parse(fixed.out).checks.find((c: { record: Rec }) => c.record.name === name && c.record.type === 'TXT').status
+  assert.deepEqual(['example.test', '_dmarc.example.test'].map(statusOf), ['ok', 'ok'])
 
   // rotation: the pending key is listed and checked (missing until published), signing stays on the old one
   const rotated = await run(['domain', 'dkim', 'rotate', 'example.test', ...d])
