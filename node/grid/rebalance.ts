@@ -52,6 +52,7 @@ export class Rebalancer {
   private readonly merge: DivergenceRepair['merge']
   private readonly handBack: HandOff['handBack']
   private readonly keys: readonly string[]
+  private readonly fixed: ReadonlySet<string>
   private unsubscribe: (() => void) | undefined
   private timer: NodeJS.Timeout | undefined
   private rebalancing: Promise<void> | null = null
@@ -74,6 +75,7 @@ export class Rebalancer {
     this.merge = components.merge
     this.handBack = components.handBack
     this.keys = init.keys ?? []
+    this.fixed = new Set(this.keys)
   }
 
   start (): void {
@@ -163,8 +165,9 @@ export class Rebalancer {
     // copies this node holds of users it no longer replicates: hand them to the primary, drop them when it
     // confirms every replica has all of it
     this.foreign = await this.handBack(users, () => this.running)
-    for (const u of users) if (this.placement.replicasOf(u).includes(this.placement.self)) replicated++
-    this.owned = mine.length
+    // the counts operators read are of users; the queue's shards are replicated alike but not counted as users
+    for (const u of users) if (!this.fixed.has(u) && this.placement.replicasOf(u).includes(this.placement.self)) replicated++
+    this.owned = mine.filter(u => !this.fixed.has(u)).length
     this.replicated = replicated
     this.under = under
     const meta = { ring: this.placement.ring().version, usersOwned: this.owned, underReplicated: this.under }
@@ -225,9 +228,9 @@ export class Rebalancer {
     const ring = this.placement.ring()
     for (const u of await this.allKeys()) {
       const reps = ring.replicas(u, this.placement.r)
-      if (reps.includes(this.placement.self)) replicated++
+      if (reps.includes(this.placement.self) && !this.fixed.has(u)) replicated++
       if (reps[0] !== this.placement.self) continue
-      owned++
+      if (!this.fixed.has(u)) owned++
       const target = await this.store.logPosition(u)
       for (const peer of this.placement.replicasOf(u)) {
         if (peer !== this.placement.self && (this.state.confirmed.get(`${u}\x00${peer}`) ?? -1) < target) { n++; break }

@@ -270,14 +270,22 @@ export class Queue implements OutboundQueue {
     })().finally(() => { this.ticking = false })
   }
 
-  /** Shards this node delivers: those it is primary of, while it sees a majority (else the other side may too). */
+  /** Shards this node leads (is primary of): what its list and counts show. */
+  private ownShards (): string[] {
+    const g = this.c.grid
+    return g === null ? [...SHARD_KEYS] : SHARD_KEYS.filter(s => g.isPrimary(s))
+  }
+
+  /**
+   * Shards this node delivers: those it leads, while it sees a majority (else the other side may deliver them
+   * too), once caught up with their other replicas.
+   */
   private async ledShards (): Promise<string[]> {
     const g = this.c.grid
     if (g === null) return [...SHARD_KEYS]
     if (!g.hasQuorum()) return []
     const out: string[] = []
-    for (const s of SHARD_KEYS) {
-      if (!g.isPrimary(s)) continue
+    for (const s of this.ownShards()) {
       try {
         await g.lead(s) // a new primary first takes what the other replicas have: their delivered marks too
         out.push(s)
@@ -427,7 +435,7 @@ export class Queue implements OutboundQueue {
 
   private async localItems (): Promise<QueueItem[]> {
     const out: QueueItem[] = []
-    for (const shard of await this.ledShards()) {
+    for (const shard of this.ownShards()) {
       const box = await this.c.store.getMailbox(shard, 'INBOX')
       if (box === null || box.messages === 0) continue
       for (const rec of await this.c.store.listMessages(shard, box.id)) {
@@ -456,11 +464,13 @@ export class Queue implements OutboundQueue {
   private async localStats (): Promise<QueueStats> {
     let size = 0
     let oldest = Infinity
-    for (const shard of await this.ledShards()) {
+    for (const shard of this.ownShards()) {
       const box = await this.c.store.getMailbox(shard, 'INBOX')
       if (box === null || box.messages === 0) continue
       size += box.messages
-      const [first] = await this.c.store.listMessages(shard, box.id, { to: box.uidNext }).then(r => r.slice(0, 1))
+      // the lowest UID was queued first: one record read, not the whole shard
+      const uids = this.c.store.listFlags !== undefined ? (await this.c.store.listFlags(shard, box.id)).uids : []
+      const [first] = uids.length > 0 ? await this.c.store.getMessages(shard, box.id, [uids[0]]) : await this.c.store.listMessages(shard, box.id)
       if (first !== undefined) oldest = Math.min(oldest, first.internalDate)
     }
     return { size, oldestAgeMs: size === 0 ? 0 : Math.max(0, this.now() - oldest) }

@@ -44,9 +44,10 @@ after(async () => {
 
 interface Setup extends TestNode { store: Store }
 
-async function setup (t: { after: (fn: () => Promise<void>) => void }, opts: { dataDir?: string, retryMinMs?: number, delayNoticeMs?: number, bounceAfterMs?: number } = {}): Promise<Setup> {
+async function setup (t: { after: (fn: () => Promise<void>) => void }, opts: { dataDir?: string, retryMinMs?: number, delayNoticeMs?: number, bounceAfterMs?: number, inbound?: boolean } = {}): Promise<Setup> {
   const n = await startNode(t, {
     ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
+    ...(opts.inbound === true ? { inbound: { dmarcReject: true } } : {}),
     outbound: {
       dnsServers: [dns.server],
       port: postfix.port,
@@ -201,15 +202,19 @@ test('a null MX (RFC 7505) bounces at once', { skip: missing }, async (t) => {
   assert.ok(await queueEmpty(s))
 })
 
-test('an alias forwards to an outside address through the queue; a domain with no MX gets its A record', { skip: missing }, async (t) => {
-  const s = await setup(t)
+test('an alias forwards to an outside address through the queue, with SRS and an ARC seal; a domain with no MX gets its A record', { skip: missing }, async (t) => {
+  const s = await setup(t, { inbound: true })
   await s.store.addAlias('fwd@example.com', ['alice@example.com', 'dave@other.test'])
   const transport = nodemailer.createTransport({ host: '127.0.0.1', port: s.port('smtp'), secure: false, ignoreTLS: true })
   t.after(() => transport.close())
   await transport.sendMail({ envelope: { from: 'sender@elsewhere.test', to: ['fwd@example.com'] }, raw: 'From: sender@elsewhere.test\r\nTo: fwd@example.com\r\nSubject: forwarded\r\n\r\nhello\r\n' })
   const [m] = await received('forwarded')
   assert.ok(m !== undefined, 'the outside target got it')
-  assert.match(m.toString('latin1'), /Delivered-To: dave@other\.test/)
+  const text = m.toString('latin1')
+  assert.match(text, /Delivered-To: dave@other\.test/)
+  assert.match(text, /^Return-Path: <SRS0=[^=]+=[A-Z2-7]{2}=elsewhere\.test=sender@example\.com>/m, 'the envelope sender rewritten by SRS')
+  assert.match(text, /^ARC-Seal: i=1; [^\r\n]*d=example\.com/m, 'sealed with the alias domain\'s key')
+  assert.match(text, /^ARC-Authentication-Results: i=1; mx\.test;/m)
   assert.equal((await inboxWith(s.store, 'alice@example.com', 'Subject: forwarded')).length, 1, 'the local target too')
 })
 
