@@ -2,7 +2,7 @@
 // keys live in the replicated directory (store/directory.ts, on the domain's record), so every node signs
 // with the same key without a mechanism of its own.
 
-import { generateKeyPair, createPublicKey } from 'node:crypto'
+import { generateKeyPair } from 'node:crypto'
 import { promisify } from 'node:util'
 import { MailError } from '../../store/index.ts'
 import type { Directory, DkimKey } from '../../store/index.ts'
@@ -31,11 +31,6 @@ export async function createDkimKey (selector: string, now: number): Promise<Dki
     privateKeyEncoding: { type: 'pkcs8', format: 'pem' }
   })
   return { selector, algorithm: 'rsa-sha256', privateKey, publicKey: publicKey.toString('base64'), created: now, state: 'active' }
-}
-
-/** The public half of a private key in PEM, as base64 DER: to check that a stored pair belongs together. */
-export function publicKeyOf (privateKeyPem: string): string {
-  return createPublicKey(privateKeyPem).export({ type: 'spki', format: 'der' }).toString('base64')
 }
 
 /** RFC 6376 3.6.1: the key record published at SELECTOR._domainkey.DOMAIN. */

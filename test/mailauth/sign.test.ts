@@ -93,3 +93,21 @@ test('rotation: a pending key does not sign until activated; the old key stays p
   const exported = (await store.exportDirectory()).find(r => r.key.endsWith('example.test'))
   assert.ok(Array.isArray(exported?.value.dkim))
 })
+
+test('replication: the keys travel with the domain record to another node, rotations too', async (t) => {
+  const a = await testStore(t)
+  const b = await testStore(t)
+  await a.addDomain('example.test', { dkim: await createDkimKey('mg202612', Date.now()) })
+  await b.mergeDirectory(await a.exportDirectory())
+  assert.deepEqual(await b.dkimKeys('example.test'), await a.dkimKeys('example.test'))
+  const next = await rotateDkimKey(a, 'example.test', Date.UTC(2026, 11, 4))
+  await activateDkimKey(a, 'example.test', next.selector)
+  await b.mergeDirectory(await a.exportDirectory())
+  assert.deepEqual((await b.dkimKeys('example.test')).map(k => [k.selector, k.state]), [['mg202612', 'published'], [next.selector, 'active']])
+  assert.equal(await b.directoryDigest(), await a.directoryDigest())
+  // both nodes sign the same message with the same key
+  const sa = await createSigner({ directory: a, logger: quiet, now: () => 0 }).sign(MESSAGE, { from: '' })
+  const sb = await createSigner({ directory: b, logger: quiet, now: () => 0 }).sign(MESSAGE, { from: '' })
+  assert.equal(sa, sb)
+  assert.match(sa, new RegExp(`s=${next.selector};`))
+})
