@@ -20,7 +20,7 @@ export const TXT_BYTES_MAX = 16 * 1024 // an MTA-STS record is tiny; a TXT answe
 export interface MxHost {
   name: string // the MX's name (the domain itself for an implicit MX), lower case, no trailing dot
   preference: number
-  addresses: string[] // IPv4 first, then IPv6, each in DNS order
+  addresses: string[] // IPv4 first (an appliance without an IPv6 route would wait out a connect per v6 address), then IPv6; DNS order
 }
 
 /** A destination: the hosts to try in order, or why there is none. */
