@@ -159,7 +159,8 @@ export class Queue implements OutboundQueue {
   private readonly log: Logger
   private readonly now: () => number
   private readonly inFlight = new Map<string, Promise<void>>() // `${shard}/${uid}`
-  private readonly lastError = new Map<string, string>() // queue id → last temporary failure (this node's view)
+  // queue id → each pending recipient's last answer (this node's view: a new primary starts without them)
+  private readonly lastError = new Map<string, Map<string, string>>()
   private readonly unsubscribe: Array<() => void> = []
   private timer: NodeJS.Timeout | null = null
   private ticking = false
@@ -381,7 +382,7 @@ export class Queue implements OutboundQueue {
     s.attempts++
     const backoff = Math.min(this.init.retryMinMs * 2 ** Math.min(s.attempts - 1, 20), Math.max(RETRY_MAX_MS, this.init.retryMinMs))
     s.next = now + backoff
-    if (deferred.length > 0) this.lastError.set(id, deferred[0].response)
+    if (deferred.length > 0) this.lastError.set(id, new Map(deferred.map(o => [o.rcpt, o.response])))
     await this.c.mail.storeFlags(shard, mailboxId, [uid], 'set', flagsOf(s))
     this.log.info({ id, domain: env.d, attempts: s.attempts, next: new Date(s.next).toISOString(), deferred: deferred.length }, 'outbound_deferred')
   }
@@ -447,13 +448,17 @@ export class Queue implements OutboundQueue {
           shard,
           from: env?.f ?? '',
           domain: env?.d ?? '',
-          rcpts: (env?.r ?? []).map((r, i) => ({ address: r.a, state: s.sent.has(i) ? 'sent' : s.failed.has(i) ? 'failed' : 'pending' })),
+          rcpts: (env?.r ?? []).map((r, i) => {
+            const state = s.sent.has(i) ? 'sent' as const : s.failed.has(i) ? 'failed' as const : 'pending' as const
+            const response = state === 'pending' ? this.lastError.get(id)?.get(r.a) : undefined
+            return { address: r.a, state, ...(response !== undefined ? { response } : {}) }
+          }),
           size: rec.size,
           queuedAt: rec.internalDate,
           attempts: s.attempts,
           nextAttemptAt: s.held ? 0 : Math.max(s.next, rec.internalDate),
           held: s.held,
-          lastError: this.lastError.get(id) ?? '',
+          lastError: [...(this.lastError.get(id)?.values() ?? [])][0] ?? '',
           delayNotified: s.delayed
         })
       }
@@ -546,6 +551,7 @@ export class Queue implements OutboundQueue {
       this.log.info({ id }, 'outbound_deleted')
       return 1
     }
+    if (action === 'retry' && s.held) return 0 // held stays held until released
     if (action === 'retry' || action === 'release') s.next = 0
     if (action === 'hold') s.held = true
     if (action === 'release') s.held = false

@@ -17,10 +17,10 @@ import { smtpError } from '../errors.ts'
 import type { ConnectionLimiter } from '../limits.ts'
 import type { Endpoint, TlsMaterial } from '../types.ts'
 import { traceHeaders } from './received.ts'
-import type { Envelope } from '../outbound/types.ts'
+import type { Envelope } from '../outbound/index.ts'
 import { isSrs, SrsError } from '../mailauth/index.ts'
 import type { ArcSealer, CheckResult, Srs } from '../mailauth/index.ts'
-import { RECEIVED_HEADERS_MAX, receivedCount } from '../outbound/queue.ts'
+import { RECEIVED_HEADERS_MAX, receivedCount } from '../outbound/index.ts'
 
 /** Where mail for other domains goes (node/outbound/queue.ts). */
 export interface OutboundSink {
