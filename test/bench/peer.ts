@@ -112,6 +112,104 @@ export async function startPeer (init: { domain: string, users: string[], passwo
   }
 }
 
+/** Postfix as the submission MTA of the outbound figure: what a relay of its own is to the receiver. */
+export interface RelayPeer {
+  port: number
+  dir: string
+  version: string
+  /** Postfix processes of this instance (master and its children). */
+  pids (): Promise<number[]>
+  stop (): Promise<void>
+}
+
+/**
+ * A second private Postfix that accepts mail from loopback (mynetworks, no AUTH: Postfix's SASL needs a Dovecot or
+ * Cyrus of its own) and relays every message to `relayTo` (relayhost = [host]:port, so no DNS is involved), with
+ * opportunistic STARTTLS as mailgrid uses. Its queue is durable as shipped (queue files fsync'd before the 250);
+ * its delivery concurrency, connection cache and every other knob are Postfix's defaults.
+ */
+export async function startRelayPeer (init: { relayTo: { host: string, port: number }, hostname: string }): Promise<RelayPeer> {
+  const dir = await mkdtemp(join(tmpdir(), 'mailgrid-relay-peer-'))
+  await chmod(dir, 0o755)
+  const pf = join(dir, 'postfix')
+  const port = await freePort()
+  let started = false
+  const stop = async (): Promise<void> => {
+    if (started) await run(POSTFIX, ['-c', pf, 'stop'], { timeout: STOP_TIMEOUT_MS }).catch(() => {})
+    const pid = await masterPid(join(dir, 'spool', 'pid', 'master.pid'))
+    if (pid !== null) await killAndWait(pid)
+    started = false
+    if (process.env.BENCH_KEEP_PEER !== '1') await rm(dir, { recursive: true, force: true })
+  }
+  try {
+    await mkdir(pf)
+    await mkdir(join(dir, 'spool'))
+    await writeFile(join(pf, 'main.cf'), `# mailgrid bench: a private Postfix relaying submitted mail to the outbound receiver
+compatibility_level = 3.6
+myhostname = ${init.hostname}
+mydestination =
+queue_directory = ${dir}/spool
+data_directory = ${dir}/postfix-data
+meta_directory = /etc/postfix
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+biff = no
+maillog_file = ${dir}/postfix.log
+maillog_file_prefixes = ${dir}
+message_size_limit = 52428800
+smtpd_peername_lookup = no
+relayhost = [${init.relayTo.host}]:${init.relayTo.port}
+smtp_dns_support_level = disabled
+smtp_tls_security_level = may
+`)
+    const svc = (name: string, type: string, priv: string, wakeup: string, maxproc: string, cmd: string): string =>
+      `${name.padEnd(20)} ${type.padEnd(10)} ${priv} - n ${wakeup} ${maxproc} ${cmd}\n`
+    await writeFile(join(pf, 'master.cf'),
+      svc(`127.0.0.1:${port}`, 'inet', 'n', '-', '-', 'smtpd') +
+      svc('pickup', 'unix', 'n', '60', '1', 'pickup') +
+      svc('cleanup', 'unix', 'n', '-', '0', 'cleanup') +
+      svc('qmgr', 'unix', 'n', '300', '1', 'qmgr') +
+      svc('tlsmgr', 'unix', '-', '1000?', '1', 'tlsmgr') +
+      svc('rewrite', 'unix', '-', '-', '-', 'trivial-rewrite') +
+      svc('bounce', 'unix', '-', '-', '0', 'bounce') +
+      svc('defer', 'unix', '-', '-', '0', 'bounce') +
+      svc('trace', 'unix', '-', '-', '0', 'bounce') +
+      svc('verify', 'unix', '-', '-', '1', 'verify') +
+      svc('flush', 'unix', 'n', '1000?', '0', 'flush') +
+      svc('proxymap', 'unix', '-', '-', '-', 'proxymap') +
+      svc('smtp', 'unix', '-', '-', '-', 'smtp') +
+      svc('relay', 'unix', '-', '-', '-', 'smtp') +
+      svc('showq', 'unix', 'n', '-', '-', 'showq') +
+      svc('error', 'unix', '-', '-', '-', 'error') +
+      svc('retry', 'unix', '-', '-', '-', 'error') +
+      svc('discard', 'unix', '-', '-', '-', 'discard') +
+      svc('anvil', 'unix', '-', '-', '1', 'anvil') +
+      svc('scache', 'unix', '-', '-', '1', 'scache') +
+      svc('postlog', 'unix-dgram', 'n', '-', '1', 'postlogd'))
+    await daemon(POSTFIX, ['-c', pf, 'start'], join(dir, 'postfix-start.err'))
+    started = true
+    await waitListening([port])
+  } catch (err) {
+    const logs = await tails(dir)
+    await stop()
+    throw new Error(`relay peer did not start: ${firstLine(err)}\n${logs}`)
+  }
+  const version = (await run('/usr/sbin/postconf', ['-d', '-h', 'mail_version'])).stdout.trim()
+  return {
+    port,
+    dir,
+    version,
+    async pids () {
+      const root = await masterPid(join(dir, 'spool', 'pid', 'master.pid'))
+      return root === null ? [] : await descendants([root])
+    },
+    stop
+  }
+}
+
 async function writeDovecot (dir: string, file: string, ports: PeerPorts, init: { users: string[], password: string }): Promise<void> {
   const mail = join(dir, 'mail')
   await mkdir(mail)
