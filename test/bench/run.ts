@@ -11,6 +11,8 @@
 // FETCH, POP3), BENCH_MIXED_CLIENTS [10], BENCH_MIXED_OPS [600] per client, BENCH_IDLE_USERS [10000],
 // BENCH_IDLE_SESSIONS [5000], BENCH_PEER [1] (0: mailgrid alone), BENCH_SYNC [1] (0: fsync off, comparison only),
 // BENCH_READ_ROUNDS [3] runs of each read-only phase (full FETCH, POP3 RETR) per system, interleaved; median shown.
+// The outbound figure (issue 10, outbound.ts; alone: `npm run bench:outbound`): BENCH_OUTBOUND_MESSAGES [5000],
+// BENCH_OUTBOUND_SIZE [10240], BENCH_OUTBOUND_CONNECTIONS [4], BENCH_OUTBOUND_ROUNDS [1], BENCH_OUTBOUND_WARMUP [20].
 
 import { execFileSync, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -20,6 +22,8 @@ import { join, resolve } from 'node:path'
 import { describeMachine } from './machine.ts'
 import { cpuSeconds, pssBytes, rssBytes, seedUsers, startMailgrid, storedCounts } from './mailgrid.ts'
 import type { MailgridNode } from './mailgrid.ts'
+import { outboundParamsFromEnv, outboundPhase } from './outbound.ts'
+import type { OutboundResult } from './outbound.ts'
 import { ensurePeerInstalled, startPeer } from './peer.ts'
 import type { Peer } from './peer.ts'
 import { fullFetch, idleSessions, ingest, mixed, msg, pop3RetrAll, selectTime, sleep } from './phases.ts'
@@ -42,7 +46,8 @@ const P = {
   idleUsers: env('BENCH_IDLE_USERS', 10_000),
   idleSessions: env('BENCH_IDLE_SESSIONS', 5000),
   peer: process.env.BENCH_PEER !== '0',
-  sync: process.env.BENCH_SYNC !== '0'
+  sync: process.env.BENCH_SYNC !== '0',
+  outbound: outboundParamsFromEnv()
 }
 const DOMAIN = 'bench.test'
 const PASSWORD = 'bench-pw'
@@ -76,6 +81,7 @@ const big = `big@${DOMAIN}`
 const expectedMg = new Map<string, number>() // acknowledged by mailgrid per user over the whole run
 let lossFree = true
 let nextId = 0
+let outbound: OutboundResult | null = null
 
 log(`machine: ${machine.cores} × ${machine.cpuModel}, ${machine.ramGiB} GiB, ${machine.disk}, fsync ${machine.fsyncMs.toFixed(2)} ms, load ${machine.loadAvg1m.toFixed(2)}`)
 
@@ -184,6 +190,14 @@ try {
   await rm(dirA, { recursive: true, force: true })
 }
 
+// Outbound (issue 10): its own receiving Postfix, dnsmasq, mailgrid node as `npm start` runs it and relaying
+// Postfix; the two systems take turns like the phases above.
+outbound = await outboundPhase(P.outbound, log)
+rows.push(...outbound.rows)
+notes.push(...outbound.notes)
+raw.outbound = outbound.runs
+if (outbound.mailgrid !== null && outbound.mailgrid.missing > 0) lossFree = false
+
 // Memory: a fresh node with many users, idle, then with many IDLE sessions (mailgrid only).
 await memoryPhase()
 
@@ -195,9 +209,14 @@ const params: Record<string, string | number | boolean> = {
   BENCH_MESSAGES: P.messages, BENCH_CONNECTIONS: P.connections, BENCH_USERS: P.users, BENCH_SIZES: P.sizes.join(','),
   BENCH_ROUNDS: P.rounds, BENCH_READ_ROUNDS: P.readRounds, BENCH_BIG_MESSAGES: P.bigMessages, BENCH_BIG_SIZE: P.bigSize, BENCH_MIXED_CLIENTS: P.mixedClients,
   BENCH_MIXED_OPS: P.mixedOps, BENCH_IDLE_USERS: P.idleUsers, BENCH_IDLE_SESSIONS: P.idleSessions, BENCH_SYNC: P.sync,
+  BENCH_OUTBOUND_MESSAGES: P.outbound.messages, BENCH_OUTBOUND_SIZE: P.outbound.sizeBytes, BENCH_OUTBOUND_CONNECTIONS: P.outbound.connections,
+  BENCH_OUTBOUND_ROUNDS: P.outbound.rounds, BENCH_OUTBOUND_WARMUP: P.outbound.warmup,
   'SMTP client': 'test/helpers/smtp-load.ts: persistent connections, MAIL+RCPT+DATA pipelined (RFC 2920), one recipient per message',
   'visibility check': 'STATUS INBOX (MESSAGES) per recipient over IMAP every 50 ms after the last 250, until every acknowledged message is counted',
   'mailgrid node': 'test/bench/node-proc.ts, a child process; production defaults except connection limits raised for the IDLE test and scrypt cost 2^10',
+  'outbound': 'test/bench/outbound.ts: mailgrid as `npm start` runs it (appliance/cli.ts start, one-node grid, log level info) and a private Postfix relaying, ' +
+    'both to one private receiving Postfix on 127.0.0.5 (MX of remote.test from a private dnsmasq for mailgrid, relayhost for Postfix); ' +
+    'submission with AUTH PLAIN to mailgrid, from mynetworks to Postfix, connections logged in before the clock starts; arrivals counted by Message-ID in the receiver\'s Maildir, timed by file mtime',
   'file descriptors': `soft limit ${fileLimit()}`
 }
 const report = { machine, params, peer: peerWhy, rows, targets, notes, durationSeconds, lossFree, analysisFile: join(REPO, 'test', 'bench', 'ANALYSIS.md') }
@@ -351,6 +370,14 @@ function checkTargets (): Target[] {
   }
   const mem = num(find('Memory', 'idle', 'MiB')?.mailgrid)
   out.push({ what: `RSS idle, ${P.idleUsers.toLocaleString('en-US')} users`, goal: '< 200 MB', reached: mem === null ? 'n/a' : `${fmt(mem * 2 ** 20 / 1e6)} MB`, met: mem === null ? null : mem * 2 ** 20 < 200e6 })
+  const ob = outbound
+  out.push({ what: 'outbound delivery vs Postfix relaying (issue 10)', goal: '≥ 1.0 × Postfix', reached: ob?.ratio == null ? 'n/a' : `${ob.ratio.toFixed(2)} ×`, met: ob?.ratio == null ? null : ob.ratio >= 1 })
+  out.push({
+    what: 'outbound: every message delivered once (issue 10)',
+    goal: '0 duplicates, 0 missing',
+    reached: ob?.mailgrid == null ? 'n/a' : `${ob.mailgrid.duplicates} duplicates, ${ob.mailgrid.missing} missing`,
+    met: ob?.mailgrid == null ? null : ob.mailgrid.duplicates === 0 && ob.mailgrid.missing === 0
+  })
   out.push({ what: 'no acknowledged message lost', goal: 'none', reached: lossFree ? 'none lost' : 'see notes', met: lossFree })
   return out
 }
