@@ -14,6 +14,7 @@ import { parse, TomlError } from 'smol-toml'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreatePeerKey, writeFileDurable } from '../gossip/index.ts'
 import { isMailError, normalizeDomain } from '../store/index.ts'
+import { createDkimKey, selectorFor } from '../node/mailauth/index.ts'
 import { advertiseHost, CLUSTER_KEY_CHARS_MAX, CLUSTER_KEY_CHARS_MIN, ConfigError, resolveConfig } from './config.ts'
 import type { Config } from './config.ts'
 import { CLUSTER_KEY_FILE, processAlive, readAdminInfo, TOKEN_FILE } from './runtime.ts'
@@ -214,7 +215,9 @@ async function createDomain (dataDir: string, sync: boolean, domain: string, pas
     try { await fn(); return true } catch (err) { if (isMailError(err, 'exists')) return false; throw err }
   }
   try {
-    await tolerate(async () => await store.addDomain(domain))
+    // with its first DKIM key, as `mailgrid domain add` makes it: mail leaving from it is signed from the start
+    const now = Date.now()
+    await tolerate(async () => await store.addDomain(domain, { dkim: await createDkimKey(selectorFor(now, []), now) }))
     if (!await tolerate(async () => await store.addUser({ address: admin, password }))) await store.setPassword(admin, password)
     for (const role of ROLE_ALIASES) await tolerate(async () => await store.addAlias(`${role}@${domain}`, [admin]))
   } finally {

@@ -321,6 +321,23 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     return { users, remote }
   }
 
+  /** Our trace lines (Return-Path, Received) for one copy of the session's current message. */
+  function trace (session: SMTPServerSession, id: string, recipient: string, date: Date): string {
+    return traceHeaders({
+      sender: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
+      helo: session.hostNameAppearsAs ?? '',
+      clientIp: session.remoteAddress,
+      clientName: null,
+      hostname: init.hostname,
+      secure: session.secure,
+      authenticated: state(session).user !== null,
+      smtpUtf8: session.envelope.smtpUtf8 === true,
+      id,
+      recipient,
+      date
+    })
+  }
+
   /** Queues the copies for other domains; resolves to their queue ids once durable on the queue's replicas. */
   async function enqueueRemote (raw: Buffer, session: SMTPServerSession, id: string, date: Date, auth: CheckResult | null): Promise<string[]> {
     const s = state(session)
@@ -334,19 +351,8 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     const seal = !submission && fwd !== null && auth !== null && components.sealer !== undefined
       ? await components.sealer.seal(raw, { domain: fwd, authResults: auth.arc.authResults, cv: auth.arc.cv })
       : ''
-    const received = traceHeaders({
-      sender: mailFrom,
-      helo: session.hostNameAppearsAs ?? '',
-      clientIp: session.remoteAddress,
-      clientName: null,
-      hostname: init.hostname,
-      secure: session.secure,
-      authenticated: s.user !== null,
-      smtpUtf8: session.envelope.smtpUtf8 === true,
-      id,
-      recipient: s.remote.size === 1 ? [...s.remote.keys()][0] : '',
-      date
-    }).replace(/^Return-Path:[^\n]*\n/, '') // the final delivery adds Return-Path (RFC 5321 4.4)
+    // the final delivery adds Return-Path (RFC 5321 4.4): only our Received line goes with the queued copy
+    const received = trace(session, id, s.remote.size === 1 ? [...s.remote.keys()][0] : '', date).replace(/^Return-Path:[^\n]*\n/, '')
     const dsn = (session.envelope as { dsn?: { ret?: string | null, envid?: string | null } }).dsn
     const ret = dsn?.ret?.toUpperCase()
     const envid = dsn?.envid ?? null
@@ -375,20 +381,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       for (const u of users) {
         if (seen.has(u)) continue // one copy per user, however many of its addresses were named
         seen.add(u)
-        const prefix = traceHeaders({
-          sender: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
-          helo: session.hostNameAppearsAs ?? '',
-          clientIp: session.remoteAddress,
-          clientName: null,
-          hostname: init.hostname,
-          secure: session.secure,
-          authenticated: s.user !== null,
-          smtpUtf8: session.envelope.smtpUtf8 === true,
-          id,
-          recipient: rcpt,
-          date
-        })
-        targets.push({ user: u, prefix })
+        targets.push({ user: u, prefix: trace(session, id, rcpt, date) })
       }
     }
     // Sender authentication first: a DMARC p=reject failure is refused before the filter is asked

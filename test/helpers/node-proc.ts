@@ -8,7 +8,7 @@
 import pino from 'pino'
 import { createMailNode } from '../../node/index.ts'
 import { isMailError } from '../../store/index.ts'
-import { testCert, TEST_LIMITS } from './node.ts'
+import { testCert, TEST_LIMITS, TEST_OUTBOUND } from './node.ts'
 
 const [dataDir, setupJson] = process.argv.slice(2)
 const ep = { host: '127.0.0.1', port: 0 }
@@ -24,7 +24,7 @@ const node = createMailNode({ logger: pino({ level: process.env.MAILGRID_TEST_LO
   limits: { ...TEST_LIMITS, messageBytesMax: 50 * 1024 * 1024, ...(process.env.MAILGRID_TEST_LIMITS !== undefined ? JSON.parse(process.env.MAILGRID_TEST_LIMITS) : {}) },
   ...(process.env.MAILGRID_TEST_GRID !== undefined ? { grid: JSON.parse(process.env.MAILGRID_TEST_GRID) } : {}),
   // MAILGRID_TEST_OUTBOUND (JSON, optional): an OutboundInit (the tests' own resolver and receiving MTA)
-  ...(process.env.MAILGRID_TEST_OUTBOUND !== undefined ? { outbound: JSON.parse(process.env.MAILGRID_TEST_OUTBOUND) } : {})
+  outbound: process.env.MAILGRID_TEST_OUTBOUND !== undefined ? JSON.parse(process.env.MAILGRID_TEST_OUTBOUND) : TEST_OUTBOUND
 })
 await node.start()
 if (setupJson !== undefined) {

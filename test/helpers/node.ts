@@ -25,6 +25,12 @@ export const TEST_LIMITS: NodeLimits = {
   pop3IdleTimeoutMs: 600_000
 }
 
+// A test node sends no mail anywhere unless its test points it at its own receiver: the resolver is the discard
+// port on loopback (every lookup fails at once, so queued mail waits as deferred), never the system's.
+export const TEST_OUTBOUND = {
+  dnsServers: ['127.0.0.1:9'], port: 25, relay: '', retryMinMs: 300_000, delayNoticeMs: 4 * 3600_000, bounceAfterMs: 5 * 24 * 3600_000
+}
+
 export interface TestNode {
   node: MailNode
   dir: string
@@ -42,6 +48,7 @@ export async function startNode (t: { after: (fn: () => Promise<void>) => void }
     plaintextAuthOnLoopback: false,
     sync: true,
     scryptLogN: 10,
+    outbound: TEST_OUTBOUND,
     ...overrides,
     limits: { ...TEST_LIMITS, ...overrides.limits }
   }
