@@ -1,29 +1,41 @@
 // The randomized fault test with real processes and real clients: three node processes (R=2) take SMTP
-// deliveries (the load generator, pipelined) and IMAP keyword changes (imapflow) through random live nodes while
-// the test SIGKILLs nodes, restarts them on the same data dir, and cuts one node off from the others (the
-// transport's test hook) at random. Every loop is bounded in count and time. Judged on the whole history: once
-// everything is healed and restarted, every acknowledged message is present exactly once, read through a node
-// over IMAP, and every acknowledged keyword is set on its message. A timeout or an error is "unknown": neither
-// counted as acknowledged nor as lost.
+// deliveries (the load generator, pipelined), IMAP APPENDs and keyword STOREs (imapflow) through random live
+// nodes while the test SIGKILLs nodes, restarts them on the same data dir, and cuts one node off from the others
+// (the transport's test hook) at random. Every loop is bounded in count and time.
 //
-// MAILGRID_CLUSTER_CHAOS_MS (default 20000) bounds the fault phase; MAILGRID_CLUSTER_CHAOS_SEED replays a fault
-// sequence (process timing still varies). The in-process variant (test/grid/chaos.test.ts) runs many more
-// faults per second; this one proves the same with SIGKILL, libp2p and the protocol front ends in the loop.
+// Judged on the whole history (test/helpers/history.ts): every acknowledged operation is recorded with its time
+// (a delivery with its Message-ID, an APPEND with its APPENDUID, a STORE with its keyword), and so is every read
+// of a mailbox (UIDVALIDITY, and each message's UID, MODSEQ and flags). The checker then requires: no
+// acknowledged message missing or duplicated, no UID naming two messages within one UIDVALIDITY, MODSEQs only
+// growing per message, every acknowledged keyword set; and the copies converge (under-replicated 0, no copy
+// waiting for hand-off, the same mailbox read through every node) within CONVERGE_MS of the last heal. A timeout
+// or a dropped connection is "unknown": neither acknowledged nor lost.
+//
+// MAILGRID_CLUSTER_CHAOS_MS (default 20000) bounds the fault phase (`npm run test:cluster-chaos` runs 10
+// minutes); MAILGRID_CLUSTER_CHAOS_SEED replays a fault sequence (process timing still varies);
+// MAILGRID_CLUSTER_CHAOS_HISTORY=FILE writes the whole history there as JSON lines. The in-process variant
+// (test/grid/chaos.test.ts) runs many more faults per second; this one has SIGKILL, libp2p and the protocol
+// front ends in the loop.
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { writeFile } from 'node:fs/promises'
 import { ImapFlow } from 'imapflow'
 import { startGrid, until } from '../helpers/cluster.ts'
 import type { ProcNode } from '../helpers/cluster.ts'
 import { runSmtpLoad } from '../helpers/smtp-load.ts'
 import { tempDir } from '../helpers/tmp.ts'
 import { prng } from '../helpers/prng.ts'
+import { checkHistory, excerpt } from '../helpers/history.ts'
+import type { Op, Seen } from '../helpers/history.ts'
 
 const DURATION_MS = Number(process.env.MAILGRID_CLUSTER_CHAOS_MS ?? 20_000)
-const STEPS_MAX = 400
+const STEPS_MAX = Math.max(400, Math.ceil(DURATION_MS / 50)) // a step takes far longer than 50 ms
 const SEED = Number(process.env.MAILGRID_CLUSTER_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const USERS = Array.from({ length: 8 }, (_, i) => `k${i}@example.com`)
-const IMAP_STEP_MS = 15_000 // one keyword change, connection included; past it the outcome is unknown
+const IMAP_STEP_MS = 15_000 // one IMAP step, connection included; past it the outcome is unknown
+const CONVERGE_MS = 10_000 // from the last heal (every node up, one grid) to every copy equal
+const CONVERGE_WATCH_MS = 120_000 // how long we keep looking past CONVERGE_MS, to report how late it was
 
 function client (port: number, user: string): ImapFlow {
   return new ImapFlow({
@@ -41,138 +53,222 @@ async function withDeadline<T> (ms: number, work: Promise<T>, onTimeout: () => v
   }
 }
 
-/** Sets keyword `kw` on a random message of the user's INBOX through `port`; resolves to its X-Load-Id once the server said OK. */
-async function addKeyword (port: number, user: string, kw: string, rnd: () => number): Promise<string> {
-  const c = client(port, user)
-  c.on('error', () => {})
-  return await withDeadline(IMAP_STEP_MS, (async () => {
-    await c.connect()
-    try {
-      const box = await c.mailboxOpen('INBOX')
-      if (box.exists === 0) throw new Error('empty')
-      const seq = 1 + Math.floor(rnd() * box.exists)
-      const msg = await c.fetchOne(String(seq), { uid: true, headers: ['x-load-id'] })
-      if (msg === false || msg === undefined || msg.headers === undefined) throw new Error('no message')
-      const id = /X-Load-Id: (\d+)/i.exec(msg.headers.toString())?.[1]
-      if (id === undefined) throw new Error('no id')
-      // by UID: a merge may renumber, and then the STORE finds nothing and changes nothing (not acknowledged)
-      const ok = await c.messageFlagsAdd(String(msg.uid), [kw], { uid: true })
-      if (!ok) throw new Error('NO') // a side without a majority refuses mailbox changes
-      // imapflow says true once the command completed; check the server's answer really set it on that UID
-      const after = await c.fetchOne(String(msg.uid), { uid: true, flags: true, headers: ['x-load-id'] }, { uid: true })
-      if (after === false || after === undefined || after.flags?.has(kw) !== true || /X-Load-Id: (\d+)/i.exec(after.headers?.toString() ?? '')?.[1] !== id) throw new Error('not set')
-      return id
-    } finally {
-      await c.logout().catch(() => {})
-    }
-  })(), () => { c.close() })
-}
+const messageId = (headers: Buffer | undefined): string | null => /^Message-ID:\s*<([^>]+)>/im.exec(headers?.toString() ?? '')?.[1] ?? null
 
-/** Every message of every user: X-Load-Id → [user, flags], read over IMAP through `port`; ids seen twice are listed. */
-async function readAll (port: number): Promise<{ found: Map<string, { user: string, flags: Set<string> }>, twice: string[] }> {
-  const found = new Map<string, { user: string, flags: Set<string> }>()
-  const twice: string[] = []
-  for (const user of USERS) {
-    const c = client(port, user)
-    c.on('error', () => {})
-    await c.connect()
-    try {
-      const box = await c.mailboxOpen('INBOX', { readOnly: true })
-      if (box.exists === 0) continue
-      for await (const m of c.fetch('1:*', { uid: true, flags: true, headers: ['x-load-id'] })) {
-        const id = /X-Load-Id: (\d+)/i.exec(m.headers?.toString() ?? '')?.[1] ?? `?${user}:${m.uid}`
-        if (found.has(id)) twice.push(id)
-        found.set(id, { user, flags: m.flags ?? new Set() })
-      }
-    } finally {
-      await c.logout().catch(() => {})
+/** Opens and reads the whole INBOX (UIDVALIDITY; each message's UID, Message-ID, MODSEQ and flags) on an open client. */
+async function readInbox (c: ImapFlow, readOnly = true): Promise<{ uidValidity: number, msgs: Seen[] }> {
+  const box = await c.mailboxOpen('INBOX', { readOnly })
+  const msgs: Seen[] = []
+  if (box.exists > 0) {
+    for await (const m of c.fetch('1:*', { uid: true, flags: true, headers: ['message-id'] })) {
+      msgs.push({ uid: m.uid, id: messageId(m.headers) ?? `?uid-${m.uid}`, modseq: Number(m.modseq ?? 0n), flags: [...(m.flags ?? [])] })
     }
   }
-  return { found, twice }
+  return { uidValidity: Number(box.uidValidity), msgs }
 }
 
-test(`processes, SMTP and IMAP under random SIGKILLs, restarts and partitions: nothing acknowledged is lost (seed ${SEED})`, { timeout: DURATION_MS + 300_000 }, async (t) => {
+function rawMessage (id: string, user: string, bytes: number): Buffer {
+  const head = `From: Chaos <chaos@example.org>\r\nTo: <${user}>\r\nSubject: appended ${id}\r\nMessage-ID: <${id}>\r\nDate: ${new Date(0).toUTCString()}\r\n\r\n`
+  return Buffer.from(head + 'x'.repeat(Math.max(1, bytes - head.length - 2)) + '\r\n')
+}
+
+test('the history checker finds what it must', () => {
+  // planted violations, one kind each: a checker that cannot fail proves nothing
+  const read = (t0: number, via: string, msgs: Array<[number, string, number]>, final = false, flags: string[] = []): Op =>
+    ({ kind: 'read', t0, t1: t0 + 10, via, user: 'u', uidValidity: 7, msgs: msgs.map(([uid, id, modseq]) => ({ uid, id, modseq, flags })), final })
+  const sent: Op[] = ['a', 'b', 'c'].map((id, i) => ({ kind: 'deliver', t0: i, t1: i + 1, via: 'n1', id, user: 'u', outcome: 'ok' }))
+  const clean = checkHistory([...sent, read(100, 'n1', [[1, 'a', 3], [2, 'b', 4]]), read(200, 'n2', [[1, 'a', 5], [2, 'b', 4], [3, 'c', 6]], true)], 300)
+  assert.deepEqual(clean.violations, [])
+  const bad = (ops: Op[], pattern: RegExp): void => {
+    const r = checkHistory([...sent, ...ops], 1000)
+    assert.ok(r.violations.some(v => pattern.test(v)), `expected ${pattern} in ${JSON.stringify(r.violations)}`)
+  }
+  bad([read(100, 'n1', [[1, 'a', 3], [2, 'b', 4]], true)], /acknowledged c missing/)
+  bad([read(100, 'n1', [[1, 'a', 3], [2, 'b', 4], [3, 'c', 5], [4, 'c', 6]], true)], /c twice/)
+  bad([read(100, 'n1', [[1, 'a', 3]]), read(200, 'n1', [[1, 'b', 3], [2, 'a', 4], [3, 'c', 5]], true)], /UID 1 of u .* named a and b/)
+  bad([read(100, 'n1', [[1, 'a', 9]]), read(200, 'n1', [[1, 'a', 3], [2, 'b', 4], [3, 'c', 5]], true)], /MODSEQ of a went down/)
+  bad([read(200, 'n1', [[1, 'a', 3], [2, 'b', 4], [3, 'c', 5], [4, 'z', 6]], true)], /z in u's INBOX was never sent/)
+  bad([{ kind: 'store', t0: 50, t1: 60, via: 'n2', id: 'a', user: 'u', uid: 1, kw: '$k1', outcome: 'ok' }, read(200, 'n1', [[1, 'a', 3], [2, 'b', 4], [3, 'c', 5]], true)], /keyword \$k1 on a/)
+  bad([{ kind: 'append', t0: 50, t1: 60, via: 'n2', id: 'c', user: 'u', outcome: 'ok', uidValidity: 7, uid: 2 }, read(200, 'n1', [[1, 'a', 3], [2, 'b', 4], [3, 'c', 5]], true)], /UID 2 of u .* named c and b/)
+  // the same UID conflict inside a partition is a split-view conflict, not a violation
+  const split = checkHistory([...sent, { kind: 'fault', t0: 90, t1: 90, what: 'partition n1' }, read(100, 'n1', [[1, 'a', 3]]), read(110, 'n2', [[1, 'b', 3]]),
+    { kind: 'fault', t0: 150, t1: 150, what: 'heal' }, read(20_000, 'n1', [[3, 'a', 5], [4, 'b', 6], [5, 'c', 7]], true)], 21_000)
+  assert.deepEqual(split.violations, [])
+  assert.equal(split.splitConflicts.length, 1)
+})
+
+test(`processes, SMTP, APPEND and STORE under random SIGKILLs, restarts and partitions: the history checks out (seed ${SEED})`, { timeout: DURATION_MS + 400_000 }, async (t) => {
   const dir = await tempDir(t)
   const rnd = prng(SEED)
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]
   const grid = await startGrid(t, dir, 3, USERS)
   const cluster = grid.cluster
   const nodes = new Map<string, ProcNode>(grid.nodes.map(n => [n.name, n]))
-
   const live = (): ProcNode[] => [...nodes.values()].filter(n => n.alive)
-  const acked = new Map<string, string>() // X-Load-Id → user
-  const keywords: Array<{ id: string, kw: string }> = []
-  const history: string[] = []
-  let next = 0
-  let steps = 0
-  let unknownKw = 0
+
+  const ops: Op[] = []
   const start = Date.now()
-  while (Date.now() - start < DURATION_MS && steps < STEPS_MAX) {
+  const now = (): number => Date.now() - start
+  const fault = (what: string): void => { const t0 = now(); ops.push({ kind: 'fault', t0, t1: t0, what }) }
+  let next = 0
+  let appended = 0
+  let steps = 0
+  const why = (err: unknown): string => String((err as { responseText?: string })?.responseText ?? (err as Error)?.message ?? err).slice(0, 60)
+
+  /** One IMAP step as `user` through `via`: an APPEND or a keyword STORE, then a read of the whole INBOX. */
+  const imapStep = async (via: ProcNode, user: string, kind: 'append' | 'store', stepNo: number): Promise<void> => {
+    const c = client(via.ports.imap, user)
+    c.on('error', () => {})
+    let pending: Op | null = null // the write, until we know its outcome
+    await withDeadline(IMAP_STEP_MS, (async () => {
+      await c.connect()
+      try {
+        if (kind === 'append') {
+          const id = `append-${appended++}@chaos.test`
+          pending = { kind: 'append', t0: now(), t1: 0, via: via.name, id, user, outcome: 'unknown' }
+          const res = await c.append('INBOX', rawMessage(id, user, 600 + Math.floor(rnd() * 3000)))
+          if (res === undefined || res === false) throw new Error('APPEND not sent')
+          Object.assign(pending, { outcome: 'ok', t1: now(), ...(res.uidValidity !== undefined ? { uidValidity: Number(res.uidValidity) } : {}), ...(res.uid !== undefined ? { uid: res.uid } : {}) })
+          ops.push(pending)
+          pending = null
+        } else {
+          const r0 = now()
+          const before = await readInbox(c, false) // SELECT: the STORE follows
+          ops.push({ kind: 'read', t0: r0, t1: now(), via: via.name, user, ...before })
+          if (before.msgs.length === 0) return
+          const m = before.msgs[Math.floor(rnd() * before.msgs.length)]
+          const kw = `$k${stepNo}`
+          pending = { kind: 'store', t0: now(), t1: 0, via: via.name, id: m.id, user, uid: m.uid, kw, outcome: 'unknown' }
+          // by UID: a merge may renumber, and then the STORE finds nothing and changes nothing (not acknowledged)
+          const ok = await c.messageFlagsAdd(String(m.uid), [kw], { uid: true })
+          // false: a NO (a side without a majority refuses mailbox changes) or a failure imapflow swallowed
+          Object.assign(pending, { outcome: ok ? 'ok' : 'unknown', t1: now() })
+          ops.push(pending)
+          pending = null
+          if (!ok) return
+        }
+        const r0 = now()
+        const after = await readInbox(c)
+        ops.push({ kind: 'read', t0: r0, t1: now(), via: via.name, user, ...after })
+        // a merge may have renumbered the message between our read and the STORE: then the STORE by UID found
+        // nothing and changed nothing, and its OK acknowledged nothing (the final check needs no more)
+        const store = ops.findLast(o => o.kind === 'store' && o.user === user && o.via === via.name)
+        if (kind === 'store' && store?.kind === 'store' && store.outcome === 'ok' && after.msgs.find(x => x.uid === store.uid)?.id !== store.id) {
+          store.outcome = 'unknown'
+          store.why = 'renumbered before the STORE'
+        }
+      } finally {
+        await c.logout().catch(() => {})
+      }
+    })(), () => { c.close() }).catch((err: unknown) => {
+      // a timeout, a BYE or a dropped connection: the write may or may not have happened
+      const p = pending as Op | null
+      if (p !== null && (p.kind === 'append' || p.kind === 'store')) ops.push({ ...p, t1: now(), outcome: 'unknown', why: why(err) })
+    })
+  }
+
+  while (now() < DURATION_MS && steps < STEPS_MAX) {
     steps++
     const r = rnd()
-    if (r < 0.55) {
+    if (r < 0.45) {
       const via = pick(live())
       const count = 5 + Math.floor(rnd() * 10)
       const first = next
       next += count
+      const t0 = now()
+      const acked = new Map<number, number>()
       const res = await runSmtpLoad({
         port: via.ports.smtp, connections: 2, messages: count, sizeBytes: 800 + Math.floor(rnd() * 4000), firstId: first,
-        recipient: i => USERS[(first + i * 7) % USERS.length], deadlineMs: 20_000, onAck: (id, rcpt) => acked.set(String(id), rcpt)
+        recipient: i => USERS[(first + i * 7) % USERS.length], deadlineMs: 20_000, onAck: (id) => acked.set(id, now())
       })
-      history.push(`smtp@${via.name}:${res.acked}/${count}`)
+      void res
+      for (let id = first; id < first + count; id++) {
+        const at = acked.get(id)
+        ops.push({ kind: 'deliver', t0, t1: at ?? now(), via: via.name, id: `load-${id}@bench.test`, user: USERS[(first + id * 7) % USERS.length], outcome: at !== undefined ? 'ok' : 'unknown' })
+      }
+    } else if (r < 0.62) {
+      await imapStep(pick(live()), pick(USERS), 'store', steps)
     } else if (r < 0.8) {
-      const via = pick(live())
-      const kw = `$k${steps}`
-      let why = ''
-      const id = await addKeyword(via.ports.imap, pick(USERS), kw, rnd).catch((err: unknown) => { why = String((err as { responseText?: string })?.responseText ?? (err as Error)?.message ?? err).slice(0, 40); return null })
-      if (id !== null) keywords.push({ id, kw })
-      else unknownKw++
-      history.push(`kw@${via.name}:${id ?? `-(${why})`}`)
+      await imapStep(pick(live()), pick(USERS), 'append', steps)
     } else {
       const f = rnd()
       const dead = [...nodes.values()].filter(n => !n.alive)
       if (f < 0.35 && live().length > 1) {
         const n = pick(live())
-        history.push(`kill ${n.name}`)
+        fault(`kill ${n.name}`)
         await cluster.kill(n)
       } else if (f < 0.7 && dead.length > 0) {
         const n = pick(dead)
-        history.push(`restart ${n.name}`)
+        fault(`restart ${n.name}`)
         nodes.set(n.name, await cluster.start(n.name, n.dir))
       } else if (f < 0.85 && live().length > 1) {
         const lone = pick(live())
-        history.push(`partition ${lone.name}`)
+        fault(`partition ${lone.name}`)
         cluster.partition([lone], live().filter(n => n !== lone))
       } else {
-        history.push('heal')
+        fault('heal')
         cluster.heal()
       }
       await new Promise(resolve => setTimeout(resolve, 200 + Math.floor(rnd() * 1500)))
     }
   }
+  const faultPhaseMs = now()
 
-  // everything back: every node up, no cut, one grid, every user at R copies
-  for (const n of [...nodes.values()].filter(n => !n.alive)) nodes.set(n.name, await cluster.start(n.name, n.dir))
+  // everything back: every node up, no cut, one grid
+  for (const n of [...nodes.values()].filter(n => !n.alive)) {
+    fault(`restart ${n.name}`)
+    nodes.set(n.name, await cluster.start(n.name, n.dir))
+  }
+  fault('heal')
   cluster.heal()
   await cluster.formed(3, 60_000)
-  await until('no under-replicated users', async () => (await Promise.all(live().map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 120_000, 500)
-  if (process.env.MAILGRID_CLUSTER_CHAOS_HISTORY !== undefined) t.diagnostic(`history: ${history.join(' ')}`)
-  t.diagnostic(`seed ${SEED}: ${steps} steps, ${acked.size} deliveries and ${keywords.length} keyword changes acknowledged (${unknownKw} unknown or refused), faults: ${history.filter(h => /^(kill|restart|partition|heal)/.test(h)).length}`)
+  const healedAt = now()
 
-  // read through a node until it holds steady (merges after the last heal may still be running)
-  const reader = pick(live())
-  let last = { found: new Map<string, { user: string, flags: Set<string> }>(), twice: [] as string[] }
-  let missing: string[] = []
-  let readErr = ""
-  await until('every acknowledged message readable', async () => {
-    last = await readAll(reader.ports.imap).catch(err => { readErr = String(err); return last })
-    missing = [...acked.keys()].filter(id => !last.found.has(id))
-    return missing.length === 0 && last.twice.length === 0
-  }, 60_000, 1000).catch(() => {})
-  const where = (id: string): string => `${id} → ${acked.get(id) ?? '?'}`
-  assert.deepEqual(missing.map(where), [], `seed ${SEED}: acknowledged messages missing (last read error: ${readErr}); history: ${history.join(' ')}`)
-  assert.deepEqual(last.twice, [], `seed ${SEED}: messages present twice`)
-  for (const [id, user] of acked) assert.equal(last.found.get(id)?.user, user, `message ${id} is in ${user}'s mailbox`)
-  const lostKw = keywords.filter(k => last.found.get(k.id)?.flags.has(k.kw) !== true)
-  assert.deepEqual(lostKw, [], `seed ${SEED}: acknowledged keywords missing; history: ${history.join(' ')}`)
+  // convergence: no user under-replicated or waiting for hand-off on any node, and every node serves the same
+  // INBOX (UID → Message-ID, MODSEQ, flags) for every user
+  const finalReads = async (): Promise<Op[]> => {
+    const out: Op[] = []
+    for (const n of live()) {
+      for (const user of USERS) {
+        const c = client(n.ports.imap, user)
+        c.on('error', () => {})
+        await withDeadline(IMAP_STEP_MS, (async () => {
+          await c.connect()
+          try {
+            const t0 = now()
+            const box = await readInbox(c)
+            out.push({ kind: 'read', t0, t1: now(), via: n.name, user, final: true, ...box })
+          } finally {
+            await c.logout().catch(() => {})
+          }
+        })(), () => { c.close() })
+      }
+    }
+    return out
+  }
+  const view = (o: Op): string => o.kind === 'read' ? JSON.stringify([o.uidValidity, o.msgs.map(m => [m.uid, m.id, m.modseq, [...m.flags].sort()])]) : ''
+  let finals: Op[] = []
+  let lastWhy = ''
+  const convergeMs = await until('every copy equal', async () => {
+    const st = await Promise.all(live().map(async n => (await n.status()).grid))
+    if (!st.every(g => g?.underReplicated === 0 && g.handoffPending === 0)) { lastWhy = `status ${JSON.stringify(st.map(g => [g?.underReplicated, g?.handoffPending]))}`; return false }
+    finals = await finalReads().catch((err: unknown) => { lastWhy = `read: ${why(err)}`; return [] })
+    if (finals.length !== USERS.length * live().length) return false
+    for (const user of USERS) {
+      const views = new Set(finals.filter(o => o.kind === 'read' && o.user === user).map(view))
+      if (views.size !== 1) { lastWhy = `${user}: ${views.size} different views`; return false }
+    }
+    return true
+  }, CONVERGE_MS + CONVERGE_WATCH_MS, 500).catch(() => -1)
+  ops.push(...finals)
+
+  const result = checkHistory(ops, now())
+  const faults = ops.filter(o => o.kind === 'fault').map(o => o.kind === 'fault' ? o.what : '')
+  t.diagnostic(`seed ${SEED}: ${steps} steps in ${faultPhaseMs} ms; deliveries ${result.stats.acked} acknowledged, appends ${result.stats.appendsAcked}, stores ${result.stats.storesAcked}, unknown ${result.stats.unknown}; ${result.stats.reads} reads (${result.stats.observations} message observations); faults ${faults.length} (kill ${faults.filter(f => f.startsWith('kill')).length}, restart ${faults.filter(f => f.startsWith('restart')).length}, partition ${faults.filter(f => f.startsWith('partition')).length}, heal ${faults.filter(f => f === 'heal').length}); converged ${convergeMs} ms after the last heal; split-view conflicts ${result.splitConflicts.length}; violations ${result.violations.length}`)
+  for (const c of result.splitConflicts.slice(0, 5)) t.diagnostic(`split-view: ${c}`)
+  if (process.env.MAILGRID_CLUSTER_CHAOS_HISTORY !== undefined) await writeFile(process.env.MAILGRID_CLUSTER_CHAOS_HISTORY, ops.map(o => JSON.stringify(o)).join('\n') + '\n')
+
+  const at = (v: string): number => Number(/\((?:[^,]+), (\d+)/.exec(v)?.[1] ?? /at (\d+) ms/.exec(v)?.[1] ?? healedAt)
+  assert.deepEqual(result.violations.slice(0, 20), [], `seed ${SEED}: the history has violations; around the first:\n${excerpt(ops, at(result.violations[0] ?? ''))}\nfaults: ${faults.join(' ')}`)
+  assert.ok(convergeMs >= 0 && convergeMs <= CONVERGE_MS, `seed ${SEED}: copies not converged ${CONVERGE_MS} ms after the last heal (${convergeMs < 0 ? `not within ${CONVERGE_MS + CONVERGE_WATCH_MS} ms` : `${convergeMs} ms`}; ${lastWhy})`)
 })

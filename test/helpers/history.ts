@@ -1,0 +1,170 @@
+// The history of a fault run and its checker (Jepsen's way: judge the run by everything the clients were told,
+// not by the last state alone). Operations are recorded with their start and end times in ms from the start of
+// the run; an operation whose outcome the client never heard (a timeout, a dropped connection) is 'unknown': it
+// may or may not have happened, so it is never counted as acknowledged and never as lost.
+//
+// What the checker requires:
+// - every acknowledged message (SMTP 250, APPEND OK) is in the final state exactly once, in its user's INBOX,
+//   and every message the run sent and did not hear about is there at most once; no read ever shows one
+//   Message-ID twice;
+// - within one UIDVALIDITY a UID names one message, over every read of the run and every APPENDUID;
+// - per message, MODSEQ never goes down from one read to a later one (reads that overlap are not ordered);
+// - UIDVALIDITY of a user's INBOX never changes;
+// - every acknowledged keyword STORE is set on its message at the end.
+// A UID or MODSEQ conflict where one of the two observations falls in a split window (a partition in force, until
+// SPLIT_GRACE_MS after its heal) is reported apart as a split-view conflict: the design accepts deliveries on both
+// sides of a partition, each side's primary numbers them, and the merge after the heal moves both sides'
+// messages off the contested UIDs (README, "Consistency model"). Every other conflict is a violation.
+
+export const SPLIT_GRACE_MS = 10_000 // merges after a heal finish well inside this (measured: 1-3 s)
+
+export type Outcome = 'ok' | 'fail' | 'unknown'
+
+export interface Seen {
+  uid: number
+  id: string // Message-ID
+  modseq: number
+  flags: string[]
+}
+
+export type Op =
+  | { kind: 'deliver', t0: number, t1: number, via: string, id: string, user: string, outcome: Outcome }
+  | { kind: 'append', t0: number, t1: number, via: string, id: string, user: string, outcome: Outcome, uidValidity?: number, uid?: number, why?: string }
+  | { kind: 'store', t0: number, t1: number, via: string, id: string, user: string, uid: number, kw: string, outcome: Outcome, why?: string }
+  | { kind: 'read', t0: number, t1: number, via: string, user: string, uidValidity: number, msgs: Seen[], final?: boolean }
+  | { kind: 'fault', t0: number, t1: number, what: string }
+
+export interface CheckResult {
+  violations: string[]
+  splitConflicts: string[]
+  stats: { acked: number, unknown: number, appendsAcked: number, storesAcked: number, reads: number, observations: number, faults: number }
+}
+
+/** Split windows from the fault records: 'partition X' opens one, 'heal' closes every open one (plus the grace). */
+export function splitWindows (ops: Op[], endMs: number): Array<[number, number]> {
+  const out: Array<[number, number]> = []
+  let open: number | null = null
+  for (const op of ops) {
+    if (op.kind !== 'fault') continue
+    if (op.what.startsWith('partition')) open ??= op.t0
+    if (op.what === 'heal' && open !== null) {
+      out.push([open, op.t1 + SPLIT_GRACE_MS])
+      open = null
+    }
+  }
+  if (open !== null) out.push([open, endMs + SPLIT_GRACE_MS])
+  return out
+}
+
+interface Obs { t0: number, t1: number, via: string, what: string }
+
+export function checkHistory (ops: Op[], endMs: number): CheckResult {
+  const violations: string[] = []
+  const splitConflicts: string[] = []
+  const windows = splitWindows(ops, endMs)
+  const inSplit = (o: Obs): boolean => windows.some(([a, b]) => o.t1 >= a && o.t0 <= b)
+  const reported = new Set<string>()
+  const conflict = (a: Obs, b: Obs, what: string): void => {
+    if (reported.has(what)) return // one line per conflict, however many reads saw it
+    reported.add(what)
+    const line = `${what}: ${a.what} (${a.via}, ${a.t0}-${a.t1} ms) vs ${b.what} (${b.via}, ${b.t0}-${b.t1} ms)`
+    if (inSplit(a) || inSplit(b)) splitConflicts.push(line)
+    else violations.push(line)
+  }
+
+  const reads = ops.filter((o): o is Extract<Op, { kind: 'read' }> => o.kind === 'read').sort((a, b) => a.t0 - b.t0)
+  const finals = reads.filter(r => r.final === true)
+  const sent = new Map<string, { user: string, acked: boolean }>()
+  for (const op of ops) {
+    if (op.kind !== 'deliver' && op.kind !== 'append') continue
+    const prev = sent.get(op.id)
+    sent.set(op.id, { user: op.user, acked: (prev?.acked ?? false) || op.outcome === 'ok' })
+  }
+
+  // UIDs: (user, UIDVALIDITY, UID) → the first message seen there
+  const byUid = new Map<string, { id: string, obs: Obs }>()
+  const seeUid = (user: string, validity: number, uid: number, id: string, obs: Obs): void => {
+    const key = `${user} ${validity} ${uid}`
+    const first = byUid.get(key)
+    if (first === undefined) byUid.set(key, { id, obs })
+    else if (first.id !== id) conflict(first.obs, obs, `UID ${uid} of ${user} (UIDVALIDITY ${validity}) named ${first.id} and ${id}`)
+  }
+  const validityOf = new Map<string, { v: number, obs: Obs }>()
+  // MODSEQ per message, in read order; only reads that ended before the next one started are compared
+  const lastModseq = new Map<string, { modseq: number, obs: Obs }>()
+  let observations = 0
+
+  for (const op of ops) {
+    if (op.kind === 'append' && op.outcome === 'ok' && op.uidValidity !== undefined && op.uid !== undefined) {
+      seeUid(op.user, op.uidValidity, op.uid, op.id, { t0: op.t0, t1: op.t1, via: op.via, what: `APPENDUID ${op.uid}` })
+    }
+  }
+  for (const r of reads) {
+    const obs: Obs = { t0: r.t0, t1: r.t1, via: r.via, what: r.final === true ? 'final read' : 'read' }
+    const v = validityOf.get(r.user)
+    if (v === undefined) validityOf.set(r.user, { v: r.uidValidity, obs })
+    else if (v.v !== r.uidValidity) violations.push(`UIDVALIDITY of ${r.user} changed from ${v.v} (${v.obs.via}, ${v.obs.t0} ms) to ${r.uidValidity} (${r.via}, ${r.t0} ms)`)
+    const ids = new Set<string>()
+    for (const m of r.msgs) {
+      observations++
+      if (ids.has(m.id)) violations.push(`${m.id} twice in one read of ${r.user} through ${r.via} at ${r.t0} ms`)
+      ids.add(m.id)
+      const owner = sent.get(m.id)
+      if (owner === undefined) violations.push(`${m.id} in ${r.user}'s INBOX was never sent (read through ${r.via} at ${r.t0} ms)`)
+      else if (owner.user !== r.user) violations.push(`${m.id} for ${owner.user} is in ${r.user}'s INBOX (read through ${r.via} at ${r.t0} ms)`)
+      seeUid(r.user, r.uidValidity, m.uid, m.id, { ...obs, what: `${obs.what} UID ${m.uid}` })
+      const key = `${r.user} ${m.id}`
+      const prev = lastModseq.get(key)
+      const here = { ...obs, what: `${obs.what} MODSEQ ${m.modseq}` }
+      if (prev !== undefined && prev.obs.t1 < r.t0 && m.modseq < prev.modseq) conflict(prev.obs, here, `MODSEQ of ${m.id} went down`)
+      if (prev === undefined || prev.obs.t1 < r.t0) lastModseq.set(key, { modseq: m.modseq, obs: here })
+    }
+  }
+
+  // the end state: every final read (one per user and node) holds each acknowledged message once, none twice
+  if (finals.length === 0) violations.push('no final read')
+  for (const r of finals) {
+    const present = new Set(r.msgs.map(m => m.id))
+    for (const [id, s] of sent) {
+      if (s.user !== r.user) continue
+      if (s.acked && !present.has(id)) violations.push(`acknowledged ${id} missing from ${r.user}'s INBOX read through ${r.via}`)
+    }
+  }
+  for (const op of ops) {
+    if (op.kind !== 'store' || op.outcome !== 'ok') continue
+    for (const r of finals.filter(f => f.user === op.user)) {
+      const m = r.msgs.find(x => x.id === op.id)
+      if (m !== undefined && !m.flags.includes(op.kw)) violations.push(`acknowledged keyword ${op.kw} on ${op.id} (STORE at ${op.t0} ms through ${op.via}) missing in the final read through ${r.via}`)
+    }
+  }
+
+  const count = (kind: Op['kind'], outcome?: Outcome): number => ops.filter(o => o.kind === kind && (outcome === undefined || (o as { outcome?: Outcome }).outcome === outcome)).length
+  return {
+    violations,
+    splitConflicts,
+    stats: {
+      acked: count('deliver', 'ok'),
+      unknown: count('deliver', 'unknown') + count('append', 'unknown') + count('store', 'unknown'),
+      appendsAcked: count('append', 'ok'),
+      storesAcked: count('store', 'ok'),
+      reads: reads.length,
+      observations,
+      faults: count('fault')
+    }
+  }
+}
+
+/** The operations around a time, one short line each, for a failure message. */
+export function excerpt (ops: Op[], atMs: number, spanMs = 5_000, linesMax = 40): string {
+  const near = ops.filter(o => o.t1 >= atMs - spanMs && o.t0 <= atMs + spanMs).slice(0, linesMax)
+  return near.map(o => {
+    switch (o.kind) {
+      case 'fault': return `${o.t0} ${o.what}`
+      case 'read': return `${o.t0}-${o.t1} read ${o.user}@${o.via} v${o.uidValidity} ${o.msgs.map(m => `${m.uid}=${m.id.replace(/@.*$/, '')}/${m.modseq}`).join(',')}`
+      case 'store': return `${o.t0}-${o.t1} store ${o.kw} ${o.id} uid ${o.uid}@${o.via} ${o.outcome}`
+      case 'append': return `${o.t0}-${o.t1} append ${o.id}@${o.via} ${o.outcome}${o.uid !== undefined ? ` uid ${o.uid}` : ''}`
+      case 'deliver': return `${o.t0}-${o.t1} deliver ${o.id}@${o.via} ${o.outcome}`
+      default: return ''
+    }
+  }).join('\n')
+}
