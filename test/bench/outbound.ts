@@ -94,6 +94,8 @@ export interface OutboundRun {
   /** Most first copies that arrived in one wall-clock second, and the median over the busy seconds. */
   peakPerSecond: number
   medianPerSecond: number
+  /** First copies arrived in each second after the first submission (a plateau at a round number is a rate cap). */
+  arrivalsPerSecond: number[]
   /** CPU seconds of the submitting system's processes (mailgrid: the node; peer: the Postfix master and children). */
   cpuSeconds: number
   note: string | null
@@ -344,6 +346,7 @@ async function measure (sys: System, arrivals: Arrivals, o: { messages: number, 
   let deliveredUnacked = 0
   let last = 0
   const perSecond = new Map<number, number>()
+  const series: number[] = []
   for (let id = o.firstId; id < o.firstId + o.messages; id++) {
     const copies = arrivals.copies.get(id)
     if (copies === undefined) continue
@@ -354,6 +357,9 @@ async function measure (sys: System, arrivals: Arrivals, o: { messages: number, 
     if (acked.has(id)) last = Math.max(last, first)
     const sec = Math.floor(first / 1000)
     perSecond.set(sec, (perSecond.get(sec) ?? 0) + 1)
+    const k = Math.max(0, Math.floor((first - s.startedAt) / 1000))
+    while (series.length <= k) series.push(0)
+    series[k]++
   }
   const missing = s.acked.filter(id => !arrivals.copies.has(id)).length
   const deliveredSeconds = all && s.acked.length > 0 ? (last - s.startedAt) / 1000 : null
@@ -379,6 +385,7 @@ async function measure (sys: System, arrivals: Arrivals, o: { messages: number, 
     deliveredUnacked,
     peakPerSecond: busy.at(-1) ?? 0,
     medianPerSecond: busy[Math.floor(busy.length / 2)] ?? 0,
+    arrivalsPerSecond: series,
     cpuSeconds: cpu,
     note: notes.length === 0 ? null : notes.join('; ')
   }
