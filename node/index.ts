@@ -4,7 +4,7 @@
 import { join } from 'node:path'
 import { createGossip } from '../gossip/index.ts'
 import type { Gossip } from '../gossip/index.ts'
-import { createStore } from '../store/index.ts'
+import { createStore, DiskWatch } from '../store/index.ts'
 import type { MailStore, Store } from '../store/index.ts'
 import { createSessionForwarder, Grid, replicatedMailStore } from './grid/index.ts'
 import type { SessionForwarder } from './grid/index.ts'
@@ -55,6 +55,8 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     perIp: init.limits.authFailuresPerIpMax, perAccount: init.limits.authFailuresPerAccountMax, windowMs: init.limits.authWindowMs, now
   })
   const budget = new MemoryBudget()
+  // free space of the data disk: below the floor the node says so in its log and status, and tells the grid
+  const disk = new DiskWatch({ logger: logger.child({ ns: 'store' }), now }, { path: init.dataDir, minFreeBytes: init.minFreeBytes ?? -1, checkMs: init.diskCheckMs })
   // On a grid, protocol code sees the replicated store: writes need the lease and reach every replica first
   let gossip: Gossip | null = null
   let grid: Grid | null = null
@@ -179,6 +181,11 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       try {
         await gossip?.start()
         await grid?.start()
+        if (grid !== null) {
+          const g = grid
+          disk.onChange(s => { g.setDiskLow(s.low ? { since: s.since, floorBytes: s.floorBytes } : null) })
+        }
+        await disk.start()
         for (const [name, svc] of services) {
           const a = await svc.listen()
           bound.push({ name, host: a.host, port: a.port })
@@ -207,8 +214,10 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       if (state === 'stopped') return
       state = 'stopped'
       if (publishTimer !== null) clearInterval(publishTimer)
+      disk.stop()
       await Promise.allSettled([...services.values()].map(s => s.close()))
       forwarder?.stop()
+      gridThrottle?.stop()
       await queue.stop()
       await grid?.stop()
       await gossip?.stop()
@@ -233,6 +242,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
         domains: (await store.listDomains()).length,
         store: store.stats(),
         memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed },
+        disk: disk.state,
         grid: grid === null ? null : await (async (g: Grid) => { await g.underReplicated(); return g.status() })(grid),
         queue: await queue.stats()
       }
