@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util'
 import type { Readable } from 'node:stream'
 import { ConfigError, loadConfig, REPLICAS_DEFAULT, REPLICAS_MAX } from './config.ts'
 import { CliError, connect } from './client.ts'
-import { gridLines, placement, placementLines } from './gridview.ts'
+import { formatBytes, gridLines, placement, placementLines } from './gridview.ts'
 import { startNode } from './start.ts'
 
 export const EXIT_OK = 0
@@ -316,9 +316,9 @@ async function user (ctx: Context): Promise<void> {
       const { user } = await api.request('GET', `/v1/users/${seg(address)}`)
       const st = await api.request('GET', '/v1/status')
       if (st.grid === null || st.grid === undefined) throw new CliError('this node runs without a grid: it holds every user itself')
-      // Loaded here: the ring is all this command needs of gossip/, and the other commands need none of it.
-      const { createRing } = await import('../gossip/index.ts')
-      const p = placement(st.grid, user.address as string, createRing)
+      // Loaded here: placement is all this command needs of the grid, and the other commands need none of it.
+      const { placementRing } = await import('../node/grid/placement.ts')
+      const p = placement(st.grid, user.address as string, placementRing, user.created as number)
       return print(ctx, p, placementLines(p, st.grid.replicas as number))
     }
     case 'list': {
@@ -502,6 +502,14 @@ export function queueStatusLine (q: { local: { size: number, oldestAgeMs: number
   return [onGrid ? `queue        this node: ${queueStat(q.local)}; grid: ${queueStat(q.grid)}` : `queue        ${queueStat(q.local)}`]
 }
 
+/** The data disk: free of total, the floor, and whether it is below it (a node from before the check has no line). */
+export function diskStatusLine (d: { low: boolean, since: number, freeBytes: number, totalBytes: number, floorBytes: number } | undefined): string[] {
+  if (d === undefined) return []
+  const floor = d.floorBytes === 0 ? 'no floor' : `floor ${formatBytes(d.floorBytes)}`
+  const low = d.low ? `; LOW since ${new Date(d.since).toISOString().replace('T', ' ').slice(0, 19)} UTC: no new users or copies here` : ''
+  return [`disk         ${formatBytes(d.freeBytes)} free of ${formatBytes(d.totalBytes)}, ${floor}${low}`]
+}
+
 async function status (ctx: Context): Promise<void> {
   only(ctx.values, [], 'status')
   if (ctx.args.length > 0) throw new UsageError('status takes no arguments')
@@ -516,6 +524,7 @@ async function status (ctx: Context): Promise<void> {
     `domains      ${st.domains as number}`,
     `users        ${st.users as number}`,
     `memory       rss ${formatSize(st.memory.rssBytes as number)}, heap ${formatSize(st.memory.heapUsedBytes as number)}`,
+    ...diskStatusLine(st.disk),
     ...queueStatusLine(st.queue, st.grid !== null && st.grid !== undefined),
     ...gridLines(st.grid ?? null)
   ])

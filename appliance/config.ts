@@ -60,6 +60,9 @@ export const BOUNCE_AFTER_SECONDS_DEFAULT = 5 * 24 * 3600 // Postfix's maximal_q
 export const DNS_SERVERS_MAX = 8
 export const URL_CHARS_MAX = 2048
 export const QUEUE_LIFETIME_SECONDS_MAX = 30 * 24 * 3600 // a month: longer than any MTA keeps mail
+// Free space the data disk keeps (issue 16, item 3): -1 = the smaller of 1 GiB and 5 % of the data filesystem (store/disk.ts)
+export const MIN_FREE_BYTES_DEFAULT = -1
+export const MIN_FREE_BYTES_MAX = 2 ** 50 // 1 PiB: above any data disk
 
 // ---- the typed configuration ---------------------------------------------------------------------------
 
@@ -87,7 +90,10 @@ export interface Config {
     smtpIdleSeconds: number
     pop3IdleSeconds: number
   }
-  store: { sync: boolean }
+  store: {
+    sync: boolean
+    minFreeBytes: number // below this the node takes no new users or copies and raises an alarm; -1 = the default rule, 0 = off
+  }
   log: { level: Level }
   grid: {
     enabled: boolean
@@ -164,6 +170,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'limits.smtpIdleSeconds', kind: seconds, default: SMTP_IDLE_SECONDS },
   { path: 'limits.pop3IdleSeconds', kind: seconds, default: POP3_IDLE_SECONDS },
   { path: 'store.sync', kind: { type: 'bool' }, default: true },
+  { path: 'store.minFreeBytes', kind: { type: 'int', min: -1, max: MIN_FREE_BYTES_MAX }, default: MIN_FREE_BYTES_DEFAULT },
   { path: 'log.level', kind: { type: 'level' }, default: 'info' },
   { path: 'grid.enabled', kind: { type: 'bool' }, default: true },
   { path: 'grid.clusterKey', kind: { type: 'secret' }, default: '' },
@@ -542,6 +549,7 @@ export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: s
       pop3IdleTimeoutMs: l.pop3IdleSeconds * 1000
     },
     sync: config.store.sync,
+    minFreeBytes: config.store.minFreeBytes,
     outbound: {
       dnsServers: [...config.outbound.dnsServers],
       port: config.outbound.port,

@@ -49,17 +49,28 @@ export function gridLines (g: GridStatus | null): string[] {
   ]
   const rows = [['  NAME', 'ID', 'STATUS', 'STATE', 'WEIGHT', 'CPU', 'SESSIONS', 'OWNED', 'UNDER', 'RING']]
   const members = [...g.members].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id))
+  lines.splice(2, 0, ...members.filter(m => m.diskLow !== undefined && m.status !== 'left').map(diskAlarm))
   for (const m of members) {
     const self = m.id === g.self
     const owned = metaNumber(m, 'usersOwned') ?? (self ? g.usersOwned : null)
     const under = metaNumber(m, 'underReplicated') ?? (self ? g.underReplicated : null)
     const ring = typeof m.meta?.ring === 'string' ? m.meta.ring.slice(0, RING_SHORT_CHARS) : '-'
     rows.push([
-      `${self ? '*' : ' '} ${m.name}`, shortId(m.id), m.status, m.state, String(m.weight), `${Math.round(m.cpuPct)}%`, String(m.sessions),
+      // a member low on disk weighs nothing for new users and copies (it keeps the ones it has)
+      `${self ? '*' : ' '} ${m.name}`, shortId(m.id), m.status, m.state, m.diskLow !== undefined ? '0' : String(m.weight), `${Math.round(m.cpuPct)}%`, String(m.sessions),
       owned === null ? '-' : String(owned), under === null ? '-' : String(under), ring
     ])
   }
   return [...lines, ...table(rows)]
+}
+
+/** The alarm line of a member whose data disk is below its free-space floor (it gossips `diskLow`). */
+export function diskAlarm (m: GridMember): string {
+  const low = m.diskLow
+  const free = m.diskFreeBytes === undefined ? '' : `${formatBytes(m.diskFreeBytes)} free, `
+  const since = low === undefined ? '' : `, since ${new Date(low.since).toISOString().replace('T', ' ').slice(0, 19)} UTC`
+  return `alarm        disk low on ${m.name} (${shortId(m.id)}): ${free}floor ${formatBytes(low?.floorBytes ?? 0)}${since}; ` +
+    `weight 0 for new users and copies (${m.weight} with room), its users stay`
 }
 
 export interface Placement {
@@ -70,15 +81,17 @@ export interface Placement {
   replicas: Array<{ role: 'primary' | 'replica', id: string, name: string, host: string, services: Record<string, number> }>
 }
 
-type RingFactory = (nodes: Array<{ id: string, weight: number }>) => { version: string, replicas (key: string, r: number): string[] }
+/** node/grid/placement.ts `placementRing`, passed in so this file stays free of the ring's code. */
+type PlacementRingFactory = (members: GridStatus['members'], r: number, createdOf: (key: string) => number | undefined) => { version: string, replicas (key: string, r: number): string[] }
 
 /**
- * Where a user's mail lives, computed as every node computes it: the ring over the members that are alive
- * and in state alive or draining, the user's normalized address as the key, the first R of its preference list.
+ * Where a user's mail lives, computed as every node computes it (node/grid/placement.ts): the ring over the members
+ * that are alive and in state alive (draining ones move their users away), a member low on disk only for users it
+ * held when it went low (hence `created`, the user's creation time), the user's normalized address as the key,
+ * the first R of its preference list.
  */
-export function placement (g: GridStatus, address: string, createRing: RingFactory): Placement {
-  const eligible = g.members.filter(m => m.status === 'alive' && (m.state === 'alive' || m.state === 'draining'))
-  const ring = createRing(eligible.map(m => ({ id: m.id, weight: m.weight })))
+export function placement (g: GridStatus, address: string, placementRing: PlacementRingFactory, created?: number): Placement {
+  const ring = placementRing(g.members, g.replicas, key => key === address ? created : undefined)
   const byId = new Map(g.members.map(m => [m.id, m]))
   return {
     address,

@@ -22,6 +22,13 @@ export const LOAD_REFRESH_MS = 5000
 /** A heartbeat larger than this is dropped: MemberInfo with a few addrs and a small `meta` is ~1–2 KiB. */
 export const HEARTBEAT_BYTES_MAX = 16 * 1024
 
+/**
+ * Members listed in a disk-low heartbeat (DiskLow.members): a peer id and a weight are ~60 bytes, so 64 of them stay
+ * under 4 KiB, beside the 8 KiB of meta within HEARTBEAT_BYTES_MAX. A larger grid lists the first 64 by id: the
+ * member then keeps a few more old users than it would (never fewer).
+ */
+export const DISK_LOW_MEMBERS_MAX = 64
+
 /** A member gossiping more addresses than this is only dialled on the first ones. */
 export const MEMBER_ADDRS_MAX = 16
 

@@ -29,7 +29,7 @@ interface Entry {
 }
 
 /** Fields whose change is worth an `update` event; the load sample changes every beat and is not. */
-const SIGNIFICANT: ReadonlyArray<keyof MemberInfo> = ['incarnation', 'name', 'addrs', 'host', 'services', 'weight', 'state', 'meta']
+const SIGNIFICANT: ReadonlyArray<keyof MemberInfo> = ['incarnation', 'name', 'addrs', 'host', 'services', 'weight', 'state', 'meta', 'diskLow']
 
 function changed (a: MemberInfo, b: MemberInfo): boolean {
   return SIGNIFICANT.some(k => !isDeepStrictEqual(a[k], b[k]))

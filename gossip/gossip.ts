@@ -11,7 +11,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import {
-  DEAD_AFTER_MS, DEFAULT_LISTEN, FORGET_AFTER_MS, HEARTBEAT_MS, LOAD_REFRESH_MS, MEMBER_ADDRS_MAX, PING_TIMEOUT_MS, RPC_INBOUND_STREAMS_MAX,
+  DEAD_AFTER_MS, DEFAULT_LISTEN, DISK_LOW_MEMBERS_MAX, FORGET_AFTER_MS, HEARTBEAT_MS, LOAD_REFRESH_MS, MEMBER_ADDRS_MAX, PING_TIMEOUT_MS, RPC_INBOUND_STREAMS_MAX,
   RPC_OUTBOUND_STREAMS_MAX, SUSPECT_AFTER_HEARTBEATS
 } from './constants.ts'
 import { FailureDetector } from './detector.ts'
@@ -24,7 +24,7 @@ import { emptyLoad, machineWeight, sampleLoad } from './load.ts'
 import { createRing } from './ring.ts'
 import { openStream, RpcEndpoint } from './rpc.ts'
 import type {
-  Gossip, LoadSample, Member, MemberInfo, MembershipEvent, NodeState, Ring, RpcCallOptions, RpcHandler, RpcMessage, StreamHandler
+  DiskLow, Gossip, LoadSample, Member, MemberInfo, MembershipEvent, NodeState, Ring, RpcCallOptions, RpcHandler, RpcMessage, StreamHandler
 } from './types.ts'
 import { RpcError } from './types.ts'
 
@@ -269,7 +269,7 @@ export class GossipService implements Gossip {
     return () => { this.#listeners.delete(listener) }
   }
 
-  update (info: Partial<Pick<MemberInfo, 'state' | 'weight' | 'services' | 'host' | 'meta'>> & { sessions?: number }): void {
+  update (info: Partial<Pick<MemberInfo, 'state' | 'weight' | 'services' | 'host' | 'meta'>> & { sessions?: number, diskLow?: DiskLow | null }): void {
     if (info.weight !== undefined && !(Number.isFinite(info.weight) && info.weight > 0)) throw new RangeError('gossip: weight must be positive')
     if (info.meta !== undefined && Buffer.byteLength(JSON.stringify(info.meta)) > META_BYTES_MAX) throw new RangeError(`gossip: meta exceeds ${META_BYTES_MAX} bytes`)
     if (info.sessions !== undefined) this.#sessions = Math.max(0, Math.floor(info.sessions))
@@ -282,6 +282,11 @@ export class GossipService implements Gossip {
       this.#hostSet = true
     }
     if (info.meta !== undefined) next.meta = { ...info.meta }
+    if (info.diskLow === null) delete next.diskLow
+    else if (info.diskLow !== undefined) {
+      if (info.diskLow.members.length > DISK_LOW_MEMBERS_MAX) throw new RangeError(`gossip: diskLow lists more than ${DISK_LOW_MEMBERS_MAX} members`)
+      next.diskLow = structuredClone(info.diskLow)
+    }
     this.#info = next
     if (this.#detector !== undefined) this.#emit(this.#detector.setSelf(this.#selfInfo(), this.#now()))
     if (this.#state === 'running') this.#publish()

@@ -2,8 +2,8 @@
 // incarnation, so a late relayed copy is recognisably stale. Decoding checks every field: a heartbeat comes
 // from the network, and one bad peer must not be able to poison another node's view (or crash it).
 
-import { HEARTBEAT_BYTES_MAX, MEMBER_ADDRS_MAX } from './constants.ts'
-import type { LoadSample, MemberInfo, NodeState } from './types.ts'
+import { DISK_LOW_MEMBERS_MAX, HEARTBEAT_BYTES_MAX, MEMBER_ADDRS_MAX } from './constants.ts'
+import type { DiskLow, LoadSample, MemberInfo, NodeState } from './types.ts'
 
 export const HEARTBEAT_VERSION = 1
 
@@ -35,6 +35,20 @@ function num (x: unknown, what: string): number {
   return x
 }
 
+/** The disk alarm of a heartbeat: absent (a node with room, or one from before the alarm), or checked whole. */
+function diskLow (x: unknown): DiskLow | undefined {
+  if (x === undefined || x === null) return undefined
+  if (!isObject(x)) throw new Error('bad diskLow')
+  if (!Array.isArray(x.members) || x.members.length > DISK_LOW_MEMBERS_MAX) throw new Error('bad diskLow.members')
+  const members = x.members.map((m: unknown): [string, number] => {
+    if (!Array.isArray(m) || m.length !== 2) throw new Error('bad diskLow member')
+    const weight = num(m[1], 'diskLow weight')
+    if (weight <= 0) throw new Error('bad diskLow weight')
+    return [str(m[0], 'diskLow id'), weight]
+  })
+  return { since: num(x.since, 'diskLow.since'), floorBytes: num(x.floorBytes, 'diskLow.floorBytes'), members }
+}
+
 /** Parses and validates a heartbeat; throws on anything malformed. `from` is the authenticated sender. */
 export function decodeHeartbeat (data: Uint8Array, from: string): Heartbeat {
   if (data.byteLength > HEARTBEAT_BYTES_MAX) throw new Error('heartbeat too large')
@@ -64,6 +78,7 @@ export function decodeHeartbeat (data: Uint8Array, from: string): Heartbeat {
   const load = {} as LoadSample
   for (const k of LOAD_KEYS) load[k] = num(i.load[k], `load.${k}`)
   if (!isObject(i.meta)) throw new Error('bad meta')
+  const low = diskLow(i.diskLow)
   return {
     seq,
     info: {
@@ -76,7 +91,8 @@ export function decodeHeartbeat (data: Uint8Array, from: string): Heartbeat {
       weight,
       state: state as NodeState,
       load,
-      meta: i.meta
+      meta: i.meta,
+      ...(low !== undefined ? { diskLow: low } : {})
     }
   }
 }

@@ -14,6 +14,18 @@ export interface LoadSample {
   sessions: number // open client sessions on this node
 }
 
+/**
+ * A member whose data disk is below its free-space floor says so in its heartbeat. Placement then gives it no new
+ * users and no new copies: it keeps only the users it held when it went low, judged the same way by every node from
+ * what is published here (node/grid/placement.ts).
+ */
+export interface DiskLow {
+  since: number // ms, the member's clock: when free space fell below the floor (users created later are new)
+  floorBytes: number // the floor it fell below (for people; placement does not read it)
+  /** The members it was placed among when it went low, (id, weight), at most DISK_LOW_MEMBERS_MAX. */
+  members: Array<[string, number]>
+}
+
 /** What a node publishes about itself in every heartbeat. */
 export interface MemberInfo {
   id: string // libp2p peer id (base58 string)
@@ -26,6 +38,7 @@ export interface MemberInfo {
   state: NodeState
   load: LoadSample
   meta: Record<string, unknown> // small extra facts node/ wants gossiped (ring version seen, users owned, ...)
+  diskLow?: DiskLow // present while its data disk is below the free-space floor
 }
 
 export interface Member extends MemberInfo {
@@ -88,8 +101,8 @@ export interface Gossip {
   ring (): Ring
   onChange (listener: (event: MembershipEvent) => void): () => void
 
-  /** Changes what this node publishes (state, weight, services, meta); sent with the next heartbeat at once. */
-  update (info: Partial<Pick<MemberInfo, 'state' | 'weight' | 'services' | 'host' | 'meta'>> & { sessions?: number }): void
+  /** Changes what this node publishes (state, weight, services, meta, the disk alarm: null clears it); sent at once. */
+  update (info: Partial<Pick<MemberInfo, 'state' | 'weight' | 'services' | 'host' | 'meta'>> & { sessions?: number, diskLow?: DiskLow | null }): void
 
   /** Request/response over a versioned protocol id ('/mailgrid/replicate/1.0.0'). */
   handle (protocol: string, handler: RpcHandler): void

@@ -81,6 +81,13 @@ export interface NodeInit {
   limits: NodeLimits
   /** fsync every commit; only benchmarks that say so turn it off. */
   sync: boolean
+  /**
+   * Free space the data disk must keep (store.minFreeBytes): below it the node takes no new users or copies and
+   * raises an alarm. Negative or absent: the smaller of 1 GiB and 5 % of the data filesystem; 0: off.
+   */
+  minFreeBytes?: number
+  /** How often free space is checked (ms); default store/disk.ts DISK_CHECK_MS. */
+  diskCheckMs?: number
   scryptLogN?: number
   /** Join a grid; absent = a standalone node with no peers. */
   grid?: GridConfig
@@ -111,6 +118,8 @@ export interface NodeStatus {
   domains: number
   store: { commitGroups: number, commitBatches: number }
   memory: { rssBytes: number, heapUsedBytes: number }
+  /** The data disk: free and total bytes at the last check, the floor (0: off), and whether it is below it since when. */
+  disk?: import('../store/index.ts').DiskState
   grid: import('./grid/index.ts').GridStatus | null
   /** Messages waiting for delivery to other domains: this node's shards and the whole grid's. */
   queue: { local: import('./outbound/types.ts').QueueStats, grid: import('./outbound/types.ts').QueueStats }

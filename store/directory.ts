@@ -299,6 +299,12 @@ export class LevelStore extends MailStoreBase implements Store {
     return r === null ? null : LevelStore.publicUser(r)
   }
 
+  userCreatedAt (address: string): number | undefined {
+    const a = normalizeAddress(address)
+    const rec = a === null ? undefined : this.dir?.get(keys.user(a)) as UserRec | undefined
+    return rec === undefined || rec.deleted === true ? undefined : rec.created
+  }
+
   async listUsers (domain?: string): Promise<User[]> {
     const d = domain === undefined ? undefined : normalizeDomain(domain)
     const out: User[] = []

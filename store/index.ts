@@ -15,6 +15,8 @@ export { DEFAULT_MAILBOXES } from './mail.ts'
 export { summarizeLog } from './summary.ts'
 export { QUEUE_SHARD_PREFIX, isQueueShard } from './shards.ts'
 export type { AddedMessage, LogSummary } from './summary.ts'
+export { DiskWatch, diskFloorBytes, diskSpace, DISK_CHECK_MS, DISK_FLOOR_BYTES_DEFAULT, DISK_FLOOR_FRACTION_DEFAULT, DISK_RECOVER_MARGIN } from './disk.ts'
+export type { DiskSpace, DiskState, DiskWatchComponents, DiskWatchInit } from './disk.ts'
 export * as mime from './mime/index.ts'
 
 export function createStore (components: StoreComponents, init: StoreInit): Store {

@@ -325,4 +325,10 @@ export interface Store extends Directory, MailStore, Replication, DirectoryRepli
   stop (): Promise<void>
   /** Group-commit counters: batches committed and the fsync'd groups they shared. */
   stats (): { commitGroups: number, commitBatches: number }
+  /**
+   * When a user was created (its record's `created`), from the directory held in memory, without waiting: placement
+   * asks it on every write (a user created after a member's disk went low is not placed there). Undefined for an
+   * unknown or deleted user, or while the store is stopped.
+   */
+  userCreatedAt (address: string): number | undefined
 }

@@ -5,7 +5,8 @@
 // directory replication to every node, and routing of deliveries to primaries.
 
 import type { Logger } from 'pino'
-import type { Gossip, Ring } from '../../gossip/types.ts'
+import type { DiskLow, Gossip, Ring } from '../../gossip/types.ts'
+import { isQueueShard } from '../../store/index.ts'
 import type { AppendResult, DeliveryTarget, OpOptions, QuotaUsage, Store } from '../../store/index.ts'
 import { Placement } from './placement.ts'
 import { ReplicaState } from './state.ts'
@@ -36,7 +37,10 @@ export interface GridStatus {
   self: string
   ringVersion: string
   replicas: number
-  members: Array<{ id: string, name: string, status: string, state: string, weight: number, host: string, addrs: string[], services: Record<string, number>, sessions: number, cpuPct: number, meta: Record<string, unknown> }>
+  members: Array<{
+    id: string, name: string, status: string, state: string, weight: number, host: string, addrs: string[], services: Record<string, number>, sessions: number, cpuPct: number,
+    meta: Record<string, unknown>, diskFreeBytes?: number, diskLow?: DiskLow // present while its disk is below its floor: it takes no new users or copies
+  }>
   usersOwned: number
   usersReplicated: number
   underReplicated: number
@@ -55,12 +59,17 @@ export class Grid {
   private readonly rebalancer: Rebalancer
   private readonly directory: DirectorySync
   private running = false
+  private unsubscribe: (() => void) | undefined
 
   constructor (components: GridComponents, init: GridInit) {
     const { gossip, store } = components
     const logger = components.logger.child({ ns: 'grid' })
     this.gossip = gossip
-    this.placer = new Placement({ gossip }, { replicas: init.replicas })
+    // a key's creation time decides whether a member low on disk keeps it (placement.ts): a user's is in its
+    // directory record; the fixed keys (queue shards) have always existed
+    const fixed = new Set(init.keys ?? [])
+    const createdOf = (key: string): number | undefined => fixed.has(key) || isQueueShard(key) ? 0 : store.userCreatedAt(key)
+    this.placer = new Placement({ gossip, createdOf }, { replicas: init.replicas })
     const placement = this.placer
     const state = new ReplicaState()
     // shipping and merging need each other (a diverged replica is merged, a merge ships its result): the
@@ -107,6 +116,16 @@ export class Grid {
     this.scheduleRebalance()
   }
 
+  /**
+   * This node's disk fell below its free-space floor (or, with null, came back above it with the margin): gossiped
+   * at once with the members it is placed among now, so every node stops placing new users and new copies here
+   * while the users it holds stay (placement.ts).
+   */
+  setDiskLow (low: { since: number, floorBytes: number } | null): void {
+    this.gossip.update({ diskLow: low === null ? null : { since: low.since, floorBytes: low.floorBytes, members: this.placer.lowDiskMembers() } })
+    this.scheduleRebalance()
+  }
+
   primaryOf (user: string): string | null {
     return this.placer.primaryOf(user)
   }
@@ -132,11 +151,21 @@ export class Grid {
     this.directory.handle()
     this.directory.start()
     this.rebalancer.start()
+    // another member's disk alarm changes where keys go: re-mirror now rather than at the next periodic round
+    const alarms = new Map<string, string>()
+    this.unsubscribe = this.gossip.onChange(e => {
+      const sig = JSON.stringify(e.member.diskLow ?? null)
+      if ((alarms.get(e.member.id) ?? 'null') === sig) return
+      alarms.set(e.member.id, sig)
+      this.scheduleRebalance()
+    })
   }
 
   async stop (): Promise<void> {
     if (!this.running) return
     this.running = false
+    this.unsubscribe?.()
+    this.unsubscribe = undefined
     this.directory.stop()
     await this.rebalancer.stop()
   }
@@ -193,7 +222,7 @@ export class Grid {
       replicas: this.placer.r,
       members: this.gossip.members().map(m => ({
         id: m.id, name: m.name, status: m.status, state: m.state, weight: m.weight, host: m.host, addrs: m.addrs, services: m.services,
-        sessions: m.load.sessions, cpuPct: m.load.cpuPct, meta: m.meta
+        sessions: m.load.sessions, cpuPct: m.load.cpuPct, meta: m.meta, diskFreeBytes: m.load.diskFreeBytes, ...(m.diskLow !== undefined ? { diskLow: m.diskLow } : {})
       })),
       ...this.rebalancer.counts(),
       remirroredBytes: this.remirroredBytes

@@ -17,6 +17,8 @@ export interface ProcNode {
   id: string
   addrs: string[]
   status (): Promise<NodeStatus>
+  /** Writes a command line to the node (node-proc.ts) and resolves to the rest of its next line starting `ANSWER `. */
+  ask (command: string, answer: string): Promise<string>
   alive: boolean
 }
 
@@ -36,7 +38,8 @@ export class ProcCluster {
     this.init = init
   }
 
-  async start (name: string, dir: string, opts: { clusterKey?: string, setup?: boolean } = {}): Promise<ProcNode> {
+  /** `env`: more environment for this node (MAILGRID_TEST_STORE, MAILGRID_TEST_LOG); `onLog`: each JSON log line it prints. */
+  async start (name: string, dir: string, opts: { clusterKey?: string, setup?: boolean, env?: Record<string, string>, onLog?: (line: string) => void } = {}): Promise<ProcNode> {
     // every live node is a bootstrap peer (a node restarted after the first one moved must still find the grid)
     const peers = this.nodes.filter(n => n.alive && n.name !== name)
     const grid = {
@@ -53,16 +56,22 @@ export class ProcCluster {
     if (opts.setup === true && this.init.setup !== undefined) args.push(JSON.stringify(this.init.setup))
     const child = spawn(process.execPath, args, {
       stdio: ['pipe', 'pipe', 'inherit'],
-      env: { ...process.env, MAILGRID_TEST_GRID: JSON.stringify(grid) }
+      env: { ...process.env, MAILGRID_TEST_GRID: JSON.stringify(grid), ...opts.env }
     })
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
     const waiting: Array<(s: NodeStatus) => void> = []
+    const answers = new Map<string, Array<(rest: string) => void>>()
     const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name} did not start in 60 s`)), 60_000)
       lines.on('line', l => {
         if (l.startsWith('READY ')) { clearTimeout(timer); resolve(JSON.parse(l.slice(6))) }
+        const word = /^([A-Z]+) /.exec(l)?.[1]
         if (l.startsWith('STATUS ')) waiting.shift()?.(JSON.parse(l.slice(7)))
-        else if (process.env.MAILGRID_CLUSTER_LOG !== undefined && l.startsWith('{')) appendFileSync(process.env.MAILGRID_CLUSTER_LOG, `${name} ${l}\n`)
+        else if (word !== undefined && (answers.get(word)?.length ?? 0) > 0) answers.get(word)?.shift()?.(l.slice(word.length + 1))
+        else if (l.startsWith('{')) {
+          opts.onLog?.(l)
+          if (process.env.MAILGRID_CLUSTER_LOG !== undefined) appendFileSync(process.env.MAILGRID_CLUSTER_LOG, `${name} ${l}\n`)
+        }
       })
       child.once('exit', code => { clearTimeout(timer); reject(new Error(`${name} exited with ${code}`)) })
     })
@@ -79,6 +88,19 @@ export class ProcCluster {
           const timer = setTimeout(() => reject(new Error(`${name}: no status in 10 s`)), 10_000)
           waiting.push(s => { clearTimeout(timer); resolve(s) })
           child.stdin?.write('status\n')
+        })
+      },
+      async ask (command: string, answer: string) {
+        return await new Promise<string>((resolve, reject) => {
+          const queue = answers.get(answer) ?? []
+          answers.set(answer, queue)
+          const waiter = (rest: string): void => { clearTimeout(timer); resolve(rest) }
+          const timer = setTimeout(() => {
+            queue.splice(queue.indexOf(waiter), 1) // a late answer must not go to the next caller
+            reject(new Error(`${name}: no ${answer} in 10 s`))
+          }, 10_000)
+          queue.push(waiter)
+          child.stdin?.write(`${command}\n`)
         })
       }
     }

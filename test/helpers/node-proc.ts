@@ -4,6 +4,7 @@
 // Prints one line `READY {"smtp": port, ...}` when listening; SIGTERM stops it cleanly.
 // MAILGRID_TEST_GRID (JSON, optional): a GridConfig to join a grid; READY then also carries `id` and `addrs`.
 // MAILGRID_TEST_OUTBOUND (JSON, optional): an OutboundInit.
+// MAILGRID_TEST_STORE (JSON, optional): {"minFreeBytes": N, "diskCheckMs": N}, the free-space floor and its check.
 
 import pino from 'pino'
 import { createMailNode } from '../../node/index.ts'
@@ -19,6 +20,7 @@ const node = createMailNode({ logger: pino({ level: process.env.MAILGRID_TEST_LO
   tls: await testCert(),
   plaintextAuthOnLoopback: true,
   sync: process.env.MAILGRID_SYNC !== '0',
+  ...(process.env.MAILGRID_TEST_STORE !== undefined ? JSON.parse(process.env.MAILGRID_TEST_STORE) as { minFreeBytes?: number, diskCheckMs?: number } : {}),
   scryptLogN: 10,
   // MAILGRID_TEST_LIMITS (JSON, optional): limits over the test defaults (a low per-IP cap, an auth budget)
   limits: { ...TEST_LIMITS, messageBytesMax: 50 * 1024 * 1024, ...(process.env.MAILGRID_TEST_LIMITS !== undefined ? JSON.parse(process.env.MAILGRID_TEST_LIMITS) : {}) },
@@ -46,13 +48,26 @@ if (status.grid !== null) {
   ports.addrs = self?.addrs ?? []
 }
 process.stdout.write(`READY ${JSON.stringify(ports)}\n`)
-// a line `status` on stdin is answered with `STATUS {json}`: how tests watch the grid form and heal
+// a line `status` on stdin is answered with `STATUS {json}`: how tests watch the grid form and heal; `user ADDRESS
+// PASSWORD` adds a user (`USER ok` or `USER error ...`); `positions A,B,...` answers `POSITIONS {"A": n, ...}`, each
+// user's log position in this node's store (0: it holds no copy)
 const { createInterface } = await import('node:readline')
 createInterface({ input: process.stdin }).on('line', line => {
   const block = /^block ?(.*)$/.exec(line.trim())
   if (block !== null) {
     node.block(block[1] === '' ? [] : block[1].split(','))
     process.stdout.write('BLOCKED\n')
+  }
+  const user = /^user (\S+) (\S+)$/.exec(line.trim())
+  if (user !== null) {
+    node.store.addUser({ address: user[1], password: user[2] }).then(() => process.stdout.write('USER ok\n'), err => process.stdout.write(`USER error ${String(err)}\n`))
+  }
+  const positions = /^positions (\S+)$/.exec(line.trim())
+  if (positions !== null) {
+    const users = positions[1].split(',')
+    Promise.all(users.map(async u => [u, await node.store.logPosition(u)])).then(
+      p => process.stdout.write(`POSITIONS ${JSON.stringify(Object.fromEntries(p))}\n`),
+      err => process.stdout.write(`POSITIONS {"error": ${JSON.stringify(String(err))}}\n`))
   }
   if (line.trim() === 'status') {
     node.status().then(s => process.stdout.write(`STATUS ${JSON.stringify(s)}\n`), err => process.stdout.write(`STATUS {"error": ${JSON.stringify(String(err))}}\n`))
