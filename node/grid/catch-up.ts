@@ -86,7 +86,8 @@ export class CatchUp {
         while (theirs > mine) {
           // from our last entry on: the store applies the rest only if their entry there is ours (either copy
           // may have changed since the check above)
-          const got = await this.gossip.call(peer, PROTOCOLS.pull, { header: { user, from: Math.max(1, mine), limit: LOG_BATCH_ENTRIES_MAX } }, { signal: opts?.signal })
+          // (`have`: its body is ours already; the answer is cut by bytes and we go on from where it ends)
+          const got = await this.gossip.call(peer, PROTOCOLS.pull, { header: { user, from: Math.max(1, mine), have: mine, limit: LOG_BATCH_ENTRIES_MAX } }, { signal: opts?.signal })
           const entries = got.header.entries as LogEntry[]
           if (entries.length === 0 || (entries.at(-1)?.seq ?? 0) <= mine) break
           try {
@@ -99,9 +100,25 @@ export class CatchUp {
           this.log.info({ user, peer, position: mine }, 'replica_caught_up')
         }
       } catch (err) {
-        // An unreachable replica has nothing we can take; it will be re-mirrored from us when it returns.
         if (!(err instanceof RpcError)) throw err
+        // An unreachable replica has nothing we can take; it will be re-mirrored from us when it returns.
+        if (this.unreachable(peer, err)) continue
+        // Anything else (an answer it could not send, a protocol error, a failure on its side) leaves a copy we
+        // have not read: leading without it would serve the user a mailbox without that mail. A temporary
+        // failure instead (451, NO [UNAVAILABLE]); the next write or rebalance round tries again.
+        this.log.warn({ user, peer, err: String(err) }, 'catch_up_failed')
+        throw new MailError('temp', `Could not catch up from ${peer}; try again`, { cause: err })
       }
     }
+  }
+
+  /**
+   * Whether a failed call means the replica is gone. A call that timed out after its request left is "unknown",
+   * not "gone": only if the failure detector no longer holds the peer alive either (a machine that died without
+   * closing its connections); a peer it still holds alive may be slow, and has a copy we must not skip.
+   */
+  private unreachable (peer: string, err: RpcError): boolean {
+    if (err.code === 'unreachable') return true
+    return err.code === 'timeout' && this.gossip.members().find(m => m.id === peer)?.status !== 'alive'
   }
 }

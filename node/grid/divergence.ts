@@ -4,10 +4,11 @@
 // of the other side (log ids, a summary, blobs, the reset), and dropCopy, which hand-off drops share.
 
 import type { Logger } from 'pino'
+import { RPC_BODY_BYTES_MAX } from '../../gossip/constants.ts'
 import type { Gossip } from '../../gossip/types.ts'
 import { MailError, summarizeLog } from '../../store/index.ts'
 import type { LogAnchor, LogEntry, LogSummary, Store } from '../../store/index.ts'
-import { LOG_BATCH_ENTRIES_MAX, packBodies, PROTOCOLS, unpackBodies } from './wire.ts'
+import { LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, packBodies, PROTOCOLS, unpackBodies } from './wire.ts'
 import { EIDS_BATCH, mergeFrom } from './merge.ts'
 import type { MergePeer } from './merge.ts'
 import { MERGE_ATTEMPTS_MAX } from './constants.ts'
@@ -66,7 +67,20 @@ export class DivergenceRepair {
     })
     g.handle(PROTOCOLS.blobs, async req => {
       const hashes = Array.isArray(req.header.hashes) ? req.header.hashes.map(String).slice(0, LOG_BATCH_ENTRIES_MAX) : []
-      const { lens, body } = packBodies(await Promise.all(hashes.map(async h => await this.store.readBlob(h))))
+      // The first bodies asked for, in order, until they reach LOG_BATCH_BYTES_MAX (a size is known only once the
+      // body is read), at least one; the merge asks again from where the answer ends. A body that would take the
+      // answer over the transport's limit waits for the next answer. 512 bodies of 1 MiB once made one answer of
+      // 80 MiB, above that limit, and every merge of that user failed.
+      const bodies: Buffer[] = []
+      let bytes = 0
+      for (const h of hashes) {
+        if (bytes >= LOG_BATCH_BYTES_MAX) break
+        const b = await this.store.readBlob(h)
+        if (bodies.length > 0 && bytes + b.length > RPC_BODY_BYTES_MAX) break
+        bodies.push(b)
+        bytes += b.length
+      }
+      const { lens, body } = packBodies(bodies)
       return { header: { lens }, body }
     })
     g.handle(PROTOCOLS.reset, async req => {
@@ -102,12 +116,10 @@ export class DivergenceRepair {
           return res.header.summary as LogSummary
         },
         blobs: async (hashes) => {
-          const out: Buffer[] = []
-          for (let i = 0; i < hashes.length; i += LOG_BATCH_ENTRIES_MAX) {
-            const res = await this.gossip.call(peer, PROTOCOLS.blobs, { header: { hashes: hashes.slice(i, i + LOG_BATCH_ENTRIES_MAX) } })
-            out.push(...unpackBodies(res.header.lens, res.body))
-          }
-          return out
+          const res = await this.gossip.call(peer, PROTOCOLS.blobs, { header: { hashes: hashes.slice(0, LOG_BATCH_ENTRIES_MAX) } })
+          const bodies = unpackBodies(res.header.lens, res.body)
+          if ((hashes.length > 0 && bodies.length === 0) || bodies.length > hashes.length) throw new MailError('temp', `${peer} answered ${bodies.length} bodies for ${hashes.length}`)
+          return bodies
         }
       }
       this.log.warn({ user, peer }, 'log_diverged')

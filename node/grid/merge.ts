@@ -11,12 +11,14 @@
 import type { Logger } from 'pino'
 import type { LogEntry, LogSummary, MessageRecord, Store } from '../../store/index.ts'
 import { summarizeLog } from '../../store/index.ts'
+import { LOG_BATCH_ENTRIES_MAX } from './wire.ts'
 
 export const EIDS_BATCH = 2048 // log ids compared per request while looking for the common prefix
 
 export interface MergePeer {
   eids (from: number, to: number): Promise<Array<string | null>>
   summary (from: number): Promise<LogSummary>
+  /** Bodies of the first of `hashes`, in order: at least one, fewer than asked when the rest would not fit one answer. */
   blobs (hashes: string[]): Promise<Buffer[]>
 }
 
@@ -79,15 +81,22 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
   // messages only they have
   const known = new Set(mine.everSeen)
   const missing = theirs.added.filter(a => !known.has(a.gid))
-  const need = await store.missingBlobs(missing.map(a => a.blob))
+  // Bodies we lack come in answers bounded by bytes, fetched as the appends reach them, so no more than one
+  // answer's worth is held at a time. `need` is in order of first use, so the next body not fetched yet is
+  // always the one the next append without a body needs.
+  const lacking = new Set(await store.missingBlobs(missing.map(a => a.blob)))
+  const need = [...new Set(missing.map(a => a.blob))].filter(h => lacking.has(h))
   const fetched = new Map<string, Buffer>()
-  if (need.length > 0) {
-    const bodies = await peer.blobs(need)
-    need.forEach((h, i) => fetched.set(h, bodies[i]))
-  }
+  let next = 0
   const names = new Set((await store.listMailboxes(user)).map(b => b.name))
   for (const a of missing) {
+    if (next < need.length && need[next] === a.blob) {
+      const bodies = await peer.blobs(need.slice(next, next + LOG_BATCH_ENTRIES_MAX))
+      for (const b of bodies) fetched.set(need[next++], b)
+    }
+    // once appended, a body is ours: a later message with the same body reads it from the store
     const raw = fetched.get(a.blob) ?? await store.readBlob(a.blob)
+    fetched.delete(a.blob)
     await store.append(user, names.has(a.mailbox) ? a.mailbox : 'INBOX', { raw, flags: a.flags, internalDate: a.internalDate, prefix: a.prefix, gid: a.gid })
     result.added++
   }

@@ -196,18 +196,32 @@ export class Shipping {
   private async onPull (req: RpcMessage): Promise<RpcMessage> {
     const user = String(req.header.user)
     const from = Number(req.header.from)
+    // the caller's position: the entry there comes back as the anchor the caller's store checks the answer
+    // against, and the caller holds its body already
+    const have = Number.isSafeInteger(req.header.have) ? Number(req.header.have) : 0
     const limit = Math.min(Number(req.header.limit) || LOG_BATCH_ENTRIES_MAX, LOG_BATCH_ENTRIES_MAX)
     const read = await this.store.readLog(user, from, limit)
-    // as many as fit the answer's header budget (at least one: the caller goes on from where this ends)
+    // As many entries as fit the answer's header budget and whose new bodies fit LOG_BATCH_BYTES_MAX (one larger
+    // body alone), like a shipment (sync), and always the first entry the caller lacks: it goes on from where
+    // this answer ends. 512 entries of 1 MiB bodies once made one answer of 80 MiB, above the RPC body limit.
     let headerBytes = 0
+    let bodyBytes = 0
+    const hashes = new Set<string>()
+    let fresh = 0 // entries the caller lacks, in the answer so far
     let n = 0
     for (; n < read.length; n++) {
-      headerBytes += entryBytes(read[n])
-      if (n > 0 && headerBytes > LOG_SHIPMENT_HEADER_BYTES_MAX) break
+      const e = read[n]
+      headerBytes += entryBytes(e)
+      if (fresh > 0 && headerBytes > LOG_SHIPMENT_HEADER_BYTES_MAX) break
+      if (e.seq <= have) continue
+      fresh++
+      if (e.op !== 'append' || hashes.has(e.blob)) continue
+      if (bodyBytes > 0 && bodyBytes + e.size > LOG_BATCH_BYTES_MAX) break
+      hashes.add(e.blob)
+      bodyBytes += e.size
     }
     const entries = read.slice(0, n)
-    const hashes = [...new Set(entries.flatMap(e => e.op === 'append' ? [e.blob] : []))]
-    const { lens, body } = packBodies(await Promise.all(hashes.map(async h => await this.store.readBlob(h))))
+    const { lens, body } = packBodies(await Promise.all([...hashes].map(async h => await this.store.readBlob(h))))
     return { header: { entries, lens }, body }
   }
 }

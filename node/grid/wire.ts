@@ -9,14 +9,14 @@ export const PROTOCOLS = {
   position: '/mailgrid/position/1.0.0', // { users } → { positions: { [user]: number } }
   logBatch: '/mailgrid/log-batch/1.0.0', // { items: [{ user, entries, lens, prev, bytes }] } + bodies → { results: [{ position, diverged? } | { error }] }
   deliverBatch: '/mailgrid/deliver-batch/1.0.0', // { items: [{ targets, internalDate, bytes }] } + raws → { results: [{ results } | { error }] }
-  pull: '/mailgrid/pull/1.0.0', // { user, from, limit } → { entries, lens } + bodies
+  pull: '/mailgrid/pull/1.0.0', // { user, from, have?, limit } → { entries, lens } + bodies (entries after `have` and their bodies, within LOG_BATCH_BYTES_MAX)
   quota: '/mailgrid/quota/1.0.0', // { user } → { quota } | { error }
   directory: '/mailgrid/directory/1.0.0', // { records } → { applied }
   directoryDigest: '/mailgrid/directory-digest/1.0.0', // { digest } → { same } | { records }
   session: '/mailgrid/session/1.0.0', // stream: a forwarded IMAP or POP3 session
   eids: '/mailgrid/eids/1.0.0', // { user, from, to } → { eids: (string|null)[] } (merge: find the common prefix)
   summary: '/mailgrid/summary/1.0.0', // { user, from } → { summary } (merge: what the other side did)
-  blobs: '/mailgrid/blobs/1.0.0', // { hashes } → { lens } + bodies
+  blobs: '/mailgrid/blobs/1.0.0', // { hashes } → { lens } + bodies (of the first hashes, at least one: the caller asks again for the rest)
   reset: '/mailgrid/reset/1.0.0', // { user } → { position: 0 } (drop a diverged copy, after a merge took what it had)
   handoff: '/mailgrid/handoff/1.0.0' // { user, position, eid } → { drop } (a node that is no longer a replica asks the primary)
 } as const
@@ -31,7 +31,9 @@ export const LOG_BATCH_HEADER_BYTES_MAX = 8 * 1024 * 1024
 export function entryBytes (e: unknown): number {
   return Buffer.byteLength(JSON.stringify(e)) + 1
 }
-export const LOG_BATCH_BYTES_MAX = 16 * 1024 * 1024 // bodies per replication message (one large body may exceed it alone)
+// Bodies per shipment, pull answer or blob answer (one large body may exceed it alone): a quarter of the RPC body
+// limit (gossip/constants.ts), so a large message after a batch still fits one answer
+export const LOG_BATCH_BYTES_MAX = 16 * 1024 * 1024
 
 /** Concatenates bodies into one buffer; `lens` splits it again. */
 export function packBodies (bodies: Buffer[]): { lens: number[], body: Buffer } {
