@@ -31,7 +31,7 @@ export const ADMIN_PORT_DEFAULT = 8080
 export const SERVICE_NAMES: readonly ServiceName[] = ['smtp', 'submission', 'smtps', 'pop3', 'pop3s', 'imap', 'imaps']
 
 export const MESSAGE_BYTES_MAX = 25 * 1024 * 1024 // 25 MiB: what the large mailbox providers accept, so mail between them fits
-export const MESSAGE_BYTES_LIMIT_MAX = 1024 * 1024 * 1024 // the highest configurable message size: 1 GiB
+export const MESSAGE_BYTES_LIMIT_MAX = 48 * 1024 * 1024 // the highest configurable message size: a message crosses the grid whole in one RPC body (at most 64 MiB, gossip/constants.ts), after up to 16 MiB of others (LOG_BATCH_BYTES_MAX, node/grid/wire.ts); a larger one wedged its user's replication
 export const RECIPIENTS_MAX = 100 // RFC 5321 4.5.3.1.8: the minimum number of recipients a server must buffer
 export const CONNECTIONS_PER_IP_MAX = 50 // Postfix's smtpd_client_connection_count_limit default
 export const CONNECTIONS_MAX = 5000 // all protocols together on one node

@@ -7,6 +7,7 @@ import { parseSequenceSet, SEQUENCE_RANGES_MAX } from './protocol/sequence.ts'
 import type { SequenceRange } from './protocol/sequence.ts'
 import type { ListToken, LiteralToken, Token } from './protocol/types.ts'
 import { ArgumentError } from './errors.ts'
+import { checkMailboxName } from '../../store/index.ts'
 
 /** Longest mailbox name we accept, in UTF-8 bytes (bounds store keys; Dovecot uses 255 per level). */
 export const MAILBOX_NAME_BYTES_MAX = 1024
@@ -68,12 +69,28 @@ export const MODSEQ_MAX = Number.MAX_SAFE_INTEGER
  */
 export function mailboxName (token: Token | undefined, utf8: boolean): string {
   const raw = astring(token, 'mailbox name')
+  // RFC 3629 3: invalid UTF-8 (overlong forms, stray bytes) is refused, not decoded to U+FFFD, so no two byte
+  // strings name one mailbox (quoted strings are checked by the tokenizer, literals here)
+  if (token?.type === 'literal' && !Buffer.from(raw, 'utf8').equals(Buffer.concat(token.chunks, token.size))) throw new ArgumentError('Mailbox name is not valid UTF-8')
   const name = utf8 ? raw : decodeMutf7(raw)
   if (name === null) throw new ArgumentError('Invalid modified UTF-7 in mailbox name')
   if (Buffer.byteLength(name) > MAILBOX_NAME_BYTES_MAX) throw new ArgumentError('Mailbox name too long', 'LIMIT')
   // RFC 3501 section 5.1: control characters have no place in names we would list back.
   if (/[\x00-\x1f\x7f]/.test(name)) throw new ArgumentError('Invalid character in mailbox name')
   return normaliseInbox(name)
+}
+
+/**
+ * The code of a NO for a destination that does not exist. RFC 3501 section 6.3.11: [TRYCREATE] "unless it is
+ * certain that the destination mailbox can not be created": a name no mailbox can have gets [CANNOT].
+ */
+export function missingMailboxCode (name: string): 'TRYCREATE' | 'CANNOT' {
+  try {
+    checkMailboxName(name)
+    return 'TRYCREATE'
+  } catch {
+    return 'CANNOT'
+  }
 }
 
 export function normaliseInbox (name: string): string {

@@ -3,7 +3,7 @@
  * (RFC 3516 section 4.4) and the UTF8 data item of RFC 6855 section 4.
  */
 import { isMailError } from '../../../store/index.ts'
-import { dateTime, flagList, listOf, mailboxName } from '../args.ts'
+import { dateTime, flagList, listOf, mailboxName, missingMailboxCode } from '../args.ts'
 import { ArgumentError, CommandRefused } from '../errors.ts'
 import type { CommandModule, Reply } from '../command.ts'
 import type { LiteralToken } from '../protocol/types.ts'
@@ -47,7 +47,7 @@ export const append: CommandModule = {
       return { code: { name: 'APPENDUID', args: [num(result.uidValidity), num(result.uid)] }, text: 'APPEND completed' }
     } catch (err) {
       // RFC 3501 section 6.3.11: a missing mailbox is [TRYCREATE].
-      if (isMailError(err, 'nonExistent') || isMailError(err, 'notFound')) throw new CommandRefused('No such mailbox', 'TRYCREATE')
+      if (isMailError(err, 'nonExistent') || isMailError(err, 'notFound')) throw new CommandRefused('No such mailbox', missingMailboxCode(name))
       throw err
     }
   },

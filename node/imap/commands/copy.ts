@@ -2,7 +2,7 @@
 import { atom, num } from '../protocol/compiler.ts'
 import { formatOrderedSet } from '../protocol/sequence.ts'
 import { isMailError } from '../../../store/index.ts'
-import { mailboxName, sequenceSet } from '../args.ts'
+import { mailboxName, missingMailboxCode, sequenceSet } from '../args.ts'
 import { CommandRefused } from '../errors.ts'
 import type { CommandModule, Reply } from '../command.ts'
 
@@ -29,7 +29,7 @@ function copyCommand (move: boolean): CommandModule {
         result = move ? await store.move(user, view.id, uids, target) : await store.copy(user, view.id, uids, target)
       } catch (err) {
         // RFC 3501 section 6.4.7: a missing destination is [TRYCREATE].
-        if (isMailError(err, 'nonExistent') || isMailError(err, 'notFound')) throw new CommandRefused('No such mailbox', 'TRYCREATE')
+        if (isMailError(err, 'nonExistent') || isMailError(err, 'notFound')) throw new CommandRefused('No such mailbox', missingMailboxCode(target))
         throw err
       }
       const code = result.pairs.length === 0 ? undefined : {

@@ -97,7 +97,9 @@ export const authenticateCommand: CommandModule = {
       const initial = astring(args[1], 'initial response')
       response = initial === '=' ? '' : initial
     } else {
-      await session.continuation('')
+      // RFC 4616 section 2: PLAIN's challenge is empty, so the continuation carries no text (a client decodes
+      // whatever follows "+ " as base64: Python's imaplib fails on "+ OK")
+      await session.connection.write(Buffer.from('+ \r\n'))
       const line = await session.readLine()
       if (line === null) return { done: true }
       // RFC 3501 section 6.2.2: "*" cancels the exchange.

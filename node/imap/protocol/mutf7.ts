@@ -52,7 +52,17 @@ export function decodeMutf7 (name: string): string | null {
     if (!/^[A-Za-z0-9+,]+$/.test(encoded)) return null
     const bytes = Buffer.from(encoded.replace(/,/g, '/'), 'base64')
     if (bytes.length % 2 !== 0 || bytes.length === 0) return null
-    for (let j = 0; j < bytes.length; j += 2) out += String.fromCharCode(bytes.readUInt16BE(j))
+    let units = ''
+    for (let j = 0; j < bytes.length; j += 2) {
+      const unit = bytes.readUInt16BE(j)
+      // RFC 3501 5.1.3: printable US-ASCII (and '&') must represent itself; a second spelling of '/', '.' or
+      // 'INBOX' would name the same mailbox as another string, and slip past any check made on the wire form
+      if (isPrintable(unit)) return null
+      units += String.fromCharCode(unit)
+    }
+    // the shortest encoding only (no bits left over beyond padding), and UTF-16 that pairs its surrogates
+    if (encodeMutf7(units) !== `&${encoded}-` || !units.isWellFormed()) return null
+    out += units
   }
   return out
 }
