@@ -16,6 +16,7 @@ import {
   LITERAL_BYTES_MAX,
   LITERAL_CHUNK_BYTES,
   LITERAL_MINUS_BYTES_MAX,
+  TAG_BYTES_MAX,
 } from './constants.ts'
 import { tokenize, TokenizeError, readTag } from './tokenizer.ts'
 import type { LiteralToken, ParserError, ParserEvent } from './types.ts'
@@ -121,7 +122,8 @@ export class ImapParser {
     if (lf === -1) {
       const available = this.#input.length - this.#pos
       if (this.#lineBytes + available > max + 1) {
-        const start = this.#lineParts[0] ?? this.#input.subarray(this.#pos)
+        // the tag from the line's first bytes, however they were chunked (not from its first chunk alone)
+        const start = Buffer.concat([...this.#lineParts.slice(0, TAG_BYTES_MAX + 1), this.#input.subarray(this.#pos, this.#pos + TAG_BYTES_MAX + 1)])
         return this.#fatal('Line too long', this.#texts.length === 0 && !this.#lineMode ? readTag(start) : null, 'TOOBIG')
       }
       if (available > 0) {
@@ -230,7 +232,9 @@ export class ImapParser {
 
   #fatal (text: string, tag: string | null = null, code?: string): ParserError {
     this.#dead = true
-    const firstText = this.#texts[0] ?? this.#lineParts[0]
+    // Only a command's first segment holds a tag: a line read raw (an AUTHENTICATE response) has none, and
+    // must not be echoed back as one.
+    const firstText = this.#texts[0]
     const readable = tag ?? (firstText === undefined ? null : readTag(firstText))
     this.#resetCommand()
     this.#lineParts = []
