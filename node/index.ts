@@ -9,6 +9,7 @@ import type { MailStore, Store } from '../store/index.ts'
 import { createSessionForwarder, Grid, replicatedMailStore } from './grid/index.ts'
 import type { SessionForwarder } from './grid/index.ts'
 import { createAuthenticator } from './auth.ts'
+import type { Authenticator } from './auth.ts'
 import { createGridThrottle } from './auth-grid.ts'
 import type { GridThrottle } from './auth-grid.ts'
 import { AuthThrottle, ConnectionLimiter } from './limits.ts'
@@ -18,10 +19,11 @@ import { createSmtpService, MemoryBudget } from './smtp/server.ts'
 import { createDeliverer, Queue, SHARD_KEYS } from './outbound/index.ts'
 import { createArcSealer, createSigner, createSrs, srsSecret } from './mailauth/index.ts'
 import type { OutboundInit } from './types.ts'
+import type { Deliverer } from './outbound/types.ts'
 import { createRspamdFilter } from './filters/index.ts'
 import { createInboundChecker } from './mailauth/index.ts'
 import type { SmtpMode } from './smtp/server.ts'
-import type { Endpoint, MailNode, NodeComponents, NodeInit, NodeStatus, ServiceName, ServiceStatus } from './types.ts'
+import type { Endpoint, MailNode, NodeComponents, NodeInit, NodeMetrics, NodeStatus, ServiceName, ServiceStatus } from './types.ts'
 
 export type * from './types.ts'
 
@@ -44,6 +46,36 @@ const OUTBOUND_DEFAULTS: OutboundInit = {
 interface Service {
   listen (): Promise<Endpoint>
   close (): Promise<void>
+}
+
+/** Logins and failed logins per protocol (AUTH is offered on the submission ports only, hence that label). */
+function counted (auth: Authenticator, metrics: NodeMetrics | undefined): Authenticator {
+  if (metrics === undefined) return auth
+  return {
+    async authenticate (username, password, ctx) {
+      const r = await auth.authenticate(username, password, ctx)
+      metrics.inc(r.ok ? 'logins' : 'loginFailures', ctx.protocol === 'smtp' ? 'submission' : ctx.protocol)
+      return r
+    }
+  }
+}
+
+/** Outbound recipients by outcome, and the bytes of every message that reached at least one of them. */
+function countedDeliverer (deliverer: Deliverer, metrics: NodeMetrics | undefined): Deliverer {
+  if (metrics === undefined) return deliverer
+  return {
+    async send (domain, envelope, message, opts) {
+      const outcomes = await deliverer.send(domain, envelope, message, opts)
+      let sent = false
+      for (const o of outcomes) {
+        metrics.inc('deliveriesOut', o.status)
+        sent ||= o.status === 'sent'
+      }
+      if (sent) metrics.inc('bytesOut', 'smtp', message.length)
+      return outcomes
+    },
+    close: async () => { await deliverer.close() }
+  }
 }
 
 export function createMailNode (components: NodeComponents, init: NodeInit): MailNode {
@@ -85,17 +117,18 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     // authentication failures count grid-wide: each one is told to every member (node/auth-grid.ts)
     gridThrottle = createGridThrottle({ gossip, logger, local: throttle })
   }
-  const auth = createAuthenticator({ directory: store, throttle: gridThrottle ?? throttle })
+  const metrics = components.metrics
+  const auth = counted(createAuthenticator({ directory: store, throttle: gridThrottle ?? throttle }), metrics)
   const router = forwarder === null ? {} : { router: forwarder.route }
   // mail for other domains: queued on the shards' replicas, delivered by each shard's primary (node/outbound)
   const out = init.outbound ?? OUTBOUND_DEFAULTS
-  const deliverer = createDeliverer({ logger: logger.child({ ns: 'outbound' }), now }, {
+  const deliverer = countedDeliverer(createDeliverer({ logger: logger.child({ ns: 'outbound' }), now }, {
     hostname: init.hostname,
     port: out.port,
     relay: out.relay,
     dnsServers: out.dnsServers,
     ...(init.listen.smtp !== null ? { ownSmtpPort: init.listen.smtp.port } : {})
-  })
+  }), metrics)
   // DKIM for mail leaving from our domains; SRS and an ARC seal for mail our aliases forward outside. The SRS secret
   // is the grid's (every node must undo every node's rewriting); a standalone node derives it from its TLS key.
   const signer = createSigner({ directory: store, logger: logger.child({ ns: 'mailauth' }), now })
@@ -124,7 +157,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     const endpoint = init.listen[name]
     if (endpoint === null) return
     services.set(name, createSmtpService(
-      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}) },
+      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, metrics, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}) },
       {
         mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
         recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback
@@ -138,7 +171,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   for (const [name, implicitTls] of [['pop3', false], ['pop3s', true]] as const) {
     const endpoint = init.listen[name]
     if (endpoint === null) continue
-    const pop3 = createPop3Server({ store: mail, auth, limiter, logger: logger.child({ ns: 'pop3' }), ...router }, {
+    const pop3 = createPop3Server({ store: mail, auth, limiter, logger: logger.child({ ns: 'pop3' }), metrics, ...router }, {
       host: endpoint.host,
       port: endpoint.port,
       tls: init.tls,
@@ -158,7 +191,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   for (const [name, implicitTls] of [['imap', false], ['imaps', true]] as const) {
     const endpoint = init.listen[name]
     if (endpoint === null) continue
-    const imap = createImapServer({ store: mail, auth, limiter, logger, tls: init.tls, now, ...router }, {
+    const imap = createImapServer({ store: mail, auth, limiter, logger, tls: init.tls, now, metrics, ...router }, {
       endpoint,
       implicitTls,
       hostname: init.hostname,

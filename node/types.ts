@@ -97,9 +97,31 @@ export interface NodeInit {
   filters?: FiltersInit
 }
 
+/**
+ * The counters a node reports (the appliance turns them into Prometheus metrics; node/ knows nothing of
+ * prom-client). `label` is the protocol (smtp, submission, imap, pop3) or, for outbound deliveries, the outcome
+ * (sent, failed, deferred). Called on hot paths: an implementation only increments a counter.
+ */
+export type NodeCounter =
+  | 'connections' // accepted connections
+  | 'commands' // protocol commands read
+  | 'errors' // commands answered with a failure (SMTP 4xx/5xx, IMAP NO/BAD, POP3 -ERR)
+  | 'logins' // successful authentications
+  | 'loginFailures' // refused or throttled authentications
+  | 'deliveriesIn' // message copies stored for local users, by the SMTP listener that took them
+  | 'bytesIn' // message bytes those listeners took
+  | 'deliveriesOut' // outbound recipients, by outcome
+  | 'bytesOut' // message bytes delivered to other domains
+
+export interface NodeMetrics {
+  inc (name: NodeCounter, label: string, value?: number): void
+}
+
 export interface NodeComponents {
   logger: Logger
   now?: () => number
+  /** Where the node counts what it does; absent: nothing is counted. */
+  metrics?: NodeMetrics
 }
 
 export interface ServiceStatus {

@@ -12,6 +12,7 @@ import type { Session } from './session.ts'
 
 export async function dispatch (session: Session, command: ParsedCommand): Promise<void> {
   const { tag } = command
+  session.components.metrics?.inc('commands', 'imap')
   let name = command.name
   let args = command.args
   let uid = false
@@ -58,10 +59,12 @@ export async function dispatch (session: Session, command: ParsedCommand): Promi
     return
   }
   if (reply.status === 'BAD') {
+    session.components.metrics?.inc('errors', 'imap')
     await session.sendStatus(tag, 'BAD', reply.text ?? 'Invalid arguments', reply.code)
     session.countBad()
     return
   }
+  if (reply.status === 'NO') session.components.metrics?.inc('errors', 'imap')
   // RFC 3501 section 7.4.1: updates go before the tagged reply; UID forms may carry EXPUNGE.
   await session.flushUpdates(module.expungeAllowed || uid)
   if (session.loggedOut) return
@@ -69,6 +72,7 @@ export async function dispatch (session: Session, command: ParsedCommand): Promi
 }
 
 async function bad (session: Session, tag: string, text: string): Promise<void> {
+  session.components.metrics?.inc('errors', 'imap')
   await session.sendStatus(tag, 'BAD', text)
   session.countBad()
 }

@@ -63,6 +63,7 @@ export function createImapServer (components: ImapComponents, init: ImapInit): I
       release?.()
       return
     }
+    components.metrics?.inc('connections', 'imap')
     let session: Session | null = null
     const handlers = {
       onData: (chunk: Buffer) => session?.onData(chunk),

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream'
 import type { MailStore } from '../../store/index.ts'
 import type { Authenticator } from '../auth.ts'
 import type { ConnectionLimiter } from '../limits.ts'
-import type { Endpoint } from '../types.ts'
+import type { Endpoint, NodeMetrics } from '../types.ts'
 
 export interface ImapComponents {
   store: MailStore
@@ -23,6 +23,8 @@ export interface ImapComponents {
    * node only passes bytes from then on. Throws when the primary cannot take it (the login gets NO [UNAVAILABLE]).
    */
   router?: ImapRouter
+  /** Connections, commands and failed commands (NO, BAD), labelled imap. */
+  metrics?: NodeMetrics
 }
 
 export type ImapRouter = (user: string, protocol: 'imap', ctx: { ip: string, secure: boolean, tag: string, enabled: string[] }) => Promise<Duplex | null>

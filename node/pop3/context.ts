@@ -6,6 +6,7 @@ import type { SecureContext } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import type { MailStore } from '../../store/index.ts'
 import type { Authenticator } from '../auth.ts'
+import type { NodeMetrics } from '../types.ts'
 import { pop3Error } from '../errors.ts'
 import { err, ok } from './codec.ts'
 import type { Command } from './codec.ts'
@@ -27,6 +28,8 @@ export interface SessionContext {
   readonly maxBadCommands: number
   /** On a grid: where the session runs after login (null: here; a stream: on the user's primary). */
   readonly router?: Pop3Router
+  /** Commands and -ERR answers are counted here (node/types.ts NodeMetrics). */
+  readonly metrics?: NodeMetrics
   state: SessionState
   badCommands: number
 }
@@ -46,6 +49,7 @@ export function command<K extends StateKind> (spec: CommandSpec<K>): CommandSpec
 }
 
 export async function reply (ctx: SessionContext, text: string | Buffer): Promise<void> {
+  if (ctx.metrics !== undefined && typeof text === 'string' && text.startsWith('-ERR')) ctx.metrics.inc('errors', 'pop3')
   await ctx.conn.send(text)
 }
 

@@ -35,6 +35,7 @@ async function commandLoop (ctx: SessionContext): Promise<void> {
       await bad(ctx, 'Line too long') // RFC 2449 section 4: 255 octets with CRLF
       continue
     }
+    ctx.metrics?.inc('commands', 'pop3')
     const cmd = parseCommand(input.line)
     const spec = cmd === null ? undefined : COMMANDS.get(cmd.keyword)
     if (cmd === null || spec === undefined) {

@@ -11,6 +11,7 @@ import type { Logger } from 'pino'
 import type { MailStore } from '../../store/index.ts'
 import type { Authenticator } from '../auth.ts'
 import type { ConnectionLimiter } from '../limits.ts'
+import type { NodeMetrics } from '../types.ts'
 import { err } from './codec.ts'
 import { Pop3Connection } from './connection.ts'
 import { BAD_COMMANDS_MAX, IDLE_TIMEOUT_MS_MIN } from './constants.ts'
@@ -25,6 +26,8 @@ export interface Pop3Components {
   limiter: ConnectionLimiter
   /** On a grid: where a session runs after its login (node/grid/forward.ts); without it, always here. */
   router?: Pop3Router
+  /** Connections, commands and -ERR answers, labelled pop3. */
+  metrics?: NodeMetrics
 }
 
 /** What the edge node tells the primary about a forwarded session. */
@@ -94,6 +97,7 @@ export function createPop3Server (components: Pop3Components, init: Pop3Init): P
       return
     }
     socket.once('close', release)
+    components.metrics?.inc('connections', 'pop3')
     const conn: Pop3Connection = new Pop3Connection(socket, {
       idleTimeoutMs,
       onIdle: () => {
@@ -113,6 +117,7 @@ export function createPop3Server (components: Pop3Components, init: Pop3Init): P
       plaintextAllowed: init.allowPlaintextAuth === true || (init.allowPlaintextOnLoopback === true && isLoopback(ip)),
       maxBadCommands,
       ...(components.router !== undefined ? { router: components.router } : {}),
+      ...(components.metrics !== undefined ? { metrics: components.metrics } : {}),
       state: { kind: 'authorization', user: null, failures: 0 },
       badCommands: 0
     }
@@ -163,6 +168,7 @@ export function createPop3Server (components: Pop3Components, init: Pop3Init): P
       tls: null, // TLS stays at the edge
       plaintextAllowed: true, // the edge accepted a login on this transport already
       maxBadCommands,
+      ...(components.metrics !== undefined ? { metrics: components.metrics } : {}),
       state: { kind: 'authorization', user: null, failures: 0 },
       badCommands: 0
     }

@@ -15,7 +15,7 @@ import type { InboundChecker } from '../mailauth/index.ts'
 import type { MessageFilter } from '../filters/index.ts'
 import { smtpError } from '../errors.ts'
 import type { ConnectionLimiter } from '../limits.ts'
-import type { Endpoint, TlsMaterial } from '../types.ts'
+import type { Endpoint, NodeMetrics, TlsMaterial } from '../types.ts'
 import { traceHeaders } from './received.ts'
 import type { Envelope } from '../outbound/index.ts'
 import { isSrs, SrsError } from '../mailauth/index.ts'
@@ -47,6 +47,28 @@ if (proto.__mailgridEnhanced !== true) {
   proto.__mailgridEnhanced = true
 }
 
+// Commands read and failure replies sent, per server: smtp-server has no hook for either, so both are counted
+// where every command enters (_onCommand) and every reply leaves (send), into the counts kept in the server's
+// options under this key (a global symbol, so a second copy of this module counts into the same place).
+const COUNTS = Symbol.for('mailgrid.smtp.counts')
+interface Counts { command (): void, failure (): void }
+interface Counted { _server?: { options?: { [COUNTS]?: Counts } } }
+type CommandFn = (command: Buffer, callback: () => void) => void
+const counted = SMTPConnection.prototype as unknown as { send: SendFn, _onCommand: CommandFn, __mailgridCounted?: boolean }
+if (counted.__mailgridCounted !== true) {
+  const send = counted.send
+  const onCommand = counted._onCommand
+  counted.send = function (this: Counted, code: number, data: unknown, context?: unknown) {
+    if (code >= 400) this._server?.options?.[COUNTS]?.failure()
+    return send.call(this, code, data, context)
+  }
+  counted._onCommand = function (this: Counted, command: Buffer, callback: () => void) {
+    this._server?.options?.[COUNTS]?.command()
+    return onCommand.call(this, command, callback)
+  }
+  counted.__mailgridCounted = true
+}
+
 function reply (code: number, text: string): Error & { responseCode: number } {
   return Object.assign(new Error(text), { responseCode: code })
 }
@@ -73,6 +95,8 @@ export interface SmtpComponents {
   filter?: MessageFilter
   /** SPF, DKIM, DMARC and ARC on the MX (node/mailauth); absent: no checks, no Authentication-Results. */
   inbound?: InboundChecker
+  /** Connections, commands, failure replies and deliveries, labelled smtp (the MX) or submission. */
+  metrics?: NodeMetrics
 }
 
 export interface SmtpInit {
@@ -127,6 +151,8 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
   const now = components.now ?? Date.now
   const submission = init.mode !== 'mx'
   const sessions = new Map<string, SessionState>()
+  const metrics = components.metrics
+  const label = submission ? 'submission' : 'smtp'
 
   const state = (session: SMTPServerSession): SessionState => {
     let s = sessions.get(session.id)
@@ -169,6 +195,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       }
       state(session).release = release
       if (submission && !plaintextOk(session)) session.disabledCommands = ['AUTH']
+      metrics?.inc('connections', label)
       log.info({ sid: session.id, ip: session.remoteAddress }, 'smtp_connect')
       callback()
     },
@@ -431,6 +458,8 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       // the local copies and the queued ones are made durable together; 250 only when both are
       const [results, queued] = await Promise.all([local, enqueueRemote(raw, session, id, date, auth)])
       log.info({ sid: session.id, id, bytes: raw.length, rcpts: targets.length, gids: results.map(r => r.gid), ...(queued.length > 0 ? { queued } : {}) }, 'smtp_delivered')
+      metrics?.inc('deliveriesIn', label, targets.length)
+      metrics?.inc('bytesIn', label, raw.length)
       return id
     } catch (err) {
       if (isMailError(err, 'noQuota')) {
@@ -449,6 +478,10 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     return reply(e.code, `${e.enhanced} ${e.text}`)
   }
 
+  if (metrics !== undefined) {
+    const counts: Counts = { command: () => { metrics.inc('commands', label) }, failure: () => { metrics.inc('errors', label) } }
+    Object.assign(options, { [COUNTS]: counts })
+  }
   const server = new SMTPServer(options)
   server.on('error', err => log.error({ err }, 'smtp_server_error'))
   let listening = false
