@@ -482,7 +482,8 @@ export class MailStoreBase {
       const c = get(user)
       const src = this.boxById(c, fromId)
       const dst = this.boxByName(c, toName)
-      if (src.id === dst.id) throw new MailError('invalid', 'Source and destination are the same mailbox')
+      // Into the same mailbox too (as Dovecot allows): the messages get new UIDs and the old ones are expunged; the
+      // global id follows the new record (the expunge drops the gid entry only where it still names the old one).
       const recs = await this.records(user, src, uids)
       // Moving does not change usage: quota is not checked (RFC 6851 3.3 lets a MOVE within quota succeed)
       const pairs = await this.moveRecords(tx, user, c, src, recs, dst)

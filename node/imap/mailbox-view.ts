@@ -163,9 +163,9 @@ export class SelectedMailbox {
       } else if (event.type === 'flags') {
         out.push(...this.#flagResponses(event.changes, options))
       }
-      if ('modseq' in event && event.type !== 'expunge' && options.allowExpunge) {
-        this.highestModseq = Math.max(this.highestModseq, event.modseq)
-      }
+      // The highest mod-sequence the client may be told (OK [HIGHESTMODSEQ], RFC 7162 section 3.1.2.1) stops below
+      // the first expunge held back: a client resyncing from it must not miss that expunge.
+      if (held.length === 0 && 'modseq' in event) this.highestModseq = Math.max(this.highestModseq, event.modseq)
     }
     this.#pending = held
     if (appended) {

@@ -52,7 +52,7 @@ export function statusItems (token: Token | undefined): string[] {
 
 /** The `* STATUS name (...)` response. DELETED needs the message list; it is read only if asked. */
 export async function statusResponse (session: Session, user: string, mailbox: Mailbox, items: string[]): Promise<Value[]> {
-  if (items.includes('HIGHESTMODSEQ')) session.enabled.add('CONDSTORE')
+  if (items.includes('HIGHESTMODSEQ')) await session.enableCondstore()
   const values: Value[] = []
   for (const item of items) {
     let value: Value

@@ -76,6 +76,19 @@ export class Session {
     return this.enabled.has('CONDSTORE') || this.enabled.has('QRESYNC')
   }
 
+  /**
+   * A CONDSTORE-enabling command (RFC 7162 section 3.1: FETCH MODSEQ, CHANGEDSINCE, SEARCH MODSEQ, STORE
+   * UNCHANGEDSINCE, STATUS HIGHESTMODSEQ) turns CONDSTORE on; the first one in the selected state is answered
+   * with an untagged OK [HIGHESTMODSEQ], as SELECT would have (section 3.1.2.1).
+   */
+  async enableCondstore (): Promise<void> {
+    if (this.condstore) return
+    this.enabled.add('CONDSTORE')
+    if (this.state.kind === 'selected') {
+      await this.send([atom('OK'), atom(`[HIGHESTMODSEQ ${this.state.mailbox.highestModseq}]`), atom('Highest')])
+    }
+  }
+
   get qresync (): boolean {
     return this.enabled.has('QRESYNC')
   }

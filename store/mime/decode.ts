@@ -75,13 +75,30 @@ function hexValue (c: number): number {
   return -1
 }
 
-/** RFC 2045 section 6.7; lenient: a broken `=` escape stays literal. */
+/**
+ * RFC 2045 section 6.7; lenient: a broken `=` escape stays literal. Rule 3: white space at the end of an encoded
+ * line is transport padding, deleted when decoding.
+ */
 export function decodeQuotedPrintable (body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(body.length)
   let n = 0
   const len = body.length
   for (let i = 0; i < len; i++) {
     const c = body[i]
+    if (c === 0x20 || c === 0x09) {
+      let j = i + 1
+      while (j < len && (body[j] === 0x20 || body[j] === 0x09)) j++
+      // trailing: before CRLF, LF or the end of the body. Before a soft line break (`=`) it is kept: that is how
+      // an encoder protects white space that ends a line.
+      if (j === len || body[j] === 0x0a || (body[j] === 0x0d && body[j + 1] === 0x0a)) {
+        i = j - 1
+        continue
+      }
+      body.copy(out, n, i, j)
+      n += j - i
+      i = j - 1
+      continue
+    }
     if (c !== 0x3d) { out[n++] = c; continue }
     const hi = i + 1 < len ? hexValue(body[i + 1]) : -1
     const lo = i + 2 < len ? hexValue(body[i + 2]) : -1

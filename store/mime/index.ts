@@ -18,6 +18,7 @@ export type { Params } from './params.ts'
 export * from './constants.ts'
 export { decodeCharset, decodeHeaderValue, decodedText, decodeTransfer, paramValue } from './decode.ts'
 export { parseAddressList } from './address.ts'
+export { encodeBinaryParts } from './binary.ts'
 
 /** The structure of a raw message (RFC 5322 + MIME). Any byte string is a message: garbage yields a
  * text/plain part holding it. */
@@ -52,7 +53,9 @@ export function findPart (meta: MessageMeta, path: readonly number[]): MimePart 
     const n = path[i]
     if (!Number.isSafeInteger(n) || n < 1) return null
     let top = i === 0
-    if (cur.message !== undefined) {
+    // A message/rfc822 part numbers into its encapsulated message. The top-level message does not: even when
+    // its own type is message/rfc822, its part 1 is its body (the encapsulated message whole, RFC 3501 6.4.5).
+    if (cur.message !== undefined && i > 0) {
       cur = cur.message.root
       top = true
     }

@@ -2,7 +2,7 @@
  * APPEND (RFC 3501 section 6.3.11) with UIDPLUS's APPENDUID (RFC 4315), literal8 from BINARY
  * (RFC 3516 section 4.4) and the UTF8 data item of RFC 6855 section 4.
  */
-import { isMailError } from '../../../store/index.ts'
+import { isMailError, mime } from '../../../store/index.ts'
 import { dateTime, flagList, listOf, mailboxName, missingMailboxCode } from '../args.ts'
 import { ArgumentError, CommandRefused } from '../errors.ts'
 import type { CommandModule, Reply } from '../command.ts'
@@ -38,8 +38,11 @@ export const append: CommandModule = {
     // RFC 3516 section 4.4: NUL needs literal8; a plain literal must not carry it.
     if (!literal.binary && literal.chunks.some((c) => c.includes(0))) throw new CommandRefused('NUL in a literal; use literal8', 'CANNOT')
     if (literal.size > session.options.limits.appendBytesMax) throw new CommandRefused('Message too big', 'TOOBIG')
-    const raw = Buffer.concat(literal.chunks, literal.size)
+    const bytes = Buffer.concat(literal.chunks, literal.size)
     literal.chunks.length = 0
+    // RFC 3516 sections 4.4 and 6: binary parts of a literal8 are stored base64-encoded, so that BODY[n] and
+    // BODYSTRUCTURE describe them in an encoding IMAP4 accepts; BINARY[n] gives back the bytes as sent.
+    const raw = literal.binary ? mime.encodeBinaryParts(bytes) : bytes
     try {
       const result = await session.components.store.append(user, name, {
         raw, flags, internalDate: internalDate ?? session.now(),

@@ -310,7 +310,7 @@ export const fetch: CommandModule = {
     const modifiers = parseModifiers(args[2])
     // RFC 7162 section 3.2.6: VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled.
     if (modifiers.vanished && (!uid || modifiers.changedSince === null || !session.qresync)) throw new ArgumentError('VANISHED not allowed here')
-    if (modifiers.changedSince !== null || items.some((i) => i.kind === 'MODSEQ')) session.enabled.add('CONDSTORE')
+    if (modifiers.changedSince !== null || items.some((i) => i.kind === 'MODSEQ')) await session.enableCondstore()
     const store = session.components.store
     if (modifiers.vanished && modifiers.changedSince !== null && set !== '$') {
       const changes = await store.changesSince(user, view.id, modifiers.changedSince)

@@ -100,19 +100,31 @@ export const list: CommandModule = {
     const matches = (name: string): boolean => matchers.some((m) => m.test(name))
     const candidates = new Set<string>([...byName.keys(), ...implied])
     if (request.subscribedOnly) for (const name of subscriptions) candidates.add(name)
+    // RFC 5258 section 3.3 rule 2B and section 3.5: with RECURSIVEMATCH a name that matches gets CHILDINFO when it
+    // has a subscribed descendant that no pattern matches (one that does is listed itself, so CHILDINFO would be
+    // redundant: servers SHOULD suppress it). These are the ancestors of such descendants.
+    const withChildInfo = new Set<string>()
+    if (request.subscribedOnly && request.recursiveMatch) {
+      for (const name of subscriptions) {
+        if (matches(name)) continue
+        for (let index = name.indexOf(DELIMITER); index !== -1; index = name.indexOf(DELIMITER, index + 1)) {
+          const parent = name.slice(0, index)
+          withChildInfo.add(parent)
+          candidates.add(parent)
+        }
+      }
+    }
     const names = [...candidates].sort((a, b) => a === 'INBOX' ? -1 : b === 'INBOX' ? 1 : a < b ? -1 : a > b ? 1 : 0)
     for (const name of names) {
       const mailbox = byName.get(name)
       const subscribed = subscriptions.has(name)
       const attributes: string[] = []
       let childInfo: Value | null = null
-      if (request.subscribedOnly && !subscribed) {
-        // RFC 5258 section 3.5: with RECURSIVEMATCH a parent of a subscribed name is listed with CHILDINFO.
-        if (!request.recursiveMatch || !matches(name)) continue
-        const prefix = name + DELIMITER
-        if (![...subscriptions].some((s) => s.startsWith(prefix))) continue
+      if (!matches(name)) continue
+      if (withChildInfo.has(name)) {
+        // RFC 5258 section 3.5's table: subscribed or not, existing or not, the name carries CHILDINFO.
         childInfo = listValue([str('CHILDINFO'), listValue([str('SUBSCRIBED')])])
-      } else if (!matches(name)) {
+      } else if (request.subscribedOnly && !subscribed) {
         continue
       }
       if (mailbox === undefined) {

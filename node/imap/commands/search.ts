@@ -111,7 +111,7 @@ export const search: CommandModule = {
     }
     const reader = new ProgramReader(args.slice(index))
     const program = prepare(reader.program())
-    if (reader.usesModseq) session.enabled.add('CONDSTORE')
+    if (reader.usesModseq) await session.enableCondstore()
     const matched: MessageRecord[] = []
     // BODY and TEXT read whole messages: one at a time. Anything else reads at most structures, together.
     const window = readsBodies(program) ? 1 : SEARCH_CONCURRENCY
@@ -137,7 +137,12 @@ export const search: CommandModule = {
       }
     }
     const numbers = matched.map((r) => uid ? r.uid : view.seqOf(r.uid))
-    const highest = reader.usesModseq && matched.length > 0 ? matched.reduce((m, r) => Math.max(m, r.modseq), 0) : null
+    // RFC 7162 section 3.1.5: a MODSEQ search reports the highest mod-sequence of the messages it returns; with
+    // RETURN (MIN) and/or (MAX) alone, those are the MIN and MAX messages only (RFC 4731 section 3.2).
+    const returned = returns !== null && !returns.has('ALL') && !returns.has('COUNT') && (returns.has('MIN') || returns.has('MAX')) && matched.length > 0
+      ? [...new Set([...(returns.has('MIN') ? [matched[0]!] : []), ...(returns.has('MAX') ? [matched[matched.length - 1]!] : [])])]
+      : matched
+    const highest = reader.usesModseq && returned.length > 0 ? returned.reduce((m, r) => Math.max(m, r.modseq), 0) : null
     // RFC 9051 section 7.3.4: an IMAP4rev2 client gets ESEARCH even without RETURN.
     if (returns === null && session.enabled.has('IMAP4REV2')) returns = new Set(['ALL'])
     if (returns === null) {

@@ -25,7 +25,7 @@ export const store: CommandModule = {
       const modifiers = listOf(args[1]).items
       if (modifiers.length !== 2 || keyword(modifiers[0]) !== 'UNCHANGEDSINCE') throw new ArgumentError('Invalid STORE modifier')
       unchangedSince = number(modifiers[1], 'mod-sequence', MODSEQ_MAX)
-      session.enabled.add('CONDSTORE')
+      await session.enableCondstore()
       index = 2
     }
     if (args.length !== index + 2) throw new ArgumentError('Syntax: STORE set [modifiers] item value')

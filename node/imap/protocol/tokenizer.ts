@@ -83,6 +83,12 @@ class Cursor {
     return this.pos < text.length ? text[this.pos]! : -1
   }
 
+  /** The byte `offset` bytes ahead in this text segment, or -1 past its end. */
+  peekAt (offset: number): number {
+    const text = this.texts[this.segment]!
+    return this.pos + offset < text.length ? text[this.pos + offset]! : -1
+  }
+
   atSegmentEnd (): boolean {
     return this.pos >= this.texts[this.segment]!.length
   }
@@ -164,7 +170,8 @@ function readItems (cursor: Cursor, depth: number, closer: number): Token[] {
       cursor.fail('Unexpected ' + String.fromCharCode(byte))
     } else if (byte === QUOTE) {
       items.push({ type: 'string', value: readQuoted(cursor) })
-    } else if (byte === 0x7b || byte === 0x7e) {
+    } else if (byte === 0x7b || (byte === 0x7e && cursor.peekAt(1) === 0x7b)) {
+      // RFC 3516 section 7: only `~{` opens a literal8; a lone `~` is an ATOM-CHAR (`SELECT ~foo`).
       cursor.fail('Literal must end the line')
     } else {
       items.push(readAtom(cursor, depth, closer === 0x5d))
