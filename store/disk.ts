@@ -114,7 +114,7 @@ export class DiskWatch {
     let low = was.low
     if (floorBytes === 0) low = false
     else if (!was.low && space.freeBytes < floorBytes) low = true
-    else if (was.low && space.freeBytes >= floorBytes * (1 + DISK_RECOVER_MARGIN)) low = false
+    else if (was.low && space.freeBytes >= floorBytes + Math.round(floorBytes * DISK_RECOVER_MARGIN)) low = false
     this.current = { low, since: low ? (was.low ? was.since : this.now()) : 0, ...space, floorBytes }
     if (low === was.low) return
     const fields = { path: this.init.path, freeBytes: space.freeBytes, totalBytes: space.totalBytes, floorBytes }

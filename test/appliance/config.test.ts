@@ -298,3 +298,14 @@ test('toNodeInit: the grid from the config, the key from the data dir, addresses
   const off = resolveConfig({ toml: '[grid]\nenabled = false\n' }).config
   assert.equal(toNodeInit(off, TLS, 'm').grid, undefined, 'no grid, no key needed')
 })
+
+test('store.minFreeBytes: -1 by default (the rule in store/disk.ts), bytes or 0 (off) from the file or the environment, into the node', () => {
+  assert.equal(DEFAULT_CONFIG.store.minFreeBytes, -1)
+  assert.equal(toNodeInit(DEFAULT_CONFIG, TLS, 'h', { clusterKey: 'k'.repeat(32) }).minFreeBytes, -1)
+  assert.equal(resolveConfig({ toml: '[store]\nminFreeBytes = 2147483648\n' }).config.store.minFreeBytes, 2 ** 31)
+  const { config } = resolveConfig({ env: { MAILGRID_STORE_MIN_FREE_BYTES: '0' } })
+  assert.equal(toNodeInit(config, TLS, 'h', { clusterKey: 'k'.repeat(32) }).minFreeBytes, 0)
+  assert.throws(() => resolveConfig({ env: { MAILGRID_STORE_MIN_FREE_BYTES: '-2' } }),
+    (e: Error) => e.message === 'store.minFreeBytes (from MAILGRID_STORE_MIN_FREE_BYTES): must be an integer -1-1125899906842624 (got -2)')
+  assert.throws(() => resolveConfig({ toml: '[store]\nminFreeBytes = "1G"\n' }), /store\.minFreeBytes: must be an integer/)
+})

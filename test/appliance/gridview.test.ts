@@ -63,3 +63,28 @@ test('placement: the ring over alive members, as the nodes compute it', () => {
   assert.equal(placement(STATUS, 'alice@example.com', placementRing).current, false, 'another ring version: say so')
   assert.match(placementLines(placement(STATUS, 'a@b.c', placementRing), 2).at(-1) ?? '', /run it again/)
 })
+
+test('a member low on disk: an alarm line on every node, weight 0 in its row, and user where leaves it out for new users', () => {
+  const since = Date.UTC(2026, 11, 4, 22, 10, 3)
+  const diskLow = { since, floorBytes: 24 * 1024 * 1024, members: STATUS.members.filter(m => m.status === 'alive').map(m => [m.id, m.weight] as [string, number]) }
+  const members = STATUS.members.map(m => m.name === 'a.example' ? { ...m, diskLow, diskFreeBytes: 18 * 1024 * 1024 } : m)
+  const low: GridStatus = { ...STATUS, members }
+  const lines = gridLines(low)
+  assert.deepEqual(lines.slice(0, 4), [
+    `grid         ring abababab, 2 of 3 members alive, R=2`,
+    'this node    users owned 4, replicated 9, under-replicated 2, to hand over 1, re-mirrored 3.0M',
+    'alarm        disk low on a.example (PEER0002): 18.0M free, floor 24.0M, since 2026-12-04 22:10:03 UTC; weight 0 for new users and copies (2.5 with room), its users stay',
+    ''
+  ])
+  assert.equal(lines.find(l => l.includes('PEER0002') && !l.startsWith('alarm')), '  a.example  PEER0002  alive   alive  0       81%  0         7      1      abababab')
+  // with R=2 and two alive members, a new user's copies need both (R copies come before room); with R=1 it goes elsewhere
+  const one = { ...low, replicas: 1 }
+  const peer = '12D3KooWpeerPEER0002'
+  const users = Array.from({ length: 50 }, (_, i) => `u${i}@example.com`)
+  const plain = createRing(STATUS.members.filter(m => m.status === 'alive').map(m => ({ id: m.id, weight: m.weight })))
+  assert.ok(users.some(u => plain.replicas(u, 1)[0] === peer), 'the plain ring puts some of them on the low member')
+  for (const u of users) {
+    assert.notEqual(placement(one, u, placementRing, since + 1).replicas[0].id, peer, `${u}, created after the alarm`)
+    assert.equal(placement(one, u, placementRing, since - 1).replicas[0].id, plain.replicas(u, 1)[0], `${u}, created before: where it was`)
+  }
+})
