@@ -18,7 +18,8 @@
 // Parameters (environment, defaults in brackets): BENCH_OUTBOUND_MESSAGES [5000], BENCH_OUTBOUND_SIZE [10240]
 // bytes, BENCH_OUTBOUND_CONNECTIONS [4] submission connections, BENCH_OUTBOUND_ROUNDS [1] (median shown; the
 // order alternates), BENCH_OUTBOUND_WARMUP [20] untimed messages per system first, BENCH_PEER [1].
-// BENCH_NODE_ARGS passes Node flags to the mailgrid node (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+// BENCH_NODE_ARGS passes Node flags to the mailgrid node (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof");
+// BENCH_KEEP_OUTBOUND=1 keeps its data directory and log.
 
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -265,7 +266,14 @@ async function submit (o: { port: number, auth: { user: string, pass: string } |
 
 // ---- mailgrid as `npm start` runs it -------------------------------------------------------------------------
 
-interface ShippedNode { pid: number, submission: number, logFile: string, stop: () => Promise<void> }
+interface ShippedNode {
+  pid: number
+  submission: number
+  logFile: string
+  /** null while it runs; else how it ended (a node that dies mid-run explains missing messages). */
+  exited: () => string | null
+  stop: () => Promise<void>
+}
 
 async function startShippedNode (root: string, o: { outboundPort: number, dnsServer: string }): Promise<ShippedNode> {
   const dataDir = join(root, 'data')
@@ -291,7 +299,11 @@ async function startShippedNode (root: string, o: { outboundPort: number, dnsSer
   } finally {
     closeSync(fd)
   }
+  let ended: string | null = null
+  let stopping = false
+  child.once('exit', (code, signal) => { if (!stopping) ended = `exited with ${signal ?? code} at ${new Date().toISOString()}` })
   const stop = async (): Promise<void> => {
+    stopping = true
     if (child.exitCode !== null || child.signalCode !== null) return
     const exited = new Promise(resolve => child.once('exit', resolve))
     child.kill('SIGTERM')
@@ -316,7 +328,7 @@ async function startShippedNode (root: string, o: { outboundPort: number, dnsSer
     const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-10).join('\n')
     throw new Error(`mailgrid node: ${msg(err)}\n${tail}`)
   }
-  return { pid: child.pid as number, submission, logFile, stop }
+  return { pid: child.pid as number, submission, logFile, exited: () => ended, stop }
 }
 
 async function admin (url: string, token: string, path: string, body: unknown): Promise<void> {
@@ -331,7 +343,14 @@ async function admin (url: string, token: string, path: string, body: unknown): 
 
 // ---- one measured run, and the phase -------------------------------------------------------------------------
 
-interface System { who: 'mailgrid' | 'peer', port: number, auth: { user: string, pass: string } | null, cpu: () => Promise<number> }
+interface System {
+  who: 'mailgrid' | 'peer'
+  port: number
+  auth: { user: string, pass: string } | null
+  cpu: () => Promise<number>
+  /** Why the system is gone, when it went away by itself. */
+  died: () => Promise<string | null>
+}
 
 async function measure (sys: System, arrivals: Arrivals, o: { messages: number, sizeBytes: number, connections: number, firstId: number }): Promise<OutboundRun> {
   const cpu0 = await sys.cpu()
@@ -368,6 +387,8 @@ async function measure (sys: System, arrivals: Arrivals, o: { messages: number, 
   if (s.failed + s.unknown > 0) notes.push(`${s.failed} refused, ${s.unknown} without an answer${s.firstFailure !== null ? ` (first: ${s.firstFailure})` : ''}`)
   if (missing > 0) notes.push(`${missing} acknowledged messages not at the receiver after the wait`)
   if (duplicates > 0) notes.push(`${duplicates} duplicate copies at the receiver`)
+  const died = await sys.died()
+  if (died !== null) notes.push(`the ${sys.who} system ${died}`)
   return {
     who: sys.who,
     messages: o.messages,
@@ -405,7 +426,8 @@ export async function outboundPhase (p: OutboundParams, log: (s: string) => void
 
   const stops: Array<() => Promise<void>> = []
   const root = await mkdtemp(join(tmpdir(), 'mailgrid-bench-outbound-'))
-  stops.push(async () => { await rm(root, { recursive: true, force: true }) })
+  // BENCH_KEEP_OUTBOUND=1 keeps the node's data and log (and says where)
+  stops.push(async () => { if (process.env.BENCH_KEEP_OUTBOUND === '1') log(`outbound: kept ${root}`); else await rm(root, { recursive: true, force: true }) })
   const why: Record<string, string> = { mailgrid: 'not run', peer: p.peer ? 'not run' : 'not run (BENCH_PEER=0)' }
   const byWho: Record<string, OutboundRun[]> = { mailgrid: [], peer: [] }
   try {
@@ -420,7 +442,18 @@ export async function outboundPhase (p: OutboundParams, log: (s: string) => void
     try {
       const node = await startShippedNode(root, { outboundPort: receiver.port, dnsServer: dns.server })
       stops.push(node.stop)
-      systems.push({ who: 'mailgrid', port: node.submission, auth: { user: SENDER, pass: PASSWORD }, cpu: async () => await treeCpuSeconds([node.pid]) })
+      systems.push({
+        who: 'mailgrid',
+        port: node.submission,
+        auth: { user: SENDER, pass: PASSWORD },
+        cpu: async () => await treeCpuSeconds([node.pid]),
+        died: async () => {
+          const how = node.exited()
+          if (how === null) return null
+          const tail = (await readFile(node.logFile, 'utf8').catch(() => '')).split('\n').filter(l => l !== '').slice(-5).join(' | ')
+          return `${how}; its log ended: ${tail.slice(-2000)}`
+        }
+      })
       log(`outbound: mailgrid node (appliance/cli.ts start) pid ${node.pid}, submission port ${node.submission}, log ${node.logFile}`)
     } catch (err) {
       why.mailgrid = msg(err)
@@ -430,7 +463,13 @@ export async function outboundPhase (p: OutboundParams, log: (s: string) => void
       try {
         const relay: RelayPeer = await startRelayPeer({ relayTo: { host: RECEIVER_HOST, port: receiver.port }, hostname: `relay.${LOCAL_DOMAIN}` })
         stops.push(relay.stop)
-        systems.push({ who: 'peer', port: relay.port, auth: null, cpu: async () => await treeCpuSeconds(await relay.pids()) })
+        systems.push({
+          who: 'peer',
+          port: relay.port,
+          auth: null,
+          cpu: async () => await treeCpuSeconds(await relay.pids()),
+          died: async () => (await relay.pids()).length === 0 ? 'Postfix master is gone' : null
+        })
         notes.push(`outbound peer: Postfix ${relay.version} relaying to the receiver (relayhost [${RECEIVER_HOST}]:${receiver.port}, smtp_tls_security_level = may), ` +
           'clients from mynetworks without AUTH, Postfix defaults otherwise; mailgrid DKIM-signs every message, Postfix signs none')
       } catch (err) {
@@ -511,7 +550,7 @@ function rowsOf (group: string, byWho: Record<string, OutboundRun[]>, why: Recor
   ]
 }
 
-/** utime + stime of each process, plus the reaped children of the first (Postfix's master reaps its workers). */
+/** utime + stime of each process, plus the reaped children of the first (Postfix's master reaps its workers); NaN when the first is gone. */
 async function treeCpuSeconds (pids: number[]): Promise<number> {
   let s = 0
   for (const [i, pid] of pids.entries()) {
@@ -519,7 +558,9 @@ async function treeCpuSeconds (pids: number[]): Promise<number> {
       const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
       s += (Number(f[11]) + Number(f[12]) + (i === 0 ? Number(f[13]) + Number(f[14]) : 0)) / 100 // USER_HZ ticks
-    } catch {} // ended meanwhile: counted in its parent's reaped children
+    } catch { // ended meanwhile: a worker is counted in its parent's reaped children; the root, nowhere
+      if (i === 0) return NaN
+    }
   }
   return s
 }
