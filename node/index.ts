@@ -88,7 +88,9 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   })
   const budget = new MemoryBudget()
   // free space of the data disk: below the floor the node says so in its log and status, and tells the grid
-  const disk = new DiskWatch({ logger: logger.child({ ns: 'store' }), now }, { path: init.dataDir, minFreeBytes: init.minFreeBytes ?? -1, checkMs: init.diskCheckMs })
+  const disk = new DiskWatch({ logger: logger.child({ ns: 'store' }), now }, {
+    path: init.dataDir, minFreeBytes: init.minFreeBytes ?? -1, checkMs: init.diskCheckMs, statePath: join(init.dataDir, 'disk-low.json')
+  })
   // On a grid, protocol code sees the replicated store: writes need the lease and reach every replica first
   let gossip: Gossip | null = null
   let grid: Grid | null = null

@@ -3,7 +3,7 @@
 // and told to the grid, which then places no new users and no new copies on it), and it is "ok" again only
 // DISK_RECOVER_MARGIN above the floor (`disk_ok`), so a disk hovering at the floor does not flap.
 
-import { statfs } from 'node:fs/promises'
+import { readFile, rename, rm, statfs, writeFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 
 /** The floor when none is configured: 1 GiB, or 5 % of the data filesystem when that is smaller (a small disk). */
@@ -51,6 +51,11 @@ export interface DiskWatchInit {
   /** Bytes that must stay free: negative = the default rule (diskFloorBytes), 0 = off. */
   minFreeBytes: number
   checkMs?: number
+  /**
+   * A small file that holds `since` while the disk is low, so a node restarted while low keeps the instant it went
+   * low (users created after it stay off it; the grid reads `since` to tell them from the ones it holds).
+   */
+  statePath?: string
 }
 
 export class DiskWatch {
@@ -62,6 +67,7 @@ export class DiskWatch {
   private timer: NodeJS.Timeout | undefined
   private checking: Promise<void> | undefined
   private current: DiskState = { low: false, since: 0, freeBytes: 0, totalBytes: 0, floorBytes: 0 }
+  private remembered: number | undefined // `since` of a low disk before this start, used by the first check only
 
   constructor (components: DiskWatchComponents, init: DiskWatchInit) {
     this.log = components.logger
@@ -83,6 +89,7 @@ export class DiskWatch {
   /** The first check, then one every checkMs. Twice-safe. */
   async start (): Promise<void> {
     if (this.timer !== undefined) return
+    this.remembered = await this.recall()
     this.timer = setInterval(() => { void this.check() }, this.init.checkMs ?? DISK_CHECK_MS)
     this.timer.unref()
     await this.check()
@@ -115,8 +122,14 @@ export class DiskWatch {
     if (floorBytes === 0) low = false
     else if (!was.low && space.freeBytes < floorBytes) low = true
     else if (was.low && space.freeBytes >= floorBytes + Math.round(floorBytes * DISK_RECOVER_MARGIN)) low = false
-    this.current = { low, since: low ? (was.low ? was.since : this.now()) : 0, ...space, floorBytes }
-    if (low === was.low) return
+    const remembered = this.remembered
+    this.remembered = undefined
+    this.current = { low, since: low ? (was.low ? was.since : remembered ?? this.now()) : 0, ...space, floorBytes }
+    if (low === was.low) {
+      if (!low && remembered !== undefined) await this.remember(null) // it came back while the node was down
+      return
+    }
+    await this.remember(low ? this.current.since : null)
     const fields = { path: this.init.path, freeBytes: space.freeBytes, totalBytes: space.totalBytes, floorBytes }
     if (low) this.log.warn({ event: 'disk_low', ...fields }, 'free space below the floor: no new users or copies on this node')
     else this.log.info({ event: 'disk_ok', ...fields }, 'free space back above the floor')
@@ -126,6 +139,32 @@ export class DiskWatch {
       } catch (err) {
         this.log.error({ event: 'disk_listener_failed', err }, 'a disk listener threw')
       }
+    }
+  }
+
+  private async recall (): Promise<number | undefined> {
+    if (this.init.statePath === undefined) return undefined
+    try {
+      const since = (JSON.parse(await readFile(this.init.statePath, 'utf8')) as { since?: unknown }).since
+      return typeof since === 'number' && Number.isFinite(since) && since > 0 ? since : undefined
+    } catch {
+      return undefined // none (the usual case) or unreadable: the next low state starts now
+    }
+  }
+
+  /** Best effort: a low disk may refuse even this small write, and then a restart only loses the old `since`. */
+  private async remember (since: number | null): Promise<void> {
+    const path = this.init.statePath
+    if (path === undefined) return
+    try {
+      if (since === null) {
+        await rm(path, { force: true })
+      } else {
+        await writeFile(`${path}.tmp`, JSON.stringify({ since }))
+        await rename(`${path}.tmp`, path)
+      }
+    } catch (err) {
+      this.log.warn({ event: 'disk_state_not_saved', path, err: String(err) }, 'cannot keep the disk state for a restart')
     }
   }
 }

@@ -109,3 +109,31 @@ test('the real statfs of a directory', async (t) => {
   const s = await diskSpace(dir)
   assert.ok(s.totalBytes > 0 && s.freeBytes >= 0 && s.freeBytes <= s.totalBytes)
 })
+
+test('a node restarted while low keeps the instant it went low; one restarted after space returned forgets it', async (t) => {
+  const dir = await tempDir(t)
+  const statePath = `${dir}/disk-low.json`
+  let free = 1
+  let now = 5000
+  const make = (): DiskWatch => new DiskWatch({ logger: logged().logger, now: () => now, space: async () => ({ freeBytes: free, totalBytes: GIB }) }, { path: dir, minFreeBytes: MIB, checkMs: 3_600_000, statePath })
+  const first = make()
+  await first.start()
+  assert.equal(first.state.since, 5000)
+  first.stop()
+  now = 9000
+  const second = make()
+  await second.start()
+  assert.deepEqual([second.state.low, second.state.since], [true, 5000], 'the same since after a restart')
+  second.stop()
+  free = GIB
+  const third = make()
+  await third.start()
+  third.stop()
+  assert.equal(third.state.low, false)
+  free = 1
+  now = 20_000
+  const fourth = make()
+  await fourth.start()
+  fourth.stop()
+  assert.equal(fourth.state.since, 20_000, 'a new episode starts at its own instant')
+})
