@@ -88,3 +88,13 @@ test('a member low on disk: an alarm line on every node, weight 0 in its row, an
     assert.equal(placement(one, u, placementRing, since - 1).replicas[0].id, plain.replicas(u, 1)[0], `${u}, created before: where it was`)
   }
 })
+
+test('the status line of the data disk: free of total and the floor, LOW with its start when below it', async () => {
+  const { diskStatusLine } = await import('../../appliance/commands.ts')
+  const M = 1024 * 1024
+  assert.deepEqual(diskStatusLine(undefined), [], 'a node from before the check')
+  assert.deepEqual(diskStatusLine({ low: false, since: 0, freeBytes: 40 * M, totalBytes: 64 * M, floorBytes: 24 * M }), ['disk         40.0M free of 64.0M, floor 24.0M'])
+  assert.deepEqual(diskStatusLine({ low: false, since: 0, freeBytes: 0, totalBytes: 64 * M, floorBytes: 0 }), ['disk         0B free of 64.0M, no floor'])
+  assert.deepEqual(diskStatusLine({ low: true, since: Date.UTC(2026, 11, 4, 22, 10, 3), freeBytes: 18 * M, totalBytes: 64 * M, floorBytes: 24 * M }),
+    ['disk         18.0M free of 64.0M, floor 24.0M; LOW since 2026-12-04 22:10:03 UTC: no new users or copies here'])
+})
