@@ -49,6 +49,8 @@ export const ASYNC_WAIT_MS = 5000
 export const HEAP_GROWTH_BYTES_MAX = 64 * 1024 * 1024
 /** Heap is measured after GC this often (milliseconds of run time), and at the end. */
 export const HEAP_CHECK_INTERVAL_MS = 5000
+/** How often a long run says how far it got. */
+const PROGRESS_INTERVAL_MS = 60_000
 /** Inputs generated from the grammar per fast-check sample call. */
 const GRAMMAR_BATCH = 128
 /** Distinct failures kept per target (each with its first input); later hits only count. */
@@ -213,6 +215,7 @@ export async function runTarget (target: FuzzTarget, options: RunOptions): Promi
   let heapPeak = heapBaseline
   let rssPeak = process.memoryUsage().rss
   let lastHeapCheck = started
+  let lastProgress = started
   let warmedUp = false
   let slowest = 0
   let done = 0
@@ -267,6 +270,10 @@ export async function runTarget (target: FuzzTarget, options: RunOptions): Promi
       if (now - lastHeapCheck > HEAP_CHECK_INTERVAL_MS) {
         lastHeapCheck = now
         checkHeap()
+      }
+      if (now - lastProgress > PROGRESS_INTERVAL_MS) {
+        lastProgress = now
+        log(`  ${target.name}: ${done} inputs, ${Math.round((now - started) / 1000)} s, heap ${Math.round(heapPeak / 1048576)} MiB peak, ${failures.size} failures`)
       }
       await one(nextIndex++)
     }

@@ -6,7 +6,7 @@
 
 import { TARGETS } from './targets/index.ts'
 import { runTarget } from './engine.ts'
-import type { TargetReport } from './engine.ts'
+import { formatReport } from './report.ts'
 
 const DEFAULT_RUNS = 1_000_000
 
@@ -16,22 +16,6 @@ function envInt (name: string): number | undefined {
   const n = Number(v)
   if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(v)}`)
   return n
-}
-
-const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`
-
-export function formatReport (r: TargetReport): string {
-  const lines = [
-    `${r.target}: ${r.inputs} inputs in ${(r.durationMs / 1000).toFixed(1)} s${r.stoppedByTime ? ' (stopped by FUZZ_TIME_MS)' : ''}, ` +
-    `${r.failures.length === 0 ? 'no failures' : `${r.failures.length} distinct failures`}, slowest input ${r.slowestMs.toFixed(1)} ms CPU, ` +
-    `heap after GC ${mib(r.heapBaselineBytes)} → peak ${mib(r.heapPeakBytes)}, RSS peak ${mib(r.rssPeakBytes)}`
-  ]
-  for (const f of r.failures) {
-    lines.push(`  [${f.kind}] x${f.count} first at FUZZ_SEED=${r.seed} FUZZ_INDEX=${f.index}: ${f.signature}`)
-    if (f.input !== null) lines.push(`    input (knob ${f.input.knob}, ${f.input.data.length} bytes): ${f.input.data.subarray(0, 2048).toString('base64')}`)
-    lines.push(`    ${f.message.split('\n').slice(0, 6).join('\n    ')}`)
-  }
-  return lines.join('\n')
 }
 
 async function main (): Promise<void> {

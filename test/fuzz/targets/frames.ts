@@ -73,7 +73,7 @@ export async function runFrames ({ data, knob }: FuzzInput): Promise<void> {
   const stream = new FakeStream()
   const reader = new FrameReader(stream as unknown as Stream, 1024 * 1024)
   for (let off = 0; off < data.length;) {
-    const n = 1 + r.int(r.next() < 0.5 ? 3 : 512)
+    const n = 1 + r.int(r.next() < 0.5 && data.length <= 8192 ? 3 : 512)
     stream.deliver(data.subarray(off, off + n))
     off += n
   }
