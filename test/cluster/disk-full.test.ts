@@ -90,13 +90,25 @@ test('a node below its free-space floor takes no new users or copies, says so ev
   const dir = await mkdtemp(join(tmpdir(), 'mailgrid-disk-'))
   const small = join(dir, 'small')
   await mkdir(small)
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_BYTES}`, 'tmpfs', small])
   const cluster = new ProcCluster({ clusterKey: randomBytes(16).toString('hex'), replicas: 2, setup: { domain: 'example.com', users: OLD, password: 'pw' } })
+  let mounted = false
   t.after(async () => {
-    await cluster.stopAll()
-    execFileSync('umount', [small])
+    // a node that does not stop in 15 s is killed, so the tmpfs is free to unmount (lazily if something still holds it)
+    const stopped = cluster.stopAll()
+    const late = setTimeout(() => { for (const n of cluster.nodes) if (n.alive) n.child.kill('SIGKILL') }, 15_000)
+    await stopped
+    clearTimeout(late)
+    if (mounted) {
+      try {
+        execFileSync('umount', [small])
+      } catch {
+        execFileSync('umount', ['-l', small])
+      }
+    }
     await rm(dir, { recursive: true, force: true })
   })
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_BYTES}`, 'tmpfs', small])
+  mounted = true
 
   // n1 and n2 have no floor (their disk is the machine's); n3's is 24 MiB of its 64 MiB tmpfs
   const events: Array<{ event: string, at: number }> = []
