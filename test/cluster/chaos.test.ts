@@ -34,6 +34,10 @@ const STEPS_MAX = Math.max(400, Math.ceil(DURATION_MS / 50)) // a step takes far
 const SEED = Number(process.env.MAILGRID_CLUSTER_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31))
 const USERS = Array.from({ length: 8 }, (_, i) => `k${i}@example.com`)
 const IMAP_STEP_MS = 15_000 // one IMAP step, connection included; past it the outcome is unknown
+// a partition heals by itself after this long: long enough for both sides to take writes, short enough that most
+// of the run is outside split windows, where the UID and MODSEQ checks are strict
+const PARTITION_MS_MIN = 1_000
+const PARTITION_MS_MAX = 8_000
 const CONVERGE_MS = 10_000 // from the last heal (every node up, one grid) to every copy equal
 const CONVERGE_WATCH_MS = 120_000 // how long we keep looking past CONVERGE_MS, to report how late it was
 
@@ -95,6 +99,11 @@ test('the history checker finds what it must', () => {
     { kind: 'fault', t0: 150, t1: 150, what: 'heal' }, read(20_000, 'n1', [[3, 'a', 5], [4, 'b', 6], [5, 'c', 7]], true)], 21_000)
   assert.deepEqual(split.violations, [])
   assert.equal(split.splitConflicts.length, 1)
+  // but after the heal the contested UID must name neither, and no MODSEQ may be below one seen in the split
+  const cut: Op[] = [{ kind: 'fault', t0: 90, t1: 90, what: 'partition n1' }, { kind: 'fault', t0: 150, t1: 150, what: 'heal' }]
+  bad([...cut, read(100, 'n1', [[1, 'a', 3]]), read(110, 'n2', [[1, 'b', 3]]), read(20_000, 'n1', [[1, 'a', 3], [4, 'b', 6], [5, 'c', 7]], true)], /still names a after the heal/)
+  bad([...cut, read(100, 'n1', [[1, 'a', 9]]), read(20_000, 'n1', [[1, 'a', 3], [2, 'b', 6], [3, 'c', 7]], true)], /MODSEQ of a went down/)
+  bad([read(100, 'n1', [[4, 'a', 3]]), read(200, 'n1', [[1, 'a', 3], [2, 'b', 4], [3, 'c', 5]], true)], /UID of a went down/)
 })
 
 test(`processes, SMTP, APPEND and STORE under random SIGKILLs, restarts and partitions: the history checks out (seed ${SEED})`, { timeout: DURATION_MS + 400_000 }, async (t) => {
@@ -167,8 +176,14 @@ test(`processes, SMTP, APPEND and STORE under random SIGKILLs, restarts and part
     })
   }
 
+  let healAt: number | null = null // a partition lasts PARTITION_MS_MIN..MAX unless a random heal comes first
   while (now() < DURATION_MS && steps < STEPS_MAX) {
     steps++
+    if (healAt !== null && now() >= healAt) {
+      fault('heal')
+      cluster.heal()
+      healAt = null
+    }
     const r = rnd()
     if (r < 0.45) {
       const via = pick(live())
@@ -205,9 +220,11 @@ test(`processes, SMTP, APPEND and STORE under random SIGKILLs, restarts and part
         const lone = pick(live())
         fault(`partition ${lone.name}`)
         cluster.partition([lone], live().filter(n => n !== lone))
+        healAt = now() + PARTITION_MS_MIN + Math.floor(rnd() * (PARTITION_MS_MAX - PARTITION_MS_MIN))
       } else {
         fault('heal')
         cluster.heal()
+        healAt = null
       }
       await new Promise(resolve => setTimeout(resolve, 200 + Math.floor(rnd() * 1500)))
     }
@@ -264,7 +281,7 @@ test(`processes, SMTP, APPEND and STORE under random SIGKILLs, restarts and part
 
   const result = checkHistory(ops, now())
   const faults = ops.filter(o => o.kind === 'fault').map(o => o.kind === 'fault' ? o.what : '')
-  t.diagnostic(`seed ${SEED}: ${steps} steps in ${faultPhaseMs} ms; deliveries ${result.stats.acked} acknowledged, appends ${result.stats.appendsAcked}, stores ${result.stats.storesAcked}, unknown ${result.stats.unknown}; ${result.stats.reads} reads (${result.stats.observations} message observations); faults ${faults.length} (kill ${faults.filter(f => f.startsWith('kill')).length}, restart ${faults.filter(f => f.startsWith('restart')).length}, partition ${faults.filter(f => f.startsWith('partition')).length}, heal ${faults.filter(f => f === 'heal').length}); converged ${convergeMs} ms after the last heal; split-view conflicts ${result.splitConflicts.length}; violations ${result.violations.length}`)
+  t.diagnostic(`seed ${SEED}: ${steps} steps in ${faultPhaseMs} ms; deliveries ${result.stats.acked} acknowledged, appends ${result.stats.appendsAcked}, stores ${result.stats.storesAcked}, unknown ${result.stats.unknown}; ${result.stats.reads} reads (${result.stats.observations} message observations); faults ${faults.length} (kill ${faults.filter(f => f.startsWith('kill')).length}, restart ${faults.filter(f => f.startsWith('restart')).length}, partition ${faults.filter(f => f.startsWith('partition')).length}, heal ${faults.filter(f => f === 'heal').length}); converged ${convergeMs} ms after the last heal; ${result.stats.splitPct} % of the run in split windows, split-view conflicts ${result.splitConflicts.length}; violations ${result.violations.length}`)
   for (const c of result.splitConflicts.slice(0, 5)) t.diagnostic(`split-view: ${c}`)
   if (process.env.MAILGRID_CLUSTER_CHAOS_HISTORY !== undefined) await writeFile(process.env.MAILGRID_CLUSTER_CHAOS_HISTORY, ops.map(o => JSON.stringify(o)).join('\n') + '\n')
 

@@ -8,13 +8,15 @@
 //   and every message the run sent and did not hear about is there at most once; no read ever shows one
 //   Message-ID twice;
 // - within one UIDVALIDITY a UID names one message, over every read of the run and every APPENDUID;
-// - per message, MODSEQ never goes down from one read to a later one (reads that overlap are not ordered);
+// - per message, MODSEQ and UID never go down from one read to a later one (reads that overlap are not ordered);
 // - UIDVALIDITY of a user's INBOX never changes;
 // - every acknowledged keyword STORE is set on its message at the end.
-// A UID or MODSEQ conflict where one of the two observations falls in a split window (a partition in force, until
-// SPLIT_GRACE_MS after its heal) is reported apart as a split-view conflict: the design accepts deliveries on both
-// sides of a partition, each side's primary numbers them, and the merge after the heal moves both sides'
-// messages off the contested UIDs (README, "Consistency model"). Every other conflict is a violation.
+// Split windows: a partition in force, until SPLIT_GRACE_MS after its heal. The design accepts deliveries on both
+// sides of a partition, each side's primary numbers them from its own copy, and the merge after the heal moves
+// both sides' messages off the contested UIDs (README, "Consistency model"). So a UID seen naming two messages
+// where one sighting falls in a split window is reported apart, as a split-view conflict, and then no sighting
+// after that window may show the UID at all; a MODSEQ below an earlier one is allowed only in a sighting inside a
+// split window (a side's stale copy). Every other conflict is a violation.
 
 export const SPLIT_GRACE_MS = 10_000 // merges after a heal finish well inside this (measured: 1-3 s)
 
@@ -37,7 +39,7 @@ export type Op =
 export interface CheckResult {
   violations: string[]
   splitConflicts: string[]
-  stats: { acked: number, unknown: number, appendsAcked: number, storesAcked: number, reads: number, observations: number, faults: number }
+  stats: { acked: number, unknown: number, appendsAcked: number, storesAcked: number, reads: number, observations: number, faults: number, splitPct: number }
 }
 
 /** Split windows from the fault records: 'partition X' opens one, 'heal' closes every open one (plus the grace). */
@@ -56,6 +58,19 @@ export function splitWindows (ops: Op[], endMs: number): Array<[number, number]>
   return out
 }
 
+/** How much of [0, endMs] the windows cover: the share of the run where UID and MODSEQ checks are weaker. */
+function covered (windows: Array<[number, number]>, endMs: number): number {
+  let sum = 0
+  let reached = 0
+  for (const [a, b] of [...windows].sort((x, y) => x[0] - y[0])) {
+    const from = Math.max(a, reached)
+    const to = Math.min(b, endMs)
+    if (to > from) sum += to - from
+    reached = Math.max(reached, to)
+  }
+  return sum
+}
+
 interface Obs { t0: number, t1: number, via: string, what: string }
 
 export function checkHistory (ops: Op[], endMs: number): CheckResult {
@@ -64,11 +79,11 @@ export function checkHistory (ops: Op[], endMs: number): CheckResult {
   const windows = splitWindows(ops, endMs)
   const inSplit = (o: Obs): boolean => windows.some(([a, b]) => o.t1 >= a && o.t0 <= b)
   const reported = new Set<string>()
-  const conflict = (a: Obs, b: Obs, what: string): void => {
+  const conflict = (a: Obs, b: Obs, what: string, explained = inSplit(a) || inSplit(b)): void => {
     if (reported.has(what)) return // one line per conflict, however many reads saw it
     reported.add(what)
     const line = `${what}: ${a.what} (${a.via}, ${a.t0}-${a.t1} ms) vs ${b.what} (${b.via}, ${b.t0}-${b.t1} ms)`
-    if (inSplit(a) || inSplit(b)) splitConflicts.push(line)
+    if (explained) splitConflicts.push(line)
     else violations.push(line)
   }
 
@@ -81,17 +96,16 @@ export function checkHistory (ops: Op[], endMs: number): CheckResult {
     sent.set(op.id, { user: op.user, acked: (prev?.acked ?? false) || op.outcome === 'ok' })
   }
 
-  // UIDs: (user, UIDVALIDITY, UID) → the first message seen there
-  const byUid = new Map<string, { id: string, obs: Obs }>()
+  // every sighting of a UID (reads and APPENDUIDs) and of a message's MODSEQ, judged after the pass below
+  const byUid = new Map<string, Array<{ id: string, obs: Obs }>>()
   const seeUid = (user: string, validity: number, uid: number, id: string, obs: Obs): void => {
     const key = `${user} ${validity} ${uid}`
-    const first = byUid.get(key)
-    if (first === undefined) byUid.set(key, { id, obs })
-    else if (first.id !== id) conflict(first.obs, obs, `UID ${uid} of ${user} (UIDVALIDITY ${validity}) named ${first.id} and ${id}`)
+    const list = byUid.get(key)
+    if (list === undefined) byUid.set(key, [{ id, obs }])
+    else list.push({ id, obs })
   }
+  const modseqs = new Map<string, Array<{ modseq: number, uid: number, obs: Obs }>>()
   const validityOf = new Map<string, { v: number, obs: Obs }>()
-  // MODSEQ per message, in read order; only reads that ended before the next one started are compared
-  const lastModseq = new Map<string, { modseq: number, obs: Obs }>()
   let observations = 0
 
   for (const op of ops) {
@@ -114,10 +128,48 @@ export function checkHistory (ops: Op[], endMs: number): CheckResult {
       else if (owner.user !== r.user) violations.push(`${m.id} for ${owner.user} is in ${r.user}'s INBOX (read through ${r.via} at ${r.t0} ms)`)
       seeUid(r.user, r.uidValidity, m.uid, m.id, { ...obs, what: `${obs.what} UID ${m.uid}` })
       const key = `${r.user} ${m.id}`
-      const prev = lastModseq.get(key)
-      const here = { ...obs, what: `${obs.what} MODSEQ ${m.modseq}` }
-      if (prev !== undefined && prev.obs.t1 < r.t0 && m.modseq < prev.modseq) conflict(prev.obs, here, `MODSEQ of ${m.id} went down`)
-      if (prev === undefined || prev.obs.t1 < r.t0) lastModseq.set(key, { modseq: m.modseq, obs: here })
+      const list = modseqs.get(key) ?? []
+      list.push({ modseq: m.modseq, uid: m.uid, obs: { ...obs, what: `${obs.what} UID ${m.uid} MODSEQ ${m.modseq}` } })
+      modseqs.set(key, list)
+    }
+  }
+
+  // A UID that named two messages: a violation unless one sighting was in a split window; then the merge after
+  // the heal must have moved both off it, so no sighting after the end of that window may show the UID at all.
+  const windowEnd = (o: Obs): number => Math.max(-Infinity, ...windows.filter(([a, b]) => o.t1 >= a && o.t0 <= b).map(([, b]) => b))
+  for (const [key, list] of byUid) {
+    const [user, validity, uid] = key.split(' ')
+    let explainedUntil = -Infinity
+    for (let i = 0; i < list.length; i++) {
+      for (let j = 0; j < i; j++) {
+        if (list[j].id === list[i].id) continue
+        const [a, b] = list[j].obs.t0 <= list[i].obs.t0 ? [list[j], list[i]] : [list[i], list[j]]
+        conflict(a.obs, b.obs, `UID ${uid} of ${user} (UIDVALIDITY ${validity}) named ${a.id} and ${b.id}`)
+        explainedUntil = Math.max(explainedUntil, windowEnd(a.obs), windowEnd(b.obs))
+        break
+      }
+    }
+    if (explainedUntil === -Infinity) continue
+    const late = list.find(x => x.obs.t0 > explainedUntil && !inSplit(x.obs))
+    if (late !== undefined) violations.push(`UID ${uid} of ${user} (UIDVALIDITY ${validity}) named two messages in a split, and still names ${late.id} after the heal: ${late.obs.what} (${late.obs.via}, ${late.obs.t0} ms)`)
+  }
+
+  // Per message, MODSEQ and UID never below what a read that ended before was shown (a renumbered message moves up,
+  // never down): a sighting in a split window may be stale (a side's own copy); one outside must be at least the
+  // highest ever seen.
+  for (const [key, list] of modseqs) {
+    const id = key.split(' ')[1]
+    for (const field of ['modseq', 'uid'] as const) {
+      let best: { modseq: number, uid: number, obs: Obs } | null = null
+      const byEnd = [...list].sort((x, y) => x.obs.t1 - y.obs.t1)
+      let k = 0
+      for (const cur of [...list].sort((x, y) => x.obs.t0 - y.obs.t0)) {
+        while (k < byEnd.length && byEnd[k].obs.t1 < cur.obs.t0) {
+          if (best === null || byEnd[k][field] > best[field]) best = byEnd[k]
+          k++
+        }
+        if (best !== null && cur[field] < best[field]) conflict(best.obs, cur.obs, `${field === 'uid' ? 'UID' : 'MODSEQ'} of ${id} went down`, inSplit(cur.obs))
+      }
     }
   }
 
@@ -149,7 +201,8 @@ export function checkHistory (ops: Op[], endMs: number): CheckResult {
       storesAcked: count('store', 'ok'),
       reads: reads.length,
       observations,
-      faults: count('fault')
+      faults: count('fault'),
+      splitPct: endMs > 0 ? Math.round(100 * covered(windows, endMs) / endMs) : 0
     }
   }
 }
