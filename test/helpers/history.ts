@@ -139,17 +139,18 @@ export function checkHistory (ops: Op[], endMs: number): CheckResult {
   const windowEnd = (o: Obs): number => Math.max(-Infinity, ...windows.filter(([a, b]) => o.t1 >= a && o.t0 <= b).map(([, b]) => b))
   for (const [key, list] of byUid) {
     const [user, validity, uid] = key.split(' ')
-    let explainedUntil = -Infinity
+    let explainedUntil = Infinity // the earliest end of a split window that explains one of the conflicts
     for (let i = 0; i < list.length; i++) {
       for (let j = 0; j < i; j++) {
         if (list[j].id === list[i].id) continue
         const [a, b] = list[j].obs.t0 <= list[i].obs.t0 ? [list[j], list[i]] : [list[i], list[j]]
         conflict(a.obs, b.obs, `UID ${uid} of ${user} (UIDVALIDITY ${validity}) named ${a.id} and ${b.id}`)
-        explainedUntil = Math.max(explainedUntil, windowEnd(a.obs), windowEnd(b.obs))
+        const end = Math.max(windowEnd(a.obs), windowEnd(b.obs))
+        if (end > -Infinity) explainedUntil = Math.min(explainedUntil, end)
         break
       }
     }
-    if (explainedUntil === -Infinity) continue
+    if (explainedUntil === Infinity) continue
     const late = list.find(x => x.obs.t0 > explainedUntil && !inSplit(x.obs))
     if (late !== undefined) violations.push(`UID ${uid} of ${user} (UIDVALIDITY ${validity}) named two messages in a split, and still names ${late.id} after the heal: ${late.obs.what} (${late.obs.via}, ${late.obs.t0} ms)`)
   }
