@@ -188,6 +188,15 @@ async function within (p: Promise<void>, ms: number): Promise<'ok' | 'hang'> {
   }
 }
 
+let interrupted = false
+/** Ends the running target at its next input (its report still comes) and skips the rest: SIGINT, SIGTERM. */
+export function interrupt (): void {
+  interrupted = true
+}
+export function wasInterrupted (): boolean {
+  return interrupted
+}
+
 export async function runTarget (target: FuzzTarget, options: RunOptions): Promise<TargetReport> {
   const log = options.log ?? (() => {})
   const source = new InputSource(target, options.seed)
@@ -216,6 +225,7 @@ export async function runTarget (target: FuzzTarget, options: RunOptions): Promi
   let rssPeak = process.memoryUsage().rss
   let lastHeapCheck = started
   let lastProgress = started
+  let lastYield = started
   let warmedUp = false
   let slowest = 0
   let done = 0
@@ -266,10 +276,15 @@ export async function runTarget (target: FuzzTarget, options: RunOptions): Promi
   const worker = async (): Promise<void> => {
     while (nextIndex < end) {
       const now = performance.now()
-      if (now > deadline) { stoppedByTime = true; return }
+      if (now > deadline || interrupted) { stoppedByTime = true; return }
       if (now - lastHeapCheck > HEAP_CHECK_INTERVAL_MS) {
         lastHeapCheck = now
         checkHeap()
+      }
+      if (now - lastYield > 100) {
+        // a synchronous target never returns to the event loop by itself: signals and timers need a turn
+        lastYield = now
+        await new Promise(resolve => setImmediate(resolve))
       }
       if (now - lastProgress > PROGRESS_INTERVAL_MS) {
         lastProgress = now

@@ -6,7 +6,7 @@ const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`
 
 export function formatReport (r: TargetReport): string {
   const lines = [
-    `${r.target}: ${r.inputs} inputs in ${(r.durationMs / 1000).toFixed(1)} s${r.stoppedByTime ? ' (stopped by FUZZ_TIME_MS)' : ''}, ` +
+    `${r.target}: ${r.inputs} inputs in ${(r.durationMs / 1000).toFixed(1)} s${r.stoppedByTime ? ' (stopped early: FUZZ_TIME_MS or a signal)' : ''}, ` +
     `${r.failures.length === 0 ? 'no failures' : `${r.failures.length} distinct failures`}, slowest input ${r.slowestMs.toFixed(1)} ms CPU, ` +
     `heap after GC ${mib(r.heapBaselineBytes)} → peak ${mib(r.heapPeakBytes)}, RSS peak ${mib(r.rssPeakBytes)}`
   ]

@@ -5,7 +5,7 @@
 //   FUZZ_INDEX=5678 replays one input of the printed seed; FUZZ_TIME_MS bounds each target's wall time.
 
 import { TARGETS } from './targets/index.ts'
-import { runTarget } from './engine.ts'
+import { interrupt, runTarget, wasInterrupted } from './engine.ts'
 import { formatReport } from './report.ts'
 
 const DEFAULT_RUNS = 1_000_000
@@ -29,7 +29,11 @@ async function main (): Promise<void> {
   const targets = wanted.length === 0 ? TARGETS : TARGETS.filter(t => wanted.includes(t.name))
   console.log(`fuzz: seed ${seed} (FUZZ_SEED=${seed} replays), ${runs} inputs per target, targets ${targets.map(t => t.name).join(', ')}`)
   let failed = 0
+  // a stopped run still reports what it did
+  process.once('SIGINT', interrupt)
+  process.once('SIGTERM', interrupt)
   for (const target of targets) {
+    if (wasInterrupted()) break
     const report = await runTarget(target, { runs, seed, ...(index === undefined ? {} : { index }), ...(timeBudgetMs === undefined ? {} : { timeBudgetMs }), log: (l) => console.log(l) })
     console.log(formatReport(report))
     console.log(`FUZZ_REPORT ${JSON.stringify({ ...report, failures: report.failures.map(f => ({ kind: f.kind, signature: f.signature, count: f.count, index: f.index })) })}`)
