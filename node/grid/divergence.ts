@@ -8,7 +8,7 @@ import { RPC_BODY_BYTES_MAX } from '../../gossip/constants.ts'
 import type { Gossip } from '../../gossip/types.ts'
 import { MailError, summarizeLog } from '../../store/index.ts'
 import type { LogAnchor, LogEntry, LogSummary, Store } from '../../store/index.ts'
-import { LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, packBodies, PROTOCOLS, unpackBodies } from './wire.ts'
+import { entryBytes, LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, LOG_SHIPMENT_HEADER_BYTES_MAX, packBodies, PROTOCOLS, unpackBodies } from './wire.ts'
 import { EIDS_BATCH, mergeFrom } from './merge.ts'
 import type { MergePeer } from './merge.ts'
 import { MERGE_ATTEMPTS_MAX } from './constants.ts'
@@ -57,13 +57,27 @@ export class DivergenceRepair {
     })
     g.handle(PROTOCOLS.summary, async req => {
       const user = String(req.header.user)
+      // later pages name the end the first one summarized, so that every page describes the same stretch
+      const to = Number.isSafeInteger(req.header.to) ? Number(req.header.to) : Infinity
       const all: LogEntry[] = []
       for (;;) {
         const part = await this.store.readLog(user, all.length + 1, 4096)
         all.push(...part)
-        if (part.length < 4096) break
+        if (part.length < 4096 || all.length >= to) break
       }
-      return { header: { summary: summarizeLog(all, Number(req.header.from)) } }
+      if (all.length > to) all.length = to
+      const summary = summarizeLog(all, Number(req.header.from))
+      // The messages it added carry their trace headers (tens of KB each at worst): 520 of 40 KB made a 21 MB
+      // header, above the RPC header limit, and every merge of that user failed. As many as fit
+      // LOG_SHIPMENT_HEADER_BYTES_MAX per answer (at least one); the caller asks for the rest.
+      const skip = Math.max(0, Math.floor(Number(req.header.addedFrom) || 0))
+      let bytes = entryBytes({ ...summary, added: [] })
+      let n = skip
+      for (; n < summary.added.length; n++) {
+        bytes += entryBytes(summary.added[n])
+        if (n > skip && bytes > LOG_SHIPMENT_HEADER_BYTES_MAX) break
+      }
+      return { header: { summary: { ...summary, added: summary.added.slice(skip, n) }, addedTotal: summary.added.length, endEid: all.at(-1)?.eid ?? null } }
     })
     g.handle(PROTOCOLS.blobs, async req => {
       const hashes = Array.isArray(req.header.hashes) ? req.header.hashes.map(String).slice(0, LOG_BATCH_ENTRIES_MAX) : []
@@ -112,8 +126,19 @@ export class DivergenceRepair {
           return res.header.eids as Array<string | null>
         },
         summary: async (from) => {
-          const res = await this.gossip.call(peer, PROTOCOLS.summary, { header: { user, from } })
-          return res.header.summary as LogSummary
+          const first = await this.gossip.call(peer, PROTOCOLS.summary, { header: { user, from } })
+          const summary = first.header.summary as LogSummary
+          const total = Number(first.header.addedTotal ?? summary.added.length)
+          const added = [...summary.added]
+          while (added.length < total) {
+            const res = await this.gossip.call(peer, PROTOCOLS.summary, { header: { user, from, to: summary.to, addedFrom: added.length } })
+            const page = res.header.summary as LogSummary
+            if (page.to !== summary.to || res.header.endEid !== first.header.endEid || Number(res.header.addedTotal) !== total || page.added.length === 0) {
+              throw new MailError('temp', `the log of ${user} on ${peer} changed while its summary was read`)
+            }
+            added.push(...page.added)
+          }
+          return { ...summary, added }
         },
         blobs: async (hashes) => {
           const res = await this.gossip.call(peer, PROTOCOLS.blobs, { header: { hashes: hashes.slice(0, LOG_BATCH_ENTRIES_MAX) } })

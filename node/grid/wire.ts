@@ -15,7 +15,7 @@ export const PROTOCOLS = {
   directoryDigest: '/mailgrid/directory-digest/1.0.0', // { digest } → { same } | { records }
   session: '/mailgrid/session/1.0.0', // stream: a forwarded IMAP or POP3 session
   eids: '/mailgrid/eids/1.0.0', // { user, from, to } → { eids: (string|null)[] } (merge: find the common prefix)
-  summary: '/mailgrid/summary/1.0.0', // { user, from } → { summary } (merge: what the other side did)
+  summary: '/mailgrid/summary/1.0.0', // { user, from, to?, addedFrom? } → { summary, addedTotal, endEid } (merge: what the other side did; `added` in pages)
   blobs: '/mailgrid/blobs/1.0.0', // { hashes } → { lens } + bodies (of the first hashes, at least one: the caller asks again for the rest)
   reset: '/mailgrid/reset/1.0.0', // { user } → { position: 0 } (drop a diverged copy, after a merge took what it had)
   handoff: '/mailgrid/handoff/1.0.0' // { user, position, eid } → { drop } (a node that is no longer a replica asks the primary)

@@ -127,11 +127,34 @@ test('a merge takes in more than the RPC body limit of bodies only the other sid
   await until('A merged B\'s copy and B holds A\'s log again', async () => {
     a.grid.scheduleRebalance()
     return await inbox(a.store, user) === 82 && await b.store.logPosition(user) === await a.store.logPosition(user)
-  }, 25_000).catch(async err => {
+  }, 20_000).catch(async err => {
     const failed = events.filter(e => e.msg === 'merge_failed' || e.msg === 'log_diverged').slice(0, 3)
     assert.fail(`${(err as Error).message}: A has ${await inbox(a.store, user)} of 82 messages; ${JSON.stringify(failed)}`)
   })
   assert.equal(await inbox(b.store, user), 82)
+})
+
+test('a merge whose summary carries more than the RPC header limit of trace headers', async (t) => {
+  const { net, events, start } = harness(t)
+  const a = await start('A')
+  const b = await start('B')
+  const ring = createRing(['A', 'B'].map(id => ({ id, weight: 1 })))
+  const user = USERS.find(u => ring.primary(u) === 'A') as string
+  await addUsers([a, b], [user])
+  await a.grid.deliver(big(0, 10), [{ user, prefix: '' }])
+  net.partition(['A'], ['B'])
+  await a.grid.deliver(big(1, 10), [{ user, prefix: '' }])
+  // 450 messages on B's side, each with a 40 KB trace header: the summary of what B did is an 18 MB header
+  const trace = `X-Trace: ${'t'.repeat(40 * 1024)}\r\n`
+  for (let i = 2; i < 452; i++) await b.grid.deliver(big(i, 10), [{ user, prefix: trace }])
+  net.heal()
+  await until('A merged B\'s copy and B holds A\'s log again', async () => {
+    a.grid.scheduleRebalance()
+    return await inbox(a.store, user) === 452 && await b.store.logPosition(user) === await a.store.logPosition(user)
+  }, 20_000).catch(async err => {
+    const failed = events.filter(e => e.msg === 'merge_failed' || e.msg === 'catch_up_failed').slice(0, 2)
+    assert.fail(`${(err as Error).message}: A has ${await inbox(a.store, user)} of 452 messages; ${JSON.stringify(failed)}`)
+  })
 })
 
 test('pull and blob answers stay within the body budget, one oversized body alone, and always make progress', async (t) => {
