@@ -1,6 +1,6 @@
 // Large bodies between grid nodes, in one process on the in-memory network (which enforces the transport's
 // limits, gossip/constants.ts): a new primary's catch-up pull and a merge's blob fetch must fit the RPC body limit
-// whatever the user's messages weigh, and a replica whose answer fails for any reason but being unreachable must
+// whatever the user's messages weigh, a merge's summary the header limit whatever their trace headers weigh, and a replica whose answer fails for any reason but being unreachable must
 // fail the write temporarily, never let the new primary serve the user an empty mailbox.
 // Found while splitting grid.ts: 512 entries of 1 MiB bodies made one 80 MiB pull answer; the RPC failed, the
 // failure was taken for "replica unreachable", and the new primary started the user empty.
