@@ -57,7 +57,7 @@ export function withLowDisks (ring: Ring, members: readonly PlacedMember[], r: n
   const onRing = new Set(ring.nodes.map(n => n.id))
   const low = new Map<string, { since: number, frozen: Ring | null }>()
   for (const m of members) {
-    if (m.diskLow === undefined || !onRing.has(m.id)) continue
+    if (m.diskLow?.members === undefined || !onRing.has(m.id)) continue // absent (or null from a loose caller)
     let frozen: Ring | null
     try {
       frozen = createRing(m.diskLow.members.map(([id, weight]) => ({ id, weight })))

@@ -132,8 +132,13 @@ test('a node below its free-space floor takes no new users or copies, says so ev
   const before = await grid(n1)
   const heldBy3 = OLD.filter(u => where(before, u, oldCreated).includes(n3.id))
   assert.ok(heldBy3.length > 0, 'n3 holds some of the old users')
+  // (every node makes a new user's empty first mail state when the directory record reaches it; a node that does not
+  // replicate the user hands it back and drops it within a rebalance round or two)
+  await until('a copy on n3 exactly of the users it replicates', async () => {
+    const p = await positions(n3, OLD)
+    return OLD.every(u => (p[u] > 0) === heldBy3.includes(u))
+  }, 30_000, 250)
   const at3 = await positions(n3, OLD)
-  for (const u of OLD) assert.equal(at3[u] > 0, heldBy3.includes(u), `${u}: a copy on n3 exactly when it is a replica there`)
 
   // the ballast takes n3 below its floor
   const ballast = join(small, 'ballast')
@@ -168,9 +173,11 @@ test('a node below its free-space floor takes no new users or copies, says so ev
   for (const u of NEW) await send(n2, u, 'first')
   const newAt = await Promise.all([n1, n2, n3].map(async n => await positions(n, NEW)))
   for (const u of NEW) {
-    assert.equal(newAt[2][u], 0, `n3 holds no copy of ${u}`)
-    assert.ok(newAt[0][u] > 0 && newAt[1][u] > 0, `${u} has its two copies on n1 and n2`)
+    // n3 may still hold the user's empty first state (see above), never the message: that is past it on the replicas
+    assert.ok(newAt[0][u] > 0 && newAt[0][u] === newAt[1][u], `${u} has its two copies on n1 and n2`)
+    assert.ok(newAt[2][u] < newAt[0][u], `n3 has no copy of ${u}'s message (n3 at ${newAt[2][u]}, n1 at ${newAt[0][u]})`)
   }
+  await until('n3 to hold nothing of the new users', async () => Object.values(await positions(n3, NEW)).every(p => p === 0), 30_000, 250)
 
   // the users n3 held stay where they were, take new mail (their copy on n3 grows) and are read through n3
   const during = await grid(n1)
