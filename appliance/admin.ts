@@ -1,8 +1,10 @@
-// The admin HTTP API the `mailgrid` command talks to: JSON over node:http, on loopback by default, every
-// request authenticated by the bearer token kept in DATA/admin.token. Store errors (MailError kinds) become
-// HTTP statuses in one table; anything else is an internal error with a log id, never a stack trace.
+// The admin HTTP API the `mailgrid` command talks to: JSON over HTTPS (the node's certificate) or, on loopback
+// only, plain HTTP (config admin.tls), every request authenticated by the bearer token kept in DATA/admin.token.
+// Store errors (MailError kinds) become HTTP statuses in one table; anything else is an internal error with a
+// log id, never a stack trace.
 //
-//   GET    /v1/status                      the node's status
+//   GET    /metrics                        Prometheus text (the admin token, or metrics.token when configured)
+//   GET    /v1/status                      the node's status, with the admin listener's URL and certificate
 //   GET    /v1/domains                     POST /v1/domains {name}           DELETE /v1/domains/NAME
 //   GET    /v1/users[?domain=D]            POST /v1/users {address, password, quotaBytes?, quotaMessages?}
 //   GET    /v1/users/ADDRESS               DELETE /v1/users/ADDRESS
@@ -18,6 +20,7 @@
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
+import { createServer as createTlsServer } from 'node:https'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
@@ -40,20 +43,37 @@ export interface AdminComponents {
   /** The node's handle on the grid's outbound queue (MailNode.queue). */
   queue: OutboundQueue
   logger: Logger
+  /** What GET /metrics serves (appliance/metrics.ts); absent: no such endpoint. */
+  metrics?: { contentType: string, render (): Promise<string> }
+}
+
+/** The certificate the listener serves, with what the status shows of it. */
+export interface AdminTls {
+  cert: string | Buffer
+  key: string | Buffer
+  fingerprint: string // SHA-256, as X509Certificate.fingerprint256 writes it
+  validTo: string
+  selfSigned: boolean
 }
 
 export interface AdminInit {
   host: string
   port: number // 0 = ephemeral
   token: string
+  /** Speak HTTPS with this certificate; absent: plain HTTP (the appliance allows that on loopback only). */
+  tls?: AdminTls
+  /** A second token that reads /metrics and nothing else (config metrics.token); '' or absent: none. */
+  metricsToken?: string
 }
 
 export interface AdminServer {
   start (): Promise<void>
   stop (): Promise<void>
-  /** `http://HOST:PORT` once started. */
+  /** `http://HOST:PORT` or `https://HOST:PORT` once started. */
   readonly url: string
 }
+
+export const METRICS_PATH = '/metrics'
 
 /** Each store error kind as an HTTP status, the one place this mapping lives. */
 export const HTTP_STATUS: Readonly<Record<MailErrorKind, number>> = {
@@ -111,13 +131,13 @@ function domainParam (query: URLSearchParams): string | undefined {
   return n
 }
 
-function routes (c: AdminComponents): Route[] {
+function routes (c: AdminComponents, admin: () => { url: string, tls: Omit<AdminTls, 'cert' | 'key'> | null }): Route[] {
   const dir = c.directory
   const knownDomain = async (d: string | undefined): Promise<void> => {
     if (d !== undefined && await dir.getDomain(d) === null) throw new HttpError(404, `No such domain: ${d}`)
   }
   return [
-    { method: 'GET', pattern: /^\/v1\/status$/, handler: async () => ({ json: await c.status() }) },
+    { method: 'GET', pattern: /^\/v1\/status$/, handler: async () => ({ json: { ...await c.status(), admin: admin() } }) },
 
     { method: 'GET', pattern: /^\/v1\/domains$/, handler: async () => ({ json: { domains: await dir.listDomains() } }) },
     {
@@ -331,23 +351,41 @@ function send (res: ServerResponse, status: number, json: unknown, headers: Reco
 
 export function createAdminServer (components: AdminComponents, init: AdminInit): AdminServer {
   const log = components.logger
-  const table = routes(components)
-  const expected = digest(init.token)
-  let server: Server | null = null
+  const tlsInfo = init.tls === undefined ? null : { fingerprint: init.tls.fingerprint, validTo: init.tls.validTo, selfSigned: init.tls.selfSigned }
   let url = ''
+  const table = routes(components, () => ({ url, tls: tlsInfo }))
+  const expected = digest(init.token)
+  const metricsExpected = init.metricsToken === undefined || init.metricsToken === '' ? null : digest(init.metricsToken)
+  let server: Server | null = null
 
   // Hashing both sides gives equal-length buffers, so the comparison's time says nothing about the token.
-  const authorized = (header: string | undefined): boolean => {
+  // Both are compared, whichever matches, so the time taken does not tell which token was close.
+  const authorized = (header: string | undefined, metricsToo: boolean): boolean => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')
-    return m !== null && timingSafeEqual(digest(m[1]), expected)
+    if (m === null) return false
+    const got = digest(m[1])
+    const admin = timingSafeEqual(got, expected)
+    const scrape = metricsExpected !== null && timingSafeEqual(got, metricsExpected)
+    return admin || (metricsToo && scrape)
   }
 
   async function handle (req: IncomingMessage, res: ServerResponse): Promise<number> {
-    if (!authorized(req.headers.authorization)) {
-      send(res, 401, { error: 'Missing or wrong admin token' }, { 'www-authenticate': 'Bearer' })
+    const parsed = new URL(req.url ?? '/', 'http://admin.invalid')
+    const scrape = parsed.pathname === METRICS_PATH && components.metrics !== undefined
+    if (!authorized(req.headers.authorization, scrape)) {
+      send(res, 401, { error: scrape && metricsExpected !== null ? 'Missing or wrong admin or metrics token' : 'Missing or wrong admin token' }, { 'www-authenticate': 'Bearer' })
       return 401
     }
-    const parsed = new URL(req.url ?? '/', 'http://admin.invalid')
+    if (scrape && components.metrics !== undefined) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        send(res, 405, { error: `Method ${req.method ?? ''} not allowed here` }, { allow: 'GET, HEAD' })
+        return 405
+      }
+      const text = await components.metrics.render()
+      res.writeHead(200, { 'content-type': components.metrics.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
+      res.end(req.method === 'HEAD' ? undefined : text)
+      return 200
+    }
     const matches = table.map(r => ({ r, m: r.pattern.exec(parsed.pathname) })).filter(x => x.m !== null)
     if (matches.length === 0) throw new HttpError(404, `No such endpoint: ${parsed.pathname}`)
     const hit = matches.find(x => x.r.method === req.method)
@@ -399,7 +437,12 @@ export function createAdminServer (components: AdminComponents, init: AdminInit)
     get url () { return url },
     async start () {
       if (server !== null) return
-      const s = createServer({ headersTimeout: ADMIN_HEADERS_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS }, onRequest)
+      const timeouts = { headersTimeout: ADMIN_HEADERS_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS }
+      const s: Server = init.tls === undefined
+        ? createServer(timeouts, onRequest)
+        : createTlsServer({ ...timeouts, cert: init.tls.cert, key: init.tls.key, minVersion: 'TLSv1.2' }, onRequest)
+      // a client that gives up on our certificate (an unpinned browser, a wrong fingerprint) is no error of ours
+      s.on('tlsClientError', (err: Error) => { log.debug({ event: 'admin_tls_failed', err: err.message }, 'admin TLS handshake failed') })
       s.maxConnections = ADMIN_CONNECTIONS_MAX
       await new Promise<void>((resolve, reject) => {
         s.once('error', reject)
@@ -407,8 +450,8 @@ export function createAdminServer (components: AdminComponents, init: AdminInit)
       })
       server = s
       const a = s.address() as AddressInfo
-      url = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
-      log.info({ event: 'admin_listening', url }, 'admin API listening')
+      url = `${init.tls === undefined ? 'http' : 'https'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
+      log.info({ event: 'admin_listening', url, ...(tlsInfo === null ? {} : { fingerprint: tlsInfo.fingerprint }) }, 'admin API listening')
     },
     async stop () {
       const s = server

@@ -15,7 +15,8 @@ import { stringify } from 'smol-toml'
 import type { GridStatus } from '../node/grid/index.ts'
 import type { ServiceName } from '../node/types.ts'
 import { CliError, connect } from './client.ts'
-import { SERVICE_NAMES } from './config.ts'
+import { SERVICE_NAMES, WEB_NAMES } from './config.ts'
+import type { WebName } from './config.ts'
 import { gridLines, shortId, table } from './gridview.ts'
 import { CLUSTER_KEY_FILE, ensureClusterKey, processAlive } from './runtime.ts'
 
@@ -34,11 +35,14 @@ export const KILL_WAIT_MS = 5_000 // after SIGKILL, the kernel needs only moment
 const LOG_TAIL_LINES = 5
 const LOOPBACK = '127.0.0.1'
 
-export type PortName = ServiceName | 'admin' | 'grid'
+export type PortName = ServiceName | WebName | 'admin' | 'grid'
 
-/** The last two digits of each service's standard port, so 20125 reads as node 1's port 25. */
+/**
+ * The last two digits of each service's standard port, so 20125 reads as node 1's port 25; the autoconfig web
+ * listeners, whose 80 and 443 are taken by admin and imap, get 81 and 44.
+ */
 export const PORT_OFFSETS: Readonly<Record<PortName, number>> = {
-  smtp: 25, submission: 87, smtps: 65, pop3: 10, pop3s: 95, imap: 43, imaps: 93, admin: 80, grid: 46
+  smtp: 25, submission: 87, smtps: 65, pop3: 10, pop3s: 95, imap: 43, imaps: 93, http: 81, https: 44, admin: 80, grid: 46
 }
 
 export interface ClusterNode {
@@ -134,6 +138,8 @@ async function writeCluster (dir: string, cluster: ClusterFile): Promise<void> {
 function nodeToml (dir: string, node: ClusterNode, bootstrap: string[], replicas: number): string {
   const listen: Record<string, unknown> = { host: LOOPBACK }
   for (const s of SERVICE_NAMES) listen[s] = { port: node.ports[s] }
+  // a cluster.json from before the web listeners has no ports for them: they stay off
+  for (const s of WEB_NAMES) listen[s] = node.ports[s] === undefined ? { enabled: false } : { port: node.ports[s] }
   const body = stringify({
     dataDir: node.dataDir,
     hostname: `${node.name}.localhost`,

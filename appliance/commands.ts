@@ -6,7 +6,8 @@ import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Readable } from 'node:stream'
 import { ConfigError, loadConfig, REPLICAS_DEFAULT, REPLICAS_MAX } from './config.ts'
-import { CliError, connect } from './client.ts'
+import { CliError, connect, connectRemote } from './client.ts'
+import type { AdminClient } from './client.ts'
 import { formatBytes, gridLines, placement, placementLines } from './gridview.ts'
 import { startNode } from './start.ts'
 
@@ -25,6 +26,7 @@ export interface CliIo {
 }
 
 export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE]
+       mailgrid COMMAND [ARGS] --url https://HOST:PORT --token TOKEN [--fingerprint SHA256]
 
   start                                   run the node in the foreground (logs on stdout)
   firstboot [--seed FILE] [--force]       set up this machine as a node: the console wizard, or the answers
@@ -69,7 +71,8 @@ Options:
   --nodes N           cluster up: how many nodes (1-16)
   --dir DIR           cluster: where the nodes' data dirs, logs and cluster.json live
   --replicas R        cluster up: copies of each user's mail (1-5, default 2)
-  --base-port P       cluster up: node K listens on P + 100*K + 25 (SMTP), 87, 65, 10, 95, 43, 93, 80 (admin), 46 (grid); default 20000
+  --base-port P       cluster up: node K listens on P + 100*K + 25 (SMTP), 87, 65, 10, 95, 43, 93, 80 (admin), 46 (grid),
+                      81 and 44 (autoconfig HTTP and HTTPS); default 20000
   --timeout SECONDS   cluster up: how long to wait for the grid to form (default 60)
   --seed FILE         firstboot: a TOML with the answers (hostname, grid = "create"|"join", clusterKey,
                       domain, adminPassword, adminToken), for an unattended first boot
@@ -79,6 +82,14 @@ Options:
   --set-hostname      firstboot: also make the answer the machine's host name (/etc/hostname)
   --json              print the answer as JSON
   -h, --help          this text
+
+Remote administration (every command but start, firstboot and cluster):
+  --url URL           the admin API of a node elsewhere, https://HOST:PORT (or MAILGRID_URL)
+  --token TOKEN       its admin token, DATA/admin.token on that node (or MAILGRID_TOKEN, which keeps it out of
+                      the process list)
+  --fingerprint FP    the SHA-256 fingerprint of its certificate (or MAILGRID_FINGERPRINT), as first boot and
+                      \`mailgrid status\` show it: the CLI refuses a node presenting another one. Without it the
+                      certificate must be signed by a CA this machine trusts.
 `
 
 const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|queue|dns|cluster [ARGS] [--data DIR]  (mailgrid --help for more)\n'
@@ -101,6 +112,9 @@ const OPTIONS = {
   all: { type: 'boolean' },
   server: { type: 'string' },
   'set-hostname': { type: 'boolean' },
+  url: { type: 'string' },
+  token: { type: 'string' },
+  fingerprint: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -157,7 +171,7 @@ function need (positionals: string[], n: number, what: string): void {
 
 function only (values: Values, allowed: Array<keyof Values>, command: string): void {
   for (const key of Object.keys(values) as Array<keyof Values>) {
-    if (!['data', 'config', 'json', 'help', ...allowed].includes(key)) throw new UsageError(`--${key} does not apply to ${command}`)
+    if (!['data', 'config', 'json', 'help', ...REMOTE_FLAGS, ...allowed].includes(key)) throw new UsageError(`--${key} does not apply to ${command}`)
   }
 }
 
@@ -172,7 +186,32 @@ function quotaBody (values: Values): { bytes?: number, messages?: number } {
   return q
 }
 
-interface Context { values: Values, args: string[], io: CliIo, dataDir: () => Promise<string> }
+interface Context {
+  values: Values
+  args: string[]
+  io: CliIo
+  dataDir: () => Promise<string>
+  /** The admin API to talk to: the remote node of --url, or the one running on the data dir. */
+  api: () => Promise<AdminClient>
+  /** The remote node's URL, or null for this machine's. */
+  remote: string | null
+}
+
+const REMOTE_FLAGS = ['url', 'token', 'fingerprint'] as const
+
+/** --url, --token and --fingerprint, each with its environment variable; null for this machine's node. */
+function remoteTarget (values: Values, env: CliIo['env']): { url: string, token: string, fingerprint?: string } | null {
+  const pick = (flag: string | undefined, name: string): string | undefined => flag ?? (env[name] === '' ? undefined : env[name])
+  const url = pick(values.url, 'MAILGRID_URL')
+  const token = pick(values.token, 'MAILGRID_TOKEN')
+  const fingerprint = pick(values.fingerprint, 'MAILGRID_FINGERPRINT')
+  if (url === undefined) {
+    for (const f of ['token', 'fingerprint'] as const) if (values[f] !== undefined) throw new UsageError(`--${f} needs --url (or MAILGRID_URL)`)
+    return null
+  }
+  if (token === undefined) throw new UsageError('--url needs --token (or MAILGRID_TOKEN): the admin token of that node')
+  return { url, token, ...(fingerprint === undefined ? {} : { fingerprint }) }
+}
 
 function print (ctx: Context, json: unknown, lines: string[]): void {
   ctx.io.stdout.write(ctx.values.json === true ? JSON.stringify(json, null, 2) + '\n' : lines.map(l => l + '\n').join(''))
@@ -193,11 +232,11 @@ async function domain (ctx: Context): Promise<void> {
   only(ctx.values, [], 'domain')
   if (sub === 'dkim') return await dkim(ctx)
   if (sub === 'list') {
-    const { domains } = await (await connect(await ctx.dataDir())).request('GET', '/v1/domains')
+    const { domains } = await (await ctx.api()).request('GET', '/v1/domains')
     print(ctx, domains, (domains as Array<{ name: string }>).map(d => d.name))
   } else if (sub === 'add' || sub === 'del') {
     need(ctx.args, 2, 'DOMAIN')
-    const api = await connect(await ctx.dataDir())
+    const api = await ctx.api()
     if (sub === 'add') {
       // the domain's DKIM key is made with it: `domain dkim list` and `dns records` show what to publish
       const { domain } = await api.request('POST', '/v1/domains', { name })
@@ -224,11 +263,11 @@ async function dkim (ctx: Context): Promise<void> {
   const base = `/v1/domains/${seg(name)}/dkim`
   switch (sub) {
     case 'list': {
-      const { keys } = await (await connect(await ctx.dataDir())).request('GET', base)
+      const { keys } = await (await ctx.api()).request('GET', base)
       return print(ctx, keys, (keys as DkimView[]).length === 0 ? [`${name} has no DKIM key (mailgrid domain dkim rotate ${name} makes one)`] : dkimLines(keys))
     }
     case 'rotate': {
-      const { key } = await (await connect(await ctx.dataDir())).request('POST', `${base}/rotate`)
+      const { key } = await (await ctx.api()).request('POST', `${base}/rotate`)
       const k = key as DkimView
       return print(ctx, k, [
         `new DKIM key ${k.selector} for ${name} (${k.state})`,
@@ -239,7 +278,7 @@ async function dkim (ctx: Context): Promise<void> {
     case 'activate':
     case 'retire': {
       need(ctx.args, 4, 'SELECTOR')
-      const api = await connect(await ctx.dataDir())
+      const api = await ctx.api()
       const { keys } = sub === 'activate' ? await api.request('POST', `${base}/${seg(selector)}/activate`) : await api.request('DELETE', `${base}/${seg(selector)}`)
       return print(ctx, keys, [sub === 'activate' ? `${name} signs with ${selector} now` : `retired ${selector} of ${name}: its record may leave DNS`, ...dkimLines(keys)])
     }
@@ -255,7 +294,7 @@ async function dns (ctx: Context): Promise<void> {
   only(ctx.values, sub === 'check' ? ['server'] : [], `dns ${sub ?? ''}`.trim())
   if (sub !== 'records' && sub !== 'check') throw new UsageError(sub === undefined ? 'missing dns subcommand (records, check)' : `unknown dns subcommand: ${sub}`)
   need(ctx.args, 2, 'DOMAIN')
-  const api = await connect(await ctx.dataDir())
+  const api = await ctx.api()
   if (sub === 'records') {
     const out = await api.request('GET', `/v1/dns/${seg(name)}`)
     const lines = (out.records as DnsRecordView[]).map(r => `${r.name}.\t${r.type}\t${r.value}\t; ${r.required ? '' : '(recommended) '}${r.purpose}`)
@@ -285,14 +324,14 @@ async function user (ctx: Context): Promise<void> {
       need(ctx.args, 2, 'ADDRESS')
       const q = quotaBody(ctx.values)
       const pw = await password(ctx)
-      const { user } = await (await connect(await ctx.dataDir())).request('POST', '/v1/users', { address, password: pw, quotaBytes: q.bytes, quotaMessages: q.messages })
+      const { user } = await (await ctx.api()).request('POST', '/v1/users', { address, password: pw, quotaBytes: q.bytes, quotaMessages: q.messages })
       return print(ctx, user, [`added user ${user.address as string}`])
     }
     case 'passwd': {
       only(ctx.values, ['password'], 'user passwd')
       need(ctx.args, 2, 'ADDRESS')
       const pw = await password(ctx)
-      const out = await (await connect(await ctx.dataDir())).request('PUT', `/v1/users/${seg(address)}/password`, { password: pw })
+      const out = await (await ctx.api()).request('PUT', `/v1/users/${seg(address)}/password`, { password: pw })
       return print(ctx, out, [`changed the password of ${address}`])
     }
     case 'quota': {
@@ -300,19 +339,19 @@ async function user (ctx: Context): Promise<void> {
       need(ctx.args, 2, 'ADDRESS')
       const q = quotaBody(ctx.values)
       if (q.bytes === undefined && q.messages === undefined) throw new UsageError('user quota needs --quota or --quota-messages')
-      const { user } = await (await connect(await ctx.dataDir())).request('PUT', `/v1/users/${seg(address)}/quota`, q)
+      const { user } = await (await ctx.api()).request('PUT', `/v1/users/${seg(address)}/quota`, q)
       return print(ctx, user, [userLine(user)])
     }
     case 'del': {
       only(ctx.values, [], 'user del')
       need(ctx.args, 2, 'ADDRESS')
-      const out = await (await connect(await ctx.dataDir())).request('DELETE', `/v1/users/${seg(address)}`)
+      const out = await (await ctx.api()).request('DELETE', `/v1/users/${seg(address)}`)
       return print(ctx, out, [`deleted user ${address}`])
     }
     case 'where': {
       only(ctx.values, [], 'user where')
       need(ctx.args, 2, 'ADDRESS')
-      const api = await connect(await ctx.dataDir())
+      const api = await ctx.api()
       const { user } = await api.request('GET', `/v1/users/${seg(address)}`)
       const st = await api.request('GET', '/v1/status')
       if (st.grid === null || st.grid === undefined) throw new CliError('this node runs without a grid: it holds every user itself')
@@ -324,7 +363,7 @@ async function user (ctx: Context): Promise<void> {
     case 'list': {
       only(ctx.values, [], 'user list')
       const query = address === undefined ? '' : `?domain=${seg(address)}`
-      const { users } = await (await connect(await ctx.dataDir())).request('GET', `/v1/users${query}`)
+      const { users } = await (await ctx.api()).request('GET', `/v1/users${query}`)
       return print(ctx, users, (users as any[]).map(userLine))
     }
     default:
@@ -338,17 +377,17 @@ async function alias (ctx: Context): Promise<void> {
   switch (sub) {
     case 'add': {
       need(ctx.args, 3, 'FROM and at least one TO')
-      const { alias } = await (await connect(await ctx.dataDir())).request('POST', '/v1/aliases', { address: from, targets })
+      const { alias } = await (await ctx.api()).request('POST', '/v1/aliases', { address: from, targets })
       return print(ctx, alias, [`added alias ${alias.address as string} -> ${(alias.targets as string[]).join(', ')}`])
     }
     case 'del': {
       need(ctx.args, 2, 'FROM')
-      const out = await (await connect(await ctx.dataDir())).request('DELETE', `/v1/aliases/${seg(from)}`)
+      const out = await (await ctx.api()).request('DELETE', `/v1/aliases/${seg(from)}`)
       return print(ctx, out, [`deleted alias ${from}`])
     }
     case 'list': {
       const query = from === undefined ? '' : `?domain=${seg(from)}`
-      const { aliases } = await (await connect(await ctx.dataDir())).request('GET', `/v1/aliases${query}`)
+      const { aliases } = await (await ctx.api()).request('GET', `/v1/aliases${query}`)
       return print(ctx, aliases, (aliases as Array<{ address: string, targets: string[] }>).map(a => `${a.address} -> ${a.targets.join(', ')}`))
     }
     default:
@@ -464,17 +503,17 @@ async function queue (ctx: Context): Promise<void> {
   switch (sub) {
     case 'list': {
       if (id !== undefined) throw new UsageError('queue list takes no arguments')
-      const { items } = await (await connect(await ctx.dataDir())).request('GET', '/v1/queue')
+      const { items } = await (await ctx.api()).request('GET', '/v1/queue')
       return print(ctx, items, queueTable(items, now))
     }
     case 'show': {
-      const { item } = await (await connect(await ctx.dataDir())).request('GET', `/v1/queue/${seg(await one())}`)
+      const { item } = await (await ctx.api()).request('GET', `/v1/queue/${seg(await one())}`)
       return print(ctx, item, queueDetail(item, now))
     }
     case 'retry': {
       const all = ctx.values.all === true
       if (all === (id !== undefined)) throw new UsageError('queue retry takes an ID or --all (not both)')
-      const api = await connect(await ctx.dataDir())
+      const api = await ctx.api()
       const out = await api.request('POST', all ? '/v1/queue/retry' : `/v1/queue/${seg(id)}/retry`)
       const n = out.retried as number
       return print(ctx, out, [all ? `${n} ${n === 1 ? 'message' : 'messages'} due now` : n === 0 ? `${id} left as it is (a held message waits for queue release)` : `${id} due now`])
@@ -483,7 +522,7 @@ async function queue (ctx: Context): Promise<void> {
     case 'release':
     case 'delete': {
       const target = await one()
-      const api = await connect(await ctx.dataDir())
+      const api = await ctx.api()
       const out = sub === 'delete' ? await api.request('DELETE', `/v1/queue/${seg(target)}`) : await api.request('POST', `/v1/queue/${seg(target)}/${sub}`)
       return print(ctx, out, [`${sub === 'hold' ? 'held' : sub === 'release' ? 'released' : 'deleted'} ${target}`])
     }
@@ -510,14 +549,25 @@ export function diskStatusLine (d: { low: boolean, since: number, freeBytes: num
   return [`disk         ${formatBytes(d.freeBytes)} free of ${formatBytes(d.totalBytes)}, ${floor}${low}`]
 }
 
+/** The admin listener: its URL and the certificate a remote CLI pins (a node from before HTTPS has no line). */
+export function adminStatusLine (a: { url: string, tls: { fingerprint: string, validTo: string, selfSigned: boolean } | null } | undefined): string[] {
+  if (a === undefined) return []
+  if (a.tls === null) return [`admin        ${a.url} (plain HTTP, loopback only)`]
+  return [
+    `admin        ${a.url}`,
+    `certificate  sha256 ${a.tls.fingerprint}`,
+    `             ${a.tls.selfSigned ? 'self-signed' : 'from tls.cert'}, valid until ${a.tls.validTo}; remote CLI: --fingerprint ${a.tls.fingerprint}`
+  ]
+}
+
 async function status (ctx: Context): Promise<void> {
   only(ctx.values, [], 'status')
   if (ctx.args.length > 0) throw new UsageError('status takes no arguments')
-  const dataDir = await ctx.dataDir()
-  const st = await (await connect(dataDir)).request('GET', '/v1/status')
+  const st = await (await ctx.api()).request('GET', '/v1/status')
   print(ctx, st, [
     `hostname     ${st.hostname as string}`,
-    `data dir     ${resolve(dataDir)}`,
+    ctx.remote === null ? `data dir     ${resolve(await ctx.dataDir())}` : `node         ${ctx.remote}`,
+    ...adminStatusLine(st.admin),
     `uptime       ${duration(st.uptimeMs as number)}`,
     `services     ${(st.services as Array<{ name: string, host: string, port: number }>).map(s => `${s.name} ${s.host}:${s.port}`).join(', ')}`,
     `connections  ${st.connections as number}`,
@@ -548,8 +598,16 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
   // The data dir is resolved as `start` resolves it (flag, environment, config file, default), so a command
   // finds the node that `start` with the same flags runs.
   const dataDir = async (): Promise<string> => (await loadConfig({ file: values.config, env: io.env, flags: { dataDir: values.data } })).config.dataDir
-  const ctx: Context = { values, args, io, dataDir }
+  let remote: { url: string, token: string, fingerprint?: string } | null = null
+  const api = async (): Promise<AdminClient> => remote === null ? await connect(await dataDir()) : connectRemote(remote)
+  const ctx: Context = { values, args, io, dataDir, api, remote: null }
   try {
+    if (command === 'start' || command === 'firstboot' || command === 'cluster') {
+      for (const f of REMOTE_FLAGS) if (values[f] !== undefined) throw new UsageError(`--${f} does not apply to ${command}: it runs on this machine`)
+    } else {
+      remote = remoteTarget(values, io.env)
+      ctx.remote = remote === null ? null : remote.url
+    }
     switch (command) {
       case 'start':
         only(values, [], 'start')

@@ -28,6 +28,17 @@ export const PORTS_DEFAULT: Readonly<Record<ServiceName, number>> = {
   imaps: 2993
 }
 export const ADMIN_PORT_DEFAULT = 8080
+// The public web listeners for client autoconfig (issue 11, item 6): unprivileged like the mail ports on `npm
+// start`; the production docs put them on 80 and 443, where Thunderbird, Outlook and Apple devices look.
+export const HTTP_PORT_DEFAULT = 2080
+export const HTTPS_PORT_DEFAULT = 2443
+export type WebName = 'http' | 'https'
+export const WEB_NAMES: readonly WebName[] = ['http', 'https']
+/** admin.tls: "auto" = TLS unless admin.host is a loopback address; "on" = always; "off" = plain HTTP (loopback only). */
+export type AdminTlsMode = 'auto' | 'on' | 'off'
+export const ADMIN_TLS_MODES: readonly AdminTlsMode[] = ['auto', 'on', 'off']
+export const METRICS_TOKEN_CHARS_MIN = 16 // as for a cluster key: a shorter secret is guessable
+export const METRICS_TOKEN_CHARS_MAX = 256
 export const SERVICE_NAMES: readonly ServiceName[] = ['smtp', 'submission', 'smtps', 'pop3', 'pop3s', 'imap', 'imaps']
 
 export const MESSAGE_BYTES_MAX = 25 * 1024 * 1024 // 25 MiB: what the large mailbox providers accept, so mail between them fits
@@ -76,8 +87,9 @@ export interface Config {
   dataDir: string
   hostname: string // '' = the machine's host name
   plaintextAuthOnLoopback: boolean
-  listen: { host: string } & Record<ServiceName, ServiceConfig>
-  admin: Endpoint
+  listen: { host: string } & Record<ServiceName, ServiceConfig> & Record<WebName, ServiceConfig>
+  admin: Endpoint & { tls: AdminTlsMode }
+  metrics: { token: string } // '' = /metrics takes the admin token only
   tls: { cert: string, key: string } // '' and '' = a self-signed certificate kept in DATA/tls
   limits: {
     messageBytesMax: number
@@ -134,6 +146,8 @@ type Kind =
   | { type: 'level' }
   | { type: 'servers' } // a list of 'host' or 'host:port' ('[v6]:port'); comma-separated in the environment
   | { type: 'url', schemes: string[] } // '' or a URL with one of these schemes
+  | { type: 'choice', values: readonly string[] } // one of these words
+  | { type: 'token' } // '' or a bearer token of METRICS_TOKEN_CHARS_MIN or more URL-safe characters
 
 interface OptionSpec {
   path: string
@@ -156,8 +170,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     { path: `listen.${s}.host`, kind: { type: 'host', empty: true }, default: '' },
     { path: `listen.${s}.port`, kind: PORT, default: PORTS_DEFAULT[s] }
   ]),
+  ...WEB_NAMES.flatMap((s): OptionSpec[] => [
+    { path: `listen.${s}.enabled`, kind: { type: 'bool' }, default: true },
+    { path: `listen.${s}.host`, kind: { type: 'host', empty: true }, default: '' },
+    { path: `listen.${s}.port`, kind: PORT, default: s === 'http' ? HTTP_PORT_DEFAULT : HTTPS_PORT_DEFAULT }
+  ]),
   { path: 'admin.host', kind: { type: 'host', empty: false }, default: LISTEN_HOST_DEFAULT },
   { path: 'admin.port', kind: PORT, default: ADMIN_PORT_DEFAULT },
+  { path: 'admin.tls', kind: { type: 'choice', values: ADMIN_TLS_MODES }, default: 'auto' },
+  { path: 'metrics.token', kind: { type: 'token' }, default: '' },
   { path: 'tls.cert', kind: { type: 'path', empty: true }, default: '' },
   { path: 'tls.key', kind: { type: 'path', empty: true }, default: '' },
   { path: 'limits.messageBytesMax', kind: { type: 'int', min: 1024, max: MESSAGE_BYTES_LIMIT_MAX }, default: MESSAGE_BYTES_MAX },
@@ -204,7 +225,7 @@ export function envName (path: string): string {
 }
 
 /** Variables the program reads that are not options. */
-const ENV_NOT_OPTIONS = new Set(['MAILGRID_CONFIG'])
+const ENV_NOT_OPTIONS = new Set(['MAILGRID_CONFIG', 'MAILGRID_URL', 'MAILGRID_TOKEN', 'MAILGRID_FINGERPRINT'])
 
 export class ConfigError extends Error {
   readonly problems: string[]
@@ -355,6 +376,13 @@ function check (kind: Kind, v: unknown): string | null {
       if (v.length > URL_CHARS_MAX || !kind.schemes.includes(u.protocol) || u.hostname === '') return `must be empty or a ${kind.schemes.map(x => x.replace(':', '')).join(' or ')} URL with a host`
       return null
     }
+    case 'choice':
+      return typeof v === 'string' && kind.values.includes(v) ? null : `must be one of ${kind.values.map(x => JSON.stringify(x)).join(', ')}`
+    case 'token':
+      if (typeof v !== 'string') return 'must be a string'
+      return v === '' || new RegExp(`^[A-Za-z0-9._~+/=-]{${METRICS_TOKEN_CHARS_MIN},${METRICS_TOKEN_CHARS_MAX}}$`).test(v)
+        ? null
+        : `must be empty or ${METRICS_TOKEN_CHARS_MIN}-${METRICS_TOKEN_CHARS_MAX} characters of A-Z a-z 0-9 . _ ~ + / = -`
   }
 }
 
@@ -377,6 +405,19 @@ function build (values: Map<string, unknown>): Config {
 export const DEFAULT_CONFIG: Config = build(new Map())
 
 const WILDCARDS = new Set(['0.0.0.0', '::'])
+
+/** 127.0.0.0/8, ::1 (and its IPv4-mapped forms) or the name localhost: an address only this machine reaches. */
+export function isLoopbackHost (host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '')
+  if (h === 'localhost' || h === '::1') return true
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h
+  return isIP(v4) === 4 && v4.startsWith('127.')
+}
+
+/** Whether the admin listener speaks TLS: always but on loopback with admin.tls "auto", as configured otherwise. */
+export function adminUsesTls (admin: Config['admin']): boolean {
+  return admin.tls === 'on' || (admin.tls === 'auto' && !isLoopbackHost(admin.host))
+}
 
 /** The multiaddr for host:port, or null for a host name (libp2p's TCP transport listens on addresses only). */
 function tcpMultiaddr (host: string, port: number): string | null {
@@ -419,6 +460,9 @@ function portClashes (config: Config): string[] {
   const seen: Array<{ path: string, host: string, port: number }> = []
   const listeners = [
     ...SERVICE_NAMES.filter(s => config.listen[s].enabled).map(s => ({
+      path: `listen.${s}`, host: config.listen[s].host === '' ? config.listen.host : config.listen[s].host, port: config.listen[s].port
+    })),
+    ...WEB_NAMES.filter(s => config.listen[s].enabled).map(s => ({
       path: `listen.${s}`, host: config.listen[s].host === '' ? config.listen.host : config.listen[s].host, port: config.listen[s].port
     })),
     { path: 'admin', host: config.admin.host, port: config.admin.port },
@@ -485,6 +529,9 @@ export function resolveConfig (sources: ConfigSources = {}): ResolvedConfig {
   const config = build(values)
   if ((config.tls.cert === '') !== (config.tls.key === '')) {
     problems.push(config.tls.cert === '' ? 'tls.cert: must be set together with tls.key' : 'tls.key: must be set together with tls.cert')
+  }
+  if (config.admin.tls === 'off' && !isLoopbackHost(config.admin.host)) {
+    problems.push(`admin.tls: "off" (plain HTTP) is allowed only when admin.host is a loopback address (got admin.host ${JSON.stringify(config.admin.host)}): the token would cross the network in clear`)
   }
   if (config.grid.enabled && config.grid.listen.length === 0 && gridListen(config).length === 0) {
     problems.push(`grid.listen: must be set when listen.host is a host name (${JSON.stringify(config.listen.host)})`)

@@ -58,9 +58,10 @@ export function summary (r: FirstbootResult, answers: Answers): string[] {
     '',
     'mailgrid is set up.',
     `  node address        ${r.address}`,
-    `  admin console       ${r.adminUrl}  (token in ${join(r.dataDir, TOKEN_FILE)})`,
+    `  admin API           ${r.adminUrl}  (token in ${join(r.dataDir, TOKEN_FILE)})`,
     `  node id             ${r.peerId}`,
     `  TLS certificate     sha256 ${r.tlsFingerprint}`,
+    `  remote CLI          MAILGRID_TOKEN=... mailgrid status --url ${r.adminUrl} --fingerprint ${r.tlsFingerprint}`,
     `  config              ${r.configFile}`,
     `  data                ${r.dataDir}`
   ]

@@ -15,7 +15,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreatePeerKey, writeFileDurable } from '../gossip/index.ts'
 import { isMailError, normalizeDomain } from '../store/index.ts'
 import { createDkimKey, selectorFor } from '../node/mailauth/index.ts'
-import { advertiseHost, CLUSTER_KEY_CHARS_MAX, CLUSTER_KEY_CHARS_MIN, ConfigError, resolveConfig } from './config.ts'
+import { adminUsesTls, advertiseHost, CLUSTER_KEY_CHARS_MAX, CLUSTER_KEY_CHARS_MIN, ConfigError, resolveConfig } from './config.ts'
 import type { Config } from './config.ts'
 import { CLUSTER_KEY_FILE, processAlive, readAdminInfo, TOKEN_FILE } from './runtime.ts'
 import { loadTls } from './tls.ts'
@@ -196,7 +196,8 @@ export async function firstboot (paths: FirstbootPaths, answers: Answers, force:
     clusterKey,
     generatedKey,
     address,
-    adminUrl: `http://${adminHost.includes(':') ? `[${adminHost}]` : adminHost}:${config.admin.port}/`,
+    // HTTPS with the node's certificate (the fingerprint below) wherever the admin API is not on loopback
+    adminUrl: `${adminUsesTls(config.admin) ? 'https' : 'http'}://${adminHost.includes(':') ? `[${adminHost}]` : adminHost}:${config.admin.port}`,
     tlsFingerprint: tls.fingerprint,
     adminAccount
   }

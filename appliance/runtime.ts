@@ -15,8 +15,10 @@ export const CLUSTER_KEY_FILE = 'cluster.key'
 export const CLUSTER_KEY_BYTES = 32 // 256 bits, as the token; the grid derives its pnet key from it by HKDF
 
 export interface AdminInfo {
-  url: string
+  url: string // http://127.0.0.1:8080 on loopback, https://HOST:PORT where the admin API speaks TLS
   pid: number
+  /** SHA-256 fingerprint of the certificate an https URL presents; the local CLI pins it. */
+  fingerprint?: string
 }
 
 
@@ -74,7 +76,8 @@ export async function readAdminInfo (dataDir: string): Promise<AdminInfo | null>
   }
   try {
     const v = JSON.parse(text) as Partial<AdminInfo>
-    return typeof v.url === 'string' && Number.isSafeInteger(v.pid) ? { url: v.url, pid: v.pid as number } : null
+    if (typeof v.url !== 'string' || !Number.isSafeInteger(v.pid)) return null
+    return { url: v.url, pid: v.pid as number, ...(typeof v.fingerprint === 'string' ? { fingerprint: v.fingerprint } : {}) }
   } catch {
     return null
   }

@@ -1,5 +1,6 @@
-// `mailgrid start`: resolve the config, get the TLS certificate, run the mail node and the admin API in the
-// foreground with JSON logs on stdout, advertise the admin API in DATA/admin.json, and stop everything
+// `mailgrid start`: resolve the config, get the TLS certificate, run the mail node, the admin API (HTTPS off
+// loopback, with /metrics) and the client autoconfig listeners in the foreground with JSON logs on stdout,
+// advertise the admin API (URL and certificate fingerprint) in DATA/admin.json, and stop everything
 // cleanly on SIGINT or SIGTERM: drain (hand the users this node is primary of over, bounded), announce
 // `leaving`, then stop (a second signal while stopping exits at once).
 
@@ -10,7 +11,10 @@ import type { MailNode } from '../node/types.ts'
 import { clusterTag } from '../gossip/index.ts'
 import { createAdminServer } from './admin.ts'
 import type { AdminServer } from './admin.ts'
-import { ConfigError, loadConfig, toNodeInit } from './config.ts'
+import { createAutoconfigServer } from './autoconfig.ts'
+import type { AutoconfigServer } from './autoconfig.ts'
+import { adminUsesTls, ConfigError, loadConfig, toNodeInit, WEB_NAMES } from './config.ts'
+import { createNodeMetrics } from './metrics.ts'
 import { announceLeaving, drain } from './drain.ts'
 import type { DrainTarget, GridState } from './drain.ts'
 import { createLanWatch } from './lanwatch.ts'
@@ -84,12 +88,17 @@ export async function startNode (options: StartOptions): Promise<number> {
 
   // Loaded here, not at the top: the management commands never need the daemon's code.
   const { createMailNode } = await import('../node/index.ts')
-  const node: StateNode = createMailNode({ logger }, init)
+  const metrics = createNodeMetrics()
+  const node: StateNode = createMailNode({ logger, metrics: metrics.node }, init)
+  metrics.setStatus(async () => await node.status())
+  const adminTls = adminUsesTls(config.admin) ? tls : undefined
   let admin: AdminServer | null = null
   let lanWatch: LanWatch | null = null
+  const web: AutoconfigServer[] = []
   const shutdown = async (): Promise<void> => {
     await lanWatch?.stop()
     await removeAdminInfo(dataDir).catch(() => {})
+    await Promise.allSettled(web.map(async w => { await w.stop() }))
     await admin?.stop()
     await node.stop()
   }
@@ -97,11 +106,23 @@ export async function startNode (options: StartOptions): Promise<number> {
   try {
     await node.start()
     admin = createAdminServer(
-      { directory: node.store, status: async () => await node.status(), queue: node.queue, logger: namespaced(logger, 'admin') },
-      { host: config.admin.host, port: config.admin.port, token: await ensureToken(dataDir) }
+      { directory: node.store, status: async () => await node.status(), queue: node.queue, logger: namespaced(logger, 'admin'), metrics },
+      { host: config.admin.host, port: config.admin.port, token: await ensureToken(dataDir), metricsToken: config.metrics.token, ...(adminTls === undefined ? {} : { tls: adminTls }) }
     )
     await admin.start()
-    await writeAdminInfo(dataDir, { url: admin.url, pid: process.pid })
+    // the services listen for good now: the autoconfig documents name their ports
+    const services = (await node.status()).services
+    for (const name of WEB_NAMES) {
+      const c = config.listen[name]
+      if (!c.enabled) continue
+      const w = createAutoconfigServer(
+        { directory: node.store, services: () => services, logger: namespaced(logger, 'autoconfig') },
+        { endpoint: { host: c.host === '' ? config.listen.host : c.host, port: c.port }, hostname, ...(name === 'https' ? { tls } : {}) }
+      )
+      web.push(w)
+      await w.start()
+    }
+    await writeAdminInfo(dataDir, { url: admin.url, pid: process.pid, ...(adminTls === undefined ? {} : { fingerprint: adminTls.fingerprint }) })
     if (init.grid?.mdns === true) {
       lanWatch = createLanWatch({ logger: namespaced(logger, 'appliance:lan') }, { ownTag: clusterTag(init.grid.clusterKey) })
       await lanWatch.start()
@@ -116,7 +137,7 @@ export async function startNode (options: StartOptions): Promise<number> {
     log.error({ event: 'start_failed', err }, 'start failed')
     return fail(`start failed: ${e.message}`)
   }
-  log.info({ event: 'ready', dataDir, admin: admin.url, tlsSelfSigned: tls.selfSigned, tlsFingerprint: tls.fingerprint }, 'mailgrid is running')
+  log.info({ event: 'ready', dataDir, admin: admin.url, autoconfig: web.map(w => w.url), tlsSelfSigned: tls.selfSigned, tlsFingerprint: tls.fingerprint }, 'mailgrid is running')
 
   const why = options.stopSignal ?? waitForSignal(() => {
     log.warn({ event: 'forced_exit' }, 'second signal while stopping: exiting now')

@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parse } from 'smol-toml'
 import {
-  ConfigError, DEFAULT_CONFIG, envName, loadConfig, OPTIONS, resolveConfig, SERVICE_NAMES, toNodeInit
+  adminUsesTls, ConfigError, DEFAULT_CONFIG, envName, loadConfig, MESSAGE_BYTES_LIMIT_MAX, OPTIONS, resolveConfig, SERVICE_NAMES, toNodeInit
 } from '../../appliance/config.ts'
+import type { Config } from '../../appliance/config.ts'
 
 const SAMPLE = new URL('../../appliance/mailgrid.sample.toml', import.meta.url)
 const TLS = { cert: 'C', key: 'K' }
@@ -29,7 +30,10 @@ test('the embedded defaults are those of issue 2', () => {
   const ports = Object.fromEntries(SERVICE_NAMES.map(s => [s, c.listen[s].port]))
   assert.deepEqual(ports, { smtp: 2525, submission: 2587, smtps: 2465, pop3: 2110, pop3s: 2995, imap: 2143, imaps: 2993 })
   for (const s of SERVICE_NAMES) assert.deepEqual({ enabled: c.listen[s].enabled, host: c.listen[s].host }, { enabled: true, host: '' })
-  assert.deepEqual(c.admin, { host: '127.0.0.1', port: 8080 })
+  assert.deepEqual(c.admin, { host: '127.0.0.1', port: 8080, tls: 'auto' })
+  assert.deepEqual(c.listen.http, { enabled: true, host: '', port: 2080 })
+  assert.deepEqual(c.listen.https, { enabled: true, host: '', port: 2443 })
+  assert.deepEqual(c.metrics, { token: '' })
   assert.deepEqual(c.limits, {
     messageBytesMax: 25 * 1024 * 1024,
     recipientsMax: 100,
@@ -130,7 +134,7 @@ test('every bad value is reported with its path', () => {
     ['dataDir = ["a"]', 'dataDir: must be a string (got an array)'],
     ['plaintextAuthOnLoopback = 1', 'plaintextAuthOnLoopback: must be true or false (got 1)'],
     ['[tls]\ncert = 5', 'tls.cert: must be a string (got 5)'],
-    ['[limits]\nmessageBytesMax = 10', 'limits.messageBytesMax: must be an integer 1024-1073741824 (got 10)'],
+    ['[limits]\nmessageBytesMax = 10', `limits.messageBytesMax: must be an integer 1024-${MESSAGE_BYTES_LIMIT_MAX} (got 10)`],
     ['[limits]\nrecipientsMax = 0', 'limits.recipientsMax: must be an integer 1-1000000 (got 0)'],
     ['[limits]\nconnectionsPerIpMax = 0', 'limits.connectionsPerIpMax: must be an integer 1-1000000 (got 0)'],
     ['[limits]\nconnectionsMax = 2000000', 'limits.connectionsMax: must be an integer 1-1000000 (got 2000000)'],
@@ -308,4 +312,30 @@ test('store.minFreeBytes: -1 by default (the rule in store/disk.ts), bytes or 0 
   assert.throws(() => resolveConfig({ env: { MAILGRID_STORE_MIN_FREE_BYTES: '-2' } }),
     (e: Error) => e.message === 'store.minFreeBytes (from MAILGRID_STORE_MIN_FREE_BYTES): must be an integer -1-1125899906842624 (got -2)')
   assert.throws(() => resolveConfig({ toml: '[store]\nminFreeBytes = "1G"\n' }), /store\.minFreeBytes: must be an integer/)
+})
+
+test('admin.tls: HTTPS off loopback ("auto"), plain HTTP refused off loopback; web listeners and metrics.token checked', () => {
+  const admin = (toml: string): Config['admin'] => resolveConfig({ toml }).config.admin
+  assert.equal(adminUsesTls(admin('[admin]\nhost = "127.0.0.1"')), false)
+  assert.equal(adminUsesTls(admin('[admin]\nhost = "127.0.0.2"')), false, 'all of 127/8 is loopback')
+  assert.equal(adminUsesTls(admin('[admin]\nhost = "::1"')), false)
+  assert.equal(adminUsesTls(admin('[admin]\nhost = "localhost"')), false)
+  assert.equal(adminUsesTls(admin('[admin]\nhost = "0.0.0.0"')), true)
+  assert.equal(adminUsesTls(admin('[admin]\nhost = "192.0.2.7"')), true)
+  assert.equal(adminUsesTls(admin('[admin]\nhost = "127.0.0.2"\ntls = "on"')), true)
+  assert.equal(adminUsesTls(admin('[admin]\nhost = "127.0.0.1"\ntls = "off"')), false)
+  assert.equal(adminUsesTls(resolveConfig({ env: { MAILGRID_ADMIN_HOST: '0.0.0.0', MAILGRID_ADMIN_TLS: 'on' } }).config.admin), true)
+  assert.deepEqual(problems(() => resolveConfig({ toml: '[admin]\nhost = "0.0.0.0"\ntls = "off"' })), [
+    'admin.tls: "off" (plain HTTP) is allowed only when admin.host is a loopback address (got admin.host "0.0.0.0"): the token would cross the network in clear'
+  ])
+  assert.deepEqual(problems(() => resolveConfig({ toml: '[admin]\ntls = "yes"' })), ['admin.tls: must be one of "auto", "on", "off" (got "yes")'])
+  assert.deepEqual(problems(() => resolveConfig({ toml: '[metrics]\ntoken = "short"' })), [
+    'metrics.token: must be empty or 16-256 characters of A-Z a-z 0-9 . _ ~ + / = - (got "short")'
+  ])
+  assert.equal(resolveConfig({ env: { MAILGRID_METRICS_TOKEN: 'p'.repeat(20) } }).config.metrics.token, 'p'.repeat(20))
+  assert.deepEqual(problems(() => resolveConfig({ toml: '[listen.https]\nport = 8080' })), ['admin.port: 8080 is already used by listen.https'])
+  const web = resolveConfig({ env: { MAILGRID_HTTP_PORT: '0', MAILGRID_HTTPS_ENABLED: 'false' } })
+  assert.deepEqual([web.config.listen.http.port, web.config.listen.https.enabled, web.warnings], [0, false, []])
+  // the remote CLI's variables are not options, and not warned about
+  assert.deepEqual(resolveConfig({ env: { MAILGRID_URL: 'https://x:1', MAILGRID_TOKEN: 't', MAILGRID_FINGERPRINT: 'f' } }).warnings, [])
 })

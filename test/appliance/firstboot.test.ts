@@ -110,7 +110,11 @@ test('mailgrid firstboot --seed: config, key, token, identity, certificate, doma
   assert.ok(key.length >= 43)
   assert.ok(first.out.includes(key), 'a new grid\'s key is printed')
   assert.match(first.out, /▀|▄|█/, 'and shown as a QR code')
-  assert.match(first.out, /admin console\s+http:\/\/[\d.]+:8080\//)
+  // the appliance's admin API listens on 0.0.0.0: HTTPS, and the remote CLI line pins the certificate shown
+  assert.match(first.out, /admin API\s+https:\/\/[\d.]+:8080 /)
+  const fp = /TLS certificate\s+sha256 ([0-9A-F:]{95})/.exec(first.out)?.[1]
+  assert.ok(fp !== undefined, first.out)
+  assert.match(first.out, new RegExp(`remote CLI\\s+MAILGRID_TOKEN=\\.\\.\\. mailgrid status --url https://[\\d.]+:8080 --fingerprint ${fp}`))
   assert.match(first.out, /node id\s+12D3KooW/)
 
   for (const f of ['cluster.key', 'admin.token', join('grid', 'peer.key'), join('tls', 'key.pem')]) {

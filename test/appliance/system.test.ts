@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { resolveConfig, SERVICE_NAMES } from '../../appliance/config.ts'
+import { adminUsesTls, resolveConfig, SERVICE_NAMES } from '../../appliance/config.ts'
 import { DRAIN_TIMEOUT_MS } from '../../appliance/drain.ts'
 import { tempDir } from '../helpers/tmp.ts'
 
@@ -100,6 +100,9 @@ test('mailgrid.toml (production): standard ports on all addresses, mDNS, no loop
   assert.equal(config.listen.host, '0.0.0.0')
   assert.equal(config.admin.host, '0.0.0.0')
   assert.equal(config.admin.port, 8080)
+  // on the LAN the admin API (the token, /metrics) speaks HTTPS; autoconfig where clients look for it
+  assert.equal(adminUsesTls(config.admin), true)
+  assert.deepEqual([config.listen.http.port, config.listen.https.port, config.listen.http.enabled, config.listen.https.enabled], [80, 443, true, true])
   assert.equal(config.dataDir, '/var/lib/mailgrid')
   assert.equal(config.plaintextAuthOnLoopback, false)
   assert.equal(config.grid.enabled, true)
