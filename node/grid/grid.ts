@@ -222,7 +222,7 @@ export class Grid {
       replicas: this.placer.r,
       members: this.gossip.members().map(m => ({
         id: m.id, name: m.name, status: m.status, state: m.state, weight: m.weight, host: m.host, addrs: m.addrs, services: m.services,
-        sessions: m.load.sessions, cpuPct: m.load.cpuPct, meta: m.meta, diskFreeBytes: m.load.diskFreeBytes, ...(m.diskLow !== undefined ? { diskLow: m.diskLow } : {})
+        sessions: m.load.sessions, cpuPct: m.load.cpuPct, meta: m.meta, diskFreeBytes: m.load.diskFreeBytes, ...(m.diskLow?.members !== undefined ? { diskLow: m.diskLow } : {})
       })),
       ...this.rebalancer.counts(),
       remirroredBytes: this.remirroredBytes
