@@ -22,13 +22,22 @@ export interface ViewInit {
   uidValidity: number
   uids: number[]
   highestModseq: number
+  /** Keywords the client was told of in FLAGS at SELECT. */
+  keywords?: Iterable<string>
+  /** UIDs recent in this session (recent.ts). */
+  recent?: Iterable<number>
 }
 
 export interface FlushOptions {
   allowExpunge: boolean
   condstore: boolean
   qresync: boolean
+  /** Report \Recent (an IMAP4rev1 session; RFC 9051 dropped it). Default false. */
+  recent?: boolean
 }
+
+/** The system flags of FLAGS and PERMANENTFLAGS (RFC 3501 section 2.3.2); \Recent is not one a client may set. */
+export const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft']
 
 export class SelectedMailbox {
   readonly id: string
@@ -47,6 +56,10 @@ export class SelectedMailbox {
   overflow = false
   /** Another session deleted this mailbox: the session ends at the next chance. */
   gone = false
+  /** The keywords the client knows (FLAGS): a FETCH carrying another one is preceded by a new FLAGS (RFC 3501 7.2.6). */
+  readonly keywords: Set<string>
+  /** UIDs that are recent in this session (RFC 3501 section 2.3.2). */
+  readonly recent: Set<number>
 
   constructor (init: ViewInit) {
     this.id = init.id
@@ -55,6 +68,35 @@ export class SelectedMailbox {
     this.uidValidity = init.uidValidity
     this.uids = init.uids
     this.highestModseq = init.highestModseq
+    this.keywords = new Set(init.keywords ?? [])
+    this.recent = new Set(init.recent ?? [])
+  }
+
+  /** FLAGS and PERMANENTFLAGS as the client is told them (SELECT, and when a keyword is new to it). */
+  flagsResponses (): Value[][] {
+    const flags = [...SYSTEM_FLAGS, ...this.keywords]
+    // PERMANENTFLAGS: `\*` says new keywords may be created (RFC 3501 section 7.1); nothing is permanent when read-only.
+    const permanent = this.readOnly ? '' : [...flags, '\\*'].join(' ')
+    return [[atom('FLAGS'), list(flags.map(atom))], [atom('OK'), atom(`[PERMANENTFLAGS (${permanent})] Flags permitted`)]]
+  }
+
+  /**
+   * RFC 3501 section 7.2.6: a FETCH may carry only flags the client was told of in FLAGS. When `flags` hold a keyword
+   * new to this session, the FLAGS and OK [PERMANENTFLAGS] responses to send first; else none.
+   */
+  announceKeywords (flags: readonly string[]): Value[][] {
+    let fresh = false
+    for (const flag of flags) {
+      if (flag.startsWith('\\') || this.keywords.has(flag)) continue
+      this.keywords.add(flag)
+      fresh = true
+    }
+    return fresh ? this.flagsResponses() : []
+  }
+
+  /** The flags of a FETCH response: the stored ones, and \Recent when the message is recent here and it is reported. */
+  flagsOf (uid: number, flags: readonly string[], recent: boolean): string[] {
+    return recent && this.recent.has(uid) ? [...flags, '\\Recent'] : [...flags]
   }
 
   get exists (): number {
@@ -126,6 +168,7 @@ export class SelectedMailbox {
       const removed = this.uids.filter((uid) => gone.has(uid))
       if (removed.length === 0) return out
       this.uids = this.uids.filter((uid) => !gone.has(uid))
+      for (const uid of removed) this.recent.delete(uid)
       out.push([atom('VANISHED'), atom(formatSequenceSet(removed))])
       return out
     }
@@ -134,6 +177,7 @@ export class SelectedMailbox {
     for (let index = this.uids.length - 1; index >= 0; index--) {
       if (gone.has(this.uids[index]!)) {
         out.push([num(index + 1), atom('EXPUNGE')])
+        this.recent.delete(this.uids[index]!)
         this.uids.splice(index, 1)
       }
     }
@@ -170,22 +214,36 @@ export class SelectedMailbox {
     this.#pending = held
     if (appended) {
       out.push([num(this.uids.length), atom('EXISTS')])
+      // RFC 3501 section 7.3.2: RECENT with every change of the number of recent messages (sent with EXISTS, as
+      // Dovecot does; new mail is where it changes).
+      if (options.recent === true) out.push([num(this.recentCount()), atom('RECENT')])
     }
     return out
   }
 
+  /** How many messages the client knows are recent in this session. */
+  recentCount (): number {
+    let n = 0
+    for (const uid of this.recent) if (this.seqOf(uid) !== 0) n++
+    return n
+  }
+
   #flagResponses (changes: FlagChange[], options: FlushOptions): Value[][] {
     const out: Value[][] = []
+    // one STORE changes many messages under one modseq: all of them are ours, so the mark goes after the loop
+    const own = changes.filter((change) => this.#own.has(change.modseq)).map((change) => change.modseq)
     for (const change of changes) {
-      if (this.#own.delete(change.modseq)) continue
+      if (this.#own.has(change.modseq)) continue
       const seq = this.seqOf(change.uid)
       if (seq === 0) continue
-      const items: Value[] = [atom('FLAGS'), list(change.flags.map(atom))]
+      out.push(...this.announceKeywords(change.flags))
+      const items: Value[] = [atom('FLAGS'), list(this.flagsOf(change.uid, change.flags, options.recent === true).map(atom))]
       // RFC 7162 section 3.2.4: after QRESYNC every unsolicited FETCH carries the UID.
       items.push(atom('UID'), num(change.uid))
       if (options.condstore) items.push(atom('MODSEQ'), list([num(change.modseq)]))
       out.push([num(seq), atom('FETCH'), list(items)])
     }
+    for (const modseq of own) this.#own.delete(modseq)
     return out
   }
 }

@@ -58,8 +58,7 @@ export async function statusResponse (session: Session, user: string, mailbox: M
     let value: Value
     switch (item) {
       case 'MESSAGES': value = num(mailbox.messages); break
-      // \Recent is not kept (RFC 9051 removed it); zero is a valid answer under RFC 3501.
-      case 'RECENT': value = num(0); break
+      case 'RECENT': value = num(await recentCount(session, user, mailbox)); break
       case 'UIDNEXT': value = num(mailbox.uidNext); break
       case 'UIDVALIDITY': value = num(mailbox.uidValidity); break
       case 'UNSEEN': value = num(mailbox.unseen); break
@@ -76,6 +75,19 @@ export async function statusResponse (session: Session, user: string, mailbox: M
     values.push(atom(item), value)
   }
   return [atom('STATUS'), wireName(session, mailbox.name), list(values)]
+}
+
+/**
+ * STATUS RECENT (RFC 3501 section 6.3.10): in the mailbox this session has selected, its own recent messages; in
+ * another, those no session has claimed yet (recent.ts), which the next session to select it will have.
+ */
+async function recentCount (session: Session, user: string, mailbox: Mailbox): Promise<number> {
+  if (session.state.kind === 'selected' && session.state.mailbox.id === mailbox.id) return session.state.mailbox.recentCount()
+  const store = session.components.store
+  const listing = store.listFlags !== undefined
+    ? await store.listFlags(user, mailbox.id)
+    : await store.listMessages(user, mailbox.id).then((records) => ({ uids: records.map((r) => r.uid), flags: records.map((r) => r.flags) }))
+  return session.recentRegistry.unclaimed(user, mailbox.id, listing.uids, listing.flags)
 }
 
 /** Names with children, and parents that exist only as a prefix of another name. */

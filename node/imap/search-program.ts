@@ -25,9 +25,12 @@ export type Node =
   | { op: 'size', larger: boolean, size: number }
   | { op: 'internal', cmp: Cmp, day: number }
   | { op: 'sent', cmp: Cmp, day: number }
-  | { op: 'header', field: string, value: string }
+  /** `addresses`: FROM, TO, CC, BCC, which also match the parsed addresses; `compact`: the needle as compactAddresses
+   * leaves it (set by prepare). */
+  | { op: 'header', field: string, value: string, addresses?: boolean, compact?: string }
   | { op: 'body', value: string, headers: boolean }
   | { op: 'modseq', modseq: number }
+  | { op: 'recent' }
 
 type Cmp = 'before' | 'on' | 'since'
 
@@ -40,6 +43,10 @@ const FLAG_KEYS: Record<string, [string, boolean]> = {
 }
 
 const HEADER_KEYS: Record<string, string> = { BCC: 'bcc', CC: 'cc', FROM: 'from', SUBJECT: 'subject', TO: 'to' }
+const ADDRESS_KEYS = new Set(['BCC', 'CC', 'FROM', 'TO'])
+
+/** Rounds of comment removal compactAddresses makes (each removes one level of nesting; RFC 5322 allows any). */
+const COMMENT_NESTING_MAX = 8
 
 const DATE_KEYS: Record<string, ['internal' | 'sent', Cmp]> = {
   BEFORE: ['internal', 'before'], ON: ['internal', 'on'], SINCE: ['internal', 'since'],
@@ -91,14 +98,15 @@ export class ProgramReader {
     const flag = FLAG_KEYS[name]
     if (flag !== undefined) return { op: 'flag', flag: flag[0], present: flag[1] }
     const header = HEADER_KEYS[name]
-    if (header !== undefined) return { op: 'header', field: header, value: this.text() }
+    if (header !== undefined) return { op: 'header', field: header, value: this.text(), addresses: ADDRESS_KEYS.has(name) }
     const date = DATE_KEYS[name]
     if (date !== undefined) return { op: date[0], cmp: date[1], day: searchDate(this.take()) }
     switch (name) {
       case 'ALL': return { op: 'all' }
-      // \Recent is never set (RFC 9051 removed it): NEW and RECENT match nothing; OLD (not recent) all.
-      case 'NEW': case 'RECENT': return { op: 'not', node: { op: 'all' } }
-      case 'OLD': return { op: 'all' }
+      // RFC 3501 section 6.4.4: \Recent as this session has it (an IMAP4rev2 session has none, RFC 9051 dropped it)
+      case 'RECENT': return { op: 'recent' }
+      case 'NEW': return { op: 'and', nodes: [{ op: 'recent' }, { op: 'flag', flag: '\\Seen', present: false }] }
+      case 'OLD': return { op: 'not', node: { op: 'recent' } }
       case 'KEYWORD': return { op: 'flag', flag: this.text(), present: true }
       case 'UNKEYWORD': return { op: 'flag', flag: this.text(), present: false }
       case 'NOT': return { op: 'not', node: this.key() }
@@ -124,6 +132,8 @@ export class ProgramReader {
 export interface Content {
   /** The header block lower-cased, when deciding from the raw bytes is sound (see mayContain); else null. */
   plainHeader?: string | null
+  /** plainHeader as compactAddresses leaves it; null when it cannot be made (see mayContainAddress). */
+  compactHeader?: string | null
   meta: () => Promise<MessageMeta>
   /** The top-level header block (null when the message is too large to search). */
   header: () => Promise<Buffer | null>
@@ -180,6 +190,50 @@ function mayContain (header: Buffer, needle: string, content: Content): boolean 
   return content.plainHeader === null || content.plainHeader.includes(needle)
 }
 
+/**
+ * Text with comments, white space, quotes and backslashes removed: what is left of an address field when its
+ * parsed addresses are compared. Null when comments nest deeper than COMMENT_NESTING_MAX.
+ */
+function compactAddresses (text: string): string | null {
+  let out = text
+  for (let round = 0; out.includes('('); round++) {
+    if (round === COMMENT_NESTING_MAX) return null
+    const next = out.replace(/\([^()]*\)/g, '')
+    if (next === out) break // an unbalanced parenthesis: nothing more to remove
+    out = next
+  }
+  return out.replace(/[\s"\\]/g, '')
+}
+
+/**
+ * mayContain for FROM, TO, CC and BCC, whose parsed addresses (RFC 5322 section 3.4: comments and folding white
+ * space removed, quoted strings unquoted) are matched too: every such string, compacted, is a stretch of the
+ * compacted header. False only when no address can match.
+ */
+function mayContainAddress (header: Buffer, node: { compact?: string }, content: Content): boolean {
+  if (content.plainHeader === undefined) mayContain(header, '', content)
+  const plain = content.plainHeader
+  if (plain === null || plain === undefined || node.compact === undefined) return true
+  if (content.compactHeader === undefined) content.compactHeader = compactAddresses(plain)
+  return content.compactHeader === null || content.compactHeader.includes(node.compact)
+}
+
+/** What FROM/TO/CC/BCC match besides the field text: each address as `mailbox@host`, its decoded display name, and both
+ * as `name <mailbox@host>` (group names are in the field text already). */
+function addressStrings (value: string): string[] {
+  const out: string[] = []
+  for (const address of mime.parseAddressList(value) ?? []) {
+    if (address.mailbox === null || address.host === null) continue
+    const email = `${address.mailbox}@${address.host}`
+    out.push(email)
+    if (address.name !== null) {
+      const name = mime.decodeHeaderValue(address.name)
+      out.push(name, `${name} <${email}>`)
+    }
+  }
+  return out
+}
+
 /** Header fields (`Name: decoded value`) of the message and of every message/rfc822 in it: TEXT searches them all. */
 function allHeaders (raw: Buffer, meta: MessageMeta): string[] {
   const values: string[] = []
@@ -214,6 +268,7 @@ export async function evaluate (node: Node, record: MessageRecord, view: Selecte
     case 'size': return node.larger ? record.size > node.size : record.size < node.size
     case 'internal': return compareDay(dayOf(record.internalDate), node.cmp, node.day)
     case 'modseq': return record.modseq >= node.modseq
+    case 'recent': return view.recent.has(record.uid)
     case 'sent': {
       const date = (await content.meta()).envelope.date
       const day = date === null ? null : sentDay(date)
@@ -222,9 +277,10 @@ export async function evaluate (node: Node, record: MessageRecord, view: Selecte
     case 'header': {
       const header = await content.header()
       if (header === null) return false
-      if (node.value !== '' && !mayContain(header, node.value, content)) return false
+      if (node.value !== '' && !mayContain(header, node.value, content) && !(node.addresses === true && mayContainAddress(header, node, content))) return false
       const fields = mime.headerFields(header, 0, header.length)
-      return fields.some((f) => f.name.toLowerCase() === node.field && (node.value === '' || contains(mime.decodeHeaderValue(f.value), node.value)))
+      return fields.some((f) => f.name.toLowerCase() === node.field && (node.value === '' || contains(mime.decodeHeaderValue(f.value), node.value) ||
+        (node.addresses === true && addressStrings(f.value).some((text) => contains(text, node.value)))))
     }
     case 'body': {
       const raw = await content.raw()
@@ -250,7 +306,7 @@ export function readsBodies (node: Node): boolean {
 /** Whether the program looks at nothing but flags and sequence numbers or UIDs (so the UID and flag index suffices). */
 export function flagsOnly (node: Node): boolean {
   switch (node.op) {
-    case 'all': case 'flag': case 'set': return true
+    case 'all': case 'flag': case 'set': case 'recent': return true
     case 'not': return flagsOnly(node.node)
     case 'or': return flagsOnly(node.left) && flagsOnly(node.right)
     case 'and': return node.nodes.every(flagsOnly)
@@ -275,7 +331,13 @@ export function prepare (node: Node): Node {
     case 'not': return { op: 'not', node: prepare(node.node) }
     case 'or': return { op: 'or', left: prepare(node.left), right: prepare(node.right) }
     case 'and': return { op: 'and', nodes: node.nodes.map(prepare) }
-    case 'header': case 'body': return { ...node, value: node.value.toLowerCase() }
+    case 'header': {
+      const value = node.value.toLowerCase()
+      // a needle with a parenthesis gets no compact form (comment removal could cut it differently in the header)
+      const compact = node.addresses === true && !/[()]/.test(value) ? compactAddresses(value) : null
+      return { ...node, value, ...(compact === null ? {} : { compact }) }
+    }
+    case 'body': return { ...node, value: node.value.toLowerCase() }
     default: return node
   }
 }

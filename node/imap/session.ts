@@ -19,6 +19,8 @@ import type { ImapComponents, ImapInit, ImapLimits } from './types.ts'
 import { dispatch } from './dispatcher.ts'
 import { capabilities } from './capabilities.ts'
 import { COMMANDS_PER_SECOND_MAX } from './constants.ts'
+import { recentRegistryFor } from './recent.ts'
+import type { RecentRegistry } from './recent.ts'
 
 /** The BYE text when another session deletes the selected mailbox (Dovecot's words). */
 export const MAILBOX_GONE_TEXT = 'Selected mailbox was deleted, have to disconnect.'
@@ -57,6 +59,10 @@ export class Session {
   #closed = false
   #rateTokens = COMMANDS_PER_SECOND_MAX
   #rateAt = 0
+  /** Who has which message as \Recent, shared by the node's sessions (recent.ts). */
+  readonly recentRegistry: RecentRegistry
+  /** The mailbox this session may claim recent messages in (selected read-write, IMAP4rev1). */
+  #claiming: { user: string, mailbox: string } | null = null
 
   constructor (components: ImapComponents, options: SessionOptions, connection: Connection) {
     this.id = randomUUID().slice(0, 12)
@@ -65,6 +71,38 @@ export class Session {
     this.connection = connection
     this.parser = new ImapParser({ literalBytesMax: options.limits.preAuthLiteralBytesMax, literalPlus: true })
     this.log = components.logger.child({ session: this.id, ip: connection.remoteAddress })
+    this.recentRegistry = recentRegistryFor(components.store)
+  }
+
+  /** \Recent is reported to IMAP4rev1 sessions only (RFC 9051 section 2.3.2 dropped it). */
+  get reportsRecent (): boolean {
+    return !this.enabled.has('IMAP4REV2')
+  }
+
+  /**
+   * SELECT or EXAMINE opens a mailbox for \Recent: the UIDs recent in this session. A read-write IMAP4rev1 session
+   * claims them, and arrivals while it is the first such session there; the others only see what is unclaimed.
+   */
+  openRecent (mailbox: string, uids: readonly number[], flags: ReadonlyArray<readonly string[]>, readOnly: boolean): number[] {
+    const user = this.user
+    if (user === null) return []
+    this.#closeRecent()
+    const claim = !readOnly && this.reportsRecent
+    const recent = this.recentRegistry.open(user, mailbox, uids, flags, this.id, claim)
+    if (claim) this.#claiming = { user, mailbox }
+    return this.reportsRecent ? recent : []
+  }
+
+  /** LOGOUT: the session is over for the protocol (its socket closes after the tagged OK). */
+  markLoggedOut (): void {
+    this.#closeRecent()
+    this.state = { kind: 'logout' }
+  }
+
+  #closeRecent (): void {
+    if (this.#claiming === null) return
+    this.recentRegistry.close(this.#claiming.user, this.#claiming.mailbox, this.id)
+    this.#claiming = null
   }
 
   /** UTF-8 in quoted strings and mailbox names (RFC 6855 section 3, RFC 9051 section 5.1). */
@@ -135,6 +173,7 @@ export class Session {
     if (this.#closed) return
     this.#closed = true
     this.state = { kind: 'logout' }
+    this.#closeRecent()
     this.#unsubscribe?.()
     this.#unsubscribe = null
     this.#lineWaiter?.(null)
@@ -255,6 +294,7 @@ export class Session {
 
   async bye (text: string): Promise<void> {
     if (this.state.kind === 'logout' && this.#closed) return
+    this.#closeRecent()
     this.state = { kind: 'logout' }
     await this.connection.write(compileStatus('*', 'BYE', text)).catch(() => {})
     await this.connection.end()
@@ -273,6 +313,7 @@ export class Session {
    * connection only passes bytes to and from `upstream` until either side closes.
    */
   async forward (upstream: Duplex): Promise<void> {
+    this.#closeRecent()
     this.state = { kind: 'logout' }
     this.#closed = true
     const pending = this.parser.takeBuffered()
@@ -286,6 +327,16 @@ export class Session {
   }
 
   #onMailEvent (event: MailEvent): void {
+    const user = this.user
+    if (event.type === 'append' && user !== null && event.mailbox !== null) {
+      // every session of the user reports every arrival: the registry keeps the mailbox's unclaimed messages, and
+      // the first session claiming there takes them (recent.ts)
+      const claiming = this.#claiming !== null && this.#claiming.mailbox === event.mailbox ? this.id : null
+      const claimed = this.recentRegistry.arrived(user, event.mailbox, event.uids, claiming)
+      if (claimed.length > 0 && this.state.kind === 'selected' && this.state.mailbox.id === event.mailbox) {
+        for (const uid of claimed) this.state.mailbox.recent.add(uid)
+      }
+    }
     if (this.state.kind !== 'selected' || event.mailbox !== this.state.mailbox.id) return
     const view = this.state.mailbox
     if (event.type !== 'mailboxes') {
@@ -322,6 +373,7 @@ export class Session {
   unselect (): void {
     const user = this.user
     if (user === null) throw new Error('unselect before login')
+    this.#closeRecent()
     this.state = { kind: 'authenticated', user }
   }
 
@@ -337,7 +389,7 @@ export class Session {
       await this.bye('Too many pending changes; please reconnect')
       return
     }
-    const responses = view.flush({ allowExpunge, condstore: this.condstore, qresync: this.qresync })
+    const responses = view.flush({ allowExpunge, condstore: this.condstore, qresync: this.qresync, recent: this.reportsRecent })
     // Queue them all at once: a concurrent flush (IDLE wake-up) must not interleave, because each
     // EXPUNGE number is only right after the ones before it.
     await Promise.all(responses.map((response) => this.send(response)))

@@ -96,7 +96,7 @@ test('every FETCH item, byte for byte, and PEEK against \\Seen', async (t) => {
 
   let m = fetchResponses(await c.cmd('FETCH 1 (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE RFC822.HEADER BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT])')).get(1)!
   assert.equal(m.get('UID'), '1')
-  assert.deepEqual(m.get('FLAGS'), [], 'PEEK and RFC822.HEADER leave \\Seen alone')
+  assert.deepEqual(m.get('FLAGS'), ['\\Recent'], 'PEEK and RFC822.HEADER leave \\Seen alone (delivered before the SELECT: recent here)')
   assert.equal(m.get('INTERNALDATE'), '02-Feb-2026 10:00:01 +0000')
   assert.equal(m.get('RFC822.SIZE'), String(whole.length))
   const envelope = m.get('ENVELOPE') as Item[]
@@ -150,31 +150,31 @@ test('every FETCH item, byte for byte, and PEEK against \\Seen', async (t) => {
   assert.equal(m.get('BINARY[1]'), null, 'a multipart has no BINARY content')
 
   const macros = await c.cmd('FETCH 1 FAST')
-  assert.match(macros, /\* 1 FETCH \(FLAGS \(\) INTERNALDATE "02-Feb-2026 10:00:01 \+0000" RFC822\.SIZE \d+\)/)
-  assert.match(await c.cmd('FETCH 1 ALL'), /\* 1 FETCH \(FLAGS \(\) INTERNALDATE "[^"]+" RFC822\.SIZE \d+ ENVELOPE \(/)
+  assert.match(macros, /\* 1 FETCH \(FLAGS \(\\Recent\) INTERNALDATE "02-Feb-2026 10:00:01 \+0000" RFC822\.SIZE \d+\)/)
+  assert.match(await c.cmd('FETCH 1 ALL'), /\* 1 FETCH \(FLAGS \(\\Recent\) INTERNALDATE "[^"]+" RFC822\.SIZE \d+ ENVELOPE \(/)
   assert.match(await c.cmd('FETCH 1 FULL'), /ENVELOPE \(.*\) BODY \(\(\(/)
-  assert.equal(fetchResponses(await c.cmd('FETCH 1 FLAGS')).get(1)!.get('FLAGS')!.toString(), '', 'still unseen')
+  assert.equal(fetchResponses(await c.cmd('FETCH 1 FLAGS')).get(1)!.get('FLAGS')!.toString(), '\\Recent', 'still unseen')
 
   // Non-PEEK body items set \Seen and report the new flags with the same response.
   m = fetchResponses(await c.cmd('FETCH 1 (BODY[1.2])')).get(1)!
-  assert.deepEqual(m.get('FLAGS'), ['\\Seen'])
+  assert.deepEqual(m.get('FLAGS'), ['\\Seen', '\\Recent'])
   await c.cmd('STORE 1 -FLAGS.SILENT (\\Seen)')
   m = fetchResponses(await c.cmd('FETCH 1 (RFC822.TEXT)')).get(1)!
   assert.equal(text(m.get('RFC822.TEXT')), whole.slice(headerEnd))
-  assert.deepEqual(m.get('FLAGS'), ['\\Seen'], 'RFC822.TEXT sets \\Seen')
+  assert.deepEqual(m.get('FLAGS'), ['\\Seen', '\\Recent'], 'RFC822.TEXT sets \\Seen')
   await c.cmd('STORE 1 -FLAGS.SILENT (\\Seen)')
   m = fetchResponses(await c.cmd('FETCH 1 RFC822')).get(1)!
   assert.equal(text(m.get('RFC822')), whole)
-  assert.deepEqual(m.get('FLAGS'), ['\\Seen'], 'RFC822 sets \\Seen')
+  assert.deepEqual(m.get('FLAGS'), ['\\Seen', '\\Recent'], 'RFC822 sets \\Seen')
   await c.cmd('STORE 1 -FLAGS.SILENT (\\Seen)')
   m = fetchResponses(await c.cmd('FETCH 1 BINARY[2]')).get(1)!
-  assert.deepEqual(m.get('FLAGS'), ['\\Seen'], 'BINARY sets \\Seen')
+  assert.deepEqual(m.get('FLAGS'), ['\\Seen', '\\Recent'], 'BINARY sets \\Seen')
 
   // EXAMINE never sets \Seen.
   await c.cmd('STORE 1 -FLAGS.SILENT (\\Seen)')
   await c.cmd('EXAMINE INBOX')
   m = fetchResponses(await c.cmd('FETCH 1 (BODY[TEXT] FLAGS)')).get(1)!
-  assert.deepEqual(m.get('FLAGS'), [])
+  assert.deepEqual(m.get('FLAGS'), [], 'claimed by the SELECT before: not recent any more')
   assert.match(await c.cmd('FETCH 1 (BODY[HEADER.FIELDS ()])', 'b1'), /^b1 BAD/m)
   assert.match(await c.cmd('FETCH 1 (BODY[MIME])', 'b2'), /^b2 BAD/m, 'MIME needs a part number')
   assert.match(await c.cmd('FETCH 1 (BINARY[1.MIME])', 'b3'), /^b3 BAD/m)

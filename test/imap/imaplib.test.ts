@@ -67,7 +67,7 @@ test('imaplib over STARTTLS and implicit TLS', async (t) => {
   assert.deepEqual(out.append, ['OK', `[APPENDUID ${(await f.store.getMailbox(USER, 'INBOX'))!.uidValidity} 1] APPEND completed`])
   assert.equal(out.select, '1')
   assert.equal(out.fetch_equal, true)
-  assert.match(out.fetch_meta as string, /FLAGS \(\\Seen \$Label1\)/)
+  assert.match(out.fetch_meta as string, /FLAGS \(\\Seen \$Label1 \\Recent\)/, 'appended before the SELECT: recent in it')
   assert.equal(out.search_utf8, '1')
   assert.equal(out.search_keyword, '1')
   assert.match(out.store as string, /FLAGS \(.*\\Flagged.*\)/)

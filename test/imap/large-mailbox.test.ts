@@ -22,7 +22,10 @@ test('a 50,000-message mailbox SELECTs, FETCHes flags and SEARCHes flags without
   const inbox = (await f.store.getMailbox(USER, 'INBOX'))!
   const records = await f.store.listMessages(USER, inbox.id)
   const firstUnseen = records.findIndex((r) => !r.flags.includes('\\Seen')) + 1
-  const lastFlags = records[records.length - 1]!.flags.join(' ').replace(/\\/g, '\\\\')
+  // No \Recent record yet on this node: the messages after the last \Seen one are recent (node/imap/recent.ts).
+  const lastSeen = records.findLastIndex((r) => r.flags.includes('\\Seen'))
+  const recent = records.length - 1 - lastSeen
+  const lastFlags = [...records[records.length - 1]!.flags, ...(recent > 0 ? ['\\Recent'] : [])].join(' ').replace(/\\/g, '\\\\')
   const { store, calls } = counting(f.store)
   const { port } = await f.server({}, store)
   const c = await RawImap.connect(port)
@@ -30,6 +33,7 @@ test('a 50,000-message mailbox SELECTs, FETCHes flags and SEARCHes flags without
   await c.login()
   const selected = await c.cmd('SELECT INBOX', 's1')
   assert.match(selected, /\* 50000 EXISTS\r\n/)
+  assert.match(selected, new RegExp(`\\* ${recent} RECENT\\r\\n`))
   assert.match(selected, new RegExp(`\\[UNSEEN ${firstUnseen}\\]`))
   assert.match(selected, /\[UIDNEXT 50001\]/)
   assert.match(selected, /^s1 OK \[READ-WRITE\]/m)

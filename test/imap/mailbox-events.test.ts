@@ -65,7 +65,7 @@ test('a rename of the selected mailbox, by this session or another, keeps it sel
   assert.match(await b.cmd('RENAME Work Projects', 'r1'), /^r1 OK/m)
   assert.match(await a.cmd('NOOP', 'r2'), /^r2 OK/m)
   await f.store.append(USER, 'Projects', { raw: simpleMessage('w2') })
-  assert.match(await a.cmd('NOOP', 'r3'), /\* 2 EXISTS\r\nr3 OK/, 'new mail under the new name reaches the session')
+  assert.match(await a.cmd('NOOP', 'r3'), /\* 2 EXISTS\r\n\* 2 RECENT\r\nr3 OK/, 'new mail under the new name reaches the session (recent in it)')
   assert.match(await a.cmd('RENAME Projects Archive2', 'r4'), /^r4 OK/m)
   assert.match(await a.cmd('UID FETCH 1:* (UID)', 'r5'), /\* 1 FETCH \(UID 1\)\r\n\* 2 FETCH \(UID 2\)\r\nr5 OK/)
   // The session knows the new name: deleting it by that name closes the selection instead of ending it.

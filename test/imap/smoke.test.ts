@@ -21,6 +21,6 @@ test('raw conversation', async (t) => {
   assert.match(selected, /\* 1 EXISTS/)
   assert.match(selected, /OK \[READ-WRITE\]/)
   const fetched = await c.cmd('FETCH 1 (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (Subject)] ENVELOPE BODYSTRUCTURE)')
-  assert.match(fetched, /\* 1 FETCH \(UID 1 FLAGS \(\\Flagged\) RFC822.SIZE \d+ BODY\[HEADER.FIELDS \(SUBJECT\)\] \{18\}\r\nSubject: first\r\n\r\n ENVELOPE/)
+  assert.match(fetched, /\* 1 FETCH \(UID 1 FLAGS \(\\Flagged \\Recent\) RFC822.SIZE \d+ BODY\[HEADER.FIELDS \(SUBJECT\)\] \{18\}\r\nSubject: first\r\n\r\n ENVELOPE/)
   assert.match(await c.cmd('LOGOUT'), /\* BYE/)
 })

@@ -42,6 +42,12 @@ export const FETCH_READ_AHEAD = 32
 
 type Simple = 'UID' | 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'MODSEQ' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT'
 
+/** One message's FETCH response, and the flags it carries (null when it carries none). */
+interface Prepared {
+  values: Value[]
+  flags: readonly string[] | null
+}
+
 type FetchItem =
   | { kind: Simple }
   | { kind: 'section', binary: boolean, peek: boolean, section: SectionSpec }
@@ -258,7 +264,7 @@ async function messageItems (session: Session, record: MessageRecord, metaOf: Me
   for (const item of items) {
     switch (item.kind) {
       case 'UID': add('UID', num(record.uid)); break
-      case 'FLAGS': add('FLAGS', list(record.flags.map(atom))); break
+      case 'FLAGS': add('FLAGS', flagsValue(session, record)); break
       case 'INTERNALDATE': add('INTERNALDATE', str(formatDateTime(record.internalDate))); break
       case 'RFC822.SIZE': add('RFC822.SIZE', num(record.size)); break
       case 'MODSEQ': add('MODSEQ', list([num(record.modseq)])); break
@@ -277,10 +283,16 @@ async function messageItems (session: Session, record: MessageRecord, metaOf: Me
     }
   }
   // Flags changed by this FETCH are reported with it (RFC 3501 section 6.4.5).
-  if (context.seen) add('FLAGS', list(record.flags.map(atom)))
+  if (context.seen) add('FLAGS', flagsValue(session, record))
   // RFC 7162 section 3.1.4: with CONDSTORE on, flags are reported with their mod-sequence.
   if (session.condstore && (context.changedSince !== null || emitted.has('FLAGS'))) add('MODSEQ', list([num(record.modseq)]))
   return values
+}
+
+/** FLAGS as this session sees them: \\Recent added where the message is recent here (RFC 3501 section 2.3.2). */
+function flagsValue (session: Session, record: MessageRecord): Value {
+  const flags = session.state.kind === 'selected' ? session.state.mailbox.flagsOf(record.uid, record.flags, session.reportsRecent) : record.flags
+  return list(flags.map(atom))
 }
 
 async function binarySize (session: Session, record: MessageRecord, metaOf: MetaOf, section: SectionSpec): Promise<Value> {
@@ -323,11 +335,18 @@ export const fetch: CommandModule = {
     const marksSeen = items.some(setsSeen) && !view.readOnly
     // Responses are prepared up to FETCH_READ_AHEAD messages ahead and written strictly in order; each write
     // waits for the socket to drain when its buffer is full, which holds the preparation back too.
-    const ahead: Array<Promise<Value[]>> = []
-    const prepare = async (record: MessageRecord, seq: number, seen: boolean): Promise<Value[]> => {
+    const ahead: Array<Promise<Prepared>> = []
+    const reportsFlags = items.some((i) => i.kind === 'FLAGS')
+    const prepare = async (record: MessageRecord, seq: number, seen: boolean): Promise<Prepared> => {
       let meta: Promise<MessageMeta> | null = wantsMeta ? store.getMeta(record) : null
       const metaOf = async (): Promise<MessageMeta> => await (meta ??= store.getMeta(record))
-      return [num(seq), atom('FETCH'), list(await messageItems(session, record, metaOf, items, { uid, changedSince: modifiers.changedSince, seen }))]
+      const values = [num(seq), atom('FETCH'), list(await messageItems(session, record, metaOf, items, { uid, changedSince: modifiers.changedSince, seen }))]
+      return { values, flags: reportsFlags || seen ? record.flags : null }
+    }
+    // RFC 3501 section 7.2.6: a keyword new to the session is announced in FLAGS before the FETCH that carries it
+    const write = async (prepared: Prepared): Promise<void> => {
+      if (prepared.flags !== null) for (const response of view.announceKeywords(prepared.flags)) await session.send(response)
+      await session.send(prepared.values)
     }
     try {
       for await (const batch of recordBatches(store, user, view.id, uids)) {
@@ -341,10 +360,10 @@ export const fetch: CommandModule = {
           ahead.push(next)
           // refilled half a window at a time: preparations started together have their reads merged (the store
           // reads neighbouring bodies with one pread)
-          if (ahead.length >= FETCH_READ_AHEAD) while (ahead.length > FETCH_READ_AHEAD / 2) await session.send(await ahead.shift()!)
+          if (ahead.length >= FETCH_READ_AHEAD) while (ahead.length > FETCH_READ_AHEAD / 2) await write(await ahead.shift()!)
         }
       }
-      while (ahead.length > 0) await session.send(await ahead.shift()!)
+      while (ahead.length > 0) await write(await ahead.shift()!)
     } finally {
       ahead.length = 0 // preparations still running finish into nothing
     }

@@ -9,7 +9,7 @@ export const logout: CommandModule = {
   args: { min: 0, max: 0 },
   expungeAllowed: true,
   async run (session) {
-    session.state = { kind: 'logout' }
+    session.markLoggedOut()
     await session.connection.write(compileStatus('*', 'BYE', 'Logging out'))
     return undefined
   },

@@ -14,8 +14,6 @@ import type { CommandModule, Reply } from '../command.ts'
 import type { Session } from '../session.ts'
 import type { Token } from '../protocol/types.ts'
 
-const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft']
-
 interface Qresync {
   uidValidity: number
   modseq: number
@@ -82,24 +80,22 @@ function selectCommand (readOnly: boolean): CommandModule {
       const listing = store.listFlags !== undefined
         ? await store.listFlags(user, mailbox.id)
         : await store.listMessages(user, mailbox.id).then((records) => ({ uids: records.map((r) => r.uid), flags: records.map((r) => r.flags) }))
-      const view = new SelectedMailbox({
-        id: mailbox.id, name: mailbox.name, readOnly, uidValidity: mailbox.uidValidity,
-        uids: listing.uids, highestModseq: mailbox.highestModseq,
-      })
       const keywords = new Set<string>()
       let firstUnseen = 0
       listing.flags.forEach((flags, index) => {
         for (const flag of flags) if (!flag.startsWith('\\')) keywords.add(flag)
         if (firstUnseen === 0 && !flags.includes('\\Seen')) firstUnseen = index + 1
       })
-      const flags = [...SYSTEM_FLAGS, ...keywords].map(atom)
-      await session.send([atom('FLAGS'), list(flags)])
-      // PERMANENTFLAGS: `\*` says new keywords may be created (RFC 3501 section 7.1).
-      const permanent = readOnly ? '' : [...SYSTEM_FLAGS, ...keywords, '\\*'].join(' ')
-      await session.send([atom('OK'), atom(`[PERMANENTFLAGS (${permanent})] Flags permitted`)])
+      // RFC 3501 section 2.3.2: the messages recent in this session (claimed now when it is read-write, recent.ts)
+      const recent = session.openRecent(mailbox.id, listing.uids, listing.flags, readOnly)
+      const view = new SelectedMailbox({
+        id: mailbox.id, name: mailbox.name, readOnly, uidValidity: mailbox.uidValidity,
+        uids: listing.uids, highestModseq: mailbox.highestModseq, keywords, recent,
+      })
+      for (const response of view.flagsResponses()) await session.send(response)
       await session.send([num(view.exists), atom('EXISTS')])
       if (!session.enabled.has('IMAP4REV2')) {
-        await session.send([num(0), atom('RECENT')])
+        await session.send([num(recent.length), atom('RECENT')])
         if (firstUnseen > 0) await session.send([atom('OK'), atom(`[UNSEEN ${firstUnseen}] First unseen`)])
       }
       await session.send([atom('OK'), atom(`[UIDVALIDITY ${mailbox.uidValidity}] UIDs valid`)])
@@ -132,7 +128,8 @@ async function resync (session: Session, user: string, view: SelectedMailbox, qr
   for (const record of changes.changed) {
     const seq = view.seqOf(record.uid)
     if (seq === 0) continue
-    const items: Value[] = [atom('UID'), num(record.uid), atom('FLAGS'), list(record.flags.map(atom)), atom('MODSEQ'), list([num(record.modseq)])]
+    const flags = view.flagsOf(record.uid, record.flags, session.reportsRecent)
+    const items: Value[] = [atom('UID'), num(record.uid), atom('FLAGS'), list(flags.map(atom)), atom('MODSEQ'), list([num(record.modseq)])]
     await session.send([num(seq), atom('FETCH'), list(items)])
   }
 }

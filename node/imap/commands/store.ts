@@ -44,12 +44,15 @@ export const store: CommandModule = {
     const condstore = session.condstore
     const reports = silent ? (condstore && unchangedSince !== undefined ? result.changed : []) : [...result.changed, ...result.unchanged]
     reports.sort((a, b) => a.uid - b.uid)
+    // RFC 3501 section 7.2.6: keywords new to the session are announced (FLAGS) before any FETCH carries them; also
+    // after .SILENT, so that no later FETCH has to.
+    for (const change of [...result.changed, ...result.unchanged]) for (const response of view.announceKeywords(change.flags)) await session.send(response)
     for (const change of reports) {
       const seq = view.seqOf(change.uid)
       if (seq === 0) continue
       const items: Value[] = []
       // RFC 7162 section 3.1.3: with .SILENT and UNCHANGEDSINCE only MODSEQ is reported.
-      if (!silent) items.push(atom('FLAGS'), list(change.flags.map(atom)))
+      if (!silent) items.push(atom('FLAGS'), list(view.flagsOf(change.uid, change.flags, session.reportsRecent).map(atom)))
       if (uid || session.qresync) items.push(atom('UID'), num(change.uid))
       if (condstore) items.push(atom('MODSEQ'), list([num(change.modseq)]))
       await session.send([num(seq), atom('FETCH'), list(items)])
