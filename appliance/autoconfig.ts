@@ -245,10 +245,21 @@ async function readBody (req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8')
 }
 
-/** The EMailAddress of Outlook's request (MS-OXDSCLI 2.2.3); the body is bounded, one element is all we read. */
+const ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', apos: "'", quot: '"' }
+
+/** The EMailAddress of Outlook's request (MS-OXDSCLI 2.2.3), its character references decoded (XML 1.0 4.1, 4.6); the body is bounded, one element is all we read. */
 export function requestedAddress (xml: string): string | null {
-  const m = /<(?:\w+:)?EMailAddress>\s*([^<]{1,254}?)\s*<\/(?:\w+:)?EMailAddress>/.exec(xml)
-  return m === null ? null : m[1]
+  const m = /<(?:\w+:)?EMailAddress>\s*([^<]{1,1024}?)\s*<\/(?:\w+:)?EMailAddress>/.exec(xml)
+  // a bare '&' is not well-formed XML (2.4): no address from such a request
+  if (m === null || /&(?!(?:#x[0-9a-fA-F]{1,6}|#[0-9]{1,7}|[a-z]{2,4});)/.test(m[1])) return null
+  let bad = false
+  const text = m[1].replace(/&(#x[0-9a-fA-F]{1,6}|#[0-9]{1,7}|[a-z]{2,4});/g, (_, ref: string) => {
+    const code = ref.startsWith('#x') ? parseInt(ref.slice(2), 16) : ref.startsWith('#') ? Number(ref.slice(1)) : null
+    if (code === null) return ENTITIES[ref] ?? ((bad = true), '')
+    if (code > 0x10ffff) { bad = true; return '' }
+    return String.fromCodePoint(code)
+  })
+  return bad ? null : text
 }
 
 export function createAutoconfigServer (components: AutoconfigComponents, init: AutoconfigInit): AutoconfigServer {
