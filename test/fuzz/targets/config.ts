@@ -68,7 +68,7 @@ const tomlValue: fc.Arbitrary<string> = fc.letrec<{ v: string }>(tie => ({
   )
 })).v
 
-const optionPath = fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...OPTIONS.map(o => o.path)) }, { weight: 1, arbitrary: fc.constantFrom('unknown', 'listen.smtp.bogus', 'limits', 'grid', 'a.b.c.d') })
+const optionPath = fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...OPTIONS.map(o => o.path)) }, { weight: 1, arbitrary: fc.constantFrom('unknown', 'listen.smtp.bogus', 'limits', 'grid', 'a.b.c.d', '__proto__', 'listen.__proto__.port', 'constructor.prototype', 'limits.toString') })
 
 /** A TOML document: dotted keys at the top, or [table] headers with their keys. */
 const tomlDoc = fc.array(fc.tuple(optionPath, tomlValue, fc.boolean()), { maxLength: 8 }).map(entries => entries.map(([path, value, asTable]) => {
