@@ -17,8 +17,10 @@ import { enhancedOf, Session, SessionError } from './session.ts'
 import type { SessionInit, SessionTimeouts } from './session.ts'
 import type { Deliverer, Envelope, RcptOutcome } from './types.ts'
 
-export const DESTINATION_SESSIONS_MAX = 5 // sessions in use per destination (Postfix initial_destination_concurrency 5)
-export const DESTINATION_MESSAGES_PER_S = 100 // transactions started per second per destination (Postfix has no default cap)
+export const DESTINATION_SESSIONS_MAX = 20 // sessions in use per destination (Postfix default_destination_concurrency_limit 20)
+// transactions started per second per destination; 0 = no cap, Postfix's default (default_destination_rate_delay 0)
+// (a cap of 100 held the outbound bench at 0.5-0.78x Postfix: test/bench/ANALYSIS.md)
+export const DESTINATION_MESSAGES_PER_S = 0
 export const SESSION_IDLE_MS = 3000 // an idle pooled session is closed after this (Postfix smtp_connection_cache_time_limit 2 s)
 export const SESSION_TRANSACTIONS_MAX = 100 // messages over one session, then a fresh one (bounds a session's life)
 export const ADDRESSES_TRIED_MAX = 10 // addresses tried per delivery, over all MX hosts (Postfix smtp_mx_address_limit 5)
@@ -97,7 +99,8 @@ export function createDeliverer (components: DelivererComponents, init: Delivere
   const sts: MtaSts = createMtaSts({ resolver, now }, { ca: init.tls?.ca, httpsPort: init.mtaStsHttpsPort })
   const relay = init.relay === '' ? null : parseRelay(init.relay)
   const sessionsMax = init.sessionsPerDestination ?? DESTINATION_SESSIONS_MAX
-  const intervalMs = 1000 / (init.messagesPerSecond ?? DESTINATION_MESSAGES_PER_S)
+  const rate = init.messagesPerSecond ?? DESTINATION_MESSAGES_PER_S
+  const intervalMs = rate > 0 ? 1000 / rate : 0
   const idleMs = init.sessionIdleMs ?? SESSION_IDLE_MS
   const perSession = init.transactionsPerSession ?? SESSION_TRANSACTIONS_MAX
   const destinations = new Map<string, Destination>()

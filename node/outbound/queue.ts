@@ -30,6 +30,8 @@ export const RETRY_MAX_MS = 3600_000 // issue 10: the backoff doubles to at most
 export const RECEIVED_HEADERS_MAX = 50 // RFC 5321 6.3: more Received lines than this is a loop
 export const QUEUE_RPC_TIMEOUT_MS = 5000
 export const STOP_WAIT_MS = 10_000 // how long stop() lets deliveries under way finish
+export const EXPUNGE_BATCH_MS = 5 // delivered messages of one shard removed together (one log entry)
+export const EXPUNGE_BATCH_UIDS_MAX = 256
 
 export const SHARD_KEYS: readonly string[] = Array.from({ length: QUEUE_SHARDS }, (_, i) => `${QUEUE_SHARD_PREFIX}${String(i).padStart(2, '0')}`)
 
@@ -56,6 +58,8 @@ interface StoredEnvelope {
   u8?: boolean
   b8?: boolean
 }
+
+interface RemovalBatch { uids: number[], done: Promise<void> }
 
 interface ItemState {
   sent: Set<number>
@@ -112,6 +116,17 @@ export function envelopeOf (prefix: string): StoredEnvelope | null {
   }
 }
 
+// The store hands out a new flags array when a message's flags change and never changes one in place
+// (MailStore.listFlags), so a parse is kept with the array it came from: the delivery loop, which looks at every
+// queued message's state on each pass, parses each state once.
+const parsed = new WeakMap<readonly string[], ItemState>()
+
+function cachedState (flags: readonly string[]): ItemState {
+  let s = parsed.get(flags)
+  if (s === undefined) parsed.set(flags, s = stateOf(flags))
+  return s
+}
+
 function stateOf (flags: readonly string[]): ItemState {
   const s: ItemState = { sent: new Set(), failed: new Set(), attempts: 0, next: 0, held: false, delayed: false }
   // after a merge both sides' keywords are joined: the most attempts and the latest next attempt win
@@ -162,6 +177,9 @@ export class Queue implements OutboundQueue {
   // queue id → each pending recipient's last answer (this node's view: a new primary starts without them)
   private readonly lastError = new Map<string, Map<string, string>>()
   private readonly unsubscribe: Array<() => void> = []
+  private readonly led = new Map<string, string>() // shard → the ring version it was last caught up under
+  private readonly boxes = new Map<string, string>() // shard → its INBOX's id
+  private readonly removals = new Map<string, RemovalBatch>() // `${shard}\0${mailbox}` → expunges gathering
   private timer: NodeJS.Timeout | null = null
   private ticking = false
   private again = false
@@ -286,30 +304,52 @@ export class Queue implements OutboundQueue {
     if (g === null) return [...SHARD_KEYS]
     if (!g.hasQuorum()) return []
     const out: string[] = []
+    const ring = g.placement().version
     for (const s of this.ownShards()) {
-      try {
-        await g.lead(s) // a new primary first takes what the other replicas have: their delivered marks too
-        out.push(s)
-      } catch (err) {
-        this.log.debug({ shard: s, err: String(err) }, 'outbound_shard_not_ready')
+      // a new primary first takes what the other replicas have (their delivered marks too): once per ring
+      if (this.led.get(s) !== ring) {
+        try {
+          await g.lead(s)
+          this.led.set(s, ring)
+        } catch (err) {
+          this.log.debug({ shard: s, err: String(err) }, 'outbound_shard_not_ready')
+          continue
+        }
       }
+      out.push(s)
     }
     return out
+  }
+
+  /** The shard's INBOX id, and its message index (UIDs and flags, kept in memory by the store). */
+  private async shardIndex (shard: string): Promise<{ box: string, uids: number[], flags: string[][] } | null> {
+    let box = this.boxes.get(shard)
+    if (box === undefined) {
+      const mb = await this.c.store.getMailbox(shard, 'INBOX')
+      if (mb === null) return null
+      this.boxes.set(shard, box = mb.id) // every node derives the same first entries: the id never changes
+    }
+    try {
+      if (this.c.store.listFlags !== undefined) return { box, ...await this.c.store.listFlags(shard, box) }
+      const recs = await this.c.store.listMessages(shard, box)
+      return { box, uids: recs.map(r => r.uid), flags: recs.map(r => r.flags) }
+    } catch {
+      this.boxes.delete(shard) // the copy was dropped here meanwhile
+      return null
+    }
   }
 
   private async tick (): Promise<void> {
     const now = this.now()
     for (const shard of await this.ledShards()) {
-      const box = await this.c.store.getMailbox(shard, 'INBOX')
-      if (box === null || box.messages === 0) continue
-      const index = this.c.store.listFlags !== undefined
-        ? await this.c.store.listFlags(shard, box.id)
-        : (recs => ({ uids: recs.map(r => r.uid), flags: recs.map(r => r.flags) }))(await this.c.store.listMessages(shard, box.id))
+      const index = await this.shardIndex(shard)
+      if (index === null || index.uids.length === 0) continue
+      const box = { id: index.box }
       for (const [i, uid] of index.uids.entries()) {
         if (this.inFlight.size >= QUEUE_IN_FLIGHT_MAX) return
         const key = `${shard}/${uid}`
         if (this.inFlight.has(key)) continue
-        const s = stateOf(index.flags[i])
+        const s = cachedState(index.flags[i])
         if (s.held || s.next > now) continue
         const p = this.attempt(shard, box.id, uid)
           .catch(err => this.log.warn({ shard, uid, err: String(err) }, 'outbound_attempt_failed'))
@@ -374,7 +414,7 @@ export class Queue implements OutboundQueue {
     }
     const done = env.r.every((_, i) => s.sent.has(i) || s.failed.has(i))
     if (done) {
-      await this.c.mail.expunge(shard, mailboxId, [uid])
+      await this.removeDone(shard, mailboxId, uid)
       this.lastError.delete(id)
       this.log.info({ id, domain: env.d, sent: s.sent.size, failed: s.failed.size }, 'outbound_done')
       return
@@ -385,6 +425,28 @@ export class Queue implements OutboundQueue {
     if (deferred.length > 0) this.lastError.set(id, new Map(deferred.map(o => [o.rcpt, o.response])))
     await this.c.mail.storeFlags(shard, mailboxId, [uid], 'set', flagsOf(s))
     this.log.info({ id, domain: env.d, attempts: s.attempts, next: new Date(s.next).toISOString(), deferred: deferred.length }, 'outbound_deferred')
+  }
+
+  /**
+   * Removes a message whose every recipient is done. Removals of one shard that finish within
+   * EXPUNGE_BATCH_MS share one expunge entry (one log entry and one replication round instead of one per
+   * message); each caller resolves once its removal is durable on the shard's replicas, so a message counts
+   * as in flight until then (a node that dies before leaves it to be delivered again, as without batching).
+   */
+  private removeDone (shard: string, mailboxId: string, uid: number): Promise<void> {
+    const key = `${shard}\x00${mailboxId}`
+    let b = this.removals.get(key)
+    if (b === undefined) {
+      const batch: RemovalBatch = { uids: [], done: null as unknown as Promise<void> }
+      batch.done = new Promise<void>(resolve => setTimeout(resolve, EXPUNGE_BATCH_MS)).then(async () => {
+        this.removals.delete(key)
+        await this.c.mail.expunge(shard, mailboxId, batch.uids)
+      })
+      this.removals.set(key, b = batch)
+    }
+    b.uids.push(uid)
+    if (b.uids.length >= EXPUNGE_BATCH_UIDS_MAX) this.removals.delete(key) // full: the next removal starts a new batch
+    return b.done
   }
 
   /** Sends a notice to the message's sender: into its mailbox when local, through the queue when remote. */
