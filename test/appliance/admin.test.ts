@@ -82,7 +82,7 @@ test('every request needs the bearer token', async () => {
     assert.equal(lower.status, 200, 'the scheme is case-insensitive (RFC 9110 11.1)')
     const ok = await call(h, 'GET', '/v1/status')
     assert.equal(ok.status, 200)
-    assert.deepEqual(ok.json, STATUS)
+    assert.deepEqual(ok.json, { ...STATUS, admin: { url: h.admin.url, tls: null } }, 'the node\'s status, and where its admin API listens (plain HTTP here)')
     assert.ok(!h.logs.join('').includes(TOKEN), 'the token never reaches the log')
   })
 })
