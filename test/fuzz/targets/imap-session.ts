@@ -2,8 +2,8 @@
 // against a real LevelDB store in a temporary directory, fed a client transcript; only the socket is replaced
 // by an in-memory connection with the same methods. A defect is what the session logs as an internal error
 // (an exception that escaped a command where it had to answer BAD or NO: `imap_internal_error`,
-// `imap_dispatch_failed`), a stream literal whose length differs from what it announced, or a session that
-// never settles. Each input is one session; most start logged in (so the inputs reach mailbox commands),
+// `imap_dispatch_failed`), a stream literal whose length differs from what it announced, output that does
+// not read as IMAP responses (checkResponses), or a session that never settles. Each input is one session; most start logged in (so the inputs reach mailbox commands),
 // some before login. The user's mail is reset every RESET_INPUTS inputs, so the mailbox stays small.
 
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -97,6 +97,35 @@ class MemoryConnection {
   flush (): Promise<void> { return Promise.resolve() }
 }
 
+/**
+ * The output as a client reads it: every line outside a literal is untagged (`* `), a continuation (`+`) or a
+ * tagged status; a literal's announced size is skipped. Anything else is response splitting (a CR or LF that
+ * escaped into a string, a literal longer or shorter than announced).
+ */
+export function checkResponses (out: Buffer): void {
+  let pos = 0
+  while (pos < out.length) {
+    const lf = out.indexOf(0x0a, pos)
+    if (lf === -1) throw new Error(`output ends inside a line: ${JSON.stringify(out.subarray(pos, pos + 80).toString('latin1'))}`)
+    const line = out.subarray(pos, lf + 1).toString('latin1')
+    if (!line.endsWith('\r\n')) throw new Error(`a response line ends in a bare LF: ${JSON.stringify(line.slice(0, 120))}`)
+    if (!/^(\* |\+( |\r\n)|[!#$&'\x2c-\x5b\x5d-\x7a|}~^_`]+ (OK|NO|BAD)[ \r])/.test(line)) throw new Error(`not an IMAP response line: ${JSON.stringify(line.slice(0, 120))}`)
+    pos = lf + 1
+    // a line may end in literals, each followed by more of the same response line
+    for (let m = /~?\{(\d+)\}\r\n$/.exec(line); m !== null;) {
+      pos += Number(m[1])
+      const next = out.indexOf(0x0a, pos)
+      if (next === -1) {
+        if (pos > out.length) throw new Error('a literal runs past the end of the output')
+        return
+      }
+      const rest = out.subarray(pos, next + 1).toString('latin1')
+      pos = next + 1
+      m = /~?\{(\d+)\}\r\n$/.exec(rest)
+    }
+  }
+}
+
 interface Logged { level: number, event?: string, err?: { type?: string, message?: string, stack?: string }, msg?: string }
 
 let dir = ''
@@ -141,6 +170,7 @@ export async function runImapSession ({ data, knob }: FuzzInput): Promise<void> 
   // a command may still be finishing its answer after the close: give it its turn before judging the log
   await new Promise(resolve => setImmediate(resolve))
   if (connection.defect !== null) throw connection.defect
+  if (connection.outputBytes <= OUTPUT_KEPT_BYTES) checkResponses(Buffer.concat(connection.output))
   const bad = logged.find(l => l.level >= 50 || l.event === 'imap_internal_error' || l.event === 'imap_dispatch_failed')
   if (bad !== undefined) throw defectOf(bad)
 }

@@ -2,7 +2,7 @@
 // loopback, over a real LevelDB store, each input one TCP session: greeting read, the input written in a few
 // pieces, then `CRLF . CRLF QUIT CRLF` so that any DATA ends and the session must close. A defect is an
 // internal error in the server's log (an exception mapped to 451 "Internal error", or smtp-server's own
-// 'error'), a reply carrying "Internal error", a process-level exception, or a session that does not end
+// 'error'), a reply carrying "Internal error" or a line that is not a reply, a process-level exception, or a session that does not end
 // within SESSION_END_MS after QUIT (unless the input opened a BDAT chunk or a TLS handshake that QUIT cannot end). Sessions are
 // bounded: a socket is destroyed at SESSION_END_MS whatever happens. Slow (a TCP session each): a few
 // hundred inputs per second, SESSIONS_AT_ONCE at a time.
@@ -106,6 +106,9 @@ export async function runSmtp ({ data, knob }: FuzzInput): Promise<void> {
   const { reply, closed } = await session(port, pieces, bdat ? 300 : SESSION_END_MS)
   const bad = logged.slice(before).find(l => l.level >= 50 && !clientTlsFailure(l))
   if (bad !== undefined) throw defectOf(bad)
+  // RFC 5321 section 4.2: every reply line is a code, then a space or a hyphen; anything else is a split reply
+  const stray = reply.split('\r\n').slice(0, -1).find(l => !/^[2-5]\d\d([ -]|$)/.test(l))
+  if (stray !== undefined && reply.length < 64 * 1024) throw new Error(`not an SMTP reply line: ${JSON.stringify(stray.slice(0, 120))}`)
   if (/internal error/i.test(reply)) throw new Error(`a reply says internal error: ${reply.split('\r\n').find(l => /internal error/i.test(l))}`)
   // After QUIT the server must close, unless a BDAT chunk (RFC 3030) still waits for its announced bytes, or
   // STARTTLS was accepted and the server waits for a TLS handshake (the pipelined QUIT was rightly discarded).
