@@ -15,7 +15,7 @@ async function sessions (t: TestContext, n: number): Promise<{ f: Awaited<Return
   const c: RawImap[] = []
   for (let i = 0; i < n; i++) {
     const s = await RawImap.connect(port)
-    t.after(() => s.close())
+    t.after(async () => { s.close() })
     await s.login()
     c.push(s)
   }
