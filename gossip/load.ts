@@ -2,7 +2,7 @@
 // background every LOAD_REFRESH_MS (systeminformation shells out and reads /proc, far too slow for a
 // heartbeat); a heartbeat copies the latest sample.
 
-import { statfs } from 'node:fs/promises'
+import { readFile, statfs } from 'node:fs/promises'
 import { availableParallelism, totalmem } from 'node:os'
 import si from 'systeminformation'
 import type { LoadSample } from './types.ts'
@@ -33,21 +33,65 @@ export function emptyLoad (): LoadSample {
   return { cpuPct: 0, memUsedBytes: 0, memTotalBytes: totalmem(), diskFreeBytes: 0, netRxBytesPerSec: 0, netTxBytesPerSec: 0, sessions: 0 }
 }
 
+// On Linux, CPU and network counters are read from /proc without blocking: systeminformation's currentLoad
+// runs `cat /proc/stat` with execSync and networkStats execSyncs per interface, stalling the event loop (every
+// session of the node) for the length of a child process at each sample (seen in the outbound bench's profile).
+interface Counters { at: number, busy: number, total: number, rx: number, tx: number }
+let last: Counters | null = null
+
+async function procCounters (now: number): Promise<Counters | null> {
+  try {
+    const [stat, dev] = await Promise.all([readFile('/proc/stat', 'latin1'), readFile('/proc/net/dev', 'latin1')])
+    // cpu  user nice system idle iowait irq softirq steal ...: busy is all but idle and iowait
+    const cpu = /^cpu\s+(.*)$/m.exec(stat)?.[1].trim().split(/\s+/).map(Number) ?? []
+    const total = cpu.slice(0, 8).reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0)
+    const busy = total - (cpu[3] ?? 0) - (cpu[4] ?? 0)
+    let rx = 0
+    let tx = 0
+    for (const line of dev.split('\n').slice(2)) {
+      const m = /^\s*([^:\s]+):\s*(.*)$/.exec(line)
+      if (m === null || m[1] === 'lo') continue
+      const f = m[2].trim().split(/\s+/).map(Number)
+      rx += f[0] ?? 0
+      tx += f[8] ?? 0
+    }
+    return { at: now, busy, total, rx, tx }
+  } catch {
+    return null
+  }
+}
+
+async function linuxSample (): Promise<{ cpuPct: number, rx: number, tx: number } | null> {
+  const now = Date.now()
+  const c = await procCounters(now)
+  if (c === null) return null
+  const prev = last
+  last = c
+  if (prev === null || c.total <= prev.total || c.at <= prev.at) return { cpuPct: 0, rx: 0, tx: 0 }
+  const secs = (c.at - prev.at) / 1000
+  return { cpuPct: 100 * (c.busy - prev.busy) / (c.total - prev.total), rx: Math.max(0, c.rx - prev.rx) / secs, tx: Math.max(0, c.tx - prev.tx) / secs }
+}
+
 /** One sample of the machine (sessions left at 0: the caller knows those). */
 export async function sampleLoad (dataDir: string): Promise<LoadSample> {
-  const [cpu, mem, net, disk] = await Promise.all([
-    si.currentLoad(), si.mem(), si.networkStats('*'), diskFreeBytes(dataDir).catch(() => 0)
+  const [linux, mem, disk] = await Promise.all([
+    process.platform === 'linux' ? linuxSample() : Promise.resolve(null), si.mem(), diskFreeBytes(dataDir).catch(() => 0)
   ])
-  let rx = 0
-  let tx = 0
-  for (const n of net) {
-    if (n.iface === 'lo') continue
-    rx += n.rx_sec ?? 0
-    tx += n.tx_sec ?? 0
+  let cpuPct = linux?.cpuPct ?? 0
+  let rx = linux?.rx ?? 0
+  let tx = linux?.tx ?? 0
+  if (linux === null) {
+    const [cpu, net] = await Promise.all([si.currentLoad(), si.networkStats('*')])
+    cpuPct = cpu.currentLoad
+    for (const n of net) {
+      if (n.iface === 'lo') continue
+      rx += n.rx_sec ?? 0
+      tx += n.tx_sec ?? 0
+    }
   }
   const round = (x: number): number => Number.isFinite(x) ? Math.max(0, Math.round(x)) : 0
   return {
-    cpuPct: Number.isFinite(cpu.currentLoad) ? Math.round(cpu.currentLoad * 10) / 10 : 0,
+    cpuPct: Number.isFinite(cpuPct) ? Math.round(cpuPct * 10) / 10 : 0,
     memUsedBytes: round(mem.active),
     memTotalBytes: round(mem.total),
     diskFreeBytes: round(disk),
