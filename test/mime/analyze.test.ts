@@ -234,16 +234,18 @@ const CASES: Case[] = [
     check: (p) => assert.deepEqual(p('').params, [['charset', 'ISO-8859-1'], ['format', 'flowed x=1']])
   },
   {
-    name: 'top-level message/rfc822: part 1 numbers into the encapsulated message',
+    // RFC 3501 6.4.5: a non-multipart message's part 1 is its body, here the encapsulated message whole; as a
+    // message/rfc822 part, 1 numbers into it (Dovecot's answers to imaptest's fetch-body-message-rfc822 tests)
+    name: 'top-level message/rfc822: part 1 is the encapsulated message, 1.n its parts',
     rows: ['Content-Type: message/rfc822', '', 'Subject: in', 'Content-Type: multipart/mixed; boundary=q', '', '--q', '', 'one', '--q', '', 'two', '--q--'],
     shape: 'message/rfc822[multipart/mixed(text/plain,text/plain)]',
-    bodies: { 1: ['one'], 2: ['two'] }
+    bodies: { 1: ['Subject: in', 'Content-Type: multipart/mixed; boundary=q', '', '--q', '', 'one', '--q', '', 'two', '--q--'], '1.1': ['one'], '1.2': ['two'] }
   },
   {
     name: 'top-level message/rfc822 around a single part',
     rows: ['Content-Type: message/rfc822', '', 'Subject: in', '', 'inner'],
     shape: 'message/rfc822[text/plain]',
-    bodies: { 1: ['inner'] }
+    bodies: { 1: ['Subject: in', '', 'inner'], '1.1': ['inner'] }
   },
   {
     name: '8-bit body and UTF-8 header (RFC 6532)',
