@@ -1,6 +1,6 @@
 /**
  * The SEARCH program (RFC 3501 section 6.4.4, RFC 9051 section 6.4.4, RFC 7162 section 3.1.5): parsed
- * from the argument tokens into a tree (bounded by the parser's nesting and token limits), then evaluated
+ * from the argument tokens into a tree (bounded by the parser's token limit and SEARCH_KEY_DEPTH_MAX), then evaluated
  * message by message. Keys on flags, sizes, dates and sets are decided from the index record; header keys
  * read only the header bytes, BODY and TEXT the whole message, and only when nothing cheaper decided.
  */
@@ -53,12 +53,22 @@ const DATE_KEYS: Record<string, ['internal' | 'sent', Cmp]> = {
   SENTBEFORE: ['sent', 'before'], SENTON: ['sent', 'on'], SENTSINCE: ['sent', 'since'],
 }
 
+/**
+ * Nesting of search keys: parenthesised groups, and also NOT and OR, which nest without parentheses, so the
+ * parser's NESTING_DEPTH_MAX does not bound them. Parsing and evaluation recurse once per level; a SEARCH of
+ * 10,000 NOTs overflowed the stack (found by test/fuzz). Clients OR one term per criterion (Thunderbird's
+ * "any of" searches), so the cap is generous: 1,000 levels, a fifth of the depth measured to run safely.
+ */
+export const SEARCH_KEY_DEPTH_MAX = 1000
+
 export class ProgramReader {
   readonly tokens: Token[]
+  readonly depth: number
   index = 0
   usesModseq = false
-  constructor (tokens: Token[]) {
+  constructor (tokens: Token[], depth = 0) {
     this.tokens = tokens
+    this.depth = depth
   }
 
   get done (): boolean {
@@ -83,11 +93,12 @@ export class ProgramReader {
     return nodes.length === 1 ? nodes[0]! : { op: 'and', nodes }
   }
 
-  key (): Node {
+  key (depth = this.depth): Node {
+    if (depth > SEARCH_KEY_DEPTH_MAX) throw new ArgumentError('Search program too deeply nested', 'LIMIT')
     const token = this.take()
     if (token.type === 'list') {
       if (token.items.length === 0) throw new ArgumentError('Empty search group')
-      const inner = new ProgramReader(token.items)
+      const inner = new ProgramReader(token.items, depth + 1)
       const node = inner.program()
       if (inner.usesModseq) this.usesModseq = true
       return node
@@ -109,8 +120,8 @@ export class ProgramReader {
       case 'OLD': return { op: 'not', node: { op: 'recent' } }
       case 'KEYWORD': return { op: 'flag', flag: this.text(), present: true }
       case 'UNKEYWORD': return { op: 'flag', flag: this.text(), present: false }
-      case 'NOT': return { op: 'not', node: this.key() }
-      case 'OR': return { op: 'or', left: this.key(), right: this.key() }
+      case 'NOT': return { op: 'not', node: this.key(depth + 1) }
+      case 'OR': return { op: 'or', left: this.key(depth + 1), right: this.key(depth + 1) }
       case 'UID': return { op: 'set', set: sequenceSet(this.take()), uid: true }
       case 'LARGER': return { op: 'size', larger: true, size: number(this.take(), 'size') }
       case 'SMALLER': return { op: 'size', larger: false, size: number(this.take(), 'size') }

@@ -5,8 +5,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ImapParser } from '../../node/imap/protocol/parser.ts'
 import { CONTINUATION_LINE_BYTES_MAX, LINE_BYTES_MAX } from '../../node/imap/protocol/constants.ts'
-import type { ParserEvent } from '../../node/imap/protocol/types.ts'
+import type { ParserEvent, Token } from '../../node/imap/protocol/types.ts'
+import { ProgramReader, SEARCH_KEY_DEPTH_MAX } from '../../node/imap/search-program.ts'
+import { ArgumentError } from '../../node/imap/errors.ts'
 import { runImapParser } from './targets/imap-parser.ts'
+import { imapSession, lastSessionOutput } from './targets/imap-session.ts'
 
 function events (parser: ImapParser, chunks: Buffer[], onCommand?: (p: ImapParser) => void): ParserEvent[] {
   const out: ParserEvent[] = []
@@ -54,4 +57,33 @@ test('imap-parser: the tag of an overlong command line is the whole tag, however
   }
   assert.doesNotThrow(() => runImapParser({ data: line, knob: 4 }))
   assert.doesNotThrow(() => runImapParser({ data: Buffer.concat([Buffer.from('a AUTHENTICATE PLAIN\r\n'), Buffer.alloc(CONTINUATION_LINE_BYTES_MAX + 5, 0x41)]), knob: 0 }))
+})
+
+// imap-session: SEARCH with a long chain of NOT (or of left-nested OR): prefix operators nest without
+// parentheses, so the parser's nesting limit did not bound them, and parsing then evaluating 10,000 levels
+// overflowed the stack: "NO Internal error" and V8's "Exception in PromiseRejectCallback" on stderr. Found by
+// probing the class by hand, then by the grammar's chain generator; fixed with SEARCH_KEY_DEPTH_MAX (BAD [LIMIT]).
+test('imap-session: SEARCH with 10,000 NOTs or left-nested ORs is BAD [LIMIT], not an internal error', async (t) => {
+  await imapSession.setup!()
+  t.after(async () => { await imapSession.teardown!() })
+  const inputs = [
+    'a SEARCH ' + 'NOT '.repeat(9990) + 'ALL',
+    'a SEARCH ' + 'OR '.repeat(4990) + 'ALL '.repeat(4991),
+    'a SEARCH ' + 'NOT ('.repeat(30) + 'NOT '.repeat(SEARCH_KEY_DEPTH_MAX) + 'ALL' + ')'.repeat(30)
+  ]
+  for (const command of inputs) {
+    const data = Buffer.from(`s SELECT INBOX\r\n${command}\r\n`)
+    await assert.doesNotReject(Promise.resolve(imapSession.run({ data, knob: 1 })), command.slice(0, 30))
+    assert.match(lastSessionOutput(), /\r\na BAD \[LIMIT\] /, command.slice(0, 30))
+  }
+  // just under the limit still runs
+  await assert.doesNotReject(Promise.resolve(imapSession.run({ data: Buffer.from(`s SELECT INBOX\r\na SEARCH ${'NOT '.repeat(SEARCH_KEY_DEPTH_MAX - 1)}ALL\r\n`), knob: 1 })))
+  assert.match(lastSessionOutput(), /\r\na OK /)
+})
+
+test('imap search program: nesting past SEARCH_KEY_DEPTH_MAX is refused with LIMIT, at the limit accepted', () => {
+  const atoms = (s: string): Token[] => s.split(' ').map(value => ({ type: 'atom', value }))
+  assert.throws(() => new ProgramReader(atoms('NOT '.repeat(SEARCH_KEY_DEPTH_MAX + 1) + 'ALL')).program(), (err: unknown) => err instanceof ArgumentError && err.code === 'LIMIT')
+  assert.doesNotThrow(() => new ProgramReader(atoms('NOT '.repeat(SEARCH_KEY_DEPTH_MAX) + 'ALL')).program())
+  assert.doesNotThrow(() => new ProgramReader(atoms('OR '.repeat(SEARCH_KEY_DEPTH_MAX) + 'SEEN '.repeat(SEARCH_KEY_DEPTH_MAX) + 'SEEN')).program())
 })

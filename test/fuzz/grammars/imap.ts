@@ -138,7 +138,10 @@ export const commandArb: fc.Arbitrary<string> = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('AUTHENTICATE PLAIN', 'AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHNlY3JldCBwYXNz', 'AUTHENTICATE PLAIN =', 'AUTHENTICATE LOGIN', 'AUTHENTICATE PLAIN !!!!') },
   { weight: 1, arbitrary: fc.tuple(astringArb, fc.constantFrom('(STORAGE 10)', '(MESSAGE 1 STORAGE 2)', '()', '(STORAGE -1)')).map(([r, l]) => `SETQUOTA ${r} ${l}`) },
   { weight: 1, arbitrary: astringArb.map(r => `GETQUOTA ${r}`) },
-  { weight: 1, arbitrary: fc.tuple(atomArb, fc.array(astringArb, { maxLength: 3 })).map(([c, xs]) => [c, ...xs].join(' ')) }
+  { weight: 1, arbitrary: fc.tuple(atomArb, fc.array(astringArb, { maxLength: 3 })).map(([c, xs]) => [c, ...xs].join(' ')) },
+  // prefix operators nest without parentheses: long NOT and OR chains (both associations), up to the token limit
+  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('NOT ', 'OR ', 'OR ALL ', 'NOT (', 'OR SEEN '), fc.integer({ min: 1, max: 12_000 }), searchKeyArb).map(([op, n, key]) =>
+    `SEARCH ${op.repeat(n)}${op === 'OR ' ? `${key} `.repeat(n + 1).trimEnd() : key}${op === 'NOT (' ? ')'.repeat(n) : ''}`) }
 )
 
 /** What follows a command that reads raw lines: DONE after IDLE, a SASL answer after AUTHENTICATE. */

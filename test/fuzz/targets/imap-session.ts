@@ -150,6 +150,12 @@ function defectOf (entry: Logged): Error {
   return e
 }
 
+let lastOutput = Buffer.alloc(0)
+/** What the last session wrote (its first OUTPUT_KEPT_BYTES), for regression tests. */
+export function lastSessionOutput (): string {
+  return lastOutput.toString('latin1')
+}
+
 export async function runImapSession ({ data, knob }: FuzzInput): Promise<void> {
   if (inputs++ % RESET_INPUTS === 0) await resetUser()
   const r = rng(knob)
@@ -169,8 +175,9 @@ export async function runImapSession ({ data, knob }: FuzzInput): Promise<void> 
   connection.destroy()
   // a command may still be finishing its answer after the close: give it its turn before judging the log
   await new Promise(resolve => setImmediate(resolve))
+  lastOutput = Buffer.concat(connection.output)
   if (connection.defect !== null) throw connection.defect
-  if (connection.outputBytes <= OUTPUT_KEPT_BYTES) checkResponses(Buffer.concat(connection.output))
+  if (connection.outputBytes <= OUTPUT_KEPT_BYTES) checkResponses(lastOutput)
   const bad = logged.find(l => l.level >= 50 || l.event === 'imap_internal_error' || l.event === 'imap_dispatch_failed')
   if (bad !== undefined) throw defectOf(bad)
 }
