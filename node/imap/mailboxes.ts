@@ -87,7 +87,9 @@ async function recentCount (session: Session, user: string, mailbox: Mailbox): P
   const listing = store.listFlags !== undefined
     ? await store.listFlags(user, mailbox.id)
     : await store.listMessages(user, mailbox.id).then((records) => ({ uids: records.map((r) => r.uid), flags: records.map((r) => r.flags) }))
-  return session.recentRegistry.unclaimed(user, mailbox.id, listing.uids, listing.flags)
+  let lastSeen = listing.flags.length - 1
+  while (lastSeen >= 0 && !listing.flags[lastSeen]!.includes('\\Seen')) lastSeen--
+  return session.recentRegistry.unclaimed(user, mailbox.id, listing.uids, lastSeen)
 }
 
 /** Names with children, and parents that exist only as a prefix of another name. */

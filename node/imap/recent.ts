@@ -42,24 +42,24 @@ export class RecentRegistry {
    * The record, created when missing. New messages of a mailbox without a record are those that arrived while this
    * node kept none (it restarted, took over as primary, or forgot it under RECENT_MAILBOXES_MAX): the messages
    * after the last \Seen one are taken as unclaimed, a guess that errs towards "recent" only for unread mail.
+   * `lastSeen`: the index in `uids` of the last \Seen message, -1 when none (callers have it from a pass they make).
    */
-  #recordFor (user: string, mailboxId: string, uids: readonly number[], flags: ReadonlyArray<readonly string[]>): MailboxRecord {
+  #recordFor (user: string, mailboxId: string, uids: readonly number[], lastSeen: number): MailboxRecord {
     const key = this.#key(user, mailboxId)
     const found = this.#records.get(key)
     if (found !== undefined) return this.#touch(key, found)
-    let index = uids.length
-    while (index > 0 && !flags[index - 1]!.includes('\\Seen')) index--
-    const firstRecentUid = index === uids.length ? (uids.length === 0 ? 1 : uids[uids.length - 1]! + 1) : uids[index]!
+    const firstRecentUid = lastSeen + 1 < uids.length ? uids[lastSeen + 1]! : (uids.length === 0 ? 1 : uids[uids.length - 1]! + 1)
     return this.#touch(key, { firstRecentUid, claimers: [] })
   }
 
   /**
-   * A session opens the mailbox (SELECT, EXAMINE): the UIDs recent for it. `claim`: read-write and not IMAP4rev2,
-   * so it takes them (nobody else will see them as recent) and later arrivals while it is the first claimer.
+   * A session opens the mailbox (SELECT, EXAMINE): the UIDs recent for it (`uids` ascending, as the store lists them).
+   * `claim`: read-write and not IMAP4rev2, so it takes them (nobody else will see them as recent) and later arrivals
+   * while it is the first claimer.
    */
-  open (user: string, mailboxId: string, uids: readonly number[], flags: ReadonlyArray<readonly string[]>, session: string, claim: boolean): number[] {
-    const record = this.#recordFor(user, mailboxId, uids, flags)
-    const recent = uids.filter((uid) => uid >= record.firstRecentUid)
+  open (user: string, mailboxId: string, uids: readonly number[], lastSeen: number, session: string, claim: boolean): number[] {
+    const record = this.#recordFor(user, mailboxId, uids, lastSeen)
+    const recent = uids.slice(firstAtOrAbove(uids, record.firstRecentUid))
     if (claim) {
       if (uids.length > 0) record.firstRecentUid = Math.max(record.firstRecentUid, uids[uids.length - 1]! + 1)
       if (!record.claimers.includes(session)) record.claimers.push(session)
@@ -93,12 +93,22 @@ export class RecentRegistry {
   }
 
   /** STATUS RECENT of a mailbox not selected here: how many of these UIDs are unclaimed. */
-  unclaimed (user: string, mailboxId: string, uids: readonly number[], flags: ReadonlyArray<readonly string[]>): number {
-    const record = this.#recordFor(user, mailboxId, uids, flags)
-    let n = 0
-    for (const uid of uids) if (uid >= record.firstRecentUid) n++
-    return n
+  unclaimed (user: string, mailboxId: string, uids: readonly number[], lastSeen: number): number {
+    const record = this.#recordFor(user, mailboxId, uids, lastSeen)
+    return uids.length - firstAtOrAbove(uids, record.firstRecentUid)
   }
+}
+
+/** The index of the first of the ascending `uids` at or above `uid` (binary search: SELECT adds no pass of its own). */
+function firstAtOrAbove (uids: readonly number[], uid: number): number {
+  let lo = 0
+  let hi = uids.length
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (uids[mid]! < uid) lo = mid + 1
+    else hi = mid
+  }
+  return lo
 }
 
 const registries = new WeakMap<object, RecentRegistry>()

@@ -83,12 +83,12 @@ export class Session {
    * SELECT or EXAMINE opens a mailbox for \Recent: the UIDs recent in this session. A read-write IMAP4rev1 session
    * claims them, and arrivals while it is the first such session there; the others only see what is unclaimed.
    */
-  openRecent (mailbox: string, uids: readonly number[], flags: ReadonlyArray<readonly string[]>, readOnly: boolean): number[] {
+  openRecent (mailbox: string, uids: readonly number[], lastSeen: number, readOnly: boolean): number[] {
     const user = this.user
     if (user === null) return []
     this.#closeRecent()
     const claim = !readOnly && this.reportsRecent
-    const recent = this.recentRegistry.open(user, mailbox, uids, flags, this.id, claim)
+    const recent = this.recentRegistry.open(user, mailbox, uids, lastSeen, this.id, claim)
     if (claim) this.#claiming = { user, mailbox }
     return this.reportsRecent ? recent : []
   }

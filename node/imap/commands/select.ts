@@ -82,12 +82,17 @@ function selectCommand (readOnly: boolean): CommandModule {
         : await store.listMessages(user, mailbox.id).then((records) => ({ uids: records.map((r) => r.uid), flags: records.map((r) => r.flags) }))
       const keywords = new Set<string>()
       let firstUnseen = 0
+      let lastSeen = -1
       listing.flags.forEach((flags, index) => {
         for (const flag of flags) if (!flag.startsWith('\\')) keywords.add(flag)
-        if (firstUnseen === 0 && !flags.includes('\\Seen')) firstUnseen = index + 1
+        if (!flags.includes('\\Seen')) {
+          if (firstUnseen === 0) firstUnseen = index + 1
+        } else {
+          lastSeen = index
+        }
       })
       // RFC 3501 section 2.3.2: the messages recent in this session (claimed now when it is read-write, recent.ts)
-      const recent = session.openRecent(mailbox.id, listing.uids, listing.flags, readOnly)
+      const recent = session.openRecent(mailbox.id, listing.uids, lastSeen, readOnly)
       const view = new SelectedMailbox({
         id: mailbox.id, name: mailbox.name, readOnly, uidValidity: mailbox.uidValidity,
         uids: listing.uids, highestModseq: mailbox.highestModseq, keywords, recent,
