@@ -11,10 +11,8 @@ import type { MailNode } from '../node/types.ts'
 import { clusterTag } from '../gossip/index.ts'
 import { createAdminServer } from './admin.ts'
 import type { AdminServer } from './admin.ts'
-import { createAutoconfigServer } from './autoconfig.ts'
 import type { AutoconfigServer } from './autoconfig.ts'
 import { adminUsesTls, ConfigError, loadConfig, toNodeInit, WEB_NAMES } from './config.ts'
-import { createNodeMetrics } from './metrics.ts'
 import { announceLeaving, drain } from './drain.ts'
 import type { DrainTarget, GridState } from './drain.ts'
 import { createLanWatch } from './lanwatch.ts'
@@ -88,6 +86,8 @@ export async function startNode (options: StartOptions): Promise<number> {
 
   // Loaded here, not at the top: the management commands never need the daemon's code.
   const { createMailNode } = await import('../node/index.ts')
+  const { createNodeMetrics } = await import('./metrics.ts')
+  const { createAutoconfigServer } = await import('./autoconfig.ts')
   const metrics = createNodeMetrics()
   const node: StateNode = createMailNode({ logger, metrics: metrics.node }, init)
   metrics.setStatus(async () => await node.status())
