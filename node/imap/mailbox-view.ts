@@ -95,8 +95,9 @@ export class SelectedMailbox {
   }
 
   /** The flags of a FETCH response: the stored ones, and \Recent when the message is recent here and it is reported. */
-  flagsOf (uid: number, flags: readonly string[], recent: boolean): string[] {
-    return recent && this.recent.has(uid) ? [...flags, '\\Recent'] : [...flags]
+  flagsOf (uid: number, flags: readonly string[], recent: boolean): readonly string[] {
+    // the stored array itself when nothing is added: FETCH FLAGS of a large mailbox copies nothing
+    return recent && this.recent.size > 0 && this.recent.has(uid) ? [...flags, '\\Recent'] : flags
   }
 
   get exists (): number {

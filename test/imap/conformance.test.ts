@@ -205,6 +205,31 @@ test('BODY[section] of a message that is itself message/rfc822, nested twice (RF
   for (const [section, expected] of cases) assert.equal(text(m.get(`BODY[${section}]`)), expected, section)
 })
 
+test('BODY[section] inside a multipart/digest, whose parts are message/rfc822 by default (RFC 2046 5.1.5, RFC 3501 6.4.5)', async (t) => {
+  const { f, c } = await session(t)
+  const digest = crlf(['From: sub@domain.org', 'Subject: submsg', 'Content-Type: multipart/digest; boundary="foo"', '', 'prologue', '',
+    '--foo ', '', 'From: m1@example.com', 'Subject: m1', '', 'm1 body', '',
+    '--foo ', 'X-Mime: m2 header', '', 'From: m2@example.com', 'Subject: m2', '', 'm2 body', '',
+    '--foo--', '', 'epilogue', ''])
+  await f.store.append(USER, 'INBOX', { raw: Buffer.from(crlf(['From: user@domain.org', 'MIME-Version: 1.0', 'Content-Type: message/rfc822', '', digest])) })
+  const cases: Array<[string, string]> = [
+    ['1', digest],
+    ['1.HEADER', digest.slice(0, digest.indexOf('\r\n\r\n') + 4)],
+    ['1.TEXT', digest.slice(digest.indexOf('\r\n\r\n') + 4)],
+    ['1.1', 'From: m1@example.com\r\nSubject: m1\r\n\r\nm1 body\r\n'],
+    ['1.1.MIME', '\r\n'], // the digest part's own (empty) header
+    ['1.1.HEADER', 'From: m1@example.com\r\nSubject: m1\r\n\r\n'],
+    ['1.1.TEXT', 'm1 body\r\n'],
+    ['1.2', 'From: m2@example.com\r\nSubject: m2\r\n\r\nm2 body\r\n'],
+    ['1.2.MIME', 'X-Mime: m2 header\r\n\r\n'],
+    ['1.2.HEADER', 'From: m2@example.com\r\nSubject: m2\r\n\r\n'],
+    ['1.2.TEXT', 'm2 body\r\n'],
+  ]
+  await c.cmd('SELECT INBOX')
+  const m = fetchResponses(await c.cmd(`FETCH 1 (${cases.map(([s]) => `BODY.PEEK[${s}]`).join(' ')})`)).get(1)!
+  for (const [section, expected] of cases) assert.equal(text(m.get(`BODY[${section}]`)), expected, section)
+})
+
 test('MOVE and COPY into the selected mailbox itself: allowed, with COPYUID (RFC 6851, RFC 4315)', async (t) => {
   const { f, c, port } = await session(t)
   for (let i = 1; i <= 3; i++) await f.store.append(USER, 'INBOX', { raw: simpleMessage(`m${i}`) })
