@@ -3,14 +3,16 @@
 // once per label; everything else (queue, store, grid, disk) is read from MailNode.status() once per scrape. A
 // registry per node (never prom-client's global one), so two nodes in one process count apart.
 
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
-import type { NodeCounter, NodeMetrics, NodeStatus } from '../node/types.ts'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { NodeCounter, NodeHistogram, NodeMetrics, NodeStatus } from '../node/types.ts'
 
 export const METRIC_PREFIX = 'mailgrid_'
 /** Label values that exist from the first scrape, so a rate() over a quiet protocol reads 0, not "no data". */
 export const PROTOCOLS = ['smtp', 'submission', 'imap', 'pop3'] as const
 export const OUTCOMES = ['sent', 'failed', 'deferred'] as const
 export const MEMBER_STATUSES = ['alive', 'suspect', 'dead', 'left'] as const
+// From a cached FETCH (about a millisecond) to a large APPEND or a COPY of thousands of messages (seconds)
+export const COMMAND_SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
 interface CounterSpec { name: string, help: string, label: 'protocol' | 'result' | null, initial: readonly string[] }
 
@@ -62,7 +64,30 @@ export function createNodeMetrics (init: MetricsInit = {}): NodeMetricsRegistry 
     if (spec.label === null) c.inc(0)
   }
 
+  const histograms = new Map<NodeHistogram, { family: Histogram<string>, byLabel: Map<string, { observe (v: number): void }> }>([
+    ['commandSeconds', {
+      family: new Histogram({
+        name: METRIC_PREFIX + 'command_duration_seconds',
+        help: 'Time from a command read to its reply written, by protocol (IMAP, POP3; IDLE and AUTHENTICATE left out).',
+        labelNames: ['protocol'],
+        buckets: COMMAND_SECONDS_BUCKETS,
+        registers: [registry]
+      }),
+      byLabel: new Map()
+    }]
+  ])
+
   const node: NodeMetrics = {
+    observe (name, label, seconds) {
+      const h = histograms.get(name)
+      if (h === undefined) return
+      let child = h.byLabel.get(label)
+      if (child === undefined) {
+        child = h.family.labels(label)
+        h.byLabel.set(label, child)
+      }
+      child.observe(seconds)
+    },
     inc (name, label, value = 1) {
       const spec = COUNTERS[name]
       if (spec === undefined) return

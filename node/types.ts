@@ -113,8 +113,13 @@ export type NodeCounter =
   | 'deliveriesOut' // outbound recipients, by outcome
   | 'bytesOut' // message bytes delivered to other domains
 
+/** Durations the node reports, labelled by protocol. */
+export type NodeHistogram =
+  | 'commandSeconds' // from a command read to its reply written (IMAP, POP3; IDLE and AUTHENTICATE, which wait for the client, left out)
+
 export interface NodeMetrics {
   inc (name: NodeCounter, label: string, value?: number): void
+  observe (name: NodeHistogram, label: string, seconds: number): void
 }
 
 export interface NodeComponents {

@@ -286,8 +286,11 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
     }
     case 'uidNext': {
       const box = c.boxes.get(e.mailbox)
-      if (box === undefined || e.uidNext <= box.uidNext) return
-      box.uidNext = e.uidNext
+      if (box === undefined) return
+      const modseq = e.modseq !== undefined && e.modseq > box.highestModseq ? e.modseq : null
+      if (e.uidNext <= box.uidNext && modseq === null) return
+      box.uidNext = Math.max(box.uidNext, e.uidNext)
+      if (modseq !== null) bumpModseq(c, box, modseq)
       tx.put(keys.mailbox(user, box.id), box)
       return
     }

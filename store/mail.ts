@@ -350,11 +350,13 @@ export class MailStoreBase {
     return res
   }
 
-  async raiseUidNext (user: string, mailboxId: string, uidNext: number): Promise<void> {
+  async raiseUidNext (user: string, mailboxId: string, uidNext: number, modseq?: number): Promise<void> {
     await this.write([user], async (tx, get) => {
       const c = get(user)
       const box = this.boxById(c, mailboxId)
-      if (Number.isSafeInteger(uidNext) && uidNext > box.uidNext) await this.commit(tx, user, c, { op: 'uidNext', mailbox: box.id, uidNext })
+      const uid = Number.isSafeInteger(uidNext) && uidNext > box.uidNext
+      const mod = modseq !== undefined && Number.isSafeInteger(modseq) && modseq > box.highestModseq
+      if (uid || mod) await this.commit(tx, user, c, { op: 'uidNext', mailbox: box.id, uidNext: uid ? uidNext : box.uidNext, ...(mod ? { modseq } : {}) })
     })
   }
 

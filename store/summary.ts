@@ -23,6 +23,7 @@ export interface LogSummary {
   uidNextBefore: Record<string, number> // mailbox name → UIDNEXT just before `from`
   uidNextAfter: Record<string, number> // mailbox name → UIDNEXT at `to`
   everSeen: string[] // every gid the whole log ever appended (merges never resurrect what one side knew)
+  modseqAfter: number // the highest MODSEQ the log assigned up to `to` (a merge numbers its changes above it)
 }
 
 interface Msg { gid: string, flags: string[], internalDate: number, blob: string, prefix: string }
@@ -42,8 +43,10 @@ export function summarizeLog (entries: LogEntry[], from: number): LogSummary {
     }
   }
   let snapped = false
+  let modseqAfter = 0
   for (const e of entries) {
     if (!snapped && e.seq >= from) { snapshotBefore(); snapped = true }
+    if ('modseq' in e && typeof e.modseq === 'number') modseqAfter = Math.max(modseqAfter, e.modseq)
     switch (e.op) {
       case 'mailboxCreate': boxes.set(e.mailbox, { name: e.name, uidNext: 1, msgs: new Map() }); break
       case 'mailboxRename': { const b = boxes.get(e.mailbox); if (b !== undefined) b.name = e.name; break }
@@ -91,5 +94,5 @@ export function summarizeLog (entries: LogEntry[], from: number): LogSummary {
     else if (flagChanged.has(gid)) flags[gid] = m.flags
   }
   const expunged = [...before].filter(g => !now.has(g))
-  return { from, to: entries.at(-1)?.seq ?? 0, added, flags, expunged, uidNextBefore, uidNextAfter, everSeen: [...ever] }
+  return { from, to: entries.at(-1)?.seq ?? 0, added, flags, expunged, uidNextBefore, uidNextAfter, everSeen: [...ever], modseqAfter }
 }

@@ -202,7 +202,7 @@ export type LogEntry = { epoch?: number, eid?: string } & (
   | { seq: number, op: 'append', mailbox: string, uid: number, gid: string, flags: string[], modseq: number, internalDate: number, size: number, blob: string, prefix: string }
   | { seq: number, op: 'flags', mailbox: string, changes: Array<[number, string[]]>, modseq: number }
   | { seq: number, op: 'expunge', mailbox: string, uids: number[], modseq: number }
-  | { seq: number, op: 'uidNext', mailbox: string, uidNext: number } // raise UIDNEXT (merge: new UIDs above both sides)
+  | { seq: number, op: 'uidNext', mailbox: string, uidNext: number, modseq?: number } // raise UIDNEXT, and the mailbox's HIGHESTMODSEQ with the user's MODSEQ counter (merge: new UIDs and MODSEQs above both sides)
   | { seq: number, op: 'mailboxCreate', mailbox: string, name: string, uidValidity: number, specialUse: SpecialUse | null }
   | { seq: number, op: 'mailboxRename', mailbox: string, name: string }
   | { seq: number, op: 'mailboxDelete', mailbox: string }
@@ -313,8 +313,8 @@ export interface Replication {
    * every node derives from the user record), so a node that becomes primary without a copy can serve.
    */
   ensureUserMail (user: string): Promise<void>
-  /** Raises a mailbox's UIDNEXT (never lowers it). */
-  raiseUidNext (user: string, mailboxId: string, uidNext: number): Promise<void>
+  /** Raises a mailbox's UIDNEXT and, given a modseq, its HIGHESTMODSEQ with the user's MODSEQ counter (never lowers them). */
+  raiseUidNext (user: string, mailboxId: string, uidNext: number, modseq?: number): Promise<void>
   /** Gives messages new UIDs (from UIDNEXT) in the same mailbox, keeping their global ids: one batch. */
   renumber (user: string, mailboxId: string, uids: number[]): Promise<Array<[number, number]>>
 }

@@ -63,12 +63,15 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
   const [endEid] = theirs.to > 0 ? await peer.eids(theirs.to, theirs.to) : [null]
   const result: MergeResult = { common, theirEnd: theirs.to, theirEndEid: endEid ?? null, added: 0, renumbered: 0, flagged: 0, expunged: 0 }
 
-  // UIDs: above both sides, and ours in the contested range move up too
+  // UIDs: above both sides, and ours in the contested range move up too. MODSEQs too: a client of the other side
+  // saw its HIGHESTMODSEQ, so what the merge renumbers, adds or flags must come above it (RFC 7162 3.1.2), and so
+  // must each mailbox's HIGHESTMODSEQ
+  const theirModseq = Number.isSafeInteger(theirs.modseqAfter) ? theirs.modseqAfter : 0
   for (const box of await store.listMailboxes(user)) {
     const theirNext = theirs.uidNextAfter[box.name]
     if (theirNext === undefined) continue
     const start = theirs.uidNextBefore[box.name] ?? mine.uidNextBefore[box.name] ?? 1
-    if (theirNext > box.uidNext) await store.raiseUidNext(user, box.id, theirNext)
+    if (theirNext > box.uidNext || theirModseq > box.highestModseq) await store.raiseUidNext(user, box.id, theirNext, theirModseq)
     if (theirNext > start) {
       const contested = (await store.listMessages(user, box.id, { from: start, to: theirNext - 1 })).map(r => r.uid)
       if (contested.length > 0) {

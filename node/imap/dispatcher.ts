@@ -10,9 +10,24 @@ import { replyForError } from './errors.ts'
 import { COMMANDS } from './commands/index.ts'
 import type { Session } from './session.ts'
 
+// Commands that wait for the client (IDLE until DONE, AUTHENTICATE for its response) say nothing of our latency.
+const UNTIMED = new Set(['IDLE', 'AUTHENTICATE'])
+
 export async function dispatch (session: Session, command: ParsedCommand): Promise<void> {
+  const metrics = session.components.metrics
+  if (metrics === undefined) return await run(session, command)
+  metrics.inc('commands', 'imap')
+  if (UNTIMED.has(command.name)) return await run(session, command)
+  const started = performance.now()
+  try {
+    await run(session, command)
+  } finally {
+    metrics.observe('commandSeconds', 'imap', (performance.now() - started) / 1000)
+  }
+}
+
+async function run (session: Session, command: ParsedCommand): Promise<void> {
   const { tag } = command
-  session.components.metrics?.inc('commands', 'imap')
   let name = command.name
   let args = command.args
   let uid = false

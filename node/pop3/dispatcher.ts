@@ -46,10 +46,14 @@ async function commandLoop (ctx: SessionContext): Promise<void> {
       await bad(ctx, `${cmd.keyword} is not allowed ${ctx.state.kind === 'authorization' ? 'before login' : 'after login'}`)
       continue
     }
+    // AUTH without an initial response waits for the client: not our latency
+    const timed = ctx.metrics !== undefined && cmd.keyword !== 'AUTH'
+    const started = timed ? performance.now() : 0
     try {
       await spec.run(ctx, ctx.state, cmd)
     } catch (e) {
       await failure(ctx, e, cmd.keyword)
     }
+    if (timed) ctx.metrics?.observe('commandSeconds', 'pop3', (performance.now() - started) / 1000)
   }
 }

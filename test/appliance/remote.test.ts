@@ -231,6 +231,7 @@ test('/metrics: Prometheus text with every family, the scrape token reads only i
   const families = {
     counter: ['connections_total', 'commands_total', 'command_errors_total', 'logins_total', 'login_failures_total', 'deliveries_in_total',
       'received_bytes_total', 'deliveries_out_total', 'sent_bytes_total', 'store_fsyncs_total', 'store_commit_batches_total', 'grid_remirrored_bytes_total'],
+    histogram: ['command_duration_seconds'],
     gauge: ['open_connections', 'users', 'domains', 'queue_messages', 'queue_oldest_age_seconds', 'grid_members', 'grid_users_owned',
       'grid_under_replicated_users', 'grid_handoff_pending_users', 'disk_free_bytes', 'nodejs_eventloop_lag_seconds', 'process_resident_memory_bytes']
   }
@@ -285,6 +286,11 @@ test('/metrics: Prometheus text with every family, the scrape token reads only i
   assert.ok(moved('mailgrid_deliveries_out_total') >= 1, 'the outbound attempt is counted')
   assert.ok(value(now, 'mailgrid_queue_messages', { scope: 'grid' }) + moved('mailgrid_deliveries_out_total', { result: 'failed' }) >= 1, 'queued, unless bounced already')
   assert.ok(value(now, 'mailgrid_nodejs_eventloop_lag_seconds') >= 0)
+  // every timed command lands in the histogram: the +Inf bucket counts them all
+  const timed = (m: ReturnType<typeof parseProm>, protocol: string): number =>
+    m.get('mailgrid_command_duration_seconds')!.samples.filter(x => x.name === 'mailgrid_command_duration_seconds_count' && x.labels.protocol === protocol).reduce((n, x) => n + x.value, 0)
+  assert.equal(timed(now, 'pop3') - timed(before, 'pop3'), 2, 'CAPA and QUIT (FROB is refused before any handler runs)')
+  assert.ok(timed(now, 'imap') - timed(before, 'imap') >= 4)
 })
 
 test('client autoconfig: Thunderbird, Outlook and Apple documents parse, and a client set up from Thunderbird\'s works', async () => {
