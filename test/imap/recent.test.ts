@@ -183,3 +183,34 @@ test('a keyword new to the mailbox: FLAGS and PERMANENTFLAGS before any FETCH th
   // A new SELECT lists every keyword in use from the start.
   assert.match(await b!.cmd('SELECT INBOX', 'k8'), /\* FLAGS \(\\Answered \\Flagged \\Deleted \\Seen \\Draft (\$Project \$Fresh|\$Fresh \$Project)\)\r\n/)
 })
+
+test('a message that arrives while SELECT writes its responses is announced after them, not missed', async (t) => {
+  const f = await fixture(t)
+  await f.store.append(USER, 'INBOX', { raw: simpleMessage('before') })
+  // The store as the server sees it: the LIST that an IMAP4rev2 SELECT sends (RFC 9051 section 6.3.2) reads the
+  // mailbox list, and a delivery lands just then.
+  let armed = false
+  const store = new Proxy(f.store, {
+    get (target, key, receiver) {
+      const value = Reflect.get(target, key, receiver)
+      if (key !== 'listMailboxes' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value
+      return async (user: string) => {
+        const mailboxes = await target.listMailboxes(user)
+        if (armed) {
+          armed = false
+          await target.deliver(simpleMessage('during'), [{ user: USER, prefix: '' }])
+        }
+        return mailboxes
+      }
+    },
+  })
+  const { port } = await f.server({}, store)
+  const c = await RawImap.connect(port)
+  t.after(async () => { c.close() })
+  await c.login()
+  await c.cmd('ENABLE IMAP4rev2')
+  armed = true
+  const selected = await c.cmd('SELECT INBOX', 's1')
+  assert.match(selected, /\* 1 EXISTS\r\n[\s\S]*\* LIST [^\r]*\r\n\* 2 EXISTS\r\ns1 OK/, selected)
+  assert.match(await c.cmd('UID FETCH 2 (UID)', 'f1'), /\* 2 FETCH \(UID 2\)\r\nf1 OK/)
+})

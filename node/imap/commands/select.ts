@@ -13,6 +13,7 @@ import { DELIMITER } from '../constants.ts'
 import type { CommandModule, Reply } from '../command.ts'
 import type { Session } from '../session.ts'
 import type { Token } from '../protocol/types.ts'
+import type { Mailbox } from '../../../store/index.ts'
 
 interface Qresync {
   uidValidity: number
@@ -97,28 +98,45 @@ function selectCommand (readOnly: boolean): CommandModule {
         id: mailbox.id, name: mailbox.name, readOnly, uidValidity: mailbox.uidValidity,
         uids: listing.uids, highestModseq: mailbox.highestModseq, keywords, recent,
       })
-      for (const response of view.flagsResponses()) await session.send(response)
-      await session.send([num(view.exists), atom('EXISTS')])
-      if (!session.enabled.has('IMAP4REV2')) {
-        await session.send([num(recent.length), atom('RECENT')])
-        if (firstUnseen > 0) await session.send([atom('OK'), atom(`[UNSEEN ${firstUnseen}] First unseen`)])
-      }
-      await session.send([atom('OK'), atom(`[UIDVALIDITY ${mailbox.uidValidity}] UIDs valid`)])
-      await session.send([atom('OK'), atom(`[UIDNEXT ${mailbox.uidNext}] Predicted next UID`)])
-      await session.send([atom('OK'), atom(`[HIGHESTMODSEQ ${mailbox.highestModseq}] Highest`)])
-      if (session.enabled.has('IMAP4REV2')) {
-        // RFC 9051 section 6.3.2: LIST is a required response, with the mailbox's exact name and attributes.
-        const names = (await store.listMailboxes(user)).map((m) => m.name)
-        const attributes = [...(mailbox.specialUse === null ? [] : [mailbox.specialUse]),
-          hierarchy(names).parents.has(mailbox.name) ? '\\HasChildren' : '\\HasNoChildren']
-        await session.send([atom('LIST'), list(attributes.map(atom)), str(DELIMITER), wireName(session, mailbox.name)])
-      }
+      // Selected from the moment the listing is read, before anything is awaited: a message that arrives while the
+      // responses below are written is then held for this view (EXISTS after them), not missed, and it is claimed
+      // as recent into it. A SELECT that fails from here leaves the session unselected (RFC 3501 section 6.3.1).
       session.select(view)
+      try {
+        await selectResponses(session, user, view, mailbox, { recent: recent.length, firstUnseen })
+      } catch (err) {
+        session.unselect()
+        throw err
+      }
       if (qresync !== null && qresync.uidValidity === mailbox.uidValidity) {
         await resync(session, user, view, qresync)
       }
       return { code: { name: readOnly ? 'READ-ONLY' : 'READ-WRITE' }, text: `${name} completed` }
     },
+  }
+}
+
+/** The untagged responses of SELECT and EXAMINE (RFC 3501 section 6.3.1, RFC 9051 section 6.3.2). */
+async function selectResponses (session: Session, user: string, view: SelectedMailbox, mailbox: Mailbox, counts: { recent: number, firstUnseen: number }): Promise<void> {
+  const store = session.components.store
+  const { firstUnseen } = counts
+  for (const response of view.flagsResponses()) await session.send(response)
+  await session.send([num(view.exists), atom('EXISTS')])
+  if (!session.enabled.has('IMAP4REV2')) {
+    await session.send([num(counts.recent), atom('RECENT')])
+    if (firstUnseen > 0) await session.send([atom('OK'), atom(`[UNSEEN ${firstUnseen}] First unseen`)])
+  }
+  await session.send([atom('OK'), atom(`[UIDVALIDITY ${mailbox.uidValidity}] UIDs valid`)])
+  // the listing may hold a message that arrived after the mailbox was read: UIDNEXT is above it
+  const uidNext = Math.max(mailbox.uidNext, view.exists === 0 ? 0 : view.uids[view.exists - 1]! + 1)
+  await session.send([atom('OK'), atom(`[UIDNEXT ${uidNext}] Predicted next UID`)])
+  await session.send([atom('OK'), atom(`[HIGHESTMODSEQ ${mailbox.highestModseq}] Highest`)])
+  if (session.enabled.has('IMAP4REV2')) {
+    // RFC 9051 section 6.3.2: LIST is a required response, with the mailbox's exact name and attributes.
+    const names = (await store.listMailboxes(user)).map((m) => m.name)
+    const attributes = [...(mailbox.specialUse === null ? [] : [mailbox.specialUse]),
+      hierarchy(names).parents.has(mailbox.name) ? '\\HasChildren' : '\\HasNoChildren']
+    await session.send([atom('LIST'), list(attributes.map(atom)), str(DELIMITER), wireName(session, mailbox.name)])
   }
 }
 
