@@ -1,9 +1,11 @@
 // Prometheus metrics for GET /metrics on the admin listener (issue 11, item 3). The appliance owns prom-client:
-// node/ only calls NodeMetrics.inc (node/types.ts), which lands here as a counter increment on a child looked up
-// once per label; everything else (queue, store, grid, disk) is read from MailNode.status() once per scrape. A
-// registry per node (never prom-client's global one), so two nodes in one process count apart.
+// node/ only calls NodeMetrics.inc and .observe (node/types.ts), which land here as additions to plain numbers
+// (no allocation on the hot path) that prom-client renders at each scrape; everything else (queue, store, grid,
+// disk) is read from MailNode.status() once per scrape. A registry per node (never prom-client's global one), so
+// two nodes in one process count apart.
 
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import type { Metric } from 'prom-client'
 import type { NodeCounter, NodeHistogram, NodeMetrics, NodeStatus } from '../node/types.ts'
 
 export const METRIC_PREFIX = 'mailgrid_'
@@ -29,6 +31,81 @@ export const COUNTERS: Readonly<Record<NodeCounter, CounterSpec>> = {
   bytesOut: { name: 'sent_bytes_total', help: 'Message bytes delivered to other domains.', label: null, initial: [] }
 }
 
+interface Sample { value: number, labels: Record<string, string | number>, metricName?: string }
+
+/** A counter family kept as plain numbers, read by prom-client through get() at each scrape. */
+class CellFamily {
+  readonly name: string
+  readonly help: string
+  readonly type = 'counter'
+  readonly aggregator = 'sum'
+  readonly label: string | null
+  private readonly cells = new Map<string, { value: number }>()
+  constructor (name: string, help: string, label: string | null) {
+    this.name = name
+    this.help = help
+    this.label = label
+  }
+
+  cell (value: string): { value: number } {
+    let c = this.cells.get(value)
+    if (c === undefined) this.cells.set(value, c = { value: 0 })
+    return c
+  }
+
+  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: Sample[] }> {
+    const label = this.label
+    const values = [...this.cells].map(([v, c]) => ({ value: c.value, labels: label === null ? {} : { [label]: v } }))
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+  }
+
+  reset (): void { for (const c of this.cells.values()) c.value = 0 }
+}
+
+/** A histogram family with one label, as plain bucket counts; rendered cumulative with _sum and _count (Prometheus text 0.0.4). */
+class HistogramFamily {
+  readonly name: string
+  readonly help: string
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  private readonly label: string
+  private readonly bounds: readonly number[]
+  private readonly byLabel = new Map<string, { counts: Float64Array, sum: number, count: number }>()
+  constructor (name: string, help: string, label: string, bounds: readonly number[]) {
+    this.name = name
+    this.help = help
+    this.label = label
+    this.bounds = bounds
+  }
+
+  observe (value: string, seconds: number): void {
+    let h = this.byLabel.get(value)
+    if (h === undefined) this.byLabel.set(value, h = { counts: new Float64Array(this.bounds.length), sum: 0, count: 0 })
+    let i = 0
+    while (i < this.bounds.length && seconds > this.bounds[i]) i++
+    if (i < this.bounds.length) h.counts[i]++
+    h.sum += seconds
+    h.count++
+  }
+
+  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: Sample[] }> {
+    const values: Sample[] = []
+    for (const [v, h] of this.byLabel) {
+      let cumulative = 0
+      this.bounds.forEach((le, i) => {
+        cumulative += h.counts[i]
+        values.push({ metricName: `${this.name}_bucket`, labels: { le, [this.label]: v }, value: cumulative })
+      })
+      values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf', [this.label]: v }, value: h.count })
+      values.push({ metricName: `${this.name}_sum`, labels: { [this.label]: v }, value: h.sum })
+      values.push({ metricName: `${this.name}_count`, labels: { [this.label]: v }, value: h.count })
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+  }
+
+  reset (): void { this.byLabel.clear() }
+}
+
 export interface NodeMetricsRegistry {
   /** The hook handed to createMailNode. */
   readonly node: NodeMetrics
@@ -48,57 +125,30 @@ export function createNodeMetrics (init: MetricsInit = {}): NodeMetricsRegistry 
   const registry = new Registry()
   if (init.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX })
 
-  type Child = { inc (value?: number): void }
-  const children = new Map<NodeCounter, Map<string, Child>>()
-  const families = new Map<NodeCounter, Counter<string>>()
+  // The families node/ counts into are plain numbers, one per label value, that prom-client reads at each scrape
+  // (registered as metrics whose get() answers their values): an increment is two Map lookups and an addition,
+  // where a prom-client child would build its label hash string on every call.
+  const counters = new Map<NodeCounter, CellFamily>()
   for (const [key, spec] of Object.entries(COUNTERS) as Array<[NodeCounter, CounterSpec]>) {
-    const c = new Counter({ name: METRIC_PREFIX + spec.name, help: spec.help, labelNames: spec.label === null ? [] : [spec.label], registers: [registry] })
-    families.set(key, c)
-    const byLabel = new Map<string, Child>()
-    children.set(key, byLabel)
-    for (const v of spec.initial) {
-      const child = c.labels(v)
-      child.inc(0)
-      byLabel.set(v, child)
-    }
-    if (spec.label === null) c.inc(0)
+    const family = new CellFamily(METRIC_PREFIX + spec.name, spec.help, spec.label)
+    for (const v of spec.label === null ? [''] : spec.initial) family.cell(v)
+    counters.set(key, family)
+    registry.registerMetric(family as unknown as Metric)
   }
-
-  const histograms = new Map<NodeHistogram, { family: Histogram<string>, byLabel: Map<string, { observe (v: number): void }> }>([
-    ['commandSeconds', {
-      family: new Histogram({
-        name: METRIC_PREFIX + 'command_duration_seconds',
-        help: 'Time from a command read to its reply written, by protocol (IMAP, POP3; IDLE and AUTHENTICATE left out).',
-        labelNames: ['protocol'],
-        buckets: COMMAND_SECONDS_BUCKETS,
-        registers: [registry]
-      }),
-      byLabel: new Map()
-    }]
+  const histograms = new Map<NodeHistogram, HistogramFamily>([
+    ['commandSeconds', new HistogramFamily(METRIC_PREFIX + 'command_duration_seconds',
+      'Time from a command read to its reply written, by protocol (IMAP, POP3; IDLE and AUTHENTICATE left out).', 'protocol', COMMAND_SECONDS_BUCKETS)]
   ])
+  for (const h of histograms.values()) registry.registerMetric(h as unknown as Metric)
 
   const node: NodeMetrics = {
-    observe (name, label, seconds) {
-      const h = histograms.get(name)
-      if (h === undefined) return
-      let child = h.byLabel.get(label)
-      if (child === undefined) {
-        child = h.family.labels(label)
-        h.byLabel.set(label, child)
-      }
-      child.observe(seconds)
-    },
     inc (name, label, value = 1) {
-      const spec = COUNTERS[name]
-      if (spec === undefined) return
-      if (spec.label === null) { families.get(name)!.inc(value); return }
-      const byLabel = children.get(name)!
-      let child = byLabel.get(label)
-      if (child === undefined) {
-        child = families.get(name)!.labels(label)
-        byLabel.set(label, child)
-      }
-      child.inc(value)
+      const family = counters.get(name)
+      if (family === undefined) return
+      family.cell(family.label === null ? '' : label).value += value
+    },
+    observe (name, label, seconds) {
+      histograms.get(name)?.observe(label, seconds)
     }
   }
 
