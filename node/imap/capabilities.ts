@@ -11,6 +11,8 @@ const ALWAYS = [
   'UIDPLUS', 'MOVE', 'CHILDREN', 'SPECIAL-USE', 'LIST-EXTENDED', 'LIST-STATUS', 'CONDSTORE', 'QRESYNC',
   'QUOTA', 'QUOTA=RES-STORAGE', 'QUOTA=RES-MESSAGE', 'ESEARCH', 'SEARCHRES', 'BINARY', 'UTF8=ACCEPT',
   'STATUS=SIZE',
+  // RFC 5256, RFC 5957, RFC 5267 section 3 (commands/sort.ts, commands/thread.ts)
+  'SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'ESORT',
 ]
 
 export function capabilities (session: Session): string[] {

@@ -15,15 +15,18 @@ import { create, deleteCommand, rename, subscribe, unsubscribe } from './mailbox
 import { check, noop } from './noop.ts'
 import { getquota, getquotaroot, setquota } from './quota.ts'
 import { search } from './search.ts'
+import { sort } from './sort.ts'
 import { examine, select } from './select.ts'
 import { starttls } from './starttls.ts'
 import { status } from './status.ts'
 import { store } from './store.ts'
+import { thread } from './thread.ts'
 
 const ALL: CommandModule[] = [
   capability, noop, logout, starttls, login, authenticateCommand, enable, id, namespace, compress,
   select, examine, create, deleteCommand, rename, subscribe, unsubscribe, list, lsub, status, append,
   check, close, unselect, expunge, search, fetch, store, copy, move, idle, getquota, getquotaroot, setquota,
+  sort, thread,
 ]
 
 export const COMMANDS: ReadonlyMap<string, CommandModule> = new Map(ALL.map((c) => [c.name, c]))

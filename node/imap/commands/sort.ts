@@ -1,0 +1,136 @@
+/**
+ * SORT and UID SORT (RFC 5256 section 3) with the DISPLAYFROM and DISPLAYTO keys (RFC 5957), and ESORT's return
+ * options (RFC 5267 section 3: MIN, MAX, COUNT, ALL) with PARTIAL (RFC 9394). The criteria run through the SEARCH
+ * program (search-run.ts); the keys come from the node's cache (sort-keys.ts), so sorting a mailbox that was sorted
+ * before reads nothing from the store.
+ */
+import { atom, list, num, str } from '../protocol/compiler.ts'
+import type { Value } from '../protocol/compiler.ts'
+import { formatOrderedSet } from '../protocol/sequence.ts'
+import type { Token } from '../protocol/types.ts'
+import { keyword, listOf } from '../args.ts'
+import { ArgumentError } from '../errors.ts'
+import { charset, matchUids } from '../search-run.ts'
+import { isSortKey, sortKeyCacheFor, sortOrder } from '../sort-keys.ts'
+import type { SortCriterion } from '../sort-keys.ts'
+import type { CommandModule, Reply } from '../command.ts'
+
+const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'COUNT', 'ALL', 'PARTIAL'])
+
+/** Sort criteria in one command (each key once is 9; REVERSE doubles it; repeats are allowed but pointless). */
+export const SORT_CRITERIA_MAX = 32
+
+export interface ReturnOptions {
+  options: Set<string>
+  /** RFC 9394 PARTIAL: 1-based positions, negative ones counted from the end, low ≤ high in magnitude. */
+  partial: { first: number, last: number } | null
+}
+
+/** RFC 9394 section 2: `n:m` or `-n:-m` (either order); both ends non-zero and of one sign. */
+export function partialRange (token: Token | undefined): { first: number, last: number } {
+  const text = token?.type === 'atom' ? token.value : ''
+  const m = /^(-?)([1-9]\d{0,9}):(-?)([1-9]\d{0,9})$/.exec(text)
+  if (m === null || m[1] !== m[3]) throw new ArgumentError('Invalid PARTIAL range')
+  const a = Number(m[2])
+  const b = Number(m[4])
+  if (a > 0xffffffff || b > 0xffffffff) throw new ArgumentError('Invalid PARTIAL range')
+  const sign = m[1] === '-' ? -1 : 1
+  return { first: sign * Math.min(a, b), last: sign * Math.max(a, b) }
+}
+
+/** `RETURN (...)` of ESEARCH-style commands; RFC 4731 section 3.1 and RFC 5267: an empty list means ALL. */
+export function returnOptions (token: Token | undefined): ReturnOptions {
+  const items = listOf(token, 'return options').items
+  const options = new Set<string>()
+  let partial: ReturnOptions['partial'] = null
+  for (let i = 0; i < items.length; i++) {
+    const option = keyword(items[i], 'return option')
+    if (!RETURN_OPTIONS.has(option)) throw new ArgumentError(`Unknown return option ${option}`)
+    if (option === 'PARTIAL') partial = partialRange(items[++i])
+    options.add(option)
+  }
+  // RFC 9394 section 3: PARTIAL and ALL are mutually exclusive
+  if (options.has('PARTIAL') && options.has('ALL')) throw new ArgumentError('PARTIAL and ALL are mutually exclusive')
+  if (options.size === 0) options.add('ALL')
+  return { options, partial }
+}
+
+/** The positions of a PARTIAL range within `count` results, as [start, end) indexes. */
+export function partialSlice (range: { first: number, last: number }, count: number): [number, number] {
+  if (range.first > 0) return [Math.min(count, range.first - 1), Math.min(count, range.last)]
+  // -1 is the last result; -1:-3 the last three
+  return [Math.max(0, count + range.last), Math.max(0, count + range.first + 1)]
+}
+
+/** The ESEARCH answer of ESORT (RFC 5267 section 3.2): results in sort order, ranges only where they ascend. */
+export function esearchValues (tag: string, uid: boolean, numbers: number[], returns: ReturnOptions): Value[] {
+  const values: Value[] = [atom('ESEARCH'), list([atom('TAG'), str(tag)])]
+  if (uid) values.push(atom('UID'))
+  const { options, partial } = returns
+  if (numbers.length > 0) {
+    // MIN and MAX are the first and the last in sort order ("lowest sorted", "highest sorted")
+    if (options.has('MIN')) values.push(atom('MIN'), num(numbers[0]!))
+    if (options.has('MAX')) values.push(atom('MAX'), num(numbers[numbers.length - 1]!))
+    if (options.has('ALL')) values.push(atom('ALL'), atom(formatOrderedSet(numbers)))
+  }
+  if (options.has('COUNT')) values.push(atom('COUNT'), num(numbers.length))
+  if (partial !== null) {
+    const [start, end] = partialSlice(partial, numbers.length)
+    const slice = numbers.slice(start, end)
+    values.push(atom('PARTIAL'), list([atom(`${partial.first}:${partial.last}`), slice.length === 0 ? null : atom(formatOrderedSet(slice))]))
+  }
+  return values
+}
+
+/** `(REVERSE DATE SUBJECT)` (RFC 5256 section 4 sort-criteria). */
+export function sortCriteria (token: Token | undefined): SortCriterion[] {
+  const items = listOf(token, 'sort criteria').items
+  if (items.length === 0) throw new ArgumentError('Empty sort criteria')
+  if (items.length > SORT_CRITERIA_MAX) throw new ArgumentError('Too many sort criteria', 'LIMIT')
+  const out: SortCriterion[] = []
+  let reverse = false
+  for (const item of items) {
+    const name = keyword(item, 'sort key')
+    if (name === 'REVERSE') {
+      if (reverse) throw new ArgumentError('REVERSE twice')
+      reverse = true
+      continue
+    }
+    if (!isSortKey(name)) throw new ArgumentError(`Unknown sort key ${name}`)
+    out.push({ key: name, reverse })
+    reverse = false
+  }
+  if (reverse) throw new ArgumentError('REVERSE without a sort key')
+  return out
+}
+
+export const sort: CommandModule = {
+  name: 'SORT',
+  syntax: 'SORT [RETURN (options)] (sort-criteria) charset search-criteria...',
+  states: ['selected'],
+  args: { min: 3, max: 10_000 },
+  uid: true,
+  // the numbers answered must stay valid (RFC 3501 section 7.4.1, as for SEARCH)
+  expungeAllowed: false,
+  async run (session, { tag, args, uid }): Promise<Reply | undefined> {
+    if (session.state.kind !== 'selected') return undefined
+    const view = session.state.mailbox
+    const user = session.state.user
+    let index = 0
+    let returns: ReturnOptions | null = null
+    if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'RETURN') {
+      returns = returnOptions(args[1])
+      index = 2
+    }
+    const criteria = sortCriteria(args[index])
+    charset(args[index + 1])
+    const matched = await matchUids(session, view, user, args.slice(index + 2))
+    const keys = await sortKeyCacheFor(session.components.store).keys(user, view.id, view.uidValidity, matched.uids)
+    const order = sortOrder(keys, criteria)
+    const numbers = order.map((i) => uid ? matched.uids[i]! : view.seqOf(matched.uids[i]!))
+    // one atom for the numbers: a value per number costs more than the sort on a large mailbox
+    if (returns === null) await session.send(numbers.length === 0 ? [atom('SORT')] : [atom('SORT'), atom(numbers.join(' '))])
+    else await session.send(esearchValues(tag, uid, numbers, returns))
+    return undefined
+  },
+}

@@ -1,0 +1,94 @@
+/**
+ * The search criteria of SORT and THREAD (RFC 5256 section 3: "the search-key syntax of SEARCH"), run over the
+ * selected mailbox with search-program.ts: the UIDs that match, ascending. The same shortcuts as SEARCH: `ALL` and
+ * other flag-only programs read the store's UID and flag index and no record; header keys read the kept header
+ * copies of a whole batch in one go.
+ */
+import type { MessageMeta, MessageRecord } from '../../store/index.ts'
+import type { Token } from './protocol/types.ts'
+import { astring } from './args.ts'
+import { CommandRefused } from './errors.ts'
+import { evaluate, flagsOnly, prepare, ProgramReader, readsBodies, readsHeaders } from './search-program.ts'
+import type { Content } from './search-program.ts'
+import { recordBatches } from './records.ts'
+import { SEARCH_CONCURRENCY, SEARCH_HEADER_BYTES_MAX, SEARCH_MESSAGE_BYTES_MAX } from './commands/search.ts'
+import type { SelectedMailbox } from './mailbox-view.ts'
+import type { Session } from './session.ts'
+
+/** RFC 5256 section 3: US-ASCII and UTF-8 MUST be supported; string keys compare decoded Unicode either way. */
+export const CHARSETS = ['UTF-8', 'US-ASCII']
+
+/** The charset argument SORT and THREAD require: NO [BADCHARSET] for another (RFC 5256 section 3). */
+export function charset (token: Token | undefined): string {
+  const name = astring(token, 'charset').toUpperCase()
+  if (!CHARSETS.includes(name)) throw new CommandRefused('Unsupported charset', `BADCHARSET (${CHARSETS.join(' ')})`)
+  return name
+}
+
+function contentOf (session: Session, record: MessageRecord, kept: Buffer | null | undefined): Content {
+  const store = session.components.store
+  let meta: MessageMeta | undefined
+  let raw: Buffer | null | undefined
+  let header: Buffer | null | undefined = kept ?? undefined
+  const content: Content = {
+    meta: async () => (meta ??= await store.getMeta(record)),
+    raw: async () => {
+      if (raw === undefined) raw = record.size > SEARCH_MESSAGE_BYTES_MAX ? null : await store.readMessage(record)
+      return raw
+    },
+    header: async () => {
+      if (header !== undefined) return header
+      const copy = await store.readHeader?.(record) ?? null
+      if (copy !== null) return (header = copy)
+      const m = await content.meta()
+      if (raw !== undefined && raw !== null) return (header = raw.subarray(0, m.root.headerEnd))
+      const end = m.root.headerEnd
+      if (end > SEARCH_HEADER_BYTES_MAX) return (header = null)
+      const chunks: Buffer[] = []
+      for await (const chunk of store.streamMessage(record, { start: 0, end })) chunks.push(chunk)
+      return (header = Buffer.concat(chunks))
+    },
+  }
+  return content
+}
+
+export interface Matched {
+  /** Matching UIDs the client knows, ascending (so also in sequence order). */
+  uids: number[]
+  /** The program used MODSEQ (the caller enables CONDSTORE). */
+  usesModseq: boolean
+}
+
+/** Runs the search program of `tokens` over the view. */
+export async function matchUids (session: Session, view: SelectedMailbox, user: string, tokens: Token[]): Promise<Matched> {
+  const reader = new ProgramReader(tokens)
+  const program = prepare(reader.program())
+  if (reader.usesModseq) await session.enableCondstore()
+  // `$` (RFC 5182) as it stands when the command starts
+  const saved = new Set(view.searchResult)
+  const store = session.components.store
+  const uids: number[] = []
+  const listing = flagsOnly(program) && store.listFlags !== undefined ? await store.listFlags(user, view.id) : null
+  if (listing !== null) {
+    const all = program.op === 'all'
+    for (let i = 0; i < listing.uids.length; i++) {
+      const uid = listing.uids[i]!
+      if (view.seqOf(uid) === 0) continue
+      // a partial record: a flag-only program reads uid and flags alone
+      const record = { uid, flags: listing.flags[i]! } as MessageRecord
+      if (all || await evaluate(program, record, view, saved, contentOf(session, record, undefined))) uids.push(uid)
+    }
+    return { uids, usesModseq: reader.usesModseq }
+  }
+  const window = readsBodies(program) ? 1 : SEARCH_CONCURRENCY
+  const headersFirst = readsHeaders(program) && store.readHeader !== undefined
+  for await (const batch of recordBatches(store, user, view.id, view.uids)) {
+    const kept = headersFirst ? await Promise.all(batch.map(async (record) => await store.readHeader!(record))) : null
+    for (let i = 0; i < batch.length; i += window) {
+      const slice = batch.slice(i, i + window)
+      const hits = await Promise.all(slice.map(async (record, j) => await evaluate(program, record, view, saved, contentOf(session, record, kept?.[i + j]))))
+      slice.forEach((record, j) => { if (hits[j] === true) uids.push(record.uid) })
+    }
+  }
+  return { uids, usesModseq: reader.usesModseq }
+}

@@ -1,0 +1,368 @@
+/**
+ * The sort keys of SORT (RFC 5256 section 3, RFC 5957) and the fields THREAD needs (RFC 5256 section 3: sent date,
+ * base subject, Message-ID, References), one record per message, computed once from the header copy the store keeps
+ * (readHeader) and kept in a node-wide cache per mailbox. A message's content never changes under its UID (RFC 3501
+ * section 2.3.1.1), so an entry is never stale, only unneeded: the cache drops entries when the store reports their
+ * expunge, and drops a mailbox when it is deleted or when the node holds too many entries (least recently used
+ * mailbox first). New mail is computed on the first SORT or THREAD that meets it. A 50,000-message mailbox is then
+ * sorted from memory without a store read (test/imap/sort.test.ts measures it).
+ */
+import { mime } from '../../store/index.ts'
+import type { MailEvent, MailStore, MessageRecord } from '../../store/index.ts'
+import { asciiUpper, baseSubject } from './base-subject.ts'
+import { RECORD_BATCH_MAX, readRecords } from './records.ts'
+
+export interface SortKeys {
+  /** INTERNALDATE, ms. */
+  arrival: number
+  /** RFC822.SIZE. */
+  size: number
+  /** RFC 5256 section 2.2: the Date: field in UTC, or the internal date when it is missing or unreadable. */
+  date: number
+  /** Base subject (base-subject.ts), casemapped. */
+  subject: string
+  /** The base-subject extraction removed a reply or forward mark (REFERENCES step 5). */
+  reply: boolean
+  /** addr-mailbox of the first address (RFC 5256 section 3), casemapped; '' without one. */
+  from: string
+  to: string
+  cc: string
+  /** RFC 5957 section 3: the first address's display name, else its addr-spec; casemapped. */
+  displayFrom: string
+  displayTo: string
+  /** The first valid msg-id of Message-ID, without angle brackets; null when there is none. */
+  messageId: string | null
+  /** References (or else the first msg-id of In-Reply-To), in order (RFC 5256 section 3, REFERENCES step 1). */
+  references: string[]
+}
+
+/**
+ * Entries held on a node, all mailboxes together. An entry is a few hundred bytes (short strings and a reference
+ * list), so 250,000 entries are well under 100 MiB; five 50,000-message mailboxes fit. A mailbox larger than this is
+ * sorted without caching what does not fit.
+ */
+export const SORT_KEYS_CACHED_MAX = 250_000
+
+/** A header block read for sort keys when the store kept no copy may not exceed this (beyond: the envelope alone). */
+export const SORT_HEADER_BYTES_MAX = 1024 * 1024
+
+/** Message ids kept from one References field (threads deeper than this are cut at their oldest end). */
+export const REFERENCES_MAX = 128
+
+/** Header fields read concurrently while computing keys (bounds what one SORT holds: RECORD_BATCH_MAX headers). */
+const HEADER_CONCURRENCY = RECORD_BATCH_MAX
+
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
+/** RFC 5322 section 4.3 obsolete zones; military zones mean -0000 (unknown), as the section says. */
+const ZONES: Record<string, number> = { UT: 0, GMT: 0, Z: 0, EST: -300, EDT: -240, CST: -360, CDT: -300, MST: -420, MDT: -360, PST: -480, PDT: -420 }
+const DATE = /(\d{1,2})\s+([A-Za-z]{3})[A-Za-z]*\.?\s+(\d{2,4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s*([+-]\d{4}|[A-Za-z]{1,5}))?/
+
+/** The instant a Date: field names (RFC 5322 section 3.3, obsolete forms of 4.3 included), or null. */
+export function parseDate (value: string): number | null {
+  const m = DATE.exec(value)
+  if (m !== null) {
+    const month = MONTHS.indexOf(m[2]!.toLowerCase())
+    let year = Number(m[3])
+    if (m[3]!.length === 2) year += year < 50 ? 2000 : 1900
+    else if (m[3]!.length === 3) year += 1900
+    if (month !== -1) {
+      const zone = m[7]
+      let offset = 0
+      if (zone !== undefined && /^[+-]\d{4}$/.test(zone)) {
+        offset = (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(3, 5))) * (zone[0] === '-' ? -1 : 1)
+      } else if (zone !== undefined) {
+        offset = ZONES[zone.toUpperCase()] ?? 0
+      }
+      const ms = Date.UTC(year, month, Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6] ?? 0)) - offset * 60_000
+      if (!Number.isNaN(ms)) return ms
+    }
+  }
+  const ms = Date.parse(value)
+  return Number.isNaN(ms) ? null : ms
+}
+
+/** msg-ids of a field (RFC 5322 section 3.6.4): `<...>` with comments and white space removed. */
+export function messageIds (value: string): string[] {
+  const out: string[] = []
+  const text = value.includes('(') ? value.replace(/\([^()]*\)/g, '') : value
+  for (const m of text.matchAll(/<([^<>]*)>/g)) {
+    const id = m[1]!.replace(/\s+/g, '')
+    // RFC 5322 id-left "@" id-right: without the "@" it is no msg-id (Dovecot skips such ids the same way)
+    if (id.length > 1 && id.indexOf('@') > 0 && id.indexOf('@') < id.length - 1) out.push(id)
+  }
+  return out
+}
+
+function firstAddress (value: string | null): mime.Address | null {
+  if (value === null) return null
+  for (const address of mime.parseAddressList(value) ?? []) {
+    // skip group markers: a start marker has no host, an end marker nothing at all
+    if (address.mailbox !== null && address.host !== null) return address
+  }
+  return null
+}
+
+function addrMailbox (address: mime.Address | null): string {
+  return address === null ? '' : asciiUpper(address.mailbox ?? '')
+}
+
+/** RFC 5957 section 3: the display name (decoded) when there is a non-empty one, else the addr-spec. */
+function display (address: mime.Address | null): string {
+  if (address === null) return ''
+  const name = address.name === null ? '' : mime.decodeHeaderValue(address.name).trim()
+  return asciiUpper(name !== '' ? name : `${address.mailbox ?? ''}@${address.host ?? ''}`)
+}
+
+/** The keys of one message from its header block (null: no header could be read, the envelope is used). */
+export function keysFromHeader (record: MessageRecord, header: Buffer): SortKeys {
+  const first = new Map<string, string>()
+  for (const field of mime.headerFields(header, 0, header.length)) {
+    const name = field.name.toLowerCase()
+    // RFC 5322 allows each of these once; the first occurrence wins, as in the envelope (store/mime/types.ts)
+    if (!first.has(name)) first.set(name, field.value)
+  }
+  const get = (name: string): string | null => first.get(name) ?? null
+  return keysFrom(record, get)
+}
+
+/** The keys from the cached envelope (a header too large to have been kept): no References. */
+export function keysFromEnvelope (record: MessageRecord, envelope: mime.Envelope): SortKeys {
+  const addresses = (list: mime.Address[] | null): mime.Address | null => list?.find((a) => a.mailbox !== null && a.host !== null) ?? null
+  const from = addresses(envelope.from)
+  const to = addresses(envelope.to)
+  const date = envelope.date === null ? null : parseDate(envelope.date)
+  const subject = baseSubject(envelope.subject)
+  const messageId = envelope.messageId === null ? null : messageIds(envelope.messageId)[0] ?? null
+  return {
+    arrival: record.internalDate,
+    size: record.size,
+    date: date ?? record.internalDate,
+    subject: subject.subject,
+    reply: subject.reply,
+    from: addrMailbox(from),
+    to: addrMailbox(to),
+    cc: addrMailbox(addresses(envelope.cc)),
+    displayFrom: display(from),
+    displayTo: display(to),
+    messageId,
+    references: envelope.inReplyTo === null ? [] : messageIds(envelope.inReplyTo).slice(0, 1),
+  }
+}
+
+function keysFrom (record: MessageRecord, get: (name: string) => string | null): SortKeys {
+  const from = firstAddress(get('from'))
+  const to = firstAddress(get('to'))
+  const dateText = get('date')
+  const date = dateText === null ? null : parseDate(dateText)
+  const subject = baseSubject(get('subject'))
+  const messageIdText = get('message-id')
+  const referencesText = get('references')
+  let references = referencesText === null ? [] : messageIds(referencesText)
+  // RFC 5256 section 3 step 1: without (valid) References, the first valid msg-id of In-Reply-To
+  if (references.length === 0) {
+    const inReplyTo = get('in-reply-to')
+    references = inReplyTo === null ? [] : messageIds(inReplyTo).slice(0, 1)
+  }
+  if (references.length > REFERENCES_MAX) references = references.slice(references.length - REFERENCES_MAX)
+  return {
+    arrival: record.internalDate,
+    size: record.size,
+    date: date ?? record.internalDate,
+    subject: subject.subject,
+    reply: subject.reply,
+    from: addrMailbox(from),
+    to: addrMailbox(to),
+    cc: addrMailbox(firstAddress(get('cc'))),
+    displayFrom: display(from),
+    displayTo: display(to),
+    messageId: messageIdText === null ? null : messageIds(messageIdText)[0] ?? null,
+    references,
+  }
+}
+
+async function computeKeys (store: MailStore, record: MessageRecord): Promise<SortKeys> {
+  const kept = await store.readHeader?.(record) ?? null
+  if (kept !== null) return keysFromHeader(record, kept)
+  const meta = await store.getMeta(record)
+  const end = meta.root.headerEnd
+  if (end > SORT_HEADER_BYTES_MAX) return keysFromEnvelope(record, meta.envelope)
+  const chunks: Buffer[] = []
+  for await (const chunk of store.streamMessage(record, { start: 0, end })) chunks.push(chunk)
+  return keysFromHeader(record, Buffer.concat(chunks))
+}
+
+interface MailboxEntry {
+  user: string
+  uidValidity: number
+  keys: Map<number, SortKeys>
+}
+
+/** The node's sort keys, per mailbox. One per store object (sortKeyCacheFor), shared by every session over it. */
+export class SortKeyCache {
+  readonly #store: MailStore
+  /** By `user NUL mailboxId`, least recently used first. */
+  readonly #mailboxes = new Map<string, MailboxEntry>()
+  /** One store subscription per user with a cached mailbox: expunges and deletions reach the cache through it. */
+  readonly #subscriptions = new Map<string, () => void>()
+  #entries = 0
+
+  constructor (store: MailStore) {
+    this.#store = store
+  }
+
+  /** Entries held (for tests and metrics). */
+  get size (): number {
+    return this.#entries
+  }
+
+  /** The keys of `uids` (ascending, all existing in the mailbox) in the same order: cached ones from memory. */
+  async keys (user: string, mailboxId: string, uidValidity: number, uids: readonly number[], opts: { signal?: AbortSignal } = {}): Promise<SortKeys[]> {
+    const entry = this.#entry(user, mailboxId, uidValidity)
+    const missing: number[] = []
+    for (const uid of uids) if (!entry.keys.has(uid)) missing.push(uid)
+    const computed = new Map<number, SortKeys>()
+    for (let i = 0; i < missing.length; i += RECORD_BATCH_MAX) {
+      opts.signal?.throwIfAborted()
+      const records = await readRecords(this.#store, user, mailboxId, missing.slice(i, i + RECORD_BATCH_MAX))
+      for (let j = 0; j < records.length; j += HEADER_CONCURRENCY) {
+        const slice = records.slice(j, j + HEADER_CONCURRENCY)
+        const keys = await Promise.all(slice.map(async (record) => await computeKeys(this.#store, record)))
+        slice.forEach((record, k) => computed.set(record.uid, keys[k]!))
+      }
+    }
+    // the entry may have been dropped meanwhile (the mailbox deleted, evicted): then nothing is cached
+    const live = this.#mailboxes.get(this.#key(user, mailboxId)) === entry
+    for (const [uid, keys] of computed) {
+      if (!live || entry.keys.size >= SORT_KEYS_CACHED_MAX) break
+      if (!entry.keys.has(uid)) {
+        entry.keys.set(uid, keys)
+        this.#entries++
+      }
+    }
+    if (live) this.#evict(entry)
+    return uids.map((uid) => {
+      const keys = entry.keys.get(uid) ?? computed.get(uid)
+      // a message expunged while its keys were read: it sorts as an empty message, the view still lists it
+      return keys ?? emptyKeys()
+    })
+  }
+
+  #key (user: string, mailboxId: string): string {
+    return `${user}\x00${mailboxId}`
+  }
+
+  #entry (user: string, mailboxId: string, uidValidity: number): MailboxEntry {
+    const key = this.#key(user, mailboxId)
+    let entry = this.#mailboxes.get(key)
+    if (entry !== undefined && entry.uidValidity !== uidValidity) {
+      this.#drop(key)
+      entry = undefined
+    }
+    if (entry === undefined) {
+      entry = { user, uidValidity, keys: new Map() }
+      if (!this.#subscriptions.has(user)) this.#subscriptions.set(user, this.#store.subscribe(user, (event) => this.#onEvent(user, event)))
+    } else {
+      this.#mailboxes.delete(key)
+    }
+    this.#mailboxes.set(key, entry)
+    return entry
+  }
+
+  #onEvent (user: string, event: MailEvent): void {
+    if (event.type === 'expunge') {
+      const entry = this.#mailboxes.get(this.#key(user, event.mailbox))
+      if (entry === undefined) return
+      for (const uid of event.uids) if (entry.keys.delete(uid)) this.#entries--
+    } else if (event.type === 'mailboxes' && event.change === 'deleted' && event.mailbox !== null) {
+      this.#drop(this.#key(user, event.mailbox))
+    }
+  }
+
+  #drop (key: string): void {
+    const entry = this.#mailboxes.get(key)
+    if (entry === undefined) return
+    this.#mailboxes.delete(key)
+    this.#entries -= entry.keys.size
+    for (const other of this.#mailboxes.values()) if (other.user === entry.user) return
+    this.#subscriptions.get(entry.user)?.()
+    this.#subscriptions.delete(entry.user)
+  }
+
+  /** Least recently used mailboxes go until the node holds at most SORT_KEYS_CACHED_MAX entries (`keep` stays). */
+  #evict (keep: MailboxEntry): void {
+    for (const [key, entry] of this.#mailboxes) {
+      if (this.#entries <= SORT_KEYS_CACHED_MAX) return
+      if (entry !== keep) this.#drop(key)
+    }
+  }
+}
+
+function emptyKeys (): SortKeys {
+  return { arrival: 0, size: 0, date: 0, subject: '', reply: false, from: '', to: '', cc: '', displayFrom: '', displayTo: '', messageId: null, references: [] }
+}
+
+const caches = new WeakMap<object, SortKeyCache>()
+
+/** The cache of a store: the node's IMAP listeners (143, 993) share it, as they share the \Recent record (recent.ts). */
+export function sortKeyCacheFor (store: MailStore): SortKeyCache {
+  let cache = caches.get(store)
+  if (cache === undefined) {
+    cache = new SortKeyCache(store)
+    caches.set(store, cache)
+  }
+  return cache
+}
+
+export type SortKeyName = 'ARRIVAL' | 'CC' | 'DATE' | 'FROM' | 'SIZE' | 'SUBJECT' | 'TO' | 'DISPLAYFROM' | 'DISPLAYTO'
+
+export interface SortCriterion {
+  key: SortKeyName
+  reverse: boolean
+}
+
+const NUMERIC: Partial<Record<SortKeyName, 'arrival' | 'size' | 'date'>> = { ARRIVAL: 'arrival', SIZE: 'size', DATE: 'date' }
+const TEXT: Partial<Record<SortKeyName, 'cc' | 'from' | 'to' | 'subject' | 'displayFrom' | 'displayTo'>> = {
+  CC: 'cc', FROM: 'from', TO: 'to', SUBJECT: 'subject', DISPLAYFROM: 'displayFrom', DISPLAYTO: 'displayTo',
+}
+
+export function isSortKey (name: string): name is SortKeyName {
+  return name in NUMERIC || name in TEXT
+}
+
+/**
+ * Positions 0..n-1 of `keys` in the order `criteria` ask: RFC 5256 section 3, each key in turn, REVERSE per key, and
+ * what every key leaves equal ordered by sequence number (the caller's order, ascending UIDs). Strings compare as
+ * the casemapped forms the keys hold (i;ascii-casemap). Each key becomes a column of numbers first (a string column
+ * holds the rank of each distinct string), so the sort itself compares numbers only.
+ */
+export function sortOrder (keys: readonly SortKeys[], criteria: readonly SortCriterion[]): number[] {
+  const n = keys.length
+  const columns = criteria.map((criterion) => {
+    const column = new Float64Array(n)
+    const sign = criterion.reverse ? -1 : 1
+    const numeric = NUMERIC[criterion.key]
+    if (numeric !== undefined) {
+      for (let i = 0; i < n; i++) column[i] = sign * keys[i]![numeric]
+      return column
+    }
+    const text = TEXT[criterion.key]!
+    const distinct = [...new Set(keys.map((k) => k[text]))].sort((x, y) => x < y ? -1 : x > y ? 1 : 0)
+    const rank = new Map(distinct.map((value, r) => [value, r]))
+    for (let i = 0; i < n; i++) column[i] = sign * rank.get(keys[i]![text])!
+    return column
+  })
+  const order = Array.from({ length: n }, (_, i) => i)
+  if (columns.length === 1) {
+    const column = columns[0]!
+    order.sort((i, j) => column[i]! - column[j]! || i - j)
+    return order
+  }
+  order.sort((i, j) => {
+    for (const column of columns) {
+      const d = column[i]! - column[j]!
+      if (d !== 0) return d
+    }
+    return i - j
+  })
+  return order
+}

@@ -1,0 +1,332 @@
+// SORT and UID SORT (RFC 5256), DISPLAYFROM/DISPLAYTO (RFC 5957), ESORT return options (RFC 5267 section 3) and
+// PARTIAL (RFC 9394) over a raw socket; the base subject of RFC 5256 section 2.1, Date: parsing and msg-id reading as
+// tables; the node's sort-key cache (keys read once, dropped on expunge, new mail picked up); and a 50,000-message
+// mailbox sorted by DATE and SUBJECT and threaded, timed (the times are printed as test diagnostics).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { counting, fixture, RawImap, USER } from './helpers.ts'
+import { parseResponses } from './wire.ts'
+import { baseSubject } from '../../node/imap/base-subject.ts'
+import { messageIds, parseDate, sortKeyCacheFor } from '../../node/imap/sort-keys.ts'
+import { partialSlice } from '../../node/imap/commands/sort.ts'
+
+test('base subject: RFC 5256 section 2.1 steps 1 to 6, and whether a reply or forward mark was removed', () => {
+  const table: Array<[string | null, string, boolean]> = [
+    [null, '', false],
+    ['', '', false],
+    ['apple', 'APPLE', false],
+    ['Re: apple', 'APPLE', true],
+    ['RE: [list] Re: apple', 'APPLE', true],
+    ['re:Re:RE: apple', 'APPLE', true],
+    ['Re : spaced', 'SPACED', true], // subj-refwd allows white space before the colon
+    ['Re[2]: counted', 'COUNTED', true], // and a blob
+    ['[list] apple', 'APPLE', false], // step 4: a blob goes when something is left
+    ['[list]', '[LIST]', false], // ... and stays when nothing would be
+    ['[list]   ', '[LIST]', false],
+    ['[a][b] Re: Fwd: x (fwd)', 'X', true],
+    ['Fw: test', 'TEST', true],
+    ['FWD: test', 'TEST', true],
+    ['[Fwd: re: hello]', 'HELLO', true], // step 6
+    ['Re: [fwd: [list] x] (fwd)', 'X', true], // step 6 then again from step 2
+    ['apple (fwd)', 'APPLE', true], // step 2
+    ['apple (fwd) (FWD)  ', 'APPLE', true],
+    ['(fwd)', '', true],
+    ['\t tabs\tand  spaces ', 'TABS AND SPACES', false], // step 1
+    ['Refresh', 'REFRESH', false], // no colon: no subj-refwd
+    ['Re: [list]: x', ': X', true],
+    ['=?UTF-8?Q?Re=3A_R=C3=A9sum=C3=A9?=', 'RéSUMé', true], // encoded words first; non-ASCII letters keep their case
+    ['=?ISO-8859-1?Q?Caf=E9?= (fwd)', 'CAFé', true],
+  ]
+  for (const [input, subject, reply] of table) {
+    assert.deepEqual(baseSubject(input), { subject, reply }, JSON.stringify(input))
+  }
+})
+
+test('Date: fields parsed to UTC (RFC 5322 3.3 and the obsolete forms of 4.3); message ids read from fields', () => {
+  const dates: Array<[string, number | null]> = [
+    ['Tue, 20 Jan 2026 23:30:00 -0800', Date.UTC(2026, 0, 21, 7, 30)],
+    ['7 Feb 2026 10:00:00 GMT', Date.UTC(2026, 1, 7, 10)],
+    ['Mon, 2 Feb 26 10:00 EST', Date.UTC(2026, 1, 2, 15)],
+    ['Mon, 2 Feb 99 10:00:05 +0130 (comment)', Date.UTC(1999, 1, 2, 8, 30, 5)],
+    ['Thu, 05 February 2026 08:00:00 +0000', Date.UTC(2026, 1, 5, 8)],
+    ['not a date', null],
+  ]
+  for (const [text, ms] of dates) assert.equal(parseDate(text), ms, text)
+  assert.deepEqual(messageIds('<a@b> (comment) <c@d>'), ['a@b', 'c@d'])
+  assert.deepEqual(messageIds('<no-at> <@x> <y@>'), [])
+  assert.deepEqual(messageIds(' < x@y\r\n > junk'), ['x@y'])
+  assert.deepEqual(messageIds('<a@b (note)>'), ['a@b'])
+})
+
+test('PARTIAL ranges (RFC 9394): positions from the start and from the end, clipped to the result', () => {
+  assert.deepEqual(partialSlice({ first: 1, last: 2 }, 5), [0, 2])
+  assert.deepEqual(partialSlice({ first: 4, last: 9 }, 5), [3, 5])
+  assert.deepEqual(partialSlice({ first: 7, last: 9 }, 5), [5, 5])
+  assert.deepEqual(partialSlice({ first: -1, last: -2 }, 5), [3, 5])
+  assert.deepEqual(partialSlice({ first: -4, last: -9 }, 5), [0, 2])
+  assert.deepEqual(partialSlice({ first: -6, last: -9 }, 5), [0, 0])
+})
+
+const DAY = 24 * 3600 * 1000
+const FEB = (day: number, hour = 0): number => Date.UTC(2026, 1, day, hour)
+
+function message (lines: string[], body = 'x'): Buffer {
+  return Buffer.from([...lines, '', body].join('\r\n'), 'utf8')
+}
+
+// Sequence numbers 1 to 5; UIDs 2 to 6 (a first message is expunged, so UIDs and sequence numbers differ).
+const MESSAGES: Array<{ raw: Buffer, internalDate: number, flags?: string[] }> = [
+  {
+    raw: message(['From: "Zed Zulu" <zz@example.org>', 'To: bob@b.example', 'Cc: carol@c.example', 'Subject: Re: apple',
+      'Date: Mon, 02 Feb 2026 10:00:00 +0000'], 'a'.repeat(300)),
+    internalDate: FEB(10),
+  },
+  {
+    raw: message(['From: anna@example.org', 'To: Xavier <aa@x.example>', 'Subject: banana', 'Date: Sun, 01 Feb 2026 23:00:00 -0200'], 'b'.repeat(10)),
+    internalDate: FEB(9),
+    flags: ['\\Seen'],
+  },
+  {
+    // no Date: sorts by its internal date
+    raw: message([`From: =?UTF-8?B?${Buffer.from('Émile').toString('base64')}?= <mike@example.org>`, 'Subject: [list] Fwd: Apple (fwd)'], 'c'.repeat(5000)),
+    internalDate: FEB(1),
+  },
+  {
+    // an unreadable Date: also its internal date
+    raw: message(['From: <bob@example.org>', 'To: dave@d.example', 'Cc: "Amy" <amy@a.example>', 'Subject: =?UTF-8?Q?Cherry?=', 'Date: not a date'], 'd'.repeat(1000)),
+    internalDate: FEB(5),
+  },
+  {
+    // no From, To or Subject; the same Date: as message 1: the sequence number decides
+    raw: message(['Date: Mon, 02 Feb 2026 05:00:00 -0500'], 'e'.repeat(50)),
+    internalDate: FEB(7),
+  },
+]
+
+async function sortFixture (t: { after: (fn: () => void | Promise<void>) => void }): Promise<{ c: RawImap, f: Awaited<ReturnType<typeof fixture>>, port: number }> {
+  const f = await fixture(t)
+  const gone = await f.store.append(USER, 'INBOX', { raw: message(['Subject: gone']), internalDate: FEB(1) })
+  for (const m of MESSAGES) await f.store.append(USER, 'INBOX', { raw: m.raw, internalDate: m.internalDate, flags: m.flags ?? [] })
+  const inbox = (await f.store.getMailbox(USER, 'INBOX'))!
+  await f.store.expunge(USER, inbox.id, [gone.uid])
+  const { port } = await f.server()
+  const c = await RawImap.connect(port)
+  t.after(() => c.close())
+  await c.login()
+  await c.cmd('SELECT INBOX')
+  return { c, f, port }
+}
+
+/** The numbers of the `* SORT` response of a reply. */
+function sorted (reply: string): number[] {
+  const line = parseResponses(reply).find((r) => r.tag === '*' && r.items[0] === 'SORT')
+  assert.ok(line !== undefined, reply)
+  return line.items.slice(1).map(Number)
+}
+
+/** The items of the `* ESEARCH` response of a reply after its tag correlator, as a name → value map. */
+function esearch (reply: string): Map<string, unknown> {
+  const line = parseResponses(reply).find((r) => r.tag === '*' && r.items[0] === 'ESEARCH')
+  assert.ok(line !== undefined, reply)
+  const out = new Map<string, unknown>()
+  let i = 2
+  if (line.items[i] === 'UID') { out.set('UID', true); i++ }
+  for (; i < line.items.length; i += 2) out.set(line.items[i] as string, line.items[i + 1])
+  return out
+}
+
+test('SORT by every key of RFC 5256 and RFC 5957, REVERSE, several keys, ties by sequence number, UID SORT', async (t) => {
+  const { c, f } = await sortFixture(t)
+  const cases: Array<[string, number[]]> = [
+    // base subjects: APPLE, BANANA, APPLE, CHERRY, '' (empty first; equal ones by sequence number)
+    ['(SUBJECT)', [5, 1, 3, 2, 4]],
+    // sent dates in UTC: Feb 2 10:00, Feb 2 01:00, (Feb 1 internal), (Feb 5 internal), Feb 2 10:00
+    ['(DATE)', [3, 2, 1, 5, 4]],
+    ['(REVERSE DATE)', [4, 1, 5, 2, 3]],
+    ['(ARRIVAL)', [3, 4, 5, 2, 1]],
+    ['(REVERSE ARRIVAL)', [1, 2, 5, 4, 3]],
+    // addr-mailbox of the first address: ZZ, ANNA, MIKE, BOB, ''
+    ['(FROM)', [5, 2, 4, 3, 1]],
+    // display name else addr-spec: ZED ZULU, ANNA@EXAMPLE.ORG, ÉMILE (decoded; after ASCII), BOB@EXAMPLE.ORG, ''
+    ['(DISPLAYFROM)', [5, 2, 4, 1, 3]],
+    ['(TO)', [3, 5, 2, 1, 4]],
+    ['(DISPLAYTO)', [3, 5, 1, 4, 2]],
+    ['(CC)', [2, 3, 5, 4, 1]],
+    ['(SUBJECT DATE)', [5, 3, 1, 2, 4]],
+    ['(SUBJECT REVERSE DATE)', [5, 1, 3, 2, 4]],
+    ['(REVERSE SUBJECT ARRIVAL)', [4, 2, 3, 1, 5]],
+  ]
+  for (const [criteria, expected] of cases) {
+    assert.deepEqual(sorted(await c.cmd(`SORT ${criteria} UTF-8 ALL`)), expected, criteria)
+  }
+  const inbox = (await f.store.getMailbox(USER, 'INBOX'))!
+  const sizes = (await f.store.listMessages(USER, inbox.id)).map((r, i) => ({ seq: i + 1, size: r.size }))
+  assert.deepEqual(sorted(await c.cmd('SORT (SIZE) UTF-8 ALL')), [...sizes].sort((a, b) => a.size - b.size).map((s) => s.seq))
+  // UID SORT answers UIDs (sequence number + 1 here)
+  assert.deepEqual(sorted(await c.cmd('UID SORT (DATE) US-ASCII ALL')), [4, 3, 2, 6, 5])
+  // the search criteria of SEARCH: FROM matches parsed addresses; flags; sequence sets; UID sets
+  assert.deepEqual(sorted(await c.cmd('SORT (SUBJECT) UTF-8 FROM example.org NOT FROM bob')), [1, 3, 2])
+  assert.deepEqual(sorted(await c.cmd('SORT (DATE) UTF-8 UNSEEN')), [3, 1, 5, 4])
+  assert.deepEqual(sorted(await c.cmd('SORT (DATE) UTF-8 2:4')), [3, 2, 4])
+  assert.deepEqual(sorted(await c.cmd('UID SORT (REVERSE DATE) UTF-8 UID 2:4')), [2, 3, 4])
+  assert.deepEqual(sorted(await c.cmd('SORT (SUBJECT) UTF-8 SUBJECT apple')), [1, 3])
+  assert.match(await c.cmd('SORT (DATE) UTF-8 SUBJECT nothing-like-this', 'e1'), /^\* SORT\r\ne1 OK/m)
+})
+
+test('SORT refuses what RFC 5256 does not allow: BAD for bad criteria, NO [BADCHARSET] for an unknown charset', async (t) => {
+  const { c, port } = await sortFixture(t)
+  for (const bad of ['SORT (FOO) UTF-8 ALL', 'SORT (REVERSE) UTF-8 ALL', 'SORT (REVERSE REVERSE DATE) UTF-8 ALL', 'SORT () UTF-8 ALL',
+    'SORT DATE UTF-8 ALL', 'SORT (DATE) UTF-8', 'SORT (DATE) UTF-8 NOSUCHKEY', 'SORT RETURN (SAVE) (DATE) UTF-8 ALL',
+    'SORT RETURN (PARTIAL 1:2 ALL) (DATE) UTF-8 ALL', 'SORT RETURN (PARTIAL 0:2) (DATE) UTF-8 ALL', 'SORT RETURN (PARTIAL 1:-2) (DATE) UTF-8 ALL',
+    'THREAD FOO UTF-8 ALL', 'THREAD REFERENCES UTF-8']) {
+    assert.match(await c.cmd(bad, 'b'), /^b BAD /m, bad)
+  }
+  assert.match(await c.cmd('SORT (DATE) KOI8-R ALL', 'n'), /^n NO \[BADCHARSET \(UTF-8 US-ASCII\)\]/m)
+  assert.match(await c.cmd('THREAD REFERENCES KOI8-R ALL', 'n'), /^n NO \[BADCHARSET \(UTF-8 US-ASCII\)\]/m)
+  const caps = await c.cmd('CAPABILITY')
+  for (const cap of ['SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'ESORT']) assert.match(caps, new RegExp(` ${cap}[ \\r]`), cap)
+  // not before SELECT
+  const other = await RawImap.connect(port)
+  t.after(() => other.close())
+  await other.login()
+  assert.match(await other.cmd('SORT (DATE) UTF-8 ALL', 's'), /^s BAD /m)
+})
+
+test('ESORT (RFC 5267 section 3): MIN and MAX in sort order, COUNT, ALL as an ordered set; PARTIAL (RFC 9394)', async (t) => {
+  const { c } = await sortFixture(t)
+  // DATE order: 3 2 1 5 4
+  let r = esearch(await c.cmd('SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL', 'x1'))
+  assert.equal(r.get('MIN'), '3')
+  assert.equal(r.get('MAX'), '4')
+  assert.equal(r.get('COUNT'), '5')
+  assert.equal(r.has('ALL'), false)
+  r = esearch(await c.cmd('SORT RETURN (ALL) (SUBJECT) UTF-8 ALL'))
+  assert.equal(r.get('ALL'), '5,1,3,2,4')
+  // RETURN () is RETURN (ALL)
+  r = esearch(await c.cmd('SORT RETURN () (SUBJECT) UTF-8 ALL'))
+  assert.equal(r.get('ALL'), '5,1,3,2,4')
+  // UIDs 4 5 6 3 2: an ascending run becomes a range, nothing else does
+  r = esearch(await c.cmd('UID SORT RETURN (ALL COUNT) (ARRIVAL) UTF-8 ALL'))
+  assert.equal(r.get('UID'), true)
+  assert.equal(r.get('ALL'), '4:6,3,2')
+  assert.equal(r.get('COUNT'), '5')
+  // nothing matched: COUNT 0 and no MIN, MAX or ALL
+  r = esearch(await c.cmd('SORT RETURN (MIN MAX ALL COUNT) (DATE) UTF-8 SUBJECT nothing-like-this'))
+  assert.deepEqual([...r.keys()], ['COUNT'])
+  assert.equal(r.get('COUNT'), '0')
+  // PARTIAL: positions in sort order, from the start or from the end
+  r = esearch(await c.cmd('SORT RETURN (PARTIAL 1:2) (DATE) UTF-8 ALL'))
+  assert.deepEqual(r.get('PARTIAL'), ['1:2', '3,2'])
+  r = esearch(await c.cmd('SORT RETURN (PARTIAL -2:-1 COUNT) (DATE) UTF-8 ALL'))
+  assert.deepEqual(r.get('PARTIAL'), ['-1:-2', '5,4'])
+  assert.equal(r.get('COUNT'), '5')
+  r = esearch(await c.cmd('SORT RETURN (PARTIAL 7:9) (DATE) UTF-8 ALL'))
+  assert.deepEqual(r.get('PARTIAL'), ['7:9', null])
+  r = esearch(await c.cmd('UID SORT RETURN (PARTIAL 2:4) (REVERSE DATE) UTF-8 ALL'))
+  assert.deepEqual(r.get('PARTIAL'), ['2:4', '2,6,3'])
+})
+
+test('the sort-key cache: headers read once per message, expunged messages dropped, new mail sorted in', async (t) => {
+  const f = await fixture(t)
+  for (const m of MESSAGES) await f.store.append(USER, 'INBOX', { raw: m.raw, internalDate: m.internalDate })
+  const { store, calls } = counting(f.store)
+  const { port } = await f.server({}, store)
+  const c = await RawImap.connect(port)
+  t.after(() => c.close())
+  await c.login()
+  await c.cmd('SELECT INBOX')
+  const cache = sortKeyCacheFor(store)
+  assert.deepEqual(sorted(await c.cmd('SORT (DATE) UTF-8 ALL')), [3, 2, 1, 5, 4])
+  assert.equal(calls.get('readHeader'), 5)
+  assert.equal(cache.size, 5)
+  const before = new Map(calls)
+  assert.deepEqual(sorted(await c.cmd('SORT (SUBJECT) UTF-8 ALL')), [5, 1, 3, 2, 4])
+  assert.match(await c.cmd('THREAD ORDEREDSUBJECT UTF-8 ALL', 'th'), /^\* THREAD \(3 1\)\(2\)\(5\)\(4\)\r\n/m)
+  // from memory: no header, record or structure read
+  for (const method of ['readHeader', 'getMeta', 'listMessages', 'getMessages', 'readMessage', 'streamMessage']) {
+    assert.equal(calls.get(method) ?? 0, before.get(method) ?? 0, method)
+  }
+  // another session expunges message 3: the cache drops it when the store reports the expunge
+  const other = await RawImap.connect(port)
+  t.after(() => other.close())
+  await other.login()
+  await other.cmd('SELECT INBOX')
+  await other.cmd('STORE 3 +FLAGS (\\Deleted)')
+  await other.cmd('EXPUNGE')
+  assert.equal(cache.size, 4)
+  // new mail: keys computed for it alone
+  await f.store.append(USER, 'INBOX', { raw: message(['Subject: aardvark', 'Date: Sat, 31 Jan 2026 00:00:00 +0000']), internalDate: FEB(20) })
+  const noop = await c.cmd('NOOP')
+  assert.match(noop, /\* 3 EXPUNGE\r\n/)
+  assert.match(noop, /\* 5 EXISTS\r\n/)
+  const headers = calls.get('readHeader')!
+  assert.deepEqual(sorted(await c.cmd('SORT (DATE) UTF-8 ALL')), [5, 2, 1, 4, 3])
+  assert.deepEqual(sorted(await c.cmd('SORT (SUBJECT) UTF-8 ALL')), [4, 5, 1, 2, 3])
+  assert.equal(calls.get('readHeader'), headers + 1)
+  assert.equal(cache.size, 5)
+})
+
+const LARGE = 50_000
+/** Deliveries in flight at once while filling the mailbox (as test/imap/large-mailbox.test.ts). */
+const PARALLEL = 32
+const WORDS = ['report', 'lunch', 'release', 'invoice', 'party', 'build', 'meeting', 'review']
+
+test('50,000 messages: SORT by DATE and SUBJECT and THREAD REFERENCES, cold and with the keys cached (timed)', async (t) => {
+  const f = await fixture(t)
+  // message i: one of 5,000 threads (i % 5000), replying to the message 5,000 before it; dates spread over a year
+  // and not in arrival order, so the DATE order is a real permutation
+  const subjectOf = (i: number): string => `${WORDS[i % WORDS.length]} ${i % 5000}`
+  const dateOf = (i: number): number => Date.UTC(2025, 0, 1) + ((i * 7919) % LARGE) * 600_000
+  for (let i = 0; i < LARGE; i += PARALLEL) {
+    const batch: Array<Promise<unknown>> = []
+    for (let j = i; j < Math.min(LARGE, i + PARALLEL); j++) {
+      const lines = [`From: user${j % 97}@example.org`, `Subject: ${j >= 5000 ? 'Re: ' : ''}${subjectOf(j)}`,
+        `Date: ${new Date(dateOf(j)).toUTCString().replace('GMT', '+0000')}`, `Message-ID: <m${j}@example.org>`]
+      if (j >= 5000) lines.push(`References: <m${j - 5000}@example.org>`)
+      batch.push(f.store.deliver(message(lines, `body ${j}`), [{ user: USER, prefix: '' }]))
+    }
+    await Promise.all(batch)
+  }
+  const { port } = await f.server()
+  const c = await RawImap.connect(port)
+  t.after(() => c.close())
+  await c.login()
+  await c.cmd('SELECT INBOX')
+  const inbox = (await f.store.getMailbox(USER, 'INBOX'))!
+  const records = await f.store.listMessages(USER, inbox.id)
+  // which message got which UID (deliveries ran in parallel), read back from the Message-ID
+  const indexOfSeq: number[] = []
+  for (const record of records) {
+    const header = (await f.store.readHeader!(record))!.toString('latin1')
+    indexOfSeq.push(Number(/Message-ID: <m(\d+)@/.exec(header)![1]))
+  }
+  const timed = async (command: string): Promise<[string, number]> => {
+    const start = performance.now()
+    const reply = await c.cmd(command)
+    return [reply, performance.now() - start]
+  }
+  const [coldDate, coldDateMs] = await timed('SORT (DATE) UTF-8 ALL')
+  const [warmDate, warmDateMs] = await timed('SORT (DATE) UTF-8 ALL')
+  const [subject, subjectMs] = await timed('SORT (SUBJECT) UTF-8 ALL')
+  const [threads, threadMs] = await timed('THREAD REFERENCES UTF-8 ALL')
+  const [esort, esortMs] = await timed('SORT RETURN (MIN MAX COUNT) (REVERSE DATE) UTF-8 ALL')
+  t.diagnostic(`SORT (DATE) cold ${coldDateMs.toFixed(0)} ms, warm ${warmDateMs.toFixed(0)} ms; SORT (SUBJECT) warm ${subjectMs.toFixed(0)} ms; ` +
+    `THREAD REFERENCES warm ${threadMs.toFixed(0)} ms; ESORT (MIN MAX COUNT) warm ${esortMs.toFixed(0)} ms`)
+  const expectedDate = [...indexOfSeq.keys()].sort((a, b) => dateOf(indexOfSeq[a]!) - dateOf(indexOfSeq[b]!) || a - b).map((s) => s + 1)
+  assert.deepEqual(sorted(coldDate), expectedDate)
+  assert.deepEqual(sorted(warmDate), expectedDate)
+  const subjectKey = (s: number): string => subjectOf(indexOfSeq[s]!).toUpperCase()
+  const expectedSubject = [...indexOfSeq.keys()].sort((a, b) => subjectKey(a) < subjectKey(b) ? -1 : subjectKey(a) > subjectKey(b) ? 1 : a - b).map((s) => s + 1)
+  assert.deepEqual(sorted(subject), expectedSubject)
+  // 5,000 threads, each a chain of ten messages (every message the only reply to the one 5,000 before it)
+  const line = /^\* THREAD (.*)\r\n/m.exec(threads)![1]!
+  const chains = line.slice(1, -1).split(')(')
+  assert.equal(chains.length, 5000)
+  const seqOfIndex = new Map(indexOfSeq.map((index, s) => [index, s + 1]))
+  const chainOf = (root: number): string => Array.from({ length: 10 }, (_, k) => seqOfIndex.get(root + k * 5000)).join(' ')
+  assert.ok(chains.every((chain) => chain === chainOf(indexOfSeq[Number(chain.split(' ')[0]) - 1]!)))
+  const r = esearch(esort)
+  assert.equal(r.get('MIN'), String(expectedDate[expectedDate.length - 1]))
+  assert.equal(r.get('MAX'), String(expectedDate[0]))
+  assert.equal(r.get('COUNT'), String(LARGE))
+})
