@@ -1,5 +1,5 @@
 // appliance/: what an operator touches. The configuration (defaults, TOML file, environment), the TLS
-// certificate, the admin HTTP API, the logger, the `mailgrid` command and the local grid of `mailgrid
+// certificate, the admin API (HTTPS off loopback, /metrics), client autoconfig, the logger, the `mailgrid` command and the local grid of `mailgrid
 // cluster`, first boot, drain-and-leave, built on node/'s MailNode.
 
 export { DEFAULT_CONFIG, ConfigError, envName, loadConfig, resolveConfig, toNodeInit } from './config.ts'
@@ -9,8 +9,14 @@ export type { ClusterFile, ClusterNode, PortName, UpOptions } from './cluster.ts
 export { gridLines, placement } from './gridview.ts'
 export { loadTls, TlsError } from './tls.ts'
 export type { LoadedTls, TlsInit } from './tls.ts'
-export { createAdminServer, HTTP_STATUS } from './admin.ts'
-export type { AdminComponents, AdminInit, AdminServer } from './admin.ts'
+export { createAdminServer, HTTP_STATUS, METRICS_PATH } from './admin.ts'
+export type { AdminComponents, AdminInit, AdminServer, AdminTls } from './admin.ts'
+export { createNodeMetrics } from './metrics.ts'
+export type { MetricsInit, NodeMetricsRegistry } from './metrics.ts'
+export { autodiscoverXml, clientSettings, createAutoconfigServer, mobileconfigXml, thunderbirdXml, xmlEscape } from './autoconfig.ts'
+export type { AutoconfigComponents, AutoconfigInit, AutoconfigServer, ClientSettings, MailEndpoint } from './autoconfig.ts'
+export { CliError, connect, connectRemote, normalizeFingerprint } from './client.ts'
+export type { AdminClient, ConnectOptions, RemoteTarget } from './client.ts'
 export { createLogger, namespaced } from './logger.ts'
 export type { Logger, LoggerInit } from './logger.ts'
 export { main } from './commands.ts'
