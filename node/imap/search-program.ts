@@ -25,9 +25,9 @@ export type Node =
   | { op: 'size', larger: boolean, size: number }
   | { op: 'internal', cmp: Cmp, day: number }
   | { op: 'sent', cmp: Cmp, day: number }
-  /** `addresses`: FROM, TO, CC, BCC, which also match the parsed addresses; `compact`: the needle as compactAddresses
-   * leaves it (set by prepare). */
-  | { op: 'header', field: string, value: string, addresses?: boolean, compact?: string }
+  /** `addresses`: FROM, TO, CC, BCC, which also match the parsed addresses; `pieces`: the needle cut where an address
+   * may have comments, white space or quoting the parsed form leaves out (set by prepare, see mayContainAddress). */
+  | { op: 'header', field: string, value: string, addresses?: boolean, pieces?: string[] }
   | { op: 'body', value: string, headers: boolean }
   | { op: 'modseq', modseq: number }
   | { op: 'recent' }
@@ -45,8 +45,9 @@ const FLAG_KEYS: Record<string, [string, boolean]> = {
 const HEADER_KEYS: Record<string, string> = { BCC: 'bcc', CC: 'cc', FROM: 'from', SUBJECT: 'subject', TO: 'to' }
 const ADDRESS_KEYS = new Set(['BCC', 'CC', 'FROM', 'TO'])
 
-/** Rounds of comment removal compactAddresses makes (each removes one level of nesting; RFC 5322 allows any). */
-const COMMENT_NESTING_MAX = 8
+/** Where the tokens of an address (RFC 5322 section 3.4: atoms, quoted-string text, domain labels) end: a stretch of a
+ * needle between these lies within one token, and a token is written in the header in one piece. */
+const ADDRESS_TOKEN_BREAKS = /[\s"\\()<>@,;:.[\]]+/
 
 const DATE_KEYS: Record<string, ['internal' | 'sent', Cmp]> = {
   BEFORE: ['internal', 'before'], ON: ['internal', 'on'], SINCE: ['internal', 'since'],
@@ -143,8 +144,6 @@ export class ProgramReader {
 export interface Content {
   /** The header block lower-cased, when deciding from the raw bytes is sound (see mayContain); else null. */
   plainHeader?: string | null
-  /** plainHeader as compactAddresses leaves it; null when it cannot be made (see mayContainAddress). */
-  compactHeader?: string | null
   meta: () => Promise<MessageMeta>
   /** The top-level header block (null when the message is too large to search). */
   header: () => Promise<Buffer | null>
@@ -202,31 +201,16 @@ function mayContain (header: Buffer, needle: string, content: Content): boolean 
 }
 
 /**
- * Text with comments, white space, quotes and backslashes removed: what is left of an address field when its
- * parsed addresses are compared. Null when comments nest deeper than COMMENT_NESTING_MAX.
+ * mayContain for FROM, TO, CC and BCC, whose parsed addresses are matched too: there comments, folding white space and
+ * quoting are gone (`<user (c)@ (c) host>` is `user@host`), so the needle itself need not be in the header, but each
+ * of its pieces between token breaks is (a token is never split by a comment or white space). False only when no
+ * address can match.
  */
-function compactAddresses (text: string): string | null {
-  let out = text
-  for (let round = 0; out.includes('('); round++) {
-    if (round === COMMENT_NESTING_MAX) return null
-    const next = out.replace(/\([^()]*\)/g, '')
-    if (next === out) break // an unbalanced parenthesis: nothing more to remove
-    out = next
-  }
-  return out.replace(/[\s"\\]/g, '')
-}
-
-/**
- * mayContain for FROM, TO, CC and BCC, whose parsed addresses (RFC 5322 section 3.4: comments and folding white
- * space removed, quoted strings unquoted) are matched too: every such string, compacted, is a stretch of the
- * compacted header. False only when no address can match.
- */
-function mayContainAddress (header: Buffer, node: { compact?: string }, content: Content): boolean {
+function mayContainAddress (header: Buffer, node: { pieces?: string[] }, content: Content): boolean {
   if (content.plainHeader === undefined) mayContain(header, '', content)
   const plain = content.plainHeader
-  if (plain === null || plain === undefined || node.compact === undefined) return true
-  if (content.compactHeader === undefined) content.compactHeader = compactAddresses(plain)
-  return content.compactHeader === null || content.compactHeader.includes(node.compact)
+  if (plain === null || plain === undefined || node.pieces === undefined) return true
+  return node.pieces.every((piece) => plain.includes(piece))
 }
 
 /** What FROM/TO/CC/BCC match besides the field text: each address as `mailbox@host`, its decoded display name, and both
@@ -234,7 +218,8 @@ function mayContainAddress (header: Buffer, node: { compact?: string }, content:
 function addressStrings (value: string): string[] {
   const out: string[] = []
   for (const address of mime.parseAddressList(value) ?? []) {
-    if (address.mailbox === null || address.host === null) continue
+    // group markers have no host; the envelope's placeholders for a missing part are not text of the message
+    if (address.mailbox === null || address.host === null || address.mailbox === mime.MISSING_MAILBOX || address.host === mime.MISSING_DOMAIN) continue
     const email = `${address.mailbox}@${address.host}`
     out.push(email)
     if (address.name !== null) {
@@ -344,9 +329,8 @@ export function prepare (node: Node): Node {
     case 'and': return { op: 'and', nodes: node.nodes.map(prepare) }
     case 'header': {
       const value = node.value.toLowerCase()
-      // a needle with a parenthesis gets no compact form (comment removal could cut it differently in the header)
-      const compact = node.addresses === true && !/[()]/.test(value) ? compactAddresses(value) : null
-      return { ...node, value, ...(compact === null ? {} : { compact }) }
+      const pieces = node.addresses === true ? value.split(ADDRESS_TOKEN_BREAKS).filter((piece) => piece !== '') : undefined
+      return { ...node, value, ...(pieces === undefined ? {} : { pieces }) }
     }
     case 'body': return { ...node, value: node.value.toLowerCase() }
     default: return node

@@ -74,7 +74,7 @@ export class Session {
     this.recentRegistry = recentRegistryFor(components.store)
   }
 
-  /** \Recent is reported to IMAP4rev1 sessions only (RFC 9051 section 2.3.2 dropped it). */
+  /** \Recent is reported to IMAP4rev1 sessions only (RFC 9051 dropped it: its appendix E). */
   get reportsRecent (): boolean {
     return !this.enabled.has('IMAP4REV2')
   }
