@@ -34,11 +34,13 @@ function unlink (child: ThreadNode): void {
   child.parent = null
 }
 
-/** Whether `node` is `ancestor` or lies below it (so making `node` the parent of `ancestor` would close a loop). */
-function within (node: ThreadNode, ancestor: ThreadNode): boolean {
-  let n: ThreadNode | null = node
+/** Whether making `parent` the parent of `child` would close a loop: `parent` is `child` or lies below it. */
+function wouldLoop (parent: ThreadNode, child: ThreadNode): boolean {
+  // a node without children has nothing below it (the common case: each new message), so no walk
+  if (child.children.length === 0) return parent === child
+  let n: ThreadNode | null = parent
   for (let steps = 0; n !== null; steps++) {
-    if (n === ancestor || steps > THREAD_DEPTH_CHECK_MAX) return true
+    if (n === child || steps > THREAD_DEPTH_CHECK_MAX) return true
     n = n.parent
   }
   return false
@@ -98,12 +100,12 @@ export function threadReferences (keys: readonly SortKeys[]): ThreadNode[] {
         ref = dummy()
         ids.set(id, ref)
       }
-      if (previous !== null && ref.parent === null && !within(previous, ref)) link(previous, ref)
+      if (previous !== null && ref.parent === null && !wouldLoop(previous, ref)) link(previous, ref)
       previous = ref
     }
     // (B) the last reference is the parent, replacing a link a truncated References made; none without references
     if (node.parent !== null) unlink(node)
-    if (previous !== null && !within(previous, node)) link(previous, node)
+    if (previous !== null && !wouldLoop(previous, node)) link(previous, node)
   })
   // (2) parentless nodes under one root
   const root = dummy()
