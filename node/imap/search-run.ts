@@ -55,8 +55,9 @@ function contentOf (session: Session, record: MessageRecord, kept: Buffer | null
 export interface Matched {
   /** Matching UIDs the client knows, ascending (so also in sequence order). */
   uids: number[]
-  /** The program used MODSEQ (the caller enables CONDSTORE). */
-  usesModseq: boolean
+  /** The program used MODSEQ (CONDSTORE is enabled then): each matching UID's mod-sequence, for the MODSEQ the
+   * answer carries (RFC 7162 section 3.1.5); null otherwise. */
+  modseqs: Map<number, number> | null
 }
 
 /** Runs the search program of `tokens` over the view. */
@@ -68,18 +69,19 @@ export async function matchUids (session: Session, view: SelectedMailbox, user: 
   const saved = new Set(view.searchResult)
   const store = session.components.store
   const uids: number[] = []
+  if (program.op === 'all') return { uids: [...view.uids], modseqs: null }
   const listing = flagsOnly(program) && store.listFlags !== undefined ? await store.listFlags(user, view.id) : null
   if (listing !== null) {
-    const all = program.op === 'all'
     for (let i = 0; i < listing.uids.length; i++) {
       const uid = listing.uids[i]!
       if (view.seqOf(uid) === 0) continue
       // a partial record: a flag-only program reads uid and flags alone
       const record = { uid, flags: listing.flags[i]! } as MessageRecord
-      if (all || await evaluate(program, record, view, saved, contentOf(session, record, undefined))) uids.push(uid)
+      if (await evaluate(program, record, view, saved, contentOf(session, record, undefined))) uids.push(uid)
     }
-    return { uids, usesModseq: reader.usesModseq }
+    return { uids, modseqs: null }
   }
+  const modseqs = reader.usesModseq ? new Map<number, number>() : null
   const window = readsBodies(program) ? 1 : SEARCH_CONCURRENCY
   const headersFirst = readsHeaders(program) && store.readHeader !== undefined
   for await (const batch of recordBatches(store, user, view.id, view.uids)) {
@@ -87,8 +89,12 @@ export async function matchUids (session: Session, view: SelectedMailbox, user: 
     for (let i = 0; i < batch.length; i += window) {
       const slice = batch.slice(i, i + window)
       const hits = await Promise.all(slice.map(async (record, j) => await evaluate(program, record, view, saved, contentOf(session, record, kept?.[i + j]))))
-      slice.forEach((record, j) => { if (hits[j] === true) uids.push(record.uid) })
+      slice.forEach((record, j) => {
+        if (hits[j] !== true) return
+        uids.push(record.uid)
+        modseqs?.set(record.uid, record.modseq)
+      })
     }
   }
-  return { uids, usesModseq: reader.usesModseq }
+  return { uids, modseqs }
 }

@@ -171,6 +171,13 @@ test('SORT by every key of RFC 5256 and RFC 5957, REVERSE, several keys, ties by
   assert.deepEqual(sorted(await c.cmd('UID SORT (REVERSE DATE) UTF-8 UID 2:4')), [2, 3, 4])
   assert.deepEqual(sorted(await c.cmd('SORT (SUBJECT) UTF-8 SUBJECT apple')), [1, 3])
   assert.match(await c.cmd('SORT (DATE) UTF-8 SUBJECT nothing-like-this', 'e1'), /^\* SORT\r\ne1 OK/m)
+  // RFC 7162 section 3.1.5: with the MODSEQ criterion the answer carries the highest mod-sequence of what it returns
+  const records = await f.store.listMessages(USER, inbox.id)
+  const highest = Math.max(...records.map((r) => r.modseq))
+  assert.match(await c.cmd('SORT (DATE) UTF-8 MODSEQ 1', 'm1'), new RegExp(`^\\* SORT 3 2 1 5 4 \\(MODSEQ ${highest}\\)\\r\\n`, 'm'))
+  const esort = esearch(await c.cmd('SORT RETURN (MIN) (DATE) UTF-8 MODSEQ 1', 'm2'))
+  assert.equal(esort.get('MIN'), '3')
+  assert.equal(esort.get('MODSEQ'), String(records[2]!.modseq))
 })
 
 test('SORT refuses what RFC 5256 does not allow: BAD for bad criteria, NO [BADCHARSET] for an unknown charset', async (t) => {

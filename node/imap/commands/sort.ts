@@ -63,7 +63,7 @@ export function partialSlice (range: { first: number, last: number }, count: num
 }
 
 /** The ESEARCH answer of ESORT (RFC 5267 section 3.2): results in sort order, ranges only where they ascend. */
-export function esearchValues (tag: string, uid: boolean, numbers: number[], returns: ReturnOptions): Value[] {
+export function esearchValues (tag: string, uid: boolean, numbers: number[], returns: ReturnOptions, modseq: number | null = null): Value[] {
   const values: Value[] = [atom('ESEARCH'), list([atom('TAG'), str(tag)])]
   if (uid) values.push(atom('UID'))
   const { options, partial } = returns
@@ -79,6 +79,7 @@ export function esearchValues (tag: string, uid: boolean, numbers: number[], ret
     const slice = numbers.slice(start, end)
     values.push(atom('PARTIAL'), list([atom(`${partial.first}:${partial.last}`), slice.length === 0 ? null : atom(formatOrderedSet(slice))]))
   }
+  if (modseq !== null) values.push(atom('MODSEQ'), num(modseq))
   return values
 }
 
@@ -104,6 +105,20 @@ export function sortCriteria (token: Token | undefined): SortCriterion[] {
   return out
 }
 
+/**
+ * RFC 7162 section 3.1.5 with RFC 4731 section 3.2: the highest mod-sequence of the messages returned (with MIN
+ * and/or MAX alone, those; else all that matched); null without the MODSEQ criterion or without a match.
+ */
+function highestModseq (sorted: number[], modseqs: Map<number, number> | null, returns: ReturnOptions | null): number | null {
+  if (modseqs === null || sorted.length === 0) return null
+  const options = returns?.options
+  let returned = sorted
+  if (options !== undefined && !options.has('ALL') && !options.has('COUNT') && options.has('PARTIAL') === false && (options.has('MIN') || options.has('MAX'))) {
+    returned = [...(options.has('MIN') ? [sorted[0]!] : []), ...(options.has('MAX') ? [sorted[sorted.length - 1]!] : [])]
+  }
+  return returned.reduce((m, u) => Math.max(m, modseqs.get(u) ?? 0), 0)
+}
+
 export const sort: CommandModule = {
   name: 'SORT',
   syntax: 'SORT [RETURN (options)] (sort-criteria) charset search-criteria...',
@@ -127,10 +142,18 @@ export const sort: CommandModule = {
     const matched = await matchUids(session, view, user, args.slice(index + 2))
     const keys = await sortKeyCacheFor(session.components.store).keys(user, view.id, view.uidValidity, matched.uids)
     const order = sortOrder(keys, criteria)
-    const numbers = order.map((i) => uid ? matched.uids[i]! : view.seqOf(matched.uids[i]!))
-    // one atom for the numbers: a value per number costs more than the sort on a large mailbox
-    if (returns === null) await session.send(numbers.length === 0 ? [atom('SORT')] : [atom('SORT'), atom(numbers.join(' '))])
-    else await session.send(esearchValues(tag, uid, numbers, returns))
+    const uids = order.map((i) => matched.uids[i]!)
+    const numbers = uid ? uids : uids.map((u) => view.seqOf(u))
+    const modseq = highestModseq(uids, matched.modseqs, returns)
+    if (returns === null) {
+      // one atom for the numbers: a value per number costs more than the sort on a large mailbox
+      const values = numbers.length === 0 ? [atom('SORT')] : [atom('SORT'), atom(numbers.join(' '))]
+      // RFC 7162 section 3.1.5: a SORT with the MODSEQ criterion ends with the highest mod-sequence it found
+      if (modseq !== null) values.push(list([atom('MODSEQ'), num(modseq)]))
+      await session.send(values)
+    } else {
+      await session.send(esearchValues(tag, uid, numbers, returns, modseq))
+    }
     return undefined
   },
 }
