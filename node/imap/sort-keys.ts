@@ -244,8 +244,11 @@ export class SortKeyCache {
   readonly #subscriptions = new Map<string, () => void>()
   #entries = 0
 
-  constructor (store: MailStore) {
+  readonly #entriesMax: number
+
+  constructor (store: MailStore, init: { entriesMax?: number } = {}) {
     this.#store = store
+    this.#entriesMax = init.entriesMax ?? SORT_KEYS_CACHED_MAX
   }
 
   /** Entries held (for tests and metrics). */
@@ -271,7 +274,7 @@ export class SortKeyCache {
     // the entry may have been dropped meanwhile (the mailbox deleted, evicted): then nothing is cached
     const live = this.#mailboxes.get(this.#key(user, mailboxId)) === entry
     for (const [uid, keys] of computed) {
-      if (!live || entry.keys.size >= SORT_KEYS_CACHED_MAX) break
+      if (!live || entry.keys.size >= this.#entriesMax) break
       if (!entry.keys.has(uid)) {
         entry.keys.set(uid, keys)
         this.#entries++
@@ -326,10 +329,10 @@ export class SortKeyCache {
     this.#subscriptions.delete(entry.user)
   }
 
-  /** Least recently used mailboxes go until the node holds at most SORT_KEYS_CACHED_MAX entries (`keep` stays). */
+  /** Least recently used mailboxes go until the node holds at most entriesMax entries (`keep` stays). */
   #evict (keep: MailboxEntry): void {
     for (const [key, entry] of this.#mailboxes) {
-      if (this.#entries <= SORT_KEYS_CACHED_MAX) return
+      if (this.#entries <= this.#entriesMax) return
       if (entry !== keep) this.#drop(key)
     }
   }

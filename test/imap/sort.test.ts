@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { counting, fixture, RawImap, USER } from './helpers.ts'
 import { parseResponses } from './wire.ts'
 import { baseSubject } from '../../node/imap/base-subject.ts'
-import { messageIds, parseDate, sortKeyCacheFor, wantedFields } from '../../node/imap/sort-keys.ts'
+import { messageIds, parseDate, SortKeyCache, sortKeyCacheFor, wantedFields } from '../../node/imap/sort-keys.ts'
 import { mime } from '../../store/index.ts'
 import { partialSlice } from '../../node/imap/commands/sort.ts'
 
@@ -290,6 +290,48 @@ test('the sort-key cache: headers read once per message, expunged messages dropp
   assert.deepEqual(sorted(await c.cmd('SORT (SUBJECT) UTF-8 ALL')), [4, 5, 1, 2, 3])
   assert.equal(calls.get('readHeader'), headers + 1)
   assert.equal(cache.size, 5)
+})
+
+test('the sort-key cache is bounded: least recently sorted mailboxes go, a deleted mailbox goes, a new UIDVALIDITY starts over', async (t) => {
+  const f = await fixture(t)
+  const { store, calls } = counting(f.store)
+  const cache = new SortKeyCache(store, { entriesMax: 6 })
+  const boxes = new Map<string, { id: string, uidValidity: number, uids: number[] }>()
+  for (const [name, count] of [['A', 4], ['B', 4], ['Big', 8]] as const) {
+    if (name !== 'A') await f.store.createMailbox(USER, name)
+    const uids: number[] = []
+    for (let i = 0; i < count; i++) uids.push((await f.store.append(USER, name === 'A' ? 'INBOX' : name, { raw: message([`Subject: ${name} ${count - i}`]) })).uid)
+    const box = (await f.store.getMailbox(USER, name === 'A' ? 'INBOX' : name))!
+    boxes.set(name, { id: box.id, uidValidity: box.uidValidity, uids })
+  }
+  const keys = async (name: string, uidValidity?: number): Promise<string[]> => {
+    const box = boxes.get(name)!
+    return (await cache.keys(USER, box.id, uidValidity ?? box.uidValidity, box.uids)).map((k) => k.subject)
+  }
+  assert.deepEqual(await keys('A'), ['A 4', 'A 3', 'A 2', 'A 1'])
+  assert.equal(cache.size, 4)
+  assert.equal(calls.get('subscribe'), 1)
+  // B pushes the node past 6 entries: A, the least recently sorted, goes
+  await keys('B')
+  assert.equal(cache.size, 4)
+  const read = calls.get('readHeader')!
+  await keys('B')
+  assert.equal(calls.get('readHeader'), read, 'B is cached')
+  await keys('A')
+  assert.equal(calls.get('readHeader'), read + 4, 'A was dropped and is read again')
+  // a mailbox larger than the bound: every key is answered, 6 are kept
+  assert.deepEqual(await keys('Big'), ['BIG 8', 'BIG 7', 'BIG 6', 'BIG 5', 'BIG 4', 'BIG 3', 'BIG 2', 'BIG 1'])
+  assert.equal(cache.size, 6)
+  // another UIDVALIDITY for the same mailbox id: nothing of the old one is used
+  await keys('Big', 12345)
+  assert.equal(calls.get('readHeader'), read + 4 + 8 + 8)
+  // Big was the user's only cached mailbox: its subscription ended with it and a new one began
+  assert.equal(calls.get('subscribe'), 2)
+  // deleting the mailbox drops its entries, and with the user's last mailbox the store subscription
+  await f.store.deleteMailbox(USER, 'Big')
+  assert.equal(cache.size, 0)
+  await keys('A')
+  assert.equal(calls.get('subscribe'), 3)
 })
 
 const LARGE = 50_000
