@@ -90,9 +90,15 @@ Remote administration (every command but start, firstboot and cluster):
   --fingerprint FP    the SHA-256 fingerprint of its certificate (or MAILGRID_FINGERPRINT), as first boot and
                       \`mailgrid status\` show it: the CLI refuses a node presenting another one. Without it the
                       certificate must be signed by a CA this machine trusts.
+  --profile NAME      the URL, token and fingerprint saved under NAME (or MAILGRID_PROFILE)
+  profile save NAME --url URL --token TOKEN [--fingerprint FP]
+                      check them (the node must answer) and keep them in ~/.config/mailgrid/profiles.json
+                      (owner-only; MAILGRID_PROFILES or XDG_CONFIG_HOME move it)
+  profile list        the saved profiles, without their tokens
+  profile del NAME
 `
 
-const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|queue|dns|cluster [ARGS] [--data DIR]  (mailgrid --help for more)\n'
+const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|queue|dns|cluster|profile [ARGS] [--data DIR]  (mailgrid --help for more)\n'
 
 class UsageError extends Error {}
 
@@ -115,6 +121,7 @@ const OPTIONS = {
   url: { type: 'string' },
   token: { type: 'string' },
   fingerprint: { type: 'string' },
+  profile: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -197,11 +204,23 @@ interface Context {
   remote: string | null
 }
 
-const REMOTE_FLAGS = ['url', 'token', 'fingerprint'] as const
+const REMOTE_FLAGS = ['url', 'token', 'fingerprint', 'profile'] as const
 
-/** --url, --token and --fingerprint, each with its environment variable; null for this machine's node. */
-function remoteTarget (values: Values, env: CliIo['env']): { url: string, token: string, fingerprint?: string } | null {
+/**
+ * --url, --token and --fingerprint, each with its environment variable, or a saved --profile (MAILGRID_PROFILE);
+ * null for this machine's node.
+ */
+async function remoteTarget (values: Values, env: CliIo['env']): Promise<{ url: string, token: string, fingerprint?: string } | null> {
   const pick = (flag: string | undefined, name: string): string | undefined => flag ?? (env[name] === '' ? undefined : env[name])
+  const profile = pick(values.profile, 'MAILGRID_PROFILE')
+  if (profile !== undefined) {
+    for (const f of ['url', 'token', 'fingerprint'] as const) if (values[f] !== undefined) throw new UsageError(`--${f} and --profile: give one or the other`)
+    const { profilesPath, readProfiles } = await import('./profiles.ts')
+    const path = profilesPath(env)
+    const p = (await readProfiles(path))[profile]
+    if (p === undefined) throw new CliError(`no profile ${profile} in ${path} (mailgrid profile save ${profile} --url ... --token ... --fingerprint ... makes one)`)
+    return p
+  }
   const url = pick(values.url, 'MAILGRID_URL')
   const token = pick(values.token, 'MAILGRID_TOKEN')
   const fingerprint = pick(values.fingerprint, 'MAILGRID_FINGERPRINT')
@@ -549,6 +568,47 @@ export function diskStatusLine (d: { low: boolean, since: number, freeBytes: num
   return [`disk         ${formatBytes(d.freeBytes)} free of ${formatBytes(d.totalBytes)}, ${floor}${low}`]
 }
 
+/** `profile save|list|del`: remote nodes kept in the operator's profiles file (appliance/profiles.ts). */
+async function profileCommand (ctx: Context): Promise<void> {
+  const [sub, name, ...extra] = ctx.args
+  if (extra.length > 0) throw new UsageError(`profile ${sub ?? ''} takes one NAME`)
+  if (ctx.values.profile !== undefined) throw new UsageError('--profile does not apply to profile')
+  const { checkProfileName, deleteProfile, profilesPath, ProfileError, readProfiles, saveProfile } = await import('./profiles.ts')
+  const path = profilesPath(ctx.io.env)
+  try {
+    switch (sub) {
+      case 'save': {
+        need(ctx.args, 2, 'NAME')
+        const why = checkProfileName(name)
+        if (why !== null) throw new UsageError(why)
+        if (ctx.remote === null) throw new UsageError('profile save needs --url and --token (or MAILGRID_URL and MAILGRID_TOKEN), and --fingerprint for a self-signed certificate')
+        // only what works is saved: the node answers this token over the pinned certificate
+        const api = await ctx.api()
+        const st = await api.request('GET', '/v1/status')
+        const target = await remoteTarget(ctx.values, ctx.io.env)
+        await saveProfile(path, name, target!)
+        return print(ctx, { name, url: target!.url, fingerprint: target!.fingerprint ?? null, hostname: st.hostname }, [`saved profile ${name}: ${target!.url} (${st.hostname as string}) in ${path}`])
+      }
+      case 'list': {
+        if (name !== undefined) throw new UsageError('profile list takes no arguments')
+        // never the tokens
+        const all = Object.entries(await readProfiles(path)).map(([n, p]) => ({ name: n, url: p.url, fingerprint: p.fingerprint ?? null }))
+        return print(ctx, all, all.length === 0 ? [`no profiles in ${path}`] : table(all.map(p => [p.name, p.url, p.fingerprint ?? '-'])))
+      }
+      case 'del': {
+        need(ctx.args, 2, 'NAME')
+        if (!await deleteProfile(path, name)) throw new CliError(`no profile ${name} in ${path}`)
+        return print(ctx, { deleted: name }, [`deleted profile ${name}`])
+      }
+      default:
+        throw new UsageError(sub === undefined ? 'missing profile subcommand (save, list, del)' : `unknown profile subcommand: ${sub}`)
+    }
+  } catch (err) {
+    if (err instanceof ProfileError) throw new CliError(err.message)
+    throw err
+  }
+}
+
 /** The admin listener: its URL and the certificate a remote CLI pins (a node from before HTTPS has no line). */
 export function adminStatusLine (a: { url: string, tls: { fingerprint: string, validTo: string, selfSigned: boolean } | null } | undefined): string[] {
   if (a === undefined) return []
@@ -605,7 +665,7 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
     if (command === 'start' || command === 'firstboot' || command === 'cluster') {
       for (const f of REMOTE_FLAGS) if (values[f] !== undefined) throw new UsageError(`--${f} does not apply to ${command}: it runs on this machine`)
     } else {
-      remote = remoteTarget(values, io.env)
+      remote = await remoteTarget(values, io.env)
       ctx.remote = remote === null ? null : remote.url
     }
     switch (command) {
@@ -634,6 +694,7 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
       case 'queue': await queue(ctx); break
       case 'dns': await dns(ctx); break
       case 'cluster': await cluster(ctx); break
+      case 'profile': await profileCommand(ctx); break
       case undefined: throw new UsageError('missing command')
       default: throw new UsageError(`unknown command: ${command}`)
     }

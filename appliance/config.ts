@@ -225,7 +225,7 @@ export function envName (path: string): string {
 }
 
 /** Variables the program reads that are not options. */
-const ENV_NOT_OPTIONS = new Set(['MAILGRID_CONFIG', 'MAILGRID_URL', 'MAILGRID_TOKEN', 'MAILGRID_FINGERPRINT'])
+const ENV_NOT_OPTIONS = new Set(['MAILGRID_CONFIG', 'MAILGRID_URL', 'MAILGRID_TOKEN', 'MAILGRID_FINGERPRINT', 'MAILGRID_PROFILE', 'MAILGRID_PROFILES'])
 
 export class ConfigError extends Error {
   readonly problems: string[]

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { request as httpsRequest } from 'node:https'
 import { connect as netConnect } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -185,6 +185,45 @@ test('the remote CLI refuses a wrong token, a wrong or missing fingerprint, and 
   // the API itself: no token, no answer (the certificate checked as the CLI does)
   const anonymous = await fetchTls(node.url + '/v1/status', { servername: 'localhost' })
   assert.equal(anonymous.status, 401)
+})
+
+test('saved profiles: save checks and keeps URL, token and pin owner-only; --profile uses them; list shows no token', async () => {
+  const home = await mkdtemp(join(tmpdir(), 'mailgrid-profiles-'))
+  try {
+    const base = { XDG_CONFIG_HOME: home }
+    const path = join(home, 'mailgrid', 'profiles.json')
+    const flags = ['--url', node.url, '--token', node.token, '--fingerprint', node.fingerprint]
+    // nothing is saved that does not work: a wrong token or pin is refused first
+    const wrong = await run(['profile', 'save', 'grid1', '--url', node.url, '--token', 'y'.repeat(43), '--fingerprint', node.fingerprint], base)
+    assert.deepEqual([wrong.code, wrong.err], [1, `mailgrid: the node at ${node.url} refused the token given (--token or MAILGRID_TOKEN): wrong admin token\n`])
+    await assert.rejects(stat(path), { code: 'ENOENT' })
+    const saved = await run(['profile', 'save', 'grid1', ...flags], base)
+    assert.equal(saved.code, 0, saved.err)
+    assert.equal(saved.out, `saved profile grid1: ${node.url} (localhost) in ${path}\n`)
+    assert.equal((await stat(path)).mode & 0o777, 0o600)
+    assert.equal((await stat(join(home, 'mailgrid'))).mode & 0o077, 0)
+
+    const list = await run(['profile', 'list'], base)
+    assert.equal(list.out, `grid1  ${node.url}  ${node.fingerprint}\n`)
+    assert.ok(!list.out.includes(node.token))
+    const status = await run(['status', '--profile', 'grid1'], base)
+    assert.equal(status.code, 0, status.err)
+    assert.ok(status.out.includes(`node         ${node.url}\n`), status.out)
+    const byEnv = await run(['domain', 'list'], { ...base, MAILGRID_PROFILE: 'grid1' })
+    assert.deepEqual([byEnv.code, byEnv.out], [0, 'remote.test\n'])
+
+    const missing = await run(['status', '--profile', 'nope'], base)
+    assert.deepEqual([missing.code, missing.err], [1, `mailgrid: no profile nope in ${path} (mailgrid profile save nope --url ... --token ... --fingerprint ... makes one)\n`])
+    const both = await run(['status', '--profile', 'grid1', '--url', node.url], base)
+    assert.equal(both.code, 2)
+    assert.ok(both.err.startsWith('mailgrid: --url and --profile: give one or the other\n'), both.err)
+    assert.equal((await run(['profile', 'save', '../x', ...flags], base)).code, 2, 'a name is a plain word')
+    assert.deepEqual((await run(['profile', 'del', 'grid1'], base)).out, 'deleted profile grid1\n')
+    assert.equal((await run(['profile', 'del', 'grid1'], base)).code, 1)
+    assert.equal((await run(['profile', 'list'], base)).out, `no profiles in ${path}\n`)
+  } finally {
+    await rm(home, { recursive: true, force: true })
+  }
 })
 
 /** Prometheus text format 0.0.4: `# TYPE` lines and samples `name{a="b",...} value`; throws on anything else. */
