@@ -16,6 +16,7 @@ import { yamux } from '@libp2p/yamux'
 import type { ConnectionGater, PeerDiscovery, PrivateKey } from '@libp2p/interface'
 import { createLibp2p } from 'libp2p'
 import type { Libp2p } from 'libp2p'
+import { createRequire } from 'node:module'
 import { PNET_HANDSHAKE_MS, STREAM_READ_BUFFER_BYTES_MAX, STREAM_WINDOW_BYTES_MAX } from './constants.ts'
 import { clusterTag, swarmKey } from './identity.ts'
 
@@ -37,7 +38,34 @@ const YAMUX_INITIAL_WINDOW_BYTES = 256 * 1024
 /** A stream silent this long may be dropped: above IMAP IDLE's 29-minute re-issue interval (RFC 2177). */
 const IDLE_STREAM_MS = 31 * 60 * 1000
 
+/**
+ * What pnet's cipher (xsalsa20) may ever need at once: its WebAssembly memory is capped at 1000 pages (62.5 MiB),
+ * and a chunk is one socket read or one flush of the connection's write buffer.
+ */
+const PNET_CIPHER_BYTES = 60 * 1024 * 1024
+
+/**
+ * xsalsa20, pnet's cipher, keeps one WebAssembly memory for all its instances (two per connection) but each
+ * instance its own view of it. When one instance grows the memory, every other view goes stale (detached, length
+ * 0), and each stale instance grows the memory again by its whole chunk at its next update: with a few
+ * connections and chunks of a few MiB the memory reaches its cap within dozens of updates, and the RangeError
+ * ("WebAssembly.Memory.grow(): Maximum memory size exceeded") is thrown in a socket handler and ends the process
+ * (seen in the cluster chaos test). Grown once to what it may ever need, before any connection exists, the
+ * memory never grows again and no view goes stale. Pages are only reserved: they cost memory once written.
+ */
+let pnetCipherGrown = false
+function growPnetCipher (): void {
+  if (pnetCipherGrown) return
+  pnetCipherGrown = true
+  const require = createRequire(import.meta.resolve('@libp2p/pnet'))
+  const xsalsa20 = require('xsalsa20') as (nonce: Uint8Array, key: Uint8Array) => { _xor?: { realloc?: (size: number) => void }, finalize: () => void }
+  const cipher = xsalsa20(new Uint8Array(24), new Uint8Array(32))
+  cipher._xor?.realloc?.(PNET_CIPHER_BYTES) // the WebAssembly build only; the JS fallback has no shared memory
+  cipher.finalize()
+}
+
 export async function createHost (init: HostInit): Promise<Host> {
+  growPnetCipher()
   const discovery: Array<(components: any) => PeerDiscovery> = []
   if (init.mdns) discovery.push(mdns({ serviceTag: `mailgrid-${clusterTag(init.clusterKey)}.local` }))
   return await createLibp2p({
