@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util'
 import type { Readable } from 'node:stream'
 import { ConfigError, loadConfig, REPLICAS_DEFAULT, REPLICAS_MAX } from './config.ts'
 import { CliError, connect, connectRemote } from './client.ts'
-import type { AdminClient } from './client.ts'
+import type { AdminClient, RemoteTarget } from './client.ts'
 import { formatBytes, gridLines, placement, placementLines } from './gridview.ts'
 import { startNode } from './start.ts'
 
@@ -85,8 +85,8 @@ Options:
 
 Remote administration (every command but start, firstboot and cluster):
   --url URL           the admin API of a node elsewhere, https://HOST:PORT (or MAILGRID_URL)
-  --token TOKEN       its admin token, DATA/admin.token on that node (or MAILGRID_TOKEN, which keeps it out of
-                      the process list)
+  --token TOKEN       its admin token, DATA/admin.token on that node; "-" reads it from standard input (or
+                      MAILGRID_TOKEN; either keeps it out of the process list)
   --fingerprint FP    the SHA-256 fingerprint of its certificate (or MAILGRID_FINGERPRINT), as first boot and
                       \`mailgrid status\` show it: the CLI refuses a node presenting another one. Without it the
                       certificate must be signed by a CA this machine trusts.
@@ -202,6 +202,8 @@ interface Context {
   api: () => Promise<AdminClient>
   /** The remote node's URL, or null for this machine's. */
   remote: string | null
+  /** The remote node as resolved from the flags, the environment or a profile; null for this machine's. */
+  target: RemoteTarget | null
 }
 
 const REMOTE_FLAGS = ['url', 'token', 'fingerprint', 'profile'] as const
@@ -210,7 +212,7 @@ const REMOTE_FLAGS = ['url', 'token', 'fingerprint', 'profile'] as const
  * --url, --token and --fingerprint, each with its environment variable, or a saved --profile (MAILGRID_PROFILE);
  * null for this machine's node.
  */
-async function remoteTarget (values: Values, env: CliIo['env']): Promise<{ url: string, token: string, fingerprint?: string } | null> {
+async function remoteTarget (values: Values, env: CliIo['env'], stdin: Readable): Promise<RemoteTarget | null> {
   const pick = (flag: string | undefined, name: string): string | undefined => flag ?? (env[name] === '' ? undefined : env[name])
   const profile = pick(values.profile, 'MAILGRID_PROFILE')
   if (profile !== undefined) {
@@ -229,7 +231,10 @@ async function remoteTarget (values: Values, env: CliIo['env']): Promise<{ url: 
     return null
   }
   if (token === undefined) throw new UsageError('--url needs --token (or MAILGRID_TOKEN): the admin token of that node')
-  return { url, token, ...(fingerprint === undefined ? {} : { fingerprint }) }
+  if (token === '-' && values.password === '-') throw new UsageError('--token - and --password -: standard input holds one of them')
+  // --token - reads it from the first line of standard input: out of the process list and the shell history
+  const secret = token === '-' ? (await readLine(stdin)).trim() : token
+  return { url, token: secret, ...(fingerprint === undefined ? {} : { fingerprint }) }
 }
 
 function print (ctx: Context, json: unknown, lines: string[]): void {
@@ -585,9 +590,9 @@ async function profileCommand (ctx: Context): Promise<void> {
         // only what works is saved: the node answers this token over the pinned certificate
         const api = await ctx.api()
         const st = await api.request('GET', '/v1/status')
-        const target = await remoteTarget(ctx.values, ctx.io.env)
-        await saveProfile(path, name, target!)
-        return print(ctx, { name, url: target!.url, fingerprint: target!.fingerprint ?? null, hostname: st.hostname }, [`saved profile ${name}: ${target!.url} (${st.hostname as string}) in ${path}`])
+        const target = ctx.target!
+        await saveProfile(path, name, target)
+        return print(ctx, { name, url: target.url, fingerprint: target.fingerprint ?? null, hostname: st.hostname }, [`saved profile ${name}: ${target.url} (${st.hostname as string}) in ${path}`])
       }
       case 'list': {
         if (name !== undefined) throw new UsageError('profile list takes no arguments')
@@ -658,15 +663,16 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
   // The data dir is resolved as `start` resolves it (flag, environment, config file, default), so a command
   // finds the node that `start` with the same flags runs.
   const dataDir = async (): Promise<string> => (await loadConfig({ file: values.config, env: io.env, flags: { dataDir: values.data } })).config.dataDir
-  let remote: { url: string, token: string, fingerprint?: string } | null = null
+  let remote: RemoteTarget | null = null
   const api = async (): Promise<AdminClient> => remote === null ? await connect(await dataDir()) : connectRemote(remote)
-  const ctx: Context = { values, args, io, dataDir, api, remote: null }
+  const ctx: Context = { values, args, io, dataDir, api, remote: null, target: null }
   try {
     if (command === 'start' || command === 'firstboot' || command === 'cluster') {
       for (const f of REMOTE_FLAGS) if (values[f] !== undefined) throw new UsageError(`--${f} does not apply to ${command}: it runs on this machine`)
     } else {
-      remote = await remoteTarget(values, io.env)
+      remote = await remoteTarget(values, io.env, io.stdin)
       ctx.remote = remote === null ? null : remote.url
+      ctx.target = remote
     }
     switch (command) {
       case 'start':

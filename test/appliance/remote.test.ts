@@ -79,12 +79,12 @@ after(async () => {
   await rm(node.dir, { recursive: true, force: true })
 })
 
-async function run (args: string[], env: Record<string, string> = {}): Promise<{ out: string, err: string, code: number }> {
+async function run (args: string[], env: Record<string, string> = {}, stdin?: string): Promise<{ out: string, err: string, code: number }> {
   const io = { out: '', err: '' }
   const code = await main(args, {
     stdout: { write: (s: string) => { io.out += s } },
     stderr: { write: (s: string) => { io.err += s } },
-    stdin: Readable.from([]),
+    stdin: Readable.from(stdin === undefined ? [] : [stdin]),
     env
   })
   return { ...io, code }
@@ -197,7 +197,7 @@ test('saved profiles: save checks and keeps URL, token and pin owner-only; --pro
     const wrong = await run(['profile', 'save', 'grid1', '--url', node.url, '--token', 'y'.repeat(43), '--fingerprint', node.fingerprint], base)
     assert.deepEqual([wrong.code, wrong.err], [1, `mailgrid: the node at ${node.url} refused the token given (--token or MAILGRID_TOKEN): wrong admin token\n`])
     await assert.rejects(stat(path), { code: 'ENOENT' })
-    const saved = await run(['profile', 'save', 'grid1', ...flags], base)
+    const saved = await run(['profile', 'save', 'grid1', '--url', node.url, '--token', '-', '--fingerprint', node.fingerprint], base, node.token + '\n')
     assert.equal(saved.code, 0, saved.err)
     assert.equal(saved.out, `saved profile grid1: ${node.url} (localhost) in ${path}\n`)
     assert.equal((await stat(path)).mode & 0o777, 0o600)
