@@ -4,7 +4,8 @@
 // mailbox sorted by DATE and SUBJECT and threaded, timed (the times are printed as test diagnostics).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { counting, fixture, RawImap, USER } from './helpers.ts'
+import { counting, fixture, PASSWORD, RawImap, USER } from './helpers.ts'
+import { python } from '../helpers/client.ts'
 import { parseResponses } from './wire.ts'
 import { baseSubject } from '../../node/imap/base-subject.ts'
 import { messageIds, parseDate, SortKeyCache, sortKeyCacheFor, wantedFields } from '../../node/imap/sort-keys.ts'
@@ -197,6 +198,42 @@ test('SORT by every key of RFC 5256 and RFC 5957, REVERSE, several keys, ties by
   const esort = esearch(await c.cmd('SORT RETURN (MIN) (DATE) UTF-8 MODSEQ 1', 'm2'))
   assert.equal(esort.get('MIN'), '3')
   assert.equal(esort.get('MODSEQ'), String(records[2]!.modseq))
+})
+
+// Python's imaplib has sort() and thread() (RFC 5256): a real client's view of the same mailbox.
+const IMAPLIB = String.raw`
+import imaplib, json, sys
+m = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))
+m.login(sys.argv[2], sys.argv[3])
+m.select('INBOX')
+out = {'caps': ' '.join(m.capabilities)}
+out['sort'] = m.sort('(REVERSE DATE)', 'UTF-8', 'ALL')[1][0].decode()
+out['sort_display'] = m.sort('(DISPLAYFROM)', 'UTF-8', 'ALL')[1][0].decode()
+out['uid_sort'] = m.uid('SORT', '(SUBJECT DATE)', 'UTF-8', 'FROM', 'example.org')[1][0].decode()
+out['thread'] = m.thread('ORDEREDSUBJECT', 'UTF-8', 'ALL')[1][0].decode()
+out['uid_thread'] = m.uid('THREAD', 'REFERENCES', 'UTF-8', 'ALL')[1][0].decode()
+typ, data = m.sort('(DATE)', 'KOI8-R', 'ALL')
+out['badcharset'] = typ + ' ' + data[0].decode()
+m.logout()
+print(json.dumps(out))
+`
+
+test('imaplib sorts and threads: SORT, UID SORT, THREAD, UID THREAD, and the NO for an unknown charset', async (t) => {
+  const { port } = await sortFixture(t)
+  const result = await python(IMAPLIB, [String(port), USER, PASSWORD])
+  assert.equal(result.code, 0, result.stderr)
+  const out = JSON.parse(result.stdout) as Record<string, string>
+  for (const cap of ['SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'ESORT']) assert.ok(out.caps!.split(' ').includes(cap), cap)
+  assert.equal(out.sort, '4 1 5 2 3')
+  assert.equal(out.sort_display, '5 2 4 1 3')
+  // FROM example.org: messages 1 to 4 (UIDs 2 to 5); by subject APPLE (3, then 1 by date), BANANA (2), CHERRY (4)
+  assert.equal(out.uid_sort, '4 2 3 5')
+  // ORDEREDSUBJECT: APPLE (3 before 1), threads by their first date: 3 (Feb 1), 2 (Feb 2 01:00), 5, 4
+  assert.equal(out.thread, '(3 1)(2)(5)(4)')
+  // REFERENCES: no references; 1 and 3 share the base subject APPLE and both are replies ("Re:", "Fwd:"), so a dummy
+  // holds both (step 5.C), in the place of 3, the earlier
+  assert.equal(out.uid_thread, '((4)(2))(3)(6)(5)')
+  assert.match(out.badcharset!, /^NO \[BADCHARSET \(UTF-8 US-ASCII\)\]/)
 })
 
 test('SORT refuses what RFC 5256 does not allow: BAD for bad criteria, NO [BADCHARSET] for an unknown charset', async (t) => {
