@@ -11,7 +11,8 @@
 // - per message, MODSEQ and UID never go down from one read to a later one (reads that overlap are not ordered);
 // - UIDVALIDITY of a user's INBOX never changes;
 // - every acknowledged keyword STORE is set on its message at the end.
-// Split windows: a partition in force, until SPLIT_GRACE_MS after its heal. The design accepts deliveries on both
+// Split windows: a partition in force, until SPLIT_GRACE_MS after its heal (or after the return of a cut-off node
+// killed before then). The design accepts deliveries on both
 // sides of a partition, each side's primary numbers them from its own copy, and the merge after the heal moves
 // both sides' messages off the contested UIDs (README, "Consistency model"). So a UID seen naming two messages
 // where one sighting falls in a split window is reported apart, as a split-view conflict, and then no sighting
@@ -42,20 +43,35 @@ export interface CheckResult {
   stats: { acked: number, unknown: number, appendsAcked: number, storesAcked: number, reads: number, observations: number, faults: number, splitPct: number }
 }
 
-/** Split windows from the fault records: 'partition X' opens one, 'heal' closes every open one (plus the grace). */
+/**
+ * Split windows from the fault records: 'partition X' opens one, 'heal' closes every open one (plus the grace). A
+ * node that was cut off and is killed before the window closes holds the only copy of its side's changes, which
+ * no merge can take until it is back: the window lasts until the grace after its restart.
+ */
 export function splitWindows (ops: Op[], endMs: number): Array<[number, number]> {
-  const out: Array<[number, number]> = []
-  let open: number | null = null
-  for (const op of ops) {
-    if (op.kind !== 'fault') continue
-    if (op.what.startsWith('partition')) open ??= op.t0
+  const faults = ops.filter((o): o is Extract<Op, { kind: 'fault' }> => o.kind === 'fault')
+  const out: Array<{ from: number, to: number, cut: Set<string> }> = []
+  let open: { from: number, cut: Set<string> } | null = null
+  for (const op of faults) {
+    if (op.what.startsWith('partition ')) {
+      open ??= { from: op.t0, cut: new Set() }
+      open.cut.add(op.what.slice('partition '.length))
+    }
     if (op.what === 'heal' && open !== null) {
-      out.push([open, op.t1 + SPLIT_GRACE_MS])
+      out.push({ ...open, to: op.t1 + SPLIT_GRACE_MS })
       open = null
     }
   }
-  if (open !== null) out.push([open, endMs + SPLIT_GRACE_MS])
-  return out
+  if (open !== null) out.push({ ...open, to: endMs + SPLIT_GRACE_MS })
+  const backAt = (node: string, after: number): number => faults.find(f => f.t0 > after && f.what === `restart ${node}`)?.t0 ?? endMs
+  return out.map(({ from, to, cut }) => {
+    let end = to
+    for (const f of faults) {
+      if (f.t0 < from || f.t0 > end || !f.what.startsWith('kill ') || !cut.has(f.what.slice('kill '.length))) continue
+      end = Math.max(end, backAt(f.what.slice('kill '.length), f.t0) + SPLIT_GRACE_MS)
+    }
+    return [from, end]
+  })
 }
 
 /** How much of [0, endMs] the windows cover: the share of the run where UID and MODSEQ checks are weaker. */
