@@ -13,7 +13,7 @@
 import { mime } from '../../store/index.ts'
 
 export interface BaseSubject {
-  /** The base subject, decoded, ASCII letters upper-cased (the i;ascii-casemap form both algorithms compare). */
+  /** The base subject, decoded and casemapped (casemap below): the form SORT and both THREAD algorithms compare. */
   subject: string
   /** A subj-refwd, a "(fwd)" subj-trailer or a subj-fwd-hdr/subj-fwd-trl pair was removed. */
   reply: boolean
@@ -33,9 +33,21 @@ function isWsp (code: number): boolean {
   return code === 0x20 || code === 0x09
 }
 
-/** i;ascii-casemap (RFC 4790 section 9.2): ASCII letters upper-cased, every other character kept. */
-export function asciiUpper (s: string): string {
-  return s.replace(/[a-z]+/g, (m) => m.toUpperCase())
+/**
+ * i;unicode-casemap (RFC 5051), the collation I18NLEVEL=1 asks of SORT and THREAD (RFC 5256 section 1, RFC 5255
+ * section 4.1): each character's simple case mapping (upper case stands in for title case; they differ only for the
+ * few digraph letters), then compatibility decomposition (NFKD), so `Résumé`, `RÉSUMÉ` and `RE\u0301SUME\u0301` are one
+ * key. ASCII text, the common case, is upper-cased alone.
+ */
+export function casemap (s: string): string {
+  if (/^[\x00-\x7f]*$/.test(s)) return s.replace(/[a-z]+/g, (m) => m.toUpperCase())
+  let out = ''
+  for (const ch of s) {
+    const upper = ch.toUpperCase()
+    // a full mapping (ß → SS) is not a simple one: the character stays
+    out += upper.length === ch.length ? upper : ch
+  }
+  return out.normalize('NFKD')
 }
 
 /** `value`: the Subject field as the header holds it (unfolded, RFC 2047 words still encoded), or null when absent. */
@@ -73,5 +85,5 @@ export function baseSubject (value: string | null): BaseSubject {
     }
     break
   }
-  return { subject: asciiUpper(s), reply }
+  return { subject: casemap(s), reply }
 }

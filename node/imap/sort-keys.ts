@@ -10,7 +10,7 @@
 import { isUtf8 } from 'node:buffer'
 import { mime } from '../../store/index.ts'
 import type { MailEvent, MailStore, MessageRecord } from '../../store/index.ts'
-import { asciiUpper, baseSubject } from './base-subject.ts'
+import { baseSubject, casemap } from './base-subject.ts'
 import { RECORD_BATCH_MAX, readRecords } from './records.ts'
 
 export interface SortKeys {
@@ -104,14 +104,14 @@ function firstAddress (value: string | null): mime.Address | null {
 }
 
 function addrMailbox (address: mime.Address | null): string {
-  return address === null ? '' : asciiUpper(address.mailbox ?? '')
+  return address === null ? '' : casemap(address.mailbox ?? '')
 }
 
 /** RFC 5957 section 3: the display name (decoded) when there is a non-empty one, else the addr-spec. */
 function display (address: mime.Address | null): string {
   if (address === null) return ''
   const name = address.name === null ? '' : mime.decodeHeaderValue(address.name).trim()
-  return asciiUpper(name !== '' ? name : `${address.mailbox ?? ''}@${address.host ?? ''}`)
+  return casemap(name !== '' ? name : `${address.mailbox ?? ''}@${address.host ?? ''}`)
 }
 
 /** The fields the keys read (RFC 5256 section 3 and RFC 5957), lower-cased. */
@@ -373,7 +373,7 @@ export function isSortKey (name: string): name is SortKeyName {
 /**
  * Positions 0..n-1 of `keys` in the order `criteria` ask: RFC 5256 section 3, each key in turn, REVERSE per key, and
  * what every key leaves equal ordered by sequence number (the caller's order, ascending UIDs). Strings compare as
- * the casemapped forms the keys hold (i;ascii-casemap). Each key becomes a column of numbers first (a string column
+ * the casemapped forms the keys hold (i;unicode-casemap, base-subject.ts). Each key becomes a column of numbers first (a string column
  * holds the rank of each distinct string), so the sort itself compares numbers only.
  */
 export function sortOrder (keys: readonly SortKeys[], criteria: readonly SortCriterion[]): number[] {

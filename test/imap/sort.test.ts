@@ -36,8 +36,11 @@ test('base subject: RFC 5256 section 2.1 steps 1 to 6, and whether a reply or fo
     ['\t tabs\tand  spaces ', 'TABS AND SPACES', false], // step 1
     ['Refresh', 'REFRESH', false], // no colon: no subj-refwd
     ['Re: [list]: x', ': X', true],
-    ['=?UTF-8?Q?Re=3A_R=C3=A9sum=C3=A9?=', 'RéSUMé', true], // encoded words first; non-ASCII letters keep their case
-    ['=?ISO-8859-1?Q?Caf=E9?= (fwd)', 'CAFé', true],
+    // encoded words first; then i;unicode-casemap: upper case, decomposed (NFKD)
+    ['=?UTF-8?Q?Re=3A_R=C3=A9sum=C3=A9?=', 'RE\u0301SUME\u0301', true],
+    ['=?ISO-8859-1?Q?Caf=E9?= (fwd)', 'CAFE\u0301', true],
+    ['RÉSUMÉ', 'RE\u0301SUME\u0301', false],
+    ['Straße ｗｉｄｅ', 'STRAßE WIDE', false], // ß has no simple upper case; full-width letters decompose
   ]
   for (const [input, subject, reply] of table) {
     assert.deepEqual(baseSubject(input), { subject, reply }, JSON.stringify(input))
@@ -167,8 +170,9 @@ test('SORT by every key of RFC 5256 and RFC 5957, REVERSE, several keys, ties by
     ['(REVERSE ARRIVAL)', [1, 2, 5, 4, 3]],
     // addr-mailbox of the first address: ZZ, ANNA, MIKE, BOB, ''
     ['(FROM)', [5, 2, 4, 3, 1]],
-    // display name else addr-spec: ZED ZULU, ANNA@EXAMPLE.ORG, ÉMILE (decoded; after ASCII), BOB@EXAMPLE.ORG, ''
-    ['(DISPLAYFROM)', [5, 2, 4, 1, 3]],
+    // display name else addr-spec: ZED ZULU, ANNA@EXAMPLE.ORG, ÉMILE (decoded; E + U+0301 under i;unicode-casemap),
+    // BOB@EXAMPLE.ORG, ''
+    ['(DISPLAYFROM)', [5, 2, 4, 3, 1]],
     ['(TO)', [3, 5, 2, 1, 4]],
     ['(DISPLAYTO)', [3, 5, 1, 4, 2]],
     ['(CC)', [2, 3, 5, 4, 1]],
@@ -225,7 +229,7 @@ test('imaplib sorts and threads: SORT, UID SORT, THREAD, UID THREAD, and the NO 
   const out = JSON.parse(result.stdout) as Record<string, string>
   for (const cap of ['SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'ESORT']) assert.ok(out.caps!.split(' ').includes(cap), cap)
   assert.equal(out.sort, '4 1 5 2 3')
-  assert.equal(out.sort_display, '5 2 4 1 3')
+  assert.equal(out.sort_display, '5 2 4 3 1')
   // FROM example.org: messages 1 to 4 (UIDs 2 to 5); by subject APPLE (3, then 1 by date), BANANA (2), CHERRY (4)
   assert.equal(out.uid_sort, '4 2 3 5')
   // ORDEREDSUBJECT: APPLE (3 before 1), threads by their first date: 3 (Feb 1), 2 (Feb 2 01:00), 5, 4
