@@ -194,6 +194,9 @@ test('SORT by every key of RFC 5256 and RFC 5957, REVERSE, several keys, ties by
   assert.deepEqual(sorted(await c.cmd('SORT (DATE) UTF-8 2:4')), [3, 2, 4])
   assert.deepEqual(sorted(await c.cmd('UID SORT (REVERSE DATE) UTF-8 UID 2:4')), [2, 3, 4])
   assert.deepEqual(sorted(await c.cmd('SORT (SUBJECT) UTF-8 SUBJECT apple')), [1, 3])
+  // `$`, the result a SEARCH saved (RFC 5182)
+  await c.cmd('SEARCH RETURN (SAVE) OR SUBJECT apple SUBJECT cherry')
+  assert.deepEqual(sorted(await c.cmd('SORT (REVERSE DATE) UTF-8 $')), [4, 1, 3])
   assert.match(await c.cmd('SORT (DATE) UTF-8 SUBJECT nothing-like-this', 'e1'), /^\* SORT\r\ne1 OK/m)
   // RFC 7162 section 3.1.5: with the MODSEQ criterion the answer carries the highest mod-sequence of what it returns
   const records = await f.store.listMessages(USER, inbox.id)
