@@ -242,9 +242,8 @@ export class SortKeyCache {
   readonly #mailboxes = new Map<string, MailboxEntry>()
   /** One store subscription per user with a cached mailbox: expunges and deletions reach the cache through it. */
   readonly #subscriptions = new Map<string, () => void>()
-  #entries = 0
-
   readonly #entriesMax: number
+  #entries = 0
 
   constructor (store: MailStore, init: { entriesMax?: number } = {}) {
     this.#store = store
