@@ -29,7 +29,7 @@ import { connect, createServer } from 'node:net'
 import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { envName, SERVICE_NAMES } from '../../appliance/config.ts'
+import { envName, SERVICE_NAMES, WEB_NAMES } from '../../appliance/config.ts'
 import { isDnsmasqInstalled, startDns } from '../helpers/dns.ts'
 import type { DnsServer } from '../helpers/dns.ts'
 import { isPostfixInstalled, startPostfix } from '../helpers/postfix.ts'
@@ -282,7 +282,7 @@ async function startShippedNode (root: string, o: { outboundPort: number, dnsSer
   const submission = await freePort('127.0.0.1')
   const env: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MAILGRID_') && v !== undefined) env[k] = v
-  for (const s of SERVICE_NAMES) env[envName(`listen.${s}.port`)] = '0' // every service on, on free ports
+  for (const s of [...SERVICE_NAMES, ...WEB_NAMES]) env[envName(`listen.${s}.port`)] = '0' // every service on, on free ports
   Object.assign(env, {
     [envName('listen.submission.port')]: String(submission),
     MAILGRID_ADMIN_PORT: '0',
