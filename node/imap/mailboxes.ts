@@ -25,20 +25,76 @@ const SAFE_ATOM = /^[A-Za-z0-9_.\-/&+,]{1,200}$/
 /** Patterns per LIST-EXTENDED command (bounds the regex work). */
 export const LIST_PATTERNS_MAX = 32
 
+/** A compiled LIST pattern. */
+export interface ListMatcher {
+  test (name: string): boolean
+}
+
 /**
  * Compiles a LIST pattern: `*` matches anything, `%` anything but the delimiter. INBOX is
  * case-insensitive (RFC 3501 section 5.1), including as the first level of a pattern.
+ *
+ * Matched by a table over pattern and name (time pattern x name, code points), not by a RegExp: a pattern of
+ * stars compiled to `.*a.*a.*a...` backtracked exponentially (LIST "" "*a*a*a*a*a*a*b" froze the node against
+ * one long mailbox name), and a long reference could make an invalid RegExp (both found by test/fuzz). A run
+ * of wildcards is one wildcard, and a pattern with more literal characters than the name is refused at once,
+ * so the table is at most (2 x name + 1) x name.
  */
-export function listMatcher (reference: string, pattern: string): RegExp {
+export function listMatcher (reference: string, pattern: string): ListMatcher {
   let full = reference + pattern
   if (full.slice(0, 5).toUpperCase() === 'INBOX' && (full.length === 5 || full[5] === DELIMITER)) full = 'INBOX' + full.slice(5)
-  let source = ''
+  const tokens: string[] = []
+  let literals = 0
   for (const char of full) {
-    if (char === '*') source += '.*'
-    else if (char === '%') source += '[^' + DELIMITER + ']*'
-    else source += char.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
+    const last = tokens[tokens.length - 1]
+    if (char === '*' || char === '%') {
+      if (last === '*' || last === '%') tokens[tokens.length - 1] = last === '*' || char === '*' ? '*' : '%'
+      else tokens.push(char)
+    } else {
+      tokens.push(char)
+      literals++
+    }
   }
-  return new RegExp('^' + source + '$', 'su')
+  return {
+    test (name: string): boolean {
+      const chars = Array.from(name)
+      if (literals > chars.length) return false
+      return globMatch(tokens, chars)
+    }
+  }
+}
+
+/** Whether the pattern tokens (code points, `*` and `%` wildcards) match the whole name. */
+function globMatch (tokens: string[], chars: string[]): boolean {
+  const n = chars.length
+  // prev[j]: the tokens so far match chars[0, j)
+  let prev = new Uint8Array(n + 1)
+  prev[0] = 1
+  for (const token of tokens) {
+    const cur = new Uint8Array(n + 1)
+    let any = 0
+    if (token === '*') {
+      let on = 0
+      for (let j = 0; j <= n; j++) { on |= prev[j]!; cur[j] = on; any |= on }
+    } else if (token === '%') {
+      let on = 0
+      for (let j = 0; j <= n; j++) {
+        if (j > 0 && chars[j - 1] === DELIMITER) on = 0
+        on |= prev[j]!
+        cur[j] = on
+        any |= on
+      }
+    } else {
+      for (let j = 1; j <= n; j++) {
+        const hit = prev[j - 1]! & (chars[j - 1] === token ? 1 : 0)
+        cur[j] = hit
+        any |= hit
+      }
+    }
+    if (any === 0) return false
+    prev = cur
+  }
+  return prev[n] === 1
 }
 
 export const STATUS_ITEMS = new Set(['MESSAGES', 'RECENT', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'HIGHESTMODSEQ', 'SIZE', 'DELETED', 'APPENDLIMIT'])

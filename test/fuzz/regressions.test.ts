@@ -3,11 +3,14 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import fc from 'fast-check'
 import { ImapParser } from '../../node/imap/protocol/parser.ts'
 import { CONTINUATION_LINE_BYTES_MAX, LINE_BYTES_MAX } from '../../node/imap/protocol/constants.ts'
 import type { ParserEvent, Token } from '../../node/imap/protocol/types.ts'
 import { ProgramReader, SEARCH_KEY_DEPTH_MAX } from '../../node/imap/search-program.ts'
 import { ArgumentError } from '../../node/imap/errors.ts'
+import { listMatcher } from '../../node/imap/mailboxes.ts'
+import { InputSource } from './engine.ts'
 import { runImapParser } from './targets/imap-parser.ts'
 import { imapSession, lastSessionOutput } from './targets/imap-session.ts'
 
@@ -86,4 +89,46 @@ test('imap search program: nesting past SEARCH_KEY_DEPTH_MAX is refused with LIM
   assert.throws(() => new ProgramReader(atoms('NOT '.repeat(SEARCH_KEY_DEPTH_MAX + 1) + 'ALL')).program(), (err: unknown) => err instanceof ArgumentError && err.code === 'LIMIT')
   assert.doesNotThrow(() => new ProgramReader(atoms('NOT '.repeat(SEARCH_KEY_DEPTH_MAX) + 'ALL')).program())
   assert.doesNotThrow(() => new ProgramReader(atoms('OR '.repeat(SEARCH_KEY_DEPTH_MAX) + 'SEEN '.repeat(SEARCH_KEY_DEPTH_MAX) + 'SEEN')).program())
+})
+
+// imap-session, FUZZ_SEED=1604 FUZZ_INDEX=4754 (the short pass): LIST (SUBSCRIBED) with a 56 KB reference of
+// mutated bytes: the pattern compiled to a RegExp that V8 refused ("Invalid regular expression", NO Internal
+// error). Looking at the matcher showed worse: `*a*a*a...b` compiled to `.*a.*a.*a...b`, which backtracks
+// exponentially against a long name (four stars against 200 a's took 2 s; ten would never end), freezing the
+// node for every user. listMatcher now matches with a table, no RegExp.
+test('imap LIST: a huge or star-laden pattern neither fails nor backtracks', async (t) => {
+  const started = process.cpuUsage()
+  const matcher = listMatcher('', '*a'.repeat(40) + 'b')
+  assert.equal(matcher.test('a'.repeat(1024)), false)
+  assert.equal(listMatcher('', '%a'.repeat(40) + '*').test('a'.repeat(1024)), true)
+  const used = process.cpuUsage(started)
+  assert.ok(used.user + used.system < 1_000_000, `${(used.user + used.system) / 1000} ms of CPU`)
+
+  await imapSession.setup!()
+  t.after(async () => { await imapSession.teardown!() })
+  const input = new InputSource(imapSession, 1604).input(4754)
+  await assert.doesNotReject(Promise.resolve(imapSession.run(input)))
+  const data = Buffer.from(`a CREATE ${'a'.repeat(200)}\r\nb LIST "" "${'*a'.repeat(12)}b"\r\nc LIST "" "${'\\'.repeat(3)}(${'='.repeat(50_000)}"\r\n`)
+  await assert.doesNotReject(Promise.resolve(imapSession.run({ data, knob: 1 })))
+  assert.match(lastSessionOutput(), /\r\nb OK /)
+})
+
+test('imap LIST: the table matcher agrees with the RegExp it replaced, on small patterns', () => {
+  // the old compilation, fine on inputs this small
+  const regex = (reference: string, pattern: string): RegExp => {
+    let full = reference + pattern
+    if (full.slice(0, 5).toUpperCase() === 'INBOX' && (full.length === 5 || full[5] === '/')) full = 'INBOX' + full.slice(5)
+    let source = ''
+    for (const char of full) {
+      if (char === '*') source += '.*'
+      else if (char === '%') source += '[^/]*'
+      else source += char.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
+    }
+    return new RegExp('^' + source + '$', 'su')
+  }
+  const text = (chars: string[], max: number): fc.Arbitrary<string> => fc.array(fc.constantFrom(...chars), { maxLength: max }).map(cs => cs.join(''))
+  fc.assert(fc.property(
+    text(['a', 'b', '/', 'I', 'n'], 3), text(['a', 'b', '/', '*', '%', '.', 'é', 'I', 'N', 'B', 'O', 'X', 'inbox'], 8), text(['a', 'b', '/', '.', 'é', 'INBOX', 'Inbox'], 8),
+    (reference, pattern, name) => listMatcher(reference, pattern).test(name) === regex(reference, pattern).test(name)
+  ), { numRuns: 20_000 })
 })
