@@ -11,7 +11,7 @@ import { ProgramReader, SEARCH_KEY_DEPTH_MAX } from '../../node/imap/search-prog
 import { ArgumentError } from '../../node/imap/errors.ts'
 import { listMatcher } from '../../node/imap/mailboxes.ts'
 import { InputSource } from './engine.ts'
-import { runImapParser } from './targets/imap-parser.ts'
+import { imapParser, runImapParser } from './targets/imap-parser.ts'
 import { imapSession, lastSessionOutput } from './targets/imap-session.ts'
 
 function events (parser: ImapParser, chunks: Buffer[], onCommand?: (p: ImapParser) => void): ParserEvent[] {
@@ -131,4 +131,22 @@ test('imap LIST: the table matcher agrees with the RegExp it replaced, on small 
     text(['a', 'b', '/', 'I', 'n'], 3), text(['a', 'b', '/', '*', '%', '.', 'é', 'I', 'N', 'B', 'O', 'X', 'inbox'], 8), text(['a', 'b', '/', '.', 'é', 'INBOX', 'Inbox'], 8),
     (reference, pattern, name) => listMatcher(reference, pattern).test(name) === regex(reference, pattern).test(name)
   ), { numRuns: 20_000 })
+})
+
+// imap-parser, FUZZ_SEED=20261204 FUZZ_INDEX=56558 (the long pass): an atom of 63 KB of `[`. At every `[` the
+// tokenizer converted the whole atom so far to a string to see whether it named a section (BODY[, BINARY[):
+// quadratic, half a second of CPU per line before login. Only prefixes as long as the longest such name are
+// looked at now.
+test('imap-parser: an atom of 64 KiB of [ costs milliseconds, not half a second', () => {
+  const line = Buffer.concat([Buffer.from('a SELECT x'), Buffer.alloc(LINE_BYTES_MAX - 20, 0x5b), Buffer.from('\r\n')])
+  const started = process.cpuUsage()
+  const out = events(new ImapParser(), [line])
+  const used = process.cpuUsage(started)
+  assert.equal(out.length, 1)
+  assert.ok(used.user + used.system < 200_000, `${(used.user + used.system) / 1000} ms of CPU`)
+  const replay = new InputSource(imapParser, 20261204).input(56558)
+  const again = process.cpuUsage()
+  runImapParser(replay)
+  const cost = process.cpuUsage(again)
+  assert.ok(cost.user + cost.system < 300_000, `${(cost.user + cost.system) / 1000} ms of CPU`)
 })

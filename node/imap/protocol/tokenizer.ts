@@ -26,6 +26,11 @@ const BACKSLASH = 0x5c
 
 /** Atoms after which `[` opens a section (RFC 3501 section 6.4.5, RFC 3516 section 4.1). */
 const SECTION_ATOMS = new Set(['BODY', 'BODY.PEEK', 'BINARY', 'BINARY.PEEK', 'BINARY.SIZE'])
+/**
+ * The longest of them ('BINARY.PEEK'). Only a prefix this short is looked up at a `[`: looking up every prefix
+ * made an atom of 64 KiB of `[` cost half a second of CPU before login (quadratic; found by test/fuzz).
+ */
+const SECTION_ATOM_BYTES_MAX = 11
 
 /**
  * True for bytes that end an atom. RFC 3501 atom-specials are ( ) { SP CTL % * " \ ]; we accept
@@ -211,7 +216,7 @@ function readAtom (cursor: Cursor, depth: number, inSection: boolean): Token {
   let eightBit = false
   while (cursor.pos < text.length) {
     const byte = text[cursor.pos]!
-    if (byte === 0x5b) {
+    if (byte === 0x5b && cursor.pos - start <= SECTION_ATOM_BYTES_MAX) {
       const value = text.toString('latin1', start, cursor.pos)
       if (SECTION_ATOMS.has(value.toUpperCase())) return readSection(cursor, value, depth)
     }
