@@ -1,6 +1,15 @@
 // Structured logs: one pino root logger per process, namespaced children ('smtp', 'pop3', 'admin', ...) so a
 // line says which part spoke, and credentials censored wherever they appear as a field (top level or one
 // object down, e.g. `{ req: { headers: { authorization } } }`), so a careless log call cannot leak them.
+//
+// A node logs a line per message (`smtp_delivered`), so writing must cost little: lines collect in a buffer
+// (sonic-boom, pino's destination) and leave in one asynchronous write once LOG_BUFFER_BYTES have collected, or
+// LOG_FLUSH_INTERVAL_MS after the first, instead of one write system call per line on the event loop. What is
+// buffered is written synchronously when the process exits (a clean stop after SIGTERM or SIGINT, a normal
+// exit, process.exit, an uncaught exception: pino registers that flush for an asynchronous destination). A
+// SIGKILL or a power cut loses what was still in the buffer: the lines of at most the last
+// LOG_FLUSH_INTERVAL_MS (and of a write in flight), never anything of the mail, which is durable before it is
+// acknowledged.
 
 import { pino } from 'pino'
 import type { DestinationStream, Level, Logger } from 'pino'
@@ -16,10 +25,20 @@ export const REDACT_PATHS: readonly string[] = SECRET_KEYS.flatMap(k => [k, `*.$
 
 export const REDACTED = '[redacted]'
 
+/** Lines are written once this many bytes have collected (one write system call for a few dozen lines). */
+export const LOG_BUFFER_BYTES = 4096
+/** ... or this long after they were logged, whichever comes first: how late a line may reach the log. */
+export const LOG_FLUSH_INTERVAL_MS = 250
+
 export interface LoggerInit {
-  level?: Level
-  /** Where lines go; stdout when absent. Tests pass a stream to read the lines back. */
+  level?: Level | 'silent'
+  /** Where lines go; stdout, buffered (see above), when absent. Tests pass a stream to read the lines back. */
   destination?: DestinationStream
+}
+
+/** stdout as an asynchronous, buffered destination, flushed on a timer and at exit. */
+export function bufferedStdout (): DestinationStream & { flushSync: () => void } {
+  return pino.destination({ dest: process.stdout.fd, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_INTERVAL_MS } as Parameters<typeof pino.destination>[0])
 }
 
 export function createLogger (init: LoggerInit = {}): Logger {
@@ -28,7 +47,7 @@ export function createLogger (init: LoggerInit = {}): Logger {
     base: { pid: process.pid },
     redact: { paths: [...REDACT_PATHS], censor: REDACTED }
   }
-  return init.destination === undefined ? pino(options) : pino(options, init.destination)
+  return pino(options, init.destination ?? bufferedStdout())
 }
 
 /** A child logger for one part of the program; every line carries `ns`. */

@@ -139,8 +139,28 @@ export class FrameReader {
   }
 }
 
-/** Sends frames, waiting for 'drain' whenever the stream asks for it. */
+/**
+ * Sends frames, waiting for 'drain' whenever the stream asks for it. Frames that fit SEND_SLICE_BYTES together
+ * (an RPC's header and a body of ordinary mail) leave in one `send()`, with their length prefixes: every send
+ * becomes a yamux frame, a noise message and a socket write of its own, and that per-send cost, four times per
+ * message, was a large part of a grid's CPU per acknowledged message (bench:grid profile, ANALYSIS.md).
+ */
 export async function writeFrames (stream: Stream, frames: Uint8Array[], signal?: AbortSignal): Promise<void> {
+  const prefixes = frames.map(f => encodeVarint(f.byteLength))
+  const total = frames.reduce((n, f, i) => n + prefixes[i].byteLength + f.byteLength, 0)
+  if (total <= SEND_SLICE_BYTES) {
+    const one = new Uint8Array(total)
+    let off = 0
+    for (const [i, f] of frames.entries()) {
+      one.set(prefixes[i], off)
+      off += prefixes[i].byteLength
+      one.set(f, off)
+      off += f.byteLength
+    }
+    signal?.throwIfAborted()
+    if (!stream.send(one)) await stream.onDrain({ signal })
+    return
+  }
   for (const f of frames) {
     const parts = [encodeVarint(f.byteLength)]
     for (let off = 0; off < f.byteLength; off += SEND_SLICE_BYTES) parts.push(f.subarray(off, off + SEND_SLICE_BYTES))

@@ -16,6 +16,9 @@ export interface RingNode {
 
 const TWO_POW_53 = 2 ** 53
 
+/** Keys whose order one ring keeps (a few hundred bytes each); past this the memo starts again. */
+const RING_ORDERS_CACHED_MAX = 100_000
+
 /** u in the open interval (0,1) from SHA-256 of (node, key): 53 bits, offset by half a step so never 0 or 1. */
 export function unitHash (nodeId: string, key: string): number {
   const d = hash('sha256', `${nodeId}\n${key}`, 'buffer')
@@ -45,9 +48,19 @@ export function createRing (input: ReadonlyArray<RingNode>): Ring {
   const version = ringVersion(nodes)
 
   // Ties in score are astronomically rare; breaking them by id keeps the order total and deterministic.
-  const ranked = (key: string): Array<{ id: string, s: number }> =>
-    nodes.map(n => ({ id: n.id, s: score(n, key) }))
+  // A ring never changes, so a key's order is computed once (one SHA-256 per node and key) and kept: the write
+  // path asks for the same users' primaries and replicas several times per message.
+  const orders = new Map<string, readonly string[]>()
+  const ranked = (key: string): readonly string[] => {
+    const hit = orders.get(key)
+    if (hit !== undefined) return hit
+    const order = nodes.map(n => ({ id: n.id, s: score(n, key) }))
       .sort((a, b) => b.s - a.s || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map(x => x.id)
+    if (orders.size >= RING_ORDERS_CACHED_MAX) orders.clear()
+    orders.set(key, order)
+    return order
+  }
 
   return {
     version,
@@ -55,19 +68,10 @@ export function createRing (input: ReadonlyArray<RingNode>): Ring {
     replicas (key: string, r: number): string[] {
       if (!Number.isInteger(r) || r < 0) throw new RangeError('ring: r must be a non-negative integer')
       if (r === 0 || nodes.length === 0) return []
-      return ranked(key).slice(0, r).map(x => x.id)
+      return ranked(key).slice(0, r)
     },
     primary (key: string): string | null {
-      let best: string | null = null
-      let bestScore = -Infinity
-      for (const n of nodes) {
-        const s = score(n, key)
-        if (s > bestScore || (s === bestScore && best !== null && n.id < best)) {
-          best = n.id
-          bestScore = s
-        }
-      }
-      return best
+      return ranked(key)[0] ?? null
     }
   }
 }

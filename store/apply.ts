@@ -35,7 +35,14 @@ export interface Cached {
   // loaded mailbox is empty), otherwise built from the records on first use (MailStoreBase.listFlags). Changed
   // only once a write is durable (Tx.after), so that it may be read without the user's lock.
   index: Map<string, BoxIndex>
+  // the user's last few log entries (at most LOG_TAIL_ENTRIES, contiguous, the last at the durable position),
+  // appended once a write is durable (Tx.after), so readLog answers the grid's reads of what was just written
+  // (shipping to the replicas, a replica's check of a shipment's anchor) without a LevelDB iterator
+  tail?: LogEntry[]
 }
+
+/** Log entries kept in memory per cached user (a few hundred bytes each; 10,000 cached users at most). */
+export const LOG_TAIL_ENTRIES = 8
 
 export interface RecordReader {
   get (key: string): Promise<MessageRecord | undefined>
@@ -175,6 +182,12 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
   c.state.logSeq = e.seq
   if (e.epoch !== undefined) c.state.epoch = Math.max(c.state.epoch ?? 0, e.epoch)
   tx.put(keys.log(user, e.seq), e)
+  tx.after.push(() => {
+    const tail = c.tail ?? (c.tail = [])
+    if (tail.length > 0 && (tail.at(-1) as LogEntry).seq !== e.seq - 1) tail.length = 0 // never a gap
+    tail.push(e)
+    if (tail.length > LOG_TAIL_ENTRIES) tail.splice(0, tail.length - LOG_TAIL_ENTRIES)
+  })
   switch (e.op) {
     case 'mailboxCreate': {
       const rec: MailboxRec = {

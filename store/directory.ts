@@ -357,6 +357,9 @@ export class LevelStore extends MailStoreBase implements Store {
         this.forget(a)
       })
     }, opts)
+    // the deletion commits after the user's lock is released: a state loaded meanwhile must not outlive it
+    // (logPosition answers from the cached state)
+    this.forget(a)
   }
 
   async verifyPassword (address: string, password: string): Promise<User | null> {

@@ -495,8 +495,14 @@ export class MailStoreBase {
 
   // ---- replication --------------------------------------------------------------------------------------
 
-  /** The user's log position (0 when this node holds no state for the user). */
+  /** The user's durable log position (0 when this node holds no state for the user). */
   async logPosition (user: string): Promise<number> {
+    // Asked on every write of the grid (lead, replicate, each shipment received): answered from the cached state
+    // when no write of the user is under way. A write changes the cached state before its batch is durable (and
+    // drops it if the commit fails), so while the user's lock is held the cache may be ahead of the disk and the
+    // answer comes from LevelDB, as it always did: replicate() must never be told of an entry that is not durable.
+    const hit = this.lock.isLocked(user) ? undefined : this.cache.get(user)
+    if (hit !== undefined) return hit.state.logSeq
     const state: UserState | undefined = await this.db.get(keys.state(user))
     return state?.logSeq ?? 0
   }
@@ -706,6 +712,12 @@ export class MailStoreBase {
   }
 
   async readLog (user: string, from: number, limit: number): Promise<LogEntry[]> {
+    // from the cached tail when it covers `from`: it holds durable entries only (Cached.tail), like the disk
+    const tail = this.cache.get(user)?.tail
+    const start = Math.max(1, from)
+    if (tail !== undefined && tail.length > 0 && start >= tail[0].seq && Number.isInteger(limit) && limit >= 0) {
+      return tail.slice(start - tail[0].seq, start - tail[0].seq + limit)
+    }
     return await this.db.values({ gte: keys.log(user, Math.max(0, from)), lt: keys.logRange(user).lt, limit }).all() as LogEntry[]
   }
 

@@ -134,7 +134,11 @@ export class Shipping {
         }
       }
       while (pos < target) {
-        const entries = await this.store.readLog(user, pos + 1, LOG_BATCH_ENTRIES_MAX)
+        // the anchor (our entry at the replica's position) and the entries after it, in one read of the log
+        const from = pos
+        const read = await this.store.readLog(user, Math.max(1, from), LOG_BATCH_ENTRIES_MAX + (from > 0 ? 1 : 0))
+        const anchor = from > 0 && read[0]?.seq === from ? read[0] : undefined
+        const entries = read.filter(e => e.seq > from)
         if (entries.length === 0) break
         const hashes: string[] = []
         const seen = new Set<string>()
@@ -156,7 +160,7 @@ export class Shipping {
         const bytes = bodies.reduce((n, b) => n + b.length, 0)
         const batch = entries.slice(0, cut)
         const { lens, body } = packBodies(bodies)
-        const prevEid = pos > 0 ? (await this.store.readLog(user, pos, 1))[0]?.eid ?? null : null
+        const prevEid = anchor?.eid ?? null
         const res: RpcMessage = { header: await this.logShipper.submit(peer, { user, entries: batch, lens, prev: { seq: pos, eid: prevEid }, body, headerBytes }) }
         throwIfError(res)
         if (res.header.diverged === true) {

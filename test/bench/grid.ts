@@ -7,8 +7,12 @@
 //      under-replicated.
 // Results go to bench-grid.json and into BENCHMARKS.md between the grid markers. Every loop is bounded.
 // Parameters: BENCH_GRID_MESSAGES (default 6000), BENCH_GRID_SIZE (10240), BENCH_GRID_USERS (100), BENCH_GRID_R (2: the
-// replication factor of the three-node grid), BENCH_GRID_INGEST_ONLY=1 (stop after the ingest comparison). `--render` rewrites
-// the section from bench-grid.json without measuring.
+// replication factor of the three-node grid), BENCH_GRID_INGEST_ONLY=1 (stop after the ingest comparison), BENCH_GRID_LOG
+// (the nodes' log level, default info as `npm start` runs; lines go to a file under the run's directory),
+// BENCH_NODE_ARGS (Node flags for every node process, e.g. "--cpu-prof --cpu-prof-dir=DIR": each process writes its
+// own profile when it stops). `--render` rewrites the section from bench-grid.json without measuring.
+// Ingest is also measured as CPU: utime + stime of every node process over the run (from /proc), per acknowledged
+// message. That figure does not depend on how many cores the machine has or on what else runs on it, unlike msg/s.
 
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -18,15 +22,25 @@ import { python } from '../helpers/client.ts'
 import { ProcCluster, until } from '../helpers/cluster.ts'
 import type { ProcNode } from '../helpers/cluster.ts'
 import { runSmtpLoad } from '../helpers/smtp-load.ts'
+import { cpuSeconds } from './mailgrid.ts'
 
 const MESSAGES = Number(process.env.BENCH_GRID_MESSAGES ?? 6000)
 const SIZE = Number(process.env.BENCH_GRID_SIZE ?? 10240)
 const USERS = Array.from({ length: Number(process.env.BENCH_GRID_USERS ?? 100) }, (_, i) => `g${i}@bench.test`)
 const CONNECTIONS = 50
 const R = Number(process.env.BENCH_GRID_R ?? 2)
+const LOG_LEVEL = process.env.BENCH_GRID_LOG ?? 'info'
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(s => s !== '')
 
-async function ingest (nodes: ProcNode[], firstId: number): Promise<{ msgPerSec: number, acked: number, seconds: number }> {
+interface IngestFigures { msgPerSec: number, acked: number, seconds: number, cpuSeconds: number, cpuMsPerMsg: number, cpuSecondsByNode: number[] }
+
+async function nodeCpu (nodes: ProcNode[]): Promise<number[]> {
+  return await Promise.all(nodes.map(async n => await cpuSeconds(n.child.pid as number)))
+}
+
+async function ingest (nodes: ProcNode[], firstId: number): Promise<IngestFigures> {
   const per = Math.ceil(MESSAGES / nodes.length)
+  const cpu0 = await nodeCpu(nodes)
   const t0 = performance.now()
   const results = await Promise.all(nodes.map(async (n, k) => await runSmtpLoad({
     port: n.ports.smtp, connections: Math.ceil(CONNECTIONS / nodes.length), messages: per, sizeBytes: SIZE,
@@ -34,13 +48,18 @@ async function ingest (nodes: ProcNode[], firstId: number): Promise<{ msgPerSec:
   })))
   const seconds = (performance.now() - t0) / 1000
   const acked = results.reduce((s, r) => s + r.acked, 0)
-  return { msgPerSec: acked / seconds, acked, seconds }
+  // the replicas' last acknowledgements are in by the last 250, so nothing of this ingest runs after it
+  const cpuSecondsByNode = (await nodeCpu(nodes)).map((c, i) => c - cpu0[i])
+  const cpu = cpuSecondsByNode.reduce((s, c) => s + c, 0)
+  return { msgPerSec: acked / seconds, acked, seconds, cpuSeconds: cpu, cpuMsPerMsg: 1000 * cpu / Math.max(1, acked), cpuSecondsByNode }
 }
 
 async function grid (dir: string, count: number): Promise<{ cluster: ProcCluster, nodes: ProcNode[] }> {
   const cluster = new ProcCluster({ clusterKey: randomBytes(16).toString('hex'), replicas: R, setup: { domain: 'bench.test', users: USERS, password: 'pw' } })
   const nodes: ProcNode[] = []
-  for (let k = 0; k < count; k++) nodes.push(await cluster.start(`n${k + 1}`, join(dir, `n${k + 1}`), { setup: k === 0 }))
+  // every node as `npm start` runs it as far as the test node allows: a grid member, logging at info (to a file)
+  const env = { MAILGRID_TEST_LOG: LOG_LEVEL, ...(NODE_ARGS.length > 0 ? { NODE_OPTIONS: NODE_ARGS.join(' ') } : {}) }
+  for (let k = 0; k < count; k++) nodes.push(await cluster.start(`n${k + 1}`, join(dir, `n${k + 1}`), { setup: k === 0, env }))
   await cluster.formed(count)
   await until('the directory everywhere', async () => (await Promise.all(nodes.map(async n => (await n.status()).users))).every(c => c === USERS.length), 60_000)
   return { cluster, nodes }
@@ -57,7 +76,10 @@ async function measure (): Promise<Record<string, unknown>> {
     const three = await grid(join(root, 'three'), 3)
     const triple = await ingest(three.nodes, 0)
     out.ingest = { oneNode: single, threeNodesR2: triple, ratio: triple.msgPerSec / single.msgPerSec }
+    out.cpu = { oneNodeMsPerMsg: single.cpuMsPerMsg, threeNodesMsPerMsg: triple.cpuMsPerMsg, ratio: triple.cpuMsPerMsg / single.cpuMsPerMsg, logLevel: LOG_LEVEL }
     console.log(`ingest ${SIZE} B × ${MESSAGES}: one node ${single.msgPerSec.toFixed(0)} msg/s; three nodes R=${R} ${triple.msgPerSec.toFixed(0)} msg/s (${(triple.msgPerSec / single.msgPerSec).toFixed(2)}×)`)
+    console.log(`CPU per acknowledged message (all node processes, log level ${LOG_LEVEL}): one node ${single.cpuMsPerMsg.toFixed(3)} ms (${single.cpuSeconds.toFixed(2)} s / ${single.acked}); ` +
+      `three nodes R=${R} ${triple.cpuMsPerMsg.toFixed(3)} ms (${triple.cpuSecondsByNode.map(c => c.toFixed(2)).join(' + ')} s / ${triple.acked}): ${(triple.cpuMsPerMsg / single.cpuMsPerMsg).toFixed(2)}× one node`)
 
     if (process.env.BENCH_GRID_INGEST_ONLY === '1') {
       await three.cluster.stopAll()
@@ -116,17 +138,22 @@ if (out.remirror === undefined) {
   process.exit(0)
 }
 if (!render) await writeFile('bench-grid.json', JSON.stringify(out, null, 2) + '\n')
-const ing = out.ingest as { oneNode: { msgPerSec: number }, threeNodesR2: { msgPerSec: number }, ratio: number }
+const ing = out.ingest as { oneNode: Partial<IngestFigures> & { msgPerSec: number }, threeNodesR2: Partial<IngestFigures> & { msgPerSec: number }, ratio: number }
+const ms = (f: Partial<IngestFigures>): string => f.cpuMsPerMsg === undefined ? 'n/a (not measured in this run)' : `${f.cpuMsPerMsg.toFixed(2)} ms (${(f.cpuSeconds ?? 0).toFixed(2)} CPU-s / ${String(f.acked)} messages)`
+const cpuRatio = ing.oneNode.cpuMsPerMsg !== undefined && ing.threeNodesR2.cpuMsPerMsg !== undefined ? ` (${(ing.threeNodesR2.cpuMsPerMsg / ing.oneNode.cpuMsPerMsg).toFixed(2)}× one node; goal ≤ 2.5×)` : ''
+const logLevel = (out.cpu as { logLevel?: string } | undefined)?.logLevel ?? 'silent'
 const rem = out.remirror as { mbPerSec: number, bytes: number, seconds: number, detectedMs: number, allDeadMs: number }
 const section = `<!-- grid:start -->
 ## The grid (npm run bench:grid, ${String(out.date).slice(0, 10)})
 
-${out.machine as string}; ${String(out.messages)} messages of ${String(out.sizeBytes)} bytes to ${String(out.users)} users, ${String(out.connections)} connections spread over the nodes, fsync on; every node a separate process on loopback.
+${out.machine as string}; ${String(out.messages)} messages of ${String(out.sizeBytes)} bytes to ${String(out.users)} users, ${String(out.connections)} connections spread over the nodes, fsync on; every node a separate process on loopback (test/helpers/node-proc.ts with a grid configuration: a grid member logging at ${logLevel} through the appliance's logger). CPU = utime + stime of every node process from /proc over the ingest, per acknowledged message: the cost that does not depend on how many cores the machine has.
 
 | measurement | figure |
 | --- | --- |
 | SMTP ingest, one node | ${ing.oneNode.msgPerSec.toFixed(0)} msg/s |
 | SMTP ingest, three nodes, R=2 | ${ing.threeNodesR2.msgPerSec.toFixed(0)} msg/s (${ing.ratio.toFixed(2)}× one node; each message written on two nodes) |
+| CPU per acknowledged message, one node (a one-node grid) | ${ms(ing.oneNode)} |
+| CPU per acknowledged message, three nodes, R=2, summed over the three processes | ${ms(ing.threeNodesR2)}${cpuRatio} |
 | failover: SIGKILL → every user's LOGIN + SELECT through a survivor | ${String(out.failoverMs)} ms |
 | failure detection (SIGKILL → declared dead by the first survivor; by every survivor) | ${rem.detectedMs} ms; ${rem.allDeadMs} ms |
 | re-mirroring until R copies again (from the first detection to no under-replicated user on any survivor) | ${(rem.bytes / 1e6).toFixed(1)} MB in ${rem.seconds.toFixed(2)} s: ${rem.mbPerSec.toFixed(1)} MB/s |

@@ -1,16 +1,29 @@
-// The mailgrid side of the benchmark: users created through the store before the node starts (low scrypt cost,
-// as the tests use), the node in a child process (node-proc.ts), its RSS and CPU read from /proc.
+// The mailgrid side of the benchmark: users created through the store before the node starts, the node in a
+// child process, its RSS and CPU read from /proc. Two kinds of node:
+// - shipped (startShipped): what `npm start` runs, `node appliance/cli.ts start` (a one-node grid, JSON logs at
+//   the default level info, fsync on, users with the production scrypt cost), its log in a file; only the ports
+//   and the connection limits (raised for the load generator) come from the bench, through the environment.
+// - standalone (startMailgrid): test/bench/node-proc.ts, the mail node alone (no grid, logging off, scrypt cost
+//   2^10), kept as a labelled extra row and for the memory phase's 5,000 logins.
 
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { closeSync, existsSync, openSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { createServer } from 'node:net'
+import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
+import { envName, SERVICE_NAMES, WEB_NAMES } from '../../appliance/config.ts'
 import { createStore, isMailError } from '../../store/index.ts'
+import { isDnsmasqInstalled, startDns } from '../helpers/dns.ts'
 
 const START_TIMEOUT_MS = 120_000 // opening a store of 10,000 users on a busy 2-core machine
 const STOP_TIMEOUT_MS = 60_000
 const USER_BATCH = 64 // concurrent addUser calls while seeding (they share group commits)
+
+const REPO = resolve(import.meta.dirname, '..', '..')
+const POLL_MS = 100
+const SHIPPED_CONNECTIONS_MAX = 20_000 // the load generator's 50 connections plus its IMAP watchers, from one address
 
 export interface MailgridNode {
   pid: number
@@ -18,8 +31,9 @@ export interface MailgridNode {
   stop: () => Promise<void>
 }
 
-export async function seedUsers (dir: string, domain: string, users: string[], password: string): Promise<void> {
-  const store = createStore({}, { path: dir, scryptLogN: 10 })
+/** Users and their domain, written through the store before the node starts; `scryptLogN` 10 unless given. */
+export async function seedUsers (dir: string, domain: string, users: string[], password: string, scryptLogN = 10): Promise<void> {
+  const store = createStore({}, { path: dir, scryptLogN })
   await store.start()
   try {
     try {
@@ -64,6 +78,76 @@ export async function startMailgrid (dir: string, opts: { sync: boolean }): Prom
   return { pid: child.pid as number, ports, stop: async () => { await stopChild(child) } }
 }
 
+/**
+ * mailgrid as `npm start` runs it on the data directory `dir` (seeded beforehand): `node appliance/cli.ts start`
+ * with no configuration file, every setting at its default except the listening ports (SMTP, IMAP, POP3 on free
+ * loopback ports, the others on port 0), the connection limits, and fsync when `sync` is false (comparison only).
+ * `logLevel` (default: the default, info) sets MAILGRID_LOG_LEVEL; its JSON log goes to `logFile`.
+ */
+export async function startShipped (dir: string, opts: { sync: boolean, logFile: string, logLevel?: string, dnsServer?: string }): Promise<MailgridNode> {
+  const ports = { smtp: await freePort(), imap: await freePort(), pop3: await freePort() }
+  const env: Record<string, string> = {}
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MAILGRID_') && v !== undefined) env[k] = v
+  for (const s of [...SERVICE_NAMES, ...WEB_NAMES]) env[envName(`listen.${s}.port`)] = '0'
+  Object.assign(env, {
+    [envName('listen.smtp.port')]: String(ports.smtp),
+    [envName('listen.imap.port')]: String(ports.imap),
+    [envName('listen.pop3.port')]: String(ports.pop3),
+    [envName('limits.connectionsPerIpMax')]: String(SHIPPED_CONNECTIONS_MAX),
+    [envName('limits.connectionsMax')]: String(SHIPPED_CONNECTIONS_MAX),
+    MAILGRID_ADMIN_PORT: '0',
+    MAILGRID_GRID_LISTEN: '/ip4/127.0.0.1/tcp/0',
+    MAILGRID_HOSTNAME: 'mx.bench.test',
+    ...(opts.sync ? {} : { [envName('store.sync')]: 'false' }),
+    ...(opts.logLevel === undefined ? {} : { [envName('log.level')]: opts.logLevel }),
+    // the node checks SPF/DKIM/DMARC of every inbound message: a resolver that answers (benchDns) stands for a
+    // machine with working DNS; an unreachable one would make each message wait for DNS timeouts
+    ...(opts.dnsServer === undefined ? {} : { [envName('outbound.dnsServers')]: opts.dnsServer })
+  })
+  const flags = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(s => s !== '')
+  const fd = openSync(opts.logFile, 'a')
+  let child: ChildProcess
+  try {
+    child = spawn(process.execPath, [...flags, join(REPO, 'appliance', 'cli.ts'), 'start', '--data', dir], { cwd: REPO, env, stdio: ['ignore', fd, fd] })
+  } finally {
+    closeSync(fd)
+  }
+  const node: MailgridNode = { pid: child.pid as number, ports, stop: async () => { await stopChild(child) } }
+  // admin.json is written once every service listens, just before the `ready` log line
+  const deadline = performance.now() + START_TIMEOUT_MS
+  while (!existsSync(join(dir, 'admin.json'))) {
+    if (child.exitCode !== null || child.signalCode !== null || performance.now() > deadline) {
+      await node.stop()
+      const tail = (await readFile(opts.logFile, 'utf8').catch(() => '')).split('\n').slice(-10).join('\n')
+      throw new Error(`shipped node ${child.exitCode !== null ? `exited with ${child.exitCode}` : `not ready in ${START_TIMEOUT_MS} ms`}\n${tail}`)
+    }
+    await new Promise(resolve => setTimeout(resolve, POLL_MS))
+  }
+  return node
+}
+
+/**
+ * A private resolver for the shipped node (test/helpers/dns.ts: dnsmasq, no upstream), under which the bench's
+ * *.test names answer NXDOMAIN at once, as a real resolver answers for a domain without SPF or DMARC records;
+ * null (with the reason) when dnsmasq is missing.
+ */
+export async function benchDns (): Promise<{ server: string, stop: () => Promise<void> } | { why: string }> {
+  if (!isDnsmasqInstalled()) return { why: 'dnsmasq is not installed: the shipped node uses the system resolver' }
+  const dns = await startDns({ records: {} })
+  return { server: dns.server, stop: async () => { await dns.stop() } }
+}
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => resolve(port))
+    })
+  })
+}
+
 async function stopChild (child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = new Promise(resolve => child.once('exit', resolve))
@@ -94,4 +178,21 @@ export async function cpuSeconds (pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return (Number(f[11]) + Number(f[12])) / 100 // utime + stime, in USER_HZ = 100 ticks
+}
+
+/**
+ * CPU seconds of a set of processes: utime + stime of each, plus the time of its children it has reaped (cutime +
+ * cstime), so a system that forks short-lived workers (Postfix's smtpd and cleanup, Dovecot's lmtp) is counted
+ * whole when the set is every process under its masters, read at the start and at the end of a measurement.
+ */
+export async function treeCpuSeconds (pids: number[]): Promise<number> {
+  let s = 0
+  for (const pid of pids) {
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      s += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100 // USER_HZ ticks
+    } catch {} // ended meanwhile: its time is in its parent's reaped children from now on
+  }
+  return s
 }

@@ -30,6 +30,10 @@ export interface IngestResult {
   /** From the first connection to the moment every acknowledged message was visible over IMAP. */
   visibleSeconds: number | null
   visibleMsgPerSec: number | null
+  /** CPU seconds the server spent from the first connection to the last 250 (null when not asked for). */
+  cpuSeconds: number | null
+  /** The same per acknowledged message, in milliseconds. */
+  cpuMsPerMsg: number | null
   /** Acknowledged messages not visible at the deadline (null when IMAP could not be used to count). */
   missing: number | null
   extra: number | null // visible beyond those acknowledged (unknown outcomes that were stored, or duplicates)
@@ -71,7 +75,9 @@ class Watcher {
 
 export async function ingest (sys: SystemPorts, o: {
   sizeBytes: number, messages: number, connections: number, users: string[], password: string, firstId: number,
-  deadlineMs: number, visibleDeadlineMs: number
+  deadlineMs: number, visibleDeadlineMs: number,
+  /** The server's CPU seconds so far (utime + stime), read just before the load starts and just after it ends. */
+  cpu?: () => Promise<number>
 }): Promise<IngestResult> {
   let watcher: Watcher | null = null
   let baseline = new Map<string, number>()
@@ -85,12 +91,15 @@ export async function ingest (sys: SystemPorts, o: {
     visibleNote = `IMAP STATUS failed: ${msg(err)}`
   }
   const expected = new Map<string, number>(o.users.map(u => [u, 0]))
+  // after the watcher's logins (one scrypt check each), so the figure is the ingest's alone
+  const cpu0 = o.cpu === undefined ? null : await o.cpu()
   const start = performance.now()
   const load = await runSmtpLoad({
     port: sys.smtp, connections: o.connections, messages: o.messages, sizeBytes: o.sizeBytes, firstId: o.firstId,
     recipient: i => o.users[i % o.users.length], deadlineMs: o.deadlineMs,
     onAck: (_id, rcpt) => { expected.set(rcpt, (expected.get(rcpt) ?? 0) + 1) }
   })
+  const cpuSeconds = cpu0 === null || o.cpu === undefined ? null : await o.cpu() - cpu0
   const lat = load.latenciesMs.sort((a, b) => a - b)
   const acceptSeconds = load.elapsedMs / 1000
   let visibleSeconds: number | null = null
@@ -134,6 +143,8 @@ export async function ingest (sys: SystemPorts, o: {
     unknown: load.unknown,
     acceptSeconds,
     msgPerSec: load.acked / acceptSeconds,
+    cpuSeconds,
+    cpuMsPerMsg: cpuSeconds === null ? null : 1000 * cpuSeconds / Math.max(1, load.acked),
     mbPerSec: load.bytes / 1e6 / acceptSeconds,
     p50Ms: percentile(lat, 50),
     p99Ms: percentile(lat, 99),

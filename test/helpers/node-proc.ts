@@ -6,14 +6,16 @@
 // MAILGRID_TEST_OUTBOUND (JSON, optional): an OutboundInit.
 // MAILGRID_TEST_STORE (JSON, optional): {"minFreeBytes": N, "diskCheckMs": N}, the free-space floor and its check.
 
-import pino from 'pino'
+import type { Level } from 'pino'
+import { createLogger } from '../../appliance/logger.ts'
 import { createMailNode } from '../../node/index.ts'
 import { isMailError } from '../../store/index.ts'
 import { testCert, TEST_LIMITS, TEST_OUTBOUND } from './node.ts'
 
 const [dataDir, setupJson] = process.argv.slice(2)
 const ep = { host: '127.0.0.1', port: 0 }
-const node = createMailNode({ logger: pino({ level: process.env.MAILGRID_TEST_LOG ?? 'silent' }) }, {
+// MAILGRID_TEST_LOG: a log level (default silent); lines go to stdout through the appliance's logger (buffered, as `npm start` writes them)
+const node = createMailNode({ logger: createLogger({ level: (process.env.MAILGRID_TEST_LOG ?? 'silent') as Level | 'silent' }) }, {
   dataDir,
   hostname: 'mx.test',
   listen: { smtp: ep, submission: ep, smtps: ep, pop3: ep, pop3s: ep, imap: ep, imaps: ep },
