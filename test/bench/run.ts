@@ -260,7 +260,8 @@ async function ingestOne (who: 'mailgrid' | 'peer', ports: SystemPorts, o: { siz
     deadlineMs: INGEST_DEADLINE_MS, visibleDeadlineMs: VISIBLE_DEADLINE_MS, cpu: systemCpu(who, node)
   })
   nextId += o.messages
-  const cpu = who === 'mailgrid' && node !== null ? 100 * (await cpuSeconds(node.pid) - cpu0) / r.acceptSeconds : null
+  // the load's own CPU when measured (from the first connection: the watcher's logins before it are left out)
+  const cpu = who !== 'mailgrid' || node === null ? null : 100 * (r.cpuSeconds ?? (await cpuSeconds(node.pid) - cpu0)) / r.acceptSeconds
   if (who === 'mailgrid') for (const [u, n] of r.expected) expectedMg.set(u, (expectedMg.get(u) ?? 0) + n)
   if (r.missing !== null && r.missing > 0) { lossFree = false; notes.push(`${who}: ${r.visibleNote ?? ''}`) }
   if (r.visibleNote !== null && (r.missing ?? 0) === 0) notes.push(`${who}, ${kb(o.sizeBytes)} ingest: ${r.visibleNote}`)
