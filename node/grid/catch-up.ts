@@ -3,14 +3,23 @@
 // diverged), once per ring.
 
 import type { Logger } from 'pino'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import type { Gossip } from '../../gossip/types.ts'
 import { RpcError } from '../../gossip/types.ts'
-import { LogDivergedError, MailError } from '../../store/index.ts'
+import { isQueueShard, LogDivergedError, MailError } from '../../store/index.ts'
 import type { LogEntry, OpOptions, Store } from '../../store/index.ts'
 import { LOG_BATCH_ENTRIES_MAX, PROTOCOLS, unpackBodies } from './wire.ts'
 import type { Placement } from './placement.ts'
 import type { ReplicaState } from './state.ts'
 import type { DivergenceRepair } from './divergence.ts'
+
+/**
+ * A member last seen alive this long before a user was created, or earlier, cannot hold a copy of it (the
+ * directory record's creation time is the creating node's clock, a member's last sign of life ours: the margin
+ * is for the skew between them).
+ */
+export const NEW_USER_SKEW_MS = 10_000
 
 export interface CatchUpComponents {
   gossip: Pick<Gossip, 'call' | 'members'>
@@ -36,6 +45,55 @@ export class CatchUp {
     this.placement = components.placement
     this.state = components.state
     this.merge = components.merge
+    this.file = join(this.store.path, 'grid', 'provisional.json')
+    this.state.provisional.onChange = () => { void this.save() }
+  }
+
+  private readonly file: string
+  private saving: Promise<void> = Promise.resolve()
+
+  /**
+   * The provisional users this node had when it stopped (a restart must not serve the UIDs it gave them: its copy is
+   * no longer empty, so the catch-up would not find them again). Before the first catch-up.
+   */
+  async load (): Promise<void> {
+    this.stopped = false
+    let saved: Record<string, string[]>
+    try {
+      saved = JSON.parse(await readFile(this.file, 'utf8')) as Record<string, string[]>
+    } catch {
+      return // none (or unreadable: the next change rewrites it)
+    }
+    for (const [user, suspects] of Object.entries(saved)) {
+      if (Array.isArray(suspects) && suspects.length > 0) this.state.provisional.set(user, new Set(suspects.map(String)))
+    }
+  }
+
+  /** Stops writing the provisional users (the grid stops): waits for the write under way. */
+  async stop (): Promise<void> {
+    this.stopped = true
+    await this.saving
+  }
+
+  private stopped = false
+
+  /**
+   * Writes the provisional users, one write at a time; resolves to whether what was there at the call is on disk
+   * (not once the grid stopped).
+   */
+  private async save (): Promise<boolean> {
+    let ok = false
+    this.saving = this.saving.then(async () => {
+      if (this.stopped) return
+      const out: Record<string, string[]> = {}
+      for (const [user, suspects] of this.state.provisional) out[user] = [...suspects]
+      await mkdir(dirname(this.file), { recursive: true })
+      await writeFile(`${this.file}.tmp`, JSON.stringify(out), { flush: true })
+      await rename(`${this.file}.tmp`, this.file)
+      ok = true
+    }).catch(err => { this.log.warn({ err: String(err) }, 'provisional_save_failed') })
+    await this.saving
+    return ok
   }
 
   /**
@@ -58,17 +116,89 @@ export class CatchUp {
     await r.done
   }
 
-  /** Pulls whatever other alive replicas have beyond this node's log position. */
+  /**
+   * Pulls whatever other alive replicas have beyond this node's log position. Nobody had anything (a lone
+   * survivor, a new node): the user starts from the first entries every node derives, which carry the same
+   * UIDVALIDITY as every other copy of the user. If the user's mail may exist on a member this node could not ask
+   * (one dead or cut off since the user was created), the UIDs this node gives now may name other messages
+   * there: the user is provisional (sessions get a temporary failure, deliveries are taken) until such a copy has
+   * been pulled or merged here, whose merge then gives our messages UIDs above both copies.
+   */
   private async catchUp (user: string, opts?: OpOptions): Promise<void> {
-    await this.pullFromReplicas(user, opts)
-    // nobody had anything (a lone survivor, a new node): start from the first entries every node derives
-    if (await this.store.logPosition(user) === 0) this.log.info({ user }, 'user_started_empty')
+    const { answered, unreached } = await this.pullFromReplicas(user, opts)
+    if (await this.store.logPosition(user) === 0) {
+      this.log.info({ user }, 'user_started_empty')
+      const suspects = this.mayHold(user, answered, unreached)
+      if (suspects.size > 0) {
+        this.state.provisional.set(user, suspects)
+        this.log.warn({ user, suspects: [...suspects] }, 'user_provisional')
+        // on disk before the first UID is given (a restart must find it)
+        if (!await this.save()) throw new MailError('temp', 'Could not record the user as provisional; try again')
+      } else {
+        this.state.provisional.delete(user)
+      }
+    }
     await this.store.ensureUserMail(user)
   }
 
-  private async pullFromReplicas (user: string, opts?: OpOptions): Promise<void> {
-    const draining = this.gossip.members().filter(m => m.status === 'alive' && m.state === 'draining' && !m.self).map(m => m.id)
-    for (const peer of [...new Set([...this.placement.replicasOf(user), ...draining])]) {
+  /**
+   * The members that may hold a copy of `user` this node has not read: every member not gone for good that is
+   * dead or suspect and was seen alive after the user was created (NEW_USER_SKEW_MS), and the replicas the
+   * catch-up could not reach. None for a genuinely new user, for a grid of one, or for the queue's shards (whose
+   * UIDs no client sees).
+   */
+  private mayHold (user: string, answered: ReadonlySet<string>, unreached: ReadonlySet<string>): Set<string> {
+    const out = new Set<string>()
+    if (isQueueShard(user)) return out
+    const created = this.store.userCreatedAt(user) ?? 0
+    for (const m of this.gossip.members()) {
+      if (m.self || m.id === this.placement.self || m.status === 'left' || answered.has(m.id)) continue
+      if (unreached.has(m.id) || (m.status !== 'alive' && m.lastSeen >= created - NEW_USER_SKEW_MS)) out.add(m.id)
+    }
+    return out
+  }
+
+  /**
+   * Whether sessions must not read (or write) `user` here: this node started it empty while its mail may exist
+   * elsewhere, and has not taken in such a copy yet. A member that may hold one and is forgotten meanwhile (gone
+   * for good, or an hour without a sign of life) no longer counts.
+   */
+  provisional (user: string): boolean {
+    const suspects = this.state.provisional.get(user)
+    if (suspects === undefined) return false
+    const known = new Map(this.gossip.members().map(m => [m.id, m.status]))
+    for (const id of suspects) {
+      const status = known.get(id)
+      if (status === undefined || status === 'left') suspects.delete(id)
+    }
+    if (suspects.size > 0) return true
+    this.resolve(user, 'forgotten')
+    return false
+  }
+
+  private resolve (user: string, why: string, peer?: string): void {
+    if (!this.state.provisional.delete(user)) return
+    this.log.info({ user, why, peer }, 'user_provisional_cleared')
+  }
+
+  /** A member that may hold a copy of a provisional user answered: taken in (`took`), or nothing there we lack. */
+  private compared (user: string, peer: string, took: boolean): void {
+    const suspects = this.state.provisional.get(user)
+    if (suspects === undefined || !suspects.has(peer)) return
+    if (took) return this.resolve(user, 'merged', peer)
+    suspects.delete(peer)
+    if (suspects.size === 0) this.resolve(user, 'compared', peer)
+  }
+
+  private async pullFromReplicas (user: string, opts?: OpOptions): Promise<{ answered: Set<string>, unreached: Set<string> }> {
+    const answered = new Set<string>()
+    const unreached = new Set<string>()
+    const members = this.gossip.members()
+    const draining = members.filter(m => m.status === 'alive' && m.state === 'draining' && !m.self).map(m => m.id)
+    // a provisional user: the members that may hold its older copy are asked too once they are back, replicas or not
+    const suspects = this.state.provisional.get(user) ?? new Set<string>()
+    const back = members.filter(m => m.status === 'alive' && !m.self && suspects.has(m.id)).map(m => m.id)
+    for (const peer of [...new Set([...this.placement.replicasOf(user), ...draining, ...back])]) {
       if (peer === this.placement.self) continue
       try {
         const res = await this.gossip.call(peer, PROTOCOLS.position, { header: { users: [user] } }, { signal: opts?.signal })
@@ -80,9 +210,12 @@ export class CatchUp {
           const check = await this.gossip.call(peer, PROTOCOLS.eids, { header: { user, from: at, to: at } }, { signal: opts?.signal })
           if ((check.header.eids as Array<string | null>)[0] !== ours?.eid) {
             await this.merge(user, peer, theirs)
+            answered.add(peer)
+            this.compared(user, peer, true)
             continue
           }
         }
+        const before = mine
         while (theirs > mine) {
           // from our last entry on: the store applies the rest only if their entry there is ours (either copy
           // may have changed since the check above)
@@ -95,14 +228,17 @@ export class CatchUp {
           } catch (err) {
             if (!(err instanceof LogDivergedError)) throw err
             await this.merge(user, peer, Number(entries.at(-1)?.seq))
+            mine = Infinity // merged: taken in
             break
           }
           this.log.info({ user, peer, position: mine }, 'replica_caught_up')
         }
+        answered.add(peer)
+        this.compared(user, peer, mine > before)
       } catch (err) {
         if (!(err instanceof RpcError)) throw err
         // An unreachable replica has nothing we can take; it will be re-mirrored from us when it returns.
-        if (this.unreachable(peer, err)) continue
+        if (this.unreachable(peer, err)) { unreached.add(peer); continue }
         // Anything else (an answer it could not send, a protocol error, a failure on its side) leaves a copy we
         // have not read: leading without it would serve the user a mailbox without that mail. A temporary
         // failure instead (451, NO [UNAVAILABLE]); the next write or rebalance round tries again.
@@ -110,6 +246,7 @@ export class CatchUp {
         throw new MailError('temp', `Could not catch up from ${peer}; try again`, { cause: err })
       }
     }
+    return { answered, unreached }
   }
 
   /**

@@ -176,7 +176,10 @@ export class DivergenceRepair {
     const key = `${user}\x00merge`
     if (this.state.lock.isLocked(key)) return 'busy'
     const dropped = await this.state.lock.with([key], async () => await this.store.dropUserMail(user, expect))
-    if (dropped) this.state.ready.delete(user)
+    if (dropped) {
+      this.state.ready.delete(user)
+      this.state.provisional.delete(user) // its UIDs that no session saw are gone with it (catch-up.ts)
+    }
     return dropped
   }
 }

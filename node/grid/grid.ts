@@ -144,6 +144,7 @@ export class Grid {
   async start (): Promise<void> {
     if (this.running) return
     this.running = true
+    await this.catchUp.load()
     this.shipping.handle()
     this.routing.handle()
     this.repair.handle()
@@ -168,6 +169,7 @@ export class Grid {
     this.unsubscribe = undefined
     this.directory.stop()
     await this.rebalancer.stop()
+    await this.catchUp.stop()
   }
 
   // ---- the write path: lead (catch-up.ts), then replicate (shipping.ts) --------------------------------
@@ -175,6 +177,14 @@ export class Grid {
   /** Before a write of `user`: this node must be its primary and caught up with the other alive replicas. */
   async lead (user: string, opts?: OpOptions): Promise<void> {
     await this.catchUp.lead(user, opts)
+  }
+
+  /**
+   * Whether sessions must not see `user` on this node: it started the user empty while the user's mail may exist
+   * on a member it could not reach, and has not taken in such a copy yet (catch-up.ts). Deliveries are taken.
+   */
+  provisional (user: string): boolean {
+    return this.catchUp.provisional(user)
   }
 
   /** Waits until every other alive replica of `user` has this node's log durable (or fails 'temp'). */

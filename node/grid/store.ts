@@ -14,7 +14,30 @@ const WRITES: WriteMethod[] = ['createMailbox', 'deleteMailbox', 'renameMailbox'
 // exists, and need the majority side (Grid.hasQuorum)
 const MAILBOX_CHANGES = new Set<WriteMethod>(['createMailbox', 'deleteMailbox', 'renameMailbox', 'setSubscribed', 'storeFlags', 'expunge', 'move'])
 
+// The reads of a session that name the user (the rest take a record one of these returned)
+type ReadMethod = 'listMailboxes' | 'getMailbox' | 'listSubscriptions' | 'listMessages' | 'listFlags' | 'getMessage' | 'getMessages' | 'changesSince' | 'readLog'
+const READS: ReadMethod[] = ['listMailboxes', 'getMailbox', 'listSubscriptions', 'listMessages', 'listFlags', 'getMessage', 'getMessages', 'changesSince', 'readLog']
+
+// A user this node started empty while its mail may exist on a member it could not reach (catch-up.ts): the UIDs
+// it gives meanwhile may name other messages in that copy, under the same UIDVALIDITY, and the merge that takes
+// the copy in moves ours. No session sees them: reads and session writes (APPEND and COPY answer UIDs) get a
+// temporary failure until that copy is taken in; deliveries (Grid.deliver) are accepted meanwhile.
+const PROVISIONAL = 'This mailbox is being recovered after a failure (new mail is still accepted); try again shortly'
+
 export function replicatedMailStore (grid: Grid, local: MailStore): MailStore {
+  const settled = async (user: string, opts?: OpOptions): Promise<void> => {
+    if (!grid.provisional(user)) return
+    // a member holding the older copy may be back: catching up now takes it in (the rebalance round would soon)
+    await grid.lead(user, opts).catch(() => {})
+    if (grid.provisional(user)) throw new MailError('unavailable', PROVISIONAL)
+  }
+  const reads: Record<string, unknown> = {}
+  for (const m of READS) {
+    if (local[m] === undefined) continue
+    const fn = (local[m] as (...args: unknown[]) => Promise<unknown>).bind(local)
+    // the common case (not provisional) costs one map lookup
+    reads[m] = async (user: string, ...rest: unknown[]) => grid.provisional(user) ? await settled(user).then(async () => await fn(user, ...rest)) : await fn(user, ...rest)
+  }
   const wrapped: Record<string, unknown> = {}
   for (const m of WRITES) {
     const fn = (local[m] as (...args: unknown[]) => Promise<unknown>).bind(local)
@@ -24,6 +47,7 @@ export function replicatedMailStore (grid: Grid, local: MailStore): MailStore {
         throw new MailError('unavailable', 'Mailbox changes are paused: this node is cut off from most of the grid; new mail is still accepted')
       }
       await grid.lead(user, opts)
+      if (grid.provisional(user)) throw new MailError('unavailable', PROVISIONAL)
       const out = await fn(user, ...rest)
       await grid.replicate(user, opts)
       return out
@@ -47,6 +71,7 @@ export function replicatedMailStore (grid: Grid, local: MailStore): MailStore {
     ...(local.readHeader !== undefined ? { readHeader: local.readHeader.bind(local) } : {}),
     quota: async (user: string) => await grid.quota(user),
     deliver: async (raw, targets, opts) => await grid.deliver(raw, targets, opts),
+    ...reads,
     ...wrapped
   } as MailStore
 }
