@@ -4,14 +4,13 @@
  * other flag-only programs read the store's UID and flag index and no record; header keys read the kept header
  * copies of a whole batch in one go.
  */
-import type { MessageMeta, MessageRecord } from '../../store/index.ts'
+import type { MessageRecord } from '../../store/index.ts'
 import type { Token } from './protocol/types.ts'
 import { astring } from './args.ts'
 import { CommandRefused } from './errors.ts'
 import { evaluate, flagsOnly, prepare, ProgramReader, readsBodies, readsHeaders } from './search-program.ts'
-import type { Content } from './search-program.ts'
 import { recordBatches } from './records.ts'
-import { SEARCH_CONCURRENCY, SEARCH_HEADER_BYTES_MAX, SEARCH_MESSAGE_BYTES_MAX } from './commands/search.ts'
+import { contentOf, SEARCH_CONCURRENCY } from './commands/search.ts'
 import type { SelectedMailbox } from './mailbox-view.ts'
 import type { Session } from './session.ts'
 
@@ -23,33 +22,6 @@ export function charset (token: Token | undefined): string {
   const name = astring(token, 'charset').toUpperCase()
   if (!CHARSETS.includes(name)) throw new CommandRefused('Unsupported charset', `BADCHARSET (${CHARSETS.join(' ')})`)
   return name
-}
-
-function contentOf (session: Session, record: MessageRecord, kept: Buffer | null | undefined): Content {
-  const store = session.components.store
-  let meta: MessageMeta | undefined
-  let raw: Buffer | null | undefined
-  let header: Buffer | null | undefined = kept ?? undefined
-  const content: Content = {
-    meta: async () => (meta ??= await store.getMeta(record)),
-    raw: async () => {
-      if (raw === undefined) raw = record.size > SEARCH_MESSAGE_BYTES_MAX ? null : await store.readMessage(record)
-      return raw
-    },
-    header: async () => {
-      if (header !== undefined) return header
-      const copy = await store.readHeader?.(record) ?? null
-      if (copy !== null) return (header = copy)
-      const m = await content.meta()
-      if (raw !== undefined && raw !== null) return (header = raw.subarray(0, m.root.headerEnd))
-      const end = m.root.headerEnd
-      if (end > SEARCH_HEADER_BYTES_MAX) return (header = null)
-      const chunks: Buffer[] = []
-      for await (const chunk of store.streamMessage(record, { start: 0, end })) chunks.push(chunk)
-      return (header = Buffer.concat(chunks))
-    },
-  }
-  return content
 }
 
 export interface Matched {

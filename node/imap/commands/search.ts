@@ -39,7 +39,8 @@ async function readRange (session: Session, record: MessageRecord, start: number
   return Buffer.concat(chunks)
 }
 
-function contentOf (session: Session, record: MessageRecord, kept?: Buffer | null): Content {
+/** A message's content for the search program, each part read at most once and only when a key needs it. */
+export function contentOf (session: Session, record: MessageRecord, kept?: Buffer | null): Content {
   const store = session.components.store
   let meta: MessageMeta | undefined
   let raw: Buffer | null | undefined
