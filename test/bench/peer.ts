@@ -5,13 +5,14 @@
 // the packages installed them; no systemd is needed (each master is started by hand and stopped afterwards).
 // BENCH_KEEP_PEER=1 keeps the directory (configs, logs, Maildirs) after stop, for debugging.
 
-import { execFile, spawn } from 'node:child_process'
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { daemon, firstLine, masterPid } from '../helpers/postfix.ts'
 
 const run = promisify(execFile)
 
@@ -320,20 +321,6 @@ virtual_transport = lmtp:inet:127.0.0.1:${ports.lmtp}
  * Runs a command that starts a daemon and returns when the command exits. Its output goes to a file: the
  * daemon inherits the descriptors, so waiting for pipes to close (execFile) would wait on the daemon.
  */
-async function daemon (cmd: string, args: string[], errFile: string): Promise<void> {
-  const fd = openSync(errFile, 'w')
-  try {
-    const child = spawn(cmd, args, { stdio: ['ignore', fd, fd] })
-    const code = await new Promise<number | null>((resolve, reject) => {
-      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${cmd} did not return in ${START_TIMEOUT_MS} ms`)) }, START_TIMEOUT_MS)
-      child.once('error', err => { clearTimeout(timer); reject(err) })
-      child.once('exit', c => { clearTimeout(timer); resolve(c) })
-    })
-    if (code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${readFileSync(errFile, 'utf8').trim()}`)
-  } finally {
-    closeSync(fd)
-  }
-}
 
 async function freePort (): Promise<number> {
   return await new Promise((resolve, reject) => {
@@ -366,14 +353,6 @@ async function canConnect (port: number): Promise<boolean> {
   })
 }
 
-async function masterPid (file: string): Promise<number | null> {
-  try {
-    const pid = Number((await readFile(file, 'utf8')).trim())
-    return Number.isInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`) ? pid : null
-  } catch {
-    return null
-  }
-}
 
 async function killAndWait (pid: number): Promise<void> {
   try { process.kill(pid, 'SIGTERM') } catch { return }
@@ -416,8 +395,3 @@ async function shell (cmd: string, args: string[], env: NodeJS.ProcessEnv, input
   })
 }
 
-function firstLine (err: unknown): string {
-  const e = err as { stderr?: string, message?: string }
-  const text = (e.stderr !== undefined && e.stderr.trim() !== '' ? e.stderr : e.message) ?? String(err)
-  return text.trim().split('\n').slice(-3).join(' / ')
-}

@@ -265,7 +265,8 @@ async function selfSigned (hostname: string): Promise<{ key: string, cert: strin
  * Runs a command that starts a daemon and returns when the command exits. Its output goes to a file: the
  * daemon inherits the descriptors, so waiting for pipes to close (execFile) would wait on the daemon.
  */
-async function daemon (cmd: string, args: string[], errFile: string): Promise<void> {
+/** Runs a command that starts a daemon and returns (postfix start, dovecot): its output kept in `errFile`. */
+export async function daemon (cmd: string, args: string[], errFile: string): Promise<void> {
   const fd = openSync(errFile, 'w')
   try {
     const child = spawn(cmd, args, { stdio: ['ignore', fd, fd] })
@@ -315,7 +316,7 @@ async function waitClosed (host: string, port: number): Promise<void> {
   }
 }
 
-async function masterPid (file: string): Promise<number | null> {
+export async function masterPid (file: string): Promise<number | null> {
   try {
     const pid = Number((await readFile(file, 'utf8')).trim())
     return Number.isInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`) ? pid : null
@@ -333,7 +334,7 @@ async function killAndWait (pid: number): Promise<void> {
   if (existsSync(`/proc/${pid}`)) try { process.kill(pid, 'SIGKILL') } catch {}
 }
 
-function firstLine (err: unknown): string {
+export function firstLine (err: unknown): string {
   const e = err as { stderr?: string, message?: string }
   const text = (e.stderr !== undefined && e.stderr.trim() !== '' ? e.stderr : e.message) ?? String(err)
   return text.trim().split('\n').slice(-3).join(' / ')
