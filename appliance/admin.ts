@@ -45,6 +45,8 @@ export interface AdminComponents {
   logger: Logger
   /** What GET /metrics serves (appliance/metrics.ts); absent: no such endpoint. */
   metrics?: { contentType: string, render (): Promise<string> }
+  /** More endpoints, each feature's own table (a feature module exports a function returning Route[]). */
+  routes?: Route[]
 }
 
 /** The certificate the listener serves, with what the status shows of it. */
@@ -93,7 +95,7 @@ export const HTTP_STATUS: Readonly<Record<MailErrorKind, number>> = {
 }
 
 /** An error whose message is safe to show the client, with its status. */
-class HttpError extends Error {
+export class HttpError extends Error {
   readonly status: number
   constructor (status: number, message: string) {
     super(message)
@@ -101,29 +103,29 @@ class HttpError extends Error {
   }
 }
 
-type Body = Record<string, unknown>
-interface Request {
+export type Body = Record<string, unknown>
+export interface Request {
   params: string[]
   query: URLSearchParams
   body: () => Promise<Body>
 }
-type Handler = (req: Request) => Promise<{ status?: number, json: unknown }>
-interface Route { method: string, pattern: RegExp, handler: Handler }
+export type Handler = (req: Request) => Promise<{ status?: number, json: unknown }>
+export interface Route { method: string, pattern: RegExp, handler: Handler }
 
-function str (body: Body, key: string): string {
+export function str (body: Body, key: string): string {
   const v = body[key]
   if (typeof v !== 'string') throw new HttpError(400, `${key}: must be a string`)
   return v
 }
 
-function optCount (body: Body, key: string): number | undefined {
+export function optCount (body: Body, key: string): number | undefined {
   const v = body[key]
   if (v === undefined || v === null) return undefined
   if (!Number.isSafeInteger(v) || (v as number) < 0) throw new HttpError(400, `${key}: must be a whole number`)
   return v as number
 }
 
-function domainParam (query: URLSearchParams): string | undefined {
+export function domainParam (query: URLSearchParams): string | undefined {
   const d = query.get('domain')
   if (d === null || d === '') return undefined
   const n = normalizeDomain(d)
@@ -353,7 +355,7 @@ export function createAdminServer (components: AdminComponents, init: AdminInit)
   const log = components.logger
   const tlsInfo = init.tls === undefined ? null : { fingerprint: init.tls.fingerprint, validTo: init.tls.validTo, selfSigned: init.tls.selfSigned }
   let url = ''
-  const table = routes(components, () => ({ url, tls: tlsInfo }))
+  const table = [...routes(components, () => ({ url, tls: tlsInfo })), ...(components.routes ?? [])]
   const expected = digest(init.token)
   const metricsExpected = init.metricsToken === undefined || init.metricsToken === '' ? null : digest(init.metricsToken)
   let server: Server | null = null
