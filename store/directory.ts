@@ -14,13 +14,17 @@ import type { StoreComponents, StoreInit } from './mail.ts'
 import { dummyHash, hashPassword, SCRYPT_LOG_N, verifyPassword } from './password.ts'
 import type { AccountStatus, Alias, DirectoryRecord, DkimKey, Domain, NewUser, OpOptions, Store, User } from './types.ts'
 
-const isDirectoryKey = (key: string): boolean => key.startsWith('dd\x00') || key.startsWith('du\x00') || key.startsWith('da\x00')
+const isDirectoryKey = (key: string): boolean => key.startsWith('dd\x00') || key.startsWith('du\x00') || key.startsWith('da\x00') || key.startsWith('dx\x00')
 
 export const ALIAS_DEPTH_MAX = 8 // alias chains longer than this are a loop or a mistake
 export const ALIAS_TARGETS_MAX = 1000 // expansion fan-out bound
 export const PASSWORD_BYTES_MAX = 1024
 const DIRECTORY_LOCK = '\x00directory' // directory writes are rare: one lock orders them all
 export const DKIM_KEYS_MAX = 8 // active, pending and a few old ones still published: rotation never needs more
+export const DISPLAY_NAME_CHARS_MAX = 200
+export const ENTRY_NAME_CHARS_MAX = 200
+export const ENTRY_BYTES_MAX = 16 * 1024 // an admin account with a few hundred domains fits
+const ENTRY_NAME = /^[\x21-\x7e]+$/ // printable ASCII: no NUL (the key separator), no spaces
 const SELECTOR = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i // one DNS label (RFC 6376 3.1: a selector may have several; ours have one)
 
 interface Versioned {
@@ -30,6 +34,7 @@ interface Versioned {
 type DomainRec = Domain & Versioned & { dkim?: DkimKey[] }
 type UserRec = User & Versioned & { hash: string }
 type AliasRec = Alias & Versioned
+type EntryRec = Versioned & { value?: Record<string, unknown> }
 
 export class LevelStore extends MailStoreBase implements Store {
   private readonly scryptLogN: number
@@ -52,7 +57,7 @@ export class LevelStore extends MailStoreBase implements Store {
     await this.db.open()
     await this.blobs.start()
     const dir = new Map<string, DirectoryRecord['value']>()
-    for (const r of [keys.domainRange(), keys.userRange(), keys.aliasRange()]) {
+    for (const r of [keys.domainRange(), keys.userRange(), keys.aliasRange(), keys.entryRange()]) {
       for await (const [key, value] of this.db.iterator(r) as AsyncIterable<[string, DirectoryRecord['value']]>) dir.set(key, value)
     }
     this.dir = dir
@@ -123,7 +128,7 @@ export class LevelStore extends MailStoreBase implements Store {
 
   async exportDirectory (): Promise<DirectoryRecord[]> {
     const out: DirectoryRecord[] = []
-    for (const r of [keys.domainRange(), keys.userRange(), keys.aliasRange()]) {
+    for (const r of [keys.domainRange(), keys.userRange(), keys.aliasRange(), keys.entryRange()]) {
       for await (const [key, value] of this.db.iterator(r) as AsyncIterable<[string, DirectoryRecord['value']]>) out.push({ key, value })
     }
     return out
@@ -251,7 +256,7 @@ export class LevelStore extends MailStoreBase implements Store {
   }
 
   private static publicUser (r: UserRec): User {
-    return { address: r.address, quotaBytes: r.quotaBytes, quotaMessages: r.quotaMessages, status: r.status, created: r.created }
+    return { address: r.address, quotaBytes: r.quotaBytes, quotaMessages: r.quotaMessages, status: r.status, created: r.created, ...(r.displayName === undefined ? {} : { displayName: r.displayName }) }
   }
 
   async addUser (user: NewUser, opts?: OpOptions): Promise<User> {
@@ -262,11 +267,12 @@ export class LevelStore extends MailStoreBase implements Store {
     if (!(Number.isSafeInteger(quotaBytes) && quotaBytes >= 0 && Number.isSafeInteger(quotaMessages) && quotaMessages >= 0)) {
       throw new MailError('invalid', 'Quota must be a whole number of bytes and messages')
     }
+    const displayName = checkDisplayName(user.displayName ?? '')
     const hash = await hashPassword(user.password, this.scryptLogN)
     return await this.dirWrite(async ops => {
       if (await this.live(keys.user(a)) !== null) throw new MailError('exists', `User ${a} already exists`)
       if (await this.live(keys.alias(a)) !== null) throw new MailError('exists', `${a} is an alias`)
-      const rec: UserRec = { address: a, hash, quotaBytes, quotaMessages, status: 'active', created: this.now(), ver: this.version() }
+      const rec: UserRec = { address: a, hash, quotaBytes, quotaMessages, status: 'active', created: this.now(), ver: this.version(), ...(displayName === '' ? {} : { displayName }) }
       // the mail state of a previous user of the same address was removed with it; start afresh, and
       // commit the directory record in the same batch as the first mail state
       this.forget(a)
@@ -344,6 +350,47 @@ export class LevelStore extends MailStoreBase implements Store {
 
   async setStatus (address: string, status: AccountStatus, opts?: OpOptions): Promise<void> {
     await this.updateUser(address, r => { r.status = status }, opts)
+  }
+
+  async setDisplayName (address: string, name: string, opts?: OpOptions): Promise<void> {
+    const n = checkDisplayName(name)
+    await this.updateUser(address, r => { if (n === '') delete r.displayName; else r.displayName = n }, opts)
+  }
+
+  // ---- entries of other kinds (appliance/console: admin accounts, the sessions' secret) ----------------
+
+  async getEntry (name: string): Promise<Record<string, unknown> | null> {
+    if (!validEntryName(name)) return null
+    const r = await this.live<EntryRec>(keys.entry(name))
+    return r?.value === undefined ? null : structuredClone(r.value)
+  }
+
+  async listEntries (prefix: string): Promise<Array<{ name: string, value: Record<string, unknown> }>> {
+    const out: Array<{ name: string, value: Record<string, unknown> }> = []
+    const start = keys.entry('')
+    for await (const [key, r] of this.db.iterator(keys.entryRange(prefix)) as AsyncIterable<[string, EntryRec]>) {
+      if (r.deleted !== true && r.value !== undefined) out.push({ name: key.slice(start.length), value: r.value })
+    }
+    return out
+  }
+
+  async updateEntry (name: string, change: (current: Record<string, unknown> | null) => Record<string, unknown> | null, opts?: OpOptions): Promise<Record<string, unknown> | null> {
+    if (!validEntryName(name)) throw new MailError('invalid', `Invalid entry name: ${name}`)
+    return await this.dirWrite(async ops => {
+      const r = await this.live<EntryRec>(keys.entry(name))
+      const current = r?.value === undefined ? null : structuredClone(r.value)
+      const next = change(current)
+      if (next === null) {
+        if (current !== null) ops.push({ type: 'put', key: keys.entry(name), value: { ver: this.version(), deleted: true } })
+        return null
+      }
+      if (typeof next !== 'object' || Array.isArray(next) || Buffer.byteLength(JSON.stringify(next)) > ENTRY_BYTES_MAX) {
+        throw new MailError('invalid', `Entry ${name}: a JSON object of at most ${ENTRY_BYTES_MAX} bytes`)
+      }
+      const value = JSON.parse(JSON.stringify(next)) as Record<string, unknown>
+      ops.push({ type: 'put', key: keys.entry(name), value: { value, ver: this.version() } })
+      return structuredClone(value)
+    }, opts)
   }
 
   async deleteUser (address: string, opts?: OpOptions): Promise<void> {
@@ -449,6 +496,20 @@ export class LevelStore extends MailStoreBase implements Store {
     if (await this.live(keys.alias(a)) === null) return false
     return (await this.resolveRecipient(a)).includes(u)
   }
+}
+
+function validEntryName (name: string): boolean {
+  return name.length > 0 && name.length <= ENTRY_NAME_CHARS_MAX && ENTRY_NAME.test(name)
+}
+
+/** A display name as stored: trimmed, no control characters, at most DISPLAY_NAME_CHARS_MAX characters. */
+function checkDisplayName (name: string): string {
+  if (typeof name !== 'string') throw new MailError('invalid', 'Display name must be text')
+  const n = name.trim()
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(n)) throw new MailError('invalid', 'Display name has control characters')
+  if ([...n].length > DISPLAY_NAME_CHARS_MAX) throw new MailError('invalid', `Display name longer than ${DISPLAY_NAME_CHARS_MAX} characters`)
+  return n
 }
 
 /** A domain's DKIM keys as the directory accepts them (see DkimKey); copies. */

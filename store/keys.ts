@@ -14,6 +14,8 @@ export const keys = {
   userRange: () => range(`du`),
   alias: (address: string) => `da${SEP}${address}`,
   aliasRange: () => range(`da`),
+  entry: (name: string) => `dx${SEP}${name}`, // other replicated records (admin accounts, the console's secret)
+  entryRange: (prefix = '') => prefix === '' ? range(`dx`) : { gte: `dx${SEP}${prefix}`, lt: `dx${SEP}${prefix}\uffff` },
 
   state: (user: string) => `U${SEP}${user}`,
   mailbox: (user: string, id: string) => `B${SEP}${user}${SEP}${id}`,

@@ -41,6 +41,8 @@ export interface User {
   quotaMessages: number // 0 = unlimited
   status: AccountStatus
   created: number
+  /** What people call the account (the console shows it); absent: none. Free text, at most DISPLAY_NAME_CHARS_MAX. */
+  displayName?: string
 }
 
 export interface Alias {
@@ -54,7 +56,11 @@ export interface NewUser {
   password: string
   quotaBytes?: number
   quotaMessages?: number
+  displayName?: string
 }
+
+/** A replicated directory entry of another kind (appliance/console: admin accounts, the sessions' secret). */
+export interface DirectoryEntry { name: string, value: Record<string, unknown> }
 
 export interface Directory {
   /** With `dkim`: the domain's first DKIM key, in the same record. */
@@ -76,10 +82,23 @@ export interface Directory {
   setPassword (address: string, password: string, opts?: OpOptions): Promise<void>
   setQuota (address: string, quota: { bytes?: number, messages?: number }, opts?: OpOptions): Promise<void>
   setStatus (address: string, status: AccountStatus, opts?: OpOptions): Promise<void>
+  /** '' removes it. */
+  setDisplayName (address: string, name: string, opts?: OpOptions): Promise<void>
   /** Deletes the account and all of its mail. */
   deleteUser (address: string, opts?: OpOptions): Promise<void>
   /** The user for these credentials, or null. Constant work whether or not the user exists. */
   verifyPassword (address: string, password: string): Promise<User | null>
+
+  /**
+   * Entries of other kinds, replicated like domains and users (last writer wins per entry, tombstones for
+   * deletes). Names are printable ASCII, at most ENTRY_NAME_CHARS_MAX; a value is a JSON object of at most
+   * ENTRY_BYTES_MAX bytes.
+   */
+  getEntry (name: string): Promise<Record<string, unknown> | null>
+  /** The live entries whose name starts with `prefix`, in name order. */
+  listEntries (prefix: string): Promise<DirectoryEntry[]>
+  /** Replaces the entry with what `change` makes of the current one (null: none); null deletes it. Under the directory lock. */
+  updateEntry (name: string, change: (current: Record<string, unknown> | null) => Record<string, unknown> | null, opts?: OpOptions): Promise<Record<string, unknown> | null>
 
   addAlias (address: string, targets: string[], opts?: OpOptions): Promise<Alias>
   deleteAlias (address: string, opts?: OpOptions): Promise<void>
