@@ -61,6 +61,8 @@ export class Tx {
   // body hash → where this node keeps it, when the writer already knows (it stored the body, or copies a record
   // that carries it): saves the index lookup an append would otherwise make
   readonly locs = new Map<string, BlobLocation>()
+  // user attributes written in this batch (key → stored value, null when removed), so later entries see them
+  readonly attrs = new Map<string, { v: string, at: number } | null>()
   // changes to in-memory state that readers see without the lock (the UID and flag index): run in order once the
   // batch is durable, never when it fails
   readonly after: Array<() => void> = []
@@ -249,6 +251,13 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
         tx.del(keys.subscription(user, e.name))
       }
       tx.events.push([user, { type: 'mailboxes', change: 'subscription', mailbox: null }])
+      return
+    }
+    case 'attr': {
+      // a user attribute (MailStore.setAttrs): kept under its own key, read without the user's cache
+      if (e.value === null) tx.del(keys.attr(user, e.key))
+      else tx.put(keys.attr(user, e.key), { v: e.value, at: e.at })
+      tx.attrs.set(e.key, e.value === null ? null : { v: e.value, at: e.at })
       return
     }
     case 'append': {

@@ -29,7 +29,9 @@ export const keys = {
   log: (user: string, seq: number) => `L${SEP}${user}${SEP}${pad(seq, 16)}`,
   gid: (user: string, gid: string) => `I${SEP}${user}${SEP}${gid}`, // global id → where the message is now
   logRange: (user: string) => range(`L${SEP}${user}`),
-  userRanges: (user: string) => ['U', 'B', 'S', 'M', 'X', 'L', 'I'].map(p => p === 'U' ? { gte: `U${SEP}${user}`, lte: `U${SEP}${user}` } : range(`${p}${SEP}${user}`)),
+  attr: (user: string, key: string) => `A${SEP}${user}${SEP}${key}`, // user attribute (MailStore.setAttrs)
+  attrRange: (user: string) => range(`A${SEP}${user}`),
+  userRanges: (user: string) => ['U', 'B', 'S', 'M', 'X', 'L', 'I', 'A'].map(p => p === 'U' ? { gte: `U${SEP}${user}`, lte: `U${SEP}${user}` } : range(`${p}${SEP}${user}`)),
 
   blob: (hash: string) => `b${SEP}${hash}`,
   blobRef: (hash: string, user: string, mb: string, uid: number) => `r${SEP}${hash}${SEP}${user}${SEP}${mb}${SEP}${pad(uid, 10)}`,

@@ -20,7 +20,7 @@ import type { MessageMeta, MimePart } from './mime/index.ts'
 import { checkMailboxName, DELIMITER, isChildOf, normalizeMailboxName, parentsOf } from './names.ts'
 import type {
   AppendInput, AppendResult, ChangesSince, CopyResult, DeliveryTarget, FlagChange, FlagOp, LogAnchor, LogEntry, Mailbox,
-  MailEvent, MailListener, MessageRecord, NewLogEntry, OpOptions, QuotaUsage, SpecialUse, StoreFlagsResult
+  MailEvent, MailListener, MessageRecord, NewLogEntry, OpOptions, QuotaUsage, SpecialUse, StoreFlagsResult, UserAttr
 } from './types.ts'
 
 export const USER_CACHE_MAX = 10_000 // user states kept in memory; each is a few hundred bytes per mailbox
@@ -33,6 +33,14 @@ export const INDEX_MESSAGES_MIN = 1000
 // A header block up to this size is kept apart from the body and the structure (readHeader). Ordinary headers
 // are 1 to 10 KiB (long Received and DKIM chains included); larger ones are read from the body when needed.
 export const HEADER_CACHE_BYTES_MAX = 32 * 1024
+// User attributes (MailStore.setAttrs). A value travels inside a log entry, in the JSON header of a shipment
+// (wire.ts: 2 MiB per user's shipment), and a merge's summary carries every key its stretch changed, so they stay
+// small: a Sieve script is at most 256 KiB (ManageSieve's own limit is lower), a user's attributes 1 MiB together.
+export const ATTR_KEY_BYTES_MAX = 512 // RFC 5464 entry names are short paths; Sieve script names are <= 255 bytes
+export const ATTR_VALUE_BYTES_MAX = 256 * 1024
+export const ATTRS_PER_USER_MAX = 4096
+export const ATTR_BYTES_PER_USER_MAX = 1024 * 1024
+export const ATTR_CHANGES_MAX = 1024 // keys one setAttrs call changes
 
 export const DEFAULT_MAILBOXES: Array<[string, SpecialUse | null]> = [
   ['INBOX', null], ['Sent', '\\Sent'], ['Drafts', '\\Drafts'], ['Trash', '\\Trash'], ['Junk', '\\Junk'], ['Archive', '\\Archive']
@@ -49,6 +57,12 @@ export interface StoreInit {
   sync?: boolean
   /** scrypt cost (log2 N); tests lower it. */
   scryptLogN?: number
+}
+
+function checkAttr (key: string, value: string | null): void {
+  // eslint-disable-next-line no-control-regex
+  if (key === '' || Buffer.byteLength(key) > ATTR_KEY_BYTES_MAX || /[\x00-\x1f\x7f]/.test(key)) throw new MailError('invalid', 'Bad attribute name')
+  if (value !== null && Buffer.byteLength(value) > ATTR_VALUE_BYTES_MAX) throw new MailError('tooBig', 'Attribute value too large')
 }
 
 export class MailStoreBase {
@@ -272,6 +286,44 @@ export class MailStoreBase {
     const prefix = keys.subscription(user, '')
     for await (const k of this.db.keys(keys.subscriptionRange(user))) out.push(k.slice(prefix.length))
     return out
+  }
+
+  // ---- user attributes (MailStore.setAttrs) ------------------------------------------------------------
+
+  async getAttr (user: string, key: string): Promise<string | null> {
+    const v = await this.db.get(keys.attr(user, key)) as { v: string } | undefined
+    return v?.v ?? null
+  }
+
+  async listAttrs (user: string, prefix: string, opts?: { limit?: number }): Promise<UserAttr[]> {
+    const base = keys.attr(user, '')
+    const r = keys.attrRange(user)
+    const out: UserAttr[] = []
+    const range = prefix === '' ? r : { gte: base + prefix, lt: base + prefix + '\uffff' }
+    for await (const [k, v] of this.db.iterator({ ...range, ...(opts?.limit !== undefined ? { limit: opts.limit } : {}) }) as AsyncIterable<[string, { v: string, at: number }]>) {
+      out.push({ key: k.slice(base.length), value: v.v, at: v.at })
+    }
+    return out
+  }
+
+  async setAttrs (user: string, changes: Array<{ key: string, value: string | null }>, opts?: OpOptions & { at?: number }): Promise<void> {
+    if (changes.length > ATTR_CHANGES_MAX) throw new MailError('limit', 'Too many attributes in one change')
+    for (const ch of changes) checkAttr(ch.key, ch.value)
+    const at = opts?.at ?? this.now()
+    await this.write([user], async (tx, get) => {
+      const c = get(user)
+      // the bounds count what the user holds after this change (one read of the user's attributes)
+      const now = new Map((await this.listAttrs(user, '')).map(a => [a.key, Buffer.byteLength(a.key) + Buffer.byteLength(a.value)]))
+      for (const ch of changes) {
+        if (ch.value === null) now.delete(ch.key)
+        else now.set(ch.key, Buffer.byteLength(ch.key) + Buffer.byteLength(ch.value))
+      }
+      // a merge (opts.at given) takes the other side's changes whatever they weigh: it must never fail on a bound
+      const grows = opts?.at === undefined && changes.some(ch => ch.value !== null)
+      if (grows && now.size > ATTRS_PER_USER_MAX) throw new MailError('limit', 'Too many attributes for this user')
+      if (grows && [...now.values()].reduce((a, b) => a + b, 0) > ATTR_BYTES_PER_USER_MAX) throw new MailError('limit', 'Attributes of this user exceed their size limit')
+      for (const ch of changes) await this.commit(tx, user, c, { op: 'attr', key: ch.key, value: ch.value, at })
+    }, opts)
   }
 
   // ---- messages: writes ---------------------------------------------------------------------------------

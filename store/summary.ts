@@ -24,6 +24,22 @@ export interface LogSummary {
   uidNextAfter: Record<string, number> // mailbox name → UIDNEXT at `to`
   everSeen: string[] // every gid the whole log ever appended (merges never resurrect what one side knew)
   modseqAfter: number // the highest MODSEQ the log assigned up to `to` (a merge numbers its changes above it)
+  attrs?: Record<string, AttrChange> // user attributes changed in from..to: key → the last change (absent from older nodes)
+}
+
+/** The last change of one user attribute in a stretch of log (value null: removed). */
+export interface AttrChange { value: string | null, at: number }
+
+/**
+ * Whether change `a` beats change `b` of the same attribute when both sides of a merge changed it: the later `at`,
+ * then the greater value (null lowest). The same answer on every node, whichever side merges.
+ */
+export function attrWins (a: AttrChange, b: AttrChange): boolean {
+  if (a.at !== b.at) return a.at > b.at
+  if (a.value === b.value) return false
+  if (b.value === null) return true
+  if (a.value === null) return false
+  return a.value > b.value
 }
 
 interface Msg { gid: string, flags: string[], internalDate: number, blob: string, prefix: string }
@@ -44,6 +60,7 @@ export function summarizeLog (entries: LogEntry[], from: number): LogSummary {
   }
   let snapped = false
   let modseqAfter = 0
+  const attrs: Record<string, AttrChange> = {}
   for (const e of entries) {
     if (!snapped && e.seq >= from) { snapshotBefore(); snapped = true }
     if ('modseq' in e && typeof e.modseq === 'number') modseqAfter = Math.max(modseqAfter, e.modseq)
@@ -78,6 +95,7 @@ export function summarizeLog (entries: LogEntry[], from: number): LogSummary {
         break
       }
       case 'subscribe': break
+      case 'attr': if (e.seq >= from) attrs[e.key] = { value: e.value, at: e.at }; break
     }
   }
   if (!snapped) snapshotBefore()
@@ -94,5 +112,5 @@ export function summarizeLog (entries: LogEntry[], from: number): LogSummary {
     else if (flagChanged.has(gid)) flags[gid] = m.flags
   }
   const expunged = [...before].filter(g => !now.has(g))
-  return { from, to: entries.at(-1)?.seq ?? 0, added, flags, expunged, uidNextBefore, uidNextAfter, everSeen: [...ever], modseqAfter }
+  return { from, to: entries.at(-1)?.seq ?? 0, added, flags, expunged, uidNextBefore, uidNextAfter, everSeen: [...ever], modseqAfter, attrs }
 }

@@ -196,6 +196,13 @@ export interface ChangesSince {
   expunged: number[] // uids expunged with modseq > since (QRESYNC VANISHED)
 }
 
+/** One user attribute (MailStore.listAttrs): `at` is when it was set (ms), for the merge rule. */
+export interface UserAttr {
+  key: string
+  value: string
+  at: number
+}
+
 export interface QuotaUsage {
   usedBytes: number
   limitBytes: number // 0 = unlimited
@@ -225,7 +232,8 @@ export type LogEntry = { epoch?: number, eid?: string } & (
   | { seq: number, op: 'mailboxCreate', mailbox: string, name: string, uidValidity: number, specialUse: SpecialUse | null }
   | { seq: number, op: 'mailboxRename', mailbox: string, name: string }
   | { seq: number, op: 'mailboxDelete', mailbox: string }
-  | { seq: number, op: 'subscribe', name: string, subscribed: boolean })
+  | { seq: number, op: 'subscribe', name: string, subscribed: boolean }
+  | { seq: number, op: 'attr', key: string, value: string | null, at: number }) // a user attribute set (null: removed); see MailStore.setAttrs
 
 // Mailbox-level methods take names; message-level methods take the mailbox id (stable across renames).
 /** A log entry before the log assigns its position. */
@@ -286,6 +294,25 @@ export interface MailStore {
   changesSince (user: string, mailboxId: string, modseq: number): Promise<ChangesSince>
 
   quota (user: string): Promise<QuotaUsage>
+
+  // ---- user attributes ----------------------------------------------------------------------------------
+  // A small per-user key/value space that lives and replicates with the user's mail: every change is an 'attr'
+  // entry of the user's log, so it is shipped, caught up, merged after a partition and dropped with the copy like
+  // any other change, and a failover keeps it. Keys are hierarchical by convention, '/'-separated, owned by the
+  // feature that writes them: 'sieve/script/NAME' and 'sieve/active' (Sieve scripts, node/managesieve), 'sieve/
+  // memory/...' (vacation and duplicate memory), and later IMAP METADATA (RFC 5464) entries. A merge of two
+  // copies keeps both sides' changes; where both changed one key, the change with the later `at` wins (then the
+  // greater value, null lowest), the same on every node. Bounds: ATTR_KEY_BYTES_MAX, ATTR_VALUE_BYTES_MAX,
+  // ATTRS_PER_USER_MAX and ATTR_BYTES_PER_USER_MAX (store/mail.ts), 'limit' errors past them.
+
+  /** The value of one attribute, or null. */
+  getAttr (user: string, key: string): Promise<string | null>
+  /** The attributes whose key starts with `prefix` ('' for all), in key order, at most `limit` (default all). */
+  listAttrs (user: string, prefix: string, opts?: { limit?: number }): Promise<UserAttr[]>
+  /** Sets (or, with null, removes) several attributes as one atomic, durable change; one log entry per key.
+   * `at`: the change's time for the merge rule (default now); a merge passes the winning side's, and the per-user
+   * bounds are then not checked (a merge must never fail on them). */
+  setAttrs (user: string, changes: Array<{ key: string, value: string | null }>, opts?: OpOptions & { at?: number }): Promise<void>
   /** Change events of one user's mail, emitted after the change is durable. Returns the unsubscribe function. */
   subscribe (user: string, listener: MailListener): () => void
   /** The user's change log from position `from` (inclusive), at most `limit` entries. */

@@ -10,7 +10,7 @@
 
 import type { Logger } from 'pino'
 import type { LogEntry, LogSummary, MessageRecord, Store } from '../../store/index.ts'
-import { summarizeLog } from '../../store/index.ts'
+import { attrWins, summarizeLog } from '../../store/index.ts'
 import { LOG_BATCH_ENTRIES_MAX } from './wire.ts'
 
 export const EIDS_BATCH = 2048 // log ids compared per request while looking for the common prefix
@@ -53,6 +53,7 @@ export interface MergeResult {
   renumbered: number
   flagged: number
   expunged: number
+  attrs: number
 }
 
 export async function mergeFrom (store: Store, user: string, peer: MergePeer, theirPosition: number, log: Logger): Promise<MergeResult> {
@@ -61,7 +62,7 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
   const theirs = await peer.summary(common + 1)
   const mine = summarizeLog(mineLog, common + 1)
   const [endEid] = theirs.to > 0 ? await peer.eids(theirs.to, theirs.to) : [null]
-  const result: MergeResult = { common, theirEnd: theirs.to, theirEndEid: endEid ?? null, added: 0, renumbered: 0, flagged: 0, expunged: 0 }
+  const result: MergeResult = { common, theirEnd: theirs.to, theirEndEid: endEid ?? null, added: 0, renumbered: 0, flagged: 0, expunged: 0, attrs: 0 }
 
   // UIDs: above both sides, and ours in the contested range move up too. MODSEQs too: a client of the other side
   // saw its HIGHESTMODSEQ, so what the merge renumbers, adds or flags must come above it (RFC 7162 3.1.2), and so
@@ -136,6 +137,16 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
     byBox.set(w.box, [...(byBox.get(w.box) ?? []), w.rec.uid])
   }
   for (const [box, uids] of byBox) result.expunged += (await store.expunge(user, box, uids)).uids.length
+  // user attributes (Sieve scripts, vacation memory, ...): every key only they changed is taken; a key both changed
+  // goes to the winner of attrWins, so both nodes would pick the same value whichever of them merged. The change
+  // keeps the winner's time, so a later merge with a third copy decides the same way.
+  for (const [key, theirsChange] of Object.entries(theirs.attrs ?? {})) {
+    const ours = mine.attrs?.[key]
+    if (ours !== undefined && !attrWins(theirsChange, ours)) continue
+    if (ours === undefined && (await store.getAttr(user, key)) === theirsChange.value) continue
+    await store.setAttrs(user, [{ key, value: theirsChange.value }], { at: theirsChange.at })
+    result.attrs++
+  }
   log.info({ user, ...result, gids: missing.length <= 20 ? missing.map(a => a.gid.slice(0, 12)) : undefined }, 'merge_done')
   return result
 }

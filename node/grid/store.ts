@@ -8,15 +8,17 @@ import type { Grid } from './grid.ts'
 
 import { MailError } from '../../store/index.ts'
 
-type WriteMethod = 'createMailbox' | 'deleteMailbox' | 'renameMailbox' | 'setSubscribed' | 'append' | 'storeFlags' | 'expunge' | 'copy' | 'move'
-const WRITES: WriteMethod[] = ['createMailbox', 'deleteMailbox', 'renameMailbox', 'setSubscribed', 'append', 'storeFlags', 'expunge', 'copy', 'move']
+type WriteMethod = 'createMailbox' | 'deleteMailbox' | 'renameMailbox' | 'setSubscribed' | 'append' | 'storeFlags' | 'expunge' | 'copy' | 'move' | 'setAttrs'
+// User attributes (Sieve scripts, vacation memory) are accepted on both sides of a partition like deliveries
+// (vacation memory is written at delivery); the merge keeps both sides' changes (merge.ts)
+const WRITES: WriteMethod[] = ['createMailbox', 'deleteMailbox', 'renameMailbox', 'setSubscribed', 'append', 'storeFlags', 'expunge', 'copy', 'move', 'setAttrs']
 // New messages (APPEND, COPY) are accepted like deliveries on both sides of a partition; these change what
 // exists, and need the majority side (Grid.hasQuorum)
 const MAILBOX_CHANGES = new Set<WriteMethod>(['createMailbox', 'deleteMailbox', 'renameMailbox', 'setSubscribed', 'storeFlags', 'expunge', 'move'])
 
 // The reads of a session that name the user (the rest take a record one of these returned)
-type ReadMethod = 'listMailboxes' | 'getMailbox' | 'listSubscriptions' | 'listMessages' | 'listFlags' | 'getMessage' | 'getMessages' | 'changesSince' | 'readLog'
-const READS: ReadMethod[] = ['listMailboxes', 'getMailbox', 'listSubscriptions', 'listMessages', 'listFlags', 'getMessage', 'getMessages', 'changesSince', 'readLog']
+type ReadMethod = 'listMailboxes' | 'getMailbox' | 'listSubscriptions' | 'listMessages' | 'listFlags' | 'getMessage' | 'getMessages' | 'changesSince' | 'readLog' | 'getAttr' | 'listAttrs'
+const READS: ReadMethod[] = ['listMailboxes', 'getMailbox', 'listSubscriptions', 'listMessages', 'listFlags', 'getMessage', 'getMessages', 'changesSince', 'readLog', 'getAttr', 'listAttrs']
 
 // A user this node started empty while its mail may exist on a member it could not reach (catch-up.ts): the UIDs
 // it gives meanwhile may name other messages in that copy, under the same UIDVALIDITY, and the merge that takes
@@ -66,6 +68,8 @@ export function replicatedMailStore (grid: Grid, local: MailStore): MailStore {
     changesSince: local.changesSince.bind(local),
     subscribe: local.subscribe.bind(local),
     readLog: local.readLog.bind(local),
+    getAttr: local.getAttr.bind(local),
+    listAttrs: local.listAttrs.bind(local),
     // the fast read paths (flag index, header copies) are the local copy's, like every read here
     ...(local.listFlags !== undefined ? { listFlags: local.listFlags.bind(local) } : {}),
     ...(local.readHeader !== undefined ? { readHeader: local.readHeader.bind(local) } : {}),
