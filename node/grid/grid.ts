@@ -5,7 +5,7 @@
 // directory replication to every node, and routing of deliveries to primaries.
 
 import type { Logger } from 'pino'
-import type { DiskLow, Gossip, Ring } from '../../gossip/types.ts'
+import type { DiskLow, Gossip, LoadSample, Ring } from '../../gossip/types.ts'
 import { isQueueShard } from '../../store/index.ts'
 import type { AppendResult, DeliveryTarget, OpOptions, QuotaUsage, Store } from '../../store/index.ts'
 import { Placement } from './placement.ts'
@@ -39,7 +39,8 @@ export interface GridStatus {
   replicas: number
   members: Array<{
     id: string, name: string, status: string, state: string, weight: number, host: string, addrs: string[], services: Record<string, number>, sessions: number, cpuPct: number,
-    meta: Record<string, unknown>, diskFreeBytes?: number, diskLow?: DiskLow // present while its disk is below its floor: it takes no new users or copies
+    meta: Record<string, unknown>, diskFreeBytes?: number, diskLow?: DiskLow, // present while its disk is below its floor: it takes no new users or copies
+    load?: LoadSample, lastSeen?: number // its last heartbeat's whole load sample, and when this node last heard from it (ms, local clock)
   }>
   usersOwned: number
   usersReplicated: number
@@ -232,7 +233,8 @@ export class Grid {
       replicas: this.placer.r,
       members: this.gossip.members().map(m => ({
         id: m.id, name: m.name, status: m.status, state: m.state, weight: m.weight, host: m.host, addrs: m.addrs, services: m.services,
-        sessions: m.load.sessions, cpuPct: m.load.cpuPct, meta: m.meta, diskFreeBytes: m.load.diskFreeBytes, ...(m.diskLow?.members !== undefined ? { diskLow: m.diskLow } : {})
+        sessions: m.load.sessions, cpuPct: m.load.cpuPct, meta: m.meta, diskFreeBytes: m.load.diskFreeBytes, ...(m.diskLow?.members !== undefined ? { diskLow: m.diskLow } : {}),
+        load: { ...m.load }, lastSeen: m.lastSeen
       })),
       ...this.rebalancer.counts(),
       remirroredBytes: this.remirroredBytes
