@@ -209,6 +209,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   const node: MailNode = {
     store,
     queue,
+    authThrottle: gridThrottle ?? throttle,
     async start () {
       if (state !== 'new') return
       state = 'starting'

@@ -156,6 +156,8 @@ export interface MailNode {
   readonly store: Store
   /** The outbound queue, grid-wide (node/outbound). */
   readonly queue: import('./outbound/types.ts').OutboundQueue
+  /** The node's login failure counts (grid-wide on a grid: node/auth-grid.ts), for other logins to share (the console's). */
+  readonly authThrottle: import('./limits.ts').Throttle
   start (): Promise<void>
   /** Stops every listener and session, then the store; safe to call twice. */
   stop (): Promise<void>
