@@ -266,6 +266,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       const rec: MessageRecord = {
         uid: e.uid, gid: e.gid, flags: e.flags, modseq: e.modseq, internalDate: e.internalDate, size: e.size, blob: e.blob, prefix: e.prefix
       }
+      if (e.saved !== undefined) rec.saved = e.saved
       const loc = await bodyLocation(db, tx, e.blob)
       if (loc !== undefined) rec.loc = loc
       putRecord(tx, user, box.id, rec)

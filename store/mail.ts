@@ -375,7 +375,8 @@ export class MailStoreBase {
   }
 
   private async addRecord (tx: Tx, user: string, c: Cached, box: MailboxRec, rec: Omit<MessageRecord, 'uid' | 'modseq'>): Promise<MessageRecord> {
-    const full: MessageRecord = { ...rec, uid: box.uidNext, modseq: this.nextModseq(c) }
+    // RFC 8514: the save date is when the message entered this mailbox (a copy or move is saved anew)
+    const full: MessageRecord = { ...rec, saved: rec.saved ?? this.now(), uid: box.uidNext, modseq: this.nextModseq(c) }
     await this.commit(tx, user, c, { op: 'append', mailbox: box.id, ...full })
     return full
   }
@@ -398,8 +399,50 @@ export class MailStoreBase {
   }
 
   async append (user: string, name: string, input: AppendInput, opts?: OpOptions): Promise<AppendResult> {
-    const [res] = await this.deliver(input.raw, [{ user, mailbox: name, prefix: input.prefix ?? '', flags: input.flags ?? [] }], { ...opts, internalDate: input.internalDate, gid: input.gid })
+    const [res] = await this.deliver(input.raw, [{ user, mailbox: name, prefix: input.prefix ?? '', flags: input.flags ?? [] }], { ...opts, internalDate: input.internalDate, gid: input.gid, saved: input.saved })
     return res
+  }
+
+  async appendMany (user: string, name: string, inputs: AppendInput[], opts?: OpOptions & { expunge?: { mailbox: string, uids: number[] } }): Promise<{ appended: AppendResult[], expunged: { uids: number[], modseq: number } | null }> {
+    const flagsOf = inputs.map(i => this.checkFlags(i.flags ?? []))
+    // bodies first (content-addressed: one left unreferenced by a refused batch is what a failed delivery leaves too)
+    const bodies: Array<{ hash: string, ops: BatchOp[], loc: BlobLocation }> = []
+    const byHash = new Map<string, { hash: string, ops: BatchOp[], loc: BlobLocation }>()
+    for (const i of inputs) {
+      // the same content twice in one batch is stored once
+      const known = byHash.get(sha256Hex(i.raw))
+      const body = known === undefined ? await this.putBody(i.raw) : { ...known, ops: [] }
+      byHash.set(body.hash, body)
+      bodies.push(body)
+    }
+    const limits = await this.quotaLimits(user)
+    return await this.write([user], async (tx, get) => {
+      const c = get(user)
+      const box = this.boxByName(c, name)
+      const old = opts?.expunge === undefined ? null : this.boxById(c, opts.expunge.mailbox)
+      const gone = old === null ? [] : await this.records(user, old, opts?.expunge?.uids ?? [])
+      const sizes = inputs.map(i => i.raw.length + Buffer.byteLength(i.prefix ?? ''))
+      // all or nothing: what the batch adds, less what it expunges, must fit
+      this.checkQuota(c, limits, sizes.reduce((a, b) => a + b, 0) - gone.reduce((a, r) => a + r.size, 0), inputs.length - gone.length)
+      const appended: AppendResult[] = []
+      for (const [n, i] of inputs.entries()) {
+        tx.ops.push(...bodies[n].ops)
+        tx.locs.set(bodies[n].hash, bodies[n].loc)
+        const rec = await this.addRecord(tx, user, c, box, {
+          gid: this.randomId(), flags: flagsOf[n], internalDate: i.internalDate ?? this.now(), size: sizes[n], blob: bodies[n].hash, prefix: i.prefix ?? ''
+        })
+        appended.push({ mailbox: box.id, uidValidity: box.uidValidity, uid: rec.uid, modseq: rec.modseq, gid: rec.gid })
+      }
+      let expunged: { uids: number[], modseq: number } | null = null
+      if (old !== null) {
+        expunged = { uids: gone.map(r => r.uid), modseq: old.highestModseq }
+        if (gone.length > 0) {
+          expunged.modseq = this.nextModseq(c)
+          await this.commit(tx, user, c, { op: 'expunge', mailbox: old.id, uids: expunged.uids, modseq: expunged.modseq })
+        }
+      }
+      return { appended, expunged }
+    }, opts)
   }
 
   async raiseUidNext (user: string, mailboxId: string, uidNext: number, modseq?: number): Promise<void> {
@@ -420,7 +463,7 @@ export class MailStoreBase {
     })
   }
 
-  async deliver (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number, gid?: string }): Promise<AppendResult[]> {
+  async deliver (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number, gid?: string, saved?: number }): Promise<AppendResult[]> {
     if (targets.length === 0) return []
     const flagsOf = targets.map(t => this.checkFlags(t.flags ?? []))
     const body = await this.putBody(raw)
@@ -459,7 +502,8 @@ export class MailStoreBase {
           }
         }
         const rec = await this.addRecord(tx, t.user, get(t.user), box, {
-          gid: targets.length === 1 && opts?.gid !== undefined ? opts.gid : this.randomId(), flags: flagsOf[i], internalDate, size: raw.length + Buffer.byteLength(t.prefix), blob: body.hash, prefix: t.prefix
+          gid: targets.length === 1 && opts?.gid !== undefined ? opts.gid : this.randomId(), flags: flagsOf[i], internalDate, size: raw.length + Buffer.byteLength(t.prefix), blob: body.hash, prefix: t.prefix,
+          ...(opts?.saved !== undefined && Number.isSafeInteger(opts.saved) ? { saved: opts.saved } : {})
         })
         out.push({ mailbox: box.id, uidValidity: box.uidValidity, uid: rec.uid, modseq: rec.modseq, gid: rec.gid })
       }

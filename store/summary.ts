@@ -12,6 +12,7 @@ export interface AddedMessage {
   internalDate: number
   blob: string
   prefix: string
+  saved?: number // when it was saved into its mailbox (RFC 8514); absent for entries written before it existed
 }
 
 export interface LogSummary {
@@ -42,7 +43,7 @@ export function attrWins (a: AttrChange, b: AttrChange): boolean {
   return a.value > b.value
 }
 
-interface Msg { gid: string, flags: string[], internalDate: number, blob: string, prefix: string }
+interface Msg { gid: string, flags: string[], internalDate: number, blob: string, prefix: string, saved?: number }
 
 /** Replays a whole log (positions 1..n, in order) and summarizes positions from..n. */
 export function summarizeLog (entries: LogEntry[], from: number): LogSummary {
@@ -73,7 +74,7 @@ export function summarizeLog (entries: LogEntry[], from: number): LogSummary {
         const b = boxes.get(e.mailbox)
         ever.add(e.gid)
         if (b === undefined) break
-        b.msgs.set(e.uid, { gid: e.gid, flags: e.flags, internalDate: e.internalDate, blob: e.blob, prefix: e.prefix })
+        b.msgs.set(e.uid, { gid: e.gid, flags: e.flags, internalDate: e.internalDate, blob: e.blob, prefix: e.prefix, ...(e.saved !== undefined ? { saved: e.saved } : {}) })
         b.uidNext = Math.max(b.uidNext, e.uid + 1)
         break
       }
@@ -108,7 +109,7 @@ export function summarizeLog (entries: LogEntry[], from: number): LogSummary {
   const added: AddedMessage[] = []
   const flags: Record<string, string[]> = {}
   for (const [gid, { box, m }] of now) {
-    if (!before.has(gid)) added.push({ gid, mailbox: box, flags: m.flags, internalDate: m.internalDate, blob: m.blob, prefix: m.prefix })
+    if (!before.has(gid)) added.push({ gid, mailbox: box, flags: m.flags, internalDate: m.internalDate, blob: m.blob, prefix: m.prefix, ...(m.saved !== undefined ? { saved: m.saved } : {}) })
     else if (flagChanged.has(gid)) flags[gid] = m.flags
   }
   const expunged = [...before].filter(g => !now.has(g))

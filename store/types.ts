@@ -142,6 +142,9 @@ export interface MessageRecord {
   size: number // RFC 822 size: prefix + body bytes
   blob: string // hex SHA-256 of the stored body
   prefix: string // header lines this server added (Return-Path, Received), CRLF-terminated; '' for APPEND
+  /** When the message was saved into this mailbox (RFC 8514 SAVEDATE: delivery, APPEND, COPY, MOVE), ms since the
+   * epoch. Absent on records written before it existed: readers fall back to internalDate. */
+  saved?: number
   /** Where this node keeps the body (node-local: derived when the entry is applied, never shipped in the log),
    * so reading a message needs no index lookup. Absent on records written before it existed. */
   loc?: BlobLocation
@@ -153,6 +156,7 @@ export interface AppendInput {
   internalDate?: number
   prefix?: string
   gid?: string // keep a global id (the grid's merge re-adds a message under the id it had elsewhere)
+  saved?: number // keep a save date (the grid's merge re-adds a message with the date it was saved elsewhere)
 }
 
 export interface AppendResult {
@@ -225,7 +229,7 @@ export type MailListener = (event: MailEvent) => void
 export interface LogAnchor { seq: number, eid: string | null }
 
 export type LogEntry = { epoch?: number, eid?: string } & (
-  | { seq: number, op: 'append', mailbox: string, uid: number, gid: string, flags: string[], modseq: number, internalDate: number, size: number, blob: string, prefix: string }
+  | { seq: number, op: 'append', mailbox: string, uid: number, gid: string, flags: string[], modseq: number, internalDate: number, size: number, blob: string, prefix: string, saved?: number }
   | { seq: number, op: 'flags', mailbox: string, changes: Array<[number, string[]]>, modseq: number }
   | { seq: number, op: 'expunge', mailbox: string, uids: number[], modseq: number }
   | { seq: number, op: 'uidNext', mailbox: string, uidNext: number, modseq?: number } // raise UIDNEXT, and the mailbox's HIGHESTMODSEQ with the user's MODSEQ counter (merge: new UIDs and MODSEQs above both sides)
@@ -253,6 +257,12 @@ export interface MailStore {
   listSubscriptions (user: string): Promise<string[]>
 
   append (user: string, name: string, input: AppendInput, opts?: OpOptions): Promise<AppendResult>
+  /**
+   * Appends several messages to one mailbox as one atomic batch (IMAP MULTIAPPEND, RFC 3502): all or none, quota
+   * checked for all of them first. With `expunge`, those UIDs of that mailbox (by id) are expunged in the same
+   * batch (IMAP REPLACE, RFC 8508); `expunged` lists the ones that existed (null without `expunge`).
+   */
+  appendMany (user: string, name: string, inputs: AppendInput[], opts?: OpOptions & { expunge?: { mailbox: string, uids: number[] } }): Promise<{ appended: AppendResult[], expunged: { uids: number[], modseq: number } | null }>
   /**
    * Delivers one message to several local users: the body is stored once, each user gets its own record
    * (with its own prefix). All-or-nothing: checks every target's quota first and throws 'noQuota' (listing
@@ -313,6 +323,7 @@ export interface MailStore {
    * `at`: the change's time for the merge rule (default now); a merge passes the winning side's, and the per-user
    * bounds are then not checked (a merge must never fail on them). */
   setAttrs (user: string, changes: Array<{ key: string, value: string | null }>, opts?: OpOptions & { at?: number }): Promise<void>
+
   /** Change events of one user's mail, emitted after the change is durable. Returns the unsubscribe function. */
   subscribe (user: string, listener: MailListener): () => void
   /** The user's change log from position `from` (inclusive), at most `limit` entries. */

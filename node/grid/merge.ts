@@ -101,7 +101,7 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
     // once appended, a body is ours: a later message with the same body reads it from the store
     const raw = fetched.get(a.blob) ?? await store.readBlob(a.blob)
     fetched.delete(a.blob)
-    await store.append(user, names.has(a.mailbox) ? a.mailbox : 'INBOX', { raw, flags: a.flags, internalDate: a.internalDate, prefix: a.prefix, gid: a.gid })
+    await store.append(user, names.has(a.mailbox) ? a.mailbox : 'INBOX', { raw, flags: a.flags, internalDate: a.internalDate, prefix: a.prefix, gid: a.gid, saved: a.saved })
     result.added++
   }
 

@@ -8,10 +8,10 @@ import type { Grid } from './grid.ts'
 
 import { MailError } from '../../store/index.ts'
 
-type WriteMethod = 'createMailbox' | 'deleteMailbox' | 'renameMailbox' | 'setSubscribed' | 'append' | 'storeFlags' | 'expunge' | 'copy' | 'move' | 'setAttrs'
+type WriteMethod = 'createMailbox' | 'deleteMailbox' | 'renameMailbox' | 'setSubscribed' | 'append' | 'appendMany' | 'storeFlags' | 'expunge' | 'copy' | 'move' | 'setAttrs'
 // User attributes (Sieve scripts, vacation memory) are accepted on both sides of a partition like deliveries
 // (vacation memory is written at delivery); the merge keeps both sides' changes (merge.ts)
-const WRITES: WriteMethod[] = ['createMailbox', 'deleteMailbox', 'renameMailbox', 'setSubscribed', 'append', 'storeFlags', 'expunge', 'copy', 'move', 'setAttrs']
+const WRITES: WriteMethod[] = ['createMailbox', 'deleteMailbox', 'renameMailbox', 'setSubscribed', 'append', 'appendMany', 'storeFlags', 'expunge', 'copy', 'move', 'setAttrs']
 // New messages (APPEND, COPY) are accepted like deliveries on both sides of a partition; these change what
 // exists, and need the majority side (Grid.hasQuorum)
 const MAILBOX_CHANGES = new Set<WriteMethod>(['createMailbox', 'deleteMailbox', 'renameMailbox', 'setSubscribed', 'storeFlags', 'expunge', 'move'])

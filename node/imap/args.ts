@@ -148,7 +148,8 @@ export function dateTime (token: Token | undefined): number {
   if (month === -1) throw new ArgumentError('Invalid date-time')
   const offset = (match[7] === '-' ? -1 : 1) * (Number(match[8]) * 60 + Number(match[9])) * 60_000
   const utc = Date.UTC(Number(match[3]), month, Number(match[1]!.trim()), Number(match[4]), Number(match[5]), Number(match[6]))
-  if (Number.isNaN(utc)) throw new ArgumentError('Invalid date-time')
+  // a day, hour or minute out of range (31-Feb, 25:00) is invalid, not rolled over into the next month or day
+  if (Number.isNaN(utc) || new Date(utc).getUTCDate() !== Number(match[1]!.trim()) || Number(match[4]) > 23 || Number(match[5]) > 59 || Number(match[6]) > 60) throw new ArgumentError('Invalid date-time')
   return utc - offset
 }
 

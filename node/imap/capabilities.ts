@@ -13,6 +13,8 @@ const ALWAYS = [
   'STATUS=SIZE',
   // RFC 5256, RFC 5957, RFC 5267 section 3 (commands/sort.ts, commands/thread.ts)
   'SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'ESORT',
+  // RFC 3502, RFC 8508 (commands/append.ts)
+  'MULTIAPPEND', 'REPLACE',
 ]
 
 export function capabilities (session: Session): string[] {

@@ -199,6 +199,20 @@ async function sectionValue (session: Session, record: MessageRecord, metaOf: Me
   return [atom(label + cut.suffix), streamOf(session, record, range.start + cut.start, range.start + cut.end)]
 }
 
+/**
+ * The bytes a BODY section names (an IMAP URL's `;SECTION=`, RFC 5092 section 3.3, read for CATENATE and URLFETCH),
+ * without its partial; null when the message has no such part. Bounded by `max` bytes ('TOOBIG' beyond).
+ */
+export async function sectionBytes (session: Session, record: MessageRecord, spec: SectionSpec, max: number): Promise<Buffer | null> {
+  const meta = await session.components.store.getMeta(record)
+  const range = sectionRange(meta, record, spec)
+  if (range === null) return null
+  if (range.end - range.start > max) throw new CommandRefused('Section too large', 'TOOBIG')
+  const bytes = await readRange(session, record, range.start, range.end)
+  if (spec.text === 'HEADER.FIELDS' || spec.text === 'HEADER.FIELDS.NOT') return filterFields(bytes, spec.fields ?? [], spec.text === 'HEADER.FIELDS.NOT')
+  return bytes
+}
+
 function streamOf (session: Session, record: MessageRecord, start: number, end: number): StreamLiteral {
   return { type: 'stream', size: end - start, binary: false, open: () => session.components.store.streamMessage(record, { start, end }) }
 }
