@@ -4,7 +4,10 @@
 import { join } from 'node:path'
 import { createGossip } from '../gossip/index.ts'
 import type { Gossip } from '../gossip/index.ts'
-import { createStore, DiskWatch } from '../store/index.ts'
+import { createStore, DiskWatch, domainOf, normalizeAddress } from '../store/index.ts'
+import { createStats } from './stats/index.ts'
+import { createAlarms } from './alarms/index.ts'
+import type { StatsSink } from './stats/index.ts'
 import type { MailStore, Store } from '../store/index.ts'
 import { createSessionForwarder, Grid, replicatedMailStore } from './grid/index.ts'
 import type { SessionForwarder } from './grid/index.ts'
@@ -13,8 +16,10 @@ import type { Authenticator } from './auth.ts'
 import { createGridThrottle } from './auth-grid.ts'
 import type { GridThrottle } from './auth-grid.ts'
 import { AuthThrottle, ConnectionLimiter } from './limits.ts'
+import type { Throttle } from './limits.ts'
 import { createImapServer } from './imap/index.ts'
 import { createPop3Server } from './pop3/index.ts'
+import { createManageSieveServer } from './managesieve/index.ts'
 import { createSmtpService, MemoryBudget } from './smtp/server.ts'
 import { createDeliverer, Queue, SHARD_KEYS } from './outbound/index.ts'
 import { createArcSealer, createSigner, createSrs, srsSecret } from './mailauth/index.ts'
@@ -23,7 +28,7 @@ import type { Deliverer } from './outbound/types.ts'
 import { createRspamdFilter } from './filters/index.ts'
 import { createInboundChecker } from './mailauth/index.ts'
 import type { SmtpMode } from './smtp/server.ts'
-import type { Endpoint, MailNode, NodeComponents, NodeInit, NodeMetrics, NodeStatus, ServiceName, ServiceStatus } from './types.ts'
+import type { AlarmsConfig, Endpoint, MailNode, NodeComponents, NodeInit, NodeMetrics, NodeStatus, ServiceName, ServiceStatus } from './types.ts'
 
 export type * from './types.ts'
 
@@ -39,6 +44,11 @@ const SESSIONS_PUBLISH_INTERVAL_MS = 5000
 
 // issue 10: direct delivery on port 25 with the system's resolvers, first retry after 5 minutes, a delay notice
 // after 4 hours, a bounce after 5 days (the appliance's configuration sets these; tests and embedders may not)
+// issue 11: the alarms' thresholds when the configuration gives none
+const ALARMS_DEFAULTS: AlarmsConfig = {
+  mailTo: '', diskUsedPct: 85, underReplicatedMs: 10 * 60_000, queueAgeMs: 3600_000, certDays: 14, authFailures: 100
+}
+
 const OUTBOUND_DEFAULTS: OutboundInit = {
   dnsServers: [], port: 25, relay: '', retryMinMs: 300_000, delayNoticeMs: 4 * 3600_000, bounceAfterMs: 5 * 24 * 3600_000
 }
@@ -48,30 +58,41 @@ interface Service {
   close (): Promise<void>
 }
 
-/** Logins and failed logins per protocol (AUTH is offered on the submission ports only, hence that label). */
-function counted (auth: Authenticator, metrics: NodeMetrics | undefined): Authenticator {
-  if (metrics === undefined) return auth
+/**
+ * Logins and failed logins per protocol (AUTH is offered on the submission ports only, hence that label), and per
+ * user in the statistics (a failure only for a user that exists: made-up names count in the grid total alone).
+ */
+function counted (auth: Authenticator, metrics: NodeMetrics | undefined, stats: StatsSink, exists: (address: string) => boolean): Authenticator {
   return {
     async authenticate (username, password, ctx) {
       const r = await auth.authenticate(username, password, ctx)
-      metrics.inc(r.ok ? 'logins' : 'loginFailures', ctx.protocol === 'smtp' ? 'submission' : ctx.protocol)
+      metrics?.inc(r.ok ? 'logins' : 'loginFailures', ctx.protocol === 'smtp' ? 'submission' : ctx.protocol)
+      if (r.ok) stats.add('logins', r.user)
+      else stats.add('loginFailures', exists(username) ? username : null)
       return r
     }
   }
 }
 
-/** Outbound recipients by outcome, and the bytes of every message that reached at least one of them. */
-function countedDeliverer (deliverer: Deliverer, metrics: NodeMetrics | undefined): Deliverer {
-  if (metrics === undefined) return deliverer
+/**
+ * Outbound recipients by outcome, and the bytes of every message that reached at least one of them; in the
+ * statistics per sender (a user of ours, else its domain when it is ours, else the grid total alone).
+ */
+function countedDeliverer (deliverer: Deliverer, metrics: NodeMetrics | undefined, stats: StatsSink, senderOf: (from: string) => string | null): Deliverer {
   return {
     async send (domain, envelope, message, opts) {
       const outcomes = await deliverer.send(domain, envelope, message, opts)
+      const sender = senderOf(envelope.from)
       let sent = false
       for (const o of outcomes) {
-        metrics.inc('deliveriesOut', o.status)
+        metrics?.inc('deliveriesOut', o.status)
+        stats.add(o.status, sender)
         sent ||= o.status === 'sent'
       }
-      if (sent) metrics.inc('bytesOut', 'smtp', message.length)
+      if (sent) {
+        metrics?.inc('bytesOut', 'smtp', message.length)
+        stats.add('bytesOut', sender, message.length)
+      }
       return outcomes
     },
     close: async () => { await deliverer.close() }
@@ -83,9 +104,16 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   const logger = components.logger
   const store: Store = createStore({ now }, { path: init.dataDir, sync: init.sync, scryptLogN: init.scryptLogN })
   const limiter = new ConnectionLimiter({ perIp: init.limits.connectionsPerIpMax, total: init.limits.connectionsMax })
-  const throttle = new AuthThrottle({
+  const localThrottle = new AuthThrottle({
     perIp: init.limits.authFailuresPerIpMax, perAccount: init.limits.authFailuresPerAccountMax, windowMs: init.limits.authWindowMs, now
   })
+  // every failure this node sees, its own and those the grid tells it of, for the alarms' burst check
+  let authFailures = 0
+  const throttle: Throttle = {
+    allowed: (ip, account) => localThrottle.allowed(ip, account),
+    fail: (ip, account) => { authFailures++; localThrottle.fail(ip, account) },
+    succeed: (ip, account) => { localThrottle.succeed(ip, account) }
+  }
   const budget = new MemoryBudget()
   // free space of the data disk: below the floor the node says so in its log and status, and tells the grid
   const disk = new DiskWatch({ logger: logger.child({ ns: 'store' }), now }, {
@@ -120,7 +148,29 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     gridThrottle = createGridThrottle({ gossip, logger, local: throttle })
   }
   const metrics = components.metrics
-  const auth = counted(createAuthenticator({ directory: store, throttle: gridThrottle ?? throttle }), metrics)
+  // statistics: each user's mailbox size is sampled by its primary only, so the grid's sums count it once
+  const stats = createStats({
+    logger,
+    now,
+    ...(gossip !== null ? { gossip } : {}),
+    mailboxes: async () => {
+      const out: Array<[string, number]> = []
+      for (const u of await store.listUsers()) {
+        if (grid !== null && !grid.isPrimary(u.address)) continue
+        const q = await store.quota(u.address).catch(() => null)
+        if (q !== null) out.push([u.address, q.usedBytes])
+      }
+      return out
+    }
+  }, { dir: join(init.dataDir, 'stats'), retentionDays: init.stats?.retentionDays })
+  const exists = (address: string): boolean => store.userCreatedAt(address) !== undefined
+  // a sender of ours, else its domain (a forwarding alias's SRS address); a bounce (null sender): the grid total
+  const senderOf = (from: string): string | null => {
+    const a = from === '' ? null : normalizeAddress(from)
+    if (a === null) return null
+    return exists(a) ? a : '@' + domainOf(a)
+  }
+  const auth = counted(createAuthenticator({ directory: store, throttle: gridThrottle ?? throttle }), metrics, stats, exists)
   const router = forwarder === null ? {} : { router: forwarder.route }
   // mail for other domains: queued on the shards' replicas, delivered by each shard's primary (node/outbound)
   const out = init.outbound ?? OUTBOUND_DEFAULTS
@@ -130,7 +180,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     relay: out.relay,
     dnsServers: out.dnsServers,
     ...(init.listen.smtp !== null ? { ownSmtpPort: init.listen.smtp.port } : {})
-  }), metrics)
+  }), metrics, stats, senderOf)
   // DKIM for mail leaving from our domains; SRS and an ARC seal for mail our aliases forward outside. The SRS secret
   // is the grid's (every node must undo every node's rewriting); a standalone node derives it from its TLS key.
   const signer = createSigner({ directory: store, logger: logger.child({ ns: 'mailauth' }), now })
@@ -139,9 +189,34 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   const queue = new Queue({ store, mail, directory: store, deliverer, grid, gossip, signer, srs, logger, now }, {
     hostname: init.hostname, retryMinMs: out.retryMinMs, delayNoticeMs: out.delayNoticeMs, bounceAfterMs: out.bounceAfterMs
   })
+  const alarmsInit = init.alarms ?? ALARMS_DEFAULTS
+  const alarms = createAlarms({
+    logger,
+    now,
+    ...(gossip !== null ? { gossip } : {}),
+    sources: {
+      disk: () => disk.state,
+      ...(grid !== null ? { underReplicated: async () => await grid!.underReplicated() } : {}),
+      queueOldestMs: async () => (await queue.stats()).local.oldestAgeMs,
+      cert: init.tls.cert,
+      authFailures: () => authFailures
+    },
+    // an alarm mail: into the mailbox when the address is ours, through the queue otherwise (null sender, unsigned)
+    mail: async (raw, to) => {
+      const a = normalizeAddress(to)
+      if (a === null) throw new Error(`alarms.mailTo is not an address: ${to}`)
+      if (await store.isLocalDomain(domainOf(a))) {
+        const users = await store.resolveRecipient(a)
+        if (users.length === 0) throw new Error(`no such local user or alias: ${a}`)
+        await mail.deliver(raw, users.map(u => ({ user: u, prefix: 'Return-Path: <>\r\n' })))
+      } else {
+        await queue.enqueue(raw, { from: '', rcpts: [{ address: a }] }, { unsigned: true })
+      }
+    }
+  }, { ...alarmsInit, authWindowMs: init.limits.authWindowMs, path: join(init.dataDir, 'alarms.json'), hostname: init.hostname })
   const sessionCounts: Array<() => number> = []
   let publishTimer: NodeJS.Timeout | null = null
-  const services = new Map<ServiceName, Service>()
+  const services = new Map<ServiceName | 'managesieve', Service>()
   const bound: ServiceStatus[] = []
   let startedAt = 0
   let state: 'new' | 'starting' | 'running' | 'stopped' = 'new'
@@ -159,7 +234,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     const endpoint = init.listen[name]
     if (endpoint === null) return
     services.set(name, createSmtpService(
-      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, metrics, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}) },
+      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, metrics, stats, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}) },
       {
         mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
         recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback
@@ -206,10 +281,23 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     services.set(name, imap)
   }
 
+  // ManageSieve (RFC 5804): users' Sieve scripts, kept as user attributes in the replicated store (node/managesieve)
+  const sieveEndpoint = init.listen.managesieve ?? null
+  if (sieveEndpoint !== null) {
+    const managesieve = createManageSieveServer({ store: mail, auth, limiter, logger: logger.child({ ns: 'managesieve' }), ...(metrics !== undefined ? { metrics } : {}), ...router }, {
+      host: sieveEndpoint.host, port: sieveEndpoint.port, tls: init.tls, allowPlaintextOnLoopback: init.plaintextAuthOnLoopback
+    })
+    forwarder?.serve('managesieve', (socket, h) => { managesieve.adopt(socket, h) })
+    sessionCounts.push(() => managesieve.sessions)
+    services.set('managesieve', managesieve)
+  }
+
   const node: MailNode = {
     store,
     queue,
     authThrottle: gridThrottle ?? throttle,
+    stats,
+    alarms,
     async start () {
       if (state !== 'new') return
       state = 'starting'
@@ -228,6 +316,8 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
         }
         gossip?.update({ services: Object.fromEntries(bound.map(b => [b.name, b.port])) })
         await queue.start()
+        await stats.start()
+        await alarms.start()
         if (gossip !== null) {
           const g = gossip
           let published = -1
@@ -250,8 +340,10 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       if (state === 'stopped') return
       state = 'stopped'
       if (publishTimer !== null) clearInterval(publishTimer)
+      await alarms.stop()
       disk.stop()
       await Promise.allSettled([...services.values()].map(s => s.close()))
+      await stats.stop()
       forwarder?.stop()
       gridThrottle?.stop()
       await queue.stop()

@@ -74,7 +74,7 @@ export interface FiltersInit {
 export interface NodeInit {
   dataDir: string
   hostname: string // the name in greetings and Received headers
-  listen: Record<ServiceName, Endpoint | null> // null = service off
+  listen: Record<ServiceName, Endpoint | null> & { managesieve?: Endpoint | null } // null = service off (ManageSieve: also absent)
   tls: TlsMaterial
   /** Let clients authenticate without TLS when they connect from a loopback address (development, tests). */
   plaintextAuthOnLoopback: boolean
@@ -95,6 +95,21 @@ export interface NodeInit {
   outbound?: OutboundInit
   inbound?: InboundInit
   filters?: FiltersInit
+  /** Statistics (node/stats): 5-minute buckets kept this many days in DATA/stats; absent: 30. */
+  stats?: { retentionDays: number }
+  /** Alarms (node/alarms): thresholds and where to mail them; absent: the defaults, no mail. */
+  alarms?: AlarmsConfig
+}
+
+/** The alarms' thresholds (the appliance's alarms.* keys). */
+export interface AlarmsConfig {
+  mailTo: string // '' = no mail
+  diskUsedPct: number // default 85
+  underReplicatedMs: number // default 10 minutes
+  queueAgeMs: number // default 1 hour
+  certDays: number // default 14
+  authFailures: number // failed logins grid-wide within limits.authWindowMs; default 100
+  checkMs?: number // default node/alarms ALARM_CHECK_MS
 }
 
 /**
@@ -130,7 +145,7 @@ export interface NodeComponents {
 }
 
 export interface ServiceStatus {
-  name: ServiceName
+  name: ServiceName | 'managesieve'
   host: string
   port: number
 }
@@ -158,6 +173,10 @@ export interface MailNode {
   readonly queue: import('./outbound/types.ts').OutboundQueue
   /** The node's login failure counts (grid-wide on a grid: node/auth-grid.ts), for other logins to share (the console's). */
   readonly authThrottle: import('./limits.ts').Throttle
+  /** Statistics per user, domain and grid (node/stats). */
+  readonly stats: import('./stats/index.ts').Stats
+  /** Alarms, this node's and gathered grid-wide (node/alarms). */
+  readonly alarms: import('./alarms/index.ts').Alarms
   start (): Promise<void>
   /** Stops every listener and session, then the store; safe to call twice. */
   stop (): Promise<void>

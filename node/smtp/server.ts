@@ -18,6 +18,7 @@ import type { ConnectionLimiter } from '../limits.ts'
 import type { Endpoint, NodeMetrics, TlsMaterial } from '../types.ts'
 import { traceHeaders } from './received.ts'
 import type { Envelope } from '../outbound/index.ts'
+import type { StatsSink } from '../stats/index.ts'
 import { isSrs, SrsError } from '../mailauth/index.ts'
 import type { ArcSealer, CheckResult, Srs } from '../mailauth/index.ts'
 import { RECEIVED_HEADERS_MAX, receivedCount } from '../outbound/index.ts'
@@ -97,6 +98,8 @@ export interface SmtpComponents {
   inbound?: InboundChecker
   /** Connections, commands, failure replies and deliveries, labelled smtp (the MX) or submission. */
   metrics?: NodeMetrics
+  /** Statistics per recipient (node/stats): received, bytes, rejected, quarantined. */
+  stats?: StatsSink
 }
 
 export interface SmtpInit {
@@ -152,6 +155,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
   const submission = init.mode !== 'mx'
   const sessions = new Map<string, SessionState>()
   const metrics = components.metrics
+  const stats = components.stats
   const label = submission ? 'submission' : 'smtp'
 
   const state = (session: SMTPServerSession): SessionState => {
@@ -308,7 +312,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     if (rcpt === null) throw reply(501, '5.1.3 Bad recipient address syntax')
     if (!await directory.isLocalDomain(domainOf(rcpt))) {
       // only an authenticated user of a submission port may send to other domains: never an open relay
-      if (!submission) throw reply(550, '5.7.1 Relay access denied')
+      if (!submission) { stats?.add('rejected', null); throw reply(550, '5.7.1 Relay access denied') }
       if (components.outbound === undefined) throw reply(550, '5.7.1 Delivery to remote domains is not available on this server')
       return { users: [], remote: [rcpt] }
     }
@@ -329,7 +333,10 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     const expanded = await directory.expandRecipient(rcpt)
     const users = expanded.users
     const remote = components.outbound === undefined ? [] : expanded.remote
-    if (users.length === 0 && remote.length === 0) throw reply(550, `5.1.1 <${rcpt}>: Recipient address rejected: User unknown`)
+    if (users.length === 0 && remote.length === 0) {
+      stats?.add('rejected', '@' + domainOf(rcpt))
+      throw reply(550, `5.1.1 <${rcpt}>: Recipient address rejected: User unknown`)
+    }
     const from = session.envelope.mailFrom
     const size = from !== false && from.args !== false ? Number(from.args.SIZE) : 0
     const declared = Number.isSafeInteger(size) && size > 0 ? size : 0 // RFC 1870 SIZE= of MAIL FROM
@@ -342,7 +349,10 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
         const full = (q.limitBytes > 0 && q.usedBytes + declared > q.limitBytes) ||
           (q.limitMessages > 0 && q.usedMessages >= q.limitMessages)
         // RFC 5321 4.5.3.1.10: a quota failure at RCPT is reported as 452, which clients treat as temporary
-        if (full) throw reply(452, `4.2.2 <${rcpt}>: Mailbox full`)
+        if (full) {
+          stats?.add('rejected', u)
+          throw reply(452, `4.2.2 <${rcpt}>: Mailbox full`)
+        }
       }
     }
     return { users, remote }
@@ -417,6 +427,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       : null
     if (auth?.action === 'reject') {
       log.info({ sid: session.id, id, ...auth.results }, 'smtp_rejected_dmarc')
+      for (const t of targets) stats?.add('rejected', t.user)
       throw reply(550, auth.reply ?? '5.7.1 Message rejected by the sender\'s DMARC policy')
     }
     // RFC 8601 5: Authentication-Results fields that claim our name did not come from us: delivered without them
@@ -433,6 +444,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       })
       if (verdict.action === 'reject' || verdict.action === 'tempfail') {
         log.info({ sid: session.id, id, reason: verdict.reason }, 'smtp_rejected_filter')
+        if (verdict.action === 'reject') for (const t of targets) stats?.add('rejected', t.user)
         throw verdict.action === 'reject' ? reply(550, '5.7.1 Message refused as spam') : reply(451, '4.7.1 Message deferred by the spam filter, try again later')
       }
       for (const t of targets) {
@@ -460,10 +472,18 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       log.info({ sid: session.id, id, bytes: raw.length, rcpts: targets.length, gids: results.map(r => r.gid), ...(queued.length > 0 ? { queued } : {}) }, 'smtp_delivered')
       metrics?.inc('deliveriesIn', label, targets.length)
       metrics?.inc('bytesIn', label, raw.length)
+      if (stats !== undefined) {
+        for (const t of targets) {
+          stats.add('received', t.user)
+          stats.add('bytesIn', t.user, raw.length)
+          if (t.mailbox === 'Junk') stats.add('quarantined', t.user)
+        }
+      }
       return id
     } catch (err) {
       if (isMailError(err, 'noQuota')) {
         log.info({ sid: session.id, id }, 'smtp_rejected_quota')
+        for (const t of targets) stats?.add('rejected', t.user)
         // one recipient: its mailbox is full, a permanent answer (RFC 3463 5.2.2); several: nothing was stored
         // for any of them, so a temporary answer lets the sender retry them all without duplicates
         throw targets.length === 1 ? reply(552, '5.2.2 Mailbox full') : reply(452, '4.2.2 Mailbox full for at least one recipient')
