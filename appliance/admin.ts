@@ -109,7 +109,8 @@ export interface Request {
   query: URLSearchParams
   body: () => Promise<Body>
 }
-export type Handler = (req: Request) => Promise<{ status?: number, json: unknown }>
+/** `text`: sent as it is, with `contentType`, instead of `json` (a CSV download). */
+export type Handler = (req: Request) => Promise<{ status?: number, json: unknown, text?: string, contentType?: string }>
 export interface Route { method: string, pattern: RegExp, handler: Handler }
 
 export function str (body: Body, key: string): string {
@@ -345,6 +346,11 @@ async function readBody (req: IncomingMessage): Promise<Body> {
   return v as Body
 }
 
+function sendText (res: ServerResponse, status: number, text: string, contentType: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers })
+  res.end(text)
+}
+
 function send (res: ServerResponse, status: number, json: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(json) + '\n'
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers })
@@ -403,7 +409,8 @@ export function createAdminServer (components: AdminComponents, init: AdminInit)
     }
     const out = await hit.r.handler({ params, query: parsed.searchParams, body: async () => await readBody(req) })
     const status = out.status ?? 200
-    send(res, status, out.json)
+    if (out.text !== undefined) sendText(res, status, out.text, out.contentType ?? 'text/plain; charset=utf-8')
+    else send(res, status, out.json)
     return status
   }
 

@@ -1,0 +1,55 @@
+// The admin API's statistics and alarms (issue 11), a route table added to the admin listener:
+//
+//   GET /v1/stats?scope=grid|domain:NAME|user:ADDRESS&from=MS&to=MS
+//       { step, t: bucket starts (ms), series: { received, sent, bytesIn, bytesOut, failed, rejected, quarantined,
+//         logins, loginFailures, mailboxBytes, deferred }, nodes: { answered, missing } }, summed over the live members
+//   GET /v1/stats.csv?...   the same as CSV: a header row, time in ISO 8601
+//   GET /v1/alarms          { active: Alarm[], history: Alarm[], nodes: { answered, missing } }, grid-wide
+//
+// from/to default to the last 24 hours; a range longer than 30 days (STATS_RANGE_MS_MAX) is refused with 400.
+
+import type { MailNode } from '../node/types.ts'
+import { parseScope, STATS_RANGE_MS_MAX, statsCsv, StatsError } from '../node/stats/index.ts'
+import type { StatsResult } from '../node/stats/index.ts'
+import { HttpError } from './admin.ts'
+import type { Route } from './admin.ts'
+
+export const STATS_RANGE_DEFAULT_MS = 24 * 3600_000
+
+export interface ObserveComponents {
+  stats: MailNode['stats']
+  alarms: MailNode['alarms']
+  now?: () => number
+}
+
+function time (q: URLSearchParams, key: string, fallback: number): number {
+  const v = q.get(key)
+  if (v === null || v === '') return fallback
+  if (!/^\d{1,16}$/.test(v) || !Number.isSafeInteger(Number(v))) throw new HttpError(400, `${key}: must be a time in milliseconds since the epoch`)
+  return Number(v)
+}
+
+export function observeRoutes (c: ObserveComponents): Route[] {
+  const now = c.now ?? Date.now
+  const query = async (q: URLSearchParams): Promise<StatsResult> => {
+    const to = time(q, 'to', now())
+    const from = time(q, 'from', to - STATS_RANGE_DEFAULT_MS)
+    if (from >= to) throw new HttpError(400, 'from: must be before to')
+    if (to - from > STATS_RANGE_MS_MAX) throw new HttpError(400, `from, to: a range of at most ${STATS_RANGE_MS_MAX / 86_400_000} days`)
+    try {
+      return await c.stats.query(parseScope(q.get('scope') ?? 'grid'), from, to)
+    } catch (err) {
+      if (err instanceof StatsError) throw new HttpError(400, err.message)
+      throw err
+    }
+  }
+  return [
+    { method: 'GET', pattern: /^\/v1\/stats$/, handler: async r => ({ json: await query(r.query) }) },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/stats\.csv$/,
+      handler: async r => ({ json: null, text: statsCsv(await query(r.query)), contentType: 'text/csv; charset=utf-8; header=present' })
+    },
+    { method: 'GET', pattern: /^\/v1\/alarms$/, handler: async () => ({ json: await c.alarms.list() }) }
+  ]
+}
