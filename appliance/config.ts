@@ -10,7 +10,7 @@ import type { NetworkInterfaceInfo } from 'node:os'
 import { resolve } from 'node:path'
 import { parse, TomlError } from 'smol-toml'
 import type { Level } from 'pino'
-import { normalizeDomain } from '../store/index.ts'
+import { normalizeAddress, normalizeDomain } from '../store/index.ts'
 import type { Endpoint, GridConfig, NodeInit, ServiceName, TlsMaterial } from '../node/types.ts'
 import { LOG_LEVELS } from './logger.ts'
 
@@ -74,6 +74,8 @@ export const QUEUE_LIFETIME_SECONDS_MAX = 30 * 24 * 3600 // a month: longer than
 // Free space the data disk keeps (issue 16, item 3): -1 = the smaller of 1 GiB and 5 % of the data filesystem (store/disk.ts)
 export const MIN_FREE_BYTES_DEFAULT = -1
 export const MIN_FREE_BYTES_MAX = 2 ** 50 // 1 PiB: above any data disk
+// Statistics (issue 11): 5-minute buckets kept 30 days by default (the seeds' figure); a year at most (a file per day)
+export const STATS_RETENTION_DAYS_MAX = 366
 
 // ---- the typed configuration ---------------------------------------------------------------------------
 
@@ -131,6 +133,16 @@ export interface Config {
   filters: {
     rspamd: { url: string, failOpen: boolean } // '' = no rspamd
   }
+  stats: { retentionDays: number }
+  alarms: {
+    mailTo: string // '' = alarms are not mailed
+    diskUsedPct: number
+    underReplicatedMinutes: number
+    queueAgeMinutes: number
+    certDays: number
+    authFailures: number // failed logins grid-wide within limits.authWindowSeconds
+    checkSeconds: number
+  }
 }
 
 type Value = string | number | boolean | readonly string[]
@@ -148,6 +160,7 @@ type Kind =
   | { type: 'url', schemes: string[] } // '' or a URL with one of these schemes
   | { type: 'choice', values: readonly string[] } // one of these words
   | { type: 'token' } // '' or a bearer token of METRICS_TOKEN_CHARS_MIN or more URL-safe characters
+  | { type: 'address' } // '' or a mail address
 
 interface OptionSpec {
   path: string
@@ -209,7 +222,15 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'outbound.bounceAfterSeconds', kind: { type: 'int', min: 1, max: QUEUE_LIFETIME_SECONDS_MAX }, default: BOUNCE_AFTER_SECONDS_DEFAULT },
   { path: 'inbound.dmarcReject', kind: { type: 'bool' }, default: true },
   { path: 'filters.rspamd.url', kind: { type: 'url', schemes: ['http:', 'https:'] }, default: '' },
-  { path: 'filters.rspamd.failOpen', kind: { type: 'bool' }, default: true }
+  { path: 'filters.rspamd.failOpen', kind: { type: 'bool' }, default: true },
+  { path: 'stats.retentionDays', kind: { type: 'int', min: 1, max: STATS_RETENTION_DAYS_MAX }, default: 30 },
+  { path: 'alarms.mailTo', kind: { type: 'address' }, default: '' },
+  { path: 'alarms.diskUsedPct', kind: { type: 'int', min: 1, max: 100 }, default: 85 },
+  { path: 'alarms.underReplicatedMinutes', kind: { type: 'int', min: 1, max: 7 * 24 * 60 }, default: 10 },
+  { path: 'alarms.queueAgeMinutes', kind: { type: 'int', min: 1, max: 30 * 24 * 60 }, default: 60 },
+  { path: 'alarms.certDays', kind: { type: 'int', min: 1, max: 365 }, default: 14 },
+  { path: 'alarms.authFailures', kind: count(), default: 100 },
+  { path: 'alarms.checkSeconds', kind: { type: 'int', min: 1, max: 3600 }, default: 10 }
 ]
 
 /**
@@ -378,6 +399,9 @@ function check (kind: Kind, v: unknown): string | null {
     }
     case 'choice':
       return typeof v === 'string' && kind.values.includes(v) ? null : `must be one of ${kind.values.map(x => JSON.stringify(x)).join(', ')}`
+    case 'address':
+      if (typeof v !== 'string') return 'must be a string'
+      return v === '' || normalizeAddress(v) !== null ? null : 'must be empty or a mail address'
     case 'token':
       if (typeof v !== 'string') return 'must be a string'
       return v === '' || new RegExp(`^[A-Za-z0-9._~+/=-]{${METRICS_TOKEN_CHARS_MIN},${METRICS_TOKEN_CHARS_MAX}}$`).test(v)
@@ -607,6 +631,16 @@ export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: s
     },
     inbound: { dmarcReject: config.inbound.dmarcReject },
     filters: { rspamd: { ...config.filters.rspamd } },
+    stats: { retentionDays: config.stats.retentionDays },
+    alarms: {
+      mailTo: config.alarms.mailTo,
+      diskUsedPct: config.alarms.diskUsedPct,
+      underReplicatedMs: config.alarms.underReplicatedMinutes * 60_000,
+      queueAgeMs: config.alarms.queueAgeMinutes * 60_000,
+      certDays: config.alarms.certDays,
+      authFailures: config.alarms.authFailures,
+      checkMs: config.alarms.checkSeconds * 1000
+    },
     ...(config.grid.enabled ? { grid: toGridConfig(config, machine) } : {})
   }
 }
