@@ -57,6 +57,17 @@ export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE
   queue retry ID|--all                    try it (or every message) now
   queue hold|release ID                   keep it from being tried until released
   queue delete ID                         drop it without a bounce
+  import imap --from imaps://HOST[:PORT] --user U --password-file F --to ADDRESS [--ca-file F] [--insecure]
+  import imap --from imaps://HOST[:PORT] --csv FILE
+                                          copy a mailbox from another IMAP server (folders, flags, dates),
+                                          run on the user's primary; again: only what is new; waits and
+                                          prints the report (--no-wait: start only). CSV lines: source
+                                          user,password file or password,target address
+  collect add ADDRESS --protocol pop3|imap --host H --username U --password P [--port N]
+          [--tls implicit|starttls|none] [--folder F] [--source-folder F] [--delete] [--interval MIN]
+                                          fetch mail from an account elsewhere into ADDRESS, periodically
+  collect list ADDRESS                    the accounts, last run, last error, counts
+  collect del|run ADDRESS ID              forget one, or fetch it now
   cluster up --nodes N --dir DIR [--replicas R] [--base-port P] [--timeout SECONDS]
                                           start N nodes on loopback as one grid (returns once formed)
   cluster status --dir DIR                each node's view of the grid
@@ -98,7 +109,7 @@ Remote administration (every command but start, firstboot and cluster):
   profile del NAME
 `
 
-const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|queue|dns|cluster|profile [ARGS] [--data DIR]  (mailgrid --help for more)\n'
+const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|queue|import|collect|dns|cluster|profile [ARGS] [--data DIR]  (mailgrid --help for more)\n'
 
 class UsageError extends Error {}
 
@@ -123,7 +134,25 @@ const OPTIONS = {
   fingerprint: { type: 'string' },
   profile: { type: 'string' },
   json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' }
+  help: { type: 'boolean', short: 'h' },
+  // import imap and collect (appliance/migrate-cmd.ts)
+  from: { type: 'string' },
+  user: { type: 'string' },
+  'password-file': { type: 'string' },
+  to: { type: 'string' },
+  csv: { type: 'string' },
+  'ca-file': { type: 'string' },
+  insecure: { type: 'boolean' },
+  'no-wait': { type: 'boolean' },
+  protocol: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  tls: { type: 'string' },
+  username: { type: 'string' },
+  folder: { type: 'string' },
+  'source-folder': { type: 'string' },
+  delete: { type: 'boolean' },
+  interval: { type: 'string' }
 } as const
 
 type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean }
@@ -701,6 +730,20 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
       case 'dns': await dns(ctx); break
       case 'cluster': await cluster(ctx); break
       case 'profile': await profileCommand(ctx); break
+      case 'import':
+      case 'collect': {
+        const m = await import('./migrate-cmd.ts')
+        const mctx = { values: values as Record<string, string | boolean | undefined>, args: command === 'import' ? args.slice(1) : args, api, stdout: io.stdout, readPassword: async () => await password(ctx), now: io.now }
+        try {
+          if (command === 'collect') await m.collectCommand(mctx)
+          else if (args[0] === 'imap') { if (!await m.importImapCommand(mctx)) return EXIT_FAILED }
+          else throw new UsageError(args[0] === undefined ? 'missing import source (imap)' : `unknown import source: ${args[0]}`)
+        } catch (err) {
+          if (err instanceof m.MigrateUsageError) throw new UsageError(err.message)
+          throw err
+        }
+        break
+      }
       case undefined: throw new UsageError('missing command')
       default: throw new UsageError(`unknown command: ${command}`)
     }
