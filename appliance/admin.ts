@@ -231,7 +231,7 @@ function dkimRoutes (c: AdminComponents): Route[] {
     const st = await c.status()
     const others = (st.grid?.members ?? []).filter(m => m.id !== st.grid?.self && (m.status === 'alive' || m.status === 'suspect') && m.name !== '').map(m => m.name)
     const ports: DomainFacts['ports'] = {}
-    for (const s of st.services) if (s.name !== 'smtp') ports[s.name] = s.port
+    for (const s of st.services) if (s.name !== 'smtp' && s.name !== 'managesieve') ports[s.name] = s.port
     return { domain, hosts: [...new Set([st.hostname, ...others])], ports, dkim: await dir.dkimKeys(domain) }
   }
   const servers = (q: URLSearchParams): string[] => {

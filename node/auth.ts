@@ -10,7 +10,7 @@ export type AuthResult =
 
 export interface AuthContext {
   ip: string
-  protocol: 'smtp' | 'imap' | 'pop3'
+  protocol: 'smtp' | 'imap' | 'pop3' | 'managesieve'
 }
 
 export interface Authenticator {

@@ -289,7 +289,10 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     })
     forwarder?.serve('managesieve', (socket, h) => { managesieve.adopt(socket, h) })
     sessionCounts.push(() => managesieve.sessions)
-    services.set('managesieve', managesieve)
+    services.set('managesieve', {
+      async listen () { return { host: sieveEndpoint.host, port: (await managesieve.listen()).port } },
+      close: async () => { await managesieve.close() }
+    })
   }
 
   const node: MailNode = {

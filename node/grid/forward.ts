@@ -33,7 +33,7 @@ export const ROUTE_TIMEOUT_MS = 10_000
 /** An ended stream waits this long for the peer to close its side before it is destroyed. */
 const REFUSE_GRACE_MS = 2_000
 
-export type SessionProtocol = 'imap' | 'pop3'
+export type SessionProtocol = 'imap' | 'pop3' | 'managesieve'
 
 /** What the edge knows about the client that the primary's session needs. */
 export interface RouteContext {
@@ -246,7 +246,7 @@ const IP_CHARS_MAX = 64
 function parseHeader (line: string): SessionHeader {
   const h = JSON.parse(line) as Record<string, unknown>
   if (h === null || typeof h !== 'object' || h.v !== 1) throw new Error('unknown header version')
-  if (h.protocol !== 'imap' && h.protocol !== 'pop3') throw new Error('unknown protocol')
+  if (h.protocol !== 'imap' && h.protocol !== 'pop3' && h.protocol !== 'managesieve') throw new Error('unknown protocol')
   if (typeof h.user !== 'string' || h.user === '' || Buffer.byteLength(h.user) > USER_BYTES_MAX) throw new Error('bad user')
   if (typeof h.ip !== 'string' || h.ip.length > IP_CHARS_MAX) throw new Error('bad ip')
   if (typeof h.secure !== 'boolean') throw new Error('bad secure')
