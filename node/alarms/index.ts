@@ -35,6 +35,11 @@ export const ALARMS_PROTOCOL = '/mailgrid/alarms/1.0.0'
 export const ALARM_GATHER_TIMEOUT_MS = 5_000
 /** Samples of the failure count kept for the burst window (one per check; a window of a day at a 10 s check is 8,640). */
 const FAILURE_SAMPLES_MAX = 10_000
+/**
+ * A restarted node knows the members of its last run as dead until it hears from them: it raises "node dead" only for
+ * a member it has seen alive since it started, or after this long (a member that never came back).
+ */
+export const ALARM_STARTUP_GRACE_MS = 60_000
 const MAIL_QUEUE_MAX = 100 // alarm mails waiting to leave; a storm past it is logged, not mailed
 
 export interface AlarmsInit {
@@ -108,6 +113,8 @@ export function createAlarms (components: AlarmsComponents, init: AlarmsInit): A
   let again = false
   let unsubscribe: (() => void) | null = null
   let underSince = 0
+  let startedAt = 0
+  const seenAlive = new Set<string>()
   const failures: Array<[number, number]> = []
   const mails: Array<{ raw: Buffer, to: string }> = []
   let mailing = false
@@ -153,10 +160,12 @@ export function createAlarms (components: AlarmsComponents, init: AlarmsInit): A
 
     // grid-level: a dead member, raised by the lowest alive member, kept by whoever raised it while it stays dead
     for (const m of members) {
+      if (m.status === 'alive') seenAlive.add(m.id)
       if (m.self || m.status === 'alive' || m.status === 'left') continue
       const subject = nameOf(m)
       const held = active.some(a => a.kind === 'node-dead' && a.subject === subject)
-      if ((m.status === 'dead' && lowest) || held) {
+      const known = seenAlive.has(m.id) || t - startedAt >= ALARM_STARTUP_GRACE_MS
+      if ((m.status === 'dead' && lowest && known) || held) {
         out.push({ kind: 'node-dead', subject, message: `Node ${subject} is ${m.status}: no heartbeat since ${new Date(m.lastSeen).toISOString()}` })
       }
     }
@@ -360,6 +369,7 @@ export function createAlarms (components: AlarmsComponents, init: AlarmsInit): A
     async start () {
       if (running) return
       running = true
+      startedAt = now()
       await load()
       gossip?.handle(ALARMS_PROTOCOL, async () => ({ header: localView() }))
       unsubscribe = gossip?.onChange(e => { if (e.type === 'status') void check() }) ?? null

@@ -5,17 +5,27 @@
 // MAILGRID_TEST_GRID (JSON, optional): a GridConfig to join a grid; READY then also carries `id` and `addrs`.
 // MAILGRID_TEST_OUTBOUND (JSON, optional): an OutboundInit.
 // MAILGRID_TEST_STORE (JSON, optional): {"minFreeBytes": N, "diskCheckMs": N}, the free-space floor and its check.
+// MAILGRID_TEST_ALARMS (JSON, optional): an AlarmsConfig (node/types.ts). MAILGRID_TEST_STATS (JSON): {"retentionDays": N}.
+// MAILGRID_TEST_ADMIN (a token, optional): also serve the admin API on loopback with that token, with /metrics and the
+// statistics and alarms routes (appliance/observe.ts); READY then carries its port as `admin`.
 
 import type { Level } from 'pino'
 import { createLogger } from '../../appliance/logger.ts'
 import { createMailNode } from '../../node/index.ts'
 import { isMailError } from '../../store/index.ts'
+import { createAdminServer } from '../../appliance/admin.ts'
+import type { AdminServer } from '../../appliance/admin.ts'
+import { createNodeMetrics } from '../../appliance/metrics.ts'
+import { observeRoutes } from '../../appliance/observe.ts'
 import { testCert, TEST_LIMITS, TEST_OUTBOUND } from './node.ts'
 
 const [dataDir, setupJson] = process.argv.slice(2)
 const ep = { host: '127.0.0.1', port: 0 }
 // MAILGRID_TEST_LOG: a log level (default silent); lines go to stdout through the appliance's logger (buffered, as `npm start` writes them)
-const node = createMailNode({ logger: createLogger({ level: (process.env.MAILGRID_TEST_LOG ?? 'silent') as Level | 'silent' }) }, {
+const logger = createLogger({ level: (process.env.MAILGRID_TEST_LOG ?? 'silent') as Level | 'silent' })
+const adminToken = process.env.MAILGRID_TEST_ADMIN
+const metrics = adminToken !== undefined ? createNodeMetrics() : undefined
+const node = createMailNode({ logger, ...(metrics !== undefined ? { metrics: metrics.node } : {}) }, {
   dataDir,
   hostname: 'mx.test',
   listen: { smtp: ep, submission: ep, smtps: ep, pop3: ep, pop3s: ep, imap: ep, imaps: ep },
@@ -28,7 +38,9 @@ const node = createMailNode({ logger: createLogger({ level: (process.env.MAILGRI
   limits: { ...TEST_LIMITS, messageBytesMax: 50 * 1024 * 1024, ...(process.env.MAILGRID_TEST_LIMITS !== undefined ? JSON.parse(process.env.MAILGRID_TEST_LIMITS) : {}) },
   ...(process.env.MAILGRID_TEST_GRID !== undefined ? { grid: JSON.parse(process.env.MAILGRID_TEST_GRID) } : {}),
   // MAILGRID_TEST_OUTBOUND (JSON, optional): an OutboundInit (the tests' own resolver and receiving MTA)
-  outbound: process.env.MAILGRID_TEST_OUTBOUND !== undefined ? JSON.parse(process.env.MAILGRID_TEST_OUTBOUND) : TEST_OUTBOUND
+  outbound: process.env.MAILGRID_TEST_OUTBOUND !== undefined ? JSON.parse(process.env.MAILGRID_TEST_OUTBOUND) : TEST_OUTBOUND,
+  ...(process.env.MAILGRID_TEST_ALARMS !== undefined ? { alarms: JSON.parse(process.env.MAILGRID_TEST_ALARMS) } : {}),
+  ...(process.env.MAILGRID_TEST_STATS !== undefined ? { stats: JSON.parse(process.env.MAILGRID_TEST_STATS) } : {})
 })
 await node.start()
 if (setupJson !== undefined) {
@@ -44,6 +56,16 @@ if (setupJson !== undefined) {
 }
 const status = await node.status()
 const ports: Record<string, unknown> = Object.fromEntries(status.services.map(s => [s.name, s.port]))
+let admin: AdminServer | null = null
+if (adminToken !== undefined && metrics !== undefined) {
+  metrics.setStatus(async () => await node.status())
+  admin = createAdminServer({
+    directory: node.store, status: async () => await node.status(), queue: node.queue, logger, metrics,
+    routes: observeRoutes({ stats: node.stats, alarms: node.alarms })
+  }, { host: '127.0.0.1', port: 0, token: adminToken })
+  await admin.start()
+  ports.admin = Number(new URL(admin.url).port)
+}
 if (status.grid !== null) {
   const self = status.grid.members.find(m => m.id === status.grid?.self)
   ports.id = status.grid.self
@@ -75,6 +97,6 @@ createInterface({ input: process.stdin }).on('line', line => {
     node.status().then(s => process.stdout.write(`STATUS ${JSON.stringify(s)}\n`), err => process.stdout.write(`STATUS {"error": ${JSON.stringify(String(err))}}\n`))
   }
 })
-const stop = (): void => { node.stop().then(() => process.exit(0), () => process.exit(1)) }
+const stop = (): void => { (admin?.stop() ?? Promise.resolve()).then(async () => { await node.stop() }).then(() => process.exit(0), () => process.exit(1)) }
 process.on('SIGTERM', stop)
 process.on('SIGINT', stop)
