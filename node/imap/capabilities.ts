@@ -15,6 +15,8 @@ const ALWAYS = [
   'SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'ESORT',
   // RFC 3502, RFC 8508 (commands/append.ts)
   'MULTIAPPEND', 'REPLACE',
+  // RFC 8474 (object-ids.ts)
+  'OBJECTID',
 ]
 
 export function capabilities (session: Session): string[] {

@@ -10,6 +10,7 @@ import { encodeMutf7 } from './protocol/mutf7.ts'
 import { keyword } from './args.ts'
 import { ArgumentError } from './errors.ts'
 import { DELIMITER } from './constants.ts'
+import { mailboxObjectId } from './object-ids.ts'
 import type { Token } from './protocol/types.ts'
 import type { Session } from './session.ts'
 
@@ -97,7 +98,7 @@ function globMatch (tokens: string[], chars: string[]): boolean {
   return prev[n] === 1
 }
 
-export const STATUS_ITEMS = new Set(['MESSAGES', 'RECENT', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'HIGHESTMODSEQ', 'SIZE', 'DELETED', 'APPENDLIMIT'])
+export const STATUS_ITEMS = new Set(['MESSAGES', 'RECENT', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'HIGHESTMODSEQ', 'SIZE', 'DELETED', 'APPENDLIMIT', 'MAILBOXID'])
 
 export function statusItems (token: Token | undefined): string[] {
   if (token?.type !== 'list' || token.items.length === 0) throw new ArgumentError('Expected status items')
@@ -121,6 +122,8 @@ export async function statusResponse (session: Session, user: string, mailbox: M
       case 'HIGHESTMODSEQ': value = num(mailbox.highestModseq); break
       case 'SIZE': value = num(mailbox.size); break
       case 'APPENDLIMIT': value = num(session.options.limits.appendBytesMax); break
+      // RFC 8474 section 4.2
+      case 'MAILBOXID': value = list([atom(mailboxObjectId(user, mailbox))]); break
       case 'DELETED': {
         const records = await session.components.store.listMessages(user, mailbox.id)
         value = num(records.filter((r) => r.flags.includes('\\Deleted')).length)

@@ -14,6 +14,7 @@ import { astring, MODSEQ_MAX, number, searchDate, sequenceSet } from './args.ts'
 import type { SequenceArg } from './args.ts'
 import { ArgumentError } from './errors.ts'
 import type { SelectedMailbox } from './mailbox-view.ts'
+import { emailObjectId, OBJECTID, threadObjectIdFromHeader } from './object-ids.ts'
 
 export type Node =
   | { op: 'all' }
@@ -31,6 +32,11 @@ export type Node =
   | { op: 'body', value: string, headers: boolean }
   | { op: 'modseq', modseq: number }
   | { op: 'recent' }
+  /** RFC 8514 section 4.4: the day the message was saved in the mailbox. */
+  | { op: 'saved', cmp: Cmp, day: number }
+  /** RFC 8474 section 6: EMAILID and THREADID (object-ids.ts). */
+  | { op: 'emailid', id: string }
+  | { op: 'threadid', id: string }
 
 type Cmp = 'before' | 'on' | 'since'
 
@@ -49,9 +55,10 @@ const ADDRESS_KEYS = new Set(['BCC', 'CC', 'FROM', 'TO'])
  * needle between these lies within one token, and a token is written in the header in one piece. */
 const ADDRESS_TOKEN_BREAKS = /[\s"\\()<>@,;:.[\]]+/
 
-const DATE_KEYS: Record<string, ['internal' | 'sent', Cmp]> = {
+const DATE_KEYS: Record<string, ['internal' | 'sent' | 'saved', Cmp]> = {
   BEFORE: ['internal', 'before'], ON: ['internal', 'on'], SINCE: ['internal', 'since'],
   SENTBEFORE: ['sent', 'before'], SENTON: ['sent', 'on'], SENTSINCE: ['sent', 'since'],
+  SAVEDBEFORE: ['saved', 'before'], SAVEDON: ['saved', 'on'], SAVEDSINCE: ['saved', 'since'],
 }
 
 /**
@@ -124,6 +131,13 @@ export class ProgramReader {
       case 'NOT': return { op: 'not', node: this.key(depth + 1) }
       case 'OR': return { op: 'or', left: this.key(depth + 1), right: this.key(depth + 1) }
       case 'UID': return { op: 'set', set: sequenceSet(this.take()), uid: true }
+      // RFC 8514 section 4.4: every mailbox here has save dates
+      case 'SAVEDATESUPPORTED': return { op: 'all' }
+      case 'EMAILID': case 'THREADID': {
+        const id = astring(this.take(), 'object id')
+        if (!OBJECTID.test(id)) throw new ArgumentError('Invalid object id')
+        return { op: name === 'EMAILID' ? 'emailid' : 'threadid', id }
+      }
       case 'LARGER': return { op: 'size', larger: true, size: number(this.take(), 'size') }
       case 'SMALLER': return { op: 'size', larger: false, size: number(this.take(), 'size') }
       case 'HEADER': return { op: 'header', field: this.text().toLowerCase(), value: this.text() }
@@ -264,6 +278,12 @@ export async function evaluate (node: Node, record: MessageRecord, view: Selecte
     case 'size': return node.larger ? record.size > node.size : record.size < node.size
     case 'internal': return compareDay(dayOf(record.internalDate), node.cmp, node.day)
     case 'modseq': return record.modseq >= node.modseq
+    case 'saved': return compareDay(dayOf(record.saved ?? record.internalDate), node.cmp, node.day)
+    case 'emailid': return emailObjectId(record) === node.id
+    case 'threadid': {
+      const header = await content.header()
+      return header !== null && threadObjectIdFromHeader(record, header) === node.id
+    }
     case 'recent': return view.recent.has(record.uid)
     case 'sent': {
       const date = (await content.meta()).envelope.date
@@ -313,7 +333,7 @@ export function flagsOnly (node: Node): boolean {
 /** Whether evaluating the program may look at header fields (HEADER, FROM, SUBJECT...). */
 export function readsHeaders (node: Node): boolean {
   switch (node.op) {
-    case 'header': return true
+    case 'header': case 'threadid': return true
     case 'not': return readsHeaders(node.node)
     case 'or': return readsHeaders(node.left) || readsHeaders(node.right)
     case 'and': return node.nodes.some(readsHeaders)

@@ -18,6 +18,9 @@ import { envelopeValue, structureValue } from '../render.ts'
 import { recordBatches } from '../records.ts'
 import type { CommandModule, Reply } from '../command.ts'
 import type { Session } from '../session.ts'
+import { emailObjectId, threadObjectIdFromKeys } from '../object-ids.ts'
+import { cachedPreview, makePreview } from '../preview.ts'
+import { sortKeyCacheFor } from '../sort-keys.ts'
 
 /** A part read into memory to transform it (HEADER.FIELDS, BINARY) may not exceed this. */
 export const TRANSFORM_BYTES_MAX = 64 * 1024 * 1024
@@ -40,7 +43,11 @@ export const INLINE_LITERAL_BYTES_MAX = 128 * 1024
  */
 export const FETCH_READ_AHEAD = 32
 
-type Simple = 'UID' | 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'MODSEQ' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT'
+/** PREVIEW (LAZY) makes a preview not yet cached for a message up to this size, and answers NIL above it. */
+export const PREVIEW_LAZY_BYTES_MAX = 256 * 1024
+
+type Simple = 'UID' | 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'MODSEQ' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT' |
+  'EMAILID' | 'THREADID' | 'SAVEDATE'
 
 /** One message's FETCH response, and the flags it carries (null when it carries none). */
 interface Prepared {
@@ -52,8 +59,11 @@ type FetchItem =
   | { kind: Simple }
   | { kind: 'section', binary: boolean, peek: boolean, section: SectionSpec }
   | { kind: 'BINARY.SIZE', section: SectionSpec }
+  | { kind: 'PREVIEW', lazy: boolean }
 
-const SIMPLE = new Set<string>(['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'MODSEQ', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT'])
+const SIMPLE = new Set<string>(['UID', 'FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'MODSEQ', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT',
+  // RFC 8474 section 5 (object-ids.ts), RFC 8514 section 4.3
+  'EMAILID', 'THREADID', 'SAVEDATE'])
 const MACROS: Record<string, Simple[]> = {
   ALL: ['FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'ENVELOPE'],
   FAST: ['FLAGS', 'INTERNALDATE', 'RFC822.SIZE'],
@@ -63,6 +73,7 @@ const MACROS: Record<string, Simple[]> = {
 function parseItem (token: Token): FetchItem {
   if (token.type !== 'atom') throw new ArgumentError('Invalid fetch item')
   const name = token.value.toUpperCase()
+  if (name === 'PREVIEW' && token.section === undefined) return { kind: 'PREVIEW', lazy: false }
   if (token.section === undefined) {
     if (!SIMPLE.has(name)) throw new ArgumentError(`Unknown fetch item ${name.slice(0, 32)}`)
     return { kind: name as Simple }
@@ -85,7 +96,19 @@ function parseItems (token: Token | undefined): FetchItem[] {
   const tokens = token.type === 'list' ? token.items : [token]
   if (tokens.length === 0) throw new ArgumentError('Invalid fetch item list')
   if (tokens.length > FETCH_ITEMS_MAX) throw new ArgumentError('Too many fetch items', 'LIMIT')
-  return tokens.map(parseItem)
+  const items: FetchItem[] = []
+  for (let i = 0; i < tokens.length; i++) {
+    const item = parseItem(tokens[i]!)
+    // RFC 8970 section 4: PREVIEW [SP "(" preview-mod *(SP preview-mod) ")"], the one modifier being LAZY
+    if (item.kind === 'PREVIEW' && tokens[i + 1]?.type === 'list') {
+      const mods = listOf(tokens[++i], 'preview modifiers').items
+      if (mods.length === 0) throw new ArgumentError('Empty PREVIEW modifiers')
+      for (const mod of mods) if (keyword(mod, 'preview modifier') !== 'LAZY') throw new ArgumentError('Unknown PREVIEW modifier')
+      item.lazy = true
+    }
+    items.push(item)
+  }
+  return items
 }
 
 interface Modifiers {
@@ -237,7 +260,7 @@ function setsSeen (item: FetchItem): boolean {
 
 /** Items that always need the structure: it is then read at once, alongside the other messages' (one multi-get). */
 function needsMeta (item: FetchItem): boolean {
-  return item.kind === 'ENVELOPE' || item.kind === 'BODYSTRUCTURE' || item.kind === 'BODY' || item.kind === 'RFC822.HEADER' || item.kind === 'RFC822.TEXT' ||
+  return (item.kind === 'PREVIEW' && !item.lazy) || item.kind === 'ENVELOPE' || item.kind === 'BODYSTRUCTURE' || item.kind === 'BODY' || item.kind === 'RFC822.HEADER' || item.kind === 'RFC822.TEXT' ||
     (item.kind === 'BINARY.SIZE' && item.section.part.length > 0)
 }
 
@@ -289,6 +312,19 @@ async function messageItems (session: Session, record: MessageRecord, metaOf: Me
       case 'RFC822.HEADER': { const root = (await metaOf()).root; add('RFC822.HEADER', streamOf(session, record, root.headerStart, root.headerEnd)); break }
       case 'RFC822.TEXT': add('RFC822.TEXT', streamOf(session, record, (await metaOf()).root.bodyStart, record.size)); break
       case 'BINARY.SIZE': add(`BINARY.SIZE[${item.section.label}]`, await binarySize(session, record, metaOf, item.section)); break
+      case 'EMAILID': add('EMAILID', list([atom(emailObjectId(record))])); break
+      case 'THREADID': add('THREADID', list([atom(await threadId(session, record))])); break
+      // RFC 8514 section 4.3: the date the message was saved in this mailbox (a record older than the field: its
+      // internal date, the time it was delivered or appended here unless APPEND gave another)
+      case 'SAVEDATE': add('SAVEDATE', str(formatDateTime(record.saved ?? record.internalDate))); break
+      case 'PREVIEW': {
+        // RFC 8970 section 3.2: LAZY lets the server answer NIL when the preview is not at hand; ours is when it is
+        // cached or the message is small enough to make it now
+        const cached = cachedPreview(record)
+        const text = cached ?? (item.lazy && record.size > PREVIEW_LAZY_BYTES_MAX ? null : await makePreview(session.components.store, record, await metaOf()))
+        add('PREVIEW', text === null ? null : str(text))
+        break
+      }
       case 'section': {
         const [name, value] = await sectionValue(session, record, metaOf, item)
         add((name as { value: string }).value, value!)
@@ -303,9 +339,17 @@ async function messageItems (session: Session, record: MessageRecord, metaOf: Me
   return values
 }
 
+/** THREADID from the message's thread keys, kept per mailbox on the node with the sort keys (sort-keys.ts). */
+async function threadId (session: Session, record: MessageRecord): Promise<string> {
+  if (session.state.kind !== 'selected') throw new Error('THREADID outside the selected state')
+  const view = session.state.mailbox
+  const [keys] = await sortKeyCacheFor(session.components.store).keys(session.state.user, view.id, view.uidValidity, [record.uid])
+  return threadObjectIdFromKeys(record, keys!)
+}
+
 /** FLAGS as this session sees them: \\Recent added where the message is recent here (RFC 3501 section 2.3.2). */
 function flagsValue (session: Session, record: MessageRecord): Value {
-  const flags = session.state.kind === 'selected' ? session.state.mailbox.flagsOf(record.uid, record.flags, session.reportsRecent) : record.flags
+  const flags = session.state.kind === 'selected' ? session.state.mailbox.flagsOf(record.uid, record.flags, session.reportsRecent, record.modseq) : record.flags
   return list(flags.map(atom))
 }
 

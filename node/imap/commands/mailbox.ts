@@ -8,6 +8,8 @@ import { ArgumentError, CommandRefused } from '../errors.ts'
 import { DELIMITER } from '../constants.ts'
 import type { SpecialUse } from '../../../store/index.ts'
 import type { CommandModule } from '../command.ts'
+import { atom, list } from '../protocol/compiler.ts'
+import { mailboxObjectId } from '../object-ids.ts'
 
 const SPECIAL_USES = new Set(['\\Sent', '\\Drafts', '\\Trash', '\\Junk', '\\Archive', '\\All', '\\Flagged'])
 
@@ -33,8 +35,9 @@ export const create: CommandModule = {
       if (use === undefined) throw new CommandRefused('Unknown special use', 'USEATTR')
       specialUse = use as SpecialUse
     }
-    await session.components.store.createMailbox(session.user!, name, specialUse === undefined ? {} : { specialUse })
-    return undefined
+    const created = await session.components.store.createMailbox(session.user!, name, specialUse === undefined ? {} : { specialUse })
+    // RFC 8474 section 4.1: the new mailbox's MAILBOXID in the tagged OK
+    return { code: { name: 'MAILBOXID', args: [list([atom(mailboxObjectId(session.user!, created))])] } }
   },
 }
 

@@ -14,6 +14,7 @@ import type { CommandModule, Reply } from '../command.ts'
 import type { Session } from '../session.ts'
 import type { Token } from '../protocol/types.ts'
 import type { Mailbox } from '../../../store/index.ts'
+import { mailboxObjectId } from '../object-ids.ts'
 
 interface Qresync {
   uidValidity: number
@@ -131,6 +132,8 @@ async function selectResponses (session: Session, user: string, view: SelectedMa
   const uidNext = Math.max(mailbox.uidNext, view.exists === 0 ? 0 : view.uids[view.exists - 1]! + 1)
   await session.send([atom('OK'), atom(`[UIDNEXT ${uidNext}] Predicted next UID`)])
   await session.send([atom('OK'), atom(`[HIGHESTMODSEQ ${mailbox.highestModseq}] Highest`)])
+  // RFC 8474 section 4.1
+  await session.send([atom('OK'), atom(`[MAILBOXID (${mailboxObjectId(user, mailbox)})] Ok`)])
   if (session.enabled.has('IMAP4REV2')) {
     // RFC 9051 section 6.3.2: LIST is a required response, with the mailbox's exact name and attributes.
     const names = (await store.listMailboxes(user)).map((m) => m.name)
