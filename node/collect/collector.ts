@@ -15,6 +15,7 @@
 // delivers those messages again on the next run (at least once, never lost).
 
 import { createHash } from 'node:crypto'
+import { isIP } from 'node:net'
 import { ImapFlow } from 'imapflow'
 import type { Logger } from 'pino'
 import type { Directory, DirectoryRecord, MailStore } from '../../store/index.ts'
@@ -236,7 +237,7 @@ export class Collector {
       connectionTimeout: 30_000,
       greetingTimeout: 15_000,
       socketTimeout: 5 * 60_000,
-      tls: { rejectUnauthorized: a.insecure !== true, servername: a.host, ...(a.ca !== undefined && a.ca !== '' ? { ca: a.ca } : {}) }
+      tls: { rejectUnauthorized: a.insecure !== true, ...(isIP(a.host) === 0 ? { servername: a.host } : {}), ...(a.ca !== undefined && a.ca !== '' ? { ca: a.ca } : {}) }
     } as ConstructorParameters<typeof ImapFlow>[0])
     client.on('error', () => {})
     const onAbort = (): void => { client.close() }

@@ -5,7 +5,7 @@
 // place and bounds nothing. This one reads lines across reads, un-stuffs dots, returns bytes, and bounds line
 // length, message size and time.
 
-import { connect as connectTcp } from 'node:net'
+import { connect as connectTcp, isIP } from 'node:net'
 import type { Socket } from 'node:net'
 import { connect as connectTls } from 'node:tls'
 import type { TLSSocket } from 'node:tls'
@@ -56,7 +56,7 @@ export class Pop3Client {
 
   static async connect (o: Pop3Options): Promise<Pop3Client> {
     const timeoutMs = o.timeoutMs ?? POP3_TIMEOUT_MS
-    const tlsOpts = { rejectUnauthorized: o.insecure !== true, servername: o.host, ...(o.ca !== undefined && o.ca !== '' ? { ca: o.ca } : {}) }
+    const tlsOpts = { rejectUnauthorized: o.insecure !== true, ...(isIP(o.host) === 0 ? { servername: o.host } : {}), ...(o.ca !== undefined && o.ca !== '' ? { ca: o.ca } : {}) }
     const socket: Socket | TLSSocket = o.tls === 'implicit'
       ? connectTls({ host: o.host, port: o.port, ...tlsOpts })
       : connectTcp({ host: o.host, port: o.port })

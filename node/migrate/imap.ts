@@ -10,6 +10,7 @@
 // the body hash the store keeps). Identical copies in one folder are counted: three in the source, three here.
 
 import { createHash } from 'node:crypto'
+import { isIP } from 'node:net'
 import { ImapFlow } from 'imapflow'
 import type { FetchMessageObject, ListResponse } from 'imapflow'
 import type { Logger } from 'pino'
@@ -160,7 +161,7 @@ function clientFor (s: ImapSource): ImapFlow {
     greetingTimeout: IMPORT_GREETING_TIMEOUT_MS,
     socketTimeout: IMPORT_SOCKET_TIMEOUT_MS,
     // imapflow's own log would carry the LOGIN line (logger: false above): ours never does
-    tls: { rejectUnauthorized: s.insecure !== true, ...(s.ca !== undefined && s.ca !== '' ? { ca: s.ca } : {}), servername: s.host }
+    tls: { rejectUnauthorized: s.insecure !== true, ...(s.ca !== undefined && s.ca !== '' ? { ca: s.ca } : {}), ...(isIP(s.host) === 0 ? { servername: s.host } : {}) }
   } as ConstructorParameters<typeof ImapFlow>[0])
 }
 
