@@ -11,6 +11,8 @@ import type { StatsSink } from './stats/index.ts'
 import type { MailStore, Store } from '../store/index.ts'
 import { createSessionForwarder, Grid, replicatedMailStore } from './grid/index.ts'
 import type { SessionForwarder } from './grid/index.ts'
+import { UserMail } from './migrate/user-mail.ts'
+import { BackupScheduler } from './backup/index.ts'
 import { createAuthenticator } from './auth.ts'
 import type { Authenticator } from './auth.ts'
 import { createGridThrottle } from './auth-grid.ts'
@@ -189,6 +191,12 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   const queue = new Queue({ store, mail, directory: store, deliverer, grid, gossip, signer, srs, logger, now }, {
     hostname: init.hostname, retryMinMs: out.retryMinMs, delayNoticeMs: out.delayNoticeMs, bounceAfterMs: out.bounceAfterMs
   })
+  // import, export, backup and restore reach a user's mail at its primary (node/migrate/user-mail.ts)
+  const userMail = new UserMail({ store, mail, grid, gossip, logger: logger.child({ ns: 'migrate' }) })
+  userMail.handle()
+  const backups = new BackupScheduler({ store, userMail, grid, logger: logger.child({ ns: 'backup' }), now }, {
+    dir: init.backup?.dir ?? '', intervalMinutes: init.backup?.intervalMinutes ?? 0, node: init.hostname
+  })
   const alarmsInit = init.alarms ?? ALARMS_DEFAULTS
   const alarms = createAlarms({
     logger,
@@ -297,6 +305,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
 
   const node: MailNode = {
     store,
+    userMail,
     queue,
     authThrottle: gridThrottle ?? throttle,
     stats,
@@ -319,6 +328,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
         }
         gossip?.update({ services: Object.fromEntries(bound.map(b => [b.name, b.port])) })
         await queue.start()
+        backups.start()
         await stats.start()
         await alarms.start()
         if (gossip !== null) {
@@ -349,6 +359,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       await stats.stop()
       forwarder?.stop()
       gridThrottle?.stop()
+      await backups.stop()
       await queue.stop()
       await grid?.stop()
       await gossip?.stop()

@@ -97,6 +97,8 @@ export interface NodeInit {
   filters?: FiltersInit
   /** Statistics (node/stats): 5-minute buckets kept this many days in DATA/stats; absent: 30. */
   stats?: { retentionDays: number }
+  /** Scheduled backup (node/backup): into `dir` every `intervalMinutes` (0: off), by one node of the grid at a time. */
+  backup?: { dir: string, intervalMinutes: number }
   /** Alarms (node/alarms): thresholds and where to mail them; absent: the defaults, no mail. */
   alarms?: AlarmsConfig
 }
@@ -169,6 +171,8 @@ export interface NodeStatus {
 
 export interface MailNode {
   readonly store: Store
+  /** One user's mail at its primary, for import, export, backup and restore (node/migrate/user-mail.ts). */
+  readonly userMail: import('./migrate/user-mail.ts').UserMail
   /** The outbound queue, grid-wide (node/outbound). */
   readonly queue: import('./outbound/types.ts').OutboundQueue
   /** The node's login failure counts (grid-wide on a grid: node/auth-grid.ts), for other logins to share (the console's). */

@@ -1,0 +1,160 @@
+// One backup run: the directory, then every user's log from where the previous run stopped up to the position its
+// primary has now (read once at the start of the user's turn: the user's backup is that prefix of its log, a
+// consistent state), with the bodies its new append entries name that the backup does not hold yet. A user whose
+// log no longer continues what the backup holds (its copy was reset after a merge) is taken again from position 1.
+// Files are written durably under temporary names and renamed; the manifest last, so an interrupted run leaves
+// the previous manifest, and the next run writes what is missing.
+
+import { createHash } from 'node:crypto'
+import { mkdir, open, rename, rm } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import type { LogEntry } from '../../store/index.ts'
+import { blobPath, emptyManifest, MANIFEST, readManifest, segmentPath, sha256, writeDurable } from './format.ts'
+import type { BackupSource, Manifest, RunRecord, UserBackup } from './format.ts'
+
+export const BACKUP_USERS_CONCURRENCY = 4 // users read at once (each a chain of bounded requests to its primary)
+
+export interface BackupOptions {
+  signal?: AbortSignal
+  now?: () => number
+  onUser?: (user: string, entries: number) => void
+}
+
+export async function runBackup (source: BackupSource, dir: string, opts: BackupOptions = {}): Promise<{ manifest: Manifest, run: RunRecord }> {
+  const now = opts.now ?? Date.now
+  const started = new Date(now()).toISOString()
+  await mkdir(dir, { recursive: true })
+  const manifest = await readManifest(dir) ?? emptyManifest(source.node, started)
+  const id = (manifest.runs.at(-1)?.id ?? 0) + 1
+  const run: RunRecord = { id, started, finished: '', node: source.node, users: 0, usersChanged: 0, filesWritten: 0, bytesWritten: 0, blobsWritten: 0, entriesWritten: 0 }
+  const added = (path: string, bytes: number, hash: string): void => {
+    manifest.files[path] = { bytes, sha256: hash, run: id }
+    run.filesWritten++
+    run.bytesWritten += bytes
+  }
+
+  // the directory: a new file only when it changed
+  const records = (await source.directory()).sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+  const dirText = JSON.stringify(records)
+  const dirHash = sha256(dirText)
+  const prevDir = manifest.directory
+  if (prevDir === null || manifest.files[prevDir]?.sha256 !== dirHash) {
+    const path = join('directory', `${String(id).padStart(6, '0')}.json`)
+    await mkdir(join(dir, 'directory'), { recursive: true })
+    await writeDurable(join(dir, path), dirText)
+    added(path, Buffer.byteLength(dirText), dirHash)
+    manifest.directory = path
+    if (prevDir !== null) {
+      delete manifest.files[prevDir]
+      await rm(join(dir, prevDir), { force: true })
+    }
+  }
+
+  const users = await source.users()
+  run.users = users.length
+  const pending = new Set<string>() // bodies being written by this run (two users may share one)
+  const queue = [...users]
+  const worker = async (): Promise<void> => {
+    for (let user = queue.shift(); user !== undefined; user = queue.shift()) {
+      opts.signal?.throwIfAborted()
+      const n = await backupUser(source, dir, manifest, user, added, pending, run)
+      if (n > 0) run.usersChanged++
+      run.entriesWritten += n
+      opts.onUser?.(user, n)
+    }
+  }
+  await Promise.all(Array.from({ length: BACKUP_USERS_CONCURRENCY }, worker))
+
+  run.finished = new Date(now()).toISOString()
+  manifest.runs.push(run)
+  manifest.updated = run.finished
+  manifest.node = source.node
+  await writeDurable(join(dir, MANIFEST), JSON.stringify(manifest, null, 1))
+  return { manifest, run }
+}
+
+async function backupUser (source: BackupSource, dir: string, manifest: Manifest, user: string, added: (p: string, b: number, h: string) => void, pending: Set<string>, run: RunRecord): Promise<number> {
+  const at = await source.position(user)
+  let prior: UserBackup | undefined = manifest.users[user]
+  if (prior !== undefined && prior.position > 0) {
+    // the backup must be a prefix of the user's log as it is now: the same entry at the backup's last position
+    const [there] = at.seq >= prior.position ? await source.readLog(user, prior.position, prior.position) : []
+    if (there === undefined || (there.eid ?? null) !== prior.eid) {
+      for (const s of prior.segments) {
+        delete manifest.files[s]
+        await rm(join(dir, s), { force: true })
+      }
+      prior = undefined
+    }
+  }
+  const from = (prior?.position ?? 0) + 1
+  if (at.seq < from) {
+    manifest.users[user] = prior ?? { position: 0, eid: null, segments: [] }
+    return 0
+  }
+  const path = segmentPath(user, from, at.seq)
+  await mkdir(join(dir, dirname(path)), { recursive: true })
+  const tmp = join(dir, `${path}.tmp`)
+  const fh = await open(tmp, 'w')
+  const hash = createHash('sha256')
+  let bytes = 0
+  let last: LogEntry | undefined
+  let count = 0
+  try {
+    for (let next = from; next <= at.seq;) {
+      const page = await source.readLog(user, next, at.seq)
+      if (page.length === 0) throw new Error(`log of ${user} ends at ${next - 1}, below ${at.seq}`)
+      for (const e of page) {
+        if (e.op === 'append') await backupBlob(source, dir, manifest, user, e.blob, added, pending, run)
+      }
+      const text = page.map(e => JSON.stringify(e) + '\n').join('')
+      hash.update(text)
+      bytes += Buffer.byteLength(text)
+      await fh.write(text)
+      last = page.at(-1)
+      count += page.length
+      next = (last as LogEntry).seq + 1
+    }
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  await rename(tmp, join(dir, path))
+  added(path, bytes, hash.digest('hex'))
+  manifest.users[user] = { position: at.seq, eid: last?.eid ?? null, segments: [...(prior?.segments ?? []), path] }
+  return count
+}
+
+async function backupBlob (source: BackupSource, dir: string, manifest: Manifest, user: string, hash: string, added: (p: string, b: number, h: string) => void, pending: Set<string>, run: RunRecord): Promise<void> {
+  const path = blobPath(hash)
+  if (manifest.files[path] !== undefined || pending.has(hash)) return
+  pending.add(hash)
+  try {
+    await mkdir(join(dir, dirname(path)), { recursive: true })
+    const tmp = join(dir, `${path}.tmp`)
+    const fh = await open(tmp, 'w')
+    const h = createHash('sha256')
+    let offset = 0
+    try {
+      for (;;) {
+        const { data, size } = await source.blob(user, hash, offset)
+        if (data.length > 0) {
+          h.update(data)
+          await fh.write(data)
+          offset += data.length
+        }
+        if (offset >= size || data.length === 0) break
+      }
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    const got = h.digest('hex')
+    if (got !== hash) throw new Error(`body ${hash} of ${user} read back as ${got}`)
+    await rename(tmp, join(dir, path))
+    added(path, offset, hash)
+    run.blobsWritten++
+  } finally {
+    pending.delete(hash)
+  }
+}
