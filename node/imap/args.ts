@@ -159,7 +159,9 @@ export function searchDate (token: Token | undefined): number {
   const match = /^(\d{1,2})-([A-Za-z]{3})-(\d{4})$/.exec(text)
   const month = match === null ? -1 : MONTHS.findIndex((m) => m.toLowerCase() === match[2]!.toLowerCase())
   if (match === null || month === -1) throw new ArgumentError('Invalid date')
-  return Date.UTC(Number(match[3]), month, Number(match[1]))
+  const day = Date.UTC(Number(match[3]), month, Number(match[1]))
+  if (new Date(day).getUTCDate() !== Number(match[1])) throw new ArgumentError('Invalid date')
+  return day
 }
 
 /** Formats an internal date as date-time, in UTC (RFC 3501 section 9). */

@@ -15,8 +15,8 @@ const ALWAYS = [
   'SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'ESORT',
   // RFC 3502, RFC 8508 (commands/append.ts)
   'MULTIAPPEND', 'REPLACE',
-  // RFC 8474 (object-ids.ts)
-  'OBJECTID',
+  // RFC 8474 (object-ids.ts), RFC 8514 (the store's save date)
+  'OBJECTID', 'SAVEDATE',
 ]
 
 export function capabilities (session: Session): string[] {
