@@ -15,8 +15,8 @@ const ALWAYS = [
   'SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'ESORT',
   // RFC 3502, RFC 8508 (commands/append.ts)
   'MULTIAPPEND', 'REPLACE',
-  // RFC 8474 (object-ids.ts), RFC 8514 (the store's save date), RFC 8970 (preview.ts)
-  'OBJECTID', 'SAVEDATE', 'PREVIEW',
+  // RFC 8474 (object-ids.ts), RFC 8514 (the store's save date), RFC 8970 (preview.ts), RFC 6154 section 3 (CREATE)
+  'OBJECTID', 'SAVEDATE', 'PREVIEW', 'CREATE-SPECIAL-USE',
 ]
 
 export function capabilities (session: Session): string[] {
