@@ -76,6 +76,8 @@ export interface SieveEnvironment {
   /** duplicate and vacation memory: true when `key` was recorded within `seconds`; `track` records it (only if the script's actions are executed). */
   seen (kind: 'duplicate' | 'vacation', key: string, seconds: number): Promise<boolean>
   resolveInclude?: (name: string, location: 'personal' | 'global') => Promise<string | null> | string | null
+  /** Refinement (added): the local time zone as "+hhmm" for date/currentdate without :zone (RFC 5260 4.1); "+0000" when absent. */
+  zone?: string
   /** Optional per-run overrides of the compile-time limits (e.g. a stricter stepsMax). */
   limits?: Partial<SieveLimits>
 }
