@@ -68,6 +68,16 @@ export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE
                                           fetch mail from an account elsewhere into ADDRESS, periodically
   collect list ADDRESS                    the accounts, last run, last error, counts
   collect del|run ADDRESS ID              forget one, or fetch it now
+  import maildir DIR --to ADDRESS          copy a Dovecot Maildir (Maildir++ or LAYOUT=fs): folders, flags,
+                                          keywords, dates, subscriptions, UIDs where free; again: nothing new
+  import mbox FILE --to ADDRESS --folder NAME
+                                          copy an mbox file (mboxrd/mboxo, Status/X-Status/X-Keywords flags)
+  export ADDRESS --maildir DIR|--mbox DIR a Maildir Dovecot serves as it is (UIDs, UIDVALIDITY, flags,
+                                          keywords, dates, subscriptions), or one mbox file per folder
+  backup --to DIR                         the directory and every user's mail (log + bodies), incremental
+  backup verify DIR                       check every file against the manifest's SHA-256
+  restore --from DIR [--user ADDRESS [--mailbox NAME]]
+                                          rebuild a fresh grid, one user, or one mailbox as Restored/NAME
   cluster up --nodes N --dir DIR [--replicas R] [--base-port P] [--timeout SECONDS]
                                           start N nodes on loopback as one grid (returns once formed)
   cluster status --dir DIR                each node's view of the grid
@@ -152,7 +162,11 @@ const OPTIONS = {
   folder: { type: 'string' },
   'source-folder': { type: 'string' },
   delete: { type: 'boolean' },
-  interval: { type: 'string' }
+  interval: { type: 'string' },
+  // import maildir|mbox, export, backup, restore (appliance/files-cmd.ts)
+  maildir: { type: 'string' },
+  mbox: { type: 'string' },
+  mailbox: { type: 'string' }
 } as const
 
 type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean }
@@ -732,6 +746,16 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
       case 'profile': await profileCommand(ctx); break
       case 'import':
       case 'collect': {
+        if (command === 'import' && (args[0] === 'maildir' || args[0] === 'mbox')) {
+          const f = await import('./files-cmd.ts')
+          try {
+            await f.importFilesCommand({ values: values as Record<string, string | boolean | undefined>, args, api, stdout: io.stdout })
+          } catch (err) {
+            if (err instanceof f.FilesUsageError) throw new UsageError(err.message)
+            throw err
+          }
+          break
+        }
         const m = await import('./migrate-cmd.ts')
         const mctx = { values: values as Record<string, string | boolean | undefined>, args: command === 'import' ? args.slice(1) : args, api, stdout: io.stdout, readPassword: async () => await password(ctx), now: io.now }
         try {
@@ -740,6 +764,20 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
           else throw new UsageError(args[0] === undefined ? 'missing import source (imap)' : `unknown import source: ${args[0]}`)
         } catch (err) {
           if (err instanceof m.MigrateUsageError) throw new UsageError(err.message)
+          throw err
+        }
+        break
+      }
+      case 'export':
+      case 'backup':
+      case 'restore': {
+        const f = await import('./files-cmd.ts')
+        const fctx = { values: values as Record<string, string | boolean | undefined>, args, api, stdout: io.stdout }
+        try {
+          if (command === 'export') await f.exportCommand(fctx)
+          else if (!await (command === 'backup' ? f.backupCommand(fctx) : f.restoreCommand(fctx))) return EXIT_FAILED
+        } catch (err) {
+          if (err instanceof f.FilesUsageError) throw new UsageError(err.message)
           throw err
         }
         break

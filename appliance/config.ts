@@ -134,6 +134,7 @@ export interface Config {
     rspamd: { url: string, failOpen: boolean } // '' = no rspamd
   }
   stats: { retentionDays: number }
+  backup: { dir: string, intervalMinutes: number } // '' or 0: no scheduled backup
   alarms: {
     mailTo: string // '' = alarms are not mailed
     diskUsedPct: number
@@ -224,6 +225,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'filters.rspamd.url', kind: { type: 'url', schemes: ['http:', 'https:'] }, default: '' },
   { path: 'filters.rspamd.failOpen', kind: { type: 'bool' }, default: true },
   { path: 'stats.retentionDays', kind: { type: 'int', min: 1, max: STATS_RETENTION_DAYS_MAX }, default: 30 },
+  { path: 'backup.dir', kind: { type: 'path', empty: true }, default: '' },
+  { path: 'backup.intervalMinutes', kind: { type: 'int', min: 0, max: 7 * 24 * 60 }, default: 0 },
   { path: 'alarms.mailTo', kind: { type: 'address' }, default: '' },
   { path: 'alarms.diskUsedPct', kind: { type: 'int', min: 1, max: 100 }, default: 85 },
   { path: 'alarms.underReplicatedMinutes', kind: { type: 'int', min: 1, max: 7 * 24 * 60 }, default: 10 },
@@ -632,6 +635,7 @@ export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: s
     inbound: { dmarcReject: config.inbound.dmarcReject },
     filters: { rspamd: { ...config.filters.rspamd } },
     stats: { retentionDays: config.stats.retentionDays },
+    ...(config.backup.dir !== '' && config.backup.intervalMinutes > 0 ? { backup: { dir: config.backup.dir, intervalMinutes: config.backup.intervalMinutes } } : {}),
     alarms: {
       mailTo: config.alarms.mailTo,
       diskUsedPct: config.alarms.diskUsedPct,

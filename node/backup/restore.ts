@@ -78,8 +78,11 @@ async function retrying<T> (fn: () => Promise<T>, signal?: AbortSignal): Promise
     try {
       return await fn()
     } catch (err) {
+      // the directory is still on its way to the user's primary, or the primary changes: wait (over the admin API
+      // the kind arrives as the message only)
       const kind = (err as { kind?: string }).kind
-      if (Date.now() > end || (kind !== 'notFound' && kind !== 'unavailable' && kind !== 'temp')) throw err
+      const transient = kind === 'notFound' || kind === 'unavailable' || kind === 'temp' || /No such user|does not own|No node owns|try again|recovered/i.test(String((err as Error).message))
+      if (Date.now() > end || !transient) throw err
       signal?.throwIfAborted()
       await new Promise(resolve => setTimeout(resolve, 500))
     }
