@@ -14,6 +14,8 @@ import { ArgumentError } from './errors.ts'
 
 /** Changes held for one session before the client is told (a client that never flushes is cut off). */
 export const PENDING_EVENTS_MAX = 100_000
+/** Entries of the told-modseq map before it starts over (a change older than a forgotten entry is then reported). */
+export const TOLD_MAX = 100_000
 
 export interface ViewInit {
   id: string
@@ -53,6 +55,8 @@ export class SelectedMailbox {
   #pending: MailEvent[] = []
   /** Modseqs of flag changes this session made and already reported itself. */
   #own = new Set<number>()
+  /** UID → the newest mod-sequence a command's answer told the client (noteTold). */
+  #told = new Map<number, number>()
   overflow = false
   /** Another session deleted this mailbox: the session ends at the next chance. */
   gone = false
@@ -94,8 +98,12 @@ export class SelectedMailbox {
     return fresh ? this.flagsResponses() : []
   }
 
-  /** The flags of a FETCH response: the stored ones, and \Recent when the message is recent here and it is reported. */
-  flagsOf (uid: number, flags: readonly string[], recent: boolean): readonly string[] {
+  /**
+   * The flags of a FETCH response: the stored ones, and \Recent when the message is recent here and it is reported.
+   * `modseq`: the state's mod-sequence, when a command's own answer tells the client these flags (noteTold).
+   */
+  flagsOf (uid: number, flags: readonly string[], recent: boolean, modseq?: number): readonly string[] {
+    if (modseq !== undefined) this.noteTold(uid, modseq)
     // the stored array itself when nothing is added: FETCH FLAGS of a large mailbox copies nothing
     return recent && this.recent.size > 0 && this.recent.has(uid) ? [...flags, '\\Recent'] : flags
   }
@@ -118,6 +126,25 @@ export class SelectedMailbox {
 
   noteOwnChange (modseq: number): void {
     this.#own.add(modseq)
+  }
+
+  /**
+   * A command's own answer (FETCH, STORE) told the client the flags of `uid` as of `modseq`. Another session's change
+   * with a lower mod-sequence may still be pending here (it committed while the command ran); it is older than what
+   * the client has and is not reported, or the client's copy would go back in time (found by test/stress).
+   */
+  noteTold (uid: number, modseq: number): void {
+    if (this.#told.size >= TOLD_MAX) this.#told.clear()
+    if ((this.#told.get(uid) ?? 0) < modseq) this.#told.set(uid, modseq)
+  }
+
+  /** Another session's flag change of `uid` older than `modseq` waits to be reported here. */
+  hasOlderFlagChange (uid: number, modseq: number): boolean {
+    for (const event of this.#pending) {
+      if (event.type !== 'flags') continue
+      for (const change of event.changes) if (change.uid === uid && change.modseq < modseq && !this.#own.has(change.modseq)) return true
+    }
+    return false
   }
 
   /** Sequence number of a UID, or 0 if the client does not know it. */
@@ -196,6 +223,12 @@ export class SelectedMailbox {
           held.push(event)
           continue
         }
+        // an EXISTS this flush owes goes first: the expunge may name a message only it announces (a copy that arrived
+        // with \Deleted and was expunged before this flush), RFC 3501 section 7.4.1 counts from what the client knows
+        if (appended) {
+          out.push(...this.#existsResponses(options))
+          appended = false
+        }
         out.push(...this.#remove(new Set(event.uids), options.qresync))
       } else if (event.type === 'append') {
         const last = this.uids.length === 0 ? 0 : this.uids[this.uids.length - 1]!
@@ -213,12 +246,15 @@ export class SelectedMailbox {
       if (held.length === 0 && 'modseq' in event) this.highestModseq = Math.max(this.highestModseq, event.modseq)
     }
     this.#pending = held
-    if (appended) {
-      out.push([num(this.uids.length), atom('EXISTS')])
-      // RFC 3501 section 7.3.2: RECENT with every change of the number of recent messages (sent with EXISTS, as
-      // Dovecot does; new mail is where it changes).
-      if (options.recent === true) out.push([num(this.recentCount()), atom('RECENT')])
-    }
+    if (appended) out.push(...this.#existsResponses(options))
+    return out
+  }
+
+  #existsResponses (options: FlushOptions): Value[][] {
+    const out: Value[][] = [[num(this.uids.length), atom('EXISTS')]]
+    // RFC 3501 section 7.3.2: RECENT with every change of the number of recent messages (sent with EXISTS, as
+    // Dovecot does; new mail is where it changes).
+    if (options.recent === true) out.push([num(this.recentCount()), atom('RECENT')])
     return out
   }
 
@@ -235,6 +271,7 @@ export class SelectedMailbox {
     const own = changes.filter((change) => this.#own.has(change.modseq)).map((change) => change.modseq)
     for (const change of changes) {
       if (this.#own.has(change.modseq)) continue
+      if ((this.#told.get(change.uid) ?? 0) >= change.modseq) continue
       const seq = this.seqOf(change.uid)
       if (seq === 0) continue
       out.push(...this.announceKeywords(change.flags))

@@ -42,7 +42,13 @@ export const store: CommandModule = {
       unchangedSince === undefined ? {} : { unchangedSince })
     for (const change of result.changed) view.noteOwnChange(change.modseq)
     const condstore = session.condstore
-    const reports = silent ? (condstore && unchangedSince !== undefined ? result.changed : []) : [...result.changed, ...result.unchanged]
+    const reports = silent ? (condstore && unchangedSince !== undefined ? [...result.changed] : []) : [...result.changed, ...result.unchanged]
+    // Another session's change that committed while this STORE ran is pending for this view, older than the state
+    // stored here: its FETCH would take the client back to before this STORE. Each message concerned is reported with
+    // its flags now (even after .SILENT), and the older change is then dropped (SelectedMailbox.noteTold).
+    const stale = silent ? [...result.changed, ...result.unchanged].filter((c) => view.hasOlderFlagChange(c.uid, c.modseq)) : []
+    const staleUids = new Set(stale.map((c) => c.uid))
+    for (const change of stale) if (!reports.some((r) => r.uid === change.uid)) reports.push(change)
     reports.sort((a, b) => a.uid - b.uid)
     // RFC 3501 section 7.2.6: keywords new to the session are announced (FLAGS) before any FETCH carries them; also
     // after .SILENT, so that no later FETCH has to.
@@ -52,7 +58,7 @@ export const store: CommandModule = {
       if (seq === 0) continue
       const items: Value[] = []
       // RFC 7162 section 3.1.3: with .SILENT and UNCHANGEDSINCE only MODSEQ is reported.
-      if (!silent) items.push(atom('FLAGS'), list(view.flagsOf(change.uid, change.flags, session.reportsRecent).map(atom)))
+      if (!silent || staleUids.has(change.uid)) items.push(atom('FLAGS'), list(view.flagsOf(change.uid, change.flags, session.reportsRecent, change.modseq).map(atom)))
       if (uid || session.qresync) items.push(atom('UID'), num(change.uid))
       if (condstore) items.push(atom('MODSEQ'), list([num(change.modseq)]))
       await session.send([num(seq), atom('FETCH'), list(items)])

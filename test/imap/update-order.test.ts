@@ -1,0 +1,112 @@
+// The order of the untagged updates a session gets when other sessions change its mailbox while it runs a command;
+// both cases were found by the stress tester (test/stress/imap-stress.ts):
+// - an EXPUNGE may name a message only the EXISTS of the same flush announces (a copy that arrived with \Deleted and
+//   was expunged at once): the EXISTS goes first, so every EXPUNGE number is within what the client knows (RFC 3501
+//   section 7.4.1, 7.3.1);
+// - another session's flag change that committed while this session's STORE ran is older than what the STORE
+//   reports; reported after it, it would take the client's copy back in time (its MODSEQ goes backwards, RFC 7162
+//   section 3.1). It is not reported; after .SILENT the message is reported with its flags as they are now.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { fixture, RawImap, simpleMessage, USER } from './helpers.ts'
+import { parseResponses } from './wire.ts'
+import type { Store } from '../../store/index.ts'
+
+test('an EXPUNGE never names a message beyond what the client was told exists', async (t) => {
+  const f = await fixture(t)
+  for (let i = 1; i <= 3; i++) await f.store.append(USER, 'INBOX', { raw: simpleMessage(`m${i}`) })
+  const { port } = await f.server()
+  const a = await RawImap.connect(port)
+  const b = await RawImap.connect(port)
+  t.after(() => { a.close(); b.close() })
+  await a.login()
+  await b.login()
+  assert.match(await a.cmd('SELECT INBOX'), /\* 3 EXISTS/)
+  await b.cmd('SELECT INBOX')
+  // b marks message 3 \Deleted and copies it into INBOX: the copy (4) arrives with \Deleted; a has not been told of it
+  assert.match(await b.cmd('STORE 3 +FLAGS.SILENT (\\Deleted)'), /OK/)
+  assert.match(await b.cmd('COPY 3 INBOX'), /OK \[COPYUID/)
+  // a's EXPUNGE removes 3 and the copy it has not heard of yet
+  const reply = await a.cmd('EXPUNGE', 'x1')
+  let exists = 3
+  let expunged = 0
+  for (const r of parseResponses(reply)) {
+    if (r.tag !== '*' || !/^\d+$/.test(String(r.items[0]))) continue
+    const n = Number(r.items[0])
+    if (r.items[1] === 'EXISTS') {
+      assert.ok(n >= exists, `EXISTS ${n} below ${exists}`)
+      exists = n
+    }
+    if (r.items[1] === 'EXPUNGE') {
+      assert.ok(n >= 1 && n <= exists, `EXPUNGE ${n} with ${exists} messages known in ${JSON.stringify(reply)}`)
+      exists--
+      expunged++
+    }
+  }
+  assert.equal(expunged, 2, reply)
+  assert.equal(exists, 2)
+  assert.match(await a.cmd('FETCH 1:* UID', 'x2'), /\* 2 FETCH \(UID 2\)\r\nx2 OK/)
+})
+
+test('a VANISHED never names a UID the client was not told of (QRESYNC)', async (t) => {
+  const f = await fixture(t)
+  for (let i = 1; i <= 2; i++) await f.store.append(USER, 'INBOX', { raw: simpleMessage(`m${i}`) })
+  const { port } = await f.server()
+  const a = await RawImap.connect(port)
+  const b = await RawImap.connect(port)
+  t.after(() => { a.close(); b.close() })
+  await a.login()
+  await b.login()
+  await a.cmd('ENABLE QRESYNC')
+  await a.cmd('SELECT INBOX')
+  await b.cmd('SELECT INBOX')
+  await b.cmd('STORE 2 +FLAGS.SILENT (\\Deleted)')
+  await b.cmd('COPY 2 INBOX')
+  const reply = await a.cmd('EXPUNGE', 'v1')
+  // the copy (UID 3) is announced by EXISTS before the VANISHED that names it
+  assert.match(reply, /^\* VANISHED 2\r\n\* 2 EXISTS\r\n(\* 2 RECENT\r\n)?\* VANISHED 3\r\nv1 OK/)
+})
+
+/** The store, with one more change by "another session" run inside this session's next STORE of `trigger`. */
+function racingStore (store: Store, trigger: string, other: string[]): Store {
+  return new Proxy(store, {
+    get (target, key, receiver) {
+      const value = Reflect.get(target, key, receiver)
+      if (key !== 'storeFlags' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value
+      return async (user: string, mailbox: string, uids: number[], op: 'add' | 'remove' | 'set', flags: string[], opts?: object) => {
+        if (flags.includes(trigger)) await target.storeFlags(user, mailbox, uids, 'add', other)
+        return await target.storeFlags(user, mailbox, uids, op, flags, opts)
+      }
+    }
+  })
+}
+
+for (const silent of [false, true]) {
+  test(`a change older than this session's STORE${silent ? '.SILENT' : ''} is not reported after it`, async (t) => {
+    const f = await fixture(t)
+    await f.store.append(USER, 'INBOX', { raw: simpleMessage('m1') })
+    const { port } = await f.server({}, racingStore(f.store, '$mine', ['$other']))
+    const a = await RawImap.connect(port)
+    t.after(() => { a.close() })
+    await a.login()
+    await a.cmd('ENABLE CONDSTORE')
+    await a.cmd('SELECT INBOX')
+    const reply = await a.cmd(`STORE 1 +FLAGS${silent ? '.SILENT' : ''} ($mine)`, 's1')
+    const after = reply + await a.cmd('NOOP', 's2')
+    const fetches = parseResponses(after).filter(r => r.tag === '*' && r.items[1] === 'FETCH').map(r => {
+      const items = r.items[2] as unknown[]
+      const flags = items[items.indexOf('FLAGS') + 1] as string[] | undefined
+      const modseq = Number((items[items.indexOf('MODSEQ') + 1] as string[])[0])
+      return { flags, modseq }
+    })
+    assert.ok(fetches.length >= 1, after)
+    let last = 0
+    for (const f of fetches) {
+      assert.ok(f.modseq >= last, `MODSEQ ${f.modseq} after ${last}: ${after}`)
+      last = f.modseq
+      if (f.flags !== undefined) assert.ok(f.flags.includes('$mine') && f.flags.includes('$other'), `FLAGS (${f.flags.join(' ')}) in ${after}`)
+    }
+    if (silent) assert.ok(fetches.some(f => f.flags !== undefined), `the message is reported with its flags now: ${after}`)
+    assert.match(await a.cmd('FETCH 1 (FLAGS)', 's3'), /\* 1 FETCH \(FLAGS \(\$other \$mine( \\Recent)?\) MODSEQ/)
+  })
+}
