@@ -7,7 +7,7 @@
 // MAILGRID_TEST_STORE (JSON, optional): {"minFreeBytes": N, "diskCheckMs": N}, the free-space floor and its check.
 // MAILGRID_TEST_ALARMS (JSON, optional): an AlarmsConfig (node/types.ts). MAILGRID_TEST_STATS (JSON): {"retentionDays": N}.
 // MAILGRID_TEST_ADMIN (a token, optional): also serve the admin API on loopback with that token, with /metrics and the
-// statistics and alarms routes (appliance/observe.ts); READY then carries its port as `admin`.
+// statistics and alarms routes (appliance/observe.ts) and the mail routes (appliance/mail-routes.ts); READY then carries its port as `admin`.
 
 import type { Level } from 'pino'
 import { createLogger } from '../../appliance/logger.ts'
@@ -15,6 +15,7 @@ import { createMailNode } from '../../node/index.ts'
 import { isMailError } from '../../store/index.ts'
 import { createAdminServer } from '../../appliance/admin.ts'
 import type { AdminServer } from '../../appliance/admin.ts'
+import { mailRoutes } from '../../appliance/mail-routes.ts'
 import { createNodeMetrics } from '../../appliance/metrics.ts'
 import { observeRoutes } from '../../appliance/observe.ts'
 import { testCert, TEST_LIMITS, TEST_OUTBOUND } from './node.ts'
@@ -61,7 +62,7 @@ if (adminToken !== undefined && metrics !== undefined) {
   metrics.setStatus(async () => await node.status())
   admin = createAdminServer({
     directory: node.store, status: async () => await node.status(), queue: node.queue, logger, metrics,
-    routes: observeRoutes({ stats: node.stats, alarms: node.alarms })
+    routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir })]
   }, { host: '127.0.0.1', port: 0, token: adminToken })
   await admin.start()
   ports.admin = Number(new URL(admin.url).port)
