@@ -34,6 +34,9 @@ export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE
   status                                  show the running node's status
   domain add|del DOMAIN                   add or delete a local domain (add makes its DKIM key)
   domain list
+  domain quota DOMAIN [--bytes SIZE] [--users N]
+                                          the domain's quotas: all its users' mail together, and how many
+                                          users it may have (0 = unlimited); without flags: shows them
   domain dkim list DOMAIN                 the domain's DKIM keys: selector, state, the TXT record to publish
   domain dkim rotate DOMAIN               a new key, pending: publish its record, then activate it
   domain dkim activate DOMAIN SELECTOR    sign with this key from now on (the old one stays published)
@@ -129,6 +132,8 @@ const OPTIONS = {
   password: { type: 'string' },
   quota: { type: 'string' },
   'quota-messages': { type: 'string' },
+  bytes: { type: 'string' },
+  users: { type: 'string' },
   nodes: { type: 'string' },
   dir: { type: 'string' },
   replicas: { type: 'string' },
@@ -296,8 +301,23 @@ async function password (ctx: Context): Promise<string> {
 
 async function domain (ctx: Context): Promise<void> {
   const [sub, name] = ctx.args
-  only(ctx.values, [], 'domain')
+  only(ctx.values, sub === 'quota' ? ['bytes', 'users'] : [], `domain ${sub ?? ''}`.trim())
   if (sub === 'dkim') return await dkim(ctx)
+  if (sub === 'quota') {
+    need(ctx.args, 2, 'DOMAIN')
+    const body: { bytes?: number, users?: number } = {}
+    if (ctx.values.bytes !== undefined) {
+      const n = parseSize(ctx.values.bytes)
+      if (n === null) throw new UsageError(`--bytes: not a size: ${ctx.values.bytes} (examples: 500M, 10G, 1048576)`)
+      body.bytes = n
+    }
+    if (ctx.values.users !== undefined) body.users = parseCount(ctx.values.users, '--users')
+    const api = await ctx.api()
+    const path = `/v1/domains/${seg(name)}/quota`
+    const out = Object.keys(body).length === 0 ? await api.request('GET', path) : await api.request('PUT', path, body)
+    const d = out.domain as { name: string, quotaBytes?: number, quotaUsers?: number }
+    return print(ctx, out, [`${d.name}	bytes ${formatSize(d.quotaBytes ?? 0)}	users ${out.users as number} of ${(d.quotaUsers ?? 0) === 0 ? 'unlimited' : String(d.quotaUsers)}`])
+  }
   if (sub === 'list') {
     const { domains } = await (await ctx.api()).request('GET', '/v1/domains')
     print(ctx, domains, (domains as Array<{ name: string }>).map(d => d.name))
@@ -515,7 +535,7 @@ export function table (rows: string[][]): string[] {
 
 interface QueueItemView {
   id: string, shard: string, from: string, domain: string, size: number, queuedAt: number, attempts: number,
-  nextAttemptAt: number, held: boolean, lastError: string, delayNotified: boolean, releaseAt?: number,
+  nextAttemptAt: number, held: boolean, lastError: string, delayNotified: boolean,
   rcpts: Array<{ address: string, state: string, response?: string }>
 }
 
@@ -524,8 +544,6 @@ const sender = (from: string): string => from === '' ? '<>' : oneLine(from)
 
 function nextTry (q: QueueItemView, now: number): string {
   if (q.held) return 'held'
-  // RFC 4865 FUTURERELEASE: held by its sender until then
-  if (q.releaseAt !== undefined && q.releaseAt > now && q.nextAttemptAt >= q.releaseAt) return `release in ${duration(q.releaseAt - now)}`
   return q.nextAttemptAt <= now ? 'now' : `in ${duration(q.nextAttemptAt - now)}`
 }
 
@@ -554,7 +572,6 @@ export function queueDetail (q: QueueItemView, now: number): string[] {
     `attempts      ${q.attempts}`,
     `next attempt  ${nextTry(q, now)}`,
     `held          ${q.held ? 'yes' : 'no'}`,
-    ...(q.releaseAt !== undefined ? [`release       ${new Date(q.releaseAt).toISOString()} (asked by the sender, FUTURERELEASE)`] : []),
     `delay notice  ${q.delayNotified ? 'sent' : 'not sent'}`,
     `last error    ${q.lastError === '' ? '-' : oneLine(q.lastError)}`,
     ...rcpts.map((line, i) => `${i === 0 ? 'recipients   ' : '             '} ${line}`)

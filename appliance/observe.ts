@@ -1,17 +1,20 @@
-// The admin API's statistics and alarms (issue 11), a route table added to the admin listener:
+// The admin API's statistics, alarms and domain quotas (issue 11), a route table added to the admin listener:
 //
 //   GET /v1/stats?scope=grid|domain:NAME|user:ADDRESS&from=MS&to=MS
 //       { step, t: bucket starts (ms), series: { received, sent, bytesIn, bytesOut, failed, rejected, quarantined,
 //         logins, loginFailures, mailboxBytes, deferred }, nodes: { answered, missing } }, summed over the live members
 //   GET /v1/stats.csv?...   the same as CSV: a header row, time in ISO 8601
 //   GET /v1/alarms          { active: Alarm[], history: Alarm[], nodes: { answered, missing } }, grid-wide
+//   GET /v1/domains/NAME/quota               { domain: { name, created, quotaBytes?, quotaUsers? }, users: N }
+//   PUT /v1/domains/NAME/quota {bytes?, users?}   sets either (0 = unlimited); answers as GET
 //
 // from/to default to the last 24 hours; a range longer than 30 days (STATS_RANGE_MS_MAX) is refused with 400.
 
 import type { MailNode } from '../node/types.ts'
 import { parseScope, STATS_RANGE_MS_MAX, statsCsv, StatsError } from '../node/stats/index.ts'
 import type { StatsResult } from '../node/stats/index.ts'
-import { HttpError } from './admin.ts'
+import { HttpError, optCount } from './admin.ts'
+import type { Directory } from '../store/index.ts'
 import type { Route } from './admin.ts'
 
 export const STATS_RANGE_DEFAULT_MS = 24 * 3600_000
@@ -19,6 +22,8 @@ export const STATS_RANGE_DEFAULT_MS = 24 * 3600_000
 export interface ObserveComponents {
   stats: MailNode['stats']
   alarms: MailNode['alarms']
+  /** The domain quota routes need it; absent: none. */
+  directory?: Directory
   now?: () => number
 }
 
@@ -50,6 +55,29 @@ export function observeRoutes (c: ObserveComponents): Route[] {
       pattern: /^\/v1\/stats\.csv$/,
       handler: async r => ({ json: null, text: statsCsv(await query(r.query)), contentType: 'text/csv; charset=utf-8; header=present' })
     },
-    { method: 'GET', pattern: /^\/v1\/alarms$/, handler: async () => ({ json: await c.alarms.list() }) }
+    { method: 'GET', pattern: /^\/v1\/alarms$/, handler: async () => ({ json: await c.alarms.list() }) },
+    ...(c.directory === undefined ? [] : quotaRoutes(c.directory))
+  ]
+}
+
+function quotaRoutes (dir: Directory): Route[] {
+  const view = async (name: string): Promise<{ domain: unknown, users: number }> => {
+    const domain = await dir.getDomain(name)
+    if (domain === null) throw new HttpError(404, `No such domain: ${name}`)
+    return { domain, users: (await dir.listUsers(domain.name)).length }
+  }
+  return [
+    { method: 'GET', pattern: /^\/v1\/domains\/([^/]+)\/quota$/, handler: async r => ({ json: await view(r.params[0]) }) },
+    {
+      method: 'PUT',
+      pattern: /^\/v1\/domains\/([^/]+)\/quota$/,
+      handler: async r => {
+        const b = await r.body()
+        const quota = { bytes: optCount(b, 'bytes'), users: optCount(b, 'users') }
+        if (quota.bytes === undefined && quota.users === undefined) throw new HttpError(400, 'bytes or users: one is required')
+        await dir.setDomainQuota(r.params[0], quota)
+        return { json: await view(r.params[0]) }
+      }
+    }
   ]
 }

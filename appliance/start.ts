@@ -108,7 +108,7 @@ export async function startNode (options: StartOptions): Promise<number> {
   try {
     await node.start()
     admin = createAdminServer(
-      { directory: node.store, status: async () => await node.status(), queue: node.queue, logger: namespaced(logger, 'admin'), metrics, routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir })] },
+      { directory: node.store, status: async () => await node.status(), queue: node.queue, logger: namespaced(logger, 'admin'), metrics, routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir })] },
       { host: config.admin.host, port: config.admin.port, token: await ensureToken(dataDir), metricsToken: config.metrics.token, ...(adminTls === undefined ? {} : { tls: adminTls }) }
     )
     await admin.start()

@@ -7,15 +7,13 @@ import type { Gossip } from '../gossip/index.ts'
 import { createStore, DiskWatch, domainOf, normalizeAddress } from '../store/index.ts'
 import { createStats } from './stats/index.ts'
 import { createAlarms } from './alarms/index.ts'
+import { createDomainUsage } from './domain-quota.ts'
 import type { StatsSink } from './stats/index.ts'
 import type { MailStore, Store } from '../store/index.ts'
-import { createSessionForwarder, deliverFiltered, Grid, replicatedMailStore } from './grid/index.ts'
-import { createSieveFilter } from './rules/index.ts'
+import { createSessionForwarder, Grid, replicatedMailStore } from './grid/index.ts'
 import type { SessionForwarder } from './grid/index.ts'
 import { UserMail } from './migrate/user-mail.ts'
 import { BackupScheduler } from './backup/index.ts'
-import { ImapImportJobs } from './migrate/imap-jobs.ts'
-import { Collector } from './collect/index.ts'
 import { createAuthenticator } from './auth.ts'
 import type { Authenticator } from './auth.ts'
 import { createGridThrottle } from './auth-grid.ts'
@@ -191,33 +189,12 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   const signer = createSigner({ directory: store, logger: logger.child({ ns: 'mailauth' }), now })
   const sealer = createArcSealer({ directory: store, logger: logger.child({ ns: 'mailauth' }), now })
   const srs = createSrs({ secret: srsSecret(init.grid?.clusterKey ?? Buffer.from(String(init.tls.key))), now })
-  // users' Sieve scripts, run at delivery on the user's primary before the message is stored (node/rules): on a grid
-  // from the grid's local deliveries, on a standalone node around the store's deliver
-  const rules = createSieveFilter({
-    store, mail, directory: store, srs, logger: logger.child({ ns: 'sieve' }), now,
-    outbound: { enqueue: async (raw, envelope, opts) => await queue.enqueue(raw, envelope, opts) }
-  }, { hostname: init.hostname })
-  if (grid !== null) {
-    grid.setDeliveryFilter(rules)
-  } else {
-    const plain = store
-    const deliver: MailStore['deliver'] = async (raw, targets, opts) => await deliverFiltered(async (r, t, o) => await plain.deliver(r, t, o), rules, raw, targets, { ...opts, internalDate: opts?.internalDate ?? now() })
-    mail = new Proxy(plain, { get: (t, p) => p === 'deliver' ? deliver : Reflect.get(t, p, t) as unknown })
-  }
   const queue = new Queue({ store, mail, directory: store, deliverer, grid, gossip, signer, srs, logger, now }, {
     hostname: init.hostname, retryMinMs: out.retryMinMs, delayNoticeMs: out.delayNoticeMs, bounceAfterMs: out.bounceAfterMs
   })
   // import, export, backup and restore reach a user's mail at its primary (node/migrate/user-mail.ts)
   const userMail = new UserMail({ store, mail, grid, gossip, logger: logger.child({ ns: 'migrate' }) })
   userMail.handle()
-  // IMAP imports and mail collection (issue 15): jobs and accounts in the replicated directory, run by the user's primary
-  const primaryHere = (user: string): boolean => grid === null || grid.isPrimary(user)
-  const imports = new ImapImportJobs({ directory: store, onDirectoryChange: l => store.onDirectoryChange(l), mail, isPrimary: primaryHere, self: () => grid?.self ?? init.hostname, logger, now }, {
-    messageBytesMax: init.limits.messageBytesMax
-  })
-  const collector = new Collector({ directory: store, onDirectoryChange: l => store.onDirectoryChange(l), mail, isPrimary: primaryHere, logger, now }, {
-    hostname: init.hostname, messageBytesMax: init.limits.messageBytesMax, ...(init.collectTickMs !== undefined ? { tickMs: init.collectTickMs } : {})
-  })
   const backups = new BackupScheduler({ store, userMail, grid, logger: logger.child({ ns: 'backup' }), now }, {
     dir: init.backup?.dir ?? '', intervalMinutes: init.backup?.intervalMinutes ?? 0, node: init.hostname
   })
@@ -262,11 +239,13 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     ? undefined
     : createInboundChecker({ logger: logger.child({ ns: 'mailauth' }) }, { hostname: init.hostname, dmarcReject: init.inbound.dmarcReject, dnsServers: out.dnsServers })
 
+  // domains' byte quotas: the sum of their users' usage, read where each user's mail is, cached
+  const domainUsage = createDomainUsage({ directory: store, quota: async u => await mail.quota(u), now })
   const smtp = (name: ServiceName, mode: SmtpMode): void => {
     const endpoint = init.listen[name]
     if (endpoint === null) return
     services.set(name, createSmtpService(
-      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, metrics, stats, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}) },
+      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, metrics, stats, domainUsage, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}) },
       {
         mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
         recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback
@@ -352,8 +331,6 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
         }
         gossip?.update({ services: Object.fromEntries(bound.map(b => [b.name, b.port])) })
         await queue.start()
-        imports.start()
-        collector.start()
         backups.start()
         await stats.start()
         await alarms.start()
@@ -386,8 +363,6 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       forwarder?.stop()
       gridThrottle?.stop()
       await backups.stop()
-      await imports.stop()
-      await collector.stop()
       await queue.stop()
       await grid?.stop()
       await gossip?.stop()

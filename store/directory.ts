@@ -193,19 +193,45 @@ export class LevelStore extends MailStoreBase implements Store {
     }, opts)
   }
 
+  private static publicDomain (r: DomainRec): Domain {
+    return {
+      name: r.name,
+      created: r.created,
+      ...((r.quotaBytes ?? 0) > 0 ? { quotaBytes: r.quotaBytes } : {}),
+      ...((r.quotaUsers ?? 0) > 0 ? { quotaUsers: r.quotaUsers } : {})
+    }
+  }
+
   async listDomains (): Promise<Domain[]> {
     const out: Domain[] = []
     for await (const r of this.db.values(keys.domainRange()) as AsyncIterable<DomainRec>) {
-      if (r.deleted !== true) out.push({ name: r.name, created: r.created })
+      if (r.deleted !== true) out.push(LevelStore.publicDomain(r))
     }
     return out
+  }
+
+  async setDomainQuota (name: string, quota: { bytes?: number, users?: number }, opts?: OpOptions): Promise<Domain> {
+    const d = normalizeDomain(name)
+    if (d === null) throw new MailError('invalid', `Invalid domain name: ${name}`)
+    for (const v of [quota.bytes, quota.users]) {
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new MailError('invalid', 'Quota must be a whole number')
+    }
+    return await this.dirWrite(async ops => {
+      const r = await this.live<DomainRec>(keys.domain(d))
+      if (r === null) throw new MailError('notFound', `No such domain: ${d}`)
+      const next: DomainRec = { ...r, ver: this.version() }
+      if (quota.bytes !== undefined) next.quotaBytes = quota.bytes
+      if (quota.users !== undefined) next.quotaUsers = quota.users
+      ops.push({ type: 'put', key: keys.domain(d), value: next })
+      return LevelStore.publicDomain(next)
+    }, opts)
   }
 
   async getDomain (name: string): Promise<Domain | null> {
     const d = normalizeDomain(name)
     if (d === null) return null
     const r = await this.live<DomainRec>(keys.domain(d))
-    return r === null ? null : { name: r.name, created: r.created }
+    return r === null ? null : LevelStore.publicDomain(r)
   }
 
   async isLocalDomain (domain: string): Promise<boolean> {
@@ -272,6 +298,11 @@ export class LevelStore extends MailStoreBase implements Store {
     return await this.dirWrite(async ops => {
       if (await this.live(keys.user(a)) !== null) throw new MailError('exists', `User ${a} already exists`)
       if (await this.live(keys.alias(a)) !== null) throw new MailError('exists', `${a} is an alias`)
+      // the domain's quota of users (issue 11), counted under the directory lock
+      const limit = (await this.live<DomainRec>(keys.domain(domainOf(a))))?.quotaUsers ?? 0
+      if (limit > 0 && (await this.listUsers(domainOf(a))).length >= limit) {
+        throw new MailError('noQuota', `Domain ${domainOf(a)} has reached its quota of ${limit} users`)
+      }
       const rec: UserRec = { address: a, hash, quotaBytes, quotaMessages, status: 'active', created: this.now(), ver: this.version(), ...(displayName === '' ? {} : { displayName }) }
       // the mail state of a previous user of the same address was removed with it; start afresh, and
       // commit the directory record in the same batch as the first mail state

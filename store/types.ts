@@ -19,6 +19,9 @@ export type AccountStatus = 'active' | 'disabled'
 export interface Domain {
   name: string
   created: number
+  /** Per-domain quotas (issue 11): bytes of all its users' mail, and number of users; absent or 0 = unlimited. */
+  quotaBytes?: number
+  quotaUsers?: number
 }
 
 /**
@@ -67,6 +70,8 @@ export interface Directory {
   addDomain (name: string, opts?: OpOptions & { dkim?: DkimKey }): Promise<Domain>
   listDomains (): Promise<Domain[]>
   getDomain (name: string): Promise<Domain | null>
+  /** Sets the domain's quotas (0 = unlimited; an absent field is left as it is); resolves to the domain. */
+  setDomainQuota (name: string, quota: { bytes?: number, users?: number }, opts?: OpOptions): Promise<Domain>
   /** Refuses (kind 'denied') while users or aliases of the domain exist. */
   deleteDomain (name: string, opts?: OpOptions): Promise<void>
   /** The domain's DKIM keys, private halves included ([] for an unknown domain or one without keys). */
@@ -172,9 +177,6 @@ export interface DeliveryTarget {
   mailbox?: string // name; default INBOX
   prefix: string
   flags?: string[]
-  /** The SMTP envelope of this copy, for the user's Sieve script (node/rules): MAIL FROM ('' = null sender), the RCPT
-   * address that led to the user, and whether a refusal can still be said in the SMTP reply (the only recipient). */
-  envelope?: { from: string, to: string, rejectable?: boolean }
 }
 
 export type FlagOp = 'set' | 'add' | 'remove'
