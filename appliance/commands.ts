@@ -535,7 +535,7 @@ export function table (rows: string[][]): string[] {
 
 interface QueueItemView {
   id: string, shard: string, from: string, domain: string, size: number, queuedAt: number, attempts: number,
-  nextAttemptAt: number, held: boolean, lastError: string, delayNotified: boolean,
+  nextAttemptAt: number, held: boolean, lastError: string, delayNotified: boolean, releaseAt?: number,
   rcpts: Array<{ address: string, state: string, response?: string }>
 }
 
@@ -544,6 +544,8 @@ const sender = (from: string): string => from === '' ? '<>' : oneLine(from)
 
 function nextTry (q: QueueItemView, now: number): string {
   if (q.held) return 'held'
+  // RFC 4865 FUTURERELEASE: held by its sender until then
+  if (q.releaseAt !== undefined && q.releaseAt > now && q.nextAttemptAt >= q.releaseAt) return `release in ${duration(q.releaseAt - now)}`
   return q.nextAttemptAt <= now ? 'now' : `in ${duration(q.nextAttemptAt - now)}`
 }
 
@@ -572,6 +574,7 @@ export function queueDetail (q: QueueItemView, now: number): string[] {
     `attempts      ${q.attempts}`,
     `next attempt  ${nextTry(q, now)}`,
     `held          ${q.held ? 'yes' : 'no'}`,
+    ...(q.releaseAt !== undefined ? [`release       ${new Date(q.releaseAt).toISOString()} (asked by the sender, FUTURERELEASE)`] : []),
     `delay notice  ${q.delayNotified ? 'sent' : 'not sent'}`,
     `last error    ${q.lastError === '' ? '-' : oneLine(q.lastError)}`,
     ...rcpts.map((line, i) => `${i === 0 ? 'recipients   ' : '             '} ${line}`)

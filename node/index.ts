@@ -14,6 +14,8 @@ import { createSessionForwarder, Grid, replicatedMailStore } from './grid/index.
 import type { SessionForwarder } from './grid/index.ts'
 import { UserMail } from './migrate/user-mail.ts'
 import { BackupScheduler } from './backup/index.ts'
+import { ImapImportJobs } from './migrate/imap-jobs.ts'
+import { Collector } from './collect/index.ts'
 import { createAuthenticator } from './auth.ts'
 import type { Authenticator } from './auth.ts'
 import { createGridThrottle } from './auth-grid.ts'
@@ -195,6 +197,14 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   // import, export, backup and restore reach a user's mail at its primary (node/migrate/user-mail.ts)
   const userMail = new UserMail({ store, mail, grid, gossip, logger: logger.child({ ns: 'migrate' }) })
   userMail.handle()
+  // IMAP imports and mail collection (issue 15): jobs and accounts in the replicated directory, run by the user's primary
+  const primaryHere = (user: string): boolean => grid === null || grid.isPrimary(user)
+  const imports = new ImapImportJobs({ directory: store, onDirectoryChange: l => store.onDirectoryChange(l), mail, isPrimary: primaryHere, self: () => grid?.self ?? init.hostname, logger, now }, {
+    messageBytesMax: init.limits.messageBytesMax
+  })
+  const collector = new Collector({ directory: store, onDirectoryChange: l => store.onDirectoryChange(l), mail, isPrimary: primaryHere, logger, now }, {
+    hostname: init.hostname, messageBytesMax: init.limits.messageBytesMax, ...(init.collectTickMs !== undefined ? { tickMs: init.collectTickMs } : {})
+  })
   const backups = new BackupScheduler({ store, userMail, grid, logger: logger.child({ ns: 'backup' }), now }, {
     dir: init.backup?.dir ?? '', intervalMinutes: init.backup?.intervalMinutes ?? 0, node: init.hostname
   })
@@ -331,6 +341,8 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
         }
         gossip?.update({ services: Object.fromEntries(bound.map(b => [b.name, b.port])) })
         await queue.start()
+        imports.start()
+        collector.start()
         backups.start()
         await stats.start()
         await alarms.start()
@@ -363,6 +375,8 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       forwarder?.stop()
       gridThrottle?.stop()
       await backups.stop()
+      await imports.stop()
+      await collector.stop()
       await queue.stop()
       await grid?.stop()
       await gossip?.stop()

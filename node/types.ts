@@ -99,6 +99,8 @@ export interface NodeInit {
   stats?: { retentionDays: number }
   /** Scheduled backup (node/backup): into `dir` every `intervalMinutes` (0: off), by one node of the grid at a time. */
   backup?: { dir: string, intervalMinutes: number }
+  /** How often mail collection (node/collect) looks for due accounts (ms); COLLECT_TICK_MS when absent (tests: shorter). */
+  collectTickMs?: number
   /** Alarms (node/alarms): thresholds and where to mail them; absent: the defaults, no mail. */
   alarms?: AlarmsConfig
 }

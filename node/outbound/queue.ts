@@ -46,6 +46,7 @@ const K_ATTEMPTS = '$mg-a' // + attempts so far
 const K_NEXT = '$mg-n' // + the next attempt, seconds since the epoch
 const K_HOLD = '$mg-hold'
 const K_DELAYED = '$mg-delayed' // the delay notice went out
+const K_RELEASE = '$mg-r' // + the release time asked with FUTURERELEASE (RFC 4865), seconds since the epoch
 
 /** The envelope as kept in the queued record (short names: it is in every log entry of the shard). */
 interface StoredEnvelope {
@@ -68,6 +69,7 @@ interface ItemState {
   next: number // ms
   held: boolean
   delayed: boolean
+  release: number // ms; 0 when none
 }
 
 export interface QueueComponents {
@@ -98,6 +100,8 @@ export interface EnqueueOptions {
   signal?: AbortSignal
   /** The message is ours (a notice, a forward) and gets no DKIM signature here. */
   unsigned?: boolean
+  /** RFC 4865: not tried before this time (ms); every recipient, local ones too, waits in the queue until then. */
+  holdUntil?: number
 }
 
 function b64 (o: unknown): string {
@@ -128,7 +132,7 @@ function cachedState (flags: readonly string[]): ItemState {
 }
 
 function stateOf (flags: readonly string[]): ItemState {
-  const s: ItemState = { sent: new Set(), failed: new Set(), attempts: 0, next: 0, held: false, delayed: false }
+  const s: ItemState = { sent: new Set(), failed: new Set(), attempts: 0, next: 0, held: false, delayed: false, release: 0 }
   // after a merge both sides' keywords are joined: the most attempts and the latest next attempt win
   for (const f of flags) {
     if (f === K_HOLD) s.held = true
@@ -137,6 +141,7 @@ function stateOf (flags: readonly string[]): ItemState {
     else if (f.startsWith(K_FAILED)) s.failed.add(Number(f.slice(K_FAILED.length)))
     else if (f.startsWith(K_ATTEMPTS)) s.attempts = Math.max(s.attempts, Number(f.slice(K_ATTEMPTS.length)) || 0)
     else if (f.startsWith(K_NEXT)) s.next = Math.max(s.next, (Number(f.slice(K_NEXT.length)) || 0) * 1000)
+    else if (f.startsWith(K_RELEASE)) s.release = Math.max(s.release, (Number(f.slice(K_RELEASE.length)) || 0) * 1000)
   }
   return s
 }
@@ -148,7 +153,8 @@ function flagsOf (s: ItemState): string[] {
     ...(s.attempts > 0 ? [K_ATTEMPTS + String(s.attempts)] : []),
     ...(s.next > 0 ? [K_NEXT + String(Math.ceil(s.next / 1000))] : []),
     ...(s.held ? [K_HOLD] : []),
-    ...(s.delayed ? [K_DELAYED] : [])
+    ...(s.delayed ? [K_DELAYED] : []),
+    ...(s.release > 0 ? [K_RELEASE + String(Math.ceil(s.release / 1000))] : [])
   ]
 }
 
@@ -258,12 +264,14 @@ export class Queue implements OutboundQueue {
           ...(envelope.eightBit === true ? { b8: true } : {})
         }
         const shard = SHARD_KEYS[randomInt(QUEUE_SHARDS)]
-        targets.push({ user: shard, mailbox: 'INBOX', prefix: `${ENVELOPE_HEADER}: ${b64(env)}\r\n${sig}${opts.received ?? ''}`, flags: [] })
+        // a held message's first attempt is its release time (the delivery loop skips it until then)
+        const hold = opts.holdUntil !== undefined && opts.holdUntil > this.now() ? String(Math.ceil(opts.holdUntil / 1000)) : null
+        targets.push({ user: shard, mailbox: 'INBOX', prefix: `${ENVELOPE_HEADER}: ${b64(env)}\r\n${sig}${opts.received ?? ''}`, flags: hold === null ? [] : [K_NEXT + hold, K_RELEASE + hold] })
       }
     }
     const results = await this.c.mail.deliver(raw, targets, { internalDate: this.now(), signal: opts.signal })
     const ids = results.map((r, i) => idOf(targets[i].user, r.gid))
-    this.log.info({ ids, from: envelope.from, rcpts: envelope.rcpts.length, bytes: raw.length }, 'outbound_queued')
+    this.log.info({ ids, from: envelope.from, rcpts: envelope.rcpts.length, bytes: raw.length, ...(opts.holdUntil !== undefined ? { holdUntil: new Date(opts.holdUntil).toISOString() } : {}) }, 'outbound_queued')
     this.kick()
     return ids
   }
@@ -380,11 +388,16 @@ export class Queue implements OutboundQueue {
     const message = stripEnvelope(full)
     const envelope = toEnvelope(env)
     let outcomes: RcptOutcome[] = []
-    if (pending.length > 0) {
+    if (pending.length > 0 && await this.c.directory.isLocalDomain(env.d)) {
+      // recipients of ours (a held message, RFC 4865, waits here whole): delivered into their mailboxes now
+      outcomes = await this.deliverLocally(id, env, pending.map(r => r.a), message)
+    } else if (pending.length > 0) {
       outcomes = await this.c.deliverer.send(env.d, { ...envelope, rcpts: pending.map(r => ({ address: r.a, ...(r.n !== undefined ? { notify: r.n as never } : {}), ...(r.o !== undefined ? { orcpt: r.o } : {}) })) }, message, { signal: this.abort.signal })
     }
     const now = this.now()
-    const expired = now - rec.internalDate >= this.init.bounceAfterMs
+    // the delay and bounce clocks of a held message start at its release
+    const since = Math.max(rec.internalDate, s.release)
+    const expired = now - since >= this.init.bounceAfterMs
     const byRcpt = new Map(outcomes.map(o => [o.rcpt, o]))
     const failed: RcptOutcome[] = []
     const relayed: RcptOutcome[] = []
@@ -408,7 +421,7 @@ export class Queue implements OutboundQueue {
     if (failed.length > 0) await this.notify(id, env, 'failed', failed, full, rec)
     if (relayed.length > 0) await this.notify(id, env, 'relayed', relayed, full, rec)
     const delayWanted = deferred.filter(o => wants(env.r.find(r => r.a === o.rcpt)?.n, 'DELAY'))
-    if (!s.delayed && deferred.length > 0 && now - rec.internalDate >= this.init.delayNoticeMs) {
+    if (!s.delayed && deferred.length > 0 && now - since >= this.init.delayNoticeMs) {
       if (delayWanted.length > 0) await this.notify(id, env, 'delayed', delayWanted, full, rec)
       s.delayed = true
     }
@@ -425,6 +438,33 @@ export class Queue implements OutboundQueue {
     if (deferred.length > 0) this.lastError.set(id, new Map(deferred.map(o => [o.rcpt, o.response])))
     await this.c.mail.storeFlags(shard, mailboxId, [uid], 'set', flagsOf(s))
     this.log.info({ id, domain: env.d, attempts: s.attempts, next: new Date(s.next).toISOString(), deferred: deferred.length }, 'outbound_deferred')
+  }
+
+  /**
+   * Delivers to recipients in our own domains (their aliases expanded): into the users' mailboxes through the
+   * replicated store, with Return-Path and our Received line; an alias pointing outside queues that copy anew.
+   */
+  private async deliverLocally (id: string, env: StoredEnvelope, rcpts: string[], message: Buffer): Promise<RcptOutcome[]> {
+    const out: RcptOutcome[] = []
+    const now = this.now()
+    for (const rcpt of rcpts) {
+      try {
+        const { users, remote } = await this.c.directory.expandRecipient(rcpt)
+        if (users.length === 0 && remote.length === 0) {
+          out.push({ rcpt, status: 'failed', code: 550, enhanced: '5.1.1', response: 'User unknown', remote: '' })
+          continue
+        }
+        const prefix = `Return-Path: <${env.f}>\r\nReceived: by ${this.init.hostname} (mailgrid) id ${id} for <${rcpt}>; ${rfc5322Date(new Date(now))}\r\n`
+        if (users.length > 0) await this.c.mail.deliver(message, users.map(u => ({ user: u, prefix })), { internalDate: now, signal: this.abort.signal })
+        if (remote.length > 0) await this.enqueue(message, { from: env.f, rcpts: remote.map(a => ({ address: a })) }, { unsigned: true, signal: this.abort.signal })
+        out.push({ rcpt, status: 'sent', code: 250, enhanced: '2.0.0', response: 'delivered locally', remote: '' })
+      } catch (err) {
+        const kind = (err as { kind?: string }).kind
+        const permanent = kind === 'noQuota' || kind === 'tooBig' || kind === 'invalid'
+        out.push({ rcpt, status: permanent ? 'failed' : 'deferred', code: permanent ? 552 : 451, enhanced: permanent ? '5.2.2' : '4.3.0', response: String(err instanceof Error ? err.message : err), remote: '' })
+      }
+    }
+    return out
   }
 
   /**
@@ -520,6 +560,7 @@ export class Queue implements OutboundQueue {
           attempts: s.attempts,
           nextAttemptAt: s.held ? 0 : Math.max(s.next, rec.internalDate),
           held: s.held,
+          ...(s.release > 0 ? { releaseAt: s.release } : {}),
           lastError: [...(this.lastError.get(id)?.values() ?? [])][0] ?? '',
           delayNotified: s.delayed
         })

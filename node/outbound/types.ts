@@ -55,6 +55,8 @@ export interface QueueItem {
   attempts: number
   nextAttemptAt: number // ms; 0 when held
   held: boolean
+  /** RFC 4865 FUTURERELEASE: the release time the sender asked for (ms); absent when none. */
+  releaseAt?: number
   lastError: string
   delayNotified: boolean
 }

@@ -23,10 +23,11 @@ import type { DomainUsage } from '../domain-quota.ts'
 import { isSrs, SrsError } from '../mailauth/index.ts'
 import type { ArcSealer, CheckResult, Srs } from '../mailauth/index.ts'
 import { RECEIVED_HEADERS_MAX, receivedCount } from '../outbound/index.ts'
+import { futureReleaseKeyword, parseHold, rfc3339 } from './future-release.ts'
 
 /** Where mail for other domains goes (node/outbound/queue.ts). */
 export interface OutboundSink {
-  enqueue (raw: Buffer, envelope: Envelope, opts: { received?: string, signal?: AbortSignal }): Promise<string[]>
+  enqueue (raw: Buffer, envelope: Envelope, opts: { received?: string, signal?: AbortSignal, holdUntil?: number }): Promise<string[]>
 }
 
 export const COMMAND_LINE_BYTES_MAX = 4096 // RFC 5321 4.5.3.1.4 asks for 512; extensions (SIZE, AUTH=) need more
@@ -69,6 +70,30 @@ if (counted.__mailgridCounted !== true) {
     return onCommand.call(this, command, callback)
   }
   counted.__mailgridCounted = true
+}
+
+// smtp-server builds the EHLO keyword list itself with no hook to add one: this shim appends the lines a server's
+// options give under this key (FUTURERELEASE on submission) to the 250 reply of EHLO.
+const EHLO_EXTRA = Symbol.for('mailgrid.smtp.ehloExtra')
+type EhloFn = (command: Buffer, callback: () => void) => void
+interface EhloConnection { _server?: { options?: { [EHLO_EXTRA]?: () => string[] } }, send: SendFn }
+const ehloProto = SMTPConnection.prototype as unknown as { handler_EHLO: EhloFn, __mailgridEhlo?: boolean }
+if (ehloProto.__mailgridEhlo !== true) {
+  const original = ehloProto.handler_EHLO
+  ehloProto.handler_EHLO = function (this: EhloConnection, command: Buffer, callback: () => void) {
+    const extra = this._server?.options?.[EHLO_EXTRA]?.() ?? []
+    if (extra.length === 0) return original.call(this, command, callback)
+    const send = this.send
+    this.send = function (this: EhloConnection, code: number, data: unknown, context?: unknown) {
+      return send.call(this, code, code === 250 && Array.isArray(data) ? [...data, ...extra] : data, context)
+    }
+    try {
+      return original.call(this, command, callback)
+    } finally {
+      delete (this as Partial<EhloConnection>).send // back to the prototype's
+    }
+  }
+  ehloProto.__mailgridEhlo = true
 }
 
 function reply (code: number, text: string): Error & { responseCode: number } {
@@ -125,6 +150,8 @@ interface SessionState {
   remote: Map<string, Envelope['rcpts'][number]>
   // the domain of the (first) alias that forwards outside: the SRS address and the ARC seal are that domain's
   forwardDomain: string | null
+  // RFC 4865: the release time MAIL FROM asked for (HOLDFOR/HOLDUNTIL), null for none
+  holdUntil: number | null
 }
 
 export interface SmtpService {
@@ -163,7 +190,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
 
   const state = (session: SMTPServerSession): SessionState => {
     let s = sessions.get(session.id)
-    if (s === undefined) sessions.set(session.id, s = { user: null, release: null, targets: new Map(), remote: new Map(), forwardDomain: null })
+    if (s === undefined) sessions.set(session.id, s = { user: null, release: null, targets: new Map(), remote: new Map(), forwardDomain: null, holdUntil: null })
     return s
   }
 
@@ -246,8 +273,18 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       s.targets.clear()
       s.remote.clear()
       s.forwardDomain = null
+      s.holdUntil = null
+      const args = address.args === false ? false : address.args as Record<string, unknown>
+      const holding = args !== false && (args.HOLDFOR !== undefined || args.HOLDUNTIL !== undefined)
+      // RFC 4865 is offered on submission only (where the queue takes every recipient): elsewhere an unknown parameter
+      if (holding && (!submission || components.outbound === undefined)) return callback(reply(555, '5.5.4 MAIL FROM parameters HOLDFOR and HOLDUNTIL are not supported here'))
       if (!submission) return callback()
       if (s.user === null) return callback(reply(530, '5.7.0 Authentication required'))
+      if (holding) {
+        const hold = parseHold(args, now())
+        if (!hold.ok) return callback(reply(hold.code, hold.text))
+        s.holdUntil = hold.releaseAt
+      }
       const from = normalizeAddress(address.address)
       if (from === null) return callback(reply(553, '5.7.1 Sender address rejected: not owned by the authenticated user'))
       directory.mayUseAddress(s.user, from).then(ok => {
@@ -395,9 +432,11 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
   }
 
   /** Queues the copies for other domains; resolves to their queue ids once durable on the queue's replicas. */
-  async function enqueueRemote (raw: Buffer, session: SMTPServerSession, id: string, date: Date, auth: CheckResult | null): Promise<string[]> {
+  async function enqueueRemote (raw: Buffer, session: SMTPServerSession, id: string, date: Date, auth: CheckResult | null, holdUntil: number | null = null): Promise<string[]> {
     const s = state(session)
-    if (s.remote.size === 0 || components.outbound === undefined) return []
+    // a held message (RFC 4865) is held whole: its local recipients wait in the queue too
+    const rcpts = holdUntil === null ? [...s.remote.values()] : [...s.remote.values(), ...[...s.targets.keys()].map(a => ({ address: normalizeAddress(a) ?? a }))]
+    if (rcpts.length === 0 || components.outbound === undefined) return []
     const mailFrom = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address
     // forwarded mail (an alias pointing outside) leaves with a rewritten sender, so SPF passes at the next hop;
     // a null sender stays null
@@ -408,21 +447,21 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       ? await components.sealer.seal(raw, { domain: fwd, authResults: auth.arc.authResults, cv: auth.arc.cv })
       : ''
     // the final delivery adds Return-Path (RFC 5321 4.4): only our Received line goes with the queued copy
-    const received = trace(session, id, s.remote.size === 1 ? [...s.remote.keys()][0] : '', date).replace(/^Return-Path:[^\n]*\n/, '')
+    const received = trace(session, id, rcpts.length === 1 ? rcpts[0].address : '', date).replace(/^Return-Path:[^\n]*\n/, '')
     const dsn = (session.envelope as { dsn?: { ret?: string | null, envid?: string | null } }).dsn
     const ret = dsn?.ret?.toUpperCase()
     const envid = dsn?.envid ?? null
     const mailArgs = session.envelope.mailFrom === false || session.envelope.mailFrom.args === false ? {} : session.envelope.mailFrom.args
     const envelope: Envelope = {
       from,
-      rcpts: [...s.remote.values()],
+      rcpts,
       ...(ret === 'FULL' || ret === 'HDRS' || envid !== null
         ? { dsn: { ...(ret === 'FULL' || ret === 'HDRS' ? { ret } : {}), ...(envid !== null ? { envid: String(envid) } : {}) } }
         : {}),
       ...(session.envelope.smtpUtf8 === true ? { smtpUtf8: true } : {}),
       ...(String(mailArgs.BODY ?? '').toUpperCase() === '8BITMIME' ? { eightBit: true } : {})
     }
-    return await components.outbound.enqueue(raw, envelope, { received: seal + received })
+    return await components.outbound.enqueue(raw, envelope, { received: seal + received, ...(holdUntil !== null ? { holdUntil } : {}) })
   }
 
   async function store (raw: Buffer, session: SMTPServerSession): Promise<string> {
@@ -431,6 +470,12 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     const s = state(session)
     const id = `${session.id}-${session.transaction}`
     const date = new Date(now())
+    if (s.holdUntil !== null) {
+      const queued = await enqueueRemote(raw, session, id, date, null, s.holdUntil).catch((err: unknown) => { throw mapError(session, err) })
+      log.info({ sid: session.id, id, bytes: raw.length, queued, holdUntil: rfc3339(s.holdUntil) }, 'smtp_held')
+      metrics?.inc('bytesIn', label, raw.length)
+      return id
+    }
     const seen = new Set<string>()
     const targets: DeliveryTarget[] = []
     for (const [rcpt, users] of s.targets) {
@@ -527,6 +572,8 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     return reply(e.code, `${e.enhanced} ${e.text}`)
   }
 
+  // RFC 4865 3: the longest hold, as an interval and as the latest date-time (from now: each EHLO gets its own)
+  if (submission && components.outbound !== undefined) Object.assign(options, { [EHLO_EXTRA]: () => [futureReleaseKeyword(now())] })
   if (metrics !== undefined) {
     const counts: Counts = { command: () => { metrics.inc('commands', label) }, failure: () => { metrics.inc('errors', label) } }
     Object.assign(options, { [COUNTS]: counts })

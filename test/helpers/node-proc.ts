@@ -16,6 +16,8 @@ import { isMailError } from '../../store/index.ts'
 import { createAdminServer } from '../../appliance/admin.ts'
 import type { AdminServer } from '../../appliance/admin.ts'
 import { mailRoutes } from '../../appliance/mail-routes.ts'
+import { importRoutes } from '../../appliance/import-routes.ts'
+import { collectRoutes } from '../../appliance/collect-routes.ts'
 import { createNodeMetrics } from '../../appliance/metrics.ts'
 import { observeRoutes } from '../../appliance/observe.ts'
 import { testCert, TEST_LIMITS, TEST_OUTBOUND } from './node.ts'
@@ -62,7 +64,7 @@ if (adminToken !== undefined && metrics !== undefined) {
   metrics.setStatus(async () => await node.status())
   admin = createAdminServer({
     directory: node.store, status: async () => await node.status(), queue: node.queue, logger, metrics,
-    routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir })]
+    routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir }), ...importRoutes(node.store), ...collectRoutes(node.store)]
   }, { host: '127.0.0.1', port: 0, token: adminToken })
   await admin.start()
   ports.admin = Number(new URL(admin.url).port)

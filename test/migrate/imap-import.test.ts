@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import pino from 'pino'
 import { createTestCa } from '../helpers/ca.ts'
 import { isDovecotSourceInstalled, startDovecotSource } from '../helpers/dovecot-source.ts'
-import { startNode } from '../helpers/node.ts'
+import { startNode, TEST_LIMITS } from '../helpers/node.ts'
 import { importImap, mapFolderName, parseSourceUrl } from '../../node/migrate/imap.ts'
 import { addMore, assertSameMail, client, populate } from './imap-fixture.ts'
 
@@ -29,7 +29,7 @@ test('import from Dovecot over IMAPS: every folder, message, flag, keyword and d
   const ca = await createTestCa()
   const dovecot = await startDovecotSource({ users: [{ user: 'alice', password: 'source-pw' }], ca })
   t.after(async () => { await dovecot.stop() })
-  const n = await startNode(t, { limits: { messageBytesMax: 4 * 1024 * 1024 } })
+  const n = await startNode(t, { limits: { ...TEST_LIMITS, messageBytesMax: 4 * 1024 * 1024 } })
   await n.node.store.addDomain('example.com')
   await n.node.store.addUser({ address: 'alice@example.com', password: 'pw' })
 
