@@ -35,14 +35,14 @@ export const KILL_WAIT_MS = 5_000 // after SIGKILL, the kernel needs only moment
 const LOG_TAIL_LINES = 5
 const LOOPBACK = '127.0.0.1'
 
-export type PortName = ServiceName | WebName | 'admin' | 'grid'
+export type PortName = ServiceName | WebName | 'admin' | 'grid' | 'managesieve'
 
 /**
  * The last two digits of each service's standard port, so 20125 reads as node 1's port 25; the autoconfig web
  * listeners, whose 80 and 443 are taken by admin and imap, get 81 and 44.
  */
 export const PORT_OFFSETS: Readonly<Record<PortName, number>> = {
-  smtp: 25, submission: 87, smtps: 65, pop3: 10, pop3s: 95, imap: 43, imaps: 93, http: 81, https: 44, admin: 80, grid: 46
+  smtp: 25, submission: 87, smtps: 65, pop3: 10, pop3s: 95, imap: 43, imaps: 93, http: 81, https: 44, admin: 80, grid: 46, managesieve: 90
 }
 
 export interface ClusterNode {
@@ -140,6 +140,7 @@ function nodeToml (dir: string, node: ClusterNode, bootstrap: string[], replicas
   for (const s of SERVICE_NAMES) listen[s] = { port: node.ports[s] }
   // a cluster.json from before the web listeners has no ports for them: they stay off
   for (const s of WEB_NAMES) listen[s] = node.ports[s] === undefined ? { enabled: false } : { port: node.ports[s] }
+  listen.managesieve = node.ports.managesieve === undefined ? { enabled: false } : { port: node.ports.managesieve }
   const body = stringify({
     dataDir: node.dataDir,
     hostname: `${node.name}.localhost`,

@@ -28,6 +28,8 @@ export const PORTS_DEFAULT: Readonly<Record<ServiceName, number>> = {
   imaps: 2993
 }
 export const ADMIN_PORT_DEFAULT = 8080
+// ManageSieve (RFC 5804, node/managesieve): 2419 on `npm start`; the production config gives it 4190, its IANA port
+export const MANAGESIEVE_PORT_DEFAULT = 2419
 // The public web listeners for client autoconfig (issue 11, item 6): unprivileged like the mail ports on `npm
 // start`; the production docs put them on 80 and 443, where Thunderbird, Outlook and Apple devices look.
 export const HTTP_PORT_DEFAULT = 2080
@@ -89,7 +91,7 @@ export interface Config {
   dataDir: string
   hostname: string // '' = the machine's host name
   plaintextAuthOnLoopback: boolean
-  listen: { host: string } & Record<ServiceName, ServiceConfig> & Record<WebName, ServiceConfig>
+  listen: { host: string } & Record<ServiceName, ServiceConfig> & Record<WebName, ServiceConfig> & { managesieve: ServiceConfig }
   admin: Endpoint & { tls: AdminTlsMode }
   metrics: { token: string } // '' = /metrics takes the admin token only
   tls: { cert: string, key: string } // '' and '' = a self-signed certificate kept in DATA/tls
@@ -189,6 +191,9 @@ export const OPTIONS: readonly OptionSpec[] = [
     { path: `listen.${s}.host`, kind: { type: 'host', empty: true }, default: '' },
     { path: `listen.${s}.port`, kind: PORT, default: s === 'http' ? HTTP_PORT_DEFAULT : HTTPS_PORT_DEFAULT }
   ]),
+  { path: 'listen.managesieve.enabled', kind: { type: 'bool' }, default: true },
+  { path: 'listen.managesieve.host', kind: { type: 'host', empty: true }, default: '' },
+  { path: 'listen.managesieve.port', kind: PORT, default: MANAGESIEVE_PORT_DEFAULT },
   { path: 'admin.host', kind: { type: 'host', empty: false }, default: LISTEN_HOST_DEFAULT },
   { path: 'admin.port', kind: PORT, default: ADMIN_PORT_DEFAULT },
   { path: 'admin.tls', kind: { type: 'choice', values: ADMIN_TLS_MODES }, default: 'auto' },
@@ -492,6 +497,7 @@ function portClashes (config: Config): string[] {
     ...WEB_NAMES.filter(s => config.listen[s].enabled).map(s => ({
       path: `listen.${s}`, host: config.listen[s].host === '' ? config.listen.host : config.listen[s].host, port: config.listen[s].port
     })),
+    ...(config.listen.managesieve.enabled ? [{ path: 'listen.managesieve', host: config.listen.managesieve.host === '' ? config.listen.host : config.listen.managesieve.host, port: config.listen.managesieve.port }] : []),
     { path: 'admin', host: config.admin.host, port: config.admin.port },
     ...(config.grid.enabled ? gridListen(config) : []).flatMap(a => {
       const e = tcpEndpoint(a)
@@ -599,11 +605,13 @@ export interface MachineFacts {
 
 /** The machine-independent config turned into what the node runs with. */
 export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: string = systemHostname(), machine: MachineFacts = {}): NodeInit {
-  const listen = {} as Record<ServiceName, Endpoint | null>
+  const listen = {} as NodeInit['listen']
   for (const s of SERVICE_NAMES) {
     const c = config.listen[s]
     listen[s] = c.enabled ? { host: c.host === '' ? config.listen.host : c.host, port: c.port } : null
   }
+  const ms = config.listen.managesieve
+  listen.managesieve = ms.enabled ? { host: ms.host === '' ? config.listen.host : ms.host, port: ms.port } : null
   const l = config.limits
   return {
     dataDir: resolve(config.dataDir),

@@ -14,6 +14,7 @@ import { Shipping } from './shipping.ts'
 import { CatchUp } from './catch-up.ts'
 import { DivergenceRepair } from './divergence.ts'
 import { Routing } from './routing.ts'
+import type { DeliveryFilter } from './routing.ts'
 import { HandOff } from './handoff.ts'
 import { Rebalancer } from './rebalance.ts'
 import { DirectorySync } from './directory-sync.ts'
@@ -207,6 +208,11 @@ export class Grid {
 
   async deliverLocal (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number }): Promise<AppendResult[]> {
     return await this.routing.deliverLocal(raw, targets, opts)
+  }
+
+  /** What runs on a delivery this node stores as the users' primary, before it is stored (node/rules: Sieve). */
+  setDeliveryFilter (filter: DeliveryFilter | null): void {
+    this.routing.setFilter(filter)
   }
 
   async quota (user: string): Promise<QuotaUsage> {

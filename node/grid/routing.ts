@@ -14,6 +14,42 @@ import type { Shipping } from './shipping.ts'
 
 interface DeliveryShipment { targets: DeliveryTarget[], internalDate: number, raw: Buffer }
 
+/**
+ * What a delivery filter (the user's Sieve script, node/rules) makes of one target on the user's primary, after the
+ * catch-up and before anything is stored: null to store the copy as it came, or the copies to store instead (none:
+ * discarded, rejected or redirected; several: fileinto more than one mailbox), each with its own bytes (editheader).
+ * It may throw a MailError to refuse the delivery (a Sieve reject said in the SMTP reply).
+ */
+export type DeliveryFilter = (raw: Buffer, target: DeliveryTarget, opts: OpOptions & { internalDate: number }) => Promise<Array<{ raw: Buffer, target: DeliveryTarget }> | null>
+
+/** The answer for a copy a filter did not store (discarded, redirected): no mailbox, no UID. */
+export const NOT_STORED: AppendResult = { mailbox: '', uidValidity: 0, uid: 0, modseq: 0, gid: '' }
+
+/**
+ * Stores a delivery through `filter`: targets it leaves alone go in one all-or-nothing store.deliver as before; each
+ * copy it makes is stored on its own. One result per target: its first stored copy's, or NOT_STORED.
+ */
+export async function deliverFiltered (
+  deliver: (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number }) => Promise<AppendResult[]>,
+  filter: DeliveryFilter, raw: Buffer, targets: DeliveryTarget[], opts: OpOptions & { internalDate: number }
+): Promise<AppendResult[]> {
+  const plans = await Promise.all(targets.map(async t => await filter(raw, t, opts)))
+  const plain = targets.filter((_, i) => plans[i] === null)
+  const plainResults = plain.length > 0 ? await deliver(raw, plain, opts) : []
+  const out: AppendResult[] = []
+  let p = 0
+  for (const plan of plans) {
+    if (plan === null) { out.push(plainResults[p++]); continue }
+    let first: AppendResult | null = null
+    for (const copy of plan) {
+      const [r] = await deliver(copy.raw, [copy.target], opts)
+      first ??= r
+    }
+    out.push(first ?? NOT_STORED)
+  }
+  return out
+}
+
 export interface RoutingComponents {
   gossip: Pick<Gossip, 'call' | 'handle'>
   store: Store
@@ -30,6 +66,7 @@ export class Routing {
   private readonly replicate: Shipping['replicate']
   // many deliveries to one primary leave in one RPC (batcher.ts)
   private readonly deliveryShipper: PeerBatcher<DeliveryShipment, Record<string, unknown>>
+  private filter: DeliveryFilter | null = null
 
   constructor (components: RoutingComponents) {
     this.gossip = components.gossip
@@ -103,10 +140,18 @@ export class Routing {
     return out
   }
 
+  /** Runs on this node's deliveries, as their users' primary, before they are stored (the Sieve scripts: node/rules). */
+  setFilter (filter: DeliveryFilter | null): void {
+    this.filter = filter
+  }
+
   async deliverLocal (raw: Buffer, targets: DeliveryTarget[], opts?: OpOptions & { internalDate?: number }): Promise<AppendResult[]> {
     const users = [...new Set(targets.map(t => t.user))]
     for (const u of users) await this.lead(u, opts)
-    const results = await this.store.deliver(raw, targets, opts)
+    const filter = this.filter
+    const results = filter === null
+      ? await this.store.deliver(raw, targets, opts)
+      : await deliverFiltered(async (r, ts, o) => await this.store.deliver(r, ts, o), filter, raw, targets, { ...opts, internalDate: opts?.internalDate ?? Date.now() })
     await Promise.all(users.map(async u => await this.replicate(u, opts)))
     return results
   }

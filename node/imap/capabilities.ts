@@ -17,8 +17,8 @@ const ALWAYS = [
   'MULTIAPPEND', 'REPLACE',
   // RFC 8474 (object-ids.ts), RFC 8514 (the store's save date), RFC 8970 (preview.ts), RFC 6154 section 3 (CREATE)
   'OBJECTID', 'SAVEDATE', 'PREVIEW', 'CREATE-SPECIAL-USE',
-  // RFC 4469 (commands/append.ts, urls.ts)
-  'CATENATE',
+  // RFC 4469 (commands/append.ts, urls.ts), RFC 4467 (urlauth.ts, commands/genurlauth.ts)
+  'CATENATE', 'URLAUTH',
 ]
 
 export function capabilities (session: Session): string[] {

@@ -239,6 +239,11 @@ export class SelectedMailbox {
           }
         }
       } else if (event.type === 'flags') {
+        // likewise a FETCH may be for a message only this flush's EXISTS announces (found by test/stress on a grid)
+        if (appended) {
+          out.push(...this.#existsResponses(options))
+          appended = false
+        }
         out.push(...this.#flagResponses(event.changes, options))
       }
       // The highest mod-sequence the client may be told (OK [HIGHESTMODSEQ], RFC 7162 section 3.1.2.1) stops below

@@ -9,6 +9,7 @@ import type { MailStore, MessageRecord } from '../../store/index.ts'
 import { parseSection } from './protocol/section.ts'
 import type { SectionSpec } from './protocol/section.ts'
 import type { Token } from './protocol/types.ts'
+import { filterFields, sectionRange } from './commands/fetch.ts'
 
 /** Longest URL we read (RFC 5092 sets none; Dovecot allows a line's worth). */
 export const URL_BYTES_MAX = 8192
@@ -164,6 +165,32 @@ export async function locate (store: MailStore, owner: string, url: ImapUrl): Pr
   const record = await store.getMessage(owner, box.id, url.uid)
   if (record === null) throw new BadUrl(url.text, 'No such message')
   return record
+}
+
+/** URL content larger than this is refused (TOOBIG): what CATENATE, URLFETCH and BURL may hold of one URL. */
+export class UrlTooBig extends Error {}
+
+/**
+ * The bytes a URL names in `owner`'s mail (the whole message, or its `;SECTION=`, then `;PARTIAL=`), read from the
+ * store; at most `max` bytes of section are read (UrlTooBig beyond). Throws BadUrl when it names nothing.
+ */
+export async function readUrl (store: MailStore, owner: string, url: ImapUrl, max: number): Promise<Buffer> {
+  const record = await locate(store, owner, url)
+  const meta = await store.getMeta(record)
+  const range = url.section === null ? { start: 0, end: record.size } : sectionRange(meta, record, url.section)
+  if (range === null) throw new BadUrl(url.text, 'No such section')
+  // the partial first, so that a slice of a large message reads only the slice
+  const filtered = url.section?.text === 'HEADER.FIELDS' || url.section?.text === 'HEADER.FIELDS.NOT'
+  let { start, end } = range
+  if (!filtered && url.partial !== null) {
+    start = Math.min(range.start + url.partial.offset, range.end)
+    end = url.partial.length === null ? range.end : Math.min(range.end, start + url.partial.length)
+  }
+  if (end - start > max) throw new UrlTooBig('URL content too large')
+  const chunks: Buffer[] = []
+  for await (const chunk of store.streamMessage(record, { start, end })) chunks.push(chunk)
+  const bytes = Buffer.concat(chunks)
+  return filtered ? cut(filterFields(bytes, url.section!.fields ?? [], url.section!.text === 'HEADER.FIELDS.NOT'), url.partial) : bytes
 }
 
 /** Applies `;PARTIAL=` (RFC 5092 section 3.3: an offset past the end is empty). */

@@ -100,7 +100,7 @@ export class Lexer {
     if (isDigit(c)) return this.number(start)
     if (c === 0x3a) {
       this.pos++
-      if (this.pos >= s.length || !(isAlpha(s[this.pos]) || s[this.pos] === 0x5f)) this.fail('a tag is ":" followed by a name')
+      if (this.pos >= s.length || !(isAlpha(s[this.pos]) || s[this.pos] === 0x5f)) this.fail('a tag is ":" followed by a name', start.offset)
       const name = this.identifier()
       return { kind: 'tag', text: name, value: 0, multiline: false, pos: start }
     }

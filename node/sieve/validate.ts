@@ -135,7 +135,7 @@ function node (ctx: Ctx, n: CommandNode | TestNode, kind: 'command' | 'test'): N
       err(ctx, a.pos, `argument ${k + 1} of "${n.name}" must be ${types[k] === 'number' ? 'a number' : types[k] === 'string' ? 'a string' : 'a string or string list'}, found ${typeName(a)}`)
       return null
     }
-    args.push(varg(ctx, a, !noExpand))
+    args.push(varg(ctx, a, !noExpand || (n.name === 'set' && k === 1)))
   }
   // tests and block
   const tests: Node[] = []

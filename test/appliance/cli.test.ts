@@ -26,7 +26,7 @@ const COMMAND_TIMEOUT_MS = 30_000
 function testEnv (extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MAILGRID_') && v !== undefined) env[k] = v
-  for (const s of [...SERVICE_NAMES, ...WEB_NAMES]) env[envName(`listen.${s}.port`)] = '0'
+  for (const s of [...SERVICE_NAMES, ...WEB_NAMES, 'managesieve']) env[envName(`listen.${s}.port`)] = '0'
   return {
     ...env, MAILGRID_ADMIN_PORT: '0', MAILGRID_GRID_LISTEN: '/ip4/127.0.0.1/tcp/0', MAILGRID_HOSTNAME: 'mx.test.example', MAILGRID_STORE_SYNC: 'false', ...extra
   }

@@ -96,7 +96,7 @@ async function until<T> (what: string, ms: number, probe: () => Promise<T | null
 
 test('node K gets base + 100*K + a fixed offset per service, all distinct', () => {
   const p1 = nodePorts(20000, 1)
-  assert.deepEqual(p1, { smtp: 20125, submission: 20187, smtps: 20165, pop3: 20110, pop3s: 20195, imap: 20143, imaps: 20193, http: 20181, https: 20144, admin: 20180, grid: 20146 })
+  assert.deepEqual(p1, { smtp: 20125, submission: 20187, smtps: 20165, pop3: 20110, pop3s: 20195, imap: 20143, imaps: 20193, http: 20181, https: 20144, admin: 20180, grid: 20146, managesieve: 20190 })
   const all = [1, 2, 3].flatMap(k => Object.values(nodePorts(20000, k)))
   assert.equal(new Set(all).size, all.length)
   assert.ok(Object.values(PORT_OFFSETS).every(o => o >= 0 && o < 100))
@@ -161,7 +161,7 @@ test('a local grid of three processes: up, a user added on node 1 reaches node 3
       assert.match(n.id ?? '', /^12D3KooW\w+$/, 'a libp2p peer id')
       assert.ok(await runs(n.pid, n.config), `${n.name} runs its config`)
       assert.equal(n.dataDir, join(dir, `node${i + 1}`))
-      assert.deepEqual(Object.keys(n.ports).sort(), ['admin', 'grid', 'http', 'https', 'imap', 'imaps', 'pop3', 'pop3s', 'smtp', 'smtps', 'submission'])
+      assert.deepEqual(Object.keys(n.ports).sort(), ['admin', 'grid', 'http', 'https', 'imap', 'imaps', 'managesieve', 'pop3', 'pop3s', 'smtp', 'smtps', 'submission'])
       assert.deepEqual(n.ports, nodePorts(cluster.basePort, i + 1))
       assert.equal(await readFile(join(n.dataDir, 'cluster.key'), 'utf8'), await readFile(join(dir, 'cluster.key'), 'utf8'), 'one key')
     }

@@ -37,7 +37,7 @@ let node: Node
 function nodeEnv (): Record<string, string> {
   const env: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MAILGRID_') && v !== undefined) env[k] = v
-  for (const s of [...SERVICE_NAMES, ...WEB_NAMES]) env[envName(`listen.${s}.port`)] = '0'
+  for (const s of [...SERVICE_NAMES, ...WEB_NAMES, 'managesieve']) env[envName(`listen.${s}.port`)] = '0'
   return {
     ...env,
     MAILGRID_ADMIN_HOST: ADMIN_HOST,

@@ -88,7 +88,7 @@ export async function startShipped (dir: string, opts: { sync: boolean, logFile:
   const ports = { smtp: await freePort(), imap: await freePort(), pop3: await freePort() }
   const env: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MAILGRID_') && v !== undefined) env[k] = v
-  for (const s of [...SERVICE_NAMES, ...WEB_NAMES]) env[envName(`listen.${s}.port`)] = '0'
+  for (const s of [...SERVICE_NAMES, ...WEB_NAMES, 'managesieve']) env[envName(`listen.${s}.port`)] = '0'
   Object.assign(env, {
     [envName('listen.smtp.port')]: String(ports.smtp),
     [envName('listen.imap.port')]: String(ports.imap),

@@ -282,7 +282,7 @@ async function startShippedNode (root: string, o: { outboundPort: number, dnsSer
   const submission = await freePort('127.0.0.1')
   const env: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MAILGRID_') && v !== undefined) env[k] = v
-  for (const s of [...SERVICE_NAMES, ...WEB_NAMES]) env[envName(`listen.${s}.port`)] = '0' // every service on, on free ports
+  for (const s of [...SERVICE_NAMES, ...WEB_NAMES, 'managesieve']) env[envName(`listen.${s}.port`)] = '0' // every service on, on free ports
   Object.assign(env, {
     [envName('listen.submission.port')]: String(submission),
     MAILGRID_ADMIN_PORT: '0',

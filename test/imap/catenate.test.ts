@@ -131,6 +131,6 @@ test('IMAP URL parsing (RFC 5092): absolute and relative forms, sections, partia
   for (const bad of ['', '/', '//host/INBOX/;UID=1', '/INBOX/;UID=1/;UID=2', '/INBOX/;UID=1/;SECTION=1/;SECTION=2', '/INBOX/;UID=99999999999',
     '/IN%ZZBOX/;UID=1', '/INBOX/;UID=1;URLAUTH=root', '/INBOX/;UID=1;URLAUTH=anonymous:INTERNAL', '/INBOX/;UID=1/;PARTIAL=1.0',
     '/INBOX/;UID=1 x', `/${'a'.repeat(9000)}/;UID=1`, '/INBOX/;UID=1;EXPIRE=tomorrow;URLAUTH=anonymous', '/%C3%28/;UID=1']) {
-    assert.throws(() => parseImapUrl(bad), undefined, bad)
+    assert.throws(() => parseImapUrl(bad), Error, bad)
   }
 })

@@ -4,6 +4,10 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { fixture, flow, RawImap, simpleMessage, USER } from './helpers.ts'
 import { fetchResponses } from './wire.ts'
+import type { FetchQueryObject } from 'imapflow'
+
+// imapflow asks for EMAILID and THREADID with these (its typings predate them)
+const IDS = { uid: true, emailId: true, threadId: true } as FetchQueryObject
 
 const OBJECTID = /^[A-Za-z0-9_-]{1,255}$/
 
@@ -58,7 +62,7 @@ test('EMAILID and THREADID with imapflow: stable across COPY and MOVE, shared by
   const client = await flow(t, port)
   await client.mailboxOpen('INBOX')
   const before = new Map<number, { emailId?: string, threadId?: string }>()
-  for await (const m of client.fetch('1:*', { uid: true, emailId: true, threadId: true })) before.set(m.uid, { emailId: m.emailId, threadId: m.threadId })
+  for await (const m of client.fetch('1:*', IDS)) before.set(m.uid, { emailId: m.emailId, threadId: m.threadId })
   const [root, rep, alone] = [before.get(1)!, before.get(2)!, before.get(3)!]
   for (const m of before.values()) {
     assert.match(String(m.emailId), OBJECTID)
@@ -73,7 +77,7 @@ test('EMAILID and THREADID with imapflow: stable across COPY and MOVE, shared by
   await client.messageMove('2', 'Archive', { uid: true })
   await client.mailboxOpen('Archive')
   const after: Array<{ emailId?: string, threadId?: string }> = []
-  for await (const m of client.fetch('1:*', { uid: true, emailId: true, threadId: true })) after.push({ emailId: m.emailId, threadId: m.threadId })
+  for await (const m of client.fetch('1:*', IDS)) after.push({ emailId: m.emailId, threadId: m.threadId })
   assert.deepEqual(after.map((m) => m.emailId), [root.emailId, rep.emailId])
   assert.deepEqual(after.map((m) => m.threadId), [root.threadId, root.threadId])
   // section 6: SEARCH EMAILID and THREADID

@@ -48,6 +48,26 @@ test('an EXPUNGE never names a message beyond what the client was told exists', 
   assert.match(await a.cmd('FETCH 1:* UID', 'x2'), /\* 2 FETCH \(UID 2\)\r\nx2 OK/)
 })
 
+test('a FETCH of another session\'s flag change never comes before the EXISTS that announces the message', async (t) => {
+  const f = await fixture(t)
+  await f.store.append(USER, 'INBOX', { raw: simpleMessage('m1') })
+  const { port } = await f.server()
+  const a = await RawImap.connect(port)
+  const b = await RawImap.connect(port)
+  t.after(() => { a.close(); b.close() })
+  await a.login()
+  await b.login()
+  assert.match(await a.cmd('SELECT INBOX'), /\* 1 EXISTS/)
+  await b.cmd('SELECT INBOX')
+  // b appends a message and flags it: a holds both changes until its next command
+  assert.match(await b.cmd(`APPEND INBOX {${simpleMessage('m2').length}+}\r\n${simpleMessage('m2').toString()}`), /OK \[APPENDUID/)
+  assert.match(await b.cmd('STORE 2 +FLAGS.SILENT ($seen-by-b)'), /OK/)
+  const reply = await a.cmd('FETCH 1 (FLAGS)', 'f1')
+  const exists = reply.indexOf('* 2 EXISTS')
+  const fetch2 = reply.indexOf('* 2 FETCH')
+  assert.ok(exists >= 0 && fetch2 > exists, reply)
+})
+
 test('a VANISHED never names a UID the client was not told of (QRESYNC)', async (t) => {
   const f = await fixture(t)
   for (let i = 1; i <= 2; i++) await f.store.append(USER, 'INBOX', { raw: simpleMessage(`m${i}`) })

@@ -29,7 +29,7 @@ async function startAppliance (t: { after: (fn: () => Promise<void>) => void }):
   const dir = await tempDir(t)
   const env: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MAILGRID_') && v !== undefined) env[k] = v
-  for (const s of [...SERVICE_NAMES, ...WEB_NAMES]) env[envName(`listen.${s}.port`)] = '0'
+  for (const s of [...SERVICE_NAMES, ...WEB_NAMES, 'managesieve']) env[envName(`listen.${s}.port`)] = '0'
   Object.assign(env, { MAILGRID_ADMIN_PORT: '0', MAILGRID_GRID_LISTEN: '/ip4/127.0.0.1/tcp/0', MAILGRID_HOSTNAME: HOST, MAILGRID_STORE_SYNC: 'false' })
   const child: ChildProcess = spawn(NODE, [join(ROOT, 'appliance', 'cli.ts'), 'start', '--data', dir], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let stderr = ''

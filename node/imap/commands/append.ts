@@ -14,9 +14,9 @@ import { atom, num, str } from '../protocol/compiler.ts'
 import { formatOrderedSet } from '../protocol/sequence.ts'
 import { COMMAND_LITERALS_MAX } from '../protocol/constants.ts'
 import type { Session } from '../session.ts'
-import { BadUrl, cut, locate, parseImapUrl } from '../urls.ts'
+import { BadUrl, parseImapUrl, readUrl, UrlTooBig } from '../urls.ts'
 import type { ImapUrl } from '../urls.ts'
-import { sectionBytes } from './fetch.ts'
+import { verifyUrlauth } from '../urlauth.ts'
 
 /** Parts of one CATENATE (RFC 4469 sets no bound; each TEXT is a literal, which the parser bounds too). */
 export const CATENATE_PARTS_MAX = 256
@@ -111,16 +111,18 @@ async function urlBytes (session: Session, text: string, max: number): Promise<B
   let url: ImapUrl
   try {
     url = parseImapUrl(text)
-    // no shared mailboxes: a URL naming another user's mailbox names nothing this user may read
-    if (url.user !== null && url.user.toLowerCase() !== user.toLowerCase()) throw new BadUrl(text, 'Not this user\'s mailbox')
-    // RFC 4469 section 5: a URLAUTH-authorized URL is accepted when its access identifier lets this user read it
-    if (url.urlauth !== null) throw new BadUrl(text, 'URLAUTH URLs are not accepted here')
-    const record = await locate(session.components.store, user, url)
-    const bytes = url.section === null ? await session.components.store.readMessage(record) : await sectionBytes(session, record, url.section, max)
-    if (bytes === null) throw new BadUrl(text, 'No such section')
-    return cut(bytes, url.partial)
+    let owner = user
+    if (url.urlauth !== null) {
+      // RFC 4469 section 5: a URLAUTH-authorized URL is read with its owner's key, if it lets this user read it
+      owner = await verifyUrlauth(session.components.store, url, { user, submitFor: null }, session.now())
+    } else if (url.user !== null && url.user.toLowerCase() !== user.toLowerCase()) {
+      // no shared mailboxes: another user's mailbox names nothing this user may read
+      throw new BadUrl(text, 'Not this user\'s mailbox')
+    }
+    return await readUrl(session.components.store, owner, url, max)
   } catch (err) {
     if (err instanceof BadUrl) throw new UrlRefused(text, err.message)
+    if (err instanceof UrlTooBig) throw new CommandRefused('Catenated message too big', 'TOOBIG')
     throw err
   }
 }

@@ -137,7 +137,7 @@ async function readRange (session: Session, record: MessageRecord, start: number
 }
 
 /** The byte range a BODY section names in the whole message, or null when it names nothing. */
-function sectionRange (meta: MessageMeta, record: MessageRecord, spec: SectionSpec): { start: number, end: number, fields?: mime.MimePart } | null {
+export function sectionRange (meta: MessageMeta, record: MessageRecord, spec: SectionSpec): { start: number, end: number, fields?: mime.MimePart } | null {
   const part = spec.part.length === 0 ? meta.root : mime.findPart(meta, spec.part)
   if (part === null) return null
   if (spec.text === undefined) {
@@ -152,7 +152,7 @@ function sectionRange (meta: MessageMeta, record: MessageRecord, spec: SectionSp
 }
 
 /** HEADER.FIELDS (.NOT): the selected fields as written, then the blank line. */
-function filterFields (header: Buffer, names: string[], not: boolean): Buffer {
+export function filterFields (header: Buffer, names: string[], not: boolean): Buffer {
   const wanted = new Set(names.map((n) => n.toLowerCase()))
   const out: Buffer[] = []
   for (const field of mime.headerFields(header, 0, header.length)) {
@@ -220,20 +220,6 @@ async function sectionValue (session: Session, record: MessageRecord, metaOf: Me
   }
   const cut = applyPartial(range.end - range.start, spec)
   return [atom(label + cut.suffix), streamOf(session, record, range.start + cut.start, range.start + cut.end)]
-}
-
-/**
- * The bytes a BODY section names (an IMAP URL's `;SECTION=`, RFC 5092 section 3.3, read for CATENATE and URLFETCH),
- * without its partial; null when the message has no such part. Bounded by `max` bytes ('TOOBIG' beyond).
- */
-export async function sectionBytes (session: Session, record: MessageRecord, spec: SectionSpec, max: number): Promise<Buffer | null> {
-  const meta = await session.components.store.getMeta(record)
-  const range = sectionRange(meta, record, spec)
-  if (range === null) return null
-  if (range.end - range.start > max) throw new CommandRefused('Section too large', 'TOOBIG')
-  const bytes = await readRange(session, record, range.start, range.end)
-  if (spec.text === 'HEADER.FIELDS' || spec.text === 'HEADER.FIELDS.NOT') return filterFields(bytes, spec.fields ?? [], spec.text === 'HEADER.FIELDS.NOT')
-  return bytes
 }
 
 function streamOf (session: Session, record: MessageRecord, start: number, end: number): StreamLiteral {

@@ -7,6 +7,7 @@ import { copy, move } from './copy.ts'
 import { enable, id, namespace } from './enable.ts'
 import { close, expunge, unselect } from './expunge.ts'
 import { fetch } from './fetch.ts'
+import { genurlauth, resetkey, urlfetch } from './genurlauth.ts'
 import { idle } from './idle.ts'
 import { list, lsub } from './list.ts'
 import { authenticateCommand, login } from './login.ts'
@@ -26,7 +27,7 @@ const ALL: CommandModule[] = [
   capability, noop, logout, starttls, login, authenticateCommand, enable, id, namespace, compress,
   select, examine, create, deleteCommand, rename, subscribe, unsubscribe, list, lsub, status, append,
   check, close, unselect, expunge, search, fetch, store, copy, move, idle, getquota, getquotaroot, setquota,
-  sort, thread, replace,
+  sort, thread, replace, genurlauth, resetkey, urlfetch,
 ]
 
 export const COMMANDS: ReadonlyMap<string, CommandModule> = new Map(ALL.map((c) => [c.name, c]))
