@@ -16,7 +16,7 @@ import type { Node, Program, VArg, VString } from './program.ts'
 import { StepBudgetExceeded } from './regex.ts'
 import type { Regex } from './regex.ts'
 import type { SieveEnvironment, SieveError, SieveLimits, SieveMessage, SieveOutcome } from './types.ts'
-import { datePart, isProtectedHeader, parseMailDate, validFieldName, validRedirectAddress, validZone, zoneMinutes } from './util.ts'
+import { datePart, isProtectedHeader, parseMailDate, truncateBytes, validFieldName, validRedirectAddress, validZone, zoneMinutes } from './util.ts'
 import { vacationAllowed, vacationSeconds } from './vacation.ts'
 
 export const DUPLICATE_SECONDS_DEFAULT = 7 * 86_400 // RFC 7352 3.4 leaves it to the implementation; a week
@@ -58,13 +58,6 @@ function flagList (strings: string[]): string[] {
       out.push(f)
     }
   }
-  return out
-}
-
-function truncateBytes (s: string, max: number): string {
-  if (s.length * 3 <= max || Buffer.byteLength(s) <= max) return s
-  let out = Buffer.from(s).subarray(0, max).toString('utf8')
-  if (out.endsWith('\ufffd')) out = out.slice(0, -1) // a cut multi-byte character
   return out
 }
 

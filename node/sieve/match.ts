@@ -5,7 +5,7 @@
 import type { Node } from './program.ts'
 import { compileRegex, execRegex } from './regex.ts'
 import type { Budget, Regex } from './regex.ts'
-import { foldAscii } from './util.ts'
+import { foldAscii, truncateBytes } from './util.ts'
 
 const REGEX_CACHE_MAX = 64
 
@@ -154,7 +154,7 @@ export function matchAny (ctx: MatchContext, n: Node, values: string[], keys: st
           break
         }
         case 'regex': {
-          const input = v.length > ctx.regexInputMax ? v.slice(0, ctx.regexInputMax) : v
+          const input = truncateBytes(v, ctx.regexInputMax) // a longer value is matched on its first bytes
           const caps = execRegex(regex(ctx, k, cmp === 'i;ascii-casemap'), input, ctx.budget)
           if (caps !== null) { captures(caps.map(c => c ?? '')); return true }
           break

@@ -111,3 +111,11 @@ export function foldAscii (s: string): string {
   if (i === s.length) return s
   return s.replace(/[A-Z]+/g, x => x.toLowerCase())
 }
+
+/** `s` cut to at most `max` bytes of UTF-8, never inside a character. */
+export function truncateBytes (s: string, max: number): string {
+  if (s.length * 3 <= max || Buffer.byteLength(s) <= max) return s
+  let out = Buffer.from(s).subarray(0, max).toString('utf8')
+  if (out.endsWith('\ufffd')) out = out.slice(0, -1) // a cut multi-byte character
+  return out
+}

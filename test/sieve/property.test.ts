@@ -47,7 +47,7 @@ const { test } = fc.letrec<{ test: TestNode }>(tie => ({
     name: ident,
     pos: fc.constant(P),
     args: fc.array(arg, { maxLength: 3 }),
-    tests: fc.oneof({ depthSize: 'small' }, fc.constant([]), fc.array(tie('test'), { minLength: 1, maxLength: 3 })),
+    tests: fc.oneof({ depthSize: 'small' }, fc.constant<TestNode[]>([]), fc.array(tie('test'), { minLength: 1, maxLength: 3 })),
     testList: fc.boolean()
   }).map(t => ({ ...t, testList: t.tests.length > 1 || (t.tests.length === 1 && t.testList) }))
 }))
@@ -56,9 +56,9 @@ const { commands } = fc.letrec<{ commands: CommandNode[] }>(tie => ({
     name: ident,
     pos: fc.constant(P),
     args: fc.array(arg, { maxLength: 3 }),
-    tests: fc.oneof(fc.constant([]), fc.array(test, { minLength: 1, maxLength: 2 })),
+    tests: fc.oneof(fc.constant<TestNode[]>([]), fc.array(test, { minLength: 1, maxLength: 2 })),
     testList: fc.boolean(),
-    block: fc.oneof({ depthSize: 'small' }, fc.constant(null), tie('commands'))
+    block: fc.oneof({ depthSize: 'small' }, fc.constant<CommandNode[] | null>(null), tie('commands'))
   }).map(c => ({ ...c, testList: c.tests.length > 1 || (c.tests.length === 1 && c.testList) })), { maxLength: 4 })
 }))
 
