@@ -482,9 +482,11 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       for (const u of users) {
         if (seen.has(u)) continue // one copy per user, however many of its addresses were named
         seen.add(u)
-        targets.push({ user: u, prefix: trace(session, id, rcpt, date) })
+        targets.push({ user: u, prefix: trace(session, id, rcpt, date), envelope: { from: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address, to: rcpt } })
       }
     }
+    // a Sieve reject (node/rules) can be said in our reply only when nobody else's copy depends on it
+    if (targets.length === 1 && s.remote.size === 0 && targets[0].envelope !== undefined) targets[0].envelope.rejectable = true
     // Sender authentication first: a DMARC p=reject failure is refused before the filter is asked
     const auth = init.mode === 'mx' && components.inbound !== undefined
       ? await components.inbound.check(raw, { ip: session.remoteAddress, helo: session.hostNameAppearsAs ?? '', mailFrom: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address })
