@@ -108,7 +108,7 @@ function countedDeliverer (deliverer: Deliverer, metrics: NodeMetrics | undefine
 export function createMailNode (components: NodeComponents, init: NodeInit): MailNode {
   const now = components.now ?? Date.now
   const logger = components.logger
-  const store: Store = createStore({ now }, { path: init.dataDir, sync: init.sync, scryptLogN: init.scryptLogN })
+  const store: Store = createStore({ now, ...(components.metrics !== undefined ? { onCommit: (s: number) => { components.metrics?.observe('commitSeconds', 'store', s) } } : {}) }, { path: init.dataDir, sync: init.sync, scryptLogN: init.scryptLogN })
   const limiter = new ConnectionLimiter({ perIp: init.limits.connectionsPerIpMax, total: init.limits.connectionsMax })
   const localThrottle = new AuthThrottle({
     perIp: init.limits.authFailuresPerIpMax, perAccount: init.limits.authFailuresPerAccountMax, windowMs: init.limits.authWindowMs, now
