@@ -69,7 +69,7 @@ test('import imap on a grid: the primary killed halfway, the other node finishes
   // halfway: the target's INBOX (the first folder) partly there, seen through IMAP on the other node
   const dst = client(other.ports.imaps, 'alice@example.com', 'pw', { secure: true })
   await dst.connect()
-  await until('some messages copied', async () => ((await dst.status('INBOX', { messages: true })).messages ?? 0) >= 30, 120_000, 25)
+  await until('some messages copied', async () => { const st = await dst.status('INBOX', { messages: true }); return st !== false && (st.messages ?? 0) >= 30 }, 120_000, 25)
   await dst.logout()
   first.kill()
   await cluster.kill(primary)
