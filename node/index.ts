@@ -10,8 +10,7 @@ import { createAlarms } from './alarms/index.ts'
 import { createDomainUsage } from './domain-quota.ts'
 import type { StatsSink } from './stats/index.ts'
 import type { MailStore, Store } from '../store/index.ts'
-import { createSessionForwarder, deliverFiltered, Grid, replicatedMailStore } from './grid/index.ts'
-import { createSieveFilter } from './rules/index.ts'
+import { createSessionForwarder, Grid, replicatedMailStore } from './grid/index.ts'
 import type { SessionForwarder } from './grid/index.ts'
 import { UserMail } from './migrate/user-mail.ts'
 import { BackupScheduler } from './backup/index.ts'
@@ -27,6 +26,7 @@ import { createImapServer } from './imap/index.ts'
 import { createPop3Server } from './pop3/index.ts'
 import { createManageSieveServer } from './managesieve/index.ts'
 import { createSmtpService, MemoryBudget } from './smtp/server.ts'
+import { burlFetcher } from './smtp/burl.ts'
 import { createDeliverer, Queue, SHARD_KEYS } from './outbound/index.ts'
 import { createArcSealer, createSigner, createSrs, srsSecret } from './mailauth/index.ts'
 import type { OutboundInit } from './types.ts'
@@ -108,7 +108,7 @@ function countedDeliverer (deliverer: Deliverer, metrics: NodeMetrics | undefine
 export function createMailNode (components: NodeComponents, init: NodeInit): MailNode {
   const now = components.now ?? Date.now
   const logger = components.logger
-  const store: Store = createStore({ now, ...(components.metrics !== undefined ? { onCommit: (s: number) => { components.metrics?.observe('commitSeconds', 'store', s) } } : {}) }, { path: init.dataDir, sync: init.sync, scryptLogN: init.scryptLogN })
+  const store: Store = createStore({ now }, { path: init.dataDir, sync: init.sync, scryptLogN: init.scryptLogN })
   const limiter = new ConnectionLimiter({ perIp: init.limits.connectionsPerIpMax, total: init.limits.connectionsMax })
   const localThrottle = new AuthThrottle({
     perIp: init.limits.authFailuresPerIpMax, perAccount: init.limits.authFailuresPerAccountMax, windowMs: init.limits.authWindowMs, now
@@ -192,19 +192,6 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   const signer = createSigner({ directory: store, logger: logger.child({ ns: 'mailauth' }), now })
   const sealer = createArcSealer({ directory: store, logger: logger.child({ ns: 'mailauth' }), now })
   const srs = createSrs({ secret: srsSecret(init.grid?.clusterKey ?? Buffer.from(String(init.tls.key))), now })
-  // users' Sieve scripts, run at delivery on the user's primary before the message is stored (node/rules): on a grid
-  // from the grid's local deliveries, on a standalone node around the store's deliver
-  const rules = createSieveFilter({
-    store, mail, directory: store, srs, logger: logger.child({ ns: 'sieve' }), now,
-    outbound: { enqueue: async (raw, envelope, opts) => await queue.enqueue(raw, envelope, opts) }
-  }, { hostname: init.hostname })
-  if (grid !== null) {
-    grid.setDeliveryFilter(rules)
-  } else {
-    const plain = store
-    const deliver: MailStore['deliver'] = async (raw, targets, opts) => await deliverFiltered(async (r, t, o) => await plain.deliver(r, t, o), rules, raw, targets, { ...opts, internalDate: opts?.internalDate ?? now() })
-    mail = new Proxy(plain, { get: (t, p) => p === 'deliver' ? deliver : Reflect.get(t, p, t) as unknown })
-  }
   const queue = new Queue({ store, mail, directory: store, deliverer, grid, gossip, signer, srs, logger, now }, {
     hostname: init.hostname, retryMinMs: out.retryMinMs, delayNoticeMs: out.delayNoticeMs, bounceAfterMs: out.bounceAfterMs
   })
@@ -269,7 +256,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     const endpoint = init.listen[name]
     if (endpoint === null) return
     services.set(name, createSmtpService(
-      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, metrics, stats, domainUsage, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}) },
+      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, metrics, stats, domainUsage, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}), ...(mode !== 'mx' ? { burl: burlFetcher(mail, now) } : {}) },
       {
         mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
         recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback
