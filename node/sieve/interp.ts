@@ -249,7 +249,9 @@ class Run {
         const raw = this.str(c.args[0])
         const address = validRedirectAddress(raw)
         if (address === null) this.fail(`"${raw.slice(0, 100)}" is not a valid address to redirect to`, c.args[0].pos)
-        const key = address.toLowerCase()
+        // RFC 5228 2.10.3: one redirect per address; the local part is case-sensitive (RFC 5321 2.4), as Pigeonhole has it
+        const at = address.lastIndexOf('@')
+        const key = address.slice(0, at) + address.slice(at).toLowerCase()
         const copy = c.tags.has('copy')
         const prev = this.redirects.get(key)
         if (prev === undefined) {

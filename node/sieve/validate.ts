@@ -139,7 +139,13 @@ function node (ctx: Ctx, n: CommandNode | TestNode, kind: 'command' | 'test'): N
   }
   // tests and block
   const tests: Node[] = []
-  if (spec.tests === undefined && n.tests.length > 0) err(ctx, n.tests[0].pos, `"${n.name}" takes no test`)
+  if (spec.tests === undefined && n.tests.length > 0) {
+    // Most often a forgotten ';': the next command was read as a test of this one
+    const t = n.tests[0]
+    if (kind === 'command') err(ctx, n.pos, `missing ';' after "${n.name}" ("${n.name}" takes no test; found "${t.name}" at line ${t.pos.line} column ${t.pos.column})`)
+    else err(ctx, n.pos, `"${n.name}" takes no test; found "${t.name}" at line ${t.pos.line} column ${t.pos.column} (a missing ',' between tests?)`)
+    return null
+  }
   if (spec.tests === 'one' && (n.tests.length !== 1 || n.testList)) err(ctx, n.tests[0]?.pos ?? n.pos, `"${n.name}" takes exactly one test${n.testList ? ' (not a test list)' : ''}`)
   if (spec.tests === 'list' && !n.testList) err(ctx, n.tests[0]?.pos ?? n.pos, `"${n.name}" takes a test list in parentheses`)
   for (const t of n.tests) {

@@ -40,7 +40,7 @@ describe('RFC 5228', () => {
 
   it('redirect cancels the implicit keep; :copy does not (RFC 3894); duplicates collapse (2.10.3)', async () => {
     const m = message('From: a@b.org\nSubject: x')
-    let o = await run('redirect "fred@example.org"; redirect "Fred@example.org";', m)
+    let o = await run('redirect "fred@example.org"; redirect "fred@Example.ORG";', m)
     assert.deepEqual(o.redirects, [{ address: 'fred@example.org', copy: false }])
     assert.deepEqual(o.keep, [])
     o = await run('require "copy"; redirect :copy "fred@example.org";', m)
