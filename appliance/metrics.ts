@@ -13,8 +13,12 @@ export const METRIC_PREFIX = 'mailgrid_'
 export const PROTOCOLS = ['smtp', 'submission', 'imap', 'pop3'] as const
 export const OUTCOMES = ['sent', 'failed', 'deferred'] as const
 export const MEMBER_STATUSES = ['alive', 'suspect', 'dead', 'left'] as const
+/** Members given a series of their own (a grid of appliances has a handful; a label per member beyond this is noise). */
+export const MEMBERS_LABELLED_MAX = 64
 // From a cached FETCH (about a millisecond) to a large APPEND or a COPY of thousands of messages (seconds)
 export const COMMAND_SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+// From a batched commit on an SSD (well under a millisecond) to a slow disk under load (a second and more)
+export const COMMIT_SECONDS_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
 interface CounterSpec { name: string, help: string, label: 'protocol' | 'result' | null, initial: readonly string[] }
 
@@ -137,7 +141,9 @@ export function createNodeMetrics (init: MetricsInit = {}): NodeMetricsRegistry 
   }
   const histograms = new Map<NodeHistogram, HistogramFamily>([
     ['commandSeconds', new HistogramFamily(METRIC_PREFIX + 'command_duration_seconds',
-      'Time from a command read to its reply written, by protocol (IMAP, POP3; IDLE and AUTHENTICATE left out).', 'protocol', COMMAND_SECONDS_BUCKETS)]
+      'Time from a command read to its reply written, by protocol (SMTP, IMAP, POP3; IDLE, AUTHENTICATE and AUTH left out).', 'protocol', COMMAND_SECONDS_BUCKETS)],
+    ['commitSeconds', new HistogramFamily(METRIC_PREFIX + 'store_commit_duration_seconds',
+      'Time for a group commit to become durable (blob fsync and synced LevelDB write: the fsync latency).', 'store', COMMIT_SECONDS_BUCKETS)]
   ])
   for (const h of histograms.values()) registry.registerMetric(h as unknown as Metric)
 
@@ -173,6 +179,7 @@ export function createNodeMetrics (init: MetricsInit = {}): NodeMetricsRegistry 
   const under = gauge('grid_under_replicated_users', 'Users with fewer complete copies than grid.replicas (the replication lag: writes are acknowledged only once on every alive replica, so what lags is a missing copy being re-mirrored).')
   const handoff = gauge('grid_handoff_pending_users', 'Copies this node still holds of users it no longer replicates, until their new holder confirms them.')
   const remirrored = total('grid_remirrored_bytes_total', 'Bytes of mail copied to restore a user\'s replicas since the node started.')
+  const lastSeen = gauge('grid_member_last_seen_seconds', 'Seconds since this node last heard from each member (a heartbeat or a ping): the grid\'s view of its members.', ['member', 'status'])
 
   let status: (() => Promise<NodeStatus>) | null = null
 
@@ -197,6 +204,11 @@ export function createNodeMetrics (init: MetricsInit = {}): NodeMetricsRegistry 
       members.reset()
       for (const s of MEMBER_STATUSES) members.set({ status: s }, 0)
       for (const m of g.members) members.inc({ status: m.status })
+      lastSeen.reset()
+      for (const m of g.members.slice(0, MEMBERS_LABELLED_MAX)) {
+        const seen = (m as { lastSeen?: number }).lastSeen
+        if (typeof seen === 'number' && seen > 0) lastSeen.set({ member: m.name === '' ? m.id : `${m.name} (${m.id.slice(-8)})`, status: m.status }, Math.max(0, (Date.now() - seen) / 1000))
+      }
       owned.set(g.usersOwned)
       replicated.set(g.usersReplicated)
       under.set(g.underReplicated)

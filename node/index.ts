@@ -10,7 +10,8 @@ import { createAlarms } from './alarms/index.ts'
 import { createDomainUsage } from './domain-quota.ts'
 import type { StatsSink } from './stats/index.ts'
 import type { MailStore, Store } from '../store/index.ts'
-import { createSessionForwarder, Grid, replicatedMailStore } from './grid/index.ts'
+import { createSessionForwarder, deliverFiltered, Grid, replicatedMailStore } from './grid/index.ts'
+import { createSieveFilter } from './rules/index.ts'
 import type { SessionForwarder } from './grid/index.ts'
 import { UserMail } from './migrate/user-mail.ts'
 import { BackupScheduler } from './backup/index.ts'
@@ -108,7 +109,7 @@ function countedDeliverer (deliverer: Deliverer, metrics: NodeMetrics | undefine
 export function createMailNode (components: NodeComponents, init: NodeInit): MailNode {
   const now = components.now ?? Date.now
   const logger = components.logger
-  const store: Store = createStore({ now }, { path: init.dataDir, sync: init.sync, scryptLogN: init.scryptLogN })
+  const store: Store = createStore({ now, ...(components.metrics !== undefined ? { onCommit: (s: number) => { components.metrics?.observe('commitSeconds', 'store', s) } } : {}) }, { path: init.dataDir, sync: init.sync, scryptLogN: init.scryptLogN })
   const limiter = new ConnectionLimiter({ perIp: init.limits.connectionsPerIpMax, total: init.limits.connectionsMax })
   const localThrottle = new AuthThrottle({
     perIp: init.limits.authFailuresPerIpMax, perAccount: init.limits.authFailuresPerAccountMax, windowMs: init.limits.authWindowMs, now
@@ -192,6 +193,19 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   const signer = createSigner({ directory: store, logger: logger.child({ ns: 'mailauth' }), now })
   const sealer = createArcSealer({ directory: store, logger: logger.child({ ns: 'mailauth' }), now })
   const srs = createSrs({ secret: srsSecret(init.grid?.clusterKey ?? Buffer.from(String(init.tls.key))), now })
+  // users' Sieve scripts, run at delivery on the user's primary before the message is stored (node/rules): on a grid
+  // from the grid's local deliveries, on a standalone node around the store's deliver
+  const rules = createSieveFilter({
+    store, mail, directory: store, srs, logger: logger.child({ ns: 'sieve' }), now,
+    outbound: { enqueue: async (raw, envelope, opts) => await queue.enqueue(raw, envelope, opts) }
+  }, { hostname: init.hostname })
+  if (grid !== null) {
+    grid.setDeliveryFilter(rules)
+  } else {
+    const plain = store
+    const deliver: MailStore['deliver'] = async (raw, targets, opts) => await deliverFiltered(async (r, t, o) => await plain.deliver(r, t, o), rules, raw, targets, { ...opts, internalDate: opts?.internalDate ?? now() })
+    mail = new Proxy(plain, { get: (t, p) => p === 'deliver' ? deliver : Reflect.get(t, p, t) as unknown })
+  }
   const queue = new Queue({ store, mail, directory: store, deliverer, grid, gossip, signer, srs, logger, now }, {
     hostname: init.hostname, retryMinMs: out.retryMinMs, delayNoticeMs: out.delayNoticeMs, bounceAfterMs: out.bounceAfterMs
   })

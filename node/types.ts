@@ -134,7 +134,8 @@ export type NodeCounter =
 
 /** Durations the node reports, labelled by protocol. */
 export type NodeHistogram =
-  | 'commandSeconds' // from a command read to its reply written (IMAP, POP3; IDLE and AUTHENTICATE, which wait for the client, left out)
+  | 'commandSeconds' // from a command read to its reply written (SMTP, IMAP, POP3; IDLE, AUTHENTICATE and AUTH, which wait for the client, left out)
+  | 'commitSeconds' // a group commit made durable: blob fsync and synced LevelDB write (label: 'store')
 
 export interface NodeMetrics {
   inc (name: NodeCounter, label: string, value?: number): void

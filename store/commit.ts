@@ -27,10 +27,14 @@ export class GroupCommit {
   groups = 0
   batches = 0
 
-  constructor (db: CommitTarget, beforeSync: () => Promise<void>, sync = true) {
+  private readonly observe: ((seconds: number) => void) | undefined
+
+  /** `observe`: told how long each group took to become durable (the blob fsync and the synced LevelDB write). */
+  constructor (db: CommitTarget, beforeSync: () => Promise<void>, sync = true, observe?: (seconds: number) => void) {
     this.db = db
     this.beforeSync = beforeSync
     this.sync = sync
+    this.observe = observe
   }
 
   submit (ops: BatchOp[]): Promise<void> {
@@ -52,8 +56,10 @@ export class GroupCommit {
           n += p.ops.length
         }
         try {
+          const started = performance.now()
           if (this.sync) await this.beforeSync()
           await this.db.batch(group.flatMap(p => p.ops), { sync: this.sync })
+          this.observe?.((performance.now() - started) / 1000)
           this.groups++
           this.batches += group.length
           for (const p of group) p.resolve()

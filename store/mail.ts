@@ -49,6 +49,8 @@ export const DEFAULT_MAILBOXES: Array<[string, SpecialUse | null]> = [
 export interface StoreComponents {
   now?: () => number
   randomId?: () => string
+  /** Told how long each group commit took to become durable, in seconds (the fsync latency histogram). */
+  onCommit?: (seconds: number) => void
 }
 
 export interface StoreInit {
@@ -86,7 +88,7 @@ export class MailStoreBase {
     this.randomId = components.randomId ?? (() => randomBytes(12).toString('hex'))
     this.db = new Level<string, any>(join(init.path, 'index'), { valueEncoding: 'json' })
     this.blobs = new BlobFiles(join(init.path, 'blobs'))
-    this.committer = new GroupCommit(this.db, async () => await this.blobs.sync(), init.sync ?? true)
+    this.committer = new GroupCommit(this.db, async () => await this.blobs.sync(), init.sync ?? true, components.onCommit)
   }
 
   // ---- user state ------------------------------------------------------------------------------------

@@ -177,6 +177,9 @@ export interface DeliveryTarget {
   mailbox?: string // name; default INBOX
   prefix: string
   flags?: string[]
+  /** The SMTP envelope of this copy, for the user's Sieve script (node/rules): MAIL FROM ('' = null sender), the RCPT
+   * address that led to the user, and whether a refusal can still be said in the SMTP reply (the only recipient). */
+  envelope?: { from: string, to: string, rejectable?: boolean }
 }
 
 export type FlagOp = 'set' | 'add' | 'remove'

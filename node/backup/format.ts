@@ -10,7 +10,7 @@
 
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { open, readFile, rename } from 'node:fs/promises'
+import { open, readFile, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { DirectoryRecord, LogAnchor, LogEntry } from '../../store/index.ts'
 
@@ -66,6 +66,11 @@ export function sha256 (b: Buffer | string): string {
 }
 
 export async function fileSha256 (path: string): Promise<{ sha256: string, bytes: number }> {
+  // most files (bodies, segments) are small: one read; a large one streamed
+  if ((await stat(path)).size <= 8 * 1024 * 1024) {
+    const data = await readFile(path)
+    return { sha256: sha256(data), bytes: data.length }
+  }
   const h = createHash('sha256')
   let bytes = 0
   for await (const c of createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {

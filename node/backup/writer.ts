@@ -13,6 +13,7 @@ import { blobPath, emptyManifest, MANIFEST, readManifest, segmentPath, sha256, w
 import type { BackupSource, Manifest, RunRecord, UserBackup } from './format.ts'
 
 export const BACKUP_USERS_CONCURRENCY = 4 // users read at once (each a chain of bounded requests to its primary)
+export const BLOB_READS_IN_FLIGHT = 8 // bodies of one user read at once
 
 export interface BackupOptions {
   signal?: AbortSignal
@@ -104,8 +105,10 @@ async function backupUser (source: BackupSource, dir: string, manifest: Manifest
     for (let next = from; next <= at.seq;) {
       const page = await source.readLog(user, next, at.seq)
       if (page.length === 0) throw new Error(`log of ${user} ends at ${next - 1}, below ${at.seq}`)
-      for (const e of page) {
-        if (e.op === 'append') await backupBlob(source, dir, manifest, user, e.blob, added, pending, run)
+      // the page's bodies, BLOB_READS_IN_FLIGHT at a time (each a chain of bounded reads at the primary)
+      const hashes = [...new Set(page.flatMap(e => e.op === 'append' ? [e.blob] : []))]
+      for (let i = 0; i < hashes.length; i += BLOB_READS_IN_FLIGHT) {
+        await Promise.all(hashes.slice(i, i + BLOB_READS_IN_FLIGHT).map(async h => { await backupBlob(source, dir, manifest, user, h, added, pending, run) }))
       }
       const text = page.map(e => JSON.stringify(e) + '\n').join('')
       hash.update(text)

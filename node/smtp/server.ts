@@ -56,19 +56,26 @@ if (proto.__mailgridEnhanced !== true) {
 // where every command enters (_onCommand) and every reply leaves (send), into the counts kept in the server's
 // options under this key (a global symbol, so a second copy of this module counts into the same place).
 const COUNTS = Symbol.for('mailgrid.smtp.counts')
-interface Counts { command (): void, failure (): void }
-interface Counted { _server?: { options?: { [COUNTS]?: Counts } } }
+interface Counts { command (): void, failure (): void, duration (seconds: number): void }
+// __mgStarted: when the command being answered was read (0: none, or one that waits for the client, AUTH)
+interface Counted { _server?: { options?: { [COUNTS]?: Counts } }, __mgStarted?: number }
 type CommandFn = (command: Buffer, callback: () => void) => void
 const counted = SMTPConnection.prototype as unknown as { send: SendFn, _onCommand: CommandFn, __mailgridCounted?: boolean }
 if (counted.__mailgridCounted !== true) {
   const send = counted.send
   const onCommand = counted._onCommand
   counted.send = function (this: Counted, code: number, data: unknown, context?: unknown) {
-    if (code >= 400) this._server?.options?.[COUNTS]?.failure()
+    const counts = this._server?.options?.[COUNTS]
+    if (code >= 400) counts?.failure()
+    if (this.__mgStarted !== undefined && this.__mgStarted > 0) {
+      counts?.duration((performance.now() - this.__mgStarted) / 1000)
+      this.__mgStarted = 0
+    }
     return send.call(this, code, data, context)
   }
   counted._onCommand = function (this: Counted, command: Buffer, callback: () => void) {
     this._server?.options?.[COUNTS]?.command()
+    this.__mgStarted = /^AUTH\b/i.test(command.subarray(0, 5).toString('latin1')) ? 0 : performance.now()
     return onCommand.call(this, command, callback)
   }
   counted.__mailgridCounted = true
@@ -486,9 +493,11 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       for (const u of users) {
         if (seen.has(u)) continue // one copy per user, however many of its addresses were named
         seen.add(u)
-        targets.push({ user: u, prefix: trace(session, id, rcpt, date) })
+        targets.push({ user: u, prefix: trace(session, id, rcpt, date), envelope: { from: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address, to: rcpt } })
       }
     }
+    // a Sieve reject (node/rules) can be said in our reply only when nobody else's copy depends on it
+    if (targets.length === 1 && s.remote.size === 0 && targets[0].envelope !== undefined) targets[0].envelope.rejectable = true
     // Sender authentication first: a DMARC p=reject failure is refused before the filter is asked
     const auth = init.mode === 'mx' && components.inbound !== undefined
       ? await components.inbound.check(raw, { ip: session.remoteAddress, helo: session.hostNameAppearsAs ?? '', mailFrom: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address })
@@ -584,7 +593,11 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     Object.assign(options, { [EHLO_EXTRA]: () => [...(components.outbound !== undefined ? [futureReleaseKeyword(now())] : []), ...(burl !== undefined ? ['BURL imap'] : [])] })
   }
   if (metrics !== undefined) {
-    const counts: Counts = { command: () => { metrics.inc('commands', label) }, failure: () => { metrics.inc('errors', label) } }
+    const counts: Counts = {
+      command: () => { metrics.inc('commands', label) },
+      failure: () => { metrics.inc('errors', label) },
+      duration: seconds => { metrics.observe('commandSeconds', label, seconds) }
+    }
     Object.assign(options, { [COUNTS]: counts })
   }
   const server = new SMTPServer(options)
