@@ -60,6 +60,18 @@ function strArg (v: unknown, what: string): string {
   return v
 }
 
+const ENTRY_OPS = new Set(['append', 'flags', 'expunge', 'uidNext', 'mailboxCreate', 'mailboxRename', 'mailboxDelete', 'subscribe'])
+
+/** Entries of a restore, as far as their shape goes (the store's applyLog checks their order and bodies). */
+function checkEntries (v: unknown): LogEntry[] {
+  if (!Array.isArray(v) || v.length > LOG_READ_ENTRIES_MAX) throw new MailError('invalid', `entries: a list of at most ${LOG_READ_ENTRIES_MAX} log entries`)
+  for (const e of v as Array<Record<string, unknown>>) {
+    if (e === null || typeof e !== 'object' || !Number.isSafeInteger(e.seq) || (e.seq as number) < 1 || !ENTRY_OPS.has(String(e.op))) throw new MailError('invalid', 'entries: each {seq, op, ...}')
+    if (e.op === 'append' && (typeof e.blob !== 'string' || !/^[0-9a-f]{64}$/.test(e.blob) || !Number.isSafeInteger(e.uid) || typeof e.mailbox !== 'string' || !Array.isArray(e.flags) || typeof e.prefix !== 'string')) throw new MailError('invalid', `entry ${String(e.seq)}: a malformed append`)
+  }
+  return v as LogEntry[]
+}
+
 export class UserMail {
   private readonly store: Store
   private readonly mail: MailStore
@@ -176,7 +188,7 @@ export class UserMail {
         return { header: { entries } }
       }
       case 'restoreLog': {
-        const entries = Array.isArray(a.entries) ? a.entries as LogEntry[] : []
+        const entries = checkEntries(a.entries)
         const lens = Array.isArray(a.lens) ? a.lens : []
         const blobs: Buffer[] = []
         let off = 0
@@ -185,7 +197,9 @@ export class UserMail {
           blobs.push(body.subarray(off, off + n))
           off += n
         }
-        const prev = a.prev as LogAnchor | undefined
+        const p = a.prev as Record<string, unknown> | undefined
+        if (p !== undefined && (p === null || typeof p !== 'object' || !Number.isSafeInteger(p.seq) || (p.eid !== null && typeof p.eid !== 'string'))) throw new MailError('invalid', 'prev: {seq, eid}')
+        const prev = p as LogAnchor | undefined
         const position = await this.store.applyLog(user, entries, blobs, prev)
         if (this.grid !== null) await this.grid.replicate(user)
         return { header: { position } }
