@@ -1,6 +1,7 @@
 // Small pieces shared by the validator and the interpreter: header names, addresses, time zones, dates.
 
 import { normalizeAddress } from '../../store/address.ts'
+import { MISSING_DOMAIN, MISSING_MAILBOX, parseAddressList } from '../../store/mime/index.ts'
 
 // RFC 5293 section 4 lets an implementation refuse to add or delete fields. Received is trace information that
 // RFC 5321 4.4 forbids removing; Auto-Submitted is what RFC 3834 loop prevention reads. Both stay as they are.
@@ -20,6 +21,12 @@ export function validRedirectAddress (s: string): string | null {
   let a = s.trim()
   if (a.startsWith('<') && a.endsWith('>')) a = a.slice(1, -1).trim()
   return normalizeAddress(a) === null ? null : a
+}
+
+/** An RFC 5322 mailbox, with or without a display name ("Me <me@example.com>"): vacation's :from and :addresses. */
+export function validSender (s: string): boolean {
+  const list = parseAddressList(s)
+  return list !== null && list.length === 1 && list[0].host !== null && list[0].host !== MISSING_DOMAIN && list[0].mailbox !== null && list[0].mailbox !== MISSING_MAILBOX
 }
 
 /** "+hhmm" / "-hhmm" (RFC 5260 4.1). */

@@ -9,7 +9,7 @@ import { COMPARATORS, DATE_PARTS, IMPLIED, RELATIONAL_OPS, SIEVE_EXTENSIONS, SPE
 import type { ArgType } from './spec.ts'
 import { decodeEncodedCharacters, splitVariables, StringError, variableName } from './strings.ts'
 import type { SieveError, SieveLimits } from './types.ts'
-import { isProtectedHeader, validFieldName, validRedirectAddress, validZone } from './util.ts'
+import { isProtectedHeader, validFieldName, validRedirectAddress, validSender, validZone } from './util.ts'
 
 export const VALIDATE_ERRORS_MAX = 20
 
@@ -261,6 +261,14 @@ function semantics (ctx: Ctx, n: Node): void {
       if (part?.t === 's' && part.s.constant !== null && !DATE_PARTS.has(part.s.constant.toLowerCase())) err(ctx, part.pos, `unknown date part "${part.s.constant}"`)
       const zone = n.tags.get('zone')
       if (zone?.t === 's' && zone.s.constant !== null && !validZone(zone.s.constant)) err(ctx, zone.pos, `"${zone.s.constant}" is not a time zone (+hhmm or -hhmm)`)
+      break
+    }
+    case 'vacation': {
+      const from = n.tags.get('from')
+      if (from?.t === 's' && from.s.constant !== null && !validSender(from.s.constant)) err(ctx, from.pos, `":from" must be an address, "${from.s.constant}" is not one`)
+      for (const a of n.tags.get('addresses')?.t === 'l' || n.tags.get('addresses')?.t === 's' ? constants(ctx, n.tags.get('addresses') as VArg, 'an address') ?? [] : []) {
+        if (!validSender(a)) err(ctx, (n.tags.get('addresses') as VArg).pos, `":addresses" must list addresses, "${a}" is not one`)
+      }
       break
     }
     case 'envelope': {

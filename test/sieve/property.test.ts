@@ -5,7 +5,8 @@ import assert from 'node:assert/strict'
 import { it } from 'node:test'
 import fc from 'fast-check'
 import type { Arg, CommandNode, StringArg, TestNode } from '../../node/sieve/ast.ts'
-import { compileSieve } from '../../node/sieve/index.ts'
+import { compileSieve, runSieve } from '../../node/sieve/index.ts'
+import { environment, message } from './helpers.ts'
 import { SIEVE_LIMITS_DEFAULT } from '../../node/sieve/limits.ts'
 import { parseSieve } from '../../node/sieve/parser.ts'
 import { printScript } from '../../node/sieve/printer.ts'
@@ -87,4 +88,43 @@ it('parser fed a valid script with each byte position cut off never throws', () 
     const r = compileSieve(full.slice(0, i))
     if (!r.ok) assert.ok(r.errors[0].offset <= i)
   }
+})
+
+it('runSieve never throws: random valid scripts run to an outcome without an internal error', async () => {
+  const HEADER = 'require ["fileinto", "variables", "imap4flags", "regex", "relational", "comparator-i;ascii-numeric", "body", "editheader", "include", "envelope", "subaddress", "date", "index", "duplicate", "vacation", "copy", "mailbox", "reject"];\n'
+  const key = fc.constantFrom('"a"', '"*a*"', '"${1}"', '["x", "${0}"]', '"12"', '""', '"?*"', '"\\\\*"')
+  const rx = fc.constantFrom('"(a|b)+"', '"^[[:alpha:]]+$"', '"x{2,3}"', '"(a*)*b"', '"."')
+  const match = fc.oneof(fc.tuple(fc.constantFrom(':is', ':contains', ':matches', ':count "ge" :comparator "i;ascii-numeric"', ':value "lt"'), key), rx.map(r => [':regex', r] as [string, string]))
+  const index = fc.constantFrom('', ':index 1', ':index 2 :last')
+  const test: fc.Arbitrary<string> = fc.letrec<{ t: string }>(tie => ({
+    t: fc.oneof({ depthSize: 'small' },
+      fc.tuple(index, match, fc.constantFrom('"subject"', '["from", "to"]', '"x-absent"')).map(([i, [m, k], h]) => `header ${i} ${m} ${h} ${k}`),
+      fc.tuple(fc.constantFrom('', ':user', ':detail', ':domain', ':localpart'), match).map(([p, [m, k]]) => `address ${p} ${m} "from" ${k}`),
+      fc.tuple(fc.constantFrom('"from"', '"to"'), key).map(([p, k]) => `envelope :detail ${p} ${k}`),
+      key.map(k => `body :text :contains ${k}`),
+      key.map(k => `string :matches "\${v}" ${k}`),
+      key.map(k => `hasflag :contains ${k}`),
+      fc.constantFrom('"hour"', '"date"', '"zone"').map(p => `date :originalzone :value "ge" "date" ${p} "1"`),
+      fc.constantFrom('duplicate', 'duplicate :last :seconds 10', 'exists "subject"', 'true', 'false', 'size :over 10'),
+      tie('t').map(t => `not ${t}`),
+      fc.array(tie('t'), { minLength: 1, maxLength: 3 }).map(ts => `anyof (${ts.join(', ')})`)
+    )
+  })).t
+  const action = fc.oneof(
+    fc.constantFrom('keep;', 'discard;', 'stop;', 'fileinto "f${1}";', 'fileinto :copy :create "x";', 'redirect "x@example.org";', 'redirect :copy "y${1}@example.org";',
+      'set "v" "${0}${v}";', 'set :length "v" "${v}";', 'addflag "\\\\Seen ${1}";', 'removeflag "a";', 'addheader "X-A" "${v}";', 'deleteheader :index 1 "subject";',
+      'vacation "away";', 'reject "no";', 'include :optional "v";', 'return;'),
+    key.map(k => `setflag ${k};`)
+  )
+  const block: fc.Arbitrary<string> = fc.letrec<{ b: string }>(tie => ({
+    b: fc.array(fc.oneof({ depthSize: 'small' }, action, fc.tuple(test, tie('b'), fc.option(tie('b'))).map(([t, a, e]) => `if ${t} { ${a} }${e === null ? '' : ` else { ${e} }`}`)), { maxLength: 5 }).map(a => a.join('\n'))
+  })).b
+  const msg = message('From: a+b@example.org\nTo: user@example.com\nSubject: abc [x] 12\nDate: Tue, 1 Apr 1997 09:06:31 -0800\nMessage-ID: <1@x>')
+  await fc.assert(fc.asyncProperty(block, async (body) => {
+    const r = compileSieve(HEADER + body)
+    if (!r.ok) assert.fail(`${JSON.stringify(r.errors)}\n${body}`)
+    const o = await runSieve(r.script, msg, environment({ scripts: { 'personal:v': 'keep;' } }))
+    for (const e of o.errors) assert.doesNotMatch(e.message, /internal error/, body)
+    if (o.errors.length > 0) assert.deepEqual(o.keep, [{ mailbox: 'INBOX', flags: [], create: false }])
+  }), { numRuns: 1500 })
 })
