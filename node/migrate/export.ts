@@ -17,6 +17,8 @@ import { writeMboxMessage } from './mbox.ts'
 import type { ExportReport, MailSource } from './types.ts'
 
 export const EXPORT_PAGE_MESSAGES = 200
+export const EXPORT_READ_AHEAD = 8 // messages read at once (each one request per 4 MiB at the user's primary)
+export const EXPORT_READ_AHEAD_BYTES = 16 * 1024 * 1024
 
 /** The message's bytes (the prefix the server added, then the body), chunk by chunk. */
 async function * messageChunks (source: MailSource, r: MessageRecord): AsyncIterable<Buffer> {
@@ -72,6 +74,33 @@ async function * records (source: MailSource, box: Mailbox): AsyncIterable<Messa
   }
 }
 
+/**
+ * The records with their bytes read ahead: up to EXPORT_READ_AHEAD messages (EXPORT_READ_AHEAD_BYTES together)
+ * are read at once while the files are written in order; a message larger than one body read is left to be
+ * streamed (`chunks` null).
+ */
+async function * withBodies (source: MailSource, box: Mailbox): AsyncIterable<{ r: MessageRecord, chunks: Buffer[] | null }> {
+  let group: MessageRecord[] = []
+  let bytes = 0
+  const flush = async function * (): AsyncIterable<{ r: MessageRecord, chunks: Buffer[] | null }> {
+    const read = await Promise.all(group.map(async r => {
+      if (r.size > EXPORT_READ_AHEAD_BYTES) return null
+      const parts: Buffer[] = []
+      for await (const c of messageChunks(source, r)) parts.push(c)
+      return parts
+    }))
+    for (const [i, r] of group.entries()) yield { r, chunks: read[i] }
+    group = []
+    bytes = 0
+  }
+  for await (const r of records(source, box)) {
+    if (group.length >= EXPORT_READ_AHEAD || (group.length > 0 && bytes + r.size > EXPORT_READ_AHEAD_BYTES)) yield * flush()
+    group.push(r)
+    bytes += r.size
+  }
+  yield * flush()
+}
+
 /** A mailbox's GUID for dovecot-uidlist: stable for the same mailbox id and UIDVALIDITY. */
 function guidOf (box: Mailbox): string {
   return createHash('sha256').update(`${box.id}\x00${box.uidValidity}`).digest('hex').slice(0, 32)
@@ -95,7 +124,7 @@ export async function exportMaildir (source: MailSource, root: string, opts: { s
     const uidlistTmp = join(dir, 'tmp', 'dovecot-uidlist.mailgrid')
     const uidlist = createWriteStream(uidlistTmp)
     uidlist.write(`3 V${box.uidValidity} N${box.uidNext} G${guidOf(box)}\n`)
-    for await (const r of records(source, box)) {
+    for await (const { r, chunks } of withBodies(source, box)) {
       opts.signal?.throwIfAborted()
       for (const k of r.flags) {
         if (k.startsWith('\\') || keywordIndex.has(k)) continue
@@ -113,7 +142,7 @@ export async function exportMaildir (source: MailSource, root: string, opts: { s
         const out = fh.createWriteStream()
         let lf = { n: 0, lastCr: false }
         const counted = async function * (): AsyncIterable<Buffer> {
-          for await (const c of messageChunks(source, r)) {
+          for await (const c of chunks ?? messageChunks(source, r)) {
             const b = bareLfs(c, lf.lastCr)
             lf = { n: lf.n + b.n, lastCr: b.lastCr }
             yield c
