@@ -304,7 +304,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   for (const [name, implicitTls] of [['imap', false], ['imaps', true]] as const) {
     const endpoint = init.listen[name]
     if (endpoint === null) continue
-    const imap = createImapServer({ store: mail, auth, limiter, logger, tls: init.tls, now, metrics, ...router }, {
+    const imap = createImapServer({ store: mail, auth, limiter, logger, tls: init.tls, now, metrics, ...router, ...(grid !== null ? { servesUser: (user: string) => grid?.isPrimary(user) ?? true } : {}) }, {
       endpoint,
       implicitTls,
       hostname: init.hostname,

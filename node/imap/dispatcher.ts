@@ -9,6 +9,7 @@ import type { CommandModule, Invocation, Reply, StateName } from './command.ts'
 import { replyForError } from './errors.ts'
 import { COMMANDS } from './commands/index.ts'
 import type { Session } from './session.ts'
+import { MOVED_TEXT } from './constants.ts'
 
 // Commands that wait for the client (IDLE until DONE, AUTHENTICATE for its response) say nothing of our latency.
 const UNTIMED = new Set(['IDLE', 'AUTHENTICATE'])
@@ -28,6 +29,10 @@ export async function dispatch (session: Session, command: ParsedCommand): Promi
 
 async function run (session: Session, command: ParsedCommand): Promise<void> {
   const { tag } = command
+  if (session.movedAway()) {
+    await session.bye(MOVED_TEXT)
+    return
+  }
   let name = command.name
   let args = command.args
   let uid = false

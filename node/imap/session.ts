@@ -93,6 +93,12 @@ export class Session {
     return this.reportsRecent ? recent : []
   }
 
+  /** On a grid: the user's sessions now run on another node (ImapComponents.servesUser). */
+  movedAway (): boolean {
+    const user = this.user
+    return user !== null && this.components.servesUser?.(user) === false
+  }
+
   /** LOGOUT: the session is over for the protocol (its socket closes after the tagged OK). */
   markLoggedOut (): void {
     this.#closeRecent()

@@ -23,6 +23,12 @@ export interface ImapComponents {
    * node only passes bytes from then on. Throws when the primary cannot take it (the login gets NO [UNAVAILABLE]).
    */
   router?: ImapRouter
+  /**
+   * On a grid: whether this node still runs the user's sessions (it is the user's primary). A session whose user
+   * moved ends with BYE at its next command, so that its client reconnects to the new primary instead of reading a
+   * copy that no longer follows the user's writes (node/grid/forward.ts closes forwarded sessions alike).
+   */
+  servesUser?: (user: string) => boolean
   /** Connections, commands and failed commands (NO, BAD), labelled imap. */
   metrics?: NodeMetrics
 }

@@ -1,7 +1,7 @@
 /** IDLE (RFC 2177): changes are pushed as they happen until the client sends DONE. */
 import { ArgumentError } from '../errors.ts'
 import { atom } from '../protocol/compiler.ts'
-import { IDLE_KEEPALIVE_MS } from '../constants.ts'
+import { IDLE_KEEPALIVE_MS, MOVED_TEXT } from '../constants.ts'
 import type { CommandModule } from '../command.ts'
 
 export const idle: CommandModule = {
@@ -21,7 +21,11 @@ export const idle: CommandModule = {
     // The keepalive also restarts the autologout timer (socket inactivity), so IDLE outlives any configured
     // idleTimeoutMs: a third of it when that is shorter than IDLE_KEEPALIVE_MS.
     const every = Math.max(1, Math.min(IDLE_KEEPALIVE_MS, Math.floor(session.options.limits.idleTimeoutMs / 3)))
-    const keepalive = setInterval(() => { void session.send([atom('OK'), atom('Still here')]) }, every)
+    const keepalive = setInterval(() => {
+      // a session whose user moved to another node (a grid's ring change) ends; its client reconnects there
+      if (session.movedAway()) void session.bye(MOVED_TEXT)
+      else void session.send([atom('OK'), atom('Still here')])
+    }, every)
     try {
       const line = await session.readLine()
       if (line === null) return { done: true }
