@@ -4,6 +4,7 @@
 
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { SIEVE_USAGE } from './sieve-cmd.ts'
 import type { Readable } from 'node:stream'
 import { ConfigError, loadConfig, REPLICAS_DEFAULT, REPLICAS_MAX } from './config.ts'
 import { CliError, connect, connectRemote } from './client.ts'
@@ -71,7 +72,7 @@ export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE
                                           fetch mail from an account elsewhere into ADDRESS, periodically
   collect list ADDRESS                    the accounts, last run, last error, counts
   collect del|run ADDRESS ID              forget one, or fetch it now
-  import maildir DIR --to ADDRESS          copy a Dovecot Maildir (Maildir++ or LAYOUT=fs): folders, flags,
+${SIEVE_USAGE}  import maildir DIR --to ADDRESS          copy a Dovecot Maildir (Maildir++ or LAYOUT=fs): folders, flags,
                                           keywords, dates, subscriptions, UIDs where free; again: nothing new
   import mbox FILE --to ADDRESS --folder NAME
                                           copy an mbox file (mboxrd/mboxo, Status/X-Status/X-Keywords flags)
@@ -171,7 +172,15 @@ const OPTIONS = {
   // import maildir|mbox, export, backup, restore (appliance/files-cmd.ts)
   maildir: { type: 'string' },
   mbox: { type: 'string' },
-  mailbox: { type: 'string' }
+  mailbox: { type: 'string' },
+  // sieve (appliance/sieve-cmd.ts)
+  file: { type: 'string' },
+  activate: { type: 'boolean' },
+  off: { type: 'boolean' },
+  subject: { type: 'string' },
+  message: { type: 'string' },
+  days: { type: 'string' },
+  'keep-copy': { type: 'boolean' }
 } as const
 
 type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean }
@@ -787,6 +796,16 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
           else throw new UsageError(args[0] === undefined ? 'missing import source (imap)' : `unknown import source: ${args[0]}`)
         } catch (err) {
           if (err instanceof m.MigrateUsageError) throw new UsageError(err.message)
+          throw err
+        }
+        break
+      }
+      case 'sieve': {
+        const sv = await import('./sieve-cmd.ts')
+        try {
+          await sv.sieveCommand({ values: values as Record<string, string | boolean | undefined>, args, api, stdout: io.stdout })
+        } catch (err) {
+          if (err instanceof sv.SieveUsageError) throw new UsageError(err.message)
           throw err
         }
         break

@@ -92,6 +92,7 @@ export async function startNode (options: StartOptions): Promise<number> {
   const { mailRoutes } = await import('./mail-routes.ts')
   const { importRoutes } = await import('./import-routes.ts')
   const { collectRoutes } = await import('./collect-routes.ts')
+  const { sieveRoutes } = await import('./sieve-routes.ts')
   const metrics = createNodeMetrics()
   const node: StateNode = createMailNode({ logger, metrics: metrics.node }, init)
   metrics.setStatus(async () => await node.status())
@@ -110,7 +111,7 @@ export async function startNode (options: StartOptions): Promise<number> {
   try {
     await node.start()
     admin = createAdminServer(
-      { directory: node.store, status: async () => await node.status(), queue: node.queue, logger: namespaced(logger, 'admin'), metrics, routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir }), ...importRoutes(node.store), ...collectRoutes(node.store)] },
+      { directory: node.store, status: async () => await node.status(), queue: node.queue, logger: namespaced(logger, 'admin'), metrics, routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir }), ...importRoutes(node.store), ...collectRoutes(node.store), ...sieveRoutes({ directory: node.store, sieve: node.sieve })] },
       { host: config.admin.host, port: config.admin.port, token: await ensureToken(dataDir), metricsToken: config.metrics.token, ...(adminTls === undefined ? {} : { tls: adminTls }) }
     )
     await admin.start()

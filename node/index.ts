@@ -25,7 +25,7 @@ import { AuthThrottle, ConnectionLimiter } from './limits.ts'
 import type { Throttle } from './limits.ts'
 import { createImapServer } from './imap/index.ts'
 import { createPop3Server } from './pop3/index.ts'
-import { createManageSieveServer } from './managesieve/index.ts'
+import { createManageSieveServer, SieveService } from './managesieve/index.ts'
 import { createSmtpService, MemoryBudget } from './smtp/server.ts'
 import { burlFetcher } from './smtp/burl.ts'
 import { createDeliverer, Queue, SHARD_KEYS } from './outbound/index.ts'
@@ -212,6 +212,9 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   // import, export, backup and restore reach a user's mail at its primary (node/migrate/user-mail.ts)
   const userMail = new UserMail({ store, mail, grid, gossip, logger: logger.child({ ns: 'migrate' }) })
   userMail.handle()
+  // users' Sieve scripts for the admin API, at the user's primary (node/managesieve/service.ts)
+  const sieveService = new SieveService({ mail, grid, gossip, logger: logger.child({ ns: 'sieve' }) })
+  sieveService.handle()
   // IMAP imports and mail collection (issue 15): jobs and accounts in the replicated directory, run by the user's primary
   const primaryHere = (user: string): boolean => grid === null || grid.isPrimary(user)
   const imports = new ImapImportJobs({ directory: store, onDirectoryChange: l => store.onDirectoryChange(l), mail, isPrimary: primaryHere, self: () => grid?.self ?? init.hostname, logger, now }, {
@@ -334,6 +337,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   const node: MailNode = {
     store,
     userMail,
+    sieve: sieveService,
     queue,
     authThrottle: gridThrottle ?? throttle,
     stats,

@@ -176,6 +176,8 @@ export interface MailNode {
   readonly store: Store
   /** One user's mail at its primary, for import, export, backup and restore (node/migrate/user-mail.ts). */
   readonly userMail: import('./migrate/user-mail.ts').UserMail
+  /** Users' Sieve scripts, run at each user's primary (node/managesieve/service.ts). */
+  readonly sieve: import('./managesieve/service.ts').SieveService
   /** The outbound queue, grid-wide (node/outbound). */
   readonly queue: import('./outbound/types.ts').OutboundQueue
   /** The node's login failure counts (grid-wide on a grid: node/auth-grid.ts), for other logins to share (the console's). */

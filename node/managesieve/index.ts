@@ -9,3 +9,5 @@ export {
 } from './scripts.ts'
 export type { ScriptErrorKind, ScriptInfo } from './scripts.ts'
 export { MANAGESIEVE_PORT } from './constants.ts'
+export { SieveService, SIEVE_SCRIPTS_PROTOCOL } from './service.ts'
+export type { SieveServiceComponents } from './service.ts'

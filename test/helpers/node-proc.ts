@@ -18,6 +18,7 @@ import type { AdminServer } from '../../appliance/admin.ts'
 import { mailRoutes } from '../../appliance/mail-routes.ts'
 import { importRoutes } from '../../appliance/import-routes.ts'
 import { collectRoutes } from '../../appliance/collect-routes.ts'
+import { sieveRoutes } from '../../appliance/sieve-routes.ts'
 import { createNodeMetrics } from '../../appliance/metrics.ts'
 import { observeRoutes } from '../../appliance/observe.ts'
 import { testCert, TEST_LIMITS, TEST_OUTBOUND } from './node.ts'
@@ -31,7 +32,7 @@ const metrics = adminToken !== undefined ? createNodeMetrics() : undefined
 const node = createMailNode({ logger, ...(metrics !== undefined ? { metrics: metrics.node } : {}) }, {
   dataDir,
   hostname: 'mx.test',
-  listen: { smtp: ep, submission: ep, smtps: ep, pop3: ep, pop3s: ep, imap: ep, imaps: ep },
+  listen: { smtp: ep, submission: ep, smtps: ep, pop3: ep, pop3s: ep, imap: ep, imaps: ep, managesieve: ep },
   tls: await testCert(),
   plaintextAuthOnLoopback: true,
   sync: process.env.MAILGRID_SYNC !== '0',
@@ -42,8 +43,6 @@ const node = createMailNode({ logger, ...(metrics !== undefined ? { metrics: met
   ...(process.env.MAILGRID_TEST_GRID !== undefined ? { grid: JSON.parse(process.env.MAILGRID_TEST_GRID) } : {}),
   // MAILGRID_TEST_OUTBOUND (JSON, optional): an OutboundInit (the tests' own resolver and receiving MTA)
   outbound: process.env.MAILGRID_TEST_OUTBOUND !== undefined ? JSON.parse(process.env.MAILGRID_TEST_OUTBOUND) : TEST_OUTBOUND,
-  // MAILGRID_TEST_BACKUP (JSON, optional): the scheduled backup, {"dir": DIR, "intervalMinutes": N} (a fraction in tests)
-  ...(process.env.MAILGRID_TEST_BACKUP !== undefined ? { backup: JSON.parse(process.env.MAILGRID_TEST_BACKUP) } : {}),
   ...(process.env.MAILGRID_TEST_ALARMS !== undefined ? { alarms: JSON.parse(process.env.MAILGRID_TEST_ALARMS) } : {}),
   ...(process.env.MAILGRID_TEST_STATS !== undefined ? { stats: JSON.parse(process.env.MAILGRID_TEST_STATS) } : {})
 })
@@ -66,7 +65,7 @@ if (adminToken !== undefined && metrics !== undefined) {
   metrics.setStatus(async () => await node.status())
   admin = createAdminServer({
     directory: node.store, status: async () => await node.status(), queue: node.queue, logger, metrics,
-    routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir }), ...importRoutes(node.store), ...collectRoutes(node.store)]
+    routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir }), ...importRoutes(node.store), ...collectRoutes(node.store), ...sieveRoutes({ directory: node.store, sieve: node.sieve })]
   }, { host: '127.0.0.1', port: 0, token: adminToken })
   await admin.start()
   ports.admin = Number(new URL(admin.url).port)
