@@ -16,7 +16,7 @@ import type { Node, Program, VArg, VString } from './program.ts'
 import { StepBudgetExceeded } from './regex.ts'
 import type { Regex } from './regex.ts'
 import type { SieveEnvironment, SieveError, SieveLimits, SieveMessage, SieveOutcome } from './types.ts'
-import { datePart, isProtectedHeader, parseMailDate, truncateBytes, validFieldName, validRedirectAddress, validZone, zoneMinutes } from './util.ts'
+import { datePart, isAddressHeader, isProtectedHeader, parseMailDate, truncateBytes, validFieldName, validRedirectAddress, validZone, zoneMinutes } from './util.ts'
 import { vacationAllowed, vacationSeconds } from './vacation.ts'
 
 export const DUPLICATE_SECONDS_DEFAULT = 7 * 86_400 // RFC 7352 3.4 leaves it to the implementation; a week
@@ -353,7 +353,7 @@ class Run {
       }
       case 'address': {
         const values: string[] = []
-        for (const f of this.fieldsFor(t, this.strings(t.args[0]))) {
+        for (const f of this.fieldsFor(t, this.strings(t.args[0]).filter(isAddressHeader))) {
           for (const a of this.view.addresses(f)) {
             const v = addressPart(t, a)
             if (v !== null) values.push(v)

@@ -11,6 +11,16 @@ export function isProtectedHeader (name: string): boolean {
   return PROTECTED_HEADERS.has(name.toLowerCase())
 }
 
+// RFC 5228 5.1: the address test is restricted to fields that hold addresses; this is the list Pigeonhole allows
+// (checked against Debian's sievec), so a script that one accepts the other accepts too.
+const ADDRESS_HEADERS = new Set(['from', 'sender', 'reply-to', 'to', 'cc', 'bcc', 'resent-from', 'resent-sender', 'resent-to',
+  'resent-cc', 'resent-bcc', 'resent-reply-to', 'delivered-to', 'x-original-to', 'errors-to', 'mail-followup-to', 'mail-reply-to',
+  'apparently-to', 'x-beenthere'])
+
+export function isAddressHeader (name: string): boolean {
+  return ADDRESS_HEADERS.has(name.toLowerCase())
+}
+
 /** RFC 5322 3.6.8 field-name: printable US-ASCII except ':' (1 to 998 characters). */
 export function validFieldName (name: string): boolean {
   return name.length > 0 && name.length <= 998 && /^[\x21-\x39\x3b-\x7e]+$/.test(name)

@@ -9,7 +9,7 @@ import { COMPARATORS, DATE_PARTS, IMPLIED, RELATIONAL_OPS, SIEVE_EXTENSIONS, SPE
 import type { ArgType } from './spec.ts'
 import { decodeEncodedCharacters, splitVariables, StringError, variableName } from './strings.ts'
 import type { SieveError, SieveLimits } from './types.ts'
-import { isProtectedHeader, validFieldName, validRedirectAddress, validSender, validZone } from './util.ts'
+import { isAddressHeader, isProtectedHeader, validFieldName, validRedirectAddress, validSender, validZone } from './util.ts'
 
 export const VALIDATE_ERRORS_MAX = 20
 
@@ -261,6 +261,13 @@ function semantics (ctx: Ctx, n: Node): void {
       if (part?.t === 's' && part.s.constant !== null && !DATE_PARTS.has(part.s.constant.toLowerCase())) err(ctx, part.pos, `unknown date part "${part.s.constant}"`)
       const zone = n.tags.get('zone')
       if (zone?.t === 's' && zone.s.constant !== null && !validZone(zone.s.constant)) err(ctx, zone.pos, `"${zone.s.constant}" is not a time zone (+hhmm or -hhmm)`)
+      break
+    }
+    case 'address': {
+      const a = n.args[0]
+      for (const h of a?.t === 'l' ? a.items : a?.t === 's' ? [a.s] : []) {
+        if (h.constant !== null && !isAddressHeader(h.constant)) err(ctx, h.pos, `the address test only reads fields that hold addresses; "${h.constant}" does not (RFC 5228 5.1)`)
+      }
       break
     }
     case 'vacation': {

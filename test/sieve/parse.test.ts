@@ -85,6 +85,7 @@ describe('sieve syntax (RFC 5228 2, 8)', () => {
     ['bad zone', 'require "date";\nif currentdate :zone "CET" "hour" "1" { keep; }', /^2:22@37 "CET" is not a time zone/],
     ['bad envelope part', 'require "envelope";\nif envelope "cc" "a" { keep; }', /^2:13@32 unknown envelope part "cc"/],
     ['vacation :seconds needs vacation-seconds', 'require "vacation";\nvacation :seconds 60 "x";', /^2:10@29 ":seconds" needs the "vacation-seconds" extension/],
+    ['address test on a field without addresses', 'if address :is ["to", "subject"] "x" { keep; }', /^1:23@22 the address test only reads fields that hold addresses; "subject" does not/],
     ['vacation :from not an address', 'require "vacation";\nvacation :from "nobody" "x";', /^2:16@35 ":from" must be an address, "nobody" is not one/],
     ['allof needs a test list', 'if allof true { keep; }', /"allof" takes a test list in parentheses/],
     ['bad ${unicode}', 'require "encoded-character";\nredirect "${unicode:D800}@example.com";', /^2:10@38 \$\{unicode:D800\} is not a Unicode character/]

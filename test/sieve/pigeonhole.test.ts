@@ -136,6 +136,7 @@ describe('differential: node/sieve against Pigeonhole', { skip }, () => {
     'require "envelope";\n\nif envelope "cc" "a" { keep; }',
     'require "vacation";\nvacation :seconds 60 "x";',
     'if allof true { keep; }',
+    'require "fileinto";\nif address :is "subject" "x" { keep; }',
     '"abc',
     'keep; /* open',
     'require "variables";\nset "a" text:\nabc\n' // we point at "text:" (line 2), Pigeonhole at the end of the file

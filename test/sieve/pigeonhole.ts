@@ -92,8 +92,9 @@ export class Pigeonhole {
   }
 
   async run (script: string, message: Buffer, envelope: { from: string, to: string }): Promise<PigeonholeResult> {
+    if (envelope.from === '') throw new Error('sieve-test takes no null sender (-f "" and -f "<>" are refused)')
     const f = await this.files(script, message)
-    const output = await this.exec(SIEVE_TEST, ['-c', join(this.dir, 'dovecot.conf'), '-f', envelope.from === '' ? '<>' : envelope.from, '-r', envelope.to, f.script, f.message])
+    const output = await this.exec(SIEVE_TEST, ['-c', join(this.dir, 'dovecot.conf'), '-f', envelope.from, '-r', envelope.to, f.script, f.message])
     const r: PigeonholeResult = { failed: /final result: failed/.test(output), stores: [], redirects: [], reject: null, vacation: null, output }
     let store: { folder: string, flags: string[] } | null = null
     const flush = (): void => {
