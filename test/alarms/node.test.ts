@@ -1,7 +1,7 @@
 // node/alarms on one node: the data disk on a small tmpfs filled past 85 % and below its free-space floor raises
 // disk-full and disk-low, emptied clears both (start, end, history, the log's alarm_raised / alarm_cleared lines);
 // a burst of failed IMAP logins (imapflow) raises auth-failures; a certificate that expires within alarms.certDays
-// raises cert-expiry; the history survives a restart.
+// raises cert-expiry; the history survives a restart; a queued message too old raises queue-age.
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -109,4 +109,24 @@ test('a burst of failed logins raises auth-failures; a certificate close to expi
   // the certificate is not expiring under the new threshold: the persisted alarm is cleared, with its start kept
   await until('cert-expiry cleared after the restart', () => again.alarms.local().history.some(a => a.kind === 'cert-expiry' && a.end !== null), 10_000)
   assert.ok(again.alarms.local().active.some(a => a.id === burst.id) || again.alarms.local().history.some(a => a.id === burst.id))
+})
+
+test('a queued message older than alarms.queueAgeMinutes raises queue-age; deleting it clears the alarm', async (t) => {
+  const dir = await tempDir(t)
+  const ep = { host: '127.0.0.1', port: 0 }
+  const n = await node(t, dir, { listen: { smtp: null, submission: ep, smtps: null, pop3: null, pop3s: null, imap: null, imaps: null }, alarms: { ...ALARMS, queueAgeMs: 300 } })
+  await n.store.addDomain('example.com')
+  await n.store.addUser({ address: 'alice@example.com', password: 'pw' })
+  const port = (await n.status()).services.find(s => s.name === 'submission')!.port
+  const { default: nodemailer } = await import('nodemailer')
+  const sub = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, auth: { user: 'alice@example.com', pass: 'pw' } })
+  t.after(() => { sub.close() })
+  // the test resolver answers nothing: the message stays queued, deferred
+  await sub.sendMail({ from: 'alice@example.com', to: 'bob@elsewhere.example', subject: 'waits', text: 'waits' })
+  await until('queue-age', () => n.alarms.local().active.some(a => a.kind === 'queue-age'), 15_000)
+  assert.match(n.alarms.local().active.find(a => a.kind === 'queue-age')!.message, /outbound queue is \d+ min old/)
+  const [item] = await n.queue.list()
+  assert.ok(await n.queue.delete(item.id))
+  await until('queue-age cleared', () => !n.alarms.local().active.some(a => a.kind === 'queue-age'), 15_000)
+  assert.ok(n.alarms.local().history.some(a => a.kind === 'queue-age' && a.end !== null))
 })
