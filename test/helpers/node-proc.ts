@@ -43,6 +43,8 @@ const node = createMailNode({ logger, ...(metrics !== undefined ? { metrics: met
   ...(process.env.MAILGRID_TEST_GRID !== undefined ? { grid: JSON.parse(process.env.MAILGRID_TEST_GRID) } : {}),
   // MAILGRID_TEST_OUTBOUND (JSON, optional): an OutboundInit (the tests' own resolver and receiving MTA)
   outbound: process.env.MAILGRID_TEST_OUTBOUND !== undefined ? JSON.parse(process.env.MAILGRID_TEST_OUTBOUND) : TEST_OUTBOUND,
+  // MAILGRID_TEST_BACKUP (JSON, optional): the scheduled backup, {"dir": DIR, "intervalMinutes": N} (a fraction in tests)
+  ...(process.env.MAILGRID_TEST_BACKUP !== undefined ? { backup: JSON.parse(process.env.MAILGRID_TEST_BACKUP) } : {}),
   ...(process.env.MAILGRID_TEST_ALARMS !== undefined ? { alarms: JSON.parse(process.env.MAILGRID_TEST_ALARMS) } : {}),
   ...(process.env.MAILGRID_TEST_STATS !== undefined ? { stats: JSON.parse(process.env.MAILGRID_TEST_STATS) } : {})
 })
