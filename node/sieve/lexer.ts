@@ -22,6 +22,7 @@ export class LexError extends Error {
   }
 }
 
+const CRLF = Buffer.from('\r\n')
 const NUMBER_MAX = Number.MAX_SAFE_INTEGER // RFC 5228 2.4.1 asks for at least 2^31; larger is refused, not wrapped
 
 function isAlpha (c: number): boolean { return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) }
@@ -165,7 +166,7 @@ export class Lexer {
   }
 
   /** RFC 5228 2.4.2: `text:` [blanks] [comment] CRLF, lines, then a line holding a single '.'; a leading '.'
-   * of a line is removed (dot-stuffing). Bare LF line ends are accepted like CRLF and kept as written. */
+   * of a line is removed (dot-stuffing). Bare LF line ends are accepted like CRLF. */
   private multiline (start: Pos): Token {
     const s = this.src
     this.pos++ // ':'
@@ -196,7 +197,10 @@ export class Lexer {
       }
       const nul = s.subarray(body, lineEnd).indexOf(0)
       if (nul !== -1) this.fail('NUL is not allowed in a string', body + nul)
-      parts.push(s.subarray(body, lineEnd))
+      // Lines end in CRLF (RFC 5228 8.1 multi-line grammar); a bare LF of a script saved with Unix line ends is
+      // read as CRLF, as Pigeonhole does, so a reason or vacation body has one kind of line end.
+      if (nl !== -1 && (nl === body || s[nl - 1] !== 0x0d)) parts.push(s.subarray(body, nl), CRLF)
+      else parts.push(s.subarray(body, lineEnd))
       this.pos = lineEnd
       if (nl === -1) throw new LexError('unterminated multi-line string: no line holding a single "."', start)
       this.newline(this.pos)

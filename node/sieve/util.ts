@@ -114,7 +114,7 @@ export function datePart (ms: number, zone: number, part: string): string | null
     case 'second': return s
     case 'time': return `${h}:${m}:${s}`
     case 'iso8601': return `${Y}-${M}-${D}T${h}:${m}:${s}${z.slice(0, 3)}:${z.slice(3)}`
-    case 'std11': return `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${MONTH_NAMES[d.getUTCMonth()]} ${Y} ${h}:${m}:${s} ${z}`
+    case 'std11': return `${DAYS[d.getUTCDay()]}, ${D} ${MONTH_NAMES[d.getUTCMonth()]} ${Y} ${h}:${m}:${s} ${z}` // two-digit day, as Pigeonhole writes it
     case 'zone': return z
     case 'weekday': return String(d.getUTCDay())
     default: return null

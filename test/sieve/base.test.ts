@@ -85,7 +85,7 @@ describe('RFC 5228', () => {
 describe('reject and ereject (RFC 5429)', () => {
   it('reject cancels the implicit keep and carries the reason', async () => {
     const o = await run('require "reject"; reject text:\nI do not accept mail about this.\n.\n;', message('Subject: x'))
-    assert.deepEqual(o.reject, { reason: 'I do not accept mail about this.\n', ereject: false })
+    assert.deepEqual(o.reject, { reason: 'I do not accept mail about this.\r\n', ereject: false })
     assert.deepEqual(o.keep, [])
     const e = await run('require "ereject"; ereject "no";', message('Subject: x'))
     assert.deepEqual(e.reject, { reason: 'no', ereject: true })

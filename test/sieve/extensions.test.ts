@@ -103,7 +103,7 @@ Away.
     assert.equal(o.vacation.handle, 'h1')
     assert.equal(o.vacation.mime, true)
     assert.equal(o.vacation.seconds, 3 * 86400)
-    assert.match(o.vacation.body, /^Content-Type: text\/plain\n\nAway\.\n$/)
+    assert.equal(o.vacation.body, 'Content-Type: text/plain\r\n\r\nAway.\r\n') // multi-line strings end lines in CRLF
     const sec = await run('require "vacation-seconds"; vacation :seconds 1800 "brb";', message(to + 'Subject: x'))
     assert.equal(sec.vacation?.seconds, 1800)
     const tiny = await run('require "vacation-seconds"; vacation :seconds 0 "brb";', message(to + 'Subject: x'))
@@ -149,7 +149,7 @@ Subject: x`)
     ['date :is "date" "weekday" "2"', true],
     ['date :is "date" "julian" "50539"', true],
     ['date :originalzone :is "date" "iso8601" "1997-04-01T09:06:31-08:00"', true],
-    ['date :originalzone :is "date" "std11" "Tue, 1 Apr 1997 09:06:31 -0800"', true],
+    ['date :originalzone :is "date" "std11" "Tue, 01 Apr 1997 09:06:31 -0800"', true],
     ['date :is "received" "date" "1997-04-01"', true],
     ['date :index 2 :is "received" "date" "1997-04-02"', true],
     ['date :index 1 :last :is "received" "day" "02"', true],
