@@ -30,6 +30,7 @@ export const STATS_SERIES = [
 export type StatSeries = typeof STATS_SERIES[number]
 const INDEX: Readonly<Record<StatSeries, number>> = Object.fromEntries(STATS_SERIES.map((s, i) => [s, i])) as Record<StatSeries, number>
 const GAUGES: ReadonlySet<number> = new Set([INDEX.mailboxBytes])
+const newRow = (): number[] => new Array<number>(STATS_SERIES.length).fill(0)
 
 /** 5 minutes: the seeds' bucket. */
 export const STATS_STEP_MS = 300_000
@@ -140,7 +141,10 @@ export function createStats (components: StatsComponents, init: StatsInit): Stat
   const gossip = components.gossip
   const retentionMs = (init.retentionDays ?? STATS_RETENTION_DAYS_DEFAULT) * DAY_MS
   let bucket = bucketOf(now())
-  let rows = new Map<string, number[]>()
+  let total = newRow()
+  let rows = new Map<string, number[]>([['', total]])
+  // the open bucket's rows of an address as given (user row, domain row): the next add() for it is one lookup
+  let byAddress = new Map<string, number[][]>()
   let timer: NodeJS.Timeout | null = null
   let running = false
   let writing: Promise<void> = Promise.resolve()
@@ -150,35 +154,45 @@ export function createStats (components: StatsComponents, init: StatsInit): Stat
     let r = rows.get(key)
     if (r === undefined) {
       if (rows.size >= STATS_KEYS_PER_BUCKET_MAX) return undefined
-      r = new Array<number>(STATS_SERIES.length).fill(0)
+      r = newRow()
       rows.set(key, r)
     }
     return r
+  }
+
+  /** The rows an address counts into besides the total: its user's (when it is one) and its domain's. */
+  const rowsOf = (address: string): number[][] => {
+    const at = address.lastIndexOf('@')
+    if (at < 0) return []
+    const lower = address.toLowerCase()
+    const out: number[][] = []
+    const d = row(at === 0 ? lower : lower.slice(at))
+    if (d !== undefined) out.push(d)
+    if (at > 0) {
+      const u = row(lower)
+      if (u !== undefined) out.push(u)
+    }
+    if (byAddress.size < STATS_KEYS_PER_BUCKET_MAX) byAddress.set(address, out)
+    return out
   }
 
   const add = (series: StatSeries, address: string | null, n = 1): void => {
     const t = now()
     if (t >= bucket + STATS_STEP_MS) rollover(t)
     const i = INDEX[series]
-    row('')![i] += n
+    total[i] += n
     if (address === null) return
-    const at = address.lastIndexOf('@')
-    if (at < 0) return
-    const lower = address.toLowerCase()
-    const d = row(at === 0 ? lower : lower.slice(at))
-    if (d !== undefined) d[i] += n
-    if (at > 0) {
-      const u = row(lower)
-      if (u !== undefined) u[i] += n
-    }
+    const rs = byAddress.get(address) ?? rowsOf(address)
+    for (let k = 0; k < rs.length; k++) rs[k][i] += n
   }
 
   /** Takes the open bucket out and starts the next one; the closed one is written in the background. */
   function rollover (t: number): void {
     const closed = { t: bucket, rows }
     bucket = bucketOf(t)
-    rows = new Map()
-    if (closed.rows.size > 0) queueWrite(closed.t, closed.rows)
+    rows = new Map([['', total = newRow()]])
+    byAddress = new Map()
+    queueWrite(closed.t, closed.rows) // rows of zeros only are not written
   }
 
   function queueWrite (t: number, data: Map<string, number[]>): void {
