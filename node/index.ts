@@ -273,7 +273,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     const endpoint = init.listen[name]
     if (endpoint === null) return
     services.set(name, createSmtpService(
-      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, metrics, stats, domainUsage, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}), ...(mode !== 'mx' ? { burl: burlFetcher(mail, now) } : {}) },
+      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, metrics, stats, domainUsage, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}), ...(mode !== 'mx' ? { burl: burlFetcher(mail, now, forwarder !== null ? { route: forwarder.route } : undefined) } : {}) },
       {
         mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
         recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback

@@ -24,6 +24,11 @@ export const URLAUTH_URLS_MAX = 64
 
 const KEY_PREFIX = 'imap/urlauth/'
 
+/** An ENABLE-like marker a grid node puts on the IMAP session it opens at a user's primary for BURL (node/smtp/burl.ts):
+ * URLFETCH there reads `submit+user` URLs as the submission service acting for the session's user. Clients cannot
+ * ENABLE it (ENABLE takes only the extensions it knows); only grid peers open adopted sessions. */
+export const BURL_SESSION = 'X-MAILGRID-BURL'
+
 /** Who is asking: an IMAP user (null: nobody logged in), or the submission server acting for `submitFor`. */
 export interface UrlReader {
   user: string | null

@@ -10,11 +10,12 @@
 // DATA would, and answers as DATA does. CHUNKING (BDAT) is not offered, so BURL is never mixed with BDAT.
 
 import { PassThrough } from 'node:stream'
+import type { Duplex } from 'node:stream'
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js'
 import type { SMTPServerSession } from 'smtp-server'
 import type { MailStore } from '../../store/index.ts'
 import { BadUrl, parseImapUrl, readUrl, UrlTooBig } from '../imap/urls.ts'
-import { verifyUrlauth } from '../imap/urlauth.ts'
+import { BURL_SESSION, verifyUrlauth } from '../imap/urlauth.ts'
 
 /** The fetch function in the server's options: the URL's content for the authenticated user, or a thrown
  * BurlError (its code and text are the reply). */
@@ -118,7 +119,7 @@ if (connection.handler_BURL === undefined) {
  * lets the submission server read it for this user (access `submit+user`, or `anonymous`), verified and read as
  * IMAP's URLFETCH does (node/imap/urlauth.ts), from the store the node's IMAP sessions read.
  */
-export function burlFetcher (store: MailStore, now: () => number): BurlFetch {
+export function burlFetcher (store: MailStore, now: () => number, grid?: BurlRoute): BurlFetch {
   return async (user, text, max) => {
     let url
     try {
@@ -127,6 +128,16 @@ export function burlFetcher (store: MailStore, now: () => number): BurlFetch {
       throw new BurlError(554, '5.6.6 IMAP URL resolution failed: not an IMAP URL')
     }
     if (url.urlauth === null || url.user === null) throw new BurlError(554, '5.7.0 BURL needs a URLAUTH-authorized absolute IMAP URL')
+    // on a grid, the user's own URLs are read at the user's primary, through an IMAP session there (null: this node)
+    if (grid !== undefined && url.user.toLowerCase() === user.toLowerCase()) {
+      let stream: Duplex | null
+      try {
+        stream = await grid.route(user, 'imap', { ip: '127.0.0.1', secure: true, tag: 'B0', enabled: [BURL_SESSION] })
+      } catch {
+        throw new BurlError(451, '4.4.0 The IMAP server holding this message is unavailable, try again later')
+      }
+      if (stream !== null) return await fetchOverImap(stream, text, max)
+    }
     let owner: string
     try {
       owner = await verifyUrlauth(store, url, { user: null, submitFor: user }, now())
@@ -142,4 +153,80 @@ export function burlFetcher (store: MailStore, now: () => number): BurlFetch {
       throw err
     }
   }
+}
+
+
+/** URLFETCH's answer may take this long at the primary. */
+export const BURL_REMOTE_TIMEOUT_MS = 30_000
+
+/** A response line from the primary (outside literals). */
+const LINE_BYTES_MAX = 64 * 1024
+
+/** The grid's session router (node/grid/forward.ts SessionRouter), as BURL uses it. */
+export interface BurlRoute {
+  route: (user: string, protocol: 'imap', ctx: { ip: string, secure: boolean, tag: string, enabled: string[] }) => Promise<Duplex | null>
+}
+
+/**
+ * URLFETCH over an IMAP session at the user's primary (adopted already: its first answer is the tagged OK of B0),
+ * then LOGOUT. Reads the `* URLFETCH url {n}` literal, or NIL (refused there: not authorized, or nothing there).
+ */
+async function fetchOverImap (stream: Duplex, text: string, max: number): Promise<Buffer> {
+  if (/["\\]/.test(text)) throw new BurlError(554, '5.6.6 IMAP URL resolution failed: not an IMAP URL')
+  const limit = max + 64 * 1024
+  return await new Promise<Buffer>((resolve, reject) => {
+    let line = Buffer.alloc(0) // bytes of the line being read (bounded: LINE_BYTES_MAX)
+    let literal: { need: number, chunks: Buffer[], got: number, urlfetch: boolean } | null = null
+    let data: Buffer | null | undefined
+    const finish = (err: BurlError | null, out?: Buffer): void => {
+      clearTimeout(timer)
+      stream.removeAllListeners('data')
+      stream.destroy()
+      if (err !== null) reject(err)
+      else resolve(out!)
+    }
+    const timer = setTimeout(() => { finish(new BurlError(451, '4.4.0 The IMAP server did not answer in time, try again later')) }, BURL_REMOTE_TIMEOUT_MS)
+    stream.on('error', () => {})
+    stream.on('close', () => { finish(new BurlError(451, '4.4.0 The IMAP server closed the connection, try again later')) })
+    stream.on('data', (chunk: Buffer) => {
+      let rest = chunk
+      while (rest.length > 0) {
+        if (literal !== null) {
+          const take = Math.min(literal.need - literal.got, rest.length)
+          literal.chunks.push(rest.subarray(0, take))
+          literal.got += take
+          rest = rest.subarray(take)
+          if (literal.got === literal.need) {
+            if (literal.urlfetch) data = Buffer.concat(literal.chunks, literal.got)
+            literal = null
+          }
+          continue
+        }
+        const lf = rest.indexOf(10)
+        line = Buffer.concat([line, lf === -1 ? rest : rest.subarray(0, lf + 1)])
+        rest = lf === -1 ? Buffer.alloc(0) : rest.subarray(lf + 1)
+        if (line.length > LINE_BYTES_MAX) return finish(new BurlError(451, '4.4.0 The IMAP server answered with a line too long'))
+        if (lf === -1) return
+        const text = line.toString('latin1').replace(/\r?\n$/, '')
+        line = Buffer.alloc(0)
+        const announced = /\{(\d+)\}$/.exec(text)
+        if (announced !== null) {
+          const n = Number(announced[1])
+          if (n > max) return finish(new BurlError(552, '5.3.4 Message size exceeds fixed maximum message size'))
+          literal = { need: n, chunks: [], got: 0, urlfetch: text.startsWith('* URLFETCH ') }
+          if (n === 0) { if (literal.urlfetch) data = Buffer.alloc(0); literal = null }
+          continue
+        }
+        if (text.startsWith('* URLFETCH ') && text.endsWith(' NIL')) data = null
+        else if (text.startsWith('B0 ') && !text.startsWith('B0 OK')) return finish(new BurlError(451, '4.4.0 The IMAP server refused the session, try again later'))
+        else if (text.startsWith('B1 ')) {
+          if (data === undefined || data === null) return finish(new BurlError(554, '5.7.0 IMAP URL not authorized or not resolvable'))
+          return finish(null, data)
+        }
+      }
+    })
+    // the router read its answer line and paused the stream: a 'data' listener alone does not restart it
+    stream.resume()
+    stream.write(`B1 URLFETCH "${text}"\r\nB2 LOGOUT\r\n`)
+  })
 }

@@ -4,7 +4,7 @@ import { ArgumentError, CommandRefused } from '../errors.ts'
 import { atom, str } from '../protocol/compiler.ts'
 import type { CommandModule, Reply } from '../command.ts'
 import { BadUrl, parseImapUrl, readUrl, UrlTooBig } from '../urls.ts'
-import { generateUrlauth, resetKeys, URLAUTH_MECHANISMS, URLAUTH_URLS_MAX, verifyUrlauth } from '../urlauth.ts'
+import { BURL_SESSION, generateUrlauth, resetKeys, URLAUTH_MECHANISMS, URLAUTH_URLS_MAX, verifyUrlauth } from '../urlauth.ts'
 
 export const genurlauth: CommandModule = {
   name: 'GENURLAUTH',
@@ -68,7 +68,9 @@ export const urlfetch: CommandModule = {
       let data: Buffer | null = null
       try {
         const url = parseImapUrl(text)
-        const owner = await verifyUrlauth(store, url, { user: session.user, submitFor: null }, session.now())
+        // a session a grid node opened for its submission service's BURL (node/smtp/burl.ts) reads submit+user URLs
+        const submitFor = session.enabled.has(BURL_SESSION) ? session.user : null
+        const owner = await verifyUrlauth(store, url, { user: session.user, submitFor }, session.now())
         data = await readUrl(store, owner, url, session.options.limits.appendBytesMax)
       } catch (err) {
         // section 6.3: a URL that is not valid (or not for this user) answers NIL, the command goes on
