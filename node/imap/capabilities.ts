@@ -13,6 +13,8 @@ const ALWAYS = [
   'STATUS=SIZE',
   // RFC 5256, RFC 5957, RFC 5267 section 3 (commands/sort.ts, commands/thread.ts)
   'SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'ESORT',
+  // RFC 5267 section 4 (search-context.ts, commands/cancelupdate.ts)
+  'CONTEXT=SEARCH', 'CONTEXT=SORT',
   // RFC 3502, RFC 8508 (commands/append.ts)
   'MULTIAPPEND', 'REPLACE',
   // RFC 8474 (object-ids.ts), RFC 8514 (the store's save date), RFC 8970 (preview.ts), RFC 6154 section 3 (CREATE)

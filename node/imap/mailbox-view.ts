@@ -11,6 +11,7 @@ import type { Value } from './protocol/compiler.ts'
 import { formatSequenceSet, inRanges, resolveSequenceSet } from './protocol/sequence.ts'
 import type { SequenceRange } from './protocol/sequence.ts'
 import { ArgumentError } from './errors.ts'
+import type { ViewChanges } from './search-context.ts'
 
 /** Changes held for one session before the client is told (a client that never flushes is cut off). */
 export const PENDING_EVENTS_MAX = 100_000
@@ -64,6 +65,8 @@ export class SelectedMailbox {
   readonly keywords: Set<string>
   /** UIDs that are recent in this session (RFC 3501 section 2.3.2). */
   readonly recent: Set<number>
+  /** What the flushes changed since takeChanges(); collected only while the session keeps RFC 5267 contexts. */
+  changes: ViewChanges | null = null
 
   constructor (init: ViewInit) {
     this.id = init.id
@@ -190,8 +193,17 @@ export class SelectedMailbox {
     return this.#remove(new Set(uids), qresync)
   }
 
+  /** The changes collected since the last call (RFC 5267 contexts), and a fresh collection. */
+  takeChanges (): ViewChanges | null {
+    const changes = this.changes
+    if (changes === null) return null
+    this.changes = { added: [], flagged: [], expunged: [] }
+    return changes.added.length + changes.flagged.length + changes.expunged.length === 0 ? null : changes
+  }
+
   #remove (gone: Set<number>, qresync: boolean): Value[][] {
     const out: Value[][] = []
+    this.changes?.expunged.push(...gone)
     if (qresync) {
       const removed = this.uids.filter((uid) => gone.has(uid))
       if (removed.length === 0) return out
@@ -217,6 +229,8 @@ export class SelectedMailbox {
     const out: Value[][] = []
     const held: MailEvent[] = []
     let appended = false
+    /** Messages the client was told exist: an EXISTS sent in this flush moves it. */
+    let announced = this.uids.length
     for (const event of this.#pending) {
       if (event.type === 'expunge') {
         if (!options.allowExpunge) {
@@ -227,23 +241,29 @@ export class SelectedMailbox {
         // with \Deleted and was expunged before this flush), RFC 3501 section 7.4.1 counts from what the client knows
         if (appended) {
           out.push(...this.#existsResponses(options))
+          announced = this.uids.length
           appended = false
         }
         out.push(...this.#remove(new Set(event.uids), options.qresync))
+        announced = this.uids.length
       } else if (event.type === 'append') {
         const last = this.uids.length === 0 ? 0 : this.uids[this.uids.length - 1]!
         for (const uid of [...event.uids].sort((a, b) => a - b)) {
           if (uid > last && this.seqOf(uid) === 0) {
             this.uids.push(uid)
+            this.changes?.added.push(uid)
             appended = true
           }
         }
       } else if (event.type === 'flags') {
         // likewise a FETCH may be for a message only this flush's EXISTS announces (found by test/stress on a grid)
-        if (appended) {
+        if (appended && event.changes.some((change) => this.seqOf(change.uid) > announced)) {
           out.push(...this.#existsResponses(options))
+          announced = this.uids.length
           appended = false
         }
+        // this session's own changes too: its contexts follow them (RFC 5267 section 4.3)
+        for (const change of event.changes) this.changes?.flagged.push(change.uid)
         out.push(...this.#flagResponses(event.changes, options))
       }
       // The highest mod-sequence the client may be told (OK [HIGHESTMODSEQ], RFC 7162 section 3.1.2.1) stops below

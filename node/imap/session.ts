@@ -21,6 +21,7 @@ import { capabilities } from './capabilities.ts'
 import { COMMANDS_PER_SECOND_MAX } from './constants.ts'
 import { recentRegistryFor } from './recent.ts'
 import type { RecentRegistry } from './recent.ts'
+import { SearchContexts } from './search-context.ts'
 
 /** The BYE text when another session deletes the selected mailbox (Dovecot's words). */
 export const MAILBOX_GONE_TEXT = 'Selected mailbox was deleted, have to disconnect.'
@@ -61,6 +62,8 @@ export class Session {
   #rateAt = 0
   /** Who has which message as \Recent, shared by the node's sessions (recent.ts). */
   readonly recentRegistry: RecentRegistry
+  /** SEARCH/SORT ... RETURN (UPDATE) contexts of the selected mailbox (RFC 5267 section 4). */
+  readonly contexts = new SearchContexts()
   /** The mailbox this session may claim recent messages in (selected read-write, IMAP4rev1). */
   #claiming: { user: string, mailbox: string } | null = null
 
@@ -373,6 +376,7 @@ export class Session {
   select (mailbox: SelectedMailbox): void {
     const user = this.user
     if (user === null) throw new Error('select before login')
+    this.contexts.clear()
     this.state = { kind: 'selected', user, mailbox }
   }
 
@@ -380,6 +384,7 @@ export class Session {
     const user = this.user
     if (user === null) throw new Error('unselect before login')
     this.#closeRecent()
+    this.contexts.clear()
     this.state = { kind: 'authenticated', user }
   }
 
@@ -395,10 +400,26 @@ export class Session {
       await this.bye('Too many pending changes; please reconnect')
       return
     }
+    const user = this.state.user
     const responses = view.flush({ allowExpunge, condstore: this.condstore, qresync: this.qresync, recent: this.reportsRecent })
+    const changes = view.takeChanges()
     // Queue them all at once: a concurrent flush (IDLE wake-up) must not interleave, because each
     // EXPUNGE number is only right after the ones before it.
     await Promise.all(responses.map((response) => this.send(response)))
+    // RFC 5267 section 4.3: the contexts' ADDTO/REMOVEFROM, after the EXISTS that announces an added message
+    if (this.contexts.size === 0) {
+      view.changes = null
+    } else if (changes !== null) {
+      let updates: Value[][] = []
+      try {
+        updates = await this.contexts.update(this, user, view, changes)
+      } catch (err) {
+        // the contexts can no longer be kept exact: they end (the client may search again)
+        this.log.warn({ err, event: 'imap_context_update_failed' }, 'search context update failed')
+        this.contexts.clear()
+      }
+      for (const update of updates) await this.send(update)
+    }
   }
 
   secureContext (): SecureContext | null {

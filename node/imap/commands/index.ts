@@ -1,6 +1,7 @@
 /** The command table: one module per command, looked up by name by the dispatcher. */
 import type { CommandModule } from '../command.ts'
 import { append, replace } from './append.ts'
+import { cancelupdate } from './cancelupdate.ts'
 import { capability } from './capability.ts'
 import { compress } from './compress.ts'
 import { copy, move } from './copy.ts'
@@ -27,7 +28,7 @@ const ALL: CommandModule[] = [
   capability, noop, logout, starttls, login, authenticateCommand, enable, id, namespace, compress,
   select, examine, create, deleteCommand, rename, subscribe, unsubscribe, list, lsub, status, append,
   check, close, unselect, expunge, search, fetch, store, copy, move, idle, getquota, getquotaroot, setquota,
-  sort, thread, replace, genurlauth, resetkey, urlfetch,
+  sort, thread, replace, genurlauth, resetkey, urlfetch, cancelupdate,
 ]
 
 export const COMMANDS: ReadonlyMap<string, CommandModule> = new Map(ALL.map((c) => [c.name, c]))

@@ -14,6 +14,8 @@ import type { Content } from '../search-program.ts'
 import { recordBatches } from '../records.ts'
 import type { CommandModule, Reply } from '../command.ts'
 import type { Session } from '../session.ts'
+import type { SelectedMailbox } from '../mailbox-view.ts'
+import type { SearchContext } from '../search-context.ts'
 
 /** A message read whole for TEXT/BODY search may not exceed this (larger ones are searched by header only). */
 export const SEARCH_MESSAGE_BYTES_MAX = 32 * 1024 * 1024
@@ -28,7 +30,8 @@ export const SEARCH_HEADER_BYTES_MAX = 1024 * 1024
  */
 export const SEARCH_CONCURRENCY = 32
 
-const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE'])
+// UPDATE and CONTEXT: RFC 5267 section 4 (search-context.ts); CONTEXT is a hint we take without acting on it
+const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE', 'UPDATE', 'CONTEXT'])
 
 /** RFC 9051 section 6.4.4: US-ASCII and UTF-8 are required; we search decoded Unicode text, so both are the same. */
 const CHARSETS = ['UTF-8', 'US-ASCII']
@@ -70,6 +73,16 @@ export function contentOf (session: Session, record: MessageRecord, kept?: Buffe
  * RFC 5182 section 2.4: what RETURN (SAVE) keeps. With MIN and/or MAX (and neither ALL nor COUNT) only those
  * messages are saved; otherwise the whole result.
  */
+/**
+ * RFC 5267 section 4: a SEARCH or SORT with RETURN (UPDATE) keeps its context on the session; past CONTEXTS_MAX, or
+ * under a tag a live context has, the command completes with OK [NOUPDATE "tag"] and no context.
+ */
+export function keepContext (session: Session, view: SelectedMailbox, context: SearchContext): Reply | undefined {
+  if (!session.contexts.add(context)) return { code: { name: 'NOUPDATE', args: [str(context.tag)] }, text: 'Completed; no updates for this one (too many contexts)' }
+  view.changes ??= { added: [], flagged: [], expunged: [] }
+  return undefined
+}
+
 function savedResult (uids: number[], returns: Set<string>): number[] {
   if (returns.has('ALL') || returns.has('COUNT') || (!returns.has('MIN') && !returns.has('MAX')) || uids.length === 0) return uids
   const out = new Set<number>()
@@ -94,8 +107,8 @@ export const search: CommandModule = {
     if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'RETURN') {
       returns = new Set(listOf(args[1], 'return options').items.map((t) => keyword(t, 'return option')))
       for (const option of returns) if (!RETURN_OPTIONS.has(option)) throw new ArgumentError(`Unknown return option ${option}`)
-      // RFC 4731 section 3.1: RETURN () means RETURN (ALL).
-      if (returns.size === 0) returns.add('ALL')
+      // RFC 4731 section 3.1: RETURN () means RETURN (ALL); so does a RETURN with only RFC 5267's UPDATE/CONTEXT
+      if ([...returns].every((o) => o === 'UPDATE' || o === 'CONTEXT')) returns.add('ALL')
       index = 2
     }
     // `$` as the previous result, fixed before this search may replace it.
@@ -166,6 +179,10 @@ export const search: CommandModule = {
     if (returns.has('COUNT')) values.push(atom('COUNT'), num(numbers.length))
     if (highest !== null) values.push(atom('MODSEQ'), num(highest))
     await session.send(values)
+    if (returns.has('UPDATE')) {
+      const uids = matched.map((r) => r.uid)
+      return keepContext(session, view, { tag, uid, program, sort: null, saved, result: uids, members: new Set(uids) })
+    }
     return undefined
   },
 }

@@ -14,8 +14,11 @@ import { charset, matchUids } from '../search-run.ts'
 import { isSortKey, sortKeyCacheFor, sortOrder } from '../sort-keys.ts'
 import type { SortCriterion } from '../sort-keys.ts'
 import type { CommandModule, Reply } from '../command.ts'
+import { prepare, ProgramReader } from '../search-program.ts'
+import { keepContext } from './search.ts'
 
-const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'COUNT', 'ALL', 'PARTIAL'])
+// UPDATE and CONTEXT: RFC 5267 section 4 (search-context.ts); CONTEXT is a hint we take without acting on it
+const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'COUNT', 'ALL', 'PARTIAL', 'UPDATE', 'CONTEXT'])
 
 /** Sort criteria in one command (each key once is 9; REVERSE doubles it; repeats are allowed but pointless). */
 export const SORT_CRITERIA_MAX = 32
@@ -51,7 +54,8 @@ export function returnOptions (token: Token | undefined): ReturnOptions {
   }
   // RFC 9394 section 3: PARTIAL and ALL are mutually exclusive
   if (options.has('PARTIAL') && options.has('ALL')) throw new ArgumentError('PARTIAL and ALL are mutually exclusive')
-  if (options.size === 0) options.add('ALL')
+  // RETURN () is ALL (RFC 4731 section 3.1); so is a RETURN with only RFC 5267's UPDATE/CONTEXT
+  if ([...options].every((o) => o === 'UPDATE' || o === 'CONTEXT')) options.add('ALL')
   return { options, partial }
 }
 
@@ -139,6 +143,8 @@ export const sort: CommandModule = {
     }
     const criteria = sortCriteria(args[index])
     charset(args[index + 1])
+    // `$` as the command found it, for a context that evaluates the program again later
+    const saved = new Set(view.searchResult)
     const matched = await matchUids(session, view, user, args.slice(index + 2))
     const keys = await sortKeyCacheFor(session.components.store).keys(user, view.id, view.uidValidity, matched.uids)
     const order = sortOrder(keys, criteria)
@@ -153,6 +159,10 @@ export const sort: CommandModule = {
       await session.send(values)
     } else {
       await session.send(esearchValues(tag, uid, numbers, returns, modseq))
+      if (returns.options.has('UPDATE')) {
+        const program = prepare(new ProgramReader(args.slice(index + 2)).program())
+        return keepContext(session, view, { tag, uid, program, sort: criteria, saved, result: uids, members: new Set(uids) })
+      }
     }
     return undefined
   },
