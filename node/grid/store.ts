@@ -45,7 +45,9 @@ export function replicatedMailStore (grid: Grid, local: MailStore): MailStore {
     const fn = (local[m] as (...args: unknown[]) => Promise<unknown>).bind(local)
     wrapped[m] = async (user: string, ...rest: unknown[]) => {
       const opts = rest.at(-1) as OpOptions | undefined
-      if (MAILBOX_CHANGES.has(m) && !grid.hasQuorum()) {
+      // an appendMany that expunges (IMAP REPLACE) changes what exists, like an expunge
+      const expunges = m === 'appendMany' && (opts as { expunge?: unknown } | undefined)?.expunge !== undefined
+      if ((MAILBOX_CHANGES.has(m) || expunges) && !grid.hasQuorum()) {
         throw new MailError('unavailable', 'Mailbox changes are paused: this node is cut off from most of the grid; new mail is still accepted')
       }
       await grid.lead(user, opts)

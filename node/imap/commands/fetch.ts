@@ -271,6 +271,8 @@ interface ItemContext {
   changedSince: number | null
   /** This FETCH set \\Seen on the message: FLAGS is reported with it. */
   seen: boolean
+  /** THREADID of the messages of this batch (read once per batch from the thread keys), when asked for. */
+  threadIds: Map<number, string> | null
 }
 
 /** The `(name value ...)` list of one message's FETCH response. */
@@ -299,7 +301,7 @@ async function messageItems (session: Session, record: MessageRecord, metaOf: Me
       case 'RFC822.TEXT': add('RFC822.TEXT', streamOf(session, record, (await metaOf()).root.bodyStart, record.size)); break
       case 'BINARY.SIZE': add(`BINARY.SIZE[${item.section.label}]`, await binarySize(session, record, metaOf, item.section)); break
       case 'EMAILID': add('EMAILID', list([atom(emailObjectId(record))])); break
-      case 'THREADID': add('THREADID', list([atom(await threadId(session, record))])); break
+      case 'THREADID': add('THREADID', list([atom(context.threadIds?.get(record.uid) ?? (await threadIds(session, [record])).get(record.uid)!)])); break
       // RFC 8514 section 4.3: the date the message was saved in this mailbox (a record older than the field: its
       // internal date, the time it was delivered or appended here unless APPEND gave another)
       case 'SAVEDATE': add('SAVEDATE', str(formatDateTime(record.saved ?? record.internalDate))); break
@@ -325,12 +327,12 @@ async function messageItems (session: Session, record: MessageRecord, metaOf: Me
   return values
 }
 
-/** THREADID from the message's thread keys, kept per mailbox on the node with the sort keys (sort-keys.ts). */
-async function threadId (session: Session, record: MessageRecord): Promise<string> {
+/** THREADIDs from the messages' thread keys, kept per mailbox on the node with the sort keys (sort-keys.ts). */
+async function threadIds (session: Session, records: MessageRecord[]): Promise<Map<number, string>> {
   if (session.state.kind !== 'selected') throw new Error('THREADID outside the selected state')
   const view = session.state.mailbox
-  const [keys] = await sortKeyCacheFor(session.components.store).keys(session.state.user, view.id, view.uidValidity, [record.uid])
-  return threadObjectIdFromKeys(record, keys!)
+  const keys = await sortKeyCacheFor(session.components.store).keys(session.state.user, view.id, view.uidValidity, records.map((r) => r.uid))
+  return new Map(records.map((r, i) => [r.uid, threadObjectIdFromKeys(r, keys[i]!)]))
 }
 
 /** FLAGS as this session sees them: \\Recent added where the message is recent here (RFC 3501 section 2.3.2). */
@@ -381,10 +383,12 @@ export const fetch: CommandModule = {
     // waits for the socket to drain when its buffer is full, which holds the preparation back too.
     const ahead: Array<Promise<Prepared>> = []
     const reportsFlags = items.some((i) => i.kind === 'FLAGS')
+    const wantsThreads = items.some((i) => i.kind === 'THREADID')
+    let threads: Map<number, string> | null = null
     const prepare = async (record: MessageRecord, seq: number, seen: boolean): Promise<Prepared> => {
       let meta: Promise<MessageMeta> | null = wantsMeta ? store.getMeta(record) : null
       const metaOf = async (): Promise<MessageMeta> => await (meta ??= store.getMeta(record))
-      const values = [num(seq), atom('FETCH'), list(await messageItems(session, record, metaOf, items, { uid, changedSince: modifiers.changedSince, seen }))]
+      const values = [num(seq), atom('FETCH'), list(await messageItems(session, record, metaOf, items, { uid, changedSince: modifiers.changedSince, seen, threadIds: threads }))]
       return { values, flags: reportsFlags || seen ? record.flags : null }
     }
     // RFC 3501 section 7.2.6: a keyword new to the session is announced in FLAGS before the FETCH that carries it
@@ -396,6 +400,8 @@ export const fetch: CommandModule = {
       for await (const batch of recordBatches(store, user, view.id, uids)) {
         const records = modifiers.changedSince === null ? batch : batch.filter((r) => r.modseq > modifiers.changedSince!)
         const seen = marksSeen ? await markSeen(session, user, records) : new Set<number>()
+        // one read of the thread keys per batch (a UID is in one batch, so earlier preparations keep their map)
+        if (wantsThreads) threads = await threadIds(session, records.filter((r) => view.seqOf(r.uid) !== 0))
         for (const record of records) {
           const seq = view.seqOf(record.uid)
           if (seq === 0) continue
