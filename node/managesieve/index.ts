@@ -1,7 +1,7 @@
 // node/managesieve: the ManageSieve server (RFC 5804) and the store of a user's Sieve scripts (user attributes,
 // replicated with the user's mail). README.md beside this file has the design and the limits.
 
-export { createManageSieveServer, SIEVE_EXTENSIONS } from './server.ts'
+export { createManageSieveServer } from './server.ts'
 export type { ManageSieveComponents, ManageSieveInit, ManageSieveRouter, ManageSieveServer } from './server.ts'
 export {
   ACTIVE_KEY, checkScriptName, describeErrors, SCRIPT_BYTES_MAX, SCRIPT_NAME_CHARS_MAX, SCRIPT_PREFIX, ScriptError,

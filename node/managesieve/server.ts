@@ -25,14 +25,8 @@ import {
   AUTH_FAILURES_MAX, BAD_COMMANDS_MAX, IDLE_TIMEOUT_MS, IMPLEMENTATION, INPUT_BUFFER_BYTES_MAX, SASL_RESPONSE_BYTES_MAX, TLS_HANDSHAKE_TIMEOUT_MS
 } from './constants.ts'
 import { checkScriptName, ScriptError, SieveScripts } from './scripts.ts'
-import { REDIRECTS_MAX } from '../sieve/index.ts'
+import { REDIRECTS_MAX, SIEVE_EXTENSIONS } from '../sieve/index.ts'
 
-/** The Sieve extensions the interpreter implements (node/sieve/README.md), as the SIEVE capability lists them. */
-export const SIEVE_EXTENSIONS = [
-  'fileinto', 'reject', 'ereject', 'envelope', 'encoded-character', 'imap4flags', 'variables', 'vacation', 'vacation-seconds',
-  'copy', 'relational', 'comparator-i;ascii-numeric', 'subaddress', 'body', 'date', 'index', 'regex', 'include', 'mailbox',
-  'duplicate', 'editheader'
-]
 
 /** Where a session runs after its login: null here, or a stream to the user's primary (node/grid/forward.ts). */
 export type ManageSieveRouter = (user: string, protocol: 'managesieve', ctx: { ip: string, secure: boolean }) => Promise<Duplex | null>
@@ -53,7 +47,7 @@ export interface ManageSieveInit {
   /** AUTHENTICATE PLAIN before STARTTLS from loopback clients (tests, a local webmail). Default false. */
   allowPlaintextOnLoopback?: boolean
   idleTimeoutMs?: number
-  /** Extensions for the SIEVE capability; default SIEVE_EXTENSIONS. */
+  /** Extensions for the SIEVE capability; default the interpreter's (node/sieve SIEVE_EXTENSIONS). */
   extensions?: string[]
 }
 
