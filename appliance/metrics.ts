@@ -143,7 +143,9 @@ export function createNodeMetrics (init: MetricsInit = {}): NodeMetricsRegistry 
     ['commandSeconds', new HistogramFamily(METRIC_PREFIX + 'command_duration_seconds',
       'Time from a command read to its reply written, by protocol (SMTP, IMAP, POP3; IDLE, AUTHENTICATE and AUTH left out).', 'protocol', COMMAND_SECONDS_BUCKETS)],
     ['commitSeconds', new HistogramFamily(METRIC_PREFIX + 'store_commit_duration_seconds',
-      'Time for a group commit to become durable (blob fsync and synced LevelDB write: the fsync latency).', 'store', COMMIT_SECONDS_BUCKETS)]
+      'Time for a group commit to become durable (blob fsync and synced LevelDB write: the fsync latency).', 'store', COMMIT_SECONDS_BUCKETS)],
+    ['replicationSeconds', new HistogramFamily(METRIC_PREFIX + 'grid_replication_duration_seconds',
+      'Replication lag of acknowledged writes: from a write durable on its primary to durable on every other alive replica (the client waits for it).', 'to', COMMAND_SECONDS_BUCKETS)]
   ])
   for (const h of histograms.values()) registry.registerMetric(h as unknown as Metric)
 

@@ -147,7 +147,8 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       host: g.advertiseHost,
       state: 'alive'
     })
-    grid = new Grid({ gossip, store, logger }, { replicas: g.replicas, keys: SHARD_KEYS })
+    const m = components.metrics
+    grid = new Grid({ gossip, store, logger, ...(m !== undefined ? { onReplicated: (s: number) => { m.observe('replicationSeconds', 'replicas', s) } } : {}) }, { replicas: g.replicas, keys: SHARD_KEYS })
     mail = replicatedMailStore(grid, store)
     // sessions run on their user's primary: a login elsewhere is forwarded there (node/grid/forward.ts)
     forwarder = createSessionForwarder({ grid, gossip, logger })

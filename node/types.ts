@@ -136,6 +136,7 @@ export type NodeCounter =
 export type NodeHistogram =
   | 'commandSeconds' // from a command read to its reply written (SMTP, IMAP, POP3; IDLE, AUTHENTICATE and AUTH, which wait for the client, left out)
   | 'commitSeconds' // a group commit made durable: blob fsync and synced LevelDB write (label: 'store')
+  | 'replicationSeconds' // a write made durable on every other alive replica, from the primary's log (label: 'replicas')
 
 export interface NodeMetrics {
   inc (name: NodeCounter, label: string, value?: number): void

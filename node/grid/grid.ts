@@ -26,6 +26,8 @@ export interface GridComponents {
   store: Store
   logger: Logger
   now?: () => number
+  /** Told how long each write took to be durable on the other alive replicas (the replication lag, seconds). */
+  onReplicated?: (seconds: number) => void
 }
 
 export interface GridInit {
@@ -76,7 +78,9 @@ export class Grid {
     const state = new ReplicaState()
     // shipping and merging need each other (a diverged replica is merged, a merge ships its result): the
     // merge is looked up when it is called
-    this.shipping = new Shipping({ gossip, store, logger, placement, state, merge: async (user, peer, position) => await this.repair.merge(user, peer, position) })
+    this.shipping = new Shipping({
+      gossip, store, logger, placement, state, merge: async (user, peer, position) => await this.repair.merge(user, peer, position), onReplicated: components.onReplicated
+    })
     const replicate = this.shipping.replicate.bind(this.shipping)
     this.repair = new DivergenceRepair({ gossip, store, logger, placement, state, replicate })
     const merge = this.repair.merge.bind(this.repair)

@@ -34,6 +34,8 @@ export interface ShippingComponents {
   placement: Placement
   state: ReplicaState
   merge: DivergenceRepair['merge']
+  /** Told how long each replicate() took to have the write durable on every other alive replica (seconds). */
+  onReplicated?: (seconds: number) => void
 }
 
 export class Shipping {
@@ -43,6 +45,7 @@ export class Shipping {
   private readonly placement: Placement
   private readonly state: ReplicaState
   private readonly merge: DivergenceRepair['merge']
+  private readonly onReplicated: ((seconds: number) => void) | undefined
   remirroredBytes = 0
   // many users' shipments to one peer leave in one RPC (batcher.ts)
   private readonly logShipper: PeerBatcher<LogShipment, Record<string, unknown>>
@@ -54,6 +57,7 @@ export class Shipping {
     this.placement = components.placement
     this.state = components.state
     this.merge = components.merge
+    this.onReplicated = components.onReplicated
     this.logShipper = new PeerBatcher(async (peer, items) => {
       const { lens, body } = packBodies(items.map(i => i.body))
       const res = await this.gossip.call(peer, PROTOCOLS.logBatch, {
@@ -89,13 +93,17 @@ export class Shipping {
 
   /** Waits until every other alive replica of `user` has this node's log durable (or fails 'temp'). */
   async replicate (user: string, opts?: OpOptions & { except?: string, merging?: boolean }): Promise<void> {
+    const started = performance.now()
     const target = await this.store.logPosition(user)
     const deadline = Date.now() + REPLICATION_TIMEOUT_MS
     for (;;) {
       const peers = this.placement.replicasOf(user).filter(p => p !== this.placement.self && p !== opts?.except)
       const results = await Promise.allSettled(peers.map(async p => await this.sync(user, p, target, opts)))
       const failed = results.flatMap((r, i) => r.status === 'rejected' ? [[peers[i], r.reason] as const] : [])
-      if (failed.length === 0) return
+      if (failed.length === 0) {
+        if (peers.length > 0) this.onReplicated?.((performance.now() - started) / 1000)
+        return
+      }
       // inside a merge, another diverged copy waits for its own merge (the rebalance finds it): no nesting
       if (opts?.merging === true && failed.every(([, reason]) => reason instanceof DivergedError)) return
       if (opts?.merging !== true) {

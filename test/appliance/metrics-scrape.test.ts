@@ -82,7 +82,7 @@ test('/metrics on a grid node: Prometheus text, the families present and moving 
     ['mailgrid_queue_oldest_age_seconds', 'gauge'], ['mailgrid_grid_members', 'gauge'], ['mailgrid_grid_under_replicated_users', 'gauge'],
     ['mailgrid_grid_remirrored_bytes_total', 'counter'], ['mailgrid_grid_member_last_seen_seconds', 'gauge'],
     ['mailgrid_command_duration_seconds', 'histogram'], ['mailgrid_store_commit_duration_seconds', 'histogram'],
-    ['mailgrid_store_fsyncs_total', 'counter'], ['mailgrid_nodejs_eventloop_lag_seconds', 'gauge'], ['mailgrid_disk_free_bytes', 'gauge']
+    ['mailgrid_store_fsyncs_total', 'counter'], ['mailgrid_grid_replication_duration_seconds', 'histogram'], ['mailgrid_nodejs_eventloop_lag_seconds', 'gauge'], ['mailgrid_disk_free_bytes', 'gauge']
   ]) assert.equal(before.types.get(family), type, family)
   assert.equal(value(before, 'mailgrid_grid_members', 'status="alive"'), 2)
 
@@ -139,6 +139,7 @@ p.quit()
   moved('mailgrid_command_duration_seconds_count', 'protocol="smtp"')
   moved('mailgrid_command_duration_seconds_count', 'protocol="pop3"')
   moved('mailgrid_store_commit_duration_seconds_count')
+  moved('mailgrid_grid_replication_duration_seconds_count', 'to="replicas"')
   moved('mailgrid_store_fsyncs_total')
   moved('mailgrid_grid_remirrored_bytes_total')
   assert.ok(value(after, 'mailgrid_queue_messages', 'scope="grid"') >= 1)
