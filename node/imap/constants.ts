@@ -47,4 +47,4 @@ export const IDLE_KEEPALIVE_MS = 2 * 60 * 1000
 export const COMMANDS_PER_SECOND_MAX = 1000
 
 /** The BYE text when the user's sessions now run on another node of the grid (ImapComponents.servesUser). */
-export const MOVED_TEXT = '[UNAVAILABLE] This mailbox is now served by another node; please reconnect'
+export const MOVED_TEXT = 'This mailbox is now served by another node; please reconnect'

@@ -30,7 +30,7 @@ export async function dispatch (session: Session, command: ParsedCommand): Promi
 async function run (session: Session, command: ParsedCommand): Promise<void> {
   const { tag } = command
   if (session.movedAway()) {
-    await session.bye(MOVED_TEXT)
+    await session.bye(MOVED_TEXT, { name: 'UNAVAILABLE' })
     return
   }
   let name = command.name

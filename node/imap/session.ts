@@ -301,11 +301,11 @@ export class Session {
     })
   }
 
-  async bye (text: string): Promise<void> {
+  async bye (text: string, code?: { name: string }): Promise<void> {
     if (this.state.kind === 'logout' && this.#closed) return
     this.#closeRecent()
     this.state = { kind: 'logout' }
-    await this.connection.write(compileStatus('*', 'BYE', text)).catch(() => {})
+    await this.connection.write(compileStatus('*', 'BYE', text, code)).catch(() => {})
     await this.connection.end()
   }
 

@@ -11,6 +11,9 @@ import assert from 'node:assert/strict'
 import { fixture, RawImap, simpleMessage, USER } from './helpers.ts'
 import { parseResponses } from './wire.ts'
 import type { Store } from '../../store/index.ts'
+import { createAuthenticator } from '../../node/auth.ts'
+import { AuthThrottle } from '../../node/limits.ts'
+import { createImapServer } from '../../node/imap/index.ts'
 
 test('an EXPUNGE never names a message beyond what the client was told exists', async (t) => {
   const f = await fixture(t)
@@ -130,3 +133,19 @@ for (const silent of [false, true]) {
     assert.match(await a.cmd('FETCH 1 (FLAGS)', 's3'), /\* 1 FETCH \(FLAGS \(\$other \$mine( \\Recent)?\) MODSEQ/)
   })
 }
+
+test('on a grid, a session whose user moved to another node ends with BYE [UNAVAILABLE] at its next command', async (t) => {
+  const f = await fixture(t)
+  let here = true
+  const auth = createAuthenticator({ directory: f.store, throttle: new AuthThrottle({ perIp: 1000, perAccount: 1000 }) })
+  const server = createImapServer({ store: f.store, auth, logger: f.logger, tls: f.tls, servesUser: () => here }, { endpoint: { host: '127.0.0.1', port: 0 }, allowInsecureAuthOnLoopback: true })
+  const { port } = await server.listen()
+  t.after(async () => { await server.close() })
+  const a = await RawImap.connect(port)
+  t.after(() => { a.close() })
+  await a.login()
+  assert.match(await a.cmd('SELECT INBOX', 'm1'), /^m1 OK/m)
+  here = false // the ring moved the user's primary elsewhere
+  assert.match(await a.client.cmd('m2 NOOP', (b) => b.includes('* BYE')), /^\* BYE \[UNAVAILABLE\]/m)
+  assert.equal(await a.client.waitClosed(), true)
+})

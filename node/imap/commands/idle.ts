@@ -23,7 +23,7 @@ export const idle: CommandModule = {
     const every = Math.max(1, Math.min(IDLE_KEEPALIVE_MS, Math.floor(session.options.limits.idleTimeoutMs / 3)))
     const keepalive = setInterval(() => {
       // a session whose user moved to another node (a grid's ring change) ends; its client reconnects there
-      if (session.movedAway()) void session.bye(MOVED_TEXT)
+      if (session.movedAway()) void session.bye(MOVED_TEXT, { name: 'UNAVAILABLE' })
       else void session.send([atom('OK'), atom('Still here')])
     }, every)
     try {
