@@ -4,7 +4,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { fixture, OTHER, RawImap, tagged, USER } from './helpers.ts'
-import { parseImapUrl } from '../../node/imap/urls.ts'
+import fc from 'fast-check'
+import { BadUrl, parseImapUrl } from '../../node/imap/urls.ts'
 
 const plusOrTagged = (tag: string) => (buf: string): boolean => /(^|\r\n)\+ [^\r\n]*\r\n$/.test(buf) || tagged(tag)(buf)
 
@@ -133,4 +134,19 @@ test('IMAP URL parsing (RFC 5092): absolute and relative forms, sections, partia
     '/INBOX/;UID=1 x', `/${'a'.repeat(9000)}/;UID=1`, '/INBOX/;UID=1;EXPIRE=tomorrow;URLAUTH=anonymous', '/%C3%28/;UID=1']) {
     assert.throws(() => parseImapUrl(bad), Error, bad)
   }
+})
+
+test('IMAP URL parsing of hostile input: any string parses or is refused as a bad URL, nothing else is thrown', () => {
+  const piece = fc.constantFrom('imap://', '/', ';UID=', '/;UID=', ';UIDVALIDITY=', '/;SECTION=', '/;PARTIAL=', ';URLAUTH=', ';EXPIRE=', ':', '@',
+    '%', '%4', '%40', '%C3%28', 'INBOX', '1', '0', '.', '4294967296', 'HEADER.FIELDS (A)', 'anonymous', 'submit+', 'internal', '0123456789abcdef'.repeat(2))
+  fc.assert(fc.property(fc.array(fc.oneof(piece, fc.string({ maxLength: 8 })), { maxLength: 24 }), (parts) => {
+    const text = parts.join('')
+    try {
+      const url = parseImapUrl(text)
+      assert.ok(url.uid >= 1 && url.uid <= 0xffffffff)
+      assert.ok(url.mailbox.length > 0)
+    } catch (err) {
+      assert.ok(err instanceof BadUrl, `${JSON.stringify(text)}: ${String(err)}`)
+    }
+  }), { numRuns: 3000 })
 })

@@ -94,6 +94,10 @@ test('GENURLAUTH refusals, EXPIRE, RESETKEY of one mailbox and of all', async (t
   // RESETKEY without arguments: every mailbox
   assert.match(await alice.cmd('RESETKEY'), /OK/)
   assert.deepEqual(fetched(await alice.cmd(`URLFETCH "${again}" "${archive}"`)), [null, null])
+  // more URLs than one command may carry (URLAUTH_URLS_MAX): BAD, nothing done
+  assert.match(await alice.cmd(`GENURLAUTH ${Array.from({ length: 100 }, () => `"${url('INBOX', msg.uid, ';URLAUTH=anonymous')}" INTERNAL`).join(' ')}`), /BAD/)
+  assert.match(await alice.cmd(`URLFETCH ${Array.from({ length: 100 }, () => `"${archive}"`).join(' ')}`), /BAD/)
+  assert.match(await alice.cmd(`URLFETCH "${'x'.repeat(9000)}"`), /^\* URLFETCH \{9000\}\r\nx{9000} NIL\r$/m)
   assert.match(await alice.cmd('RESETKEY Nowhere'), /NO \[NONEXISTENT\]/)
   assert.match(await alice.cmd('RESETKEY INBOX XSECRET'), /NO/)
 })
