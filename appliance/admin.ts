@@ -17,6 +17,12 @@
 //   GET    /v1/domains/NAME/dkim           POST /v1/domains/NAME/dkim/rotate (a new key: active if none is)
 //   POST   /v1/domains/NAME/dkim/SEL/activate                 DELETE /v1/domains/NAME/dkim/SEL (retire)
 //   GET    /v1/dns/NAME                    the records the domain needs  GET /v1/dns/NAME/check[?servers=IP[:PORT],...]
+//   PUT    /v1/users/ADDRESS/name {displayName}
+//
+// The web console (appliance/console/) serves its pages and login on the same listener; a request carrying its
+// session cookie instead of the token acts as that admin account, must carry the session's CSRF token
+// (X-CSRF-Token) on every change, and, for a domain administrator, reaches only the routes marked `scoped`,
+// each of which checks the domain it touches (mayManage).
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
@@ -24,13 +30,16 @@ import { createServer as createTlsServer } from 'node:https'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
-import { isMailError, normalizeDomain } from '../store/index.ts'
+import { isMailError, normalizeAddress, normalizeDomain } from '../store/index.ts'
+import { normalizeAliasAddress } from '../store/address.ts'
 import type { Directory, MailErrorKind } from '../store/index.ts'
 import type { NodeStatus } from '../node/types.ts'
 import type { OutboundQueue } from '../node/outbound/types.ts'
 import { isIP } from 'node:net'
 import { activateDkimKey, checkRecords, createDkimKey, domainRecords, mtaStsPolicy, publicView, retireDkimKey, rotateDkimKey, selectorFor } from '../node/mailauth/index.ts'
 import type { DomainFacts } from '../node/mailauth/index.ts'
+import { isFullAdmin, mayManage } from './console/accounts.ts'
+import type { Principal } from './console/accounts.ts'
 
 export const ADMIN_BODY_BYTES_MAX = 1024 * 1024 // an alias of 1000 targets of 254 bytes (RFC 5321 paths) fits
 export const ADMIN_HEADERS_TIMEOUT_MS = 10_000 // a client that has not sent its headers by then is not our CLI
@@ -47,6 +56,26 @@ export interface AdminComponents {
   metrics?: { contentType: string, render (): Promise<string> }
   /** More endpoints, each feature's own table (a feature module exports a function returning Route[]). */
   routes?: Route[]
+  /** The web console (appliance/console/server.ts): its public pages and login, and its sessions. */
+  console?: ConsoleHooks
+}
+
+export interface ConsoleHooks {
+  /** Serves a request that needs no login (the pages, their assets, the login itself); null: not one of those. */
+  public (req: IncomingMessage, res: ServerResponse, url: URL, headers: Record<string, string>): Promise<number | null>
+  /** The logged-in admin behind the request's session cookie, or null. */
+  principal (req: IncomingMessage): Promise<Principal | null>
+}
+
+/** Sent with every answer: the console's pages run no inline script and load nothing from elsewhere. */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'content-security-policy': "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-resource-policy': 'same-origin',
+  'permissions-policy': 'camera=(), microphone=(), geolocation=()'
 }
 
 /** The certificate the listener serves, with what the status shows of it. */
@@ -108,10 +137,28 @@ export interface Request {
   params: string[]
   query: URLSearchParams
   body: () => Promise<Body>
+  /** Who asks: the bearer token, or a console admin account (possibly limited to some domains). */
+  principal: Principal
 }
 /** `text`: sent as it is, with `contentType`, instead of `json` (a CSV download). */
 export type Handler = (req: Request) => Promise<{ status?: number, json: unknown, text?: string, contentType?: string }>
-export interface Route { method: string, pattern: RegExp, handler: Handler }
+/**
+ * `scoped`: a domain administrator may call it, and the handler itself refuses what lies outside the admin's
+ * domains (mustManage); routes without it answer 403 to a domain administrator.
+ */
+export interface Route { method: string, pattern: RegExp, handler: Handler, scoped?: boolean }
+
+/** Refuses (403) a principal that may not act on this domain. */
+export function mustManage (p: Principal, domain: string): void {
+  if (!mayManage(p, domain)) throw new HttpError(403, `Not one of your domains: ${domain}`)
+}
+
+/** The domain of an address or alias (`@domain` catch-alls included), for mustManage; 400 when malformed. */
+export function domainOfAddress (address: string, alias = false): string {
+  const a = alias ? normalizeAliasAddress(address) : normalizeAddress(address)
+  if (a === null) throw new HttpError(400, `Invalid address: ${address}`)
+  return a.slice(a.lastIndexOf('@') + 1)
+}
 
 export function str (body: Body, key: string): string {
   const v = body[key]
@@ -142,7 +189,7 @@ function routes (c: AdminComponents, admin: () => { url: string, tls: Omit<Admin
   return [
     { method: 'GET', pattern: /^\/v1\/status$/, handler: async () => ({ json: { ...await c.status(), admin: admin() } }) },
 
-    { method: 'GET', pattern: /^\/v1\/domains$/, handler: async () => ({ json: { domains: await dir.listDomains() } }) },
+    { method: 'GET', pattern: /^\/v1\/domains$/, scoped: true, handler: async r => ({ json: { domains: (await dir.listDomains()).filter(d => mayManage(r.principal, d.name)) } }) },
     {
       method: 'POST',
       pattern: /^\/v1\/domains$/,
@@ -159,36 +206,50 @@ function routes (c: AdminComponents, admin: () => { url: string, tls: Omit<Admin
     {
       method: 'GET',
       pattern: /^\/v1\/users$/,
-      handler: async r => { const d = domainParam(r.query); await knownDomain(d); return { json: { users: await dir.listUsers(d) } } }
+      scoped: true,
+      handler: async r => {
+        const d = domainParam(r.query)
+        if (d !== undefined) mustManage(r.principal, d)
+        await knownDomain(d)
+        return { json: { users: (await dir.listUsers(d)).filter(u => mayManage(r.principal, domainOfAddress(u.address))) } }
+      }
     },
     {
       method: 'POST',
       pattern: /^\/v1\/users$/,
+      scoped: true,
       handler: async r => {
         const b = await r.body()
-        const user = await dir.addUser({ address: str(b, 'address'), password: str(b, 'password'), quotaBytes: optCount(b, 'quotaBytes'), quotaMessages: optCount(b, 'quotaMessages') })
+        mustManage(r.principal, domainOfAddress(str(b, 'address')))
+        const displayName = b.displayName === undefined ? undefined : str(b, 'displayName')
+        const user = await dir.addUser({ address: str(b, 'address'), password: str(b, 'password'), quotaBytes: optCount(b, 'quotaBytes'), quotaMessages: optCount(b, 'quotaMessages'), displayName })
         return { status: 201, json: { user } }
       }
     },
     {
       method: 'GET',
       pattern: /^\/v1\/users\/([^/]+)$/,
+      scoped: true,
       handler: async r => {
+        mustManage(r.principal, domainOfAddress(r.params[0]))
         const user = await dir.getUser(r.params[0])
         if (user === null) throw new HttpError(404, `No such user: ${r.params[0]}`)
         return { json: { user } }
       }
     },
-    { method: 'DELETE', pattern: /^\/v1\/users\/([^/]+)$/, handler: async r => { await dir.deleteUser(r.params[0]); return { json: { deleted: r.params[0] } } } },
+    { method: 'DELETE', pattern: /^\/v1\/users\/([^/]+)$/, scoped: true, handler: async r => { mustManage(r.principal, domainOfAddress(r.params[0])); await dir.deleteUser(r.params[0]); return { json: { deleted: r.params[0] } } } },
     {
       method: 'PUT',
       pattern: /^\/v1\/users\/([^/]+)\/password$/,
-      handler: async r => { await dir.setPassword(r.params[0], str(await r.body(), 'password')); return { json: { updated: r.params[0] } } }
+      scoped: true,
+      handler: async r => { mustManage(r.principal, domainOfAddress(r.params[0])); await dir.setPassword(r.params[0], str(await r.body(), 'password')); return { json: { updated: r.params[0] } } }
     },
     {
       method: 'PUT',
       pattern: /^\/v1\/users\/([^/]+)\/quota$/,
+      scoped: true,
       handler: async r => {
+        mustManage(r.principal, domainOfAddress(r.params[0]))
         const b = await r.body()
         const quota = { bytes: optCount(b, 'bytes'), messages: optCount(b, 'messages') }
         if (quota.bytes === undefined && quota.messages === undefined) throw new HttpError(400, 'bytes or messages: one is required')
@@ -196,23 +257,41 @@ function routes (c: AdminComponents, admin: () => { url: string, tls: Omit<Admin
         return { json: { user: await dir.getUser(r.params[0]) } }
       }
     },
+    {
+      method: 'PUT',
+      pattern: /^\/v1\/users\/([^/]+)\/name$/,
+      scoped: true,
+      handler: async r => {
+        mustManage(r.principal, domainOfAddress(r.params[0]))
+        await dir.setDisplayName(r.params[0], str(await r.body(), 'displayName'))
+        return { json: { user: await dir.getUser(r.params[0]) } }
+      }
+    },
 
     {
       method: 'GET',
       pattern: /^\/v1\/aliases$/,
-      handler: async r => { const d = domainParam(r.query); await knownDomain(d); return { json: { aliases: await dir.listAliases(d) } } }
+      scoped: true,
+      handler: async r => {
+        const d = domainParam(r.query)
+        if (d !== undefined) mustManage(r.principal, d)
+        await knownDomain(d)
+        return { json: { aliases: (await dir.listAliases(d)).filter(a => mayManage(r.principal, domainOfAddress(a.address, true))) } }
+      }
     },
     {
       method: 'POST',
       pattern: /^\/v1\/aliases$/,
+      scoped: true,
       handler: async r => {
         const b = await r.body()
+        mustManage(r.principal, domainOfAddress(str(b, 'address'), true))
         const targets = b.targets
         if (!Array.isArray(targets) || !targets.every(t => typeof t === 'string')) throw new HttpError(400, 'targets: must be an array of strings')
         return { status: 201, json: { alias: await dir.addAlias(str(b, 'address'), targets) } }
       }
     },
-    { method: 'DELETE', pattern: /^\/v1\/aliases\/([^/]+)$/, handler: async r => { await dir.deleteAlias(r.params[0]); return { json: { deleted: r.params[0] } } } },
+    { method: 'DELETE', pattern: /^\/v1\/aliases\/([^/]+)$/, scoped: true, handler: async r => { mustManage(r.principal, domainOfAddress(r.params[0], true)); await dir.deleteAlias(r.params[0]); return { json: { deleted: r.params[0] } } } },
 
     ...queueRoutes(c.queue),
     ...dkimRoutes(c)
@@ -246,7 +325,9 @@ function dkimRoutes (c: AdminComponents): Route[] {
     {
       method: 'GET',
       pattern: /^\/v1\/domains\/([^/]+)\/dkim$/,
-      handler: async r => { const d = await domainOf(r.params[0]); return { json: { keys: (await dir.dkimKeys(d)).map(k => publicView(k, d)) } } }
+      scoped: true,
+      handler: async r => {
+        mustManage(r.principal, r.params[0]); const d = await domainOf(r.params[0]); return { json: { keys: (await dir.dkimKeys(d)).map(k => publicView(k, d)) } } }
     },
     {
       method: 'POST',
@@ -266,7 +347,9 @@ function dkimRoutes (c: AdminComponents): Route[] {
     {
       method: 'GET',
       pattern: /^\/v1\/dns\/([^/]+)$/,
+      scoped: true,
       handler: async r => {
+        mustManage(r.principal, r.params[0])
         const f = await facts(await domainOf(r.params[0]))
         return { json: { domain: f.domain, records: domainRecords(f), mtaStsPolicy: mtaStsPolicy(f.hosts) } }
       }
@@ -274,7 +357,9 @@ function dkimRoutes (c: AdminComponents): Route[] {
     {
       method: 'GET',
       pattern: /^\/v1\/dns\/([^/]+)\/check$/,
+      scoped: true,
       handler: async r => {
+        mustManage(r.principal, r.params[0])
         const list = servers(r.query)
         const f = await facts(await domainOf(r.params[0]))
         return { json: await checkRecords(f.domain, domainRecords(f), { servers: list }) }
@@ -347,13 +432,13 @@ async function readBody (req: IncomingMessage): Promise<Body> {
 }
 
 function sendText (res: ServerResponse, status: number, text: string, contentType: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers })
+  res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers })
   res.end(text)
 }
 
 function send (res: ServerResponse, status: number, json: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(json) + '\n'
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers })
+  res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers })
   res.end(text)
 }
 
@@ -377,10 +462,36 @@ export function createAdminServer (components: AdminComponents, init: AdminInit)
     return admin || (metricsToo && scrape)
   }
 
+  const extra: Record<string, string> = init.tls === undefined ? {} : { 'strict-transport-security': 'max-age=31536000' }
+  const csrfOk = (req: IncomingMessage, p: Principal): boolean => {
+    if (p.kind !== 'admin') return true
+    const got = req.headers['x-csrf-token']
+    if (typeof got !== 'string' || !timingSafeEqual(digest(got), digest(p.csrf))) return false
+    // a browser names the page a request comes from: it must be this very listener
+    const origin = req.headers.origin
+    return origin === undefined || origin === `${init.tls === undefined ? 'http' : 'https'}://${req.headers.host ?? ''}`
+  }
+
   async function handle (req: IncomingMessage, res: ServerResponse): Promise<number> {
     const parsed = new URL(req.url ?? '/', 'http://admin.invalid')
+    if (components.console !== undefined) {
+      const served = await components.console.public(req, res, parsed, { ...SECURITY_HEADERS, ...extra })
+      if (served !== null) return served
+    }
     const scrape = parsed.pathname === METRICS_PATH && components.metrics !== undefined
-    if (!authorized(req.headers.authorization, scrape)) {
+    // a console session (its cookie, no Authorization header) for everything but /metrics
+    let principal: Principal | null = null
+    if (req.headers.authorization === undefined && !scrape && components.console !== undefined) {
+      principal = await components.console.principal(req)
+      if (principal === null) {
+        send(res, 401, { error: 'Not logged in (or the session expired)' }, extra)
+        return 401
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD' && !csrfOk(req, principal)) {
+        send(res, 403, { error: 'Missing or wrong CSRF token' }, extra)
+        return 403
+      }
+    } else if (!authorized(req.headers.authorization, scrape)) {
       send(res, 401, { error: scrape && metricsExpected !== null ? 'Missing or wrong admin or metrics token' : 'Missing or wrong admin token' }, { 'www-authenticate': 'Bearer' })
       return 401
     }
@@ -401,16 +512,18 @@ export function createAdminServer (components: AdminComponents, init: AdminInit)
       send(res, 405, { error: `Method ${req.method ?? ''} not allowed here` }, { allow: matches.map(x => x.r.method).join(', ') })
       return 405
     }
+    principal ??= { kind: 'token' }
+    if (!isFullAdmin(principal) && hit.r.scoped !== true) throw new HttpError(403, 'Not for a domain administrator')
     let params: string[]
     try {
       params = hit.m!.slice(1).map(decodeURIComponent)
     } catch {
       throw new HttpError(400, 'Malformed percent-encoding in the path')
     }
-    const out = await hit.r.handler({ params, query: parsed.searchParams, body: async () => await readBody(req) })
+    const out = await hit.r.handler({ params, query: parsed.searchParams, body: async () => await readBody(req), principal })
     const status = out.status ?? 200
-    if (out.text !== undefined) sendText(res, status, out.text, out.contentType ?? 'text/plain; charset=utf-8')
-    else send(res, status, out.json)
+    if (out.text !== undefined) sendText(res, status, out.text, out.contentType ?? 'text/plain; charset=utf-8', extra)
+    else send(res, status, out.json, extra)
     return status
   }
 
@@ -432,7 +545,7 @@ export function createAdminServer (components: AdminComponents, init: AdminInit)
         message = `Internal error [${logId}]`
       }
       // After a refused body the rest of it may still be arriving: answer, then close the connection.
-      send(res, status, { error: message }, status === 413 ? { connection: 'close' } : {})
+      send(res, status, { error: message }, status === 413 ? { ...extra, connection: 'close' } : extra)
       return status
     }).then(status => {
       log.info({ event: 'admin_request', method: req.method, path: (req.url ?? '').split('?')[0], status, ms: Date.now() - started }, 'admin request')

@@ -55,6 +55,13 @@ export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE
   alias add FROM TO [TO...]               FROM may be @domain (catch-all)
   alias del FROM
   alias list [DOMAIN]
+  admin add NAME --password P [--domains D1,D2]
+                                          a web console account; --domains limits it to those domains'
+                                          users, aliases and DNS records (a domain administrator)
+  admin passwd NAME --password P          set a new password (its console sessions end)
+  admin domains NAME --domains D1,D2|all  change what it may manage (its console sessions end)
+  admin del NAME
+  admin list
   queue list                              mail waiting for other domains, grid-wide: id, sender, domain,
                                           recipients and their states, size, age, attempts, next try, last error
   queue show ID                           one queued message in full
@@ -123,7 +130,7 @@ Remote administration (every command but start, firstboot and cluster):
   profile del NAME
 `
 
-const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|queue|import|collect|dns|cluster|profile [ARGS] [--data DIR]  (mailgrid --help for more)\n'
+const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|admin|queue|import|collect|dns|cluster|profile [ARGS] [--data DIR]  (mailgrid --help for more)\n'
 
 class UsageError extends Error {}
 
@@ -135,6 +142,7 @@ const OPTIONS = {
   'quota-messages': { type: 'string' },
   bytes: { type: 'string' },
   users: { type: 'string' },
+  domains: { type: 'string' },
   nodes: { type: 'string' },
   dir: { type: 'string' },
   replicas: { type: 'string' },
@@ -467,6 +475,58 @@ async function user (ctx: Context): Promise<void> {
   }
 }
 
+function adminLine (a: any): string {
+  return `${a.name as string}\t${a.domains === null ? 'all domains' : (a.domains as string[]).join(',')}`
+}
+
+function domainsFlag (ctx: Context): string[] | null {
+  const d = ctx.values.domains
+  if (d === undefined || d === 'all') return null
+  const list = d.split(',').map(x => x.trim()).filter(x => x !== '')
+  if (list.length === 0) throw new UsageError('--domains: a comma-separated list of domains, or all')
+  return list
+}
+
+async function admin (ctx: Context): Promise<void> {
+  const [sub, name] = ctx.args
+  switch (sub) {
+    case 'add': {
+      only(ctx.values, ['password', 'domains'], 'admin add')
+      need(ctx.args, 2, 'NAME')
+      const pw = await password(ctx)
+      const { admin } = await (await ctx.api()).request('POST', '/v1/admins', { name, password: pw, domains: domainsFlag(ctx) })
+      return print(ctx, admin, [`added admin ${admin.name as string} (${admin.domains === null ? 'all domains' : (admin.domains as string[]).join(', ')})`])
+    }
+    case 'passwd': {
+      only(ctx.values, ['password'], 'admin passwd')
+      need(ctx.args, 2, 'NAME')
+      const pw = await password(ctx)
+      const out = await (await ctx.api()).request('PUT', `/v1/admins/${seg(name)}/password`, { password: pw })
+      return print(ctx, out, [`changed the password of admin ${name}`])
+    }
+    case 'domains': {
+      only(ctx.values, ['domains'], 'admin domains')
+      need(ctx.args, 2, 'NAME')
+      if (ctx.values.domains === undefined) throw new UsageError('--domains is required (a list, or all)')
+      const { admin } = await (await ctx.api()).request('PUT', `/v1/admins/${seg(name)}/domains`, { domains: domainsFlag(ctx) })
+      return print(ctx, admin, [adminLine(admin)])
+    }
+    case 'del': {
+      only(ctx.values, [], 'admin del')
+      need(ctx.args, 2, 'NAME')
+      const out = await (await ctx.api()).request('DELETE', `/v1/admins/${seg(name)}`)
+      return print(ctx, out, [`deleted admin ${name}`])
+    }
+    case 'list': {
+      only(ctx.values, [], 'admin list')
+      const { admins } = await (await ctx.api()).request('GET', '/v1/admins')
+      return print(ctx, admins, (admins as any[]).map(adminLine))
+    }
+    default:
+      throw new UsageError(sub === undefined ? 'missing admin subcommand' : `unknown admin subcommand: ${sub}`)
+  }
+}
+
 async function alias (ctx: Context): Promise<void> {
   const [sub, from, ...targets] = ctx.args
   only(ctx.values, [], 'alias')
@@ -772,6 +832,7 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
       case 'domain': await domain(ctx); break
       case 'user': await user(ctx); break
       case 'alias': await alias(ctx); break
+      case 'admin': await admin(ctx); break
       case 'queue': await queue(ctx); break
       case 'dns': await dns(ctx); break
       case 'cluster': await cluster(ctx); break

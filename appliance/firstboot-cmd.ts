@@ -66,6 +66,7 @@ export function summary (r: FirstbootResult, answers: Answers): string[] {
     `  data                ${r.dataDir}`
   ]
   if (r.adminAccount !== null) lines.push(`  admin account       ${r.adminAccount} (postmaster@ and abuse@ deliver to it)`)
+  if (r.consoleAdmin !== null) lines.push(`  web console         ${r.adminUrl}/console/  (log in as ${r.consoleAdmin} with the same password)`)
   if (answers.mode === 'create') {
     lines.push('', 'The cluster key of this grid. Give it to every PC that joins (first boot, "join a grid"):', '', `  ${r.clusterKey}`, '')
     lines.push(...qrLines(r.clusterKey).map(l => `  ${l}`))

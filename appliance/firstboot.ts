@@ -123,6 +123,8 @@ export interface FirstbootResult {
   adminUrl: string
   tlsFingerprint: string
   adminAccount: string | null
+  /** The web console's first admin account (same password as the admin mailbox), when this run made a grid. */
+  consoleAdmin: string | null
 }
 
 async function readText (path: string): Promise<string | null> {
@@ -199,12 +201,16 @@ export async function firstboot (paths: FirstbootPaths, answers: Answers, force:
     // HTTPS with the node's certificate (the fingerprint below) wherever the admin API is not on loopback
     adminUrl: `${adminUsesTls(config.admin) ? 'https' : 'http'}://${adminHost.includes(':') ? `[${adminHost}]` : adminHost}:${config.admin.port}`,
     tlsFingerprint: tls.fingerprint,
-    adminAccount
+    adminAccount,
+    consoleAdmin: adminAccount === null ? null : CONSOLE_ADMIN
   }
   const marker = { at: new Date().toISOString(), hostname: answers.hostname, mode: answers.mode, domain: answers.domain ?? null, peerId }
   await writeFileDurable(join(dataDir, MARKER_FILE), JSON.stringify(marker, null, 2) + '\n', 0o644)
   return result
 }
+
+/** The name of the console account first boot makes. */
+export const CONSOLE_ADMIN = 'admin'
 
 /** The domain, admin@domain with the password, and the role aliases to it; what exists already is kept. */
 async function createDomain (dataDir: string, sync: boolean, domain: string, password: string): Promise<string> {
@@ -221,6 +227,15 @@ async function createDomain (dataDir: string, sync: boolean, domain: string, pas
     await tolerate(async () => await store.addDomain(domain, { dkim: await createDkimKey(selectorFor(now, []), now) }))
     if (!await tolerate(async () => await store.addUser({ address: admin, password }))) await store.setPassword(admin, password)
     for (const role of ROLE_ALIASES) await tolerate(async () => await store.addAlias(`${role}@${domain}`, [admin]))
+    // the web console's first account, a full admin with the same password (appliance/console/accounts.ts)
+    const { AccountError, createAccounts } = await import('./console/accounts.ts')
+    const accounts = createAccounts(store)
+    try {
+      await accounts.add(CONSOLE_ADMIN, password)
+    } catch (err) {
+      if (!(err instanceof AccountError && err.status === 409)) throw err
+      await accounts.setPassword(CONSOLE_ADMIN, password)
+    }
   } finally {
     await store.stop()
   }

@@ -105,13 +105,23 @@ export async function startNode (options: StartOptions): Promise<number> {
     await removeAdminInfo(dataDir).catch(() => {})
     await Promise.allSettled(web.map(async w => { await w.stop() }))
     await admin?.stop()
+    webConsole.stop()
     await node.stop()
   }
 
+  const { createConsole } = await import('./console/server.ts')
+  const webConsole = createConsole({
+    directory: node.store,
+    status: async () => await node.status(),
+    logger: namespaced(logger, 'console'),
+    throttle: node.authThrottle,
+    setGridState: state => { node.setGridState(state) },
+    ...(init.grid !== undefined ? { joinKey: init.grid.clusterKey } : {})
+  }, { secure: adminTls !== undefined })
   try {
     await node.start()
     admin = createAdminServer(
-      { directory: node.store, status: async () => await node.status(), queue: node.queue, logger: namespaced(logger, 'admin'), metrics, routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir }), ...importRoutes(node.store), ...collectRoutes(node.store), ...sieveRoutes({ directory: node.store, sieve: node.sieve })] },
+      { directory: node.store, status: async () => await node.status(), queue: node.queue, logger: namespaced(logger, 'admin'), metrics, console: webConsole.hooks, routes: [...webConsole.routes, ...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir }), ...importRoutes(node.store), ...collectRoutes(node.store), ...sieveRoutes({ directory: node.store, sieve: node.sieve })] },
       { host: config.admin.host, port: config.admin.port, token: await ensureToken(dataDir), metricsToken: config.metrics.token, ...(adminTls === undefined ? {} : { tls: adminTls }) }
     )
     await admin.start()
