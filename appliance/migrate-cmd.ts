@@ -61,7 +61,7 @@ export function reportLines (j: JobView): string[] {
   const r = j.report
   if (r === undefined) return out
   out.push(`  folders ${r.folders}, messages ${r.messages}: copied ${r.copied} (${mb(r.bytes)}), skipped ${r.skipped} (already here), failed ${r.failed}`)
-  for (const f of r.perFolder) out.push(`  ${f.source} -> ${f.target}: ${f.messages} messages, ${f.copied} copied, ${f.skipped} skipped, ${f.failed} failed`)
+  for (const f of r.perFolder) out.push(`  ${f.source} -> ${f.target}: ${f.messages} ${f.messages === 1 ? 'message' : 'messages'}, ${f.copied} copied, ${f.skipped} skipped, ${f.failed} failed`)
   for (const e of r.errors) out.push(`  error: ${e.folder}${e.uid !== undefined ? ` uid ${e.uid}` : ''}: ${e.reason}`)
   if (r.failed > r.errors.length) out.push(`  (${r.failed - r.errors.length} more errors not listed)`)
   for (const n of r.notes) out.push(`  note: ${n}`)

@@ -237,6 +237,7 @@ export class Collector {
       connectionTimeout: 30_000,
       greetingTimeout: 15_000,
       socketTimeout: 5 * 60_000,
+      maxLiteralSize: this.init.messageBytesMax + 64 * 1024, // a larger literal cuts the connection instead of filling memory
       tls: { rejectUnauthorized: a.insecure !== true, ...(isIP(a.host) === 0 ? { servername: a.host } : {}), ...(a.ca !== undefined && a.ca !== '' ? { ca: a.ca } : {}) }
     } as ConstructorParameters<typeof ImapFlow>[0])
     client.on('error', () => {})

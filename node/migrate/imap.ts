@@ -27,6 +27,7 @@ export const IMPORT_GREETING_TIMEOUT_MS = 15_000
 export const IMPORT_SOCKET_TIMEOUT_MS = 5 * 60_000 // a FETCH of a 50 MB message on a slow link
 export const IMPORT_ERRORS_KEPT = 50 // per-message errors listed in the report (all are counted)
 export const IMPORT_FOLDERS_KEPT = 200 // folders listed in the report (all are counted)
+export const IMPORT_LITERAL_SLACK_BYTES = 64 * 1024 // a literal may exceed the size the source announced by this much before the connection is cut
 
 const SPECIAL_USES: readonly string[] = ['\\Sent', '\\Drafts', '\\Trash', '\\Junk', '\\Archive', '\\All', '\\Flagged']
 
@@ -148,7 +149,7 @@ function describe (err: unknown): string {
   return String(e.responseText ?? e.message ?? err).replace(/[\r\n]+/g, ' ').slice(0, 300)
 }
 
-function clientFor (s: ImapSource): ImapFlow {
+function clientFor (s: ImapSource, messageBytesMax: number): ImapFlow {
   return new ImapFlow({
     host: s.host,
     port: s.port,
@@ -160,6 +161,8 @@ function clientFor (s: ImapSource): ImapFlow {
     connectionTimeout: IMPORT_CONNECT_TIMEOUT_MS,
     greetingTimeout: IMPORT_GREETING_TIMEOUT_MS,
     socketTimeout: IMPORT_SOCKET_TIMEOUT_MS,
+    // a source that sends a literal larger than any message we take is cut off, not buffered (hostile or broken)
+    maxLiteralSize: messageBytesMax + IMPORT_LITERAL_SLACK_BYTES,
     // imapflow's own log would carry the LOGIN line (logger: false above): ours never does
     tls: { rejectUnauthorized: s.insecure !== true, ...(s.ca !== undefined && s.ca !== '' ? { ca: s.ca } : {}), ...(isIP(s.host) === 0 ? { servername: s.host } : {}) }
   } as ConstructorParameters<typeof ImapFlow>[0])
@@ -180,7 +183,7 @@ export async function importImap (c: ImapImportComponents, init: ImapImportInit)
     if (report.errors.length < IMPORT_ERRORS_KEPT) report.errors.push({ folder, ...(uid !== undefined ? { uid } : {}), reason })
   }
   const signal = init.signal
-  const client = clientFor(init.source)
+  const client = clientFor(init.source, init.messageBytesMax)
   client.on('error', (err: Error) => { log.warn({ err: describe(err) }, 'import_source_error') })
   const onAbort = (): void => { client.close() }
   signal?.addEventListener('abort', onAbort, { once: true })

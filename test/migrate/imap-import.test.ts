@@ -88,3 +88,51 @@ test('a wrong source password or an unverifiable certificate fails the run with 
   assert.equal(ok.failed, 0)
   assert.ok(ok.notes.some(x => /not verified/.test(x)))
 })
+
+test('mailgrid import imap --csv: one job per line, a report per user; the API never shows the password', { skip, timeout: 300_000 }, async t => {
+  const { Readable } = await import('node:stream')
+  const { writeFile } = await import('node:fs/promises')
+  const { tempDir } = await import('../helpers/tmp.ts')
+  const { createAdminServer } = await import('../../appliance/admin.ts')
+  const { importRoutes } = await import('../../appliance/import-routes.ts')
+  const { main } = await import('../../appliance/commands.ts')
+  const { connectRemote } = await import('../../appliance/client.ts')
+  const ca = await createTestCa()
+  const dovecot = await startDovecotSource({ users: [{ user: 'carol', password: 'carol-secret' }, { user: 'dave', password: 'dave-secret' }], ca })
+  t.after(async () => { await dovecot.stop() })
+  const n = await startNode(t)
+  await n.node.store.addDomain('example.com')
+  for (const u of ['carol', 'dave']) await n.node.store.addUser({ address: `${u}@example.com`, password: 'pw' })
+  for (const [u, count] of [['carol', 12], ['dave', 7]] as const) {
+    const c = client(dovecot.imapPort, u, `${u}-secret`)
+    await c.connect()
+    await populate(c, { messages: count, large: 0, seed: count })
+    await c.logout()
+  }
+  const admin = createAdminServer({ directory: n.node.store, status: async () => await n.node.status(), queue: n.node.queue, logger: pino({ level: 'silent' }), routes: importRoutes(n.node.store) }, { host: '127.0.0.1', port: 0, token: 'tok' })
+  await admin.start()
+  t.after(async () => { await admin.stop() })
+  const dir = await tempDir(t)
+  await writeFile(`${dir}/carol.pw`, 'carol-secret\n')
+  // the second cell: a file when one is there, else the password itself
+  await writeFile(`${dir}/users.csv`, `# source user, password file or password, target\ncarol,${dir}/carol.pw,carol@example.com\ndave,dave-secret,dave@example.com\n`)
+  let out = ''
+  let err = ''
+  const code = await main(['import', 'imap', '--from', `imaps://localhost:${dovecot.imapsPort}`, '--csv', `${dir}/users.csv`, '--insecure', '--url', admin.url, '--token', 'tok'], {
+    stdout: { write: (s: string) => { out += s } }, stderr: { write: (s: string) => { err += s } }, stdin: Readable.from([]), env: {}
+  })
+  assert.equal(code, 0, out + err)
+  assert.match(out, /carol@example\.com <- carol at localhost:\d+: done\n {2}folders 13, messages 13: copied 13 /)
+  assert.match(out, /dave@example\.com <- dave at localhost:\d+: done\n {2}folders 13, messages 7: copied 7 /)
+  assert.match(out, /note: the source certificate was not verified/)
+  const jobs = JSON.stringify(await connectRemote({ url: admin.url, token: 'tok' }).request('GET', '/v1/imports/imap'))
+  assert.doesNotMatch(jobs, /secret/)
+  // a bad line is refused before anything starts
+  await writeFile(`${dir}/bad.csv`, 'carol,only-two-cells\n')
+  err = ''
+  const bad = await main(['import', 'imap', '--from', `imaps://localhost:${dovecot.imapsPort}`, '--csv', `${dir}/bad.csv`, '--url', admin.url, '--token', 'tok'], {
+    stdout: { write: () => {} }, stderr: { write: (s: string) => { err += s } }, stdin: Readable.from([]), env: {}
+  })
+  assert.equal(bad, 1)
+  assert.match(err, /line 1: expected/)
+})
