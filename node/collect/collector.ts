@@ -209,6 +209,7 @@ export class Collector {
         const raw = await client.retr(m.n, this.init.messageBytesMax + 1024)
         await this.deliver(a, raw)
         seen.add(id)
+        st.seen = [...seen] // kept current: a run that fails later saves what it fetched
         st.lastCount++
         st.total++
         if (!a.leave) await client.dele(m.n)

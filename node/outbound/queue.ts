@@ -617,7 +617,9 @@ export class Queue implements OutboundQueue {
   async retry (id: string | 'all'): Promise<number> {
     if (id !== 'all') return await this.act('retry', id)
     let n = 0
-    for (const i of await this.list()) n += await this.act('retry', i.id).catch(() => 0)
+    // a message its sender scheduled (FUTURERELEASE) keeps its time: only its own id sends it early
+    const now = this.now()
+    for (const i of await this.list()) if (!(i.releaseAt !== undefined && i.releaseAt > now)) n += await this.act('retry', i.id).catch(() => 0)
     return n
   }
 
