@@ -197,7 +197,14 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   // users' Sieve scripts, run at delivery on the user's primary before the message is stored (node/rules): on a grid
   // from the grid's local deliveries, on a standalone node around the store's deliver
   const rules = createSieveFilter({
-    store, mail, directory: store, srs, logger: logger.child({ ns: 'sieve' }), now,
+    store, directory: store, srs, logger: logger.child({ ns: 'sieve' }), now,
+    // looked up when called: on a standalone node `mail` becomes the filtered store below, so a redirect to another
+    // local user runs that user's script too, as on a grid
+    mail: {
+      setAttrs: async (...a) => { await mail.setAttrs(...a) },
+      createMailbox: async (...a) => await mail.createMailbox(...a),
+      deliver: async (...a) => await mail.deliver(...a)
+    },
     outbound: { enqueue: async (raw, envelope, opts) => await queue.enqueue(raw, envelope, opts) }
   }, { hostname: init.hostname })
   if (grid !== null) {
