@@ -77,6 +77,7 @@ export function httpRestoreTarget (api: AdminClient): RestoreTarget {
       }
       await flush()
     },
+    directory: async () => (await api.request('GET', '/v1/directory/records')).records as DirectoryRecord[],
     hasUser: async user => {
       try {
         await api.request('GET', `/v1/users/${encodeURIComponent(user)}`)

@@ -41,6 +41,7 @@ export function nodeBackupSource (c: { store: Store, userMail: UserMail, node: s
 export function nodeRestoreTarget (c: { store: Store, userMail: UserMail }): RestoreTarget {
   return {
     mergeDirectory: async records => { await c.store.mergeDirectory(records) },
+    directory: async () => await c.store.exportDirectory(),
     hasUser: async user => await c.store.getUser(user) !== null,
     position: async user => await c.userMail.position(user),
     restoreLog: async (user, entries, blobs, prev) => await c.userMail.restoreLog(user, entries, blobs, prev),

@@ -24,6 +24,8 @@ export const RESTORED_PREFIX = 'Restored'
 
 export interface RestoreTarget {
   mergeDirectory (records: DirectoryRecord[]): Promise<void>
+  /** The grid's directory records now, tombstones included. */
+  directory (): Promise<DirectoryRecord[]>
   /** Whether the grid's directory has this user now. */
   hasUser (user: string): Promise<boolean>
   /** The user's log position at its primary (creating its first entries there when it has none). */
@@ -193,6 +195,12 @@ export async function restoreBackup (dir: string, target: RestoreTarget, opts: R
     if (!await target.hasUser(user)) {
       const mine = [live(`dd\x00${domainOf(user)}`), live(`du\x00${user}`)].filter((r): r is DirectoryRecord => r !== undefined)
       await target.mergeDirectory(mine)
+      if (!await target.hasUser(user)) {
+        // deleted since the backup: the tombstone is newer than the backup's record, so the record comes back
+        // with a version just above what the grid holds (the directory's last-writer-wins merge takes it)
+        const now = new Map((await target.directory()).map(r => [r.key, r.value.ver]))
+        await target.mergeDirectory(mine.map(r => ({ key: r.key, value: { ...r.value, ver: Math.max(r.value.ver, (now.get(r.key) ?? 0) + 1) } })))
+      }
     }
     report.users = 1
     if (opts.mailbox !== undefined) {
