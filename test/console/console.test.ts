@@ -116,6 +116,7 @@ test('mailgrid admin list shows both accounts, the domain admin with its domain'
   const r = await cli(nodes[1], ['admin', 'list'])
   assert.equal(r.code, 0, r.err)
   assert.equal(r.out, 'onlyone\tone.test\nroot\tall domains\n')
+  assert.equal((await cli(nodes[1], ['admin', 'add', 'Bad.Name', '--password', 'x'])).code, 1)
 })
 
 test('plain HTTPS: a wrong password and an unknown admin are refused; a login sets a locked-down cookie', async () => {
@@ -137,6 +138,21 @@ test('plain HTTPS: a wrong password and an unknown admin are refused; a login se
   assert.equal((await call(nodes[0], 'GET', '/v1/domains')).status, 401)
   const forged = ok.cookie.slice(0, -4) + (ok.cookie.endsWith('AAAA') ? 'BBBB' : 'AAAA')
   assert.equal((await call(nodes[0], 'GET', '/v1/domains', { headers: { cookie: forged } })).status, 401)
+})
+
+test('plain HTTPS: failed logins are throttled grid-wide: after 5 on node1, node2 refuses even the right password', async () => {
+  assert.equal((await cli(nodes[0], ['admin', 'add', 'victim', '--password', ROOT_PW])).code, 0)
+  await until('victim on node2', async () => (await cli(nodes[1], ['admin', 'list'])).out.includes('victim'), 15_000, 300)
+  for (let i = 0; i < 5; i++) assert.equal((await login(nodes[0], 'victim', `guess ${i}`)).answer.status, 403)
+  assert.equal((await login(nodes[0], 'victim', 'guess 6')).answer.status, 429)
+  // each failure is told to every member in batches of 20 ms; a success would clear the count, so node2 is
+  // asked once, after a generous wait, with the right password
+  await new Promise(resolve => setTimeout(resolve, 2000))
+  const refused = await login(nodes[1], 'victim', ROOT_PW)
+  assert.equal(refused.answer.status, 429)
+  assert.equal(refused.answer.headers['set-cookie'], undefined)
+  // another account from the same address is not held back
+  assert.equal((await login(nodes[1], 'root', ROOT_PW)).answer.status, 200)
 })
 
 test('plain HTTPS: a change without the CSRF token (or with a wrong one, or from another origin) is refused', async () => {

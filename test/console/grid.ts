@@ -72,6 +72,9 @@ export async function startConsoleGrid (dir: string, count: number): Promise<Con
       MAILGRID_GRID_ADVERTISE_HOST: '127.0.0.1',
       MAILGRID_STORE_SYNC: 'false',
       MAILGRID_LOG_LEVEL: 'warn',
+      // an account is throttled after 5 failures; the tests' own wrong logins from 127.0.0.1 stay under the IP's budget
+      MAILGRID_LIMITS_AUTH_FAILURES_PER_ACCOUNT_MAX: '5',
+      MAILGRID_LIMITS_AUTH_FAILURES_PER_IP_MAX: '100',
       MAILGRID_OUTBOUND_DNS_SERVERS: '127.0.0.1:9'
     }
     const child = spawn(NODE, [CLI, 'start', '--data', data], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] })

@@ -202,18 +202,19 @@ function gridPage (main) {
       const members = [...g.members].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id))
       for (const m of members) {
         const hist = m.history || []
-        const l = m.load
+        // a member that is gone has no load: its last heartbeat's figures would only mislead
+        const l = m.status === 'alive' || m.status === 'suspect' ? m.load : null
         body.append(h('tr', { class: `${m.status}${m.self ? ' self' : ''}`, 'data-name': m.name, 'data-status': m.status },
           h('td', {}, m.name || m.id.slice(-8), m.self ? h('span', { class: 'muted' }, ' (this node)') : null, h('div', { class: 'muted mono' }, `${m.host} ${m.id.slice(-8)}`)),
           h('td', { class: 'status' }, badge(m.status)),
           h('td', {}, badge(m.state)),
           h('td', { class: 'num' }, m.diskLow ? '0 (disk low)' : String(m.weight)),
           h('td', { class: 'num' }, `${Math.round(m.ringShare * 100)} %`),
-          h('td', { class: 'num' }, `${Math.round(l ? l.cpuPct : 0)} %`, spark(hist.map(x => x[1]), '#0969da')),
+          h('td', { class: 'num' }, l ? `${Math.round(l.cpuPct)} %` : '-', spark(hist.map(x => x[1]), '#0969da')),
           h('td', { class: 'num' }, l && l.memTotalBytes ? `${Math.round(100 * l.memUsedBytes / l.memTotalBytes)} %` : '-', spark(hist.map(x => x[2]), '#8250df')),
           h('td', { class: 'num' }, l ? fmtBytes(l.diskFreeBytes) : '-'),
           h('td', { class: 'num' }, l ? `${fmtBytes(l.netRxBytesPerSec + l.netTxBytesPerSec)}/s` : '-', spark(hist.map(x => x[3]), '#1a7f37')),
-          h('td', { class: 'num' }, String(l ? l.sessions : 0), spark(hist.map(x => x[4]), '#9a6700')),
+          h('td', { class: 'num' }, l ? String(l.sessions) : '-', spark(hist.map(x => x[4]), '#9a6700')),
           h('td', { class: 'num' }, m.usersOwned === null ? '-' : String(m.usersOwned)),
           h('td', { class: 'num' }, m.underReplicated === null ? '-' : String(m.underReplicated)),
           h('td', {}, m.self ? '-' : fmtAgo(m.lastSeen))))
