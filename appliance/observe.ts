@@ -9,13 +9,17 @@
 //   PUT /v1/domains/NAME/quota {bytes?, users?}   sets either (0 = unlimited); answers as GET
 //
 // from/to default to the last 24 hours; a range longer than 30 days (STATS_RANGE_MS_MAX) is refused with 400.
+// A domain administrator (appliance/console) may read the statistics of its domains and their users, and its
+// domains' quotas; the grid's statistics, the alarms and setting a quota are for full administrators.
 
 import type { MailNode } from '../node/types.ts'
 import { parseScope, STATS_RANGE_MS_MAX, statsCsv, StatsError } from '../node/stats/index.ts'
 import type { StatsResult } from '../node/stats/index.ts'
-import { HttpError, optCount } from './admin.ts'
-import type { Directory } from '../store/index.ts'
+import { HttpError, mustManage, optCount } from './admin.ts'
 import type { Route } from './admin.ts'
+import { isFullAdmin } from './console/accounts.ts'
+import type { Principal } from './console/accounts.ts'
+import type { Directory } from '../store/index.ts'
 
 export const STATS_RANGE_DEFAULT_MS = 24 * 3600_000
 
@@ -36,24 +40,30 @@ function time (q: URLSearchParams, key: string, fallback: number): number {
 
 export function observeRoutes (c: ObserveComponents): Route[] {
   const now = c.now ?? Date.now
-  const query = async (q: URLSearchParams): Promise<StatsResult> => {
+  const query = async (q: URLSearchParams, who: Principal): Promise<StatsResult> => {
     const to = time(q, 'to', now())
     const from = time(q, 'from', to - STATS_RANGE_DEFAULT_MS)
     if (from >= to) throw new HttpError(400, 'from: must be before to')
     if (to - from > STATS_RANGE_MS_MAX) throw new HttpError(400, `from, to: a range of at most ${STATS_RANGE_MS_MAX / 86_400_000} days`)
+    let scope
     try {
-      return await c.stats.query(parseScope(q.get('scope') ?? 'grid'), from, to)
+      scope = parseScope(q.get('scope') ?? 'grid')
     } catch (err) {
       if (err instanceof StatsError) throw new HttpError(400, err.message)
       throw err
     }
+    if (scope.kind === 'grid' && !isFullAdmin(who)) throw new HttpError(403, 'The grid\'s statistics are for full administrators: ask for domain:NAME')
+    if (scope.kind === 'domain') mustManage(who, scope.name)
+    if (scope.kind === 'user') mustManage(who, scope.address.slice(scope.address.lastIndexOf('@') + 1))
+    return await c.stats.query(scope, from, to)
   }
   return [
-    { method: 'GET', pattern: /^\/v1\/stats$/, handler: async r => ({ json: await query(r.query) }) },
+    { method: 'GET', pattern: /^\/v1\/stats$/, scoped: true, handler: async r => ({ json: await query(r.query, r.principal) }) },
     {
       method: 'GET',
       pattern: /^\/v1\/stats\.csv$/,
-      handler: async r => ({ json: null, text: statsCsv(await query(r.query)), contentType: 'text/csv; charset=utf-8; header=present' })
+      scoped: true,
+      handler: async r => ({ json: null, text: statsCsv(await query(r.query, r.principal)), contentType: 'text/csv; charset=utf-8; header=present' })
     },
     { method: 'GET', pattern: /^\/v1\/alarms$/, handler: async () => ({ json: await c.alarms.list() }) },
     ...(c.directory === undefined ? [] : quotaRoutes(c.directory))
@@ -67,7 +77,7 @@ function quotaRoutes (dir: Directory): Route[] {
     return { domain, users: (await dir.listUsers(domain.name)).length }
   }
   return [
-    { method: 'GET', pattern: /^\/v1\/domains\/([^/]+)\/quota$/, handler: async r => ({ json: await view(r.params[0]) }) },
+    { method: 'GET', pattern: /^\/v1\/domains\/([^/]+)\/quota$/, scoped: true, handler: async r => { mustManage(r.principal, r.params[0]); return { json: await view(r.params[0]) } } },
     {
       method: 'PUT',
       pattern: /^\/v1\/domains\/([^/]+)\/quota$/,
