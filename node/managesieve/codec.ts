@@ -108,14 +108,16 @@ export class CommandParser {
     let name: string | null = null
     const args: Arg[] = []
     let lineStart = 0 // bytes since the last literal: the line-length bound applies between literals
+    // more bytes are needed: unless the line is already past its bound (an endless atom or number)
+    const more = (): Scan => b.length - lineStart > LINE_BYTES_MAX ? { done: true, value: { kind: 'fatal', message: 'Line too long' }, end: b.length } : { done: false }
     for (;;) {
       while (pos < b.length && b[pos] === SP) pos++
       if (pos - lineStart > LINE_BYTES_MAX) return { done: true, value: { kind: 'fatal', message: 'Line too long' }, end: pos }
-      if (pos >= b.length) return { done: false }
+      if (pos >= b.length) return more()
       const c = b[pos]
       if (c === CR || c === LF) {
         if (c === CR) {
-          if (pos + 1 >= b.length) return { done: false }
+          if (pos + 1 >= b.length) return more()
           if (b[pos + 1] !== LF) return this.refuse(pos, { kind: 'error', message: 'Bare CR in command' })
         }
         const end = pos + (c === CR ? 2 : 1)
@@ -143,7 +145,7 @@ export class CommandParser {
           if (parts.length > QUOTED_BYTES_MAX) return this.refuse(i, { kind: 'error', message: 'Quoted string too long (use a literal)' })
           i++
         }
-        if (!closed) return { done: false }
+        if (!closed) return more()
         if (name === null && !this.bareString) return this.refuse(i, { kind: 'error', message: 'Command name expected' })
         name ??= ''
         args.push({ type: 'string', value: Buffer.from(parts) })
@@ -154,15 +156,15 @@ export class CommandParser {
         const close = b.indexOf(0x7d, pos)
         if (close === -1) {
           if (b.length - pos > 16) return this.refuse(pos, { kind: 'error', message: 'Bad literal' })
-          return { done: false }
+          return more()
         }
         const m = /^\{(\d{1,12})(\+?)\}$/.exec(b.subarray(pos, close + 1).toString('latin1'))
         if (m === null || (name === null && !this.bareString)) return this.refuse(pos, { kind: 'error', message: 'Bad literal' })
         name ??= ''
         let body = close + 1
-        if (body + 1 >= b.length + 1) return { done: false }
+        if (body + 1 >= b.length + 1) return more()
         if (b[body] === CR) {
-          if (body + 1 >= b.length) return { done: false }
+          if (body + 1 >= b.length) return more()
           if (b[body + 1] !== LF) return this.refuse(pos, { kind: 'error', message: 'Bad literal' })
           body += 2
         } else if (b[body] === LF) {
@@ -195,7 +197,7 @@ export class CommandParser {
       // an atom (the command name) or a number
       let i = pos
       while (i < b.length && isAtomChar(b[i])) i++
-      if (i === b.length) return { done: false }
+      if (i === b.length) return more()
       if (i === pos || (b[i] !== SP && b[i] !== CR && b[i] !== LF)) return this.refuse(pos, { kind: 'error', message: 'Unexpected character' })
       const word = b.subarray(pos, i).toString('latin1')
       if (name === null) {
