@@ -115,9 +115,10 @@ export async function backupCommand (ctx: FilesCtx): Promise<boolean> {
   const ms = Date.now() - started
   out(ctx, { ...run, ms }, [
     `backup run ${run.id} into ${dir}: ${run.users} users (${run.usersChanged} changed), ${run.entriesWritten} log entries, ${run.blobsWritten} bodies, ${run.filesWritten} files, ${mb(run.bytesWritten)} written`,
-    `  ${(run.bytesWritten / 1024 / 1024 / (Math.max(ms, 1) / 1000)).toFixed(2)} MB/s`
+    `  ${(run.bytesWritten / 1024 / 1024 / (Math.max(ms, 1) / 1000)).toFixed(2)} MB/s`,
+    ...run.failed.slice(0, 100).map(f => `  not backed up now: ${f.user}: ${f.error}`)
   ])
-  return true
+  return run.failed.length === 0
 }
 
 /** `restore --from DIR [--user ADDRESS [--mailbox NAME]]`. */

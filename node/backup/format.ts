@@ -37,6 +37,8 @@ export interface RunRecord {
   bytesWritten: number // of the files this run wrote (the manifest apart)
   blobsWritten: number
   entriesWritten: number
+  /** Users this run could not read (their primary unreachable, ...): the backup holds them as of an earlier run. */
+  failed: Array<{ user: string, error: string }>
 }
 
 export interface Manifest {

@@ -98,7 +98,8 @@ export class BackupScheduler {
     this.running = (async () => {
       try {
         const { run } = await runBackup(nodeBackupSource({ store: this.c.store, userMail: this.c.userMail, node: this.init.node }), this.init.dir, { signal: this.abort.signal, now: this.c.now })
-        log.info({ event: 'backup_done', dir: this.init.dir, run: run.id, users: run.users, usersChanged: run.usersChanged, bytesWritten: run.bytesWritten, files: run.filesWritten }, 'scheduled backup done')
+        log.info({ event: 'backup_done', dir: this.init.dir, run: run.id, users: run.users, usersChanged: run.usersChanged, bytesWritten: run.bytesWritten, files: run.filesWritten, failed: run.failed.length }, 'scheduled backup done')
+        for (const f of run.failed.slice(0, 20)) log.warn({ event: 'backup_user_failed', user: f.user, err: f.error }, 'a user was not backed up')
       } catch (err) {
         if (!this.abort.signal.aborted) log.warn({ event: 'backup_failed', dir: this.init.dir, err: String(err) }, 'scheduled backup failed')
       } finally {

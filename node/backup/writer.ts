@@ -27,7 +27,7 @@ export async function runBackup (source: BackupSource, dir: string, opts: Backup
   await mkdir(dir, { recursive: true })
   const manifest = await readManifest(dir) ?? emptyManifest(source.node, started)
   const id = (manifest.runs.at(-1)?.id ?? 0) + 1
-  const run: RunRecord = { id, started, finished: '', node: source.node, users: 0, usersChanged: 0, filesWritten: 0, bytesWritten: 0, blobsWritten: 0, entriesWritten: 0 }
+  const run: RunRecord = { id, started, finished: '', node: source.node, users: 0, usersChanged: 0, filesWritten: 0, bytesWritten: 0, blobsWritten: 0, entriesWritten: 0, failed: [] }
   const added = (path: string, bytes: number, hash: string): void => {
     manifest.files[path] = { bytes, sha256: hash, run: id }
     run.filesWritten++
@@ -58,10 +58,17 @@ export async function runBackup (source: BackupSource, dir: string, opts: Backup
   const worker = async (): Promise<void> => {
     for (let user = queue.shift(); user !== undefined; user = queue.shift()) {
       opts.signal?.throwIfAborted()
-      const n = await backupUser(source, dir, manifest, user, added, pending, run)
-      if (n > 0) run.usersChanged++
-      run.entriesWritten += n
-      opts.onUser?.(user, n)
+      // one user that cannot be read now (its primary unreachable) does not stop the others: it is reported, and
+      // the next run takes it from where the backup holds it
+      try {
+        const n = await backupUser(source, dir, manifest, user, added, pending, run)
+        if (n > 0) run.usersChanged++
+        run.entriesWritten += n
+        opts.onUser?.(user, n)
+      } catch (err) {
+        opts.signal?.throwIfAborted()
+        run.failed.push({ user, error: err instanceof Error ? err.message : String(err) })
+      }
     }
   }
   await Promise.all(Array.from({ length: BACKUP_USERS_CONCURRENCY }, worker))

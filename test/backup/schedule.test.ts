@@ -4,7 +4,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import pino from 'pino'
-import { BackupScheduler, readManifest, verifyBackup } from '../../node/backup/index.ts'
+import { BackupScheduler, nodeBackupSource, readManifest, runBackup, verifyBackup } from '../../node/backup/index.ts'
 import type { Manifest } from '../../node/backup/index.ts'
 import { startNode } from '../helpers/node.ts'
 import { tempDir } from '../helpers/tmp.ts'
@@ -31,4 +31,26 @@ test('scheduled backup: a tick backs up the node, the next one only what changed
   assert.equal(m2.runs[1].entriesWritten, 1)
   assert.equal(m2.users['a@example.com'].segments.length, 2)
   assert.equal((await verifyBackup(dir)).ok, true)
+})
+
+test('a user that cannot be read is reported; the others are backed up, and the next run takes it', async t => {
+  const n = await startNode(t)
+  const s = n.node.store
+  await s.addDomain('example.com')
+  for (const u of ['a@example.com', 'b@example.com']) {
+    await s.addUser({ address: u, password: 'pw' })
+    await s.append(u, 'INBOX', { raw: Buffer.from(`Subject: ${u}\r\n\r\nbody\r\n`), flags: [] })
+  }
+  const dir = await tempDir(t)
+  const real = nodeBackupSource({ store: s, userMail: n.node.userMail, node: 'mx.test' })
+  const failing = { ...real, position: async (u: string) => { if (u === 'b@example.com') throw new Error('primary unreachable'); return await real.position(u) } }
+  const { run } = await runBackup(failing, dir)
+  assert.deepEqual(run.failed, [{ user: 'b@example.com', error: 'primary unreachable' }])
+  const m1 = await readManifest(dir) as Manifest
+  assert.ok(m1.users['a@example.com'].position > 0)
+  assert.equal(m1.users['b@example.com'], undefined)
+  assert.equal((await verifyBackup(dir)).ok, true)
+  const again = await runBackup(real, dir)
+  assert.deepEqual(again.run.failed, [])
+  assert.equal((await readManifest(dir) as Manifest).users['b@example.com'].position, await s.logPosition('b@example.com'))
 })
