@@ -15,6 +15,8 @@ const ALWAYS = [
   'SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'ESORT',
   // RFC 5267 section 4 (search-context.ts, commands/cancelupdate.ts)
   'CONTEXT=SEARCH', 'CONTEXT=SORT',
+  // RFC 5465 (notify.ts, commands/notify.ts)
+  'NOTIFY',
   // RFC 3502, RFC 8508 (commands/append.ts)
   'MULTIAPPEND', 'REPLACE',
   // RFC 8474 (object-ids.ts), RFC 8514 (the store's save date), RFC 8970 (preview.ts), RFC 6154 section 3 (CREATE)

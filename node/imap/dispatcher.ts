@@ -88,6 +88,7 @@ async function run (session: Session, command: ParsedCommand): Promise<void> {
   // RFC 3501 section 7.4.1: updates go before the tagged reply; UID forms may carry EXPUNGE.
   await session.flushUpdates(module.expungeAllowed || uid)
   if (session.loggedOut) return
+  await session.flushNotifications()
   await session.sendStatus(tag, reply.status ?? 'OK', reply.text ?? `${uid ? 'UID ' : ''}${name} completed`, reply.code)
 }
 

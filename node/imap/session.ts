@@ -22,6 +22,9 @@ import { COMMANDS_PER_SECOND_MAX } from './constants.ts'
 import { recentRegistryFor } from './recent.ts'
 import type { RecentRegistry } from './recent.ts'
 import { SearchContexts } from './search-context.ts'
+import type { Notifier } from './notify.ts'
+import { fetch as fetchCommand } from './commands/fetch.ts'
+import { formatSequenceSet } from './protocol/sequence.ts'
 
 /** The BYE text when another session deletes the selected mailbox (Dovecot's words). */
 export const MAILBOX_GONE_TEXT = 'Selected mailbox was deleted, have to disconnect.'
@@ -58,10 +61,13 @@ export class Session {
   /** Called by the store subscription while IDLE runs, to push changes at once. */
   idleWake: (() => void) | null = null
   #closed = false
+  #pushing = false
   #rateTokens = COMMANDS_PER_SECOND_MAX
   #rateAt = 0
   /** Who has which message as \Recent, shared by the node's sessions (recent.ts). */
   readonly recentRegistry: RecentRegistry
+  /** NOTIFY (RFC 5465): what the session asked to hear of; null without NOTIFY or after NOTIFY NONE. */
+  notifier: Notifier | null = null
   /** SEARCH/SORT ... RETURN (UPDATE) contexts of the selected mailbox (RFC 5267 section 4). */
   readonly contexts = new SearchContexts()
   /** The mailbox this session may claim recent messages in (selected read-write, IMAP4rev1). */
@@ -94,6 +100,16 @@ export class Session {
     const recent = this.recentRegistry.open(user, mailbox, uids, lastSeen, this.id, claim)
     if (claim) this.#claiming = { user, mailbox }
     return this.reportsRecent ? recent : []
+  }
+
+  /** A command is running (its output and updates go before its tagged reply). */
+  get busy (): boolean {
+    return this.#busy
+  }
+
+  setNotifier (notifier: Notifier | null): void {
+    this.notifier = notifier
+    if (this.state.kind === 'selected' && notifier?.selectedGroup?.fetch != null) this.state.mailbox.changes ??= { added: [], flagged: [], expunged: [] }
   }
 
   /** On a grid: the user's sessions now run on another node (ImapComponents.servesUser). */
@@ -336,6 +352,7 @@ export class Session {
   }
 
   #onMailEvent (event: MailEvent): void {
+    this.notifier?.onEvent(event)
     const user = this.user
     if (event.type === 'append' && user !== null && event.mailbox !== null) {
       // every session of the user reports every arrival: the registry keeps the mailbox's unclaimed messages, and
@@ -351,6 +368,14 @@ export class Session {
     if (event.type !== 'mailboxes') {
       view.push(event)
       this.idleWake?.()
+      // NOTIFY SELECTED: pushed as it happens when no command runs (RFC 5465 section 5.1), like IDLE
+      if (this.idleWake === null && this.notifier?.pushesSelected === true && !this.#pushing) {
+        this.#pushing = true
+        setImmediate(() => {
+          this.#pushing = false
+          if (!this.#busy && !this.#closed) void this.flushUpdates(this.notifier?.delaysExpunge !== true).catch(() => {})
+        })
+      }
       return
     }
     if (event.change === 'renamed') {
@@ -377,6 +402,7 @@ export class Session {
     const user = this.user
     if (user === null) throw new Error('select before login')
     this.contexts.clear()
+    if (this.notifier?.selectedGroup?.fetch != null) mailbox.changes ??= { added: [], flagged: [], expunged: [] }
     this.state = { kind: 'selected', user, mailbox }
   }
 
@@ -406,9 +432,17 @@ export class Session {
     // Queue them all at once: a concurrent flush (IDLE wake-up) must not interleave, because each
     // EXPUNGE number is only right after the ones before it.
     await Promise.all(responses.map((response) => this.send(response)))
+    // NOTIFY's MessageNew fetch attributes for the messages just announced (RFC 5465 section 5.2)
+    const fetchItems = this.notifier?.pushesSelected === true ? this.notifier.selectedGroup?.fetch ?? null : null
+    const added = changes?.added.filter((uid) => view.seqOf(uid) !== 0) ?? []
+    if (fetchItems !== null && added.length > 0) {
+      await fetchCommand.run(this, { tag: '*', name: 'FETCH', uid: true, args: [{ type: 'atom', value: formatSequenceSet(added) }, fetchItems] }).catch((err: unknown) => {
+        this.log.warn({ err, event: 'imap_notify_fetch_failed' }, 'NOTIFY fetch failed')
+      })
+    }
     // RFC 5267 section 4.3: the contexts' ADDTO/REMOVEFROM, after the EXISTS that announces an added message
     if (this.contexts.size === 0) {
-      view.changes = null
+      if (fetchItems === null) view.changes = null
     } else if (changes !== null) {
       let updates: Value[][] = []
       try {
@@ -420,6 +454,11 @@ export class Session {
       }
       for (const update of updates) await this.send(update)
     }
+  }
+
+  /** Sends what NOTIFY holds for other mailboxes (before a tagged reply; between commands notify.ts sends it). */
+  async flushNotifications (): Promise<void> {
+    await this.notifier?.deliver().catch((err: unknown) => { this.log.warn({ err, event: 'imap_notify_failed' }, 'NOTIFY delivery failed') })
   }
 
   secureContext (): SecureContext | null {

@@ -3,6 +3,7 @@
 // carrying the command's tag, as messages arrive or change flags (this session's changes and others'), until
 // CANCELUPDATE; context-position 0 for SEARCH, the position in the sorted result for SORT.
 import { test } from 'node:test'
+import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { fixture, RawImap, simpleMessage, USER } from './helpers.ts'
 import { CONTEXTS_MAX } from '../../node/imap/search-context.ts'
@@ -12,7 +13,7 @@ const appendLine = (box: string, subject: string, flags = ''): string => {
   return `APPEND ${box} (${flags}) {${Buffer.byteLength(raw)}+}\r\n${raw}`
 }
 
-async function twoSessions (t: Parameters<typeof fixture>[0], subjects: string[]): Promise<{ a: RawImap, b: RawImap }> {
+async function twoSessions (t: TestContext, subjects: string[]): Promise<{ a: RawImap, b: RawImap }> {
   const f = await fixture(t)
   for (const s of subjects) await f.store.append(USER, 'INBOX', { raw: simpleMessage(s) })
   const { port } = await f.server()
