@@ -20,6 +20,8 @@ export const LOG_READ_BYTES_MAX = 2 * 1024 * 1024
 export const BLOB_READ_BYTES_MAX = 4 * 1024 * 1024
 export const MESSAGES_LIST_MAX = 1000
 export const RESTORE_BATCH_BYTES_MAX = 16 * 1024 * 1024
+export const PRIMARY_WAIT_MS = 10_000 // a ring change settles within the failure detector's few seconds
+export const PRIMARY_RETRY_MS = 500
 export const USER_MAIL_TIMEOUT_MS = 60_000 // a restore batch: write, fsync, then replicate to every replica
 
 /** A message to add: `gid` makes the append idempotent; `uid`, when free (at or above UIDNEXT), is kept. */
@@ -103,7 +105,23 @@ export class UserMail {
     })
   }
 
+  /**
+   * Runs `op` at the user's primary. While the ring changes, two nodes may disagree for a moment on which one that
+   * is (the one asked answers 'unavailable'): asked again, within PRIMARY_WAIT_MS.
+   */
   private async call (op: Op, user: string, args: Record<string, unknown>, body?: Buffer): Promise<RpcMessage> {
+    const end = Date.now() + PRIMARY_WAIT_MS
+    for (;;) {
+      try {
+        return await this.callOnce(op, user, args, body)
+      } catch (err) {
+        if (!isMailError(err, 'unavailable') || Date.now() > end) throw err
+        await new Promise(resolve => setTimeout(resolve, PRIMARY_RETRY_MS))
+      }
+    }
+  }
+
+  private async callOnce (op: Op, user: string, args: Record<string, unknown>, body?: Buffer): Promise<RpcMessage> {
     const primary = this.grid?.primaryOf(user)
     if (this.grid === null || this.gossip === null || primary === this.grid.self) return await this.local(op, user, args, body ?? Buffer.alloc(0))
     if (primary === null || primary === undefined) throw new MailError('unavailable', 'No node owns this user right now')
