@@ -22,6 +22,9 @@ import { vacationAllowed, vacationSeconds } from './vacation.ts'
 export const DUPLICATE_SECONDS_DEFAULT = 7 * 86_400 // RFC 7352 3.4 leaves it to the implementation; a week
 export const DUPLICATE_SECONDS_MAX = 30 * 86_400
 const MATCH_VARIABLES = 10 // ${0}..${9} (RFC 5229 3.2)
+// A call into the environment (storage) costs this many steps, so a script cannot make more than
+// STEPS_MAX / ENVIRONMENT_CALL_STEPS of them (20,000 with the defaults); answers are remembered for the run.
+const ENVIRONMENT_CALL_STEPS = 100
 
 class RuntimeError extends Error {
   readonly pos: Pos
@@ -86,6 +89,7 @@ class Run {
   private headersAdded = 0
   readonly memory: SieveOutcome['memory'] = []
   private readonly duplicates = new Map<string, boolean>()
+  private readonly mailboxes = new Map<string, boolean>()
   private readonly included = new Set<string>()
   private readonly runtimeCompiled = new Map<string, Program | null>()
   private readonly stack: string[] = []
@@ -143,7 +147,7 @@ class Run {
         break
       }
     }
-    this.charge(1 + (out.length >> 8))
+    this.charge(1 + s.parts.length + (out.length >> 8)) // every part is work, even an empty variable
     return out
   }
 
@@ -306,6 +310,7 @@ class Run {
         if (isProtectedHeader(name)) return // RFC 5293 4: protected fields are left alone
         if (++this.headersAdded > this.limits.headersAddedMax) this.fail(`more than ${this.limits.headersAddedMax} added header fields`, c.pos)
         if (Buffer.byteLength(value) > HEADER_FIELD_BYTES_MAX) this.fail(`header field value longer than ${HEADER_FIELD_BYTES_MAX} bytes`, c.args[1].pos)
+        this.charge(this.view.fields.length >> 1) // the header is re-indexed
         this.view.add(name, value, c.tags.has('last'))
         return
       }
@@ -320,9 +325,14 @@ class Run {
           fields = f === undefined ? [] : [f]
         }
         const patterns = c.args.length > 1 ? this.strings(c.args[1]) : null
+        const doomed = new Set<Field>()
         for (const f of fields) {
           this.charge(1)
-          if (patterns === null || this.test(c, [this.view.decoded(f)], patterns)) this.view.remove(f)
+          if (patterns === null || this.test(c, [this.view.decoded(f)], patterns)) doomed.add(f)
+        }
+        if (doomed.size > 0) {
+          this.charge(this.view.fields.length >> 1) // the header is rewritten and re-indexed
+          this.view.remove(doomed)
         }
         return
       }
@@ -392,7 +402,14 @@ class Run {
       case 'date': case 'currentdate': return this.dateTest(t)
       case 'mailboxexists': {
         for (const name of this.strings(t.args[0])) {
-          if (!(await this.env.mailboxExists(mailboxName(name)))) return false
+          const key = mailboxName(name)
+          let exists = this.mailboxes.get(key)
+          if (exists === undefined) {
+            this.charge(ENVIRONMENT_CALL_STEPS)
+            exists = await this.env.mailboxExists(key)
+            this.mailboxes.set(key, exists)
+          }
+          if (!exists) return false
         }
         return true
       }
@@ -474,6 +491,7 @@ class Run {
     const seconds = Math.min(DUPLICATE_SECONDS_MAX, Math.max(1, this.num(t.tags.get('seconds'), DUPLICATE_SECONDS_DEFAULT)))
     const known = this.duplicates.get(key)
     if (known !== undefined) return known
+    this.charge(ENVIRONMENT_CALL_STEPS)
     const seen = await this.env.seen('duplicate', key, seconds)
     this.duplicates.set(key, seen)
     if (!seen || t.tags.has('last')) this.memory.push({ kind: 'duplicate', key, seconds })
@@ -537,6 +555,7 @@ class Run {
     if (parent !== undefined && parent.includes.has(t.key)) return parent.includes.get(t.key) ?? null
     if (this.runtimeCompiled.has(t.key)) return this.runtimeCompiled.get(t.key) ?? null
     if (this.runtimeCompiled.size >= this.limits.includeScriptsMax) this.fail(`more than ${this.limits.includeScriptsMax} included scripts`, c.pos)
+    this.charge(ENVIRONMENT_CALL_STEPS)
     const text = this.env.resolveInclude === undefined ? null : await this.env.resolveInclude(t.name, t.location)
     if (text === null) {
       if (!t.optional) this.fail(`included script "${t.name}" (${t.location}) does not exist`, c.pos)

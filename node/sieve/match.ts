@@ -66,11 +66,11 @@ function relation (op: string, c: number): boolean {
 /**
  * RFC 5228 2.7.1 :matches: `*` any sequence, `?` one character, `\` escapes. Earlier wildcards take the
  * shortest text (RFC 5229 3.2); returns the match variables (${0} the whole value, then one per wildcard)
- * or null. O(value x pattern) steps, charged to the budget.
+ * or null. Works on UTF-16 indices (ASCII folding keeps them), never splitting a surrogate pair; at most
+ * value x pattern steps, charged to the budget.
  */
 export function wildcard (value: string, pattern: string, fold: boolean, budget: Budget): string[] | null {
-  const str = Array.from(fold ? foldAscii(value) : value)
-  const orig = fold ? Array.from(value) : str
+  const str = fold ? foldAscii(value) : value
   const toks: Array<{ k: 0 | 1 | 2, c: string }> = [] // 0 literal, 1 '*', 2 '?'
   const pat = Array.from(fold ? foldAscii(pattern) : pattern)
   for (let i = 0; i < pat.length; i++) {
@@ -79,6 +79,10 @@ export function wildcard (value: string, pattern: string, fold: boolean, budget:
     else if (c === '*') toks.push({ k: 1, c })
     else if (c === '?') toks.push({ k: 2, c })
     else toks.push({ k: 0, c })
+  }
+  const width = (at: number): number => {
+    const u = str.charCodeAt(at)
+    return u >= 0xd800 && u <= 0xdbff && at + 1 < str.length ? 2 : 1
   }
   const start = new Int32Array(toks.length)
   const end = new Int32Array(toks.length)
@@ -93,14 +97,14 @@ export function wildcard (value: string, pattern: string, fold: boolean, budget:
     if (++work === 4096) { budget.charge(work); work = 0 }
     const t = p < m ? toks[p] : null
     if (t !== null && t.k === 2) {
-      start[p] = s; end[p] = s + 1; p++; s++
-    } else if (t !== null && t.k === 0 && t.c === str[s]) {
-      p++; s++
+      start[p] = s; s += width(s); end[p] = s; p++
+    } else if (t !== null && t.k === 0 && str.startsWith(t.c, s)) {
+      p++; s += t.c.length
     } else if (t !== null && t.k === 1) {
       starP = p; starS = s; start[p] = s; end[p] = s; p++
     } else if (starP !== -1) {
       p = starP + 1
-      starS++
+      starS += width(starS)
       s = starS
       end[starP] = starS
     } else {
@@ -112,7 +116,7 @@ export function wildcard (value: string, pattern: string, fold: boolean, budget:
   budget.charge(work)
   if (p !== m) return null
   const caps = [value]
-  for (let k = 0; k < m; k++) if (toks[k].k !== 0) caps.push(orig.slice(start[k], end[k]).join(''))
+  for (let k = 0; k < m; k++) if (toks[k].k !== 0) caps.push(value.slice(start[k], end[k]))
   return caps
 }
 
@@ -138,15 +142,28 @@ export function matchAny (ctx: MatchContext, n: Node, values: string[], keys: st
     ctx.budget.charge(keys.length)
     return keys.some(k => relation(n.relop ?? 'eq', compare(cmp, count, k)))
   }
-  for (const v of values) {
-    for (const k of keys) {
+  // i;ascii-casemap: fold every value and key once, then compare octets (:matches and :regex fold themselves,
+  // as their captures come from the original text)
+  const fold = cmp === 'i;ascii-casemap' && n.match !== 'matches' && n.match !== 'regex'
+  let work = 0
+  for (const v of values) work += v.length
+  for (const k of keys) work += k.length
+  ctx.budget.charge(fold ? work >> 6 : 0)
+  const vs = fold ? values.map(foldAscii) : values
+  const ks = fold ? keys.map(foldAscii) : keys
+  const octets = fold ? 'i;octet' : cmp
+  for (let i = 0; i < vs.length; i++) {
+    const v = vs[i]
+    for (const k of ks) {
       ctx.budget.charge(1 + ((v.length + k.length) >> 6))
       switch (n.match) {
         case 'value':
-          if (relation(n.relop ?? 'eq', compare(cmp, v, k))) return true
+          if (relation(n.relop ?? 'eq', compare(octets, v, k))) return true
           break
         case 'contains':
-          if (cmp === 'i;octet' ? v.includes(k) : foldAscii(v).includes(foldAscii(k))) return true
+          // a substring search can cost value x key in the worst case (a long key of repeats): charged so
+          ctx.budget.charge((v.length >> 6) * (k.length >> 6))
+          if (v.includes(k)) return true
           break
         case 'matches': {
           const caps = wildcard(v, k, cmp === 'i;ascii-casemap', ctx.budget)
@@ -160,7 +177,7 @@ export function matchAny (ctx: MatchContext, n: Node, values: string[], keys: st
           break
         }
         default:
-          if (compare(cmp, v, k) === 0) return true
+          if (compare(octets, v, k) === 0) return true
       }
     }
   }

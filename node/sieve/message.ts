@@ -18,50 +18,81 @@ export interface Field {
   lname: string // lower-cased
   value: string // unfolded and trimmed, RFC 2047 words still encoded
   raw: Buffer | null // the original bytes (with line break); null for a field added by addheader
+  decoded?: string // cached decodeHeaderValue(value)
+  addresses?: MailAddress[] // cached address list
 }
 
 export interface MailAddress { local: string, domain: string }
 
+/** Where the header block ends: after the first empty line (or the whole message when there is none). */
+function headerEnd (raw: Buffer): number {
+  if (raw[0] === 0x0a) return 1
+  if (raw[0] === 0x0d && raw[1] === 0x0a) return 2
+  for (let i = raw.indexOf(0x0a); i !== -1; i = raw.indexOf(0x0a, i + 1)) {
+    if (raw[i + 1] === 0x0a) return i + 2
+    if (raw[i + 1] === 0x0d && raw[i + 2] === 0x0a) return i + 3
+  }
+  return raw.length
+}
+
 export class MessageView {
   readonly raw: Buffer
-  readonly meta: MessageMeta
   fields: Field[]
   edited = false
   private readonly eol: string
+  private readonly bodyStart: number
+  private parsed: MessageMeta | null = null
+  private index: Map<string, Field[]> | null = null
+  private readonly partText = new Map<MimePart, string>()
+  private rawBody: string | undefined
 
   constructor (raw: Buffer) {
     this.raw = raw
-    this.meta = analyzeMessage(raw)
-    const root = this.meta.root
-    this.fields = headerFields(raw, root.headerStart, root.headerEnd).map(f => ({
+    // The header alone is read here; the MIME structure only when a body test asks (meta).
+    this.bodyStart = headerEnd(raw)
+    this.fields = headerFields(raw, 0, this.bodyStart).map(f => ({
       name: f.name, lname: f.name.toLowerCase(), value: f.value, raw: raw.subarray(f.start, f.end)
     }))
-    this.eol = raw.subarray(root.headerStart, root.headerEnd).includes('\r\n') || root.headerEnd === 0 ? '\r\n' : '\n'
+    this.eol = raw.subarray(0, this.bodyStart).includes('\r\n') || this.bodyStart === 0 ? '\r\n' : '\n'
+  }
+
+  get meta (): MessageMeta {
+    this.parsed ??= analyzeMessage(this.raw)
+    return this.parsed
   }
 
   /** The fields named `name`, in order (for :index). */
   named (name: string): Field[] {
-    const l = name.toLowerCase()
-    return this.fields.filter(f => f.lname === l)
+    if (this.index === null) {
+      this.index = new Map()
+      for (const f of this.fields) {
+        const list = this.index.get(f.lname)
+        if (list === undefined) this.index.set(f.lname, [f])
+        else list.push(f)
+      }
+    }
+    return this.index.get(name.toLowerCase()) ?? []
   }
 
   /** RFC 5228 5.7: values decoded from RFC 2047 encoded words. */
   decoded (f: Field): string {
-    return decodeHeaderValue(f.value)
+    f.decoded ??= decodeHeaderValue(f.value)
+    return f.decoded
   }
 
   /** The addresses of one field (RFC 5228 2.7.4), group markers left out. */
   addresses (f: Field): MailAddress[] {
+    if (f.addresses !== undefined) return f.addresses
     const list = parseAddressList(f.value)
-    if (list === null) return []
     const out: MailAddress[] = []
-    for (const a of list) {
+    for (const a of list ?? []) {
       if (a.host === null) continue // group start or end
       const local = a.mailbox === null || a.mailbox === MISSING_MAILBOX ? '' : a.mailbox
       const domain = a.host === MISSING_DOMAIN ? '' : a.host
       if (local === '' && domain === '') continue
       out.push({ local, domain })
     }
+    f.addresses = out
     return out
   }
 
@@ -73,26 +104,27 @@ export class MessageView {
     if (last) this.fields.push(field)
     else this.fields.unshift(field)
     this.edited = true
+    this.index = null
   }
 
-  remove (f: Field): void {
-    const i = this.fields.indexOf(f)
-    if (i !== -1) {
-      this.fields.splice(i, 1)
+  remove (doomed: Set<Field>): void {
+    const before = this.fields.length
+    this.fields = this.fields.filter(f => !doomed.has(f))
+    if (this.fields.length !== before) {
       this.edited = true
+      this.index = null
     }
   }
 
   /** The message with the edited header and the original body. */
   build (): Buffer {
-    const root = this.meta.root
     const parts: Buffer[] = []
     for (const f of this.fields) {
       if (f.raw !== null) parts.push(f.raw)
       else parts.push(Buffer.from(libmime.foldLines(`${f.name}: ${f.value}`, 76).replace(/\r?\n/g, this.eol) + this.eol, 'utf8'))
     }
     parts.push(Buffer.from(this.eol))
-    parts.push(this.raw.subarray(root.bodyStart))
+    parts.push(this.raw.subarray(this.bodyStart))
     return Buffer.concat(parts)
   }
 
@@ -100,7 +132,10 @@ export class MessageView {
    * parts of the listed types ("" any, "text" any text/*, "text/html" exactly), decoded. At most `max` bytes each. */
   bodies (transform: 'raw' | 'text' | 'content', types: string[], max: number): string[] {
     const root = this.meta.root
-    if (transform === 'raw') return [this.raw.toString('utf8', root.bodyStart, Math.min(this.raw.length, root.bodyStart + max))]
+    if (transform === 'raw') {
+      this.rawBody ??= this.raw.toString('utf8', root.bodyStart, Math.min(this.raw.length, root.bodyStart + max))
+      return [this.rawBody]
+    }
     if (transform === 'text') return textParts(this.meta).map(p => this.text(p, max))
     const wanted = types.map(t => t.toLowerCase())
     const out: string[] = []
@@ -114,15 +149,21 @@ export class MessageView {
         if (hit) out.push(this.raw.toString('utf8', p.bodyStart, Math.min(p.bodyEnd, p.bodyStart + max)))
         walk(p.message.root)
       } else if (hit) {
-        out.push(p.type === 'text' ? this.text(p, max) : decodeTransfer(this.raw.subarray(p.bodyStart, Math.min(p.bodyEnd, p.bodyStart + max * 2)), p.encoding).toString('latin1'))
+        out.push(this.text(p, max))
       }
     }
     walk(root)
     return out
   }
 
+  /** A leaf part's content, decoded once per run: text/* to Unicode by its charset, others transfer-decoded. */
   private text (p: MimePart, max: number): string {
-    const t = decodedText(this.raw, p)
-    return t.length > max ? t.slice(0, max) : t
+    let t = this.partText.get(p)
+    if (t === undefined) {
+      t = p.type === 'text' ? decodedText(this.raw, p) : decodeTransfer(this.raw.subarray(p.bodyStart, Math.min(p.bodyEnd, p.bodyStart + max * 2)), p.encoding).toString('latin1')
+      if (t.length > max) t = t.slice(0, max)
+      this.partText.set(p, t)
+    }
+    return t
   }
 }

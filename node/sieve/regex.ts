@@ -13,6 +13,7 @@ export class StepBudgetExceeded extends Error {}
 export const REGEX_PROGRAM_MAX = 10_000 // instructions after {m,n} expansion; ~1 KiB patterns stay far below
 export const REGEX_GROUP_DEPTH_MAX = 64 // nested parentheses
 export const REGEX_REPEAT_MAX = 255 // RE_DUP_MAX of POSIX
+export const REGEX_CAPTURES_MAX = 9 // groups whose text is kept
 
 const CHAR = 0
 const SET = 1
@@ -226,7 +227,11 @@ class Emitter {
       case 'any': this.emit(ANY); break
       case 'bol': this.emit(BOL); break
       case 'eol': this.emit(EOL); break
-      case 'group': this.emit(SAVE, 2 * n.n); this.node(n.body); this.emit(SAVE, 2 * n.n + 1); break
+      case 'group':
+        // Only groups 1-9 can be read (${1}..${9}, RFC 5229 3.2): the others match without capturing, so a
+        // thread's capture array stays 20 slots however many groups a pattern has.
+        if (n.n > REGEX_CAPTURES_MAX) { this.node(n.body); break }
+        this.emit(SAVE, 2 * n.n); this.node(n.body); this.emit(SAVE, 2 * n.n + 1); break
       case 'cat': for (const item of n.items) this.node(item); break
       case 'alt': {
         const jumps: number[] = []
@@ -280,7 +285,7 @@ export function compileRegex (pattern: string, ci: boolean): Regex {
   e.node(ast)
   e.emit(SAVE, 1)
   e.emit(MATCH)
-  return { op: Int32Array.from(e.op), a: Int32Array.from(e.a), b: Int32Array.from(e.b), sets: e.sets, groups: p.groups, ci }
+  return { op: Int32Array.from(e.op), a: Int32Array.from(e.a), b: Int32Array.from(e.b), sets: e.sets, groups: Math.min(p.groups, REGEX_CAPTURES_MAX), ci }
 }
 
 function inSet (set: { ranges: number[], neg: boolean }, c: number, ci: boolean): boolean {
@@ -356,6 +361,7 @@ export function execRegex (re: Regex, input: string, budget: Budget): Array<stri
     gen++
     budget.charge(clist.length)
     const c = pos < n ? cps[pos] : -1
+    let setWork = 0
     for (let k = 0; k < clist.length; k++) {
       const t = clist[k]
       const o = re.op[t.pc]
@@ -364,8 +370,10 @@ export function execRegex (re: Regex, input: string, budget: Budget): Array<stri
         break // lower-priority threads are cut (leftmost-first)
       }
       if (c === -1) continue
+      if (o === SET) setWork += re.sets[re.a[t.pc]].ranges.length >> 4 // a long bracket expression costs its length
       if ((o === CHAR && re.a[t.pc] === c) || o === ANY || (o === SET && inSet(re.sets[re.a[t.pc]], c, re.ci))) add(nlist, t.pc + 1, t.caps, pos + 1)
     }
+    if (setWork > 0) budget.charge(setWork)
     const tmp = clist
     clist = nlist
     nlist = tmp

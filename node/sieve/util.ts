@@ -121,13 +121,14 @@ export function datePart (ms: number, zone: number, part: string): string | null
   }
 }
 
-/** ASCII-only case folding (i;ascii-casemap, RFC 4790 9.2): other characters are left as they are. */
+/** ASCII-only case folding (i;ascii-casemap, RFC 4790 9.2): other characters are left as they are. An
+ * all-ASCII string takes the engine's toLowerCase (which then does the same); others fold run by run. */
 export function foldAscii (s: string): string {
-  let i = 0
-  for (; i < s.length; i++) { const c = s.charCodeAt(i); if (c >= 0x41 && c <= 0x5a) break }
-  if (i === s.length) return s
-  return s.replace(/[A-Z]+/g, x => x.toLowerCase())
+  if (!NON_ASCII.test(s)) return s.toLowerCase()
+  return s.replace(ASCII_RUNS, x => x.toLowerCase())
 }
+const NON_ASCII = /[^\x00-\x7f]/
+const ASCII_RUNS = /[\x00-\x7f]+/g
 
 /** `s` cut to at most `max` bytes of UTF-8, never inside a character. */
 export function truncateBytes (s: string, max: number): string {

@@ -29,6 +29,11 @@ fileinto "after-\${1}";`
     assert.deepEqual(folders(o), ['INBOX.lists.acme-users', 'acme-users/[fwd] version 1.0 is out/[acme-users] [fwd] version 1.0 is out', 'after-acme-users'].sort())
   })
 
+  it('"?" takes one character, also one outside the BMP or in a folded value; captures keep the original case', async () => {
+    const o = await run('require ["variables", "fileinto"];\nif string :matches "A\u{1F600}b Grüße" "a?B gr??e" { fileinto "${1}|${2}${3}"; }', message('Subject: x'))
+    assert.deepEqual(folders(o), ['\u{1F600}|üß'])
+  })
+
   it('string test with :count ignores empty strings (section 5)', async () => {
     const o = await run('require ["variables", "relational", "fileinto"]; set "e" ""; if string :count "eq" ["a", "${e}", "b"] "2" { fileinto "two"; }', message('Subject: x'))
     assert.deepEqual(folders(o), ['two'])
