@@ -33,7 +33,7 @@ test('export --maildir: Dovecot serves the export as our IMAP does; again: nothi
   const day = Date.UTC(2021, 4, 6, 7, 8, 9)
   await s.append(USER, 'INBOX', { raw: message(1), flags: ['\\Seen'], internalDate: day })
   await s.append(USER, 'INBOX', { raw: message(2), flags: ['\\Answered', '\\Flagged', 'Kw1', '$Forwarded'], internalDate: day + 1000 })
-  await s.append(USER, 'INBOX', { raw: message(3), flags: [], internalDate: day + 2000 })
+  await s.append(USER, 'INBOX', { raw: message(3), flags: ['$Forwarded', 'Kw1'], internalDate: day + 2000 })
   await s.append(USER, 'Work/Sub', { raw: message(4), flags: ['\\Draft', '\\Deleted', 'Project'], internalDate: day - 86_400_000 })
   // larger than one body read (4 MiB): the export reads it in chunks
   await s.append(USER, 'Work/Sub', { raw: Buffer.concat([message(5), Buffer.from(('y'.repeat(998) + '\r\n').repeat(5000))]), flags: ['\\Seen'], internalDate: day + 5000 })
