@@ -128,7 +128,7 @@ export async function readManifest (dir: string): Promise<Manifest | null> {
 /** Writes a file durably and atomically (a temporary name, fsync, rename). */
 export async function writeDurable (path: string, data: Buffer | string): Promise<void> {
   const tmp = `${path}.tmp`
-  const fh = await open(tmp, 'w')
+  const fh = await open(tmp, 'w', 0o600)
   try {
     await fh.writeFile(data)
     await fh.sync()

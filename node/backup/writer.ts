@@ -3,7 +3,8 @@
 // consistent state), with the bodies its new append entries name that the backup does not hold yet. A user whose
 // log no longer continues what the backup holds (its copy was reset after a merge) is taken again from position 1.
 // Files are written durably under temporary names and renamed; the manifest last, so an interrupted run leaves
-// the previous manifest, and the next run writes what is missing.
+// the previous manifest, and the next run writes what is missing. Owner-only (0600 files, 0700 directories): the
+// directory file holds password hashes, DKIM private keys and the passwords of collected accounts.
 
 import { createHash } from 'node:crypto'
 import { mkdir, open, rename, rm } from 'node:fs/promises'
@@ -24,7 +25,7 @@ export interface BackupOptions {
 export async function runBackup (source: BackupSource, dir: string, opts: BackupOptions = {}): Promise<{ manifest: Manifest, run: RunRecord }> {
   const now = opts.now ?? Date.now
   const started = new Date(now()).toISOString()
-  await mkdir(dir, { recursive: true })
+  await mkdir(dir, { recursive: true, mode: 0o700 })
   const manifest = await readManifest(dir) ?? emptyManifest(source.node, started)
   const id = (manifest.runs.at(-1)?.id ?? 0) + 1
   const run: RunRecord = { id, started, finished: '', node: source.node, users: 0, usersChanged: 0, filesWritten: 0, bytesWritten: 0, blobsWritten: 0, entriesWritten: 0, failed: [] }
@@ -41,7 +42,7 @@ export async function runBackup (source: BackupSource, dir: string, opts: Backup
   const prevDir = manifest.directory
   if (prevDir === null || manifest.files[prevDir]?.sha256 !== dirHash) {
     const path = join('directory', `${String(id).padStart(6, '0')}.json`)
-    await mkdir(join(dir, 'directory'), { recursive: true })
+    await mkdir(join(dir, 'directory'), { recursive: true, mode: 0o700 })
     await writeDurable(join(dir, path), dirText)
     added(path, Buffer.byteLength(dirText), dirHash)
     manifest.directory = path
@@ -101,9 +102,9 @@ async function backupUser (source: BackupSource, dir: string, manifest: Manifest
     return 0
   }
   const path = segmentPath(user, from, at.seq)
-  await mkdir(join(dir, dirname(path)), { recursive: true })
+  await mkdir(join(dir, dirname(path)), { recursive: true, mode: 0o700 })
   const tmp = join(dir, `${path}.tmp`)
-  const fh = await open(tmp, 'w')
+  const fh = await open(tmp, 'w', 0o600)
   const hash = createHash('sha256')
   let bytes = 0
   let last: LogEntry | undefined
@@ -140,9 +141,9 @@ async function backupBlob (source: BackupSource, dir: string, manifest: Manifest
   if (manifest.files[path] !== undefined || pending.has(hash)) return
   pending.add(hash)
   try {
-    await mkdir(join(dir, dirname(path)), { recursive: true })
+    await mkdir(join(dir, dirname(path)), { recursive: true, mode: 0o700 })
     const tmp = join(dir, `${path}.tmp`)
-    const fh = await open(tmp, 'w')
+    const fh = await open(tmp, 'w', 0o600)
     const h = createHash('sha256')
     let offset = 0
     try {
