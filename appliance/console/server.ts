@@ -23,6 +23,8 @@ export const COOKIE = 'mg_session'
 export const LOGIN_BODY_BYTES_MAX = 4096
 export const HISTORY_POINTS = 60 // sparkline length: 5 minutes at one sample per 5 s
 export const SAMPLE_MS = 5_000
+// a node status walks every user's replication state: sampled only while someone has the Grid or Nodes page open
+export const SAMPLE_IDLE_MS = 10 * 60_000
 const COOKIE_HEADER_CHARS_MAX = 8192
 
 const STATIC_DIR = new URL('./static/', import.meta.url)
@@ -104,6 +106,7 @@ export function createConsole (c: ConsoleComponents, init: { secure: boolean }):
   const files = new Map<string, Buffer>()
   const history = new Map<string, Sample[]>() // member id → its last HISTORY_POINTS samples
   let lastStatus: NodeStatus | null = null
+  let viewedAt = -Infinity
 
   const sample = async (): Promise<void> => {
     const st = await c.status()
@@ -124,7 +127,10 @@ export function createConsole (c: ConsoleComponents, init: { secure: boolean }):
       history.set(m.id, list)
     }
   }
-  const timer = setInterval(() => { sample().catch(err => log.debug({ event: 'console_sample_failed', err: String(err) }, 'console sample failed')) }, SAMPLE_MS)
+  const timer = setInterval(() => {
+    if (now() - viewedAt > SAMPLE_IDLE_MS) return
+    sample().catch(err => log.debug({ event: 'console_sample_failed', err: String(err) }, 'console sample failed'))
+  }, SAMPLE_MS)
   timer.unref()
 
   const asset = async (name: string, a: { url: URL, type: string }, res: ServerResponse, headers: Record<string, string>): Promise<number> => {
@@ -215,6 +221,7 @@ export function createConsole (c: ConsoleComponents, init: { secure: boolean }):
   }
 
   const gridView = async (): Promise<unknown> => {
+    viewedAt = now()
     const st = await c.status()
     lastStatus = st
     if (!history.has(st.grid?.self ?? '') && st.grid !== null) await sample()

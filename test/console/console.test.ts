@@ -269,7 +269,7 @@ test('browser: a domain administrator sees only its domain and cannot open anoth
   const page = await newPage()
   await browserLogin(page, nodes[2], 'onlyone', DOM_PW)
   await page.waitForSelector('#domains tr')
-  assert.deepEqual(await page.$$eval('header nav a', as => as.map(a => a.textContent)), ['Domains'])
+  assert.deepEqual(await page.$$eval('header nav a', as => as.map(a => a.textContent)), ['Domains', 'Statistics'])
   assert.deepEqual(await page.$$eval('#domains tr', rows => rows.map(r => r.getAttribute('data-domain'))), ['one.test'])
   await page.evaluate(() => { (globalThis as any).location.hash = '#domain/two.test' })
   await page.waitForSelector('#page-error .msg.error', { timeout: 15_000 })
@@ -282,6 +282,10 @@ test('browser: a domain administrator sees only its domain and cannot open anoth
     return r.status
   })
   assert.equal(status, 403)
+  // the statistics offer its domain, not the grid
+  await page.evaluate(() => { (globalThis as any).location.hash = '#stats' })
+  await page.waitForSelector('#stats-scope option')
+  assert.deepEqual(await page.$$eval('#stats-scope option', os => os.map(o => o.getAttribute('value'))), ['domain:one.test'])
   // the grid page falls back to its domains
   await page.evaluate(() => { (globalThis as any).location.hash = '#grid' })
   await page.waitForSelector('#domains tr')

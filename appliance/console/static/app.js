@@ -110,7 +110,7 @@ async function logout () {
 
 const PAGES = [
   ['grid', 'Grid', true], ['domains', 'Domains', false], ['queue', 'Queue', true],
-  ['stats', 'Statistics', true], ['alarms', 'Alarms', true], ['nodes', 'Nodes', true]
+  ['stats', 'Statistics', false], ['alarms', 'Alarms', true], ['nodes', 'Nodes', true]
 ]
 
 function frame (page) {
@@ -134,7 +134,7 @@ function route () {
   const arg = rest.length > 0 ? decodeURIComponent(rest.join('/')) : ''
   const pages = { grid: gridPage, domains: domainsPage, domain: domainPage, queue: queuePage, stats: statsPage, alarms: alarmsPage, nodes: nodesPage }
   let p = pages[page] ? page : (isFull() ? 'grid' : 'domains')
-  if (!isFull() && !['domains', 'domain'].includes(p)) p = 'domains'
+  if (!isFull() && !['domains', 'domain', 'stats'].includes(p)) p = 'domains'
   const main = frame(p === 'domain' ? 'domains' : p)
   view = pages[p](main, arg) || null
   if (view && view.refresh) view.refresh().catch(showError(main))
@@ -371,7 +371,8 @@ const RANGES = [['1h', 3600e3], ['6h', 6 * 3600e3], ['24h', 24 * 3600e3], ['7d',
 
 function statsPage (main) {
   const status = h('div', { id: 'stats-status' })
-  const scope = h('select', { id: 'stats-scope' }, h('option', { value: 'grid' }, 'The whole grid'))
+  // a domain administrator reads its domains' statistics and their users', not the grid's
+  const scope = h('select', { id: 'stats-scope' }, isFull() ? h('option', { value: 'grid' }, 'The whole grid') : null)
   const user = h('input', { id: 'stats-user', placeholder: 'or a user: name@domain', size: 24 })
   const range = h('select', { id: 'stats-range' }, RANGES.map(([l]) => h('option', { value: l }, `last ${l}`)))
   const csv = h('a', { id: 'stats-csv', href: '#' }, 'CSV')
@@ -379,12 +380,14 @@ function statsPage (main) {
   const form = h('form', { class: 'inline' }, 'Show', scope, user, range, h('button', { type: 'submit' }, 'Show'), csv)
   form.addEventListener('submit', ev => { ev.preventDefault(); v.refresh().catch(e => message(status, 'error', e.message)) })
   main.append(h('h1', {}, 'Statistics'), form, status, charts)
-  api('GET', '/v1/domains').then(({ domains }) => { for (const d of domains) scope.append(h('option', { value: `domain:${d.name}` }, d.name)) }).catch(() => {})
+  const domainsLoaded = api('GET', '/v1/domains').then(({ domains }) => { for (const d of domains) scope.append(h('option', { value: `domain:${d.name}` }, d.name)) }).catch(() => {})
   let plots = []
   let shown = ''
   const v = {
     live: true,
     async refresh () {
+      await domainsLoaded
+      if (scope.value === '' && user.value.trim() === '') { message(status, 'info', 'No domain to show.'); return }
       const ms = RANGES.find(r => r[0] === range.value)[1]
       const to = Date.now()
       const s = user.value.trim() !== '' ? `user:${user.value.trim()}` : scope.value
