@@ -17,6 +17,8 @@ const ALWAYS = [
   'CONTEXT=SEARCH', 'CONTEXT=SORT',
   // RFC 5465 (notify.ts, commands/notify.ts)
   'NOTIFY',
+  // RFC 5464, server and mailbox entries (commands/metadata.ts)
+  'METADATA',
   // RFC 3502, RFC 8508 (commands/append.ts)
   'MULTIAPPEND', 'REPLACE',
   // RFC 8474 (object-ids.ts), RFC 8514 (the store's save date), RFC 8970 (preview.ts), RFC 6154 section 3 (CREATE)

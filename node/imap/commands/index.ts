@@ -14,6 +14,7 @@ import { list, lsub } from './list.ts'
 import { authenticateCommand, login } from './login.ts'
 import { logout } from './logout.ts'
 import { create, deleteCommand, rename, subscribe, unsubscribe } from './mailbox.ts'
+import { getmetadata, setmetadata } from './metadata.ts'
 import { check, noop } from './noop.ts'
 import { notify } from './notify.ts'
 import { getquota, getquotaroot, setquota } from './quota.ts'
@@ -29,7 +30,7 @@ const ALL: CommandModule[] = [
   capability, noop, logout, starttls, login, authenticateCommand, enable, id, namespace, compress,
   select, examine, create, deleteCommand, rename, subscribe, unsubscribe, list, lsub, status, append,
   check, close, unselect, expunge, search, fetch, store, copy, move, idle, getquota, getquotaroot, setquota,
-  sort, thread, replace, genurlauth, resetkey, urlfetch, cancelupdate, notify,
+  sort, thread, replace, genurlauth, resetkey, urlfetch, cancelupdate, notify, getmetadata, setmetadata,
 ]
 
 export const COMMANDS: ReadonlyMap<string, CommandModule> = new Map(ALL.map((c) => [c.name, c]))
