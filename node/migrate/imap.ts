@@ -303,19 +303,30 @@ async function copyFolder (
     }
     wanted.push({ uid: m.uid, id: { date, size, messageId }, flags })
   }
-  let i = 0
-  while (i < wanted.length) {
-    signal?.throwIfAborted()
+  const batches: Array<typeof wanted> = []
+  for (let i = 0; i < wanted.length;) {
     const batch: typeof wanted = []
     let bytes = 0
     while (i < wanted.length && batch.length < IMPORT_BATCH_MESSAGES_MAX && (batch.length === 0 || bytes + wanted[i].id.size <= IMPORT_BATCH_BYTES_MAX)) {
       bytes += wanted[i].id.size
       batch.push(wanted[i++])
     }
+    batches.push(batch)
+  }
+  const download = async (batch: typeof wanted): Promise<Map<number, Buffer>> => {
     const sources = new Map<number, Buffer>()
     for await (const m of client.fetch(batch.map(b => b.uid).join(','), { uid: true, source: true }, { uid: true })) {
       if (m.source !== undefined) sources.set(m.uid, m.source)
     }
+    return sources
+  }
+  // the next batch downloads while this one is stored (two batches in memory at most)
+  let next: Promise<Map<number, Buffer>> | null = batches.length > 0 ? download(batches[0]) : null
+  for (const [k, batch] of batches.entries()) {
+    signal?.throwIfAborted()
+    const sources = await next!
+    next = k + 1 < batches.length ? download(batches[k + 1]) : null
+    next?.catch(() => {}) // awaited on the next round; a failure after this round's error is not unhandled
     signal?.throwIfAborted()
     let inFlight: Array<Promise<void>> = []
     for (const b of batch) {
