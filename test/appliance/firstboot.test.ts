@@ -9,6 +9,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import { FirstbootError, parseSeed, TEMPLATE_FILE, withHostname } from '../../appliance/firstboot.ts'
+import { createAccounts } from '../../appliance/console/accounts.ts'
 import { resolveConfig } from '../../appliance/config.ts'
 import { main } from '../../appliance/commands.ts'
 import { createPrompter, runWizard } from '../../appliance/wizard.ts'
@@ -116,6 +117,7 @@ test('mailgrid firstboot --seed: config, key, token, identity, certificate, doma
   assert.ok(fp !== undefined, first.out)
   assert.match(first.out, new RegExp(`remote CLI\\s+MAILGRID_TOKEN=\\.\\.\\. mailgrid status --url https://[\\d.]+:8080 --fingerprint ${fp}`))
   assert.match(first.out, /node id\s+12D3KooW/)
+  assert.match(first.out, /web console\s+https:\/\/[\d.]+:8080\/console\/  \(log in as admin with the same password\)/)
 
   for (const f of ['cluster.key', 'admin.token', join('grid', 'peer.key'), join('tls', 'key.pem')]) {
     assert.equal((await stat(join(data, f))).mode & 0o077, 0, `${f} is owner-only`)
@@ -132,6 +134,10 @@ test('mailgrid firstboot --seed: config, key, token, identity, certificate, doma
     assert.deepEqual((await store.listDomains()).map(d => d.name), ['example.com'])
     assert.ok(await store.verifyPassword('admin@example.com', PASSWORD) !== null)
     assert.deepEqual(await store.resolveRecipient('postmaster@example.com'), ['admin@example.com'])
+    // the web console's first account, with the same password
+    const accounts = createAccounts(store)
+    assert.deepEqual((await accounts.list()).map(a => [a.name, a.domains]), [['admin', null]])
+    assert.equal((await accounts.verify('admin', PASSWORD))?.name, 'admin')
   } finally {
     await store.stop()
   }
