@@ -112,7 +112,8 @@ export function createSieveFilter (components: RulesComponents, init: RulesInit)
   const seen = async (user: string, kind: string, key: string, seconds: number): Promise<boolean> => {
     const v = await store.getAttr(user, memoryKey(kind, key))
     if (v === null) return false
-    const at = Number(JSON.parse(v).at)
+    let at = NaN
+    try { at = Number((JSON.parse(v) as { at?: unknown }).at) } catch { return false } // not ours: as if unseen
     return Number.isFinite(at) && at + seconds * 1000 > now()
   }
 
@@ -216,7 +217,7 @@ export function createSieveFilter (components: RulesComponents, init: RulesInit)
         log.info({ user, script: active.name }, 'sieve_rejected_smtp')
         throw new MailError('denied', reason)
       }
-      if (mayAutoReply(env.from, []) ) {
+      if (mayAutoReply(env.from, [])) { // never a bounce to the null sender or a mailer daemon
         try {
           const dsn = buildDsn({
             hostname: init.hostname, queueId: `sieve-${randomBytes(6).toString('hex')}`, envelope: { from: env.from, rcpts: [{ address: env.to }] },
@@ -229,6 +230,8 @@ export function createSieveFilter (components: RulesComponents, init: RulesInit)
           log.warn({ user, err: String(err) }, 'sieve_reject_bounce_failed')
           mustKeep('the reject could not be sent back')
         }
+      } else {
+        log.info({ user, script: active.name, from: env.from }, 'sieve_rejected_unanswered') // RFC 5429 2.1: no notice to a bounce
       }
       return kept
     }
