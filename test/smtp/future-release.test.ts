@@ -126,3 +126,57 @@ test('a held message waits in the queue until its release, across a restart, the
   assert.equal(left.length, 1)
   assert.equal(left[0].domain, 'remote.test')
 })
+
+test('a held message survives a SIGKILL of its node and is delivered after its release', { timeout: 240_000 }, async t => {
+  const { spawn } = await import('node:child_process')
+  const { createInterface } = await import('node:readline')
+  const { ImapFlow } = await import('imapflow')
+  const dir = await tempDir(t)
+  const setup = JSON.stringify({ domain: 'example.com', users: ['alice@example.com', 'bob@example.com'], password: 'pw' })
+  const children: Array<import('node:child_process').ChildProcess> = []
+  t.after(() => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL') })
+  const spawnNode = async (): Promise<{ child: import('node:child_process').ChildProcess, ports: Record<string, number> }> => {
+    const child = spawn(process.execPath, ['test/helpers/node-proc.ts', dir, setup], { stdio: ['ignore', 'pipe', 'inherit'] })
+    children.push(child)
+    const lines = createInterface({ input: child.stdout! })
+    const ports = await new Promise<Record<string, number>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('node did not start in 60 s')), 60_000)
+      lines.on('line', l => { if (l.startsWith('READY ')) { clearTimeout(timer); resolve(JSON.parse(l.slice(6)) as Record<string, number>) } })
+      child.once('exit', code => { clearTimeout(timer); reject(new Error(`node exited with ${code}`)) })
+    })
+    return { child, ports }
+  }
+  const HOLD_S = 6
+  const first = await spawnNode()
+  const asked = Date.now()
+  const { client, replies } = await submit(first.ports.smtps, 'alice@example.com', [`MAIL FROM:<alice@example.com> HOLDFOR=${HOLD_S}`, 'RCPT TO:<bob@example.com>', 'DATA'])
+  assert.match(replies.at(-1)!, /^354 /)
+  assert.match(await client.cmd('From: alice@example.com\r\nTo: bob@example.com\r\nSubject: killed\r\n\r\nstill here\r\n.'), /^250 /)
+  client.close()
+  const exited = new Promise(resolve => first.child.once('exit', resolve))
+  first.child.kill('SIGKILL')
+  await exited
+
+  const second = await spawnNode()
+  const bob = new ImapFlow({ host: '127.0.0.1', port: second.ports.imap, secure: false, doSTARTTLS: false, auth: { user: 'bob@example.com', pass: 'pw' }, logger: false } as ConstructorParameters<typeof ImapFlow>[0])
+  bob.on('error', () => {})
+  await bob.connect()
+  t.after(async () => { await bob.logout().catch(() => {}) })
+  const deadline = Date.now() + 120_000
+  let messages = 0
+  while (Date.now() < deadline) {
+    const st = await bob.status('INBOX', { messages: true })
+    messages = st === false ? 0 : st.messages ?? 0
+    if (messages > 0) break
+    await new Promise(resolve => setTimeout(resolve, 250))
+  }
+  assert.equal(messages, 1)
+  await bob.mailboxOpen('INBOX')
+  const m = await bob.fetchOne('1', { internalDate: true, source: true })
+  assert.ok(m !== false && m !== undefined)
+  const date = m.internalDate instanceof Date ? m.internalDate.getTime() : Date.parse(String(m.internalDate))
+  // IMAP dates are to the second: delivered no earlier than the second the hold ends
+  assert.ok(date >= Math.floor((asked + HOLD_S * 1000) / 1000) * 1000, `delivered ${new Date(date).toISOString()}, asked ${new Date(asked).toISOString()}`)
+  assert.match(m.source!.toString('latin1'), /still here/)
+  second.child.kill('SIGTERM')
+})
