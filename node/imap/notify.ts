@@ -179,10 +179,10 @@ export class Notifier {
     if (this.#scheduled) return
     this.#scheduled = true
     // after the current turn, so that one store batch is one STATUS; while a command runs, it goes out with the
-    // command's updates (Session.flushUpdates) instead
+    // command's updates (Session.flushUpdates) instead, except IDLE, which allows any response (RFC 2177)
     setImmediate(() => {
       this.#scheduled = false
-      if (!this.#session.busy) void this.deliver().catch(() => {})
+      if (!this.#session.busy || this.#session.idleWake !== null) void this.deliver().catch(() => {})
     })
   }
 

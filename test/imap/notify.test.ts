@@ -101,6 +101,20 @@ test('other mailboxes: STATUS for new mail, expunges and flag changes; the STATU
   assert.doesNotMatch(await a.cmd('NOOP', 's3'), /STATUS/)
 })
 
+test('while IDLE runs, STATUS for another mailbox comes at once', async (t) => {
+  const { a, b } = await sessions(t)
+  await a.cmd('SELECT INBOX')
+  await a.cmd('NOTIFY SET (SELECTED (MessageNew MessageExpunge)) (MAILBOXES Other (MessageNew MessageExpunge))')
+  a.client.write('i1 IDLE\r\n')
+  assert.match(await a.client.read((buf) => buf.includes('+ ')), /^\+ /)
+  await b.cmd(appendLine('Other', 'o'))
+  assert.match(await pushed(a, (buf) => buf.includes('STATUS')), /\* STATUS Other \(MESSAGES 1 /)
+  await b.cmd(appendLine('INBOX', 'i'))
+  assert.match(await pushed(a, (buf) => buf.includes('EXISTS')), /\* 2 EXISTS/)
+  a.client.write('DONE\r\n')
+  assert.match(await a.client.read((buf) => /i1 OK/.test(buf)), /i1 OK/)
+})
+
 test('MailboxName and SubscriptionChange: LIST for created, renamed (OLDNAME), deleted (\\NonExistent), (un)subscribed', async (t) => {
   const { a, b } = await sessions(t)
   assert.match(await a.cmd('NOTIFY SET (PERSONAL (MailboxName SubscriptionChange))', 'm1'), /^m1 OK/m)
