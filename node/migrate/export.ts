@@ -79,12 +79,12 @@ async function * records (source: MailSource, box: Mailbox): AsyncIterable<Messa
  * are read at once while the files are written in order; a message larger than one body read is left to be
  * streamed (`chunks` null).
  */
-async function * withBodies (source: MailSource, box: Mailbox): AsyncIterable<{ r: MessageRecord, chunks: Buffer[] | null }> {
+async function * withBodies (source: MailSource, box: Mailbox, skip: (r: MessageRecord) => boolean): AsyncIterable<{ r: MessageRecord, chunks: Buffer[] | null }> {
   let group: MessageRecord[] = []
   let bytes = 0
   const flush = async function * (): AsyncIterable<{ r: MessageRecord, chunks: Buffer[] | null }> {
     const read = await Promise.all(group.map(async r => {
-      if (r.size > EXPORT_READ_AHEAD_BYTES) return null
+      if (r.size > EXPORT_READ_AHEAD_BYTES || skip(r)) return null
       const parts: Buffer[] = []
       for await (const c of messageChunks(source, r)) parts.push(c)
       return parts
@@ -124,7 +124,9 @@ export async function exportMaildir (source: MailSource, root: string, opts: { s
     const uidlistTmp = join(dir, 'tmp', 'dovecot-uidlist.mailgrid')
     const uidlist = createWriteStream(uidlistTmp)
     uidlist.write(`3 V${box.uidValidity} N${box.uidNext} G${guidOf(box)}\n`)
-    for await (const { r, chunks } of withBodies(source, box)) {
+    // a message an earlier export wrote is not read again
+    const written = (r: MessageRecord): boolean => have.has(`${Math.floor(r.internalDate / 1000)}.M${r.uid}P${box.uidValidity}.mailgrid`)
+    for await (const { r, chunks } of withBodies(source, box, written)) {
       opts.signal?.throwIfAborted()
       for (const k of r.flags) {
         if (k.startsWith('\\') || keywordIndex.has(k)) continue
