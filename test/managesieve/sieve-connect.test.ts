@@ -9,7 +9,7 @@ import { connect } from 'node:net'
 import type { Socket } from 'node:net'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { startNode } from '../helpers/node.ts'
+import { startNode, TEST_LIMITS } from '../helpers/node.ts'
 import { createTestCa } from '../helpers/ca.ts'
 import { tempDir } from '../helpers/tmp.ts'
 
@@ -176,4 +176,20 @@ test('ManageSieve commands over a raw connection: literals, RENAMESCRIPT, HAVESP
   assert.match(await c.cmd('LISTSCRIPTS\r\n'), /^NO/)
   // a line past every bound ends the session
   assert.match(await c.cmd('NOOP ' + 'a'.repeat(20_000) + '\r\n'), /BYE/)
+})
+
+test('AUTHENTICATE goes through the node\'s throttle: after the failures allowed, even the right password waits', async (t) => {
+  const ep = { host: '127.0.0.1', port: 0 }
+  const n = await startNode(t, { plaintextAuthOnLoopback: true, limits: { ...TEST_LIMITS, authFailuresPerAccountMax: 2 }, listen: { smtp: null, submission: null, smtps: null, pop3: null, pop3s: null, imap: null, imaps: null, managesieve: ep } })
+  await n.node.store.addDomain('example.com')
+  await n.node.store.addUser({ address: USER, password: PASSWORD })
+  const plain = (pw: string): string => Buffer.from(`\0${USER}\0${pw}`).toString('base64')
+  const c = await Raw.open(n.port('managesieve' as never))
+  t.after(() => { c.s.destroy() })
+  assert.match(await c.cmd(`AUTHENTICATE "PLAIN" "${plain('wrong1')}"\r\n`), /^NO "Authentication failed"/)
+  assert.match(await c.cmd(`AUTHENTICATE "PLAIN" "${plain('wrong2')}"\r\n`), /^NO "Authentication failed"/)
+  assert.match(await c.cmd(`AUTHENTICATE "PLAIN" "${plain(PASSWORD)}"\r\n`), /^(NO \(TRYLATER\)|BYE)/, 'throttled')
+  const d = await Raw.open(n.port('managesieve' as never))
+  t.after(() => { d.s.destroy() })
+  assert.match(await d.cmd(`AUTHENTICATE "PLAIN" "${plain(PASSWORD)}"\r\n`), /^NO \(TRYLATER\)/, 'on a new connection too')
 })
