@@ -23,6 +23,8 @@ export const COOKIE = 'mg_session'
 export const LOGIN_BODY_BYTES_MAX = 4096
 export const HISTORY_POINTS = 60 // sparkline length: 5 minutes at one sample per 5 s
 export const SAMPLE_MS = 5_000
+export const STATE_POLL_MS = 2_000 // how soon a member acts on a drain asked on another node (a directory read, in memory)
+const stateEntry = (id: string): string => `node-state/${id}`
 // a node status walks every user's replication state: sampled only while someone has the Grid or Nodes page open
 export const SAMPLE_IDLE_MS = 10 * 60_000
 const COOKIE_HEADER_CHARS_MAX = 8192
@@ -44,7 +46,7 @@ export interface ConsoleComponents {
   logger: Logger
   /** Login failures count here (the node's grid-wide throttle), under the account `console:NAME`. */
   throttle: Throttle
-  /** Drains this node or takes it back (MailNode.setGridState); absent: no such action. */
+  /** Drains this node or takes it back (MailNode.setGridState), as asked on any node's console; absent: no such action. */
   setGridState?: (state: 'alive' | 'draining') => void
   /** The grid's cluster key, shown on the Nodes page to full admins (how to add a node); absent: not shown. */
   joinKey?: string
@@ -257,12 +259,33 @@ export function createConsole (c: ConsoleComponents, init: { secure: boolean }):
           usersOwned: typeof m.meta?.usersOwned === 'number' ? m.meta.usersOwned : (m.id === g?.self ? g.usersOwned : null),
           underReplicated: typeof m.meta?.underReplicated === 'number' ? m.meta.underReplicated : (m.id === g?.self ? g.underReplicated : null),
           ringCurrent: typeof m.meta?.ring === 'string' ? m.meta.ring === g?.ringVersion : null,
-          adminPort: m.services.admin ?? null,
           history: (history.get(m.id) ?? []).map(s => [s.t, Math.round(s.cpu), Math.round(s.mem), Math.round(s.net), s.sessions, s.under])
         }
       })
     }
   }
+
+  // the state the console asked of this node (node-state/ID entries), applied when it changes
+  let selfId: string | null = null
+  let applied: unknown = null
+  const watchState = async (): Promise<void> => {
+    if (c.setGridState === undefined) return
+    if (selfId === null) {
+      const g = (await c.status()).grid
+      if (g === null) { clearInterval(stateTimer); return }
+      selfId = g.self
+    }
+    const e = await c.directory.getEntry(stateEntry(selfId))
+    if (e === null || e.at === applied || (e.state !== 'draining' && e.state !== 'alive')) return
+    const first = applied === null
+    applied = e.at
+    // at start a node is in the ring anyway: only a standing drain needs applying
+    if (first && e.state === 'alive') return
+    c.setGridState(e.state)
+    log.info({ event: 'console_state_applied', state: e.state, by: e.by }, e.state === 'draining' ? 'draining, as asked at the console' : 'back in the ring, as asked at the console')
+  }
+  const stateTimer = setInterval(() => { watchState().catch(err => log.debug({ event: 'console_state_failed', err: String(err) }, 'console state check failed')) }, STATE_POLL_MS)
+  stateTimer.unref()
 
   const account = <T>(fn: () => Promise<T>): Promise<T> => fn().catch((err: unknown) => {
     if (err instanceof AccountError) throw new HttpError(err.status, err.message)
@@ -284,14 +307,21 @@ export function createConsole (c: ConsoleComponents, init: { secure: boolean }):
     { method: 'GET', pattern: /^\/console\/api\/grid$/, handler: async () => ({ json: await gridView() }) },
     {
       method: 'POST',
-      pattern: /^\/console\/api\/node\/state$/,
+      pattern: /^\/console\/api\/nodes\/([^/]+)\/state$/,
       handler: async r => {
         const state = str(await r.body(), 'state')
         if (state !== 'draining' && state !== 'alive') throw new HttpError(400, 'state: "draining" or "alive"')
-        if (c.setGridState === undefined || (await c.status()).grid === null) throw new HttpError(409, 'This node is not on a grid')
-        c.setGridState(state)
-        log.info({ event: 'console_node_state', state }, state === 'draining' ? 'draining at the console\'s request' : 'back in the ring at the console\'s request')
-        return { json: { state } }
+        const g = (await c.status()).grid
+        if (g === null) throw new HttpError(409, 'This node is not on a grid')
+        const m = g.members.find(x => x.id === r.params[0])
+        if (m === undefined || m.status === 'left') throw new HttpError(404, `No such member: ${r.params[0]}`)
+        const by = r.principal.kind === 'admin' ? r.principal.name : 'token'
+        // the wish goes into the replicated directory; the member it names acts on it (watchState), whichever
+        // node the request came to, and keeps acting on it after a restart until it is changed again
+        await c.directory.updateEntry(stateEntry(m.id), () => ({ state, at: now(), by }))
+        log.info({ event: 'console_node_state', member: m.name, id: m.id, state, by }, `${m.name}: ${state} asked at the console`)
+        if (m.id === g.self) await watchState()
+        return { json: { id: m.id, name: m.name, state } }
       }
     },
     {
@@ -337,5 +367,5 @@ export function createConsole (c: ConsoleComponents, init: { secure: boolean }):
     }
   ]
 
-  return { hooks, routes, accounts, stop () { clearInterval(timer) } }
+  return { hooks, routes, accounts, stop () { clearInterval(timer); clearInterval(stateTimer) } }
 }

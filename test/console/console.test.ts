@@ -63,9 +63,12 @@ async function login (n: ConsoleNode, name: string, password: string): Promise<{
 }
 
 /** A page in a browser context of its own: no cookie from another test's login. */
-async function newPage (): Promise<Page> {
+async function newPage (opts: { acceptConfirm?: boolean } = {}): Promise<Page> {
   const page = await (await browser.createBrowserContext()).newPage()
-  page.on('dialog', d => { dialogs.push(`${d.type()}: ${d.message()}`); void d.dismiss() })
+  page.on('dialog', d => {
+    dialogs.push(`${d.type()}: ${d.message()}`)
+    void (opts.acceptConfirm === true && d.type() === 'confirm' ? d.accept() : d.dismiss())
+  })
   return page
 }
 
@@ -324,6 +327,26 @@ test('browser: a chart draws with data after traffic (when the node serves stati
   const href = await page.$eval('#stats-csv', a => a.getAttribute('href'))
   assert.match(String(href), /^\/v1\/stats\.csv\?scope=grid&from=\d+&to=\d+$/)
   await shot(page, 'stats')
+  await page.browserContext().close()
+})
+
+test('browser: node2 drained from node1\'s Nodes page (every node sees it draining), then taken back', async () => {
+  const page = await newPage({ acceptConfirm: true })
+  await browserLogin(page, nodes[0], 'root', ROOT_PW)
+  await page.evaluate(() => { (globalThis as any).location.hash = '#nodes' })
+  await page.waitForSelector('#join-key')
+  assert.equal(await page.$eval('#join-key', el => el.textContent), nodes[0].env.MAILGRID_GRID_CLUSTER_KEY)
+  assert.match(String(await page.$eval('#join-qr', el => el.getAttribute('src'))), /^data:image\/svg\+xml;base64,/)
+  await page.waitForSelector('#nodes tr[data-name="node2"] button.drain')
+  await shot(page, 'nodes')
+  const stateOn = async (n: ConsoleNode, name: string): Promise<string | undefined> =>
+    (await call(n, 'GET', '/v1/status', { headers: { authorization: `Bearer ${n.token}` } })).json.grid.members.find((m: { name: string }) => m.name === name)?.state
+  await page.click('#nodes tr[data-name="node2"] button.drain')
+  await until('node2 draining as node3 sees it', async () => await stateOn(nodes[2], 'node2') === 'draining', 20_000, 300)
+  await page.waitForSelector('#nodes tr[data-name="node2"] button.undrain', { timeout: 10_000 })
+  await page.click('#nodes tr[data-name="node2"] button.undrain')
+  await until('node2 back in the ring as node3 sees it', async () => await stateOn(nodes[2], 'node2') === 'alive', 20_000, 300)
+  assert.deepEqual(dialogs.filter(d => !d.startsWith('confirm: Drain node2?')), [])
   await page.browserContext().close()
 })
 

@@ -462,9 +462,9 @@ function nodesPage (main) {
   const body = h('tbody', { id: 'nodes' })
   const join = h('div', { id: 'join' })
   main.append(h('h1', {}, 'Nodes'), status,
-    h('table', {}, h('thead', {}, h('tr', {}, ['Node', 'Address', 'Status', 'State', 'Console', ''].map(t => h('th', {}, t)))), body),
+    h('table', {}, h('thead', {}, h('tr', {}, ['Node', 'Address', 'Status', 'State', ''].map(t => h('th', {}, t)))), body),
     h('h2', {}, 'Add a node'),
-    h('p', {}, 'Boot the appliance image on a new machine, choose "join" in the first-boot wizard and give it this grid key (or scan the code):'),
+    h('p', {}, 'Boot the appliance image on the new PC, choose "join a grid" in the first-boot wizard and give it this cluster key (or scan the code). Keep it secret: whoever has it can join the grid.'),
     join)
   api('GET', '/console/api/joinkey').then(k => {
     clear(join)
@@ -477,22 +477,24 @@ function nodesPage (main) {
       const g = await api('GET', '/console/api/grid')
       clear(body)
       for (const m of [...g.members].sort((a, b) => a.name.localeCompare(b.name))) {
-        const url = m.adminPort ? `https://${m.host.includes(':') ? `[${m.host}]` : m.host}:${m.adminPort}/console/` : null
         const actions = []
-        if (m.self && m.status === 'alive') {
-          if (m.state === 'draining') actions.push(h('button', { id: 'undrain', onclick: () => setState('alive') }, 'Back in the ring'))
-          else actions.push(h('button', { id: 'drain', onclick: () => { if (confirm('Drain this node? Its users move to the others; it keeps serving until it is stopped.')) setState('draining') } }, 'Drain'))
+        if (m.status === 'alive') {
+          if (m.state === 'draining') actions.push(h('button', { class: 'undrain', onclick: () => setState(m, 'alive') }, 'Back in the ring'))
+          else actions.push(h('button', { class: 'drain', onclick: () => { if (confirm(`Drain ${m.name}? Its users move to the other nodes; it keeps serving until it is stopped, and stays drained across restarts until taken back.`)) setState(m, 'draining') } }, 'Drain'))
         }
         body.append(h('tr', { class: m.status, 'data-name': m.name },
           h('td', {}, m.name, m.self ? h('span', { class: 'muted' }, ' (this node)') : null),
           h('td', { class: 'mono' }, m.host), h('td', {}, badge(m.status)), h('td', {}, badge(m.state)),
-          h('td', {}, url && !m.self ? h('a', { href: url, rel: 'noreferrer' }, url) : '-'),
           h('td', {}, actions)))
       }
     }
   }
-  const setState = async state => {
-    try { await api('POST', '/console/api/node/state', { state }); await v.refresh() } catch (e) { message(status, 'error', e.message) }
+  const setState = async (m, state) => {
+    try {
+      await api('POST', `/console/api/nodes/${seg(m.id)}/state`, { state })
+      message(status, 'info', `${m.name}: ${state === 'draining' ? 'drain' : 'back in the ring'} asked; the page shows its state once it has acted on it.`)
+      await v.refresh()
+    } catch (e) { message(status, 'error', e.message) }
   }
   return v
 }
