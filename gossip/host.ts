@@ -19,6 +19,7 @@ import type { Libp2p } from 'libp2p'
 import { createRequire } from 'node:module'
 import { PNET_HANDSHAKE_MS, STREAM_READ_BUFFER_BYTES_MAX, STREAM_WINDOW_BYTES_MAX } from './constants.ts'
 import { clusterTag, swarmKey } from './identity.ts'
+import { noiseCrypto } from './noise-crypto.ts'
 
 export type Host = Libp2p<{ identify: Identify, ping: Ping, pubsub: GossipSub }>
 
@@ -74,7 +75,7 @@ export async function createHost (init: HostInit): Promise<Host> {
     addresses: { listen: init.listen },
     transports: [tcp()],
     connectionProtector: preSharedKey({ psk: swarmKey(init.clusterKey), timeout: PNET_HANDSHAKE_MS }),
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
     // streamOptions replaces yamux's defaults as a whole, so every field is given.
     streamMuxers: [yamux({
       streamOptions: {

@@ -1,12 +1,27 @@
-// Request/response over libp2p streams, one stream per call.
+// Request/response between nodes. Two carriers, the same envelope and error semantics:
 //
-// Wire, both directions: a frame holding a JSON envelope, then optionally a frame holding the binary body, then
-// the sender half-closes (yamux FIN); a body is present exactly when a second frame arrived before the close.
-//   request envelope:  { "header": {...} }
-//   response envelope: { "status": "ok", "header": {...} }  or  { "status": "error", "code": "...", "message": "..." }
+// 1. A channel per peer (MUX_PROTOCOL): one long-lived libp2p stream that each node opens to each peer it calls,
+//    carrying every ordinary call with an id. Opening a libp2p stream costs more than the call itself (stream
+//    negotiation, the peer store merged, window and FIN frames each a noise message and a socket write: about
+//    1.4 ms of CPU for both ends of an empty call, ANALYSIS.md), and the grid makes one to two calls per message.
+//    Wire, each direction: frames (gossip/frames.ts) of a JSON envelope, followed by one body frame when the
+//    envelope says `b: 1`.
+//      request:  { "i": id, "p": protocol, "h": {...}, "b"?: 1 }
+//      cancel:   { "i": id, "x": 1 }                       (the caller gave up: the handler's signal fires)
+//      answer:   { "i": id, "s": "ok", "h": {...}, "b"?: 1 }  or  { "i": id, "s": "error", "c": code, "m": message }
+//    Writes are serialized per channel, so an envelope and its body are never split by another message. A call
+//    over a large body (above MUX_BODY_BYTES_MAX) or marked `bulk` (catch-up pulls, merge blob fetches: answers
+//    of up to 16 MiB) takes a stream of its own instead, so it never holds up the small calls behind it. A peer
+//    that does not serve the channel (an older version) is called a stream per call for a while.
+// 2. A stream per call (the protocol id itself): a frame holding a JSON envelope, then optionally a frame holding
+//    the binary body, then the sender half-closes (yamux FIN); a body is present exactly when a second frame
+//    arrived before the close.
+//      request envelope:  { "header": {...} }
+//      response envelope: { "status": "ok", "header": {...} }  or  { "status": "error", "code": "...", "message": "..." }
 // A handler that throws becomes status error, code `remote`, with its message only (no stack crosses the wire).
 // Limits: RPC_HEADER_BYTES_MAX per envelope, RPC_BODY_BYTES_MAX per body, RPC_INBOUND_STREAMS_MAX concurrent
-// inbound streams per protocol and connection, RPC_REQUEST_READ_MS for a request to arrive.
+// inbound streams per protocol and connection (and calls in progress per channel), RPC_REQUEST_READ_MS for a
+// request on a stream of its own to arrive.
 // A timeout is reported as `timeout`, and a connection lost after the request left as `unreachable`: in both
 // cases the request may or may not have been executed, so callers carry idempotency keys.
 
@@ -16,7 +31,7 @@ import type { Libp2p } from 'libp2p'
 import {
   RPC_BODY_BYTES_MAX, RPC_HEADER_BYTES_MAX, RPC_INBOUND_STREAMS_MAX, RPC_OUTBOUND_STREAMS_MAX, RPC_REQUEST_READ_MS, RPC_TIMEOUT_MS
 } from './constants.ts'
-import { FrameError, FrameReader, writeFrames } from './frames.ts'
+import { FrameError, FrameReader, StreamClosedError, writeFrames } from './frames.ts'
 import { RpcError } from './types.ts'
 import type { RpcCallOptions, RpcHandler, RpcMessage } from './types.ts'
 
@@ -66,11 +81,132 @@ async function readMessage (reader: FrameReader, signal: AbortSignal): Promise<{
 
 type Dialer = Pick<Libp2p, 'dialProtocol'>
 
+/** The channel protocol: a peer's ordinary calls on one long-lived stream (see the top of this file). */
+export const MUX_PROTOCOL = '/mailgrid/rpc/2.0.0'
+
+/** Request bodies above this take a stream of their own, so they never hold up the small calls on a channel. */
+export const MUX_BODY_BYTES_MAX = 1024 * 1024
+
+/** Channel streams a peer may have open to us per connection: it keeps one; a replacement may overlap the old. */
+const MUX_INBOUND_STREAMS_MAX = 8
+
+/** After a peer refused the channel (an older version), calls to it take a stream each for this long. */
+const MUX_RETRY_MS = 60_000
+
+interface Answer { envelope: Record<string, unknown>, body?: Uint8Array }
+
+/** Rejects with the signal's reason when it fires first. */
+async function raced<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted()
+  let onAbort = (): void => {}
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
+      onAbort = () => { reject(signal.reason) }
+      signal.addEventListener('abort', onAbort, { once: true })
+    })])
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}
+
+/** Serializes writes on one stream: an envelope and its body leave together, never split by another message. */
+class Writer {
+  readonly #stream: Stream
+  #tail: Promise<void> = Promise.resolve()
+  constructor (stream: Stream) {
+    this.#stream = stream
+  }
+
+  send (frames: Uint8Array[]): Promise<void> {
+    const p = this.#tail.then(async () => { await writeFrames(this.#stream, frames) })
+    this.#tail = p.catch(() => {})
+    return p
+  }
+}
+
+/** The caller's end of a channel: one stream to a peer, calls matched to answers by id. */
+class Channel {
+  readonly #stream: Stream
+  readonly #reader: FrameReader
+  readonly #writer: Writer
+  readonly #pending = new Map<number, { resolve: (a: Answer) => void, reject: (e: unknown) => void }>()
+  readonly #onDead: (ch: Channel) => void
+  #nextId = 1
+  #dead: Error | null = null
+
+  constructor (stream: Stream, onDead: (ch: Channel) => void) {
+    this.#stream = stream
+    this.#reader = new FrameReader(stream, READ_BUFFER_BYTES_MAX)
+    this.#writer = new Writer(stream)
+    this.#onDead = onDead
+    void this.#read()
+  }
+
+  /** Sends a request and resolves to its answer; the signal's reason rejects it (and tells the peer to stop). */
+  async request (protocol: string, req: RpcMessage, signal: AbortSignal): Promise<Answer> {
+    if (this.#dead !== null) throw this.#dead
+    const id = this.#nextId++
+    const frames = messageFrames({ i: id, p: protocol, h: req.header, ...(req.body === undefined ? {} : { b: 1 }) }, req.body)
+    signal.throwIfAborted()
+    return await new Promise<Answer>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (!this.#pending.delete(id)) return
+        this.#writer.send(messageFrames({ i: id, x: 1 }, undefined)).catch(() => {})
+        reject(signal.reason)
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.#pending.set(id, {
+        resolve: a => { signal.removeEventListener('abort', onAbort); resolve(a) },
+        reject: e => { signal.removeEventListener('abort', onAbort); reject(e) }
+      })
+      this.#writer.send(frames).catch((err: unknown) => { this.kill(err) })
+    })
+  }
+
+  async #read (): Promise<void> {
+    try {
+      for (;;) {
+        const head = await this.#reader.next(RPC_HEADER_BYTES_MAX)
+        if (head === null) throw new StreamClosedError('the peer closed the channel')
+        const envelope = parseEnvelope(head)
+        let body: Uint8Array | undefined
+        if (envelope.b === 1) {
+          const b = await this.#reader.next(RPC_BODY_BYTES_MAX)
+          if (b === null) throw new FrameError('channel ended before a body')
+          body = b
+        }
+        const id = envelope.i
+        const waiting = typeof id === 'number' ? this.#pending.get(id) : undefined
+        if (waiting === undefined) continue // the answer to a call that gave up
+        this.#pending.delete(id as number)
+        waiting.resolve(body === undefined ? { envelope } : { envelope, body })
+      }
+    } catch (err) {
+      this.kill(err)
+    }
+  }
+
+  /** Ends the channel: every call waiting on it fails with `err` (mapped by the caller). */
+  kill (err: unknown): void {
+    if (this.#dead !== null) return
+    this.#dead = err instanceof Error ? err : new Error(String(err))
+    this.#onDead(this)
+    this.#reader.detach()
+    for (const w of this.#pending.values()) w.reject(this.#dead)
+    this.#pending.clear()
+    if (this.#stream.status === 'open' || this.#stream.status === 'closing') this.#stream.abort(this.#dead)
+  }
+}
+
 /** Tracks calls and served requests so stop() can abort them all. */
 export class RpcEndpoint {
   readonly #libp2p: Pick<Libp2p, 'dialProtocol' | 'handle' | 'unhandle'>
   readonly #inflight = new Set<AbortController>()
   readonly #protocols = new Set<string>()
+  readonly #handlers = new Map<string, RpcHandler>()
+  readonly #channels = new Map<string, { opening: Promise<Channel>, channel?: Channel }>()
+  readonly #muxRefused = new Map<string, number>()
+  #muxServed = false
 
   constructor (libp2p: Pick<Libp2p, 'dialProtocol' | 'handle' | 'unhandle'>) {
     this.#libp2p = libp2p
@@ -78,44 +214,106 @@ export class RpcEndpoint {
 
   async handle (protocol: string, handler: RpcHandler): Promise<void> {
     this.#protocols.add(protocol)
+    this.#handlers.set(protocol, handler)
     await this.#libp2p.handle(protocol, (stream, connection) => { void this.#serve(stream, connection, handler) }, {
       maxInboundStreams: RPC_INBOUND_STREAMS_MAX, maxOutboundStreams: RPC_OUTBOUND_STREAMS_MAX, force: true
     })
+    if (!this.#muxServed) {
+      this.#muxServed = true
+      this.#protocols.add(MUX_PROTOCOL)
+      await this.#libp2p.handle(MUX_PROTOCOL, (stream, connection) => { void this.#serveChannel(stream, connection) }, {
+        maxInboundStreams: MUX_INBOUND_STREAMS_MAX, maxOutboundStreams: RPC_OUTBOUND_STREAMS_MAX, force: true
+      })
+    }
   }
 
   async stop (): Promise<void> {
     for (const ac of this.#inflight) ac.abort(new RpcError('aborted', 'gossip stopped'))
     this.#inflight.clear()
+    for (const c of [...this.#channels.values()]) c.channel?.kill(new RpcError('aborted', 'gossip stopped'))
+    this.#channels.clear()
     const protocols = [...this.#protocols]
     this.#protocols.clear()
+    this.#handlers.clear()
+    this.#muxServed = false
     if (protocols.length > 0) await this.#libp2p.unhandle(protocols).catch(() => {})
   }
 
   async call (peer: string, protocol: string, req: RpcMessage, opts: RpcCallOptions = {}): Promise<RpcMessage> {
     return await this.track(opts, async (signal, why) => {
-      const stream = await openStream(this.#libp2p, peer, protocol, signal, why, { lazy: true })
-      const reader = new FrameReader(stream, READ_BUFFER_BYTES_MAX)
-      const onAbort = (): void => { stream.abort(new Error(`call ${why()}`)) }
-      signal.addEventListener('abort', onAbort, { once: true })
-      try {
-        await writeFrames(stream, messageFrames({ header: req.header }, req.body), signal)
-        await stream.close({ signal })
-        const { envelope, body } = await readMessage(reader, signal)
-        if (envelope.status === 'ok' && isObject(envelope.header)) return body === undefined ? { header: envelope.header } : { header: envelope.header, body }
-        if (envelope.status === 'error') {
-          const code = typeof envelope.code === 'string' && WIRE_ERROR_CODES.has(envelope.code) ? envelope.code as RpcError['code'] : 'remote'
-          const message = typeof envelope.message === 'string' ? envelope.message.slice(0, ERROR_MESSAGE_CHARS_MAX) : 'remote error'
-          throw new RpcError(code, message)
+      const own = opts.bulk === true || (req.body?.byteLength ?? 0) > MUX_BODY_BYTES_MAX || (this.#muxRefused.get(peer) ?? 0) > Date.now()
+      if (!own) {
+        let channel: Channel | null
+        try {
+          channel = await this.#channel(peer, signal, why)
+        } catch (err) {
+          throw mapError(err, signal, why, peer)
         }
-        throw new FrameError('malformed response envelope')
-      } catch (err) {
-        throw mapError(err, signal, why, peer)
-      } finally {
-        signal.removeEventListener('abort', onAbort)
-        reader.detach()
-        if (stream.status === 'open' || stream.status === 'closing') stream.abort(new Error('call finished'))
+        if (channel !== null) {
+          let answer: Answer
+          try {
+            answer = await channel.request(protocol, req, signal)
+          } catch (err) {
+            throw mapError(err, signal, why, peer)
+          }
+          return answerOf(answer.envelope, answer.body, { status: 's', header: 'h', code: 'c', message: 'm' })
+        }
       }
+      return await this.#callStream(peer, protocol, req, signal, why)
     })
+  }
+
+  /** The open channel to a peer, opened on first use; null when the peer does not serve channels. */
+  async #channel (peer: string, signal: AbortSignal, why: () => 'aborted' | 'timeout'): Promise<Channel | null> {
+    let entry = this.#channels.get(peer)
+    if (entry === undefined) {
+      const ac = new AbortController()
+      const timer = setTimeout(() => { ac.abort(new RpcError('timeout', `no channel to ${peer} within ${RPC_TIMEOUT_MS} ms`)) }, RPC_TIMEOUT_MS)
+      this.#inflight.add(ac)
+      const e: { opening: Promise<Channel>, channel?: Channel } = {
+        opening: openStream(this.#libp2p, peer, MUX_PROTOCOL, ac.signal, () => 'timeout').then(stream => {
+          const ch = new Channel(stream, dead => { if (this.#channels.get(peer)?.channel === dead) this.#channels.delete(peer) })
+          e.channel = ch
+          return ch
+        }).finally(() => {
+          clearTimeout(timer)
+          this.#inflight.delete(ac)
+        })
+      }
+      e.opening.catch(() => { if (this.#channels.get(peer) === e) this.#channels.delete(peer) })
+      this.#channels.set(peer, e)
+      entry = e
+    }
+    try {
+      return await raced(entry.opening, signal)
+    } catch (err) {
+      if (err instanceof RpcError && err.code === 'refused' && !signal.aborted) {
+        this.#muxRefused.set(peer, Date.now() + MUX_RETRY_MS)
+        return null
+      }
+      // as for a stream of its own: nothing was sent yet, so running out of time means the peer was not reached
+      if (signal.aborted && why() === 'timeout') throw new RpcError('unreachable', `timed out connecting to ${peer}`, { cause: err })
+      throw err
+    }
+  }
+
+  async #callStream (peer: string, protocol: string, req: RpcMessage, signal: AbortSignal, why: () => 'aborted' | 'timeout'): Promise<RpcMessage> {
+    const stream = await openStream(this.#libp2p, peer, protocol, signal, why, { lazy: true })
+    const reader = new FrameReader(stream, READ_BUFFER_BYTES_MAX)
+    const onAbort = (): void => { stream.abort(new Error(`call ${why()}`)) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      await writeFrames(stream, messageFrames({ header: req.header }, req.body), signal)
+      await stream.close({ signal })
+      const { envelope, body } = await readMessage(reader, signal)
+      return answerOf(envelope, body, { status: 'status', header: 'header', code: 'code', message: 'message' })
+    } catch (err) {
+      throw mapError(err, signal, why, peer)
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      reader.detach()
+      if (stream.status === 'open' || stream.status === 'closing') stream.abort(new Error('call finished'))
+    }
   }
 
   /**
@@ -186,6 +384,92 @@ export class RpcEndpoint {
       this.#inflight.delete(ac)
     }
   }
+
+  /** Serves a channel a peer opened: requests in, answers out in whatever order the handlers finish. */
+  async #serveChannel (stream: Stream, connection: Connection): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    const reader = new FrameReader(stream, READ_BUFFER_BYTES_MAX)
+    const writer = new Writer(stream)
+    const running = new Map<number, AbortController>()
+    const closed = new AbortController() // the channel ended: every handler on it is aborted
+    this.#inflight.add(closed)
+    const answer = (id: number, envelope: Record<string, unknown>, body?: Uint8Array): void => {
+      writer.send(messageFrames({ i: id, ...envelope, ...(body === undefined ? {} : { b: 1 }) }, body)).catch((err: unknown) => {
+        stream.abort(err instanceof Error ? err : new Error(String(err)))
+      })
+    }
+    try {
+      for (;;) {
+        const head = await reader.next(RPC_HEADER_BYTES_MAX, closed.signal)
+        if (head === null) break
+        const envelope = parseEnvelope(head)
+        const id = envelope.i
+        if (typeof id !== 'number' || !Number.isSafeInteger(id)) throw new FrameError('envelope without an id')
+        if (envelope.x === 1) {
+          running.get(id)?.abort(new RpcError('aborted', 'the caller gave up'))
+          continue
+        }
+        let body: Uint8Array | undefined
+        if (envelope.b === 1) {
+          const b = await reader.next(RPC_BODY_BYTES_MAX, closed.signal)
+          if (b === null) throw new FrameError('channel ended before a body')
+          body = b
+        }
+        if (typeof envelope.p !== 'string' || !isObject(envelope.h)) throw new FrameError('malformed request envelope')
+        const handler = this.#handlers.get(envelope.p)
+        if (handler === undefined) {
+          answer(id, { s: 'error', c: 'refused', m: `does not serve ${envelope.p.slice(0, 200)}` })
+          continue
+        }
+        if (running.size >= RPC_INBOUND_STREAMS_MAX) {
+          answer(id, { s: 'error', c: 'refused', m: `more than ${RPC_INBOUND_STREAMS_MAX} calls in progress on this channel` })
+          continue
+        }
+        const ac = new AbortController()
+        const onClosed = (): void => { ac.abort(closed.signal.reason) }
+        closed.signal.addEventListener('abort', onClosed, { once: true })
+        running.set(id, ac)
+        const req: RpcMessage = body === undefined ? { header: envelope.h } : { header: envelope.h, body }
+        void handler(req, { peer, signal: ac.signal }).then(res => {
+          if (!isObject(res?.header)) throw new Error('handler returned no header')
+          return { s: 'ok', h: res.header, body: res.body }
+        }).catch((err: unknown) => {
+          const message = err instanceof Error ? err.message : String(err)
+          return { s: 'error', c: 'remote', m: message.slice(0, ERROR_MESSAGE_CHARS_MAX), body: undefined }
+        }).then(({ body: resBody, ...envelope }) => {
+          running.delete(id)
+          closed.signal.removeEventListener('abort', onClosed)
+          if (ac.signal.aborted) return // the caller gave up or the channel ended: nobody waits for this answer
+          try {
+            answer(id, envelope, resBody)
+          } catch (err) { // an answer over the limits
+            answer(id, { s: 'error', c: 'remote', m: (err as Error).message.slice(0, ERROR_MESSAGE_CHARS_MAX) })
+          }
+        })
+      }
+      await stream.close().catch(() => {})
+    } catch (err) {
+      // A malformed frame cannot be matched to a call: the channel ends, and the caller opens a new one.
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      closed.abort(new RpcError('unreachable', 'channel closed'))
+      this.#inflight.delete(closed)
+      reader.detach()
+    }
+  }
+}
+
+/** A call's result from an answer envelope (field names differ between the two carriers). */
+function answerOf (envelope: Record<string, unknown>, body: Uint8Array | undefined, k: { status: string, header: string, code: string, message: string }): RpcMessage {
+  const header = envelope[k.header]
+  if (envelope[k.status] === 'ok' && isObject(header)) return body === undefined ? { header } : { header, body }
+  if (envelope[k.status] === 'error') {
+    const c = envelope[k.code]
+    const m = envelope[k.message]
+    const code = typeof c === 'string' && WIRE_ERROR_CODES.has(c) ? c as RpcError['code'] : 'remote'
+    throw new RpcError(code, typeof m === 'string' ? m.slice(0, ERROR_MESSAGE_CHARS_MAX) : 'remote error')
+  }
+  throw new FrameError('malformed response envelope')
 }
 
 export async function openStream (

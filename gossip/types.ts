@@ -72,6 +72,8 @@ export interface RpcMessage {
 export interface RpcCallOptions {
   signal?: AbortSignal
   timeoutMs?: number
+  /** A stream of its own instead of the peer's channel: for calls whose answer may be large (up to 16 MiB). */
+  bulk?: boolean
 }
 
 export type RpcHandler = (req: RpcMessage, ctx: { peer: string, signal: AbortSignal }) => Promise<RpcMessage>

@@ -220,7 +220,7 @@ export class CatchUp {
           // from our last entry on: the store applies the rest only if their entry there is ours (either copy
           // may have changed since the check above)
           // (`have`: its body is ours already; the answer is cut by bytes and we go on from where it ends)
-          const got = await this.gossip.call(peer, PROTOCOLS.pull, { header: { user, from: Math.max(1, mine), have: mine, limit: LOG_BATCH_ENTRIES_MAX } }, { signal: opts?.signal })
+          const got = await this.gossip.call(peer, PROTOCOLS.pull, { header: { user, from: Math.max(1, mine), have: mine, limit: LOG_BATCH_ENTRIES_MAX } }, { signal: opts?.signal, bulk: true })
           const entries = got.header.entries as LogEntry[]
           if (entries.length === 0 || (entries.at(-1)?.seq ?? 0) <= mine) break
           try {

@@ -141,7 +141,7 @@ export class DivergenceRepair {
           return { ...summary, added }
         },
         blobs: async (hashes) => {
-          const res = await this.gossip.call(peer, PROTOCOLS.blobs, { header: { hashes: hashes.slice(0, LOG_BATCH_ENTRIES_MAX) } })
+          const res = await this.gossip.call(peer, PROTOCOLS.blobs, { header: { hashes: hashes.slice(0, LOG_BATCH_ENTRIES_MAX) } }, { bulk: true })
           const bodies = unpackBodies(res.header.lens, res.body)
           if ((hashes.length > 0 && bodies.length === 0) || bodies.length > hashes.length) throw new MailError('temp', `${peer} answered ${bodies.length} bodies for ${hashes.length}`)
           return bodies

@@ -35,9 +35,13 @@ export function addrOf (g: Gossip): string {
 
 /** Creates and starts a host; it is stopped when the test ends. */
 export async function startHost (t: Cleanups, init: Partial<GossipInit> = {}, dataDir?: string): Promise<TestHost> {
-  const dir = dataDir ?? await tempDir(t, 'mailgrid-gossip-')
+  // the host stops before its directory goes: node:test runs after-hooks in the order they were added, and a
+  // host still running writes its member list into the directory being removed (rm fails with ENOTEMPTY)
+  const stops: Array<() => Promise<void>> = []
+  const dir = dataDir ?? await tempDir({ after: fn => { t.after(async () => { for (const s of stops) await s(); await fn() }) } }, 'mailgrid-gossip-')
   const gossip = createGossip({ sampleLoad }, { clusterKey: KEY, dataDir: dir, weight: 1, ...init })
-  t.after(async () => { await gossip.stop() })
+  if (dataDir === undefined) stops.push(async () => { await gossip.stop() })
+  else t.after(async () => { await gossip.stop() })
   await gossip.start()
   return { gossip, dataDir: dir, addr: addrOf(gossip) }
 }

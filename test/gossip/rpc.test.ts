@@ -9,6 +9,8 @@ import { after, before, describe, it } from 'node:test'
 import { RpcError } from '../../gossip/index.ts'
 import type { Gossip } from '../../gossip/index.ts'
 import { RPC_HEADER_BYTES_MAX, RPC_INBOUND_STREAMS_MAX } from '../../gossip/constants.ts'
+import { encodeVarint } from '../../gossip/frames.ts'
+import { MUX_PROTOCOL } from '../../gossip/rpc.ts'
 import { formed, startHost, waitFor } from './helpers.ts'
 import type { Cleanups } from './helpers.ts'
 
@@ -140,6 +142,91 @@ describe('rpc', { timeout: 60_000 }, () => {
     raw3.end(Buffer.from([100, 1, 2, 3]))
     assert.match((await readAll(raw3)).toString('utf8'), /"code":"protocol","message":"stream ended inside a frame"/)
     assert.deepEqual((await b.call(a.self, '/t/echo/1.0.0', { header: { still: 'up' } })).header.echo, { still: 'up' })
+  })
+})
+
+/** Frames (varint length + bytes) of a buffer holding whole frames. */
+function splitFrames (buf: Buffer): Buffer[] {
+  const out: Buffer[] = []
+  let off = 0
+  while (off < buf.length) {
+    let n = 0
+    let shift = 0
+    let b: number
+    do { b = buf[off++]; n += (b & 0x7f) * 2 ** shift; shift += 7 } while ((b & 0x80) !== 0)
+    out.push(buf.subarray(off, off + n))
+    off += n
+  }
+  return out
+}
+
+const frame = (b: Uint8Array): Buffer => Buffer.concat([encodeVarint(b.byteLength), b])
+const json = (o: unknown): Buffer => frame(Buffer.from(JSON.stringify(o)))
+
+describe('the channel a peer\'s calls share', { timeout: 60_000 }, () => {
+  it('carries requests by id, answers out of order, refuses unknown protocols and ends on a malformed frame', async t => {
+    const [a, b] = await pair(t)
+    let release = (): void => {}
+    const held = new Promise<void>(resolve => { release = resolve })
+    a.handle('/t/echo/1.0.0', async req => ({ header: { echo: req.header }, body: req.body }))
+    a.handle('/t/held/1.0.0', async () => { await held; return { header: { late: true } } })
+    const raw = await b.openStream(a.self, MUX_PROTOCOL)
+    const got: Buffer[] = []
+    raw.on('data', (c: Buffer) => { got.push(c) })
+    const ended = new Promise<void>(resolve => { raw.once('close', () => { resolve() }) })
+    raw.on('error', () => {})
+    // id 1 waits for its handler; id 2 (with a body) and id 3 (nobody serves it) are answered before it
+    raw.write(Buffer.concat([
+      json({ i: 1, p: '/t/held/1.0.0', h: {} }),
+      json({ i: 2, p: '/t/echo/1.0.0', h: { n: 2 }, b: 1 }), frame(Buffer.from('body two')),
+      json({ i: 3, p: '/t/nothing/1.0.0', h: {} })
+    ]))
+    // answers by id, each with its body frame when it says it has one
+    const answers = (): Map<number, { env: Record<string, unknown>, body?: string }> => {
+      const out = new Map<number, { env: Record<string, unknown>, body?: string }>()
+      const frames = splitFrames(Buffer.concat(got))
+      for (let k = 0; k < frames.length; k++) {
+        const env = JSON.parse(frames[k].toString()) as Record<string, unknown>
+        out.set(env.i as number, env.b === 1 ? { env, body: frames[++k]?.toString() } : { env })
+      }
+      return out
+    }
+    await waitFor(() => answers().size >= 2 && answers().get(2)?.body !== undefined, 5000, 'two answers (one with a body)')
+    assert.deepEqual(answers().get(2), { env: { i: 2, s: 'ok', h: { echo: { n: 2 } }, b: 1 }, body: 'body two' })
+    assert.equal(answers().get(3)?.env.c, 'refused')
+    assert.equal(answers().has(1), false)
+    release()
+    await waitFor(() => answers().size >= 3, 5000, 'the held answer')
+    assert.deepEqual(answers().get(1), { env: { i: 1, s: 'ok', h: { late: true } } })
+    // a request without an id cannot be answered: the channel ends, and ordinary calls open a new one
+    raw.write(json({ p: '/t/echo/1.0.0', h: {} }))
+    await ended
+    assert.deepEqual((await b.call(a.self, '/t/echo/1.0.0', { header: { after: 1 } })).header.echo, { after: 1 })
+  })
+
+  it('fails the calls in flight when the connection drops, then serves again on a new channel', async t => {
+    const [a, b] = await pair(t)
+    a.handle('/t/echo/1.0.0', async req => ({ header: { echo: req.header } }))
+    a.handle('/t/never/1.0.0', async (_req, ctx) => await new Promise((_resolve, reject) => { ctx.signal.addEventListener('abort', () => { reject(new Error('aborted')) }, { once: true }) }))
+    assert.deepEqual((await b.call(a.self, '/t/echo/1.0.0', { header: { n: 1 } })).header.echo, { n: 1 })
+    const pending = b.call(a.self, '/t/never/1.0.0', { header: {} }, { timeoutMs: 20_000 })
+    await new Promise(resolve => setTimeout(resolve, 200))
+    const t0 = Date.now()
+    b.block([a.self])
+    await assert.rejects(pending, isRpc('unreachable'))
+    assert.ok(Date.now() - t0 < 10_000, 'the call failed with the connection, not at its timeout')
+    b.block([])
+    await waitFor(() => formed([a, b]), 15_000, 'the pair to form again')
+    assert.deepEqual((await b.call(a.self, '/t/echo/1.0.0', { header: { n: 2 } }, { timeoutMs: 10_000 })).header.echo, { n: 2 })
+  })
+
+  it('carries a large request on a stream of its own, and bulk calls too', async t => {
+    const [a, b] = await pair(t)
+    a.handle('/t/echo/1.0.0', async req => ({ header: {}, body: req.body }))
+    const big = randomBytes(3 * 1024 * 1024)
+    assert.equal(sha((await b.call(a.self, '/t/echo/1.0.0', { header: {}, body: big })).body ?? new Uint8Array()), sha(big))
+    const small = randomBytes(100)
+    assert.equal(sha((await b.call(a.self, '/t/echo/1.0.0', { header: {}, body: small }, { bulk: true })).body ?? new Uint8Array()), sha(small))
   })
 })
 
