@@ -27,6 +27,7 @@ let dir: string
 let nodes: ConsoleNode[] = []
 let browser: Browser
 const dialogs: string[] = []
+const pageErrors: string[] = [] // script exceptions and Content-Security-Policy refusals, from every page
 
 interface Answer { status: number, headers: Record<string, string | string[] | undefined>, text: string, json: any }
 
@@ -69,6 +70,8 @@ async function newPage (opts: { acceptConfirm?: boolean } = {}): Promise<Page> {
     dialogs.push(`${d.type()}: ${d.message()}`)
     void (opts.acceptConfirm === true && d.type() === 'confirm' ? d.accept() : d.dismiss())
   })
+  page.on('pageerror', err => { pageErrors.push(String(err)) })
+  page.on('console', m => { if (/Content.Security.Policy/i.test(m.text())) pageErrors.push(m.text()) })
   return page
 }
 
@@ -366,4 +369,8 @@ test('browser: a SIGKILLed node turns dead on the page and the verdict flips, wi
   await shot(page, 'grid-dead')
   await page.browserContext().close()
   process.stdout.write(`# node3 shown dead with the verdict flipped ${took} ms after the kill was seen\n`)
+})
+
+test('no page threw or broke its Content-Security-Policy along the way', () => {
+  assert.deepEqual(pageErrors, [])
 })
