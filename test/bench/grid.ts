@@ -9,13 +9,14 @@
 // Parameters: BENCH_GRID_MESSAGES (default 6000), BENCH_GRID_SIZE (10240), BENCH_GRID_USERS (100), BENCH_GRID_R (2: the
 // replication factor of the three-node grid), BENCH_GRID_INGEST_ONLY=1 (stop after the ingest comparison), BENCH_GRID_LOG
 // (the nodes' log level, default info as `npm start` runs; lines go to a file under the run's directory),
-// BENCH_NODE_ARGS (Node flags for every node process, e.g. "--cpu-prof --cpu-prof-dir=DIR": each process writes its
+// BENCH_GRID_WARMUP (600: messages sent before each measured ingest, not counted), BENCH_NODE_ARGS (Node flags for every node process, e.g. "--cpu-prof --cpu-prof-dir=DIR": each process writes its
 // own profile when it stops). `--render` rewrites the section from bench-grid.json without measuring.
 // Ingest is also measured as CPU: utime + stime of every node process over the run (from /proc), per acknowledged
 // message. That figure does not depend on how many cores the machine has or on what else runs on it, unlike msg/s.
 
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createWriteStream } from 'node:fs'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { python } from '../helpers/client.ts'
@@ -31,6 +32,10 @@ const CONNECTIONS = 50
 const R = Number(process.env.BENCH_GRID_R ?? 2)
 const LOG_LEVEL = process.env.BENCH_GRID_LOG ?? 'info'
 const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(s => s !== '')
+// messages sent before the measured ingest, not counted: each process compiles its hot paths (and a grid settles
+// its first placement) once, and three processes would pay that three times in a short measured run
+const WARMUP = Number(process.env.BENCH_GRID_WARMUP ?? 600)
+const IDLE_MS = 5000 // the three nodes' CPU with no load, measured after the ingest: what a message's figure carries per second of run
 
 interface IngestFigures { msgPerSec: number, acked: number, seconds: number, cpuSeconds: number, cpuMsPerMsg: number, cpuSecondsByNode: number[] }
 
@@ -38,8 +43,8 @@ async function nodeCpu (nodes: ProcNode[]): Promise<number[]> {
   return await Promise.all(nodes.map(async n => await cpuSeconds(n.child.pid as number)))
 }
 
-async function ingest (nodes: ProcNode[], firstId: number): Promise<IngestFigures> {
-  const per = Math.ceil(MESSAGES / nodes.length)
+async function ingest (nodes: ProcNode[], firstId: number, messages = MESSAGES): Promise<IngestFigures> {
+  const per = Math.ceil(messages / nodes.length)
   const cpu0 = await nodeCpu(nodes)
   const t0 = performance.now()
   const results = await Promise.all(nodes.map(async (n, k) => await runSmtpLoad({
@@ -59,7 +64,12 @@ async function grid (dir: string, count: number): Promise<{ cluster: ProcCluster
   const nodes: ProcNode[] = []
   // every node as `npm start` runs it as far as the test node allows: a grid member, logging at info (to a file)
   const env = { MAILGRID_TEST_LOG: LOG_LEVEL, ...(NODE_ARGS.length > 0 ? { NODE_OPTIONS: NODE_ARGS.join(' ') } : {}) }
-  for (let k = 0; k < count; k++) nodes.push(await cluster.start(`n${k + 1}`, join(dir, `n${k + 1}`), { setup: k === 0, env }))
+  for (let k = 0; k < count; k++) {
+    // with BENCH_GRID_KEEP=1 each node's log lines are kept beside its data, as nK.log
+    if (process.env.BENCH_GRID_KEEP === '1') await mkdir(dir, { recursive: true })
+    const log = process.env.BENCH_GRID_KEEP === '1' ? createWriteStream(join(dir, `n${k + 1}.log`)) : null
+    nodes.push(await cluster.start(`n${k + 1}`, join(dir, `n${k + 1}`), { setup: k === 0, env, ...(log === null ? {} : { onLog: (l: string) => { log.write(l + '\n') } }) }))
+  }
   await cluster.formed(count)
   await until('the directory everywhere', async () => (await Promise.all(nodes.map(async n => (await n.status()).users))).every(c => c === USERS.length), 60_000)
   return { cluster, nodes }
@@ -71,10 +81,17 @@ async function measure (): Promise<Record<string, unknown>> {
   try {
     // 1. one node against three
     const one = await grid(join(root, 'one'), 1)
+    await ingest(one.nodes, 10_000_000, WARMUP)
     const single = await ingest(one.nodes, 0)
     await one.cluster.stopAll()
     const three = await grid(join(root, 'three'), 3)
+    await ingest(three.nodes, 10_000_000, WARMUP)
+    await until('no under-replicated users', async () => (await Promise.all(three.nodes.map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 120_000, 100)
     const triple = await ingest(three.nodes, 0)
+    const idle0 = await nodeCpu(three.nodes)
+    await new Promise(resolve => setTimeout(resolve, IDLE_MS))
+    const idlePerNode = (await nodeCpu(three.nodes)).map((c, i) => (c - idle0[i]) / (IDLE_MS / 1000))
+    console.log(`idle after the ingest, three nodes: ${idlePerNode.map(c => c.toFixed(3)).join(' + ')} CPU-s per second; over the ingest's ${triple.seconds.toFixed(1)} s that is ${(1000 * idlePerNode.reduce((s, c) => s + c, 0) * triple.seconds / triple.acked).toFixed(3)} ms per message`)
     out.ingest = { oneNode: single, threeNodesR2: triple, ratio: triple.msgPerSec / single.msgPerSec }
     out.cpu = { oneNodeMsPerMsg: single.cpuMsPerMsg, threeNodesMsPerMsg: triple.cpuMsPerMsg, ratio: triple.cpuMsPerMsg / single.cpuMsPerMsg, logLevel: LOG_LEVEL }
     console.log(`ingest ${SIZE} B × ${MESSAGES}: one node ${single.msgPerSec.toFixed(0)} msg/s; three nodes R=${R} ${triple.msgPerSec.toFixed(0)} msg/s (${(triple.msgPerSec / single.msgPerSec).toFixed(2)}×)`)
@@ -125,7 +142,8 @@ async function measure (): Promise<Record<string, unknown>> {
     console.log(`re-mirroring: ${(rem.bytes / 1e6).toFixed(1)} MB shipped by the survivors in ${rem.seconds.toFixed(2)} s after the first detection (${rem.detectedMs} ms; all ${rem.allDeadMs} ms): ${rem.mbPerSec.toFixed(1)} MB/s`)
     await three.cluster.stopAll()
   } finally {
-    await rm(root, { recursive: true, force: true })
+    if (process.env.BENCH_GRID_KEEP === "1") console.log(`kept ${root}`)
+    else await rm(root, { recursive: true, force: true })
   }
   return out
 }
