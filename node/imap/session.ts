@@ -62,6 +62,9 @@ export class Session {
   idleWake: (() => void) | null = null
   #closed = false
   #pushing = false
+  /** The NOTIFY push flush running between commands, if any. */
+  #pushFlush: Promise<void> | null = null
+  #pushAgain = false
   #rateTokens = COMMANDS_PER_SECOND_MAX
   #rateAt = 0
   /** Who has which message as \Recent, shared by the node's sessions (recent.ts). */
@@ -254,7 +257,10 @@ export class Session {
         this.#busy = true
         this.#armTimer()
         const wait = this.#rateWait()
-        const run = wait === 0 ? Promise.resolve() : new Promise<void>((resolve) => setTimeout(resolve, wait))
+        // a NOTIFY push still writing (its FETCH reads the store) finishes before the command starts: its responses
+        // belong to the mailbox as it was (found by test/stress: a pushed FETCH after SELECT's OK [CLOSED])
+        const pushing = this.#pushFlush ?? Promise.resolve()
+        const run = (wait === 0 ? pushing : pushing.then(async () => await new Promise<void>((resolve) => setTimeout(resolve, wait))))
         const command = event.command
         run.then(() => this.#closed ? undefined : dispatch(this, command)).catch((err: unknown) => {
           this.log.error({ err, event: 'imap_dispatch_failed' }, 'dispatch failed')
@@ -369,13 +375,7 @@ export class Session {
       view.push(event)
       this.idleWake?.()
       // NOTIFY SELECTED: pushed as it happens when no command runs (RFC 5465 section 5.1), like IDLE
-      if (this.idleWake === null && this.notifier?.pushesSelected === true && !this.#pushing) {
-        this.#pushing = true
-        setImmediate(() => {
-          this.#pushing = false
-          if (!this.#busy && !this.#closed) void this.flushUpdates(this.notifier?.delaysExpunge !== true).catch(() => {})
-        })
-      }
+      if (this.idleWake === null && this.notifier?.pushesSelected === true) this.#schedulePush()
       return
     }
     if (event.change === 'renamed') {
@@ -389,6 +389,26 @@ export class Session {
       if (this.idleWake !== null) this.idleWake()
       else if (!this.#busy) void this.bye(MAILBOX_GONE_TEXT)
     }
+  }
+
+  /** One push flush at a time, after the current turn, and only while no command runs; a change meanwhile pushes again. */
+  #schedulePush (): void {
+    if (this.#pushFlush !== null) {
+      this.#pushAgain = true
+      return
+    }
+    if (this.#pushing) return
+    this.#pushing = true
+    setImmediate(() => {
+      this.#pushing = false
+      if (this.#busy || this.#closed || this.#pushFlush !== null) return
+      this.#pushAgain = false
+      const flush: Promise<void> = this.flushUpdates(this.notifier?.delaysExpunge !== true).catch(() => {}).finally(() => {
+        if (this.#pushFlush === flush) this.#pushFlush = null
+        if (this.#pushAgain && !this.#busy) this.#schedulePush()
+      })
+      this.#pushFlush = flush
+    })
   }
 
   async #refreshName (view: SelectedMailbox): Promise<void> {

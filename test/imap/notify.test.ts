@@ -127,3 +127,40 @@ test('MailboxName and SubscriptionChange: LIST for created, renamed (OLDNAME), d
   await b.cmd('DELETE Renamed')
   assert.match(await pushed(a, (buf) => buf.includes('LIST')), /\* LIST \(\\NonExistent\) "\/" Renamed\r\n/)
 })
+
+test('a pushed MessageNew FETCH still being read finishes before the next command starts (before OK [CLOSED])', async (t) => {
+  const f = await fixture(t)
+  await f.store.append(USER, 'INBOX', { raw: simpleMessage('one') })
+  await f.store.createMailbox(USER, 'Other')
+  // the store, with message reads slowed down once armed: the push's FETCH is still reading when SELECT arrives
+  let slow = false
+  const store = new Proxy(f.store, {
+    get (target, key, receiver) {
+      const value = Reflect.get(target, key, receiver)
+      if (typeof value !== 'function') return value
+      const fn = value.bind(target) as (...a: unknown[]) => unknown
+      if (!['getMessages', 'listMessages', 'getMessage', 'readMessage', 'streamMessage', 'getMeta'].includes(String(key))) return fn
+      return async (...a: unknown[]) => {
+        if (slow) await new Promise((resolve) => setTimeout(resolve, 300))
+        return await fn(...a)
+      }
+    }
+  })
+  const { port } = await f.server({}, store)
+  const a = await RawImap.connect(port)
+  const b = await RawImap.connect(port)
+  t.after(() => { a.close(); b.close() })
+  await a.login()
+  await b.login()
+  await a.cmd('ENABLE QRESYNC')
+  await a.cmd('SELECT INBOX')
+  await a.cmd('NOTIFY SET (SELECTED (MessageNew (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)]) MessageExpunge))')
+  slow = true
+  await b.cmd(appendLine('INBOX', 'two'))
+  await pushed(a, (buf) => buf.includes('EXISTS'))
+  const reply = await a.cmd('SELECT Other', 'x1')
+  slow = false
+  const fetch = reply.indexOf('* 2 FETCH')
+  const closed = reply.indexOf('[CLOSED]')
+  assert.ok(fetch >= 0 && closed > fetch, reply)
+})

@@ -145,6 +145,7 @@ class Conn {
   onUntagged: (line: string, pending: Pending | null) => void = () => {}
   onProblem: (detail: string) => void = () => {}
   n = 0
+  lastTag = ''
   /** The last lines each way (MAILGRID_STRESS_TRACE=1 prints them with an inconsistency). */
   readonly trace: string[] = []
 
@@ -236,6 +237,7 @@ class Conn {
         reject(new TimedOut(`${name} timed out after ${timeoutMs} ms`))
       }, timeoutMs)
     })
+    this.lastTag = tag
     this.note(`C: ${tag} ${text.slice(0, 200)}`)
     this.socket.write(`${tag} ${text}\r\n`)
     try {
@@ -264,8 +266,16 @@ class StressSession {
   view: View | null = null
   readonly timeoutMs: number
   appended = 0
+  /** CONDSTORE sessions keep `UID SEARCH RETURN (ALL UPDATE) KEYWORD $Pn` (RFC 5267): its tag and result. */
+  ctxTag = ''
+  readonly ctx = new Set<number>()
+  /** The view a SELECT opens, once the old one is closed (OK [CLOSED]). */
+  #nextView: View | null = null
+
+  readonly index: number
 
   constructor (world: World, index: number, user: string, mode: Mode, seed: number) {
+    this.index = index
     this.world = world
     this.name = `s${index}`
     this.user = user
@@ -308,6 +318,11 @@ class StressSession {
         this.world.protocol(this.name, `unexpected BYE: ${line.trim()}`)
       }
       const code = status.code ?? ''
+      if (code === 'CLOSED' && this.#nextView !== null) {
+        this.dropView()
+        this.view = this.#nextView
+        this.#nextView = null
+      }
       const view = this.view
       if (view !== null) {
         const m = /^(UIDVALIDITY|HIGHESTMODSEQ) (\d+)$/.exec(code)
@@ -359,6 +374,18 @@ class StressSession {
       if (pending?.noExpunge === true) this.world.protocol(this.name, `VANISHED during ${pending.name}`)
       view.applyVanished(String(second))
       this.#drainExpunged()
+    } else if (what === 'ESEARCH' && Array.isArray(second) && second[1] === this.ctxTag && this.ctxTag !== '') {
+      // ADDTO / REMOVEFROM of the session's context: (0 uid-set) each, SEARCH positions being 0
+      for (let i = 2; i < r.items.length; i++) {
+        const name = String(r.items[i]).toUpperCase()
+        if (name !== 'ADDTO' && name !== 'REMOVEFROM') continue
+        const data = r.items[++i]
+        if (!Array.isArray(data) || data[0] !== '0') { this.world.protocol(this.name, `context update ${name} ${JSON.stringify(data)}`); continue }
+        for (const uid of expandSet(String(data[1]))) {
+          if (name === 'ADDTO') this.ctx.add(uid)
+          else this.ctx.delete(uid)
+        }
+      }
     } else if (!['SEARCH', 'ESEARCH', 'CAPABILITY', 'ENABLED', 'LIST', 'STATUS', 'ID', 'NAMESPACE'].includes(what)) {
       this.world.protocol(this.name, `unknown untagged ${what}`)
     }
@@ -369,6 +396,7 @@ class StressSession {
     const view = this.view
     if (view === null) return
     for (const uid of view.expunged.splice(0)) {
+      this.ctx.delete(uid)
       const key = keyOf(this.user, view.mailbox, view.uidValidity, uid)
       if (!this.world.acked.has(key)) continue
       this.world.checks++
@@ -406,6 +434,12 @@ class StressSession {
       const enable = await this.cmd('ENABLE', `ENABLE ${this.mode === 'qresync' ? 'QRESYNC' : 'CONDSTORE'}`)
       if (enable.status !== 'OK') throw new Disconnected(`ENABLE ${enable.text}`)
     }
+    if (this.mode === 'qresync' && this.index !== 1000 && this.index !== 999) {
+      // RFC 5465: the selected mailbox's changes pushed between commands (expunges held: SELECTED-DELAYED keeps the
+      // sequence numbers of the session's commands valid), new messages with their UID and flags
+      const n = await this.cmd('NOTIFY', 'NOTIFY SET (SELECTED-DELAYED (MessageNew (UID FLAGS) MessageExpunge FlagChange))')
+      if (n.status !== 'OK') this.world.protocol(this.name, `NOTIFY ${n.status} ${n.text}`)
+    }
   }
 
   async ensureMailboxes (): Promise<void> {
@@ -423,14 +457,39 @@ class StressSession {
   }
 
   async select (box: string): Promise<void> {
-    this.dropView()
-    this.view = new View(box, this.privKeyword, this.#viewProblem)
+    const next = new View(box, this.privKeyword, this.#viewProblem)
+    // after QRESYNC the old mailbox's updates (NOTIFY pushes them between commands) end with OK [CLOSED] (RFC 7162
+    // 3.2.11): until it comes, untagged responses are the old mailbox's
+    const closing = this.mode === 'qresync' && this.view !== null
+    if (closing) this.#nextView = next
+    else {
+      this.dropView()
+      this.view = next
+    }
     const r = await this.cmd('SELECT', `SELECT ${box}${this.mode === 'condstore' ? ' (CONDSTORE)' : ''}`)
+    if (this.#nextView !== null) {
+      if (r.status === 'OK') this.world.protocol(this.name, 'SELECT after QRESYNC without OK [CLOSED]')
+      this.dropView()
+      this.view = this.#nextView
+      this.#nextView = null
+    }
     if (r.status !== 'OK') { this.view = null; throw new Disconnected(`SELECT ${r.status} ${r.text}`) }
     this.world.checks++
-    if (this.view.uidValidity === 0) this.world.protocol(this.name, `SELECT ${box} without UIDVALIDITY`)
+    if (this.view?.uidValidity === 0) this.world.protocol(this.name, `SELECT ${box} without UIDVALIDITY`)
     await this.learnUids()
     this.#checkAckedVisible(Number.MAX_SAFE_INTEGER, true)
+    this.ctxTag = ''
+    this.ctx.clear()
+    if (this.mode === 'condstore') {
+      const s = await this.cmd('UID SEARCH', `UID SEARCH RETURN (ALL UPDATE) KEYWORD ${this.privKeyword}`)
+      if (s.status !== 'OK') return
+      this.ctxTag = this.conn?.lastTag ?? ''
+      for (const u of s.untagged) {
+        if (String(u.items[0]).toUpperCase() !== 'ESEARCH') continue
+        const all = u.items.findIndex(x => String(x).toUpperCase() === 'ALL')
+        if (all > 0) for (const uid of expandSet(String(u.items[all + 1]))) this.ctx.add(uid)
+      }
+    }
   }
 
   /** Fetches the UIDs of messages announced only by EXISTS. */
@@ -615,6 +674,15 @@ class StressSession {
       if (view.seqOf(uid) !== 0 && (!what.includes('SEARCH') || view.priv.get(uid) === true)) this.world.inconsistent(this.name, 'passed-over', `${view.mailbox} UID ${uid}: ${what}, and it is still there after NOOP`)
     }
     this.#mustBeGone.clear()
+    // the SEARCH context follows the private keyword as the model does
+    if (this.ctxTag !== '') {
+      for (const uid of view.uids) {
+        const has = view.priv.get(uid)
+        if (uid === 0 || has === undefined || view.privBusy.has(uid)) continue
+        this.world.checks++
+        if (has !== this.ctx.has(uid)) this.world.inconsistent(this.name, 'context', `${view.mailbox} UID ${uid}: the UPDATE context of KEYWORD ${this.privKeyword} ${this.ctx.has(uid) ? 'has' : 'lacks'} it, the flags say ${has}`)
+      }
+    }
   }
 
   async opIdle (): Promise<void> {
