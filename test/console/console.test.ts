@@ -181,6 +181,25 @@ test('plain HTTPS: a change without the CSRF token (or with a wrong one, or from
   await until('the logout on node2', async () => (await call(nodes[1], 'GET', '/v1/domains', { headers: { cookie } })).status === 401, 15_000, 300)
 })
 
+test('plain HTTPS: hostile login and cookie inputs get a clear refusal, and the node keeps serving', async () => {
+  const big = await call(nodes[0], 'POST', '/console/login', { body: { name: 'root', password: 'x'.repeat(5000) } })
+  assert.equal(big.status, 413)
+  const notJson = await new Promise<number>((resolve, reject) => {
+    readFile(join(nodes[0].dir, 'tls', 'cert.pem'), 'utf8').then(ca => {
+      const req = httpsRequest(nodes[0].url + '/console/login', { method: 'POST', ca, checkServerIdentity: () => undefined }, res => { res.resume(); resolve(res.statusCode ?? 0) })
+      req.on('error', reject)
+      req.end('{"name": ')
+    }, reject)
+  })
+  assert.equal(notJson, 400)
+  assert.equal((await call(nodes[0], 'POST', '/console/login', { body: { name: ['root'], password: { a: 1 } } })).status, 403)
+  assert.equal((await call(nodes[0], 'GET', '/console/login')).status, 405)
+  assert.equal((await call(nodes[0], 'GET', '/v1/domains', { headers: { cookie: `mg_session=${'a'.repeat(1000)}` } })).status, 401)
+  assert.equal((await call(nodes[0], 'GET', '/v1/domains', { headers: { cookie: 'x=' + 'y'.repeat(7000) + '; mg_session=root.1.2.3' } })).status, 401)
+  assert.equal((await call(nodes[0], 'GET', '/v1/domains', { headers: { cookie: 'mg_session=root.99999999999999.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' } })).status, 401)
+  assert.equal((await login(nodes[0], 'root', ROOT_PW)).answer.status, 200)
+})
+
 test('the pages carry a strict Content-Security-Policy and the other security headers; no inline script', async () => {
   const page = await call(nodes[0], 'GET', '/console/')
   assert.equal(page.status, 200)
