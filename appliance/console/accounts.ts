@@ -11,9 +11,8 @@
 // nonce under the same secret: per session, checked on the server, never stored.
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
-import { normalizeDomain } from '../../store/index.ts'
+import { dummyHash, hashPassword, normalizeDomain, SCRYPT_LOG_N, verifyPassword } from '../../store/index.ts'
 import type { Directory } from '../../store/index.ts'
-import { dummyHash, hashPassword, SCRYPT_LOG_N, verifyPassword } from '../../store/password.ts'
 
 export const ADMIN_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/ // no dots: the session token's separator
 export const ADMIN_PASSWORD_BYTES_MAX = 1024
