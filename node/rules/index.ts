@@ -44,6 +44,8 @@ export interface RulesComponents {
 
 export interface RulesInit {
   hostname: string
+  /** Vacation and duplicate memory entries kept per user; default MEMORY_ENTRIES_MAX. */
+  memoryEntriesMax?: number
 }
 
 interface Header { name: string, value: string }
@@ -95,6 +97,7 @@ export function createSieveFilter (components: RulesComponents, init: RulesInit)
   const now = components.now ?? Date.now
   const scripts = new SieveScripts({ getAttr: store.getAttr.bind(store), listAttrs: store.listAttrs.bind(store), setAttrs: mail.setAttrs.bind(mail) })
   const compiled = new Map<string, CompiledScript | { errors: string }>()
+  const memoryMax = init.memoryEntriesMax ?? MEMORY_ENTRIES_MAX
 
   const compile = (source: string): CompiledScript | { errors: string } => {
     const key = createHash('sha256').update(source).digest('hex')
@@ -129,7 +132,7 @@ export function createSieveFilter (components: RulesComponents, init: RulesInit)
     let drops = 0
     for (const h of held) if (!(h.until > t) && drops < MEMORY_EXPIRED_DROPS_MAX) { changes.set(h.key, null); drops++ }
     const left = held.filter(h => !changes.has(h.key)).sort((a, b) => a.at - b.at)
-    for (let i = 0; i < left.length + entries.length - MEMORY_ENTRIES_MAX && i < left.length; i++) changes.set(left[i].key, null)
+    for (let i = 0; i < left.length + entries.length - memoryMax && i < left.length; i++) changes.set(left[i].key, null)
     await mail.setAttrs(user, [...changes].map(([key, value]) => ({ key, value })))
   }
 
