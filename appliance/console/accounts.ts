@@ -94,14 +94,14 @@ export interface Accounts {
   closeSession (principal: Principal): Promise<void>
 }
 
-export function createAccounts (dir: Directory, scryptLogN = SCRYPT_LOG_N): Accounts {
+export function createAccounts (dir: Directory, scryptLogN = SCRYPT_LOG_N, clock: () => number = Date.now): Accounts {
   let secret: Buffer | null = null
   const key = async (): Promise<Buffer> => {
     if (secret !== null) return secret
     let v = await dir.getEntry(SECRET_ENTRY)
     // made once, by whichever node needs it first; two nodes racing at the very start end with one secret
     // (the directory's last writer wins), and a session signed with the other one is simply refused
-    v ??= await dir.updateEntry(SECRET_ENTRY, cur => cur ?? { key: randomBytes(32).toString('base64'), created: Date.now() })
+    v ??= await dir.updateEntry(SECRET_ENTRY, cur => cur ?? { key: randomBytes(32).toString('base64'), created: clock() })
     if (v === null || typeof v.key !== 'string') throw new Error('console secret missing')
     secret = Buffer.from(v.key, 'base64')
     return secret
@@ -137,7 +137,7 @@ export function createAccounts (dir: Directory, scryptLogN = SCRYPT_LOG_N): Acco
       let exists = false
       const out = await dir.updateEntry(entryName(n), cur => {
         if (cur !== null) { exists = true; return cur }
-        return { name: n, hash, domains: ds, created: Date.now(), epoch: 0, revoked: [] } satisfies AdminRecord
+        return { name: n, hash, domains: ds, created: clock(), epoch: 0, revoked: [] } satisfies AdminRecord
       })
       if (exists) throw new AccountError(409, `Admin ${n} already exists`)
       return publicView(out as unknown as AdminRecord)
@@ -193,7 +193,7 @@ export function createAccounts (dir: Directory, scryptLogN = SCRYPT_LOG_N): Acco
     },
     async closeSession (p) {
       if (p.kind !== 'admin') return
-      const now = Date.now()
+      const now = clock()
       await update(p.name, r => {
         const revoked = [...r.revoked.filter(x => x.exp > now), { n: p.nonce, exp: p.expires }]
         // too many open at once: end them all rather than forget one

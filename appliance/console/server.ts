@@ -104,7 +104,7 @@ const sameDigest = (a: string, b: string): boolean => timingSafeEqual(createHash
 export function createConsole (c: ConsoleComponents, init: { secure: boolean }): WebConsole {
   const now = c.now ?? Date.now
   const log = c.logger
-  const accounts = createAccounts(c.directory, c.scryptLogN)
+  const accounts = createAccounts(c.directory, c.scryptLogN, now)
   const files = new Map<string, Buffer>()
   const history = new Map<string, Sample[]>() // member id → its last HISTORY_POINTS samples
   let lastStatus: NodeStatus | null = null
