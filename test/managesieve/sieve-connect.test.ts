@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { connect } from 'node:net'
 import type { Socket } from 'node:net'
+import { existsSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startNode, TEST_LIMITS } from '../helpers/node.ts'
@@ -14,6 +15,7 @@ import { createTestCa } from '../helpers/ca.ts'
 import { tempDir } from '../helpers/tmp.ts'
 
 const USER = 'sieve@example.com'
+const missing = existsSync('/usr/bin/sieve-connect') ? false : 'sieve-connect is needed (apt-get install sieve-connect)'
 const PASSWORD = 'correct horse battery'
 
 async function sieveConnect (args: string[], opts: { port: number, ca: string }): Promise<{ code: number, out: string }> {
@@ -77,7 +79,7 @@ class Raw {
   }
 }
 
-test('sieve-connect uploads, activates, lists and downloads; errors name their line', async (t) => {
+test('sieve-connect uploads, activates, lists and downloads; errors name their line', { skip: missing }, async (t) => {
   const dir = await tempDir(t)
   const ca = await createTestCa()
   const caFile = join(dir, 'ca.pem')
