@@ -13,6 +13,7 @@ import { LOG_BATCH_ENTRIES_MAX, PROTOCOLS, unpackBodies } from './wire.ts'
 import type { Placement } from './placement.ts'
 import type { ReplicaState } from './state.ts'
 import type { DivergenceRepair } from './divergence.ts'
+import { START_SETTLE_MS } from './constants.ts'
 
 /**
  * A member last seen alive this long before a user was created, or earlier, cannot hold a copy of it (the
@@ -30,6 +31,11 @@ export interface CatchUpComponents {
   merge: DivergenceRepair['merge']
 }
 
+export interface CatchUpInit {
+  /** How long after its start this node waits for the members it remembers before it leads without them. */
+  startSettleMs?: number
+}
+
 export class CatchUp {
   private readonly gossip: CatchUpComponents['gossip']
   private readonly store: Store
@@ -38,7 +44,8 @@ export class CatchUp {
   private readonly state: ReplicaState
   private readonly merge: DivergenceRepair['merge']
 
-  constructor (components: CatchUpComponents) {
+  constructor (components: CatchUpComponents, init: CatchUpInit = {}) {
+    this.settleMs = init.startSettleMs ?? START_SETTLE_MS
     this.gossip = components.gossip
     this.store = components.store
     this.log = components.logger
@@ -51,6 +58,10 @@ export class CatchUp {
 
   private readonly file: string
   private saving: Promise<void> = Promise.resolve()
+  private readonly settleMs: number
+  /** Members known but not alive when this node started (remembered from before a restart), not heard from since. */
+  private readonly unheard = new Set<string>()
+  private startedAt = 0
 
   /**
    * The provisional users this node had when it stopped (a restart must not serve the UIDs it gave them: its copy is
@@ -58,6 +69,11 @@ export class CatchUp {
    */
   async load (): Promise<void> {
     this.stopped = false
+    this.startedAt = Date.now()
+    this.unheard.clear()
+    for (const m of this.gossip.members()) {
+      if (!m.self && m.id !== this.placement.self && m.status !== 'alive' && m.status !== 'left') this.unheard.add(m.id)
+    }
     let saved: Record<string, string[]>
     try {
       saved = JSON.parse(await readFile(this.file, 'utf8')) as Record<string, string[]>
@@ -101,6 +117,7 @@ export class CatchUp {
    * other alive replicas (a new primary first takes what they have).
    */
   async lead (user: string, opts?: OpOptions): Promise<void> {
+    this.settled()
     const primary = this.placement.primaryOf(user)
     if (primary !== this.placement.self) throw new MailError('unavailable', primary === null ? 'No node owns this user right now' : 'This node does not own the user')
     const ring = this.placement.ring().version
@@ -114,6 +131,31 @@ export class CatchUp {
       done.catch(() => { if (this.state.ready.get(user)?.done === done) this.state.ready.delete(user) })
     }
     await r.done
+  }
+
+  /**
+   * A node that (re)starts knows the other members only as remembered, dead until heard from: its ring holds only
+   * itself and the members heard so far, so it would take itself for the primary of users whose newer copies they
+   * hold, and serve and change its old copy (a node SIGKILLed and restarted did, test/stress). Until every member
+   * it knew at its start has been heard alive (or has left, or is forgotten), or START_SETTLE_MS has passed (then
+   * the silent ones are dead as far as anyone can tell), it leads no user: a temporary failure.
+   */
+  private settled (): void {
+    if (this.unheard.size === 0) return
+    for (const id of this.unheard) {
+      const m = this.gossip.members().find(x => x.id === id)
+      if (m === undefined || m.status === 'alive' || m.status === 'left') this.unheard.delete(id)
+    }
+    if (this.unheard.size === 0) {
+      this.log.info({ ms: Date.now() - this.startedAt }, 'start_settled')
+      return
+    }
+    if (Date.now() - this.startedAt >= this.settleMs) {
+      this.log.warn({ unheard: [...this.unheard] }, 'start_settled_without')
+      this.unheard.clear()
+      return
+    }
+    throw new MailError('unavailable', 'This node has just started and has not heard from the rest of the grid yet; try again shortly')
   }
 
   /**

@@ -7,3 +7,8 @@ export const REMIRROR_CONCURRENCY = 4 // users re-mirrored at once: the rest of 
 export const RETRY_BACKOFF_MS = 200
 export const POSITIONS_PER_REQUEST_MAX = 10_000 // users whose log position one request may ask for
 export const MERGE_ATTEMPTS_MAX = 5 // a diverged copy that keeps taking writes is merged again, this many times
+// After a (re)start, the members this node remembers (dead until heard from) are waited for this long before it
+// leads a user without them: a restarted node's ring holds only the members it has heard, so it may take itself
+// for the primary of users whose newer copies they hold. A member that is up is heard within a discovery round
+// (2 s) and a heartbeat; one silent for the failure detector's dead time (4 s) past that is taken for dead.
+export const START_SETTLE_MS = 6_000

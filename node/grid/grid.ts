@@ -19,7 +19,7 @@ import { HandOff } from './handoff.ts'
 import { Rebalancer } from './rebalance.ts'
 import { DirectorySync } from './directory-sync.ts'
 
-export { DIRECTORY_SYNC_INTERVAL_MS, MERGE_ATTEMPTS_MAX, POSITIONS_PER_REQUEST_MAX, REBALANCE_INTERVAL_MS, REMIRROR_CONCURRENCY, REPLICATION_TIMEOUT_MS, RETRY_BACKOFF_MS } from './constants.ts'
+export { DIRECTORY_SYNC_INTERVAL_MS, MERGE_ATTEMPTS_MAX, POSITIONS_PER_REQUEST_MAX, REBALANCE_INTERVAL_MS, REMIRROR_CONCURRENCY, REPLICATION_TIMEOUT_MS, RETRY_BACKOFF_MS, START_SETTLE_MS } from './constants.ts'
 
 export interface GridComponents {
   gossip: Gossip
@@ -34,6 +34,8 @@ export interface GridInit {
   replicas: number // R, 1 to 5
   /** Keys other than users that are placed and replicated like a user's mail (the outbound queue's shards). */
   keys?: readonly string[]
+  /** How long after its start the node waits for the members it remembers before it leads without them (START_SETTLE_MS). */
+  startSettleMs?: number
 }
 
 export interface GridStatus {
@@ -84,7 +86,7 @@ export class Grid {
     const replicate = this.shipping.replicate.bind(this.shipping)
     this.repair = new DivergenceRepair({ gossip, store, logger, placement, state, replicate })
     const merge = this.repair.merge.bind(this.repair)
-    this.catchUp = new CatchUp({ gossip, store, logger, placement, state, merge })
+    this.catchUp = new CatchUp({ gossip, store, logger, placement, state, merge }, { startSettleMs: init.startSettleMs })
     const lead = this.catchUp.lead.bind(this.catchUp)
     this.routing = new Routing({ gossip, store, placement, lead, replicate })
     this.handOff = new HandOff({ gossip, store, logger, placement, lead, replicate, merge, dropCopy: this.repair.dropCopy.bind(this.repair) })

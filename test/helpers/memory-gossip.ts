@@ -98,6 +98,18 @@ export class MemoryGossip implements Gossip {
     this.net.settle()
   }
 
+  /**
+   * Before start: the members a restarted node knew (gossip/ keeps the list on disk), entered as dead until heard
+   * from, as gossip/detector.ts `remember` does. Cut the node off first to hold it in that state (partition).
+   */
+  remember (ids: string[]): void {
+    for (const id of ids) {
+      const n = this.net.nodes.get(id)
+      if (n === undefined || id === this.self || this.view.has(id)) continue
+      this.view.set(id, { ...n.published, status: 'dead', lastSeen: Date.now(), self: false })
+    }
+  }
+
   /** SIGKILL: gone without a word. */
   kill (): void {
     this.running = false
