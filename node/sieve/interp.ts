@@ -50,13 +50,22 @@ function sha (s: string): string {
   return createHash('sha256').update(s).digest('hex')
 }
 
-/** Flags of an imap4flags list: each string split on spaces, duplicates (case-insensitive) dropped (RFC 5232 3). */
+// RFC 3501 flags: the system flags a client may set, or a keyword atom (no atom-specials, ASCII)
+const SYSTEM_FLAGS = new Set(['\\seen', '\\answered', '\\flagged', '\\deleted', '\\draft'])
+const KEYWORD = /^[\x21\x23-\x24\x26-\x27\x2b-\x5b\x5e-\x7a\x7c\x7e]{1,255}$/
+
+function validFlag (f: string): boolean {
+  return f.startsWith('\\') ? SYSTEM_FLAGS.has(f.toLowerCase()) : KEYWORD.test(f)
+}
+
+/** Flags of an imap4flags list: each string split on spaces, duplicates (case-insensitive) dropped (RFC 5232 3);
+ * a name that is not an IMAP flag is ignored, as Pigeonhole does (RFC 5232 leaves it to the implementation). */
 function flagList (strings: string[]): string[] {
   const out: string[] = []
   const seen = new Set<string>()
   for (const s of strings) {
     for (const f of s.split(/[ \t\r\n]+/)) {
-      if (f === '' || seen.has(f.toLowerCase())) continue
+      if (f === '' || seen.has(f.toLowerCase()) || !validFlag(f)) continue
       seen.add(f.toLowerCase())
       out.push(f)
     }
@@ -190,10 +199,11 @@ class Run {
   private addKeep (mailbox: string, flags: string[], create: boolean): void {
     const name = mailboxName(mailbox)
     const prev = this.keeps.get(name)
-    // RFC 5228 2.10.3: filing twice into one mailbox files once
+    // RFC 5228 2.10.3: filing twice into one mailbox files once; the flags of the last of them apply (as in
+    // Pigeonhole, checked by test/sieve/pigeonhole.test.ts)
     if (prev === undefined) this.keeps.set(name, { mailbox: name, flags: [...flags], create })
     else {
-      prev.flags = flagList([...prev.flags, ...flags])
+      prev.flags = [...flags]
       prev.create ||= create
     }
   }
