@@ -126,7 +126,8 @@ test('a node that starts a user empty while its replicas are dead serves no UIDs
   // a restart does not forget it: A's copy is no longer empty, yet its UIDs are still not final
   await down(A)
   await up(A)
-  await (A.grid as Grid).deliver(raw(n), [{ user, prefix: '' }])
+  // B and C, which it remembers, are silent: it leads nothing until the settle time has passed (catch-up.ts)
+  await until('A takes mail after its restart', async () => await (A.grid as Grid).deliver(raw(n), [{ user, prefix: '' }]).then(() => true, (err: unknown) => { if (unavailable(err)) return false; throw err }))
   acked.add(String(n++))
   await assert.rejects(readers.read(replicatedMailStore(A.grid as Grid, A.store as Store), user), unavailable, 'still provisional after a restart')
 
