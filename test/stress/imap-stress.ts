@@ -132,6 +132,8 @@ interface Pending {
   resolve: (r: Reply) => void
   reject: (e: Error) => void
   onContinue?: () => void
+  /** Run as the tagged reply is read, before the responses after it in the same chunk (NOTIFY pushes) are applied. */
+  onDone?: () => void
 }
 
 /** One raw-socket IMAP connection: frames responses, hands every untagged one to `onUntagged` as it arrives. */
@@ -217,17 +219,18 @@ class Conn {
       return
     }
     this.pending = null
+    p.onDone?.()
     p.resolve({ status: status.status, code: status.code, text: status.text, untagged: p.untagged, lines: p.lines })
   }
 
   /** Sends one command (raw text after the tag, literals inline with LITERAL+) and waits for its tagged reply. */
-  async command (name: string, text: string, timeoutMs: number, opts: { noExpunge?: boolean, idleMs?: number } = {}): Promise<Reply> {
+  async command (name: string, text: string, timeoutMs: number, opts: { noExpunge?: boolean, idleMs?: number, onDone?: () => void } = {}): Promise<Reply> {
     if (this.closed) throw new Disconnected('closed')
     if (this.pending !== null) throw new Error('a command is already running')
     const tag = `c${++this.n}`
     let timer: NodeJS.Timeout | undefined
     const done = new Promise<Reply>((resolve, reject) => {
-      this.pending = { tag, name, noExpunge: opts.noExpunge ?? false, untagged: [], lines: [], resolve, reject }
+      this.pending = { tag, name, noExpunge: opts.noExpunge ?? false, untagged: [], lines: [], resolve, reject, ...(opts.onDone !== undefined ? { onDone: opts.onDone } : {}) }
       if (opts.idleMs !== undefined) {
         this.pending.onContinue = () => { setTimeout(() => { if (!this.closed) this.socket.write('DONE\r\n') }, opts.idleMs) }
       }
@@ -269,6 +272,7 @@ class StressSession {
   /** CONDSTORE sessions keep `UID SEARCH RETURN (ALL UPDATE) KEYWORD $Pn` (RFC 5267): its tag and result. */
   ctxTag = ''
   readonly ctx = new Set<number>()
+  readonly #missingReported = new Set<string>()
   /** The view a SELECT opens, once the old one is closed (OK [CLOSED]). */
   #nextView: View | null = null
 
@@ -290,12 +294,15 @@ class StressSession {
 
   get condstore (): boolean { return this.mode !== 'plain' }
 
-  #viewProblem = (kind: string, detail: string): void => {
+  #viewProblem = (kind: string, detail: string): void => { this.bad(kind, detail) }
+
+  /** A view inconsistency this session found (with its last lines when MAILGRID_STRESS_TRACE is set). */
+  bad (kind: string, detail: string): void {
     this.world.inconsistent(this.name, kind, detail)
     if (this.conn !== null && this.conn.trace.length > 0) this.world.log(`trace ${this.name}:\n  ${this.conn.trace.join('\n  ')}`)
   }
 
-  async cmd (name: string, text: string, opts: { noExpunge?: boolean, idleMs?: number } = {}): Promise<Reply> {
+  async cmd (name: string, text: string, opts: { noExpunge?: boolean, idleMs?: number, onDone?: () => void } = {}): Promise<Reply> {
     const conn = this.conn
     if (conn === null) throw new Disconnected('not connected')
     this.world.commands++
@@ -400,7 +407,7 @@ class StressSession {
       const key = keyOf(this.user, view.mailbox, view.uidValidity, uid)
       if (!this.world.acked.has(key)) continue
       this.world.checks++
-      if (!this.world.intents.has(key)) this.world.inconsistent(this.name, 'expunge-unasked', `${view.mailbox} UID ${uid} (an acknowledged APPEND) expunged though no session stored \\Deleted on it or moved it`)
+      if (!this.world.intents.has(key)) this.bad('expunge-unasked', `${view.mailbox} UID ${uid} (an acknowledged APPEND) expunged though no session stored \\Deleted on it or moved it`)
     }
   }
 
@@ -408,13 +415,13 @@ class StressSession {
     const view = this.view
     this.world.checks++
     const v = verifyMessage(body)
-    if ('error' in v) { this.world.inconsistent(this.name, 'body', `${view?.mailbox} UID ${uid}: ${v.error}`); return }
+    if ('error' in v) { this.bad('body', `${view?.mailbox} UID ${uid}: ${v.error}`); return }
     this.world.bodiesVerified++
     if (view === null || uid === 0) return
     const acked = this.world.acked.get(keyOf(this.user, view.mailbox, view.uidValidity, uid))
     if (acked !== undefined) {
       this.world.checks++
-      if (acked.id !== v.id) this.world.inconsistent(this.name, 'body-id', `${view.mailbox} UID ${uid} holds ${v.id}; the APPEND acknowledged as that UID sent ${acked.id}`)
+      if (acked.id !== v.id) this.bad('body-id', `${view.mailbox} UID ${uid} holds ${v.id}; the APPEND acknowledged as that UID sent ${acked.id}`)
     }
   }
 
@@ -511,7 +518,10 @@ class StressSession {
       if (a.at >= before || !key.startsWith(prefix) || this.world.intents.has(key)) continue
       this.world.checks++
       const uid = Number(key.slice(prefix.length))
-      if (!known.has(uid)) this.world.inconsistent(this.name, 'acked-missing', `${view.mailbox} UID ${uid} (${a.id}, acknowledged) is not in the view after ${afterSelect ? 'SELECT' : 'NOOP'}`)
+      // once per message and session: the NOOPs after it would report the same absence again
+      if (known.has(uid) || this.#missingReported.has(key)) continue
+      this.#missingReported.add(key)
+      this.bad('acked-missing', `${view.mailbox} UID ${uid} (${a.id}, acknowledged) is not in the view after ${afterSelect ? 'SELECT' : 'NOOP'}`)
     }
   }
 
@@ -542,7 +552,7 @@ class StressSession {
     const uidValidity = Number(m[1])
     const uid = Number(m[2])
     const key = keyOf(this.user, box, uidValidity, uid)
-    if (this.world.acked.has(key)) this.world.inconsistent(this.name, 'appenduid-reused', `${box} UID ${uid} acknowledged twice (${this.world.acked.get(key)!.id}, ${id})`)
+    if (this.world.acked.has(key)) this.bad('appenduid-reused', `${box} UID ${uid} acknowledged twice (${this.world.acked.get(key)!.id}, ${id})`)
     this.world.acked.set(key, { id, at: this.world.tick(), wall: Date.now() })
     if (this.view !== null && box === this.view.mailbox && uidValidity === this.view.uidValidity && !this.view.priv.has(uid)) {
       this.view.priv.set(uid, flags.includes(this.privKeyword))
@@ -564,13 +574,16 @@ class StressSession {
     if (deleting) for (const u of uids) this.world.intend(keyOf(this.user, view.mailbox, view.uidValidity, u))
     if (priv) for (const u of uids) { view.privBusy.add(u); view.priv.delete(u) }
     let r: Reply
+    let last: Map<number, string[]> | null = null
     view.fetchLog = new Map()
     try {
-      r = await this.cmd(byUid ? 'UID STORE' : 'STORE', `${byUid ? 'UID ' : ''}STORE ${set}${unchanged === null ? '' : ` (UNCHANGEDSINCE ${unchanged})`} ${add ? '+' : '-'}FLAGS${silent ? '.SILENT' : ''} (${flags.join(' ')})`, { noExpunge: !byUid })
+      r = await this.cmd(byUid ? 'UID STORE' : 'STORE', `${byUid ? 'UID ' : ''}STORE ${set}${unchanged === null ? '' : ` (UNCHANGEDSINCE ${unchanged})`} ${add ? '+' : '-'}FLAGS${silent ? '.SILENT' : ''} (${flags.join(' ')})`, {
+        noExpunge: !byUid,
+        onDone: () => { last = view.fetchLog; view.fetchLog = null }
+      })
     } finally {
       if (priv) for (const u of uids) view.privBusy.delete(u)
     }
-    const last = view.fetchLog
     view.fetchLog = null
     if (this.view !== view || !priv || r.status !== 'OK') return
     // the messages the store did not change for UNCHANGEDSINCE: unknown from here (the model relearns them)
@@ -580,10 +593,10 @@ class StressSession {
     for (const uid of uids) {
       if (failed.has(uid) || view.seqOf(uid) === 0) continue
       view.priv.set(uid, add)
-      const flagsNow = last.get(uid)
+      const flagsNow = (last as Map<number, string[]> | null)?.get(uid)
       if (flagsNow !== undefined) {
         this.world.checks++
-        if (flagsNow.includes(this.privKeyword) !== add) this.world.inconsistent(this.name, 'store-result', `${view.mailbox} UID ${uid}: the last FETCH of STORE ${add ? '+' : '-'}FLAGS (${this.privKeyword}) shows (${flagsNow.join(' ')})`)
+        if (flagsNow.includes(this.privKeyword) !== add) this.bad('store-result', `${view.mailbox} UID ${uid}: the last FETCH of STORE ${add ? '+' : '-'}FLAGS (${this.privKeyword}) shows (${flagsNow.join(' ')})`)
       } else if (!silent && unchanged === null) {
         // RFC 2180 4.2: a message expunged by another session that this one was not told of yet may be left out;
         // then the next NOOP must report its expunge
@@ -638,20 +651,24 @@ class StressSession {
     const view = this.view!
     const byUid = this.rnd() < 0.5
     const name = byUid ? 'UID SEARCH' : 'SEARCH'
-    const r = await this.cmd(name, `${name} KEYWORD ${this.privKeyword}`, { noExpunge: !byUid })
+    // the model as it stands when the reply is read (a NOTIFY push right after it may teach the view more)
+    let model: Array<[number, number]> = []
+    const r = await this.cmd(name, `${name} KEYWORD ${this.privKeyword}`, {
+      noExpunge: !byUid,
+      onDone: () => { model = [...view.priv].filter(([uid, has]) => has && view.seqOf(uid) !== 0).map(([uid]) => [uid, view.seqOf(uid)]) }
+    })
     if (r.status !== 'OK' || this.view !== view) return
     const hits = new Set<number>()
     for (const u of r.untagged) if (String(u.items[0]).toUpperCase() === 'SEARCH') for (const n of u.items.slice(1)) hits.add(Number(n))
     for (const n of hits) {
       this.world.checks++
       const uid = byUid ? n : view.uids[n - 1]
-      if (!byUid && (n < 1 || n > view.exists)) { this.world.inconsistent(this.name, 'search-range', `SEARCH returned ${n} with EXISTS ${view.exists}`); continue }
+      if (!byUid && (n < 1 || n > view.exists)) { this.bad('search-range', `SEARCH returned ${n} with EXISTS ${view.exists}`); continue }
       if (uid === undefined || uid === 0) continue
-      if (view.priv.get(uid) === false && !view.privBusy.has(uid)) this.world.inconsistent(this.name, 'search-own-flag', `${view.mailbox}: ${name} KEYWORD ${this.privKeyword} returned UID ${uid}, which lacks it`)
+      if (view.priv.get(uid) === false && !view.privBusy.has(uid)) this.bad('search-own-flag', `${view.mailbox}: ${name} KEYWORD ${this.privKeyword} returned UID ${uid}, which lacks it`)
     }
-    for (const [uid, has] of view.priv) {
-      if (!has || view.seqOf(uid) === 0) continue
-      if (!hits.has(byUid ? uid : view.seqOf(uid))) this.#mustBeGone.set(uid, `${name} KEYWORD ${this.privKeyword} missed it`)
+    for (const [uid, seq] of model) {
+      if (!hits.has(byUid ? uid : seq)) this.#mustBeGone.set(uid, `${name} KEYWORD ${this.privKeyword} missed it`)
     }
   }
 
@@ -671,7 +688,7 @@ class StressSession {
     if (view === null) return
     for (const [uid, what] of this.#mustBeGone) {
       this.world.checks++
-      if (view.seqOf(uid) !== 0 && (!what.includes('SEARCH') || view.priv.get(uid) === true)) this.world.inconsistent(this.name, 'passed-over', `${view.mailbox} UID ${uid}: ${what}, and it is still there after NOOP`)
+      if (view.seqOf(uid) !== 0 && (!what.includes('SEARCH') || view.priv.get(uid) === true)) this.bad('passed-over', `${view.mailbox} UID ${uid}: ${what}, and it is still there after NOOP`)
     }
     this.#mustBeGone.clear()
     // the SEARCH context follows the private keyword as the model does
@@ -680,7 +697,7 @@ class StressSession {
         const has = view.priv.get(uid)
         if (uid === 0 || has === undefined || view.privBusy.has(uid)) continue
         this.world.checks++
-        if (has !== this.ctx.has(uid)) this.world.inconsistent(this.name, 'context', `${view.mailbox} UID ${uid}: the UPDATE context of KEYWORD ${this.privKeyword} ${this.ctx.has(uid) ? 'has' : 'lacks'} it, the flags say ${has}`)
+        if (has !== this.ctx.has(uid)) this.bad('context', `${view.mailbox} UID ${uid}: the UPDATE context of KEYWORD ${this.privKeyword} ${this.ctx.has(uid) ? 'has' : 'lacks'} it, the flags say ${has}`)
       }
     }
   }
