@@ -27,6 +27,9 @@ import { createImapServer } from './imap/index.ts'
 import { createPop3Server } from './pop3/index.ts'
 import { createManageSieveServer, SieveService } from './managesieve/index.ts'
 import { createSmtpService, MemoryBudget } from './smtp/server.ts'
+import type { SmtpService } from './smtp/server.ts'
+import { SmtpWorkers, workerCount } from './smtp/workers.ts'
+import type { WorkerInit } from './smtp/worker.ts'
 import { burlFetcher } from './smtp/burl.ts'
 import { createDeliverer, Queue, SHARD_KEYS } from './outbound/index.ts'
 import { createArcSealer, createSigner, createSrs, srsSecret } from './mailauth/index.ts'
@@ -277,16 +280,30 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
 
   // domains' byte quotas: the sum of their users' usage, read where each user's mail is, cached
   const domainUsage = createDomainUsage({ directory: store, quota: async u => await mail.quota(u), now })
-  const smtp = (name: ServiceName, mode: SmtpMode): void => {
+  // SMTP worker processes (node/smtp/workers.ts): the SMTP sessions on other cores, everything else asked of this process
+  const workersWanted = workerCount(init.workers ?? 0)
+  const workerServices: WorkerInit['services'] = []
+  const smtpServices = new Map<'smtp' | 'submission' | 'smtps', SmtpService>()
+  const burl = burlFetcher(mail, now, forwarder !== null ? { route: forwarder.route } : undefined)
+  let workers: SmtpWorkers | null = null
+  const smtp = (name: 'smtp' | 'submission' | 'smtps', mode: SmtpMode): void => {
     const endpoint = init.listen[name]
     if (endpoint === null) return
-    services.set(name, createSmtpService(
-      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, metrics, stats, domainUsage, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}), ...(mode !== 'mx' ? { burl: burlFetcher(mail, now, forwarder !== null ? { route: forwarder.route } : undefined) } : {}) },
-      {
-        mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
-        recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback
-      }
-    ))
+    const smtpInit = {
+      mode, endpoint, hostname: init.hostname, tls: init.tls, messageBytesMax: init.limits.messageBytesMax,
+      recipientsMax: init.limits.recipientsMax, idleTimeoutMs: init.limits.idleTimeoutMs, plaintextAuthOnLoopback: init.plaintextAuthOnLoopback
+    }
+    const service = createSmtpService(
+      { directory: store, delivery: mail, auth, limiter, budget, logger: logger.child({ ns: 'smtp' }), now, outbound: queue, srs, sealer, metrics, stats, domainUsage, ...(mode === 'mx' && filter !== undefined ? { filter } : {}), ...(mode === 'mx' && inbound !== undefined ? { inbound } : {}), ...(mode !== 'mx' ? { burl } : {}) },
+      smtpInit
+    )
+    services.set(name, service)
+    smtpServices.set(name, service)
+    workerServices.push({
+      name,
+      init: smtpInit,
+      has: { outbound: true, sealer: true, domainUsage: true, burl: mode !== 'mx', metrics: metrics !== undefined, stats: true, srs: true, inbound: mode === 'mx' && inbound !== undefined, filter: mode === 'mx' && filter !== undefined }
+    })
   }
   smtp('smtp', 'mx')
   smtp('submission', 'submission')
@@ -350,6 +367,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     authThrottle: gridThrottle ?? throttle,
     stats,
     alarms,
+    get smtpWorkerPids () { return workers?.pids ?? [] },
     async start () {
       if (state !== 'new') return
       state = 'starting'
@@ -367,6 +385,22 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
           bound.push({ name, host: a.host, port: a.port })
         }
         gossip?.update({ services: Object.fromEntries(bound.map(b => [b.name, b.port])) })
+        if (workersWanted > 0 && smtpServices.size > 0) {
+          workers = new SmtpWorkers({
+            directory: store, delivery: mail, auth, limiter, outbound: queue, sealer, domainUsage, stats, burl: { fetch: burl }, ...(metrics !== undefined ? { metrics } : {})
+          }, {
+            count: workersWanted,
+            workerInit: {
+              logLevel: logger.level,
+              srsSecret: srsSecret(init.grid?.clusterKey ?? Buffer.from(String(init.tls.key))),
+              services: workerServices,
+              ...(inbound !== undefined && init.inbound !== undefined ? { inbound: { hostname: init.hostname, dmarcReject: init.inbound.dmarcReject, dnsServers: out.dnsServers } } : {}),
+              ...(filter !== undefined && rspamd !== undefined ? { rspamd } : {})
+            },
+            listeners: [...smtpServices].flatMap(([name, svc]) => { const l = svc.listener(); return l === null ? [] : [{ name, server: l }] })
+          }, logger)
+          await workers.start()
+        }
         await queue.start()
         imports.start()
         collector.start()
@@ -397,6 +431,8 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       if (publishTimer !== null) clearInterval(publishTimer)
       await alarms.stop()
       disk.stop()
+      // workers first: their sessions' deliveries still need this process's store
+      await workers?.stop()
       await Promise.allSettled([...services.values()].map(s => s.close()))
       await stats.stop()
       forwarder?.stop()

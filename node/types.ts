@@ -103,6 +103,8 @@ export interface NodeInit {
   collectTickMs?: number
   /** Alarms (node/alarms): thresholds and where to mail them; absent: the defaults, no mail. */
   alarms?: AlarmsConfig
+  /** SMTP worker processes (node/smtp/workers.ts): -1 = one per core but one, 0 or absent = none (SMTP in this process). */
+  workers?: number
 }
 
 /** The alarms' thresholds (the appliance's alarms.* keys). */
@@ -185,6 +187,8 @@ export interface MailNode {
   readonly authThrottle: import('./limits.ts').Throttle
   /** Statistics per user, domain and grid (node/stats). */
   readonly stats: import('./stats/index.ts').Stats
+  /** Process ids of the SMTP worker processes running now (node/smtp/workers.ts); empty when SMTP runs in this process. */
+  readonly smtpWorkerPids: number[]
   /** Alarms, this node's and gathered grid-wide (node/alarms). */
   readonly alarms: import('./alarms/index.ts').Alarms
   start (): Promise<void>

@@ -6,7 +6,7 @@
 import { SMTPServer } from 'smtp-server'
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server'
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Server } from 'node:net'
 import type { Logger } from 'pino'
 import { domainOf, isMailError, normalizeAddress } from '../../store/index.ts'
 import type { DeliveryTarget, Directory, MailStore } from '../../store/index.ts'
@@ -117,7 +117,8 @@ export interface SmtpComponents {
   directory: Directory
   delivery: Pick<MailStore, 'deliver' | 'quota'>
   auth: Authenticator
-  limiter: ConnectionLimiter
+  /** Connection limits; in an SMTP worker process (node/smtp/workers.ts) the primary's, asked over IPC. */
+  limiter: SmtpLimiter
   budget: MemoryBudget
   logger: Logger
   now?: () => number
@@ -165,9 +166,17 @@ interface SessionState {
   holdUntil: number | null
 }
 
+/** ConnectionLimiter, or its proxy in a worker process (an answer that comes later). */
+export interface SmtpLimiter {
+  tryOpen (ip: string): ReturnType<ConnectionLimiter['tryOpen']> | Promise<ReturnType<ConnectionLimiter['tryOpen']>>
+}
+
 export interface SmtpService {
-  listen (): Promise<Endpoint>
+  /** Binds the endpoint, or (a worker process) accepts on a listening socket the primary passed. */
+  listen (shared?: Server): Promise<Endpoint>
   close (): Promise<void>
+  /** The listening socket, to pass to worker processes (null before listen). */
+  listener (): Server | null
 }
 
 /** Tracks DATA bytes held in memory by all SMTP sessions of a node, so a flood of large messages cannot exhaust the heap. */
@@ -207,6 +216,23 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
 
   const plaintextOk = (session: SMTPServerSession): boolean => session.secure || (init.plaintextAuthOnLoopback && isLoopback(session.remoteAddress))
 
+  // sessions whose connection-limit answer is still on its way from the primary (a worker process), and those of
+  // them that closed meanwhile: their slot is given back as soon as it arrives
+  const opening = new Set<string>()
+  const closedWhileOpening = new Set<string>()
+  const connected = (session: SMTPServerSession, release: (() => void) | null, callback: (err?: Error | null) => void): void => {
+    if (release === null) {
+      log.warn({ sid: session.id, ip: session.remoteAddress }, 'smtp_connection_refused')
+      callback(reply(421, '4.7.0 Too many connections from your address, try again later'))
+      return
+    }
+    state(session).release = release
+    if (submission && !plaintextOk(session)) session.disabledCommands = ['AUTH']
+    metrics?.inc('connections', label)
+    log.info({ sid: session.id, ip: session.remoteAddress }, 'smtp_connect')
+    callback()
+  }
+
   const options: SMTPServerOptions = {
     name: init.hostname,
     banner: 'mailgrid',
@@ -232,17 +258,17 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     hideREQUIRETLS: true,
 
     onConnect (session, callback) {
-      const release = limiter.tryOpen(session.remoteAddress)
-      if (release === null) {
-        log.warn({ sid: session.id, ip: session.remoteAddress }, 'smtp_connection_refused')
-        callback(reply(421, '4.7.0 Too many connections from your address, try again later'))
-        return
+      const opened = limiter.tryOpen(session.remoteAddress)
+      if (opened instanceof Promise) {
+        opening.add(session.id)
+        const settle = (): boolean => { opening.delete(session.id); return closedWhileOpening.delete(session.id) }
+        opened.then(release => {
+          if (settle()) release?.()
+          else connected(session, release, callback)
+        }, (err: unknown) => { if (!settle()) callback(mapError(session, err)) })
+      } else {
+        connected(session, opened, callback)
       }
-      state(session).release = release
-      if (submission && !plaintextOk(session)) session.disabledCommands = ['AUTH']
-      metrics?.inc('connections', label)
-      log.info({ sid: session.id, ip: session.remoteAddress }, 'smtp_connect')
-      callback()
     },
 
     onSecure (_socket, session, callback) {
@@ -251,6 +277,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     },
 
     onClose (session) {
+      if (opening.has(session.id)) closedWhileOpening.add(session.id)
       const s = sessions.get(session.id)
       s?.release?.()
       sessions.delete(session.id)
@@ -605,20 +632,23 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
   let listening = false
 
   return {
-    async listen () {
+    async listen (shared?: Server) {
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error): void => reject(err)
         server.server.once('error', onError)
-        server.listen(init.endpoint.port, init.endpoint.host, () => {
+        const done = (): void => {
           server.server.off('error', onError)
           resolve()
-        })
+        }
+        if (shared !== undefined) server.server.listen(shared, done)
+        else server.listen(init.endpoint.port, init.endpoint.host, done)
       })
       listening = true
       const a = server.server.address() as AddressInfo
       log.info({ host: a.address, port: a.port }, 'smtp_listening')
       return { host: a.address, port: a.port }
     },
+    listener: () => listening ? server.server : null,
     async close () {
       if (!listening) return
       listening = false

@@ -49,6 +49,8 @@ export async function startNode (t: { after: (fn: () => Promise<void>) => void }
     sync: true,
     scryptLogN: 10,
     outbound: TEST_OUTBOUND,
+    // MAILGRID_TEST_WORKERS=N runs the SMTP sessions in N worker processes (node/smtp/workers.ts), -1 = per core
+    ...(process.env.MAILGRID_TEST_WORKERS !== undefined ? { workers: Number(process.env.MAILGRID_TEST_WORKERS) } : {}),
     ...overrides,
     limits: { ...TEST_LIMITS, ...overrides.limits }
   }

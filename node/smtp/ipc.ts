@@ -1,0 +1,64 @@
+// The wire between the node's primary process and its SMTP worker processes (node/smtp/workers.ts, worker.ts): the
+// child_process IPC channel with V8 serialization (Buffers travel as bytes, not JSON). Messages are batched: all
+// those posted in one turn of the event loop leave as one array, so fifty sessions' requests cost one write.
+
+import { MailError, isMailError } from '../../store/index.ts'
+import type { MailErrorKind } from '../../store/index.ts'
+
+/** Components a worker asks the primary for; each call is `target.method(...args)` on the primary's object. */
+export type Target = 'directory' | 'delivery' | 'auth' | 'limiter' | 'outbound' | 'sealer' | 'domainUsage' | 'burl' | 'metrics' | 'stats'
+
+export type Message =
+  | { t: 'req', id: number, target: Target, method: string, args: unknown[] }
+  | { t: 'ev', target: Target, method: string, args: unknown[] } // no answer (counters, releases)
+  | { t: 'res', id: number, value?: unknown, error?: WireFailure }
+  | { t: 'release', token: number }
+  | { t: 'ready', ports: Record<string, number> }
+  | { t: 'stop' }
+
+export interface WireFailure { message: string, kind?: MailErrorKind, responseCode?: number }
+
+/** An error as it crosses: a MailError keeps its kind (the SMTP reply depends on it), a reply its code. */
+export function toWire (err: unknown): WireFailure {
+  if (isMailError(err)) return { message: err.message, kind: err.kind }
+  const e = err instanceof Error ? err : new Error(String(err))
+  const code = (e as { responseCode?: unknown }).responseCode
+  return { message: e.message, ...(typeof code === 'number' ? { responseCode: code } : {}) }
+}
+
+export function fromWire (f: WireFailure): Error {
+  if (f.kind !== undefined) return new MailError(f.kind, f.message)
+  const e = new Error(f.message)
+  return f.responseCode !== undefined ? Object.assign(e, { responseCode: f.responseCode }) : e
+}
+
+interface Endpoint {
+  send (message: unknown, callback?: (err: Error | null) => void): boolean
+  readonly connected: boolean
+}
+
+/** Queues messages and sends them as one array per event-loop turn. */
+export class Batcher {
+  private queue: Message[] = []
+  private scheduled = false
+  private readonly to: Endpoint
+  constructor (to: Endpoint) {
+    this.to = to
+  }
+
+  post (m: Message): void {
+    this.queue.push(m)
+    if (this.scheduled) return
+    this.scheduled = true
+    setImmediate(() => { this.flush() })
+  }
+
+  flush (): void {
+    this.scheduled = false
+    if (this.queue.length === 0) return
+    const batch = this.queue
+    this.queue = []
+    // a closed channel (the other side died) drops the batch: its requests were never answered, so never acknowledged
+    if (this.to.connected) this.to.send(batch, () => {})
+  }
+}

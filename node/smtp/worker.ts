@@ -1,0 +1,149 @@
+// An SMTP worker process (started by node/smtp/workers.ts with child_process.fork). It runs the node's SMTP listeners
+// on the listening sockets the primary passes it: smtp-server, TLS, the DATA path and its limits, the inbound
+// SPF/DKIM/DMARC/ARC checks and the rspamd call, all in this process. Everything that reads or writes the node's
+// state is asked of the primary over IPC: the directory and quotas at RCPT, AUTH (the grid-wide throttle lives
+// there), the connection limits (so they stay global), the delivery and the outbound queue. A message is answered
+// 250 only when the primary says its copies are durable, exactly as in the primary's own SMTP service.
+
+import type { Server, Socket } from 'node:net'
+import pino from 'pino'
+import { createSmtpService, MemoryBudget } from './server.ts'
+import type { SmtpComponents, SmtpInit, SmtpService } from './server.ts'
+import { createSrs } from '../mailauth/index.ts'
+import { createInboundChecker } from '../mailauth/index.ts'
+import { createRspamdFilter } from '../filters/index.ts'
+import type { RspamdInit } from '../filters/rspamd.ts'
+import { Batcher, fromWire } from './ipc.ts'
+import type { Message, Target } from './ipc.ts'
+
+export type WorkerServiceName = 'smtp' | 'submission' | 'smtps'
+
+/** What the primary sends first: each service's settings and which optional components it has. */
+export interface WorkerInit {
+  t: 'init'
+  logLevel: string
+  srsSecret: Buffer
+  services: Array<{ name: WorkerServiceName, init: SmtpInit, has: { outbound: boolean, sealer: boolean, domainUsage: boolean, burl: boolean, metrics: boolean, stats: boolean, srs: boolean, inbound: boolean, filter: boolean } }>
+  inbound?: { hostname: string, dmarcReject: boolean, dnsServers: string[] }
+  rspamd?: RspamdInit
+}
+
+if (process.send === undefined) throw new Error('node/smtp/worker.ts runs as a child process of a node (node/smtp/workers.ts)')
+const channel = new Batcher(process as unknown as { send: (m: unknown, cb?: (err: Error | null) => void) => boolean, connected: boolean })
+
+// the primary gone: this process has no one to deliver to, so it ends (its unanswered messages were never acknowledged)
+process.on('disconnect', () => { process.exit(0) })
+
+let nextId = 1
+const pending = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
+
+function call (target: Target, method: string, args: unknown[]): Promise<unknown> {
+  const id = nextId++
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject })
+    channel.post({ t: 'req', id, target, method, args })
+  })
+}
+
+/** The primary's object `target`, every method an IPC call (fire-and-forget for the void ones named in `events`). */
+function remote<T> (target: Target, events: string[] = []): T {
+  return new Proxy({}, {
+    get: (_o, method) => {
+      if (typeof method !== 'string' || method === 'then') return undefined
+      if (events.includes(method)) return (...args: unknown[]) => { channel.post({ t: 'ev', target, method, args }) }
+      return async (...args: unknown[]) => await call(target, method, args)
+    }
+  }) as T
+}
+
+let init: WorkerInit | null = null
+const services = new Map<WorkerServiceName, SmtpService>()
+const ports: Record<string, number> = {}
+let stopping = false
+
+function build (w: WorkerInit, name: WorkerServiceName): SmtpService {
+  const s = w.services.find(x => x.name === name)
+  if (s === undefined) throw new Error(`no settings for ${name}`)
+  const logger = pino({ level: w.logLevel, base: { pid: process.pid, worker: true } })
+  const limiter = {
+    async tryOpen (ip: string): Promise<(() => void) | null> {
+      const token = await call('limiter', 'tryOpen', [ip]) as number | null
+      if (token === null) return null
+      let released = false
+      return () => {
+        if (released) return
+        released = true
+        channel.post({ t: 'release', token })
+      }
+    }
+  }
+  const has = s.has
+  const components: SmtpComponents = {
+    directory: remote('directory'),
+    delivery: remote('delivery'),
+    auth: remote('auth'),
+    limiter,
+    budget: new MemoryBudget(), // DATA held in this process's heap
+    logger: logger.child({ ns: 'smtp' }),
+    ...(has.outbound ? { outbound: remote('outbound') } : {}),
+    ...(has.srs ? { srs: createSrs({ secret: Buffer.from(w.srsSecret) }) } : {}),
+    ...(has.sealer ? { sealer: remote('sealer') } : {}),
+    ...(has.metrics ? { metrics: remote('metrics', ['inc', 'observe']) } : {}),
+    ...(has.stats ? { stats: remote('stats', ['add']) } : {}),
+    ...(has.domainUsage ? { domainUsage: remote('domainUsage', ['added']) } : {}),
+    ...(has.burl ? { burl: async (user: string, url: string, max: number) => Buffer.from(await call('burl', 'fetch', [user, url, max]) as Uint8Array) } : {}),
+    ...(has.inbound && w.inbound !== undefined ? { inbound: createInboundChecker({ logger: logger.child({ ns: 'mailauth' }) }, w.inbound) } : {}),
+    ...(has.filter && w.rspamd !== undefined ? { filter: createRspamdFilter({ logger: logger.child({ ns: 'rspamd' }) }, w.rspamd) } : {})
+  }
+  return createSmtpService(components, s.init)
+}
+
+async function stop (): Promise<void> {
+  if (stopping) return
+  stopping = true
+  // no new connections; sessions finish (smtp-server's close timeout), their deliveries answered by the primary
+  await Promise.allSettled([...services.values()].map(async s => { await s.close() }))
+  channel.flush()
+  process.disconnect()
+}
+
+process.on('message', (m: unknown, handle: unknown) => {
+  if (Array.isArray(m)) {
+    for (const x of m as Message[]) {
+      if (x.t === 'res') {
+        const p = pending.get(x.id)
+        if (p === undefined) continue
+        pending.delete(x.id)
+        if (x.error !== undefined) p.reject(fromWire(x.error))
+        else p.resolve(x.value)
+      } else if (x.t === 'stop') {
+        void stop()
+      }
+    }
+    return
+  }
+  const msg = m as WorkerInit | { t: 'listen' | 'socket', name: WorkerServiceName } | { t: 'stop' }
+  if (msg.t === 'socket') {
+    // a connection the primary accepted on its copy of the listening socket
+    const socket = handle as Socket | undefined
+    const service = services.get(msg.name)?.listener()
+    if (socket === undefined) return
+    if (service === undefined || service === null || stopping) socket.destroy()
+    else service.emit('connection', socket)
+  } else if (msg.t === 'init') {
+    init = msg
+  } else if (msg.t === 'stop') {
+    void stop()
+  } else if (msg.t === 'listen' && init !== null && !stopping) {
+    const w = init
+    const service = build(w, msg.name)
+    services.set(msg.name, service)
+    service.listen(handle as Server).then(a => {
+      ports[msg.name] = a.port
+      if (Object.keys(ports).length === w.services.length) channel.post({ t: 'ready', ports: { ...ports } })
+    }, (err: unknown) => {
+      console.error('smtp worker: cannot listen', err)
+      process.exit(1)
+    })
+  }
+})
