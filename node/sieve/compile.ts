@@ -3,7 +3,7 @@
 // includeDepthMax deep, and the whole tree holds at most includeScriptsMax scripts.
 
 import type { CommandNode } from './ast.ts'
-import { SIEVE_LIMITS_DEFAULT } from './limits.ts'
+import { mergeLimits, SIEVE_LIMITS_DEFAULT } from './limits.ts'
 import { parseSieve } from './parser.ts'
 import type { Node, Program } from './program.ts'
 import type { CompileOptions, CompileResult, CompiledScript, SieveError, SieveLimits } from './types.ts'
@@ -63,7 +63,7 @@ function tagErrors (errors: SieveError[], name: string, location: string): Sieve
 }
 
 export function compileSieve (source: string, opts: CompileOptions = {}): CompileResult {
-  const limits: SieveLimits = { ...SIEVE_LIMITS_DEFAULT, ...opts.limits }
+  const limits: SieveLimits = mergeLimits(SIEVE_LIMITS_DEFAULT, opts.limits)
   const { program, errors } = compileProgram(source, limits, null, null)
   if (program === null) return { ok: false, errors }
   const requires = new Set(program.requires)

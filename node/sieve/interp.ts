@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto'
 import type { Pos } from './ast.ts'
 import { compileProgram, includeTarget } from './compile.ts'
 import type { ScriptAst } from './compile.ts'
-import { HEADER_FIELD_BYTES_MAX, STRING_BYTES_MAX } from './limits.ts'
-import { matchAny } from './match.ts'
+import { HEADER_FIELD_BYTES_MAX, mergeLimits, STRING_BYTES_MAX } from './limits.ts'
+import { MatchError, matchAny } from './match.ts'
 import type { MatchContext } from './match.ts'
 import { MessageView } from './message.ts'
 import type { Field, MailAddress } from './message.ts'
@@ -107,12 +107,12 @@ class Run {
   atScript: string | null = null
 
   constructor (ast: ScriptAst, msg: SieveMessage, env: SieveEnvironment) {
-    this.limits = { ...ast.limits, ...env.limits }
+    this.limits = mergeLimits(ast.limits, env.limits)
     this.env = env
     this.msg = msg
     this.view = new MessageView(msg.raw)
     const self = this
-    this.match = { budget: { charge (n: number) { self.charge(n) } }, regexInputMax: this.limits.regexInputBytesMax, regexCache: new Map<string, Regex>() }
+    this.match = { budget: { charge (n: number) { self.charge(n) } }, regexInputMax: this.limits.regexInputBytesMax, regexPatternMax: this.limits.regexPatternBytesMax, regexCache: new Map<string, Regex>() }
   }
 
   charge (n: number): void {
@@ -650,7 +650,7 @@ function errorOf (e: unknown, at: Pos, script: string | null): SieveError {
   if (e instanceof RuntimeError) {
     return { line: e.pos.line, column: e.pos.column, offset: e.pos.offset, message: e.message, ...(e.script === null ? {} : { script: e.script }) }
   }
-  const message = e instanceof StepBudgetExceeded ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`
+  const message = e instanceof StepBudgetExceeded || e instanceof MatchError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`
   return { line: at.line, column: at.column, offset: at.offset, message, ...(script === null ? {} : { script }) }
 }
 

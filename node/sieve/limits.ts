@@ -37,3 +37,15 @@ export const SIEVE_LIMITS_DEFAULT: SieveLimits = Object.freeze({
   bodyBytesMax: BODY_BYTES_MAX,
   headersAddedMax: HEADERS_ADDED_MAX
 })
+
+/** The defaults with the given bounds over them; a bound that is not a non-negative number is ignored (so a
+ * `Partial` with an `undefined` field cannot lift a limit). */
+export function mergeLimits (base: SieveLimits, over: Partial<SieveLimits> | undefined): SieveLimits {
+  const out: SieveLimits = { ...base }
+  if (over === undefined) return out
+  for (const k of Object.keys(base) as Array<keyof SieveLimits>) {
+    const v = over[k]
+    if (typeof v === 'number' && Number.isFinite(v) && v >= 0) out[k] = v
+  }
+  return out
+}

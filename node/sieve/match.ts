@@ -3,7 +3,7 @@
 // in proportion to the text it reads, so no test can run unbounded.
 
 import type { Node } from './program.ts'
-import { compileRegex, execRegex } from './regex.ts'
+import { compileRegex, execRegex, RegexSyntaxError } from './regex.ts'
 import type { Budget, Regex } from './regex.ts'
 import { foldAscii, truncateBytes } from './util.ts'
 
@@ -12,8 +12,12 @@ const REGEX_CACHE_MAX = 64
 export interface MatchContext {
   budget: Budget
   regexInputMax: number
+  regexPatternMax: number
   regexCache: Map<string, Regex>
 }
+
+/** A key that cannot be used at run time (a :regex pattern built from variables that does not compile). */
+export class MatchError extends Error {}
 
 /** RFC 4790 9.1: the number the leading digits spell, or null for "positive infinity" (no leading digit). */
 function numeric (s: string): string | null {
@@ -124,7 +128,14 @@ function regex (ctx: MatchContext, pattern: string, ci: boolean): Regex {
   const key = `${ci ? 'i' : 'o'}${pattern}`
   let re = ctx.regexCache.get(key)
   if (re === undefined) {
-    re = compileRegex(pattern, ci)
+    // a constant pattern was checked at compile time; one built from variables is checked here
+    if (Buffer.byteLength(pattern) > ctx.regexPatternMax) throw new MatchError(`regular expression longer than ${ctx.regexPatternMax} bytes`)
+    try {
+      re = compileRegex(pattern, ci)
+    } catch (e) {
+      if (e instanceof RegexSyntaxError) throw new MatchError(`invalid regular expression: ${e.message}`)
+      throw e
+    }
     if (ctx.regexCache.size >= REGEX_CACHE_MAX) ctx.regexCache.clear()
     ctx.regexCache.set(key, re)
   }

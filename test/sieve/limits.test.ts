@@ -121,4 +121,18 @@ describe('sieve limits', () => {
     assert.deepEqual(folders(o), ['INBOX'])
     assert.match(o.errors[0].message, /more than 50000 steps/)
   })
+
+  it('a :regex pattern built from variables is checked at run time: invalid or too long is a runtime error', async () => {
+    const bad = await run('require ["regex", "variables", "fileinto"];\nset "p" "(a";\nif header :regex "subject" "${p}" { fileinto "x"; }', message('Subject: a'))
+    assert.deepEqual(folders(bad), ['INBOX'])
+    assert.match(bad.errors[0].message, /^invalid regular expression: unmatched "\("/)
+    assert.equal(bad.errors[0].line, 3)
+    const long = await run(`require ["regex", "variables", "fileinto"];\nset "p" "${'a'.repeat(2000)}";\nif header :regex "subject" "\${p}" { fileinto "x"; }`, message('Subject: a'), environment(), { variableBytesMax: 4096 })
+    assert.match(long.errors[0].message, /regular expression longer than 1024 bytes/)
+  })
+
+  it('a limit given as undefined does not lift the default', async () => {
+    const o = await run('redirect "a@example.org"; redirect "b@example.org"; redirect "c@example.org"; redirect "d@example.org"; redirect "e@example.org";', message('Subject: x'), environment({ limits: { redirectsMax: undefined } }), { stepsMax: undefined })
+    assert.match(o.errors[0].message, /more than 4 redirects/)
+  })
 })
