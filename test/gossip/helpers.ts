@@ -38,7 +38,7 @@ export async function startHost (t: Cleanups, init: Partial<GossipInit> = {}, da
   // the host stops before its directory goes: node:test runs after-hooks in the order they were added, and a
   // host still running writes its member list into the directory being removed (rm fails with ENOTEMPTY)
   const stops: Array<() => Promise<void>> = []
-  const dir = dataDir ?? await tempDir({ after: fn => { t.after(async () => { for (const s of stops) await s(); await fn() }) } }, 'mailgrid-gossip-')
+  const dir = dataDir ?? await tempDir({ after: (fn: () => Promise<void>) => { t.after(async () => { for (const s of stops) await s(); await fn() }) } }, 'mailgrid-gossip-')
   const gossip = createGossip({ sampleLoad }, { clusterKey: KEY, dataDir: dir, weight: 1, ...init })
   if (dataDir === undefined) stops.push(async () => { await gossip.stop() })
   else t.after(async () => { await gossip.stop() })
