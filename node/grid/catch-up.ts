@@ -62,6 +62,7 @@ export class CatchUp {
   /** Members known but not alive when this node started (remembered from before a restart), not heard from since. */
   private readonly unheard = new Set<string>()
   private startedAt = 0
+  private settling = false
 
   /**
    * The provisional users this node had when it stopped (a restart must not serve the UIDs it gave them: its copy is
@@ -74,6 +75,7 @@ export class CatchUp {
     for (const m of this.gossip.members()) {
       if (!m.self && m.id !== this.placement.self && m.status !== 'alive' && m.status !== 'left') this.unheard.add(m.id)
     }
+    this.settling = this.unheard.size > 0
     let saved: Record<string, string[]>
     try {
       saved = JSON.parse(await readFile(this.file, 'utf8')) as Record<string, string[]>
@@ -137,21 +139,28 @@ export class CatchUp {
    * A node that (re)starts knows the other members only as remembered, dead until heard from: its ring holds only
    * itself and the members heard so far, so it would take itself for the primary of users whose newer copies they
    * hold, and serve and change its old copy (a node SIGKILLed and restarted did, test/stress). Until every member
-   * it knew at its start has been heard alive (or has left, or is forgotten), or START_SETTLE_MS has passed (then
-   * the silent ones are dead as far as anyone can tell), it leads no user: a temporary failure.
+   * it knew at its start has been heard alive (or has left, or is forgotten) and every alive one publishes the ring
+   * this node places users on, or START_SETTLE_MS has passed (then the silent ones are dead as far as anyone can
+   * tell), it leads no user: a temporary failure. A first start (nobody remembered) does not wait.
    */
   private settled (): void {
-    if (this.unheard.size === 0) return
+    if (!this.settling) return
     for (const id of this.unheard) {
       const m = this.gossip.members().find(x => x.id === id)
       if (m === undefined || m.status === 'alive' || m.status === 'left') this.unheard.delete(id)
     }
-    if (this.unheard.size === 0) {
+    // and the others have heard this node back: each publishes the ring it places users on (rebalance.ts, after a
+    // round under it), and until it holds ours it may still lead (and take writes for) our users
+    const ring = this.placement.ring().version
+    const behind = this.gossip.members().filter(m => !m.self && m.id !== this.placement.self && m.status === 'alive' && typeof m.meta?.ring === 'string' && m.meta.ring !== ring).map(m => m.id)
+    if (this.unheard.size === 0 && behind.length === 0) {
+      this.settling = false
       this.log.info({ ms: Date.now() - this.startedAt }, 'start_settled')
       return
     }
     if (Date.now() - this.startedAt >= this.settleMs) {
-      this.log.warn({ unheard: [...this.unheard] }, 'start_settled_without')
+      this.settling = false
+      this.log.warn({ unheard: [...this.unheard], behind }, 'start_settled_without')
       this.unheard.clear()
       return
     }
