@@ -231,15 +231,16 @@ describe('differential: node/sieve against Pigeonhole', { skip }, () => {
     assert.ok(both > 100, `only ${both} scripts compiled in both`)
   })
 
-  it('random valid scripts give the same outcome on the same message (fixed seed)', async () => {
+  it('random valid scripts give the same outcome on the same messages (fixed seed)', async () => {
     const { block } = generators(false)
     let compared = 0
-    for (const body of fc.sample(block, { numRuns: 300, seed: 11 })) {
+    for (const [i, body] of fc.sample(block, { numRuns: 300, seed: 11 }).entries()) {
       const source = RANDOM_HEADER + body
       const c = compileSieve(source)
       if (!c.ok) assert.fail(`${JSON.stringify(c.errors[0])}\n${body}`)
-      const mine = ours(await runSieve(c.script, PLAIN, environment()))
-      const { output, ...them } = await ph.run(source, PLAIN.raw, PLAIN.envelope)
+      const msg = i % 2 === 0 ? PLAIN : MULTI // (not LIST: there we send no vacation reply and sieve-test prints one)
+      const mine = ours(await runSieve(c.script, msg, environment()))
+      const { output, ...them } = await ph.run(source, msg.raw, msg.envelope)
       assert.deepEqual(mine, { ...them, redirects: them.redirects.map(r => r.toLowerCase()) }, `${body}\n${output}`)
       compared++
     }
