@@ -290,6 +290,24 @@ test('browser: a user created through the form (with a hostile display name) log
   assert.equal(user.quotaBytes, 100 * 1024 * 1024)
 })
 
+test('browser: a full admin adds a domain administrator on the Admins page; it logs in on another node', async () => {
+  const page = await newPage()
+  await browserLogin(page, nodes[0], 'root', ROOT_PW)
+  await page.evaluate(() => { (globalThis as any).location.hash = '#admins' })
+  await page.waitForSelector('#admins tr[data-admin="root"]')
+  await page.type('#admin-name', 'pagemade')
+  await page.type('#admin-password', DOM_PW)
+  await page.type('#admin-domains', 'two.test')
+  await page.click('#admin-submit')
+  await page.waitForSelector('#admins tr[data-admin="pagemade"]', { timeout: 15_000 })
+  assert.equal(await page.$eval('#admins tr[data-admin="pagemade"] td:nth-child(2)', el => el.textContent), 'two.test')
+  await page.browserContext().close()
+  await until('pagemade on node2', async () => (await login(nodes[1], 'pagemade', DOM_PW)).answer.status === 200, 15_000, 300)
+  const { cookie } = await login(nodes[1], 'pagemade', DOM_PW)
+  const domains = await call(nodes[1], 'GET', '/v1/domains', { headers: { cookie } })
+  assert.deepEqual(domains.json.domains.map((d: { name: string }) => d.name), ['two.test'])
+})
+
 test('browser: a domain administrator sees only its domain and cannot open another', async () => {
   const page = await newPage()
   await browserLogin(page, nodes[2], 'onlyone', DOM_PW)

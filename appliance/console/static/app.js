@@ -110,7 +110,7 @@ async function logout () {
 
 const PAGES = [
   ['grid', 'Grid', true], ['domains', 'Domains', false], ['queue', 'Queue', true],
-  ['stats', 'Statistics', false], ['alarms', 'Alarms', true], ['nodes', 'Nodes', true]
+  ['stats', 'Statistics', false], ['alarms', 'Alarms', true], ['nodes', 'Nodes', true], ['admins', 'Admins', true]
 ]
 
 function frame (page) {
@@ -132,7 +132,7 @@ function route () {
   const hash = location.hash.replace(/^#/, '')
   const [page, ...rest] = hash.split('/')
   const arg = rest.length > 0 ? decodeURIComponent(rest.join('/')) : ''
-  const pages = { grid: gridPage, domains: domainsPage, domain: domainPage, queue: queuePage, stats: statsPage, alarms: alarmsPage, nodes: nodesPage }
+  const pages = { grid: gridPage, domains: domainsPage, domain: domainPage, queue: queuePage, stats: statsPage, alarms: alarmsPage, nodes: nodesPage, admins: adminsPage }
   let p = pages[page] ? page : (isFull() ? 'grid' : 'domains')
   if (!isFull() && !['domains', 'domain', 'stats'].includes(p)) p = 'domains'
   const main = frame(p === 'domain' ? 'domains' : p)
@@ -495,6 +495,44 @@ function nodesPage (main) {
       message(status, 'info', `${m.name}: ${state === 'draining' ? 'drain' : 'back in the ring'} asked; the page shows its state once it has acted on it.`)
       await v.refresh()
     } catch (e) { message(status, 'error', e.message) }
+  }
+  return v
+}
+
+// ---- Admin accounts ----------------------------------------------------------------------------------------
+
+function adminsPage (main) {
+  const status = h('div', { id: 'admins-status' })
+  const body = h('tbody', { id: 'admins' })
+  const name = h('input', { id: 'admin-name', placeholder: 'name', required: true, size: 14 })
+  const pw = h('input', { id: 'admin-password', type: 'password', placeholder: 'password', required: true, autocomplete: 'new-password' })
+  const domains = h('input', { id: 'admin-domains', placeholder: 'domains, comma-separated (empty: all)', size: 34 })
+  const list = text => { const d = text.split(',').map(x => x.trim()).filter(Boolean); return d.length === 0 ? null : d }
+  const act = async (fn, done) => { try { await fn(); message(status, 'info', done); await v.refresh() } catch (e) { message(status, 'error', e.message) } }
+  const form = h('form', { class: 'inline', id: 'admin-form' }, 'New admin', name, pw, domains, h('button', { class: 'primary', type: 'submit', id: 'admin-submit' }, 'Add admin'))
+  form.addEventListener('submit', ev => {
+    ev.preventDefault()
+    act(async () => { await api('POST', '/v1/admins', { name: name.value, password: pw.value, domains: list(domains.value) }); name.value = ''; pw.value = ''; domains.value = '' }, 'Admin added.')
+  })
+  main.append(h('h1', {}, 'Admin accounts'), status,
+    h('p', { class: 'muted' }, 'An admin limited to some domains sees and changes only their users, aliases and DNS records, and reads their statistics.'),
+    form, h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Domains', 'Created', ''].map(t => h('th', {}, t)))), body))
+  const v = {
+    async refresh () {
+      const { admins } = await api('GET', '/v1/admins')
+      clear(body)
+      for (const a of admins) {
+        const self = a.name === session.admin.name
+        body.append(h('tr', { 'data-admin': a.name },
+          h('td', {}, a.name, self ? h('span', { class: 'muted' }, ' (you)') : null),
+          h('td', {}, a.domains === null ? 'all' : a.domains.join(', ')),
+          h('td', {}, fmtTime(a.created)),
+          h('td', {},
+            h('button', { onclick: () => { const p = prompt(`New password for ${a.name} (its sessions end)`); if (p) act(() => api('PUT', `/v1/admins/${seg(a.name)}/password`, { password: p }), 'Password changed.') } }, 'Password'),
+            h('button', { onclick: () => { const d = prompt(`Domains of ${a.name}, comma-separated (empty: all)`, a.domains === null ? '' : a.domains.join(', ')); if (d !== null) act(() => api('PUT', `/v1/admins/${seg(a.name)}/domains`, { domains: list(d) }), 'Domains changed.') } }, 'Domains'),
+            self ? null : h('button', { class: 'danger', onclick: () => { if (confirm(`Delete the admin ${a.name}?`)) act(() => api('DELETE', `/v1/admins/${seg(a.name)}`), 'Admin deleted.') } }, 'Delete'))))
+      }
+    }
   }
   return v
 }
