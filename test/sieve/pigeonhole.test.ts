@@ -246,4 +246,33 @@ describe('differential: node/sieve against Pigeonhole', { skip }, () => {
     }
     assert.equal(compared, 300)
   })
+
+  it('include (RFC 6609): global variables, return, :once, :global, :optional, stop; loops and missing scripts refused alike', async () => {
+    const scripts: Record<string, string> = {
+      'personal:sub': 'require ["variables", "include", "fileinto"]; global "g"; if string :is "${g}" "1" { fileinto "sub-saw-g"; } set "g" "2"; set "loc" "sub"; return; fileinto "never";',
+      'personal:stopper': 'require ["fileinto"]; fileinto "stopper"; stop;',
+      'personal:loop_a': 'require "include"; include "loop_b";',
+      'personal:loop_b': 'require "include"; include "loop_a";',
+      'global:gl': 'require ["fileinto"]; fileinto "from-global";'
+    }
+    await ph.setIncludes(scripts)
+    const resolveInclude = (name: string, location: string): string | null => scripts[`${location}:${name}`] ?? null
+    const runs = [
+      'require ["variables", "include", "fileinto"]; global "g"; set "g" "1"; set "loc" "main"; include "sub"; include :once "sub"; include :global "gl"; include :optional "nope"; fileinto "g-${g}-${loc}";',
+      'require ["include", "fileinto"]; include :personal "stopper"; fileinto "after-stop";',
+      'require ["variables", "include", "fileinto"]; set "g" "local"; include "sub"; fileinto "g-${g}";'
+    ]
+    for (const source of runs) {
+      const c = compileSieve(source, { resolveInclude })
+      if (!c.ok) assert.fail(JSON.stringify(c.errors))
+      const mine = ours(await runSieve(c.script, PLAIN, environment()))
+      const { output, ...them } = await ph.run(source, PLAIN.raw, PLAIN.envelope)
+      assert.deepEqual(mine, them, `${source}\n${output}`)
+    }
+    for (const source of ['require "include";\ninclude "loop_a";', 'require "include";\ninclude "missing";', 'require "include";\ninclude :global "sub";']) {
+      const theirs = await ph.compileErrors(source)
+      assert.ok(theirs.lines.length > 0, `Pigeonhole compiled ${source}`)
+      assert.equal(compileSieve(source, { resolveInclude }).ok, false, source)
+    }
+  })
 })

@@ -40,7 +40,7 @@ export class Pigeonhole {
     await chmod(dir, 0o777)
     const uid = process.getuid?.() === 0 ? NOBODY_ID : process.getuid?.() ?? NOBODY_ID
     const gid = process.getgid?.() === 0 ? NOBODY_ID : process.getgid?.() ?? NOBODY_ID
-    for (const d of ['home', 'run', 'state']) {
+    for (const d of ['home', 'run', 'state', 'personal', 'global']) {
       await mkdir(join(dir, d))
       await chmod(join(dir, d), 0o777)
     }
@@ -49,6 +49,8 @@ export class Pigeonhole {
       `mail_home = ${dir}/home`, `mail_location = maildir:${dir}/home/Maildir`,
       `base_dir = ${dir}/run`, `state_dir = ${dir}/state`, 'log_path = /dev/stderr', 'protocols =',
       'plugin {',
+      `  sieve = file:${dir}/personal;active=${dir}/active.sieve`, // where include :personal looks
+      `  sieve_global = ${dir}/global`, // and include :global
       '  sieve_extensions = +editheader +vacation-seconds',
       '  sieve_vacation_min_period = 60s', // as node/sieve/vacation.ts
       '  sieve_vacation_max_period = 90d',
@@ -80,6 +82,21 @@ export class Pigeonhole {
         resolve(`${stdout}${stderr}`)
       })
     })
+  }
+
+  /** Replaces the scripts include can reach: keys "personal:name" and "global:name". */
+  async setIncludes (scripts: Record<string, string>): Promise<void> {
+    for (const loc of ['personal', 'global']) {
+      await rm(join(this.dir, loc), { recursive: true, force: true })
+      await mkdir(join(this.dir, loc))
+      await chmod(join(this.dir, loc), 0o777)
+    }
+    for (const [key, text] of Object.entries(scripts)) {
+      const [loc, name] = key.split(':')
+      const file = join(this.dir, loc, `${name}.sieve`)
+      await writeFile(file, text)
+      await chmod(file, 0o666)
+    }
   }
 
   /** sievec: the line numbers of the errors, [] when it compiles. */
