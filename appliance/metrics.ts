@@ -108,6 +108,25 @@ class HistogramFamily {
   }
 
   reset (): void { this.byLabel.clear() }
+
+  /** Over every label: how many, their mean, and the bucket bound under which `q` of them fall (null: above the last). */
+  summary (q: number): { count: number, meanSeconds: number, quantileSeconds: number | null } {
+    const counts = new Float64Array(this.bounds.length)
+    let count = 0
+    let sum = 0
+    for (const h of this.byLabel.values()) {
+      h.counts.forEach((c, i) => { counts[i] += c })
+      count += h.count
+      sum += h.sum
+    }
+    let cumulative = 0
+    let at: number | null = null
+    for (let i = 0; i < this.bounds.length && at === null; i++) {
+      cumulative += counts[i]
+      if (cumulative >= q * count) at = this.bounds[i]
+    }
+    return { count, meanSeconds: count === 0 ? 0 : sum / count, quantileSeconds: count === 0 ? 0 : at }
+  }
 }
 
 export interface NodeMetricsRegistry {
@@ -115,6 +134,8 @@ export interface NodeMetricsRegistry {
   readonly node: NodeMetrics
   /** Set after the node exists: the status each scrape reads. */
   setStatus (status: () => Promise<NodeStatus>): void
+  /** This node's replication lag so far (grid_replication_duration_seconds): writes, mean, and the bucket under which 99 % fell. */
+  replicationLag (): { count: number, meanSeconds: number, p99Seconds: number | null }
   /** What /metrics serves. */
   readonly contentType: string
   render (): Promise<string>
@@ -222,6 +243,10 @@ export function createNodeMetrics (init: MetricsInit = {}): NodeMetricsRegistry 
   return {
     node,
     setStatus (fn) { status = fn },
+    replicationLag () {
+      const s = histograms.get('replicationSeconds')!.summary(0.99)
+      return { count: s.count, meanSeconds: s.meanSeconds, p99Seconds: s.quantileSeconds }
+    },
     contentType: registry.contentType,
     async render () {
       await observe()

@@ -116,6 +116,7 @@ export async function startNode (options: StartOptions): Promise<number> {
     logger: namespaced(logger, 'console'),
     throttle: node.authThrottle,
     setGridState: state => { node.setGridState(state) },
+    replicationLag: () => metrics.replicationLag(),
     ...(init.grid !== undefined ? { joinKey: init.grid.clusterKey } : {})
   }, { secure: adminTls !== undefined })
   try {

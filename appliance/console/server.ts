@@ -48,6 +48,8 @@ export interface ConsoleComponents {
   throttle: Throttle
   /** Drains this node or takes it back (MailNode.setGridState), as asked on any node's console; absent: no such action. */
   setGridState?: (state: 'alive' | 'draining') => void
+  /** This node's replication lag so far (appliance/metrics.ts); absent: not shown. */
+  replicationLag?: () => { count: number, meanSeconds: number, p99Seconds: number | null }
   /** The grid's cluster key, shown on the Nodes page to full admins (how to add a node); absent: not shown. */
   joinKey?: string
   now?: () => number
@@ -242,6 +244,7 @@ export function createConsole (c: ConsoleComponents, init: { secure: boolean }):
       replicas: g?.replicas ?? 1,
       verdict: v,
       node: g === null ? null : { usersOwned: g.usersOwned, usersReplicated: g.usersReplicated, underReplicated: g.underReplicated, handoffPending: g.handoffPending, remirroredBytes: g.remirroredBytes },
+      replicationLag: c.replicationLag?.() ?? null,
       members: (g?.members ?? []).map(m => {
         const inRing = m.status === 'alive' && m.state === 'alive'
         return {

@@ -349,6 +349,9 @@ test('browser: a chart draws with data after traffic (when the node serves stati
     return (s.json.series.received as number[]).reduce((a, b) => a + b, 0)
   }
   await until('the received count in the statistics', async () => await received() >= 5, 60_000, 1000)
+  // the deliveries were replicated: the node holding the recipient's primary copy shows its replication lag
+  const lags = await Promise.all(nodes.map(async n => (await call(n, 'GET', '/console/api/grid', { headers: { authorization: `Bearer ${n.token}` } })).json.replicationLag))
+  assert.ok(lags.some(l => l.count >= 5 && l.meanSeconds > 0), JSON.stringify(lags))
   const page = await newPage()
   await browserLogin(page, nodes[0], 'root', ROOT_PW)
   await page.evaluate(() => { (globalThis as any).location.hash = '#stats' })

@@ -37,6 +37,7 @@ function fmtBytes (n) {
   while (v >= 1024 && i < u.length - 1) { v /= 1024; i++ }
   return `${v.toFixed(1)} ${u[i]}`
 }
+function fmtMs (seconds) { return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(1)} s` }
 function fmtTime (ms) { return ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) : '-' }
 function fmtAgo (ms) {
   if (!ms) return '-'
@@ -197,7 +198,10 @@ function gridPage (main) {
         ? `${g.hostname}: a standalone node, ${g.users} users in ${g.domains} domains`
         : `${alive} of ${g.members.length} members alive, R=${g.replicas}, ring ${String(g.ringVersion).slice(0, 8)}, ${g.users} users in ${g.domains} domains; ` +
           `queue ${g.queue.grid.size} messages${g.queue.grid.oldestAgeMs > 0 ? ` (oldest ${Math.round(g.queue.grid.oldestAgeMs / 1000)} s)` : ''}; ` +
-          `this node (${g.hostname}) re-mirrored ${fmtBytes(g.node.remirroredBytes)}, ${g.node.handoffPending} copies to hand over`
+          `this node (${g.hostname}) re-mirrored ${fmtBytes(g.node.remirroredBytes)}, ${g.node.handoffPending} copies to hand over` +
+          (g.replicationLag && g.replicationLag.count > 0
+            ? `; replication of its writes to the other replicas: mean ${fmtMs(g.replicationLag.meanSeconds)}, 99 % within ${g.replicationLag.p99Seconds === null ? 'more than 10 s' : fmtMs(g.replicationLag.p99Seconds)} (${g.replicationLag.count} writes)`
+            : '')
       clear(body)
       const members = [...g.members].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id))
       for (const m of members) {
