@@ -26,11 +26,18 @@ export function validFieldName (name: string): boolean {
   return name.length > 0 && name.length <= 998 && /^[\x21-\x39\x3b-\x7e]+$/.test(name)
 }
 
-/** The address of a redirect (RFC 5228 4.2: an RFC 5322 addr-spec, optionally in angle brackets), or null. */
+/** The address of a redirect (RFC 5228 4.2: an RFC 5322 address; "Joe <joe@example.org>" and a comment are
+ * accepted and reduced to the addr-spec, as Pigeonhole does), or null. */
 export function validRedirectAddress (s: string): string | null {
   let a = s.trim()
   if (a.startsWith('<') && a.endsWith('>')) a = a.slice(1, -1).trim()
-  return normalizeAddress(a) === null ? null : a
+  if (normalizeAddress(a) !== null) return a
+  const list = parseAddressList(s)
+  if (list === null || list.length !== 1) return null
+  const { mailbox, host } = list[0]
+  if (mailbox === null || host === null || mailbox === MISSING_MAILBOX || host === MISSING_DOMAIN) return null
+  const spec = `${mailbox}@${host}`
+  return normalizeAddress(spec) === null ? null : spec
 }
 
 /** An RFC 5322 mailbox, with or without a display name ("Me <me@example.com>"): vacation's :from and :addresses. */

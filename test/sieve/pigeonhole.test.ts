@@ -64,6 +64,7 @@ const CASES: Array<[string, string]> = [
   ['require ["imap4flags", "fileinto"]; addflag "$A"; if hasflag :is "$a" { fileinto "has"; }', 'PLAIN'],
   ['require ["fileinto", "copy"]; fileinto :copy "archive"; redirect :copy "backup@example.net";', 'PLAIN'],
   ['redirect "fwd@example.net"; redirect "FWD@example.net";', 'PLAIN'],
+  ['redirect "Fred <fred@example.net>"; redirect "joe@example.net (Joe)"; redirect "<ann@example.net>";', 'PLAIN'],
   ['redirect "a1@example.net"; redirect "a2@example.net"; redirect "a3@example.net"; redirect "a4@example.net"; redirect "a5@example.net";', 'PLAIN'],
   ['require "fileinto"; fileinto "a"; fileinto "a"; fileinto "INBOX"; keep;', 'PLAIN'],
   ['require ["fileinto", "mailbox"]; fileinto :create "New/Folder";', 'PLAIN'],
