@@ -37,7 +37,8 @@ function fmtBytes (n) {
   while (v >= 1024 && i < u.length - 1) { v /= 1024; i++ }
   return `${v.toFixed(1)} ${u[i]}`
 }
-function fmtMs (seconds) { return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(1)} s` }
+function fmtMs (seconds) { return seconds < 0.01 ? `${(seconds * 1000).toFixed(1)} ms` : seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(1)} s` }
+function plural (n, word) { return `${n} ${word}${n === 1 ? '' : 's'}` }
 function fmtTime (ms) { return ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) : '-' }
 function fmtAgo (ms) {
   if (!ms) return '-'
@@ -195,9 +196,9 @@ function gridPage (main) {
       verdict.textContent = `Can the grid lose a node now? ${g.verdict.reason}`
       const alive = g.members.filter(m => m.status === 'alive').length
       summary.textContent = g.self === null
-        ? `${g.hostname}: a standalone node, ${g.users} users in ${g.domains} domains`
-        : `${alive} of ${g.members.length} members alive, R=${g.replicas}, ring ${String(g.ringVersion).slice(0, 8)}, ${g.users} users in ${g.domains} domains; ` +
-          `queue ${g.queue.grid.size} messages${g.queue.grid.oldestAgeMs > 0 ? ` (oldest ${Math.round(g.queue.grid.oldestAgeMs / 1000)} s)` : ''}; ` +
+        ? `${g.hostname}: a standalone node, ${plural(g.users, 'user')} in ${plural(g.domains, 'domain')}`
+        : `${alive} of ${g.members.length} members alive, R=${g.replicas}, ring ${String(g.ringVersion).slice(0, 8)}, ${plural(g.users, 'user')} in ${plural(g.domains, 'domain')}; ` +
+          `queue ${plural(g.queue.grid.size, 'message')}${g.queue.grid.oldestAgeMs > 0 ? ` (oldest ${Math.round(g.queue.grid.oldestAgeMs / 1000)} s)` : ''}; ` +
           `this node (${g.hostname}) re-mirrored ${fmtBytes(g.node.remirroredBytes)}, ${g.node.handoffPending} copies to hand over` +
           (g.replicationLag && g.replicationLag.count > 0
             ? `; replication of its writes to the other replicas: mean ${fmtMs(g.replicationLag.meanSeconds)}, 99 % within ${g.replicationLag.p99Seconds === null ? 'more than 10 s' : fmtMs(g.replicationLag.p99Seconds)} (${g.replicationLag.count} writes)`
