@@ -91,6 +91,8 @@ class Run {
   readonly keeps = new Map<string, KeepAction>()
   readonly redirects = new Map<string, { address: string, copy: boolean }>()
   reject: { reason: string, ereject: boolean } | null = null
+  private rejectAt: { pos: Pos, script: string | null } | null = null
+  private lastDelivery: Pos | null = null // the latest keep, fileinto, redirect or vacation
   vacation: SieveOutcome['vacation'] = null
   private vacationDone = false
   implicitKeep = true
@@ -121,8 +123,7 @@ class Run {
   }
 
   fail (message: string, pos: Pos): never {
-    const p = this.scope?.program
-    throw new RuntimeError(message, pos, p === undefined || p.name === null ? null : `${p.location ?? 'personal'}:${p.name}`)
+    throw new RuntimeError(message, pos, this.scriptName())
   }
 
   // ---- variables (RFC 5229) ----
@@ -193,7 +194,15 @@ class Run {
   }
 
   private conflictsWithReject (what: string, pos: Pos): void {
-    if (this.reject !== null) this.fail(`${what} cannot be used with reject (RFC 5429 2.1)`, pos)
+    // reported at the reject, naming the other action (as Pigeonhole does, whichever came first)
+    if (this.reject !== null && this.rejectAt !== null) {
+      throw new RuntimeError(`reject cannot be used with ${what} (line ${pos.line}) (RFC 5429 2.1)`, this.rejectAt.pos, this.rejectAt.script)
+    }
+  }
+
+  private scriptName (): string | null {
+    const p = this.scope?.program
+    return p === undefined || p.name === null ? null : `${p.location ?? 'personal'}:${p.name}`
   }
 
   private addKeep (mailbox: string, flags: string[], create: boolean): void {
@@ -239,6 +248,7 @@ class Run {
       case 'keep': {
         this.countAction(c.pos)
         this.conflictsWithReject('keep', c.pos)
+        this.lastDelivery = c.pos
         const flags = c.tags.has('flags') ? flagList(this.strings(c.tags.get('flags'))) : this.flags
         this.addKeep('INBOX', flags, false)
         this.implicitKeep = false
@@ -250,6 +260,7 @@ class Run {
       case 'fileinto': {
         this.countAction(c.pos)
         this.conflictsWithReject('fileinto', c.pos)
+        this.lastDelivery = c.pos
         const mailbox = this.str(c.args[0])
         if (mailbox === '' || /[\x00\r\n]/.test(mailbox)) this.fail(`"${mailbox.slice(0, 100)}" is not a valid mailbox name`, c.args[0].pos)
         const flags = c.tags.has('flags') ? flagList(this.strings(c.tags.get('flags'))) : this.flags
@@ -260,6 +271,7 @@ class Run {
       case 'redirect': {
         this.countAction(c.pos)
         this.conflictsWithReject('redirect', c.pos)
+        this.lastDelivery = c.pos
         const raw = this.str(c.args[0])
         const address = validRedirectAddress(raw)
         if (address === null) this.fail(`"${raw.slice(0, 100)}" is not a valid address to redirect to`, c.args[0].pos)
@@ -281,8 +293,9 @@ class Run {
       case 'reject': case 'ereject': {
         this.countAction(c.pos)
         if (this.reject !== null) this.fail('a message can be rejected only once', c.pos)
-        if (this.keeps.size > 0 || this.redirects.size > 0 || this.vacationDone) this.fail(`${c.name} cannot be used with keep, fileinto, redirect or vacation (RFC 5429 2.1)`, c.pos)
+        if (this.lastDelivery !== null) this.fail(`${c.name} cannot be used with keep, fileinto, redirect or vacation (line ${this.lastDelivery.line}) (RFC 5429 2.1)`, c.pos)
         this.reject = { reason: this.str(c.args[0]), ereject: c.name === 'ereject' }
+        this.rejectAt = { pos: c.pos, script: this.scriptName() }
         this.implicitKeep = false
         return
       }
@@ -510,7 +523,9 @@ class Run {
 
   private async vacationAction (c: Node): Promise<void> {
     this.countAction(c.pos)
-    this.conflictsWithReject('vacation', c.pos)
+    // a vacation after a reject is blamed on the vacation (both answer the sender), as Pigeonhole does
+    if (this.reject !== null) this.fail(`vacation cannot be used with reject (line ${this.rejectAt?.pos.line ?? 0}): both answer the sender (RFC 5429 2.1)`, c.pos)
+    this.lastDelivery = c.pos
     if (this.vacationDone) this.fail('only one vacation action per message (RFC 5230 4)', c.pos)
     this.vacationDone = true
     const reason = this.str(c.args[0])

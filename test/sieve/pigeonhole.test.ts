@@ -70,6 +70,9 @@ const CASES: Array<[string, string]> = [
   ['require ["fileinto", "mailbox"]; fileinto :create "New/Folder";', 'PLAIN'],
   ['require "reject"; reject "not here";', 'PLAIN'],
   ['require ["reject", "fileinto"]; fileinto "x"; reject "no";', 'PLAIN'],
+  ['require ["reject", "fileinto"];\nreject "no";\nfileinto "x";', 'PLAIN'],
+  ['require ["reject", "vacation"];\nreject "no";\nvacation "x";', 'PLAIN'],
+  ['require ["reject", "vacation"];\nvacation "x";\nreject "no";', 'PLAIN'],
   ['require "vacation"; vacation "away";', 'PLAIN'],
   ['require "vacation"; vacation :days 3 "away";', 'PLAIN'],
   // (a list message gets no vacation reply from us, RFC 5230 4.6; sieve-test prints the reply before the
@@ -102,9 +105,10 @@ const CASES: Array<[string, string]> = [
   ['require ["fileinto", "reject"]; if header :contains "subject" "acme" { reject text:\nNo lists here.\n..\n.\n; }', 'PLAIN']
 ]
 
-function ours (o: SieveOutcome): { failed: boolean, stores: string[], redirects: string[], reject: string | null, vacation: { seconds: number } | null } {
+function ours (o: SieveOutcome): { failed: boolean, errorLine: number | null, stores: string[], redirects: string[], reject: string | null, vacation: { seconds: number } | null } {
   return {
     failed: o.errors.length > 0,
+    errorLine: o.errors[0]?.line ?? null,
     stores: o.keep.map(k => k.flags.length === 0 ? k.mailbox : `${k.mailbox}[${k.flags.map(f => f.toLowerCase()).sort().join(' ')}]`).sort(),
     redirects: o.redirects.map(r => r.address.toLowerCase()).sort(),
     reject: o.reject?.reason.replace(/[\r\n]/g, '?') ?? null, // sieve-test prints CR and LF as '?'

@@ -20,6 +20,7 @@ export function isPigeonholeInstalled (): boolean {
 /** What Pigeonhole says it would do, reduced to what both implementations can be compared on. */
 export interface PigeonholeResult {
   failed: boolean // a runtime error, resolved with the implicit keep
+  errorLine: number | null // the script line of that runtime error
   stores: string[] // "folder[flags]" sorted, flags lower-cased and sorted; the implicit keep included
   redirects: string[]
   reject: string | null
@@ -112,7 +113,9 @@ export class Pigeonhole {
     if (envelope.from === '') throw new Error('sieve-test takes no null sender (-f "" and -f "<>" are refused)')
     const f = await this.files(script, message)
     const output = await this.exec(SIEVE_TEST, ['-c', join(this.dir, 'dovecot.conf'), '-f', envelope.from, '-r', envelope.to, f.script, f.message])
-    const r: PigeonholeResult = { failed: /final result: failed/.test(output), stores: [], redirects: [], reject: null, vacation: null, output }
+    const failed = /final result: failed/.test(output)
+    const line = failed ? /: line (\d+): error:/.exec(output) : null
+    const r: PigeonholeResult = { failed, errorLine: line === null ? null : Number(line[1]), stores: [], redirects: [], reject: null, vacation: null, output }
     let store: { folder: string, flags: string[] } | null = null
     const flush = (): void => {
       if (store !== null) r.stores.push(store.flags.length === 0 ? store.folder : `${store.folder}[${store.flags.sort().join(' ')}]`)
