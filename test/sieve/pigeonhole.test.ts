@@ -218,12 +218,13 @@ describe('differential: node/sieve against Pigeonhole', { skip }, () => {
     })
   }
 
-  it('random scripts and one-token mutations of them: accepted or refused alike (fixed seed)', async () => {
+  it('random scripts and one-token mutations of them: accepted or refused alike, the first error on the same line (fixed seed)', async () => {
     const { block, mutated } = generators(true)
     // Where we are stricter than Pigeonhole 2.3, on purpose: a tag given twice (it lets ":last :last" pass, no
     // other) and a flag command with more than two arguments (RFC 5232 3 gives it one or two).
     const STRICTER = /tag ":last" given twice|"(?:add|set|remove)flag" takes 1 to 2 positional arguments/
     let both = 0
+    let refusedBoth = 0
     const scripts = [...fc.sample(block, { numRuns: 100, seed: 7 }), ...fc.sample(mutated, { numRuns: 250, seed: 7 })]
     for (const body of scripts) {
       const source = RANDOM_HEADER + body
@@ -232,7 +233,12 @@ describe('differential: node/sieve against Pigeonhole', { skip }, () => {
       if (mine.ok && theirs.lines.length === 0) both++
       if (!mine.ok && theirs.lines.length === 0 && STRICTER.test(mine.errors[0].message)) continue
       assert.equal(mine.ok, theirs.lines.length === 0, `${mine.ok ? 'we accept' : `we refuse (${mine.errors[0].message})`}, Pigeonhole ${theirs.lines.length === 0 ? 'accepts' : 'refuses'}:\n${body}\n${theirs.output}`)
+      if (!mine.ok && theirs.lines[0] > 0) {
+        refusedBoth++
+        assert.equal(mine.errors[0].line, theirs.lines[0], `first error: ours ${JSON.stringify(mine.errors[0])}, Pigeonhole:\n${theirs.output}\n${body}`)
+      }
     }
+    assert.ok(refusedBoth > 100, `only ${refusedBoth} scripts refused by both`)
     assert.ok(both > 100, `only ${both} scripts compiled in both`)
   })
 
