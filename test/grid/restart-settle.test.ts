@@ -99,7 +99,7 @@ test('a restarted node leads no user before it has heard the members it remember
 })
 
 test('a restarted node whose remembered members stay silent leads alone once the settle time has passed', async (t) => {
-  const { restarted, user } = await restartBehind(t, 1500)
+  const { restarted, user } = await restartBehind(t, 5000)
   await assert.rejects(restarted.grid.lead(user), (err: unknown) => isMailError(err) && err.kind === 'unavailable')
   // the others never answer: after the settle time they count as dead, as the failure detector would have them
   await until('the node leads alone', async () => await restarted.grid.lead(user).then(() => true, () => false))
