@@ -13,6 +13,7 @@ import { LogDivergedError, MailError } from './errors.ts'
 import { BatchGet } from './batch-get.ts'
 import { keys, SEP } from './keys.ts'
 import { KeyedLock } from './lock.ts'
+import { readRange } from './ranges.ts'
 import { analyzeMessage } from './mime/index.ts'
 import { applyEntry, emptyState, gidLocation, isSeen, Tx } from './apply.ts'
 import type { Cached, MailboxRec, UserState } from './apply.ts'
@@ -103,7 +104,7 @@ export class MailStoreBase {
     const state: UserState | undefined = await this.db.get(keys.state(user))
     if (state === undefined) throw new MailError('notFound', 'No such user')
     const c: Cached = { state, boxes: new Map(), byName: new Map(), subs: new Set(await this.listSubscriptions(user)), index: new Map() }
-    for await (const rec of this.db.values(keys.mailboxRange(user)) as AsyncIterable<MailboxRec>) {
+    for (const rec of await readRange<MailboxRec>(this.db.values(keys.mailboxRange(user)))) {
       c.boxes.set(rec.id, rec)
       c.byName.set(rec.name, rec.id)
       if (rec.messages === 0) c.index.set(rec.id, { uids: [], flags: [] }) // complete already; kept by applyEntry
@@ -209,7 +210,7 @@ export class MailStoreBase {
   async listMailboxes (user: string): Promise<Mailbox[]> {
     const subs = new Set(await this.listSubscriptions(user))
     const out: Mailbox[] = []
-    for await (const rec of this.db.values(keys.mailboxRange(user)) as AsyncIterable<MailboxRec>) {
+    for (const rec of await readRange<MailboxRec>(this.db.values(keys.mailboxRange(user)))) {
       out.push({ ...rec, subscribed: subs.has(rec.name) })
     }
     return out.sort((a, b) => a.name === 'INBOX' ? -1 : b.name === 'INBOX' ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
@@ -286,7 +287,7 @@ export class MailStoreBase {
   async listSubscriptions (user: string): Promise<string[]> {
     const out: string[] = []
     const prefix = keys.subscription(user, '')
-    for await (const k of this.db.keys(keys.subscriptionRange(user))) out.push(k.slice(prefix.length))
+    for (const k of await readRange(this.db.keys(keys.subscriptionRange(user)))) out.push(k.slice(prefix.length))
     return out
   }
 
@@ -302,7 +303,7 @@ export class MailStoreBase {
     const r = keys.attrRange(user)
     const out: UserAttr[] = []
     const range = prefix === '' ? r : { gte: base + prefix, lt: base + prefix + '\uffff' }
-    for await (const [k, v] of this.db.iterator({ ...range, ...(opts?.limit !== undefined ? { limit: opts.limit } : {}) }) as AsyncIterable<[string, { v: string, at: number }]>) {
+    for (const [k, v] of await readRange<[string, { v: string, at: number }]>(this.db.iterator({ ...range, ...(opts?.limit !== undefined ? { limit: opts.limit } : {}) }))) {
       out.push({ key: k.slice(base.length), value: v.v, at: v.at })
     }
     return out
@@ -680,7 +681,8 @@ export class MailStoreBase {
     const opts: { gt?: string, lt?: string, gte?: string, lte?: string } = { ...r }
     if (range?.from !== undefined) { delete opts.gt; opts.gte = keys.message(user, mailboxId, Math.max(1, range.from)) }
     if (range?.to !== undefined) { delete opts.lt; opts.lte = keys.message(user, mailboxId, Math.min(range.to, 9_999_999_999)) }
-    return await this.db.values(opts).all() as MessageRecord[]
+    // in growing batches, not all(): see ranges.ts (a small mailbox's listing pinned ~64 KiB of native memory)
+    return await readRange<MessageRecord>(this.db.values(opts))
   }
 
   async listFlags (user: string, mailboxId: string): Promise<{ uids: number[], flags: string[][] }> {
@@ -721,7 +723,7 @@ export class MailStoreBase {
     const changed = (await this.listMessages(user, mailboxId)).filter(r => r.modseq > modseq)
     const expunged: number[] = []
     const from = keys.expunged(user, mailboxId, modseq + 1)
-    for await (const uids of this.db.values({ gte: from, lt: keys.expungedRange(user, mailboxId).lt }) as AsyncIterable<number[]>) {
+    for (const uids of await readRange<number[]>(this.db.values({ gte: from, lt: keys.expungedRange(user, mailboxId).lt }))) {
       expunged.push(...uids)
     }
     return { changed, expunged: expunged.sort((a, b) => a - b) }
