@@ -296,6 +296,33 @@ test('ESORT (RFC 5267 section 3): MIN and MAX in sort order, COUNT, ALL as an or
   assert.deepEqual(r.get('PARTIAL'), ['2:4', '2,6,3'])
 })
 
+test('SEARCH RETURN (PARTIAL) (RFC 9394): positions of the ascending result, with COUNT, MIN/MAX, UID, SAVE; BAD with ALL', async (t) => {
+  const { c } = await sortFixture(t)
+  // five messages, sequence numbers 1 to 5
+  let r = esearch(await c.cmd('SEARCH RETURN (PARTIAL 1:2) ALL'))
+  assert.deepEqual(r.get('PARTIAL'), ['1:2', '1:2'])
+  assert.equal(r.has('ALL'), false)
+  r = esearch(await c.cmd('SEARCH RETURN (PARTIAL -1:-3 COUNT) ALL'))
+  assert.deepEqual(r.get('PARTIAL'), ['-1:-3', '3:5'])
+  assert.equal(r.get('COUNT'), '5')
+  r = esearch(await c.cmd('SEARCH RETURN (PARTIAL 4:100 MIN) ALL'))
+  assert.deepEqual(r.get('PARTIAL'), ['4:100', '4:5'])
+  assert.equal(r.get('MIN'), '1')
+  r = esearch(await c.cmd('SEARCH RETURN (PARTIAL 6:9) ALL'))
+  assert.deepEqual(r.get('PARTIAL'), ['6:9', null])
+  // UID SEARCH: the positions are the same, the answer is in UIDs (the fixture's UIDs are 2 to 6)
+  r = esearch(await c.cmd('UID SEARCH RETURN (PARTIAL 2:3) ALL'))
+  assert.equal(r.get('UID'), true)
+  assert.deepEqual(r.get('PARTIAL'), ['2:3', '3:4'])
+  // SAVE keeps what PARTIAL returned: the next FETCH of $ names those two
+  assert.match(await c.cmd('SEARCH RETURN (SAVE PARTIAL -1:-2) ALL', 's'), /^s OK/m)
+  const fetched = (await c.cmd('FETCH $ (UID)')).split('\r\n').flatMap(l => { const m = /^\* (\d+) FETCH/.exec(l); return m === null ? [] : [Number(m[1])] })
+  assert.deepEqual(fetched, [4, 5])
+  for (const bad of ['SEARCH RETURN (PARTIAL 1:2 ALL) ALL', 'SEARCH RETURN (PARTIAL 0:2) ALL', 'SEARCH RETURN (PARTIAL) ALL', 'SEARCH RETURN (PARTIAL 1:-2) ALL']) {
+    assert.match(await c.cmd(bad, 'b'), /^b BAD /m, bad)
+  }
+})
+
 test('the sort-key cache: headers read once per message, expunged messages dropped, new mail sorted in', async (t) => {
   const f = await fixture(t)
   for (const m of MESSAGES) await f.store.append(USER, 'INBOX', { raw: m.raw, internalDate: m.internalDate })

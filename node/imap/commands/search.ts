@@ -16,6 +16,7 @@ import type { CommandModule, Reply } from '../command.ts'
 import type { Session } from '../session.ts'
 import type { SelectedMailbox } from '../mailbox-view.ts'
 import type { SearchContext } from '../search-context.ts'
+import { partialRange, partialSlice } from './sort.ts'
 
 /** A message read whole for TEXT/BODY search may not exceed this (larger ones are searched by header only). */
 export const SEARCH_MESSAGE_BYTES_MAX = 32 * 1024 * 1024
@@ -31,7 +32,7 @@ export const SEARCH_HEADER_BYTES_MAX = 1024 * 1024
 export const SEARCH_CONCURRENCY = 32
 
 // UPDATE and CONTEXT: RFC 5267 section 4 (search-context.ts); CONTEXT is a hint we take without acting on it
-const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE', 'UPDATE', 'CONTEXT'])
+const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE', 'UPDATE', 'CONTEXT', 'PARTIAL'])
 
 /** RFC 9051 section 6.4.4: US-ASCII and UTF-8 are required; we search decoded Unicode text, so both are the same. */
 const CHARSETS = ['UTF-8', 'US-ASCII']
@@ -70,10 +71,6 @@ export function contentOf (session: Session, record: MessageRecord, kept?: Buffe
 }
 
 /**
- * RFC 5182 section 2.4: what RETURN (SAVE) keeps. With MIN and/or MAX (and neither ALL nor COUNT) only those
- * messages are saved; otherwise the whole result.
- */
-/**
  * RFC 5267 section 4: a SEARCH or SORT with RETURN (UPDATE) keeps its context on the session; past CONTEXTS_MAX, or
  * under a tag a live context has, the command completes with OK [NOUPDATE "tag"] and no context.
  */
@@ -83,12 +80,20 @@ export function keepContext (session: Session, view: SelectedMailbox, context: S
   return undefined
 }
 
-function savedResult (uids: number[], returns: Set<string>): number[] {
-  if (returns.has('ALL') || returns.has('COUNT') || (!returns.has('MIN') && !returns.has('MAX')) || uids.length === 0) return uids
+/**
+ * RFC 5182 section 2.4: what RETURN (SAVE) keeps. With MIN, MAX and/or PARTIAL (and neither ALL nor COUNT) only the
+ * messages those return are saved (PARTIAL read like MIN and MAX: what the answer names); otherwise the whole result.
+ */
+function savedResult (uids: number[], returns: Set<string>, partial: { first: number, last: number } | null): number[] {
+  if (returns.has('ALL') || returns.has('COUNT') || (!returns.has('MIN') && !returns.has('MAX') && partial === null) || uids.length === 0) return uids
   const out = new Set<number>()
   if (returns.has('MIN')) out.add(uids[0]!)
   if (returns.has('MAX')) out.add(uids[uids.length - 1]!)
-  return [...out]
+  if (partial !== null) {
+    const [start, end] = partialSlice(partial, uids.length)
+    for (const u of uids.slice(start, end)) out.add(u)
+  }
+  return [...out].sort((a, b) => a - b)
 }
 
 export const search: CommandModule = {
@@ -104,9 +109,18 @@ export const search: CommandModule = {
     const user = session.state.user
     let index = 0
     let returns: Set<string> | null = null
+    // RFC 9394: PARTIAL low:high, the positions of the result (in ascending order) to return; negative from the end
+    let partial: { first: number, last: number } | null = null
     if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'RETURN') {
-      returns = new Set(listOf(args[1], 'return options').items.map((t) => keyword(t, 'return option')))
-      for (const option of returns) if (!RETURN_OPTIONS.has(option)) throw new ArgumentError(`Unknown return option ${option}`)
+      const items = listOf(args[1], 'return options').items
+      returns = new Set()
+      for (let i = 0; i < items.length; i++) {
+        const option = keyword(items[i], 'return option')
+        if (!RETURN_OPTIONS.has(option)) throw new ArgumentError(`Unknown return option ${option}`)
+        if (option === 'PARTIAL') partial = partialRange(items[++i])
+        returns.add(option)
+      }
+      if (partial !== null && returns.has('ALL')) throw new ArgumentError('PARTIAL and ALL are mutually exclusive')
       // RFC 4731 section 3.1: RETURN () means RETURN (ALL); so does a RETURN with only RFC 5267's UPDATE/CONTEXT
       if ([...returns].every((o) => o === 'UPDATE' || o === 'CONTEXT')) returns.add('ALL')
       index = 2
@@ -153,8 +167,10 @@ export const search: CommandModule = {
     const numbers = matched.map((r) => uid ? r.uid : view.seqOf(r.uid))
     // RFC 7162 section 3.1.5: a MODSEQ search reports the highest mod-sequence of the messages it returns; with
     // RETURN (MIN) and/or (MAX) alone, those are the MIN and MAX messages only (RFC 4731 section 3.2).
-    const returned = returns !== null && !returns.has('ALL') && !returns.has('COUNT') && (returns.has('MIN') || returns.has('MAX')) && matched.length > 0
-      ? [...new Set([...(returns.has('MIN') ? [matched[0]!] : []), ...(returns.has('MAX') ? [matched[matched.length - 1]!] : [])])]
+    // With PARTIAL, the messages of the requested positions count too.
+    const pslice = partial === null ? null : partialSlice(partial, matched.length)
+    const returned = returns !== null && !returns.has('ALL') && !returns.has('COUNT') && (returns.has('MIN') || returns.has('MAX') || pslice !== null) && matched.length > 0
+      ? [...new Set([...(returns.has('MIN') ? [matched[0]!] : []), ...(returns.has('MAX') ? [matched[matched.length - 1]!] : []), ...(pslice === null ? [] : matched.slice(pslice[0], pslice[1]))])]
       : matched
     const highest = reader.usesModseq && returned.length > 0 ? returned.reduce((m, r) => Math.max(m, r.modseq), 0) : null
     // RFC 9051 section 7.3.4: an IMAP4rev2 client gets ESEARCH even without RETURN.
@@ -166,7 +182,7 @@ export const search: CommandModule = {
       await session.send(values)
       return undefined
     }
-    if (saving) view.searchResult = savedResult(matched.map((r) => r.uid), returns)
+    if (saving) view.searchResult = savedResult(matched.map((r) => r.uid), returns, partial)
     // RFC 5182 section 2.4: RETURN (SAVE) alone answers no ESEARCH.
     if (saving && returns.size === 1) return undefined
     const values: Value[] = [atom('ESEARCH'), list([atom('TAG'), str(tag)])]
@@ -177,6 +193,10 @@ export const search: CommandModule = {
       if (returns.has('ALL')) values.push(atom('ALL'), atom(formatSequenceSet(numbers)))
     }
     if (returns.has('COUNT')) values.push(atom('COUNT'), num(numbers.length))
+    if (partial !== null && pslice !== null) {
+      const slice = numbers.slice(pslice[0], pslice[1])
+      values.push(atom('PARTIAL'), list([atom(`${partial.first}:${partial.last}`), slice.length === 0 ? null : atom(formatSequenceSet(slice))]))
+    }
     if (highest !== null) values.push(atom('MODSEQ'), num(highest))
     await session.send(values)
     if (returns.has('UPDATE')) {
