@@ -681,8 +681,10 @@ export class MailStoreBase {
     const opts: { gt?: string, lt?: string, gte?: string, lte?: string } = { ...r }
     if (range?.from !== undefined) { delete opts.gt; opts.gte = keys.message(user, mailboxId, Math.max(1, range.from)) }
     if (range?.to !== undefined) { delete opts.lt; opts.lte = keys.message(user, mailboxId, Math.min(range.to, 9_999_999_999)) }
-    // in growing batches, not all(): see ranges.ts (a small mailbox's listing pinned ~64 KiB of native memory)
-    return await readRange<MessageRecord>(this.db.values(opts))
+    // in growing batches, not all(): see ranges.ts (a small mailbox's listing pinned ~64 KiB of native memory);
+    // a bounded range (FETCH's and SEARCH's batches) starts with a batch of its size
+    const bounded = range?.from !== undefined && range.to !== undefined ? range.to - Math.max(1, range.from) + 1 : 0
+    return await readRange<MessageRecord>(this.db.values(opts), bounded > 0 ? bounded : undefined)
   }
 
   async listFlags (user: string, mailboxId: string): Promise<{ uids: number[], flags: string[][] }> {

@@ -17,17 +17,20 @@ interface BatchIterator<T> {
   close: () => Promise<void>
 }
 
-/** Every entry of the range the iterator covers, in order; the iterator is closed at the end or on error. */
-export async function readRange<T> (it: BatchIterator<T>): Promise<T[]> {
+/**
+ * Every entry of the range the iterator covers, in order; the iterator is closed at the end or on error. `first`:
+ * the first batch, when the caller knows the range's size (at most RANGE_BATCH_MAX).
+ */
+export async function readRange<T> (it: BatchIterator<T>, first = RANGE_FIRST_BATCH): Promise<T[]> {
   const out: T[] = []
-  for await (const batch of batches(it)) for (const x of batch) out.push(x)
+  for await (const batch of batches(it, first)) for (const x of batch) out.push(x)
   return out
 }
 
 /** The range in batches (8, 16, 32, ... up to 1,000 entries); closes the iterator when done, broken off or failed. */
-export async function * batches<T> (it: BatchIterator<T>): AsyncGenerator<T[]> {
+export async function * batches<T> (it: BatchIterator<T>, first = RANGE_FIRST_BATCH): AsyncGenerator<T[]> {
   try {
-    let size = RANGE_FIRST_BATCH
+    let size = Math.max(1, Math.min(RANGE_BATCH_MAX, Math.floor(first)))
     for (;;) {
       const batch = await it.nextv(size)
       if (batch.length === 0) return
