@@ -62,6 +62,11 @@ export const USAGE = `Usage: mailgrid COMMAND [ARGS] [--data DIR] [--config FILE
   admin domains NAME --domains D1,D2|all  change what it may manage (its console sessions end)
   admin del NAME
   admin list
+  node restart NODE [--force]             restart a member (its id or name), from any node: it stops gracefully and
+                                          its supervisor (systemd) starts it again; refused while that could leave
+                                          users with no live copy, unless --force
+  node forget NODE                        drop a dead member for good: every node forgets it (if it comes back,
+                                          it joins again as a new member)
   queue list                              mail waiting for other domains, grid-wide: id, sender, domain,
                                           recipients and their states, size, age, attempts, next try, last error
   queue show ID                           one queued message in full
@@ -110,7 +115,8 @@ Options:
                       domain, adminPassword, adminToken), for an unattended first boot
   --all               queue retry: every queued message
   --server LIST       dns check: ask these resolvers (IP or IP:PORT, comma-separated) instead of the system's
-  --force             firstboot: run again on a machine already set up
+  --force             firstboot: run again on a machine already set up; node restart: even when users
+                      could be left with no live copy
   --set-hostname      firstboot: also make the answer the machine's host name (/etc/hostname)
   --json              print the answer as JSON
   -h, --help          this text
@@ -130,7 +136,7 @@ Remote administration (every command but start, firstboot and cluster):
   profile del NAME
 `
 
-const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|admin|queue|import|collect|dns|cluster|profile [ARGS] [--data DIR]  (mailgrid --help for more)\n'
+const SHORT_USAGE = 'Usage: mailgrid start|firstboot|status|domain|user|alias|admin|node|queue|import|collect|dns|cluster|profile [ARGS] [--data DIR]  (mailgrid --help for more)\n'
 
 class UsageError extends Error {}
 
@@ -527,6 +533,26 @@ async function admin (ctx: Context): Promise<void> {
   }
 }
 
+/** `mailgrid node restart|forget NODE`: the Nodes page's actions (appliance/console/server.ts), NODE an id or a name. */
+async function nodeCommand (ctx: Context): Promise<void> {
+  const [sub, which] = ctx.args
+  if (sub !== 'restart' && sub !== 'forget') throw new UsageError(sub === undefined ? 'missing node subcommand' : `unknown node subcommand: ${sub}`)
+  only(ctx.values, sub === 'restart' ? ['force'] : [], `node ${sub}`)
+  need(ctx.args, 2, 'NODE')
+  const api = await ctx.api()
+  const st = await api.request('GET', '/v1/status')
+  const members = ((st.grid as { members?: Array<{ id: string, name: string }> } | null)?.members ?? [])
+  const byName = members.filter(m => m.name === which)
+  const m = members.find(x => x.id === which) ?? (byName.length === 1 ? byName[0] : undefined)
+  if (m === undefined) throw new CliError(byName.length > 1 ? `${which}: several members have this name; give its id` : `no such member: ${which}`)
+  if (sub === 'restart') {
+    const out = await api.request('POST', `/console/api/nodes/${encodeURIComponent(m.id)}/restart`, { force: ctx.values.force === true })
+    return print(ctx, out, [String(out.note)])
+  }
+  const out = await api.request('POST', `/console/api/nodes/${encodeURIComponent(m.id)}/forget`, {})
+  return print(ctx, out, [`forgot ${m.name} (${m.id}); the other nodes drop it within seconds`])
+}
+
 async function alias (ctx: Context): Promise<void> {
   const [sub, from, ...targets] = ctx.args
   only(ctx.values, [], 'alias')
@@ -833,6 +859,7 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
       case 'user': await user(ctx); break
       case 'alias': await alias(ctx); break
       case 'admin': await admin(ctx); break
+      case 'node': await nodeCommand(ctx); break
       case 'queue': await queue(ctx); break
       case 'dns': await dns(ctx); break
       case 'cluster': await cluster(ctx); break

@@ -36,6 +36,16 @@ export interface StartOptions {
 type StateNode = MailNode & { setGridState?: (state: GridState) => void }
 
 const EXIT_INTERRUPTED = 130 // 128 + SIGINT, the shell's convention for a second interrupt
+/**
+ * The exit code of a restart asked at the console (EX_TEMPFAIL): after the same graceful stop as SIGTERM, the node
+ * exits with it, and its supervisor starts it again (mailgrid.service: RestartForceExitStatus=75).
+ */
+export const EXIT_RESTART = 75
+
+/** Whether a supervisor starts this process again when it exits: systemd sets INVOCATION_ID, the service file MAILGRID_SUPERVISED=1. */
+export function supervised (env: Record<string, string | undefined>): boolean {
+  return env.MAILGRID_SUPERVISED === '1' || (env.INVOCATION_ID ?? '') !== ''
+}
 
 function waitForSignal (onSecond: () => void): Promise<string> {
   return new Promise(resolve => {
@@ -109,6 +119,8 @@ export async function startNode (options: StartOptions): Promise<number> {
     await node.stop()
   }
 
+  let askRestart: () => void = () => {}
+  const restartAsked = new Promise<string>(resolve => { askRestart = () => { resolve('restart') } })
   const { createConsole } = await import('./console/server.ts')
   const webConsole = createConsole({
     directory: node.store,
@@ -116,6 +128,9 @@ export async function startNode (options: StartOptions): Promise<number> {
     logger: namespaced(logger, 'console'),
     throttle: node.authThrottle,
     setGridState: state => { node.setGridState(state) },
+    restart: () => { askRestart() },
+    supervised: supervised(options.env),
+    forgetMember: async id => await node.forgetMember(id),
     replicationLag: () => metrics.replicationLag(),
     ...(init.grid !== undefined ? { joinKey: init.grid.clusterKey } : {})
   }, { secure: adminTls !== undefined })
@@ -159,7 +174,7 @@ export async function startNode (options: StartOptions): Promise<number> {
     log.warn({ event: 'forced_exit' }, 'second signal while stopping: exiting now')
     process.exit(EXIT_INTERRUPTED)
   })
-  const reason = await why
+  const reason = await Promise.race([why, restartAsked])
   log.info({ event: 'stopping', reason: String(reason) }, 'stopping')
   const target: DrainTarget = {
     status: async () => await node.status(),
@@ -169,5 +184,5 @@ export async function startNode (options: StartOptions): Promise<number> {
   if (init.grid !== undefined) announceLeaving(target, log)
   await shutdown()
   log.info({ event: 'stopped' }, 'stopped')
-  return 0
+  return reason === 'restart' ? EXIT_RESTART : 0
 }

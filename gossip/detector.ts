@@ -7,6 +7,7 @@
 //           partition)──▶ alive
 //   any ──(a heartbeat whose state is `leaving`)──▶ left ──(a higher incarnation)──▶ alive
 //   (remembered from before a restart) ──▶ dead, until heard from
+//   dead ──(forget: an operator drops it for good)──▶ (not a member; heard again only on a higher incarnation)
 //
 // "Silent" counts from the last sign of life: a heartbeat or a successful ping. A member silent for
 // deadAfterMs is dead even when its ping is still outstanding (passing through suspect), so a kill is seen
@@ -35,6 +36,9 @@ function changed (a: MemberInfo, b: MemberInfo): boolean {
   return SIGNIFICANT.some(k => !isDeepStrictEqual(a[k], b[k]))
 }
 
+/** Forgotten members whose incarnation is kept (the oldest go first). */
+const FORGOTTEN_MAX = 1024
+
 function snapshot (m: Member): Member {
   return structuredClone(m)
 }
@@ -42,6 +46,8 @@ function snapshot (m: Member): Member {
 export class FailureDetector {
   readonly #init: DetectorInit
   readonly #entries = new Map<string, Entry>()
+  /** Members forgotten by an operator, with the incarnation they had: a heartbeat of that one or older is ignored. */
+  readonly #forgotten = new Map<string, number>()
   #self: Member
 
   constructor (self: MemberInfo, init: DetectorInit, now: number) {
@@ -83,7 +89,7 @@ export class FailureDetector {
    * member is, forgetAfterMs after its last sign of life.
    */
   remember (info: MemberInfo, lastSeen: number, now: number): void {
-    if (info.id === this.#self.id || this.#entries.has(info.id) || info.state === 'leaving') return
+    if (info.id === this.#self.id || this.#entries.has(info.id) || info.state === 'leaving' || this.#forgotten.has(info.id)) return
     if (now - lastSeen >= this.#init.forgetAfterMs) return
     const member: Member = { ...structuredClone(info), status: 'dead', lastSeen: Math.min(lastSeen, now), self: false }
     this.#entries.set(info.id, { member, seq: -1 })
@@ -95,6 +101,9 @@ export class FailureDetector {
     const entry = this.#entries.get(info.id)
     if (entry === undefined) {
       if (info.state === 'leaving') return [] // a goodbye from a stranger: nothing to forget
+      const gone = this.#forgotten.get(info.id)
+      if (gone !== undefined && info.incarnation <= gone) return [] // a late rumour from before it was forgotten
+      this.#forgotten.delete(info.id) // restarted since: it joins again as a new member
       const member: Member = { ...structuredClone(info), status: 'alive', lastSeen: now, self: false }
       this.#entries.set(info.id, { member, seq })
       return [{ type: 'join', member: snapshot(member) }]
@@ -138,6 +147,20 @@ export class FailureDetector {
       if ((m.status === 'alive' || m.status === 'suspect') && now - m.lastSeen >= this.#init.suspectAfterMs) out.push(id)
     }
     return out
+  }
+
+  /**
+   * Drops a dead member for good, as an operator asks (appliance/console): it leaves the view at once, and a
+   * heartbeat of the incarnation it died with (a late rumour) cannot bring it back; a higher one (it was started
+   * again) makes it a new member. Only a dead member can be forgotten: false for anything else.
+   */
+  forget (id: string): boolean {
+    const entry = this.#entries.get(id)
+    if (entry === undefined || entry.member.status !== 'dead') return false
+    this.#entries.delete(id)
+    if (this.#forgotten.size >= FORGOTTEN_MAX) this.#forgotten.delete(this.#forgotten.keys().next().value as string)
+    this.#forgotten.set(id, entry.member.incarnation)
+    return true
   }
 
   /** Advances time: the silent die, the long dead are forgotten. */

@@ -264,6 +264,15 @@ export class GossipService implements Gossip {
     return this.#ring
   }
 
+  /** Drops a dead member for good (FailureDetector.forget) and from the list kept on disk; false unless it is dead here. */
+  async forget (id: string): Promise<boolean> {
+    if (this.#detector?.forget(id) !== true) return false
+    this.#ring = undefined
+    await this.#saveMembers()
+    this.#log.info({ peer: id }, 'member_forgotten')
+    return true
+  }
+
   onChange (listener: (event: MembershipEvent) => void): () => void {
     this.#listeners.add(listener)
     return () => { this.#listeners.delete(listener) }

@@ -102,6 +102,8 @@ export interface Gossip {
   /** Placement over members whose status is alive (this node included) and whose state is alive or draining. */
   ring (): Ring
   onChange (listener: (event: MembershipEvent) => void): () => void
+  /** Drops a dead member for good (an operator's wish); false when it is not dead here. Absent: not supported. */
+  forget? (id: string): Promise<boolean>
 
   /** Changes what this node publishes (state, weight, services, meta, the disk alarm: null clears it); sent at once. */
   update (info: Partial<Pick<MemberInfo, 'state' | 'weight' | 'services' | 'host' | 'meta'>> & { sessions?: number, diskLow?: DiskLow | null }): void

@@ -449,6 +449,9 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     setGridState (s: 'alive' | 'draining' | 'leaving') {
       grid?.setState(s)
     },
+    async forgetMember (id: string) {
+      return await (gossip?.forget?.(id) ?? Promise.resolve(false))
+    },
     block (peers: string[]) {
       gossip?.block(peers)
     },

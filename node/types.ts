@@ -197,6 +197,8 @@ export interface MailNode {
   status (): Promise<NodeStatus>
   /** Draining: this node's users move to the others (it stays a catch-up source); alive: back in the ring. */
   setGridState (state: 'alive' | 'draining' | 'leaving'): void
+  /** Drops a dead member from this node's view for good (gossip forget); false when it is not dead here or off a grid. */
+  forgetMember (id: string): Promise<boolean>
   /** Test hook (partition tests): refuse every connection to and from these peers; [] heals. No-op off a grid. */
   block (peers: string[]): void
 }

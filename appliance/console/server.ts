@@ -1,8 +1,8 @@
 // The web console's server side: its pages and assets (no login needed to fetch them, nothing secret in them),
 // the login and logout, the session behind a request's cookie (for appliance/admin.ts), and the console's own
 // JSON endpoints: the session, the Grid page's view of the whole grid (with a short load history per member for
-// the sparklines and the verdict "can the grid lose a node now?"), drain/undrain of the node serving the page,
-// the join key with its QR code, and admin accounts (/v1/admins, also what `mailgrid admin` calls).
+// the sparklines and the verdict "can the grid lose a node now?"), drain/undrain, restart and forget of any member
+// (wishes in the replicated directory that the named member, or every node for a forget, acts on), the join key with its QR code, and admin accounts (/v1/admins, also what `mailgrid admin` calls).
 
 import { readFile } from 'node:fs/promises'
 import { timingSafeEqual, createHash } from 'node:crypto'
@@ -16,7 +16,7 @@ import { HttpError, str } from '../admin.ts'
 import type { ConsoleHooks, Route } from '../admin.ts'
 import { AccountError, checkDomains, createAccounts } from './accounts.ts'
 import type { Accounts, Principal } from './accounts.ts'
-import { verdict } from './verdict.ts'
+import { restartRisk, verdict } from './verdict.ts'
 import type { Verdict } from './verdict.ts'
 
 export const COOKIE = 'mg_session'
@@ -25,6 +25,10 @@ export const HISTORY_POINTS = 60 // sparkline length: 5 minutes at one sample pe
 export const SAMPLE_MS = 5_000
 export const STATE_POLL_MS = 2_000 // how soon a member acts on a drain asked on another node (a directory read, in memory)
 const stateEntry = (id: string): string => `node-state/${id}`
+const restartEntry = (id: string): string => `node-restart/${id}` // a restart asked of member ID, marked done when it acts
+const forgetEntry = (id: string): string => `node-forget/${id}` // dead member ID forgotten for good, until it comes back
+const infoEntry = (id: string): string => `node-info/${id}` // what member ID says of itself: whether a supervisor restarts it
+export const RESTART_DELAY_MS = 300 // the answer to a restart of the node itself leaves before it starts stopping
 // a node status walks every user's replication state: sampled only while someone has the Grid or Nodes page open
 export const SAMPLE_IDLE_MS = 10 * 60_000
 const COOKIE_HEADER_CHARS_MAX = 8192
@@ -48,6 +52,12 @@ export interface ConsoleComponents {
   throttle: Throttle
   /** Drains this node or takes it back (MailNode.setGridState), as asked on any node's console; absent: no such action. */
   setGridState?: (state: 'alive' | 'draining') => void
+  /** Stops this node gracefully with the restart exit code (appliance/start.ts), as asked on any node's console; absent: no such action. */
+  restart?: () => void
+  /** Whether a supervisor (systemd) starts this node again after a restart; published for the other nodes' consoles. */
+  supervised?: boolean
+  /** Drops a dead member from this node's view for good (MailNode.forgetMember); absent: no such action. */
+  forgetMember?: (id: string) => Promise<boolean>
   /** This node's replication lag so far (appliance/metrics.ts); absent: not shown. */
   replicationLag?: () => { count: number, meanSeconds: number, p99Seconds: number | null }
   /** The grid's cluster key, shown on the Nodes page to full admins (how to add a node); absent: not shown. */
@@ -287,6 +297,49 @@ export function createConsole (c: ConsoleComponents, init: { secure: boolean }):
     c.setGridState(e.state)
     log.info({ event: 'console_state_applied', state: e.state, by: e.by }, e.state === 'draining' ? 'draining, as asked at the console' : 'back in the ring, as asked at the console')
   }
+  // restarts and forgets asked on any node's console (node-restart/ID, node-forget/ID), polled with the state
+  const bornAt = now()
+  let restarting = false
+  let introduced = false
+  const watchActions = async (): Promise<void> => {
+    if (selfId === null) {
+      const g = (await c.status()).grid
+      if (g === null) return
+      selfId = g.self
+    }
+    const me = selfId
+    if (!introduced) {
+      introduced = true
+      const supervised = c.supervised === true
+      await c.directory.updateEntry(infoEntry(me), cur => cur?.supervised === supervised ? cur : { supervised, at: now() })
+      // forgotten once and started again: it is a member anew (gossip took it back on its higher incarnation)
+      if (await c.directory.getEntry(forgetEntry(me)) !== null) {
+        await c.directory.updateEntry(forgetEntry(me), () => null)
+        log.warn({ event: 'console_readmitted' }, 'this node had been forgotten by the grid; it joined again as a new member')
+      }
+    }
+    const r = await c.directory.getEntry(restartEntry(me))
+    // a restart asked before this process started is done (this is the process it asked for)
+    if (c.restart !== undefined && !restarting && r !== null && r.done === undefined && typeof r.at === 'number' && r.at > bornAt) {
+      restarting = true
+      await c.directory.updateEntry(restartEntry(me), cur => ({ ...(cur ?? r), done: now() }))
+      log.warn({ event: 'console_restart', by: r.by }, 'restarting, as asked at the console')
+      const restart = c.restart
+      setTimeout(() => { restart() }, RESTART_DELAY_MS)
+    }
+    if (c.forgetMember === undefined) return
+    const forgets = await c.directory.listEntries('node-forget/')
+    if (forgets.length === 0) return
+    const members = new Map(((await c.status()).grid?.members ?? []).map(m => [m.id, m.status]))
+    for (const f of forgets) {
+      const id = f.name.slice('node-forget/'.length)
+      if (members.get(id) !== 'dead') continue // gone already, or back (it removes the entry itself), or not dead here yet
+      if (await c.forgetMember(id)) log.info({ event: 'console_member_forgotten', id, by: f.value.by }, `${String(f.value.name ?? id)} forgotten, as asked at the console`)
+    }
+  }
+  const actionTimer = setInterval(() => { watchActions().catch(err => log.debug({ event: 'console_actions_failed', err: String(err) }, 'console action check failed')) }, STATE_POLL_MS)
+  actionTimer.unref()
+
   const stateTimer = setInterval(() => { watchState().catch(err => log.debug({ event: 'console_state_failed', err: String(err) }, 'console state check failed')) }, STATE_POLL_MS)
   stateTimer.unref()
 
@@ -325,6 +378,53 @@ export function createConsole (c: ConsoleComponents, init: { secure: boolean }):
         log.info({ event: 'console_node_state', member: m.name, id: m.id, state, by }, `${m.name}: ${state} asked at the console`)
         if (m.id === g.self) await watchState()
         return { json: { id: m.id, name: m.name, state } }
+      }
+    },
+    {
+      // restart member ID: it stops gracefully (drain, store closed) and exits with the restart code, which its
+      // supervisor (systemd) starts again; refused while that could leave a user with no live copy, unless force
+      method: 'POST',
+      pattern: /^\/console\/api\/nodes\/([^/]+)\/restart$/,
+      handler: async r => {
+        const b = await r.body()
+        if (b.force !== undefined && typeof b.force !== 'boolean') throw new HttpError(400, 'force: true or false')
+        const force = b.force === true
+        const g = (await c.status()).grid
+        if (g === null) throw new HttpError(409, 'This node is not on a grid')
+        const m = g.members.find(x => x.id === r.params[0])
+        if (m === undefined || m.status === 'left') throw new HttpError(404, `No such member: ${r.params[0]}`)
+        if (m.status !== 'alive') throw new HttpError(409, `${m.name} is ${m.status}: only an alive member can be asked to restart`)
+        const risk = restartRisk(g, m.id)
+        if (risk !== null && !force) throw new HttpError(409, `Restarting ${m.name} now could leave users with no live copy: ${risk}. Ask again with force to restart it anyway`)
+        const by = r.principal.kind === 'admin' ? r.principal.name : 'token'
+        await c.directory.updateEntry(restartEntry(m.id), () => ({ at: now(), by, force }))
+        const info = await c.directory.getEntry(infoEntry(m.id))
+        const supervised = typeof info?.supervised === 'boolean' ? info.supervised : null
+        log.warn({ event: 'console_node_restart', member: m.name, id: m.id, by, force, risk }, `${m.name}: restart asked at the console`)
+        if (m.id === g.self) await watchActions()
+        const note = supervised === true
+          ? `${m.name} stops gracefully within ${STATE_POLL_MS / 1000} s and its supervisor starts it again`
+          : supervised === false
+            ? `${m.name} stops gracefully within ${STATE_POLL_MS / 1000} s, but it runs without a supervisor: it will not come back by itself (start it again on its machine)`
+            : `${m.name} stops gracefully within ${STATE_POLL_MS / 1000} s; it has not said whether a supervisor starts it again`
+        return { json: { id: m.id, name: m.name, restarting: true, supervised, forced: force && risk !== null, note } }
+      }
+    },
+    {
+      // forget dead member ID for good: every node drops it from its member list (and the list kept on disk)
+      method: 'POST',
+      pattern: /^\/console\/api\/nodes\/([^/]+)\/forget$/,
+      handler: async r => {
+        const g = (await c.status()).grid
+        if (g === null || c.forgetMember === undefined) throw new HttpError(409, 'This node is not on a grid')
+        const m = g.members.find(x => x.id === r.params[0])
+        if (m === undefined) throw new HttpError(404, `No such member: ${r.params[0]}`)
+        if (m.status !== 'dead') throw new HttpError(409, `${m.name} is ${m.status}: only a dead member can be forgotten`)
+        const by = r.principal.kind === 'admin' ? r.principal.name : 'token'
+        await c.directory.updateEntry(forgetEntry(m.id), () => ({ at: now(), by, name: m.name }))
+        const here = await c.forgetMember(m.id)
+        log.warn({ event: 'console_node_forget', member: m.name, id: m.id, by }, `${m.name}: forgotten for good, as asked at the console`)
+        return { json: { id: m.id, name: m.name, forgotten: here } }
       }
     },
     {
@@ -370,5 +470,5 @@ export function createConsole (c: ConsoleComponents, init: { secure: boolean }):
     }
   ]
 
-  return { hooks, routes, accounts, stop () { clearInterval(timer); clearInterval(stateTimer) } }
+  return { hooks, routes, accounts, stop () { clearInterval(timer); clearInterval(stateTimer); clearInterval(actionTimer) } }
 }

@@ -79,3 +79,27 @@ export function verdict (g: GridStatus | null, history: Map<string, Array<{ t: n
     etaSeconds: null
   }
 }
+
+/**
+ * Whether restarting member `id` now could leave a user with no live copy while it is down, and why (null: safe).
+ * From the same facts as the verdict: with R=1 its users have their only copy there; while a member is not answering,
+ * or users have fewer than R copies (re-mirroring), the restarting member may hold the last one; and it must not be
+ * the last member holding copies. A restart of a grid that merely cannot lose a node for good (R nodes for R copies)
+ * is allowed: every user keeps a copy on another node meanwhile.
+ */
+export function restartRisk (g: GridStatus | null, id: string): string | null {
+  if (g === null) return 'this is a standalone node; its mailboxes have no other copy'
+  const target = g.members.find(m => m.id === id)
+  const R = g.replicas
+  const present = g.members.filter(m => m.status !== 'left')
+  const alive = present.filter(m => m.status === 'alive')
+  const suspect = present.filter(m => m.status === 'suspect')
+  const under = alive.reduce((n, m) => n + underOf(m, g), 0)
+  const others = alive.filter(m => m.id !== id && m.state === 'alive' && m.diskLow === undefined)
+  if (target === undefined || target.status !== 'alive') return null // not serving anything now
+  if (R < 2) return `R=${R}: every user has a single copy, the ones on ${names([target])} would be down until it is back`
+  if (suspect.length > 0) return `${names(suspect)} ${suspect.length === 1 ? 'is' : 'are'} not answering; some users may have their last copy on ${names([target])}`
+  if (under > 0) return `${under} user${under === 1 ? ' has' : 's have'} fewer than ${R} copies while the grid re-mirrors; some may have their last copy on ${names([target])}`
+  if (others.length === 0) return `no other node holds copies`
+  return null
+}

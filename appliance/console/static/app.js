@@ -486,6 +486,10 @@ function nodesPage (main) {
         if (m.status === 'alive') {
           if (m.state === 'draining') actions.push(h('button', { class: 'undrain', onclick: () => setState(m, 'alive') }, 'Back in the ring'))
           else actions.push(h('button', { class: 'drain', onclick: () => { if (confirm(`Drain ${m.name}? Its users move to the other nodes; it keeps serving until it is stopped, and stays drained across restarts until taken back.`)) setState(m, 'draining') } }, 'Drain'))
+          actions.push(' ', h('button', { class: 'restart', onclick: () => { if (confirm(`Restart ${m.name}? It stops gracefully (its sessions end, its users are served by their other copies meanwhile) and its supervisor starts it again.`)) restart(m, false) } }, 'Restart'))
+        }
+        if (m.status === 'dead') {
+          actions.push(h('button', { class: 'forget', onclick: () => { if (confirm(`Forget ${m.name} for good? Every node drops it from the grid. If it is started again later, it joins as a new member.`)) forget(m) } }, 'Forget'))
         }
         body.append(h('tr', { class: m.status, 'data-name': m.name },
           h('td', {}, m.name, m.self ? h('span', { class: 'muted' }, ' (this node)') : null),
@@ -493,6 +497,24 @@ function nodesPage (main) {
           h('td', {}, actions)))
       }
     }
+  }
+  const restart = async (m, force) => {
+    try {
+      const r = await api('POST', `/console/api/nodes/${seg(m.id)}/restart`, { force })
+      message(status, r.supervised === false ? 'error' : 'info', r.note)
+      await v.refresh()
+    } catch (e) {
+      // refused while it could leave users with no live copy: the reason, and the choice to go on anyway
+      if (e.status === 409 && !force && /no live copy/.test(e.message) && confirm(`${e.message}\n\nRestart ${m.name} anyway?`)) return await restart(m, true)
+      message(status, 'error', e.message)
+    }
+  }
+  const forget = async m => {
+    try {
+      await api('POST', `/console/api/nodes/${seg(m.id)}/forget`, {})
+      message(status, 'info', `${m.name} forgotten; the other nodes drop it within seconds.`)
+      await v.refresh()
+    } catch (e) { message(status, 'error', e.message) }
   }
   const setState = async (m, state) => {
     try {
