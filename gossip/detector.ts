@@ -7,7 +7,7 @@
 //           partition)──▶ alive
 //   any ──(a heartbeat whose state is `leaving`)──▶ left ──(a higher incarnation)──▶ alive
 //   (remembered from before a restart) ──▶ dead, until heard from
-//   dead ──(forget: an operator drops it for good)──▶ (not a member; heard again only on a higher incarnation)
+//   dead ──(forget: an operator drops it for good)──▶ (not a member until a heartbeat newer than any seen before)
 //
 // "Silent" counts from the last sign of life: a heartbeat or a successful ping. A member silent for
 // deadAfterMs is dead even when its ping is still outstanding (passing through suspect), so a kill is seen
@@ -46,8 +46,8 @@ function snapshot (m: Member): Member {
 export class FailureDetector {
   readonly #init: DetectorInit
   readonly #entries = new Map<string, Entry>()
-  /** Members forgotten by an operator, with the incarnation they had: a heartbeat of that one or older is ignored. */
-  readonly #forgotten = new Map<string, number>()
+  /** Members forgotten by an operator, with the last (incarnation, seq) heard: a heartbeat not newer is ignored. */
+  readonly #forgotten = new Map<string, { incarnation: number, seq: number }>()
   #self: Member
 
   constructor (self: MemberInfo, init: DetectorInit, now: number) {
@@ -89,7 +89,9 @@ export class FailureDetector {
    * member is, forgetAfterMs after its last sign of life.
    */
   remember (info: MemberInfo, lastSeen: number, now: number): void {
-    if (info.id === this.#self.id || this.#entries.has(info.id) || info.state === 'leaving' || this.#forgotten.has(info.id)) return
+    if (info.id === this.#self.id || this.#entries.has(info.id) || info.state === 'leaving') return
+    const gone = this.#forgotten.get(info.id)
+    if (gone !== undefined && info.incarnation <= gone.incarnation) return
     if (now - lastSeen >= this.#init.forgetAfterMs) return
     const member: Member = { ...structuredClone(info), status: 'dead', lastSeen: Math.min(lastSeen, now), self: false }
     this.#entries.set(info.id, { member, seq: -1 })
@@ -102,8 +104,9 @@ export class FailureDetector {
     if (entry === undefined) {
       if (info.state === 'leaving') return [] // a goodbye from a stranger: nothing to forget
       const gone = this.#forgotten.get(info.id)
-      if (gone !== undefined && info.incarnation <= gone) return [] // a late rumour from before it was forgotten
-      this.#forgotten.delete(info.id) // restarted since: it joins again as a new member
+      // a late rumour from before it was forgotten; anything newer (a restart, a healed partition) is a new member
+      if (gone !== undefined && (info.incarnation < gone.incarnation || (info.incarnation === gone.incarnation && seq <= gone.seq))) return []
+      this.#forgotten.delete(info.id)
       const member: Member = { ...structuredClone(info), status: 'alive', lastSeen: now, self: false }
       this.#entries.set(info.id, { member, seq })
       return [{ type: 'join', member: snapshot(member) }]
@@ -150,16 +153,17 @@ export class FailureDetector {
   }
 
   /**
-   * Drops a dead member for good, as an operator asks (appliance/console): it leaves the view at once, and a
-   * heartbeat of the incarnation it died with (a late rumour) cannot bring it back; a higher one (it was started
-   * again) makes it a new member. Only a dead member can be forgotten: false for anything else.
+   * Drops a dead member for good, as an operator asks (appliance/console): it leaves the view at once (and the list
+   * remembered across restarts), and a heartbeat not newer than the last one heard from it (a late rumour) cannot
+   * bring it back; a newer one (it was started again, or a partition healed) makes it a new member. Only a dead
+   * member can be forgotten: false for anything else.
    */
   forget (id: string): boolean {
     const entry = this.#entries.get(id)
     if (entry === undefined || entry.member.status !== 'dead') return false
     this.#entries.delete(id)
     if (this.#forgotten.size >= FORGOTTEN_MAX) this.#forgotten.delete(this.#forgotten.keys().next().value as string)
-    this.#forgotten.set(id, entry.member.incarnation)
+    this.#forgotten.set(id, { incarnation: entry.member.incarnation, seq: entry.seq })
     return true
   }
 

@@ -411,6 +411,24 @@ test('browser: a SIGKILLed node turns dead on the page and the verdict flips, wi
   process.stdout.write(`# node3 shown dead with the verdict flipped ${took} ms after the kill was seen\n`)
 })
 
+test('browser: the dead node3 forgotten from node1\'s Nodes page (with confirmation); node2 drops it too', async () => {
+  const page = await newPage({ acceptConfirm: true })
+  await browserLogin(page, nodes[0], 'root', ROOT_PW)
+  await page.evaluate(() => { (globalThis as any).location.hash = '#nodes' })
+  // an alive member has Restart and no Forget; the dead one has Forget only
+  await page.waitForSelector('#nodes tr[data-name="node2"] button.restart')
+  assert.equal(await page.$('#nodes tr[data-name="node2"] button.forget'), null)
+  await page.waitForSelector('#nodes tr[data-name="node3"] button.forget', { timeout: 20_000 })
+  assert.equal(await page.$('#nodes tr[data-name="node3"] button.restart'), null)
+  await page.click('#nodes tr[data-name="node3"] button.forget')
+  await page.waitForFunction(() => (globalThis as any).document.querySelector('#nodes tr[data-name="node3"]') === null, { timeout: 10_000 })
+  const on2 = async (): Promise<string[]> =>
+    (await call(nodes[1], 'GET', '/v1/status', { headers: { authorization: `Bearer ${nodes[1].token}` } })).json.grid.members.map((m: { name: string }) => m.name)
+  await until('node3 gone from node2', async () => !(await on2()).includes('node3'), 15_000, 300)
+  assert.ok(dialogs.some(d => d.startsWith('confirm: Forget node3 for good?')), dialogs.join('\n'))
+  await page.browserContext().close()
+})
+
 test('no page threw or broke its Content-Security-Policy along the way', () => {
   assert.deepEqual(pageErrors, [])
 })

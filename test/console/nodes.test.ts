@@ -174,7 +174,13 @@ test('forget: refused for an alive member; a SIGKILLed node3 forgotten from node
     const ms = await members(nodes[0])
     return ms.length === 3 && ms.every(m => m.status === 'alive' && m.meta?.underReplicated === 0)
   }, 90_000, 500)
-  // it stays: the forget does not apply again to the member that came back
+  // it stays: the forget does not apply again to the member that came back (it removed node-forget/ID), not even
+  // when it dies again: then it is an ordinary dead member, listed until gossip's hour
   await new Promise(resolve => setTimeout(resolve, 5_000))
   assert.equal(await statusOf(nodes[0], 'node3'), 'alive')
+  await kill(nodes[2])
+  await until('node3 dead again on node1', async () => await statusOf(nodes[0], 'node3') === 'dead', 30_000, 300)
+  await new Promise(resolve => setTimeout(resolve, 6_000))
+  assert.equal(await statusOf(nodes[0], 'node3'), 'dead')
+  assert.equal(await statusOf(nodes[1], 'node3'), 'dead')
 })
