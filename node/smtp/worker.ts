@@ -14,6 +14,7 @@ import { createInboundChecker } from '../mailauth/index.ts'
 import { createRspamdFilter } from '../filters/index.ts'
 import type { RspamdInit } from '../filters/rspamd.ts'
 import { Batcher, fromWire } from './ipc.ts'
+import { BurlError } from './burl.ts'
 import type { Message, Target } from './ipc.ts'
 
 export type WorkerServiceName = 'smtp' | 'submission' | 'smtps'
@@ -91,11 +92,21 @@ function build (w: WorkerInit, name: WorkerServiceName): SmtpService {
     ...(has.metrics ? { metrics: remote('metrics', ['inc', 'observe']) } : {}),
     ...(has.stats ? { stats: remote('stats', ['add']) } : {}),
     ...(has.domainUsage ? { domainUsage: remote('domainUsage', ['added']) } : {}),
-    ...(has.burl ? { burl: async (user: string, url: string, max: number) => Buffer.from(await call('burl', 'fetch', [user, url, max]) as Uint8Array) } : {}),
+    ...(has.burl ? { burl: fetchUrl } : {}),
     ...(has.inbound && w.inbound !== undefined ? { inbound: createInboundChecker({ logger: logger.child({ ns: 'mailauth' }) }, w.inbound) } : {}),
     ...(has.filter && w.rspamd !== undefined ? { filter: createRspamdFilter({ logger: logger.child({ ns: 'rspamd' }) }, w.rspamd) } : {})
   }
   return createSmtpService(components, s.init)
+}
+
+/** BURL's URL fetch at the primary; its refusals are BurlErrors again here (their code is the reply). */
+async function fetchUrl (user: string, url: string, max: number): Promise<Buffer> {
+  try {
+    return Buffer.from(await call('burl', 'fetch', [user, url, max]) as Uint8Array)
+  } catch (err) {
+    const code = (err as { responseCode?: unknown }).responseCode
+    throw typeof code === 'number' ? new BurlError(code, (err as Error).message) : err
+  }
 }
 
 async function stop (): Promise<void> {

@@ -73,6 +73,8 @@ export class SmtpWorkers {
       const listeners = l.server.listeners('connection') as Array<(...a: unknown[]) => void>
       this.own.set(l.server, listeners)
       l.server.removeAllListeners('connection')
+      // not read here: a TLS client speaks first, and bytes read by this process would be lost in the hand-over
+      ;(l.server as Server & { pauseOnConnect: boolean }).pauseOnConnect = true
       l.server.on('connection', (socket: Socket) => { this.pass(l.name, l.server, socket) })
     }
   }
@@ -179,6 +181,7 @@ export class SmtpWorkers {
   async stop (): Promise<void> {
     this.stopping = true
     for (const [server, listeners] of this.own) {
+      ;(server as Server & { pauseOnConnect: boolean }).pauseOnConnect = false
       server.removeAllListeners('connection')
       for (const f of listeners) server.on('connection', f)
     }

@@ -100,6 +100,8 @@ export async function startShipped (dir: string, opts: { sync: boolean, logFile:
     MAILGRID_HOSTNAME: 'mx.bench.test',
     ...(opts.sync ? {} : { [envName('store.sync')]: 'false' }),
     ...(opts.logLevel === undefined ? {} : { [envName('log.level')]: opts.logLevel }),
+    // BENCH_WORKERS: the `workers` option (SMTP worker processes) for a comparison; the shipped default otherwise
+    ...(process.env.BENCH_WORKERS === undefined ? {} : { [envName('workers')]: process.env.BENCH_WORKERS }),
     // the node checks SPF/DKIM/DMARC of every inbound message: a resolver that answers (benchDns) stands for a
     // machine with working DNS; an unreachable one would make each message wait for DNS timeouts
     ...(opts.dnsServer === undefined ? {} : { [envName('outbound.dnsServers')]: opts.dnsServer })
@@ -177,7 +179,9 @@ export async function pssBytes (pid: number): Promise<number> {
 export async function cpuSeconds (pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(f[11]) + Number(f[12])) / 100 // utime + stime, in USER_HZ = 100 ticks
+  // and its running child processes' (the node's SMTP workers, node/smtp/workers.ts)
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).split(' ').filter(x => x !== '').map(Number)
+  return (Number(f[11]) + Number(f[12])) / 100 + await treeCpuSeconds(children) // utime + stime, in USER_HZ = 100 ticks
 }
 
 /**

@@ -8,9 +8,10 @@ import type { Store } from '../../store/index.ts'
 import { RawClient } from '../helpers/client.ts'
 import { startNode } from '../helpers/node.ts'
 import type { TestNode } from '../helpers/node.ts'
+import type { NodeInit, NodeLimits } from '../../node/index.ts'
 
-async function setup (t: { after: (fn: () => Promise<void>) => void }, overrides: Parameters<typeof startNode>[1] = {}): Promise<TestNode & { store: Store }> {
-  const n = await startNode(t, { workers: 2, ...overrides })
+async function setup (t: { after: (fn: () => Promise<void>) => void }, overrides: Omit<Partial<NodeInit>, 'limits'> & { limits?: Partial<NodeLimits> } = {}): Promise<TestNode & { store: Store }> {
+  const n = await startNode(t, { workers: 2, ...overrides } as Parameters<typeof startNode>[1])
   const store = n.node.store
   await store.addDomain('example.com')
   await store.addUser({ address: 'bob@example.com', password: 'bobpass' })
