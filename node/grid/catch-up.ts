@@ -13,7 +13,7 @@ import { LOG_BATCH_ENTRIES_MAX, PROTOCOLS, unpackBodies } from './wire.ts'
 import type { Placement } from './placement.ts'
 import type { ReplicaState } from './state.ts'
 import type { DivergenceRepair } from './divergence.ts'
-import { START_SETTLE_MS } from './constants.ts'
+import { REPLICATION_TIMEOUT_MS, START_SETTLE_MS } from './constants.ts'
 
 /**
  * A member last seen alive this long before a user was created, or earlier, cannot hold a copy of it (the
@@ -253,17 +253,24 @@ export class CatchUp {
       if (peer === this.placement.self) continue
       try {
         const res = await this.gossip.call(peer, PROTOCOLS.position, { header: { users: [user] } }, { signal: opts?.signal })
-        const theirs = Number((res.header.positions as Record<string, number>)[user] ?? 0)
+        let theirs = Number((res.header.positions as Record<string, number>)[user] ?? 0)
         let mine = await this.store.logPosition(user)
         const at = Math.min(mine, theirs)
         if (at > 0) {
           const [ours] = await this.store.readLog(user, at, 1)
           const check = await this.gossip.call(peer, PROTOCOLS.eids, { header: { user, from: at, to: at } }, { signal: opts?.signal })
           if ((check.header.eids as Array<string | null>)[0] !== ours?.eid) {
-            await this.merge(user, peer, theirs)
-            answered.add(peer)
-            this.compared(user, peer, true)
-            continue
+            if (theirs > mine && await this.mergeInto(user, peer, mine, opts)) {
+              // reset: their copy, ours merged in, is pulled below
+              mine = await this.store.logPosition(user)
+              const again = await this.gossip.call(peer, PROTOCOLS.position, { header: { users: [user] } }, { signal: opts?.signal })
+              theirs = Number((again.header.positions as Record<string, number>)[user] ?? 0)
+            } else {
+              await this.merge(user, peer, theirs)
+              answered.add(peer)
+              this.compared(user, peer, true)
+              continue
+            }
           }
         }
         const before = mine
@@ -298,6 +305,26 @@ export class CatchUp {
       }
     }
     return { answered, unreached }
+  }
+
+  /**
+   * Our copy diverged from `peer`'s, which is further ahead (we were away while it took writes, and ours ends in
+   * entries we never shipped): asks it to merge ours into its copy and reset ours, so the messages its clients saw
+   * keep their UIDs and only our few stray ones get new ones. Merging theirs into ours instead gave every message they
+   * took meanwhile a new UID (test/stress: `acked-missing` after a restart). Whether it did; when not (it takes
+   * another node for the primary, an older node, a failure), the caller merges the other way.
+   */
+  private async mergeInto (user: string, peer: string, position: number, opts?: OpOptions): Promise<boolean> {
+    this.state.mergeInto.add(user)
+    try {
+      const res = await this.gossip.call(peer, PROTOCOLS.mergeInto, { header: { user, position } }, { signal: opts?.signal, timeoutMs: REPLICATION_TIMEOUT_MS * 2 })
+      return res.header.merged === true && await this.store.logPosition(user) === 0
+    } catch (err) {
+      this.log.info({ user, peer, err: String(err) }, 'merge_into_failed')
+      return false
+    } finally {
+      this.state.mergeInto.delete(user)
+    }
   }
 
   /**

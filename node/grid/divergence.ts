@@ -8,7 +8,7 @@ import { RPC_BODY_BYTES_MAX } from '../../gossip/constants.ts'
 import type { Gossip } from '../../gossip/types.ts'
 import { MailError, summarizeLog } from '../../store/index.ts'
 import type { LogAnchor, LogEntry, LogSummary, Store } from '../../store/index.ts'
-import { entryBytes, LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, LOG_SHIPMENT_HEADER_BYTES_MAX, packBodies, PROTOCOLS, unpackBodies } from './wire.ts'
+import { entryBytes, errorReply, LOG_BATCH_BYTES_MAX, LOG_BATCH_ENTRIES_MAX, LOG_SHIPMENT_HEADER_BYTES_MAX, packBodies, PROTOCOLS, unpackBodies } from './wire.ts'
 import { EIDS_BATCH, mergeFrom } from './merge.ts'
 import type { MergePeer } from './merge.ts'
 import { MERGE_ATTEMPTS_MAX } from './constants.ts'
@@ -97,13 +97,28 @@ export class DivergenceRepair {
       const { lens, body } = packBodies(bodies)
       return { header: { lens }, body }
     })
+    g.handle(PROTOCOLS.mergeInto, async (req, ctx) => {
+      // The user's primary, catching up, found our copy ahead of its own and diverged from it (it was down while we
+      // took writes, and its copy ends in entries it never shipped): we merge its few entries into our copy, so that
+      // the messages clients saw here keep their UIDs, then reset its copy, which it pulls again. Only for the node
+      // we also take for the primary; otherwise it merges the other way itself.
+      const user = String(req.header.user)
+      if (this.placement.primaryOf(user) !== ctx.peer || this.placement.isPrimary(user)) return { header: { merged: false } }
+      try {
+        await this.merge(user, ctx.peer, Number(req.header.position), { forPrimary: true })
+        return { header: { merged: true } }
+      } catch (err) {
+        return errorReply(err)
+      }
+    })
     g.handle(PROTOCOLS.reset, async req => {
       const user = String(req.header.user)
       const position = Number(req.header.position)
       // Never while this node takes itself for the user's primary or merges the user itself: two nodes whose
       // views differ for a moment may each merge the other's copy, and if each then reset the other, both
       // copies would be gone. The asking node retries once the views agree.
-      const dropped = this.placement.isPrimary(user) ? 'busy' : await this.dropCopy(user, { seq: position, eid: req.header.eid === null || req.header.eid === undefined ? null : String(req.header.eid) })
+      // (unless this node, catching up as the primary, asked the merging node to take its copy in: mergeInto)
+      const dropped = this.placement.isPrimary(user) && !this.state.mergeInto.has(user) ? 'busy' : await this.dropCopy(user, { seq: position, eid: req.header.eid === null || req.header.eid === undefined ? null : String(req.header.eid) })
       // The primary merged our copy up to `position`; anything we took since would be lost by a drop, so we
       // drop only when nothing changed, and otherwise the primary merges again.
       if (dropped !== true) return { header: { reset: false, busy: dropped === 'busy', position: await this.store.logPosition(user) } }
@@ -112,8 +127,11 @@ export class DivergenceRepair {
     })
   }
 
-  /** Takes what a diverged replica has into our log (merge.ts), makes that durable on our other replicas, then resets it. */
-  async merge (user: string, peer: string, theirPosition: number): Promise<void> {
+  /**
+   * Takes what a diverged replica has into our log (merge.ts), makes that durable on our other replicas, then resets it.
+   * `forPrimary`: the other copy is the primary's, which asked for this while it catches up (mergeInto).
+   */
+  async merge (user: string, peer: string, theirPosition: number, opts?: { forPrimary?: boolean }): Promise<void> {
     const k = `${user}\x00${peer}`
     const running = this.merging.get(k)
     if (running !== undefined) return await running
@@ -150,7 +168,8 @@ export class DivergenceRepair {
       this.log.warn({ user, peer }, 'log_diverged')
       for (let attempt = 0; attempt < MERGE_ATTEMPTS_MAX; attempt++) {
         // only the primary merges (views change while a merge runs): the new primary will merge instead
-        if (!this.placement.isPrimary(user)) throw new MailError('temp', `no longer the primary of ${user}; the merge is left to the new one`)
+        const may = this.placement.isPrimary(user) || (opts?.forPrimary === true && this.placement.primaryOf(user) === peer)
+        if (!may) throw new MailError('temp', `no longer the primary of ${user}; the merge is left to the new one`)
         const done = await mergeFrom(this.store, user, remote, theirPosition, this.log)
         await this.replicate(user, { except: peer, merging: true })
         const res = await this.gossip.call(peer, PROTOCOLS.reset, { header: { user, by: this.placement.self, position: done.theirEnd, eid: done.theirEndEid } })

@@ -30,4 +30,7 @@ export class ReplicaState {
   // empty while the user's mail may exist on a member it could not reach (catch-up.ts): sessions may not read the
   // user here until such a copy has been pulled or merged (the UIDs given meanwhile are not final)
   readonly provisional = new ProvisionalUsers()
+  // users whose copy this node (their primary, catching up) asked a replica further ahead to merge in: that replica
+  // may reset it although this node leads the user (divergence.ts)
+  readonly mergeInto = new Set<string>()
 }

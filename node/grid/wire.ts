@@ -18,7 +18,8 @@ export const PROTOCOLS = {
   summary: '/mailgrid/summary/1.0.0', // { user, from, to?, addedFrom? } → { summary, addedTotal, endEid } (merge: what the other side did; `added` in pages)
   blobs: '/mailgrid/blobs/1.0.0', // { hashes } → { lens } + bodies (of the first hashes, at least one: the caller asks again for the rest)
   reset: '/mailgrid/reset/1.0.0', // { user } → { position: 0 } (drop a diverged copy, after a merge took what it had)
-  handoff: '/mailgrid/handoff/1.0.0' // { user, position, eid } → { drop } (a node that is no longer a replica asks the primary)
+  handoff: '/mailgrid/handoff/1.0.0', // { user, position, eid } → { drop } (a node that is no longer a replica asks the primary)
+  mergeInto: '/mailgrid/merge-into/1.0.0' // { user, position } → { merged } (a primary catching up asks a replica further ahead to merge its copy in, then reset it)
 } as const
 
 export const LOG_BATCH_ENTRIES_MAX = 512 // entries per replication message

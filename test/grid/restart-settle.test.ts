@@ -40,7 +40,7 @@ async function ids (store: Store, user: string): Promise<string[]> {
  * Three nodes (R=2) and a user with one message; the user's primary is killed, two more messages are taken by the
  * others, and it is started again on its store, remembering the others but cut off from them (not heard yet).
  */
-async function restartBehind (t: { after: (fn: () => Promise<void>) => void }, startSettleMs: number): Promise<{ net: MemoryNetwork, restarted: TestNode, user: string, others: TestNode[] }> {
+async function restartBehind (t: { after: (fn: () => Promise<void>) => void }, startSettleMs: number, stray = false): Promise<{ net: MemoryNetwork, restarted: TestNode, user: string, others: TestNode[] }> {
   const dir = await tempDir(t)
   const net = new MemoryNetwork()
   const nodes: TestNode[] = []
@@ -66,6 +66,8 @@ async function restartBehind (t: { after: (fn: () => Promise<void>) => void }, s
   const victim = nodes.find(n => n.id === nodes[0].grid.primaryOf(user)) as TestNode
   const others = nodes.filter(n => n !== victim)
   await until('the primary holds the first message', async () => (await ids(victim.store, user)).includes('0'))
+  // `stray`: killed after a write was durable on its disk and before it was shipped (nobody acknowledged it)
+  if (stray) await victim.store.append(user, 'INBOX', { raw: raw(9) })
   // SIGKILL: its store is closed as the process dies; the others take the user over and take two messages
   victim.gossip.kill()
   live.delete(victim)
@@ -77,7 +79,7 @@ async function restartBehind (t: { after: (fn: () => Promise<void>) => void }, s
   net.partition([victim.id], others.map(n => n.id))
   const restarted = await open(victim.id, startSettleMs, others.map(n => n.id))
   live.add(restarted)
-  assert.deepEqual(await ids(restarted.store, user), ['0'], 'the restarted node holds the old copy')
+  assert.deepEqual(await ids(restarted.store, user), stray ? ['0', '9'] : ['0'], 'the restarted node holds the old copy')
   assert.deepEqual(restarted.grid.replicasOf(user), [restarted.id], 'its ring holds only itself')
   return { net, restarted, user, others }
 }
@@ -105,4 +107,40 @@ test('a restarted node whose remembered members stay silent leads alone once the
   await until('the node leads alone', async () => await restarted.grid.lead(user).then(() => true, () => false))
   await restarted.grid.deliver(raw(3), [{ user, prefix: '' }])
   assert.deepEqual(await ids(restarted.store, user), ['0', '3'])
+})
+
+/** X-Id → UID of a user's INBOX on a node. */
+async function uids (store: Store, user: string): Promise<Map<string, number>> {
+  const box = await store.getMailbox(user, 'INBOX')
+  const out = new Map<string, number>()
+  if (box === null) return out
+  for (const r of await store.listMessages(user, box.id)) out.set(/X-Id: (\d+)/.exec((await store.readMessage(r)).toString())?.[1] ?? '?', r.uid)
+  return out
+}
+
+test('a restarted node whose copy ends in an entry it never shipped takes the others\' copy with its UIDs, its stray message above them', async (t) => {
+  const { net, restarted, user, others } = await restartBehind(t, 600_000, true)
+  const ahead = others.find(n => n.grid.primaryOf(user) === n.id) as TestNode
+  const acknowledged = await uids(ahead.store, user)
+  assert.deepEqual([...acknowledged.keys()].sort(), ['0', '1', '2'])
+  const strayUid = (await uids(restarted.store, user)).get('9') as number
+  net.heal()
+  await until('the restarted node leads', async () => await restarted.grid.lead(user).then(() => true, (err: unknown) => { if (isMailError(err) && err.kind === 'unavailable') return false; throw err }))
+  const now = await uids(restarted.store, user)
+  // the UIDs the others answered for the messages they took keep naming them (merging the other way gave every one
+  // of them a new UID), except where the stray message had taken the same UID: both move up (merge.ts)
+  for (const id of ['0', '1', '2']) {
+    const was = acknowledged.get(id) as number
+    if (was === strayUid) assert.ok((now.get(id) ?? 0) > Math.max(...acknowledged.values()), `message ${id}, UID ${was} on both sides, moves above`)
+    else assert.equal(now.get(id), was, `message ${id} keeps UID ${was}`)
+  }
+  const mine = now.get('9')
+  assert.ok(mine !== undefined && mine > Math.max(...acknowledged.values()), `the stray message is kept, above them (UID ${mine})`)
+  // and the replicas agree
+  await until('replicas agree', async () => {
+    for (const n of [restarted, ...others]) n.grid.scheduleRebalance()
+    const reps = restarted.grid.replicasOf(user).map(id => [restarted, ...others].find(n => n.id === id) as TestNode)
+    const all = await Promise.all(reps.map(async r => JSON.stringify([...(await uids(r.store, user))].sort())))
+    return all.every(x => x === all[0])
+  })
 })
