@@ -1,5 +1,5 @@
 // `npm run bench:import`: import over IMAP, mailgrid against Dovecot's tools, on the same data in the same run.
-// The source is a private Dovecot (test/helpers/dovecot-source.ts) filled with the import tests' mailbox
+// The source is a private Dovecot (test/helpers/dovecot.ts, startDovecotSource) filled with the import tests' mailbox
 // (test/migrate/imap-fixture.ts: 13 folders, flags, keywords, dates; BENCH_IMPORT_MESSAGES messages, a few of
 // 2-5 MB). Three copies of it, each into an empty account:
 //   - mailgrid: `mailgrid import imap` (the CLI) into a node as `npm start` runs it (appliance/cli.ts start, a
@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { ImapFlow } from 'imapflow'
 import { createTestCa } from '../helpers/ca.ts'
-import { startDovecotSource } from '../helpers/dovecot-source.ts'
+import { startDovecotSource } from '../helpers/dovecot.ts'
 import { tempDir } from '../helpers/tmp.ts'
 import { client, populate } from '../migrate/imap-fixture.ts'
 import { seedUsers, startShipped } from './mailgrid.ts'
