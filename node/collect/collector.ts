@@ -19,6 +19,7 @@ import { isIP } from 'node:net'
 import { ImapFlow } from 'imapflow'
 import type { Logger } from 'pino'
 import type { Directory, DirectoryRecord, MailStore } from '../../store/index.ts'
+import { DirectoryJobs } from '../directory-jobs.ts'
 import { rfc5322Date } from '../smtp/received.ts'
 import { Pop3Client } from './pop3-client.ts'
 
@@ -99,60 +100,39 @@ export class Collector {
   private readonly init: CollectorInit
   private readonly log: Logger
   private readonly now: () => number
-  private readonly running = new Map<string, Promise<void>>()
-  private readonly abort = new AbortController()
-  private timer: NodeJS.Timeout | null = null
-  private unsubscribe: (() => void) | null = null
-  private started = false
-  private scanning = false
+  private readonly jobs: DirectoryJobs
 
   constructor (components: CollectorComponents, init: CollectorInit) {
     this.c = components
     this.init = init
     this.log = components.logger.child({ ns: 'collect' })
     this.now = components.now ?? Date.now
+    this.jobs = new DirectoryJobs({ onDirectoryChange: components.onDirectoryChange, isPrimary: components.isPrimary, logger: this.log }, {
+      prefix: COLLECT_ENTRY_PREFIX,
+      scanMs: init.tickMs ?? COLLECT_TICK_MS,
+      jobsMax: COLLECT_RUNS_IN_FLIGHT,
+      scanFailedEvent: 'collect_scan_failed',
+      scan: async () => { await this.beginDue() }
+    })
   }
 
-  start (): void {
-    if (this.started) return
-    this.started = true
-    this.timer = setInterval(() => { void this.scan() }, this.init.tickMs ?? COLLECT_TICK_MS)
-    this.timer.unref()
-    this.unsubscribe = this.c.onDirectoryChange?.(records => {
-      if (records.some(r => r.key.includes(COLLECT_ENTRY_PREFIX))) void this.scan()
-    }) ?? null
-    void this.scan()
-  }
+  start (): void { this.jobs.start() }
 
-  async stop (): Promise<void> {
-    if (!this.started) return
-    this.started = false
-    if (this.timer !== null) clearInterval(this.timer)
-    this.unsubscribe?.()
-    this.abort.abort()
-    await Promise.allSettled([...this.running.values()])
-  }
+  async stop (): Promise<void> { await this.jobs.stop() }
 
-  async scan (): Promise<void> {
-    if (!this.started || this.scanning) return
-    this.scanning = true
-    try {
-      const entries = await this.c.directory.listEntries(COLLECT_ENTRY_PREFIX)
-      for (const e of entries) {
-        if (!this.started || this.running.size >= COLLECT_RUNS_IN_FLIGHT) break
-        const a = e.value as unknown as CollectAccount
-        if (typeof a.user !== 'string' || typeof a.id !== 'string' || this.running.has(e.name)) continue
-        if (!this.c.isPrimary(a.user)) continue
-        const st = (await this.c.directory.getEntry(stateEntry(a.user, a.id))) as CollectState | null ?? emptyState()
-        const due = st.lastRunAt + a.intervalMinutes * 60_000 <= this.now() || (a.runNow ?? 0) > st.lastRunAt
-        if (!due) continue
-        const p = this.runAccount(a, st).finally(() => { this.running.delete(e.name) })
-        this.running.set(e.name, p)
-      }
-    } catch (err) {
-      this.log.warn({ err: String(err) }, 'collect_scan_failed')
-    } finally {
-      this.scanning = false
+  async scan (): Promise<void> { await this.jobs.scan() }
+
+  /** Begins the accounts due that this node leads. */
+  private async beginDue (): Promise<void> {
+    const entries = await this.c.directory.listEntries(COLLECT_ENTRY_PREFIX)
+    for (const e of entries) {
+      if (this.jobs.full) break
+      const a = e.value as unknown as CollectAccount
+      if (typeof a.user !== 'string' || typeof a.id !== 'string' || !this.jobs.mayBegin(e.name, a.user)) continue
+      const st = (await this.c.directory.getEntry(stateEntry(a.user, a.id))) as CollectState | null ?? emptyState()
+      const due = st.lastRunAt + a.intervalMinutes * 60_000 <= this.now() || (a.runNow ?? 0) > st.lastRunAt
+      if (!due) continue
+      this.jobs.begin(e.name, undefined, async signal => { await this.runAccount(a, st, signal) })
     }
   }
 
@@ -167,10 +147,10 @@ export class Collector {
   }
 
   /** One run of one account; the outcome goes into its state entry. */
-  async runAccount (a: CollectAccount, before: CollectState): Promise<void> {
+  async runAccount (a: CollectAccount, before: CollectState, stop: AbortSignal): Promise<void> {
     const log = this.log.child({ user: a.user, account: a.id, protocol: a.protocol, host: a.host })
     const st: CollectState = { ...before, lastRunAt: this.now(), lastCount: 0 }
-    const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(COLLECT_RUN_TIMEOUT_MS)])
+    const signal = AbortSignal.any([stop, AbortSignal.timeout(COLLECT_RUN_TIMEOUT_MS)])
     try {
       if (a.protocol === 'pop3') await this.runPop3(a, st, signal)
       else await this.runImap(a, st, signal)

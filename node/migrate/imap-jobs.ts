@@ -10,6 +10,7 @@
 import type { Logger } from 'pino'
 import { isMailError } from '../../store/index.ts'
 import type { Directory, DirectoryRecord, MailStore } from '../../store/index.ts'
+import { DirectoryJobs } from '../directory-jobs.ts'
 import { emptyReport, importImap } from './imap.ts'
 import type { ImapSource, ImportReport } from './imap.ts'
 
@@ -60,73 +61,51 @@ export function asJob (v: Record<string, unknown> | null): ImportJob | null {
   return v as unknown as ImportJob
 }
 
-interface Running { run: string, abort: AbortController, done: Promise<void> }
-
 export class ImapImportJobs {
   private readonly c: ImportJobsComponents
   private readonly init: ImportJobsInit
   private readonly log: Logger
   private readonly now: () => number
-  private readonly running = new Map<string, Running>()
+  private readonly jobs: DirectoryJobs<string> // target → the run id it runs
   private readonly backoff = new Map<string, number>() // target → not before (ms)
-  private timer: NodeJS.Timeout | null = null
-  private unsubscribe: (() => void) | null = null
-  private scanning = false
-  private started = false
 
   constructor (components: ImportJobsComponents, init: ImportJobsInit) {
     this.c = components
     this.init = init
     this.log = components.logger.child({ ns: 'migrate' })
     this.now = components.now ?? Date.now
+    this.jobs = new DirectoryJobs({ onDirectoryChange: components.onDirectoryChange, isPrimary: components.isPrimary, logger: this.log }, {
+      prefix: IMPORT_ENTRY_PREFIX,
+      scanMs: init.scanMs ?? IMPORT_SCAN_MS,
+      jobsMax: IMPORT_JOBS_IN_FLIGHT,
+      scanFailedEvent: 'import_scan_failed',
+      scan: async () => { await this.reconcile() }
+    })
   }
 
-  start (): void {
-    if (this.started) return
-    this.started = true
-    this.timer = setInterval(() => { void this.scan() }, this.init.scanMs ?? IMPORT_SCAN_MS)
-    this.timer.unref()
-    this.unsubscribe = this.c.onDirectoryChange?.(records => {
-      if (records.some(r => r.key.includes(IMPORT_ENTRY_PREFIX))) void this.scan()
-    }) ?? null
-    void this.scan()
-  }
+  start (): void { this.jobs.start() }
 
-  async stop (): Promise<void> {
-    if (!this.started) return
-    this.started = false
-    if (this.timer !== null) clearInterval(this.timer)
-    this.unsubscribe?.()
-    for (const r of this.running.values()) r.abort.abort()
-    await Promise.allSettled([...this.running.values()].map(r => r.done))
-  }
+  async stop (): Promise<void> { await this.jobs.stop() }
+
+  async scan (): Promise<void> { await this.jobs.scan() }
 
   /** Starts the jobs this node should run, stops those it should not. */
-  async scan (): Promise<void> {
-    if (!this.started || this.scanning) return
-    this.scanning = true
-    try {
-      const jobs = (await this.c.directory.listEntries(IMPORT_ENTRY_PREFIX)).map(e => asJob(e.value)).filter((j): j is ImportJob => j !== null)
-      const live = new Map(jobs.map(j => [j.target, j]))
-      for (const [target, r] of this.running) {
-        const j = live.get(target)
-        if (j === undefined || j.run !== r.run || !this.c.isPrimary(target)) {
-          this.log.info({ target, reason: j === undefined ? 'removed' : j.run !== r.run ? 'replaced' : 'not primary' }, 'import_stopping')
-          r.abort.abort()
-        }
+  private async reconcile (): Promise<void> {
+    const jobs = (await this.c.directory.listEntries(IMPORT_ENTRY_PREFIX)).map(e => asJob(e.value)).filter((j): j is ImportJob => j !== null)
+    const live = new Map(jobs.map(j => [j.target, j]))
+    for (const r of this.jobs.jobs()) {
+      const j = live.get(r.key)
+      if (j === undefined || j.run !== r.tag || !this.c.isPrimary(r.key)) {
+        this.log.info({ target: r.key, reason: j === undefined ? 'removed' : j.run !== r.tag ? 'replaced' : 'not primary' }, 'import_stopping')
+        r.abort()
       }
-      for (const j of jobs) {
-        if (!this.started) break
-        if (j.state !== 'queued' && j.state !== 'running') continue
-        if (this.running.has(j.target) || this.running.size >= IMPORT_JOBS_IN_FLIGHT) continue
-        if (!this.c.isPrimary(j.target)) continue
-        if ((this.backoff.get(j.target) ?? 0) > this.now()) continue
-        this.begin(j)
-      }
-    } catch (err) {
-      this.log.warn({ err: String(err) }, 'import_scan_failed')
-    } finally {
-      this.scanning = false
+    }
+    for (const j of jobs) {
+      if (!this.jobs.isStarted) break
+      if (j.state !== 'queued' && j.state !== 'running') continue
+      if (!this.jobs.mayBegin(j.target, j.target)) continue
+      if ((this.backoff.get(j.target) ?? 0) > this.now()) continue
+      this.jobs.begin(j.target, j.run, async signal => { await this.execute(j, signal) })
     }
   }
 
@@ -137,15 +116,6 @@ export class ImapImportJobs {
       if (now === null || now.run !== j.run) return cur
       change(now)
       return now as unknown as Record<string, unknown>
-    })
-  }
-
-  private begin (j: ImportJob): void {
-    const abort = new AbortController()
-    const entry: Running = { run: j.run, abort, done: Promise.resolve() }
-    this.running.set(j.target, entry)
-    entry.done = this.execute(j, abort.signal).finally(() => {
-      if (this.running.get(j.target) === entry) this.running.delete(j.target)
     })
   }
 
