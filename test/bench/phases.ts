@@ -197,6 +197,49 @@ export async function fullFetch (port: number, user: string, password: string): 
   }
 }
 
+/** The SORT and THREAD commands of the sort phase (RFC 5256), by the name its rows carry. */
+export const SORT_THREAD_COMMANDS: Record<string, string> = {
+  'SORT (DATE)': 'UID SORT (DATE) UTF-8 ALL',
+  'SORT (SUBJECT)': 'UID SORT (SUBJECT) UTF-8 ALL',
+  'THREAD=REFERENCES': 'UID THREAD REFERENCES UTF-8 ALL'
+}
+
+export interface SortThreadResult { exists: number, firstMs: Record<string, number>, medianMs: Record<string, number> }
+
+/**
+ * SORT by date, SORT by subject and THREAD=REFERENCES over a whole mailbox on one session (after SELECT), each
+ * `repeats` times in turn: the first run of each (the server builds whatever it keeps) and the median of the
+ * rest. Every answer must name every message of the mailbox once.
+ */
+export async function sortThread (port: number, user: string, password: string, repeats: number): Promise<SortThreadResult> {
+  const c = await imapLogin(port, user, password)
+  try {
+    const exists = existsOf(await c.ok('SELECT INBOX', { collect: true })) ?? 0
+    const times: Record<string, number[]> = {}
+    for (let i = 0; i < Math.max(2, repeats); i++) {
+      for (const [name, cmd] of Object.entries(SORT_THREAD_COMMANDS)) {
+        let answer = ''
+        const t0 = performance.now()
+        await c.ok(cmd, { onUntagged: u => { if (/^\* (SORT|THREAD)\b/i.test(u.text)) answer = u.text } })
+        ;(times[name] ??= []).push(performance.now() - t0)
+        const numbers = answer.slice(answer.indexOf(' ', 2) + 1).match(/\d+/g) ?? []
+        if (numbers.length !== exists || new Set(numbers).size !== exists) throw new Error(`${cmd} named ${numbers.length} messages (${new Set(numbers).size} distinct) of ${exists}`)
+      }
+    }
+    await c.command('LOGOUT').catch(() => {})
+    const firstMs: Record<string, number> = {}
+    const medianMs: Record<string, number> = {}
+    for (const [name, t] of Object.entries(times)) {
+      firstMs[name] = t[0]
+      const rest = t.slice(1).sort((a, b) => a - b)
+      medianMs[name] = rest[Math.floor((rest.length - 1) / 2)]
+    }
+    return { exists, firstMs, medianMs }
+  } finally {
+    c.close()
+  }
+}
+
 export interface MixedResult { ops: number, seconds: number, opsPerSec: number, byKind: Record<string, number>, meanMsByKind: Record<string, number> }
 
 /**

@@ -11,6 +11,9 @@
 // FETCH, POP3), BENCH_MIXED_CLIENTS [10], BENCH_MIXED_OPS [600] per client, BENCH_IDLE_USERS [10000],
 // BENCH_IDLE_SESSIONS [5000], BENCH_PEER [1] (0: mailgrid alone), BENCH_SYNC [1] (0: fsync off, comparison only),
 // BENCH_READ_ROUNDS [3] runs of each read-only phase (full FETCH, POP3 RETR) per system, interleaved; median shown.
+// BENCH_SORT_REPEATS [5] runs of each SORT/THREAD command on the big mailbox (the first, and the median of the rest).
+// BENCH_ONLY [all]: a comma list of phases to run (ingest, select, fetch, mixed, pop3, sort, standalone, outbound,
+// memory); the big mailbox is filled when a phase on it runs; write such partial runs elsewhere (BENCH_OUT).
 // The outbound figure (issue 10, outbound.ts; alone: `npm run bench:outbound`): BENCH_OUTBOUND_MESSAGES [5000],
 // BENCH_OUTBOUND_SIZE [10240], BENCH_OUTBOUND_CONNECTIONS [4], BENCH_OUTBOUND_ROUNDS [1], BENCH_OUTBOUND_WARMUP [20].
 
@@ -26,7 +29,7 @@ import { outboundParamsFromEnv, outboundPhase } from './outbound.ts'
 import type { OutboundResult } from './outbound.ts'
 import { ensurePeerInstalled, startPeer } from './peer.ts'
 import type { Peer } from './peer.ts'
-import { fullFetch, idleSessions, ingest, mixed, msg, pop3RetrAll, selectTime, sleep } from './phases.ts'
+import { fullFetch, idleSessions, ingest, mixed, msg, pop3RetrAll, selectTime, sleep, SORT_THREAD_COMMANDS, sortThread } from './phases.ts'
 import type { IngestResult, SystemPorts } from './phases.ts'
 import { fmt, renderMarkdown } from './report.ts'
 import { SCRYPT_LOG_N } from '../../store/password.ts'
@@ -46,6 +49,8 @@ const P = {
   mixedOps: env('BENCH_MIXED_OPS', 600),
   idleUsers: env('BENCH_IDLE_USERS', 10_000),
   idleSessions: env('BENCH_IDLE_SESSIONS', 5000),
+  sortRepeats: Math.max(2, env('BENCH_SORT_REPEATS', 5)),
+  only: new Set((process.env.BENCH_ONLY ?? '').split(',').map(s => s.trim()).filter(s => s !== '')),
   peer: process.env.BENCH_PEER !== '0',
   sync: process.env.BENCH_SYNC !== '0',
   outbound: outboundParamsFromEnv()
@@ -60,6 +65,8 @@ const SELECT_REPEATS = 3
 const FD_HEADROOM = 1000 // descriptors beyond the IDLE sessions: load connections, files, the store
 const REPO = resolve(import.meta.dirname, '..', '..')
 const OUT = resolve(process.env.BENCH_OUT ?? REPO)
+/** Whether a phase runs (BENCH_ONLY). */
+const phase = (name: string): boolean => P.only.size === 0 || P.only.has(name)
 
 // `node test/bench/run.ts --render`: rewrites BENCHMARKS.md from bench-results.json (after editing ANALYSIS.md).
 if (process.argv.includes('--render')) {
@@ -131,7 +138,7 @@ try {
   }
 
   // SMTP ingest, one size at a time, mailgrid then the peer (swapped on odd rounds).
-  for (const size of P.sizes) {
+  for (const size of phase('ingest') ? P.sizes : []) {
     const runs: Record<string, IngestResult[]> = { mailgrid: [], peer: [] }
     for (let round = 0; round < P.rounds; round++) {
       const order: Array<'mailgrid' | 'peer'> = round % 2 === 0 ? ['mailgrid', 'peer'] : ['peer', 'mailgrid']
@@ -151,29 +158,38 @@ try {
   const fill: Record<string, IngestResult[]> = { mailgrid: [], peer: [] }
   for (const who of ['mailgrid', 'peer'] as const) {
     const ports = who === 'mailgrid' ? mgPorts : peerPorts
-    if (ports !== null && P.bigMessages > 0) fill[who].push(await ingestOne(who, ports, { sizeBytes: P.bigSize, messages: P.bigMessages, users: [big] }))
+    if (ports !== null && P.bigMessages > 0 && ['select', 'fetch', 'pop3', 'sort'].some(phase)) fill[who].push(await ingestOne(who, ports, { sizeBytes: P.bigSize, messages: P.bigMessages, users: [big] }))
   }
   raw.bigFill = strip(fill)
-  ingestRows(`SMTP into one mailbox ${kb(P.bigSize)}, ${P.bigMessages.toLocaleString('en-US')} msgs`, fill, true)
+  if (fill.mailgrid.length + fill.peer.length > 0) ingestRows(`SMTP into one mailbox ${kb(P.bigSize)}, ${P.bigMessages.toLocaleString('en-US')} msgs`, fill, true)
 
   const bigLabel = `${P.bigMessages.toLocaleString('en-US')} × ${kb(P.bigSize)}`
-  await pair('select', async ports => await selectTime(ports.imap, big, PASSWORD, SELECT_REPEATS), (mg, pe) => {
+  if (phase('select')) await pair('select', async ports => await selectTime(ports.imap, big, PASSWORD, SELECT_REPEATS), (mg, pe) => {
     rows.push(row('IMAP', `SELECT of a ${bigLabel} mailbox, first`, 'ms', 'lower', mg, pe, v => v.firstMs))
     rows.push(row('IMAP', `SELECT of the same, median of ${SELECT_REPEATS}`, 'ms', 'lower', mg, pe, v => v.medianMs))
   })
   const readRounds = P.readRounds
   const medianOf = readRounds > 1 ? `, median of ${readRounds}` : ''
-  await pair('fullFetch', async ports => await fullFetch(ports.imap, big, PASSWORD), (mg, pe) => {
+  if (phase('fetch')) await pair('fullFetch', async ports => await fullFetch(ports.imap, big, PASSWORD), (mg, pe) => {
     rows.push(row('IMAP', `UID FETCH 1:* (FLAGS BODY.PEEK[]) of ${bigLabel}${medianOf}`, 'msg/s', 'higher', mg, pe, v => v.messages / v.seconds))
     rows.push(row('IMAP', 'same, throughput', 'MB/s', 'higher', mg, pe, v => v.bytes / 1e6 / v.seconds))
   }, readRounds, v => v.messages / v.seconds)
-  await pair('mixed', async ports => await mixed(ports.imap, users, PASSWORD, { clients: P.mixedClients, opsPerClient: P.mixedOps, deadlineMs: MIXED_DEADLINE_MS }), (mg, pe) => {
+  if (phase('mixed')) await pair('mixed', async ports => await mixed(ports.imap, users, PASSWORD, { clients: P.mixedClients, opsPerClient: P.mixedOps, deadlineMs: MIXED_DEADLINE_MS }), (mg, pe) => {
     rows.push(row('IMAP', `mixed SEARCH / STORE / header FETCH, ${P.mixedClients} sessions`, 'ops/s', 'higher', mg, pe, v => v.opsPerSec))
   })
-  await pair('pop3', async ports => await pop3RetrAll(ports.pop3, big, PASSWORD), (mg, pe) => {
+  if (phase('pop3')) await pair('pop3', async ports => await pop3RetrAll(ports.pop3, big, PASSWORD), (mg, pe) => {
     rows.push(row('POP3', `RETR of a whole ${bigLabel} maildrop (pipelined)${medianOf}`, 'msg/s', 'higher', mg, pe, v => v.messages / v.seconds))
     rows.push(row('POP3', 'same, throughput', 'MB/s', 'higher', mg, pe, v => v.bytes / 1e6 / v.seconds))
   }, readRounds, v => v.messages / v.seconds)
+  // SORT and THREAD of the big mailbox (issue 12): the first command of each builds what the server keeps
+  if (phase('sort')) {
+    await pair('sortThread', async ports => await sortThread(ports.imap, big, PASSWORD, P.sortRepeats), (mg, pe) => {
+      for (const name of Object.keys(SORT_THREAD_COMMANDS)) {
+        rows.push(row('IMAP', `UID ${name} UTF-8 ALL of ${bigLabel}, first`, 'ms', 'lower', mg, pe, v => v.firstMs[name]))
+        rows.push(row('IMAP', `UID ${name} UTF-8 ALL, median of the next ${P.sortRepeats - 1}`, 'ms', 'lower', mg, pe, v => v.medianMs[name]))
+      }
+    })
+  }
   raw.mailgridCpuSecondsTotal = await cpuSeconds(nodeA.pid)
   raw.mailgridRssAfterLoadBytes = await rssBytes(nodeA.pid)
 
@@ -198,18 +214,20 @@ try {
 }
 
 // The standalone node (the mail node alone: no grid, logging off), an extra row beside the shipped node's figure
-await standalonePhase()
+if (phase('standalone')) await standalonePhase()
 
 // Outbound (issue 10): its own receiving Postfix, dnsmasq, mailgrid node as `npm start` runs it and relaying
 // Postfix; the two systems take turns like the phases above.
-outbound = await outboundPhase(P.outbound, log)
-rows.push(...outbound.rows)
-notes.push(...outbound.notes)
-raw.outbound = outbound.runs
-if (outbound.mailgrid !== null && outbound.mailgrid.missing > 0) lossFree = false
+if (phase('outbound')) {
+  outbound = await outboundPhase(P.outbound, log)
+  rows.push(...outbound.rows)
+  notes.push(...outbound.notes)
+  raw.outbound = outbound.runs
+  if (outbound.mailgrid !== null && outbound.mailgrid.missing > 0) lossFree = false
+}
 
 // Memory: a fresh node with many users, idle, then with many IDLE sessions (mailgrid only).
-await memoryPhase()
+if (phase('memory')) await memoryPhase()
 
 const durationSeconds = (performance.now() - t0) / 1000
 raw.loadAvgAtEnd = loadavg()
@@ -218,7 +236,7 @@ const targets = checkTargets()
 const params: Record<string, string | number | boolean> = {
   BENCH_MESSAGES: P.messages, BENCH_CONNECTIONS: P.connections, BENCH_USERS: P.users, BENCH_SIZES: P.sizes.join(','),
   BENCH_ROUNDS: P.rounds, BENCH_READ_ROUNDS: P.readRounds, BENCH_BIG_MESSAGES: P.bigMessages, BENCH_BIG_SIZE: P.bigSize, BENCH_MIXED_CLIENTS: P.mixedClients,
-  BENCH_MIXED_OPS: P.mixedOps, BENCH_IDLE_USERS: P.idleUsers, BENCH_IDLE_SESSIONS: P.idleSessions, BENCH_SYNC: P.sync,
+  BENCH_MIXED_OPS: P.mixedOps, BENCH_SORT_REPEATS: P.sortRepeats, BENCH_IDLE_USERS: P.idleUsers, BENCH_IDLE_SESSIONS: P.idleSessions, BENCH_SYNC: P.sync,
   BENCH_OUTBOUND_MESSAGES: P.outbound.messages, BENCH_OUTBOUND_SIZE: P.outbound.sizeBytes, BENCH_OUTBOUND_CONNECTIONS: P.outbound.connections,
   BENCH_OUTBOUND_ROUNDS: P.outbound.rounds, BENCH_OUTBOUND_WARMUP: P.outbound.warmup,
   'SMTP client': 'test/helpers/smtp-load.ts: persistent connections, MAIL+RCPT+DATA pipelined (RFC 2920), one recipient per message',
@@ -423,8 +441,16 @@ function checkTargets (): Target[] {
     const b = num(r?.peer)
     out.push({ what, goal: '≥ Dovecot', reached: a === null || b === null ? 'n/a' : `${(a / b).toFixed(2)} ×`, met: a === null || b === null ? null : a >= b })
   }
+  for (const name of Object.keys(SORT_THREAD_COMMANDS)) {
+    const r = find('IMAP', `UID ${name} UTF-8 ALL, median`, 'ms')
+    const a = num(r?.mailgrid)
+    const b = num(r?.peer)
+    out.push({ what: `${name} of the big mailbox, warm (issue 12)`, goal: '≥ 1.0 × Dovecot (time ≤ Dovecot\'s)', reached: a === null || b === null ? 'n/a' : `${(b / a).toFixed(2)} ×`, met: a === null || b === null ? null : a <= b })
+  }
   const mem = num(find('Memory', 'idle', 'MiB')?.mailgrid)
   out.push({ what: `RSS idle, ${P.idleUsers.toLocaleString('en-US')} users`, goal: '< 200 MB', reached: mem === null ? 'n/a' : `${fmt(mem * 2 ** 20 / 1e6)} MB`, met: mem === null ? null : mem * 2 ** 20 < 200e6 })
+  const withIdle = num(find('Memory', `with ${P.idleSessions.toLocaleString('en-US')} concurrent`, 'MiB')?.mailgrid)
+  out.push({ what: `${P.idleSessions.toLocaleString('en-US')} IDLE sessions above the idle node (issue 13)`, goal: '≤ 200 MiB', reached: mem === null || withIdle === null ? 'n/a' : `${fmt(withIdle - mem)} MiB`, met: mem === null || withIdle === null ? null : withIdle - mem <= 200 })
   const ob = outbound
   out.push({ what: 'outbound delivery vs Postfix relaying (issue 10)', goal: '≥ 1.0 × Postfix', reached: ob?.ratio == null ? 'n/a' : `${ob.ratio.toFixed(2)} ×`, met: ob?.ratio == null ? null : ob.ratio >= 1 })
   out.push({
