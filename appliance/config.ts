@@ -13,6 +13,7 @@ import type { Level } from 'pino'
 import { normalizeAddress, normalizeDomain } from '../store/index.ts'
 import type { Endpoint, GridConfig, NodeInit, ServiceName, TlsMaterial } from '../node/types.ts'
 import { LOG_LEVELS } from './logger.ts'
+import { WORKERS_MAX } from '../node/smtp/workers.ts'
 
 // ---- defaults (issue 2, item 7: unprivileged ports, loopback only, so `npm start` is safe anywhere) --------
 
@@ -91,6 +92,7 @@ export interface Config {
   dataDir: string
   hostname: string // '' = the machine's host name
   plaintextAuthOnLoopback: boolean
+  workers: number // SMTP worker processes (node/smtp/workers.ts): -1 = one per core but one, 0 = none
   listen: { host: string } & Record<ServiceName, ServiceConfig> & Record<WebName, ServiceConfig> & { managesieve: ServiceConfig }
   admin: Endpoint & { tls: AdminTlsMode }
   metrics: { token: string } // '' = /metrics takes the admin token only
@@ -180,6 +182,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'dataDir', kind: { type: 'path', empty: false }, default: DATA_DIR_DEFAULT },
   { path: 'hostname', kind: { type: 'hostname' }, default: '' },
   { path: 'plaintextAuthOnLoopback', kind: { type: 'bool' }, default: true },
+  { path: 'workers', kind: { type: 'int', min: -1, max: WORKERS_MAX }, default: -1 },
   { path: 'listen.host', kind: { type: 'host', empty: false }, default: LISTEN_HOST_DEFAULT },
   ...SERVICE_NAMES.flatMap((s): OptionSpec[] => [
     { path: `listen.${s}.enabled`, kind: { type: 'bool' }, default: true },
@@ -619,6 +622,7 @@ export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: s
     listen,
     tls,
     plaintextAuthOnLoopback: config.plaintextAuthOnLoopback,
+    workers: config.workers,
     limits: {
       messageBytesMax: l.messageBytesMax,
       recipientsMax: l.recipientsMax,
