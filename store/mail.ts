@@ -14,6 +14,7 @@ import { BatchGet } from './batch-get.ts'
 import { keys, SEP } from './keys.ts'
 import { KeyedLock } from './lock.ts'
 import { readRange } from './ranges.ts'
+import { StringMemo } from './memo.ts'
 import { analyzeMessage } from './mime/index.ts'
 import { applyEntry, emptyState, gidLocation, isSeen, Tx } from './apply.ts'
 import type { Cached, MailboxRec, UserState } from './apply.ts'
@@ -34,6 +35,9 @@ export const INDEX_MESSAGES_MIN = 1000
 // A header block up to this size is kept apart from the body and the structure (readHeader). Ordinary headers
 // are 1 to 10 KiB (long Received and DKIM chains included); larger ones are read from the body when needed.
 export const HEADER_CACHE_BYTES_MAX = 32 * 1024
+// Header copies kept in memory once read (memo.ts), all users together: ten 400-message mailboxes of 2 KiB headers
+// are 8 MiB
+export const HEADER_MEMO_BYTES_MAX = 16 * 1024 * 1024
 // User attributes (MailStore.setAttrs). A value travels inside a log entry, in the JSON header of a shipment
 // (wire.ts: 2 MiB per user's shipment), and a merge's summary carries every key its stretch changed, so they stay
 // small: a Sieve script is at most 256 KiB (ManageSieve's own limit is lower), a user's attributes 1 MiB together.
@@ -80,6 +84,8 @@ export class MailStoreBase {
   private readonly listeners = new Map<string, Set<MailListener>>()
   private readonly metas = new BatchGet<MessageMeta>(async ks => await this.db.getMany(ks))
   private readonly headers = new BatchGet<string>(async ks => await this.db.getMany(ks))
+  /** Header copies read lately, by key (content-addressed: never stale); see memo.ts. */
+  private readonly headerMemo = new StringMemo(HEADER_MEMO_BYTES_MAX)
   // body locations: concurrent deliveries' "is this body stored already?" share one multi-get
   private readonly locations = new BatchGet<BlobLocation>(async ks => await this.db.getMany(ks))
 
@@ -757,8 +763,14 @@ export class MailStoreBase {
 
   async readHeader (record: MessageRecord): Promise<Buffer | null> {
     // concurrent calls (a SEARCH batch, FETCH read-ahead) share one multi-get
-    const header = await this.headers.get(keys.header(record.blob))
-    if (typeof header !== 'string') return null
+    const key = keys.header(record.blob)
+    let header = this.headerMemo.get(key)
+    if (header === undefined) {
+      const read = await this.headers.get(key)
+      if (typeof read !== 'string') return null
+      header = read
+      this.headerMemo.set(key, header)
+    }
     const body = Buffer.from(header, 'latin1')
     return record.prefix === '' ? body : Buffer.concat([Buffer.from(record.prefix), body])
   }
