@@ -7,6 +7,7 @@
 
 import type { Server, Socket } from 'node:net'
 import pino from 'pino'
+import type { Logger } from 'pino'
 import { createSmtpService, MemoryBudget } from './server.ts'
 import type { SmtpComponents, SmtpInit, SmtpService } from './server.ts'
 import { createSrs } from '../mailauth/index.ts'
@@ -62,10 +63,16 @@ const services = new Map<WorkerServiceName, SmtpService>()
 const ports: Record<string, number> = {}
 let stopping = false
 
+// like the primary's (appliance/logger.ts): lines leave in one asynchronous write per few KB or per quarter second,
+// and at exit
+const LOG_BUFFER_BYTES = 4096
+const LOG_FLUSH_INTERVAL_MS = 250
+let logger: Logger | undefined
+
 function build (w: WorkerInit, name: WorkerServiceName): SmtpService {
   const s = w.services.find(x => x.name === name)
   if (s === undefined) throw new Error(`no settings for ${name}`)
-  const logger = pino({ level: w.logLevel, base: { pid: process.pid, worker: true } })
+  logger ??= pino({ level: w.logLevel, base: { pid: process.pid, worker: true } }, pino.destination({ dest: process.stdout.fd, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_INTERVAL_MS } as Parameters<typeof pino.destination>[0]))
   const limiter = {
     async tryOpen (ip: string): Promise<(() => void) | null> {
       const token = await call('limiter', 'tryOpen', [ip]) as number | null

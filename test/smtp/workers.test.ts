@@ -148,3 +148,19 @@ test('the global connection limit holds across workers, and a killed worker give
   open.push(c)
   assert.match(await c.read(), /^220 /)
 })
+
+test('implicit TLS sessions start whichever process accepted the connection (the primary hands its accepts over unread)', async (t) => {
+  const { port } = await setup(t)
+  // the primary's copy of the listening socket accepts some connections and passes them on: a ClientHello it read
+  // would be lost and the handshake would hang. Which process accepts is the kernel's choice: twenty connections make
+  // both paths likely (before the fix, single TLS connections in other tests hung this way)
+  for (let i = 0; i < 20; i++) {
+    const c = await RawClient.connect(port('smtps'), { tls: true })
+    try {
+      assert.match(await c.read(), /^220 /)
+      assert.match(await c.cmd('EHLO client.test'), /^250[ -]/)
+    } finally {
+      c.close()
+    }
+  }
+})
