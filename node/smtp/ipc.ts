@@ -42,12 +42,20 @@ export class Batcher {
   private queue: Message[] = []
   private scheduled = false
   private readonly to: Endpoint
-  constructor (to: Endpoint) {
+  /** Messages made at flush time (counters summed over the turn), appended to the batch. */
+  private readonly late: () => Message[]
+  constructor (to: Endpoint, late: () => Message[] = () => []) {
     this.to = to
+    this.late = late
   }
 
   post (m: Message): void {
     this.queue.push(m)
+    this.touch()
+  }
+
+  /** Makes sure a flush comes this turn (something for `late` is waiting). */
+  touch (): void {
     if (this.scheduled) return
     this.scheduled = true
     setImmediate(() => { this.flush() })
@@ -55,6 +63,7 @@ export class Batcher {
 
   flush (): void {
     this.scheduled = false
+    this.queue.push(...this.late())
     if (this.queue.length === 0) return
     const batch = this.queue
     this.queue = []

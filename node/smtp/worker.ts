@@ -31,7 +31,43 @@ export interface WorkerInit {
 }
 
 if (process.send === undefined) throw new Error('node/smtp/worker.ts runs as a child process of a node (node/smtp/workers.ts)')
-const channel = new Batcher(process as unknown as { send: (m: unknown, cb?: (err: Error | null) => void) => boolean, connected: boolean })
+const channel = new Batcher(process as unknown as { send: (m: unknown, cb?: (err: Error | null) => void) => boolean, connected: boolean }, () => counted())
+
+// Counters (metrics, statistics) are summed over one event-loop turn and leave with that turn's batch: a few entries
+// instead of a dozen per message (a command count and a duration per command, several per delivery)
+const incs = new Map<string, [string, string, number]>()
+const observes: Array<[string, string, number]> = []
+const adds = new Map<string, [string, string | null, number]>()
+function counted (): Message[] {
+  const out: Message[] = []
+  if (incs.size > 0 || observes.length > 0) out.push({ t: 'ev', target: 'metrics', method: 'batch', args: [[...incs.values()], observes.splice(0)] })
+  if (adds.size > 0) out.push({ t: 'ev', target: 'stats', method: 'batch', args: [[...adds.values()]] })
+  incs.clear()
+  adds.clear()
+  return out
+}
+const metricsSink = {
+  inc (name: string, label: string, value = 1): void {
+    const k = name + '\0' + label
+    const e = incs.get(k)
+    if (e !== undefined) e[2] += value
+    else incs.set(k, [name, label, value])
+    channel.touch()
+  },
+  observe (name: string, label: string, seconds: number): void {
+    observes.push([name, label, seconds])
+    channel.touch()
+  }
+}
+const statsSink = {
+  add (series: string, address: string | null, n = 1): void {
+    const k = series + '\0' + (address ?? '\u0001')
+    const e = adds.get(k)
+    if (e !== undefined) e[2] += n
+    else adds.set(k, [series, address, n])
+    channel.touch()
+  }
+}
 
 // the primary gone: this process has no one to deliver to, so it ends (its unanswered messages were never acknowledged)
 process.on('disconnect', () => { process.exit(0) })
@@ -96,8 +132,8 @@ function build (w: WorkerInit, name: WorkerServiceName): SmtpService {
     ...(has.outbound ? { outbound: remote('outbound') } : {}),
     ...(has.srs ? { srs: createSrs({ secret: Buffer.from(w.srsSecret) }) } : {}),
     ...(has.sealer ? { sealer: remote('sealer') } : {}),
-    ...(has.metrics ? { metrics: remote('metrics', ['inc', 'observe']) } : {}),
-    ...(has.stats ? { stats: remote('stats', ['add']) } : {}),
+    ...(has.metrics ? { metrics: metricsSink as unknown as NonNullable<SmtpComponents['metrics']> } : {}),
+    ...(has.stats ? { stats: statsSink as unknown as NonNullable<SmtpComponents['stats']> } : {}),
     ...(has.domainUsage ? { domainUsage: remote('domainUsage', ['added']) } : {}),
     ...(has.burl ? { burl: fetchUrl } : {}),
     ...(has.inbound && w.inbound !== undefined ? { inbound: createInboundChecker({ logger: logger.child({ ns: 'mailauth' }) }, w.inbound) } : {}),

@@ -159,6 +159,21 @@ export class SmtpWorkers {
       return
     }
     const obj = this.targets[m.target] as Record<string, unknown> | undefined
+    if (m.t === 'ev' && m.method === 'batch') {
+      // counters summed by the worker over one turn (node/smtp/worker.ts)
+      if (obj === undefined) return
+      try {
+        if (m.target === 'metrics') {
+          const metrics = obj as { inc: (n: string, l: string, v: number) => void, observe: (n: string, l: string, s: number) => void }
+          for (const [n, l, v] of m.args[0] as Array<[string, string, number]>) metrics.inc(n, l, v)
+          for (const [n, l, sec] of m.args[1] as Array<[string, string, number]>) metrics.observe(n, l, sec)
+        } else if (m.target === 'stats') {
+          const stats = obj as { add: (s: string, a: string | null, n: number) => void }
+          for (const [series, address, n] of m.args[0] as Array<[string, string | null, number]>) stats.add(series, address, n)
+        }
+      } catch (err) { this.log.error({ err, target: m.target }, 'smtp_worker_event_failed') }
+      return
+    }
     const fn = obj?.[m.method]
     if (typeof fn !== 'function') {
       if (m.t === 'req') w.channel.post({ t: 'res', id: m.id, error: { message: `no ${m.target}.${m.method} here` } })
