@@ -365,6 +365,27 @@ const TEXT: Partial<Record<SortKeyName, 'cc' | 'from' | 'to' | 'subject' | 'disp
   CC: 'cc', FROM: 'from', TO: 'to', SUBJECT: 'subject', DISPLAYFROM: 'displayFrom', DISPLAYTO: 'displayTo',
 }
 
+/** Distinct strings one rank table may hold (the sort-key cache's own bound). */
+const RANK_MEMO_MAX = SORT_KEYS_CACHED_MAX
+
+/**
+ * The last rank table per text key: sorting a mailbox again (or after new mail with no new subject) finds every
+ * string in it and sorts nothing. Ranks from a superset of the strings still order them right (gaps do not
+ * matter), so the table is reused whenever it has every string asked for, and rebuilt otherwise.
+ */
+const rankMemo = new Map<string, Map<string, number>>()
+
+function ranksFor (text: string, keys: readonly SortKeys[]): Map<string, number> {
+  const field = text as 'subject'
+  const last = rankMemo.get(text)
+  if (last !== undefined && keys.every((k) => last.has(k[field]))) return last
+  // the default sort orders strings by UTF-16 code units, as `<` does, without a call per comparison
+  const distinct = [...new Set(keys.map((k) => k[field]))].sort()
+  const rank = new Map(distinct.map((value, r) => [value, r]))
+  if (distinct.length <= RANK_MEMO_MAX) rankMemo.set(text, rank)
+  return rank
+}
+
 export function isSortKey (name: string): name is SortKeyName {
   return name in NUMERIC || name in TEXT
 }
@@ -386,9 +407,7 @@ export function sortOrder (keys: readonly SortKeys[], criteria: readonly SortCri
       return column
     }
     const text = TEXT[criterion.key]!
-    // the default sort orders strings by UTF-16 code units, as `<` does, without a call per comparison
-    const distinct = [...new Set(keys.map((k) => k[text]))].sort()
-    const rank = new Map(distinct.map((value, r) => [value, r]))
+    const rank = ranksFor(text, keys)
     for (let i = 0; i < n; i++) column[i] = sign * rank.get(keys[i]![text])!
     return column
   })
