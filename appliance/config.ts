@@ -182,7 +182,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'dataDir', kind: { type: 'path', empty: false }, default: DATA_DIR_DEFAULT },
   { path: 'hostname', kind: { type: 'hostname' }, default: '' },
   { path: 'plaintextAuthOnLoopback', kind: { type: 'bool' }, default: true },
-  { path: 'workers', kind: { type: 'int', min: -1, max: WORKERS_MAX }, default: -1 },
+  { path: 'workers', kind: { type: 'int', min: -1, max: WORKERS_MAX }, default: 0 },
   { path: 'listen.host', kind: { type: 'host', empty: false }, default: LISTEN_HOST_DEFAULT },
   ...SERVICE_NAMES.flatMap((s): OptionSpec[] => [
     { path: `listen.${s}.enabled`, kind: { type: 'bool' }, default: true },
