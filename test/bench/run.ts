@@ -207,9 +207,8 @@ try {
   lossFree = false
   log(`ERROR ${msg(err)}`)
 } finally {
-  await nodeA?.stop()
-  await peer?.stop()
-  await rm(dirA, { recursive: true, force: true })
+  // everything started for the main phases, the private dnsmasq included (a child left running kept the bench alive)
+  await cleanup()
   await rm(`${dirA}.log`, { force: true })
 }
 
