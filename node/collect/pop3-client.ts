@@ -1,5 +1,5 @@
-// A small POP3 client (RFC 1939, STLS from RFC 2595) for collection. Written here rather than using node-pop3,
-// which is installed: node-pop3 finds the end of a multi-line answer only when "\r\n.\r\n" arrives inside one
+// A small POP3 client (RFC 1939, STLS from RFC 2595) for collection. Written here rather than using node-pop3
+// (npm), which finds the end of a multi-line answer only when "\r\n.\r\n" arrives inside one
 // socket read (a body split across reads at the wrong place never ends), expects each status line whole in one
 // read, returns RETR as a UTF-8 string (8-bit messages would not arrive byte for byte), leaves dot-stuffing in
 // place and bounds nothing. This one reads lines across reads, un-stuffs dots, returns bytes, and bounds line
