@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { MailEvent } from '../../store/index.ts'
 import type { Connection } from './connection.ts'
-import { SelectedMailbox } from './mailbox-view.ts'
+import { PENDING_EVENTS_MAX, SelectedMailbox } from './mailbox-view.ts'
 import { ImapParser } from './protocol/parser.ts'
 import { atom, compileContinuation, compileData, compileStatus } from './protocol/compiler.ts'
 import type { Value } from './protocol/compiler.ts'
@@ -28,6 +28,8 @@ import { formatSequenceSet } from './protocol/sequence.ts'
 
 /** The BYE text when another session deletes the selected mailbox (Dovecot's words). */
 export const MAILBOX_GONE_TEXT = 'Selected mailbox was deleted, have to disconnect.'
+/** Changes a SELECT under way keeps for its view (as many as a view holds pending). */
+const SELECTING_EVENTS_MAX = PENDING_EVENTS_MAX
 
 export type SessionState =
   | { kind: 'notAuthenticated' }
@@ -75,6 +77,13 @@ export class Session {
   readonly contexts = new SearchContexts()
   /** The mailbox this session may claim recent messages in (selected read-write, IMAP4rev1). */
   #claiming: { user: string, mailbox: string } | null = null
+  /**
+   * A SELECT under way: the changes of that mailbox from before its listing is read until the view exists. A change
+   * that commits while the listing is read may be missing from it, and the session was not selected yet to hold it:
+   * the view takes these (an append it lists already, or a change to a message it does not know, changes nothing).
+   * Found by test/stress: an acknowledged APPEND absent from a SELECT's view.
+   */
+  #selecting: { mailbox: string, events: MailEvent[] } | null = null
 
   constructor (components: ImapComponents, options: SessionOptions, connection: Connection) {
     this.id = randomUUID().slice(0, 12)
@@ -369,6 +378,9 @@ export class Session {
         for (const uid of claimed) this.state.mailbox.recent.add(uid)
       }
     }
+    if (this.#selecting !== null && event.mailbox === this.#selecting.mailbox && event.type !== 'mailboxes') {
+      if (this.#selecting.events.length < SELECTING_EVENTS_MAX) this.#selecting.events.push(event)
+    }
     if (this.state.kind !== 'selected' || event.mailbox !== this.state.mailbox.id) return
     const view = this.state.mailbox
     if (event.type !== 'mailboxes') {
@@ -418,9 +430,17 @@ export class Session {
     if (mailbox !== undefined) view.name = mailbox.name
   }
 
+  /** Called before a SELECT reads its listing: the mailbox's changes from now on reach the view `select` gets. */
+  beginSelect (mailboxId: string): void {
+    this.#selecting = { mailbox: mailboxId, events: [] }
+  }
+
   select (mailbox: SelectedMailbox): void {
     const user = this.user
     if (user === null) throw new Error('select before login')
+    const caught = this.#selecting
+    this.#selecting = null
+    if (caught !== null && caught.mailbox === mailbox.id) for (const event of caught.events) mailbox.push(event)
     this.contexts.clear()
     if (this.notifier?.selectedGroup?.fetch != null) mailbox.changes ??= { added: [], flagged: [], expunged: [] }
     this.state = { kind: 'selected', user, mailbox }
@@ -429,6 +449,7 @@ export class Session {
   unselect (): void {
     const user = this.user
     if (user === null) throw new Error('unselect before login')
+    this.#selecting = null
     this.#closeRecent()
     this.contexts.clear()
     this.state = { kind: 'authenticated', user }

@@ -149,3 +149,33 @@ test('on a grid, a session whose user moved to another node ends with BYE [UNAVA
   assert.match(await a.client.cmd('m2 NOOP', (b) => b.includes('* BYE')), /^\* BYE \[UNAVAILABLE\]/m)
   assert.equal(await a.client.waitClosed(), true)
 })
+
+test('a message that arrives while SELECT reads its listing reaches the view (found by the stress tester)', async (t) => {
+  const f = await fixture(t)
+  for (let i = 1; i <= 2; i++) await f.store.append(USER, 'INBOX', { raw: simpleMessage(`m${i}`) })
+  // the listing is read, then (before SELECT answers) a third message commits: the listing cannot hold it, and the
+  // session is not selected yet when its event arrives
+  let arrive: (() => Promise<void>) | null = null
+  const store = new Proxy(f.store, {
+    get (target, key, receiver) {
+      const value = Reflect.get(target, key, receiver)
+      if (key !== 'listFlags' && key !== 'listMessages') return typeof value === 'function' ? value.bind(target) : value
+      return async (...args: unknown[]) => {
+        const listing = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)
+        if (arrive !== null) { const a = arrive; arrive = null; await a() }
+        return listing
+      }
+    },
+  }) as Store
+  const { port } = await f.server({}, store)
+  const c = await RawImap.connect(port)
+  t.after(() => { c.close() })
+  await c.login()
+  arrive = async () => { await f.store.append(USER, 'INBOX', { raw: simpleMessage('m3') }) }
+  // SELECT answers from its listing (2); the third is announced after, by the SELECT's own flush or the NOOP
+  const told = await c.cmd('SELECT INBOX') + await c.cmd('NOOP')
+  const exists = [...told.matchAll(/\* (\d+) EXISTS/g)].map(m => Number(m[1]))
+  assert.deepEqual([exists[0], exists.at(-1)], [2, 3], told)
+  const uids = (await c.cmd('UID FETCH 1:* (UID)')).match(/UID \d+/g)
+  assert.equal(uids?.length, 3)
+})

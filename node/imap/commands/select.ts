@@ -78,6 +78,8 @@ function selectCommand (readOnly: boolean): CommandModule {
       const store = session.components.store
       const mailbox = await store.getMailbox(user, name)
       if (mailbox === null) throw new CommandRefused('No such mailbox', 'NONEXISTENT')
+      // changes that commit while the listing is read reach the view (session.select), not only the listing
+      session.beginSelect(mailbox.id)
       // UIDs and flags only (from the store's in-memory index where it offers one): no record is decoded
       const listing = store.listFlags !== undefined
         ? await store.listFlags(user, mailbox.id)
