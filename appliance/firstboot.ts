@@ -8,8 +8,8 @@
 // text and QR code. A second run refuses (DATA/firstboot.json says it ran) unless --force.
 
 import { randomBytes } from 'node:crypto'
-import { mkdir, readFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { mkdir, readFile, rm } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
 import { parse, TomlError } from 'smol-toml'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { loadOrCreatePeerKey, writeFileDurable } from '../gossip/index.ts'
@@ -19,6 +19,7 @@ import { adminUsesTls, advertiseHost, CLUSTER_KEY_CHARS_MAX, CLUSTER_KEY_CHARS_M
 import type { Config } from './config.ts'
 import { CLUSTER_KEY_FILE, processAlive, readAdminInfo, TOKEN_FILE } from './runtime.ts'
 import { loadTls } from './tls.ts'
+import { authorizedKeysText, checkSshKey, SSH_KEYS_NAME } from './ssh.ts'
 
 export const CONFIG_FILE_DEFAULT = '/etc/mailgrid/mailgrid.toml'
 export const TEMPLATE_FILE = new URL('./system/mailgrid.toml', import.meta.url).pathname
@@ -43,6 +44,8 @@ export interface Answers {
   adminPassword?: string
   /** The admin API token to use instead of a generated one (an unattended installer that must call the API). */
   adminToken?: string
+  /** An SSH public key for root on the appliance (ssh.ts): written beside the config; sshd runs only with one. */
+  sshKey?: string
 }
 
 export class FirstbootError extends Error {}
@@ -73,7 +76,8 @@ const SEED_KEYS: Record<string, (v: string) => string | null> = {
   clusterKey: checkClusterKey,
   domain: checkDomain,
   adminPassword: checkPassword,
-  adminToken: checkToken
+  adminToken: checkToken,
+  sshKey: checkSshKey
 }
 
 /** A seed's answers; every problem is reported at once, with its key (a secret's value never is). */
@@ -101,7 +105,9 @@ export function parseSeed (text: string, file = 'seed'): Answers {
   if (mode === 'join' && table.clusterKey === undefined) problems.push('clusterKey: missing (joining needs the grid\'s key)')
   if (mode === 'join') for (const k of ['domain', 'adminPassword']) if (table[k] !== undefined) problems.push(`${k}: only for grid = "create" (a joining node gets the grid's directory)`)
   if (problems.length > 0) throw new FirstbootError(`${file}: ${problems.join(`\n${file}: `)}`)
-  return { hostname: v.hostname, mode: mode as GridMode, clusterKey: v.clusterKey, domain: v.domain, adminPassword: v.adminPassword, adminToken: v.adminToken }
+  const answers: Answers = { hostname: v.hostname, mode: mode as GridMode, clusterKey: v.clusterKey, domain: v.domain, adminPassword: v.adminPassword, adminToken: v.adminToken }
+  if (v.sshKey !== undefined) answers.sshKey = v.sshKey
+  return answers
 }
 
 // ---- doing it ----------------------------------------------------------------------------------------------
@@ -186,6 +192,11 @@ export async function firstboot (paths: FirstbootPaths, answers: Answers, force:
   if (answers.mode === 'create' && answers.domain !== undefined && answers.adminPassword !== undefined) {
     adminAccount = await createDomain(dataDir, config.store.sync, answers.domain, answers.adminPassword)
   }
+  // Root's SSH key on the appliance, beside the config (saved on the data disk with it); sshd starts only with it.
+  // A run without one (--force again) leaves none: "SSH stays off" must hold.
+  const sshKeys = join(dirname(paths.configFile), SSH_KEYS_NAME)
+  if (answers.sshKey !== undefined) await writeFileDurable(sshKeys, authorizedKeysText([answers.sshKey]), 0o644)
+  else await rm(sshKeys, { force: true })
   // The config last: a run that failed above left the image's config as it was.
   await writeFileDurable(paths.configFile, toml, 0o644)
 

@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import { checkClusterKey, checkDomain, checkHostname, checkPassword, FirstbootError } from './firstboot.ts'
 import type { Answers } from './firstboot.ts'
+import { checkSshKey } from './ssh.ts'
 
 export const ATTEMPTS_MAX = 5 // wrong answers to one question before the wizard gives up (and can be rerun)
 export const ANSWER_CHARS_MAX = 4096 // a line longer than this is not an answer to any of these questions
@@ -89,13 +90,21 @@ export async function runWizard (p: Prompter, suggested: string): Promise<Answer
   const choice = await askValid(p, 'Choose 1 or 2 [1]: ', v => v === '1' || v === '2' ? null : '1 or 2', { fallback: '1' })
   if (choice === '2') {
     const clusterKey = await askValid(p, 'Cluster key (as the first node printed it): ', checkClusterKey)
-    return { hostname, mode: 'join', clusterKey }
+    return await withSshKey(p, { hostname, mode: 'join', clusterKey })
   }
   const domain = await askValid(p, 'Mail domain (the part after @ in your addresses): ', checkDomain)
   for (let i = 0; i < ATTEMPTS_MAX; i++) {
     const adminPassword = await askValid(p, `Password for admin@${domain}: `, checkPassword, { secret: true })
-    if (await p.ask('The same password again: ', { secret: true }) === adminPassword) return { hostname, mode: 'create', domain, adminPassword }
+    if (await p.ask('The same password again: ', { secret: true }) === adminPassword) return await withSshKey(p, { hostname, mode: 'create', domain, adminPassword })
     p.say('  The two passwords differ; once more.')
   }
   throw new FirstbootError(`the passwords differed ${ATTEMPTS_MAX} times`)
+}
+
+/** The last, optional question: an SSH public key for root (key-only login; with none, SSH stays off). */
+async function withSshKey (p: Prompter, answers: Answers): Promise<Answers> {
+  p.say('')
+  p.say('SSH (optional): paste a public key (the line of your id_ed25519.pub) to allow key-only root login.')
+  const key = await askValid(p, 'SSH public key [none: SSH stays off]: ', v => v === '' ? null : checkSshKey(v), { fallback: '' })
+  return key === '' ? answers : { ...answers, sshKey: key }
 }

@@ -19,8 +19,9 @@ BUILD_DEPS=(mmdebstrap squashfs-tools xorriso grub-pc-bin grub-efi-amd64-bin gru
 # What the live system needs beyond Debian's minbase: the kernel and live-boot (its initramfs finds the
 # squashfs on the boot medium), systemd as init with networkd/resolved for DHCP and DNS, the disk tools the
 # data-disk logic uses (blkid and wipefs are in util-linux, mkfs.ext4 in e2fsprogs), and libstdc++ for the
-# Node binary (`ldd node`: libstdc++, libgcc_s, libm, libc).
-IMAGE_PACKAGES=linux-image-amd64,live-boot,live-boot-initramfs-tools,systemd-sysv,systemd-resolved,udev,kmod,iproute2,e2fsprogs,libstdc++6,ca-certificates,procps,less
+# Node binary (`ldd node`: libstdc++, libgcc_s, libm, libc); openssh-server for the optional key-only root
+# login (off unless first boot was given a public key: customize.sh disables it and removes its host keys).
+IMAGE_PACKAGES=linux-image-amd64,live-boot,live-boot-initramfs-tools,systemd-sysv,systemd-resolved,udev,kmod,iproute2,e2fsprogs,libstdc++6,ca-certificates,procps,less,openssh-server
 
 say () { printf 'iso: %s\n' "$*" >&2; }
 die () { say "error: $*"; exit 1; }

@@ -29,6 +29,10 @@ printf '127.0.0.1\tlocalhost\n127.0.1.1\tmailgrid\n::1\tlocalhost ip6-localhost 
 
 chroot "$ROOT" systemctl enable mailgrid.service mailgrid-firstboot.service mailgrid-debug-console.service systemd-networkd.service \
   systemd-resolved.service >/dev/null 2>&1
+# SSH: off in the image (the boot step starts it when first boot was given a key), and no host keys baked in:
+# every node makes its own at first boot (openssh-server's postinst made some in the build tree).
+chroot "$ROOT" systemctl disable ssh.service ssh.socket >/dev/null 2>&1 || true
+rm -f "$ROOT"/etc/ssh/ssh_host_*
 ln -sf /run/systemd/resolve/stub-resolv.conf "$ROOT/etc/resolv.conf"
 
 # Smaller image: no package lists or caches (the appliance is replaced, not upgraded in place).

@@ -5,6 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
@@ -20,12 +21,16 @@ const ROOT = new URL('../..', import.meta.url).pathname
 const CLI = join(ROOT, 'appliance', 'cli.ts')
 const KEY = 'k'.repeat(43)
 const PASSWORD = 'correct horse battery'
+// An Ed25519 public key in OpenSSH's one-line form: "ssh-ed25519", then the blob string(type) || string(key).
+const sshString = (b: Buffer): Buffer => Buffer.concat([Buffer.from([0, 0, 0, b.length]), b])
+const SSH_KEY = `ssh-ed25519 ${Buffer.concat([sshString(Buffer.from('ssh-ed25519')), sshString(Buffer.from(generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }).x ?? '', 'base64url'))]).toString('base64')} op@laptop`
 
 test('seed: create and join answers; every problem named by its key, no secret echoed', () => {
   assert.deepEqual(parseSeed(`hostname = "mx1.example.com"\ngrid = "create"\ndomain = "example.com"\nadminPassword = "${PASSWORD}"\n`), {
     hostname: 'mx1.example.com', mode: 'create', clusterKey: undefined, domain: 'example.com', adminPassword: PASSWORD, adminToken: undefined
   })
   assert.equal(parseSeed(`hostname = "mx2.example.com"\ngrid = "join"\nclusterKey = "${KEY}"\n`).clusterKey, KEY)
+  assert.equal(parseSeed(`hostname = "mx2.example.com"\ngrid = "join"\nclusterKey = "${KEY}"\nsshKey = "${SSH_KEY}"\n`).sshKey, SSH_KEY)
   const bad: Array<[string, RegExp]> = [
     ['grid = "create"', /hostname: missing/],
     ['hostname = "mx1.example.com"\ngrid = "merge"', /grid: must be "create" or "join"/],
@@ -36,6 +41,7 @@ test('seed: create and join answers; every problem named by its key, no secret e
     ['hostname = "mx1.example.com"\ngrid = "join"\nclusterKey = "tooshort"', /clusterKey: must be/],
     [`hostname = "mx1.example.com"\ngrid = "join"\nclusterKey = "${KEY}"\ndomain = "example.com"`, /domain: only for grid = "create"/],
     ['hostname = "mx1.example.com"\ngrid = "join"\nclusterkey = "x"', /clusterkey: unknown key/],
+    [`hostname = "mx1.example.com"\ngrid = "join"\nclusterKey = "${KEY}"\nsshKey = "ssh-dss AAAA"`, /sshKey: must be a public key of type/],
     ['hostname = 5\ngrid = "join"', /hostname: must be a string/],
     ['hostname = "mx1.example.com"\ngrid = "create"\nadminToken = "abc"', /adminToken: must be 32 to/],
     ['hostname = "a', /line 1/]
@@ -65,14 +71,16 @@ test('wizard: piped answers, wrong ones asked again, passwords confirmed; join a
       p.close()
     }
   }
-  const created = await run(['bad name', 'mx1.example.com', '', 'nodot', 'example.com', 'short', PASSWORD, 'different', PASSWORD, PASSWORD])
+  const created = await run(['bad name', 'mx1.example.com', '', 'nodot', 'example.com', 'short', PASSWORD, 'different', PASSWORD, PASSWORD, ''])
   assert.deepEqual(created.answers, { hostname: 'mx1.example.com', mode: 'create', domain: 'example.com', adminPassword: PASSWORD })
   assert.match(created.out, /must be a host name/)
   assert.match(created.out, /The two passwords differ/)
   assert.ok(!created.out.includes(PASSWORD), 'the password is never written back')
 
-  const joined = await run(['mx2.example.com', '2', KEY])
-  assert.deepEqual(joined.answers, { hostname: 'mx2.example.com', mode: 'join', clusterKey: KEY })
+  const joined = await run(['mx2.example.com', '2', KEY, 'ssh-rsa AAAAB3NzaC1yc2E=', SSH_KEY])
+  assert.deepEqual(joined.answers, { hostname: 'mx2.example.com', mode: 'join', clusterKey: KEY, sshKey: SSH_KEY })
+  assert.match(joined.out, /SSH public key \[none: SSH stays off\]/)
+  assert.match(joined.out, /That is not right: it must be an RSA key whose blob/)
 
   await assert.rejects(run(['mx3.example.com']), /input ended/)
   await assert.rejects(run(Array.from({ length: 6 }, () => 'bad name')), /no valid answer after 5 tries/)
@@ -82,7 +90,7 @@ test('wizard: a person typing, one line at a time', async () => {
   const input = new PassThrough()
   const p = createPrompter(input, { write: () => {} })
   const answers = runWizard(p, 'mx5.example.com')
-  for (const line of ['', '2', KEY]) {
+  for (const line of ['', '2', KEY, '']) {
     await new Promise(resolve => setImmediate(resolve))
     input.write(line + '\n')
   }
@@ -104,7 +112,7 @@ test('mailgrid firstboot --seed: config, key, token, identity, certificate, doma
   const data = join(dir, 'data')
   const seed = join(dir, 'seed.toml')
   const token = 't'.repeat(40)
-  await writeFile(seed, `hostname = "mx1.example.com"\ngrid = "create"\ndomain = "Example.COM"\nadminPassword = "${PASSWORD}"\nadminToken = "${token}"\n`)
+  await writeFile(seed, `hostname = "mx1.example.com"\ngrid = "create"\ndomain = "Example.COM"\nadminPassword = "${PASSWORD}"\nadminToken = "${token}"\nsshKey = "${SSH_KEY}"\n`)
   const first = await cli(['firstboot', '--seed', seed, '--config', config, '--data', data])
   assert.equal(first.code, 0, first.err)
   const key = (await readFile(join(data, 'cluster.key'), 'utf8')).trim()
@@ -123,6 +131,8 @@ test('mailgrid firstboot --seed: config, key, token, identity, certificate, doma
     assert.equal((await stat(join(data, f))).mode & 0o077, 0, `${f} is owner-only`)
   }
   assert.equal((await readFile(join(data, 'admin.token'), 'utf8')).trim(), token)
+  // the seed's SSH key, beside the config (the image's sshd reads it there and runs only with it)
+  assert.equal(await readFile(join(dir, 'etc', 'ssh_authorized_keys'), 'utf8'), SSH_KEY + '\n')
   const { config: c, warnings } = resolveConfig({ toml: await readFile(config, 'utf8') })
   assert.deepEqual(warnings, [])
   assert.equal(c.hostname, 'mx1.example.com')
@@ -152,6 +162,7 @@ test('mailgrid firstboot --seed: config, key, token, identity, certificate, doma
   assert.equal(forced.code, 0, forced.err)
   assert.equal((await readFile(join(data, 'cluster.key'), 'utf8')).trim(), KEY)
   assert.ok(!forced.out.includes(KEY), 'a joining node does not print the key it was given')
+  await assert.rejects(stat(join(dir, 'etc', 'ssh_authorized_keys')), { code: 'ENOENT' }, 'a run without sshKey leaves no SSH key')
 
   const usage = await main(['firstboot', 'extra'], { stdout: { write: () => {} }, stderr: { write: () => {} }, stdin: Readable.from([]), env: {} })
   assert.equal(usage, 2)

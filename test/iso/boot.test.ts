@@ -2,7 +2,8 @@
 // (or reuses one newer than every file that goes into it), boots it under qemu with software emulation
 // (no KVM needed), with a blank data disk and a seed stick labelled MAILGRID that completes first boot
 // unattended, then checks the SMTP banner, creates a user through the admin API, delivers a message by SMTP
-// and reads it back by IMAP, all through qemu's user-mode networking forwarded to 127.0.0.1.
+// and reads it back by IMAP, all through qemu's user-mode networking forwarded to 127.0.0.1. The seed gives an SSH
+// public key: `ssh -i KEY root@` runs `mailgrid status` on the node, and a password login is refused.
 // Runs as root on x86_64 (the build needs mmdebstrap and chroot) and takes about six minutes on two cores, so
 // `npm test` runs it only with MAILGRID_TEST_ISO=1 (CI sets it; `npm run test:iso` too) and otherwise reports it
 // skipped, saying so.
@@ -15,7 +16,7 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, execFileSync } from 'node:child_process'
+import { spawn, execFile, execFileSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
@@ -42,7 +43,7 @@ const OVMF = '/usr/share/ovmf/OVMF.fd' // UEFI firmware for qemu (Debian package
 const DATA_DISK_SIZE = '2G'
 const SEED_IMAGE_KB = 2048 // a FAT12 image of 2 MiB holds the seed with room to spare
 // Guest ports the test reaches through hostfwd (the appliance config's production ports and admin port).
-const GUEST_PORTS = { smtp: 25, imap: 143, imaps: 993, admin: 8080 } as const
+const GUEST_PORTS = { smtp: 25, imap: 143, imaps: 993, admin: 8080, ssh: 22 } as const
 
 const HOSTNAME = 'mx1.example.test'
 const DOMAIN = 'example.test'
@@ -208,6 +209,17 @@ async function readBack (port: number, subject: string): Promise<void> {
   } finally { await imap.logout().catch(() => {}) }
 }
 
+/** `ssh root@127.0.0.1 -p PORT ARGS... COMMAND` with OpenSSH's client, batch mode (never a prompt). */
+async function ssh (port: number, args: string[], command: string): Promise<{ code: number, out: string, err: string }> {
+  return await new Promise(resolve => {
+    execFile('ssh', ['-p', String(port), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
+      '-o', 'ConnectTimeout=60', '-o', 'LogLevel=ERROR', ...args, 'root@127.0.0.1', command],
+    { timeout: STEP_TIMEOUT_MS, encoding: 'utf8' }, (err, out, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 255, out, err: stderr })
+    })
+  })
+}
+
 const RUN = process.env.MAILGRID_TEST_ISO === '1'
 test('the appliance image boots under qemu (BIOS), completes first boot from a seed, serves mail, and keeps it across a power cut and a UEFI reboot', {
   timeout: BUILD_TIMEOUT_MS + 2 * BOOT_TIMEOUT_MS + 10 * STEP_TIMEOUT_MS,
@@ -215,9 +227,9 @@ test('the appliance image boots under qemu (BIOS), completes first boot from a s
 }, async (t) => {
   assert.equal(process.arch, 'x64', 'the image and its boot test are x86_64 only')
   assert.equal(process.getuid?.(), 0, 'run as root: the build needs mmdebstrap and chroot (sudo npm run test:iso)')
-  const tools = ['qemu-system-x86_64', 'qemu-img', 'mkfs.vfat', 'mcopy']
+  const tools = ['qemu-system-x86_64', 'qemu-img', 'mkfs.vfat', 'mcopy', 'ssh', 'ssh-keygen']
   if (!tools.every(hasCommand) || !existsSync(OVMF)) {
-    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'qemu-system-x86', 'qemu-utils', 'dosfstools', 'mtools', 'ovmf'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'qemu-system-x86', 'qemu-utils', 'dosfstools', 'mtools', 'ovmf', 'openssh-client'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
   }
 
   // 1. The image.
@@ -249,6 +261,11 @@ test('the appliance image boots under qemu (BIOS), completes first boot from a s
   const token = randomBytes(32).toString('hex')
   const clusterKey = randomBytes(32).toString('hex')
   const seedFile = join(dir, 'mailgrid-seed.toml')
+  // The operator's SSH key pair: the seed gives its public half, the test logs in with the private one.
+  const sshKey = join(dir, 'id_ed25519')
+  rmSync(sshKey, { force: true }); rmSync(`${sshKey}.pub`, { force: true })
+  sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'boot-test', '-f', sshKey])
+  const sshPub = readFileSync(`${sshKey}.pub`, 'utf8').trim()
   // The seed's keys are those of `mailgrid firstboot --seed` (appliance/firstboot.ts): a new grid with its
   // domain and admin account, and the admin API token the test then uses.
   writeFileSync(seedFile, [
@@ -259,6 +276,7 @@ test('the appliance image boots under qemu (BIOS), completes first boot from a s
     `adminPassword = "${ADMIN_PASSWORD}"`,
     `adminToken = "${token}"`,
     `clusterKey = "${clusterKey}"`,
+    `sshKey = "${sshPub}"`,
     ''
   ].join('\n'))
   sh('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'data.qcow2'), DATA_DISK_SIZE])
@@ -268,7 +286,7 @@ test('the appliance image boots under qemu (BIOS), completes first boot from a s
   sh('mcopy', ['-i', seedImage, seedFile, '::/mailgrid-seed.toml'])
 
   // 3. First boot, BIOS firmware, with the seed stick.
-  const ports = { smtp: await freePort(), imap: await freePort(), imaps: await freePort(), admin: await freePort() }
+  const ports = { smtp: await freePort(), imap: await freePort(), imaps: await freePort(), admin: await freePort(), ssh: await freePort() }
   const first = bootVm(t, { image, dir, name: 'bios', ports, seedImage, uefi: false })
   let bootMs = 0
   let secondBootMs = 0
@@ -299,6 +317,17 @@ test('the appliance image boots under qemu (BIOS), completes first boot from a s
 
     // 6. The data went to the blank disk, not to RAM.
     assert.match(readFileSync(first.serialLog, 'utf8'), /mailgrid: data disk \/dev\/vd[a-z] mounted/)
+
+    // 7. SSH with the seed's key: root runs `mailgrid status` on the node; a password login is refused.
+    let last = { code: -1, out: '', err: '' }
+    const status2 = await until('ssh root@ with the seed\'s key', STEP_TIMEOUT_MS, async () => {
+      last = await ssh(ports.ssh, ['-i', sshKey, '-o', 'IdentitiesOnly=yes'], 'mailgrid status')
+      return last.code === 0 ? last : null
+    }, first.alive).catch((err: Error) => { throw new Error(`${err.message}; last ssh: exit ${last.code}, ${last.err}${last.out}`) })
+    assert.match(status2.out, new RegExp(HOSTNAME.replaceAll('.', '\\.')), status2.out)
+    const password = await ssh(ports.ssh, ['-o', 'PubkeyAuthentication=no', '-o', 'PreferredAuthentications=password,keyboard-interactive', '-o', 'NumberOfPasswordPrompts=1'], 'true')
+    assert.notEqual(password.code, 0, 'a password login must be refused')
+    assert.match(password.err, /Permission denied \(publickey\)/, 'the server offers public keys only')
   } catch (err) {
     t.diagnostic(`--- serial console of the first boot (last lines) ---\n${first.serialTail()}`)
     throw err
@@ -306,7 +335,7 @@ test('the appliance image boots under qemu (BIOS), completes first boot from a s
   // Power off without a shutdown (qemu killed): what SMTP acknowledged was fsync'd and must survive it.
   await first.stop()
 
-  // 7. Second boot, UEFI firmware, same data disk, no seed: the node comes back with its config and mail.
+  // 8. Second boot, UEFI firmware, same data disk, no seed: the node comes back with its config and mail.
   const second = bootVm(t, { image, dir, name: 'uefi', ports, seedImage: null, uefi: true })
   try {
     const greeting = await waitBanner(ports.smtp, second)
@@ -323,6 +352,15 @@ test('the appliance image boots under qemu (BIOS), completes first boot from a s
     }, second.alive)
     assert.equal((status.json as { hostname?: string }).hostname, HOSTNAME)
     await readBack(ports.imaps, subject)
+    // SSH again with the key saved on the data disk, and the same host key (made once, kept on the disk).
+    const back = await until('ssh after the reboot', STEP_TIMEOUT_MS, async () => {
+      const r = await ssh(ports.ssh, ['-i', sshKey, '-o', 'IdentitiesOnly=yes'], 'mailgrid status')
+      return r.code === 0 ? r : null
+    }, second.alive)
+    assert.match(back.out, new RegExp(HOSTNAME.replaceAll('.', '\\.')))
+    const hostKey = (file: string): string | undefined => /mailgrid: SSH on: .*host key (SHA256:\S+)/.exec(readFileSync(file, 'utf8'))?.[1]
+    assert.ok(hostKey(first.serialLog) !== undefined, 'the first boot said SSH is on, with its host key')
+    assert.equal(hostKey(second.serialLog), hostKey(first.serialLog), 'the host key outlives the reboot')
   } catch (err) {
     t.diagnostic(`--- serial console of the second boot (last lines) ---\n${second.serialTail()}`)
     throw err
