@@ -312,11 +312,13 @@ export function createConsole (c: ConsoleComponents, init: { secure: boolean }):
       introduced = true
       const supervised = c.supervised === true
       await c.directory.updateEntry(infoEntry(me), cur => cur?.supervised === supervised ? cur : { supervised, at: now() })
-      // forgotten once and started again: it is a member anew (gossip took it back on its higher incarnation)
-      if (await c.directory.getEntry(forgetEntry(me)) !== null) {
-        await c.directory.updateEntry(forgetEntry(me), () => null)
-        log.warn({ event: 'console_readmitted' }, 'this node had been forgotten by the grid; it joined again as a new member')
-      }
+    }
+    // forgotten once and started again: it is a member anew (gossip took it back on its higher incarnation). Checked
+    // at every poll, not only at start: a node restarted after the forget may learn of the entry only when its
+    // directory catches up, and an entry left behind would forget it again the next time it dies
+    if (await c.directory.getEntry(forgetEntry(me)) !== null) {
+      await c.directory.updateEntry(forgetEntry(me), () => null)
+      log.warn({ event: 'console_readmitted' }, 'this node had been forgotten by the grid; it joined again as a new member')
     }
     const r = await c.directory.getEntry(restartEntry(me))
     // a restart asked before this process started is done (this is the process it asked for)
