@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { ImapFlow } from 'imapflow'
 import nodemailer from 'nodemailer'
 import { EXIT_RESTART, supervised } from '../../appliance/start.ts'
+import { STATE_POLL_MS } from '../../appliance/console/server.ts'
 import { cli, kill, ROOT, startConsoleGrid, stopConsoleGrid, until } from './grid.ts'
 import type { ConsoleNode } from './grid.ts'
 
@@ -116,6 +117,9 @@ test('node2 restarted through node1\'s API: exits with the restart code, started
   t.close()
   await until('no user under-replicated before the restart', async () => (await members(nodes[0])).every(m => m.status === 'alive' && m.meta?.underReplicated === 0), 60_000, 500)
 
+  // each node says whether a supervisor restarts it at its first console poll (STATE_POLL_MS after it started), and
+  // the directory brings that to node1: on a fast machine the test gets here sooner
+  await new Promise(resolve => setTimeout(resolve, 2 * STATE_POLL_MS + 1000))
   const exited = new Promise<number | null>(resolve => n2.child.once('exit', code => resolve(code)))
   const out = await cli(nodes[0], ['node', 'restart', 'node2'])
   assert.equal(out.code, 0, out.err)
