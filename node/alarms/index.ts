@@ -41,6 +41,12 @@ const FAILURE_SAMPLES_MAX = 10_000
  */
 export const ALARM_STARTUP_GRACE_MS = 60_000
 const MAIL_QUEUE_MAX = 100 // alarm mails waiting to leave; a storm past it is logged, not mailed
+// A mail that could not be handed over is tried again: a node-dead alarm is raised exactly when the mailbox it goes
+// to may be between owners (its primary the dead node, the ring not yet rebuilt). 1 s doubling to 60 s, 12 tries
+// (about 8 minutes), then logged as lost.
+const MAIL_RETRY_MIN_MS = 1_000
+const MAIL_RETRY_MAX_MS = 60_000
+const MAIL_TRIES = 12
 
 export interface AlarmsInit {
   /** '' = no mail. */
@@ -116,8 +122,9 @@ export function createAlarms (components: AlarmsComponents, init: AlarmsInit): A
   let startedAt = 0
   const seenAlive = new Set<string>()
   const failures: Array<[number, number]> = []
-  const mails: Array<{ raw: Buffer, to: string }> = []
+  const mails: Array<{ raw: Buffer, to: string, tries: number }> = []
   let mailing = false
+  let mailTimer: NodeJS.Timeout | null = null
   const certValidTo = (() => {
     if (sources.cert === undefined) return null
     try {
@@ -252,19 +259,31 @@ export function createAlarms (components: AlarmsComponents, init: AlarmsInit): A
       '',
       body
     ].join('\r\n'))
-    mails.push({ raw, to: init.mailTo })
-    if (!mailing) void drainMail()
+    mails.push({ raw, to: init.mailTo, tries: 0 })
+    if (!mailing && mailTimer === null) void drainMail()
   }
 
+  // in order, one at a time; a failed head waits and is tried again before the ones behind it
   async function drainMail (): Promise<void> {
     mailing = true
     try {
-      for (let m = mails.shift(); m !== undefined; m = mails.shift()) {
+      for (let m = mails[0]; m !== undefined && running; m = mails[0]) {
         try {
           await components.mail!(m.raw, m.to)
-          log.info({ event: 'alarm_mailed', to: m.to }, 'alarm_mailed')
+          mails.shift()
+          log.info({ event: 'alarm_mailed', to: m.to, tries: m.tries + 1 }, 'alarm_mailed')
         } catch (err) {
-          log.warn({ event: 'alarm_mail_failed', to: m.to, err: String(err) }, 'alarm_mail_failed')
+          m.tries++
+          if (m.tries >= MAIL_TRIES) {
+            mails.shift()
+            log.error({ event: 'alarm_mail_lost', to: m.to, tries: m.tries, err: String(err) }, 'alarm_mail_lost')
+            continue
+          }
+          const wait = Math.min(MAIL_RETRY_MIN_MS * 2 ** (m.tries - 1), MAIL_RETRY_MAX_MS)
+          log.warn({ event: 'alarm_mail_failed', to: m.to, tries: m.tries, retryMs: wait, err: String(err) }, 'alarm_mail_failed')
+          mailTimer = setTimeout(() => { mailTimer = null; if (running) void drainMail() }, wait)
+          mailTimer.unref()
+          return
         }
       }
     } finally {
@@ -385,6 +404,8 @@ export function createAlarms (components: AlarmsComponents, init: AlarmsInit): A
       running = false
       if (timer !== null) clearTimeout(timer)
       timer = null
+      if (mailTimer !== null) clearTimeout(mailTimer)
+      mailTimer = null
       unsubscribe?.()
       unsubscribe = null
       await checking
