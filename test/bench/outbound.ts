@@ -25,7 +25,7 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, openSync } from 'node:fs'
 import { mkdir, mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -39,6 +39,7 @@ import { descendants, startRelayPeer } from './peer.ts'
 import type { RelayPeer } from './peer.ts'
 import { fmt } from './report.ts'
 import type { Figure, Row } from './report.ts'
+import { freePort } from '../helpers/ports.ts'
 
 const REPO = resolve(import.meta.dirname, '..', '..')
 const CLI = join(REPO, 'appliance', 'cli.ts')
@@ -563,17 +564,6 @@ async function treeCpuSeconds (pids: number[]): Promise<number> {
     }
   }
   return s
-}
-
-async function freePort (host: string): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, host, () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 function median (a: number[]): number { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)] }

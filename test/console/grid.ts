@@ -6,13 +6,13 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import puppeteer from 'puppeteer-core'
 import type { Browser } from 'puppeteer-core'
 import { main } from '../../appliance/commands.ts'
 import { envName, SERVICE_NAMES, WEB_NAMES } from '../../appliance/config.ts'
+import { freePort } from '../helpers/ports.ts'
 
 export const ROOT = new URL('../..', import.meta.url).pathname
 const NODE = join(ROOT, 'node_modules', '.bin', 'node')
@@ -29,17 +29,6 @@ export interface ConsoleNode {
   fingerprint: string
   alive: boolean
   env: Record<string, string>
-}
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 function baseEnv (): Record<string, string> {

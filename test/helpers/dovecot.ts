@@ -15,8 +15,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { daemon, masterPid } from './postfix.ts'
-import { createServer, connect } from 'node:net'
+import { connect } from 'node:net'
 import type { TestCa } from './ca.ts'
+import { freePort } from './ports.ts'
 
 const run = promisify(execFile)
 
@@ -98,17 +99,6 @@ interface LaunchInit {
 }
 
 interface Ports { imap: number, imaps?: number, pop3?: number, lmtp?: number }
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 async function listening (port: number): Promise<boolean> {
   return await new Promise(resolve => {

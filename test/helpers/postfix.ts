@@ -11,11 +11,12 @@
 import { execFile, spawn } from 'node:child_process'
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs'
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { generate } from 'selfsigned'
+import { freePort } from './ports.ts'
 
 const run = promisify(execFile)
 
@@ -279,17 +280,6 @@ export async function daemon (cmd: string, args: string[], errFile: string): Pro
   } finally {
     closeSync(fd)
   }
-}
-
-async function freePort (host: string): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, host, () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 async function canConnect (host: string, port: number): Promise<boolean> {

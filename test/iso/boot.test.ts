@@ -21,11 +21,12 @@ import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { request as httpsRequest } from 'node:https'
-import { createServer, connect } from 'node:net'
+import { connect } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import nodemailer from 'nodemailer'
 import { ImapFlow } from 'imapflow'
+import { freePort } from '../helpers/ports.ts'
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const DEFAULT_IMAGE = join(REPO, 'iso', 'out', 'mailgrid-amd64.iso')
@@ -68,17 +69,6 @@ function newestInputMs (): number {
     try { newest = Math.max(newest, statSync(join(REPO, f)).mtimeMs) } catch { /* deleted in the work tree */ }
   }
   return newest
-}
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /** Resolves to the first reply line of a server on PORT, or null when it closes or stays silent. */
