@@ -12,6 +12,8 @@
 // BENCH_IDLE_SESSIONS [5000], BENCH_PEER [1] (0: mailgrid alone), BENCH_SYNC [1] (0: fsync off, comparison only),
 // BENCH_READ_ROUNDS [3] runs of each read-only phase (full FETCH, POP3 RETR) per system, interleaved; median shown.
 // BENCH_SORT_REPEATS [5] runs of each SORT/THREAD command on the big mailbox (the first, and the median of the rest).
+// BENCH_BIG_FILL [maildir]: how the peer's big mailbox is filled: written into its Maildir and indexed by doveadm
+// (fast; the fill is not a measurement), or `smtp` as mailgrid's (a single-mailbox ingest figure for both; slow).
 // BENCH_ONLY [all]: a comma list of phases to run (ingest, select, fetch, mixed, pop3, sort, standalone, outbound,
 // memory); the big mailbox is filled when a phase on it runs; write such partial runs elsewhere (BENCH_OUT).
 // The outbound figure (issue 10, outbound.ts; alone: `npm run bench:outbound`): BENCH_OUTBOUND_MESSAGES [5000],
@@ -32,6 +34,7 @@ import type { Peer } from './peer.ts'
 import { fullFetch, idleSessions, ingest, mixed, msg, pop3RetrAll, selectTime, sleep, SORT_THREAD_COMMANDS, sortThread } from './phases.ts'
 import type { IngestResult, SystemPorts } from './phases.ts'
 import { fmt, renderMarkdown } from './report.ts'
+import { makeMessage } from '../helpers/smtp-load.ts'
 import { SCRYPT_LOG_N } from '../../store/password.ts'
 import type { Figure, Row, Target } from './report.ts'
 
@@ -50,6 +53,7 @@ const P = {
   idleUsers: env('BENCH_IDLE_USERS', 10_000),
   idleSessions: env('BENCH_IDLE_SESSIONS', 5000),
   sortRepeats: Math.max(2, env('BENCH_SORT_REPEATS', 5)),
+  bigFill: process.env.BENCH_BIG_FILL === 'smtp' ? 'smtp' : 'maildir',
   only: new Set((process.env.BENCH_ONLY ?? '').split(',').map(s => s.trim()).filter(s => s !== '')),
   peer: process.env.BENCH_PEER !== '0',
   sync: process.env.BENCH_SYNC !== '0',
@@ -154,14 +158,29 @@ try {
     ingestRows(g, runs)
   }
 
-  // The big mailbox: one user, filled over SMTP the same way (a single-mailbox ingest figure on the way).
+  // The big mailbox: one user. mailgrid is filled over SMTP (its fastest way in; a single-mailbox ingest figure on
+  // the way); the peer the same way with BENCH_BIG_FILL=smtp, else with the same messages written straight into its
+  // Maildir and indexed by doveadm (peer.ts fillMaildir: minutes instead of 5-20 through Postfix and LMTP).
   const fill: Record<string, IngestResult[]> = { mailgrid: [], peer: [] }
+  const bigPhase = P.bigMessages > 0 && ['select', 'fetch', 'pop3', 'sort'].some(phase)
   for (const who of ['mailgrid', 'peer'] as const) {
     const ports = who === 'mailgrid' ? mgPorts : peerPorts
-    if (ports !== null && P.bigMessages > 0 && ['select', 'fetch', 'pop3', 'sort'].some(phase)) fill[who].push(await ingestOne(who, ports, { sizeBytes: P.bigSize, messages: P.bigMessages, users: [big] }))
+    if (ports === null || !bigPhase) continue
+    if (who === 'peer' && peer !== null && P.bigFill !== 'smtp') {
+      const firstId = nextId
+      nextId += P.bigMessages
+      const f = await peer.fillMaildir(big, P.bigMessages, i => makeMessage(firstId + i, big, P.bigSize))
+      raw.bigFillPeerMaildir = f
+      log(`peer     big mailbox: ${P.bigMessages} messages written into its Maildir in ${f.writeSeconds.toFixed(1)} s, doveadm index ${f.indexSeconds.toFixed(1)} s (fill, not measured)`)
+      notes.push(`peer: the ${P.bigMessages.toLocaleString('en-US')}-message mailbox was written into Dovecot's Maildir and indexed with doveadm index ` +
+        `(${f.writeSeconds.toFixed(0)} s + ${f.indexSeconds.toFixed(0)} s), not sent over SMTP (BENCH_BIG_FILL=smtp does that)`)
+      continue
+    }
+    fill[who].push(await ingestOne(who, ports, { sizeBytes: P.bigSize, messages: P.bigMessages, users: [big] }))
   }
   raw.bigFill = strip(fill)
-  if (fill.mailgrid.length + fill.peer.length > 0) ingestRows(`SMTP into one mailbox ${kb(P.bigSize)}, ${P.bigMessages.toLocaleString('en-US')} msgs`, fill, true)
+  if (fill.mailgrid.length + fill.peer.length > 0) ingestRows(`SMTP into one mailbox ${kb(P.bigSize)}, ${P.bigMessages.toLocaleString('en-US')} msgs`, fill, true,
+    raw.bigFillPeerMaildir === undefined ? 'peer not running' : 'filled through its Maildir (BENCH_BIG_FILL)')
 
   const bigLabel = `${P.bigMessages.toLocaleString('en-US')} × ${kb(P.bigSize)}`
   if (phase('select')) await pair('select', async ports => await selectTime(ports.imap, big, PASSWORD, SELECT_REPEATS), (mg, pe) => {
@@ -235,7 +254,7 @@ const targets = checkTargets()
 const params: Record<string, string | number | boolean> = {
   BENCH_MESSAGES: P.messages, BENCH_CONNECTIONS: P.connections, BENCH_USERS: P.users, BENCH_SIZES: P.sizes.join(','),
   BENCH_ROUNDS: P.rounds, BENCH_READ_ROUNDS: P.readRounds, BENCH_BIG_MESSAGES: P.bigMessages, BENCH_BIG_SIZE: P.bigSize, BENCH_MIXED_CLIENTS: P.mixedClients,
-  BENCH_MIXED_OPS: P.mixedOps, BENCH_SORT_REPEATS: P.sortRepeats, BENCH_IDLE_USERS: P.idleUsers, BENCH_IDLE_SESSIONS: P.idleSessions, BENCH_SYNC: P.sync,
+  BENCH_MIXED_OPS: P.mixedOps, BENCH_SORT_REPEATS: P.sortRepeats, BENCH_BIG_FILL: P.bigFill, BENCH_IDLE_USERS: P.idleUsers, BENCH_IDLE_SESSIONS: P.idleSessions, BENCH_SYNC: P.sync,
   BENCH_OUTBOUND_MESSAGES: P.outbound.messages, BENCH_OUTBOUND_SIZE: P.outbound.sizeBytes, BENCH_OUTBOUND_CONNECTIONS: P.outbound.connections,
   BENCH_OUTBOUND_ROUNDS: P.outbound.rounds, BENCH_OUTBOUND_WARMUP: P.outbound.warmup,
   'SMTP client': 'test/helpers/smtp-load.ts: persistent connections, MAIL+RCPT+DATA pipelined (RFC 2920), one recipient per message',
@@ -290,10 +309,10 @@ async function ingestOne (who: 'mailgrid' | 'peer', ports: SystemPorts, o: { siz
   return r
 }
 
-function ingestRows (g: string, runs: Record<string, IngestResult[]>, short = false): void {
+function ingestRows (g: string, runs: Record<string, IngestResult[]>, short = false, peerNa = 'peer not running'): void {
   const fig = (who: string, f: (r: IngestResult) => number | null, why: (r: IngestResult) => string): Figure => {
     const list = runs[who]
-    if (list.length === 0) return { na: who === 'peer' ? 'peer not running' : 'not run' }
+    if (list.length === 0) return { na: who === 'peer' ? peerNa : 'not run' }
     const vals = list.map(f)
     if (vals.some(v => v === null)) return { na: why(list[vals.findIndex(v => v === null)]) }
     return median(vals as number[])
