@@ -90,6 +90,7 @@ async function run (session: Session, command: ParsedCommand): Promise<void> {
   if (session.loggedOut) return
   await session.flushNotifications()
   await session.sendStatus(tag, reply.status ?? 'OK', reply.text ?? `${uid ? 'UID ' : ''}${name} completed`, reply.code)
+  if (session.state.kind === 'selected') session.state.mailbox.replied()
 }
 
 async function bad (session: Session, tag: string, text: string): Promise<void> {

@@ -58,6 +58,8 @@ export class SelectedMailbox {
   #own = new Set<number>()
   /** UID → the newest mod-sequence a command's answer told the client (noteTold). */
   #told = new Map<number, number>()
+  /** UIDs whose flags an update (another session's change) told the client since the last tagged reply (replied()). */
+  #updatedSinceReply = new Set<number>()
   overflow = false
   /** Another session deleted this mailbox: the session ends at the next chance. */
   gone = false
@@ -139,6 +141,20 @@ export class SelectedMailbox {
   noteTold (uid: number, modseq: number): void {
     if (this.#told.size >= TOLD_MAX) this.#told.clear()
     if ((this.#told.get(uid) ?? 0) < modseq) this.#told.set(uid, modseq)
+  }
+
+  /**
+   * An update told the client the flags of `uid` since the tagged reply of its last command: a FETCH pushed between
+   * commands (NOTIFY) or sent while the current command runs. The client cannot tell whether that state came before or
+   * after what the current command does to the message.
+   */
+  updatedSinceReply (uid: number): boolean {
+    return this.#updatedSinceReply.has(uid)
+  }
+
+  /** A command's tagged reply went out: the updates before it are ordered for the client. */
+  replied (): void {
+    if (this.#updatedSinceReply.size > 0) this.#updatedSinceReply.clear()
   }
 
   /** Another session's flag change of `uid` older than `modseq` waits to be reported here. */
@@ -300,6 +316,7 @@ export class SelectedMailbox {
       const seq = this.seqOf(change.uid)
       if (seq === 0) continue
       out.push(...this.announceKeywords(change.flags))
+      if (this.#updatedSinceReply.size < TOLD_MAX) this.#updatedSinceReply.add(change.uid)
       const items: Value[] = [atom('FLAGS'), list(this.flagsOf(change.uid, change.flags, options.recent === true).map(atom))]
       // RFC 7162 section 3.2.4: after QRESYNC every unsolicited FETCH carries the UID.
       items.push(atom('UID'), num(change.uid))

@@ -179,3 +179,36 @@ test('a message that arrives while SELECT reads its listing reaches the view (fo
   const uids = (await c.cmd('UID FETCH 1:* (UID)')).match(/UID \d+/g)
   assert.equal(uids?.length, 3)
 })
+
+test('after STORE .SILENT, a message whose older flags the same command reported is reported again (RFC 3501 6.4.6)', async (t) => {
+  // Found by the stress tester: b's change waits in a's view; a's STORE .SILENT first reports it (the flush before
+  // the command), then changes the message and said nothing more. The last FETCH a read lacked its own flag: for a
+  // client that FETCH may as well describe the state after its STORE ("the intent is that the status of the flags
+  // is determinate without a race condition").
+  const f = await fixture(t)
+  for (let i = 1; i <= 2; i++) await f.store.append(USER, 'INBOX', { raw: simpleMessage(`m${i}`) })
+  const { port } = await f.server()
+  const a = await RawImap.connect(port)
+  const b = await RawImap.connect(port)
+  t.after(() => { a.close(); b.close() })
+  await a.login()
+  await b.login()
+  await a.cmd('SELECT INBOX')
+  await b.cmd('SELECT INBOX')
+  assert.match(await b.cmd('STORE 1:2 +FLAGS.SILENT (\\Flagged)'), /OK/)
+  const reply = await a.cmd('STORE 1 +FLAGS.SILENT ($mine)', 's1')
+  const last = new Map<number, string[]>()
+  for (const r of parseResponses(reply)) {
+    if (r.tag !== '*' || r.items[1] !== 'FETCH') continue
+    const items = r.items[2] as unknown[]
+    const at = items.indexOf('FLAGS')
+    if (at >= 0) last.set(Number(r.items[0]), (items[at + 1] as string[]).filter(x => x !== '\\Recent'))
+  }
+  // message 1: b's change was reported in this command, so its state after the STORE follows it
+  assert.deepEqual(last.get(1)?.sort(), ['$mine', '\\Flagged'], reply)
+  // message 2 (not stored) keeps b's change, reported once
+  assert.deepEqual(last.get(2), ['\\Flagged'], reply)
+  assert.match(reply, /s1 OK/)
+  // nothing older is pending: the next command reports nothing for message 1
+  assert.doesNotMatch(await a.cmd('NOOP', 's2'), /\* 1 FETCH/)
+})

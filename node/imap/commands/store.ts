@@ -46,7 +46,11 @@ export const store: CommandModule = {
     // Another session's change that committed while this STORE ran is pending for this view, older than the state
     // stored here: its FETCH would take the client back to before this STORE. Each message concerned is reported with
     // its flags now (even after .SILENT), and the older change is then dropped (SelectedMailbox.noteTold).
-    const stale = silent ? [...result.changed, ...result.unchanged].filter((c) => view.hasOlderFlagChange(c.uid, c.modseq)) : []
+    // Likewise a message whose flags an update told the client since its last tagged reply (the flush before this
+    // command, a NOTIFY push): for the client that FETCH may as well have come after this STORE, so its state would
+    // be the older one. RFC 3501 section 6.4.6: an external change is reported after .SILENT too, "the intent is that
+    // the status of the flags is determinate without a race condition". Found by test/stress.
+    const stale = silent ? [...result.changed, ...result.unchanged].filter((c) => view.hasOlderFlagChange(c.uid, c.modseq) || view.updatedSinceReply(c.uid)) : []
     const staleUids = new Set(stale.map((c) => c.uid))
     for (const change of stale) if (!reports.some((r) => r.uid === change.uid)) reports.push(change)
     reports.sort((a, b) => a.uid - b.uid)
