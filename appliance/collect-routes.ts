@@ -1,6 +1,8 @@
 // Admin API of mail collection (node/collect): a user's accounts elsewhere, kept as replicated directory entries
 // and fetched by the user's primary. The password is stored as given (collection logs in with it) and never
-// shown; each account's view carries its last run, last error and counts.
+// shown; each account's view carries its last run, last error and counts. The host is checked when the account is
+// added (node/host-policy.ts: 400 with the reason for loopback, link-local, a grid member, a private address unless
+// collect.allowPrivate, a privileged port other than POP3/IMAP's), and again by the collector before every connection.
 //
 //   GET    /v1/users/ADDRESS/collect                 the accounts with their state
 //   POST   /v1/users/ADDRESS/collect {protocol, host, port?, tls?, username, password, folder?, source?, leave?,
@@ -15,6 +17,8 @@ import {
   accountEntry, COLLECT_ACCOUNTS_PER_USER_MAX, COLLECT_ENTRY_PREFIX, COLLECT_INTERVAL_DEFAULT_MINUTES, COLLECT_INTERVAL_MIN_MINUTES, emptyState, stateEntry
 } from '../node/collect/index.ts'
 import type { CollectAccount, CollectState } from '../node/collect/index.ts'
+import { HostRefused } from '../node/host-policy.ts'
+import type { HostPolicy } from '../node/host-policy.ts'
 import { HttpError, str } from './admin.ts'
 import type { Body, Route } from './admin.ts'
 
@@ -32,7 +36,7 @@ export function accountView (a: CollectAccount, st: CollectState): Record<string
   return { ...rest, ...(ca !== undefined ? { ca: '(given)' } : {}), state: { lastRunAt: st.lastRunAt, lastOkAt: st.lastOkAt, lastError: st.lastError, lastCount: st.lastCount, total: st.total } }
 }
 
-export function collectRoutes (directory: Directory): Route[] {
+export function collectRoutes (directory: Directory, hosts: HostPolicy): Route[] {
   const userOf = async (address: string): Promise<string> => {
     const a = normalizeAddress(address)
     if (a === null || await directory.getUser(a) === null) throw new HttpError(404, `No such user: ${address}`)
@@ -79,11 +83,18 @@ export function collectRoutes (directory: Directory): Route[] {
         const ca = typeof b.ca === 'string' && b.ca !== '' ? b.ca : undefined
         if (ca !== undefined && (Buffer.byteLength(ca) > 8192 || !ca.includes('-----BEGIN CERTIFICATE-----'))) throw new HttpError(400, 'ca: PEM certificates, at most 8192 bytes')
         if ((await accounts(user)).length >= COLLECT_ACCOUNTS_PER_USER_MAX) throw new HttpError(429, `At most ${COLLECT_ACCOUNTS_PER_USER_MAX} collection accounts per user`)
+        const host = field(b, 'host')
+        try {
+          await hosts.check(host, port as number)
+        } catch (err) {
+          if (err instanceof HostRefused) throw new HttpError(400, err.message)
+          throw err
+        }
         const a: CollectAccount = {
           id: randomBytes(6).toString('hex'),
           user,
           protocol,
-          host: field(b, 'host'),
+          host,
           port: port as number,
           tls,
           username: field(b, 'username'),

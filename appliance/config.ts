@@ -139,6 +139,7 @@ export interface Config {
   }
   stats: { retentionDays: number }
   backup: { dir: string, intervalMinutes: number } // '' or 0: no scheduled backup
+  collect: { allowPrivate: boolean } // collection from hosts at private addresses (node/host-policy.ts)
   alarms: {
     mailTo: string // '' = alarms are not mailed
     diskUsedPct: number
@@ -235,6 +236,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'stats.retentionDays', kind: { type: 'int', min: 1, max: STATS_RETENTION_DAYS_MAX }, default: 30 },
   { path: 'backup.dir', kind: { type: 'path', empty: true }, default: '' },
   { path: 'backup.intervalMinutes', kind: { type: 'int', min: 0, max: 7 * 24 * 60 }, default: 0 },
+  { path: 'collect.allowPrivate', kind: { type: 'bool' }, default: false },
   { path: 'alarms.mailTo', kind: { type: 'address' }, default: '' },
   { path: 'alarms.diskUsedPct', kind: { type: 'int', min: 1, max: 100 }, default: 85 },
   { path: 'alarms.underReplicatedMinutes', kind: { type: 'int', min: 1, max: 7 * 24 * 60 }, default: 10 },
@@ -648,6 +650,7 @@ export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: s
     filters: { rspamd: { ...config.filters.rspamd } },
     stats: { retentionDays: config.stats.retentionDays },
     ...(config.backup.dir !== '' && config.backup.intervalMinutes > 0 ? { backup: { dir: config.backup.dir, intervalMinutes: config.backup.intervalMinutes } } : {}),
+    collect: { allowPrivate: config.collect.allowPrivate },
     alarms: {
       mailTo: config.alarms.mailTo,
       diskUsedPct: config.alarms.diskUsedPct,

@@ -137,7 +137,7 @@ export async function startNode (options: StartOptions): Promise<number> {
   try {
     await node.start()
     admin = createAdminServer(
-      { directory: node.store, status: async () => await node.status(), queue: node.queue, logger: namespaced(logger, 'admin'), metrics, console: webConsole.hooks, routes: [...webConsole.routes, ...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir }), ...importRoutes(node.store), ...collectRoutes(node.store), ...sieveRoutes({ directory: node.store, sieve: node.sieve })] },
+      { directory: node.store, status: async () => await node.status(), queue: node.queue, logger: namespaced(logger, 'admin'), metrics, console: webConsole.hooks, routes: [...webConsole.routes, ...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir }), ...importRoutes(node.store), ...collectRoutes(node.store, node.collectHosts), ...sieveRoutes({ directory: node.store, sieve: node.sieve })] },
       { host: config.admin.host, port: config.admin.port, token: await ensureToken(dataDir), metricsToken: config.metrics.token, ...(adminTls === undefined ? {} : { tls: adminTls }) }
     )
     await admin.start()

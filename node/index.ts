@@ -1,6 +1,7 @@
 // node/: the mail daemon. createMailNode wires the store, the shared guards (connection limits, auth
 // throttling, the DATA memory budget) and the protocol services of one node from a resolved NodeInit.
 
+import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { createGossip } from '../gossip/index.ts'
 import type { Gossip } from '../gossip/index.ts'
@@ -17,6 +18,7 @@ import { UserMail } from './migrate/user-mail.ts'
 import { BackupScheduler } from './backup/index.ts'
 import { ImapImportJobs } from './migrate/imap-jobs.ts'
 import { Collector } from './collect/index.ts'
+import { createHostPolicy } from './host-policy.ts'
 import { createAuthenticator } from './auth.ts'
 import type { Authenticator } from './auth.ts'
 import { createGridThrottle } from './auth-grid.ts'
@@ -231,7 +233,14 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
   const imports = new ImapImportJobs({ directory: store, onDirectoryChange: l => store.onDirectoryChange(l), mail, isPrimary: primaryHere, self: () => grid?.self ?? init.hostname, logger, now }, {
     messageBytesMax: init.limits.messageBytesMax
   })
-  const collector = new Collector({ directory: store, onDirectoryChange: l => store.onDirectoryChange(l), mail, isPrimary: primaryHere, logger, now }, {
+  // collection connects where a user says: never to this node, a grid member, loopback or link-local (node/host-policy.ts)
+  const collectHosts = createHostPolicy({
+    ownAddresses: () => [
+      ...Object.values(networkInterfaces()).flatMap(l => (l ?? []).map(i => i.address)),
+      ...(gossip?.members() ?? []).flatMap(m => [m.host, ...m.addrs.map(a => /^\/ip[46]\/([^/]+)\//.exec(a)?.[1] ?? '')])
+    ]
+  }, { allowPrivate: init.collect?.allowPrivate ?? false, allowLoopback: init.collect?.allowLoopback ?? false, dnsServers: out.dnsServers })
+  const collector = new Collector({ directory: store, onDirectoryChange: l => store.onDirectoryChange(l), mail, isPrimary: primaryHere, hosts: collectHosts, logger, now }, {
     hostname: init.hostname, messageBytesMax: init.limits.messageBytesMax, ...(init.collectTickMs !== undefined ? { tickMs: init.collectTickMs } : {})
   })
   const backups = new BackupScheduler({ store, userMail, grid, logger: logger.child({ ns: 'backup' }), now }, {
@@ -367,6 +376,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     authThrottle: gridThrottle ?? throttle,
     stats,
     alarms,
+    collectHosts,
     get smtpWorkerPids () { return workers?.pids ?? [] },
     async start () {
       if (state !== 'new') return

@@ -101,6 +101,12 @@ export interface NodeInit {
   backup?: { dir: string, intervalMinutes: number }
   /** How often mail collection (node/collect) looks for due accounts (ms); COLLECT_TICK_MS when absent (tests: shorter). */
   collectTickMs?: number
+  /**
+   * Hosts mail collection may connect to (node/host-policy.ts): private ranges only with allowPrivate (the appliance's
+   * collect.allowPrivate); allowLoopback is for tests (their Dovecot listens on loopback) and no config key sets it.
+   * Absent: neither.
+   */
+  collect?: { allowPrivate: boolean, allowLoopback?: boolean }
   /** Alarms (node/alarms): thresholds and where to mail them; absent: the defaults, no mail. */
   alarms?: AlarmsConfig
   /** SMTP worker processes (node/smtp/workers.ts): -1 = one per core but one, 0 or absent = none (SMTP in this process). */
@@ -191,6 +197,8 @@ export interface MailNode {
   readonly smtpWorkerPids: number[]
   /** Alarms, this node's and gathered grid-wide (node/alarms). */
   readonly alarms: import('./alarms/index.ts').Alarms
+  /** Which hosts mail collection may connect to (node/host-policy.ts), for the admin API to check an account when added. */
+  readonly collectHosts: import('./host-policy.ts').HostPolicy
   start (): Promise<void>
   /** Stops every listener and session, then the store; safe to call twice. */
   stop (): Promise<void>

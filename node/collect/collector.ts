@@ -11,15 +11,19 @@
 // IMAP: UIDVALIDITY + UID. Messages above the last UID fetched; a new UIDVALIDITY starts over. Without `leave` the
 // fetched messages are flagged \Deleted and expunged.
 //
+// Hosts: every run checks the account's host again (node/host-policy.ts: no loopback, link-local, grid member or,
+// unless allowed, private address) and connects to the address it checked, so a name that resolved to a public
+// address when the account was added and to 127.0.0.1 now is refused (DNS rebinding).
+//
 // The state is written after every COLLECT_STATE_EVERY messages and at the end: a node that dies in between
 // delivers those messages again on the next run (at least once, never lost).
 
 import { createHash } from 'node:crypto'
-import { isIP } from 'node:net'
-import { ImapFlow } from 'imapflow'
 import type { Logger } from 'pino'
 import type { Directory, DirectoryRecord, MailStore } from '../../store/index.ts'
 import { DirectoryJobs } from '../directory-jobs.ts'
+import type { HostPolicy } from '../host-policy.ts'
+import { connectRemoteImap } from '../remote-imap.ts'
 import { rfc5322Date } from '../smtp/received.ts'
 import { Pop3Client } from './pop3-client.ts'
 
@@ -78,6 +82,8 @@ export interface CollectorComponents {
   onDirectoryChange?: (listener: (records: DirectoryRecord[]) => void) => () => void
   mail: MailStore
   isPrimary: (user: string) => boolean
+  /** Which hosts may be connected to; checked before every connection. */
+  hosts: HostPolicy
   logger: Logger
   now?: () => number
 }
@@ -165,7 +171,8 @@ export class Collector {
   }
 
   private async runPop3 (a: CollectAccount, st: CollectState, signal: AbortSignal): Promise<void> {
-    const client = await Pop3Client.connect({ host: a.host, port: a.port, tls: a.tls, ca: a.ca, insecure: a.insecure, signal })
+    const [address] = await this.c.hosts.check(a.host, a.port, { signal })
+    const client = await Pop3Client.connect({ host: a.host, address, port: a.port, tls: a.tls, ca: a.ca, insecure: a.insecure, signal })
     try {
       await client.login(a.username, a.password)
       const list = await client.list()
@@ -207,25 +214,12 @@ export class Collector {
   }
 
   private async runImap (a: CollectAccount, st: CollectState, signal: AbortSignal): Promise<void> {
-    const client = new ImapFlow({
-      host: a.host,
-      port: a.port,
-      secure: a.tls === 'implicit',
-      doSTARTTLS: a.tls === 'starttls' ? true : a.tls === 'none' ? false : undefined,
-      auth: { user: a.username, pass: a.password },
-      logger: false,
-      disableAutoIdle: true,
-      connectionTimeout: 30_000,
-      greetingTimeout: 15_000,
-      socketTimeout: 5 * 60_000,
-      maxLiteralSize: this.init.messageBytesMax + 64 * 1024, // a larger literal cuts the connection instead of filling memory
-      tls: { rejectUnauthorized: a.insecure !== true, ...(isIP(a.host) === 0 ? { servername: a.host } : {}), ...(a.ca !== undefined && a.ca !== '' ? { ca: a.ca } : {}) }
-    } as ConstructorParameters<typeof ImapFlow>[0])
-    client.on('error', () => {})
-    const onAbort = (): void => { client.close() }
-    signal.addEventListener('abort', onAbort, { once: true })
+    const [address] = await this.c.hosts.check(a.host, a.port, { signal })
+    const remote = await connectRemoteImap({
+      host: a.host, address, port: a.port, tls: a.tls, user: a.username, password: a.password, ca: a.ca, insecure: a.insecure, messageBytesMax: this.init.messageBytesMax, signal
+    })
+    const client = remote.client
     try {
-      await client.connect()
       const box = await client.mailboxOpen(a.source, { readOnly: a.leave })
       const validity = Number(box.uidValidity)
       if (st.uidValidity !== validity) {
@@ -258,8 +252,7 @@ export class Collector {
       }
       if (!a.leave && done.length > 0) await client.messageDelete(done.join(','), { uid: true })
     } finally {
-      signal.removeEventListener('abort', onAbort)
-      await client.logout().catch(() => { client.close() })
+      await remote.close()
     }
   }
 }

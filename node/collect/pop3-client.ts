@@ -22,6 +22,8 @@ export interface Pop3Options {
   tls: 'implicit' | 'starttls' | 'none'
   ca?: string
   insecure?: boolean
+  /** Connect to this address (checked by node/host-policy.ts) rather than resolving `host` again; TLS still verifies `host`. */
+  address?: string
   timeoutMs?: number
   signal?: AbortSignal
 }
@@ -58,8 +60,8 @@ export class Pop3Client {
     const timeoutMs = o.timeoutMs ?? POP3_TIMEOUT_MS
     const tlsOpts = { rejectUnauthorized: o.insecure !== true, ...(isIP(o.host) === 0 ? { servername: o.host } : {}), ...(o.ca !== undefined && o.ca !== '' ? { ca: o.ca } : {}) }
     const socket: Socket | TLSSocket = o.tls === 'implicit'
-      ? connectTls({ host: o.host, port: o.port, ...tlsOpts })
-      : connectTcp({ host: o.host, port: o.port })
+      ? connectTls({ host: o.address ?? o.host, port: o.port, ...tlsOpts })
+      : connectTcp({ host: o.address ?? o.host, port: o.port })
     const client = new Pop3Client(socket, timeoutMs)
     const onAbort = (): void => { socket.destroy(new Pop3Error('aborted')) }
     o.signal?.addEventListener('abort', onAbort, { once: true })

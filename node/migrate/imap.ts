@@ -10,39 +10,24 @@
 // the body hash the store keeps). Identical copies in one folder are counted: three in the source, three here.
 
 import { createHash } from 'node:crypto'
-import { isIP } from 'node:net'
-import { ImapFlow } from 'imapflow'
-import type { FetchMessageObject, ListResponse } from 'imapflow'
+import type { FetchMessageObject, ImapFlow, ListResponse } from 'imapflow'
 import type { Logger } from 'pino'
 import { isMailError } from '../../store/index.ts'
 import type { MailStore, Mailbox, MessageRecord, SpecialUse } from '../../store/index.ts'
+import { connectRemoteImap } from '../remote-imap.ts'
+import type { RemoteImapAccount } from '../remote-imap.ts'
 
 export const IMPORT_FOLDERS_MAX = 10_000 // Dovecot's default mailbox_list_... has none; a sane bound for one account
 export const IMPORT_MESSAGES_PER_FOLDER_MAX = 1_000_000
 export const IMPORT_BATCH_MESSAGES_MAX = 100 // messages fetched per FETCH BODY.PEEK[] round
 export const IMPORT_BATCH_BYTES_MAX = 32 * 1024 * 1024 // bytes held in memory per round (a large message is a round alone)
 export const IMPORT_APPENDS_IN_FLIGHT = 8 // appends waiting on the store at once (they share its group commit)
-export const IMPORT_CONNECT_TIMEOUT_MS = 30_000
-export const IMPORT_GREETING_TIMEOUT_MS = 15_000
-export const IMPORT_SOCKET_TIMEOUT_MS = 5 * 60_000 // a FETCH of a 50 MB message on a slow link
 export const IMPORT_ERRORS_KEPT = 50 // per-message errors listed in the report (all are counted)
 export const IMPORT_FOLDERS_KEPT = 200 // folders listed in the report (all are counted)
-export const IMPORT_LITERAL_SLACK_BYTES = 64 * 1024 // a literal may exceed the size the source announced by this much before the connection is cut
 
 const SPECIAL_USES: readonly string[] = ['\\Sent', '\\Drafts', '\\Trash', '\\Junk', '\\Archive', '\\All', '\\Flagged']
 
-export interface ImapSource {
-  host: string
-  port: number
-  /** 'implicit': IMAPS; 'starttls': IMAP with STARTTLS required; 'none': plain IMAP (a test or a trusted LAN). */
-  tls: 'implicit' | 'starttls' | 'none'
-  user: string
-  password: string
-  /** CA certificates (PEM) to trust besides the system's, for a source with a private CA. */
-  ca?: string
-  /** Accept any certificate (a source with a self-signed one); the report says so. */
-  insecure?: boolean
-}
+export type ImapSource = RemoteImapAccount
 
 /** Parses `imaps://HOST[:PORT]` or `imap://HOST[:PORT]` (plain, or STARTTLS with `?tls=starttls`). */
 export function parseSourceUrl (text: string): Pick<ImapSource, 'host' | 'port' | 'tls'> | null {
@@ -149,25 +134,6 @@ function describe (err: unknown): string {
   return String(e.responseText ?? e.message ?? err).replace(/[\r\n]+/g, ' ').slice(0, 300)
 }
 
-function clientFor (s: ImapSource, messageBytesMax: number): ImapFlow {
-  return new ImapFlow({
-    host: s.host,
-    port: s.port,
-    secure: s.tls === 'implicit',
-    doSTARTTLS: s.tls === 'starttls' ? true : s.tls === 'none' ? false : undefined,
-    auth: { user: s.user, pass: s.password },
-    logger: false,
-    disableAutoIdle: true,
-    connectionTimeout: IMPORT_CONNECT_TIMEOUT_MS,
-    greetingTimeout: IMPORT_GREETING_TIMEOUT_MS,
-    socketTimeout: IMPORT_SOCKET_TIMEOUT_MS,
-    // a source that sends a literal larger than any message we take is cut off, not buffered (hostile or broken)
-    maxLiteralSize: messageBytesMax + IMPORT_LITERAL_SLACK_BYTES,
-    // imapflow's own log would carry the LOGIN line (logger: false above): ours never does
-    tls: { rejectUnauthorized: s.insecure !== true, ...(s.ca !== undefined && s.ca !== '' ? { ca: s.ca } : {}), ...(isIP(s.host) === 0 ? { servername: s.host } : {}) }
-  } as ConstructorParameters<typeof ImapFlow>[0])
-}
-
 /**
  * Copies the source account into the target user. Resolves to the report; rejects only when the source cannot
  * be reached or logged into, or the run is aborted (what was copied stays: a run later continues).
@@ -183,14 +149,13 @@ export async function importImap (c: ImapImportComponents, init: ImapImportInit)
     if (report.errors.length < IMPORT_ERRORS_KEPT) report.errors.push({ folder, ...(uid !== undefined ? { uid } : {}), reason })
   }
   const signal = init.signal
-  const client = clientFor(init.source, init.messageBytesMax)
-  client.on('error', (err: Error) => { log.warn({ err: describe(err) }, 'import_source_error') })
-  const onAbort = (): void => { client.close() }
-  signal?.addEventListener('abort', onAbort, { once: true })
+  // timeouts, TLS and the literal bound: node/remote-imap.ts
+  const remote = await connectRemoteImap({
+    ...init.source, messageBytesMax: init.messageBytesMax, ...(signal !== undefined ? { signal } : {}),
+    onError: err => { log.warn({ err: describe(err) }, 'import_source_error') }
+  })
+  const client = remote.client
   try {
-    signal?.throwIfAborted()
-    await client.connect()
-    signal?.throwIfAborted()
     log.info({ user: init.source.user }, 'import_connected')
     const list: ListResponse[] = await client.list({ statusQuery: { messages: true } })
     if (list.length > IMPORT_FOLDERS_MAX) throw new Error(`the source has ${list.length} folders, more than ${IMPORT_FOLDERS_MAX}`)
@@ -258,8 +223,7 @@ export async function importImap (c: ImapImportComponents, init: ImapImportInit)
       log.info({ ...fr }, 'import_folder_done')
     }
   } finally {
-    signal?.removeEventListener('abort', onAbort)
-    await client.logout().catch(() => { client.close() })
+    await remote.close()
   }
   log.info({ folders: report.folders, messages: report.messages, copied: report.copied, bytes: report.bytes, skipped: report.skipped, failed: report.failed }, 'import_done')
   return report

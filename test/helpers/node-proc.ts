@@ -67,7 +67,7 @@ if (adminToken !== undefined && metrics !== undefined) {
   metrics.setStatus(async () => await node.status())
   admin = createAdminServer({
     directory: node.store, status: async () => await node.status(), queue: node.queue, logger, metrics,
-    routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir }), ...importRoutes(node.store), ...collectRoutes(node.store), ...sieveRoutes({ directory: node.store, sieve: node.sieve })]
+    routes: [...observeRoutes({ stats: node.stats, alarms: node.alarms, directory: node.store }), ...mailRoutes({ store: node.store, userMail: node.userMail, dataDir }), ...importRoutes(node.store), ...collectRoutes(node.store, node.collectHosts), ...sieveRoutes({ directory: node.store, sieve: node.sieve })]
   }, { host: '127.0.0.1', port: 0, token: adminToken })
   await admin.start()
   ports.admin = Number(new URL(admin.url).port)
