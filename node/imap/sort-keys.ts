@@ -4,14 +4,21 @@
  * (readHeader) and kept in a node-wide cache per mailbox. A message's content never changes under its UID (RFC 3501
  * section 2.3.1.1), so an entry is never stale, only unneeded: the cache drops entries when the store reports their
  * expunge, and drops a mailbox when it is deleted or when the node holds too many entries (least recently used
- * mailbox first). New mail is computed on the first SORT or THREAD that meets it. A 50,000-message mailbox is then
- * sorted from memory without a store read (test/imap/sort.test.ts measures it).
+ * mailbox first). Once a mailbox is cached, the store's append events have the keys of new mail computed in the
+ * background; what is still missing when a SORT or THREAD meets it is computed then.
+ *
+ * Per mailbox the cache also keeps, for each sort criteria list used lately, the order of every cached message
+ * (an index): new keys are merged into it (binary search per new message), expunged ones filtered out, so a SORT
+ * filters a kept order instead of sorting; and the last THREAD answer per algorithm, reused while the same messages
+ * are asked (a message's keys never change, so the same UIDs give the same threads). A 50,000-message mailbox is
+ * then sorted from memory without a store read (test/imap/sort.test.ts measures it).
  */
 import { isUtf8 } from 'node:buffer'
 import { mime } from '../../store/index.ts'
 import type { MailEvent, MailStore, MessageRecord } from '../../store/index.ts'
 import { baseSubject, casemap } from './base-subject.ts'
 import { RECORD_BATCH_MAX, readRecords } from './records.ts'
+import { formatThreads, threadOrderedSubject, threadReferences } from './thread.ts'
 
 export interface SortKeys {
   /** INTERNALDATE, ms. */
@@ -229,10 +236,38 @@ async function computeKeys (store: MailStore, record: MessageRecord): Promise<So
   return keysFromHeader(record, Buffer.concat(chunks))
 }
 
+/** Criteria lists whose order a mailbox keeps (the least recently used goes beyond this). */
+export const SORT_ORDERS_MAX = 8
+
+/** A kept order: every cached message of the mailbox, as `pending` merged into `uids` (and `stale` filtered) says. */
+interface OrderIndex {
+  criteria: readonly SortCriterion[]
+  /** UIDs in sort order, ties by ascending UID (sequence order). */
+  uids: number[]
+  /** UIDs whose keys were cached after `uids` was built, not yet merged. */
+  pending: number[]
+  /** Some of `uids` were expunged since (filtered out at the next use). */
+  stale: boolean
+}
+
+/** The last THREAD answer of an algorithm: for these UIDs (and these numbers written for them). */
+interface ThreadMemo {
+  uids: Uint32Array
+  numbers: Uint32Array
+  text: string
+}
+
 interface MailboxEntry {
   user: string
   uidValidity: number
   keys: Map<number, SortKeys>
+  /** By criteria (criteriaName), least recently used first. */
+  orders: Map<string, OrderIndex>
+  threads: Map<string, ThreadMemo>
+  /** Appended UIDs whose keys the background fill is to compute, whether it runs, and its batch in flight. */
+  incoming: number[]
+  filling: boolean
+  batch: Promise<unknown> | null
 }
 
 /** The node's sort keys, per mailbox. One per store object (sortKeyCacheFor), shared by every session over it. */
@@ -258,32 +293,135 @@ export class SortKeyCache {
   /** The keys of `uids` (ascending, all existing in the mailbox) in the same order: cached ones from memory. */
   async keys (user: string, mailboxId: string, uidValidity: number, uids: readonly number[], opts: { signal?: AbortSignal } = {}): Promise<SortKeys[]> {
     const entry = this.#entry(user, mailboxId, uidValidity)
+    const computed = await this.#fill(entry, mailboxId, uids, opts.signal)
+    return uids.map((uid) => {
+      const keys = entry.keys.get(uid) ?? computed.get(uid)
+      // a message expunged while its keys were read: it sorts as an empty message, the view still lists it
+      return keys ?? emptyKeys()
+    })
+  }
+
+  /**
+   * `uids` (ascending, all existing in the mailbox) in the order `criteria` ask (sortOrder's order), from the
+   * mailbox's kept order for these criteria: built at the first use, new mail merged in, then filtered to `uids`.
+   */
+  async sorted (user: string, mailboxId: string, uidValidity: number, uids: readonly number[], criteria: readonly SortCriterion[], opts: { signal?: AbortSignal } = {}): Promise<number[]> {
+    const entry = this.#entry(user, mailboxId, uidValidity)
+    const computed = await this.#fill(entry, mailboxId, uids, opts.signal)
+    if (this.#mailboxes.get(this.#key(user, mailboxId)) === entry) {
+      // the order holds every cached message; when each of `uids` is among them, it is their order
+      const kept = keepOnly(this.#order(entry, criteria).uids, uids)
+      if (kept.length === uids.length) return kept
+    }
+    // not all of them cached (the node's bound, an expunge meanwhile): sorted from the keys
+    const keys = uids.map((uid) => entry.keys.get(uid) ?? computed.get(uid) ?? emptyKeys())
+    return sortOrder(keys, criteria).map((i) => uids[i]!)
+  }
+
+  /**
+   * The thread list of THREAD (RFC 5256 section 5, without the `THREAD` atom; '' when there are no threads) of
+   * `uids` (ascending), written with `numbers` (their UIDs or sequence numbers); the last answer per algorithm is
+   * reused while the same messages are asked with the same numbers.
+   */
+  async threadList (user: string, mailboxId: string, uidValidity: number, uids: readonly number[], numbers: readonly number[], algorithm: 'REFERENCES' | 'ORDEREDSUBJECT', opts: { signal?: AbortSignal } = {}): Promise<string> {
+    const entry = this.#entry(user, mailboxId, uidValidity)
+    const memo = entry.threads.get(algorithm)
+    if (memo !== undefined && same(memo.uids, uids) && same(memo.numbers, numbers)) return memo.text
+    const computed = await this.#fill(entry, mailboxId, uids, opts.signal)
+    const keys = uids.map((uid) => entry.keys.get(uid) ?? computed.get(uid) ?? emptyKeys())
+    const threads = algorithm === 'REFERENCES' ? threadReferences(keys) : threadOrderedSubject(keys)
+    const text = threads.length === 0 ? '' : formatThreads(threads, numbers)
+    // only an answer from cached keys is kept (an empty stand-in for an expunged message is not the message's)
+    const live = this.#mailboxes.get(this.#key(user, mailboxId)) === entry
+    if (live && (computed.size === 0 || uids.every((uid) => entry.keys.has(uid)))) {
+      entry.threads.set(algorithm, { uids: Uint32Array.from(uids), numbers: Uint32Array.from(numbers), text })
+    }
+    return text
+  }
+
+  /** Computes and caches the keys of those of `uids` not cached; returns the computed ones (also when not cached). */
+  async #fill (entry: MailboxEntry, mailboxId: string, uids: readonly number[], signal?: AbortSignal, background = false): Promise<Map<number, SortKeys>> {
+    // the background fill's batch in flight is waited for, not read a second time
+    if (!background && entry.batch !== null) await entry.batch.catch(() => {})
     const missing: number[] = []
     for (const uid of uids) if (!entry.keys.has(uid)) missing.push(uid)
     const computed = new Map<number, SortKeys>()
     for (let i = 0; i < missing.length; i += RECORD_BATCH_MAX) {
-      opts.signal?.throwIfAborted()
-      const records = await readRecords(this.#store, user, mailboxId, missing.slice(i, i + RECORD_BATCH_MAX))
+      signal?.throwIfAborted()
+      const records = await readRecords(this.#store, entry.user, mailboxId, missing.slice(i, i + RECORD_BATCH_MAX))
       for (let j = 0; j < records.length; j += HEADER_CONCURRENCY) {
         const slice = records.slice(j, j + HEADER_CONCURRENCY)
         const keys = await Promise.all(slice.map(async (record) => await computeKeys(this.#store, record)))
         slice.forEach((record, k) => computed.set(record.uid, keys[k]!))
       }
     }
+    this.#insert(entry, mailboxId, computed)
+    return computed
+  }
+
+  /** Caches computed keys (when the entry is still the mailbox's and the node's bound allows). */
+  #insert (entry: MailboxEntry, mailboxId: string, computed: Map<number, SortKeys>): void {
     // the entry may have been dropped meanwhile (the mailbox deleted, evicted): then nothing is cached
-    const live = this.#mailboxes.get(this.#key(user, mailboxId)) === entry
+    const live = this.#mailboxes.get(this.#key(entry.user, mailboxId)) === entry
+    if (!live || computed.size === 0) return
     for (const [uid, keys] of computed) {
-      if (!live || entry.keys.size >= this.#entriesMax) break
+      if (entry.keys.size >= this.#entriesMax) break
       if (!entry.keys.has(uid)) {
         entry.keys.set(uid, keys)
         this.#entries++
+        for (const order of entry.orders.values()) order.pending.push(uid)
       }
     }
-    if (live) this.#evict(entry)
-    return uids.map((uid) => {
-      const keys = entry.keys.get(uid) ?? computed.get(uid)
-      // a message expunged while its keys were read: it sorts as an empty message, the view still lists it
-      return keys ?? emptyKeys()
+    this.#evict(entry)
+  }
+
+  /** The kept order of `criteria`, brought up to date with the cached keys. */
+  #order (entry: MailboxEntry, criteria: readonly SortCriterion[]): OrderIndex {
+    const name = criteriaName(criteria)
+    let order = entry.orders.get(name)
+    if (order !== undefined) entry.orders.delete(name)
+    if (order !== undefined && order.stale) {
+      order.uids = order.uids.filter((uid) => entry.keys.has(uid))
+      order.stale = false
+    }
+    // many new messages at once (or none kept yet): sorted anew, as a merge would cost more
+    if (order === undefined || order.pending.length > order.uids.length / 4) {
+      const all = Array.from(entry.keys.keys()).sort((a, b) => a - b)
+      const keys = all.map((uid) => entry.keys.get(uid)!)
+      order = { criteria, uids: sortOrder(keys, criteria).map((i) => all[i]!), pending: [], stale: false }
+    } else if (order.pending.length > 0) {
+      order.uids = mergeInto(order.uids, order.pending.filter((uid) => entry.keys.has(uid)), entry.keys, criteria)
+      order.pending = []
+    }
+    entry.orders.set(name, order)
+    for (const old of entry.orders.keys()) {
+      if (entry.orders.size <= SORT_ORDERS_MAX) break
+      entry.orders.delete(old)
+    }
+    return order
+  }
+
+  /** Computes the keys of appended messages in the background (a mailbox once sorted is likely sorted again). */
+  #prefetch (user: string, mailboxId: string, entry: MailboxEntry, uids: readonly number[]): void {
+    for (const uid of uids) entry.incoming.push(uid)
+    if (entry.filling) return
+    entry.filling = true
+    setImmediate(() => {
+      void (async () => {
+        try {
+          while (entry.incoming.length > 0 && this.#mailboxes.get(this.#key(user, mailboxId)) === entry) {
+            const batch = entry.incoming.splice(0, RECORD_BATCH_MAX).sort((a, b) => a - b)
+            entry.batch = this.#fill(entry, mailboxId, batch, undefined, true)
+            await entry.batch
+          }
+        } catch {
+          // the store stopping, a message expunged meanwhile: the next SORT computes what is missing
+        } finally {
+          entry.incoming = []
+          entry.filling = false
+          entry.batch = null
+        }
+      })()
     })
   }
 
@@ -299,7 +437,7 @@ export class SortKeyCache {
       entry = undefined
     }
     if (entry === undefined) {
-      entry = { user, uidValidity, keys: new Map() }
+      entry = { user, uidValidity, keys: new Map(), orders: new Map(), threads: new Map(), incoming: [], filling: false, batch: null }
       if (!this.#subscriptions.has(user)) this.#subscriptions.set(user, this.#store.subscribe(user, (event) => this.#onEvent(user, event)))
     } else {
       this.#mailboxes.delete(key)
@@ -312,7 +450,17 @@ export class SortKeyCache {
     if (event.type === 'expunge') {
       const entry = this.#mailboxes.get(this.#key(user, event.mailbox))
       if (entry === undefined) return
-      for (const uid of event.uids) if (entry.keys.delete(uid)) this.#entries--
+      let removed = false
+      for (const uid of event.uids) {
+        if (entry.keys.delete(uid)) {
+          this.#entries--
+          removed = true
+        }
+      }
+      if (removed) for (const order of entry.orders.values()) order.stale = true
+    } else if (event.type === 'append') {
+      const entry = this.#mailboxes.get(this.#key(user, event.mailbox))
+      if (entry !== undefined && entry.keys.size < this.#entriesMax) this.#prefetch(user, event.mailbox, entry, event.uids)
     } else if (event.type === 'mailboxes' && event.change === 'deleted' && event.mailbox !== null) {
       this.#drop(this.#key(user, event.mailbox))
     }
@@ -335,6 +483,76 @@ export class SortKeyCache {
       if (entry !== keep) this.#drop(key)
     }
   }
+}
+
+/** The same numbers in the same order. */
+function same (kept: Uint32Array, asked: readonly number[]): boolean {
+  if (kept.length !== asked.length) return false
+  for (let i = 0; i < kept.length; i++) if (kept[i] !== asked[i]) return false
+  return true
+}
+
+/** `order` (distinct UIDs) without those not in `uids` (ascending), order kept. */
+function keepOnly (order: readonly number[], uids: readonly number[]): number[] {
+  const out: number[] = []
+  if (uids.length === 0) return out
+  const low = uids[0]!
+  const span = uids[uids.length - 1]! - low + 1
+  // a bitmap over the UIDs' range when it is not much sparser than the UIDs; else a set
+  if (span <= 8 * uids.length + 65_536) {
+    const member = new Uint8Array(span)
+    for (const uid of uids) member[uid - low] = 1
+    for (const uid of order) if (uid >= low && uid - low < span && member[uid - low] === 1) out.push(uid)
+  } else {
+    const member = new Set(uids)
+    for (const uid of order) if (member.has(uid)) out.push(uid)
+  }
+  return out
+}
+
+/** Two messages' keys compared as `criteria` ask (sortOrder's comparison; 0 when every key is equal). */
+function compareKeys (a: SortKeys, b: SortKeys, criteria: readonly SortCriterion[]): number {
+  for (const criterion of criteria) {
+    const numeric = NUMERIC[criterion.key]
+    let d: number
+    if (numeric !== undefined) {
+      d = a[numeric] - b[numeric]
+    } else {
+      const field = TEXT[criterion.key]!
+      const x = a[field]
+      const y = b[field]
+      d = x < y ? -1 : x > y ? 1 : 0
+    }
+    if (d !== 0) return criterion.reverse ? -d : d
+  }
+  return 0
+}
+
+/** `added` (UIDs not in `order`) placed into `order` (sorted as `criteria` ask, ties by UID): a new array. */
+function mergeInto (order: readonly number[], added: number[], keys: Map<number, SortKeys>, criteria: readonly SortCriterion[]): number[] {
+  const before = (u: number, v: number): boolean => (compareKeys(keys.get(u)!, keys.get(v)!, criteria) || u - v) < 0
+  added.sort((u, v) => compareKeys(keys.get(u)!, keys.get(v)!, criteria) || u - v)
+  const out: number[] = []
+  let from = 0
+  for (const uid of added) {
+    // the first position from `from` on whose UID sorts after `uid`
+    let lo = from
+    let hi = order.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (before(order[mid]!, uid)) lo = mid + 1
+      else hi = mid
+    }
+    for (let i = from; i < lo; i++) out.push(order[i]!)
+    out.push(uid)
+    from = lo
+  }
+  for (let i = from; i < order.length; i++) out.push(order[i]!)
+  return out
+}
+
+function criteriaName (criteria: readonly SortCriterion[]): string {
+  return criteria.map((c) => c.reverse ? `-${c.key}` : c.key).join(' ')
 }
 
 function emptyKeys (): SortKeys {

@@ -351,16 +351,96 @@ test('the sort-key cache: headers read once per message, expunged messages dropp
   await other.cmd('STORE 3 +FLAGS (\\Deleted)')
   await other.cmd('EXPUNGE')
   assert.equal(cache.size, 4)
-  // new mail: keys computed for it alone
+  // new mail: keys computed for it alone, once (by the cache's background fill on the append event, or by the SORT)
+  const headers = calls.get('readHeader')!
   await f.store.append(USER, 'INBOX', { raw: message(['Subject: aardvark', 'Date: Sat, 31 Jan 2026 00:00:00 +0000']), internalDate: FEB(20) })
   const noop = await c.cmd('NOOP')
   assert.match(noop, /\* 3 EXPUNGE\r\n/)
   assert.match(noop, /\* 5 EXISTS\r\n/)
-  const headers = calls.get('readHeader')!
   assert.deepEqual(sorted(await c.cmd('SORT (DATE) UTF-8 ALL')), [5, 2, 1, 4, 3])
   assert.deepEqual(sorted(await c.cmd('SORT (SUBJECT) UTF-8 ALL')), [4, 5, 1, 2, 3])
   assert.equal(calls.get('readHeader'), headers + 1)
   assert.equal(cache.size, 5)
+})
+
+test('the kept sort orders and THREAD answers follow new mail, expunges and flag changes (checked against a model)', async (t) => {
+  const f = await fixture(t)
+  // the model: every message the mailbox holds, by UID
+  const model = new Map<number, { id: number, subject: string, date: number, flagged: boolean }>()
+  const add = async (i: number, subject: string, extra: string[] = []): Promise<number> => {
+    const date = FEB(1 + (i * 7) % 27, i % 24)
+    const { uid } = await f.store.append(USER, 'INBOX', { raw: message([`Subject: ${subject}`, `Date: ${new Date(date).toUTCString()}`, `Message-ID: <k${i}@example.org>`, ...extra]), internalDate: FEB(1) })
+    // the base subject (RFC 5256 section 2.1): no reply mark
+    model.set(uid, { id: i, subject: subject.replace(/^re: /i, '').toUpperCase(), date, flagged: false })
+    return uid
+  }
+  // 40 messages, subjects in another order than the UIDs', some equal (ties go by UID)
+  for (let i = 0; i < 40; i++) await add(i, `topic ${String((i * 11) % 29).padStart(2, '0')}`)
+  const { port } = await f.server()
+  const c = await RawImap.connect(port)
+  t.after(() => c.close())
+  await c.login()
+  await c.cmd('SELECT INBOX')
+  const seqs = (): number[] => [...model.keys()].sort((a, b) => a - b)
+  const bySubject = (only: (uid: number) => boolean = () => true): number[] =>
+    seqs().filter(only).sort((a, b) => model.get(a)!.subject < model.get(b)!.subject ? -1 : model.get(a)!.subject > model.get(b)!.subject ? 1 : a - b)
+  const byReverseDate = (): number[] => seqs().sort((a, b) => model.get(b)!.date - model.get(a)!.date || a - b)
+  const seqOf = (uid: number): number => seqs().indexOf(uid) + 1
+  const check = async (when: string): Promise<void> => {
+    assert.deepEqual(sorted(await c.cmd('UID SORT (SUBJECT) UTF-8 ALL')), bySubject(), `UID SORT (SUBJECT), ${when}`)
+    assert.deepEqual(sorted(await c.cmd('SORT (SUBJECT) UTF-8 ALL')), bySubject().map(seqOf), `SORT (SUBJECT), ${when}`)
+    assert.deepEqual(sorted(await c.cmd('UID SORT (REVERSE DATE) UTF-8 ALL')), byReverseDate(), `UID SORT (REVERSE DATE), ${when}`)
+    assert.deepEqual(sorted(await c.cmd('UID SORT (SUBJECT) UTF-8 FLAGGED')), bySubject((uid) => model.get(uid)!.flagged), `SORT ... FLAGGED, ${when}`)
+    // a subset by UID range: the kept order filtered
+    const some = seqs().slice(5, 25)
+    assert.deepEqual(sorted(await c.cmd(`UID SORT (SUBJECT) UTF-8 UID ${some[0]}:${some[some.length - 1]}`)), bySubject((uid) => some.includes(uid)), `subset, ${when}`)
+  }
+  await check('first')
+  await check('again, from the kept orders')
+  // a few new messages (merged into the kept orders), some sorting first, between and last
+  for (const [i, subject] of [[40, 'aardvark'], [41, 'topic 13'], [42, 'zebra']] as const) await add(i, subject)
+  await c.cmd('NOOP')
+  await check('after three new messages')
+  // many new messages at once (the orders are sorted anew)
+  for (let i = 43; i < 63; i++) await add(i, `topic ${String((i * 5) % 31).padStart(2, '0')}`)
+  await c.cmd('NOOP')
+  await check('after twenty new messages')
+  // flags change (what FLAGGED matches), and another session expunges four messages
+  const other = await RawImap.connect(port)
+  t.after(() => other.close())
+  await other.login()
+  await other.cmd('SELECT INBOX')
+  const flagged = seqs().filter((_, k) => k % 3 === 0)
+  await other.cmd(`UID STORE ${flagged.join(',')} +FLAGS (\\Flagged)`)
+  for (const uid of flagged) model.get(uid)!.flagged = true
+  const expunged = [seqs()[0]!, seqs()[10]!, seqs()[41]!, seqs()[seqs().length - 1]!]
+  await other.cmd(`UID STORE ${expunged.join(',')} +FLAGS (\\Deleted)`)
+  await other.cmd('EXPUNGE')
+  for (const uid of expunged) model.delete(uid)
+  await c.cmd('NOOP')
+  await check('after flag changes and four expunges')
+  // THREAD: the same question answered again; a reply to a message joins its thread; an expunge renumbers
+  const root = seqs()[1]!
+  const thread = async (cmd: string): Promise<string> => /^\* THREAD (.*)\r\n/m.exec(await c.cmd(cmd))![1]!
+  const before = await thread('UID THREAD REFERENCES UTF-8 ALL')
+  assert.equal(await thread('UID THREAD REFERENCES UTF-8 ALL'), before)
+  assert.ok(before.includes(`(${root})`), before)
+  const reply = await add(100, 'Re: whatever', [`References: <k${model.get(root)!.id}@example.org>`])
+  await c.cmd('NOOP')
+  const after = await thread('UID THREAD REFERENCES UTF-8 ALL')
+  assert.ok(after.includes(`(${root} ${reply})`), after)
+  const seqBefore = await thread('THREAD REFERENCES UTF-8 ALL')
+  assert.ok(seqBefore.includes(`(${seqOf(root)} ${seqOf(reply)})`), seqBefore)
+  // the first message goes: the same UIDs but one, every sequence number above it one lower
+  const first = seqs()[0]!
+  await other.cmd(`UID STORE ${first} +FLAGS (\\Deleted)`)
+  await other.cmd('EXPUNGE')
+  model.delete(first)
+  await c.cmd('NOOP')
+  const seqAfter = await thread('THREAD REFERENCES UTF-8 ALL')
+  assert.ok(seqAfter.includes(`(${seqOf(root)} ${seqOf(reply)})`), seqAfter)
+  assert.notEqual(seqAfter, seqBefore)
+  await check('at the end')
 })
 
 test('the sort-key cache is bounded: least recently sorted mailboxes go, a deleted mailbox goes, a new UIDVALIDITY starts over', async (t) => {

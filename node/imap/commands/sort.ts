@@ -1,8 +1,8 @@
 /**
  * SORT and UID SORT (RFC 5256 section 3) with the DISPLAYFROM and DISPLAYTO keys (RFC 5957), and ESORT's return
  * options (RFC 5267 section 3: MIN, MAX, COUNT, ALL) with PARTIAL (RFC 9394). The criteria run through the SEARCH
- * program (search-run.ts); the keys come from the node's cache (sort-keys.ts), so sorting a mailbox that was sorted
- * before reads nothing from the store.
+ * program (search-run.ts); the order comes from the node's cache (sort-keys.ts: keys per message and a kept order per
+ * criteria list), so sorting a mailbox that was sorted before reads nothing from the store and sorts only new mail.
  */
 import { atom, list, num, str } from '../protocol/compiler.ts'
 import type { Value } from '../protocol/compiler.ts'
@@ -11,7 +11,7 @@ import type { Token } from '../protocol/types.ts'
 import { keyword, listOf } from '../args.ts'
 import { ArgumentError } from '../errors.ts'
 import { charset, matchUids } from '../search-run.ts'
-import { isSortKey, sortKeyCacheFor, sortOrder } from '../sort-keys.ts'
+import { isSortKey, sortKeyCacheFor } from '../sort-keys.ts'
 import type { SortCriterion } from '../sort-keys.ts'
 import type { CommandModule, Reply } from '../command.ts'
 import { prepare, ProgramReader } from '../search-program.ts'
@@ -146,9 +146,7 @@ export const sort: CommandModule = {
     // `$` as the command found it, for a context that evaluates the program again later
     const saved = new Set(view.searchResult)
     const matched = await matchUids(session, view, user, args.slice(index + 2))
-    const keys = await sortKeyCacheFor(session.components.store).keys(user, view.id, view.uidValidity, matched.uids)
-    const order = sortOrder(keys, criteria)
-    const uids = order.map((i) => matched.uids[i]!)
+    const uids = await sortKeyCacheFor(session.components.store).sorted(user, view.id, view.uidValidity, matched.uids, criteria)
     const numbers = uid ? uids : uids.map((u) => view.seqOf(u))
     const modseq = highestModseq(uids, matched.modseqs, returns)
     if (returns === null) {
