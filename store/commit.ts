@@ -28,6 +28,10 @@ export class GroupCommit {
   batches = 0
 
   private readonly observe: ((seconds: number) => void) | undefined
+  /** Told of each batch once it is durable, before its writer resumes (the store's record cache keeps up so). */
+  onDurable: ((ops: BatchOp[]) => void) | undefined
+  /** Told when a group failed: what of it is on disk is not known. */
+  onFailed: (() => void) | undefined
 
   /** `observe`: told how long each group took to become durable (the blob fsync and the synced LevelDB write). */
   constructor (db: CommitTarget, beforeSync: () => Promise<void>, sync = true, observe?: (seconds: number) => void) {
@@ -62,8 +66,16 @@ export class GroupCommit {
           this.observe?.((performance.now() - started) / 1000)
           this.groups++
           this.batches += group.length
+          if (this.onDurable !== undefined) {
+            try {
+              for (const p of group) this.onDurable(p.ops)
+            } catch {
+              this.onFailed?.()
+            }
+          }
           for (const p of group) p.resolve()
         } catch (err) {
+          this.onFailed?.()
           for (const p of group) p.reject(err)
         }
       }

@@ -15,6 +15,7 @@ import { keys, SEP } from './keys.ts'
 import { KeyedLock } from './lock.ts'
 import { readRange } from './ranges.ts'
 import { StringMemo } from './memo.ts'
+import { RecordCache } from './record-cache.ts'
 import { analyzeMessage } from './mime/index.ts'
 import { applyEntry, emptyState, gidLocation, isSeen, Tx } from './apply.ts'
 import type { Cached, MailboxRec, UserState } from './apply.ts'
@@ -38,6 +39,9 @@ export const HEADER_CACHE_BYTES_MAX = 32 * 1024
 // Header copies kept in memory once read (memo.ts), all users together: ten 400-message mailboxes of 2 KiB headers
 // are 8 MiB
 export const HEADER_MEMO_BYTES_MAX = 16 * 1024 * 1024
+// Message records of mailboxes in use kept in memory (record-cache.ts), all users together, by an estimate of
+// their heap (about 400 bytes a record: a 50,000-message mailbox is 20 MiB)
+export const RECORD_CACHE_BYTES_MAX = 64 * 1024 * 1024
 // User attributes (MailStore.setAttrs). A value travels inside a log entry, in the JSON header of a shipment
 // (wire.ts: 2 MiB per user's shipment), and a merge's summary carries every key its stretch changed, so they stay
 // small: a Sieve script is at most 256 KiB (ManageSieve's own limit is lower), a user's attributes 1 MiB together.
@@ -86,6 +90,9 @@ export class MailStoreBase {
   private readonly headers = new BatchGet<string>(async ks => await this.db.getMany(ks))
   /** Header copies read lately, by key (content-addressed: never stale); see memo.ts. */
   private readonly headerMemo = new StringMemo(HEADER_MEMO_BYTES_MAX)
+  /** Message records of mailboxes read by ranges or UID lists (FETCH, SEARCH, STORE), kept current by every durable
+   * batch (the committer's onDurable); see record-cache.ts. */
+  protected readonly recordCache = new RecordCache(RECORD_CACHE_BYTES_MAX)
   // body locations: concurrent deliveries' "is this body stored already?" share one multi-get
   private readonly locations = new BatchGet<BlobLocation>(async ks => await this.db.getMany(ks))
 
@@ -96,6 +103,8 @@ export class MailStoreBase {
     this.db = new Level<string, any>(join(init.path, 'index'), { valueEncoding: 'json' })
     this.blobs = new BlobFiles(join(init.path, 'blobs'))
     this.committer = new GroupCommit(this.db, async () => await this.blobs.sync(), init.sync ?? true, components.onCommit)
+    this.committer.onDurable = (ops) => { this.recordCache.applied(ops) }
+    this.committer.onFailed = () => { this.recordCache.clear() }
   }
 
   // ---- user state ------------------------------------------------------------------------------------
@@ -162,8 +171,13 @@ export class MailStoreBase {
     await applyEntry(this.reader, tx, user, c, { ...entry, seq, eid: eid ?? this.randomId().slice(0, 16) } as LogEntry)
   }
 
+  // used under the user's lock only (applyEntry), where the kept records are the disk's
   private readonly reader = {
-    get: async (key: string) => await this.db.get(key) as MessageRecord | undefined,
+    get: async (key: string) => {
+      const kept = this.recordCache.get(key)
+      if (kept !== undefined) return kept ?? undefined
+      return await this.db.get(key) as MessageRecord | undefined
+    },
     getRaw: async (key: string) => await this.db.get(key) as unknown,
     values: (range: { gt: string, lt: string }) => this.db.values(range) as AsyncIterable<MessageRecord>
   }
@@ -522,6 +536,9 @@ export class MailStoreBase {
 
   private async records (user: string, box: MailboxRec, uids: number[]): Promise<MessageRecord[]> {
     const wanted = [...new Set(uids)].filter(u => Number.isInteger(u) && u > 0 && u < box.uidNext).sort((a, b) => a - b)
+    // under the user's lock: the kept records are the disk's (every durable batch reached them before the lock was let go)
+    const kept = this.recordCache.pick(user, box.id, wanted)
+    if (kept !== undefined) return kept
     const got = await this.db.getMany(wanted.map(u => keys.message(user, box.id, u)))
     return got.filter((r): r is MessageRecord => r !== undefined)
   }
@@ -676,6 +693,7 @@ export class MailStoreBase {
       }
       await this.committer.submit(await this.userDeletionOps(user))
       this.cache.delete(user)
+      this.recordCache.drop(user)
       return true
     })
   }
@@ -683,6 +701,22 @@ export class MailStoreBase {
   // ---- messages: reads ----------------------------------------------------------------------------------
 
   async listMessages (user: string, mailboxId: string, range?: { from?: number, to?: number }): Promise<MessageRecord[]> {
+    const kept = this.recordCache.range(user, mailboxId, range?.from, range?.to)
+    if (kept !== undefined) return kept
+    // A bounded range is FETCH's, SEARCH's or STORE's batch (node/imap/records.ts): the mailbox is in use, so all of
+    // its records are read once and kept. A whole listing (SELECT of a small mailbox, STATUS, POP3) is not kept: an
+    // idle session's mailbox stays out of memory.
+    if (range?.from !== undefined && range.to !== undefined) {
+      const all = await this.recordCache.fill(user, mailboxId, async () => await this.readMessages(user, mailboxId))
+      const from = range.from
+      const to = range.to
+      return all.filter(r => r.uid >= from && r.uid <= to)
+    }
+    return await this.readMessages(user, mailboxId, range)
+  }
+
+  /** The records from LevelDB (see listMessages). */
+  private async readMessages (user: string, mailboxId: string, range?: { from?: number, to?: number }): Promise<MessageRecord[]> {
     const r = keys.messageRange(user, mailboxId)
     const opts: { gt?: string, lt?: string, gte?: string, lte?: string } = { ...r }
     if (range?.from !== undefined) { delete opts.gt; opts.gte = keys.message(user, mailboxId, Math.max(1, range.from)) }
@@ -718,11 +752,21 @@ export class MailStoreBase {
 
   async getMessage (user: string, mailboxId: string, uid: number): Promise<MessageRecord | null> {
     if (!Number.isInteger(uid) || uid < 1) return null
+    const kept = this.recordCache.pick(user, mailboxId, [uid])
+    if (kept !== undefined) return kept[0] ?? null
     return (await this.db.get(keys.message(user, mailboxId, uid))) ?? null
   }
 
   async getMessages (user: string, mailboxId: string, uids: number[]): Promise<MessageRecord[]> {
     const wanted = [...new Set(uids)].filter(u => Number.isInteger(u) && u > 0).sort((a, b) => a - b)
+    const kept = this.recordCache.pick(user, mailboxId, wanted)
+    if (kept !== undefined) return kept
+    // a UID list is FETCH's, SEARCH's or STORE's (node/imap/records.ts): the mailbox is in use, keep it (above)
+    if (wanted.length > 1) {
+      await this.recordCache.fill(user, mailboxId, async () => await this.readMessages(user, mailboxId))
+      const filled = this.recordCache.pick(user, mailboxId, wanted)
+      if (filled !== undefined) return filled
+    }
     const got = await this.db.getMany(wanted.map(u => keys.message(user, mailboxId, u)))
     return got.filter((r): r is MessageRecord => r !== undefined)
   }

@@ -1,0 +1,240 @@
+// The message records of mailboxes in use, in memory (as Dovecot keeps a selected mailbox's index mmap'd), so
+// SEARCH, FETCH and STORE do not read and decode a LevelDB range per command: that was a quarter of the node's
+// busy time under the bench's mixed load (classic-level `nextv` and abstract-level's JSON decoding).
+//
+// Never stale: the store's group commit hands every batch to `applied` once it is durable, before any writer
+// waiting on it resumes, and this is the only way a record key changes (local writes, log shipping, merges, user
+// deletion alike). A mailbox is filled by one full range read; a fill that overlaps a commit touching the mailbox
+// is thrown away (its read may predate the batch), so the only records kept are the disk's as of the last commit.
+// Bounded: mailboxes are dropped least recently used first past `maxBytes` (an estimate of the records' heap).
+// Records handed out are frozen (and their flags): callers share them and must not change them.
+
+import type { BatchOp } from './commit.ts'
+import { SEP } from './keys.ts'
+import type { MessageRecord } from './types.ts'
+
+interface Box {
+  recs: MessageRecord[] // ascending uid
+  bytes: number
+}
+
+const MESSAGE_KEY = `M${SEP}`
+
+/** Rough heap bytes of one record: the object and its strings (two bytes a character for non-Latin-1). */
+function weigh (r: MessageRecord): number {
+  let n = 240 + r.gid.length + r.blob.length + r.prefix.length
+  for (const f of r.flags) n += 24 + f.length
+  return n
+}
+
+function freeze (r: MessageRecord): MessageRecord {
+  Object.freeze(r.flags)
+  if (r.loc !== undefined) Object.freeze(r.loc)
+  return Object.freeze(r)
+}
+
+/** Index of the first record with uid >= `uid` (recs.length when none). */
+function lowerBound (recs: readonly MessageRecord[], uid: number): number {
+  let lo = 0
+  let hi = recs.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (recs[mid]!.uid < uid) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+export class RecordCache {
+  readonly #max: number
+  readonly #boxes = new Map<string, Box>() // by `M SEP user SEP mailbox`; Map order is LRU order
+  readonly #gen = new Map<string, number>() // commits that touched a mailbox while a fill of it was under way
+  readonly #filling = new Map<string, number>() // fills under way per mailbox
+  #bytes = 0
+  hits = 0
+  fills = 0
+
+  constructor (maxBytes: number) {
+    this.#max = maxBytes
+  }
+
+  get bytes (): number {
+    return this.#bytes
+  }
+
+  get size (): number {
+    return this.#boxes.size
+  }
+
+  static key (user: string, mailboxId: string): string {
+    return `${MESSAGE_KEY}${user}${SEP}${mailboxId}`
+  }
+
+  #use (key: string): Box | undefined {
+    const box = this.#boxes.get(key)
+    if (box === undefined) return undefined
+    this.#boxes.delete(key)
+    this.#boxes.set(key, box)
+    this.hits++
+    return box
+  }
+
+  has (user: string, mailboxId: string): boolean {
+    return this.#boxes.has(RecordCache.key(user, mailboxId))
+  }
+
+  /** The records with from <= uid <= to (all without bounds), or undefined when the mailbox is not kept. */
+  range (user: string, mailboxId: string, from?: number, to?: number): MessageRecord[] | undefined {
+    const box = this.#use(RecordCache.key(user, mailboxId))
+    if (box === undefined) return undefined
+    if (from === undefined && to === undefined) return box.recs.slice()
+    const start = from === undefined ? 0 : lowerBound(box.recs, from)
+    const end = to === undefined ? box.recs.length : lowerBound(box.recs, to + 1)
+    return box.recs.slice(start, end)
+  }
+
+  /** The records of these ascending, distinct UIDs that exist, or undefined when the mailbox is not kept. */
+  pick (user: string, mailboxId: string, uids: readonly number[]): MessageRecord[] | undefined {
+    const box = this.#use(RecordCache.key(user, mailboxId))
+    if (box === undefined) return undefined
+    const out: MessageRecord[] = []
+    const recs = box.recs
+    let i = 0
+    for (const uid of uids) {
+      if (i < recs.length && recs[i]!.uid !== uid) i = lowerBound(recs, uid) // dense lists step, sparse ones search
+      if (i >= recs.length) break
+      if (recs[i]!.uid === uid) out.push(recs[i++]!)
+    }
+    return out
+  }
+
+  /** The record under a LevelDB message key: null when its mailbox is kept and the record is not there, undefined
+   * when the mailbox is not kept. */
+  get (key: string): MessageRecord | null | undefined {
+    if (!key.startsWith(MESSAGE_KEY)) return undefined
+    const cut = key.lastIndexOf(SEP)
+    const box = this.#boxes.get(key.slice(0, cut))
+    if (box === undefined) return undefined
+    const uid = Number(key.slice(cut + 1))
+    const i = lowerBound(box.recs, uid)
+    return i < box.recs.length && box.recs[i]!.uid === uid ? box.recs[i]! : null
+  }
+
+  /**
+   * Fills a mailbox from `read` (every record, ascending) unless it is kept already; resolves to its records.
+   * The result is kept only if no commit touched the mailbox while it was read.
+   */
+  async fill (user: string, mailboxId: string, read: () => Promise<MessageRecord[]>): Promise<MessageRecord[]> {
+    const key = RecordCache.key(user, mailboxId)
+    const kept = this.#boxes.get(key)
+    if (kept !== undefined) return kept.recs.slice()
+    const gen = this.#gen.get(key) ?? 0
+    this.#filling.set(key, (this.#filling.get(key) ?? 0) + 1)
+    let recs: MessageRecord[]
+    try {
+      recs = await read()
+    } finally {
+      const n = (this.#filling.get(key) ?? 1) - 1
+      if (n > 0) this.#filling.set(key, n)
+      else this.#filling.delete(key)
+    }
+    const raced = (this.#gen.get(key) ?? 0) !== gen
+    if (this.#filling.get(key) === undefined) this.#gen.delete(key)
+    if (raced || this.#boxes.has(key)) return recs
+    let bytes = 0
+    for (const r of recs) { freeze(r); bytes += weigh(r) }
+    if (bytes > this.#max / 2) return recs // one mailbox never takes more than half the room
+    this.#boxes.set(key, { recs, bytes })
+    this.#bytes += bytes
+    this.fills++
+    this.#trim()
+    return recs.slice()
+  }
+
+  #trim (): void {
+    for (const [k, b] of this.#boxes) {
+      if (this.#bytes <= this.#max) break
+      this.#boxes.delete(k)
+      this.#bytes -= b.bytes
+    }
+  }
+
+  /** A durable batch: record puts and deletions change the kept mailboxes; fills under way are marked stale. */
+  applied (ops: readonly BatchOp[]): void {
+    let touched: Map<string, Array<{ uid: number, rec: MessageRecord | null }>> | undefined
+    for (const op of ops) {
+      const k = op.key
+      if (typeof k !== 'string' || !k.startsWith(MESSAGE_KEY)) continue
+      const cut = k.lastIndexOf(SEP)
+      const box = k.slice(0, cut)
+      if (this.#filling.has(box)) this.#gen.set(box, (this.#gen.get(box) ?? 0) + 1)
+      if (!this.#boxes.has(box)) continue
+      touched ??= new Map()
+      let list = touched.get(box)
+      if (list === undefined) touched.set(box, list = [])
+      const uid = Number(k.slice(cut + 1))
+      if (op.type === 'put') {
+        const v = op.value as MessageRecord
+        list.push({ uid, rec: freeze({ ...v, flags: [...v.flags], ...(v.loc !== undefined ? { loc: { ...v.loc } } : {}) }) })
+      } else {
+        list.push({ uid, rec: null })
+      }
+    }
+    if (touched === undefined) return
+    for (const [key, changes] of touched) this.#change(key, changes)
+    this.#trim()
+  }
+
+  #change (key: string, changes: Array<{ uid: number, rec: MessageRecord | null }>): void {
+    const box = this.#boxes.get(key)!
+    let gone: Set<number> | undefined // deleted, still in the array until the next put or the end
+    const compact = (): void => {
+      if (gone === undefined) return
+      const g = gone
+      box.recs = box.recs.filter((r) => !g.has(r.uid))
+      gone = undefined
+    }
+    for (const { uid, rec } of changes) {
+      if (rec !== null) compact()
+      const recs = box.recs
+      const last = recs.length > 0 ? recs[recs.length - 1]!.uid : 0
+      if (rec !== null && uid > last) { // an append: the common case
+        recs.push(rec)
+        this.#weigh(box, weigh(rec))
+        continue
+      }
+      const i = lowerBound(recs, uid)
+      const found = i < recs.length && recs[i]!.uid === uid && gone?.has(uid) !== true
+      if (rec === null) {
+        if (found) { this.#weigh(box, -weigh(recs[i]!)); (gone ??= new Set()).add(uid) }
+        continue
+      }
+      if (found) { this.#weigh(box, -weigh(recs[i]!)); recs[i] = rec } else recs.splice(i, 0, rec)
+      this.#weigh(box, weigh(rec))
+    }
+    compact()
+  }
+
+  #weigh (box: Box, n: number): void {
+    box.bytes += n
+    this.#bytes += n
+  }
+
+  /** Forgets a mailbox (or every mailbox of a user: `mailboxId` left out); fills under way are marked stale. */
+  drop (user: string, mailboxId?: string): void {
+    const prefix = mailboxId === undefined ? `${MESSAGE_KEY}${user}${SEP}` : RecordCache.key(user, mailboxId)
+    for (const [k, b] of this.#boxes) {
+      if (mailboxId === undefined ? k.startsWith(prefix) : k === prefix) { this.#boxes.delete(k); this.#bytes -= b.bytes }
+    }
+    for (const k of this.#filling.keys()) {
+      if (mailboxId === undefined ? k.startsWith(prefix) : k === prefix) this.#gen.set(k, (this.#gen.get(k) ?? 0) + 1)
+    }
+  }
+
+  /** Forgets everything (a batch that failed: what is on disk is not known). */
+  clear (): void {
+    this.#boxes.clear()
+    this.#bytes = 0
+    for (const k of this.#filling.keys()) this.#gen.set(k, (this.#gen.get(k) ?? 0) + 1)
+  }
+}
