@@ -170,3 +170,40 @@ export function formatDateTime (ms: number): string {
   const pad = (n: number): string => String(n).padStart(2, '0')
   return `${pad(d.getUTCDate())}-${MONTHS[d.getUTCMonth()]}-${d.getUTCFullYear()} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} +0000`
 }
+
+/** RFC 9394 partial-range: 1-based positions in a result, negative ones counted from its end; |first| ≤ |last|. */
+export interface PartialPositions {
+  first: number
+  last: number
+}
+
+/**
+ * RFC 9394 partial-range (its formal syntax): `n:m` (partial-range-first) or `-n:-m` (partial-range-last), nz-number ends
+ * (no zero, no leading zero, at most 2^32-1, no `*`); "a range 500:400 is the same as 400:500". Shared by the SEARCH
+ * and SORT return option and the FETCH modifier; anything else is BAD with the reason.
+ */
+export function partialRange (token: Token | undefined): PartialPositions {
+  if (token === undefined) throw new ArgumentError('PARTIAL needs a range (n:m or -n:-m)')
+  if (token.type !== 'atom' || token.section !== undefined) throw new ArgumentError('PARTIAL range must be an atom n:m or -n:-m')
+  const text = token.value
+  const shown = text.length > 32 ? `${text.slice(0, 32)}...` : text
+  const m = /^(-?)(\d+):(-?)(\d+)$/.exec(text)
+  if (m === null) throw new ArgumentError(`Invalid PARTIAL range ${shown}: expected n:m or -n:-m`)
+  if (m[1] !== m[3]) throw new ArgumentError(`Invalid PARTIAL range ${shown}: both ends must be positive or both negative`)
+  for (const digits of [m[2]!, m[4]!]) {
+    if (/^0+$/.test(digits)) throw new ArgumentError(`Invalid PARTIAL range ${shown}: positions start at 1 (0 is not one)`)
+    if (digits.startsWith('0')) throw new ArgumentError(`Invalid PARTIAL range ${shown}: leading zero`)
+    if (digits.length > 10 || Number(digits) > 0xffffffff) throw new ArgumentError(`Invalid PARTIAL range ${shown}: a position is above 4294967295`)
+  }
+  const a = Number(m[2])
+  const b = Number(m[4])
+  const sign = m[1] === '-' ? -1 : 1
+  return { first: sign * Math.min(a, b), last: sign * Math.max(a, b) }
+}
+
+/** The positions of a PARTIAL range within `count` results, as [start, end) indexes (clipped: beyond is empty). */
+export function partialSlice (range: PartialPositions, count: number): [number, number] {
+  if (range.first > 0) return [Math.min(count, range.first - 1), Math.min(count, range.last)]
+  // -1 is the last result; -1:-3 the last three
+  return [Math.max(0, count + range.last), Math.max(0, count + range.first + 1)]
+}

@@ -13,6 +13,8 @@ const ALWAYS = [
   'STATUS=SIZE',
   // RFC 5256, RFC 5957, RFC 5267 section 3 (commands/sort.ts, commands/thread.ts)
   'SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'ESORT',
+  // RFC 9394: SEARCH/SORT RETURN (PARTIAL range) and the FETCH modifier (PARTIAL range) (commands/search.ts, sort.ts, fetch.ts)
+  'PARTIAL',
   // RFC 5267 section 4 (search-context.ts, commands/cancelupdate.ts)
   'CONTEXT=SEARCH', 'CONTEXT=SORT',
   // RFC 5465 (notify.ts, commands/notify.ts)

@@ -1,7 +1,7 @@
 /**
  * FETCH and UID FETCH (RFC 3501 section 6.4.5, RFC 9051 section 6.4.5): every data item,
  * BODY[section]<partial> and BINARY (RFC 3516) from the cached MIME structure, CHANGEDSINCE and
- * VANISHED (RFC 7162 sections 3.1.4.1, 3.2.6). Bodies go out as stream literals straight from
+ * VANISHED (RFC 7162 sections 3.1.4.1, 3.2.6), PARTIAL (RFC 9394: a page of the messages the set names). Bodies go out as stream literals straight from
  * the blob store; only HEADER.FIELDS and BINARY (which transform bytes) read a part into memory.
  */
 import { mime } from '../../../store/index.ts'
@@ -12,10 +12,11 @@ import { parseSection } from '../protocol/section.ts'
 import type { SectionSpec } from '../protocol/section.ts'
 import { formatSequenceSet, inRanges, resolveSequenceSet } from '../protocol/sequence.ts'
 import type { Token } from '../protocol/types.ts'
-import { formatDateTime, keyword, listOf, MODSEQ_MAX, number, sequenceSet } from '../args.ts'
+import { formatDateTime, keyword, listOf, MODSEQ_MAX, number, partialRange, partialSlice, sequenceSet } from '../args.ts'
+import type { PartialPositions } from '../args.ts'
 import { ArgumentError, CommandRefused } from '../errors.ts'
 import { envelopeValue, structureValue } from '../render.ts'
-import { recordBatches } from '../records.ts'
+import { readRecords, RECORD_BATCH_MAX, recordBatches } from '../records.ts'
 import type { CommandModule, Reply } from '../command.ts'
 import type { Session } from '../session.ts'
 import { emailObjectId, threadObjectIdFromKeys } from '../object-ids.ts'
@@ -114,19 +115,62 @@ function parseItems (token: Token | undefined): FetchItem[] {
 interface Modifiers {
   changedSince: number | null
   vanished: boolean
+  /** RFC 9394: the page of the messages the set names (after CHANGEDSINCE) that FETCH answers for. */
+  partial: PartialPositions | null
 }
 
+/** RFC 4466 fetch-modifiers: `(` fetch-modifier *(SP fetch-modifier) `)`, each at most once. */
 function parseModifiers (token: Token | undefined): Modifiers {
-  const modifiers: Modifiers = { changedSince: null, vanished: false }
+  const modifiers: Modifiers = { changedSince: null, vanished: false, partial: null }
   if (token === undefined) return modifiers
   const items = listOf(token, 'fetch modifiers').items
+  if (items.length === 0) throw new ArgumentError('Empty fetch modifier list')
+  const seen = new Set<string>()
   for (let i = 0; i < items.length; i++) {
     const name = keyword(items[i], 'fetch modifier')
+    if (seen.has(name)) throw new ArgumentError(`Fetch modifier ${name} given twice`)
+    seen.add(name)
     if (name === 'CHANGEDSINCE') modifiers.changedSince = number(items[++i], 'mod-sequence', MODSEQ_MAX)
     else if (name === 'VANISHED') modifiers.vanished = true
-    else throw new ArgumentError(`Unknown fetch modifier ${name}`)
+    else if (name === 'PARTIAL') modifiers.partial = partialRange(items[++i])
+    else throw new ArgumentError(`Unknown fetch modifier ${name.slice(0, 32)}`)
   }
   return modifiers
+}
+
+/**
+ * RFC 9394 PARTIAL: the UIDs of the positions the range names among `uids` (the messages the set names, ascending,
+ * i.e. in sequence number order), counted after CHANGEDSINCE has dropped the unchanged ones. Without CHANGEDSINCE
+ * nothing is read; with it, records are read from the range's end of the set (from the start for n:m, from the
+ * end for -n:-m) until the range is covered, so the first or last page of a large mailbox reads little.
+ */
+async function partialUids (session: Session, user: string, mailboxId: string, uids: number[], partial: PartialPositions, changedSince: number | null): Promise<number[]> {
+  if (changedSince === null) {
+    const [start, end] = partialSlice(partial, uids.length)
+    return uids.slice(start, end)
+  }
+  const store = session.components.store
+  const wanted = Math.abs(partial.last)
+  const changed: number[] = []
+  if (partial.first > 0) {
+    for (let i = 0; i < uids.length && changed.length < wanted; i += RECORD_BATCH_MAX) {
+      for (const r of await readRecords(store, user, mailboxId, uids.slice(i, i + RECORD_BATCH_MAX))) if (r.modseq > changedSince) changed.push(r.uid)
+    }
+    // positions from the start: what was read is a prefix of the changed messages, enough to hold the range
+    const [start, end] = partialSlice(partial, changed.length)
+    return changed.slice(start, end)
+  }
+  const tail: number[][] = []
+  let count = 0
+  for (let end = uids.length; end > 0 && count < wanted; end -= RECORD_BATCH_MAX) {
+    const batch = (await readRecords(store, user, mailboxId, uids.slice(Math.max(0, end - RECORD_BATCH_MAX), end))).filter((r) => r.modseq > changedSince).map((r) => r.uid)
+    tail.unshift(batch)
+    count += batch.length
+  }
+  // positions from the end: what was read is a suffix of the changed messages, enough to hold the range
+  const suffix = tail.flat()
+  const [start, end] = partialSlice(partial, suffix.length)
+  return suffix.slice(start, end)
 }
 
 /** Collects a byte range of a message (for transformations only; bounded by the caller). */
@@ -354,7 +398,7 @@ async function binarySize (session: Session, record: MessageRecord, metaOf: Meta
 
 export const fetch: CommandModule = {
   name: 'FETCH',
-  syntax: 'FETCH sequence-set items [(CHANGEDSINCE modseq [VANISHED])]',
+  syntax: 'FETCH sequence-set items [(CHANGEDSINCE modseq [VANISHED] [PARTIAL range])]',
   states: ['selected'],
   args: { min: 2, max: 3 },
   uid: true,
@@ -376,7 +420,10 @@ export const fetch: CommandModule = {
       const gone = changes.expunged.filter((u) => inRanges(ranges, u))
       if (gone.length > 0) await session.send([atom('VANISHED'), atom('(EARLIER)'), atom(formatSequenceSet(gone))])
     }
-    const uids = view.resolve(set, uid)
+    // RFC 9394: with PARTIAL, only the messages at the range's positions among those the set names (and that
+    // CHANGEDSINCE keeps) are answered; VANISHED (EARLIER) above is about expunged UIDs and is not paged
+    const named = view.resolve(set, uid)
+    const uids = modifiers.partial === null ? named : await partialUids(session, user, view.id, named, modifiers.partial, modifiers.changedSince)
     const wantsMeta = items.some(needsMeta)
     const marksSeen = items.some(setsSeen) && !view.readOnly
     // Responses are prepared up to FETCH_READ_AHEAD messages ahead and written strictly in order; each write

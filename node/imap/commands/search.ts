@@ -7,7 +7,8 @@ import type { MessageMeta, MessageRecord } from '../../../store/index.ts'
 import { atom, list, num, str } from '../protocol/compiler.ts'
 import type { Value } from '../protocol/compiler.ts'
 import { formatSequenceSet } from '../protocol/sequence.ts'
-import { astring, keyword, listOf } from '../args.ts'
+import { astring, keyword, listOf, partialRange, partialSlice } from '../args.ts'
+import type { PartialPositions } from '../args.ts'
 import { ArgumentError, CommandRefused } from '../errors.ts'
 import { evaluate, flagsOnly, prepare, ProgramReader, readsBodies, readsHeaders } from '../search-program.ts'
 import type { Content } from '../search-program.ts'
@@ -16,7 +17,6 @@ import type { CommandModule, Reply } from '../command.ts'
 import type { Session } from '../session.ts'
 import type { SelectedMailbox } from '../mailbox-view.ts'
 import type { SearchContext } from '../search-context.ts'
-import { partialRange, partialSlice } from './sort.ts'
 
 /** A message read whole for TEXT/BODY search may not exceed this (larger ones are searched by header only). */
 export const SEARCH_MESSAGE_BYTES_MAX = 32 * 1024 * 1024
@@ -84,7 +84,7 @@ export function keepContext (session: Session, view: SelectedMailbox, context: S
  * RFC 5182 section 2.4: what RETURN (SAVE) keeps. With MIN, MAX and/or PARTIAL (and neither ALL nor COUNT) only the
  * messages those return are saved (PARTIAL read like MIN and MAX: what the answer names); otherwise the whole result.
  */
-function savedResult (uids: number[], returns: Set<string>, partial: { first: number, last: number } | null): number[] {
+function savedResult (uids: number[], returns: Set<string>, partial: PartialPositions | null): number[] {
   if (returns.has('ALL') || returns.has('COUNT') || (!returns.has('MIN') && !returns.has('MAX') && partial === null) || uids.length === 0) return uids
   const out = new Set<number>()
   if (returns.has('MIN')) out.add(uids[0]!)
@@ -110,13 +110,15 @@ export const search: CommandModule = {
     let index = 0
     let returns: Set<string> | null = null
     // RFC 9394: PARTIAL low:high, the positions of the result (in ascending order) to return; negative from the end
-    let partial: { first: number, last: number } | null = null
+    let partial: PartialPositions | null = null
     if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'RETURN') {
       const items = listOf(args[1], 'return options').items
       returns = new Set()
       for (let i = 0; i < items.length; i++) {
         const option = keyword(items[i], 'return option')
         if (!RETURN_OPTIONS.has(option)) throw new ArgumentError(`Unknown return option ${option}`)
+        // RFC 9394: one PARTIAL at most in a command
+        if (option === 'PARTIAL' && partial !== null) throw new ArgumentError('PARTIAL given twice')
         if (option === 'PARTIAL') partial = partialRange(items[++i])
         returns.add(option)
       }

@@ -8,7 +8,8 @@ import { atom, list, num, str } from '../protocol/compiler.ts'
 import type { Value } from '../protocol/compiler.ts'
 import { formatOrderedSet } from '../protocol/sequence.ts'
 import type { Token } from '../protocol/types.ts'
-import { keyword, listOf } from '../args.ts'
+import { keyword, listOf, partialRange, partialSlice } from '../args.ts'
+import type { PartialPositions } from '../args.ts'
 import { ArgumentError } from '../errors.ts'
 import { charset, matchUids } from '../search-run.ts'
 import { isSortKey, sortKeyCacheFor } from '../sort-keys.ts'
@@ -16,6 +17,9 @@ import type { SortCriterion } from '../sort-keys.ts'
 import type { CommandModule, Reply } from '../command.ts'
 import { prepare, ProgramReader } from '../search-program.ts'
 import { keepContext } from './search.ts'
+
+// the PARTIAL readers live in args.ts (FETCH's modifier takes them too); kept importable from here
+export { partialRange, partialSlice }
 
 // UPDATE and CONTEXT: RFC 5267 section 4 (search-context.ts); CONTEXT is a hint we take without acting on it
 const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'COUNT', 'ALL', 'PARTIAL', 'UPDATE', 'CONTEXT'])
@@ -26,19 +30,7 @@ export const SORT_CRITERIA_MAX = 32
 export interface ReturnOptions {
   options: Set<string>
   /** RFC 9394 PARTIAL: 1-based positions, negative ones counted from the end, low ≤ high in magnitude. */
-  partial: { first: number, last: number } | null
-}
-
-/** RFC 9394 section 2: `n:m` or `-n:-m` (either order); both ends non-zero and of one sign. */
-export function partialRange (token: Token | undefined): { first: number, last: number } {
-  const text = token?.type === 'atom' ? token.value : ''
-  const m = /^(-?)([1-9]\d{0,9}):(-?)([1-9]\d{0,9})$/.exec(text)
-  if (m === null || m[1] !== m[3]) throw new ArgumentError('Invalid PARTIAL range')
-  const a = Number(m[2])
-  const b = Number(m[4])
-  if (a > 0xffffffff || b > 0xffffffff) throw new ArgumentError('Invalid PARTIAL range')
-  const sign = m[1] === '-' ? -1 : 1
-  return { first: sign * Math.min(a, b), last: sign * Math.max(a, b) }
+  partial: PartialPositions | null
 }
 
 /** `RETURN (...)` of ESEARCH-style commands; RFC 4731 section 3.1 and RFC 5267: an empty list means ALL. */
@@ -49,6 +41,8 @@ export function returnOptions (token: Token | undefined): ReturnOptions {
   for (let i = 0; i < items.length; i++) {
     const option = keyword(items[i], 'return option')
     if (!RETURN_OPTIONS.has(option)) throw new ArgumentError(`Unknown return option ${option}`)
+    // RFC 9394: one PARTIAL at most in a command
+    if (option === 'PARTIAL' && partial !== null) throw new ArgumentError('PARTIAL given twice')
     if (option === 'PARTIAL') partial = partialRange(items[++i])
     options.add(option)
   }
@@ -57,13 +51,6 @@ export function returnOptions (token: Token | undefined): ReturnOptions {
   // RETURN () is ALL (RFC 4731 section 3.1); so is a RETURN with only RFC 5267's UPDATE/CONTEXT
   if ([...options].every((o) => o === 'UPDATE' || o === 'CONTEXT')) options.add('ALL')
   return { options, partial }
-}
-
-/** The positions of a PARTIAL range within `count` results, as [start, end) indexes. */
-export function partialSlice (range: { first: number, last: number }, count: number): [number, number] {
-  if (range.first > 0) return [Math.min(count, range.first - 1), Math.min(count, range.last)]
-  // -1 is the last result; -1:-3 the last three
-  return [Math.max(0, count + range.last), Math.max(0, count + range.first + 1)]
 }
 
 /** The ESEARCH answer of ESORT (RFC 5267 section 3.2): results in sort order, ranges only where they ascend. */
@@ -110,16 +97,20 @@ export function sortCriteria (token: Token | undefined): SortCriterion[] {
 }
 
 /**
- * RFC 7162 section 3.1.5 with RFC 4731 section 3.2: the highest mod-sequence of the messages returned (with MIN
- * and/or MAX alone, those; else all that matched); null without the MODSEQ criterion or without a match.
+ * RFC 7162 section 3.1.5 with RFC 4731 section 3.2: the highest mod-sequence of the messages returned (with MIN, MAX
+ * and/or PARTIAL and neither ALL nor COUNT, those: the first, the last, the page; else all that matched); null
+ * without the MODSEQ criterion or when nothing is returned.
  */
 function highestModseq (sorted: number[], modseqs: Map<number, number> | null, returns: ReturnOptions | null): number | null {
   if (modseqs === null || sorted.length === 0) return null
   const options = returns?.options
+  const partial = returns?.partial ?? null
   let returned = sorted
-  if (options !== undefined && !options.has('ALL') && !options.has('COUNT') && options.has('PARTIAL') === false && (options.has('MIN') || options.has('MAX'))) {
-    returned = [...(options.has('MIN') ? [sorted[0]!] : []), ...(options.has('MAX') ? [sorted[sorted.length - 1]!] : [])]
+  if (options !== undefined && !options.has('ALL') && !options.has('COUNT') && (options.has('MIN') || options.has('MAX') || partial !== null)) {
+    const [start, end] = partial === null ? [0, 0] : partialSlice(partial, sorted.length)
+    returned = [...(options.has('MIN') ? [sorted[0]!] : []), ...(options.has('MAX') ? [sorted[sorted.length - 1]!] : []), ...sorted.slice(start, end)]
   }
+  if (returned.length === 0) return null
   return returned.reduce((m, u) => Math.max(m, modseqs.get(u) ?? 0), 0)
 }
 
