@@ -12,8 +12,9 @@
 // BENCH_IDLE_SESSIONS [5000], BENCH_PEER [1] (0: mailgrid alone), BENCH_SYNC [1] (0: fsync off, comparison only),
 // BENCH_READ_ROUNDS [3] runs of each read-only phase (full FETCH, POP3 RETR) per system, interleaved; median shown.
 // BENCH_SORT_REPEATS [5] runs of each SORT/THREAD command on the big mailbox (the first, and the median of the rest).
-// BENCH_BIG_FILL [maildir]: how the peer's big mailbox is filled: written into its Maildir and indexed by doveadm
-// (fast; the fill is not a measurement), or `smtp` as mailgrid's (a single-mailbox ingest figure for both; slow).
+// BENCH_BIG_FILL [direct]: how the big mailbox is filled: the same messages delivered through mailgrid's store
+// before its node starts and written into Dovecot's Maildir then indexed by doveadm (fast; the fill is not a
+// measurement), or `smtp`: over SMTP into both (a single-mailbox ingest figure for both; slow on the peer).
 // BENCH_ONLY [all]: a comma list of phases to run (ingest, select, fetch, mixed, pop3, sort, standalone, outbound,
 // memory); the big mailbox is filled when a phase on it runs; write such partial runs elsewhere (BENCH_OUT).
 // The outbound figure (issue 10, outbound.ts; alone: `npm run bench:outbound`): BENCH_OUTBOUND_MESSAGES [5000],
@@ -25,7 +26,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describeMachine } from './machine.ts'
-import { benchDns, cpuSeconds, pssBytes, rssBytes, seedUsers, startMailgrid, startShipped, storedCounts, treeCpuSeconds } from './mailgrid.ts'
+import { benchDns, cpuSeconds, pssBytes, rssBytes, seedMessages, seedUsers, startMailgrid, startShipped, storedCounts, treeCpuSeconds } from './mailgrid.ts'
 import type { MailgridNode } from './mailgrid.ts'
 import { outboundParamsFromEnv, outboundPhase } from './outbound.ts'
 import type { OutboundResult } from './outbound.ts'
@@ -53,7 +54,7 @@ const P = {
   idleUsers: env('BENCH_IDLE_USERS', 10_000),
   idleSessions: env('BENCH_IDLE_SESSIONS', 5000),
   sortRepeats: Math.max(2, env('BENCH_SORT_REPEATS', 5)),
-  bigFill: process.env.BENCH_BIG_FILL === 'smtp' ? 'smtp' : 'maildir',
+  bigFill: process.env.BENCH_BIG_FILL === 'smtp' ? 'smtp' : 'direct',
   only: new Set((process.env.BENCH_ONLY ?? '').split(',').map(s => s.trim()).filter(s => s !== '')),
   peer: process.env.BENCH_PEER !== '0',
   sync: process.env.BENCH_SYNC !== '0',
@@ -126,6 +127,22 @@ let nodeA: MailgridNode | null = null
 try {
   // the node as it ships: `npm start` (one-node grid, log level info), its users hashed at the production cost
   await seedUsers(dirA, DOMAIN, [...users, big], PASSWORD, SCRYPT_LOG_N)
+  // The big mailbox filled before the node starts (BENCH_BIG_FILL=direct): the same messages for both systems,
+  // through mailgrid's store and into Dovecot's Maildir, with the trace lines a final delivery adds
+  const bigPhase = P.bigMessages > 0 && ['select', 'fetch', 'pop3', 'sort'].some(phase)
+  const bigFirstId = nextId
+  const bigMessage = (i: number): Buffer => Buffer.concat([
+    Buffer.from(`Return-Path: <load@bench.test>\r\nDelivered-To: ${big}\r\nReceived: from load.test by bench.test with ESMTP id bench${bigFirstId + i}; ${new Date().toUTCString()}\r\n`),
+    makeMessage(bigFirstId + i, big, P.bigSize)])
+  if (bigPhase && P.bigFill === 'direct') {
+    nextId += P.bigMessages
+    const seconds = await seedMessages(dirA, big, P.bigMessages, bigMessage)
+    expectedMg.set(big, P.bigMessages)
+    raw.bigFillMailgridDirectSeconds = seconds
+    log(`mailgrid big mailbox: ${P.bigMessages} messages delivered through its store before the node starts in ${seconds.toFixed(1)} s (fill, not measured)`)
+    notes.push(`mailgrid: the ${P.bigMessages.toLocaleString('en-US')}-message mailbox was delivered through the store before the node started ` +
+      `(${seconds.toFixed(0)} s), not sent over SMTP (BENCH_BIG_FILL=smtp does that)`)
+  }
   const dns = await benchDns()
   if ('why' in dns) notes.push(dns.why)
   else stopAll.push(dns.stop)
@@ -158,18 +175,15 @@ try {
     ingestRows(g, runs)
   }
 
-  // The big mailbox: one user. mailgrid is filled over SMTP (its fastest way in; a single-mailbox ingest figure on
-  // the way); the peer the same way with BENCH_BIG_FILL=smtp, else with the same messages written straight into its
-  // Maildir and indexed by doveadm (peer.ts fillMaildir: minutes instead of 5-20 through Postfix and LMTP).
+  // The big mailbox: one user. BENCH_BIG_FILL=smtp fills both over SMTP (a single-mailbox ingest figure on the
+  // way; 50,000 messages took Postfix and LMTP 5-20 minutes); by default (direct) mailgrid's was filled above and the
+  // peer gets the same messages written straight into its Maildir, indexed by doveadm (peer.ts fillMaildir).
   const fill: Record<string, IngestResult[]> = { mailgrid: [], peer: [] }
-  const bigPhase = P.bigMessages > 0 && ['select', 'fetch', 'pop3', 'sort'].some(phase)
   for (const who of ['mailgrid', 'peer'] as const) {
     const ports = who === 'mailgrid' ? mgPorts : peerPorts
-    if (ports === null || !bigPhase) continue
-    if (who === 'peer' && peer !== null && P.bigFill !== 'smtp') {
-      const firstId = nextId
-      nextId += P.bigMessages
-      const f = await peer.fillMaildir(big, P.bigMessages, i => makeMessage(firstId + i, big, P.bigSize))
+    if (ports === null || !bigPhase || who === 'mailgrid' && P.bigFill === 'direct') continue
+    if (who === 'peer' && peer !== null && P.bigFill === 'direct') {
+      const f = await peer.fillMaildir(big, P.bigMessages, bigMessage)
       raw.bigFillPeerMaildir = f
       log(`peer     big mailbox: ${P.bigMessages} messages written into its Maildir in ${f.writeSeconds.toFixed(1)} s, doveadm index ${f.indexSeconds.toFixed(1)} s (fill, not measured)`)
       notes.push(`peer: the ${P.bigMessages.toLocaleString('en-US')}-message mailbox was written into Dovecot's Maildir and indexed with doveadm index ` +
@@ -180,7 +194,7 @@ try {
   }
   raw.bigFill = strip(fill)
   if (fill.mailgrid.length + fill.peer.length > 0) ingestRows(`SMTP into one mailbox ${kb(P.bigSize)}, ${P.bigMessages.toLocaleString('en-US')} msgs`, fill, true,
-    raw.bigFillPeerMaildir === undefined ? 'peer not running' : 'filled through its Maildir (BENCH_BIG_FILL)')
+    raw.bigFillPeerMaildir === undefined ? 'peer not running' : 'filled directly (BENCH_BIG_FILL)')
 
   const bigLabel = `${P.bigMessages.toLocaleString('en-US')} × ${kb(P.bigSize)}`
   if (phase('select')) await pair('select', async ports => await selectTime(ports.imap, big, PASSWORD, SELECT_REPEATS), (mg, pe) => {
