@@ -763,11 +763,12 @@ class StressSession {
         await new Promise(resolve => setTimeout(resolve, Math.min(5000, 200 * failures)))
       }
     }
-    this.dropView()
+    // the mailbox stays selected until LOGOUT is answered: updates (a NOTIFY push) may come before it
     if (this.conn !== null && !this.conn.closed) {
       await this.cmd('LOGOUT', 'LOGOUT').catch(() => {})
       this.conn.close()
     }
+    this.dropView()
   }
 }
 
