@@ -126,8 +126,11 @@ export const commandArb: fc.Arbitrary<string> = fc.oneof(
   { weight: 1, arbitrary: fc.tuple(astringArb, astringArb).map(([r, p]) => `LSUB ${r} ${p}`) },
   { weight: 2, arbitrary: fc.tuple(mailboxArb, fc.subarray(['MESSAGES', 'RECENT', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'HIGHESTMODSEQ', 'SIZE', 'DELETED', 'BOGUS'])).map(([m, xs]) => `STATUS ${m} (${xs.join(' ')})`) },
   { weight: 3, arbitrary: appendArb },
-  { weight: 5, arbitrary: fc.tuple(fc.constantFrom('', 'UID '), sequenceSetArb, fetchItemsArb, fc.constantFrom('', '', ' (CHANGEDSINCE 1)', ' (CHANGEDSINCE 1 VANISHED)')).map(([u, s, i, m]) => `${u}FETCH ${s} ${i}${m}`) },
-  { weight: 4, arbitrary: fc.tuple(fc.constantFrom('', 'UID '), fc.constantFrom('', 'RETURN (MIN MAX COUNT) ', 'RETURN () ', 'RETURN (SAVE) ', 'RETURN (ALL) '), fc.constantFrom('', 'CHARSET UTF-8 ', 'CHARSET US-ASCII ', 'CHARSET X-BOGUS '), fc.array(searchKeyArb, { minLength: 1, maxLength: 3 }))
+  { weight: 5, arbitrary: fc.tuple(fc.constantFrom('', 'UID '), sequenceSetArb, fetchItemsArb, fc.constantFrom('', '', ' (CHANGEDSINCE 1)', ' (CHANGEDSINCE 1 VANISHED)',
+    // RFC 9394 PARTIAL, good and bad ranges
+    ' (PARTIAL 1:5)', ' (PARTIAL -1:-3 CHANGEDSINCE 1)', ' (CHANGEDSINCE 1 VANISHED PARTIAL 5:2)', ' (PARTIAL 0:1)', ' (PARTIAL 1:-2)', ' (PARTIAL 1:4294967296)', ' (PARTIAL)', ' ()'))
+    .map(([u, s, i, m]) => `${u}FETCH ${s} ${i}${m}`) },
+  { weight: 4, arbitrary: fc.tuple(fc.constantFrom('', 'UID '), fc.constantFrom('', 'RETURN (MIN MAX COUNT) ', 'RETURN () ', 'RETURN (SAVE) ', 'RETURN (ALL) ', 'RETURN (PARTIAL -1:-10 COUNT) ', 'RETURN (SAVE PARTIAL 2:3) ', 'RETURN (PARTIAL 1:2 PARTIAL 3:4) '), fc.constantFrom('', 'CHARSET UTF-8 ', 'CHARSET US-ASCII ', 'CHARSET X-BOGUS '), fc.array(searchKeyArb, { minLength: 1, maxLength: 3 }))
     .map(([u, ret, cs, keys]) => `${u}SEARCH ${ret}${cs}${keys.join(' ')}`) },
   { weight: 3, arbitrary: fc.tuple(fc.constantFrom('', 'UID '), sequenceSetArb, fc.constantFrom('', '(UNCHANGEDSINCE 1) ', '(UNCHANGEDSINCE 0) '), fc.constantFrom('FLAGS', '+FLAGS', '-FLAGS', 'FLAGS.SILENT', '+FLAGS.SILENT', '-FLAGS.SILENT', 'X-GM-LABELS'), flagListArb)
     .map(([u, s, unch, op, f]) => `${u}STORE ${s} ${unch}${op} ${f}`) },
@@ -161,4 +164,4 @@ export const sessionArb: fc.Arbitrary<Buffer> = fc.tuple(
 
 export const IMAP_DICTIONARY = ['{0}\r\n', '{5}\r\nhello', '{4294967296}\r\n', '{99+}\r\n', '~{3}\r\na\u0000b', 'BODY[', 'BODY.PEEK[HEADER.FIELDS (', ']<0.10>',
   ' UID ', '1:*', '$', ' (', ')', '"', '\\', '\r\n', '\n', ' NIL', ' OR ', ' NOT ', 'CHARSET UTF-8 ', 'BINARY[1]', '&AOQ-', '&', '*', '%', 'IDLE\r\n', 'DONE\r\n',
-  'a SELECT INBOX\r\n', 'a FETCH 1:* (FLAGS)\r\n', ' CHANGEDSINCE 0', ' (QRESYNC (1 1 1:* (1 1)))']
+  'a SELECT INBOX\r\n', 'a FETCH 1:* (FLAGS)\r\n', ' CHANGEDSINCE 0', ' (QRESYNC (1 1 1:* (1 1)))', ' (PARTIAL -1:-2)', ' PARTIAL 1:4294967295']
