@@ -204,27 +204,55 @@ export const SORT_THREAD_COMMANDS: Record<string, string> = {
   'THREAD=REFERENCES': 'UID THREAD REFERENCES UTF-8 ALL'
 }
 
-export interface SortThreadResult { exists: number, firstMs: Record<string, number>, medianMs: Record<string, number> }
+export interface SortThreadResult {
+  exists: number
+  firstMs: Record<string, number>
+  medianMs: Record<string, number>
+  /** Each command once right after `newMail` messages arrived (delivered before it, seen by the session). */
+  afterNewMailMs: Record<string, number>
+  newMail: number
+}
+
+/** How long the sort phase waits for new mail to show in the session (NOOP every 50 ms). */
+const NEW_MAIL_VISIBLE_MS = 300_000
 
 /**
  * SORT by date, SORT by subject and THREAD=REFERENCES over a whole mailbox on one session (after SELECT), each
  * `repeats` times in turn: the first run of each (the server builds whatever it keeps) and the median of the
- * rest. Every answer must name every message of the mailbox once.
+ * rest. Then, per command, `addMail` delivers new mail (returns how many were acknowledged), the session waits
+ * until it sees them, and the command runs once: what the first SORT/THREAD after new mail costs. Every answer must
+ * name every message of the mailbox once.
  */
-export async function sortThread (port: number, user: string, password: string, repeats: number): Promise<SortThreadResult> {
+export async function sortThread (port: number, user: string, password: string, repeats: number, addMail?: () => Promise<number>): Promise<SortThreadResult> {
   const c = await imapLogin(port, user, password)
   try {
-    const exists = existsOf(await c.ok('SELECT INBOX', { collect: true })) ?? 0
+    let exists = existsOf(await c.ok('SELECT INBOX', { collect: true })) ?? 0
     const times: Record<string, number[]> = {}
+    const timed = async (cmd: string): Promise<number> => {
+      let answer = ''
+      const t0 = performance.now()
+      await c.ok(cmd, { onUntagged: u => { if (/^\* (SORT|THREAD)\b/i.test(u.text)) answer = u.text } })
+      const ms = performance.now() - t0
+      const numbers = answer.slice(answer.indexOf(' ', 2) + 1).match(/\d+/g) ?? []
+      if (numbers.length !== exists || new Set(numbers).size !== exists) throw new Error(`${cmd} named ${numbers.length} messages (${new Set(numbers).size} distinct) of ${exists}`)
+      return ms
+    }
     for (let i = 0; i < Math.max(2, repeats); i++) {
-      for (const [name, cmd] of Object.entries(SORT_THREAD_COMMANDS)) {
-        let answer = ''
-        const t0 = performance.now()
-        await c.ok(cmd, { onUntagged: u => { if (/^\* (SORT|THREAD)\b/i.test(u.text)) answer = u.text } })
-        ;(times[name] ??= []).push(performance.now() - t0)
-        const numbers = answer.slice(answer.indexOf(' ', 2) + 1).match(/\d+/g) ?? []
-        if (numbers.length !== exists || new Set(numbers).size !== exists) throw new Error(`${cmd} named ${numbers.length} messages (${new Set(numbers).size} distinct) of ${exists}`)
+      for (const [name, cmd] of Object.entries(SORT_THREAD_COMMANDS)) (times[name] ??= []).push(await timed(cmd))
+    }
+    const afterNewMailMs: Record<string, number> = {}
+    let newMail = 0
+    for (const [name, cmd] of addMail === undefined ? [] : Object.entries(SORT_THREAD_COMMANDS)) {
+      const added = await addMail!()
+      newMail = added
+      const deadline = performance.now() + NEW_MAIL_VISIBLE_MS
+      for (let seen = exists; seen < exists + added;) {
+        if (performance.now() > deadline) throw new Error(`${added} new messages not seen after ${NEW_MAIL_VISIBLE_MS / 1000} s`)
+        await sleep(50)
+        seen = existsOf(await c.ok('NOOP', { collect: true })) ?? seen
       }
+      exists += added
+      afterNewMailMs[name] = await timed(cmd)
     }
     await c.command('LOGOUT').catch(() => {})
     const firstMs: Record<string, number> = {}
@@ -234,7 +262,7 @@ export async function sortThread (port: number, user: string, password: string, 
       const rest = t.slice(1).sort((a, b) => a - b)
       medianMs[name] = rest[Math.floor((rest.length - 1) / 2)]
     }
-    return { exists, firstMs, medianMs }
+    return { exists, firstMs, medianMs, afterNewMailMs, newMail }
   } finally {
     c.close()
   }

@@ -11,7 +11,8 @@
 // FETCH, POP3), BENCH_MIXED_CLIENTS [10], BENCH_MIXED_OPS [600] per client, BENCH_IDLE_USERS [10000],
 // BENCH_IDLE_SESSIONS [5000], BENCH_PEER [1] (0: mailgrid alone), BENCH_SYNC [1] (0: fsync off, comparison only),
 // BENCH_READ_ROUNDS [3] runs of each read-only phase (full FETCH, POP3 RETR) per system, interleaved; median shown.
-// BENCH_SORT_REPEATS [5] runs of each SORT/THREAD command on the big mailbox (the first, and the median of the rest).
+// BENCH_SORT_REPEATS [5] runs of each SORT/THREAD command on the big mailbox (the first, and the median of the rest);
+// BENCH_SORT_NEW_MAIL [100] messages delivered over SMTP before each command once more (the first after new mail).
 // BENCH_BIG_FILL [direct]: how the big mailbox is filled: the same messages delivered through mailgrid's store
 // before its node starts and written into Dovecot's Maildir then indexed by doveadm (fast; the fill is not a
 // measurement), or `smtp`: over SMTP into both (a single-mailbox ingest figure for both; slow on the peer).
@@ -35,7 +36,7 @@ import type { Peer } from './peer.ts'
 import { fullFetch, idleSessions, ingest, mixed, msg, pop3RetrAll, selectTime, sleep, SORT_THREAD_COMMANDS, sortThread } from './phases.ts'
 import type { IngestResult, SystemPorts } from './phases.ts'
 import { fmt, renderMarkdown } from './report.ts'
-import { makeMessage } from '../helpers/smtp-load.ts'
+import { makeMessage, runSmtpLoad } from '../helpers/smtp-load.ts'
 import { SCRYPT_LOG_N } from '../../store/password.ts'
 import type { Figure, Row, Target } from './report.ts'
 
@@ -55,6 +56,7 @@ const P = {
   idleSessions: env('BENCH_IDLE_SESSIONS', 5000),
   sortRepeats: Math.max(2, env('BENCH_SORT_REPEATS', 5)),
   bigFill: process.env.BENCH_BIG_FILL === 'smtp' ? 'smtp' : 'direct',
+  sortNewMail: env('BENCH_SORT_NEW_MAIL', 100),
   only: new Set((process.env.BENCH_ONLY ?? '').split(',').map(s => s.trim()).filter(s => s !== '')),
   peer: process.env.BENCH_PEER !== '0',
   sync: process.env.BENCH_SYNC !== '0',
@@ -216,10 +218,19 @@ try {
   }, readRounds, v => v.messages / v.seconds)
   // SORT and THREAD of the big mailbox (issue 12): the first command of each builds what the server keeps
   if (phase('sort')) {
-    await pair('sortThread', async ports => await sortThread(ports.imap, big, PASSWORD, P.sortRepeats), (mg, pe) => {
+    // then, per command, BENCH_SORT_NEW_MAIL messages over SMTP first: the first command after new mail
+    const addMail = (ports: SystemPorts) => async (): Promise<number> => {
+      const who = ports.smtp === mgPorts.smtp ? 'mailgrid' : 'peer'
+      const r = await runSmtpLoad({ port: ports.smtp, connections: 4, messages: P.sortNewMail, sizeBytes: P.bigSize, firstId: nextId, recipient: () => big, deadlineMs: INGEST_DEADLINE_MS })
+      nextId += P.sortNewMail
+      if (who === 'mailgrid') expectedMg.set(big, (expectedMg.get(big) ?? 0) + r.acked)
+      return r.acked
+    }
+    await pair('sortThread', async ports => await sortThread(ports.imap, big, PASSWORD, P.sortRepeats, P.sortNewMail > 0 ? addMail(ports) : undefined), (mg, pe) => {
       for (const name of Object.keys(SORT_THREAD_COMMANDS)) {
         rows.push(row('IMAP', `UID ${name} UTF-8 ALL of ${bigLabel}, first`, 'ms', 'lower', mg, pe, v => v.firstMs[name]))
         rows.push(row('IMAP', `UID ${name} UTF-8 ALL, median of the next ${P.sortRepeats - 1}`, 'ms', 'lower', mg, pe, v => v.medianMs[name]))
+        if (P.sortNewMail > 0) rows.push(row('IMAP', `UID ${name} UTF-8 ALL, first after ${P.sortNewMail} new messages`, 'ms', 'lower', mg, pe, v => v.afterNewMailMs[name]))
       }
     })
   }
@@ -268,7 +279,7 @@ const targets = checkTargets()
 const params: Record<string, string | number | boolean> = {
   BENCH_MESSAGES: P.messages, BENCH_CONNECTIONS: P.connections, BENCH_USERS: P.users, BENCH_SIZES: P.sizes.join(','),
   BENCH_ROUNDS: P.rounds, BENCH_READ_ROUNDS: P.readRounds, BENCH_BIG_MESSAGES: P.bigMessages, BENCH_BIG_SIZE: P.bigSize, BENCH_MIXED_CLIENTS: P.mixedClients,
-  BENCH_MIXED_OPS: P.mixedOps, BENCH_SORT_REPEATS: P.sortRepeats, BENCH_BIG_FILL: P.bigFill, BENCH_IDLE_USERS: P.idleUsers, BENCH_IDLE_SESSIONS: P.idleSessions, BENCH_SYNC: P.sync,
+  BENCH_MIXED_OPS: P.mixedOps, BENCH_SORT_REPEATS: P.sortRepeats, BENCH_BIG_FILL: P.bigFill, BENCH_SORT_NEW_MAIL: P.sortNewMail, BENCH_IDLE_USERS: P.idleUsers, BENCH_IDLE_SESSIONS: P.idleSessions, BENCH_SYNC: P.sync,
   BENCH_OUTBOUND_MESSAGES: P.outbound.messages, BENCH_OUTBOUND_SIZE: P.outbound.sizeBytes, BENCH_OUTBOUND_CONNECTIONS: P.outbound.connections,
   BENCH_OUTBOUND_ROUNDS: P.outbound.rounds, BENCH_OUTBOUND_WARMUP: P.outbound.warmup,
   'SMTP client': 'test/helpers/smtp-load.ts: persistent connections, MAIL+RCPT+DATA pipelined (RFC 2920), one recipient per message',
