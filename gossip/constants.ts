@@ -74,8 +74,8 @@ export const STREAM_READ_BUFFER_BYTES_MAX = 2 * STREAM_WINDOW_BYTES_MAX
 /** Node Duplex high-water mark for forwarded sessions (Node's default for byte streams is 16 KiB; 64 KiB batches better). */
 export const DUPLEX_HIGH_WATER_BYTES = 64 * 1024
 
-/** The pnet nonce exchange must finish within this long (libp2p's default is 1 s; loaded machines need slack). */
-export const PNET_HANDSHAKE_MS = 5000
+/** The protector's nonce exchange must finish within this long (libp2p's default is 1 s; loaded machines need slack). */
+export const PROTECTOR_HANDSHAKE_MS = 5000
 
 /** Default listen address: loopback only, so an unconfigured node is not reachable from the network. */
 export const DEFAULT_LISTEN = '/ip4/127.0.0.1/tcp/0'

@@ -1,6 +1,7 @@
-// The libp2p host of a node: TCP, pnet (the cluster key), noise, yamux, identify, ping and gossipsub, plus
-// mDNS when asked. A machine without the cluster key fails the pnet handshake (its nonce exchange decrypts
-// to garbage under another key, so noise cannot complete), before any protocol is spoken.
+// The libp2p host of a node: TCP, the cluster protector (protector.ts: the cluster key, in place of pnet), noise,
+// yamux, identify, ping and gossipsub, plus mDNS when asked. A machine without the cluster key fails the
+// protector (what follows its nonce exchange decrypts to garbage under another key, so noise cannot complete),
+// before any protocol is spoken.
 
 import { gossipsub } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
@@ -10,16 +11,15 @@ import { mdns } from '@libp2p/mdns'
 import { noise } from '@libp2p/noise'
 import { ping } from '@libp2p/ping'
 import type { Ping } from '@libp2p/ping'
-import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import type { ConnectionGater, PeerDiscovery, PrivateKey } from '@libp2p/interface'
 import { createLibp2p } from 'libp2p'
 import type { Libp2p } from 'libp2p'
-import { createRequire } from 'node:module'
-import { PNET_HANDSHAKE_MS, STREAM_READ_BUFFER_BYTES_MAX, STREAM_WINDOW_BYTES_MAX } from './constants.ts'
-import { clusterTag, swarmKey } from './identity.ts'
+import { PROTECTOR_HANDSHAKE_MS, STREAM_READ_BUFFER_BYTES_MAX, STREAM_WINDOW_BYTES_MAX } from './constants.ts'
+import { clusterTag } from './identity.ts'
 import { noiseCrypto } from './noise-crypto.ts'
+import { clusterProtector } from './protector.ts'
 
 export type Host = Libp2p<{ identify: Identify, ping: Ping, pubsub: GossipSub }>
 
@@ -39,34 +39,7 @@ const YAMUX_INITIAL_WINDOW_BYTES = 256 * 1024
 /** A stream silent this long may be dropped: above IMAP IDLE's 29-minute re-issue interval (RFC 2177). */
 const IDLE_STREAM_MS = 31 * 60 * 1000
 
-/**
- * What pnet's cipher (xsalsa20) may ever need at once: its WebAssembly memory is capped at 1000 pages (62.5 MiB),
- * and a chunk is one socket read or one flush of the connection's write buffer.
- */
-const PNET_CIPHER_BYTES = 60 * 1024 * 1024
-
-/**
- * xsalsa20, pnet's cipher, keeps one WebAssembly memory for all its instances (two per connection) but each
- * instance its own view of it. When one instance grows the memory, every other view goes stale (detached, length
- * 0), and each stale instance grows the memory again by its whole chunk at its next update: with a few
- * connections and chunks of a few MiB the memory reaches its cap within dozens of updates, and the RangeError
- * ("WebAssembly.Memory.grow(): Maximum memory size exceeded") is thrown in a socket handler and ends the process
- * (seen in the cluster chaos test). Grown once to what it may ever need, before any connection exists, the
- * memory never grows again and no view goes stale. Pages are only reserved: they cost memory once written.
- */
-let pnetCipherGrown = false
-function growPnetCipher (): void {
-  if (pnetCipherGrown) return
-  pnetCipherGrown = true
-  const require = createRequire(import.meta.resolve('@libp2p/pnet'))
-  const xsalsa20 = require('xsalsa20') as (nonce: Uint8Array, key: Uint8Array) => { _xor?: { realloc?: (size: number) => void }, finalize: () => void }
-  const cipher = xsalsa20(new Uint8Array(24), new Uint8Array(32))
-  cipher._xor?.realloc?.(PNET_CIPHER_BYTES) // the WebAssembly build only; the JS fallback has no shared memory
-  cipher.finalize()
-}
-
 export async function createHost (init: HostInit): Promise<Host> {
-  growPnetCipher()
   const discovery: Array<(components: any) => PeerDiscovery> = []
   if (init.mdns) discovery.push(mdns({ serviceTag: `mailgrid-${clusterTag(init.clusterKey)}.local` }))
   return await createLibp2p({
@@ -74,7 +47,7 @@ export async function createHost (init: HostInit): Promise<Host> {
     start: false,
     addresses: { listen: init.listen },
     transports: [tcp()],
-    connectionProtector: preSharedKey({ psk: swarmKey(init.clusterKey), timeout: PNET_HANDSHAKE_MS }),
+    connectionProtector: clusterProtector({ clusterKey: init.clusterKey, timeoutMs: PROTECTOR_HANDSHAKE_MS }),
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     // streamOptions replaces yamux's defaults as a whole, so every field is given.
     streamMuxers: [yamux({

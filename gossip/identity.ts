@@ -3,7 +3,7 @@
 // at every start so peers can tell a restarted node from a stale rumour. The cluster key is turned into the
 // pnet pre-shared key and the membership topic name by one-way derivations, so neither reveals the key.
 
-import { createHash, generateKeyPairSync, hkdfSync } from 'node:crypto'
+import { createHash, generateKeyPairSync } from 'node:crypto'
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -64,16 +64,6 @@ export async function nextIncarnation (dataDir: string): Promise<number> {
   const next = last + 1
   await writeFileDurable(path, `${next}\n`, 0o600)
   return next
-}
-
-/**
- * The pnet swarm key for a cluster key: HKDF-SHA-256 to 32 bytes, in the text form @libp2p/pnet decodes
- * (`/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits). Deterministic, so every node with the key agrees.
- */
-export function swarmKey (clusterKey: string): Uint8Array {
-  if (clusterKey.length === 0) throw new Error('the cluster key is empty')
-  const psk = Buffer.from(hkdfSync('sha256', clusterKey, 'mailgrid/pnet', 'swarm-psk-v1', 32))
-  return new TextEncoder().encode(`/key/swarm/psk/1.0.0/\n/base16/\n${psk.toString('hex')}`)
 }
 
 /** A short digest naming the grid in topic names without revealing its key. */

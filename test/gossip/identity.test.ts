@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { decodeHeartbeat, encodeHeartbeat } from '../../gossip/heartbeat.ts'
-import { INCARNATION_FILE, loadKnownMembers, loadOrCreatePeerKey, MEMBERS_FILE, membersTopic, nextIncarnation, PEER_KEY_FILE, saveKnownMembers, swarmKey } from '../../gossip/identity.ts'
+import { INCARNATION_FILE, loadKnownMembers, loadOrCreatePeerKey, MEMBERS_FILE, membersTopic, nextIncarnation, PEER_KEY_FILE, saveKnownMembers } from '../../gossip/identity.ts'
 import { capacityWeight, machineWeight, sampleLoad } from '../../gossip/load.ts'
 import type { MemberInfo } from '../../gossip/types.ts'
 import { tempDir } from '../helpers/tmp.ts'
@@ -46,15 +46,6 @@ describe('identity', () => {
     assert.deepEqual(await loadKnownMembers(dir), [{ info: b, lastSeen: 5 }])
     await writeFile(join(dir, MEMBERS_FILE), '{ not json')
     assert.deepEqual(await loadKnownMembers(dir), [])
-  })
-
-  it('derives the pnet key deterministically, in the form @libp2p/pnet reads, and differently per cluster key', () => {
-    const a = new TextDecoder().decode(swarmKey('secret'))
-    assert.equal(a, new TextDecoder().decode(swarmKey('secret')))
-    assert.match(a, /^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-f]{64}$/)
-    assert.notEqual(a, new TextDecoder().decode(swarmKey('secret2')))
-    assert.ok(!a.includes(Buffer.from('secret').toString('hex')))
-    assert.throws(() => swarmKey(''))
   })
 
   it('names the topic by a digest of the key, not the key', () => {

@@ -29,10 +29,9 @@ import type { Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@libp2p/noise'
 import { yamux } from '@libp2p/yamux'
-import { preSharedKey } from '@libp2p/pnet'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createRing } from '../../gossip/ring.ts'
-import { swarmKey } from '../../gossip/identity.ts'
+import { clusterProtector } from '../../gossip/protector.ts'
 import { streamToDuplex } from '../../gossip/duplex.ts'
 import { createAdminServer } from '../../appliance/admin.ts'
 import type { AdminServer } from '../../appliance/admin.ts'
@@ -561,11 +560,11 @@ s.close()
   })
 
   // ---- the forwarded-session stream ---------------------------------------------------------------------------
-  async function host (psk: Uint8Array | null): Promise<Libp2p> {
+  async function host (clusterKey: string | null): Promise<Libp2p> {
     const h = await createLibp2p({
       addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
       transports: [tcp()],
-      ...(psk !== null ? { connectionProtector: preSharedKey({ psk }) } : {}),
+      ...(clusterKey !== null ? { connectionProtector: clusterProtector({ clusterKey, timeoutMs: STEP_MS }) } : {}),
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()]
     })
@@ -582,8 +581,8 @@ s.close()
   test('forwarded-session stream: a libp2p host without the cluster key, or with another, cannot open it', async () => {
     for (const n of nodes) {
       const to = multiaddr(await gridAddr(n))
-      for (const [label, psk] of [['no private network', null], ['another cluster key', swarmKey(randomBytes(16).toString('hex'))], ['a key one byte off', swarmKey(KEY.slice(0, -1) + (KEY.endsWith('0') ? '1' : '0'))]] as const) {
-        const h = await host(psk)
+      for (const [label, key] of [['no private network', null], ['another cluster key', randomBytes(16).toString('hex')], ['a key one byte off', KEY.slice(0, -1) + (KEY.endsWith('0') ? '1' : '0')]] as const) {
+        const h = await host(key)
         await assert.rejects(h.dialProtocol(to, PROTOCOLS.session, { signal: AbortSignal.timeout(STEP_MS) }), `${label}: the stream opened`)
         assert.equal(h.getConnections().length, 0, `${label}: no connection stays open`)
         await h.stop()
@@ -603,7 +602,7 @@ s.close()
   })
 
   test('forwarded-session stream: with the cluster key a host is a node of the grid and gets alice\'s session (the trust boundary)', async () => {
-    const h = await host(swarmKey(KEY))
+    const h = await host(KEY)
     const stream = await h.dialProtocol(multiaddr(await gridAddr(nodes[0])), PROTOCOLS.session, { signal: AbortSignal.timeout(STEP_MS) })
     const d = streamToDuplex(stream)
     let got = ''
