@@ -706,13 +706,20 @@ export class MailStoreBase {
     // A bounded range is FETCH's, SEARCH's or STORE's batch (node/imap/records.ts): the mailbox is in use, so all of
     // its records are read once and kept. A whole listing (SELECT of a small mailbox, STATUS, POP3) is not kept: an
     // idle session's mailbox stays out of memory.
-    if (range?.from !== undefined && range.to !== undefined) {
+    if (range?.from !== undefined && range.to !== undefined && await this.keepable(user, mailboxId)) {
       const all = await this.recordCache.fill(user, mailboxId, async () => await this.readMessages(user, mailboxId))
       const from = range.from
       const to = range.to
       return all.filter(r => r.uid >= from && r.uid <= to)
     }
     return await this.readMessages(user, mailboxId, range)
+  }
+
+  /** Whether a mailbox is small enough to keep its records in memory: a larger one (or one that is gone) is read
+   * range by range, never whole for every batch. */
+  private async keepable (user: string, mailboxId: string): Promise<boolean> {
+    const box: MailboxRec | undefined = this.cache.get(user)?.boxes.get(mailboxId) ?? await this.db.get(keys.mailbox(user, mailboxId))
+    return box !== undefined && this.recordCache.fits(box.messages)
   }
 
   /** The records from LevelDB (see listMessages). */
@@ -762,7 +769,7 @@ export class MailStoreBase {
     const kept = this.recordCache.pick(user, mailboxId, wanted)
     if (kept !== undefined) return kept
     // a UID list is FETCH's, SEARCH's or STORE's (node/imap/records.ts): the mailbox is in use, keep it (above)
-    if (wanted.length > 1) {
+    if (wanted.length > 1 && await this.keepable(user, mailboxId)) {
       await this.recordCache.fill(user, mailboxId, async () => await this.readMessages(user, mailboxId))
       const filled = this.recordCache.pick(user, mailboxId, wanted)
       if (filled !== undefined) return filled

@@ -19,6 +19,10 @@ interface Box {
 }
 
 const MESSAGE_KEY = `M${SEP}`
+/** The share of the room one mailbox may take (64 MiB: about 80,000 records delivered by SMTP, ~600 bytes each). */
+export const BOX_SHARE_MAX = 0.75
+/** What a record weighs, for deciding before a fill whether a mailbox of N messages can be kept at all. */
+export const RECORD_BYTES_ESTIMATE = 600
 
 /** Rough heap bytes of one record: the object and its strings (two bytes a character for non-Latin-1). */
 function weigh (r: MessageRecord): number {
@@ -56,6 +60,11 @@ export class RecordCache {
 
   constructor (maxBytes: number) {
     this.#max = maxBytes
+  }
+
+  /** Whether a mailbox of this many messages can be kept (a larger one is read range by range, as before). */
+  fits (messages: number): boolean {
+    return messages * RECORD_BYTES_ESTIMATE <= this.#max * BOX_SHARE_MAX
   }
 
   get bytes (): number {
@@ -143,7 +152,7 @@ export class RecordCache {
     if (raced || this.#boxes.has(key)) return recs
     let bytes = 0
     for (const r of recs) { freeze(r); bytes += weigh(r) }
-    if (bytes > this.#max / 2) return recs // one mailbox never takes more than half the room
+    if (bytes > this.#max * BOX_SHARE_MAX) return recs // one mailbox never takes more than this share of the room
     this.#boxes.set(key, { recs, bytes })
     this.#bytes += bytes
     this.fills++

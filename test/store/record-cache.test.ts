@@ -155,7 +155,9 @@ test('the cache stays within its byte bound, dropping the least recently used ma
     await fill('3', 100)
     assert.ok(c.bytes <= 100_000, `${c.bytes} bytes`)
     assert.ok(c.has(U, '1') && c.has(U, '3') && !c.has(U, '2'))
-    await fill('big', 1000) // more than half the room: not kept
+    await fill('big', 1000) // more than its share of the room: not kept
+    // and the store asks before it reads a whole mailbox for a range: one this large is read range by range
+    assert.ok(c.fits(100) && !c.fits(1000))
     assert.ok(!c.has(U, 'big'))
     // kept records are frozen: a caller cannot change what others read
     const [r] = c.range(U, '1', 1, 1)!
