@@ -115,6 +115,8 @@ export function threadReferences (keys: readonly SortKeys[]): ThreadNode[] {
   const order = preorder(root)
   for (let i = order.length - 1; i >= 0; i--) {
     const node = order[i]!
+    // nothing to prune below a node without a dummy child (most nodes: a leaf, a message with replies)
+    if (!node.children.some((child) => child.index === -1)) continue
     const kept: ThreadNode[] = []
     for (const child of node.children) {
       if (child.index !== -1) { kept.push(child); continue }
@@ -183,7 +185,7 @@ export function threadReferences (keys: readonly SortKeys[]): ThreadNode[] {
   const top = dummy()
   top.children = result
   const all = preorder(top)
-  for (let i = all.length - 1; i >= 0; i--) all[i]!.children.sort(compare)
+  for (let i = all.length - 1; i >= 0; i--) if (all[i]!.children.length > 1) all[i]!.children.sort(compare)
   return top.children
 }
 
