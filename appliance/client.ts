@@ -21,9 +21,12 @@ export const FINGERPRINT_HEX_CHARS = 64 // SHA-256
 
 /** A failure to report on one line; exit code 1. */
 export class CliError extends Error {
-  constructor (message: string) {
+  /** The admin API's HTTP status when it answered with an error. */
+  readonly status: number | undefined
+  constructor (message: string, status?: number) {
     super(message)
     this.name = 'CliError'
+    this.status = status
   }
 }
 
@@ -204,7 +207,7 @@ function client (t: Target, options: ConnectOptions): AdminClient {
       } catch {
         throw new CliError(`the admin API at ${t.url.origin} answered HTTP ${status} without JSON`)
       }
-      if (status < 200 || status > 299) throw new CliError(typeof json?.error === 'string' ? json.error : `the admin API answered HTTP ${status}`)
+      if (status < 200 || status > 299) throw new CliError(typeof json?.error === 'string' ? json.error : `the admin API answered HTTP ${status}`, status)
       return json
     }
   }

@@ -6,6 +6,9 @@ import { createHash } from 'node:crypto'
 import type { DirectoryRecord, LogAnchor, LogEntry, Mailbox, MessageRecord, SpecialUse } from '../store/index.ts'
 import type { MailSource, MailTarget } from '../node/migrate/types.ts'
 import type { BackupSource, RestoreTarget } from '../node/backup/index.ts'
+import { MailError } from '../store/index.ts'
+import { HTTP_STATUS } from './admin.ts'
+import { CliError } from './client.ts'
 import type { AdminClient } from './client.ts'
 import { UPLOAD_CHUNK_BYTES } from './mail-routes.ts'
 
@@ -42,7 +45,14 @@ export function httpMailTarget (api: AdminClient, user: string): MailTarget {
     subscribe: async (name: string) => { await api.request('POST', path(user, 'subscriptions'), { name }) },
     append: async (mailbox, m) => {
       const body = m.raw.length <= INLINE_BYTES_MAX ? { data: m.raw.toString('base64') } : { upload: await upload(api, m.raw) }
-      const r = await api.request('POST', path(user, 'append'), { mailbox, flags: m.flags, internalDate: m.internalDate, gid: m.gid, ...(m.uid !== undefined ? { uid: m.uid } : {}), ...body })
+      let r: Record<string, unknown>
+      try {
+        r = await api.request('POST', path(user, 'append'), { mailbox, flags: m.flags, internalDate: m.internalDate, gid: m.gid, ...(m.uid !== undefined ? { uid: m.uid } : {}), ...body })
+      } catch (err) {
+        // 507 is the API's over-quota answer (appliance/admin.ts HTTP_STATUS): the importer skips that message
+        if (err instanceof CliError && err.status === HTTP_STATUS.noQuota) throw new MailError('noQuota', err.message)
+        throw err
+      }
       return { uid: Number(r.uid), existed: r.existed === true }
     }
   }

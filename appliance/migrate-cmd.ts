@@ -49,8 +49,8 @@ interface JobView {
   source: { host: string, port: number, user: string }
   error?: string
   report?: {
-    folders: number, messages: number, copied: number, bytes: number, skipped: number, failed: number
-    perFolder: Array<{ source: string, target: string, messages: number, copied: number, skipped: number, failed: number }>
+    folders: number, messages: number, copied: number, bytes: number, skipped: number, overQuota?: number, failed: number
+    perFolder: Array<{ source: string, target: string, messages: number, copied: number, skipped: number, overQuota?: number, failed: number }>
     errors: Array<{ folder: string, uid?: number, reason: string }>
     notes: string[]
   }
@@ -60,10 +60,11 @@ export function reportLines (j: JobView): string[] {
   const out = [`${j.target} <- ${j.source.user} at ${j.source.host}:${j.source.port}: ${j.state}${j.error !== undefined ? ` (${j.error})` : ''}`]
   const r = j.report
   if (r === undefined) return out
-  out.push(`  folders ${r.folders}, messages ${r.messages}: copied ${r.copied} (${mb(r.bytes)}), skipped ${r.skipped} (already here), failed ${r.failed}`)
-  for (const f of r.perFolder) out.push(`  ${f.source} -> ${f.target}: ${f.messages} ${f.messages === 1 ? 'message' : 'messages'}, ${f.copied} copied, ${f.skipped} skipped, ${f.failed} failed`)
+  out.push(`  folders ${r.folders}, messages ${r.messages}: copied ${r.copied} (${mb(r.bytes)}), skipped ${r.skipped} (already here)${(r.overQuota ?? 0) > 0 ? `, skipped ${r.overQuota ?? 0} (over quota)` : ''}, failed ${r.failed}`)
+  for (const f of r.perFolder) out.push(`  ${f.source} -> ${f.target}: ${f.messages} ${f.messages === 1 ? 'message' : 'messages'}, ${f.copied} copied, ${f.skipped} skipped${(f.overQuota ?? 0) > 0 ? `, ${f.overQuota ?? 0} over quota` : ''}, ${f.failed} failed`)
   for (const e of r.errors) out.push(`  error: ${e.folder}${e.uid !== undefined ? ` uid ${e.uid}` : ''}: ${e.reason}`)
-  if (r.failed > r.errors.length) out.push(`  (${r.failed - r.errors.length} more errors not listed)`)
+  const problems = r.failed + (r.overQuota ?? 0)
+  if (problems > r.errors.length) out.push(`  (${problems - r.errors.length} more errors not listed)`)
   for (const n of r.notes) out.push(`  note: ${n}`)
   return out
 }

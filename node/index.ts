@@ -17,6 +17,7 @@ import type { SessionForwarder } from './grid/index.ts'
 import { UserMail } from './migrate/user-mail.ts'
 import { BackupScheduler } from './backup/index.ts'
 import { ImapImportJobs } from './migrate/imap-jobs.ts'
+import { createImportQuota } from './migrate/quota.ts'
 import { Collector } from './collect/index.ts'
 import { createHostPolicy } from './host-policy.ts'
 import { createAuthenticator } from './auth.ts'
@@ -223,14 +224,18 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     hostname: init.hostname, retryMinMs: out.retryMinMs, delayNoticeMs: out.delayNoticeMs, bounceAfterMs: out.bounceAfterMs
   })
   // import, export, backup and restore reach a user's mail at its primary (node/migrate/user-mail.ts)
-  const userMail = new UserMail({ store, mail, grid, gossip, logger: logger.child({ ns: 'migrate' }) })
+  // domains' byte quotas: the sum of their users' usage, read where each user's mail is, cached
+  const domainUsage = createDomainUsage({ directory: store, quota: async u => await mail.quota(u), now })
+  // imports count against the user's and the domain's quota like deliveries (node/migrate/quota.ts)
+  const importQuota = createImportQuota({ mail, directory: store, domainUsage })
+  const userMail = new UserMail({ store, mail, grid, gossip, quota: importQuota, logger: logger.child({ ns: 'migrate' }) })
   userMail.handle()
   // users' Sieve scripts for the admin API, at the user's primary (node/managesieve/service.ts)
   const sieveService = new SieveService({ mail, grid, gossip, logger: logger.child({ ns: 'sieve' }) })
   sieveService.handle()
   // IMAP imports and mail collection (issue 15): jobs and accounts in the replicated directory, run by the user's primary
   const primaryHere = (user: string): boolean => grid === null || grid.isPrimary(user)
-  const imports = new ImapImportJobs({ directory: store, onDirectoryChange: l => store.onDirectoryChange(l), mail, isPrimary: primaryHere, self: () => grid?.self ?? init.hostname, logger, now }, {
+  const imports = new ImapImportJobs({ directory: store, onDirectoryChange: l => store.onDirectoryChange(l), mail, quota: importQuota, isPrimary: primaryHere, self: () => grid?.self ?? init.hostname, logger, now }, {
     messageBytesMax: init.limits.messageBytesMax
   })
   // collection connects where a user says: never to this node, a grid member, loopback or link-local (node/host-policy.ts)
@@ -287,8 +292,6 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     ? undefined
     : createInboundChecker({ logger: logger.child({ ns: 'mailauth' }) }, { hostname: init.hostname, dmarcReject: init.inbound.dmarcReject, dnsServers: out.dnsServers })
 
-  // domains' byte quotas: the sum of their users' usage, read where each user's mail is, cached
-  const domainUsage = createDomainUsage({ directory: store, quota: async u => await mail.quota(u), now })
   // SMTP worker processes (node/smtp/workers.ts): the SMTP sessions on other cores, everything else asked of this process
   const workersWanted = workerCount(init.workers ?? 0)
   const workerServices: WorkerInit['services'] = []

@@ -336,6 +336,13 @@ export class LevelStore extends MailStoreBase implements Store {
     return r === null ? null : LevelStore.publicUser(r)
   }
 
+  async messageByGid (user: string, gid: string): Promise<{ mailbox: string, uid: number } | null> {
+    const at: unknown = await this.db.get(keys.gid(user, gid))
+    if (typeof at !== 'string') return null
+    const [mailbox, uid] = at.split('\x00')
+    return { mailbox, uid: Number(uid) }
+  }
+
   userCreatedAt (address: string): number | undefined {
     const a = normalizeAddress(address)
     const rec = a === null ? undefined : this.dir?.get(keys.user(a)) as UserRec | undefined

@@ -396,4 +396,6 @@ export interface Store extends Directory, MailStore, Replication, DirectoryRepli
    * unknown or deleted user, or while the store is stopped.
    */
   userCreatedAt (address: string): number | undefined
+  /** Where the message with global id `gid` is now in the user's mail (mailbox id, UID), or null: not there. */
+  messageByGid (user: string, gid: string): Promise<{ mailbox: string, uid: number } | null>
 }

@@ -8,7 +8,7 @@
 //   --mailbox NAME   one mailbox of the user as it was at the backup's position, into Restored/NAME: its messages
 //                    with their flags, keywords and internal dates (new UIDs in that folder)
 
-import { domainOf } from '../../store/index.ts'
+import { domainOf, isMailError } from '../../store/index.ts'
 import type { DirectoryRecord, LogAnchor, LogEntry } from '../../store/index.ts'
 import { importGid } from '../migrate/maildir.ts'
 import type { MailTarget } from '../migrate/types.ts'
@@ -176,7 +176,15 @@ async function restoreMailbox (dir: string, m: Manifest, target: RestoreTarget, 
   for (const r of [...recs.values()].sort((a, b) => a.uid - b.uid)) {
     const body = await readChecked(dir, m, blobPath(r.blob))
     const raw = r.prefix === '' ? body : Buffer.concat([Buffer.from(r.prefix), body])
-    const res = await mail.append(to, { raw, flags: r.flags, internalDate: r.internalDate, gid: importGid('restore', to, r.gid) })
+    let res
+    try {
+      res = await mail.append(to, { raw, flags: r.flags, internalDate: r.internalDate, gid: importGid('restore', to, r.gid) })
+    } catch (err) {
+      // the user has no room for it (node/migrate/quota.ts): said, and the rest goes on
+      if (!isMailError(err, 'noQuota')) throw err
+      report.problems.push(`${to}: message ${r.uid} not restored: ${err.message}`)
+      continue
+    }
     if (!res.existed) report.messages++
   }
   report.mailboxes.push(to)

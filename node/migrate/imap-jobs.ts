@@ -13,6 +13,7 @@ import type { Directory, DirectoryRecord, MailStore } from '../../store/index.ts
 import { DirectoryJobs } from '../directory-jobs.ts'
 import { emptyReport, importImap } from './imap.ts'
 import type { ImapSource, ImportReport } from './imap.ts'
+import type { ImportQuota } from './quota.ts'
 
 export const IMPORT_ENTRY_PREFIX = 'import-imap/'
 export const IMPORT_SCAN_MS = 2000 // how often jobs are looked for besides directory changes
@@ -41,6 +42,8 @@ export interface ImportJobsComponents {
   /** Directory changes (the store's onDirectoryChange): a new job is seen at once. */
   onDirectoryChange?: (listener: (records: DirectoryRecord[]) => void) => () => void
   mail: MailStore
+  /** The user's and the domain's quota for what is imported (node/migrate/quota.ts). */
+  quota?: ImportQuota
   /** Whether this node is the user's primary now (always true off a grid). */
   isPrimary: (user: string) => boolean
   /** This node's id (the grid's peer id, or the hostname off a grid). */
@@ -126,7 +129,7 @@ export class ImapImportJobs {
     try {
       await this.update(j, x => { x.state = 'running'; x.started = this.now(); x.node = this.c.self(); x.error = undefined })
       log.info({ source: `${j.source.host}:${j.source.port}`, user: j.source.user, resumed }, 'import_started')
-      const report = await importImap({ mail: this.c.mail, logger: this.c.logger }, {
+      const report = await importImap({ mail: this.c.mail, ...(this.c.quota !== undefined ? { quota: this.c.quota } : {}), logger: this.c.logger }, {
         source: j.source,
         target: j.target,
         messageBytesMax: this.init.messageBytesMax,

@@ -15,6 +15,8 @@ import type { Logger } from 'pino'
 import { isMailError } from '../../store/index.ts'
 import type { MailStore, Mailbox, MessageRecord, SpecialUse } from '../../store/index.ts'
 import { connectRemoteImap } from '../remote-imap.ts'
+import { OVER_QUOTA } from './quota.ts'
+import type { ImportQuota } from './quota.ts'
 import type { RemoteImapAccount } from '../remote-imap.ts'
 
 export const IMPORT_FOLDERS_MAX = 10_000 // Dovecot's default mailbox_list_... has none; a sane bound for one account
@@ -50,6 +52,7 @@ export interface FolderReport {
   copied: number
   bytes: number // copied
   skipped: number // already there
+  overQuota: number // not copied: the user's or the domain's quota would be exceeded
   failed: number
 }
 
@@ -59,6 +62,7 @@ export interface ImportReport {
   copied: number
   bytes: number
   skipped: number // already present in the target folder
+  overQuota: number // not copied: the user's or the domain's quota would be exceeded (each listed in errors, up to IMPORT_ERRORS_KEPT)
   failed: number
   /** The first IMPORT_FOLDERS_KEPT folders. */
   perFolder: FolderReport[]
@@ -70,6 +74,8 @@ export interface ImportReport {
 export interface ImapImportComponents {
   /** Writes and reads of the target user's mail (the replicated store on a grid node). */
   mail: MailStore
+  /** The user's and the domain's quota (node/migrate/quota.ts); absent: the store's own check only. */
+  quota?: ImportQuota
   logger: Logger
 }
 
@@ -83,7 +89,7 @@ export interface ImapImportInit {
 }
 
 export function emptyReport (): ImportReport {
-  return { folders: 0, messages: 0, copied: 0, bytes: 0, skipped: 0, failed: 0, perFolder: [], errors: [], notes: [] }
+  return { folders: 0, messages: 0, copied: 0, bytes: 0, skipped: 0, overQuota: 0, failed: 0, perFolder: [], errors: [], notes: [] }
 }
 
 /** Our name for a source folder: its path split at the source's delimiter, joined with '/'. */
@@ -208,10 +214,10 @@ export async function importImap (c: ImapImportComponents, init: ImapImportInit)
       if (f.subscribed === true && !box.subscribed) {
         await mail.setSubscribed(user, target, true).catch((err: unknown) => problem(f.path, `subscription not set: ${describe(err)}`))
       }
-      const fr: FolderReport = { source: f.path, target, messages: 0, copied: 0, bytes: 0, skipped: 0, failed: 0 }
+      const fr: FolderReport = { source: f.path, target, messages: 0, copied: 0, bytes: 0, skipped: 0, overQuota: 0, failed: 0 }
       if (report.perFolder.length < IMPORT_FOLDERS_KEPT) report.perFolder.push(fr)
       try {
-        await copyFolder(client, mail, user, f.path, box, fr, report, init, problem)
+        await copyFolder(client, c, user, f.path, box, fr, report, init, problem)
       } catch (err) {
         if (signal?.aborted === true) throw err
         // a folder the source will not open, or the store refusing this user now: reported, the next folder goes on
@@ -230,10 +236,17 @@ export async function importImap (c: ImapImportComponents, init: ImapImportInit)
 }
 
 async function copyFolder (
-  client: ImapFlow, mail: MailStore, user: string, path: string, box: Mailbox, fr: FolderReport, report: ImportReport,
+  client: ImapFlow, c: ImapImportComponents, user: string, path: string, box: Mailbox, fr: FolderReport, report: ImportReport,
   init: ImapImportInit, problem: (folder: string, reason: string, uid?: number) => void
 ): Promise<void> {
+  const { mail, quota } = c
   const signal = init.signal
+  // a message the quota has no room for is skipped whole (listed with the reason), never partly written
+  const overQuota = (reason: string, uid: number): void => {
+    fr.overQuota++
+    report.overQuota++
+    if (report.errors.length < IMPORT_ERRORS_KEPT) report.errors.push({ folder: path, uid, reason })
+  }
   const opened = await client.mailboxOpen(path, { readOnly: true })
   if (opened.exists === 0) return
   if (opened.exists > IMPORT_MESSAGES_PER_FOLDER_MAX) throw new Error(`${opened.exists} messages, more than ${IMPORT_MESSAGES_PER_FOLDER_MAX}`)
@@ -263,6 +276,12 @@ async function copyFolder (
     if (size > init.messageBytesMax) {
       fr.failed++
       problem(path, `${size} bytes, larger than this server's limit of ${init.messageBytesMax}`, m.uid)
+      continue
+    }
+    // no room even now (usage only grows while we import): not downloaded at all
+    const full = quota === undefined ? null : await quota.check(user, size)
+    if (full !== null) {
+      overQuota(full, m.uid)
       continue
     }
     wanted.push({ uid: m.uid, id: { date, size, messageId }, flags })
@@ -313,13 +332,24 @@ async function copyFolder (
         problem(path, `${raw.length} bytes, larger than this server's limit of ${init.messageBytesMax}`, b.uid)
         continue
       }
+      const full = quota === undefined ? null : await quota.check(user, raw.length)
+      if (full !== null) {
+        overQuota(full, b.uid)
+        continue
+      }
       inFlight.push(mail.append(user, box.name, { raw, flags: b.flags, internalDate: b.id.date }).then(() => {
         fr.copied++
         fr.bytes += raw.length
         report.copied++
         report.bytes += raw.length
+        quota?.added(user, raw.length)
       }, (err: unknown) => {
         if (isMailError(err, 'unavailable')) throw err
+        // the store's own check (appends in flight together): the same outcome
+        if (isMailError(err, 'noQuota')) {
+          overQuota(`${OVER_QUOTA} (${err.message})`, b.uid)
+          return
+        }
         fr.failed++
         problem(path, `not stored: ${describe(err)}`, b.uid)
       }))

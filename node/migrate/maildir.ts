@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import { MailError } from '../../store/index.ts'
 import type { MailTarget, ImportReport } from './types.ts'
 import { emptyImportReport } from './types.ts'
+import { appendOrSkip } from './quota.ts'
 
 export const MAILDIR_MESSAGE_BYTES_MAX = 64 * 1024 * 1024 // above the SMTP limit a node admits (50 MiB in tests)
 export const MAILDIR_FOLDERS_MAX = 10_000 // the store's MAILBOXES_PER_USER_MAX
@@ -253,9 +254,10 @@ export async function importMaildir (root: string, target: MailTarget, opts: { s
         continue
       }
       const raw = toCrlf(await readFile(m.path))
-      const res = await target.append(folder.name, {
+      const res = await appendOrSkip(target, folder.name, m.file, {
         raw, flags: m.flags, internalDate: Math.floor(st.mtimeMs), gid: importGid('maildir', folder.name, m.base), ...(m.uid !== null ? { uid: m.uid } : {})
-      })
+      }, report)
+      if (res === null) continue
       if (res.existed) {
         report.existing++
         continue

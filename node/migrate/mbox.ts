@@ -14,6 +14,7 @@ import { importGid, MAILDIR_MESSAGE_BYTES_MAX, toCrlf } from './maildir.ts'
 import type { ImportReport, MailTarget } from './types.ts'
 import { emptyImportReport } from './types.ts'
 import { createHash } from 'node:crypto'
+import { appendOrSkip } from './quota.ts'
 
 export const MBOX_MESSAGE_BYTES_MAX = MAILDIR_MESSAGE_BYTES_MAX
 const FLAG_HEADERS = /^(status|x-status|x-keywords):/i
@@ -146,7 +147,8 @@ export async function importMbox (file: string, folder: string, target: MailTarg
       continue
     }
     const digest = createHash('sha256').update(m.raw).digest('hex')
-    const res = await target.append(folder, { raw: m.raw, flags: m.flags, internalDate: m.internalDate ?? (opts.now ?? Date.now)(), gid: importGid('mbox', folder, String(n), digest) })
+    const res = await appendOrSkip(target, folder, `message ${n}`, { raw: m.raw, flags: m.flags, internalDate: m.internalDate ?? (opts.now ?? Date.now)(), gid: importGid('mbox', folder, String(n), digest) }, report)
+    if (res === null) continue
     if (res.existed) { report.existing++; continue }
     report.messages++
     report.bytes += m.raw.length

@@ -11,6 +11,7 @@ import type { Gossip, RpcMessage } from '../../gossip/types.ts'
 import { isMailError, MailError } from '../../store/index.ts'
 import type { LogAnchor, LogEntry, Mailbox, MailErrorKind, MailStore, MessageRecord, SpecialUse, Store } from '../../store/index.ts'
 import type { Grid } from '../grid/index.ts'
+import type { ImportQuota } from './quota.ts'
 
 export const USER_MAIL_PROTOCOL = '/mailgrid/user-mail/1.0.0'
 // What one answer carries: entries of a log read (the grid's shipment bound), bytes of one body read, records of
@@ -39,6 +40,8 @@ export interface UserMailComponents {
   mail: MailStore
   grid: Grid | null
   gossip: Gossip | null
+  /** The user's and the domain's quota for appends (node/migrate/quota.ts); absent: the store's own checks only. */
+  quota?: ImportQuota
   logger: Logger
 }
 
@@ -80,8 +83,10 @@ export class UserMail {
   private readonly grid: Grid | null
   private readonly gossip: Gossip | null
   private readonly log: Logger
+  private readonly quota: ImportQuota | undefined
 
   constructor (components: UserMailComponents) {
+    this.quota = components.quota
     this.store = components.store
     this.mail = components.mail
     this.grid = components.grid
@@ -176,6 +181,14 @@ export class UserMail {
         const box = await this.mail.getMailbox(user, mailbox)
         if (box === null) throw new MailError('nonExistent', 'Mailbox does not exist')
         const uid = a.uid === undefined ? undefined : intArg(a.uid, 'uid', 1)
+        const gid = strArg(a.gid, 'gid')
+        // quota before anything is written (the store does not check an append under a global id); a message
+        // already here (a second run) is answered as existing, whatever the quota says now
+        const fresh = this.quota !== undefined && await this.store.messageByGid(user, gid) === null
+        if (fresh) {
+          const over = await this.quota!.check(user, body.length)
+          if (over !== null) throw new MailError('noQuota', over)
+        }
         // keeping a UID: raise UIDNEXT to it (a log entry every replica applies), then the append takes it
         if (uid !== undefined && uid > box.uidNext) {
           await this.store.raiseUidNext(user, box.id, uid)
@@ -183,9 +196,11 @@ export class UserMail {
         }
         const flags = Array.isArray(a.flags) ? a.flags.map(String) : []
         const before = Math.max(box.uidNext, uid ?? 0)
-        const res = await this.mail.append(user, mailbox, { raw: body, flags, internalDate: intArg(a.internalDate, 'internalDate'), gid: strArg(a.gid, 'gid') })
+        const res = await this.mail.append(user, mailbox, { raw: body, flags, internalDate: intArg(a.internalDate, 'internalDate'), gid })
         // a message with this global id was there already (here, or moved to another mailbox since)
-        return { header: { uid: res.uid, uidValidity: res.uidValidity, existed: res.mailbox !== box.id || res.uid < before } }
+        const existed = res.mailbox !== box.id || res.uid < before
+        if (!existed) this.quota?.added(user, body.length)
+        return { header: { uid: res.uid, uidValidity: res.uidValidity, existed } }
       }
       case 'position': {
         const seq = await this.store.logPosition(user)
