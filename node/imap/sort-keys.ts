@@ -194,9 +194,60 @@ export function keysFromEnvelope (record: MessageRecord, envelope: mime.Envelope
   }
 }
 
+/**
+ * SortKeys whose address keys (FROM, TO, CC, DISPLAYFROM, DISPLAYTO) are parsed from the From, To and Cc fields when
+ * first read, then kept: a SORT by date or subject and THREAD never read them, and parsing them was a quarter of
+ * building the keys of a mailbox.
+ */
+class HeaderSortKeys implements SortKeys {
+  readonly arrival: number
+  readonly size: number
+  readonly date: number
+  readonly subject: string
+  readonly reply: boolean
+  readonly messageId: string | null
+  readonly references: string[]
+  /** The field's text until its first address is needed, then that address. */
+  #fromField: string | null | mime.Address
+  #toField: string | null | mime.Address
+  #ccField: string | null
+  #from: string | undefined
+  #to: string | undefined
+  #cc: string | undefined
+  #displayFrom: string | undefined
+  #displayTo: string | undefined
+
+  constructor (init: Omit<SortKeys, 'from' | 'to' | 'cc' | 'displayFrom' | 'displayTo'>, fields: { from: string | null, to: string | null, cc: string | null }) {
+    this.arrival = init.arrival
+    this.size = init.size
+    this.date = init.date
+    this.subject = init.subject
+    this.reply = init.reply
+    this.messageId = init.messageId
+    this.references = init.references
+    this.#fromField = fields.from
+    this.#toField = fields.to
+    this.#ccField = fields.cc
+  }
+
+  #fromAddress (): mime.Address | null {
+    if (typeof this.#fromField === 'string') this.#fromField = firstAddress(this.#fromField)
+    return this.#fromField
+  }
+
+  #toAddress (): mime.Address | null {
+    if (typeof this.#toField === 'string') this.#toField = firstAddress(this.#toField)
+    return this.#toField
+  }
+
+  get from (): string { return (this.#from ??= addrMailbox(this.#fromAddress())) }
+  get to (): string { return (this.#to ??= addrMailbox(this.#toAddress())) }
+  get cc (): string { return (this.#cc ??= addrMailbox(firstAddress(this.#ccField))) }
+  get displayFrom (): string { return (this.#displayFrom ??= display(this.#fromAddress())) }
+  get displayTo (): string { return (this.#displayTo ??= display(this.#toAddress())) }
+}
+
 function keysFrom (record: MessageRecord, get: (name: string) => string | null): SortKeys {
-  const from = firstAddress(get('from'))
-  const to = firstAddress(get('to'))
   const dateText = get('date')
   const date = dateText === null ? null : parseDate(dateText)
   const subject = baseSubject(get('subject'))
@@ -209,20 +260,15 @@ function keysFrom (record: MessageRecord, get: (name: string) => string | null):
     references = inReplyTo === null ? [] : messageIds(inReplyTo).slice(0, 1)
   }
   if (references.length > REFERENCES_MAX) references = references.slice(references.length - REFERENCES_MAX)
-  return {
+  return new HeaderSortKeys({
     arrival: record.internalDate,
     size: record.size,
     date: date ?? record.internalDate,
     subject: subject.subject,
     reply: subject.reply,
-    from: addrMailbox(from),
-    to: addrMailbox(to),
-    cc: addrMailbox(firstAddress(get('cc'))),
-    displayFrom: display(from),
-    displayTo: display(to),
     messageId: messageIdText === null ? null : messageIds(messageIdText)[0] ?? null,
     references,
-  }
+  }, { from: get('from'), to: get('to'), cc: get('cc') })
 }
 
 async function computeKeys (store: MailStore, record: MessageRecord): Promise<SortKeys> {
