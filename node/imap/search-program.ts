@@ -256,6 +256,11 @@ class PlainHeaders {
 }
 const plainMemo = new PlainHeaders(PLAIN_HEADER_MEMO_BYTES_MAX)
 
+/** Whether the folded block of this message is kept (SEARCH then reads its header only if the block may match). */
+export function foldedKnown (record: MessageRecord): boolean {
+  return plainMemo.get(record.blob, record.prefix) !== undefined
+}
+
 /** The folded block of this message if it was folded before (see mayContain), without reading the header. */
 function knownPlain (record: MessageRecord, content: Content): void {
   if (content.plainHeader !== undefined || typeof record.blob !== 'string') return

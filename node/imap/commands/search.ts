@@ -10,7 +10,7 @@ import { formatSequenceSet } from '../protocol/sequence.ts'
 import { astring, keyword, listOf, partialRange, partialSlice } from '../args.ts'
 import type { PartialPositions } from '../args.ts'
 import { ArgumentError, CommandRefused } from '../errors.ts'
-import { evaluate, flagsOnly, prepare, ProgramReader, readsBodies, readsHeaders } from '../search-program.ts'
+import { evaluate, flagsOnly, foldedKnown, prepare, ProgramReader, readsBodies, readsHeaders } from '../search-program.ts'
 import type { Content } from '../search-program.ts'
 import { recordBatches } from '../records.ts'
 import type { CommandModule, Reply } from '../command.ts'
@@ -159,7 +159,8 @@ export const search: CommandModule = {
     }
     for await (const batch of listing !== null ? [] : recordBatches(store, user, view.id, view.uids)) {
       // the kept header copies of a whole batch in one multi-get (each is at most HEADER_CACHE_BYTES_MAX)
-      const kept = headersFirst ? await Promise.all(batch.map(async (record) => await store.readHeader!(record))) : null
+      // (not those whose folded block SEARCH kept: most are refused from it without a header; see foldedKnown)
+      const kept = headersFirst ? await Promise.all(batch.map(async (record) => foldedKnown(record) ? undefined : await store.readHeader!(record))) : null
       for (let i = 0; i < batch.length; i += window) {
         const slice = batch.slice(i, i + window)
         const hits = await Promise.all(slice.map(async (record, j) => await evaluate(program, record, view, saved, contentOf(session, record, kept?.[i + j]))))
