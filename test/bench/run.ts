@@ -370,7 +370,11 @@ async function pair<T> (name: string, fn: (ports: SystemPorts) => Promise<T>, em
       const ports = who === 'mailgrid' ? (nodeA === null ? null : { smtp: nodeA.ports.smtp, imap: nodeA.ports.imap, pop3: nodeA.ports.pop3 }) : (peer?.ports ?? null)
       if (ports === null) { runs[who].push({ na: who === 'peer' ? 'peer not running' : 'node not running' }); continue }
       try {
+        // the server's CPU over the phase (the node; every process under the peer's masters), beside its rate
+        const cpu = systemCpu(who)
+        const cpu0 = cpu === undefined ? null : await cpu()
         const v = await fn(ports)
+        if (cpu !== undefined && cpu0 !== null && typeof v === 'object' && v !== null) (v as Record<string, unknown>).serverCpuSeconds = await cpu() - cpu0
         runs[who].push(v)
         log(`${who.padEnd(8)} ${name}${rounds > 1 ? ` (${round + 1}/${rounds})` : ''}: ${JSON.stringify(v)}`)
       } catch (err) {
