@@ -8,7 +8,7 @@
 import type { FlagChange, MailEvent } from '../../store/index.ts'
 import { atom, list, num } from './protocol/compiler.ts'
 import type { Value } from './protocol/compiler.ts'
-import { formatSequenceSet, inRanges, resolveSequenceSet } from './protocol/sequence.ts'
+import { formatSequenceSet, inRanges, resolveSequenceSet, STAR } from './protocol/sequence.ts'
 import type { SequenceRange } from './protocol/sequence.ts'
 import { ArgumentError } from './errors.ts'
 import type { ViewChanges } from './search-context.ts'
@@ -191,9 +191,14 @@ export class SelectedMailbox {
       const ranges = resolveSequenceSet(set, this.uids.length === 0 ? 0 : this.uids[this.uids.length - 1]!)
       return this.uids.filter((uid) => inRanges(ranges, uid))
     }
-    // An empty mailbox has no sequence numbers: `1:*` names nothing rather than being an error,
-    // which is what clients that fetch right after SELECT expect.
-    if (this.uids.length === 0) return []
+    // An empty mailbox has no sequence numbers: `1:*` or `*` names nothing rather than being an error,
+    // which is what clients that fetch right after SELECT expect (RFC 3501 section 9 defines `*` for a
+    // non-empty mailbox only). A range of explicit numbers (`1`, `2:3`) names messages that do not exist:
+    // BAD, as above EXISTS in a non-empty mailbox.
+    if (this.uids.length === 0) {
+      if (set.some((range) => range.start !== STAR && range.end !== STAR)) throw new ArgumentError('Invalid message sequence number')
+      return []
+    }
     const ranges = resolveSequenceSet(set, this.uids.length)
     const last = ranges[ranges.length - 1]
     if (last !== undefined && last.end > this.uids.length) throw new ArgumentError('Invalid message sequence number')
