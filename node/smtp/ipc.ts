@@ -1,6 +1,8 @@
 // The wire between the node's primary process and its SMTP worker processes (node/smtp/workers.ts, worker.ts): the
 // child_process IPC channel with V8 serialization (Buffers travel as bytes, not JSON). Messages are batched: all
 // those posted in one turn of the event loop leave as one array, so fifty sessions' requests cost one write.
+// Counters (metrics, statistics) do not make a write of their own: they leave with the next batch that carries a
+// request or answer, or after COUNTERS_DELAY_MS at the latest (a write costs each side a wake-up and a system call).
 
 import { MailError, isMailError } from '../../store/index.ts'
 import type { MailErrorKind } from '../../store/index.ts'
@@ -11,7 +13,8 @@ export type Target = 'directory' | 'delivery' | 'auth' | 'limiter' | 'outbound' 
 export type Message =
   | { t: 'req', id: number, target: Target, method: string, args: unknown[] }
   | { t: 'ev', target: Target, method: string, args: unknown[] } // no answer (counters, releases)
-  | { t: 'res', id: number, value?: unknown, error?: WireFailure }
+  | { t: 'res', id: number, value?: unknown, error?: WireFailure, gen?: number } // gen: directory answers (below)
+  | { t: 'dir', gen: number } // the directory changed at the primary: a worker drops what it cached
   | { t: 'release', token: number }
   | { t: 'ready', ports: Record<string, number> }
   | { t: 'stop' }
@@ -37,10 +40,14 @@ interface Endpoint {
   readonly connected: boolean
 }
 
+/** How long summed counters may wait for a batch to ride on. */
+export const COUNTERS_DELAY_MS = 200
+
 /** Queues messages and sends them as one array per event-loop turn. */
 export class Batcher {
   private queue: Message[] = []
   private scheduled = false
+  private timer: NodeJS.Timeout | null = null
   private readonly to: Endpoint
   /** Messages made at flush time (counters summed over the turn), appended to the batch. */
   private readonly late: () => Message[]
@@ -54,15 +61,22 @@ export class Batcher {
     this.touch()
   }
 
-  /** Makes sure a flush comes this turn (something for `late` is waiting). */
+  /** Makes sure a flush comes this turn. */
   touch (): void {
     if (this.scheduled) return
     this.scheduled = true
     setImmediate(() => { this.flush() })
   }
 
+  /** Makes sure a flush comes within COUNTERS_DELAY_MS (something for `late` is waiting). */
+  touchLater (): void {
+    if (this.scheduled || this.timer !== null) return
+    this.timer = setTimeout(() => { this.timer = null; this.flush() }, COUNTERS_DELAY_MS)
+  }
+
   flush (): void {
     this.scheduled = false
+    if (this.timer !== null) { clearTimeout(this.timer); this.timer = null }
     this.queue.push(...this.late())
     if (this.queue.length === 0) return
     const batch = this.queue

@@ -28,13 +28,18 @@ export interface WorkerInit {
   services: Array<{ name: WorkerServiceName, init: SmtpInit, has: { outbound: boolean, sealer: boolean, domainUsage: boolean, burl: boolean, metrics: boolean, stats: boolean, srs: boolean, inbound: boolean, filter: boolean } }>
   inbound?: { hostname: string, dmarcReject: boolean, dnsServers: string[] }
   rspamd?: RspamdInit
+  /** The primary's count of directory changes when it sent this (node/smtp/workers.ts). */
+  dirGen: number
+  /** Whether the primary tells of directory changes; if not, nothing is cached. */
+  dirCache: boolean
 }
 
 if (process.send === undefined) throw new Error('node/smtp/worker.ts runs as a child process of a node (node/smtp/workers.ts)')
 const channel = new Batcher(process as unknown as { send: (m: unknown, cb?: (err: Error | null) => void) => boolean, connected: boolean }, () => counted())
 
-// Counters (metrics, statistics) are summed over one event-loop turn and leave with that turn's batch: a few entries
-// instead of a dozen per message (a command count and a duration per command, several per delivery)
+// Counters (metrics, statistics) are summed until the next batch leaves (node/smtp/ipc.ts: with a request, or after
+// COUNTERS_DELAY_MS): a few entries instead of a dozen per message (a command count and a duration per command,
+// several per delivery), and no write of their own
 const incs = new Map<string, [string, string, number]>()
 const observes: Array<[string, string, number]> = []
 const adds = new Map<string, [string, string | null, number]>()
@@ -52,11 +57,11 @@ const metricsSink = {
     const e = incs.get(k)
     if (e !== undefined) e[2] += value
     else incs.set(k, [name, label, value])
-    channel.touch()
+    channel.touchLater()
   },
   observe (name: string, label: string, seconds: number): void {
     observes.push([name, label, seconds])
-    channel.touch()
+    channel.touchLater()
   }
 }
 const statsSink = {
@@ -65,7 +70,7 @@ const statsSink = {
     const e = adds.get(k)
     if (e !== undefined) e[2] += n
     else adds.set(k, [series, address, n])
-    channel.touch()
+    channel.touchLater()
   }
 }
 
@@ -73,13 +78,64 @@ const statsSink = {
 process.on('disconnect', () => { process.exit(0) })
 
 let nextId = 1
-const pending = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
+const pending = new Map<number, { resolve: (v: unknown, gen?: number) => void, reject: (e: Error) => void }>()
 
 function call (target: Target, method: string, args: unknown[]): Promise<unknown> {
+  return callTagged(target, method, args).then(r => r.value)
+}
+
+/** A call, with the directory change count the primary read the answer under (directory calls only). */
+function callTagged (target: Target, method: string, args: unknown[]): Promise<{ value: unknown, gen?: number }> {
   const id = nextId++
   return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject })
+    pending.set(id, { resolve: (value, gen) => { resolve(gen === undefined ? { value } : { value, gen }) }, reject })
     channel.post({ t: 'req', id, target, method, args })
+  })
+}
+
+// The directory's answers SMTP asks for (several per RCPT), kept until the primary says the directory changed: each
+// answer comes tagged with the change count it was read under and is kept only if no change was announced since, so
+// a change made at the primary while the answer travelled cannot leave an old answer behind. Bounded: hostile RCPTs
+// to made-up addresses evict the oldest entries, never grow the map beyond DIRECTORY_CACHE_MAX.
+const DIRECTORY_CACHE_MAX = 20_000
+const DIRECTORY_CACHED = new Set(['isLocalDomain', 'getDomain', 'getUser', 'expandRecipient', 'resolveRecipient', 'mayUseAddress'])
+let dirGen = 0
+let dirCache = false
+const dirAnswers = new Map<string, unknown>()
+const dirAsked = new Map<string, Promise<unknown>>() // in flight, shared by sessions asking the same
+
+function directoryChanged (gen: number): void {
+  dirGen = gen
+  dirAnswers.clear()
+  dirAsked.clear()
+}
+
+function cachedDirectory (): SmtpComponents['directory'] {
+  const direct = remote<SmtpComponents['directory']>('directory')
+  return new Proxy(direct, {
+    get: (o, method) => {
+      if (typeof method !== 'string' || !DIRECTORY_CACHED.has(method)) return Reflect.get(o, method)
+      return async (...args: unknown[]) => {
+        if (!dirCache) return await call('directory', method, args)
+        const key = method + '\0' + JSON.stringify(args)
+        if (dirAnswers.has(key)) return dirAnswers.get(key)
+        const asked = dirAsked.get(key)
+        if (asked !== undefined) return await asked
+        const p = callTagged('directory', method, args).then(r => {
+          if (dirAsked.get(key) === p) dirAsked.delete(key)
+          if (r.gen === dirGen) {
+            if (dirAnswers.size >= DIRECTORY_CACHE_MAX) dirAnswers.delete(dirAnswers.keys().next().value as string)
+            dirAnswers.set(key, r.value)
+          }
+          return r.value
+        }, (err: unknown) => {
+          if (dirAsked.get(key) === p) dirAsked.delete(key)
+          throw err
+        })
+        dirAsked.set(key, p)
+        return await p
+      }
+    }
   })
 }
 
@@ -123,7 +179,7 @@ function build (w: WorkerInit, name: WorkerServiceName): SmtpService {
   }
   const has = s.has
   const components: SmtpComponents = {
-    directory: remote('directory'),
+    directory: cachedDirectory(),
     delivery: remote('delivery'),
     auth: remote('auth'),
     limiter,
@@ -169,7 +225,9 @@ process.on('message', (m: unknown, handle: unknown) => {
         if (p === undefined) continue
         pending.delete(x.id)
         if (x.error !== undefined) p.reject(fromWire(x.error))
-        else p.resolve(x.value)
+        else p.resolve(x.value, x.gen)
+      } else if (x.t === 'dir') {
+        directoryChanged(x.gen)
       } else if (x.t === 'stop') {
         void stop()
       }
@@ -186,6 +244,8 @@ process.on('message', (m: unknown, handle: unknown) => {
     else service.emit('connection', socket)
   } else if (msg.t === 'init') {
     init = msg
+    dirGen = msg.dirGen
+    dirCache = msg.dirCache
   } else if (msg.t === 'stop') {
     void stop()
   } else if (msg.t === 'listen' && init !== null && !stopping) {

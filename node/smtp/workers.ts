@@ -6,6 +6,10 @@
 // AUTH, the connection limits (one count for all processes), the delivery and the outbound queue. Each user's writes
 // are still ordered by one owner (the primary's store and grid), and a worker answers 250 only once the primary said
 // the copies are durable. A worker that dies is started again; what it had not answered was never acknowledged.
+// Directory answers (domains, users, aliases: what RCPT asks several times per message) are kept by the worker until
+// the directory changes here: the primary tells every worker at each change (onDirectoryChange), so a worker's view
+// is as current as the primary's, one IPC hop later; a message to a user without a quota costs one round trip (its
+// delivery), not seven.
 
 import { fork } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -35,7 +39,7 @@ export type WorkerTargets = Partial<Record<Exclude<Target, 'limiter'>, object>> 
 
 export interface SmtpWorkersInit {
   count: number
-  workerInit: Omit<WorkerInit, 't'>
+  workerInit: Omit<WorkerInit, 't' | 'dirGen' | 'dirCache'>
   listeners: Array<{ name: WorkerServiceName, server: Server }>
 }
 
@@ -54,6 +58,9 @@ export class SmtpWorkers {
   private readonly log: Logger
   private readonly targets: WorkerTargets
   private readonly init: SmtpWorkersInit
+  /** Directory changes seen so far; an answer tagged with an older count is not kept by the worker. */
+  private dirGen = 0
+  private unsubscribe: (() => void) | null = null
 
   constructor (targets: WorkerTargets, init: SmtpWorkersInit, logger: Logger) {
     this.targets = targets
@@ -66,6 +73,16 @@ export class SmtpWorkers {
 
   /** Starts the workers; resolves when each accepts on every listener. */
   async start (): Promise<void> {
+    const dir = this.targets.directory as { onDirectoryChange?: (l: () => void) => () => void } | undefined
+    this.unsubscribe = dir?.onDirectoryChange?.(() => {
+      this.dirGen++
+      // through each worker's batch, so it arrives after the answers read before the change and before the later
+      // ones; sent now, before the change's writer hears it is done (so before any session it then opens)
+      for (const w of this.workers) {
+        w.channel.post({ t: 'dir', gen: this.dirGen })
+        w.channel.flush()
+      }
+    }) ?? null
     await Promise.all(Array.from({ length: this.init.count }, async () => { await this.spawn() }))
     // A connection the primary's copy of a listening socket accepts goes to a worker too (round robin), so no session
     // runs here while a worker is up; with none up (all restarting), the primary's own SMTP service takes it.
@@ -134,7 +151,7 @@ export class SmtpWorkers {
         if (!this.stopping) this.spawn().catch((err: unknown) => { this.log.error({ err }, 'smtp_worker_restart_failed') })
       }, delay).unref()
     })
-    child.send({ t: 'init', ...this.init.workerInit })
+    child.send({ t: 'init', ...this.init.workerInit, dirGen: this.dirGen, dirCache: this.unsubscribe !== null })
     for (const l of this.init.listeners) child.send({ t: 'listen', name: l.name }, l.server)
     await ready
   }
@@ -184,10 +201,12 @@ export class SmtpWorkers {
       return
     }
     const id = m.id
+    // the directory's answers are tagged with the change count they were read under (see dirGen)
+    const gen = m.target === 'directory' ? this.dirGen : undefined
     // bytes arrive as Uint8Array or Buffer depending on the serializer: the primary's code wants Buffers
     const args = m.args.map(a => a instanceof Uint8Array && !Buffer.isBuffer(a) ? Buffer.from(a.buffer, a.byteOffset, a.byteLength) : a)
     Promise.resolve().then(async () => await (fn as (...a: unknown[]) => Promise<unknown>).apply(obj, args)).then(
-      value => { w.channel.post({ t: 'res', id, value }) },
+      value => { w.channel.post({ t: 'res', id, value, ...(gen !== undefined ? { gen } : {}) }) },
       (err: unknown) => { w.channel.post({ t: 'res', id, error: toWire(err) }) }
     )
   }
@@ -195,6 +214,8 @@ export class SmtpWorkers {
   /** Drains: each worker stops accepting, lets its sessions finish, and exits (killed after a grace period). */
   async stop (): Promise<void> {
     this.stopping = true
+    this.unsubscribe?.()
+    this.unsubscribe = null
     for (const [server, listeners] of this.own) {
       ;(server as Server & { pauseOnConnect: boolean }).pauseOnConnect = false
       server.removeAllListeners('connection')

@@ -164,3 +164,43 @@ test('implicit TLS sessions start whichever process accepted the connection (the
     }
   }
 })
+
+/** RCPT TO's reply for `address` in a fresh session (so over whichever worker takes it). */
+async function rcpt (port: number, address: string): Promise<string> {
+  const c = await RawClient.connect(port)
+  try {
+    assert.match(await c.read(), /^220 /)
+    for (const cmd of ['EHLO client.test', 'MAIL FROM:<alice@example.org>']) assert.match(await c.cmd(cmd), /^250[ -]/)
+    return await c.cmd(`RCPT TO:<${address}>`)
+  } finally {
+    c.close()
+  }
+}
+
+test('a worker keeps directory answers only until the directory changes (a user added, disabled, a domain added)', async (t) => {
+  const { node, store, port } = await setup(t)
+  // each step asks several times, over both workers, so each has answered (and kept) the step before's answer
+  const ask = async (address: string, want: RegExp, why: string): Promise<void> => {
+    for (let i = 0; i < 6; i++) assert.match(await rcpt(port('smtp'), address), want, `${why} (session ${i})`)
+  }
+  await ask('carol@example.com', /^550 5\.1\.1 /, 'unknown user')
+  await store.addUser({ address: 'carol@example.com', password: 'carolpass' })
+  await ask('carol@example.com', /^250 /, 'the new user, at once')
+  await store.setStatus('carol@example.com', 'disabled')
+  await ask('carol@example.com', /^550 5\.2\.1 /, 'the disabled user, at once')
+  await ask('dave@example.net', /^550 5\.7\.1 /, 'a domain not ours: relay refused')
+  await store.addDomain('example.net')
+  await store.addUser({ address: 'dave@example.net', password: 'davepass' })
+  await ask('dave@example.net', /^250 /, 'the new domain\'s user, at once')
+  await store.deleteUser('dave@example.net')
+  await ask('dave@example.net', /^550 5\.1\.1 /, 'the deleted user, at once')
+  // workers started again hear the changes made after they start
+  const before = node.smtpWorkerPids
+  for (const pid of before) process.kill(pid, 'SIGKILL')
+  await until('new workers', () => node.smtpWorkerPids.length === 2 && node.smtpWorkerPids.every(p => !before.includes(p)))
+  await ask('erin@example.com', /^550 5\.1\.1 /, 'unknown user, after the restart')
+  await store.addUser({ address: 'erin@example.com', password: 'erinpass' })
+  await ask('erin@example.com', /^250 /, 'the new user, after the restart')
+  assert.match(await send(port('smtp'), 'still-delivers'), /^250 /)
+  assert.ok(await inboxHas(store, 'bob@example.com', 'still-delivers'))
+})
