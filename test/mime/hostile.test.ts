@@ -11,13 +11,17 @@ import {
 import type { MessageMeta, MimePart } from '../../store/mime/index.ts'
 import { msg, validate } from './helpers.ts'
 
-/** Generous for a shared 2-core machine; a quadratic pass over these inputs would take minutes. */
+/**
+ * CPU time, not wall time (a loaded machine stretches the one, hardly the other); generous: a quadratic pass over
+ * these inputs would take minutes.
+ */
 const HOSTILE_MS_MAX = 2000
+const cpuMs = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
 
 function timed (raw: Buffer): { meta: MessageMeta, ms: number } {
-  const t0 = performance.now()
+  const t0 = cpuMs()
   const meta = analyzeMessage(raw)
-  const ms = performance.now() - t0
+  const ms = cpuMs() - t0
   validate(meta, raw)
   return { meta, ms }
 }
@@ -112,15 +116,15 @@ const HOSTILE: [string, () => Buffer, (meta: MessageMeta, raw: Buffer) => void][
     assert.equal(meta.envelope.subject, '\u00ff\u00fe\u0000\u00c3')
   }],
   ['encoded-word spam in the subject', () => Buffer.from('Subject: ' + '=?utf-8?q?a?= =?x?'.repeat(3000) + '\r\n\r\n'), (meta) => {
-    const t0 = performance.now()
+    const t0 = cpuMs()
     decodeHeaderValue(meta.envelope.subject ?? '')
-    assert.ok(performance.now() - t0 < HOSTILE_MS_MAX)
+    assert.ok(cpuMs() - t0 < HOSTILE_MS_MAX)
   }],
   ['10 MB base64 text part decoded for SEARCH', () => Buffer.from('Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n' +
     ('QUJD'.repeat(19) + '\r\n').repeat(130_000)), (meta, raw) => {
-    const t0 = performance.now()
+    const t0 = cpuMs()
     assert.equal(decodedText(raw, meta.root).length, 57 * 130_000)
-    assert.ok(performance.now() - t0 < HOSTILE_MS_MAX)
+    assert.ok(cpuMs() - t0 < HOSTILE_MS_MAX)
   }]
 ]
 
