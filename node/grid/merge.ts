@@ -14,6 +14,7 @@ import { attrWins, summarizeLog } from '../../store/index.ts'
 import { LOG_BATCH_ENTRIES_MAX } from './wire.ts'
 
 export const EIDS_BATCH = 2048 // log ids compared per request while looking for the common prefix
+export const MOVED_LOGGED_MAX = 500 // renumbered UIDs named in the merge_done line, per mailbox
 
 export interface MergePeer {
   eids (from: number, to: number): Promise<Array<string | null>>
@@ -68,6 +69,8 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
   // saw its HIGHESTMODSEQ, so what the merge renumbers, adds or flags must come above it (RFC 7162 3.1.2), and so
   // must each mailbox's HIGHESTMODSEQ
   const theirModseq = Number.isSafeInteger(theirs.modseqAfter) ? theirs.modseqAfter : 0
+  // old UID → new UID per mailbox name, for the log (test/stress follows acknowledged APPENDs through them)
+  const moved: Record<string, Array<[number, number]>> = {}
   for (const box of await store.listMailboxes(user)) {
     const theirNext = theirs.uidNextAfter[box.name]
     if (theirNext === undefined) continue
@@ -76,8 +79,9 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
     if (theirNext > start) {
       const contested = (await store.listMessages(user, box.id, { from: start, to: theirNext - 1 })).map(r => r.uid)
       if (contested.length > 0) {
-        await store.renumber(user, box.id, contested)
+        const pairs = await store.renumber(user, box.id, contested)
         result.renumbered += contested.length
+        if (pairs.length > 0) moved[box.name] = pairs.slice(0, MOVED_LOGGED_MAX)
       }
     }
   }
@@ -147,6 +151,6 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
     await store.setAttrs(user, [{ key, value: theirsChange.value }], { at: theirsChange.at })
     result.attrs++
   }
-  log.info({ user, ...result, gids: missing.length <= 20 ? missing.map(a => a.gid.slice(0, 12)) : undefined }, 'merge_done')
+  log.info({ user, ...result, gids: missing.length <= 20 ? missing.map(a => a.gid.slice(0, 12)) : undefined, moved: result.renumbered > 0 ? moved : undefined }, 'merge_done')
   return result
 }

@@ -4,7 +4,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ResponseFramer, View, parseOne, stressMessage, verifyMessage } from './imap-view.ts'
-import { runStress } from './imap-stress.ts'
+import { keyOf, runStress, World } from './imap-stress.ts'
 
 function planted (): { view: View, problems: string[] } {
   const problems: string[] = []
@@ -60,6 +60,34 @@ test('the framer waits for literals; a message is checked against its own checks
   assert.ok('error' in verifyMessage(raw.replace('body line', 'body lime')))
 })
 
+test('grid: a report about an acknowledged APPEND a merge renumbered is excused, any other kept', () => {
+  // a restarted node's entries that never reached the replicas contest UIDs the new primary gave meanwhile; the merge
+  // gives both sides' messages new UIDs (DESIGN.md) and names them in its merge_done line
+  const world = new World('grid', () => [], () => {})
+  world.learnMerges([
+    'n2 {"level":30,"user":"g0@example.com","renumbered":1,"moved":{"INBOX":[[5,9]]},"msg":"merge_done"}',
+    'n1 {"level":30,"user":"g0@example.com","renumbered":1,"moved":{"INBOX":[[9,12]]},"msg":"merge_done"}',
+    'n3 {"level":30,"user":"g0@example.com","renumbered":0,"msg":"merge_done"}',
+    'n3 not json "merge_done"'
+  ].join('\n'))
+  const five = keyOf('g0@example.com', 'INBOX', 7, 5)
+  const six = keyOf('g0@example.com', 'INBOX', 7, 6)
+  assert.equal(world.movedTo(five), keyOf('g0@example.com', 'INBOX', 7, 12))
+  assert.equal(world.movedTo(six), null)
+  assert.equal(world.movedTo(keyOf('g1@example.com', 'INBOX', 7, 5)), null)
+  assert.equal(world.movedTo(keyOf('g0@example.com', 'Stress1', 7, 5)), null)
+  // a removal asked under the new UID counts for the message
+  assert.equal(world.removalAsked(five), false)
+  world.intend(keyOf('g0@example.com', 'INBOX', 7, 12))
+  assert.equal(world.removalAsked(five), true)
+  assert.equal(world.removalAsked(six), false)
+  world.deferred.push({ key: five, session: 's1', kind: 'acked-missing', detail: 'five' }, { key: six, session: 's2', kind: 'expunge-unasked', detail: 'six' })
+  world.deferredReports()
+  assert.equal(world.excused, 1)
+  assert.equal(world.inconsistencies, 1)
+  assert.deepEqual(world.errors, ['expunge-unasked s2: six'])
+})
+
 test('stress: random sessions on one node', async () => {
   const report = await runStress({ seconds: 20, sessions: 8, target: 'one', log: () => {} })
   assert.deepEqual(report.errors, [])
@@ -71,7 +99,8 @@ test('stress: random sessions on one node', async () => {
 
 // A node restarted behind the other replicas may serve its stale copy (and take writes on it) before it has heard
 // the others: sessions then miss acknowledged APPENDs and flag changes, and an acknowledged APPEND can be lost at the
-// merge (node/imap/README.md, "Stress tester"; a grid issue, not the session layer's). Until that is fixed, view
+// merge (node/imap/README.md, "Stress tester"; a grid issue, not the session layer's). The UIDs a merge renumbers by
+// design (contested by a restarted node's unshipped entries) are followed, not reported (World.moved). View
 // inconsistencies on the grid are reported here as a TODO, and fail the test with MAILGRID_STRESS_STRICT=1; protocol
 // errors always fail it.
 const STRICT = process.env.MAILGRID_STRESS_STRICT === '1'

@@ -14,7 +14,7 @@ import type { Socket } from 'node:net'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startGrid, until } from '../helpers/cluster.ts'
@@ -52,6 +52,10 @@ export interface StressReport {
   bodiesVerified: number
   finalMessages: number
   finalAckedFound: number
+  /** Grid: acknowledged APPENDs a merge renumbered (DESIGN.md: contested UIDs move above both sides), and the session
+   * reports (acked-missing, expunge-unasked) about them that this excused. */
+  renumbered: number
+  excusedByRenumbering: number
 }
 
 const MAILBOXES = ['INBOX', 'Stress1', 'Stress2']
@@ -62,7 +66,7 @@ const ERRORS_KEPT = 60
 type Intent = number
 
 /** What all sessions share: counters, the acknowledged APPENDs and the UIDs someone asked to remove. */
-class World {
+export class World {
   clock = 0
   commands = 0
   byCommand = new Map<string, number>()
@@ -79,6 +83,17 @@ class World {
   readonly acked = new Map<string, { id: string, at: number, wall: number }>()
   /** Same keys: the first time a session asked for the message's removal (\Deleted, MOVE), acknowledged or not. */
   readonly intents = new Map<string, Intent>()
+  /**
+   * Grid: UIDs a merge gave new ones (user\0mailbox\0uid → new UID), from the nodes' merge_done log lines. A restarted
+   * node's entries that never reached the replicas contest UIDs the new primary gave meanwhile; the merge gives the
+   * messages of both sides new UIDs above both (DESIGN.md, "Data and replication"; node/grid/merge.ts).
+   */
+  readonly moved = new Map<string, number>()
+  /** Grid: a session's acked-missing or expunge-unasked, judged once the merges are known (deferredReports). */
+  readonly deferred: Array<{ key: string, session: string, kind: string, detail: string }> = []
+  /** Grid: acknowledged APPENDs a merge renumbered, and session reports about them excused. */
+  renumbered = 0
+  excused = 0
   readonly target: 'one' | 'grid'
   ports: () => number[]
   stopping = false
@@ -107,9 +122,60 @@ class World {
   intend (key: string): void {
     if (!this.intents.has(key)) this.intents.set(key, this.tick())
   }
+
+  /** Where a merge moved the message acknowledged as `key` (following every renumbering), or null. */
+  movedTo (key: string): string | null {
+    const [user, box, uidv] = key.split('\0')
+    let uid = Number(key.split('\0')[3])
+    let out: string | null = null
+    for (let hops = 0; hops < 100; hops++) {
+      const next = this.moved.get(`${user}\0${box}\0${uid}`)
+      if (next === undefined) break
+      uid = next
+      out = keyOf(user!, box!, Number(uidv), uid)
+    }
+    return out
+  }
+
+  /** Some session asked for the removal of the message acknowledged as `key`, under that UID or one a merge gave it. */
+  removalAsked (key: string): boolean {
+    if (this.intents.has(key)) return true
+    const [user, box, uidv] = key.split('\0')
+    let uid = Number(key.split('\0')[3])
+    for (let hops = 0; hops < 100; hops++) {
+      const next = this.moved.get(`${user}\0${box}\0${uid}`)
+      if (next === undefined) return false
+      uid = next
+      if (this.intents.has(keyOf(user!, box!, Number(uidv), uid))) return true
+    }
+    return false
+  }
+
+  /** Reads the renumberings of the nodes' merges from the cluster log (lines `name {json}`). */
+  learnMerges (text: string): void {
+    for (const line of text.split('\n')) {
+      if (!line.includes('"merge_done"')) continue
+      let entry: { user?: string, moved?: Record<string, Array<[number, number]>> }
+      try {
+        entry = JSON.parse(line.slice(line.indexOf('{')))
+      } catch {
+        continue
+      }
+      if (entry.user === undefined || entry.moved === undefined) continue
+      for (const [box, pairs] of Object.entries(entry.moved)) for (const [from, to] of pairs) this.moved.set(`${entry.user}\0${box}\0${from}`, to)
+    }
+  }
+
+  /** Grid: the deferred reports, now that the merges are known: one about a message a merge renumbered is excused. */
+  deferredReports (): void {
+    for (const d of this.deferred) {
+      if (this.movedTo(d.key) !== null) { this.excused++; continue }
+      this.inconsistent(d.session, d.kind, d.detail)
+    }
+  }
 }
 
-const keyOf = (user: string, mailbox: string, uidValidity: number, uid: number): string => `${user}\0${mailbox}\0${uidValidity}\0${uid}`
+export const keyOf = (user: string, mailbox: string, uidValidity: number, uid: number): string => `${user}\0${mailbox}\0${uidValidity}\0${uid}`
 
 class Disconnected extends Error {}
 class TimedOut extends Error {}
@@ -407,7 +473,11 @@ class StressSession {
       const key = keyOf(this.user, view.mailbox, view.uidValidity, uid)
       if (!this.world.acked.has(key)) continue
       this.world.checks++
-      if (!this.world.intents.has(key)) this.bad('expunge-unasked', `${view.mailbox} UID ${uid} (an acknowledged APPEND) expunged though no session stored \\Deleted on it or moved it`)
+      if (this.world.intents.has(key)) continue
+      const detail = `${view.mailbox} UID ${uid} (an acknowledged APPEND) expunged though no session stored \\Deleted on it or moved it`
+      // on a grid a merge may have renumbered it (the old UID is expunged): judged at the end (World.deferredReports)
+      if (this.world.target === 'grid') this.world.deferred.push({ key, session: this.name, kind: 'expunge-unasked', detail })
+      else this.bad('expunge-unasked', detail)
     }
   }
 
@@ -525,7 +595,9 @@ class StressSession {
       // once per message and session: the NOOPs after it would report the same absence again
       if (known.has(uid) || this.#missingReported.has(key)) continue
       this.#missingReported.add(key)
-      this.bad('acked-missing', `${view.mailbox} UID ${uid} (${a.id}, acknowledged) is not in the view after ${afterSelect ? 'SELECT' : 'NOOP'}`)
+      const detail = `${view.mailbox} UID ${uid} (${a.id}, acknowledged) is not in the view after ${afterSelect ? 'SELECT' : 'NOOP'}`
+      if (this.world.target === 'grid') this.world.deferred.push({ key, session: this.name, kind: 'acked-missing', detail })
+      else this.bad('acked-missing', detail)
     }
   }
 
@@ -889,11 +961,14 @@ async function finalCheck (world: World, users: string[]): Promise<{ messages: n
           world.inconsistent('final', 'uidvalidity-changed', `${user} ${box}: acknowledged under UIDVALIDITY ${uidv}, now ${view.uidValidity}`)
           continue
         }
-        const uid = Number(uidText)
+        // a merge may have given it a new UID (World.moved): the old one names nothing now, the new one this message
+        const moved = world.movedTo(key)
+        const uid = moved === null ? Number(uidText) : Number(moved.split('\0')[3])
+        if (moved !== null) world.renumbered++
         if (ids.has(uid)) {
           found++
-          if (ids.get(uid) !== a.id) world.inconsistent('final', 'final-id', `${user} ${box} UID ${uid} holds ${ids.get(uid)}, acknowledged for ${a.id}`)
-        } else if (!world.intents.has(key)) {
+          if (ids.get(uid) !== a.id) world.inconsistent('final', 'final-id', `${user} ${box} UID ${uid}${moved === null ? '' : ` (renumbered from ${uidText})`} holds ${ids.get(uid)}, acknowledged for ${a.id}`)
+        } else if (!world.removalAsked(key)) {
           lost.push({ box, uid, id: a.id, at: a.wall })
         }
       }
@@ -918,6 +993,16 @@ export async function runStress (opts: StressOptions): Promise<StressReport> {
   const users = opts.target === 'one' ? ['s0@example.com', 's1@example.com'] : ['g0@example.com', 'g1@example.com']
   let target: Target | null = null
   const world = new World(opts.target, () => target?.ports() ?? [], log)
+  // grid: the nodes log at info into a cluster log (test/helpers/cluster.ts), where their merges name what they renumbered
+  const env = new Map<string, string | undefined>()
+  let clusterLog: { path: string, from: number } | null = null
+  if (opts.target === 'grid') {
+    const set = (name: string, value: string): void => { env.set(name, process.env[name]); process.env[name] = value }
+    if (process.env.MAILGRID_TEST_LOG === undefined || process.env.MAILGRID_TEST_LOG === 'silent') set('MAILGRID_TEST_LOG', 'info')
+    if (process.env.MAILGRID_CLUSTER_LOG === undefined) set('MAILGRID_CLUSTER_LOG', join(dir, 'cluster.log'))
+    const path = process.env.MAILGRID_CLUSTER_LOG!
+    clusterLog = { path, from: await stat(path).then(st => st.size, () => 0) }
+  }
   try {
     target = opts.target === 'one' ? await startOne(join(dir, 'node'), users) : await startGridTarget(dir, users, world, rnd)
     // the mailboxes, once per user
@@ -942,7 +1027,12 @@ export async function runStress (opts: StressOptions): Promise<StressReport> {
     const elapsed = (Date.now() - started) / 1000
     world.stopping = true
     await target.settle()
+    if (clusterLog !== null) {
+      await new Promise(resolve => setTimeout(resolve, 1000)) // the nodes flush their log every 250 ms
+      world.learnMerges((await readFile(clusterLog.path).catch(() => Buffer.alloc(0))).subarray(clusterLog.from).toString())
+    }
     const final = await finalCheck(world, users)
+    world.deferredReports()
     return {
       target: opts.target,
       seed,
@@ -962,11 +1052,17 @@ export async function runStress (opts: StressOptions): Promise<StressReport> {
       ackedAppends: world.acked.size,
       bodiesVerified: world.bodiesVerified,
       finalMessages: final.messages,
-      finalAckedFound: final.found
+      finalAckedFound: final.found,
+      renumbered: world.renumbered,
+      excusedByRenumbering: world.excused
     }
   } finally {
     world.stopping = true
     await target?.stop().catch(() => {})
+    for (const [name, value] of env) {
+      if (value === undefined) delete process.env[name]
+      else process.env[name] = value
+    }
     await rm(dir, { recursive: true, force: true })
   }
 }
