@@ -90,9 +90,11 @@ ${SIEVE_USAGE}  import maildir DIR --to ADDRESS          copy a Dovecot Maildir 
                                           copy an mbox file (mboxrd/mboxo, Status/X-Status/X-Keywords flags)
   export ADDRESS --maildir DIR|--mbox DIR a Maildir Dovecot serves as it is (UIDs, UIDVALIDITY, flags,
                                           keywords, dates, subscriptions), or one mbox file per folder
-  backup --to DIR                         the directory and every user's mail (log + bodies), incremental
-  backup verify DIR                       check every file against the manifest's SHA-256
-  restore --from DIR [--user ADDRESS [--mailbox NAME]]
+  backup --to DIR [--key-file F]          the directory and every user's mail (log + bodies), incremental;
+                                          --key-file: every file sealed with AES-256-GCM (F: 32 bytes)
+  backup verify DIR [--key-file F]        check every file against the manifest's SHA-256 (with the key:
+                                          open each one and check its contents too)
+  restore --from DIR [--user ADDRESS [--mailbox NAME]] [--key-file F]
                                           rebuild a fresh grid, one user, or one mailbox as Restored/NAME
   cluster up --nodes N --dir DIR [--replicas R] [--base-port P] [--timeout SECONDS]
                                           start N nodes on loopback as one grid (returns once formed)
@@ -187,6 +189,7 @@ const OPTIONS = {
   maildir: { type: 'string' },
   mbox: { type: 'string' },
   mailbox: { type: 'string' },
+  'key-file': { type: 'string' },
   // sieve (appliance/sieve-cmd.ts)
   file: { type: 'string' },
   activate: { type: 'boolean' },

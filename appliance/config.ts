@@ -138,7 +138,7 @@ export interface Config {
     rspamd: { url: string, failOpen: boolean } // '' = no rspamd
   }
   stats: { retentionDays: number }
-  backup: { dir: string, intervalMinutes: number } // '' or 0: no scheduled backup
+  backup: { dir: string, intervalMinutes: number, keyFile: string } // '' or 0: no scheduled backup; keyFile '': not encrypted
   collect: { allowPrivate: boolean } // collection from hosts at private addresses (node/host-policy.ts)
   alarms: {
     mailTo: string // '' = alarms are not mailed
@@ -236,6 +236,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'stats.retentionDays', kind: { type: 'int', min: 1, max: STATS_RETENTION_DAYS_MAX }, default: 30 },
   { path: 'backup.dir', kind: { type: 'path', empty: true }, default: '' },
   { path: 'backup.intervalMinutes', kind: { type: 'int', min: 0, max: 7 * 24 * 60 }, default: 0 },
+  { path: 'backup.keyFile', kind: { type: 'path', empty: true }, default: '' },
   { path: 'collect.allowPrivate', kind: { type: 'bool' }, default: false },
   { path: 'alarms.mailTo', kind: { type: 'address' }, default: '' },
   { path: 'alarms.diskUsedPct', kind: { type: 'int', min: 1, max: 100 }, default: 85 },
@@ -649,7 +650,7 @@ export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: s
     inbound: { dmarcReject: config.inbound.dmarcReject },
     filters: { rspamd: { ...config.filters.rspamd } },
     stats: { retentionDays: config.stats.retentionDays },
-    ...(config.backup.dir !== '' && config.backup.intervalMinutes > 0 ? { backup: { dir: config.backup.dir, intervalMinutes: config.backup.intervalMinutes } } : {}),
+    ...(config.backup.dir !== '' && config.backup.intervalMinutes > 0 ? { backup: { dir: config.backup.dir, intervalMinutes: config.backup.intervalMinutes, ...(config.backup.keyFile !== '' ? { keyFile: config.backup.keyFile } : {}) } } : {}),
     collect: { allowPrivate: config.collect.allowPrivate },
     alarms: {
       mailTo: config.alarms.mailTo,

@@ -9,7 +9,8 @@ import { importMaildir } from '../node/migrate/maildir.ts'
 import { importMbox } from '../node/migrate/mbox.ts'
 import { exportMaildir, exportMbox } from '../node/migrate/export.ts'
 import type { ExportReport, ImportReport } from '../node/migrate/types.ts'
-import { BackupError, restoreBackup, runBackup, verifyBackup } from '../node/backup/index.ts'
+import { BackupError, readKeyFile, restoreBackup, runBackup, verifyBackup } from '../node/backup/index.ts'
+import type { BackupKey } from '../node/backup/index.ts'
 import { httpBackupSource, httpMailSource, httpMailTarget, httpRestoreTarget } from './mail-client.ts'
 
 export class FilesUsageError extends Error {}
@@ -87,27 +88,42 @@ export async function exportCommand (ctx: FilesCtx): Promise<void> {
   ])
 }
 
+/** The backup key of --key-file (node/backup/crypto.ts), if given. */
+async function keyOf (ctx: FilesCtx): Promise<BackupKey | undefined> {
+  const f = ctx.values['key-file']
+  if (f === undefined) return undefined
+  if (typeof f !== 'string' || f === '') throw new FilesUsageError('--key-file takes a file (32 bytes: head -c 32 /dev/urandom > FILE)')
+  try {
+    return await readKeyFile(f)
+  } catch (err) {
+    if (err instanceof BackupError) throw new CliError(err.message)
+    throw err
+  }
+}
+
 /** `backup --to DIR` and `backup verify DIR`. */
 export async function backupCommand (ctx: FilesCtx): Promise<boolean> {
   if (ctx.args[0] === 'verify') {
     const dir = ctx.args[1]
     if (dir === undefined || ctx.args.length > 2) throw new FilesUsageError('backup verify takes one DIR')
-    const r = await verifyBackup(dir)
+    const key = await keyOf(ctx)
+    const r = await verifyBackup(dir, key !== undefined ? { key } : {})
     const { manifest: _m, ...report } = r
     out(ctx, report, [
-      r.ok ? `backup ${dir}: OK (${r.files} files, ${mb(r.bytes)}, ${r.users} users)` : `backup ${dir}: ${r.problems.length} problems`,
+      r.ok ? `backup ${dir}: OK (${r.files} files, ${mb(r.bytes)}, ${r.users} users${r.encrypted ? r.contentsChecked ? ', encrypted, contents checked with the key' : ', encrypted: checksums only, give --key-file to check the contents' : ''})` : `backup ${dir}: ${r.problems.length} problems`,
       ...r.problems.slice(0, 100).map(p => `  ${p}`)
     ])
     return r.ok
   }
   if (ctx.args.length > 0) throw new FilesUsageError('backup takes --to DIR (or: backup verify DIR)')
   const dir = need(ctx.values.to, '--to DIR')
+  const key = await keyOf(ctx)
   const api = await ctx.api()
   const st = await api.request('GET', '/v1/status') as { hostname?: string }
   const started = Date.now()
   let run
   try {
-    ({ run } = await runBackup(httpBackupSource(api, st.hostname ?? api.url), dir))
+    ({ run } = await runBackup(httpBackupSource(api, st.hostname ?? api.url), dir, key !== undefined ? { key } : {}))
   } catch (err) {
     if (err instanceof BackupError) throw new CliError(err.message)
     throw err
@@ -128,10 +144,11 @@ export async function restoreCommand (ctx: FilesCtx): Promise<boolean> {
   const user = typeof ctx.values.user === 'string' ? ctx.values.user : undefined
   const mailbox = typeof ctx.values.mailbox === 'string' ? ctx.values.mailbox : undefined
   if (mailbox !== undefined && user === undefined) throw new FilesUsageError('--mailbox needs --user')
+  const key = await keyOf(ctx)
   const started = Date.now()
   let r
   try {
-    r = await restoreBackup(dir, httpRestoreTarget(await ctx.api()), { ...(user !== undefined ? { user } : {}), ...(mailbox !== undefined ? { mailbox } : {}) })
+    r = await restoreBackup(dir, httpRestoreTarget(await ctx.api()), { ...(user !== undefined ? { user } : {}), ...(mailbox !== undefined ? { mailbox } : {}), ...(key !== undefined ? { key } : {}) })
   } catch (err) {
     if (err instanceof BackupError) throw new CliError(`restore refused: ${err.message}`)
     throw err

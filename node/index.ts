@@ -249,7 +249,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     hostname: init.hostname, messageBytesMax: init.limits.messageBytesMax, ...(init.collectTickMs !== undefined ? { tickMs: init.collectTickMs } : {})
   })
   const backups = new BackupScheduler({ store, userMail, grid, logger: logger.child({ ns: 'backup' }), now }, {
-    dir: init.backup?.dir ?? '', intervalMinutes: init.backup?.intervalMinutes ?? 0, node: init.hostname
+    dir: init.backup?.dir ?? '', intervalMinutes: init.backup?.intervalMinutes ?? 0, node: init.hostname, ...(init.backup?.keyFile !== undefined ? { keyFile: init.backup.keyFile } : {})
   })
   const alarmsInit = init.alarms ?? ALARMS_DEFAULTS
   const alarms = createAlarms({

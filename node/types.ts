@@ -97,8 +97,11 @@ export interface NodeInit {
   filters?: FiltersInit
   /** Statistics (node/stats): 5-minute buckets kept this many days in DATA/stats; absent: 30. */
   stats?: { retentionDays: number }
-  /** Scheduled backup (node/backup): into `dir` every `intervalMinutes` (0: off), by one node of the grid at a time. */
-  backup?: { dir: string, intervalMinutes: number }
+  /**
+   * Scheduled backup (node/backup): into `dir` every `intervalMinutes` (0: off), by one node of the grid at a time;
+   * sealed with the 32-byte key in `keyFile` when given (node/backup/crypto.ts).
+   */
+  backup?: { dir: string, intervalMinutes: number, keyFile?: string }
   /** How often mail collection (node/collect) looks for due accounts (ms); COLLECT_TICK_MS when absent (tests: shorter). */
   collectTickMs?: number
   /**

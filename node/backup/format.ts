@@ -4,6 +4,8 @@
 //                                          every record with its version, as the grid replicates them
 //   DIR/users/UHASH/FROM-TO.jsonl          a stretch of one user's log (one entry a line), FROM..TO inclusive
 //   DIR/blobs/HH/HASH                      a message body, named by its SHA-256 (stored once, whoever refers to it)
+// With a key (crypto.ts), every file but the manifest is sealed (AES-256-GCM); the manifest's checksums are of the
+// sealed bytes, so `backup verify` checks them without the key.
 // A user's mail is its log: the segments of a user, in order, are its log from position 1 to the manifest's
 // position; replaying them (the store's applyLog) rebuilds its mailboxes exactly: UIDs, UIDVALIDITY, MODSEQs,
 // flags, keywords, internal dates, global ids.
@@ -13,11 +15,14 @@ import { createReadStream } from 'node:fs'
 import { open, readFile, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { DirectoryRecord, LogAnchor, LogEntry } from '../../store/index.ts'
+import { checkKey, unseal } from './crypto.ts'
+import type { BackupKey, ManifestEncryption } from './crypto.ts'
 
 export const BACKUP_FORMAT = 'mailgrid-backup/1'
 export const MANIFEST = 'manifest.json'
 
-export interface FileEntry { bytes: number, sha256: string, run: number }
+/** A file of the backup: its size and SHA-256 as on disk (sealed, when encrypted), and then its plaintext's SHA-256. */
+export interface FileEntry { bytes: number, sha256: string, run: number, plainSha256?: string }
 
 export interface UserBackup {
   position: number
@@ -47,6 +52,8 @@ export interface Manifest {
   updated: string
   node: string
   directory: string | null // path of the directory file
+  /** Present when the files are sealed (crypto.ts); absent: plain files. */
+  encryption?: ManifestEncryption
   users: Record<string, UserBackup>
   files: Record<string, FileEntry>
   runs: RunRecord[]
@@ -138,7 +145,19 @@ export async function writeDurable (path: string, data: Buffer | string): Promis
   await rename(tmp, path)
 }
 
-/** Reads a file the manifest lists, checking its checksum first; throws BackupError when it does not match. */
+// the key that opens a manifest's files, given once by whoever opened the backup (restore, verify)
+const unlocked = new WeakMap<Manifest, BackupKey>()
+
+/** Gives the key for an encrypted backup's files (checked against the manifest's key id); refuses a key a plain backup does not need. */
+export function unlockManifest (manifest: Manifest, key: BackupKey | undefined, what: string): void {
+  checkKey(manifest.encryption, key, what)
+  if (key !== undefined) unlocked.set(manifest, key)
+}
+
+/**
+ * Reads a file the manifest lists, checking its checksum first, and opens it when the backup is encrypted (the key
+ * given by unlockManifest); throws BackupError when it does not match, or does not open.
+ */
 export async function readChecked (dir: string, manifest: Manifest, path: string): Promise<Buffer> {
   const f = manifest.files[path]
   if (f === undefined) throw new BackupError(`${path}: not in the manifest`)
@@ -149,5 +168,8 @@ export async function readChecked (dir: string, manifest: Manifest, path: string
     throw new BackupError(`${path}: ${(err as Error).message}`)
   }
   if (data.length !== f.bytes || sha256(data) !== f.sha256) throw new BackupError(`${path}: checksum mismatch (corrupted)`)
-  return data
+  if (manifest.encryption === undefined) return data
+  const key = unlocked.get(manifest)
+  if (key === undefined) throw new BackupError(`${path}: the backup is encrypted; give its key (--key-file)`)
+  return unseal(key, path, data)
 }

@@ -8,10 +8,13 @@ import type { Store } from '../../store/index.ts'
 import type { Grid } from '../grid/index.ts'
 import type { UserMail } from '../migrate/user-mail.ts'
 import { runBackup } from './writer.ts'
+import { readKeyFile } from './crypto.ts'
 import type { BackupSource } from './format.ts'
 import type { RestoreTarget } from './restore.ts'
 
 export * from './format.ts'
+export { backupKey, readKeyFile, BACKUP_CIPHER, BACKUP_KEY_BYTES } from './crypto.ts'
+export type { BackupKey, ManifestEncryption } from './crypto.ts'
 export { runBackup, BACKUP_USERS_CONCURRENCY } from './writer.ts'
 export type { BackupOptions } from './writer.ts'
 export { verifyBackup } from './verify.ts'
@@ -65,6 +68,8 @@ export interface BackupSchedulerInit {
   dir: string
   intervalMinutes: number // 0: off
   node: string
+  /** A 32-byte key file (crypto.ts): read at every run, so a missing or wrong one fails that run, said in the log. */
+  keyFile?: string
 }
 
 /** The scheduled backup (config backup.dir, backup.intervalMinutes): each interval, on the one node that owns BACKUP_RING_KEY. */
@@ -97,7 +102,8 @@ export class BackupScheduler {
     const log = this.c.logger
     this.running = (async () => {
       try {
-        const { run } = await runBackup(nodeBackupSource({ store: this.c.store, userMail: this.c.userMail, node: this.init.node }), this.init.dir, { signal: this.abort.signal, now: this.c.now })
+        const key = this.init.keyFile === undefined ? undefined : await readKeyFile(this.init.keyFile)
+        const { run } = await runBackup(nodeBackupSource({ store: this.c.store, userMail: this.c.userMail, node: this.init.node }), this.init.dir, { signal: this.abort.signal, now: this.c.now, ...(key !== undefined ? { key } : {}) })
         log.info({ event: 'backup_done', dir: this.init.dir, run: run.id, users: run.users, usersChanged: run.usersChanged, bytesWritten: run.bytesWritten, files: run.filesWritten, failed: run.failed.length }, 'scheduled backup done')
         for (const f of run.failed.slice(0, 20)) log.warn({ event: 'backup_user_failed', user: f.user, err: f.error }, 'a user was not backed up')
       } catch (err) {

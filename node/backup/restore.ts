@@ -12,7 +12,8 @@ import { domainOf, isMailError } from '../../store/index.ts'
 import type { DirectoryRecord, LogAnchor, LogEntry } from '../../store/index.ts'
 import { importGid } from '../migrate/maildir.ts'
 import type { MailTarget } from '../migrate/types.ts'
-import { BackupError, blobPath, readChecked, readManifest } from './format.ts'
+import { BackupError, blobPath, readChecked, readManifest, unlockManifest } from './format.ts'
+import type { BackupKey } from './crypto.ts'
 import type { Manifest } from './format.ts'
 import { parseSegment } from './verify.ts'
 
@@ -47,6 +48,8 @@ export interface RestoreOptions {
   mailbox?: string
   signal?: AbortSignal
   onUser?: (user: string) => void
+  /** The key of an encrypted backup (crypto.ts); refused when it is not the backup's. */
+  key?: BackupKey
 }
 
 async function directoryOf (dir: string, m: Manifest): Promise<DirectoryRecord[]> {
@@ -193,6 +196,7 @@ async function restoreMailbox (dir: string, m: Manifest, target: RestoreTarget, 
 export async function restoreBackup (dir: string, target: RestoreTarget, opts: RestoreOptions = {}): Promise<RestoreReport> {
   const m = await readManifest(dir)
   if (m === null) throw new BackupError(`${dir}: no manifest.json (not a backup)`)
+  unlockManifest(m, opts.key, dir)
   const report: RestoreReport = { users: 0, entries: 0, messages: 0, mailboxes: [], problems: [] }
   const records = await directoryOf(dir, m)
   const live = (key: string): DirectoryRecord | undefined => records.find(r => r.key === key && r.value.deleted !== true)

@@ -4,12 +4,17 @@
 // log no longer continues what the backup holds (its copy was reset after a merge) is taken again from position 1.
 // Files are written durably under temporary names and renamed; the manifest last, so an interrupted run leaves
 // the previous manifest, and the next run writes what is missing. Owner-only (0600 files, 0700 directories): the
-// directory file holds password hashes, DKIM private keys and the passwords of collected accounts.
+// directory file holds password hashes, DKIM private keys and the passwords of collected accounts. With a key
+// (crypto.ts) every file is sealed as it is written; the first run records the key's id in the manifest, and a later
+// run with another key, or none, is refused before it writes anything.
 
 import { createHash } from 'node:crypto'
 import { mkdir, open, rename, rm } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { LogEntry } from '../../store/index.ts'
+import { BACKUP_CIPHER, checkKey, seal, sealer } from './crypto.ts'
+import type { BackupKey, Sealer } from './crypto.ts'
 import { blobPath, emptyManifest, MANIFEST, readManifest, segmentPath, sha256, writeDurable } from './format.ts'
 import type { BackupSource, Manifest, RunRecord, UserBackup } from './format.ts'
 
@@ -20,17 +25,66 @@ export interface BackupOptions {
   signal?: AbortSignal
   now?: () => number
   onUser?: (user: string, entries: number) => void
+  /** Seal every file with this key (crypto.ts); an existing backup must have been written with the same one. */
+  key?: BackupKey
+}
+
+type Added = (path: string, bytes: number, hash: string, plain?: string) => void
+
+/** A file being written, sealed when there is a key: the bytes on disk are counted and hashed for the manifest. */
+class FileOut {
+  readonly disk = createHash('sha256')
+  readonly plain = createHash('sha256')
+  bytes = 0
+  private readonly seal: Sealer | null
+  private readonly fh: FileHandle
+  private constructor (fh: FileHandle, seal: Sealer | null) {
+    this.fh = fh
+    this.seal = seal
+  }
+
+  static async open (file: string, path: string, key: BackupKey | undefined): Promise<FileOut> {
+    const out = new FileOut(await open(file, 'w', 0o600), key === undefined ? null : sealer(key, path))
+    if (out.seal !== null) await out.raw(out.seal.head)
+    return out
+  }
+
+  private async raw (b: Buffer): Promise<void> {
+    if (b.length === 0) return
+    this.disk.update(b)
+    this.bytes += b.length
+    await this.fh.write(b)
+  }
+
+  async write (data: Buffer | string): Promise<void> {
+    const b = typeof data === 'string' ? Buffer.from(data) : data
+    this.plain.update(b)
+    await this.raw(this.seal === null ? b : this.seal.update(b))
+  }
+
+  /** Ends the file durably; resolves to what the manifest records. */
+  async finish (): Promise<{ bytes: number, sha256: string, plain?: string }> {
+    if (this.seal !== null) await this.raw(this.seal.final())
+    await this.fh.sync()
+    const sealed = this.seal !== null
+    return { bytes: this.bytes, sha256: this.disk.digest('hex'), ...(sealed ? { plain: this.plain.digest('hex') } : {}) }
+  }
+
+  async close (): Promise<void> { await this.fh.close() }
 }
 
 export async function runBackup (source: BackupSource, dir: string, opts: BackupOptions = {}): Promise<{ manifest: Manifest, run: RunRecord }> {
   const now = opts.now ?? Date.now
   const started = new Date(now()).toISOString()
   await mkdir(dir, { recursive: true, mode: 0o700 })
-  const manifest = await readManifest(dir) ?? emptyManifest(source.node, started)
+  const existing = await readManifest(dir)
+  if (existing !== null) checkKey(existing.encryption, opts.key, dir)
+  const manifest = existing ?? { ...emptyManifest(source.node, started), ...(opts.key !== undefined ? { encryption: { cipher: BACKUP_CIPHER, keyId: opts.key.id } } : {}) }
+  const key = opts.key
   const id = (manifest.runs.at(-1)?.id ?? 0) + 1
   const run: RunRecord = { id, started, finished: '', node: source.node, users: 0, usersChanged: 0, filesWritten: 0, bytesWritten: 0, blobsWritten: 0, entriesWritten: 0, failed: [] }
-  const added = (path: string, bytes: number, hash: string): void => {
-    manifest.files[path] = { bytes, sha256: hash, run: id }
+  const added: Added = (path, bytes, hash, plain) => {
+    manifest.files[path] = { bytes, sha256: hash, run: id, ...(plain !== undefined ? { plainSha256: plain } : {}) }
     run.filesWritten++
     run.bytesWritten += bytes
   }
@@ -40,11 +94,13 @@ export async function runBackup (source: BackupSource, dir: string, opts: Backup
   const dirText = JSON.stringify(records)
   const dirHash = sha256(dirText)
   const prevDir = manifest.directory
-  if (prevDir === null || manifest.files[prevDir]?.sha256 !== dirHash) {
+  const prevEntry = prevDir === null ? undefined : manifest.files[prevDir]
+  if (prevDir === null || (prevEntry?.plainSha256 ?? prevEntry?.sha256) !== dirHash) {
     const path = join('directory', `${String(id).padStart(6, '0')}.json`)
     await mkdir(join(dir, 'directory'), { recursive: true, mode: 0o700 })
-    await writeDurable(join(dir, path), dirText)
-    added(path, Buffer.byteLength(dirText), dirHash)
+    const data = key === undefined ? Buffer.from(dirText) : seal(key, path, dirText)
+    await writeDurable(join(dir, path), data)
+    added(path, data.length, sha256(data), key === undefined ? undefined : dirHash)
     manifest.directory = path
     if (prevDir !== null) {
       delete manifest.files[prevDir]
@@ -62,7 +118,7 @@ export async function runBackup (source: BackupSource, dir: string, opts: Backup
       // one user that cannot be read now (its primary unreachable) does not stop the others: it is reported, and
       // the next run takes it from where the backup holds it
       try {
-        const n = await backupUser(source, dir, manifest, user, added, pending, run)
+        const n = await backupUser(source, dir, manifest, user, added, pending, run, key)
         if (n > 0) run.usersChanged++
         run.entriesWritten += n
         opts.onUser?.(user, n)
@@ -82,7 +138,7 @@ export async function runBackup (source: BackupSource, dir: string, opts: Backup
   return { manifest, run }
 }
 
-async function backupUser (source: BackupSource, dir: string, manifest: Manifest, user: string, added: (p: string, b: number, h: string) => void, pending: Set<string>, run: RunRecord): Promise<number> {
+async function backupUser (source: BackupSource, dir: string, manifest: Manifest, user: string, added: Added, pending: Set<string>, run: RunRecord, key: BackupKey | undefined): Promise<number> {
   const at = await source.position(user)
   let prior: UserBackup | undefined = manifest.users[user]
   if (prior !== undefined && prior.position > 0) {
@@ -104,9 +160,8 @@ async function backupUser (source: BackupSource, dir: string, manifest: Manifest
   const path = segmentPath(user, from, at.seq)
   await mkdir(join(dir, dirname(path)), { recursive: true, mode: 0o700 })
   const tmp = join(dir, `${path}.tmp`)
-  const fh = await open(tmp, 'w', 0o600)
-  const hash = createHash('sha256')
-  let bytes = 0
+  const out = await FileOut.open(tmp, path, key)
+  let written: { bytes: number, sha256: string, plain?: string }
   let last: LogEntry | undefined
   let count = 0
   try {
@@ -116,54 +171,51 @@ async function backupUser (source: BackupSource, dir: string, manifest: Manifest
       // the page's bodies, BLOB_READS_IN_FLIGHT at a time (each a chain of bounded reads at the primary)
       const hashes = [...new Set(page.flatMap(e => e.op === 'append' ? [e.blob] : []))]
       for (let i = 0; i < hashes.length; i += BLOB_READS_IN_FLIGHT) {
-        await Promise.all(hashes.slice(i, i + BLOB_READS_IN_FLIGHT).map(async h => { await backupBlob(source, dir, manifest, user, h, added, pending, run) }))
+        await Promise.all(hashes.slice(i, i + BLOB_READS_IN_FLIGHT).map(async h => { await backupBlob(source, dir, manifest, user, h, added, pending, run, key) }))
       }
-      const text = page.map(e => JSON.stringify(e) + '\n').join('')
-      hash.update(text)
-      bytes += Buffer.byteLength(text)
-      await fh.write(text)
+      await out.write(page.map(e => JSON.stringify(e) + '\n').join(''))
       last = page.at(-1)
       count += page.length
       next = (last as LogEntry).seq + 1
     }
-    await fh.sync()
+    written = await out.finish()
   } finally {
-    await fh.close()
+    await out.close()
   }
   await rename(tmp, join(dir, path))
-  added(path, bytes, hash.digest('hex'))
+  added(path, written.bytes, written.sha256, written.plain)
   manifest.users[user] = { position: at.seq, eid: last?.eid ?? null, segments: [...(prior?.segments ?? []), path] }
   return count
 }
 
-async function backupBlob (source: BackupSource, dir: string, manifest: Manifest, user: string, hash: string, added: (p: string, b: number, h: string) => void, pending: Set<string>, run: RunRecord): Promise<void> {
+async function backupBlob (source: BackupSource, dir: string, manifest: Manifest, user: string, hash: string, added: Added, pending: Set<string>, run: RunRecord, key: BackupKey | undefined): Promise<void> {
   const path = blobPath(hash)
   if (manifest.files[path] !== undefined || pending.has(hash)) return
   pending.add(hash)
   try {
     await mkdir(join(dir, dirname(path)), { recursive: true, mode: 0o700 })
     const tmp = join(dir, `${path}.tmp`)
-    const fh = await open(tmp, 'w', 0o600)
-    const h = createHash('sha256')
+    const out = await FileOut.open(tmp, path, key)
+    let written: { bytes: number, sha256: string, plain?: string }
     let offset = 0
     try {
       for (;;) {
         const { data, size } = await source.blob(user, hash, offset)
         if (data.length > 0) {
-          h.update(data)
-          await fh.write(data)
+          await out.write(data)
           offset += data.length
         }
         if (offset >= size || data.length === 0) break
       }
-      await fh.sync()
+      written = await out.finish()
     } finally {
-      await fh.close()
+      await out.close()
     }
-    const got = h.digest('hex')
+    // the body's name is the SHA-256 of its plaintext
+    const got = written.plain ?? written.sha256
     if (got !== hash) throw new Error(`body ${hash} of ${user} read back as ${got}`)
     await rename(tmp, join(dir, path))
-    added(path, offset, hash)
+    added(path, written.bytes, written.sha256, written.plain)
     run.blobsWritten++
   } finally {
     pending.delete(hash)
