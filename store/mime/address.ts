@@ -178,9 +178,11 @@ class AddressParser {
       domain = this.domain(comments, '>,;<')
     }
     if (isSpecial(t[this.i], '>')) this.i++
-    const trailing = this.skipRest()
-    let name = phrase.length > 0 ? words(phrase) : null
-    if (name === null && comments.length + trailing.length > 0) name = [...comments, ...trailing].pop() ?? null
+    this.skipRest()
+    const name = phrase.length > 0 ? words(phrase) : null
+    // The name of a name-addr is its display-name phrase alone: comments inside or after the brackets (`<a (x)@ b>`,
+    // `<a@b> (x)`) are no name (RFC 5322 3.2.2: comments carry no meaning), as Dovecot reads them. Only the bare
+    // addr-spec form `a@b (Name)` takes a comment as its name (the old RFC 822 convention, above).
     this.push(make(name, adl, joined(local), domain))
   }
 
