@@ -503,6 +503,7 @@ class StressSession {
     conn.onProblem = (detail) => this.world.protocol(this.name, detail)
     this.conn = conn
     this.dropView()
+    this.#nextView = null
     const greeting = await Promise.race([conn.greeting, new Promise<string>((resolve) => setTimeout(() => resolve('timeout'), 15_000))])
     if (!greeting.startsWith('* OK')) throw new Disconnected(`greeting ${greeting.slice(0, 60)}`)
     const login = await this.cmd('LOGIN', `LOGIN "${this.user}" "${PASSWORD}"`)
@@ -547,7 +548,15 @@ class StressSession {
     // committed after the SELECT's last flush (its OK can be read first: another connection), and is told at the next
     // command
     const sent = this.world.tick()
-    const r = await this.cmd('SELECT', `SELECT ${box}${this.mode === 'condstore' ? ' (CONDSTORE)' : ''}`)
+    let r: Reply
+    try {
+      r = await this.cmd('SELECT', `SELECT ${box}${this.mode === 'condstore' ? ' (CONDSTORE)' : ''}`)
+    } catch (err) {
+      // the connection is gone: the view this SELECT would open must not wait for an OK [CLOSED] on the next one (it
+      // took the next connection's SELECT responses for the old mailbox's, and its view had no UIDVALIDITY)
+      this.#nextView = null
+      throw err
+    }
     if (this.#nextView !== null) {
       if (r.status === 'OK') this.world.protocol(this.name, 'SELECT after QRESYNC without OK [CLOSED]')
       this.dropView()
