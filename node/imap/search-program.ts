@@ -298,15 +298,19 @@ function addressStrings (value: string): string[] {
   return out
 }
 
-/** Header fields (`Name: decoded value`) of the message and of every message/rfc822 in it: TEXT searches them all. */
+/**
+ * Header fields (`Name: decoded value`) of the message, of every body part (its MIME header, e.g. a
+ * Content-Description: those bytes are in the message's body, RFC 3501 section 6.4.4 TEXT "header or body") and of
+ * every message/rfc822 in it: TEXT searches them all.
+ */
 function allHeaders (raw: Buffer, meta: MessageMeta): string[] {
   const values: string[] = []
-  const walk = (part: mime.MimePart, header: boolean): void => {
-    if (header) for (const f of mime.headerFields(raw, part.headerStart, part.headerEnd)) values.push(`${f.name}: ${mime.decodeHeaderValue(f.value)}`)
-    if (part.parts !== undefined) for (const child of part.parts) walk(child, false)
-    if (part.message !== undefined) walk(part.message.root, true)
+  const walk = (part: mime.MimePart): void => {
+    for (const f of mime.headerFields(raw, part.headerStart, part.headerEnd)) values.push(`${f.name}: ${mime.decodeHeaderValue(f.value)}`)
+    if (part.parts !== undefined) for (const child of part.parts) walk(child)
+    if (part.message !== undefined) walk(part.message.root)
   }
-  walk(meta.root, true)
+  walk(meta.root)
   return values
 }
 
