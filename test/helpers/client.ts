@@ -63,9 +63,9 @@ export class RawClient {
     this.socket.write(data)
   }
 
-  async cmd (line: string, done: (buf: string) => boolean = smtpDone): Promise<string> {
+  async cmd (line: string, done: (buf: string) => boolean = smtpDone, timeoutMs?: number): Promise<string> {
     this.write(line + '\r\n')
-    return await this.read(done)
+    return await this.read(done, timeoutMs)
   }
 
   async upgrade (): Promise<void> {

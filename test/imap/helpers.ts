@@ -59,8 +59,15 @@ export async function fixture (t: After): Promise<Fixture> {
   }
 }
 
-/** True once the buffer holds the tagged reply of `tag`. */
-export const tagged = (tag: string) => (buf: string): boolean => new RegExp(`(^|\\r\\n)${tag} (OK|NO|BAD)[^\\r\\n]*\\r\\n$`).test(buf)
+/** The buffer ends with the tagged completion of `tag` (only its last line is looked at: answers run to megabytes). */
+export const tagged = (tag: string) => {
+  const line = new RegExp(`^${tag} (OK|NO|BAD)[^\\r\\n]*\\r\\n$`)
+  return (buf: string): boolean => {
+    if (!buf.endsWith('\r\n')) return false
+    const i = buf.lastIndexOf('\r\n', buf.length - 3)
+    return line.test(i < 0 ? buf : buf.slice(i + 2))
+  }
+}
 export const untaggedLine = (buf: string): boolean => /\r\n$/.test(buf)
 
 /** A raw IMAP client: greeting read on connect; cmd() waits for the tagged reply. */
@@ -76,8 +83,9 @@ export class RawImap {
     return raw
   }
 
-  async cmd (text: string, tag = `t${++this.n}`): Promise<string> {
-    return await this.client.cmd(`${tag} ${text}`, tagged(tag))
+  /** Sends `tag text` and reads up to its tagged completion; timeoutMs as RawClient.read's. */
+  async cmd (text: string, tag = `t${++this.n}`, timeoutMs?: number): Promise<string> {
+    return await this.client.cmd(`${tag} ${text}`, tagged(tag), timeoutMs)
   }
 
   async login (user = USER, password = PASSWORD): Promise<string> {

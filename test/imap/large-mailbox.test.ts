@@ -8,6 +8,8 @@ import { counting, fixture, RawImap, USER } from './helpers.ts'
 const MESSAGES = 50_000
 /** Deliveries in flight at once while filling the mailbox (bounds memory; the loop is bounded by MESSAGES). */
 const PARALLEL = 32
+/** How long one command's answer may take: 50,000 FETCH lines on a machine loaded to 50 took more than 10 s. */
+const REPLY_MS = 120_000
 
 test('a 50,000-message mailbox SELECTs, FETCHes flags and SEARCHes flags without reading any message body', async (t) => {
   const f = await fixture(t)
@@ -31,20 +33,20 @@ test('a 50,000-message mailbox SELECTs, FETCHes flags and SEARCHes flags without
   const c = await RawImap.connect(port)
   t.after(() => c.close())
   await c.login()
-  const selected = await c.cmd('SELECT INBOX', 's1')
+  const selected = await c.cmd('SELECT INBOX', 's1', REPLY_MS)
   assert.match(selected, /\* 50000 EXISTS\r\n/)
   assert.match(selected, new RegExp(`\\* ${recent} RECENT\\r\\n`))
   assert.match(selected, new RegExp(`\\[UNSEEN ${firstUnseen}\\]`))
   assert.match(selected, /\[UIDNEXT 50001\]/)
   assert.match(selected, /^s1 OK \[READ-WRITE\]/m)
-  const sparse = await c.cmd('UID FETCH 1,25000,50000 (FLAGS RFC822.SIZE)', 's2')
+  const sparse = await c.cmd('UID FETCH 1,25000,50000 (FLAGS RFC822.SIZE)', 's2', REPLY_MS)
   assert.equal(sparse.match(/\* \d+ FETCH/g)?.length, 3)
   assert.match(sparse, new RegExp(`\\* 50000 FETCH \\(UID 50000 FLAGS \\(${lastFlags}\\) RFC822\\.SIZE \\d+\\)`))
-  const status = await c.cmd('STATUS INBOX (MESSAGES UNSEEN UIDNEXT SIZE)', 's3')
+  const status = await c.cmd('STATUS INBOX (MESSAGES UNSEEN UIDNEXT SIZE)', 's3', REPLY_MS)
   assert.match(status, /MESSAGES 50000 UNSEEN 42857 UIDNEXT 50001 SIZE \d+/)
-  const flags = await c.cmd('FETCH 1:* (FLAGS)', 's4')
+  const flags = await c.cmd('FETCH 1:* (FLAGS)', 's4', REPLY_MS)
   assert.equal(flags.match(/\* \d+ FETCH /g)?.length, MESSAGES)
-  const unseen = await c.cmd('SEARCH RETURN (COUNT) UNSEEN SINCE 1-Jan-2000 NOT KEYWORD $Junk', 's5')
+  const unseen = await c.cmd('SEARCH RETURN (COUNT) UNSEEN SINCE 1-Jan-2000 NOT KEYWORD $Junk', 's5', REPLY_MS)
   assert.match(unseen, /\* ESEARCH \(TAG "s5"\) COUNT 42857\r\n/)
   assert.equal(calls.get('readMessage') ?? 0, 0, 'no message body was read')
   assert.equal(calls.get('streamMessage') ?? 0, 0, 'no message body was streamed')
