@@ -4,14 +4,19 @@
 //
 // Never stale: the store's group commit hands every batch to `applied` once it is durable, before any writer
 // waiting on it resumes, and this is the only way a record key changes (local writes, log shipping, merges, user
-// deletion alike). A mailbox is filled by one full range read; a fill that overlaps a commit touching the mailbox
-// is thrown away (its read may predate the batch), so the only records kept are the disk's as of the last commit.
+// deletion alike). A mailbox is filled by one full range read, and the changes committed while it read are applied
+// over it in commit order, so what is kept is the disk's as of the last commit.
 // Bounded: mailboxes are dropped least recently used first past `maxBytes` (an estimate of the records' heap).
 // Records handed out are frozen (and their flags): callers share them and must not change them.
 
 import type { BatchOp } from './commit.ts'
 import { SEP } from './keys.ts'
 import type { MessageRecord } from './types.ts'
+
+interface Change {
+  uid: number
+  rec: MessageRecord | null // null: deleted
+}
 
 interface Box {
   recs: MessageRecord[] // ascending uid
@@ -52,8 +57,9 @@ function lowerBound (recs: readonly MessageRecord[], uid: number): number {
 export class RecordCache {
   readonly #max: number
   readonly #boxes = new Map<string, Box>() // by `M SEP user SEP mailbox`; Map order is LRU order
-  readonly #gen = new Map<string, number>() // commits that touched a mailbox while a fill of it was under way
-  readonly #filling = new Map<string, number>() // fills under way per mailbox
+  // fills under way per mailbox, each with the changes committed while it reads (replayed over what it read)
+  readonly #filling = new Map<string, Set<Change[]>>()
+  readonly #void = new WeakSet<Change[]>() // fills a drop or a failed batch made worthless
   #bytes = 0
   hits = 0
   fills = 0
@@ -131,33 +137,37 @@ export class RecordCache {
 
   /**
    * Fills a mailbox from `read` (every record, ascending) unless it is kept already; resolves to its records.
-   * The result is kept only if no commit touched the mailbox while it was read.
+   * The changes committed while it reads are applied over what it read, in commit order: a change the read saw
+   * already is applied again to the same result, one it missed is applied, and a batch visible to the read whose
+   * turn comes after the fill is applied by `applied` then. (Throwing such a fill away instead made every FETCH batch
+   * of a mailbox under steady delivery read the whole mailbox again.)
    */
   async fill (user: string, mailboxId: string, read: () => Promise<MessageRecord[]>): Promise<MessageRecord[]> {
     const key = RecordCache.key(user, mailboxId)
     const kept = this.#boxes.get(key)
     if (kept !== undefined) return kept.recs.slice()
-    const gen = this.#gen.get(key) ?? 0
-    this.#filling.set(key, (this.#filling.get(key) ?? 0) + 1)
+    const during: Change[] = []
+    let fills = this.#filling.get(key)
+    if (fills === undefined) this.#filling.set(key, fills = new Set())
+    fills.add(during)
     let recs: MessageRecord[]
     try {
       recs = await read()
     } finally {
-      const n = (this.#filling.get(key) ?? 1) - 1
-      if (n > 0) this.#filling.set(key, n)
-      else this.#filling.delete(key)
+      fills.delete(during)
+      if (fills.size === 0 && this.#filling.get(key) === fills) this.#filling.delete(key)
     }
-    const raced = (this.#gen.get(key) ?? 0) !== gen
-    if (this.#filling.get(key) === undefined) this.#gen.delete(key)
-    if (raced || this.#boxes.has(key)) return recs
+    // kept by another fill meanwhile (which replayed its own changes), or made worthless: the read is the answer
+    if (this.#void.has(during) || this.#boxes.has(key)) return recs
     let bytes = 0
     for (const r of recs) { freeze(r); bytes += weigh(r) }
     if (bytes > this.#max * BOX_SHARE_MAX) return recs // one mailbox never takes more than this share of the room
-    this.#boxes.set(key, { recs, bytes })
+    this.#boxes.set(key, { recs: recs.slice(), bytes })
     this.#bytes += bytes
     this.fills++
+    if (during.length > 0) this.#change(key, during)
     this.#trim()
-    return recs.slice()
+    return this.#boxes.get(key)?.recs.slice() ?? recs
   }
 
   #trim (): void {
@@ -168,33 +178,38 @@ export class RecordCache {
     }
   }
 
-  /** A durable batch: record puts and deletions change the kept mailboxes; fills under way are marked stale. */
+  /** A durable batch: record puts and deletions change the kept mailboxes and are noted for the fills under way. */
   applied (ops: readonly BatchOp[]): void {
-    let touched: Map<string, Array<{ uid: number, rec: MessageRecord | null }>> | undefined
+    let touched: Map<string, Change[]> | undefined
     for (const op of ops) {
       const k = op.key
       if (typeof k !== 'string' || !k.startsWith(MESSAGE_KEY)) continue
       const cut = k.lastIndexOf(SEP)
       const box = k.slice(0, cut)
-      if (this.#filling.has(box)) this.#gen.set(box, (this.#gen.get(box) ?? 0) + 1)
-      if (!this.#boxes.has(box)) continue
+      const fills = this.#filling.get(box)
+      const kept = this.#boxes.has(box)
+      if (fills === undefined && !kept) continue
+      const uid = Number(k.slice(cut + 1))
+      let change: Change
+      if (op.type === 'put') {
+        const v = op.value as MessageRecord
+        change = { uid, rec: freeze({ ...v, flags: [...v.flags], ...(v.loc !== undefined ? { loc: { ...v.loc } } : {}) }) }
+      } else {
+        change = { uid, rec: null }
+      }
+      if (fills !== undefined) for (const during of fills) during.push(change)
+      if (!kept) continue
       touched ??= new Map()
       let list = touched.get(box)
       if (list === undefined) touched.set(box, list = [])
-      const uid = Number(k.slice(cut + 1))
-      if (op.type === 'put') {
-        const v = op.value as MessageRecord
-        list.push({ uid, rec: freeze({ ...v, flags: [...v.flags], ...(v.loc !== undefined ? { loc: { ...v.loc } } : {}) }) })
-      } else {
-        list.push({ uid, rec: null })
-      }
+      list.push(change)
     }
     if (touched === undefined) return
     for (const [key, changes] of touched) this.#change(key, changes)
     this.#trim()
   }
 
-  #change (key: string, changes: Array<{ uid: number, rec: MessageRecord | null }>): void {
+  #change (key: string, changes: Change[]): void {
     const box = this.#boxes.get(key)!
     let gone: Set<number> | undefined // deleted, still in the array until the next put or the end
     const compact = (): void => {
@@ -235,8 +250,8 @@ export class RecordCache {
     for (const [k, b] of this.#boxes) {
       if (mailboxId === undefined ? k.startsWith(prefix) : k === prefix) { this.#boxes.delete(k); this.#bytes -= b.bytes }
     }
-    for (const k of this.#filling.keys()) {
-      if (mailboxId === undefined ? k.startsWith(prefix) : k === prefix) this.#gen.set(k, (this.#gen.get(k) ?? 0) + 1)
+    for (const [k, fills] of this.#filling) {
+      if (mailboxId === undefined ? k.startsWith(prefix) : k === prefix) for (const during of fills) this.#void.add(during)
     }
   }
 
@@ -244,6 +259,6 @@ export class RecordCache {
   clear (): void {
     this.#boxes.clear()
     this.#bytes = 0
-    for (const k of this.#filling.keys()) this.#gen.set(k, (this.#gen.get(k) ?? 0) + 1)
+    for (const fills of this.#filling.values()) for (const during of fills) this.#void.add(during)
   }
 }
