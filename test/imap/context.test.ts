@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { fixture, RawImap, simpleMessage, USER } from './helpers.ts'
+import { fixture, RawImap, simpleMessage, USER, sessionPair } from './helpers.ts'
 import { CONTEXTS_MAX } from '../../node/imap/search-context.ts'
 
 const appendLine = (box: string, subject: string, flags = ''): string => {
@@ -17,11 +17,7 @@ async function twoSessions (t: TestContext, subjects: string[]): Promise<{ a: Ra
   const f = await fixture(t)
   for (const s of subjects) await f.store.append(USER, 'INBOX', { raw: simpleMessage(s) })
   const { port } = await f.server()
-  const a = await RawImap.connect(port)
-  const b = await RawImap.connect(port)
-  t.after(() => { a.close(); b.close() })
-  await a.login()
-  await b.login()
+  const [a, b] = await sessionPair(t, port)
   await a.cmd('SELECT INBOX')
   await b.cmd('SELECT INBOX')
   return { a, b }

@@ -95,6 +95,16 @@ export class RawImap {
   close (): void { this.client.close() }
 }
 
+/** Two raw sessions on `port`, both logged in as USER, closed after the test. */
+export async function sessionPair (t: After, port: number): Promise<[RawImap, RawImap]> {
+  const a = await RawImap.connect(port)
+  const b = await RawImap.connect(port)
+  t.after(async () => { a.close(); b.close() })
+  await a.login()
+  await b.login()
+  return [a, b]
+}
+
 export async function flow (t: After, port: number, opts: { secure?: boolean, doSTARTTLS?: boolean, user?: string, qresync?: boolean } = {}): Promise<ImapFlow> {
   const client = new ImapFlow({
     host: '127.0.0.1',

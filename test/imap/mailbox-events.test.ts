@@ -4,7 +4,7 @@
 // (RFC 3501 section 5.4) against IDLE (RFC 2177), whose keepalives keep a session alive.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fixture, RawImap, simpleMessage, USER } from './helpers.ts'
+import { fixture, RawImap, simpleMessage, USER, sessionPair } from './helpers.ts'
 
 test('another session deleting the selected mailbox ends the session with BYE, idle or not', async (t) => {
   const f = await fixture(t)
@@ -56,11 +56,7 @@ test('a rename of the selected mailbox, by this session or another, keeps it sel
   await f.store.createMailbox(USER, 'Work')
   await f.store.append(USER, 'Work', { raw: simpleMessage('w1') })
   const { port } = await f.server()
-  const a = await RawImap.connect(port)
-  const b = await RawImap.connect(port)
-  t.after(() => { a.close(); b.close() })
-  await a.login()
-  await b.login()
+  const [a, b] = await sessionPair(t, port)
   await a.cmd('SELECT Work')
   assert.match(await b.cmd('RENAME Work Projects', 'r1'), /^r1 OK/m)
   assert.match(await a.cmd('NOOP', 'r2'), /^r2 OK/m)

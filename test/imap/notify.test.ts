@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { fixture, RawImap, simpleMessage, USER } from './helpers.ts'
+import { fixture, RawImap, simpleMessage, USER, sessionPair } from './helpers.ts'
 
 const appendLine = (box: string, subject: string): string => {
   const raw = simpleMessage(subject).toString()
@@ -19,11 +19,7 @@ async function sessions (t: TestContext): Promise<{ a: RawImap, b: RawImap }> {
   await f.store.createMailbox(USER, 'Work/Sub')
   await f.store.createMailbox(USER, 'Other')
   const { port } = await f.server()
-  const a = await RawImap.connect(port)
-  const b = await RawImap.connect(port)
-  t.after(() => { a.close(); b.close() })
-  await a.login()
-  await b.login()
+  const [a, b] = await sessionPair(t, port)
   return { a, b }
 }
 
@@ -147,11 +143,7 @@ test('a pushed MessageNew FETCH still being read finishes before the next comman
     }
   })
   const { port } = await f.server({}, store)
-  const a = await RawImap.connect(port)
-  const b = await RawImap.connect(port)
-  t.after(() => { a.close(); b.close() })
-  await a.login()
-  await b.login()
+  const [a, b] = await sessionPair(t, port)
   await a.cmd('ENABLE QRESYNC')
   await a.cmd('SELECT INBOX')
   await a.cmd('NOTIFY SET (SELECTED (MessageNew (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)]) MessageExpunge))')

@@ -4,18 +4,14 @@
 // expunged message.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fixture, RawImap, simpleMessage, USER } from './helpers.ts'
+import { fixture, RawImap, simpleMessage, USER, sessionPair } from './helpers.ts'
 
 test('a session sees flag changes and expunges of another session and of the store at once, not stale kept records', async (t) => {
   const f = await fixture(t)
   for (let i = 1; i <= 30; i++) await f.store.deliver(simpleMessage(`message ${i}`), [{ user: USER, prefix: '' }])
   const inbox = (await f.store.getMailbox(USER, 'INBOX'))!
   const { port } = await f.server()
-  const a = await RawImap.connect(port)
-  const b = await RawImap.connect(port)
-  t.after(() => { a.close(); b.close() })
-  await a.login()
-  await b.login()
+  const [a, b] = await sessionPair(t, port)
   await a.cmd('SELECT INBOX')
   await b.cmd('SELECT INBOX')
   // A reads the mailbox: from here on its records are kept

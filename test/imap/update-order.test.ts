@@ -8,7 +8,7 @@
 //   section 3.1). It is not reported; after .SILENT the message is reported with its flags as they are now.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fixture, RawImap, simpleMessage, USER } from './helpers.ts'
+import { fixture, RawImap, simpleMessage, USER, sessionPair } from './helpers.ts'
 import { parseResponses } from './wire.ts'
 import type { Store } from '../../store/index.ts'
 import { createAuthenticator } from '../../node/auth.ts'
@@ -19,11 +19,7 @@ test('an EXPUNGE never names a message beyond what the client was told exists', 
   const f = await fixture(t)
   for (let i = 1; i <= 3; i++) await f.store.append(USER, 'INBOX', { raw: simpleMessage(`m${i}`) })
   const { port } = await f.server()
-  const a = await RawImap.connect(port)
-  const b = await RawImap.connect(port)
-  t.after(() => { a.close(); b.close() })
-  await a.login()
-  await b.login()
+  const [a, b] = await sessionPair(t, port)
   assert.match(await a.cmd('SELECT INBOX'), /\* 3 EXISTS/)
   await b.cmd('SELECT INBOX')
   // b marks message 3 \Deleted and copies it into INBOX: the copy (4) arrives with \Deleted; a has not been told of it
@@ -55,11 +51,7 @@ test('a FETCH of another session\'s flag change never comes before the EXISTS th
   const f = await fixture(t)
   await f.store.append(USER, 'INBOX', { raw: simpleMessage('m1') })
   const { port } = await f.server()
-  const a = await RawImap.connect(port)
-  const b = await RawImap.connect(port)
-  t.after(() => { a.close(); b.close() })
-  await a.login()
-  await b.login()
+  const [a, b] = await sessionPair(t, port)
   assert.match(await a.cmd('SELECT INBOX'), /\* 1 EXISTS/)
   await b.cmd('SELECT INBOX')
   // b appends a message and flags it: a holds both changes until its next command
@@ -75,11 +67,7 @@ test('a VANISHED never names a UID the client was not told of (QRESYNC)', async 
   const f = await fixture(t)
   for (let i = 1; i <= 2; i++) await f.store.append(USER, 'INBOX', { raw: simpleMessage(`m${i}`) })
   const { port } = await f.server()
-  const a = await RawImap.connect(port)
-  const b = await RawImap.connect(port)
-  t.after(() => { a.close(); b.close() })
-  await a.login()
-  await b.login()
+  const [a, b] = await sessionPair(t, port)
   await a.cmd('ENABLE QRESYNC')
   await a.cmd('SELECT INBOX')
   await b.cmd('SELECT INBOX')
@@ -188,11 +176,7 @@ test('after STORE .SILENT, a message whose older flags the same command reported
   const f = await fixture(t)
   for (let i = 1; i <= 2; i++) await f.store.append(USER, 'INBOX', { raw: simpleMessage(`m${i}`) })
   const { port } = await f.server()
-  const a = await RawImap.connect(port)
-  const b = await RawImap.connect(port)
-  t.after(() => { a.close(); b.close() })
-  await a.login()
-  await b.login()
+  const [a, b] = await sessionPair(t, port)
   await a.cmd('SELECT INBOX')
   await b.cmd('SELECT INBOX')
   assert.match(await b.cmd('STORE 1:2 +FLAGS.SILENT (\\Flagged)'), /OK/)
