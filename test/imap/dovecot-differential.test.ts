@@ -14,8 +14,13 @@
 // - a string sent quoted or as a literal (RFC 3501 4.3: the same string).
 // The order rule that does matter for keywords (RFC 3501 7.2.6: a client is told of a keyword by FLAGS before a FETCH
 // carries it) is checked on each server's raw response stream instead.
+// - RECENT outside SELECT/EXAMINE, HIGHESTMODSEQ at a plain SELECT/EXAMINE, UID in FETCH responses to commands that
+//   did not ask for it, several flag reports of one message in one reply, and all but the last EXISTS (see normalize);
+// - LIST/LSUB: attribute order, the mailboxes mailgrid provisions (Sent, Drafts, ...), \HasChildren/\HasNoChildren
+//   where RFC 5258 makes them optional (see normalizeList).
 // Where the two differ on purpose (Dovecot deviating from the RFC, or choices the RFC leaves open that show through
-// the normalization), EXPECTED names the command, what each server answers, and the reason.
+// the normalization), EXPECTED names the command, the edit from Dovecot's answer to mailgrid's, and the reason.
+// DIFF_DUMP=FILE writes every unexpected difference to FILE as a draft EXPECTED entry (the `why` left empty).
 
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
