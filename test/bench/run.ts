@@ -22,7 +22,7 @@
 // BENCH_OUTBOUND_SIZE [10240], BENCH_OUTBOUND_CONNECTIONS [4], BENCH_OUTBOUND_ROUNDS [1], BENCH_OUTBOUND_WARMUP [20].
 
 import { execFileSync, spawnSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -72,6 +72,7 @@ const SELECT_REPEATS = 3
 const FD_HEADROOM = 1000 // descriptors beyond the IDLE sessions: load connections, files, the store
 const REPO = resolve(import.meta.dirname, '..', '..')
 const OUT = resolve(process.env.BENCH_OUT ?? REPO)
+mkdirSync(OUT, { recursive: true }) // a BENCH_OUT that does not exist yet (else the run fails at its very end)
 /** Whether a phase runs (BENCH_ONLY). */
 const phase = (name: string): boolean => P.only.size === 0 || P.only.has(name)
 
