@@ -21,6 +21,7 @@ export interface LogSummary {
   added: AddedMessage[] // messages that did not exist before `from` and still exist at `to`
   flags: Record<string, string[]> // gid → final flags, for messages that existed before and whose flags changed
   expunged: string[] // gids that existed before `from` and are gone at `to`
+  relocated?: Record<string, string> // gid → mailbox name at `to`, for messages that existed before `from` in another mailbox (MOVE keeps the gid; absent from older nodes)
   uidNextBefore: Record<string, number> // mailbox name → UIDNEXT just before `from`
   uidNextAfter: Record<string, number> // mailbox name → UIDNEXT at `to`
   everSeen: string[] // every gid the whole log ever appended (merges never resurrect what one side knew)
@@ -49,14 +50,14 @@ interface Msg { gid: string, flags: string[], internalDate: number, blob: string
 export function summarizeLog (entries: LogEntry[], from: number): LogSummary {
   const boxes = new Map<string, { name: string, uidNext: number, msgs: Map<number, Msg> }>()
   const ever = new Set<string>()
-  const before = new Set<string>()
+  const before = new Map<string, string>() // gid → mailbox id just before `from`
   const flagChanged = new Set<string>()
   let uidNextBefore: Record<string, number> = {}
   const snapshotBefore = (): void => {
     uidNextBefore = {}
-    for (const b of boxes.values()) {
+    for (const [id, b] of boxes) {
       uidNextBefore[b.name] = b.uidNext
-      for (const m of b.msgs.values()) before.add(m.gid)
+      for (const m of b.msgs.values()) before.set(m.gid, id)
     }
   }
   let snapped = false
@@ -100,18 +101,22 @@ export function summarizeLog (entries: LogEntry[], from: number): LogSummary {
     }
   }
   if (!snapped) snapshotBefore()
-  const now = new Map<string, { box: string, m: Msg }>()
+  const now = new Map<string, { id: string, box: string, m: Msg }>()
   const uidNextAfter: Record<string, number> = {}
-  for (const b of boxes.values()) {
+  for (const [id, b] of boxes) {
     uidNextAfter[b.name] = b.uidNext
-    for (const m of b.msgs.values()) now.set(m.gid, { box: b.name, m })
+    for (const m of b.msgs.values()) now.set(m.gid, { id, box: b.name, m })
   }
   const added: AddedMessage[] = []
   const flags: Record<string, string[]> = {}
-  for (const [gid, { box, m }] of now) {
+  const relocated: Record<string, string> = {}
+  for (const [gid, { id, box, m }] of now) {
     if (!before.has(gid)) added.push({ gid, mailbox: box, flags: m.flags, internalDate: m.internalDate, blob: m.blob, prefix: m.prefix, ...(m.saved !== undefined ? { saved: m.saved } : {}) })
-    else if (flagChanged.has(gid)) flags[gid] = m.flags
+    else {
+      if (flagChanged.has(gid)) flags[gid] = m.flags
+      if (before.get(gid) !== id) relocated[gid] = box
+    }
   }
-  const expunged = [...before].filter(g => !now.has(g))
-  return { from, to: entries.at(-1)?.seq ?? 0, added, flags, expunged, uidNextBefore, uidNextAfter, everSeen: [...ever], modseqAfter, attrs }
+  const expunged = [...before.keys()].filter(g => !now.has(g))
+  return { from, to: entries.at(-1)?.seq ?? 0, added, flags, expunged, relocated, uidNextBefore, uidNextAfter, everSeen: [...ever], modseqAfter, attrs }
 }

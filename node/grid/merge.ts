@@ -5,8 +5,9 @@
 // For each mailbox both sides assigned UIDs after the common point: UIDNEXT is raised above both sides, the
 // primary's own messages in the contested range are renumbered (so no UID means one message to one client and
 // another to the next), and the other side's new messages are appended above. Flags the other side changed are
-// taken (or joined with ours when both changed them); messages it expunged are expunged. Then the other copy is
-// dropped and rebuilt from our log — only after our merged state is durable on our replicas (invariant 5).
+// taken (or joined with ours when both changed them); messages it expunged are expunged, those it moved are moved.
+// Then the other copy is dropped and rebuilt from our log — only after our merged state is durable on our replicas
+// (invariant 5).
 
 import type { Logger } from 'pino'
 import type { LogEntry, LogSummary, MessageRecord, Store } from '../../store/index.ts'
@@ -54,6 +55,7 @@ export interface MergeResult {
   renumbered: number
   flagged: number
   expunged: number
+  relocated: number // messages moved to the mailbox their side had moved them to
   attrs: number
 }
 
@@ -63,7 +65,7 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
   const theirs = await peer.summary(common + 1)
   const mine = summarizeLog(mineLog, common + 1)
   const [endEid] = theirs.to > 0 ? await peer.eids(theirs.to, theirs.to) : [null]
-  const result: MergeResult = { common, theirEnd: theirs.to, theirEndEid: endEid ?? null, added: 0, renumbered: 0, flagged: 0, expunged: 0, attrs: 0 }
+  const result: MergeResult = { common, theirEnd: theirs.to, theirEndEid: endEid ?? null, added: 0, renumbered: 0, flagged: 0, expunged: 0, relocated: 0, attrs: 0 }
 
   // UIDs: above both sides, and ours in the contested range move up too. MODSEQs too: a client of the other side
   // saw its HIGHESTMODSEQ, so what the merge renumbers, adds or flags must come above it (RFC 7162 3.1.2), and so
@@ -141,6 +143,17 @@ export async function mergeFrom (store: Store, user: string, peer: MergePeer, th
     byBox.set(w.box, [...(byBox.get(w.box) ?? []), w.rec.uid])
   }
   for (const [box, uids] of byBox) result.expunged += (await store.expunge(user, box, uids)).uids.length
+  // Messages they moved to another mailbox (MOVE keeps the gid: the summary names neither an add nor an expunge of
+  // them): moved here too, unless ours moved it as well (ours stands). Without this an acknowledged MOVE on their
+  // side was undone: the message came back in its old mailbox and the UID their COPYUID gave named nothing.
+  const boxNames = new Map((await store.listMailboxes(user)).map(b => [b.id, b.name]))
+  const expungedHere = new Set(theirs.expunged)
+  for (const [gid, name] of Object.entries(theirs.relocated ?? {})) {
+    const w = where.get(gid)
+    if (w === undefined || expungedHere.has(gid) || mine.relocated?.[gid] !== undefined || boxNames.get(w.box) === name || !names.has(name)) continue
+    await store.move(user, w.box, [w.rec.uid], name)
+    result.relocated++
+  }
   // user attributes (Sieve scripts, vacation memory, ...): every key only they changed is taken; a key both changed
   // goes to the winner of attrWins, so both nodes would pick the same value whichever of them merged. The change
   // keeps the winner's time, so a later merge with a third copy decides the same way.
