@@ -10,12 +10,12 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, openSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { envName, SERVICE_NAMES, WEB_NAMES } from '../../appliance/config.ts'
 import { createStore, isMailError } from '../../store/index.ts'
 import { isDnsmasqInstalled, startDns } from '../helpers/dns.ts'
+import { freePort } from '../helpers/ports.ts'
 
 const START_TIMEOUT_MS = 120_000 // opening a store of 10,000 users on a busy 2-core machine
 const STOP_TIMEOUT_MS = 60_000
@@ -161,16 +161,6 @@ export async function benchDns (): Promise<{ server: string, stop: () => Promise
   return { server: dns.server, stop: async () => { await dns.stop() } }
 }
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 async function stopChild (child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return

@@ -8,11 +8,11 @@
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { chmod, chown, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { daemon, firstLine, masterPid } from '../helpers/postfix.ts'
+import { freePort } from '../helpers/ports.ts'
 
 const run = promisify(execFile)
 
@@ -358,22 +358,6 @@ virtual_transport = lmtp:inet:127.0.0.1:${ports.lmtp}
     svc('postlog', 'unix-dgram', 'n', '-', '1', 'postlogd'))
 }
 
-/**
- * Runs a command that starts a daemon and returns when the command exits. Its output goes to a file: the
- * daemon inherits the descriptors, so waiting for pipes to close (execFile) would wait on the daemon.
- */
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
-
 async function waitListening (ports: number[]): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS
   for (const port of ports) {
@@ -435,4 +419,3 @@ async function shell (cmd: string, args: string[], env: NodeJS.ProcessEnv, input
     child.stdin?.end(input)
   })
 }
-
