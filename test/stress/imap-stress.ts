@@ -56,6 +56,8 @@ export interface StressReport {
    * reports (acked-missing, expunge-unasked) about them that this excused. */
   renumbered: number
   excusedByRenumbering: number
+  /** Grid: acknowledged APPENDs a merge renumbered that a session then removed under their new UID only. */
+  removedAfterRenumbering: number
 }
 
 const MAILBOXES = ['INBOX', 'Stress1', 'Stress2']
@@ -94,6 +96,7 @@ export class World {
   /** Grid: acknowledged APPENDs a merge renumbered, and session reports about them excused. */
   renumbered = 0
   excused = 0
+  removedAfterRenumbering = 0
   readonly target: 'one' | 'grid'
   ports: () => number[]
   stopping = false
@@ -979,6 +982,11 @@ async function finalCheck (world: World, users: string[]): Promise<{ messages: n
           if (ids.get(uid) !== a.id) world.inconsistent('final', 'final-id', `${user} ${box} UID ${uid}${moved === null ? '' : ` (renumbered from ${uidText})`} holds ${ids.get(uid)}, acknowledged for ${a.id}`)
         } else if (!world.removalAsked(key)) {
           lost.push({ box, uid, id: a.id, at: a.wall })
+        } else if (moved !== null && !world.intents.has(key)) {
+          // removed under the UID a merge gave it, never under the one APPEND answered: what a tester that did not
+          // follow merges (before 08708b9) reported as acked-lost
+          world.removedAfterRenumbering++
+          world.log(`renumbered then removed: ${user} ${box} UID ${uidText} -> ${uid} (${a.id})`)
         }
       }
       world.checks += view.checks
@@ -1063,7 +1071,8 @@ export async function runStress (opts: StressOptions): Promise<StressReport> {
       finalMessages: final.messages,
       finalAckedFound: final.found,
       renumbered: world.renumbered,
-      excusedByRenumbering: world.excused
+      excusedByRenumbering: world.excused,
+      removedAfterRenumbering: world.removedAfterRenumbering
     }
   } finally {
     world.stopping = true
@@ -1072,7 +1081,8 @@ export async function runStress (opts: StressOptions): Promise<StressReport> {
       if (value === undefined) delete process.env[name]
       else process.env[name] = value
     }
-    await rm(dir, { recursive: true, force: true })
+    if (process.env.MAILGRID_STRESS_KEEP === undefined) await rm(dir, { recursive: true, force: true })
+    else log(`kept ${dir} (MAILGRID_STRESS_KEEP)`)
   }
 }
 
