@@ -56,7 +56,8 @@ export interface StressReport {
    * reports (acked-missing, expunge-unasked) about them that this excused. */
   renumbered: number
   excusedByRenumbering: number
-  /** Grid: acknowledged APPENDs a merge renumbered that a session then removed under their new UID only. */
+  /** Grid: acknowledged APPENDs a merge renumbered that a session then removed under their new UID only, absent from
+   * the final listing. */
   removedAfterRenumbering: number
 }
 
@@ -933,6 +934,8 @@ async function finalCheck (world: World, users: string[]): Promise<{ messages: n
     /** Every stress id in the user's mailboxes: where a lost APPEND may have gone (another UID, another mailbox). */
     const where = new Map<string, string[]>()
     const lost: Array<{ box: string, uid: number, id: string, at: number }> = []
+    /** Renumbered by a merge, then removed under the new UID only (judged once every mailbox is listed). */
+    const removedRenumbered: Array<{ box: string, from: string, uid: number, id: string }> = []
     const s = new StressSession(world, 999, user, 'plain', 1)
     for (let attempt = 0; ; attempt++) {
       try {
@@ -983,13 +986,16 @@ async function finalCheck (world: World, users: string[]): Promise<{ messages: n
         } else if (!world.removalAsked(key)) {
           lost.push({ box, uid, id: a.id, at: a.wall })
         } else if (moved !== null && !world.intents.has(key)) {
-          // removed under the UID a merge gave it, never under the one APPEND answered: what a tester that did not
-          // follow merges (before 08708b9) reported as acked-lost
-          world.removedAfterRenumbering++
-          world.log(`renumbered then removed: ${user} ${box} UID ${uidText} -> ${uid} (${a.id})`)
+          removedRenumbered.push({ box, from: uidText!, uid, id: a.id })
         }
       }
       world.checks += view.checks
+    }
+    for (const r of removedRenumbered) {
+      // gone from every mailbox: what a tester that did not follow merges (before 08708b9) reported as acked-lost
+      if (where.has(r.id)) continue
+      world.removedAfterRenumbering++
+      world.log(`renumbered then removed: ${user} ${r.box} UID ${r.from} -> ${r.uid} (${r.id})`)
     }
     for (const l of lost) {
       const elsewhere = where.get(l.id)
