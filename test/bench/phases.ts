@@ -2,6 +2,7 @@
 // IMAP, SELECT of a big mailbox, a full-mailbox FETCH, a mixed IMAP workload, POP3 RETR of a whole maildrop,
 // and (mailgrid only) RSS with many IDLE sessions. Every loop is bounded by a count and a deadline.
 
+import { readFile } from 'node:fs/promises'
 import { percentile, runSmtpLoad } from '../helpers/smtp-load.ts'
 import { existsOf, imapLogin } from './imap-raw.ts'
 import type { ImapRaw } from './imap-raw.ts'
@@ -34,6 +35,10 @@ export interface IngestResult {
   cpuSeconds: number | null
   /** The same per acknowledged message, in milliseconds. */
   cpuMsPerMsg: number | null
+  /** Share of all the machine's cores busy (any process) from the first connection to the last 250, /proc/stat. */
+  machineBusy: number | null
+  /** The load generator's own CPU seconds over the same span (this process: the SMTP clients). */
+  loadCpuSeconds: number
   /** Acknowledged messages not visible at the deadline (null when IMAP could not be used to count). */
   missing: number | null
   extra: number | null // visible beyond those acknowledged (unknown outcomes that were stored, or duplicates)
@@ -73,6 +78,21 @@ class Watcher {
   }
 }
 
+/**
+ * The machine's CPU time so far, all cores, from the first line of /proc/stat (USER_HZ ticks): busy is everything
+ * but idle and iowait (a core waiting for the disk is not doing work). Null where /proc is not there.
+ */
+async function machineTimes (): Promise<{ busy: number, total: number } | null> {
+  try {
+    const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!
+    const f = line.trim().split(/\s+/).slice(1, 9).map(Number) // user nice system idle iowait irq softirq steal
+    const total = f.reduce((a, b) => a + b, 0)
+    return { busy: total - f[3]! - f[4]!, total }
+  } catch {
+    return null
+  }
+}
+
 export async function ingest (sys: SystemPorts, o: {
   sizeBytes: number, messages: number, connections: number, users: string[], password: string, firstId: number,
   deadlineMs: number, visibleDeadlineMs: number,
@@ -93,13 +113,20 @@ export async function ingest (sys: SystemPorts, o: {
   const expected = new Map<string, number>(o.users.map(u => [u, 0]))
   // after the watcher's logins (one scrypt check each), so the figure is the ingest's alone
   const cpu0 = o.cpu === undefined ? null : await o.cpu()
+  const machine0 = await machineTimes()
+  const load0 = process.cpuUsage()
   const start = performance.now()
   const load = await runSmtpLoad({
     port: sys.smtp, connections: o.connections, messages: o.messages, sizeBytes: o.sizeBytes, firstId: o.firstId,
     recipient: i => o.users[i % o.users.length], deadlineMs: o.deadlineMs,
     onAck: (_id, rcpt) => { expected.set(rcpt, (expected.get(rcpt) ?? 0) + 1) }
   })
+  const loadUsage = process.cpuUsage(load0)
+  const machine1 = await machineTimes()
   const cpuSeconds = cpu0 === null || o.cpu === undefined ? null : await o.cpu() - cpu0
+  const machineBusy = machine0 === null || machine1 === null || machine1.total <= machine0.total
+    ? null
+    : (machine1.busy - machine0.busy) / (machine1.total - machine0.total)
   const lat = load.latenciesMs.sort((a, b) => a - b)
   const acceptSeconds = load.elapsedMs / 1000
   let visibleSeconds: number | null = null
@@ -145,6 +172,8 @@ export async function ingest (sys: SystemPorts, o: {
     msgPerSec: load.acked / acceptSeconds,
     cpuSeconds,
     cpuMsPerMsg: cpuSeconds === null ? null : 1000 * cpuSeconds / Math.max(1, load.acked),
+    machineBusy,
+    loadCpuSeconds: (loadUsage.user + loadUsage.system) / 1e6,
     mbPerSec: load.bytes / 1e6 / acceptSeconds,
     p50Ms: percentile(lat, 50),
     p99Ms: percentile(lat, 99),
