@@ -6,6 +6,8 @@
 export { createSigner } from './sign.ts'
 export type { Signer, SignerComponents } from './sign.ts'
 export { createInboundChecker, createResolver, CHECK_TIMEOUT_MS, DNS_QUERY_TIMEOUT_MS } from './verify.ts'
+export { createDnsCache, DNS_ANSWER_TTL_MS, DNS_NEGATIVE_TTL_MS, DNS_CACHE_ENTRIES_MAX, DNS_CACHE_BYTES_MAX, DNS_QUERY_DEADLINE_MS } from './dns-cache.ts'
+export type { DnsCache, DnsCacheInit, DnsSession } from './dns-cache.ts'
 export type { CheckContext, CheckResult, DnsResolve, InboundChecker, InboundCheckerComponents, InboundCheckerInit } from './verify.ts'
 export { createSrs, isSrs, srsSecret, SrsError, SRS_MAX_AGE_DAYS } from './srs.ts'
 export type { Srs, SrsInit } from './srs.ts'

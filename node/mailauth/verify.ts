@@ -4,27 +4,28 @@
 // 8601 5: Authentication-Results above the trace fields, authserv-id = our hostname) and what to do with it.
 // Fail open: a DNS failure or time-out gives temperror results and the message is accepted (logged), because
 // refusing mail whenever a resolver hiccups loses more legitimate mail than it stops forgeries.
+// DNS answers are kept between messages (dns-cache.ts): one resolver per checker, not one per message.
 
 import { Resolver } from 'node:dns/promises'
 import { authenticate } from 'mailauth'
 import type { AuthenticateResult } from 'mailauth'
 import type { Logger } from 'pino'
 import { withoutOwnAuthResults } from './headers.ts'
+import { createDnsCache, DNS_QUERY_TIMEOUT_MS, DNS_QUERY_TRIES } from './dns-cache.ts'
+import type { DnsCache, DnsCacheInit, DnsResolve } from './dns-cache.ts'
 
-// One DNS query waits at most this long per try (node's default is 5 s with 4 tries); a check makes up to
-// about twenty queries (SPF's ten lookups, RFC 7208 4.6.4, plus DKIM keys, DMARC, ARC), most in sequence.
-export const DNS_QUERY_TIMEOUT_MS = 2000
-export const DNS_QUERY_TRIES = 2
+export { DNS_QUERY_TIMEOUT_MS, DNS_QUERY_TRIES }
+export type { DnsResolve }
 // The whole check: under the 10 minutes a client waits for the answer to DATA (RFC 5321 4.5.3.2.6) with a
 // wide margin, and short enough that a dead resolver costs each message seconds, not minutes.
 export const CHECK_TIMEOUT_MS = 15_000
 
-export type DnsResolve = (name: string, rrtype: string) => Promise<unknown>
-
 export interface InboundCheckerComponents {
   logger: Logger
-  /** DNS for every lookup (tests, or a caching resolver); default: node:dns on `dnsServers`. */
+  /** DNS under the checker's answer cache (tests); default: one node:dns resolver on `dnsServers`. */
   resolver?: DnsResolve
+  /** The answer cache's clock (tests). */
+  now?: () => number
 }
 
 export interface InboundCheckerInit {
@@ -37,6 +38,8 @@ export interface InboundCheckerInit {
   trustedIds?: string[]
   /** Bound on one whole check; CHECK_TIMEOUT_MS by default (tests shorten it). */
   timeoutMs?: number
+  /** The DNS answer cache's lifetimes and bounds (dns-cache.ts; tests shorten them). */
+  dnsCache?: DnsCacheInit
 }
 
 export interface CheckContext {
@@ -64,6 +67,8 @@ export interface CheckResult {
 
 export interface InboundChecker {
   check (message: Buffer, ctx: CheckContext): Promise<CheckResult>
+  /** The DNS answer cache under the checks (stats for tests and benchmarks). */
+  readonly dns: DnsCache
 }
 
 /** A resolver on node:dns with bounded time per query; `cancel` ends every query still waiting (ECANCELLED). */
@@ -94,9 +99,12 @@ export function createInboundChecker (components: InboundCheckerComponents, init
   }
 
   const ours = [init.hostname, ...(init.trustedIds ?? [])]
+  const dns = createDnsCache({ resolve: components.resolver ?? createResolver(init.dnsServers).resolve, ...(components.now !== undefined ? { now: components.now } : {}) }, init.dnsCache)
 
   return {
+    dns,
     async check (message, ctx) {
+      ctx.signal?.throwIfAborted()
       const cleaned = withoutOwnAuthResults(message, ours)
       if (cleaned !== null) log.warn({ event: 'inbound_auth_forged', ip: ctx.ip, from: ctx.mailFrom }, 'removed Authentication-Results that claim our name')
       const withCleaned = (r: CheckResult): CheckResult => cleaned === null ? r : { ...r, cleaned }
@@ -104,8 +112,10 @@ export function createInboundChecker (components: InboundCheckerComponents, init
         const ar = `${id}; auth=pass smtp.auth=${ctx.sender.replace(/[^\x21-\x7e]/g, '')}`
         return withCleaned({ headers: `Authentication-Results: ${ar}\r\n`, action: 'accept', results: { spf: 'none', dkim: 'none', dmarc: 'none', arc: 'none' }, arc: { authResults: ar, cv: 'none' } })
       }
-      const own = components.resolver === undefined ? createResolver(init.dnsServers) : null
-      const resolver = components.resolver ?? own!.resolve
+      // this check's queries: ended with the check (time-out, abort), so mailauth stops asking; a query another
+      // check shares goes on and its answer is kept
+      const session = dns.session()
+      const resolver = session.resolve
       let timer: NodeJS.Timeout | undefined
       const timedOut = new Promise<'timeout'>(resolve => { timer = setTimeout(() => resolve('timeout'), timeoutMs) })
       let onAbort = (): void => {}
@@ -135,7 +145,7 @@ export function createInboundChecker (components: InboundCheckerComponents, init
       } finally {
         clearTimeout(timer)
         ctx.signal?.removeEventListener('abort', onAbort)
-        own?.cancel()
+        session.end()
       }
       if (res === 'aborted') throw ctx.signal?.reason ?? new Error('aborted')
       if (res === 'timeout') {
