@@ -63,6 +63,8 @@ export class Tx {
   readonly locs = new Map<string, BlobLocation>()
   // user attributes written in this batch (key → stored value, null when removed), so later entries see them
   readonly attrs = new Map<string, { v: string, at: number } | null>()
+  // (user, key) of every attribute this batch changed: told to MailStore.onAttrChange's listeners once durable
+  readonly attrChanges: Array<[string, string]> = []
   // changes to in-memory state that readers see without the lock (the UID and flag index): run in order once the
   // batch is durable, never when it fails
   readonly after: Array<() => void> = []
@@ -258,6 +260,7 @@ export async function applyEntry (db: RecordReader, tx: Tx, user: string, c: Cac
       if (e.value === null) tx.del(keys.attr(user, e.key))
       else tx.put(keys.attr(user, e.key), { v: e.value, at: e.at })
       tx.attrs.set(e.key, e.value === null ? null : { v: e.value, at: e.at })
+      tx.attrChanges.push([user, e.key])
       return
     }
     case 'append': {

@@ -86,6 +86,7 @@ export class MailStoreBase {
   protected readonly randomId: () => string
   private readonly cache = new Map<string, Cached>()
   private readonly listeners = new Map<string, Set<MailListener>>()
+  private readonly attrListeners = new Set<(user: string, keys: string[] | null) => void>()
   private readonly metas = new BatchGet<MessageMeta>(async ks => await this.db.getMany(ks))
   private readonly headers = new BatchGet<string>(async ks => await this.db.getMany(ks))
   /** Header copies read lately, by key (content-addressed: never stale); see memo.ts. */
@@ -152,6 +153,7 @@ export class MailStoreBase {
         if (tx.ops.length > 0) await this.committer.submit(tx.ops)
         for (const [u, c] of tx.users) this.cache.set(u, c)
         for (const f of tx.after) f()
+        if (tx.attrChanges.length > 0) this.attrsChanged(tx.attrChanges)
       } catch (err) {
         for (const u of tx.users.keys()) this.cache.delete(u) // build mutated the cache: reload from disk
         throw err
@@ -161,8 +163,31 @@ export class MailStoreBase {
     })
   }
 
+  /** Drops the user's cached state; the directory calls this when a user is deleted or created again. */
   protected forget (user: string): void {
     this.cache.delete(user)
+    this.attrChanged(user, null)
+  }
+
+  /** Tells onAttrChange's listeners: `keys` null = every attribute of the user (the copy was dropped or deleted). */
+  private attrChanged (user: string, keys: string[] | null): void {
+    for (const l of this.attrListeners) {
+      try { l(user, keys) } catch { /* a listener's failure is its own; the change is already durable */ }
+    }
+  }
+
+  private attrsChanged (changes: Array<[string, string]>): void {
+    const byUser = new Map<string, string[]>()
+    for (const [u, k] of changes) byUser.set(u, [...(byUser.get(u) ?? []), k])
+    for (const [u, ks] of byUser) this.attrChanged(u, ks)
+  }
+
+  /** Calls `listener` after any change of a user's attributes is durable: this node's writes, entries applied from
+   * another node (log shipping, catch-up, a merge), and the user's copy dropped or deleted. For caches of attributes
+   * (node/managesieve/scripts.ts). Returns the unsubscribe function. */
+  onAttrChange (listener: (user: string, keys: string[] | null) => void): () => void {
+    this.attrListeners.add(listener)
+    return () => { this.attrListeners.delete(listener) }
   }
 
   /** Decides the next log position for an entry and applies it: the primary's only way to change mail. */
@@ -637,7 +662,8 @@ export class MailStoreBase {
   }
 
   async readBlob (hash: string): Promise<Buffer> {
-    return await this.blobs.read(await this.location(hash))
+    // a body stored lately (the primary shipping what it just took) is still in memory: no location read
+    return this.blobs.kept(hash) ?? await this.blobs.read(await this.location(hash))
   }
 
   /**
@@ -694,6 +720,7 @@ export class MailStoreBase {
       await this.committer.submit(await this.userDeletionOps(user))
       this.cache.delete(user)
       this.recordCache.drop(user)
+      this.attrChanged(user, null)
       return true
     })
   }

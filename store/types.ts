@@ -390,6 +390,9 @@ export interface Store extends Directory, MailStore, Replication, DirectoryRepli
   stop (): Promise<void>
   /** Group-commit counters: batches committed and the fsync'd groups they shared. */
   stats (): { commitGroups: number, commitBatches: number }
+  /** After any change of a user's attributes is durable (own writes, applied entries, merges; `keys` null: the user's
+   * copy dropped or deleted). Returns the unsubscribe function. */
+  onAttrChange (listener: (user: string, keys: string[] | null) => void): () => void
   /**
    * When a user was created (its record's `created`), from the directory held in memory, without waiting: placement
    * asks it on every write (a user created after a member's disk went low is not placed there). Undefined for an
