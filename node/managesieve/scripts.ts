@@ -52,11 +52,94 @@ export function describeErrors (errors: SieveError[]): string {
 
 export interface ScriptInfo { name: string, active: boolean }
 
+// The active script of each user, kept in memory for delivery (node/rules reads it for every message: a LevelDB
+// get or two, 3-5 % of the MX's busy time under load). Bounded by users and by bytes of source, least recently
+// used out first; a user without an active script is kept too (most users: one entry, no source).
+export const ACTIVE_CACHE_USERS_MAX = 10_000
+export const ACTIVE_CACHE_BYTES_MAX = 16 * 1024 * 1024
+
+/** What the cache needs of the store: the change feed of users' attributes (store/types.ts Store.onAttrChange). */
+export interface AttrChanges {
+  onAttrChange (listener: (user: string, keys: string[] | null) => void): () => void
+}
+
+type Active = { name: string, source: string } | null
+
+/**
+ * Users' active scripts in memory, dropped whenever the store says a user's script attributes changed: this node's
+ * writes, entries applied from another node (log shipping, catch-up, a merge), the user's copy dropped or the user
+ * deleted. A read that a change overtook is not kept (the generation counter), so a stale script is never kept.
+ */
+export class ActiveScriptCache {
+  private readonly entries = new Map<string, { value: Active, bytes: number }>() // Map order: least recently used first
+  private readonly usersMax: number
+  private readonly bytesMax: number
+  private bytes = 0
+  private generation = 0
+  private readonly unsubscribe: () => void
+  hits = 0
+  misses = 0
+
+  constructor (changes: AttrChanges, init: { usersMax?: number, bytesMax?: number } = {}) {
+    this.usersMax = init.usersMax ?? ACTIVE_CACHE_USERS_MAX
+    this.bytesMax = init.bytesMax ?? ACTIVE_CACHE_BYTES_MAX
+    this.unsubscribe = changes.onAttrChange((user, keys) => {
+      if (keys !== null && !keys.some(k => k === ACTIVE_KEY || k.startsWith(SCRIPT_PREFIX))) return // e.g. vacation memory
+      this.generation++
+      this.drop(user)
+    })
+  }
+
+  async get (user: string, read: () => Promise<Active>): Promise<Active> {
+    const hit = this.entries.get(user)
+    if (hit !== undefined) {
+      this.entries.delete(user)
+      this.entries.set(user, hit)
+      this.hits++
+      return hit.value
+    }
+    this.misses++
+    const generation = this.generation
+    const value = await read()
+    if (generation === this.generation) this.keep(user, value)
+    return value
+  }
+
+  get size (): number { return this.entries.size }
+
+  stop (): void {
+    this.unsubscribe()
+    this.entries.clear()
+    this.bytes = 0
+  }
+
+  private keep (user: string, value: Active): void {
+    const bytes = user.length + (value === null ? 0 : value.name.length + value.source.length) + 64
+    this.drop(user)
+    this.entries.set(user, { value, bytes })
+    this.bytes += bytes
+    for (const k of this.entries.keys()) {
+      if (this.entries.size <= this.usersMax && this.bytes <= this.bytesMax) break
+      this.drop(k)
+    }
+  }
+
+  private drop (user: string): void {
+    const e = this.entries.get(user)
+    if (e === undefined) return
+    this.entries.delete(user)
+    this.bytes -= e.bytes
+  }
+}
+
 export class SieveScripts {
   private readonly store: Pick<MailStore, 'getAttr' | 'listAttrs' | 'setAttrs'>
+  private readonly cache: ActiveScriptCache | null
 
-  constructor (store: Pick<MailStore, 'getAttr' | 'listAttrs' | 'setAttrs'>) {
+  /** With `cache`, active() answers from memory (delivery); without, every call reads the store. */
+  constructor (store: Pick<MailStore, 'getAttr' | 'listAttrs' | 'setAttrs'>, cache?: ActiveScriptCache) {
     this.store = store
+    this.cache = cache ?? null
   }
 
   async list (user: string): Promise<ScriptInfo[]> {
@@ -74,6 +157,11 @@ export class SieveScripts {
   }
 
   async active (user: string): Promise<{ name: string, source: string } | null> {
+    if (this.cache !== null) return await this.cache.get(user, async () => await this.readActive(user))
+    return await this.readActive(user)
+  }
+
+  private async readActive (user: string): Promise<{ name: string, source: string } | null> {
     const name = await this.store.getAttr(user, ACTIVE_KEY)
     if (name === null) return null
     const source = await this.store.getAttr(user, SCRIPT_PREFIX + name)

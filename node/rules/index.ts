@@ -11,7 +11,8 @@ import { domainOf, isMailError, isQueueShard, MailError } from '../../store/inde
 import type { DeliveryTarget, Directory, MailStore, OpOptions } from '../../store/index.ts'
 import { compileSieve, runSieve, REDIRECTS_MAX } from '../sieve/index.ts'
 import type { CompiledScript, SieveOutcome } from '../sieve/index.ts'
-import { SieveScripts, SCRIPT_PREFIX } from '../managesieve/scripts.ts'
+import { ActiveScriptCache, SieveScripts, SCRIPT_PREFIX } from '../managesieve/scripts.ts'
+import type { AttrChanges } from '../managesieve/scripts.ts'
 import type { DeliveryFilter } from '../grid/index.ts'
 import type { Envelope } from '../outbound/types.ts'
 import { buildDsn } from '../outbound/dsn.ts'
@@ -31,8 +32,9 @@ export const COMPILED_CACHE_MAX = 512 // compiled scripts kept, by source hash
 export const REJECT_REASON_CHARS_MAX = 400 // a reject reason in our SMTP reply: one line, bounded
 
 export interface RulesComponents {
-  /** This node's copy (reads: the script, the memory, the mailboxes; on the primary it is current). */
-  store: Pick<MailStore, 'getAttr' | 'listAttrs' | 'getMailbox'>
+  /** This node's copy (reads: the script, the memory, the mailboxes; on the primary it is current). With
+   * onAttrChange (the node's store), users' active scripts are kept in memory between deliveries. */
+  store: Pick<MailStore, 'getAttr' | 'listAttrs' | 'getMailbox'> & Partial<AttrChanges>
   /** The replicated store: memory writes, :create, local deliveries of redirects and replies. */
   mail: Pick<MailStore, 'setAttrs' | 'createMailbox' | 'deliver'>
   directory: Pick<Directory, 'isLocalDomain' | 'resolveRecipient'>
@@ -95,7 +97,8 @@ export function createSieveFilter (components: RulesComponents, init: RulesInit)
   const { store, mail, directory, outbound, srs } = components
   const log = components.logger
   const now = components.now ?? Date.now
-  const scripts = new SieveScripts({ getAttr: store.getAttr.bind(store), listAttrs: store.listAttrs.bind(store), setAttrs: mail.setAttrs.bind(mail) })
+  const cache = store.onAttrChange === undefined ? undefined : new ActiveScriptCache({ onAttrChange: store.onAttrChange.bind(store) })
+  const scripts = new SieveScripts({ getAttr: store.getAttr.bind(store), listAttrs: store.listAttrs.bind(store), setAttrs: mail.setAttrs.bind(mail) }, cache)
   const compiled = new Map<string, CompiledScript | { errors: string }>()
   const memoryMax = init.memoryEntriesMax ?? MEMORY_ENTRIES_MAX
 
