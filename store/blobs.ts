@@ -97,7 +97,9 @@ export class BlobFiles {
   private flushScheduled = false
   private appends: PendingAppend[] = []
   private appendScheduled = false
-  private readonly recent = new Map<string, Buffer>() // `seg:off` → body, in the order appended
+  private readonly recent = new Map<string, { body: Buffer, hash: string }>() // `seg:off` → body, in the order appended
+  /** The same bodies by content hash: the primary's shipment of what it just stored asks by hash (no location read). */
+  private readonly recentByHash = new Map<string, Buffer>()
   private recentBytes = 0
 
   constructor (dir: string) {
@@ -120,6 +122,7 @@ export class BlobFiles {
     for (const seg of this.segments.values()) await seg.fh.close()
     this.segments.clear()
     this.recent.clear()
+    this.recentByHash.clear()
     this.recentBytes = 0
     this.current = null
   }
@@ -185,19 +188,27 @@ export class BlobFiles {
       this.pendingWrites.delete(p)
     }
     const loc = { seg: seg.id, off: start + RECORD_HEADER_BYTES, len: body.length }
-    this.remember(loc, body)
+    this.remember(loc, body, hash)
     return loc
   }
 
-  private remember (loc: BlobLocation, body: Buffer): void {
+  private remember (loc: BlobLocation, body: Buffer, hash: string): void {
     if (body.length > RECENT_BODY_BYTES_MAX) return
-    this.recent.set(`${loc.seg}:${loc.off}`, body)
+    this.recent.set(`${loc.seg}:${loc.off}`, { body, hash })
+    this.recentByHash.set(hash, body)
     this.recentBytes += body.length
     for (const [k, b] of this.recent) {
       if (this.recentBytes <= RECENT_BYTES_MAX) break
       this.recent.delete(k)
-      this.recentBytes -= b.length
+      if (this.recentByHash.get(b.hash) === b.body) this.recentByHash.delete(b.hash)
+      this.recentBytes -= b.body.length
     }
+  }
+
+  /** A copy of a body appended lately, by its content hash (the caller may change it), or undefined. */
+  kept (hash: string): Buffer | undefined {
+    const b = this.recentByHash.get(hash)
+    return b === undefined ? undefined : Buffer.from(b)
   }
 
   /**
@@ -247,7 +258,7 @@ export class BlobFiles {
     const buf = into ?? Buffer.allocUnsafe(len)
     if (buf.length < at + len) throw new RangeError('read target too small')
     if (len === 0) return buf
-    const kept = this.recent.get(`${loc.seg}:${loc.off}`)
+    const kept = this.recent.get(`${loc.seg}:${loc.off}`)?.body
     if (kept !== undefined && kept.length === loc.len) {
       kept.copy(buf, at, start, start + len) // a copy: the caller may change what it gets
       return buf
