@@ -1,6 +1,8 @@
 // Group shipping to a peer, like group commit: while one request to a peer is in flight, the items submitted
 // for that peer queue up and leave together in the next request. Under load this turns many small RPCs
-// (one per delivery, one per replicated write) into few large ones; with no load an item leaves at once.
+// (one per delivery, one per replicated write) into few large ones. An item submitted while the peer has room
+// waits for the end of the current turn of the event loop (setImmediate), so the items one event produces (the
+// writes one group commit made durable, the deliveries of one batch) leave together instead of the first alone.
 
 export interface BatcherInit<Q> {
   itemsMax: number
@@ -23,6 +25,7 @@ export class PeerBatcher<Q, R> {
   private readonly init: BatcherInit<Q>
   private readonly queues = new Map<string, Array<Waiting<Q, R>>>()
   private readonly inFlight = new Map<string, number>()
+  private readonly scheduled = new Set<string>()
 
   constructor (send: (peer: string, items: Q[]) => Promise<R[]>, init: BatcherInit<Q>) {
     this.send = send
@@ -34,7 +37,12 @@ export class PeerBatcher<Q, R> {
       const q = this.queues.get(peer) ?? []
       q.push({ item, resolve, reject })
       this.queues.set(peer, q)
-      this.pump(peer)
+      if (this.scheduled.has(peer)) return
+      this.scheduled.add(peer)
+      setImmediate(() => {
+        this.scheduled.delete(peer)
+        this.pump(peer)
+      })
     })
   }
 

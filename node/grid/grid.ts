@@ -88,7 +88,7 @@ export class Grid {
     const merge = this.repair.merge.bind(this.repair)
     this.catchUp = new CatchUp({ gossip, store, logger, placement, state, merge }, { startSettleMs: init.startSettleMs })
     const lead = this.catchUp.lead.bind(this.catchUp)
-    this.routing = new Routing({ gossip, store, placement, lead, replicate })
+    this.routing = new Routing({ gossip, store, placement, lead, replicate, held: this.shipping.held })
     this.handOff = new HandOff({ gossip, store, logger, placement, lead, replicate, merge, dropCopy: this.repair.dropCopy.bind(this.repair) })
     this.rebalancer = new Rebalancer({
       gossip, store, logger, placement, state, lead, merge,

@@ -2,6 +2,7 @@
 // goes through the write path (lead, store, replicate) and the rest leaves in batched RPCs, so it resolves only
 // once every copy is durable on its replicas. Also this node's answers to such RPCs.
 
+import { createHash } from 'node:crypto'
 import type { Gossip, RpcMessage } from '../../gossip/types.ts'
 import { isMailError, MailError } from '../../store/index.ts'
 import type { AppendResult, DeliveryTarget, OpOptions, QuotaUsage, Store } from '../../store/index.ts'
@@ -10,9 +11,12 @@ import { PeerBatcher } from './batcher.ts'
 import { REPLICATION_TIMEOUT_MS } from './constants.ts'
 import type { Placement } from './placement.ts'
 import type { CatchUp } from './catch-up.ts'
-import type { Shipping } from './shipping.ts'
+import type { HeldBodies, Shipping } from './shipping.ts'
 
-interface DeliveryShipment { targets: DeliveryTarget[], internalDate: number, raw: Buffer }
+/** `hold`: this node keeps the body (SHA-256, hex) while the primary handles it: it is a replica of a target's user. */
+interface DeliveryShipment { targets: DeliveryTarget[], internalDate: number, raw: Buffer, hold?: string }
+
+const SHA256_HEX = /^[0-9a-f]{64}$/
 
 /**
  * What a delivery filter (the user's Sieve script, node/rules) makes of one target on the user's primary, after the
@@ -56,6 +60,8 @@ export interface RoutingComponents {
   placement: Placement
   lead: CatchUp['lead']
   replicate: Shipping['replicate']
+  /** Shipping's: a delivery's body crosses the network once when it enters at a replica (see HeldBodies). */
+  held?: HeldBodies
 }
 
 export class Routing {
@@ -64,6 +70,7 @@ export class Routing {
   private readonly placement: Placement
   private readonly lead: CatchUp['lead']
   private readonly replicate: Shipping['replicate']
+  private readonly held: HeldBodies | undefined
   // many deliveries to one primary leave in one RPC (batcher.ts)
   private readonly deliveryShipper: PeerBatcher<DeliveryShipment, Record<string, unknown>>
   private filter: DeliveryFilter | null = null
@@ -74,10 +81,11 @@ export class Routing {
     this.placement = components.placement
     this.lead = components.lead
     this.replicate = components.replicate
+    this.held = components.held
     this.deliveryShipper = new PeerBatcher(async (peer, items) => {
       const { lens, body } = packBodies(items.map(i => i.raw))
       const res = await this.gossip.call(peer, PROTOCOLS.deliverBatch, {
-        header: { items: items.map((i, k) => ({ targets: i.targets, internalDate: i.internalDate, bytes: lens[k] })) },
+        header: { items: items.map((i, k) => ({ targets: i.targets, internalDate: i.internalDate, bytes: lens[k], ...(i.hold !== undefined ? { hold: i.hold } : {}) })) },
         body
       }, { timeoutMs: REPLICATION_TIMEOUT_MS + 5000 })
       return res.header.results as Array<Record<string, unknown>>
@@ -87,14 +95,19 @@ export class Routing {
   /** Serves deliveries and quota reads routed to this node as the primary. */
   handle (): void {
     const g = this.gossip
-    g.handle(PROTOCOLS.deliverBatch, async req => {
+    g.handle(PROTOCOLS.deliverBatch, async (req, ctx) => {
       const items = Array.isArray(req.header.items) ? req.header.items as Array<Record<string, unknown>> : []
       const raws = unpackBodies(items.map(i => i.bytes), req.body)
       const results = await Promise.all(items.map(async (i, k) => {
+        // the sender keeps this body while we handle it: our shipments to it name the body instead of sending it
+        const hold = typeof i.hold === 'string' && SHA256_HEX.test(i.hold) && this.held !== undefined ? i.hold : undefined
+        if (hold !== undefined) this.held?.peerKeeps(ctx.peer, hold)
         try {
           return { results: await this.deliverLocal(raws[k], i.targets as DeliveryTarget[], { internalDate: Number(i.internalDate) }) }
         } catch (err) {
           return errorReply(err).header
+        } finally {
+          if (hold !== undefined) this.held?.peerReleased(ctx.peer, hold)
         }
       }))
       return { header: { results } }
@@ -127,10 +140,16 @@ export class Routing {
         results = await this.deliverLocal(raw, ts, { ...opts, internalDate })
       } else {
         let res: RpcMessage
+        // a replica of a target's user receives the primary's shipment of this very body: it keeps it meanwhile
+        const self = this.placement.self
+        const hold = this.held !== undefined && ts.some(t => this.placement.replicasOf(t.user).includes(self)) ? createHash('sha256').update(raw).digest('hex') : undefined
+        if (hold !== undefined) this.held?.keep(hold, raw)
         try {
-          res = { header: await this.deliveryShipper.submit(primary, { targets: ts, internalDate, raw }) }
+          res = { header: await this.deliveryShipper.submit(primary, { targets: ts, internalDate, raw, ...(hold !== undefined ? { hold } : {}) }) }
         } catch (err) {
           throw new MailError('unavailable', `The node owning the mailbox is unreachable: ${String(err)}`)
+        } finally {
+          if (hold !== undefined) this.held?.release(hold)
         }
         throwIfError(res)
         results = res.header.results as AppendResult[]

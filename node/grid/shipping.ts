@@ -14,7 +14,56 @@ import type { Placement } from './placement.ts'
 import type { ReplicaState } from './state.ts'
 import type { DivergenceRepair } from './divergence.ts'
 
-interface LogShipment { user: string, entries: LogEntry[], lens: number[], prev: { seq: number, eid: string | null }, body: Buffer, headerBytes: number }
+interface LogShipment { user: string, entries: LogEntry[], lens: number[], prev: { seq: number, eid: string | null }, body: Buffer, held: string[], headerBytes: number }
+
+/**
+ * Bodies of deliveries on their way through the primary, kept so they cross the network once. A delivery that
+ * enters at a replica of its user (not the primary) goes to the primary with its body, and the primary's
+ * shipment of the resulting log entries comes back to that same node: the entry node keeps the body (`keep`)
+ * until the primary answers, the primary knows that peer has it (`peerKeeps`, for as long as it handles the
+ * delivery) and ships the entries with only the body's hash (`held`); the replica takes the body it kept, or
+ * pulls it from the primary when it no longer has it (the delivery timed out on its side meanwhile).
+ */
+export class HeldBodies {
+  private readonly own = new Map<string, { body: Buffer, refs: number }>()
+  private readonly atPeer = new Map<string, number>()
+
+  /** This node keeps `body` (whose SHA-256 is `hash`) until release(hash). */
+  keep (hash: string, body: Buffer): void {
+    const k = this.own.get(hash)
+    if (k !== undefined) k.refs++
+    else this.own.set(hash, { body, refs: 1 })
+  }
+
+  release (hash: string): void {
+    const k = this.own.get(hash)
+    if (k === undefined) return
+    if (--k.refs <= 0) this.own.delete(hash)
+  }
+
+  body (hash: string): Buffer | undefined {
+    return this.own.get(hash)?.body
+  }
+
+  /** `peer` said it keeps the body `hash` (until peerReleased). */
+  peerKeeps (peer: string, hash: string): void {
+    const key = `${peer}\x00${hash}`
+    this.atPeer.set(key, (this.atPeer.get(key) ?? 0) + 1)
+  }
+
+  peerReleased (peer: string, hash: string): void {
+    const key = `${peer}\x00${hash}`
+    const n = (this.atPeer.get(key) ?? 0) - 1
+    if (n <= 0) this.atPeer.delete(key)
+    else this.atPeer.set(key, n)
+  }
+
+  peerHas (peer: string, hash: string): boolean {
+    return this.atPeer.size > 0 && this.atPeer.has(`${peer}\x00${hash}`)
+  }
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/
 
 /** A replica's copy of the log differs from ours before the point we would continue from. */
 export class DivergedError extends Error {
@@ -47,6 +96,8 @@ export class Shipping {
   private readonly merge: DivergenceRepair['merge']
   private readonly onReplicated: ((seconds: number) => void) | undefined
   remirroredBytes = 0
+  /** Bodies kept so a delivery's body crosses the network once (see HeldBodies). */
+  readonly held = new HeldBodies()
   // many users' shipments to one peer leave in one RPC (batcher.ts)
   private readonly logShipper: PeerBatcher<LogShipment, Record<string, unknown>>
 
@@ -61,7 +112,7 @@ export class Shipping {
     this.logShipper = new PeerBatcher(async (peer, items) => {
       const { lens, body } = packBodies(items.map(i => i.body))
       const res = await this.gossip.call(peer, PROTOCOLS.logBatch, {
-        header: { items: items.map((i, k) => ({ user: i.user, entries: i.entries, lens: i.lens, prev: i.prev, bytes: lens[k] })) },
+        header: { items: items.map((i, k) => ({ user: i.user, entries: i.entries, lens: i.lens, prev: i.prev, bytes: lens[k], ...(i.held.length > 0 ? { held: i.held } : {}) })) },
         body
       })
       return res.header.results as Array<Record<string, unknown>>
@@ -81,11 +132,11 @@ export class Shipping {
       }
       return { header: { positions, last } }
     })
-    g.handle(PROTOCOLS.logBatch, async req => {
+    g.handle(PROTOCOLS.logBatch, async (req, ctx) => {
       const items = Array.isArray(req.header.items) ? req.header.items as Array<Record<string, unknown>> : []
       const bodies = unpackBodies(items.map(i => i.bytes), req.body)
       // different users apply in parallel; their fsyncs meet in the store's group commit
-      const results = await Promise.all(items.map(async (i, k) => (await this.onLog({ header: i, body: bodies[k] })).header))
+      const results = await Promise.all(items.map(async (i, k) => (await this.onLog({ header: i, body: bodies[k] }, ctx.peer)).header))
       return { header: { results } }
     })
     g.handle(PROTOCOLS.pull, async req => await this.onPull(req))
@@ -149,6 +200,7 @@ export class Shipping {
         const entries = read.filter(e => e.seq > from)
         if (entries.length === 0) break
         const hashes: string[] = []
+        const held: string[] = [] // bodies the replica kept (it is the node the delivery entered at): named, not sent
         const seen = new Set<string>()
         let size = 0
         let headerBytes = 512
@@ -158,6 +210,12 @@ export class Shipping {
           if (i > 0 && headerBytes + h > LOG_SHIPMENT_HEADER_BYTES_MAX) { cut = i; break }
           headerBytes += h
           if (e.op !== 'append' || seen.has(e.blob)) continue
+          if (this.held.peerHas(peer, e.blob)) {
+            seen.add(e.blob)
+            held.push(e.blob)
+            headerBytes += 67
+            continue
+          }
           if (size > 0 && size + e.size > LOG_BATCH_BYTES_MAX) { cut = i; headerBytes -= h; break }
           seen.add(e.blob)
           hashes.push(e.blob)
@@ -169,7 +227,7 @@ export class Shipping {
         const batch = entries.slice(0, cut)
         const { lens, body } = packBodies(bodies)
         const prevEid = anchor?.eid ?? null
-        const res: RpcMessage = { header: await this.logShipper.submit(peer, { user, entries: batch, lens, prev: { seq: pos, eid: prevEid }, body, headerBytes }) }
+        const res: RpcMessage = { header: await this.logShipper.submit(peer, { user, entries: batch, lens, prev: { seq: pos, eid: prevEid }, body, held, headerBytes }) }
         throwIfError(res)
         if (res.header.diverged === true) {
           this.state.confirmed.delete(key)
@@ -185,7 +243,7 @@ export class Shipping {
     })
   }
 
-  private async onLog (req: RpcMessage): Promise<RpcMessage> {
+  private async onLog (req: RpcMessage, from: string): Promise<RpcMessage> {
     const user = String(req.header.user)
     const entries = req.header.entries as LogEntry[]
     const prev = req.header.prev as LogAnchor | undefined
@@ -194,8 +252,10 @@ export class Shipping {
       if (position < prev.seq) return { header: { position } } // behind: resend from our position
     }
     try {
+      const blobs = unpackBodies(req.header.lens, req.body)
+      if (Array.isArray(req.header.held)) blobs.push(...await this.heldBodies(req.header.held, from))
       // the store checks, under the user's lock, that the shipment continues this copy (anchor and overlap)
-      const position = await this.store.applyLog(user, entries, unpackBodies(req.header.lens, req.body), prev)
+      const position = await this.store.applyLog(user, entries, blobs, prev)
       return { header: { position } }
     } catch (err) {
       if (err instanceof LogDivergedError) return { header: { position: err.position, diverged: true } }
@@ -203,6 +263,32 @@ export class Shipping {
       this.log.warn({ user, err }, 'apply_failed')
       return errorReply(err)
     }
+  }
+
+  /** The bodies a shipment named instead of sending (HeldBodies): kept here, or else pulled from the sender. */
+  private async heldBodies (named: unknown[], from: string): Promise<Buffer[]> {
+    const hashes = [...new Set(named.slice(0, LOG_BATCH_ENTRIES_MAX).map(String))]
+    if (hashes.some(h => !SHA256_HEX.test(h))) throw new MailError('invalid', 'a held body is not named by its hash')
+    const out: Buffer[] = []
+    let missing: string[] = []
+    for (const h of hashes) {
+      const b = this.held.body(h)
+      if (b !== undefined) out.push(b)
+      else missing.push(h)
+    }
+    if (missing.length === 0) return out
+    // each answer holds at least the first body asked for (divergence.ts serves PROTOCOLS.blobs); a body still
+    // missing after this makes the store refuse the shipment, and the primary sends it again
+    const asked = missing.length
+    for (let round = 0; missing.length > 0 && round < asked; round++) {
+      const res = await this.gossip.call(from, PROTOCOLS.blobs, { header: { hashes: missing } }, { bulk: true })
+      const got = unpackBodies(res.header.lens, res.body)
+      if (got.length === 0) break
+      out.push(...got)
+      missing = missing.slice(got.length)
+    }
+    this.log.debug({ from, pulled: asked - missing.length, missing: missing.length }, 'held_bodies_pulled')
+    return out
   }
 
   private async onPull (req: RpcMessage): Promise<RpcMessage> {
