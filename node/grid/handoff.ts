@@ -69,16 +69,17 @@ export class HandOff {
 
   /**
    * The former replica's side, one round: copies this node holds of users it no longer replicates are handed to
-   * the primary and dropped when it confirms every replica has all of it. Resolves to the copies still held.
+   * the primary and dropped when it confirms every replica has all of it. Resolves to the copies still held;
+   * `onEmpty` hears of each user whose copy here is empty (nothing to hand back).
    */
-  async handBack (users: string[], running: () => boolean): Promise<number> {
+  async handBack (users: string[], running: () => boolean, onEmpty?: (user: string) => void): Promise<number> {
     const foreign = users.filter(u => !this.placement.replicasOf(u).includes(this.placement.self))
     let pending = 0
     const handoff = async (): Promise<void> => {
       for (let u = foreign.shift(); u !== undefined && running(); u = foreign.shift()) {
         try {
           const position = await this.store.logPosition(u)
-          if (position === 0) continue
+          if (position === 0) { onEmpty?.(u); continue }
           const primary = this.placement.primaryOf(u)
           if (primary === null) { pending++; continue }
           const [last] = await this.store.readLog(u, position, 1)
