@@ -71,6 +71,11 @@ export class FailureDetector {
     return e === undefined ? undefined : snapshot(e.member)
   }
 
+  /** Whether `id` is in the view (without the copy `member` makes: asked for every heartbeat received). */
+  has (id: string): boolean {
+    return id === this.#self.id || this.#entries.has(id)
+  }
+
   self (now: number): Member {
     return { ...snapshot(this.#self), lastSeen: now }
   }

@@ -375,9 +375,9 @@ export class GossipService implements Gossip {
       this.#log.warn({ peer: from, err: (err as Error).message }, 'heartbeat_rejected')
       return
     }
-    const known = this.#detector.member(from, this.#now())
+    const known = this.#detector.has(from)
     this.#emit(this.#detector.heard(hb.info, hb.seq, this.#now()))
-    if (known === undefined) this.#dialMember(hb.info.id, hb.info.addrs)
+    if (!known) this.#dialMember(hb.info.id, hb.info.addrs)
   }
 
   readonly #onSubscriptionChange = (): void => {

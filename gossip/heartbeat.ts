@@ -17,8 +17,12 @@ const STRING_CHARS_MAX = 512
 const SERVICES_MAX = 32
 const LOAD_KEYS: ReadonlyArray<keyof LoadSample> = ['cpuPct', 'memUsedBytes', 'memTotalBytes', 'diskFreeBytes', 'netRxBytesPerSec', 'netTxBytesPerSec', 'sessions']
 
+// one of each for the process: a node encodes and decodes several heartbeats a second for its whole life
+const encoder = new TextEncoder()
+const decoder = new TextDecoder('utf-8', { fatal: true })
+
 export function encodeHeartbeat (hb: Heartbeat): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify({ v: HEARTBEAT_VERSION, seq: hb.seq, info: hb.info }))
+  return encoder.encode(JSON.stringify({ v: HEARTBEAT_VERSION, seq: hb.seq, info: hb.info }))
 }
 
 function isObject (x: unknown): x is Record<string, unknown> {
@@ -52,7 +56,7 @@ function diskLow (x: unknown): DiskLow | undefined {
 /** Parses and validates a heartbeat; throws on anything malformed. `from` is the authenticated sender. */
 export function decodeHeartbeat (data: Uint8Array, from: string): Heartbeat {
   if (data.byteLength > HEARTBEAT_BYTES_MAX) throw new Error('heartbeat too large')
-  const raw: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data))
+  const raw: unknown = JSON.parse(decoder.decode(data))
   if (!isObject(raw) || raw.v !== HEARTBEAT_VERSION) throw new Error('bad heartbeat version')
   const seq = raw.seq
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) throw new Error('bad seq')
