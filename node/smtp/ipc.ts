@@ -6,6 +6,7 @@
 
 import { MailError, isMailError } from '../../store/index.ts'
 import type { MailErrorKind } from '../../store/index.ts'
+import { stage, stamp, timing } from './timings.ts'
 
 /** Components a worker asks the primary for; each call is `target.method(...args)` on the primary's object. */
 export type Target = 'directory' | 'delivery' | 'auth' | 'limiter' | 'outbound' | 'sealer' | 'domainUsage' | 'burl' | 'metrics' | 'stats'
@@ -18,6 +19,7 @@ export type Message =
   | { t: 'release', token: number }
   | { t: 'ready', ports: Record<string, number> }
   | { t: 'stop' }
+  | { t: 'stamp', at: number } // when the batch left (node/smtp/timings.ts, only while timing)
 
 export interface WireFailure { message: string, kind?: MailErrorKind, responseCode?: number }
 
@@ -65,7 +67,12 @@ export class Batcher {
   touch (): void {
     if (this.scheduled) return
     this.scheduled = true
-    setImmediate(() => { this.flush() })
+    if (!timing) {
+      setImmediate(() => { this.flush() })
+      return
+    }
+    const t = performance.now()
+    setImmediate(() => { stage('ipc.flushWait', performance.now() - t); this.flush() })
   }
 
   /** Makes sure a flush comes within COUNTERS_DELAY_MS (something for `late` is waiting). */
@@ -81,7 +88,19 @@ export class Batcher {
     if (this.queue.length === 0) return
     const batch = this.queue
     this.queue = []
+    if (timing) {
+      stage('ipc.batchOut', batch.length)
+      batch.push({ t: 'stamp', at: stamp() })
+    }
     // a closed channel (the other side died) drops the batch: its requests were never answered, so never acknowledged
     if (this.to.connected) this.to.send(batch, () => {})
   }
+}
+
+/** Times a batch that arrived (node/smtp/timings.ts): its size and how long it took from the other process's flush. */
+export function timeBatch (batch: Message[]): void {
+  if (!timing) return
+  stage('ipc.batchIn', batch.length)
+  const last = batch[batch.length - 1]
+  if (last?.t === 'stamp') stage('ipc.transit', stamp() - last.at)
 }

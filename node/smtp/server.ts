@@ -20,6 +20,7 @@ import { traceHeaders } from './received.ts'
 import type { Envelope } from '../outbound/index.ts'
 import type { StatsSink } from '../stats/index.ts'
 import type { DomainUsage } from '../domain-quota.ts'
+import { stage } from './timings.ts'
 import { isSrs, SrsError } from '../mailauth/index.ts'
 import type { ArcSealer, CheckResult, Srs } from '../mailauth/index.ts'
 import { RECEIVED_HEADERS_MAX, receivedCount } from '../outbound/index.ts'
@@ -258,6 +259,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     hideREQUIRETLS: true,
 
     onConnect (session, callback) {
+      stage('connect', 0)
       const opened = limiter.tryOpen(session.remoteAddress)
       if (opened instanceof Promise) {
         opening.add(session.id)
@@ -338,7 +340,9 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       const s = state(session)
       if (submission && s.user === null) return callback(reply(530, '5.7.0 Authentication required'))
       if (s.targets.size + s.remote.size >= init.recipientsMax) return callback(reply(452, '4.5.3 Too many recipients'))
+      const started = performance.now()
       checkRecipient(address, session).then(({ users, remote }) => {
+        stage('rcpt', performance.now() - started)
         if (users.length > 0) s.targets.set(address.address, users)
         if (!submission && remote.length > 0) s.forwardDomain ??= domainOf(normalizeAddress(address.address) ?? address.address)
         const dsn = (address as SMTPServerAddress & { dsn?: { notify?: string[], orcpt?: string } }).dsn
@@ -354,6 +358,7 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     },
 
     onData (stream: SMTPServerDataStream, session, callback) {
+      const started = performance.now()
       const chunks: Buffer[] = []
       let held = 0
       let overBudget = false
@@ -379,7 +384,12 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
           log.warn({ sid: session.id }, 'smtp_memory_budget_exceeded')
           return finish(reply(452, '4.3.1 Insufficient system storage, try again later'))
         }
-        store(Buffer.concat(chunks, held), session).then(id => finish(null, `2.0.0 Ok: queued as ${id}`), err => finish(err))
+        const received = performance.now()
+        stage('data', received - started)
+        store(Buffer.concat(chunks, held), session).then(id => {
+          stage('store', performance.now() - received)
+          finish(null, `2.0.0 Ok: queued as ${id}`)
+        }, err => finish(err))
       })
     }
   }
@@ -526,9 +536,11 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
     // a Sieve reject (node/rules) can be said in our reply only when nobody else's copy depends on it
     if (targets.length === 1 && s.remote.size === 0 && targets[0].envelope !== undefined) targets[0].envelope.rejectable = true
     // Sender authentication first: a DMARC p=reject failure is refused before the filter is asked
+    const checking = performance.now()
     const auth = init.mode === 'mx' && components.inbound !== undefined
       ? await components.inbound.check(raw, { ip: session.remoteAddress, helo: session.hostNameAppearsAs ?? '', mailFrom: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address })
       : null
+    if (auth !== null) stage('store.inbound', performance.now() - checking)
     if (auth?.action === 'reject') {
       log.info({ sid: session.id, id, ...auth.results }, 'smtp_rejected_dmarc')
       for (const t of targets) stats?.add('rejected', t.user)
@@ -581,7 +593,9 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
         return await delivery.deliver(raw, targets.map(t => ({ ...t, mailbox: undefined })), { internalDate: date.getTime() })
       })
       // the local copies and the queued ones are made durable together; 250 only when both are
+      const delivering = performance.now()
       const [results, queued] = await Promise.all([local, enqueueRemote(raw, session, id, date, auth)])
+      stage('store.deliver', performance.now() - delivering)
       log.info({ sid: session.id, id, bytes: raw.length, rcpts: targets.length, gids: results.map(r => r.gid), ...(queued.length > 0 ? { queued } : {}) }, 'smtp_delivered')
       metrics?.inc('deliveriesIn', label, targets.length)
       metrics?.inc('bytesIn', label, raw.length)

@@ -14,9 +14,10 @@ import { createSrs } from '../mailauth/index.ts'
 import { createInboundChecker } from '../mailauth/index.ts'
 import { createRspamdFilter } from '../filters/index.ts'
 import type { RspamdInit } from '../filters/rspamd.ts'
-import { Batcher, fromWire } from './ipc.ts'
+import { Batcher, fromWire, timeBatch } from './ipc.ts'
 import { BurlError } from './burl.ts'
 import type { Message, Target } from './ipc.ts'
+import { stage, timing } from './timings.ts'
 
 export type WorkerServiceName = 'smtp' | 'submission' | 'smtps'
 
@@ -87,8 +88,15 @@ function call (target: Target, method: string, args: unknown[]): Promise<unknown
 /** A call, with the directory change count the primary read the answer under (directory calls only). */
 function callTagged (target: Target, method: string, args: unknown[]): Promise<{ value: unknown, gen?: number }> {
   const id = nextId++
+  const asked = performance.now()
   return new Promise((resolve, reject) => {
-    pending.set(id, { resolve: (value, gen) => { resolve(gen === undefined ? { value } : { value, gen }) }, reject })
+    pending.set(id, {
+      resolve: (value, gen) => {
+        if (timing) stage(`rtt.${target}.${method}`, performance.now() - asked)
+        resolve(gen === undefined ? { value } : { value, gen })
+      },
+      reject
+    })
     channel.post({ t: 'req', id, target, method, args })
   })
 }
@@ -219,6 +227,7 @@ async function stop (): Promise<void> {
 
 process.on('message', (m: unknown, handle: unknown) => {
   if (Array.isArray(m)) {
+    timeBatch(m as Message[])
     for (const x of m as Message[]) {
       if (x.t === 'res') {
         const p = pending.get(x.id)

@@ -17,10 +17,11 @@ import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
 import type { Server, Socket } from 'node:net'
-import { Batcher, toWire } from './ipc.ts'
+import { Batcher, timeBatch, toWire } from './ipc.ts'
 import type { Message, Target } from './ipc.ts'
 import type { WorkerInit, WorkerServiceName } from './worker.ts'
 import { CLOSE_TIMEOUT_MS } from './server.ts'
+import { stage, timing } from './timings.ts'
 import type { SmtpLimiter } from './server.ts'
 
 export const WORKERS_MAX = 16
@@ -125,6 +126,7 @@ export class SmtpWorkers {
     const ready = new Promise<void>((resolve, reject) => { readyResolve = resolve; readyReject = reject })
     child.on('message', (m: unknown) => {
       if (!Array.isArray(m)) return
+      timeBatch(m as Message[])
       for (const x of m as Message[]) {
         if (x.t === 'ready') {
           w.ready = true
@@ -205,8 +207,9 @@ export class SmtpWorkers {
     const gen = m.target === 'directory' ? this.dirGen : undefined
     // bytes arrive as Uint8Array or Buffer depending on the serializer: the primary's code wants Buffers
     const args = m.args.map(a => a instanceof Uint8Array && !Buffer.isBuffer(a) ? Buffer.from(a.buffer, a.byteOffset, a.byteLength) : a)
+    const started = performance.now()
     Promise.resolve().then(async () => await (fn as (...a: unknown[]) => Promise<unknown>).apply(obj, args)).then(
-      value => { w.channel.post({ t: 'res', id, value, ...(gen !== undefined ? { gen } : {}) }) },
+      value => { if (timing) stage(`serve.${m.target}.${m.method}`, performance.now() - started); w.channel.post({ t: 'res', id, value, ...(gen !== undefined ? { gen } : {}) }) },
       (err: unknown) => { w.channel.post({ t: 'res', id, error: toWire(err) }) }
     )
   }
