@@ -95,7 +95,13 @@ export class DirectorySync {
     if (antiEntropy) this.digest = null
     const alive = this.gossip.members().filter(m => !m.self && m.status === 'alive')
     if (alive.length === 0) return
-    const digest = await this.ourDigest()
+    let digest: string
+    try {
+      digest = await this.ourDigest()
+    } catch (err) {
+      this.log.debug({ err: String(err) }, 'directory_sync_failed') // the store closing under us, at stop
+      return
+    }
     const peers = antiEntropy ? alive : alive.filter(m => this.matched.get(m.id) !== digest)
     if (peers.length === 0) return
     const peer = peers[Math.floor(Math.random() * peers.length)]

@@ -247,7 +247,7 @@ export class Rebalancer {
 
   /** Which keys this node is primary of, which it no longer replicates, and the counts: kept while the ring and the directory stay. */
   private async placed (ring: string): Promise<NonNullable<Rebalancer['layout']>> {
-    let keys = this.keyList
+    let keys = this.running ? this.keyList : null // stopped, nothing tells us of directory changes
     if (keys === null) {
       const changes = this.directoryChanges
       keys = await this.allKeys()
@@ -323,25 +323,22 @@ export class Rebalancer {
     return [...(await this.store.listUsers()).map(u => u.address), ...this.keys]
   }
 
-  /** Users this node is primary of whose replicas are not all confirmed at its log position. */
+  /**
+   * Users this node is primary of whose replicas are not all confirmed at its log position (status, alarms every
+   * 10 s, drain): from the kept placement, so only the owned users' positions are read.
+   */
   async underReplicated (): Promise<number> {
+    const layout = await this.placed(this.placement.ring().version)
     let n = 0
-    let owned = 0
-    let replicated = 0
-    const ring = this.placement.ring()
-    for (const u of await this.allKeys()) {
-      const reps = ring.replicas(u, this.placement.r)
-      if (reps.includes(this.placement.self) && !this.fixed.has(u)) replicated++
-      if (reps[0] !== this.placement.self) continue
-      if (!this.fixed.has(u)) owned++
+    for (const u of layout.mine) {
       const target = await this.store.logPosition(u)
       for (const peer of this.placement.replicasOf(u)) {
         if (peer !== this.placement.self && (this.state.confirmed.get(`${u}\x00${peer}`) ?? -1) < target) { n++; break }
       }
     }
     this.under = n
-    this.owned = owned
-    this.replicated = replicated
+    this.owned = layout.owned
+    this.replicated = layout.replicated
     return n
   }
 }
