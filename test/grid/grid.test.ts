@@ -42,10 +42,12 @@ async function stopNode (n: TestNode): Promise<void> {
 
 /** Three nodes A, B, C on one in-memory network, with the example.com users on every node. */
 async function threeNodes (t: { after: (fn: () => Promise<void>) => void }): Promise<{ dir: string, net: MemoryNetwork, nodes: TestNode[] }> {
+  const nodes: TestNode[] = []
+  // registered before tempDir's removal: after hooks run in the order they were added
+  t.after(async () => { for (const n of nodes) await stopNode(n).catch(() => {}) })
   const dir = await tempDir(t)
   const net = new MemoryNetwork()
-  const nodes = [await startNode(net, dir, 'A'), await startNode(net, dir, 'B'), await startNode(net, dir, 'C')]
-  t.after(async () => { for (const n of nodes) await stopNode(n).catch(() => {}) })
+  nodes.push(await startNode(net, dir, 'A'), await startNode(net, dir, 'B'), await startNode(net, dir, 'C'))
   await nodes[0].store.addDomain('example.com')
   for (const u of USERS) await nodes[0].store.addUser({ address: u, password: 'pw' })
   await until('directory on every node', async () => (await Promise.all(nodes.map(async n => (await n.store.listUsers()).length))).every(c => c === USERS.length))
