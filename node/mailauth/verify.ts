@@ -173,7 +173,8 @@ export function createInboundChecker (components: InboundCheckerComponents, init
         }
       }
       if (Object.values(results).includes(TEMP)) log.warn({ event: 'inbound_auth_temperror', ip: ctx.ip, ...results }, 'DNS trouble during sender authentication; accepting')
-      log.info({ event: 'inbound_auth', ip: ctx.ip, from: ctx.mailFrom, ...results, action }, 'sender authentication')
+      // the results go into the delivery's own line (smtp_delivered, smtp_rejected_dmarc): one info line per message
+      log.debug({ event: 'inbound_auth', ip: ctx.ip, from: ctx.mailFrom, ...results, action }, 'sender authentication')
       return withCleaned({ headers, action, ...(reply === undefined ? {} : { reply }), results, arc })
     }
   }

@@ -596,7 +596,12 @@ export function createSmtpService (components: SmtpComponents, init: SmtpInit): 
       const delivering = performance.now()
       const [results, queued] = await Promise.all([local, enqueueRemote(raw, session, id, date, auth)])
       stage('store.deliver', performance.now() - delivering)
-      log.info({ sid: session.id, id, bytes: raw.length, rcpts: targets.length, gids: results.map(r => r.gid), ...(queued.length > 0 ? { queued } : {}) }, 'smtp_delivered')
+      // one info line per message, with the sender authentication's results when they were checked (inbound MX)
+      log.info({
+        sid: session.id, id, bytes: raw.length, rcpts: targets.length, gids: results.map(r => r.gid),
+        ...(queued.length > 0 ? { queued } : {}),
+        ...(auth !== null ? { from: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address, ...auth.results, ...(auth.action !== 'accept' ? { action: auth.action } : {}) } : {})
+      }, 'smtp_delivered')
       metrics?.inc('deliveriesIn', label, targets.length)
       metrics?.inc('bytesIn', label, raw.length)
       for (const [d, bytes] of perDomain) components.domainUsage?.added(d, bytes)

@@ -37,7 +37,7 @@ export interface TestNode {
   port: (name: ServiceName) => number
 }
 
-export async function startNode (t: { after: (fn: () => Promise<void>) => void }, overrides: Partial<NodeInit> & { limits?: Partial<NodeLimits> } = {}): Promise<TestNode> {
+export async function startNode (t: { after: (fn: () => Promise<void>) => void }, overrides: Partial<NodeInit> & { limits?: Partial<NodeLimits> } = {}, components: { logger?: pino.Logger } = {}): Promise<TestNode> {
   const dir = overrides.dataDir ?? await tempDir(t)
   const ep = { host: '127.0.0.1', port: 0 }
   const init: NodeInit = {
@@ -54,7 +54,7 @@ export async function startNode (t: { after: (fn: () => Promise<void>) => void }
     ...overrides,
     limits: { ...TEST_LIMITS, ...overrides.limits }
   }
-  const logger = pino({ level: process.env.MAILGRID_TEST_LOG ?? 'silent' })
+  const logger = components.logger ?? pino({ level: process.env.MAILGRID_TEST_LOG ?? 'silent' })
   const node = createMailNode({ logger }, init)
   await node.start()
   t.after(async () => { await node.stop() })

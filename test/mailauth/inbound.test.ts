@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createSocket } from 'node:dgram'
 import nodemailer from 'nodemailer'
+import pino from 'pino'
 import { dkimSign } from 'mailauth'
 import type { DkimKey, Store } from '../../store/index.ts'
 import { createDkimKey, dkimName, dkimTxt } from '../../node/mailauth/index.ts'
@@ -36,11 +37,11 @@ before(async () => {
 
 after(async () => { await dns?.stop() })
 
-async function mx (t: { after: (fn: () => Promise<void>) => void }, opts: { dmarcReject?: boolean, dnsServers?: string[] } = {}): Promise<{ store: Store, port: number }> {
+async function mx (t: { after: (fn: () => Promise<void>) => void }, opts: { dmarcReject?: boolean, dnsServers?: string[], logger?: pino.Logger } = {}): Promise<{ store: Store, port: number }> {
   const n = await startNode(t, {
     inbound: { dmarcReject: opts.dmarcReject ?? true },
     outbound: { dnsServers: opts.dnsServers ?? [dns.server], port: 25, relay: '', retryMinMs: 300_000, delayNoticeMs: 3600_000, bounceAfterMs: 3600_000 }
-  })
+  }, opts.logger === undefined ? {} : { logger: opts.logger })
   await n.node.store.addDomain('example.com')
   await n.node.store.addUser({ address: 'bob@example.com', password: 'bobpass' })
   return { store: n.node.store, port: n.port('smtp') }
@@ -92,6 +93,21 @@ test('inbound: SPF pass, DKIM pass, DMARC pass: INBOX, results on top above Rece
   assert.match(ar, /\bdmarc=pass\b[^;]*header\.from=pass\.test/)
   assert.ok(copy.indexOf('Authentication-Results:') < copy.indexOf('\r\nReceived: from '), 'above our Received header')
   assert.match(copy, /\r\nReceived-SPF: pass /)
+})
+
+test('inbound: one info line per delivered message, smtp_delivered, carrying the sender authentication results', { skip: missing }, async (t) => {
+  // issue 13: logging must cost little; the results were a second info line per message ('sender authentication')
+  const lines: Array<Record<string, unknown>> = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+  const { port } = await mx(t, { logger })
+  assert.match(await send(port, GOOD_IP, 'alice@pass.test', await signed(message('alice@pass.test'), 'pass.test')), /^250 /)
+  assert.match(await send(port, GOOD_IP, 'carol@none.test', message('carol@none.test')), /^250 /)
+  const delivered = lines.filter(l => l.msg === 'smtp_delivered')
+  assert.equal(delivered.length, 2, 'one smtp_delivered line per message')
+  assert.deepEqual([delivered[0].from, delivered[0].spf, delivered[0].dkim, delivered[0].dmarc], ['alice@pass.test', 'pass', 'pass', 'pass'])
+  assert.deepEqual([delivered[1].from, delivered[1].spf, delivered[1].dkim, delivered[1].dmarc], ['carol@none.test', 'none', 'none', 'none'])
+  assert.equal(delivered[0].action, undefined, 'an accepted message names no action')
+  assert.deepEqual(lines.filter(l => l.event === 'inbound_auth'), [], 'no second info line per message')
 })
 
 test('inbound: SPF fail with a valid aligned DKIM signature: DMARC passes, INBOX', { skip: missing }, async (t) => {
