@@ -65,6 +65,18 @@ export class FailureDetector {
     return [this.self(now), ...[...this.#entries.values()].map(e => snapshot(e.member))]
   }
 
+  /** members() counted without copies: known (not left) and alive, this node (alive) included. */
+  counts (): { known: number, alive: number } {
+    let known = 1
+    let alive = 1
+    for (const e of this.#entries.values()) {
+      if (e.member.status === 'left') continue
+      known++
+      if (e.member.status === 'alive') alive++
+    }
+    return { known, alive }
+  }
+
   member (id: string, now: number): Member | undefined {
     if (id === this.#self.id) return this.self(now)
     const e = this.#entries.get(id)

@@ -249,6 +249,10 @@ export class GossipService implements Gossip {
     return this.#detector?.members(this.#now()) ?? [{ ...this.#selfInfo(), status: 'alive', lastSeen: this.#now(), self: true }]
   }
 
+  memberCounts (): { known: number, alive: number } {
+    return this.#detector?.counts() ?? { known: 1, alive: 1 }
+  }
+
   member (id: string): Member | undefined {
     if (this.#detector === undefined) return id === this.self ? this.members()[0] : undefined
     return this.#detector.member(id, this.#now())

@@ -98,6 +98,11 @@ export interface Gossip {
 
   /** Every member heard of, this node included. */
   members (): Member[]
+  /**
+   * How many members are known (every status but left) and how many of them are alive, this node included: what
+   * members() would count, without copying each member (every write asks, for the majority rule).
+   */
+  memberCounts (): { known: number, alive: number }
   member (id: string): Member | undefined
   /** Placement over members whose status is alive (this node included) and whose state is alive or draining. */
   ring (): Ring

@@ -22,7 +22,7 @@ import { createRing } from '../../gossip/ring.ts'
 import { DISK_LOW_MEMBERS_MAX } from '../../gossip/constants.ts'
 
 export interface PlacementComponents {
-  gossip: Pick<Gossip, 'self' | 'ring' | 'members'>
+  gossip: Pick<Gossip, 'self' | 'ring' | 'members' | 'memberCounts'>
   /** When the user was created (the directory record), undefined when unknown; fixed keys answer 0. */
   createdOf: (key: string) => number | undefined
 }
@@ -177,8 +177,9 @@ export class Placement {
    * Deliveries need no quorum: both sides take mail, and the merge keeps every message.
    */
   hasQuorum (): boolean {
-    const known = this.gossip.members().filter(m => m.status !== 'left')
-    const alive = known.filter(m => m.status === 'alive')
-    return known.length <= 2 || alive.length * 2 > known.length
+    // every write asks: counted without copying the members (members() copies each one: 3.7 % of a node's busy
+    // time under the mixed IMAP load, most of it structuredClone)
+    const { known, alive } = this.gossip.memberCounts()
+    return known <= 2 || alive * 2 > known
   }
 }

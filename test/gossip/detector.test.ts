@@ -124,6 +124,33 @@ describe('failure detector', () => {
     assert.deepEqual(brief(d.heard(info('a', { incarnation: 2 }), 1, 10_200)), ['update:a', 'status:a:left->alive'])
   })
 
+  it('counts() agrees with members() through joins, suspicion, death, leaving and return', () => {
+    // the majority rule asks counts() on every write (node/grid/placement.ts): it must count what members() lists
+    const d = detector()
+    const check = (now: number, expected: { known: number, alive: number }): void => {
+      const ms = d.members(now)
+      const known = ms.filter(m => m.status !== 'left')
+      const fromMembers = { known: known.length, alive: known.filter(m => m.status === 'alive').length }
+      assert.deepEqual(d.counts(), fromMembers, `at ${now}`)
+      assert.deepEqual(d.counts(), expected, `at ${now}`)
+    }
+    check(0, { known: 1, alive: 1 })
+    d.heard(info('a'), 1, 0)
+    d.heard(info('b'), 1, 0)
+    d.heard(info('c'), 1, 0)
+    check(0, { known: 4, alive: 4 })
+    d.heard(info('a'), 2, 3500)
+    d.heard(info('b'), 2, 3500)
+    d.tick(3500)
+    check(3500, { known: 4, alive: 4 })
+    d.tick(4500) // c silent 4.5 s: dead
+    check(4500, { known: 4, alive: 3 })
+    d.heard(info('b', { state: 'leaving' }), 3, 4600) // b leaves: not known any more
+    check(4600, { known: 3, alive: 2 })
+    d.heard(info('c', { incarnation: 2 }), 1, 5000) // c returns
+    check(5000, { known: 3, alive: 3 })
+  })
+
   it('a goodbye from a stranger adds nothing', () => {
     const d = detector()
     assert.deepEqual(d.heard(info('z', { state: 'leaving' }), 1, 0), [])

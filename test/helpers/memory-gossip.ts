@@ -140,6 +140,17 @@ export class MemoryGossip implements Gossip {
     return [...this.view.values()]
   }
 
+  memberCounts (): { known: number, alive: number } {
+    let known = 0
+    let alive = 0
+    for (const m of this.view.values()) {
+      if (m.status === 'left') continue
+      known++
+      if (m.status === 'alive') alive++
+    }
+    return { known, alive }
+  }
+
   member (id: string): Member | undefined {
     return this.view.get(id)
   }
