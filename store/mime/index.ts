@@ -82,6 +82,14 @@ export function textParts (meta: MessageMeta): MimePart[] {
   return out
 }
 
+/** The fields of the header block raw[start, end) as names (as written) and byte spans, values not decoded: what
+ * HEADER.FIELDS needs (decoding every value was most of a header FETCH's time). */
+export function headerFieldSpans (raw: Buffer, start: number, end: number): Array<{ name: string, start: number, end: number }> {
+  const limit = Math.min(Math.max(0, end), raw.length)
+  const from = Math.min(Math.max(0, start), limit)
+  return scanHeader(raw, from, limit, null).fields.map(f => ({ name: fieldName(raw, f), start: f.start, end: f.end }))
+}
+
 /** The fields of the header block raw[start, end): names as written, values unfolded and trimmed (8-bit
  * bytes read as UTF-8 when the field is valid UTF-8, else as Latin-1), with the byte span of each field. */
 export function headerFields (raw: Buffer, start: number, end: number): HeaderField[] {

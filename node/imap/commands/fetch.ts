@@ -199,7 +199,7 @@ export function sectionRange (meta: MessageMeta, record: MessageRecord, spec: Se
 export function filterFields (header: Buffer, names: string[], not: boolean): Buffer {
   const wanted = new Set(names.map((n) => n.toLowerCase()))
   const out: Buffer[] = []
-  for (const field of mime.headerFields(header, 0, header.length)) {
+  for (const field of mime.headerFieldSpans(header, 0, header.length)) {
     if (wanted.has(field.name.toLowerCase()) !== not) out.push(header.subarray(field.start, field.end))
   }
   out.push(Buffer.from('\r\n'))
