@@ -314,6 +314,62 @@ function allHeaders (raw: Buffer, meta: MessageMeta): string[] {
   return values
 }
 
+/**
+ * The program's answer for one message when it can be had without reading anything (flags, numbers, sizes, dates
+ * of the record, and a header criterion its kept folded block refuses), else undefined: evaluate decides then. The
+ * same answer evaluate gives: SEARCH and SORT decide most messages here, without the promises an async evaluation
+ * costs per message (about half of a header SEARCH's time over 400 kept blocks in the bench's mixed load).
+ */
+export function quickEvaluate (node: Node, record: MessageRecord, view: SelectedMailbox, saved: Set<number>, content: Content): boolean | undefined {
+  switch (node.op) {
+    case 'all': return true
+    case 'flag': {
+      const flag = node.flag.toLowerCase()
+      return record.flags.some((f) => f.toLowerCase() === flag) === node.present
+    }
+    case 'not': {
+      const q = quickEvaluate(node.node, record, view, saved, content)
+      return q === undefined ? undefined : !q
+    }
+    case 'or': {
+      const left = quickEvaluate(node.left, record, view, saved, content)
+      if (left === true) return true
+      const right = quickEvaluate(node.right, record, view, saved, content)
+      if (right === true) return true
+      return left === false && right === false ? false : undefined
+    }
+    case 'and': {
+      let all = true
+      for (const child of node.nodes) {
+        const q = quickEvaluate(child, record, view, saved, content)
+        if (q === false) return false
+        if (q === undefined) all = false
+      }
+      return all ? true : undefined
+    }
+    case 'set': {
+      if (node.set === '$') return saved.has(record.uid)
+      node.ranges ??= resolveSequenceSet(node.set, node.uid ? (view.uids[view.uids.length - 1] ?? 0) : view.uids.length)
+      return inRanges(node.ranges, node.uid ? record.uid : view.seqOf(record.uid))
+    }
+    case 'size': return node.larger ? record.size > node.size : record.size < node.size
+    case 'internal': return compareDay(dayOf(record.internalDate), node.cmp, node.day)
+    case 'modseq': return record.modseq >= node.modseq
+    case 'saved': return compareDay(dayOf(record.saved ?? record.internalDate), node.cmp, node.day)
+    case 'emailid': return emailObjectId(record) === node.id
+    case 'recent': return view.recent.has(record.uid)
+    case 'header': {
+      if (node.value === '') return undefined
+      knownPlain(record, content)
+      const plain = content.plainHeader
+      // evaluate's first test, the same condition
+      if (typeof plain === 'string' && !plain.includes(node.value) && !(node.addresses === true && node.pieces !== undefined && node.pieces.every((piece) => plain.includes(piece)))) return false
+      return undefined
+    }
+    default: return undefined
+  }
+}
+
 /** Evaluates the program for one message. `needles` are lower-cased once per search (see prepare). */
 export async function evaluate (node: Node, record: MessageRecord, view: SelectedMailbox, saved: Set<number>, content: Content): Promise<boolean> {
   switch (node.op) {

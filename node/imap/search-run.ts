@@ -8,7 +8,7 @@ import type { MessageRecord } from '../../store/index.ts'
 import type { Token } from './protocol/types.ts'
 import { astring } from './args.ts'
 import { CommandRefused } from './errors.ts'
-import { evaluate, flagsOnly, prepare, ProgramReader, readsBodies, readsHeaders } from './search-program.ts'
+import { evaluate, flagsOnly, prepare, ProgramReader, quickEvaluate, readsBodies, readsHeaders } from './search-program.ts'
 import { recordBatches } from './records.ts'
 import { contentOf, SEARCH_CONCURRENCY } from './commands/search.ts'
 import type { SelectedMailbox } from './mailbox-view.ts'
@@ -49,7 +49,8 @@ export async function matchUids (session: Session, view: SelectedMailbox, user: 
       if (view.seqOf(uid) === 0) continue
       // a partial record: a flag-only program reads uid and flags alone
       const record = { uid, flags: listing.flags[i]! } as MessageRecord
-      if (await evaluate(program, record, view, saved, contentOf(session, record, undefined))) uids.push(uid)
+      const content = contentOf(session, record, undefined)
+      if (quickEvaluate(program, record, view, saved, content) ?? await evaluate(program, record, view, saved, content)) uids.push(uid)
     }
     return { uids, modseqs: null }
   }
@@ -60,7 +61,11 @@ export async function matchUids (session: Session, view: SelectedMailbox, user: 
     const kept = headersFirst ? await Promise.all(batch.map(async (record) => await store.readHeader!(record))) : null
     for (let i = 0; i < batch.length; i += window) {
       const slice = batch.slice(i, i + window)
-      const hits = await Promise.all(slice.map(async (record, j) => await evaluate(program, record, view, saved, contentOf(session, record, kept?.[i + j]))))
+      const contents = slice.map((record, j) => contentOf(session, record, kept?.[i + j]))
+      const quick = slice.map((record, j) => quickEvaluate(program, record, view, saved, contents[j]!))
+      const hits = quick.every((q) => q !== undefined)
+        ? quick
+        : await Promise.all(slice.map(async (record, j) => quick[j] ?? await evaluate(program, record, view, saved, contents[j]!)))
       slice.forEach((record, j) => {
         if (hits[j] !== true) return
         uids.push(record.uid)

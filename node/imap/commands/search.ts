@@ -10,7 +10,7 @@ import { formatSequenceSet } from '../protocol/sequence.ts'
 import { astring, keyword, listOf, partialRange, partialSlice } from '../args.ts'
 import type { PartialPositions } from '../args.ts'
 import { ArgumentError, CommandRefused } from '../errors.ts'
-import { evaluate, flagsOnly, foldedKnown, prepare, ProgramReader, readsBodies, readsHeaders } from '../search-program.ts'
+import { evaluate, flagsOnly, foldedKnown, prepare, ProgramReader, quickEvaluate, readsBodies, readsHeaders } from '../search-program.ts'
 import type { Content } from '../search-program.ts'
 import { recordBatches } from '../records.ts'
 import type { CommandModule, Reply } from '../command.ts'
@@ -154,7 +154,9 @@ export const search: CommandModule = {
       for (let i = 0; i < listing.uids.length; i++) {
         // a partial record: the program reads uid and flags only (flagsOnly), and nothing else reads it
         const record = { uid: listing.uids[i]!, flags: listing.flags[i]! } as MessageRecord
-        if (view.seqOf(record.uid) !== 0 && await evaluate(program, record, view, saved, contentOf(session, record))) matched.push(record)
+        if (view.seqOf(record.uid) === 0) continue
+        const content = contentOf(session, record)
+        if (quickEvaluate(program, record, view, saved, content) ?? await evaluate(program, record, view, saved, content)) matched.push(record)
       }
     }
     for await (const batch of listing !== null ? [] : recordBatches(store, user, view.id, view.uids)) {
@@ -163,7 +165,11 @@ export const search: CommandModule = {
       const kept = headersFirst ? await Promise.all(batch.map(async (record) => foldedKnown(record) ? undefined : await store.readHeader!(record))) : null
       for (let i = 0; i < batch.length; i += window) {
         const slice = batch.slice(i, i + window)
-        const hits = await Promise.all(slice.map(async (record, j) => await evaluate(program, record, view, saved, contentOf(session, record, kept?.[i + j]))))
+        const contents = slice.map((record, j) => contentOf(session, record, kept?.[i + j]))
+        const quick = slice.map((record, j) => quickEvaluate(program, record, view, saved, contents[j]!))
+        const hits = quick.every((q) => q !== undefined)
+          ? quick
+          : await Promise.all(slice.map(async (record, j) => quick[j] ?? await evaluate(program, record, view, saved, contents[j]!)))
         slice.forEach((record, j) => { if (hits[j] === true) matched.push(record) })
       }
     }

@@ -1,0 +1,82 @@
+// quickEvaluate (node/imap/search-program.ts) decides SEARCH criteria without reading anything when it can; where it
+// answers, the answer must be evaluate's. Random programs over random records, some with their folded header block
+// known (the memo SEARCH keeps), some not; fast-check shrinks a disagreement to the smallest program and record.
+
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import fc from 'fast-check'
+import { evaluate, quickEvaluate } from '../../node/imap/search-program.ts'
+import type { Content, Node } from '../../node/imap/search-program.ts'
+import { SelectedMailbox } from '../../node/imap/mailbox-view.ts'
+import type { MessageRecord } from '../../store/index.ts'
+import { analyzeMessage } from '../../store/mime/index.ts'
+
+const WORDS = ['alpha', 'beta', 'gamma', 'bob@example.com', 'ann', 'x']
+const FLAGS = ['\\Seen', '\\Flagged', '\\Deleted', 'Work']
+const DAY = 86_400_000
+
+const leaf: fc.Arbitrary<Node> = fc.oneof(
+  fc.constant({ op: 'all' } as Node),
+  fc.record({ op: fc.constant('flag' as const), flag: fc.constantFrom(...FLAGS), present: fc.boolean() }),
+  fc.record({ op: fc.constant('size' as const), larger: fc.boolean(), size: fc.integer({ min: 0, max: 400 }) }),
+  fc.record({ op: fc.constant('modseq' as const), modseq: fc.integer({ min: 0, max: 20 }) }),
+  fc.record({ op: fc.constant('internal' as const), cmp: fc.constantFrom('before' as const, 'on' as const, 'since' as const), day: fc.integer({ min: 0, max: 6 }).map(d => d * DAY) }),
+  fc.constant({ op: 'recent' } as Node),
+  fc.record({ op: fc.constant('set' as const), set: fc.array(fc.record({ start: fc.integer({ min: 1, max: 12 }), end: fc.integer({ min: 1, max: 12 }) }), { minLength: 1, maxLength: 3 }), uid: fc.boolean() }),
+  fc.record({ op: fc.constant('header' as const), field: fc.constantFrom('subject', 'from'), value: fc.constantFrom('', ...WORDS), addresses: fc.boolean() })
+    .map(n => n.addresses ? { ...n, pieces: n.value.split(/[^a-z0-9]+/).filter(p => p !== '') } : n),
+  fc.record({ op: fc.constant('sent' as const), cmp: fc.constantFrom('before' as const, 'on' as const, 'since' as const), day: fc.integer({ min: 0, max: 6 }).map(d => d * DAY) })
+)
+
+const program: fc.Arbitrary<Node> = fc.letrec<{ node: Node }>(tie => ({
+  node: fc.oneof({ depthSize: 'small', withCrossShrink: true },
+    leaf,
+    fc.record({ op: fc.constant('not' as const), node: tie('node') }),
+    fc.record({ op: fc.constant('or' as const), left: tie('node'), right: tie('node') }),
+    fc.record({ op: fc.constant('and' as const), nodes: fc.array(tie('node'), { minLength: 1, maxLength: 3 }) }))
+})).node
+
+const message = fc.record({
+  uid: fc.integer({ min: 1, max: 12 }),
+  flags: fc.subarray(FLAGS),
+  modseq: fc.integer({ min: 1, max: 20 }),
+  day: fc.integer({ min: 0, max: 6 }),
+  subject: fc.constantFrom(...WORDS, 'Alpha and Beta'),
+  from: fc.constantFrom('ann <bob@example.com>', 'x@y.test', 'Gamma <g@example.com>'),
+  known: fc.boolean()
+})
+
+test('quickEvaluate answers as evaluate does wherever it answers', async () => {
+  await fc.assert(fc.asyncProperty(program, fc.array(message, { minLength: 1, maxLength: 6 }), async (prog, messages) => {
+    const uids = [...new Set(messages.map(m => m.uid))].sort((a, b) => a - b)
+    const view = new SelectedMailbox({ id: 'm', name: 'INBOX', readOnly: false, uidValidity: 1, uids, highestModseq: 20, recent: uids.filter(u => u % 3 === 0) })
+    const saved = new Set(uids.filter(u => u % 2 === 0))
+    for (const m of messages) {
+      const header = Buffer.from(`Subject: ${m.subject}\r\nFrom: ${m.from}\r\nDate: ${new Date(m.day * DAY + 3_600_000).toUTCString()}\r\n\r\n`)
+      const raw = Buffer.concat([header, Buffer.from('body text\r\n')])
+      const record: MessageRecord = { uid: m.uid, gid: `g${m.uid}`, flags: m.flags, modseq: m.modseq, internalDate: m.day * DAY + 1000, size: raw.length, blob: `b${m.uid}-${m.subject}-${m.from}`, prefix: '' }
+      const plain = header.toString('latin1').replace(/[\r\n]/g, '').toLowerCase()
+      const content = (): Content => ({
+        ...(m.known ? { plainHeader: plain } : {}),
+        meta: async () => analyzeMessage(raw),
+        header: async () => header,
+        raw: async () => raw
+      })
+      const quick = quickEvaluate(structuredClone(prog), record, view, saved, content())
+      if (quick === undefined) continue
+      const full = await evaluate(structuredClone(prog), record, view, saved, content())
+      assert.equal(quick, full, `program ${JSON.stringify(prog)} on ${JSON.stringify(m)}`)
+    }
+  }), { numRuns: 2000 })
+})
+
+test('quickEvaluate leaves to evaluate what needs a read', () => {
+  const view = new SelectedMailbox({ id: 'm', name: 'INBOX', readOnly: false, uidValidity: 1, uids: [1], highestModseq: 1 })
+  const record: MessageRecord = { uid: 1, gid: 'g', flags: [], modseq: 1, internalDate: 0, size: 10, blob: 'never-seen', prefix: '' }
+  const content: Content = { meta: async () => { throw new Error('not read') }, header: async () => null, raw: async () => null }
+  assert.equal(quickEvaluate({ op: 'header', field: 'subject', value: 'alpha' }, record, view, new Set(), content), undefined, 'no folded block known')
+  assert.equal(quickEvaluate({ op: 'sent', cmp: 'on', day: 0 }, record, view, new Set(), content), undefined)
+  assert.equal(quickEvaluate({ op: 'and', nodes: [{ op: 'all' }, { op: 'body', value: 'x', headers: false }] }, record, view, new Set(), content), undefined)
+  assert.equal(quickEvaluate({ op: 'and', nodes: [{ op: 'flag', flag: '\\Seen', present: true }, { op: 'body', value: 'x', headers: false }] }, record, view, new Set(), content), false, 'a refused conjunct decides')
+  assert.equal(quickEvaluate({ op: 'header', field: 'subject', value: 'alpha' }, record, view, new Set(), { ...content, plainHeader: 'subject: beta' }), false, 'a known block refuses')
+})
