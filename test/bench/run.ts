@@ -8,7 +8,7 @@
 // Parameters (environment, defaults in brackets): BENCH_MESSAGES [20000] per ingest run, BENCH_CONNECTIONS [50],
 // BENCH_USERS [100] ingest recipients, BENCH_SIZES [10240,30720] bytes, BENCH_ROUNDS [1] ingest rounds (the table
 // shows the median), BENCH_BIG_MESSAGES [50000] and BENCH_BIG_SIZE [10240] for the one big mailbox (SELECT, full
-// FETCH, POP3), BENCH_MIXED_CLIENTS [10], BENCH_MIXED_OPS [600] per client, BENCH_IDLE_USERS [10000],
+// FETCH, POP3), BENCH_MIXED_CLIENTS [10], BENCH_MIXED_OPS [2000] per client, BENCH_IDLE_USERS [10000],
 // BENCH_IDLE_SESSIONS [5000], BENCH_PEER [1] (0: mailgrid alone), BENCH_SYNC [1] (0: fsync off, comparison only),
 // BENCH_READ_ROUNDS [3] runs of each read-only phase (full FETCH, POP3 RETR) per system, interleaved; median shown.
 // BENCH_SORT_REPEATS [5] runs of each SORT/THREAD command on the big mailbox (the first, and the median of the rest);
@@ -51,7 +51,7 @@ const P = {
   bigMessages: env('BENCH_BIG_MESSAGES', 50_000),
   bigSize: env('BENCH_BIG_SIZE', 10_240),
   mixedClients: env('BENCH_MIXED_CLIENTS', 10),
-  mixedOps: env('BENCH_MIXED_OPS', 600),
+  mixedOps: env('BENCH_MIXED_OPS', 2000),
   idleUsers: env('BENCH_IDLE_USERS', 10_000),
   idleSessions: env('BENCH_IDLE_SESSIONS', 5000),
   sortRepeats: Math.max(2, env('BENCH_SORT_REPEATS', 5)),
