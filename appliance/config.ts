@@ -14,6 +14,7 @@ import { normalizeAddress, normalizeDomain } from '../store/index.ts'
 import type { Endpoint, GridConfig, NodeInit, ServiceName, TlsMaterial } from '../node/types.ts'
 import { LOG_LEVELS } from './logger.ts'
 import { WORKERS_MAX } from '../node/smtp/workers.ts'
+import { CHECK_THREADS_MAX } from '../node/mailauth/threads.ts'
 
 // ---- defaults (issue 2, item 7: unprivileged ports, loopback only, so `npm start` is safe anywhere) --------
 
@@ -133,6 +134,7 @@ export interface Config {
   }
   inbound: {
     dmarcReject: boolean // refuse a DMARC failure under p=reject with 550 5.7.1 (else file it into Junk)
+    threads: number // threads for SPF/DKIM/DMARC/ARC (node/mailauth/threads.ts): -1 = one per core but one, 0 = main thread
   }
   filters: {
     rspamd: { url: string, failOpen: boolean } // '' = no rspamd
@@ -231,6 +233,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'outbound.delayNoticeSeconds', kind: { type: 'int', min: 1, max: QUEUE_LIFETIME_SECONDS_MAX }, default: DELAY_NOTICE_SECONDS_DEFAULT },
   { path: 'outbound.bounceAfterSeconds', kind: { type: 'int', min: 1, max: QUEUE_LIFETIME_SECONDS_MAX }, default: BOUNCE_AFTER_SECONDS_DEFAULT },
   { path: 'inbound.dmarcReject', kind: { type: 'bool' }, default: true },
+  { path: 'inbound.threads', kind: { type: 'int', min: -1, max: CHECK_THREADS_MAX }, default: 0 },
   { path: 'filters.rspamd.url', kind: { type: 'url', schemes: ['http:', 'https:'] }, default: '' },
   { path: 'filters.rspamd.failOpen', kind: { type: 'bool' }, default: true },
   { path: 'stats.retentionDays', kind: { type: 'int', min: 1, max: STATS_RETENTION_DAYS_MAX }, default: 30 },
@@ -647,7 +650,7 @@ export function toNodeInit (config: Config, tls: TlsMaterial, machineHostname: s
       delayNoticeMs: config.outbound.delayNoticeSeconds * 1000,
       bounceAfterMs: config.outbound.bounceAfterSeconds * 1000
     },
-    inbound: { dmarcReject: config.inbound.dmarcReject },
+    inbound: { dmarcReject: config.inbound.dmarcReject, threads: config.inbound.threads },
     filters: { rspamd: { ...config.filters.rspamd } },
     stats: { retentionDays: config.stats.retentionDays },
     ...(config.backup.dir !== '' && config.backup.intervalMinutes > 0 ? { backup: { dir: config.backup.dir, intervalMinutes: config.backup.intervalMinutes, ...(config.backup.keyFile !== '' ? { keyFile: config.backup.keyFile } : {}) } } : {}),

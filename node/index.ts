@@ -39,7 +39,7 @@ import { createArcSealer, createSigner, createSrs, srsSecret } from './mailauth/
 import type { OutboundInit } from './types.ts'
 import type { Deliverer } from './outbound/types.ts'
 import { createRspamdFilter } from './filters/index.ts'
-import { createInboundChecker } from './mailauth/index.ts'
+import { createInboundChecker, createThreadedInboundChecker, inboundThreadCount } from './mailauth/index.ts'
 import type { SmtpMode } from './smtp/server.ts'
 import type { AlarmsConfig, Endpoint, MailNode, NodeComponents, NodeInit, NodeMetrics, NodeStatus, ServiceName, ServiceStatus } from './types.ts'
 
@@ -288,9 +288,13 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
 
   // SPF, DKIM, DMARC and ARC on the MX whenever the configuration has an [inbound] part (the appliance's always
   // has; a bare test node has none, and no DNS to ask)
+  // (node/mailauth/threads.ts: on threads beside this one unless configured 0 or the machine has one core)
+  const checkThreads = init.inbound === undefined ? 0 : inboundThreadCount(init.inbound.threads ?? 0)
   const inbound = init.inbound === undefined
     ? undefined
-    : createInboundChecker({ logger: logger.child({ ns: 'mailauth' }) }, { hostname: init.hostname, dmarcReject: init.inbound.dmarcReject, dnsServers: out.dnsServers })
+    : checkThreads > 0
+      ? createThreadedInboundChecker({ logger: logger.child({ ns: 'mailauth' }) }, { hostname: init.hostname, dmarcReject: init.inbound.dmarcReject, dnsServers: out.dnsServers }, { threads: checkThreads })
+      : createInboundChecker({ logger: logger.child({ ns: 'mailauth' }) }, { hostname: init.hostname, dmarcReject: init.inbound.dmarcReject, dnsServers: out.dnsServers })
 
   // SMTP worker processes (node/smtp/workers.ts): the SMTP sessions on other cores, everything else asked of this process
   const workersWanted = workerCount(init.workers ?? 0)
@@ -447,6 +451,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       // workers first: their sessions' deliveries still need this process's store
       await workers?.stop()
       await Promise.allSettled([...services.values()].map(s => s.close()))
+      await inbound?.close?.()
       await stats.stop()
       forwarder?.stop()
       gridThrottle?.stop()

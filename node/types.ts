@@ -64,6 +64,9 @@ export interface OutboundInit {
 export interface InboundInit {
   /** DMARC failure under p=reject: refused (true) or filed into Junk. */
   dmarcReject: boolean
+  /** Threads the checks run on (node/mailauth/threads.ts): -1 = one per core but one (none on one core), 0 = in the
+   *  node's main thread; absent: 0. */
+  threads?: number
 }
 
 export interface FiltersInit {

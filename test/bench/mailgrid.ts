@@ -124,6 +124,8 @@ export async function startShipped (dir: string, opts: { sync: boolean, logFile:
     ...(opts.logLevel === undefined ? {} : { [envName('log.level')]: opts.logLevel }),
     // BENCH_WORKERS: the `workers` option (SMTP worker processes) for a comparison; the shipped default otherwise
     ...(process.env.BENCH_WORKERS === undefined ? {} : { [envName('workers')]: process.env.BENCH_WORKERS }),
+    // BENCH_INBOUND_THREADS: the `inbound.threads` option (the sender checks' threads) for a comparison
+    ...(process.env.BENCH_INBOUND_THREADS === undefined ? {} : { [envName('inbound.threads')]: process.env.BENCH_INBOUND_THREADS }),
     // the node checks SPF/DKIM/DMARC of every inbound message: a resolver that answers (benchDns) stands for a
     // machine with working DNS; an unreachable one would make each message wait for DNS timeouts
     ...(opts.dnsServer === undefined ? {} : { [envName('outbound.dnsServers')]: opts.dnsServer })
