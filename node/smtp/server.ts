@@ -82,36 +82,6 @@ if (counted.__mailgridCounted !== true) {
   counted.__mailgridCounted = true
 }
 
-// Replies sent in one event-loop turn leave in one write. A client that pipelines (RFC 2920: MAIL, RCPT and DATA
-// in one packet) is answered three times in the same turn, and smtp-server writes each reply on its own: three
-// syscalls, three segments for the client to read. The socket is corked at a turn's first reply and uncorked
-// after the turn (setImmediate: after every ready socket was read). Written at once, with anything corked before
-// them: the greeting and STARTTLS's 220 (the handshake follows on the same socket), 221 and every failure (the
-// connection may be closed or destroyed right after).
-interface Corkable { _socket?: { cork: () => void, uncork: () => void, destroyed: boolean, __mgCorked?: boolean }, _upgrading?: boolean }
-const coalesced = SMTPConnection.prototype as unknown as { send: SendFn, __mailgridCoalesced?: boolean }
-if (coalesced.__mailgridCoalesced !== true) {
-  const send = coalesced.send
-  const flush = (socket: NonNullable<Corkable['_socket']>): void => {
-    if (socket.__mgCorked !== true) return
-    socket.__mgCorked = false
-    socket.uncork()
-  }
-  coalesced.send = function (this: Corkable, code: number, data: unknown, context?: unknown) {
-    const socket = this._socket
-    if (socket !== undefined && this._upgrading !== true && !socket.destroyed) {
-      if (code >= 400 || code === 220 || code === 221) flush(socket)
-      else if (socket.__mgCorked !== true) {
-        socket.__mgCorked = true
-        socket.cork()
-        setImmediate(flush, socket)
-      }
-    }
-    return send.call(this, code, data, context)
-  }
-  coalesced.__mailgridCoalesced = true
-}
-
 // smtp-server builds the EHLO keyword list itself with no hook to add one: this shim appends the lines a server's
 // options give under this key (FUTURERELEASE on submission) to the 250 reply of EHLO.
 const EHLO_EXTRA = Symbol.for('mailgrid.smtp.ehloExtra')
