@@ -158,8 +158,6 @@ export class ProgramReader {
 export interface Content {
   /** The header block lower-cased, when deciding from the raw bytes is sound (see mayContain); else null. */
   plainHeader?: string | null
-  /** The same block's fields by name (see PlainBlock), when plainHeader is a string. */
-  plainFields?: PlainBlock
   meta: () => Promise<MessageMeta>
   /** The top-level header block (null when the message is too large to search). */
   header: () => Promise<Buffer | null>
@@ -211,52 +209,10 @@ function contains (haystack: string, needle: string): boolean {
  */
 function mayContain (header: Buffer, needle: string, content: Content, record: MessageRecord): boolean {
   if (content.plainHeader === undefined) {
-    const block = isAscii(header) && !header.includes('=?') ? new PlainBlock(header) : NOT_PLAIN
-    plainMemo.set(record.blob, record.prefix, block)
-    if (block !== NOT_PLAIN) byRecord.set(record, block)
-    useBlock(content, block)
+    content.plainHeader = isAscii(header) && !header.includes('=?') ? header.toString('latin1').replace(/[\r\n]/g, '').toLowerCase() : null
+    plainMemo.set(record.blob, record.prefix, content.plainHeader ?? NOT_PLAIN)
   }
-  return content.plainHeader === null || content.plainHeader!.includes(needle)
-}
-
-/**
- * A header block of ASCII bytes with no RFC 2047 encoded word, as SEARCH sees it: each field `name:value` on a line of
- * its own, lower-cased, the value unfolded and trimmed exactly as evaluate decodes it (mime.headerFields; with no
- * encoded word decodeHeaderValue changes nothing). So a needle in a field's value is in the block (the quick refusal
- * of mayContain), and a field's values answer a HEADER/SUBJECT criterion outright, without the header (quickEvaluate):
- * the mixed load's SEARCH SUBJECT looked for its needle in every message's whole block, 11 % of the node's busy time.
- */
-export class PlainBlock {
-  readonly text: string
-  #fields: Map<string, string[]> | undefined
-
-  constructor (header: Buffer) {
-    this.text = mime.headerFields(header, 0, header.length).map((f) => `${f.name}:${f.value}`).join('\n').toLowerCase()
-  }
-
-  /** The lower-cased values of the fields of this (lower-case) name, in order. */
-  values (name: string): string[] {
-    if (this.#fields === undefined) {
-      this.#fields = new Map()
-      for (const line of this.text.split('\n')) {
-        const colon = line.indexOf(':')
-        const field = line.slice(0, colon)
-        const list = this.#fields.get(field)
-        if (list === undefined) this.#fields.set(field, [line.slice(colon + 1)])
-        else list.push(line.slice(colon + 1))
-      }
-    }
-    return this.#fields.get(name) ?? []
-  }
-}
-
-function useBlock (content: Content, block: PlainBlock | typeof NOT_PLAIN): void {
-  if (block === NOT_PLAIN) {
-    content.plainHeader = null
-  } else {
-    content.plainHeader = block.text
-    content.plainFields = block
-  }
+  return content.plainHeader === null || content.plainHeader.includes(needle)
 }
 
 /**
@@ -265,63 +221,51 @@ function useBlock (content: Content, block: PlainBlock | typeof NOT_PLAIN): void
  * the body's hash and the prefix this server added, which together are the header block: never stale.
  */
 export const PLAIN_HEADER_MEMO_BYTES_MAX = 16 * 1024 * 1024
-const NOT_PLAIN = 'not plain' // marks a block mayContain cannot decide from
-// the same blocks by the record objects the selected mailbox keeps (store/record-cache.ts), so a SEARCH that goes over
-// them again finds each block without building and comparing the two string keys (the memo's get was 7.6 % of the
-// mixed load's busy time)
-const byRecord = new WeakMap<MessageRecord, PlainBlock>()
+const NOT_PLAIN = '\r' // never a folded block (CR and LF are taken out): marks a block mayContain cannot decide from
 
 /** By hash, then prefix: two lookups of the record's own strings (whose hashes V8 keeps), where one key made of
  * both (hash + prefix, ~300 characters) cost 1.6 µs a lookup to build and hash against 0.08. Oldest body first out. */
 class PlainHeaders {
   readonly #max: number
   #bytes = 0
-  readonly #byBlob = new Map<string, Map<string, PlainBlock | typeof NOT_PLAIN>>()
+  readonly #byBlob = new Map<string, Map<string, string>>()
 
   constructor (maxBytes: number) {
     this.#max = maxBytes
   }
 
-  get (blob: string, prefix: string): PlainBlock | typeof NOT_PLAIN | undefined {
+  get (blob: string, prefix: string): string | undefined {
     return this.#byBlob.get(blob)?.get(prefix)
   }
 
-  set (blob: string, prefix: string, plain: PlainBlock | typeof NOT_PLAIN): void {
-    const weight = weightOf(plain) + prefix.length
+  set (blob: string, prefix: string, plain: string): void {
+    const weight = plain.length + prefix.length
     if (weight > this.#max) return
     let byPrefix = this.#byBlob.get(blob)
     if (byPrefix === undefined) this.#byBlob.set(blob, byPrefix = new Map())
     const old = byPrefix.get(prefix)
-    if (old !== undefined) this.#bytes -= weightOf(old) + prefix.length
+    if (old !== undefined) this.#bytes -= old.length + prefix.length
     byPrefix.set(prefix, plain)
     this.#bytes += weight
     for (const [b, kept] of this.#byBlob) {
       if (this.#bytes <= this.#max) break
       this.#byBlob.delete(b)
-      for (const [p, v] of kept) this.#bytes -= weightOf(v) + p.length
+      for (const [p, v] of kept) this.#bytes -= v.length + p.length
     }
   }
-}
-/** A block's share of the memo's bound: its text, twice once its fields were asked for by name. */
-function weightOf (plain: PlainBlock | typeof NOT_PLAIN): number {
-  return plain === NOT_PLAIN ? 16 : plain.text.length * 2
 }
 const plainMemo = new PlainHeaders(PLAIN_HEADER_MEMO_BYTES_MAX)
 
 /** Whether the folded block of this message is kept (SEARCH then reads its header only if the block may match). */
 export function foldedKnown (record: MessageRecord): boolean {
-  return byRecord.has(record) || plainMemo.get(record.blob, record.prefix) !== undefined
+  return plainMemo.get(record.blob, record.prefix) !== undefined
 }
 
 /** The folded block of this message if it was folded before (see mayContain), without reading the header. */
 function knownPlain (record: MessageRecord, content: Content): void {
   if (content.plainHeader !== undefined || typeof record.blob !== 'string') return
-  let memo: PlainBlock | typeof NOT_PLAIN | undefined = byRecord.get(record)
-  if (memo === undefined) {
-    memo = plainMemo.get(record.blob, record.prefix)
-    if (memo instanceof PlainBlock) byRecord.set(record, memo)
-  }
-  if (memo !== undefined) useBlock(content, memo)
+  const memo = plainMemo.get(record.blob, record.prefix)
+  if (memo !== undefined) content.plainHeader = memo === NOT_PLAIN ? null : memo
 }
 
 /**
@@ -415,14 +359,11 @@ export function quickEvaluate (node: Node, record: MessageRecord, view: Selected
     case 'emailid': return emailObjectId(record) === node.id
     case 'recent': return view.recent.has(record.uid)
     case 'header': {
+      if (node.value === '') return undefined
       knownPlain(record, content)
       const plain = content.plainHeader
-      if (typeof plain !== 'string') return undefined
-      // a plain block's fields are what evaluate decodes: a criterion on the text alone is answered here
-      if (node.addresses !== true && content.plainFields !== undefined) return content.plainFields.values(node.field).some((v) => v.includes(node.value))
-      if (node.value === '') return undefined
       // evaluate's first test, the same condition
-      if (!plain.includes(node.value) && !(node.addresses === true && node.pieces !== undefined && node.pieces.every((piece) => plain.includes(piece)))) return false
+      if (typeof plain === 'string' && !plain.includes(node.value) && !(node.addresses === true && node.pieces !== undefined && node.pieces.every((piece) => plain.includes(piece)))) return false
       return undefined
     }
     default: return undefined
