@@ -3,7 +3,7 @@
 // UIDs and MODSEQs are assigned in order and a crash at any moment leaves either all of a command or none.
 
 import { Level } from 'level'
-import { randomBytes } from 'node:crypto'
+import { createRandomPool } from './random.ts'
 import { join } from 'node:path'
 import { BlobFiles, sha256Hex } from './blobs.ts'
 import type { BlobLocation } from './blobs.ts'
@@ -100,7 +100,8 @@ export class MailStoreBase {
   constructor (components: StoreComponents, init: StoreInit) {
     this.path = init.path
     this.now = components.now ?? Date.now
-    this.randomId = components.randomId ?? (() => randomBytes(12).toString('hex'))
+    const ids = createRandomPool()
+    this.randomId = components.randomId ?? (() => ids.hex(12))
     this.db = new Level<string, any>(join(init.path, 'index'), { valueEncoding: 'json' })
     this.blobs = new BlobFiles(join(init.path, 'blobs'))
     this.committer = new GroupCommit(this.db, async () => await this.blobs.sync(), init.sync ?? true, components.onCommit)
