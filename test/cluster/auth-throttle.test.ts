@@ -101,13 +101,19 @@ test('authentication failures count grid-wide: an account and an address locked 
   }
   // while another account from that address logs in
   assert.match(await attempt('imap', n3, user, 'bystander@example.com', 'pw'), OK.imap, 'the lock is the account\'s, not the node\'s')
+  t.diagnostic(`the checks above ended ${Date.now() - firstFailure} ms after the first failure (window ${WINDOW_MS} ms)`)
   assert.ok(Date.now() - firstFailure < WINDOW_MS, 'the checks above ran inside the window')
 
   // the window ends: both locks are gone on every node
   const liftedMs = await until('the account\'s lock ends', async () => OK.imap.test(await attempt('imap', n3, user, 'victim@example.com', 'pw')), WINDOW_MS + 5_000, 250).then(() => Date.now() - firstFailure, () => -1)
   t.diagnostic(`the account's lock ended ${liftedMs} ms after its first failure (window ${WINDOW_MS} ms)`)
   assert.ok(liftedMs >= WINDOW_MS - 200, `the lock lasted the window (${liftedMs} ms)`)
+  // each node counts the address's failures from when it heard them (n1 made the first one; n2 and n3 heard it a
+  // report's trip later, not necessarily at the same instant), so each lets it in again at its own moment, shortly
+  // after: polled on each node, a refusal that outlasts the window by seconds still fails
   for (const node of [n1, n2, n3]) {
-    assert.match(await attempt('pop3', node, attacker, 'probe2@example.com', 'pw'), OK.pop3, `the address is let in again on ${node.name}`)
+    let last = ''
+    await until(`the address let in again on ${node.name}`, async () => OK.pop3.test(last = await attempt('pop3', node, attacker, 'probe2@example.com', 'pw')), 5_000, 250)
+      .catch(() => { assert.match(last, OK.pop3, `the address is let in again on ${node.name}`) })
   }
 })
