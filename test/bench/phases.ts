@@ -302,9 +302,9 @@ export interface MixedResult { ops: number, seconds: number, opsPerSec: number, 
 /**
  * `clients` sessions, each on its own user's INBOX, cycling through SEARCH (a flag and a header criterion), STORE
  * (set and clear \Flagged on one message) and a header FETCH of ten messages. The first refused command
- * aborts the measurement with that command in the error.
+ * aborts the measurement with that command in the error. `only`: that kind of command alone (a diagnostic).
  */
-export async function mixed (port: number, users: string[], password: string, o: { clients: number, opsPerClient: number, deadlineMs: number }): Promise<MixedResult> {
+export async function mixed (port: number, users: string[], password: string, o: { clients: number, opsPerClient: number, deadlineMs: number, only?: 'search' | 'store' | 'fetch' }): Promise<MixedResult> {
   const byKind: Record<string, number> = { search: 0, store: 0, fetch: 0 }
   const msByKind: Record<string, number> = { search: 0, store: 0, fetch: 0 }
   const conns: ImapRaw[] = []
@@ -326,7 +326,9 @@ export async function mixed (port: number, users: string[], password: string, o:
     const t0 = performance.now()
     await Promise.all(conns.map(async (c, ci) => {
       const uids = uidsOf[ci]
-      for (let k = 0; k < o.opsPerClient && performance.now() < deadline; k++) {
+      for (let n = 0; n < o.opsPerClient && performance.now() < deadline; n++) {
+        // with `only`, the commands of that kind the full cycle would send, in the same order
+        const k = o.only === undefined ? n : 3 * n + ['search', 'store', 'fetch'].indexOf(o.only)
         let cmd: string
         let kind: string
         if (k % 3 === 0) {

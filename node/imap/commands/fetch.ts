@@ -22,6 +22,7 @@ import type { Session } from '../session.ts'
 import { emailObjectId, threadObjectIdFromKeys } from '../object-ids.ts'
 import { cachedPreview, makePreview } from '../preview.ts'
 import { sortKeyCacheFor } from '../sort-keys.ts'
+import { FieldsMemo, fieldsKey } from '../fields-memo.ts'
 
 /** A part read into memory to transform it (HEADER.FIELDS, BINARY) may not exceed this. */
 export const TRANSFORM_BYTES_MAX = 64 * 1024 * 1024
@@ -195,6 +196,17 @@ export function sectionRange (meta: MessageMeta, record: MessageRecord, spec: Se
   return { start: message.headerStart, end: message.headerEnd }
 }
 
+/** HEADER.FIELDS (.NOT) answers, node-wide (see fields-memo.ts). */
+const fieldsMemo = new FieldsMemo()
+
+/** The memo key of a section's field list, made once per parsed section (a FETCH asks it for every message). */
+const sectionKeys = new WeakMap<SectionSpec, string>()
+function keyOf (spec: SectionSpec): string {
+  let key = sectionKeys.get(spec)
+  if (key === undefined) sectionKeys.set(spec, key = fieldsKey(spec.fields ?? [], spec.text === 'HEADER.FIELDS.NOT'))
+  return key
+}
+
 /** HEADER.FIELDS (.NOT): the selected fields as written, then the blank line. */
 export function filterFields (header: Buffer, names: string[], not: boolean): Buffer {
   const wanted = new Set(names.map((n) => n.toLowerCase()))
@@ -234,9 +246,17 @@ async function sectionValue (session: Session, record: MessageRecord, metaOf: Me
   const headerFields = spec.text === 'HEADER.FIELDS' || spec.text === 'HEADER.FIELDS.NOT'
   if (!item.binary && spec.part.length === 0 && (spec.text === 'HEADER' || headerFields)) {
     // The message's own header: the store keeps a copy apart, so neither the structure nor the message is read.
-    const header = await session.components.store.readHeader?.(record) ?? null
-    if (header !== null) {
-      const bytes = headerFields ? filterFields(header, spec.fields ?? [], spec.text === 'HEADER.FIELDS.NOT') : header
+    // The fields picked from it are kept too (fields-memo.ts): the same header block always gives the same answer.
+    const memoKey = headerFields && typeof record.blob === 'string' && typeof record.prefix === 'string' ? keyOf(spec) : null
+    let bytes = memoKey === null ? undefined : fieldsMemo.get(record.blob, record.prefix, memoKey)
+    if (bytes === undefined) {
+      const header = await session.components.store.readHeader?.(record) ?? null
+      if (header !== null) {
+        bytes = headerFields ? filterFields(header, spec.fields ?? [], spec.text === 'HEADER.FIELDS.NOT') : header
+        if (memoKey !== null) fieldsMemo.set(record.blob, record.prefix, memoKey, bytes)
+      }
+    }
+    if (bytes !== undefined) {
       const cut = applyPartial(bytes.length, spec)
       return [atom(label + cut.suffix), bufferValue(bytes.subarray(cut.start, cut.end), false)]
     }
