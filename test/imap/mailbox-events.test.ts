@@ -92,3 +92,30 @@ test('the autologout timer ends a silent session; IDLE keeps one alive past it',
   assert.match(await idling.client.cmd('DONE', (b) => /i1 OK[^\r\n]*\r\n$/.test(b)), /i1 OK IDLE completed/)
   assert.equal(idling.client.closed, false)
 })
+
+test('the autologout timer: the pre-login bound until LOGIN, the longer one after; commands keep a session alive', async (t) => {
+  const f = await fixture(t)
+  const PRE_AUTH_MS = 300
+  const IDLE_MS = 1500
+  const { port } = await f.server({ limits: { preAuthTimeoutMs: PRE_AUTH_MS, idleTimeoutMs: IDLE_MS } })
+  const anonymous = await RawImap.connect(port)
+  const busy = await RawImap.connect(port)
+  t.after(() => { anonymous.close(); busy.close() })
+  const started = Date.now()
+  await busy.login()
+  // commands every 100 ms for three times the pre-login bound: each one is activity, and after LOGIN the bound is 1.5 s
+  for (let i = 0; i < 9; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.match(await busy.cmd('NOOP', `n${i}`), new RegExp(`n${i} OK`))
+  }
+  assert.ok(Date.now() - started >= 3 * PRE_AUTH_MS)
+  // the session that never logged in was closed by the shorter bound meanwhile
+  assert.equal(await anonymous.client.waitClosed(), true)
+  // silent for twice the pre-login bound after its last command: still open under the longer one
+  await new Promise((resolve) => setTimeout(resolve, 2 * PRE_AUTH_MS))
+  assert.equal(busy.client.closed, false)
+  assert.match(await busy.cmd('NOOP', 'last'), /last OK/)
+  // and then silent past the longer bound: logged out
+  assert.match(await busy.client.read((b) => b.includes('* BYE')), /\* BYE Autologout/)
+  assert.equal(await busy.client.waitClosed(), true)
+})
