@@ -26,6 +26,8 @@ import type {
   MailEvent, MailListener, MessageRecord, NewLogEntry, OpOptions, QuotaUsage, SpecialUse, StoreFlagsResult, UserAttr
 } from './types.ts'
 
+/** The prefix of every user state key (keys.state). */
+const STATE_KEY = keys.state('')
 export const USER_CACHE_MAX = 10_000 // user states kept in memory; each is a few hundred bytes per mailbox
 export const FLAGS_PER_MESSAGE_MAX = 128 // keywords per message (Dovecot limits keywords per mailbox similarly)
 export const FLAG_BYTES_MAX = 128
@@ -105,8 +107,26 @@ export class MailStoreBase {
     this.db = new Level<string, any>(join(init.path, 'index'), { valueEncoding: 'json' })
     this.blobs = new BlobFiles(join(init.path, 'blobs'))
     this.committer = new GroupCommit(this.db, async () => await this.blobs.sync(), init.sync ?? true, components.onCommit)
-    this.committer.onDurable = (ops) => { this.recordCache.applied(ops) }
-    this.committer.onFailed = () => { this.recordCache.clear() }
+    this.committer.onDurable = (ops) => { this.recordCache.applied(ops); this.noteDurableStates(ops) }
+    this.committer.onFailed = () => { this.recordCache.clear(); this.durableSeq.clear() }
+  }
+
+  /**
+   * Users' log positions as durable: set from each batch the group commit made durable (before its writer
+   * resumes), the only way a user's state changes on disk. logPosition answers from it while a write of the user is
+   * under way, instead of reading the state from LevelDB (2.2 % of a grid node's time under ingest): a value here is
+   * never ahead of the disk, and never behind it, since every state write passes through the committer.
+   */
+  private readonly durableSeq = new Map<string, number>()
+
+  private noteDurableStates (ops: BatchOp[]): void {
+    for (const op of ops) {
+      if (!op.key.startsWith(STATE_KEY)) continue
+      const user = op.key.slice(STATE_KEY.length)
+      const seq = op.type === 'put' ? (op.value as UserState | undefined)?.logSeq : undefined
+      if (typeof seq === 'number') this.durableSeq.set(user, seq)
+      else this.durableSeq.delete(user)
+    }
   }
 
   // ---- user state ------------------------------------------------------------------------------------
@@ -649,8 +669,13 @@ export class MailStoreBase {
     // when no write of the user is under way. A write changes the cached state before its batch is durable (and
     // drops it if the commit fails), so while the user's lock is held the cache may be ahead of the disk and the
     // answer comes from LevelDB, as it always did: replicate() must never be told of an entry that is not durable.
-    const hit = this.lock.isLocked(user) ? undefined : this.cache.get(user)
-    if (hit !== undefined) return hit.state.logSeq
+    if (this.lock.isLocked(user)) {
+      const durable = this.durableSeq.get(user)
+      if (durable !== undefined) return durable
+    } else {
+      const hit = this.cache.get(user)
+      if (hit !== undefined) return hit.state.logSeq
+    }
     const state: UserState | undefined = await this.db.get(keys.state(user))
     return state?.logSeq ?? 0
   }
