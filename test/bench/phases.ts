@@ -93,6 +93,29 @@ async function machineTimes (): Promise<{ busy: number, total: number } | null> 
   }
 }
 
+/** The machine counts as quiet below this share of all its cores busy over a second (the bench's own idle sockets,
+ * kernel threads). */
+export const QUIET_BUSY_MAX = 0.10
+
+/**
+ * Waits until the machine is quiet (below QUIET_BUSY_MAX over one second), at most `maxMs`: what a system still does
+ * after the phase before (LevelDB compacting the big mailbox's fill or the last ingest, Dovecot's indexing) is not
+ * measured as the next phase's cost. Returns the seconds waited and the last second's busy share.
+ */
+export async function settle (maxMs = 60_000): Promise<{ seconds: number, busy: number }> {
+  const t0 = performance.now()
+  let busy = 1
+  for (let i = 0; i < 600 && performance.now() - t0 < maxMs; i++) {
+    const a = await machineTimes()
+    await sleep(1000)
+    const b = await machineTimes()
+    if (a === null || b === null || b.total === a.total) return { seconds: (performance.now() - t0) / 1000, busy: 0 }
+    busy = (b.busy - a.busy) / (b.total - a.total)
+    if (busy < QUIET_BUSY_MAX) break
+  }
+  return { seconds: (performance.now() - t0) / 1000, busy }
+}
+
 export async function ingest (sys: SystemPorts, o: {
   sizeBytes: number, messages: number, connections: number, users: string[], password: string, firstId: number,
   deadlineMs: number, visibleDeadlineMs: number,

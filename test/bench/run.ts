@@ -10,6 +10,9 @@
 // shows the median), BENCH_BIG_MESSAGES [50000] and BENCH_BIG_SIZE [10240] for the one big mailbox (SELECT, full
 // FETCH, POP3), BENCH_MIXED_CLIENTS [10], BENCH_MIXED_OPS [2000] per client, BENCH_IDLE_USERS [10000],
 // BENCH_IDLE_SESSIONS [5000], BENCH_PEER [1] (0: mailgrid alone), BENCH_SYNC [1] (0: fsync off, comparison only),
+// Before each measured run the bench waits (at most 60 s) until the machine is quiet: under 10 % of its cores busy
+// over a second (phases.ts settle), so one phase's leftovers (LevelDB compacting the big mailbox's fill) are not the
+// next one's cost.
 // BENCH_READ_ROUNDS [3] runs of each read-only phase (full FETCH, POP3 RETR) per system, interleaved; median shown.
 // BENCH_SORT_REPEATS [5] runs of each SORT/THREAD command on the big mailbox (the first, and the median of the rest);
 // BENCH_SORT_NEW_MAIL [100] messages delivered over SMTP before each command once more (the first after new mail).
@@ -33,7 +36,7 @@ import { outboundParamsFromEnv, outboundPhase } from './outbound.ts'
 import type { OutboundResult } from './outbound.ts'
 import { ensurePeerInstalled, startPeer } from './peer.ts'
 import type { Peer } from './peer.ts'
-import { fullFetch, idleSessions, ingest, mixed, msg, pop3RetrAll, selectTime, sleep, SORT_THREAD_COMMANDS, sortThread } from './phases.ts'
+import { fullFetch, idleSessions, ingest, mixed, msg, pop3RetrAll, selectTime, settle, sleep, SORT_THREAD_COMMANDS, sortThread } from './phases.ts'
 import type { IngestResult, SystemPorts } from './phases.ts'
 import { fmt, renderMarkdown } from './report.ts'
 import { makeMessage, runSmtpLoad } from '../helpers/smtp-load.ts'
@@ -171,6 +174,7 @@ try {
       for (const who of order) {
         const ports = who === 'mailgrid' ? mgPorts : peerPorts
         if (ports === null) continue
+        await quiet(`${who} ingest ${kb(size)}`)
         const r = await ingestOne(who, ports, { sizeBytes: size, messages: P.messages, users })
         runs[who].push(r)
       }
@@ -367,6 +371,12 @@ function ingestRows (g: string, runs: Record<string, IngestResult[]>, short = fa
  * at the mercy of whatever else the machine did in those seconds (the peer's own full FETCH moved by 2 × between
  * whole bench runs). Every run is kept in bench-results.json.
  */
+/** Waits for the machine to be quiet before a measured run (phases.ts settle); says so when it waited or gave up. */
+async function quiet (what: string): Promise<void> {
+  const s = await settle()
+  if (s.seconds > 1.5) log(`${what}: waited ${s.seconds.toFixed(0)} s for the machine to be quiet (last second ${(100 * s.busy).toFixed(0)} % busy)`)
+}
+
 async function pair<T> (name: string, fn: (ports: SystemPorts) => Promise<T>, emit: (mg: T | { na: string }, pe: T | { na: string }) => void, rounds = 1, rank?: (v: T) => number): Promise<void> {
   const runs: Record<string, Array<T | { na: string }>> = { mailgrid: [], peer: [] }
   for (let round = 0; round < rounds; round++) {
@@ -375,6 +385,7 @@ async function pair<T> (name: string, fn: (ports: SystemPorts) => Promise<T>, em
       const ports = who === 'mailgrid' ? (nodeA === null ? null : { smtp: nodeA.ports.smtp, imap: nodeA.ports.imap, pop3: nodeA.ports.pop3 }) : (peer?.ports ?? null)
       if (ports === null) { runs[who].push({ na: who === 'peer' ? 'peer not running' : 'node not running' }); continue }
       try {
+        await quiet(`${who} ${name}`)
         // the server's CPU over the phase (the node; every process under the peer's masters), beside its rate
         const cpu = systemCpu(who)
         const cpu0 = cpu === undefined ? null : await cpu()
