@@ -82,6 +82,44 @@ if (counted.__mailgridCounted !== true) {
   counted.__mailgridCounted = true
 }
 
+// RFC 2920: a pipelining client sends MAIL, RCPT and DATA in one packet, and smtp-server writes each reply on its
+// own: three syscalls per message, the largest item of the SMTP side under load after the checks. A reply to MAIL
+// or RCPT that went well is held (the socket corked) until the next reply that is not, which then leaves with it in
+// one write: DATA's 354, so the client's body is not kept waiting. Held replies are sent at the end of the turn
+// anyway (setImmediate), so a client that waits for each reply is answered as before. Failures, and anything while
+// STARTTLS is under way, are written at once, with what was held before them.
+interface Holding { _socket?: { cork: () => void, uncork: () => void, destroyed: boolean, __mgHeld?: boolean }, _upgrading?: boolean, __mgVerb?: string }
+const held = SMTPConnection.prototype as unknown as { send: SendFn, _onCommand: CommandFn, __mailgridHeld?: boolean }
+if (held.__mailgridHeld !== true) {
+  const send = held.send
+  const onCommand = held._onCommand
+  const release = (socket: NonNullable<Holding['_socket']>): void => {
+    if (socket.__mgHeld !== true) return
+    socket.__mgHeld = false
+    socket.uncork()
+  }
+  held.send = function (this: Holding, code: number, data: unknown, context?: unknown) {
+    const socket = this._socket
+    if (socket === undefined) return send.call(this, code, data, context)
+    if (code < 400 && (this.__mgVerb === 'MAIL' || this.__mgVerb === 'RCPT') && this._upgrading !== true && !socket.destroyed) {
+      if (socket.__mgHeld !== true) {
+        socket.__mgHeld = true
+        socket.cork()
+        setImmediate(release, socket)
+      }
+      return send.call(this, code, data, context)
+    }
+    const r = send.call(this, code, data, context)
+    release(socket)
+    return r
+  }
+  held._onCommand = function (this: Holding, command: Buffer, callback: () => void) {
+    this.__mgVerb = command.subarray(0, 4).toString('latin1').toUpperCase()
+    return onCommand.call(this, command, callback)
+  }
+  held.__mailgridHeld = true
+}
+
 // smtp-server builds the EHLO keyword list itself with no hook to add one: this shim appends the lines a server's
 // options give under this key (FUTURERELEASE on submission) to the 250 reply of EHLO.
 const EHLO_EXTRA = Symbol.for('mailgrid.smtp.ehloExtra')

@@ -217,3 +217,60 @@ test('connections per IP are limited', async (t) => {
   }
   assert.match(greeting, /^220 /)
 })
+
+test('pipelined commands (RFC 2920) are answered in order, in one write; a failure among them is not held back', async (t) => {
+  const { port, store } = await setup(t)
+  const { connect, Socket } = await import('node:net')
+  // the node runs in this process: its socket writes to the handle (one per write, or one writev for corked ones)
+  // are counted on the server's side of connections to the SMTP port
+  const proto = Socket.prototype as unknown as { _writeGeneric: (...args: unknown[]) => unknown }
+  const original = proto._writeGeneric
+  let serverWrites = 0
+  proto._writeGeneric = function (this: InstanceType<typeof Socket>, ...args: unknown[]) {
+    if (this.localPort === port('smtp')) serverWrites++
+    return original.apply(this, args)
+  }
+  t.after(() => { proto._writeGeneric = original })
+  const socket = connect(port('smtp'), '127.0.0.1')
+  t.after(() => { socket.destroy() })
+  const chunks: string[] = []
+  let waiting: { lines: number, resolve: () => void } | null = null
+  const lines = (): string[] => chunks.join('').split('\r\n').filter(l => l !== '')
+  socket.on('data', (d: Buffer) => {
+    chunks.push(d.toString('latin1'))
+    if (waiting !== null && lines().length >= waiting.lines) waiting.resolve()
+  })
+  const until = async (n: number): Promise<void> => {
+    if (lines().length >= n) return
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`waited for ${n} lines, have: ${JSON.stringify(chunks)}`)), 10_000)
+      waiting = { lines: n, resolve: () => { clearTimeout(timer); resolve() } }
+    })
+  }
+  await until(1)
+  assert.match(lines()[0], /^220 /)
+  socket.write('EHLO client.example\r\n')
+  await until(2)
+  const afterEhlo = lines().length
+  for (let round = 0; round < 3; round++) {
+    const had = lines().length
+    const writes = serverWrites
+    socket.write('MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n')
+    await until(had + 3)
+    assert.deepEqual(lines().slice(had).map(l => l.slice(0, 4)), ['250 ', '250 ', '354 '])
+    assert.equal(serverWrites - writes, 1, 'three replies in one write')
+    socket.write(`Subject: r${round}\r\n\r\nbody\r\n.\r\n`)
+    await until(had + 4)
+    assert.match(lines()[had + 3], /^250 2\.0\.0 /)
+  }
+  // an unknown recipient among pipelined commands: the 550 goes at once, with the 250 before it, in order
+  const had = lines().length
+  socket.write('MAIL FROM:<alice@example.org>\r\nRCPT TO:<nobody@example.com>\r\nRCPT TO:<bob@example.com>\r\nRSET\r\n')
+  await until(had + 4)
+  assert.deepEqual(lines().slice(had).map(l => l.slice(0, 4)), ['250 ', '550 ', '250 ', '250 '])
+  socket.write('QUIT\r\n')
+  await until(had + 5)
+  assert.match(lines()[had + 4], /^221 /)
+  assert.ok(afterEhlo >= 2)
+  assert.equal((await inbox(store, 'bob@example.com')).length, 3)
+})
