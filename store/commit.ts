@@ -30,8 +30,8 @@ export class GroupCommit {
   private readonly observe: ((seconds: number) => void) | undefined
   /** Told of each batch once it is durable, before its writer resumes (the store's record cache keeps up so). */
   onDurable: ((ops: BatchOp[]) => void) | undefined
-  /** Told when a group failed: what of it is on disk is not known. */
-  onFailed: (() => void) | undefined
+  /** Told when a group failed, with its operations: what of it is on disk is not known. */
+  onFailed: ((ops: BatchOp[]) => void) | undefined
 
   /** `observe`: told how long each group took to become durable (the blob fsync and the synced LevelDB write). */
   constructor (db: CommitTarget, beforeSync: () => Promise<void>, sync = true, observe?: (seconds: number) => void) {
@@ -70,12 +70,12 @@ export class GroupCommit {
             try {
               for (const p of group) this.onDurable(p.ops)
             } catch {
-              this.onFailed?.()
+              this.onFailed?.(group.flatMap(p => p.ops))
             }
           }
           for (const p of group) p.resolve()
         } catch (err) {
-          this.onFailed?.()
+          this.onFailed?.(group.flatMap(p => p.ops))
           for (const p of group) p.reject(err)
         }
       }

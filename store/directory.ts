@@ -61,6 +61,7 @@ export class LevelStore extends MailStoreBase implements Store {
       for await (const [key, value] of this.db.iterator(r) as AsyncIterable<[string, DirectoryRecord['value']]>) dir.set(key, value)
     }
     this.dir = dir
+    this.blobFilter.start()
     this.started = true
   }
 
@@ -69,6 +70,7 @@ export class LevelStore extends MailStoreBase implements Store {
     this.started = false
     await this.lock.with([DIRECTORY_LOCK], async () => {})
     this.dir = null
+    await this.blobFilter.stop()
     await this.blobs.stop()
     await this.db.close()
   }
