@@ -31,16 +31,26 @@ function newBits (bits: number): Bits {
   return { words: new Uint32Array(bits / 32), mask: bits - 1 }
 }
 
+/** The i-th 32-bit slice of a hash in lower-case hex (as sha256Hex writes it), read without a substring. */
+function slice32 (hash: string, i: number): number {
+  let v = 0
+  for (let j = i * 8; j < i * 8 + 8; j++) {
+    const c = hash.charCodeAt(j)
+    v = (v << 4) | (c <= 57 ? c - 48 : c - 87)
+  }
+  return v
+}
+
 function set (b: Bits, hash: string): void {
   for (let i = 0; i < SLICES; i++) {
-    const bit = (parseInt(hash.slice(i * 8, i * 8 + 8), 16) & b.mask) >>> 0
+    const bit = (slice32(hash, i) & b.mask) >>> 0
     b.words[bit >>> 5] |= 1 << (bit & 31)
   }
 }
 
 function test (b: Bits, hash: string): boolean {
   for (let i = 0; i < SLICES; i++) {
-    const bit = (parseInt(hash.slice(i * 8, i * 8 + 8), 16) & b.mask) >>> 0
+    const bit = (slice32(hash, i) & b.mask) >>> 0
     if ((b.words[bit >>> 5] & (1 << (bit & 31))) === 0) return false
   }
   return true
