@@ -7,6 +7,7 @@
 // DNS answers are kept between messages (dns-cache.ts): one resolver per checker, not one per message.
 
 import { Resolver } from 'node:dns/promises'
+import { createRequire } from 'node:module'
 import { authenticate } from 'mailauth'
 import type { AuthenticateResult } from 'mailauth'
 import type { Logger } from 'pino'
@@ -120,6 +121,25 @@ export function unsignedHeaderBlock (message: Buffer): Buffer | null {
   return header
 }
 
+// mailauth's own header parser, so the fields kept below are the rows it would find itself (its folding rules)
+const mailauthTools = createRequire(import.meta.url)('mailauth/lib/tools.js') as {
+  parseHeaders: (header: Buffer) => { parsed: Array<{ key: string | null, line: Buffer }> }
+}
+const CRLF = Buffer.from('\r\n')
+
+/**
+ * What of an unsigned message's header block mailauth reads: its From fields (DMARC's author domains; SPF takes the
+ * session's facts). The other fields are parsed by mailauth all the same, byte by byte, the Received fields into a
+ * chain only `trustReceived` uses (off here): a third of the check's time. The From rows are taken as mailauth's
+ * parser finds them and given back in order, one per line, then the empty line, so it finds the same rows again.
+ */
+export function authorFields (header: Buffer): Buffer {
+  const parts: Buffer[] = []
+  for (const row of mailauthTools.parseHeaders(header).parsed) if (row.key === 'from') parts.push(row.line, CRLF)
+  parts.push(CRLF)
+  return Buffer.concat(parts)
+}
+
 /** The result of a check that could not finish (time-out, internal error): temperror for each method, accepted. */
 export function failOpenResult (authservId: string, why: string): CheckResult {
   const ar = `${authservId}; spf=${TEMP} (${why}); dkim=${TEMP} (${why}); dmarc=${TEMP} (${why})`
@@ -154,6 +174,7 @@ export function createInboundChecker (components: InboundCheckerComponents, init
       }
       // this check's queries: ended with the check (time-out, abort), so mailauth stops asking; a query another
       // check shares goes on and its answer is kept
+      const unsigned = unsignedHeaderBlock(message)
       const session = dns.session()
       const resolver = session.resolve
       let timer: NodeJS.Timeout | undefined
@@ -166,8 +187,8 @@ export function createInboundChecker (components: InboundCheckerComponents, init
       let res: AuthenticateResult | 'timeout' | 'aborted'
       try {
         res = await Promise.race([
-          // an unsigned message's body is read by no method (unsignedHeaderBlock)
-          authenticate(unsignedHeaderBlock(message) ?? message, {
+          // an unsigned message's body is read by no method (unsignedHeaderBlock), nor any field but From (authorFields)
+          authenticate(unsigned === null ? message : authorFields(unsigned), {
             ip: clientIp(ctx.ip),
             helo: ctx.helo,
             sender: ctx.mailFrom,
