@@ -10,7 +10,8 @@
 // replication factor of the three-node grid), BENCH_GRID_INGEST_ONLY=1 (stop after the ingest comparison), BENCH_GRID_LOG
 // (the nodes' log level, default info as `npm start` runs; lines go to a file under the run's directory),
 // BENCH_GRID_WARMUP (600: messages sent before each measured ingest, not counted), BENCH_NODE_ARGS (Node flags for every node process, e.g. "--cpu-prof --cpu-prof-dir=DIR": each process writes its
-// own profile when it stops). `--render` rewrites the section from bench-grid.json without measuring.
+// own profile when it stops), BENCH_GRID_NODES (shipped, the default, or test: see KIND below), BENCH_OUT (the folder of
+// bench-grid.json and BENCHMARKS.md, default the repository). `--render` rewrites the section from bench-grid.json without measuring.
 // Ingest is also measured as CPU: utime + stime of every node process over the run (from /proc), per acknowledged
 // message. That figure does not depend on how many cores the machine has or on what else runs on it, unlike msg/s.
 
@@ -18,12 +19,15 @@ import { randomBytes } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
+import { connect } from '../../appliance/client.ts'
+import type { NodeStatus } from '../../node/types.ts'
 import { python } from '../helpers/client.ts'
 import { ProcCluster, until } from '../helpers/cluster.ts'
 import type { ProcNode } from '../helpers/cluster.ts'
+import { freePort } from '../helpers/ports.ts'
 import { runSmtpLoad } from '../helpers/smtp-load.ts'
-import { cpuSeconds } from './mailgrid.ts'
+import { benchDns, cpuSeconds, seedUsers, startShipped } from './mailgrid.ts'
 
 const MESSAGES = Number(process.env.BENCH_GRID_MESSAGES ?? 6000)
 const SIZE = Number(process.env.BENCH_GRID_SIZE ?? 10240)
@@ -35,15 +39,37 @@ const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(s => s !
 // messages sent before the measured ingest, not counted: each process compiles its hot paths (and a grid settles
 // its first placement) once, and three processes would pay that three times in a short measured run
 const WARMUP = Number(process.env.BENCH_GRID_WARMUP ?? 600)
+// BENCH_GRID_NODES: "shipped" (default) runs every node as `npm start` and the appliance do, `node appliance/cli.ts
+// start` with the grid settings in its environment (sender checks against a private resolver, the appliance's logger,
+// metrics, statistics); "test" runs test/helpers/node-proc.ts with a grid configuration (no sender checks), the
+// configuration this bench measured before session 10, kept for comparison
+const KIND = process.env.BENCH_GRID_NODES === 'test' ? 'test' : 'shipped'
+const PASSWORD = 'pw'
+// where bench-grid.json and BENCHMARKS.md are read and written (a short pass writes elsewhere)
+const OUT = resolve(process.env.BENCH_OUT ?? join(import.meta.dirname, '..', '..'))
 const IDLE_MS = 5000 // the three nodes' CPU with no load, measured after the ingest: what a message's figure carries per second of run
 
 interface IngestFigures { msgPerSec: number, acked: number, seconds: number, cpuSeconds: number, cpuMsPerMsg: number, cpuSecondsByNode: number[] }
 
-async function nodeCpu (nodes: ProcNode[]): Promise<number[]> {
-  return await Promise.all(nodes.map(async n => await cpuSeconds(n.child.pid as number)))
+/** One node of the measured grid, whichever way it was started. */
+interface BenchNode {
+  pid: number
+  ports: { smtp: number, imap: number }
+  id: string
+  status: () => Promise<NodeStatus>
 }
 
-async function ingest (nodes: ProcNode[], firstId: number, messages = MESSAGES): Promise<IngestFigures> {
+interface BenchGrid {
+  nodes: BenchNode[]
+  kill: (node: BenchNode) => Promise<void>
+  stopAll: () => Promise<void>
+}
+
+async function nodeCpu (nodes: BenchNode[]): Promise<number[]> {
+  return await Promise.all(nodes.map(async n => await cpuSeconds(n.pid)))
+}
+
+async function ingest (nodes: BenchNode[], firstId: number, messages = MESSAGES): Promise<IngestFigures> {
   const per = Math.ceil(messages / nodes.length)
   const cpu0 = await nodeCpu(nodes)
   const t0 = performance.now()
@@ -59,32 +85,99 @@ async function ingest (nodes: ProcNode[], firstId: number, messages = MESSAGES):
   return { msgPerSec: acked / seconds, acked, seconds, cpuSeconds: cpu, cpuMsPerMsg: 1000 * cpu / Math.max(1, acked), cpuSecondsByNode }
 }
 
-async function grid (dir: string, count: number): Promise<{ cluster: ProcCluster, nodes: ProcNode[] }> {
-  const cluster = new ProcCluster({ clusterKey: randomBytes(16).toString('hex'), replicas: R, setup: { domain: 'bench.test', users: USERS, password: 'pw' } })
-  const nodes: ProcNode[] = []
-  // every node as `npm start` runs it as far as the test node allows: a grid member, logging at info (to a file)
+async function grid (dir: string, count: number, dnsServer: string | undefined): Promise<BenchGrid> {
+  return KIND === 'test' ? await testGrid(dir, count) : await shippedGrid(dir, count, dnsServer)
+}
+
+async function testGrid (dir: string, count: number): Promise<BenchGrid> {
+  const cluster = new ProcCluster({ clusterKey: randomBytes(16).toString('hex'), replicas: R, setup: { domain: 'bench.test', users: USERS, password: PASSWORD } })
+  const procs: ProcNode[] = []
+  // a grid member, logging at info (to a file)
   const env = { MAILGRID_TEST_LOG: LOG_LEVEL, ...(NODE_ARGS.length > 0 ? { NODE_OPTIONS: NODE_ARGS.join(' ') } : {}) }
   for (let k = 0; k < count; k++) {
     // with BENCH_GRID_KEEP=1 each node's log lines are kept beside its data, as nK.log
     if (process.env.BENCH_GRID_KEEP === '1') await mkdir(dir, { recursive: true })
     const log = process.env.BENCH_GRID_KEEP === '1' ? createWriteStream(join(dir, `n${k + 1}.log`)) : null
-    nodes.push(await cluster.start(`n${k + 1}`, join(dir, `n${k + 1}`), { setup: k === 0, env, ...(log === null ? {} : { onLog: (l: string) => { log.write(l + '\n') } }) }))
+    procs.push(await cluster.start(`n${k + 1}`, join(dir, `n${k + 1}`), { setup: k === 0, env, ...(log === null ? {} : { onLog: (l: string) => { log.write(l + '\n') } }) }))
   }
   await cluster.formed(count)
+  const nodes: BenchNode[] = procs.map(p => ({ pid: p.child.pid as number, ports: { smtp: p.ports.smtp, imap: p.ports.imap }, id: p.id, status: p.status }))
+  await directoryEverywhere(nodes)
+  return {
+    nodes,
+    kill: async n => { await cluster.kill(procs[nodes.indexOf(n)]) },
+    stopAll: async () => { await cluster.stopAll() }
+  }
+}
+
+/**
+ * `count` nodes as `npm start` runs them (startShipped: `node appliance/cli.ts start`, every setting at its default
+ * but the ports, the connection limits and the resolver), made a grid through their environment: a grid listener on
+ * a free loopback port, every other node as bootstrap peer, one cluster key, R. The users (scrypt cost 2^10, as the
+ * test grid's: the failover probe logs every user in, and the production cost would time the hashing, not the
+ * failover) are seeded in the first node's store before it starts; the others get them by the directory's sync.
+ */
+async function shippedGrid (dir: string, count: number, dnsServer: string | undefined): Promise<BenchGrid> {
+  const key = randomBytes(16).toString('hex')
+  const gridPorts: number[] = []
+  for (let k = 0; k < count; k++) gridPorts.push(await freePort())
+  const dirs = gridPorts.map((_, k) => join(dir, `n${k + 1}`))
+  for (const d of dirs) await mkdir(d, { recursive: true })
+  await seedUsers(dirs[0], 'bench.test', USERS, PASSWORD)
+  const started: Array<Awaited<ReturnType<typeof startShipped>>> = []
+  const nodes: BenchNode[] = []
+  try {
+    for (let k = 0; k < count; k++) {
+      const env: Record<string, string> = {
+        MAILGRID_GRID_LISTEN: `/ip4/127.0.0.1/tcp/${gridPorts[k]}`,
+        MAILGRID_GRID_BOOTSTRAP: gridPorts.filter((_, j) => j !== k).map(p => `/ip4/127.0.0.1/tcp/${p}`).join(','),
+        MAILGRID_GRID_CLUSTER_KEY: key,
+        MAILGRID_GRID_REPLICAS: String(R),
+        MAILGRID_GRID_ADVERTISE_HOST: '127.0.0.1',
+        MAILGRID_LISTEN_HOST: '127.0.0.1'
+      }
+      const node = await startShipped(dirs[k], { sync: true, logFile: `${dirs[k]}.log`, logLevel: LOG_LEVEL, env, ...(dnsServer === undefined ? {} : { dnsServer }) })
+      started.push(node)
+      const status = async (): Promise<NodeStatus> => await (await connect(dirs[k], { timeoutMs: 10_000 })).request('GET', '/v1/status') as unknown as NodeStatus
+      nodes.push({ pid: node.pid, ports: { smtp: node.ports.smtp, imap: node.ports.imap }, id: '', status })
+    }
+    // formed: every node sees `count` alive members and all agree on the ring
+    await until(`a grid of ${count}`, async () => {
+      const views = await Promise.all(nodes.map(async n => await n.status().catch(() => null)))
+      return views.every(v => v?.grid != null && v.grid.members.filter(m => m.status === 'alive').length === count) &&
+        new Set(views.map(v => v?.grid?.ringVersion)).size === 1
+    }, 60_000)
+    for (const n of nodes) n.id = (await n.status()).grid?.self ?? ''
+    await directoryEverywhere(nodes)
+  } catch (err) {
+    await Promise.all(started.map(async n => await n.stop()))
+    throw err
+  }
+  return {
+    nodes,
+    kill: async n => { await started[nodes.indexOf(n)].kill?.() },
+    stopAll: async () => { await Promise.all(started.map(async n => await n.stop())) }
+  }
+}
+
+async function directoryEverywhere (nodes: BenchNode[]): Promise<void> {
   await until('the directory everywhere', async () => (await Promise.all(nodes.map(async n => (await n.status()).users))).every(c => c === USERS.length), 60_000)
-  return { cluster, nodes }
 }
 
 async function measure (): Promise<Record<string, unknown>> {
   const root = await mkdtemp(join(tmpdir(), 'mailgrid-bench-grid-'))
-  const out: Record<string, unknown> = { date: new Date().toISOString(), machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`, messages: MESSAGES, sizeBytes: SIZE, users: USERS.length, connections: CONNECTIONS }
+  const out: Record<string, unknown> = { date: new Date().toISOString(), machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`, messages: MESSAGES, sizeBytes: SIZE, users: USERS.length, connections: CONNECTIONS, nodes: KIND }
+  // the shipped node checks SPF/DKIM/DMARC of every inbound message: a private resolver answers for the bench's names
+  const dns = KIND === 'shipped' ? await benchDns() : null
+  if (dns !== null && 'why' in dns) console.log(`note: ${dns.why}`)
+  const dnsServer = dns !== null && 'server' in dns ? dns.server : undefined
   try {
     // 1. one node against three
-    const one = await grid(join(root, 'one'), 1)
+    const one = await grid(join(root, 'one'), 1, dnsServer)
     await ingest(one.nodes, 10_000_000, WARMUP)
     const single = await ingest(one.nodes, 0)
-    await one.cluster.stopAll()
-    const three = await grid(join(root, 'three'), 3)
+    await one.stopAll()
+    const three = await grid(join(root, 'three'), 3, dnsServer)
     await ingest(three.nodes, 10_000_000, WARMUP)
     await until('no under-replicated users', async () => (await Promise.all(three.nodes.map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 120_000, 100)
     const triple = await ingest(three.nodes, 0)
@@ -99,7 +192,7 @@ async function measure (): Promise<Record<string, unknown>> {
       `three nodes R=${R} ${triple.cpuMsPerMsg.toFixed(3)} ms (${triple.cpuSecondsByNode.map(c => c.toFixed(2)).join(' + ')} s / ${triple.acked}): ${(triple.cpuMsPerMsg / single.cpuMsPerMsg).toFixed(2)}× one node`)
 
     if (process.env.BENCH_GRID_INGEST_ONLY === '1') {
-      await three.cluster.stopAll()
+      await three.stopAll()
       return out
     }
     // 2 and 3: SIGKILL one node; at once, probe every user's login through a survivor (failover) and watch the
@@ -110,7 +203,7 @@ async function measure (): Promise<Record<string, unknown>> {
     const shipped = async (): Promise<number> => (await Promise.all(alive.map(async n => (await n.status()).grid?.remirroredBytes ?? 0))).reduce((s, x) => s + x, 0)
     const bytes0 = await shipped()
     const killedAt = Date.now()
-    await three.cluster.kill(victim)
+    await three.kill(victim)
     const pending = new Set(USERS)
     const failover = until('every user logs in through a survivor', async () => {
       const left = [...pending]
@@ -140,8 +233,9 @@ async function measure (): Promise<Record<string, unknown>> {
     out.remirror = rem
     console.log(`failover: every user logged in and selected INBOX through a survivor ${failoverMs} ms after SIGKILL of a node (declared dead after ${rem.detectedMs} ms)`)
     console.log(`re-mirroring: ${(rem.bytes / 1e6).toFixed(1)} MB shipped by the survivors in ${rem.seconds.toFixed(2)} s after the first detection (${rem.detectedMs} ms; all ${rem.allDeadMs} ms): ${rem.mbPerSec.toFixed(1)} MB/s`)
-    await three.cluster.stopAll()
+    await three.stopAll()
   } finally {
+    if (dns !== null && 'stop' in dns) await dns.stop()
     if (process.env.BENCH_GRID_KEEP === "1") console.log(`kept ${root}`)
     else await rm(root, { recursive: true, force: true })
   }
@@ -150,12 +244,13 @@ async function measure (): Promise<Record<string, unknown>> {
 
 // `--render` rewrites the section of BENCHMARKS.md from bench-grid.json without measuring
 const render = process.argv.includes('--render')
-const out: Record<string, unknown> = render ? JSON.parse(await readFile('bench-grid.json', 'utf8')) : await measure()
+const out: Record<string, unknown> = render ? JSON.parse(await readFile(join(OUT, 'bench-grid.json'), 'utf8')) : await measure()
 if (out.remirror === undefined) {
   console.log('ingest only: bench-grid.json and BENCHMARKS.md left as they were')
   process.exit(0)
 }
-if (!render) await writeFile('bench-grid.json', JSON.stringify(out, null, 2) + '\n')
+if (!render) await mkdir(OUT, { recursive: true })
+if (!render) await writeFile(join(OUT, 'bench-grid.json'), JSON.stringify(out, null, 2) + '\n')
 const ing = out.ingest as { oneNode: Partial<IngestFigures> & { msgPerSec: number }, threeNodesR2: Partial<IngestFigures> & { msgPerSec: number }, ratio: number }
 const ms = (f: Partial<IngestFigures>): string => f.cpuMsPerMsg === undefined ? 'n/a (not measured in this run)' : `${f.cpuMsPerMsg.toFixed(2)} ms (${(f.cpuSeconds ?? 0).toFixed(2)} CPU-s / ${String(f.acked)} messages)`
 const cpuRatio = ing.oneNode.cpuMsPerMsg !== undefined && ing.threeNodesR2.cpuMsPerMsg !== undefined ? ` (${(ing.threeNodesR2.cpuMsPerMsg / ing.oneNode.cpuMsPerMsg).toFixed(2)}× one node; goal ≤ 2.5×)` : ''
@@ -164,7 +259,7 @@ const rem = out.remirror as { mbPerSec: number, bytes: number, seconds: number, 
 const section = `<!-- grid:start -->
 ## The grid (npm run bench:grid, ${String(out.date).slice(0, 10)})
 
-${out.machine as string}; ${String(out.messages)} messages of ${String(out.sizeBytes)} bytes to ${String(out.users)} users, ${String(out.connections)} connections spread over the nodes, fsync on; every node a separate process on loopback (test/helpers/node-proc.ts with a grid configuration: a grid member logging at ${logLevel} through the appliance's logger). CPU = utime + stime of every node process from /proc over the ingest, per acknowledged message: the cost that does not depend on how many cores the machine has.
+${out.machine as string}; ${String(out.messages)} messages of ${String(out.sizeBytes)} bytes to ${String(out.users)} users, ${String(out.connections)} connections spread over the nodes, fsync on; every node a separate process on loopback, ${out.nodes === 'shipped' ? `started as \`npm start\` and the appliance run it (\`node appliance/cli.ts start\`, every setting at its default but the ports, the connection limits, a private resolver for the sender checks and the grid's listener, bootstrap peers, cluster key and R; logging at ${logLevel}; users seeded with scrypt cost 2^10 for the failover probe's logins)` : `test/helpers/node-proc.ts with a grid configuration (a grid member logging at ${logLevel} through the appliance's logger, no sender checks; BENCH_GRID_NODES=test)`}. CPU = utime + stime of every node process from /proc over the ingest, per acknowledged message: the cost that does not depend on how many cores the machine has.
 
 | measurement | figure |
 | --- | --- |
@@ -178,6 +273,6 @@ ${out.machine as string}; ${String(out.messages)} messages of ${String(out.sizeB
 <!-- grid:end -->
 `
 let md = ''
-try { md = await readFile('BENCHMARKS.md', 'utf8') } catch {}
+try { md = await readFile(join(OUT, 'BENCHMARKS.md'), 'utf8') } catch {}
 md = /<!-- grid:start -->[\s\S]*<!-- grid:end -->\n?/.test(md) ? md.replace(/<!-- grid:start -->[\s\S]*<!-- grid:end -->\n?/, section) : md + '\n' + section
-await writeFile('BENCHMARKS.md', md)
+await writeFile(join(OUT, 'BENCHMARKS.md'), md)

@@ -30,6 +30,8 @@ export interface MailgridNode {
   pid: number
   ports: Record<string, number>
   stop: () => Promise<void>
+  /** SIGKILL, resolved once the process is gone (startShipped's nodes only). */
+  kill?: () => Promise<void>
 }
 
 /** Users and their domain, written through the store before the node starts; `scryptLogN` 10 unless given. */
@@ -106,7 +108,7 @@ export async function startMailgrid (dir: string, opts: { sync: boolean }): Prom
  * loopback ports, the others on port 0), the connection limits, and fsync when `sync` is false (comparison only).
  * `logLevel` (default: the default, info) sets MAILGRID_LOG_LEVEL; its JSON log goes to `logFile`.
  */
-export async function startShipped (dir: string, opts: { sync: boolean, logFile: string, logLevel?: string, dnsServer?: string }): Promise<MailgridNode> {
+export async function startShipped (dir: string, opts: { sync: boolean, logFile: string, logLevel?: string, dnsServer?: string, env?: Record<string, string> }): Promise<MailgridNode> {
   const ports = { smtp: await freePort(), imap: await freePort(), pop3: await freePort() }
   const env: Record<string, string> = {}
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MAILGRID_') && v !== undefined) env[k] = v
@@ -128,7 +130,9 @@ export async function startShipped (dir: string, opts: { sync: boolean, logFile:
     ...(process.env.BENCH_INBOUND_THREADS === undefined ? {} : { [envName('inbound.threads')]: process.env.BENCH_INBOUND_THREADS }),
     // the node checks SPF/DKIM/DMARC of every inbound message: a resolver that answers (benchDns) stands for a
     // machine with working DNS; an unreachable one would make each message wait for DNS timeouts
-    ...(opts.dnsServer === undefined ? {} : { [envName('outbound.dnsServers')]: opts.dnsServer })
+    ...(opts.dnsServer === undefined ? {} : { [envName('outbound.dnsServers')]: opts.dnsServer }),
+    // a grid member's settings (bench:grid): its grid listener, bootstrap list, cluster key, R
+    ...opts.env
   })
   const flags = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(s => s !== '')
   const fd = openSync(opts.logFile, 'a')
@@ -138,7 +142,17 @@ export async function startShipped (dir: string, opts: { sync: boolean, logFile:
   } finally {
     closeSync(fd)
   }
-  const node: MailgridNode = { pid: child.pid as number, ports, stop: async () => { await stopChild(child) } }
+  const node: MailgridNode = {
+    pid: child.pid as number,
+    ports,
+    stop: async () => { await stopChild(child) },
+    kill: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = new Promise(resolve => child.once('exit', resolve))
+      child.kill('SIGKILL')
+      await exited
+    }
+  }
   // admin.json is written once every service listens, just before the `ready` log line
   const deadline = performance.now() + START_TIMEOUT_MS
   while (!existsSync(join(dir, 'admin.json'))) {
