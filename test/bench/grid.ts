@@ -49,7 +49,7 @@ const PASSWORD = 'pw'
 const OUT = resolve(process.env.BENCH_OUT ?? join(import.meta.dirname, '..', '..'))
 const IDLE_MS = 5000 // the three nodes' CPU with no load, measured after the ingest: what a message's figure carries per second of run
 
-interface IngestFigures { msgPerSec: number, acked: number, seconds: number, cpuSeconds: number, cpuMsPerMsg: number, cpuSecondsByNode: number[] }
+interface IngestFigures { msgPerSec: number, acked: number, seconds: number, cpuSeconds: number, cpuMsPerMsg: number, cpuSecondsByNode: number[], systemSeconds: number }
 
 /** One node of the measured grid, whichever way it was started. */
 interface BenchNode {
@@ -69,9 +69,20 @@ async function nodeCpu (nodes: BenchNode[]): Promise<number[]> {
   return await Promise.all(nodes.map(async n => await cpuSeconds(n.pid)))
 }
 
+/** The kernel's share (stime) of the nodes' CPU, summed: system calls, loopback TCP, fsync, page faults. */
+async function systemCpu (nodes: BenchNode[]): Promise<number> {
+  let s = 0
+  for (const n of nodes) {
+    const stat = await readFile(`/proc/${n.pid}/stat`, 'utf8')
+    s += Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[12]) / 100 // stime, USER_HZ ticks
+  }
+  return s
+}
+
 async function ingest (nodes: BenchNode[], firstId: number, messages = MESSAGES): Promise<IngestFigures> {
   const per = Math.ceil(messages / nodes.length)
   const cpu0 = await nodeCpu(nodes)
+  const sys0 = await systemCpu(nodes)
   const t0 = performance.now()
   const results = await Promise.all(nodes.map(async (n, k) => await runSmtpLoad({
     port: n.ports.smtp, connections: Math.ceil(CONNECTIONS / nodes.length), messages: per, sizeBytes: SIZE,
@@ -82,7 +93,8 @@ async function ingest (nodes: BenchNode[], firstId: number, messages = MESSAGES)
   // the replicas' last acknowledgements are in by the last 250, so nothing of this ingest runs after it
   const cpuSecondsByNode = (await nodeCpu(nodes)).map((c, i) => c - cpu0[i])
   const cpu = cpuSecondsByNode.reduce((s, c) => s + c, 0)
-  return { msgPerSec: acked / seconds, acked, seconds, cpuSeconds: cpu, cpuMsPerMsg: 1000 * cpu / Math.max(1, acked), cpuSecondsByNode }
+  const systemSeconds = (await systemCpu(nodes)) - sys0
+  return { msgPerSec: acked / seconds, acked, seconds, cpuSeconds: cpu, cpuMsPerMsg: 1000 * cpu / Math.max(1, acked), cpuSecondsByNode, systemSeconds }
 }
 
 async function grid (dir: string, count: number, dnsServer: string | undefined): Promise<BenchGrid> {
@@ -189,7 +201,8 @@ async function measure (): Promise<Record<string, unknown>> {
     out.cpu = { oneNodeMsPerMsg: single.cpuMsPerMsg, threeNodesMsPerMsg: triple.cpuMsPerMsg, ratio: triple.cpuMsPerMsg / single.cpuMsPerMsg, logLevel: LOG_LEVEL }
     console.log(`ingest ${SIZE} B × ${MESSAGES}: one node ${single.msgPerSec.toFixed(0)} msg/s; three nodes R=${R} ${triple.msgPerSec.toFixed(0)} msg/s (${(triple.msgPerSec / single.msgPerSec).toFixed(2)}×)`)
     console.log(`CPU per acknowledged message (all node processes, log level ${LOG_LEVEL}): one node ${single.cpuMsPerMsg.toFixed(3)} ms (${single.cpuSeconds.toFixed(2)} s / ${single.acked}); ` +
-      `three nodes R=${R} ${triple.cpuMsPerMsg.toFixed(3)} ms (${triple.cpuSecondsByNode.map(c => c.toFixed(2)).join(' + ')} s / ${triple.acked}): ${(triple.cpuMsPerMsg / single.cpuMsPerMsg).toFixed(2)}× one node`)
+      `three nodes R=${R} ${triple.cpuMsPerMsg.toFixed(3)} ms (${triple.cpuSecondsByNode.map(c => c.toFixed(2)).join(' + ')} s / ${triple.acked}): ${(triple.cpuMsPerMsg / single.cpuMsPerMsg).toFixed(2)}× one node; ` +
+      `of which in the kernel (stime): one node ${(1000 * single.systemSeconds / single.acked).toFixed(3)} ms, three nodes ${(1000 * triple.systemSeconds / triple.acked).toFixed(3)} ms`)
 
     if (process.env.BENCH_GRID_INGEST_ONLY === '1') {
       await three.stopAll()
