@@ -56,6 +56,8 @@ test('quickEvaluate answers as evaluate does wherever it answers', async () => {
     const uids = [...new Set(messages.map(m => m.uid))].sort((a, b) => a - b)
     const view = new SelectedMailbox({ id: 'm', name: 'INBOX', readOnly: false, uidValidity: 1, uids, highestModseq: 20, recent: uids.filter(u => u % 3 === 0) })
     const saved = new Set(uids.filter(u => u % 2 === 0))
+    // one program object for every message, as SEARCH uses it (what it caches on its nodes stays right)
+    const shared = structuredClone(prog)
     for (const m of messages) {
       const header = Buffer.from(`Subject: ${m.subject}\r\nFrom: ${m.from}\r\n${m.subject2 === undefined ? '' : `Subject: ${m.subject2}\r\n`}Date: ${new Date(m.day * DAY + 3_600_000).toUTCString()}\r\n\r\n`)
       const raw = Buffer.concat([header, Buffer.from('body text\r\n')])
@@ -71,6 +73,8 @@ test('quickEvaluate answers as evaluate does wherever it answers', async () => {
       })
       if (m.searched) await evaluate({ op: 'header', field: 'subject', value: 'never in any header' }, record, view, saved, { meta: async () => analyzeMessage(raw), header: async () => header, raw: async () => raw })
       const quick = quickEvaluate(structuredClone(prog), record, view, saved, content())
+      // the same record searched again (its subjects are then found by the record itself), by the shared program
+      assert.equal(quickEvaluate(shared, record, view, saved, content()), quick, `again: program ${JSON.stringify(prog)} on ${JSON.stringify(m)}`)
       if (quick === undefined) continue
       const full = await evaluate(structuredClone(prog), record, view, saved, content())
       assert.equal(quick, full, `program ${JSON.stringify(prog)} on ${JSON.stringify(m)}`)
