@@ -199,6 +199,14 @@ export function sectionRange (meta: MessageMeta, record: MessageRecord, spec: Se
 /** HEADER.FIELDS (.NOT) answers, node-wide (see fields-memo.ts). */
 const fieldsMemo = new FieldsMemo()
 
+/**
+ * The last HEADER.FIELDS answer given for a record object (a client asks for one field list, again and again), found
+ * by identity before the memo's lookups by the record's long strings, whose scattered maps cost cache misses per
+ * message (session 10's mixed-load profile). At most one answer per record object, freed with it: the records a
+ * FETCH sees are the store's kept ones (store/record-cache.ts, bounded) or short-lived.
+ */
+const lastFields = new WeakMap<MessageRecord, { key: string, bytes: Buffer }>()
+
 /** The memo key of a section's field list, made once per parsed section (a FETCH asks it for every message). */
 const sectionKeys = new WeakMap<SectionSpec, string>()
 function keyOf (spec: SectionSpec): string {
@@ -248,12 +256,23 @@ async function sectionValue (session: Session, record: MessageRecord, metaOf: Me
     // The message's own header: the store keeps a copy apart, so neither the structure nor the message is read.
     // The fields picked from it are kept too (fields-memo.ts): the same header block always gives the same answer.
     const memoKey = headerFields && typeof record.blob === 'string' && typeof record.prefix === 'string' ? keyOf(spec) : null
-    let bytes = memoKey === null ? undefined : fieldsMemo.get(record.blob, record.prefix, memoKey)
+    let bytes: Buffer | undefined
+    if (memoKey !== null) {
+      const last = lastFields.get(record)
+      if (last !== undefined && last.key === memoKey) bytes = last.bytes
+      else {
+        bytes = fieldsMemo.get(record.blob, record.prefix, memoKey)
+        if (bytes !== undefined) lastFields.set(record, { key: memoKey, bytes })
+      }
+    }
     if (bytes === undefined) {
       const header = await session.components.store.readHeader?.(record) ?? null
       if (header !== null) {
         bytes = headerFields ? filterFields(header, spec.fields ?? [], spec.text === 'HEADER.FIELDS.NOT') : header
-        if (memoKey !== null) fieldsMemo.set(record.blob, record.prefix, memoKey, bytes)
+        if (memoKey !== null) {
+          fieldsMemo.set(record.blob, record.prefix, memoKey, bytes)
+          lastFields.set(record, { key: memoKey, bytes })
+        }
       }
     }
     if (bytes !== undefined) {
