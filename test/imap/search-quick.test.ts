@@ -92,3 +92,31 @@ test('quickEvaluate leaves to evaluate what needs a read', () => {
   assert.equal(quickEvaluate({ op: 'and', nodes: [{ op: 'flag', flag: '\\Seen', present: true }, { op: 'body', value: 'x', headers: false }] }, record, view, new Set(), content), false, 'a refused conjunct decides')
   assert.equal(quickEvaluate({ op: 'header', field: 'subject', value: 'alpha' }, record, view, new Set(), { ...content, plainHeader: 'subject: beta' }), false, 'a known block refuses')
 })
+
+test('SUBJECT from kept subjects: a later search answers as the first did; no match spans two Subject fields', async () => {
+  const view = new SelectedMailbox({ id: 'm', name: 'INBOX', readOnly: false, uidValidity: 1, uids: [1, 2, 3], highestModseq: 1 })
+  const headers = ['Subject: Alpha\r\nSubject: Beta\r\n\r\n', 'Subject: gamma\r\n\r\n', 'From: x@y.test\r\n\r\n']
+  const messages = headers.map((h, i) => {
+    const header = Buffer.from(h)
+    const raw = Buffer.concat([header, Buffer.from('body\r\n')])
+    const record: MessageRecord = { uid: i + 1, gid: `t${i}`, flags: [], modseq: 1, internalDate: 0, size: raw.length, blob: `kept-${header.toString('hex')}`, prefix: 'p' }
+    const content = (): Content => ({ meta: async () => analyzeMessage(raw), header: async () => header, raw: async () => raw })
+    return { record, content }
+  })
+  const subject = (value: string): Node => ({ op: 'header', field: 'subject', value })
+  // a first search reads each header once (the memos), then decides each message from its kept subjects
+  for (const { record, content } of messages) await evaluate(subject('never in any header'), record, view, new Set(), content())
+  const first = subject('alpha')
+  assert.deepEqual(messages.map(({ record, content }) => quickEvaluate(first, record, view, new Set(), content())), [true, false, false])
+  // later searches (new program objects), nothing read: the subjects are found by the record
+  const unread = async (): Promise<never> => { throw new Error('quickEvaluate reads nothing') }
+  const none: Content = { meta: unread, header: unread, raw: unread }
+  const later = (value: string): Array<boolean | undefined> => {
+    const node = subject(value)
+    return messages.map(({ record }) => quickEvaluate(node, record, view, new Set(), none))
+  }
+  assert.deepEqual(later('beta'), [true, false, false], 'the second Subject field too')
+  assert.deepEqual(later('gamma'), [false, true, false])
+  assert.deepEqual(later('alphabeta'), [false, false, false], 'not across two Subject fields')
+  assert.deepEqual(later('a'), [true, true, false], 'a block without Subject matches nothing')
+})
