@@ -104,6 +104,29 @@ test('the history checker finds what it must', () => {
   bad([...cut, read(100, 'n1', [[1, 'a', 3]]), read(110, 'n2', [[1, 'b', 3]]), read(20_000, 'n1', [[1, 'a', 3], [4, 'b', 6], [5, 'c', 7]], true)], /still names a after the heal/)
   bad([...cut, read(100, 'n1', [[1, 'a', 9]]), read(20_000, 'n1', [[1, 'a', 3], [2, 'b', 6], [3, 'c', 7]], true)], /MODSEQ of a went down/)
   bad([read(100, 'n1', [[4, 'a', 3]]), read(200, 'n1', [[1, 'a', 3], [2, 'b', 4], [3, 'c', 5]], true)], /UID of a went down/)
+
+  // A lone survivor (n2 and n3 killed) holds the only copy of what it takes; killed before anyone caught up, the
+  // others number new mail from their own copies until it is back: a split of its own, judged like a partition
+  const f = (t: number, what: string): Op => ({ kind: 'fault', t0: t, t1: t, what })
+  const lone: Op[] = [f(50, 'kill n2'), f(60, 'kill n3'), read(100, 'n1', [[1, 'a', 3]]), f(120, 'restart n3'), f(130, 'kill n1'),
+    f(140, 'restart n2'), read(200, 'n2', [[1, 'b', 3]]), f(300, 'restart n1')]
+  const nodes = ['n1', 'n2', 'n3']
+  const loneOk = checkHistory([...sent, ...lone, read(20_000, 'n1', [[3, 'a', 5], [4, 'b', 6], [5, 'c', 7]], true)], 21_000, nodes)
+  assert.deepEqual(loneOk.violations, [])
+  assert.equal(loneOk.splitConflicts.length, 1)
+  const badWith = (ops: Op[], pattern: RegExp): void => {
+    const r = checkHistory([...sent, ...ops], 21_000, nodes)
+    assert.ok(r.violations.some(v => pattern.test(v)), `expected ${pattern} in ${JSON.stringify(r.violations)}`)
+  }
+  // after its return (plus the grace) the contested UID must name neither
+  badWith([...lone, read(20_000, 'n1', [[1, 'b', 3], [4, 'a', 6], [5, 'c', 7]], true)], /still names b after the heal/)
+  // without the node list only partitions open windows
+  bad([...lone, read(20_000, 'n1', [[3, 'a', 5], [4, 'b', 6], [5, 'c', 7]], true)], /UID 1 of u .* named a and b/)
+  // two of three alive is no split: both hold every acknowledged write
+  badWith([f(50, 'kill n3'), read(100, 'n1', [[1, 'a', 3]]), read(200, 'n2', [[1, 'b', 3]]), read(20_000, 'n1', [[3, 'a', 5], [4, 'b', 6], [5, 'c', 7]], true)], /UID 1 of u .* named a and b/)
+  // the survivor's window ends the grace after another node is back beside it, and a conflict seen later is one
+  badWith([f(50, 'kill n2'), f(60, 'kill n3'), read(100, 'n1', [[1, 'a', 3]]), f(120, 'restart n3'), read(10_200, 'n3', [[1, 'b', 3]]),
+    read(20_000, 'n1', [[3, 'a', 5], [4, 'b', 6], [5, 'c', 7]], true)], /UID 1 of u .* still names b after the heal: read UID 1 \(n3, 10200 ms\)/)
 })
 
 test(`processes, SMTP, APPEND and STORE under random SIGKILLs, restarts and partitions: the history checks out (seed ${SEED})`, { timeout: DURATION_MS + 400_000 }, async (t) => {
@@ -279,7 +302,7 @@ test(`processes, SMTP, APPEND and STORE under random SIGKILLs, restarts and part
   }, CONVERGE_MS + CONVERGE_WATCH_MS, 500).catch(() => -1)
   ops.push(...finals)
 
-  const result = checkHistory(ops, now())
+  const result = checkHistory(ops, now(), grid.nodes.map(n => n.name))
   const faults = ops.filter(o => o.kind === 'fault').map(o => o.kind === 'fault' ? o.what : '')
   t.diagnostic(`seed ${SEED}: ${steps} steps in ${faultPhaseMs} ms; deliveries ${result.stats.acked} acknowledged, appends ${result.stats.appendsAcked}, stores ${result.stats.storesAcked}, unknown ${result.stats.unknown}; ${result.stats.reads} reads (${result.stats.observations} message observations); faults ${faults.length} (kill ${faults.filter(f => f.startsWith('kill')).length}, restart ${faults.filter(f => f.startsWith('restart')).length}, partition ${faults.filter(f => f.startsWith('partition')).length}, heal ${faults.filter(f => f === 'heal').length}); converged ${convergeMs} ms after the last heal; ${result.stats.splitPct} % of the run in split windows, split-view conflicts ${result.splitConflicts.length}; violations ${result.violations.length}`)
   for (const c of result.splitConflicts.slice(0, 5)) t.diagnostic(`split-view: ${c}`)

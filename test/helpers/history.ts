@@ -12,7 +12,9 @@
 // - UIDVALIDITY of a user's INBOX never changes;
 // - every acknowledged keyword STORE is set on its message at the end.
 // Split windows: a partition in force, until SPLIT_GRACE_MS after its heal (or after the return of a cut-off node
-// killed before then). The design accepts deliveries on both
+// killed before then); and a lone survivor (kills left one node alive), which takes mail as the only copy of its
+// users, until SPLIT_GRACE_MS after another node is back beside it (or after its own return, when it is killed
+// before then and the others go on without what only it holds). The design accepts deliveries on both
 // sides of a partition, each side's primary numbers them from its own copy, and the merge after the heal moves
 // both sides' messages off the contested UIDs (README, "Consistency model"). So a UID seen naming two messages
 // where one sighting falls in a split window is reported apart, as a split-view conflict, and then no sighting
@@ -47,8 +49,14 @@ export interface CheckResult {
  * Split windows from the fault records: 'partition X' opens one, 'heal' closes every open one (plus the grace). A
  * node that was cut off and is killed before the window closes holds the only copy of its side's changes, which
  * no merge can take until it is back: the window lasts until the grace after its restart.
+ *
+ * With `nodes` (every node of the run, all alive at its start), a kill that leaves one node alive opens a window
+ * too: that node is a side of its own (DESIGN: a message is durable on every alive replica, so on one when one is
+ * alive), and a node restarted beside it numbers new mail from its own copy until it has caught up. It closes the
+ * grace after another node is back while the survivor is alive; a survivor killed before then is a cut-off node
+ * killed (above). Without `nodes` only partitions open windows.
  */
-export function splitWindows (ops: Op[], endMs: number): Array<[number, number]> {
+export function splitWindows (ops: Op[], endMs: number, nodes?: readonly string[]): Array<[number, number]> {
   const faults = ops.filter((o): o is Extract<Op, { kind: 'fault' }> => o.kind === 'fault')
   const out: Array<{ from: number, to: number, cut: Set<string> }> = []
   let open: { from: number, cut: Set<string> } | null = null
@@ -63,6 +71,25 @@ export function splitWindows (ops: Op[], endMs: number): Array<[number, number]>
     }
   }
   if (open !== null) out.push({ ...open, to: endMs + SPLIT_GRACE_MS })
+  if (nodes !== undefined && nodes.length > 1) {
+    const alive = new Set(nodes)
+    let lone: { from: number, cut: Set<string> } | null = null
+    for (const op of faults) {
+      if (op.what.startsWith('kill ')) {
+        alive.delete(op.what.slice('kill '.length))
+        if (alive.size === 1 && lone === null) lone = { from: op.t0, cut: new Set(alive) }
+      } else if (op.what.startsWith('restart ')) {
+        const node = op.what.slice('restart '.length)
+        alive.add(node)
+        // back beside the survivor (not the survivor back alone, nor another node while it is still dead)
+        if (lone !== null && !lone.cut.has(node) && [...lone.cut].every(n => alive.has(n))) {
+          out.push({ ...lone, to: op.t1 + SPLIT_GRACE_MS })
+          lone = null
+        }
+      }
+    }
+    if (lone !== null) out.push({ ...lone, to: endMs + SPLIT_GRACE_MS })
+  }
   const backAt = (node: string, after: number): number => faults.find(f => f.t0 > after && f.what === `restart ${node}`)?.t0 ?? endMs
   return out.map(({ from, to, cut }) => {
     let end = to
@@ -89,10 +116,10 @@ function covered (windows: Array<[number, number]>, endMs: number): number {
 
 interface Obs { t0: number, t1: number, via: string, what: string }
 
-export function checkHistory (ops: Op[], endMs: number): CheckResult {
+export function checkHistory (ops: Op[], endMs: number, nodes?: readonly string[]): CheckResult {
   const violations: string[] = []
   const splitConflicts: string[] = []
-  const windows = splitWindows(ops, endMs)
+  const windows = splitWindows(ops, endMs, nodes)
   const inSplit = (o: Obs): boolean => windows.some(([a, b]) => o.t1 >= a && o.t0 <= b)
   const reported = new Set<string>()
   const conflict = (a: Obs, b: Obs, what: string, explained = inSplit(a) || inSplit(b)): void => {
