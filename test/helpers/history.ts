@@ -12,9 +12,9 @@
 // - UIDVALIDITY of a user's INBOX never changes;
 // - every acknowledged keyword STORE is set on its message at the end.
 // Split windows: a partition in force, until SPLIT_GRACE_MS after its heal (or after the return of a cut-off node
-// killed before then); and a lone survivor (kills left one node alive), which takes mail as the only copy of its
-// users, until SPLIT_GRACE_MS after another node is back beside it (or after its own return, when it is killed
-// before then and the others go on without what only it holds). The design accepts deliveries on both
+// killed before then); and a lone survivor (kills left one node alive, so it took mail as the only copy of its
+// users) that is killed before SPLIT_GRACE_MS after another node is back beside it: the others go on without
+// what only it holds until its return (plus the grace). The design accepts deliveries on both
 // sides of a partition, each side's primary numbers them from its own copy, and the merge after the heal moves
 // both sides' messages off the contested UIDs (README, "Consistency model"). So a UID seen naming two messages
 // where one sighting falls in a split window is reported apart, as a split-view conflict, and then no sighting
@@ -50,11 +50,12 @@ export interface CheckResult {
  * node that was cut off and is killed before the window closes holds the only copy of its side's changes, which
  * no merge can take until it is back: the window lasts until the grace after its restart.
  *
- * With `nodes` (every node of the run, all alive at its start), a kill that leaves one node alive opens a window
- * too: that node is a side of its own (DESIGN: a message is durable on every alive replica, so on one when one is
- * alive), and a node restarted beside it numbers new mail from its own copy until it has caught up. It closes the
- * grace after another node is back while the survivor is alive; a survivor killed before then is a cut-off node
- * killed (above). Without `nodes` only partitions open windows.
+ * With `nodes` (every node of the run, all alive at its start), a lone survivor opens one too: a kill left it the
+ * only node alive, so what it takes is durable on it alone (DESIGN: on every alive replica), and when it is killed
+ * before the grace after another node is back beside it, the others go on numbering mail from copies that lack
+ * it: a side of its own from the kill that left it alone until the grace after its restart. A survivor that
+ * lives on past that grace has been caught up from (or still serves its users), and opens no window. Without
+ * `nodes` only partitions open windows.
  */
 export function splitWindows (ops: Op[], endMs: number, nodes?: readonly string[]): Array<[number, number]> {
   const faults = ops.filter((o): o is Extract<Op, { kind: 'fault' }> => o.kind === 'fault')
@@ -72,23 +73,28 @@ export function splitWindows (ops: Op[], endMs: number, nodes?: readonly string[
   }
   if (open !== null) out.push({ ...open, to: endMs + SPLIT_GRACE_MS })
   if (nodes !== undefined && nodes.length > 1) {
+    // [from, to] while one node is alone; a window only when it is killed within it
     const alive = new Set(nodes)
-    let lone: { from: number, cut: Set<string> } | null = null
+    const lone: Array<{ from: number, to: number, cut: Set<string> }> = []
+    let open: { from: number, cut: Set<string> } | null = null
     for (const op of faults) {
       if (op.what.startsWith('kill ')) {
         alive.delete(op.what.slice('kill '.length))
-        if (alive.size === 1 && lone === null) lone = { from: op.t0, cut: new Set(alive) }
+        if (alive.size === 1 && open === null) open = { from: op.t0, cut: new Set(alive) }
       } else if (op.what.startsWith('restart ')) {
         const node = op.what.slice('restart '.length)
         alive.add(node)
         // back beside the survivor (not the survivor back alone, nor another node while it is still dead)
-        if (lone !== null && !lone.cut.has(node) && [...lone.cut].every(n => alive.has(n))) {
-          out.push({ ...lone, to: op.t1 + SPLIT_GRACE_MS })
-          lone = null
+        if (open !== null && !open.cut.has(node) && [...open.cut].every(n => alive.has(n))) {
+          lone.push({ ...open, to: op.t1 + SPLIT_GRACE_MS })
+          open = null
         }
       }
     }
-    if (lone !== null) out.push({ ...lone, to: endMs + SPLIT_GRACE_MS })
+    if (open !== null) lone.push({ ...open, to: endMs + SPLIT_GRACE_MS })
+    const killed = (w: { from: number, to: number, cut: Set<string> }): boolean =>
+      faults.some(f => f.t0 >= w.from && f.t0 <= w.to && f.what.startsWith('kill ') && w.cut.has(f.what.slice('kill '.length)))
+    out.push(...lone.filter(killed))
   }
   const backAt = (node: string, after: number): number => faults.find(f => f.t0 > after && f.what === `restart ${node}`)?.t0 ?? endMs
   return out.map(({ from, to, cut }) => {
