@@ -6,6 +6,7 @@
 import { SMTPServer } from 'smtp-server'
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server'
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js'
+import './data-stream.ts' // DATA's scanner with a native search (installs itself on smtp-server's stream)
 import type { AddressInfo, Server } from 'node:net'
 import type { Logger } from 'pino'
 import { domainOf, isMailError, normalizeAddress } from '../../store/index.ts'
