@@ -123,6 +123,7 @@ export interface Config {
     replicas: number
     weight: number // 0 = derived from cores, RAM and free disk
     advertiseHost: string // '' = listen.host, or the first non-internal IPv4 when listen.host is a wildcard
+    direct: boolean // RPC between nodes on direct connections keyed over libp2p (gossip/direct.ts)
   }
   outbound: {
     dnsServers: string[] // host[:port] of the resolvers for MX lookups; [] = the system's
@@ -226,6 +227,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'grid.replicas', kind: { type: 'int', min: 1, max: REPLICAS_MAX }, default: REPLICAS_DEFAULT },
   { path: 'grid.weight', kind: { type: 'number', min: 0, max: WEIGHT_MAX }, default: 0 },
   { path: 'grid.advertiseHost', kind: { type: 'host', empty: true }, default: '' },
+  { path: 'grid.direct', kind: { type: 'bool' }, default: true },
   { path: 'outbound.dnsServers', kind: { type: 'servers' }, default: [] },
   { path: 'outbound.port', kind: { type: 'int', min: 1, max: 65535 }, default: OUTBOUND_PORT_DEFAULT },
   { path: 'outbound.relay', kind: { type: 'url', schemes: ['smtp:', 'smtps:'] }, default: '' },
@@ -679,6 +681,7 @@ function toGridConfig (config: Config, machine: MachineFacts): GridConfig {
     mdns: g.mdns,
     replicas: g.replicas,
     weight: g.weight,
-    advertiseHost: advertiseHost(config, machine.interfaces)
+    advertiseHost: advertiseHost(config, machine.interfaces),
+    direct: g.direct
   }
 }

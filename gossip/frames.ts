@@ -38,56 +38,53 @@ export function encodeVarint (n: number): Uint8Array {
   return Uint8Array.from(out)
 }
 
-/** Reads frames off a stream. Listens from construction on, so create it before the peer can answer. */
-export class FrameReader {
-  readonly #stream: Stream
+/**
+ * Frames out of bytes pushed in: the parser and the wait for more, whatever carries the bytes (a libp2p stream
+ * below, a sealed socket in direct.ts). `push` fails the buffer when more than `bufferMax` bytes wait unread.
+ */
+export class FrameBuffer {
   readonly #buf = new Uint8ArrayList()
   #ended = false
   #error: Error | undefined
   #wake: (() => void) | undefined
   readonly #bufferMax: number
 
-  /** `bufferMax`: bytes received but not yet read beyond which the peer is flooding and the stream is reset. */
-  constructor (stream: Stream, bufferMax: number) {
-    this.#stream = stream
+  constructor (bufferMax: number) {
     this.#bufferMax = bufferMax
-    stream.addEventListener('message', this.#onMessage)
-    stream.addEventListener('end', this.#onEnd)
-    stream.addEventListener('close', this.#onClose)
-    if (stream.readableEnded) this.#ended = true
   }
 
-  readonly #onMessage = (evt: { data: Uint8Array | Uint8ArrayList }): void => {
-    this.#buf.append(evt.data)
+  /** Appends received bytes; false (and the buffer failed) when the peer floods past the limit. */
+  push (data: Uint8Array | Uint8ArrayList): boolean {
+    this.#buf.append(data)
     if (this.#buf.byteLength > this.#bufferMax) {
-      this.#error = new FrameError(`peer sent more than ${this.#bufferMax} unread bytes`)
+      this.fail(new FrameError(`peer sent more than ${this.#bufferMax} unread bytes`))
       this.#buf.consume(this.#buf.byteLength)
-      this.#stream.abort(this.#error)
+      return false
     }
     this.#poke()
+    return true
   }
 
-  readonly #onEnd = (): void => {
+  /** The bytes ended cleanly: the last frame read ends the frames. */
+  end (): void {
     this.#ended = true
     this.#poke()
   }
 
-  readonly #onClose = (evt: Event & { error?: Error }): void => {
-    if (evt.error != null) this.#error ??= new StreamClosedError(`stream ${this.#stream.status}: ${evt.error.message}`, { cause: evt.error })
-    else if (this.#stream.readableEnded) this.#ended = true
+  /** The bytes ended in an error: every read from now on throws it (the first one given). */
+  fail (err: Error): void {
+    this.#error ??= err
     this.#poke()
+  }
+
+  get failed (): Error | undefined {
+    return this.#error
   }
 
   #poke (): void {
     const w = this.#wake
     this.#wake = undefined
     w?.()
-  }
-
-  detach (): void {
-    this.#stream.removeEventListener('message', this.#onMessage as never)
-    this.#stream.removeEventListener('end', this.#onEnd)
-    this.#stream.removeEventListener('close', this.#onClose as never)
   }
 
   async #more (signal?: AbortSignal): Promise<void> {
@@ -102,7 +99,7 @@ export class FrameReader {
     })
   }
 
-  /** The next frame, or null when the stream ended cleanly at a frame boundary. */
+  /** The next frame, or null when the bytes ended cleanly at a frame boundary. */
   async next (maxBytes: number, signal?: AbortSignal): Promise<Uint8Array | null> {
     for (;;) {
       if (this.#error !== undefined) throw this.#error
@@ -136,6 +133,46 @@ export class FrameReader {
       }
     }
     throw new FrameError('malformed frame length')
+  }
+}
+
+/** Reads frames off a stream. Listens from construction on, so create it before the peer can answer. */
+export class FrameReader {
+  readonly #stream: Stream
+  readonly #frames: FrameBuffer
+
+  /** `bufferMax`: bytes received but not yet read beyond which the peer is flooding and the stream is reset. */
+  constructor (stream: Stream, bufferMax: number) {
+    this.#stream = stream
+    this.#frames = new FrameBuffer(bufferMax)
+    stream.addEventListener('message', this.#onMessage)
+    stream.addEventListener('end', this.#onEnd)
+    stream.addEventListener('close', this.#onClose)
+    if (stream.readableEnded) this.#frames.end()
+  }
+
+  readonly #onMessage = (evt: { data: Uint8Array | Uint8ArrayList }): void => {
+    if (!this.#frames.push(evt.data)) this.#stream.abort(this.#frames.failed!)
+  }
+
+  readonly #onEnd = (): void => {
+    this.#frames.end()
+  }
+
+  readonly #onClose = (evt: Event & { error?: Error }): void => {
+    if (evt.error != null) this.#frames.fail(new StreamClosedError(`stream ${this.#stream.status}: ${evt.error.message}`, { cause: evt.error }))
+    else if (this.#stream.readableEnded) this.#frames.end()
+  }
+
+  detach (): void {
+    this.#stream.removeEventListener('message', this.#onMessage as never)
+    this.#stream.removeEventListener('end', this.#onEnd)
+    this.#stream.removeEventListener('close', this.#onClose as never)
+  }
+
+  /** The next frame, or null when the stream ended cleanly at a frame boundary. */
+  async next (maxBytes: number, signal?: AbortSignal): Promise<Uint8Array | null> {
+    return await this.#frames.next(maxBytes, signal)
   }
 }
 

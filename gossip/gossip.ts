@@ -24,7 +24,7 @@ import { emptyLoad, machineWeight, sampleLoad } from './load.ts'
 import { createRing } from './ring.ts'
 import { openStream, RpcEndpoint } from './rpc.ts'
 import type {
-  DiskLow, Gossip, LoadSample, Member, MemberInfo, MembershipEvent, NodeState, Ring, RpcCallOptions, RpcHandler, RpcMessage, StreamHandler
+  DiskLow, Gossip, LoadSample, Member, MemberInfo, MembershipEvent, NodeState, Ring, RpcCallOptions, RpcHandler, RpcMessage, RpcStats, StreamHandler
 } from './types.ts'
 import { RpcError } from './types.ts'
 
@@ -53,6 +53,20 @@ export interface GossipInit {
   /** State published at start; default 'alive'. */
   state?: NodeState
   meta?: Record<string, unknown>
+  /**
+   * RPC channels to peers move to direct connections (direct.ts: sealed records on a TCP connection of their own,
+   * keyed over the libp2p channel) once open; default true. Their listener binds the first listen address's IP.
+   */
+  direct?: boolean
+}
+
+/** The IP a direct channel listener binds: that of the first TCP listen address, or null when there is none. */
+export function directHost (listen: string[]): string | null {
+  for (const a of listen) {
+    const m = /^\/ip[46]\/([^/]+)\/tcp\//.exec(a)
+    if (m !== null) return m[1]
+  }
+  return null
 }
 
 export interface GossipComponents {
@@ -173,7 +187,10 @@ export class GossipService implements Gossip {
         meshHeartbeatMs: Math.min(1000, this.#heartbeatMs)
       })
       this.#host = host
-      this.#rpc = new RpcEndpoint(host)
+      const listen = this.#init.listen ?? [DEFAULT_LISTEN]
+      this.#rpc = new RpcEndpoint(host, { directHost: this.#init.direct === false ? null : directHost(listen) })
+      // without its listener (the address cannot be bound) calls stay on the libp2p channels
+      await this.#rpc.start().catch((err: unknown) => { this.#log.warn({ err }, 'rpc_direct_unavailable') })
       this.#detector = new FailureDetector(this.#selfInfo(), {
         suspectAfterMs: this.#suspectAfterMs, deadAfterMs: this.#deadAfterMs, forgetAfterMs: this.#init.forgetAfterMs ?? FORGET_AFTER_MS
       }, this.#now())
@@ -494,6 +511,11 @@ export class GossipService implements Gossip {
     if (this.#state === 'running' && this.#rpc !== undefined) {
       this.#rpc.handle(protocol, handler).catch((err: unknown) => { this.#log.error({ err, protocol }, 'rpc_handle_failed') })
     }
+  }
+
+  /** Calls by carrier and the direct channels open (rpc.ts), for tests and benchmarks. */
+  rpcStats (): RpcStats | null {
+    return this.#rpc?.stats() ?? null
   }
 
   async call (peer: string, protocol: string, req: RpcMessage, opts?: RpcCallOptions): Promise<RpcMessage> {

@@ -32,8 +32,10 @@ import {
   RPC_BODY_BYTES_MAX, RPC_HEADER_BYTES_MAX, RPC_INBOUND_STREAMS_MAX, RPC_OUTBOUND_STREAMS_MAX, RPC_REQUEST_READ_MS, RPC_TIMEOUT_MS
 } from './constants.ts'
 import { FrameError, FrameReader, StreamClosedError, writeFrames } from './frames.ts'
+import { connectDirect, DIRECT_PROTOCOL, DirectListener } from './direct.ts'
+import type { SealedSocket } from './direct.ts'
 import { RpcError } from './types.ts'
-import type { RpcCallOptions, RpcHandler, RpcMessage } from './types.ts'
+import type { RpcCallOptions, RpcHandler, RpcMessage, RpcStats } from './types.ts'
 
 /** Longest error message sent back to a caller. */
 const ERROR_MESSAGE_CHARS_MAX = 1000
@@ -124,22 +126,62 @@ class Writer {
   }
 }
 
-/** The caller's end of a channel: one stream to a peer, calls matched to answers by id. */
+/** What a channel's frames travel on: a libp2p stream (streamCarrier) or a direct connection (direct.ts). */
+interface Carrier {
+  /** The next frame, or null at a clean end. */
+  next: (maxBytes: number, signal?: AbortSignal) => Promise<Uint8Array | null>
+  /** Frames that leave together, never split by another message's. */
+  send: (frames: Uint8Array[]) => Promise<void>
+  abort: (err: Error) => void
+  close: () => Promise<void>
+  /** Stops listening (the carrier itself may live on). */
+  detach: () => void
+  readonly live: boolean
+}
+
+function streamCarrier (stream: Stream): Carrier {
+  const reader = new FrameReader(stream, READ_BUFFER_BYTES_MAX)
+  const writer = new Writer(stream)
+  return {
+    next: async (maxBytes, signal) => await reader.next(maxBytes, signal),
+    send: async frames => { await writer.send(frames) },
+    abort: err => { stream.abort(err) },
+    close: async () => { await stream.close() },
+    detach: () => { reader.detach() },
+    get live () { return stream.status === 'open' || stream.status === 'closing' }
+  }
+}
+
+function directCarrier (conn: SealedSocket): Carrier {
+  return {
+    next: async (maxBytes, signal) => await conn.next(maxBytes, signal),
+    send: async frames => { await conn.send(frames) },
+    abort: err => { conn.abort(err) },
+    close: async () => { await conn.close() },
+    detach: () => {},
+    get live () { return conn.open }
+  }
+}
+
+/** After a direct channel failed to open or ended, calls to that peer stay on the libp2p channel this long. */
+const DIRECT_RETRY_MS = 5_000
+
+/** The caller's end of a channel: one carrier to a peer, calls matched to answers by id. */
 class Channel {
-  readonly #stream: Stream
-  readonly #reader: FrameReader
-  readonly #writer: Writer
+  readonly #carrier: Carrier
   readonly #pending = new Map<number, { resolve: (a: Answer) => void, reject: (e: unknown) => void }>()
   readonly #onDead: (ch: Channel) => void
   #nextId = 1
   #dead: Error | null = null
 
-  constructor (stream: Stream, onDead: (ch: Channel) => void) {
-    this.#stream = stream
-    this.#reader = new FrameReader(stream, READ_BUFFER_BYTES_MAX)
-    this.#writer = new Writer(stream)
+  constructor (carrier: Carrier, onDead: (ch: Channel) => void) {
+    this.#carrier = carrier
     this.#onDead = onDead
     void this.#read()
+  }
+
+  get dead (): boolean {
+    return this.#dead !== null
   }
 
   /** Sends a request and resolves to its answer; the signal's reason rejects it (and tells the peer to stop). */
@@ -151,7 +193,7 @@ class Channel {
     return await new Promise<Answer>((resolve, reject) => {
       const onAbort = (): void => {
         if (!this.#pending.delete(id)) return
-        this.#writer.send(messageFrames({ i: id, x: 1 }, undefined)).catch(() => {})
+        this.#carrier.send(messageFrames({ i: id, x: 1 }, undefined)).catch(() => {})
         reject(signal.reason)
       }
       signal.addEventListener('abort', onAbort, { once: true })
@@ -159,19 +201,19 @@ class Channel {
         resolve: a => { signal.removeEventListener('abort', onAbort); resolve(a) },
         reject: e => { signal.removeEventListener('abort', onAbort); reject(e) }
       })
-      this.#writer.send(frames).catch((err: unknown) => { this.kill(err) })
+      this.#carrier.send(frames).catch((err: unknown) => { this.kill(err) })
     })
   }
 
   async #read (): Promise<void> {
     try {
       for (;;) {
-        const head = await this.#reader.next(RPC_HEADER_BYTES_MAX)
+        const head = await this.#carrier.next(RPC_HEADER_BYTES_MAX)
         if (head === null) throw new StreamClosedError('the peer closed the channel')
         const envelope = parseEnvelope(head)
         let body: Uint8Array | undefined
         if (envelope.b === 1) {
-          const b = await this.#reader.next(RPC_BODY_BYTES_MAX)
+          const b = await this.#carrier.next(RPC_BODY_BYTES_MAX)
           if (b === null) throw new FrameError('channel ended before a body')
           body = b
         }
@@ -191,25 +233,68 @@ class Channel {
     if (this.#dead !== null) return
     this.#dead = err instanceof Error ? err : new Error(String(err))
     this.#onDead(this)
-    this.#reader.detach()
+    this.#carrier.detach()
     for (const w of this.#pending.values()) w.reject(this.#dead)
     this.#pending.clear()
-    if (this.#stream.status === 'open' || this.#stream.status === 'closing') this.#stream.abort(this.#dead)
+    if (this.#carrier.live) this.#carrier.abort(this.#dead)
   }
+}
+
+/** A peer's channel: the libp2p one, and the direct one agreed on it (direct.ts) once open. */
+interface ChannelEntry {
+  opening: Promise<Channel>
+  channel?: Channel
+  direct?: Channel
+  directOpening?: boolean
+  /** No direct channel is tried before this time (one failed or ended lately). */
+  directAfter?: number
+}
+
+export interface RpcEndpointInit {
+  /** Direct channels (direct.ts): the address their listener binds, as the libp2p listener's ('0.0.0.0' for all); null: none. */
+  directHost?: string | null
 }
 
 /** Tracks calls and served requests so stop() can abort them all. */
 export class RpcEndpoint {
-  readonly #libp2p: Pick<Libp2p, 'dialProtocol' | 'handle' | 'unhandle'>
+  readonly #libp2p: Pick<Libp2p, 'dialProtocol' | 'handle' | 'unhandle' | 'getConnections'>
   readonly #inflight = new Set<AbortController>()
   readonly #protocols = new Set<string>()
   readonly #handlers = new Map<string, RpcHandler>()
-  readonly #channels = new Map<string, { opening: Promise<Channel>, channel?: Channel }>()
+  readonly #channels = new Map<string, ChannelEntry>()
   readonly #muxRefused = new Map<string, number>()
+  readonly #directHost: string | null
+  #direct: DirectListener | null = null
   #muxServed = false
+  readonly #stats: RpcStats = { direct: 0, channel: 0, stream: 0, directOpen: 0, directServed: 0 }
 
-  constructor (libp2p: Pick<Libp2p, 'dialProtocol' | 'handle' | 'unhandle'>) {
+  constructor (libp2p: Pick<Libp2p, 'dialProtocol' | 'handle' | 'unhandle' | 'getConnections'>, init: RpcEndpointInit = {}) {
     this.#libp2p = libp2p
+    this.#directHost = init.directHost ?? null
+  }
+
+  /** Starts the direct channels' listener, when they are on. */
+  async start (): Promise<void> {
+    if (this.#directHost === null || this.#direct !== null) return
+    const listener = new DirectListener({
+      host: this.#directHost,
+      bufferMax: READ_BUFFER_BYTES_MAX,
+      onConnection: (peer, conn) => {
+        this.#stats.directServed++
+        const carrier = directCarrier(conn)
+        conn.onEnd(() => { this.#stats.directServed-- })
+        void this.#serveCarrier(carrier, peer, false)
+      }
+    })
+    await listener.start()
+    this.#direct = listener
+  }
+
+  /** Calls by carrier so far, and the direct channels open now in each direction. */
+  stats (): RpcStats {
+    let open = 0
+    for (const e of this.#channels.values()) if (e.direct !== undefined && !e.direct.dead) open++
+    return { ...this.#stats, directOpen: open }
   }
 
   async handle (protocol: string, handler: RpcHandler): Promise<void> {
@@ -230,8 +315,13 @@ export class RpcEndpoint {
   async stop (): Promise<void> {
     for (const ac of this.#inflight) ac.abort(new RpcError('aborted', 'gossip stopped'))
     this.#inflight.clear()
-    for (const c of [...this.#channels.values()]) c.channel?.kill(new RpcError('aborted', 'gossip stopped'))
+    for (const c of [...this.#channels.values()]) {
+      c.direct?.kill(new RpcError('aborted', 'gossip stopped'))
+      c.channel?.kill(new RpcError('aborted', 'gossip stopped'))
+    }
     this.#channels.clear()
+    await this.#direct?.stop()
+    this.#direct = null
     const protocols = [...this.#protocols]
     this.#protocols.clear()
     this.#handlers.clear()
@@ -250,6 +340,14 @@ export class RpcEndpoint {
           throw mapError(err, signal, why, peer)
         }
         if (channel !== null) {
+          const entry = this.#channels.get(peer)
+          if (entry?.direct !== undefined && !entry.direct.dead) {
+            channel = entry.direct
+            this.#stats.direct++
+          } else {
+            this.#stats.channel++
+            if (entry !== undefined && entry.channel === channel) this.#openDirect(peer, entry, channel)
+          }
           let answer: Answer
           try {
             answer = await channel.request(protocol, req, signal)
@@ -259,8 +357,58 @@ export class RpcEndpoint {
           return answerOf(answer.envelope, answer.body, { status: 's', header: 'h', code: 'c', message: 'm' })
         }
       }
+      this.#stats.stream++
       return await this.#callStream(peer, protocol, req, signal, why)
     })
+  }
+
+  /**
+   * Agrees a direct channel with `peer` over its libp2p channel (a ticket, direct.ts) and connects it, in the
+   * background: calls go on over the libp2p channel until it is open. It ends with the libp2p channel.
+   */
+  #openDirect (peer: string, entry: ChannelEntry, channel: Channel): void {
+    if (this.#directHost === null || entry.directOpening === true || (entry.directAfter ?? 0) > Date.now()) return
+    entry.directOpening = true
+    const ac = new AbortController()
+    const timer = setTimeout(() => { ac.abort(new RpcError('timeout', 'direct channel not open in time')) }, RPC_TIMEOUT_MS)
+    this.#inflight.add(ac)
+    const failed = (retryMs: number): void => { entry.directAfter = Date.now() + retryMs }
+    void (async () => {
+      const answer = await channel.request(DIRECT_PROTOCOL, { header: {} }, ac.signal)
+      const grant = answerOf(answer.envelope, answer.body, { status: 's', header: 'h', code: 'c', message: 'm' }).header
+      const host = this.#remoteHost(peer)
+      if (host === null) throw new RpcError('unreachable', 'no address of the peer to connect to')
+      const conn = await connectDirect(host, grant as { port: number, ticket: string, secret: string }, READ_BUFFER_BYTES_MAX, ac.signal)
+      const direct = new Channel(directCarrier(conn), dead => {
+        if (entry.direct === dead) entry.direct = undefined
+        failed(DIRECT_RETRY_MS)
+      })
+      if (channel.dead || this.#channels.get(peer) !== entry) direct.kill(new RpcError('unreachable', 'the libp2p channel ended'))
+      else entry.direct = direct
+    })().catch((err: unknown) => {
+      // a peer that does not serve direct channels (an older version, or off) is not asked again for a while
+      failed(err instanceof RpcError && err.code === 'refused' ? MUX_RETRY_MS : DIRECT_RETRY_MS)
+    }).finally(() => {
+      entry.directOpening = false
+      clearTimeout(timer)
+      this.#inflight.delete(ac)
+    })
+  }
+
+  /** The address of an open libp2p connection to `peer`: its direct channel connects there. */
+  #remoteHost (peer: string): string | null {
+    let id: PeerId
+    try {
+      id = peerIdFromString(peer)
+    } catch {
+      return null
+    }
+    for (const c of this.#libp2p.getConnections(id)) {
+      if (c.status !== 'open') continue
+      const m = /^\/ip[46]\/([^/]+)\/tcp\//.exec(c.remoteAddr.toString())
+      if (m !== null) return m[1]
+    }
+    return null
   }
 
   /** The open channel to a peer, opened on first use; null when the peer does not serve channels. */
@@ -270,9 +418,13 @@ export class RpcEndpoint {
       const ac = new AbortController()
       const timer = setTimeout(() => { ac.abort(new RpcError('timeout', `no channel to ${peer} within ${RPC_TIMEOUT_MS} ms`)) }, RPC_TIMEOUT_MS)
       this.#inflight.add(ac)
-      const e: { opening: Promise<Channel>, channel?: Channel } = {
+      const e: ChannelEntry = {
         opening: openStream(this.#libp2p, peer, MUX_PROTOCOL, ac.signal, () => 'timeout').then(stream => {
-          const ch = new Channel(stream, dead => { if (this.#channels.get(peer)?.channel === dead) this.#channels.delete(peer) })
+          const ch = new Channel(streamCarrier(stream), dead => {
+            // the direct channel was agreed on this one: it ends with it
+            e.direct?.kill(new RpcError('unreachable', 'the libp2p channel ended'))
+            if (this.#channels.get(peer)?.channel === dead) this.#channels.delete(peer)
+          })
           e.channel = ch
           return ch
         }).finally(() => {
@@ -387,20 +539,25 @@ export class RpcEndpoint {
 
   /** Serves a channel a peer opened: requests in, answers out in whatever order the handlers finish. */
   async #serveChannel (stream: Stream, connection: Connection): Promise<void> {
-    const peer = connection.remotePeer.toString()
-    const reader = new FrameReader(stream, READ_BUFFER_BYTES_MAX)
-    const writer = new Writer(stream)
+    await this.#serveCarrier(streamCarrier(stream), connection.remotePeer.toString(), true)
+  }
+
+  /**
+   * Serves a channel on `carrier`: a libp2p one (`grants`: it may be asked for a direct channel's ticket, which
+   * is good only while it lives) or a direct one.
+   */
+  async #serveCarrier (carrier: Carrier, peer: string, grants: boolean): Promise<void> {
     const running = new Map<number, AbortController>()
     const closed = new AbortController() // the channel ended: every handler on it is aborted
     this.#inflight.add(closed)
     const answer = (id: number, envelope: Record<string, unknown>, body?: Uint8Array): void => {
-      writer.send(messageFrames({ i: id, ...envelope, ...(body === undefined ? {} : { b: 1 }) }, body)).catch((err: unknown) => {
-        stream.abort(err instanceof Error ? err : new Error(String(err)))
+      carrier.send(messageFrames({ i: id, ...envelope, ...(body === undefined ? {} : { b: 1 }) }, body)).catch((err: unknown) => {
+        carrier.abort(err instanceof Error ? err : new Error(String(err)))
       })
     }
     try {
       for (;;) {
-        const head = await reader.next(RPC_HEADER_BYTES_MAX, closed.signal)
+        const head = await carrier.next(RPC_HEADER_BYTES_MAX, closed.signal)
         if (head === null) break
         const envelope = parseEnvelope(head)
         const id = envelope.i
@@ -411,11 +568,15 @@ export class RpcEndpoint {
         }
         let body: Uint8Array | undefined
         if (envelope.b === 1) {
-          const b = await reader.next(RPC_BODY_BYTES_MAX, closed.signal)
+          const b = await carrier.next(RPC_BODY_BYTES_MAX, closed.signal)
           if (b === null) throw new FrameError('channel ended before a body')
           body = b
         }
         if (typeof envelope.p !== 'string' || !isObject(envelope.h)) throw new FrameError('malformed request envelope')
+        if (envelope.p === DIRECT_PROTOCOL && grants && this.#direct !== null) {
+          answer(id, { s: 'ok', h: this.#direct.issue(peer, closed.signal) })
+          continue
+        }
         const handler = this.#handlers.get(envelope.p)
         if (handler === undefined) {
           answer(id, { s: 'error', c: 'refused', m: `does not serve ${envelope.p.slice(0, 200)}` })
@@ -447,14 +608,14 @@ export class RpcEndpoint {
           }
         })
       }
-      await stream.close().catch(() => {})
+      await carrier.close().catch(() => {})
     } catch (err) {
       // A malformed frame cannot be matched to a call: the channel ends, and the caller opens a new one.
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      carrier.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
       closed.abort(new RpcError('unreachable', 'channel closed'))
       this.#inflight.delete(closed)
-      reader.detach()
+      carrier.detach()
     }
   }
 }

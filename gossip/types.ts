@@ -90,8 +90,13 @@ export class RpcError extends Error {
   }
 }
 
+/** Which carrier a node's RPC calls took, and its direct channels open now (rpc.ts, direct.ts). */
+export interface RpcStats { direct: number, channel: number, stream: number, directOpen: number, directServed: number }
+
 export interface Gossip {
   readonly self: string
+  /** Calls by carrier so far and the direct channels open; null while not running (tests, benchmarks). */
+  rpcStats?: () => RpcStats | null
   start (): Promise<void>
   /** Publishes `leaving`, then stops the host; safe to call twice. */
   stop (): Promise<void>

@@ -151,7 +151,8 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
       heartbeatMs: g.heartbeatMs ?? GRID_HEARTBEAT_MS,
       name: init.hostname,
       host: g.advertiseHost,
-      state: 'alive'
+      state: 'alive',
+      ...(g.direct !== undefined ? { direct: g.direct } : {})
     })
     const m = components.metrics
     grid = new Grid({ gossip, store, logger, ...(m !== undefined ? { onReplicated: (s: number) => { m.observe('replicationSeconds', 'replicas', s) } } : {}) }, { replicas: g.replicas, keys: SHARD_KEYS })

@@ -43,6 +43,8 @@ export interface GridConfig {
   weight: number
   /** The address other nodes and clients reach this node's mail services on. */
   advertiseHost: string
+  /** RPC between nodes moves to direct connections keyed over libp2p (gossip/direct.ts); default true. */
+  direct?: boolean
   /** Failure detector: a member silent this long is dead (ms). */
   deadAfterMs?: number
   heartbeatMs?: number

@@ -49,7 +49,7 @@ test('the embedded defaults are those of issue 2', () => {
   assert.equal(c.store.sync, true)
   assert.equal(c.log.level, 'info')
   assert.deepEqual(c.grid, {
-    enabled: true, clusterKey: '', listen: [], bootstrap: [], mdns: false, replicas: 2, weight: 0, advertiseHost: ''
+    enabled: true, clusterKey: '', listen: [], bootstrap: [], mdns: false, replicas: 2, weight: 0, advertiseHost: '', direct: true
   })
   assert.deepEqual(resolveConfig(), { config: DEFAULT_CONFIG, warnings: [] })
 })
@@ -249,7 +249,7 @@ test('grid options: file, environment lists, derived listen and advertise addres
   const g = resolveConfig({ toml }).config.grid
   assert.deepEqual(g, {
     enabled: true, clusterKey: '0123456789abcdef-key', listen: ['/ip4/0.0.0.0/tcp/7000'], bootstrap: ['/ip4/192.0.2.1/tcp/7946'],
-    mdns: true, replicas: 3, weight: 1.5, advertiseHost: '192.0.2.9'
+    mdns: true, replicas: 3, weight: 1.5, advertiseHost: '192.0.2.9', direct: true
   })
   const e = resolveConfig({
     toml,
@@ -288,7 +288,7 @@ test('toNodeInit: the grid from the config, the key from the data dir, addresses
   }
   const local = toNodeInit(DEFAULT_CONFIG, TLS, 'm', { clusterKey: 'file-key', interfaces: nics }).grid
   assert.deepEqual(local, {
-    clusterKey: 'file-key', listen: ['/ip4/127.0.0.1/tcp/7946'], bootstrap: [], mdns: false, replicas: 2, weight: 0, advertiseHost: '127.0.0.1'
+    clusterKey: 'file-key', listen: ['/ip4/127.0.0.1/tcp/7946'], bootstrap: [], mdns: false, replicas: 2, weight: 0, advertiseHost: '127.0.0.1', direct: true
   })
   const lan = resolveConfig({ toml: '[listen]\nhost = "0.0.0.0"\n[grid]\nclusterKey = "configured-key-0123"\nmdns = true\n' }).config
   const g = toNodeInit(lan, TLS, 'm', { clusterKey: 'file-key', interfaces: nics }).grid

@@ -10,7 +10,8 @@
 // replication factor of the three-node grid), BENCH_GRID_INGEST_ONLY=1 (stop after the ingest comparison), BENCH_GRID_LOG
 // (the nodes' log level, default info as `npm start` runs; lines go to a file under the run's directory),
 // BENCH_GRID_WARMUP (600: messages sent before each measured ingest, not counted), BENCH_NODE_ARGS (Node flags for every node process, e.g. "--cpu-prof --cpu-prof-dir=DIR": each process writes its
-// own profile when it stops), BENCH_GRID_NODES (shipped, the default, or test: see KIND below), BENCH_OUT (the folder of
+// own profile when it stops), BENCH_GRID_DIRECT=0 (the nodes' calls stay on libp2p streams: grid.direct off, for
+// comparison), BENCH_GRID_NODES (shipped, the default, or test: see KIND below), BENCH_OUT (the folder of
 // bench-grid.json and BENCHMARKS.md, default the repository). `--render` rewrites the section from bench-grid.json without measuring.
 // Ingest is also measured as CPU: utime + stime of every node process over the run (from /proc), per acknowledged
 // message. That figure does not depend on how many cores the machine has or on what else runs on it, unlike msg/s.
@@ -146,7 +147,8 @@ async function shippedGrid (dir: string, count: number, dnsServer: string | unde
         MAILGRID_GRID_CLUSTER_KEY: key,
         MAILGRID_GRID_REPLICAS: String(R),
         MAILGRID_GRID_ADVERTISE_HOST: '127.0.0.1',
-        MAILGRID_LISTEN_HOST: '127.0.0.1'
+        MAILGRID_LISTEN_HOST: '127.0.0.1',
+        ...(process.env.BENCH_GRID_DIRECT === '0' ? { MAILGRID_GRID_DIRECT: 'false' } : {})
       }
       const node = await startShipped(dirs[k], { sync: true, logFile: `${dirs[k]}.log`, logLevel: LOG_LEVEL, env, ...(dnsServer === undefined ? {} : { dnsServer }) })
       started.push(node)
