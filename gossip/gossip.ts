@@ -188,7 +188,15 @@ export class GossipService implements Gossip {
       })
       this.#host = host
       const listen = this.#init.listen ?? [DEFAULT_LISTEN]
-      this.#rpc = new RpcEndpoint(host, { directHost: this.#init.direct === false ? null : directHost(listen) })
+      this.#rpc = new RpcEndpoint(host, {
+        directHost: this.#init.direct === false ? null : directHost(listen),
+        onDirect: (e) => {
+          // a failure to open is logged the first time and then at each doubling of the count (one a minute at most)
+          if (e.event === 'open') this.#log.info({ peer: e.peer }, 'rpc_direct_open')
+          else if (e.event === 'ended') this.#log.info({ peer: e.peer }, 'rpc_direct_ended')
+          else if (((e.failures ?? 1) & ((e.failures ?? 1) - 1)) === 0) this.#log.warn({ peer: e.peer, failures: e.failures, err: e.err }, 'rpc_direct_failed: calls stay on libp2p (is TCP between the nodes filtered?)')
+        }
+      })
       // without its listener (the address cannot be bound) calls stay on the libp2p channels
       await this.#rpc.start().catch((err: unknown) => { this.#log.warn({ err }, 'rpc_direct_unavailable') })
       this.#detector = new FailureDetector(this.#selfInfo(), {

@@ -163,8 +163,13 @@ function directCarrier (conn: SealedSocket): Carrier {
   }
 }
 
-/** After a direct channel failed to open or ended, calls to that peer stay on the libp2p channel this long. */
+/** After a direct channel failed to open or ended, calls to that peer stay on the libp2p channel this long, doubled
+ * for each failure in a row up to DIRECT_RETRY_MAX_MS (a firewall that drops the port costs one try a minute). */
 const DIRECT_RETRY_MS = 5_000
+const DIRECT_RETRY_MAX_MS = 60_000
+
+/** What happened to a direct channel, for the node's log. */
+export interface DirectEvent { peer: string, event: 'open' | 'failed' | 'ended', failures?: number, err?: unknown }
 
 /** The caller's end of a channel: one carrier to a peer, calls matched to answers by id. */
 class Channel {
@@ -248,11 +253,15 @@ interface ChannelEntry {
   directOpening?: boolean
   /** No direct channel is tried before this time (one failed or ended lately). */
   directAfter?: number
+  /** Failures to open one in a row. */
+  directFailures?: number
 }
 
 export interface RpcEndpointInit {
   /** Direct channels (direct.ts): the address their listener binds, as the libp2p listener's ('0.0.0.0' for all); null: none. */
   directHost?: string | null
+  /** Told when a direct channel opens, fails to open or ends (the node logs it). */
+  onDirect?: (e: DirectEvent) => void
 }
 
 /** Tracks calls and served requests so stop() can abort them all. */
@@ -264,6 +273,7 @@ export class RpcEndpoint {
   readonly #channels = new Map<string, ChannelEntry>()
   readonly #muxRefused = new Map<string, number>()
   readonly #directHost: string | null
+  readonly #onDirect: (e: DirectEvent) => void
   #direct: DirectListener | null = null
   #muxServed = false
   readonly #stats: RpcStats = { direct: 0, channel: 0, stream: 0, directOpen: 0, directServed: 0 }
@@ -271,6 +281,7 @@ export class RpcEndpoint {
   constructor (libp2p: Pick<Libp2p, 'dialProtocol' | 'handle' | 'unhandle' | 'getConnections'>, init: RpcEndpointInit = {}) {
     this.#libp2p = libp2p
     this.#directHost = init.directHost ?? null
+    this.#onDirect = init.onDirect ?? (() => {})
   }
 
   /** Starts the direct channels' listener, when they are on. */
@@ -372,22 +383,34 @@ export class RpcEndpoint {
     const ac = new AbortController()
     const timer = setTimeout(() => { ac.abort(new RpcError('timeout', 'direct channel not open in time')) }, RPC_TIMEOUT_MS)
     this.#inflight.add(ac)
-    const failed = (retryMs: number): void => { entry.directAfter = Date.now() + retryMs }
+    const failed = (retryMs: number): void => {
+      const n = entry.directFailures = (entry.directFailures ?? 0) + 1
+      entry.directAfter = Date.now() + Math.min(DIRECT_RETRY_MAX_MS, Math.max(retryMs, DIRECT_RETRY_MS * 2 ** (n - 1)))
+    }
     void (async () => {
       const answer = await channel.request(DIRECT_PROTOCOL, { header: {} }, ac.signal)
       const grant = answerOf(answer.envelope, answer.body, { status: 's', header: 'h', code: 'c', message: 'm' }).header
       const host = this.#remoteHost(peer)
       if (host === null) throw new RpcError('unreachable', 'no address of the peer to connect to')
       const conn = await connectDirect(host, grant as { port: number, ticket: string, secret: string }, READ_BUFFER_BYTES_MAX, ac.signal)
+      let ended = false
       const direct = new Channel(directCarrier(conn), dead => {
         if (entry.direct === dead) entry.direct = undefined
-        failed(DIRECT_RETRY_MS)
+        ended = true
+        entry.directAfter = Date.now() + DIRECT_RETRY_MS
+        if (!channel.dead && this.#channels.get(peer) === entry) this.#onDirect({ peer, event: 'ended' })
       })
       if (channel.dead || this.#channels.get(peer) !== entry) direct.kill(new RpcError('unreachable', 'the libp2p channel ended'))
-      else entry.direct = direct
+      else if (!ended) {
+        entry.direct = direct
+        entry.directFailures = 0
+        this.#onDirect({ peer, event: 'open' })
+      }
     })().catch((err: unknown) => {
       // a peer that does not serve direct channels (an older version, or off) is not asked again for a while
-      failed(err instanceof RpcError && err.code === 'refused' ? MUX_RETRY_MS : DIRECT_RETRY_MS)
+      const refused = err instanceof RpcError && err.code === 'refused'
+      failed(refused ? MUX_RETRY_MS : DIRECT_RETRY_MS)
+      if (!refused && !channel.dead) this.#onDirect({ peer, event: 'failed', failures: entry.directFailures, err })
     }).finally(() => {
       entry.directOpening = false
       clearTimeout(timer)
