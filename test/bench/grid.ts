@@ -50,7 +50,37 @@ const PASSWORD = 'pw'
 const OUT = resolve(process.env.BENCH_OUT ?? join(import.meta.dirname, '..', '..'))
 const IDLE_MS = 5000 // the three nodes' CPU with no load, measured after the ingest: what a message's figure carries per second of run
 
-interface IngestFigures { msgPerSec: number, acked: number, seconds: number, cpuSeconds: number, cpuMsPerMsg: number, cpuSecondsByNode: number[], systemSeconds: number }
+interface IngestFigures { msgPerSec: number, acked: number, seconds: number, cpuSeconds: number, cpuMsPerMsg: number, cpuSecondsByNode: number[], systemSeconds: number, perMessage: Counts }
+
+/** Counts summed over the node processes, per acknowledged message: what a figure is made of, independent of timing. */
+interface Counts { commitGroups: number, commitBatches: number, readCalls: number, writeCalls: number, contextSwitches: number, preempted: number }
+
+/** Store group commits (each one blob fdatasync and one synced LevelDB write) and the kernel's counts of each node. */
+async function counts (nodes: BenchNode[]): Promise<Counts> {
+  const c: Counts = { commitGroups: 0, commitBatches: 0, readCalls: 0, writeCalls: 0, contextSwitches: 0, preempted: 0 }
+  for (const n of nodes) {
+    const st = await n.status()
+    c.commitGroups += st.store.commitGroups
+    c.commitBatches += st.store.commitBatches
+    const io = await readFile(`/proc/${n.pid}/io`, 'utf8').catch(() => '')
+    c.readCalls += Number(/syscr:\s*(\d+)/.exec(io)?.[1] ?? 0)
+    c.writeCalls += Number(/syscw:\s*(\d+)/.exec(io)?.[1] ?? 0)
+    const status = await readFile(`/proc/${n.pid}/status`, 'utf8')
+    c.contextSwitches += Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0)
+    c.preempted += Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0)
+  }
+  return c
+}
+
+function perMessage (a: Counts, b: Counts, messages: number): Counts {
+  const d = (k: keyof Counts): number => (b[k] - a[k]) / Math.max(1, messages)
+  return { commitGroups: d('commitGroups'), commitBatches: d('commitBatches'), readCalls: d('readCalls'), writeCalls: d('writeCalls'), contextSwitches: d('contextSwitches'), preempted: d('preempted') }
+}
+
+function showCounts (c: Counts): string {
+  return `group commits ${c.commitGroups.toFixed(2)} (batches ${c.commitBatches.toFixed(2)}), read calls ${c.readCalls.toFixed(1)}, write calls ${c.writeCalls.toFixed(1)}, ` +
+    `context switches ${c.contextSwitches.toFixed(1)} + ${c.preempted.toFixed(1)} preempted`
+}
 
 /** One node of the measured grid, whichever way it was started. */
 interface BenchNode {
@@ -82,20 +112,24 @@ async function systemCpu (nodes: BenchNode[]): Promise<number> {
 
 async function ingest (nodes: BenchNode[], firstId: number, messages = MESSAGES): Promise<IngestFigures> {
   const per = Math.ceil(messages / nodes.length)
+  const counts0 = await counts(nodes)
   const cpu0 = await nodeCpu(nodes)
   const sys0 = await systemCpu(nodes)
   const t0 = performance.now()
+  if (process.env.BENCH_GRID_MARKS === '1') console.log(`mark start ${(Number(process.hrtime.bigint()) / 1e9).toFixed(6)} pids ${nodes.map(n => n.pid).join(',')}`)
   const results = await Promise.all(nodes.map(async (n, k) => await runSmtpLoad({
     port: n.ports.smtp, connections: Math.ceil(CONNECTIONS / nodes.length), messages: per, sizeBytes: SIZE,
     firstId: firstId + k * per, recipient: i => USERS[i % USERS.length], deadlineMs: 300_000
   })))
   const seconds = (performance.now() - t0) / 1000
+  if (process.env.BENCH_GRID_MARKS === '1') console.log(`mark end ${(Number(process.hrtime.bigint()) / 1e9).toFixed(6)}`)
   const acked = results.reduce((s, r) => s + r.acked, 0)
   // the replicas' last acknowledgements are in by the last 250, so nothing of this ingest runs after it
   const cpuSecondsByNode = (await nodeCpu(nodes)).map((c, i) => c - cpu0[i])
   const cpu = cpuSecondsByNode.reduce((s, c) => s + c, 0)
   const systemSeconds = (await systemCpu(nodes)) - sys0
-  return { msgPerSec: acked / seconds, acked, seconds, cpuSeconds: cpu, cpuMsPerMsg: 1000 * cpu / Math.max(1, acked), cpuSecondsByNode, systemSeconds }
+  const counted = perMessage(counts0, await counts(nodes), acked)
+  return { msgPerSec: acked / seconds, acked, seconds, cpuSeconds: cpu, cpuMsPerMsg: 1000 * cpu / Math.max(1, acked), cpuSecondsByNode, systemSeconds, perMessage: counted }
 }
 
 async function grid (dir: string, count: number, dnsServer: string | undefined): Promise<BenchGrid> {
@@ -191,6 +225,20 @@ async function measure (): Promise<Record<string, unknown>> {
     await ingest(one.nodes, 10_000_000, WARMUP)
     const single = await ingest(one.nodes, 0)
     await one.stopAll()
+    // the same three processes on the same cores, without replication: three one-node grids side by side, each
+    // taking a third of the load; what the box's sharing of cores and caches among three busy processes costs
+    let side: IngestFigures | null = null
+    if (process.env.BENCH_GRID_SIDE !== '0') {
+      const sides: BenchGrid[] = []
+      try {
+        for (let k = 0; k < 3; k++) sides.push(await grid(join(root, `side${k}`), 1, dnsServer))
+        const nodes = sides.map(g => g.nodes[0])
+        await ingest(nodes, 20_000_000, WARMUP)
+        side = await ingest(nodes, 30_000_000)
+      } finally {
+        await Promise.all(sides.map(async g => await g.stopAll()))
+      }
+    }
     const three = await grid(join(root, 'three'), 3, dnsServer)
     await ingest(three.nodes, 10_000_000, WARMUP)
     await until('no under-replicated users', async () => (await Promise.all(three.nodes.map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 120_000, 100)
@@ -205,6 +253,13 @@ async function measure (): Promise<Record<string, unknown>> {
     console.log(`CPU per acknowledged message (all node processes, log level ${LOG_LEVEL}): one node ${single.cpuMsPerMsg.toFixed(3)} ms (${single.cpuSeconds.toFixed(2)} s / ${single.acked}); ` +
       `three nodes R=${R} ${triple.cpuMsPerMsg.toFixed(3)} ms (${triple.cpuSecondsByNode.map(c => c.toFixed(2)).join(' + ')} s / ${triple.acked}): ${(triple.cpuMsPerMsg / single.cpuMsPerMsg).toFixed(2)}× one node; ` +
       `of which in the kernel (stime): one node ${(1000 * single.systemSeconds / single.acked).toFixed(3)} ms, three nodes ${(1000 * triple.systemSeconds / triple.acked).toFixed(3)} ms`)
+
+    if (side !== null) {
+      out.side = side
+      console.log(`three one-node grids side by side (${side.msgPerSec.toFixed(0)} msg/s): ${side.cpuMsPerMsg.toFixed(3)} ms per message (${side.cpuSecondsByNode.map(c => c.toFixed(2)).join(' + ')} s / ${side.acked}); ` +
+        `three nodes R=${R} are ${(triple.cpuMsPerMsg / side.cpuMsPerMsg).toFixed(2)}× that; ${showCounts(side.perMessage)}`)
+    }
+    console.log(`per acknowledged message, all node processes: one node ${showCounts(single.perMessage)}; three nodes ${showCounts(triple.perMessage)}`)
 
     if (process.env.BENCH_GRID_INGEST_ONLY === '1') {
       await three.stopAll()
@@ -269,12 +324,15 @@ if (!render) await writeFile(join(OUT, 'bench-grid.json'), JSON.stringify(out, n
 const ing = out.ingest as { oneNode: Partial<IngestFigures> & { msgPerSec: number }, threeNodesR2: Partial<IngestFigures> & { msgPerSec: number }, ratio: number }
 const ms = (f: Partial<IngestFigures>): string => f.cpuMsPerMsg === undefined ? 'n/a (not measured in this run)' : `${f.cpuMsPerMsg.toFixed(2)} ms (${(f.cpuSeconds ?? 0).toFixed(2)} CPU-s / ${String(f.acked)} messages)`
 const cpuRatio = ing.oneNode.cpuMsPerMsg !== undefined && ing.threeNodesR2.cpuMsPerMsg !== undefined ? ` (${(ing.threeNodesR2.cpuMsPerMsg / ing.oneNode.cpuMsPerMsg).toFixed(2)}× one node; goal ≤ 2.5×)` : ''
+const side = out.side as Partial<IngestFigures> | undefined
+const countRow = (label: string, f: Partial<IngestFigures> | undefined): string => f?.perMessage === undefined ? '' : `| per acknowledged message, ${label} | ${showCounts(f.perMessage)} |\n`
+const counted = countRow('one node', ing.oneNode) + countRow('three one-node grids side by side', side) + countRow('three nodes, R=2', ing.threeNodesR2)
 const logLevel = (out.cpu as { logLevel?: string } | undefined)?.logLevel ?? 'silent'
 const rem = out.remirror as { mbPerSec: number, bytes: number, seconds: number, detectedMs: number, allDeadMs: number }
 const section = `<!-- grid:start -->
 ## The grid (npm run bench:grid, ${String(out.date).slice(0, 10)})
 
-${out.machine as string}; ${String(out.messages)} messages of ${String(out.sizeBytes)} bytes to ${String(out.users)} users, ${String(out.connections)} connections spread over the nodes, fsync on; every node a separate process on loopback, ${out.nodes === 'shipped' ? `started as \`npm start\` and the appliance run it (\`node appliance/cli.ts start\`, every setting at its default but the ports, the connection limits, a private resolver for the sender checks and the grid's listener, bootstrap peers, cluster key and R; logging at ${logLevel}; users seeded with scrypt cost 2^10 for the failover probe's logins)` : `test/helpers/node-proc.ts with a grid configuration (a grid member logging at ${logLevel} through the appliance's logger, no sender checks; BENCH_GRID_NODES=test)`}. CPU = utime + stime of every node process from /proc over the ingest, per acknowledged message: the cost that does not depend on how many cores the machine has.
+${out.machine as string}; ${String(out.messages)} messages of ${String(out.sizeBytes)} bytes to ${String(out.users)} users, ${String(out.connections)} connections spread over the nodes, fsync on; every node a separate process on loopback, ${out.nodes === 'shipped' ? `started as \`npm start\` and the appliance run it (\`node appliance/cli.ts start\`, every setting at its default but the ports, the connection limits, a private resolver for the sender checks and the grid's listener, bootstrap peers, cluster key and R; logging at ${logLevel}; users seeded with scrypt cost 2^10 for the failover probe's logins)` : `test/helpers/node-proc.ts with a grid configuration (a grid member logging at ${logLevel} through the appliance's logger, no sender checks; BENCH_GRID_NODES=test)`}. CPU = utime + stime of every node process from /proc over the ingest, per acknowledged message. It is not independent of the box: three busy processes sharing two cores (preempting each other, sharing caches) each spend more per message than one process alone, so the grid is also compared with three one-node grids run side by side on the same box, each taking a third of the same load (same processes and sharing, no replication and no hop).
 
 | measurement | figure |
 | --- | --- |
@@ -282,7 +340,7 @@ ${out.machine as string}; ${String(out.messages)} messages of ${String(out.sizeB
 | SMTP ingest, three nodes, R=2 | ${ing.threeNodesR2.msgPerSec.toFixed(0)} msg/s (${ing.ratio.toFixed(2)}× one node; each message written on two nodes) |
 | CPU per acknowledged message, one node (a one-node grid) | ${ms(ing.oneNode)} |
 | CPU per acknowledged message, three nodes, R=2, summed over the three processes | ${ms(ing.threeNodesR2)}${cpuRatio} |
-| failover: SIGKILL → every user's LOGIN + SELECT through a survivor | ${String(out.failoverMs)} ms |
+${side === undefined ? '' : `| CPU per acknowledged message, three one-node grids side by side (no replication), summed | ${ms(side)}; the grid is ${((ing.threeNodesR2.cpuMsPerMsg ?? 0) / (side.cpuMsPerMsg ?? 1)).toFixed(2)}× that |\n`}${counted}| failover: SIGKILL → every user's LOGIN + SELECT through a survivor | ${String(out.failoverMs)} ms |
 | failure detection (SIGKILL → declared dead by the first survivor; by every survivor) | ${rem.detectedMs} ms; ${rem.allDeadMs} ms |
 | re-mirroring until R copies again (from the first detection to no under-replicated user on any survivor) | ${(rem.bytes / 1e6).toFixed(1)} MB in ${rem.seconds.toFixed(2)} s: ${rem.mbPerSec.toFixed(1)} MB/s |
 <!-- grid:end -->
