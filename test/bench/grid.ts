@@ -9,7 +9,7 @@
 // Parameters: BENCH_GRID_MESSAGES (default 6000), BENCH_GRID_SIZE (10240), BENCH_GRID_USERS (100), BENCH_GRID_R (2: the
 // replication factor of the three-node grid), BENCH_GRID_INGEST_ONLY=1 (stop after the ingest comparison), BENCH_GRID_LOG
 // (the nodes' log level, default info as `npm start` runs; lines go to a file under the run's directory),
-// BENCH_GRID_WARMUP (600: messages sent before each measured ingest, not counted), BENCH_NODE_ARGS (Node flags for every node process, e.g. "--cpu-prof --cpu-prof-dir=DIR": each process writes its
+// BENCH_GRID_WARMUP (600: messages sent to each node process before the measured ingests, not counted), BENCH_GRID_ROUNDS (3: measured ingests of each configuration, in turns; the median is reported), BENCH_GRID_SIDE (1; 0: no side-by-side control), BENCH_NODE_ARGS (Node flags for every node process, e.g. "--cpu-prof --cpu-prof-dir=DIR": each process writes its
 // own profile when it stops), BENCH_GRID_DIRECT=0 (the nodes' calls stay on libp2p streams: grid.direct off, for
 // comparison), BENCH_GRID_NODES (shipped, the default, or test: see KIND below), BENCH_OUT (the folder of
 // bench-grid.json and BENCHMARKS.md, default the repository). `--render` rewrites the section from bench-grid.json without measuring.
@@ -37,8 +37,9 @@ const CONNECTIONS = 50
 const R = Number(process.env.BENCH_GRID_R ?? 2)
 const LOG_LEVEL = process.env.BENCH_GRID_LOG ?? 'info'
 const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(s => s !== '')
-// messages sent before the measured ingest, not counted: each process compiles its hot paths (and a grid settles
-// its first placement) once, and three processes would pay that three times in a short measured run
+// messages sent to each node process before the measured ingests, not counted: each process compiles its hot paths
+// (and a grid settles its first placement) once; three processes get three times as many, so that each has seen as
+// many messages as the one node before it is measured
 const WARMUP = Number(process.env.BENCH_GRID_WARMUP ?? 600)
 // BENCH_GRID_NODES: "shipped" (default) runs every node as `npm start` and the appliance do, `node appliance/cli.ts
 // start` with the grid settings in its environment (sender checks against a private resolver, the appliance's logger,
@@ -48,6 +49,9 @@ const KIND = process.env.BENCH_GRID_NODES === 'test' ? 'test' : 'shipped'
 const PASSWORD = 'pw'
 // where bench-grid.json and BENCHMARKS.md are read and written (a short pass writes elsewhere)
 const OUT = resolve(process.env.BENCH_OUT ?? join(import.meta.dirname, '..', '..'))
+// measured rounds of each configuration, in turns; the median run of each is reported
+const ROUNDS = Math.max(1, Number(process.env.BENCH_GRID_ROUNDS ?? 3))
+const SIDE = process.env.BENCH_GRID_SIDE !== '0'
 const IDLE_MS = 5000 // the three nodes' CPU with no load, measured after the ingest: what a message's figure carries per second of run
 
 interface IngestFigures { msgPerSec: number, acked: number, seconds: number, cpuSeconds: number, cpuMsPerMsg: number, cpuSecondsByNode: number[], systemSeconds: number, perMessage: Counts }
@@ -94,6 +98,11 @@ interface BenchGrid {
   nodes: BenchNode[]
   kill: (node: BenchNode) => Promise<void>
   stopAll: () => Promise<void>
+}
+
+/** The run whose CPU per message is the median (the lower middle one of an even count). */
+function median (runs: IngestFigures[]): IngestFigures {
+  return [...runs].sort((a, b) => a.cpuMsPerMsg - b.cpuMsPerMsg)[Math.floor((runs.length - 1) / 2)]
 }
 
 async function nodeCpu (nodes: BenchNode[]): Promise<number[]> {
@@ -220,29 +229,48 @@ async function measure (): Promise<Record<string, unknown>> {
   if (dns !== null && 'why' in dns) console.log(`note: ${dns.why}`)
   const dnsServer = dns !== null && 'server' in dns ? dns.server : undefined
   try {
-    // 1. one node against three
+    // 1. one node against three, and three one-node grids side by side (the same three processes on the same
+    // cores without replication, each taking a third of the load: what the box's sharing of cores and caches among
+    // three busy processes costs). All are up at once and measured in turns, ROUNDS times, so that the machine's
+    // drift (±15 % between neighbouring minutes here) falls on each alike; the run with the median CPU per message
+    // of each is reported.
     const one = await grid(join(root, 'one'), 1, dnsServer)
-    await ingest(one.nodes, 10_000_000, WARMUP)
-    const single = await ingest(one.nodes, 0)
-    await one.stopAll()
-    // the same three processes on the same cores, without replication: three one-node grids side by side, each
-    // taking a third of the load; what the box's sharing of cores and caches among three busy processes costs
-    let side: IngestFigures | null = null
-    if (process.env.BENCH_GRID_SIDE !== '0') {
-      const sides: BenchGrid[] = []
-      try {
-        for (let k = 0; k < 3; k++) sides.push(await grid(join(root, `side${k}`), 1, dnsServer))
-        const nodes = sides.map(g => g.nodes[0])
-        await ingest(nodes, 20_000_000, WARMUP)
-        side = await ingest(nodes, 30_000_000)
-      } finally {
-        await Promise.all(sides.map(async g => await g.stopAll()))
-      }
+    const sides: BenchGrid[] = []
+    let three: BenchGrid
+    const singles: IngestFigures[] = []
+    const sideRuns: IngestFigures[] = []
+    const triples: IngestFigures[] = []
+    try {
+      if (SIDE) for (let k = 0; k < 3; k++) sides.push(await grid(join(root, `side${k}`), 1, dnsServer))
+      three = await grid(join(root, 'three'), 3, dnsServer)
+    } catch (err) {
+      await Promise.all([one, ...sides].map(async g => await g.stopAll()))
+      throw err
     }
-    const three = await grid(join(root, 'three'), 3, dnsServer)
-    await ingest(three.nodes, 10_000_000, WARMUP)
-    await until('no under-replicated users', async () => (await Promise.all(three.nodes.map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 120_000, 100)
-    const triple = await ingest(three.nodes, 0)
+    const sideNodes = sides.map(g => g.nodes[0])
+    try {
+      await ingest(one.nodes, 10_000_000, WARMUP)
+      if (SIDE) await ingest(sideNodes, 10_000_000, 3 * WARMUP)
+      await ingest(three.nodes, 10_000_000, 3 * WARMUP)
+      await until('no under-replicated users', async () => (await Promise.all(three.nodes.map(async n => (await n.status()).grid?.underReplicated))).every(u => u === 0), 120_000, 100)
+      for (let r = 0; r < ROUNDS; r++) {
+        const base = 20_000_000 + r * 1_000_000
+        singles.push(await ingest(one.nodes, base))
+        if (SIDE) sideRuns.push(await ingest(sideNodes, base))
+        triples.push(await ingest(three.nodes, base))
+        if (ROUNDS > 1) {
+          console.log(`round ${r + 1}/${ROUNDS}: one node ${singles[r].cpuMsPerMsg.toFixed(3)} ms, ${SIDE ? `side by side ${sideRuns[r].cpuMsPerMsg.toFixed(3)} ms, ` : ''}three nodes R=${R} ${triples[r].cpuMsPerMsg.toFixed(3)} ms per message`)
+        }
+      }
+    } catch (err) {
+      await three.stopAll()
+      throw err
+    } finally {
+      await Promise.all([one, ...sides].map(async g => await g.stopAll()))
+    }
+    const single = median(singles)
+    const side = SIDE ? median(sideRuns) : null
+    const triple = median(triples)
     const idle0 = await nodeCpu(three.nodes)
     await new Promise(resolve => setTimeout(resolve, IDLE_MS))
     const idlePerNode = (await nodeCpu(three.nodes)).map((c, i) => (c - idle0[i]) / (IDLE_MS / 1000))
@@ -254,6 +282,7 @@ async function measure (): Promise<Record<string, unknown>> {
       `three nodes R=${R} ${triple.cpuMsPerMsg.toFixed(3)} ms (${triple.cpuSecondsByNode.map(c => c.toFixed(2)).join(' + ')} s / ${triple.acked}): ${(triple.cpuMsPerMsg / single.cpuMsPerMsg).toFixed(2)}× one node; ` +
       `of which in the kernel (stime): one node ${(1000 * single.systemSeconds / single.acked).toFixed(3)} ms, three nodes ${(1000 * triple.systemSeconds / triple.acked).toFixed(3)} ms`)
 
+    if (ROUNDS > 1) out.rounds = { oneNode: singles.map(f => f.cpuMsPerMsg), side: sideRuns.map(f => f.cpuMsPerMsg), threeNodesR2: triples.map(f => f.cpuMsPerMsg) }
     if (side !== null) {
       out.side = side
       console.log(`three one-node grids side by side (${side.msgPerSec.toFixed(0)} msg/s): ${side.cpuMsPerMsg.toFixed(3)} ms per message (${side.cpuSecondsByNode.map(c => c.toFixed(2)).join(' + ')} s / ${side.acked}); ` +
@@ -326,7 +355,10 @@ const ms = (f: Partial<IngestFigures>): string => f.cpuMsPerMsg === undefined ? 
 const cpuRatio = ing.oneNode.cpuMsPerMsg !== undefined && ing.threeNodesR2.cpuMsPerMsg !== undefined ? ` (${(ing.threeNodesR2.cpuMsPerMsg / ing.oneNode.cpuMsPerMsg).toFixed(2)}× one node; goal ≤ 2.5×)` : ''
 const side = out.side as Partial<IngestFigures> | undefined
 const countRow = (label: string, f: Partial<IngestFigures> | undefined): string => f?.perMessage === undefined ? '' : `| per acknowledged message, ${label} | ${showCounts(f.perMessage)} |\n`
-const counted = countRow('one node', ing.oneNode) + countRow('three one-node grids side by side', side) + countRow('three nodes, R=2', ing.threeNodesR2)
+const rounds = out.rounds as { oneNode: number[], side: number[], threeNodesR2: number[] } | undefined
+const list = (xs: number[]): string => xs.map(x => x.toFixed(2)).join(', ')
+const roundRow = rounds === undefined ? '' : `| CPU ms per message in each round (in turns; the median run is the one shown above) | one node ${list(rounds.oneNode)}; ${rounds.side.length > 0 ? `side by side ${list(rounds.side)}; ` : ''}three nodes ${list(rounds.threeNodesR2)} |\n`
+const counted = roundRow + countRow('one node', ing.oneNode) + countRow('three one-node grids side by side', side) + countRow('three nodes, R=2', ing.threeNodesR2)
 const logLevel = (out.cpu as { logLevel?: string } | undefined)?.logLevel ?? 'silent'
 const rem = out.remirror as { mbPerSec: number, bytes: number, seconds: number, detectedMs: number, allDeadMs: number }
 const section = `<!-- grid:start -->

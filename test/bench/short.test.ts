@@ -78,12 +78,15 @@ test('npm run bench:grid, a short pass: shipped nodes, ingest on one and three, 
     BENCH_OUT: out,
     BENCH_GRID_MESSAGES: '300',
     BENCH_GRID_WARMUP: '60',
-    BENCH_GRID_USERS: '20'
+    BENCH_GRID_USERS: '20',
+    BENCH_GRID_ROUNDS: '2'
   })
   assert.equal(r.code, 0, r.out.slice(-4000))
   const g = JSON.parse(await readFile(join(out, 'bench-grid.json'), 'utf8')) as {
     nodes: string
     ingest: { oneNode: { acked: number, cpuMsPerMsg: number }, threeNodesR2: { acked: number, cpuMsPerMsg: number, cpuSecondsByNode: number[] } }
+    side: { acked: number, cpuSecondsByNode: number[], perMessage: { commitBatches: number } }
+    rounds: { oneNode: number[], side: number[], threeNodesR2: number[] }
     failoverMs: number
     remirror: { bytes: number, mbPerSec: number }
   }
@@ -92,7 +95,14 @@ test('npm run bench:grid, a short pass: shipped nodes, ingest on one and three, 
   assert.equal(g.ingest.threeNodesR2.acked, 300)
   assert.equal(g.ingest.threeNodesR2.cpuSecondsByNode.length, 3)
   assert.ok(g.ingest.threeNodesR2.cpuSecondsByNode.every(c => c > 0), 'every node of the grid did work')
+  // the control: three one-node grids side by side, each with its share; every message stored once there
+  assert.equal(g.side.acked, 300)
+  assert.ok(g.side.cpuSecondsByNode.length === 3 && g.side.cpuSecondsByNode.every(c => c > 0), 'every side-by-side node did work')
+  assert.ok(Math.abs(g.side.perMessage.commitBatches - 1) < 0.05, `one store batch per message side by side: ${g.side.perMessage.commitBatches}`)
+  assert.deepEqual([g.rounds.oneNode.length, g.rounds.side.length, g.rounds.threeNodesR2.length], [2, 2, 2])
   assert.ok(Number.isFinite(g.failoverMs) && g.failoverMs > 0)
   assert.ok(g.remirror.bytes > 0, 're-mirroring shipped bytes')
-  assert.match(await readFile(join(out, 'BENCHMARKS.md'), 'utf8'), /## The grid/)
+  const md = await readFile(join(out, 'BENCHMARKS.md'), 'utf8')
+  assert.match(md, /## The grid/)
+  assert.match(md, /three one-node grids side by side/)
 })
