@@ -18,6 +18,7 @@ import { CliError, connect } from './client.ts'
 import { SERVICE_NAMES, WEB_NAMES } from './config.ts'
 import type { WebName } from './config.ts'
 import { gridLines, shortId, table } from './gridview.ts'
+import { NODE_FLAGS } from './node-flags.ts'
 import { CLUSTER_KEY_FILE, ensureClusterKey, processAlive } from './runtime.ts'
 
 export const CLUSTER_FILE = 'cluster.json'
@@ -162,7 +163,7 @@ function childEnv (env: Record<string, string | undefined>): Record<string, stri
 async function spawnNode (node: ClusterNode, env: Record<string, string>): Promise<number> {
   const log = await open(node.log, 'a')
   try {
-    const child = spawn(process.execPath, [CLI, 'start', '--config', node.config], {
+    const child = spawn(process.execPath, [...NODE_FLAGS, CLI, 'start', '--config', node.config], {
       cwd: node.dataDir, env, detached: true, stdio: ['ignore', log.fd, log.fd]
     })
     const pid = await new Promise<number>((resolve, reject) => {

@@ -18,6 +18,7 @@ import type { DrainTarget, GridState } from './drain.ts'
 import { createLanWatch } from './lanwatch.ts'
 import type { LanWatch } from './lanwatch.ts'
 import { createLogger, namespaced } from './logger.ts'
+import { missingNodeFlags } from './node-flags.ts'
 import { ensureClusterKey, ensureToken, processAlive, readAdminInfo, removeAdminInfo, writeAdminInfo } from './runtime.ts'
 import { loadTls, TlsError } from './tls.ts'
 
@@ -75,6 +76,10 @@ export async function startNode (options: StartOptions): Promise<number> {
   const logger = createLogger({ level: config.log.level })
   const log = namespaced(logger, 'appliance')
   for (const w of warnings) log.warn({ event: 'config_warning' }, w)
+  const missing = missingNodeFlags()
+  if (missing.length > 0) {
+    log.warn({ event: 'runtime_flags', missing }, `started without the V8 flags mailgrid ships with (${missing.join(' ')}): garbage collection costs more under load; \`npm start\`, the systemd unit and \`mailgrid\` pass them (appliance/node-flags.ts)`)
+  }
 
   const dataDir = resolve(config.dataDir)
   await mkdir(dataDir, { recursive: true })

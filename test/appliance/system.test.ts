@@ -59,7 +59,7 @@ test('mailgrid.service: own user, hardening, only CAP_NET_BIND_SERVICE, restart 
     KillSignal: 'SIGTERM'
   }
   for (const [k, v] of Object.entries(expected)) assert.equal(one(k), v, k)
-  assert.match(one('ExecStart'), /^\/\S+\/node \S+\/appliance\/cli\.ts start --config \/etc\/mailgrid\/mailgrid\.toml$/)
+  assert.match(one('ExecStart'), /^\/\S+\/node (--\S+ )*\S+\/appliance\/cli\.ts start --config \/etc\/mailgrid\/mailgrid\.toml$/)
   assert.ok(!svc.has('MemoryDenyWriteExecute'), 'V8 needs writable-then-executable memory')
   const stopSeconds = Number(one('TimeoutStopSec'))
   assert.ok(stopSeconds * 1000 >= DRAIN_TIMEOUT_MS + 15_000, 'systemd must wait for the drain and the store to close')

@@ -1,8 +1,9 @@
 // The mailgrid side of the benchmark: users created through the store before the node starts, the node in a
 // child process, its RSS and CPU read from /proc. Two kinds of node:
-// - shipped (startShipped): what `npm start` runs, `node appliance/cli.ts start` (a one-node grid, JSON logs at
-//   the default level info, fsync on, users with the production scrypt cost), its log in a file; only the ports
-//   and the connection limits (raised for the load generator) come from the bench, through the environment.
+// - shipped (startShipped): what `npm start` runs, `node appliance/cli.ts start` under the shipped V8 flags
+//   (appliance/node-flags.ts): a one-node grid, JSON logs at the default level info, fsync on, users with the
+//   production scrypt cost, its log in a file; only the ports and the connection limits (raised for the load
+//   generator) come from the bench, through the environment.
 // - standalone (startMailgrid): test/bench/node-proc.ts, the mail node alone (no grid, logging off, scrypt cost
 //   2^10), kept as a labelled extra row and for the memory phase's 5,000 logins.
 
@@ -13,6 +14,7 @@ import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { envName, SERVICE_NAMES, WEB_NAMES } from '../../appliance/config.ts'
+import { NODE_FLAGS } from '../../appliance/node-flags.ts'
 import { createStore, isMailError } from '../../store/index.ts'
 import { isDnsmasqInstalled, startDns } from '../helpers/dns.ts'
 import { freePort } from '../helpers/ports.ts'
@@ -87,9 +89,10 @@ export async function storedCounts (dir: string, users: string[]): Promise<Map<s
 }
 
 export async function startMailgrid (dir: string, opts: { sync: boolean }): Promise<MailgridNode> {
-  // BENCH_NODE_ARGS passes Node flags to the node (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it).
+  // The shipped V8 flags (appliance/node-flags.ts), then BENCH_NODE_ARGS: Node flags for the node (e.g. "--cpu-prof
+  // --cpu-prof-dir=/tmp/prof" to profile it; a later flag wins).
   const flags = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(s => s !== '')
-  const child = spawn(process.execPath, [...flags, join(import.meta.dirname, 'node-proc.ts'), dir], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, ...flags, join(import.meta.dirname, 'node-proc.ts'), dir], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, MAILGRID_SYNC: opts.sync ? '1' : '0' }
   })
@@ -138,7 +141,7 @@ export async function startShipped (dir: string, opts: { sync: boolean, logFile:
   const fd = openSync(opts.logFile, 'a')
   let child: ChildProcess
   try {
-    child = spawn(process.execPath, [...flags, join(REPO, 'appliance', 'cli.ts'), 'start', '--data', dir], { cwd: REPO, env, stdio: ['ignore', fd, fd] })
+    child = spawn(process.execPath, [...NODE_FLAGS, ...flags, join(REPO, 'appliance', 'cli.ts'), 'start', '--data', dir], { cwd: REPO, env, stdio: ['ignore', fd, fd] })
   } finally {
     closeSync(fd)
   }

@@ -30,6 +30,7 @@ import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { envName, SERVICE_NAMES, WEB_NAMES } from '../../appliance/config.ts'
+import { NODE_FLAGS } from '../../appliance/node-flags.ts'
 import { isDnsmasqInstalled, startDns } from '../helpers/dns.ts'
 import type { DnsServer } from '../helpers/dns.ts'
 import { isPostfixInstalled, startPostfix } from '../helpers/postfix.ts'
@@ -296,7 +297,7 @@ async function startShippedNode (root: string, o: { outboundPort: number, dnsSer
   const fd = openSync(logFile, 'a')
   let child: ChildProcess
   try {
-    child = spawn(process.execPath, [...flags, CLI, 'start', '--data', dataDir], { cwd: REPO, env, stdio: ['ignore', fd, fd] })
+    child = spawn(process.execPath, [...NODE_FLAGS, ...flags, CLI, 'start', '--data', dataDir], { cwd: REPO, env, stdio: ['ignore', fd, fd] })
   } finally {
     closeSync(fd)
   }
