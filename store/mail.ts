@@ -912,24 +912,14 @@ export class MailStoreBase {
     return record.prefix === '' ? body : Buffer.concat([Buffer.from(record.prefix), body])
   }
 
-  readMessage (record: MessageRecord): Promise<Buffer> {
-    // not async: a record that carries its body's location (the usual case) costs the read's promise alone, no
-    // extra turn per message (whole-mailbox FETCH and RETR call this once per message)
-    if (record.loc === undefined) return this.location(record.blob).then(loc => this.#readAt(record, loc))
-    return this.#readAt(record, record.loc)
-  }
-
-  #readAt (record: MessageRecord, loc: BlobLocation): Promise<Buffer> {
-    if (record.prefix === '') return this.blobs.read(loc)
-    try {
-      // the prefix and the body in one buffer, the body read straight into place
-      const shift = Buffer.byteLength(record.prefix)
-      const buf = Buffer.allocUnsafe(shift + loc.len)
-      buf.write(record.prefix, 0, shift, 'utf8')
-      return this.blobs.read(loc, 0, loc.len, buf, shift)
-    } catch (err) {
-      return Promise.reject(err) // a promise either way, as from an async method
-    }
+  async readMessage (record: MessageRecord): Promise<Buffer> {
+    const loc = record.loc ?? await this.location(record.blob)
+    if (record.prefix === '') return await this.blobs.read(loc)
+    // the prefix and the body in one buffer, the body read straight into place
+    const shift = Buffer.byteLength(record.prefix)
+    const buf = Buffer.allocUnsafe(shift + loc.len)
+    buf.write(record.prefix, 0, shift, 'utf8')
+    return await this.blobs.read(loc, 0, loc.len, buf, shift)
   }
 
   async * streamMessage (record: MessageRecord, range?: { start?: number, end?: number }): AsyncIterable<Buffer> {

@@ -361,11 +361,10 @@ interface ItemContext {
 /** The `(name value ...)` list of one message's FETCH response. */
 async function messageItems (session: Session, record: MessageRecord, metaOf: MetaOf, items: FetchItem[], context: ItemContext): Promise<Value[]> {
   const values: Value[] = []
-  // the names given so far: a handful per message, so an array (a Set per message showed in FETCH profiles)
-  const emitted: string[] = []
+  const emitted = new Set<string>()
   const add = (name: string, value: Value): void => {
-    if (emitted.includes(name)) return
-    emitted.push(name)
+    if (emitted.has(name)) return
+    emitted.add(name)
     values.push(atom(name), value)
   }
   // RFC 3501 section 6.4.8: UID FETCH always returns UID.
@@ -398,13 +397,6 @@ async function messageItems (session: Session, record: MessageRecord, metaOf: Me
         break
       }
       case 'section': {
-        if (isWhole(item.section)) {
-          // BODY[] is the whole message; RFC 3516 section 4.2: so is BINARY[], which has no transfer encoding of its
-          // own. The common case of a full FETCH, read here without sectionValue's extra await.
-          const cut = applyPartial(record.size, item.section)
-          add(`${item.binary ? 'BINARY' : 'BODY'}[]${cut.suffix}`, await wholeValue(session, record, cut.start, cut.end, item.binary))
-          break
-        }
         const [name, value] = await sectionValue(session, record, metaOf, item)
         add((name as { value: string }).value, value!)
         break
@@ -414,7 +406,7 @@ async function messageItems (session: Session, record: MessageRecord, metaOf: Me
   // Flags changed by this FETCH are reported with it (RFC 3501 section 6.4.5).
   if (context.seen) add('FLAGS', flagsValue(session, record))
   // RFC 7162 section 3.1.4: with CONDSTORE on, flags are reported with their mod-sequence.
-  if (session.condstore && (context.changedSince !== null || emitted.includes('FLAGS'))) add('MODSEQ', list([num(record.modseq)]))
+  if (session.condstore && (context.changedSince !== null || emitted.has('FLAGS'))) add('MODSEQ', list([num(record.modseq)]))
   return values
 }
 
