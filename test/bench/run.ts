@@ -67,6 +67,8 @@ const P = {
   outbound: outboundParamsFromEnv()
 }
 const DOMAIN = 'bench.test'
+/** The read phases' CPU row: the server's CPU over the command alone (not the login), of the run the row above reports. */
+const COMMAND_CPU_LABEL = 'same run, server CPU per message (the command alone: no login)'
 const PASSWORD = 'bench-pw'
 const INGEST_DEADLINE_MS = 600_000 // one ingest run; at the peer's ~500 msg/s, 50,000 messages take ~100 s
 const VISIBLE_DEADLINE_MS = 900_000 // the peer's queue drains after the last 250; bounded, then counted as missing
@@ -219,12 +221,13 @@ try {
   const medianOf = readRounds > 1 ? `, median of the next ${readRounds}` : ', the next run'
   if (phase('fetch')) {
     const fetchLabel = `UID FETCH 1:* (FLAGS BODY.PEEK[]) of ${bigLabel}`
-    await pair('fullFetchFirst', async ports => await fullFetch(ports.imap, big, PASSWORD), (mg, pe) => {
+    await pair('fullFetchFirst', async (ports, cpu) => await fullFetch(ports.imap, big, PASSWORD, cpu), (mg, pe) => {
       rows.push(row('IMAP', `${fetchLabel}, first`, 'msg/s', 'higher', mg, pe, v => v.messages / v.seconds))
     })
-    await pair('fullFetch', async ports => await fullFetch(ports.imap, big, PASSWORD), (mg, pe) => {
+    await pair('fullFetch', async (ports, cpu) => await fullFetch(ports.imap, big, PASSWORD, cpu), (mg, pe) => {
       rows.push(row('IMAP', `${fetchLabel}${medianOf}`, 'msg/s', 'higher', mg, pe, v => v.messages / v.seconds))
       rows.push(row('IMAP', 'same, throughput', 'MB/s', 'higher', mg, pe, v => v.bytes / 1e6 / v.seconds))
+      rows.push(row('IMAP', COMMAND_CPU_LABEL, 'µs', 'lower', mg, pe, commandCpuPerMessage))
     }, readRounds, v => v.messages / v.seconds)
   }
   if (phase('mixed')) await pair('mixed', async ports => await mixed(ports.imap, users, PASSWORD, { clients: P.mixedClients, opsPerClient: P.mixedOps, deadlineMs: MIXED_DEADLINE_MS, ...(MIXED_ONLY !== undefined ? { only: MIXED_ONLY } : {}) }), (mg, pe) => {
@@ -232,12 +235,13 @@ try {
   })
   if (phase('pop3')) {
     const retrLabel = `RETR of a whole ${bigLabel} maildrop (pipelined)`
-    await pair('pop3First', async ports => await pop3RetrAll(ports.pop3, big, PASSWORD), (mg, pe) => {
+    await pair('pop3First', async (ports, cpu) => await pop3RetrAll(ports.pop3, big, PASSWORD, cpu), (mg, pe) => {
       rows.push(row('POP3', `${retrLabel}, first`, 'msg/s', 'higher', mg, pe, v => v.messages / v.seconds))
     })
-    await pair('pop3', async ports => await pop3RetrAll(ports.pop3, big, PASSWORD), (mg, pe) => {
+    await pair('pop3', async (ports, cpu) => await pop3RetrAll(ports.pop3, big, PASSWORD, cpu), (mg, pe) => {
       rows.push(row('POP3', `${retrLabel}${medianOf}`, 'msg/s', 'higher', mg, pe, v => v.messages / v.seconds))
       rows.push(row('POP3', 'same, throughput', 'MB/s', 'higher', mg, pe, v => v.bytes / 1e6 / v.seconds))
+      rows.push(row('POP3', COMMAND_CPU_LABEL, 'µs', 'lower', mg, pe, commandCpuPerMessage))
     }, readRounds, v => v.messages / v.seconds)
   }
   // SORT and THREAD of the big mailbox (issue 12): the first command of each builds what the server keeps
@@ -394,7 +398,7 @@ async function quiet (what: string): Promise<void> {
   if (s.seconds > 1.5) log(`${what}: waited ${s.seconds.toFixed(0)} s for the machine to be quiet (last second ${(100 * s.busy).toFixed(0)} % busy)`)
 }
 
-async function pair<T> (name: string, fn: (ports: SystemPorts) => Promise<T>, emit: (mg: T | { na: string }, pe: T | { na: string }) => void, rounds = 1, rank?: (v: T) => number): Promise<void> {
+async function pair<T> (name: string, fn: (ports: SystemPorts, cpu: (() => Promise<number>) | undefined) => Promise<T>, emit: (mg: T | { na: string }, pe: T | { na: string }) => void, rounds = 1, rank?: (v: T) => number): Promise<void> {
   const runs: Record<string, Array<T | { na: string }>> = { mailgrid: [], peer: [] }
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? ['mailgrid', 'peer'] as const : ['peer', 'mailgrid'] as const
@@ -406,7 +410,7 @@ async function pair<T> (name: string, fn: (ports: SystemPorts) => Promise<T>, em
         // the server's CPU over the phase (the node; every process under the peer's masters), beside its rate
         const cpu = systemCpu(who)
         const cpu0 = cpu === undefined ? null : await cpu()
-        const v = await fn(ports)
+        const v = await fn(ports, cpu)
         if (cpu !== undefined && cpu0 !== null && typeof v === 'object' && v !== null) (v as Record<string, unknown>).serverCpuSeconds = await cpu() - cpu0
         runs[who].push(v)
         log(`${who.padEnd(8)} ${name}${rounds > 1 ? ` (${round + 1}/${rounds})` : ''}: ${JSON.stringify(v)}`)
@@ -428,9 +432,13 @@ async function pair<T> (name: string, fn: (ports: SystemPorts) => Promise<T>, em
   emit(res.mailgrid, res.peer)
 }
 
-function row<T> (group: string, label: string, unit: string, better: 'higher' | 'lower', mg: T | { na: string }, pe: T | { na: string }, f: (v: T) => number): Row {
+function row<T> (group: string, label: string, unit: string, better: 'higher' | 'lower', mg: T | { na: string }, pe: T | { na: string }, f: (v: T) => number | { na: string }): Row {
   const fig = (v: T | { na: string }): Figure => (typeof v === 'object' && v !== null && 'na' in v) ? v : f(v)
   return { group, label, unit, better, mailgrid: fig(mg), peer: fig(pe) }
+}
+
+function commandCpuPerMessage (v: { messages: number, commandCpuSeconds?: number }): number | { na: string } {
+  return v.commandCpuSeconds === undefined || v.messages === 0 ? { na: 'no CPU figure' } : 1e6 * v.commandCpuSeconds / v.messages
 }
 
 /**

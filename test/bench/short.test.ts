@@ -64,6 +64,11 @@ test('npm run bench, a short pass: every phase runs and no acknowledged message 
     row('Memory', 'with 50 concurrent IMAP IDLE sessions')
   ]
   for (const x of measured) assert.ok(typeof x.mailgrid === 'number' && x.mailgrid > 0, `${x.group} / ${x.label}: ${JSON.stringify(x.mailgrid)}`)
+  // the read phases' server CPU over the command alone (may round to 0 ticks in so short a run, but is measured)
+  for (const group of ['IMAP', 'POP3']) {
+    const cpu = row(group, 'same run, server CPU per message')
+    assert.ok(typeof cpu.mailgrid === 'number' && cpu.mailgrid >= 0, `${group} CPU row: ${JSON.stringify(cpu.mailgrid)}`)
+  }
   // the peer (Postfix + Dovecot, installed by .ci/run) is measured beside mailgrid when it is installed
   if (!r.out.includes('peer not running')) assert.ok(typeof measured[0].peer === 'number' && measured[0].peer > 0, `peer: ${JSON.stringify(measured[0].peer)}`)
   assert.equal(row('Outbound', 'acknowledged, missing at the receiver').mailgrid, 0)
