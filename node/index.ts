@@ -30,6 +30,7 @@ import { createImapServer } from './imap/index.ts'
 import { createPop3Server } from './pop3/index.ts'
 import { createManageSieveServer, SieveService } from './managesieve/index.ts'
 import { createSmtpService, MemoryBudget } from './smtp/server.ts'
+import { IdleMemory } from './idle-memory.ts'
 import type { SmtpService } from './smtp/server.ts'
 import { SmtpWorkers, workerCount } from './smtp/workers.ts'
 import type { WorkerInit } from './smtp/worker.ts'
@@ -128,6 +129,8 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     succeed: (ip, account) => { localThrottle.succeed(ip, account) }
   }
   const budget = new MemoryBudget()
+  // an idle node gives back the young generation V8 grew under load (node/idle-memory.ts)
+  const idleMemory = new IdleMemory({ logger: logger.child({ ns: 'memory' }) })
   // free space of the data disk: below the floor the node says so in its log and status, and tells the grid
   const disk = new DiskWatch({ logger: logger.child({ ns: 'store' }), now }, {
     path: init.dataDir, minFreeBytes: init.minFreeBytes ?? -1, checkMs: init.diskCheckMs, statePath: join(init.dataDir, 'disk-low.json')
@@ -439,6 +442,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
         await node.stop()
         throw err
       }
+      idleMemory.start()
       startedAt = now()
       state = 'running'
       logger.info({ hostname: init.hostname, services: bound }, 'node_started')
@@ -446,6 +450,7 @@ export function createMailNode (components: NodeComponents, init: NodeInit): Mai
     async stop () {
       if (state === 'stopped') return
       state = 'stopped'
+      idleMemory.stop()
       if (publishTimer !== null) clearInterval(publishTimer)
       await alarms.stop()
       disk.stop()
