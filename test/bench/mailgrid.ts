@@ -170,13 +170,24 @@ export async function startShipped (dir: string, opts: { sync: boolean, logFile:
 }
 
 /**
- * A private resolver for the shipped node (test/helpers/dns.ts: dnsmasq, no upstream), under which the bench's
- * *.test names answer NXDOMAIN at once, as a real resolver answers for a domain without SPF or DMARC records;
- * null (with the reason) when dnsmasq is missing.
+ * The load generator's sender domain as most mail's senders publish theirs: an SPF record that authorizes the
+ * load generator's address (loopback) and a DMARC record (p=none), so the node's SPF and DMARC checks take the
+ * path of most received mail (records found, parsed and evaluated: spf=pass, dmarc=pass by SPF alignment) rather
+ * than NXDOMAIN. The HELO name (load.test) has no record, as most clients' names have none.
+ * BENCH_SENDER_RECORDS=0 serves no records at all (every lookup NXDOMAIN), as the bench did before 2026-12-06.
+ */
+export const SENDER_RECORDS = [
+  { name: 'bench.test', text: 'v=spf1 ip4:127.0.0.0/8 ip6:::1 -all' },
+  { name: '_dmarc.bench.test', text: 'v=DMARC1; p=none; rua=mailto:dmarc@bench.test' }
+]
+
+/**
+ * A private resolver for the shipped node (test/helpers/dns.ts: dnsmasq, no upstream) serving SENDER_RECORDS; any
+ * other *.test name answers NXDOMAIN at once. Null (with the reason) when dnsmasq is missing.
  */
 export async function benchDns (): Promise<{ server: string, stop: () => Promise<void> } | { why: string }> {
   if (!isDnsmasqInstalled()) return { why: 'dnsmasq is not installed: the shipped node uses the system resolver' }
-  const dns = await startDns({ records: {} })
+  const dns = await startDns({ records: process.env.BENCH_SENDER_RECORDS === '0' ? {} : { txt: SENDER_RECORDS } })
   return { server: dns.server, stop: async () => { await dns.stop() } }
 }
 
