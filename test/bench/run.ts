@@ -20,8 +20,10 @@
 // BENCH_BIG_FILL [direct]: how the big mailbox is filled: the same messages delivered through mailgrid's store
 // before its node starts and written into Dovecot's Maildir then indexed by doveadm (fast; the fill is not a
 // measurement), or `smtp`: over SMTP into both (a single-mailbox ingest figure for both; slow on the peer).
-// BENCH_ONLY [all]: a comma list of phases to run (ingest, select, fetch, mixed, pop3, sort, standalone, outbound,
-// memory); the big mailbox is filled when a phase on it runs; write such partial runs elsewhere (BENCH_OUT).
+// BENCH_BUSY_CONNECTIONS [200]: the busy-MX phase's connections (the first size once more, into the shipped node, a
+// second one with `workers: -1`, and the peer; 0 skips it).
+// BENCH_ONLY [all]: a comma list of phases to run (ingest, select, fetch, mixed, pop3, sort, busy, standalone,
+// outbound, memory); the big mailbox is filled when a phase on it runs; write such partial runs elsewhere (BENCH_OUT).
 // The outbound figure (issue 10, outbound.ts; alone: `npm run bench:outbound`): BENCH_OUTBOUND_MESSAGES [5000],
 // BENCH_OUTBOUND_SIZE [10240], BENCH_OUTBOUND_CONNECTIONS [4], BENCH_OUTBOUND_ROUNDS [1], BENCH_OUTBOUND_WARMUP [20].
 
@@ -42,12 +44,14 @@ import type { IngestResult, SystemPorts } from './phases.ts'
 import { fmt, renderMarkdown } from './report.ts'
 import { makeMessage, runSmtpLoad } from '../helpers/smtp-load.ts'
 import { SCRYPT_LOG_N } from '../../store/password.ts'
+import { envName } from '../../appliance/config.ts'
 import type { Figure, Row, Target } from './report.ts'
 
 const env = (k: string, d: number): number => { const v = Number(process.env[k] ?? d); if (!Number.isFinite(v) || v < 0) throw new Error(`${k} must be a number`); return v }
 const P = {
   messages: env('BENCH_MESSAGES', 20_000),
   connections: env('BENCH_CONNECTIONS', 50),
+  busyConnections: env('BENCH_BUSY_CONNECTIONS', 200),
   users: env('BENCH_USERS', 100),
   sizes: (process.env.BENCH_SIZES ?? '10240,30720').split(',').map(Number),
   rounds: Math.max(1, env('BENCH_ROUNDS', 1)),
@@ -265,6 +269,7 @@ try {
       }
     })
   }
+  if (phase('busy')) await busyPhase(mgPorts, peerPorts, 'server' in dns ? dns.server : undefined)
   raw.mailgridCpuSecondsTotal = await cpuSeconds(nodeA.pid)
   raw.mailgridRssAfterLoadBytes = await rssBytes(nodeA.pid)
 
@@ -308,7 +313,7 @@ raw.loadAvgAtEnd = loadavg()
 notes.push(`load average (1, 5, 15 min) at the end: ${loadavg().map(x => x.toFixed(2)).join(', ')}`)
 const targets = checkTargets()
 const params: Record<string, string | number | boolean> = {
-  BENCH_MESSAGES: P.messages, BENCH_CONNECTIONS: P.connections, BENCH_USERS: P.users, BENCH_SIZES: P.sizes.join(','),
+  BENCH_MESSAGES: P.messages, BENCH_CONNECTIONS: P.connections, BENCH_BUSY_CONNECTIONS: P.busyConnections, BENCH_USERS: P.users, BENCH_SIZES: P.sizes.join(','),
   BENCH_ROUNDS: P.rounds, BENCH_READ_ROUNDS: P.readRounds, BENCH_BIG_MESSAGES: P.bigMessages, BENCH_BIG_SIZE: P.bigSize, BENCH_MIXED_CLIENTS: P.mixedClients,
   BENCH_MIXED_OPS: P.mixedOps, BENCH_SORT_REPEATS: P.sortRepeats, BENCH_BIG_FILL: P.bigFill, BENCH_SORT_NEW_MAIL: P.sortNewMail, BENCH_IDLE_USERS: P.idleUsers, BENCH_IDLE_SESSIONS: P.idleSessions, BENCH_IDLE_SETTLE_MS: P.idleSettleMs, BENCH_SYNC: P.sync,
   BENCH_OUTBOUND_MESSAGES: P.outbound.messages, BENCH_OUTBOUND_SIZE: P.outbound.sizeBytes, BENCH_OUTBOUND_CONNECTIONS: P.outbound.connections,
@@ -345,16 +350,17 @@ function systemCpu (who: 'mailgrid' | 'peer', node: MailgridNode | null = nodeA)
   return p === null ? undefined : async () => await treeCpuSeconds(await p.pids())
 }
 
-async function ingestOne (who: 'mailgrid' | 'peer', ports: SystemPorts, o: { sizeBytes: number, messages: number, users: string[] }, node: MailgridNode | null = nodeA): Promise<IngestResult> {
+async function ingestOne (who: 'mailgrid' | 'peer', ports: SystemPorts, o: { sizeBytes: number, messages: number, users: string[], connections?: number }, node: MailgridNode | null = nodeA): Promise<IngestResult> {
   const cpu0 = who === 'mailgrid' && node !== null ? await cpuSeconds(node.pid) : 0
   const r = await ingest(ports, {
-    ...o, connections: P.connections, password: PASSWORD, firstId: nextId,
+    ...o, connections: o.connections ?? P.connections, password: PASSWORD, firstId: nextId,
     deadlineMs: INGEST_DEADLINE_MS, visibleDeadlineMs: VISIBLE_DEADLINE_MS, cpu: systemCpu(who, node)
   })
   nextId += o.messages
   // the load's own CPU when measured (from the first connection: the watcher's logins before it are left out)
   const cpu = who !== 'mailgrid' || node === null ? null : 100 * (r.cpuSeconds ?? (await cpuSeconds(node.pid) - cpu0)) / r.acceptSeconds
-  if (who === 'mailgrid') for (const [u, n] of r.expected) expectedMg.set(u, (expectedMg.get(u) ?? 0) + n)
+  // the main node's messages, checked in its store at the end (another node's run is checked over IMAP only)
+  if (who === 'mailgrid' && node === nodeA) for (const [u, n] of r.expected) expectedMg.set(u, (expectedMg.get(u) ?? 0) + n)
   if (r.missing !== null && r.missing > 0) { lossFree = false; notes.push(`${who}: ${r.visibleNote ?? ''}`) }
   if (r.visibleNote !== null && (r.missing ?? 0) === 0) notes.push(`${who}, ${kb(o.sizeBytes)} ingest: ${r.visibleNote}`)
   if (r.failed + r.unknown > 0) notes.push(`${who}, ${kb(o.sizeBytes)} ingest: ${r.failed} refused, ${r.unknown} without an answer`)
@@ -475,6 +481,56 @@ async function standalonePhase (): Promise<void> {
   }
   rows.push({ group: `${g}, standalone node (no grid, logging off: not what ships)`, label: 'accepted', unit: 'msg/s', better: 'higher', mailgrid: accepted, peer: peerRow?.peer ?? { na: 'peer not measured' } })
   rows.push({ group: `${g}, standalone node (no grid, logging off: not what ships)`, label: 'server CPU per acknowledged message', unit: 'ms', better: 'lower', mailgrid: cpuMs, peer: peerCpu?.peer ?? { na: 'peer not measured' } })
+}
+
+/**
+ * A busy MX: the first ingest size again with BENCH_BUSY_CONNECTIONS (200) connections at once, into the shipped
+ * node, into a second shipped node started with `workers: -1` (one SMTP worker process per core but one), and into
+ * the peer, in that order. With 50 connections a worker raised no throughput on this machine (the sessions' 250s wait
+ * for the primary's group commit, and the two processes took turns); these rows show what it does when more clients
+ * send at once. The second node's messages are checked over IMAP (the ingest's visibility count), not in the store.
+ */
+async function busyPhase (mgPorts: SystemPorts, peerPorts: SystemPorts | null, dnsServer: string | undefined): Promise<void> {
+  const size = P.sizes[0]
+  if (size === undefined || P.messages === 0 || P.busyConnections === 0) return
+  const connections = P.busyConnections
+  const o = { sizeBytes: size, messages: P.messages, users, connections }
+  const g = `SMTP ingest ${kb(size)}, ${connections} conn, ${P.messages.toLocaleString('en-US')} msgs (a busy MX)`
+  const workers = Math.max(1, cpus().length - 1)
+  const runs: { shipped: IngestResult | { na: string }, workers: IngestResult | { na: string }, peer: IngestResult | { na: string } } = {
+    shipped: { na: 'not run' }, workers: { na: 'not run' }, peer: { na: peerPorts === null ? 'peer not running' : 'not run' }
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'mailgrid-bench-workers-'))
+  let node: MailgridNode | null = null
+  try {
+    await quiet(`mailgrid ingest ${kb(size)}, ${connections} conn`)
+    runs.shipped = await ingestOne('mailgrid', mgPorts, o)
+    await seedUsers(dir, DOMAIN, users, PASSWORD, SCRYPT_LOG_N)
+    node = await startShipped(dir, { sync: P.sync, logFile: `${dir}.log`, env: { [envName('workers')]: '-1' }, ...(dnsServer === undefined ? {} : { dnsServer }) })
+    log(`mailgrid: a second node as \`npm start\` runs it with workers -1 (${workers} SMTP worker process${workers === 1 ? '' : 'es'}), pid ${node.pid}`)
+    await quiet(`mailgrid (workers -1) ingest ${kb(size)}, ${connections} conn`)
+    runs.workers = await ingestOne('mailgrid', { smtp: node.ports.smtp, imap: node.ports.imap, pop3: node.ports.pop3 }, o, node)
+    if (peerPorts !== null) {
+      await quiet(`peer ingest ${kb(size)}, ${connections} conn`)
+      runs.peer = await ingestOne('peer', peerPorts, o)
+    }
+  } catch (err) {
+    notes.push(`busy MX phase: ${msg(err)}`)
+  } finally {
+    await node?.stop()
+    await rm(dir, { recursive: true, force: true })
+    await rm(`${dir}.log`, { force: true })
+  }
+  const plain = (r: IngestResult | { na: string }): unknown => { if ('na' in r) return r; const { expected: _e, ...rest } = r; return rest }
+  raw.busyIngest = { connections, workers, shipped: plain(runs.shipped), workersNode: plain(runs.workers), peer: plain(runs.peer) }
+  const fig = (r: IngestResult | { na: string }, f: (x: IngestResult) => number | null): Figure => 'na' in r ? r : f(r) ?? { na: 'no figure' }
+  const three = (group: string, mg: IngestResult | { na: string }): void => {
+    rows.push({ group, label: 'accepted', unit: 'msg/s', better: 'higher', mailgrid: fig(mg, x => x.msgPerSec), peer: fig(runs.peer, x => x.msgPerSec) })
+    rows.push({ group, label: 'server CPU per acknowledged message (mailgrid: the node, its workers included; peer: all its processes)', unit: 'ms', better: 'lower', mailgrid: fig(mg, x => x.cpuMsPerMsg), peer: fig(runs.peer, x => x.cpuMsPerMsg) })
+    rows.push({ group, label: 'machine busy during the run (both cores, every process, the load generator too; /proc/stat)', unit: '%', better: 'higher', mailgrid: fig(mg, x => x.machineBusy === null ? null : 100 * x.machineBusy), peer: fig(runs.peer, x => x.machineBusy === null ? null : 100 * x.machineBusy) })
+  }
+  three(g, runs.shipped)
+  three(`${g}, workers -1 (${workers} SMTP worker process${workers === 1 ? '' : 'es'}; not the default)`, runs.workers)
 }
 
 async function memoryPhase (): Promise<void> {
