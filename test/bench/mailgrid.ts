@@ -88,13 +88,13 @@ export async function storedCounts (dir: string, users: string[]): Promise<Map<s
   return out
 }
 
-export async function startMailgrid (dir: string, opts: { sync: boolean }): Promise<MailgridNode> {
+export async function startMailgrid (dir: string, opts: { sync: boolean, env?: Record<string, string> }): Promise<MailgridNode> {
   // The shipped V8 flags (appliance/node-flags.ts), then BENCH_NODE_ARGS: Node flags for the node (e.g. "--cpu-prof
   // --cpu-prof-dir=/tmp/prof" to profile it; a later flag wins).
   const flags = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(s => s !== '')
   const child = spawn(process.execPath, [...NODE_FLAGS, ...flags, join(import.meta.dirname, 'node-proc.ts'), dir], {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, MAILGRID_SYNC: opts.sync ? '1' : '0' }
+    env: { ...process.env, ...opts.env, MAILGRID_SYNC: opts.sync ? '1' : '0' }
   })
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
   const ports = await new Promise<Record<string, number>>((resolve, reject) => {

@@ -3,6 +3,8 @@
 // Users are created beforehand through the store (see mailgrid.ts). Connection limits are raised to what the
 // benchmark opens (5,000 IDLE sessions from 127.0.0.1); everything else is the node's production default,
 // fsync included (MAILGRID_SYNC=0 turns it off, for comparison only). Prints `READY {ports}`; SIGTERM stops it.
+// BENCH_NODE_CHECKS_DNS=host:port adds the inbound sender checks (SPF, DKIM, DMARC, ARC, in the main thread, as
+// shipped) with that resolver: a layer of `npm run bench:ladder`.
 
 import pino from 'pino'
 import { createMailNode } from '../../node/index.ts'
@@ -12,12 +14,20 @@ const BENCH_CONNECTIONS_MAX = 20_000 // above the 5,000 IDLE sessions plus the l
 
 const [dataDir] = process.argv.slice(2)
 const ep = { host: '127.0.0.1', port: 0 }
+const checksDns = process.env.BENCH_NODE_CHECKS_DNS
+const checks = checksDns === undefined || checksDns === ''
+  ? {}
+  : {
+      inbound: { dmarcReject: true },
+      outbound: { dnsServers: [checksDns], port: 25, relay: '', retryMinMs: 300_000, delayNoticeMs: 4 * 3600_000, bounceAfterMs: 5 * 24 * 3600_000 }
+    }
 const node = createMailNode({ logger: pino({ level: process.env.MAILGRID_TEST_LOG ?? 'silent' }) }, {
   dataDir,
   hostname: 'mx.bench.test',
   listen: { smtp: ep, submission: null, smtps: null, pop3: ep, pop3s: null, imap: ep, imaps: null },
   tls: await testCert(),
   plaintextAuthOnLoopback: true,
+  ...checks,
   sync: process.env.MAILGRID_SYNC !== '0',
   scryptLogN: 10,
   limits: {

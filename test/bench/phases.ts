@@ -82,7 +82,7 @@ class Watcher {
  * The machine's CPU time so far, all cores, from the first line of /proc/stat (USER_HZ ticks): busy is everything
  * but idle and iowait (a core waiting for the disk is not doing work). Null where /proc is not there.
  */
-async function machineTimes (): Promise<{ busy: number, total: number } | null> {
+export async function machineTimes (): Promise<{ busy: number, total: number } | null> {
   try {
     const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!
     const f = line.trim().split(/\s+/).slice(1, 9).map(Number) // user nice system idle iowait irq softirq steal

@@ -1,6 +1,6 @@
-// A short pass of each benchmark (`npm run bench`, `npm run bench:grid`), so CI sees a bench that no longer runs
-// (a node that does not start as shipped, a phase that throws, a lost message) before someone runs the long
-// modes. Small parameters, results written to a temporary folder (BENCH_OUT), never into the repository. The
+// A short pass of each benchmark (`npm run bench`, `npm run bench:grid`, `npm run bench:ladder`), so CI sees a
+// bench that no longer runs (a node that does not start as shipped, a phase that throws, a lost message) before
+// someone runs the long modes. Small parameters, results written to a temporary folder (BENCH_OUT), never into the repository. The
 // figures of so short a run mean nothing and are not asserted; what is asserted is that every phase ran, every
 // acknowledged message was stored, and the grid's failover and re-mirroring were measured.
 
@@ -110,4 +110,26 @@ test('npm run bench:grid, a short pass: shipped nodes, ingest on one and three, 
   const md = await readFile(join(out, 'BENCHMARKS.md'), 'utf8')
   assert.match(md, /## The grid/)
   assert.match(md, /three one-node grids side by side/)
+})
+
+test('npm run bench:ladder, a short pass: every layer from the shipped node to the null MX measured, nothing lost', async () => {
+  const r = await run('test/bench/ladder.ts', {
+    BENCH_LADDER_MESSAGES: '200',
+    BENCH_LADDER_ROUNDS: '1',
+    BENCH_LADDER_WARMUP: '50',
+    BENCH_LADDER_USERS: '4'
+  })
+  assert.equal(r.code, 0, r.out.slice(-4000))
+  const line = r.out.split('\n').find(l => l.startsWith('RESULT '))
+  assert.ok(line !== undefined, r.out.slice(-4000))
+  const res = JSON.parse(line.slice('RESULT '.length)) as { lossFree: boolean, systems: Record<string, { msgPerSec: number, cpuMsPerMsg: number, layerMs: number }> }
+  assert.equal(res.lossFree, true)
+  assert.deepEqual(Object.keys(res.systems), ['shipped', 'warn', 'no-grid', 'checks', 'node', 'null'])
+  for (const [id, s] of Object.entries(res.systems)) {
+    assert.ok(s.msgPerSec > 0 && s.cpuMsPerMsg > 0, `${id}: ${JSON.stringify(s)}`)
+  }
+  // the layers' costs add up to the shipped node's CPU per message
+  const sum = Object.values(res.systems).reduce((a, s) => a + s.layerMs, 0)
+  assert.ok(Math.abs(sum - res.systems.shipped.cpuMsPerMsg) < 1e-9, `${sum} against ${res.systems.shipped.cpuMsPerMsg}`)
+  assert.match(r.out, /\| a durable null MX/)
 })

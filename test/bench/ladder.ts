@@ -1,0 +1,189 @@
+// npm run bench:ladder — where the shipped node's CPU per message goes, one layer taken off at a time (issue 13:
+// "where the time goes now"). Six SMTP systems, all up at once and fed the same load in turns (order reversed every
+// round), each run measured as msg/s and as the system's CPU per acknowledged message (utime + stime from /proc,
+// which does not move with what else the machine does as much as the rates do):
+//
+//   shipped   the node as `npm start` runs it (mailgrid.ts startShipped: one-node grid, log level info, fsync,
+//             sender checks against a resolver that serves the sender domain's SPF and DMARC records)
+//   warn      the same at log level warn (no line per message)
+//   no-grid   the same with grid.enabled false as well
+//   checks    the mail node with the sender checks (node-proc.ts with BENCH_NODE_CHECKS_DNS: no grid, no log, none
+//             of the appliance's other services: admin, web, metrics, stats, Sieve)
+//   node      the mail node alone (node-proc.ts: `npm run bench`'s standalone row)
+//   null      a durable null MX (null-mx.ts: smtp-server, append, fdatasync before the 250; nothing else)
+//
+// A layer's cost is its CPU per message minus the next layer's, so the costs add up to the shipped node's figure.
+// Every acknowledged message is counted afterwards: over IMAP for the mail nodes (phases.ts ingest), by the null
+// MX's own count when it stops. Prints the runs and a table, and a last line `RESULT {json}`; writes nothing.
+// Parameters: BENCH_LADDER_MESSAGES [10000] per run, BENCH_LADDER_ROUNDS [2], BENCH_LADDER_WARMUP [3000] messages
+// per system before the first round, BENCH_LADDER_SIZE [10240] bytes, BENCH_LADDER_CONNECTIONS [50],
+// BENCH_LADDER_USERS [10].
+
+import { spawn } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { envName } from '../../appliance/config.ts'
+import { NODE_FLAGS } from '../../appliance/node-flags.ts'
+import { SCRYPT_LOG_N } from '../../store/password.ts'
+import { runSmtpLoad } from '../helpers/smtp-load.ts'
+import { benchDns, cpuSeconds, seedUsers, startMailgrid, startShipped } from './mailgrid.ts'
+import { ingest, machineTimes, settle } from './phases.ts'
+
+const env = (k: string, d: number): number => { const v = Number(process.env[k] ?? d); if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`${k} must be a positive integer`); return v }
+const MESSAGES = env('BENCH_LADDER_MESSAGES', 10_000)
+const ROUNDS = env('BENCH_LADDER_ROUNDS', 2)
+const WARMUP = env('BENCH_LADDER_WARMUP', 3000)
+const SIZE = env('BENCH_LADDER_SIZE', 10_240)
+const CONNECTIONS = env('BENCH_LADDER_CONNECTIONS', 50)
+const DOMAIN = 'bench.test' // the load generator's sender domain too, whose records benchDns serves
+const USERS = Array.from({ length: env('BENCH_LADDER_USERS', 10) }, (_, i) => `user${i}@${DOMAIN}`)
+const PASSWORD = 'bench-ladder-pw'
+const DEADLINE_MS = 600_000
+const START_TIMEOUT_MS = 60_000
+
+interface System { id: string, label: string, pid: number, ports: { smtp: number, imap?: number, pop3?: number }, stop: () => Promise<void>, stored?: () => number | null }
+interface Run { msgPerSec: number, cpuMsPerMsg: number, machineBusy: number | null, acked: number, lost: number | null }
+
+const LABELS: Record<string, string> = {
+  shipped: 'the node as `npm start` runs it (one-node grid, log info, sender checks)',
+  warn: 'the same at log level warn',
+  'no-grid': 'the same with the grid off',
+  checks: 'the mail node with the sender checks (no grid, no log, no other service)',
+  node: 'the mail node alone (`npm run bench`\'s standalone node)',
+  null: 'a durable null MX (smtp-server, append, fdatasync)'
+}
+const LAYER_COST: Record<string, string> = {
+  shipped: 'the info log line per message',
+  warn: 'the one-node grid (lead, replicate to nobody, the grid\'s store wrapper)',
+  'no-grid': 'the appliance\'s other services and wiring (Sieve lookup, stats, metrics, admin)',
+  checks: 'the sender checks (SPF, DKIM, DMARC, ARC)',
+  node: 'the mail node\'s own pipeline (recipients, MIME analysis, trace fields, store, index, group commit)',
+  null: 'smtp-server, the bytes and their fdatasync'
+}
+
+/** The null MX in its own process; `stored` is its count of durable messages once it has stopped. */
+async function startNullMx (file: string): Promise<System> {
+  const child = spawn(process.execPath, [...NODE_FLAGS, join(import.meta.dirname, 'null-mx.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const lines = createInterface({ input: child.stdout })
+  let stored: number | null = null
+  const ports = await new Promise<{ smtp: number }>((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('null MX did not start')) }, START_TIMEOUT_MS)
+    lines.on('line', l => {
+      if (l.startsWith('READY ')) { clearTimeout(timer); resolve(JSON.parse(l.slice(6))) }
+      const m = /^STORED (\d+)$/.exec(l)
+      if (m !== null) stored = Number(m[1])
+    })
+    child.once('exit', code => { clearTimeout(timer); reject(new Error(`null MX exited with ${code}`)) })
+  })
+  const exited = new Promise(resolve => child.once('exit', resolve))
+  return {
+    id: 'null',
+    label: LABELS.null,
+    pid: child.pid as number,
+    ports,
+    stop: async () => { if (child.exitCode === null) child.kill('SIGTERM'); await exited; await new Promise(resolve => setImmediate(resolve)) },
+    stored: () => stored
+  }
+}
+
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2 }
+
+const root = await mkdtemp(join(tmpdir(), 'mailgrid-bench-ladder-'))
+const systems: System[] = []
+const runs = new Map<string, Run[]>()
+let nullAcked = 0
+const dns = await benchDns()
+if ('why' in dns) console.log(`note: ${dns.why}`)
+const dnsServer = 'server' in dns ? dns.server : undefined
+let failed = false
+try {
+  const shipped = async (id: string, logLevel: string | undefined, extra: Record<string, string>): Promise<void> => {
+    const dir = join(root, id)
+    await seedUsers(dir, DOMAIN, USERS, PASSWORD, SCRYPT_LOG_N)
+    const n = await startShipped(dir, { sync: true, logFile: `${dir}.log`, env: extra, ...(logLevel === undefined ? {} : { logLevel }), ...(dnsServer === undefined ? {} : { dnsServer }) })
+    systems.push({ id, label: LABELS[id], pid: n.pid, ports: { smtp: n.ports.smtp, imap: n.ports.imap, pop3: n.ports.pop3 }, stop: n.stop })
+  }
+  const standalone = async (id: string, extra: Record<string, string>): Promise<void> => {
+    const dir = join(root, id)
+    await seedUsers(dir, DOMAIN, USERS, PASSWORD)
+    const n = await startMailgrid(dir, { sync: true, env: extra })
+    systems.push({ id, label: LABELS[id], pid: n.pid, ports: { smtp: n.ports.smtp, imap: n.ports.imap, pop3: n.ports.pop3 }, stop: n.stop })
+  }
+  await shipped('shipped', undefined, {})
+  await shipped('warn', 'warn', {})
+  await shipped('no-grid', 'warn', { [envName('grid.enabled')]: 'false' })
+  await standalone('checks', dnsServer === undefined ? {} : { BENCH_NODE_CHECKS_DNS: dnsServer })
+  await standalone('node', {})
+  systems.push(await startNullMx(join(root, 'null-mx.dat')))
+
+  let firstId = 0
+  const measure = async (s: System, messages: number): Promise<Run> => {
+    if (s.id === 'null') {
+      const cpu0 = await cpuSeconds(s.pid)
+      const m0 = await machineTimes()
+      const r = await runSmtpLoad({ port: s.ports.smtp, connections: CONNECTIONS, messages, sizeBytes: SIZE, firstId, recipient: i => USERS[i % USERS.length], deadlineMs: DEADLINE_MS })
+      const m1 = await machineTimes()
+      const cpu = await cpuSeconds(s.pid) - cpu0
+      firstId += messages
+      nullAcked += r.acked
+      const busy = m0 === null || m1 === null || m1.total <= m0.total ? null : (m1.busy - m0.busy) / (m1.total - m0.total)
+      return { msgPerSec: r.acked / (r.elapsedMs / 1000), cpuMsPerMsg: 1000 * cpu / Math.max(1, r.acked), machineBusy: busy, acked: r.acked, lost: null }
+    }
+    const r = await ingest({ smtp: s.ports.smtp, imap: s.ports.imap as number, pop3: s.ports.pop3 as number }, {
+      sizeBytes: SIZE, messages, connections: CONNECTIONS, users: USERS, password: PASSWORD, firstId,
+      deadlineMs: DEADLINE_MS, visibleDeadlineMs: DEADLINE_MS, cpu: async () => await cpuSeconds(s.pid)
+    })
+    firstId += messages
+    return { msgPerSec: r.msgPerSec, cpuMsPerMsg: r.cpuMsPerMsg ?? NaN, machineBusy: r.machineBusy, acked: r.acked, lost: r.missing }
+  }
+
+  for (const s of systems) {
+    const w = await measure(s, WARMUP)
+    console.log(`warm-up ${s.id}: ${w.acked}/${WARMUP} acked, ${w.msgPerSec.toFixed(0)} msg/s`)
+    if (w.acked !== WARMUP || (w.lost ?? 0) > 0) failed = true
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const s of round % 2 === 0 ? systems : [...systems].reverse()) {
+      await settle(30_000)
+      const r = await measure(s, MESSAGES)
+      const list = runs.get(s.id) ?? []
+      list.push(r)
+      runs.set(s.id, list)
+      if (r.acked !== MESSAGES || (r.lost ?? 0) > 0) failed = true
+      console.log(`round ${round + 1} ${s.id.padEnd(8)} ${r.acked}/${MESSAGES} acked, ${r.msgPerSec.toFixed(0)} msg/s, ${r.cpuMsPerMsg.toFixed(3)} ms CPU per message, ` +
+        `machine ${r.machineBusy === null ? 'n/a' : (100 * r.machineBusy).toFixed(0)} % busy${r.lost !== null && r.lost > 0 ? `, ${r.lost} acknowledged and MISSING` : ''}`)
+    }
+  }
+} finally {
+  for (const s of systems) await s.stop()
+  if ('stop' in dns) await dns.stop()
+  await rm(root, { recursive: true, force: true })
+}
+
+const nullSystem = systems.find(s => s.id === 'null')
+const nullStored = nullSystem?.stored?.() ?? null
+if (nullStored === null || nullStored < nullAcked) {
+  console.log(`null MX: ${nullAcked} acknowledged, ${nullStored ?? 'no count'} stored`)
+  failed = true
+}
+
+const ids = systems.map(s => s.id)
+const cpu = (id: string): number => median((runs.get(id) ?? []).map(r => r.cpuMsPerMsg))
+const rate = (id: string): number => median((runs.get(id) ?? []).map(r => r.msgPerSec))
+const busy = (id: string): number | null => { const xs = (runs.get(id) ?? []).map(r => r.machineBusy); return xs.some(x => x === null) ? null : median(xs as number[]) }
+const top = cpu('shipped')
+console.log(`\n${MESSAGES.toLocaleString('en-US')} × ${SIZE / 1024} KB per run, ${CONNECTIONS} connections, ${ROUNDS} rounds (medians), after ${WARMUP.toLocaleString('en-US')} warm-up messages each\n`)
+console.log('| system | msg/s | CPU per message | machine busy | the layer | its CPU per message | share of the shipped node\'s |')
+console.log('| --- | --- | --- | --- | --- | --- | --- |')
+const result: Record<string, { msgPerSec: number, cpuMsPerMsg: number, machineBusy: number | null, layerMs: number }> = {}
+for (const [i, id] of ids.entries()) {
+  const below = i + 1 < ids.length ? cpu(ids[i + 1]) : 0
+  const layer = cpu(id) - below
+  result[id] = { msgPerSec: rate(id), cpuMsPerMsg: cpu(id), machineBusy: busy(id), layerMs: layer }
+  const b = busy(id)
+  console.log(`| ${LABELS[id]} | ${rate(id).toFixed(0)} | ${cpu(id).toFixed(3)} ms | ${b === null ? 'n/a' : `${(100 * b).toFixed(0)} %`} | ${LAYER_COST[id]} | ${(1000 * layer).toFixed(0)} µs | ${(100 * layer / top).toFixed(0)} % |`)
+}
+console.log(`\nRESULT ${JSON.stringify({ lossFree: !failed, messages: MESSAGES, rounds: ROUNDS, sizeBytes: SIZE, connections: CONNECTIONS, systems: result })}`)
+if (failed) process.exitCode = 1
