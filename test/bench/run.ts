@@ -633,12 +633,16 @@ function strip (runs: Record<string, IngestResult[]>): unknown {
 }
 
 function kb (n: number): string { return `${Math.round(n / 1024)} KB` }
-/** Writes BENCHMARKS.md, keeping the grid section `npm run bench:grid` put there (between its markers). */
+/** Writes BENCHMARKS.md, keeping the sections `npm run bench:grid` and `npm run bench:ladder` put there (between their markers). */
 function writeBenchmarks (md: string): void {
   let old = ''
   try { old = readFileSync(join(OUT, 'BENCHMARKS.md'), 'utf8') } catch {}
-  const grid = /<!-- grid:start -->[\s\S]*<!-- grid:end -->\n?/.exec(old)?.[0]
-  writeFileSync(join(OUT, 'BENCHMARKS.md'), grid === undefined ? md : `${md.trimEnd()}\n\n${grid}`)
+  let out = md
+  for (const name of ['grid', 'ladder']) {
+    const kept = new RegExp(`<!-- ${name}:start -->[\\s\\S]*<!-- ${name}:end -->\\n?`).exec(old)?.[0]
+    if (kept !== undefined) out = `${out.trimEnd()}\n\n${kept}`
+  }
+  writeFileSync(join(OUT, 'BENCHMARKS.md'), out)
 }
 
 function median (a: number[]): number { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)] }

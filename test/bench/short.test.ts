@@ -1,8 +1,8 @@
 // A short pass of each benchmark (`npm run bench`, `npm run bench:grid`, `npm run bench:ladder`), so CI sees a
 // bench that no longer runs (a node that does not start as shipped, a phase that throws, a lost message) before
-// someone runs the long modes. Small parameters, results written to a temporary folder (BENCH_OUT), never into the repository. The
-// figures of so short a run mean nothing and are not asserted; what is asserted is that every phase ran, every
-// acknowledged message was stored, and the grid's failover and re-mirroring were measured.
+// someone runs the long modes. Small parameters, results written to a temporary folder (BENCH_OUT), never into
+// the repository. The figures of so short a run mean nothing and are not asserted; what is asserted is that every
+// phase ran, every acknowledged message was stored, and the grid's failover and re-mirroring were measured.
 
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -112,8 +112,10 @@ test('npm run bench:grid, a short pass: shipped nodes, ingest on one and three, 
   assert.match(md, /three one-node grids side by side/)
 })
 
-test('npm run bench:ladder, a short pass: every layer from the shipped node to the null MX measured, nothing lost', async () => {
+test('npm run bench:ladder, a short pass: every layer from the shipped node to the null MX measured, nothing lost', async (t) => {
+  const out = await tempDir(t, 'bench-ladder-short-')
   const r = await run('test/bench/ladder.ts', {
+    BENCH_OUT: out,
     BENCH_LADDER_MESSAGES: '200',
     BENCH_LADDER_ROUNDS: '1',
     BENCH_LADDER_WARMUP: '50',
@@ -132,4 +134,7 @@ test('npm run bench:ladder, a short pass: every layer from the shipped node to t
   const sum = Object.values(res.systems).reduce((a, s) => a + s.layerMs, 0)
   assert.ok(Math.abs(sum - res.systems.shipped.cpuMsPerMsg) < 1e-9, `${sum} against ${res.systems.shipped.cpuMsPerMsg}`)
   assert.match(r.out, /\| a durable null MX/)
+  const md = await readFile(join(out, 'BENCHMARKS.md'), 'utf8')
+  assert.match(md, /<!-- ladder:start -->\n## Where the shipped node's CPU goes[\s\S]*\| a durable null MX[\s\S]*<!-- ladder:end -->/)
+  assert.match(md, /none missing/)
 })
