@@ -15,22 +15,26 @@
 // A layer's cost is its CPU per message minus the next layer's, so the costs add up to the shipped node's figure.
 // Every acknowledged message is counted afterwards: over IMAP for the mail nodes (phases.ts ingest), by the null
 // MX's own count when it stops. Prints the runs and a table, and a last line `RESULT {json}`; writes
-// bench-ladder.json and the table into BENCHMARKS.md between the ladder markers (in BENCH_OUT, default the
-// repository; `npm run bench` and `npm run bench:grid` keep the section). `--render` rewrites the section from
-// bench-ladder.json without measuring.
+// bench-ladder.json and the table into BENCHMARKS.md between the ladder markers (bench-ladder-signed.json and the
+// ladder-signed markers for the signed load; in BENCH_OUT, default the repository; `npm run bench` and
+// `npm run bench:grid` keep the sections). `--render` rewrites the section from the JSON without measuring.
 // Parameters: BENCH_LADDER_MESSAGES [10000] per run, BENCH_LADDER_ROUNDS [2], BENCH_LADDER_WARMUP [3000] messages
 // per system before the first round, BENCH_LADDER_SIZE [10240] bytes, BENCH_LADDER_CONNECTIONS [50],
-// BENCH_LADDER_USERS [10].
+// BENCH_LADDER_USERS [10]. BENCH_LADDER_SIGNED=1: every message DKIM-signed by the sender domain (RSA-2048,
+// relaxed/relaxed, as most received mail is; the key record served by the same private resolver), signed before each
+// run and outside its measured window; the shipped node's log must then show dkim=pass for every delivery.
 
 import { spawn } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
+import { dkimSign } from 'mailauth'
 import { envName } from '../../appliance/config.ts'
 import { NODE_FLAGS } from '../../appliance/node-flags.ts'
 import { SCRYPT_LOG_N } from '../../store/password.ts'
-import { runSmtpLoad } from '../helpers/smtp-load.ts'
+import { makeMessage, runSmtpLoad } from '../helpers/smtp-load.ts'
 import { benchDns, cpuSeconds, seedUsers, startMailgrid, startShipped } from './mailgrid.ts'
 import { ingest, machineTimes, settle } from './phases.ts'
 
@@ -45,8 +49,10 @@ const USERS = Array.from({ length: env('BENCH_LADDER_USERS', 10) }, (_, i) => `u
 const PASSWORD = 'bench-ladder-pw'
 const DEADLINE_MS = 600_000
 const START_TIMEOUT_MS = 60_000
+const SIGNED = process.env.BENCH_LADDER_SIGNED === '1'
+const DKIM_SELECTOR = 'ladder'
 
-interface System { id: string, label: string, pid: number, ports: { smtp: number, imap?: number, pop3?: number }, stop: () => Promise<void>, stored?: () => number | null }
+interface System { id: string, label: string, pid: number, ports: { smtp: number, imap?: number, pop3?: number }, stop: () => Promise<void>, stored?: () => number | null, log?: string }
 interface Run { msgPerSec: number, cpuMsPerMsg: number, machineBusy: number | null, acked: number, lost: number | null }
 
 const LABELS: Record<string, string> = {
@@ -96,14 +102,18 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 const OUT = resolve(process.env.BENCH_OUT ?? join(import.meta.dirname, '..', '..'))
 
 interface Layer { id: string, label: string, cost: string, msgPerSec: number, cpuMsPerMsg: number, machineBusy: number | null, layerMs: number, runs: Run[] }
-interface Ladder { date: string, machine: string, messages: number, rounds: number, warmup: number, sizeBytes: number, connections: number, users: number, lossFree: boolean, layers: Layer[] }
+interface Ladder { date: string, machine: string, signed?: boolean, messages: number, rounds: number, warmup: number, sizeBytes: number, connections: number, users: number, lossFree: boolean, layers: Layer[] }
 
 async function measureLadder (): Promise<Ladder> {
   const root = await mkdtemp(join(tmpdir(), 'mailgrid-bench-ladder-'))
   const systems: System[] = []
   const runs = new Map<string, Run[]>()
   let nullAcked = 0
-  const dns = await benchDns()
+  // the sender domain's DKIM key (SIGNED): a fresh RSA-2048 pair, its public half in the resolver
+  const keys = SIGNED ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : null
+  const privatePem = keys === null ? '' : keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+  const dkimRecord = keys === null ? [] : [{ name: `${DKIM_SELECTOR}._domainkey.${DOMAIN}`, text: `v=DKIM1; k=rsa; p=${keys.publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}` }]
+  const dns = await benchDns(dkimRecord)
   if ('why' in dns) console.log(`note: ${dns.why}`)
   const dnsServer = 'server' in dns ? dns.server : undefined
   let failed = false
@@ -112,7 +122,7 @@ async function measureLadder (): Promise<Ladder> {
       const dir = join(root, id)
       await seedUsers(dir, DOMAIN, USERS, PASSWORD, SCRYPT_LOG_N)
       const n = await startShipped(dir, { sync: true, logFile: `${dir}.log`, env: extra, ...(logLevel === undefined ? {} : { logLevel }), ...(dnsServer === undefined ? {} : { dnsServer }) })
-      systems.push({ id, label: LABELS[id], pid: n.pid, ports: { smtp: n.ports.smtp, imap: n.ports.imap, pop3: n.ports.pop3 }, stop: n.stop })
+      systems.push({ id, label: LABELS[id], pid: n.pid, ports: { smtp: n.ports.smtp, imap: n.ports.imap, pop3: n.ports.pop3 }, stop: n.stop, log: `${dir}.log` })
     }
     const standalone = async (id: string, extra: Record<string, string>): Promise<void> => {
       const dir = join(root, id)
@@ -128,11 +138,24 @@ async function measureLadder (): Promise<Ladder> {
     systems.push(await startNullMx(join(root, 'null-mx.dat')))
 
     let firstId = 0
+    /** The run's messages, signed beforehand when SIGNED (the signing is the sender's work, not measured). */
+    const prepare = async (messages: number): Promise<{ message?: (id: number, rcpt: string) => Buffer }> => {
+      if (!SIGNED) return {}
+      const signed = new Map<number, Buffer>()
+      for (let id = firstId; id < firstId + messages; id++) {
+        const raw = makeMessage(id, USERS[id % USERS.length], SIZE)
+        const sig = { signingDomain: DOMAIN, selector: DKIM_SELECTOR, privateKey: privatePem }
+        const res = await dkimSign(raw, { ...sig, canonicalization: 'relaxed/relaxed', signatureData: [sig] })
+        signed.set(id, Buffer.concat([Buffer.from(res.signatures), raw]))
+      }
+      return { message: id => signed.get(id) as Buffer }
+    }
     const measure = async (s: System, messages: number): Promise<Run> => {
+      const prepared = await prepare(messages)
       if (s.id === 'null') {
         const cpu0 = await cpuSeconds(s.pid)
         const m0 = await machineTimes()
-        const r = await runSmtpLoad({ port: s.ports.smtp, connections: CONNECTIONS, messages, sizeBytes: SIZE, firstId, recipient: i => USERS[i % USERS.length], deadlineMs: DEADLINE_MS })
+        const r = await runSmtpLoad({ port: s.ports.smtp, connections: CONNECTIONS, messages, sizeBytes: SIZE, firstId, recipient: i => USERS[i % USERS.length], deadlineMs: DEADLINE_MS, ...prepared })
         const m1 = await machineTimes()
         const cpu = await cpuSeconds(s.pid) - cpu0
         firstId += messages
@@ -142,7 +165,7 @@ async function measureLadder (): Promise<Ladder> {
       }
       const r = await ingest({ smtp: s.ports.smtp, imap: s.ports.imap as number, pop3: s.ports.pop3 as number }, {
         sizeBytes: SIZE, messages, connections: CONNECTIONS, users: USERS, password: PASSWORD, firstId,
-        deadlineMs: DEADLINE_MS, visibleDeadlineMs: DEADLINE_MS, cpu: async () => await cpuSeconds(s.pid)
+        deadlineMs: DEADLINE_MS, visibleDeadlineMs: DEADLINE_MS, cpu: async () => await cpuSeconds(s.pid), ...prepared
       })
       firstId += messages
       return { msgPerSec: r.msgPerSec, cpuMsPerMsg: r.cpuMsPerMsg ?? NaN, machineBusy: r.machineBusy, acked: r.acked, lost: r.missing }
@@ -164,6 +187,14 @@ async function measureLadder (): Promise<Ladder> {
         console.log(`round ${round + 1} ${s.id.padEnd(8)} ${r.acked}/${MESSAGES} acked, ${r.msgPerSec.toFixed(0)} msg/s, ${r.cpuMsPerMsg.toFixed(3)} ms CPU per message, ` +
           `machine ${r.machineBusy === null ? 'n/a' : (100 * r.machineBusy).toFixed(0)} % busy${r.lost !== null && r.lost > 0 ? `, ${r.lost} acknowledged and MISSING` : ''}`)
       }
+    }
+    // signed mail must have been checked as such: the shipped node logs each delivery with its DKIM result
+    const shippedLog = systems.find(s => s.id === 'shipped')?.log
+    if (SIGNED && shippedLog !== undefined) {
+      const lines = (await readFile(shippedLog, 'utf8')).split('\n').filter(l => l.includes('"smtp_delivered"'))
+      const pass = lines.filter(l => l.includes('"dkim":"pass"')).length
+      console.log(`shipped node: ${pass} of ${lines.length} deliveries with dkim=pass`)
+      if (lines.length === 0 || pass !== lines.length) failed = true
     }
   } finally {
     for (const s of systems) await s.stop()
@@ -197,6 +228,7 @@ async function measureLadder (): Promise<Ladder> {
   return {
     date: new Date().toISOString(),
     machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}`,
+    signed: SIGNED,
     messages: MESSAGES, rounds: ROUNDS, warmup: WARMUP, sizeBytes: SIZE, connections: CONNECTIONS, users: USERS.length,
     lossFree: !failed,
     layers: ids.map(id => ({ id, label: LABELS[id], cost: LAYER_COST[id], runs: runs.get(id) ?? [], ...result[id] }))
@@ -204,31 +236,33 @@ async function measureLadder (): Promise<Ladder> {
 }
 
 const render = process.argv.includes('--render')
-const ladder: Ladder = render ? JSON.parse(await readFile(join(OUT, 'bench-ladder.json'), 'utf8')) as Ladder : await measureLadder()
+// the signed load has a JSON file and a section of its own
+const NAME = SIGNED ? 'ladder-signed' : 'ladder'
+const ladder: Ladder = render ? JSON.parse(await readFile(join(OUT, `bench-${NAME}.json`), 'utf8')) as Ladder : await measureLadder()
 if (!render) {
   await mkdir(OUT, { recursive: true })
-  await writeFile(join(OUT, 'bench-ladder.json'), JSON.stringify(ladder, null, 2) + '\n')
+  await writeFile(join(OUT, `bench-${NAME}.json`), JSON.stringify(ladder, null, 2) + '\n')
 }
 const top = ladder.layers[0].cpuMsPerMsg
 const rows = ladder.layers.map(l => `| ${l.label} | ${l.msgPerSec.toFixed(0)} | ${l.cpuMsPerMsg.toFixed(3)} ms | ${l.machineBusy === null ? 'n/a' : `${(100 * l.machineBusy).toFixed(0)} %`} | ${l.cost} | ${(1000 * l.layerMs).toFixed(0)} µs | ${(100 * l.layerMs / top).toFixed(0)} % |`).join('\n')
 const perRun = ladder.layers.map(l => `${l.id} ${l.runs.map(r => r.cpuMsPerMsg.toFixed(3)).join(', ')}`).join('; ')
-const section = `<!-- ladder:start -->
-## Where the shipped node's CPU goes, one layer at a time (npm run bench:ladder, ${ladder.date.slice(0, 10)})
+const section = `<!-- ${NAME}:start -->
+## Where the shipped node's CPU goes, one layer at a time${ladder.signed === true ? ', DKIM-signed mail' : ''} (npm run bench:ladder${ladder.signed === true ? ', BENCH_LADDER_SIGNED=1' : ''}, ${ladder.date.slice(0, 10)})
 
-${ladder.machine}; ${ladder.messages.toLocaleString('en-US')} unsigned messages of ${ladder.sizeBytes} bytes per run to ${ladder.users} users over ${ladder.connections} connections, fsync on, all from one sender whose domain publishes SPF and DMARC records (a private resolver serves them: spf=pass, dmarc=pass); six systems up at once, measured in turns (${ladder.rounds} ${ladder.rounds === 1 ? 'round' : 'rounds, order reversed every round'}, medians shown) after ${ladder.warmup.toLocaleString('en-US')} warm-up messages each. CPU = utime + stime of the system's process (and its threads) from /proc over the run, per acknowledged message; a layer's cost is its CPU per message minus the next row's, so the costs add up to the first row's figure (a negative one is the machine's swing between runs, larger than that layer). Every acknowledged message was counted afterwards (over IMAP; the null MX by its own count): ${ladder.lossFree ? 'none missing' : '**some missing or refused: see the run\'s output**'}.
+${ladder.machine}; ${ladder.messages.toLocaleString('en-US')} ${ladder.signed === true ? 'messages DKIM-signed by the sender domain (RSA-2048, relaxed/relaxed; signed before each run, outside it; every delivery of the shipped node logged dkim=pass)' : 'unsigned messages'} of ${ladder.sizeBytes} bytes per run to ${ladder.users} users over ${ladder.connections} connections, fsync on, all from one sender whose domain publishes SPF and DMARC records (a private resolver serves them: spf=pass, dmarc=pass); six systems up at once, measured in turns (${ladder.rounds} ${ladder.rounds === 1 ? 'round' : 'rounds, order reversed every round'}, medians shown) after ${ladder.warmup.toLocaleString('en-US')} warm-up messages each. CPU = utime + stime of the system's process (and its threads) from /proc over the run, per acknowledged message; a layer's cost is its CPU per message minus the next row's, so the costs add up to the first row's figure (a negative one is the machine's swing between runs, larger than that layer). Every acknowledged message was counted afterwards (over IMAP; the null MX by its own count): ${ladder.lossFree ? 'none missing' : '**some missing or refused: see the run\'s output**'}.
 
 | system | msg/s | CPU per message | machine busy | the layer this row adds to the next | its CPU per message | share of the shipped node's |
 | --- | --- | --- | --- | --- | --- | --- |
 ${rows}
 
 CPU per message in each run: ${perRun}.
-<!-- ladder:end -->
+<!-- ${NAME}:end -->
 `
 let md = ''
 try { md = await readFile(join(OUT, 'BENCHMARKS.md'), 'utf8') } catch {}
-const marked = /<!-- ladder:start -->[\s\S]*<!-- ladder:end -->\n?/
+const marked = new RegExp(`<!-- ${NAME}:start -->[\\s\\S]*<!-- ${NAME}:end -->\\n?`)
 md = marked.test(md) ? md.replace(marked, section) : md.trim() === '' ? section : `${md.trimEnd()}\n\n${section}`
 await writeFile(join(OUT, 'BENCHMARKS.md'), md)
 const result = Object.fromEntries(ladder.layers.map(l => [l.id, { msgPerSec: l.msgPerSec, cpuMsPerMsg: l.cpuMsPerMsg, machineBusy: l.machineBusy, layerMs: l.layerMs }]))
-console.log(`\nRESULT ${JSON.stringify({ lossFree: ladder.lossFree, messages: ladder.messages, rounds: ladder.rounds, sizeBytes: ladder.sizeBytes, connections: ladder.connections, systems: result })}`)
+console.log(`\nRESULT ${JSON.stringify({ lossFree: ladder.lossFree, signed: ladder.signed === true, messages: ladder.messages, rounds: ladder.rounds, sizeBytes: ladder.sizeBytes, connections: ladder.connections, systems: result })}`)
 if (!ladder.lossFree) process.exitCode = 1

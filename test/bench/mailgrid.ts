@@ -185,9 +185,9 @@ export const SENDER_RECORDS = [
  * A private resolver for the shipped node (test/helpers/dns.ts: dnsmasq, no upstream) serving SENDER_RECORDS; any
  * other *.test name answers NXDOMAIN at once. Null (with the reason) when dnsmasq is missing.
  */
-export async function benchDns (): Promise<{ server: string, stop: () => Promise<void> } | { why: string }> {
+export async function benchDns (extra: Array<{ name: string, text: string }> = []): Promise<{ server: string, stop: () => Promise<void> } | { why: string }> {
   if (!isDnsmasqInstalled()) return { why: 'dnsmasq is not installed: the shipped node uses the system resolver' }
-  const dns = await startDns({ records: process.env.BENCH_SENDER_RECORDS === '0' ? {} : { txt: SENDER_RECORDS } })
+  const dns = await startDns({ records: process.env.BENCH_SENDER_RECORDS === '0' ? {} : { txt: [...SENDER_RECORDS, ...extra] } })
   return { server: dns.server, stop: async () => { await dns.stop() } }
 }
 

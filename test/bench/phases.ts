@@ -121,6 +121,8 @@ export async function ingest (sys: SystemPorts, o: {
   deadlineMs: number, visibleDeadlineMs: number,
   /** The server's CPU seconds so far (utime + stime), read just before the load starts and just after it ends. */
   cpu?: () => Promise<number>
+  /** The message for an id (runSmtpLoad's default otherwise). */
+  message?: (id: number, rcpt: string) => Buffer
 }): Promise<IngestResult> {
   let watcher: Watcher | null = null
   let baseline = new Map<string, number>()
@@ -142,6 +144,7 @@ export async function ingest (sys: SystemPorts, o: {
   const load = await runSmtpLoad({
     port: sys.smtp, connections: o.connections, messages: o.messages, sizeBytes: o.sizeBytes, firstId: o.firstId,
     recipient: i => o.users[i % o.users.length], deadlineMs: o.deadlineMs,
+    ...(o.message === undefined ? {} : { message: o.message }),
     onAck: (_id, rcpt) => { expected.set(rcpt, (expected.get(rcpt) ?? 0) + 1) }
   })
   const loadUsage = process.cpuUsage(load0)

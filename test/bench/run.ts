@@ -638,7 +638,7 @@ function writeBenchmarks (md: string): void {
   let old = ''
   try { old = readFileSync(join(OUT, 'BENCHMARKS.md'), 'utf8') } catch {}
   let out = md
-  for (const name of ['grid', 'ladder']) {
+  for (const name of ['grid', 'ladder', 'ladder-signed']) {
     const kept = new RegExp(`<!-- ${name}:start -->[\\s\\S]*<!-- ${name}:end -->\\n?`).exec(old)?.[0]
     if (kept !== undefined) out = `${out.trimEnd()}\n\n${kept}`
   }

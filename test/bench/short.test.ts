@@ -138,3 +138,25 @@ test('npm run bench:ladder, a short pass: every layer from the shipped node to t
   assert.match(md, /<!-- ladder:start -->\n## Where the shipped node's CPU goes[\s\S]*\| a durable null MX[\s\S]*<!-- ladder:end -->/)
   assert.match(md, /none missing/)
 })
+
+test('npm run bench:ladder with DKIM-signed mail, a short pass: every delivery checked dkim=pass, nothing lost', async (t) => {
+  const out = await tempDir(t, 'bench-ladder-signed-short-')
+  const r = await run('test/bench/ladder.ts', {
+    BENCH_OUT: out,
+    BENCH_LADDER_SIGNED: '1',
+    BENCH_LADDER_MESSAGES: '100',
+    BENCH_LADDER_ROUNDS: '1',
+    BENCH_LADDER_WARMUP: '20',
+    BENCH_LADDER_USERS: '4'
+  })
+  assert.equal(r.code, 0, r.out.slice(-4000))
+  assert.match(r.out, /shipped node: (\d+) of \1 deliveries with dkim=pass/)
+  const line = r.out.split('\n').find(l => l.startsWith('RESULT '))
+  assert.ok(line !== undefined, r.out.slice(-4000))
+  const res = JSON.parse(line.slice('RESULT '.length)) as { lossFree: boolean, signed: boolean }
+  assert.equal(res.lossFree, true)
+  assert.equal(res.signed, true)
+  const md = await readFile(join(out, 'BENCHMARKS.md'), 'utf8')
+  assert.match(md, /<!-- ladder-signed:start -->\n## Where the shipped node's CPU goes, one layer at a time, DKIM-signed mail[\s\S]*<!-- ladder-signed:end -->/)
+  assert.doesNotMatch(md, /<!-- ladder:start -->/)
+})

@@ -11,6 +11,8 @@ export interface LoadInit {
   messages: number // total over all connections
   firstId?: number // ids run from here (X-Load-Id), so several runs can share one mailbox
   sizeBytes: number // approximate size of each message
+  /** The message for an id (default makeMessage): a bench that sends prepared messages (e.g. DKIM-signed ones). */
+  message?: (id: number, rcpt: string) => Buffer
   recipient: (i: number) => string
   deadlineMs: number
   signal?: AbortSignal
@@ -97,7 +99,7 @@ export async function runSmtpLoad (init: LoadInit): Promise<LoadResult> {
     while (!c.dead && next < init.messages && performance.now() < deadline && init.signal?.aborted !== true) {
       const id = (init.firstId ?? 0) + next++
       const rcpt = init.recipient(id)
-      const body = makeMessage(id, rcpt, init.sizeBytes)
+      const body = init.message?.(id, rcpt) ?? makeMessage(id, rcpt, init.sizeBytes)
       const r1 = c.reply(); const r2 = c.reply(); const r3 = c.reply()
       c.write(`MAIL FROM:<load@bench.test>\r\nRCPT TO:<${rcpt}>\r\nDATA\r\n`)
       const [a, b, d] = [await r1, await r2, await r3]
