@@ -816,7 +816,11 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
   try {
     ({ values, positionals } = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: true }))
   } catch (err) {
-    io.stderr.write(`mailgrid: ${(err as Error).message.split('\n')[0]}\n${SHORT_USAGE}`)
+    // parseArgs explains in further lines; the first says what is wrong, and for a value that begins with a dash
+    // (an admin token can) the last says how to give it: --token=VALUE
+    const lines = (err as Error).message.split('\n')
+    const how = lines.length > 1 && /^To specify an option argument starting with a dash/.test(lines[lines.length - 1]) ? ` ${lines[lines.length - 1]}` : ''
+    io.stderr.write(`mailgrid: ${lines[0]}${how}\n${SHORT_USAGE}`)
     return EXIT_USAGE
   }
   if (values.help === true) {

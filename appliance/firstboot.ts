@@ -7,7 +7,6 @@
 // It ends by printing the node's address, the admin console URL and, for a new grid, the cluster key as
 // text and QR code. A second run refuses (DATA/firstboot.json says it ran) unless --force.
 
-import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rm } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { parse, TomlError } from 'smol-toml'
@@ -17,7 +16,7 @@ import { isMailError, normalizeDomain } from '../store/index.ts'
 import { createDkimKey, selectorFor } from '../node/mailauth/index.ts'
 import { adminUsesTls, advertiseHost, CLUSTER_KEY_CHARS_MAX, CLUSTER_KEY_CHARS_MIN, ConfigError, resolveConfig } from './config.ts'
 import type { Config } from './config.ts'
-import { CLUSTER_KEY_FILE, processAlive, readAdminInfo, TOKEN_FILE } from './runtime.ts'
+import { CLUSTER_KEY_FILE, newSecret, processAlive, readAdminInfo, TOKEN_FILE } from './runtime.ts'
 import { loadTls } from './tls.ts'
 import { authorizedKeysText, checkSshKey, SSH_KEYS_NAME } from './ssh.ts'
 
@@ -179,10 +178,10 @@ export async function firstboot (paths: FirstbootPaths, answers: Answers, force:
 
   await mkdir(dataDir, { recursive: true, mode: 0o750 })
   const generatedKey = answers.clusterKey === undefined
-  const clusterKey = answers.clusterKey ?? randomBytes(32).toString('base64url')
+  const clusterKey = answers.clusterKey ?? newSecret(32)
   await writeFileDurable(join(dataDir, CLUSTER_KEY_FILE), clusterKey + '\n', 0o600)
   if (answers.adminToken !== undefined) await writeFileDurable(join(dataDir, TOKEN_FILE), answers.adminToken + '\n', 0o600)
-  else if (await readText(join(dataDir, TOKEN_FILE)) === null) await writeFileDurable(join(dataDir, TOKEN_FILE), randomBytes(32).toString('base64url') + '\n', 0o600)
+  else if (await readText(join(dataDir, TOKEN_FILE)) === null) await writeFileDurable(join(dataDir, TOKEN_FILE), newSecret(32) + '\n', 0o600)
 
   // The same places `mailgrid start` looks: the node's grid identity in DATA/grid, the certificate in DATA/tls.
   const peerId = peerIdFromPrivateKey(loadOrCreatePeerKey(join(dataDir, 'grid'))).toString()

@@ -22,6 +22,18 @@ export interface AdminInfo {
 }
 
 
+/**
+ * `bytes` random bytes as base64url, never beginning with '-': an operator passes a token or key on a command line
+ * (`--token VALUE`), where a value beginning with a dash reads as an option and is refused as ambiguous. Drawn again
+ * when it would (1 in 64), so the choice is uniform over the values that do not.
+ */
+export function newSecret (bytes: number): string {
+  for (;;) {
+    const secret = randomBytes(bytes).toString('base64url')
+    if (!secret.startsWith('-')) return secret
+  }
+}
+
 /** A secret kept in a file of the data dir (owner-only), created with `bytes` random bytes at first call. */
 async function ensureSecret (dataDir: string, file: string, bytes: number): Promise<string> {
   const path = join(dataDir, file)
@@ -32,7 +44,7 @@ async function ensureSecret (dataDir: string, file: string, bytes: number): Prom
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
   await mkdir(dataDir, { recursive: true })
-  const secret = randomBytes(bytes).toString('base64url')
+  const secret = newSecret(bytes)
   await writeFileDurable(path, secret + '\n', 0o600)
   return secret
 }

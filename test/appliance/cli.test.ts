@@ -14,6 +14,7 @@ import { createInterface } from 'node:readline'
 import { Readable } from 'node:stream'
 import { formatSize, main, parseSize } from '../../appliance/commands.ts'
 import { envName, SERVICE_NAMES, WEB_NAMES } from '../../appliance/config.ts'
+import { ensureToken, newSecret } from '../../appliance/runtime.ts'
 
 const ROOT = new URL('../..', import.meta.url).pathname
 const NODE = join(ROOT, 'node_modules', '.bin', 'node')
@@ -72,6 +73,26 @@ test('usage errors exit 2 with a short usage; --help exits 0', async () => {
   assert.equal(help.code, 0)
   assert.match(help.out, /mailgrid COMMAND/)
   assert.equal((await run(['user', '-h'])).code, 0)
+})
+
+test('a token beginning with a dash: generated ones never do; a given one is taken as --token=VALUE, and the error says so', async () => {
+  // the admin token and the cluster key are 32 random bytes as base64url, which begins with '-' once in 64 draws
+  // (remote.test.ts once failed on such a token: `--token -m15l...` reads as an option)
+  for (let i = 0; i < 2000; i++) assert.ok(!newSecret(32).startsWith('-'))
+  const dir = await mkdtemp(join(tmpdir(), 'mailgrid-secret-'))
+  try {
+    assert.equal((await ensureToken(dir)).length, 43)
+    assert.match(await readFile(join(dir, 'admin.token'), 'utf8'), /^[A-Za-z0-9_][A-Za-z0-9_-]{42}\n$/)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+  const dashed = '-' + 'a'.repeat(42)
+  const ambiguous = await run(['status', '--url', 'https://192.0.2.1:8080', '--token', dashed])
+  assert.equal(ambiguous.code, 2)
+  assert.match(ambiguous.err, /^mailgrid: Option '--token' argument is ambiguous\. To specify an option argument starting with a dash use '--token=-XYZ'\.\nUsage: /)
+  // with '=' it is the token: the command gets as far as refusing to send it in clear
+  const given = await run(['status', '--url', 'http://192.0.2.1:8080', `--token=${dashed}`])
+  assert.deepEqual([given.code, given.err], [1, 'mailgrid: refusing to send the admin token in clear to 192.0.2.1:8080: use https:// (plain HTTP is for loopback only)\n'])
 })
 
 test('a command without a running node fails with one line and exit 1', async () => {
