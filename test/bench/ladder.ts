@@ -12,6 +12,10 @@
 //   node      the mail node alone (node-proc.ts: `npm run bench`'s standalone row)
 //   null      a durable null MX (null-mx.ts: smtp-server, append, fdatasync before the 250; nothing else)
 //
+// and one variant, measured in the same turns but not a layer: `threads`, the shipped node with `inbound.threads: -1`
+// (the sender checks on one thread per core but one, node/mailauth/threads.ts; none on a one-core machine), so
+// every run shows whether the check thread pays on this machine (ANALYSIS.md, sessions 17 and 19).
+//
 // A layer's cost is its CPU per message minus the next layer's, so the costs add up to the shipped node's figure.
 // Every acknowledged message is counted afterwards: over IMAP for the mail nodes (phases.ts ingest), by the null
 // MX's own count when it stops. Prints the runs and a table, and a last line `RESULT {json}`; writes
@@ -102,7 +106,13 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 const OUT = resolve(process.env.BENCH_OUT ?? join(import.meta.dirname, '..', '..'))
 
 interface Layer { id: string, label: string, cost: string, msgPerSec: number, cpuMsPerMsg: number, machineBusy: number | null, layerMs: number, runs: Run[] }
-interface Ladder { date: string, machine: string, signed?: boolean, messages: number, rounds: number, warmup: number, sizeBytes: number, connections: number, users: number, lossFree: boolean, layers: Layer[] }
+interface Variant { id: string, label: string, msgPerSec: number, cpuMsPerMsg: number, machineBusy: number | null, runs: Run[] }
+interface Ladder { date: string, machine: string, signed?: boolean, messages: number, rounds: number, warmup: number, sizeBytes: number, connections: number, users: number, lossFree: boolean, layers: Layer[], variants?: Variant[] }
+
+/** Systems measured beside the layers, not part of the chain of differences. */
+const VARIANTS: Record<string, string> = {
+  threads: 'the node as `npm start` runs it with `inbound.threads: -1` (the sender checks on a thread)'
+}
 
 async function measureLadder (): Promise<Ladder> {
   const root = await mkdtemp(join(tmpdir(), 'mailgrid-bench-ladder-'))
@@ -122,7 +132,7 @@ async function measureLadder (): Promise<Ladder> {
       const dir = join(root, id)
       await seedUsers(dir, DOMAIN, USERS, PASSWORD, SCRYPT_LOG_N)
       const n = await startShipped(dir, { sync: true, logFile: `${dir}.log`, env: extra, ...(logLevel === undefined ? {} : { logLevel }), ...(dnsServer === undefined ? {} : { dnsServer }) })
-      systems.push({ id, label: LABELS[id], pid: n.pid, ports: { smtp: n.ports.smtp, imap: n.ports.imap, pop3: n.ports.pop3 }, stop: n.stop, log: `${dir}.log` })
+      systems.push({ id, label: LABELS[id] ?? VARIANTS[id], pid: n.pid, ports: { smtp: n.ports.smtp, imap: n.ports.imap, pop3: n.ports.pop3 }, stop: n.stop, log: `${dir}.log` })
     }
     const standalone = async (id: string, extra: Record<string, string>): Promise<void> => {
       const dir = join(root, id)
@@ -131,6 +141,7 @@ async function measureLadder (): Promise<Ladder> {
       systems.push({ id, label: LABELS[id], pid: n.pid, ports: { smtp: n.ports.smtp, imap: n.ports.imap, pop3: n.ports.pop3 }, stop: n.stop })
     }
     await shipped('shipped', undefined, {})
+    await shipped('threads', undefined, { [envName('inbound.threads')]: '-1' })
     await shipped('warn', 'warn', {})
     await shipped('no-grid', 'warn', { [envName('grid.enabled')]: 'false' })
     await standalone('checks', dnsServer === undefined ? {} : { BENCH_NODE_CHECKS_DNS: dnsServer })
@@ -188,12 +199,13 @@ async function measureLadder (): Promise<Ladder> {
           `machine ${r.machineBusy === null ? 'n/a' : (100 * r.machineBusy).toFixed(0)} % busy${r.lost !== null && r.lost > 0 ? `, ${r.lost} acknowledged and MISSING` : ''}`)
       }
     }
-    // signed mail must have been checked as such: the shipped node logs each delivery with its DKIM result
-    const shippedLog = systems.find(s => s.id === 'shipped')?.log
-    if (SIGNED && shippedLog !== undefined) {
-      const lines = (await readFile(shippedLog, 'utf8')).split('\n').filter(l => l.includes('"smtp_delivered"'))
+    // signed mail must have been checked as such: the shipped nodes log each delivery with its DKIM result
+    for (const id of ['shipped', 'threads']) {
+      const log = systems.find(s => s.id === id)?.log
+      if (!SIGNED || log === undefined) continue
+      const lines = (await readFile(log, 'utf8')).split('\n').filter(l => l.includes('"smtp_delivered"'))
       const pass = lines.filter(l => l.includes('"dkim":"pass"')).length
-      console.log(`shipped node: ${pass} of ${lines.length} deliveries with dkim=pass`)
+      console.log(`${id === 'shipped' ? 'shipped node' : `shipped node with a check thread`}: ${pass} of ${lines.length} deliveries with dkim=pass`)
       if (lines.length === 0 || pass !== lines.length) failed = true
     }
   } finally {
@@ -209,7 +221,8 @@ async function measureLadder (): Promise<Ladder> {
     failed = true
   }
 
-  const ids = systems.map(s => s.id)
+  const ids = systems.map(s => s.id).filter(id => VARIANTS[id] === undefined)
+  const variantIds = systems.map(s => s.id).filter(id => VARIANTS[id] !== undefined)
   const cpu = (id: string): number => median((runs.get(id) ?? []).map(r => r.cpuMsPerMsg))
   const rate = (id: string): number => median((runs.get(id) ?? []).map(r => r.msgPerSec))
   const busy = (id: string): number | null => { const xs = (runs.get(id) ?? []).map(r => r.machineBusy); return xs.some(x => x === null) ? null : median(xs as number[]) }
@@ -225,13 +238,18 @@ async function measureLadder (): Promise<Ladder> {
     const b = busy(id)
     console.log(`| ${LABELS[id]} | ${rate(id).toFixed(0)} | ${cpu(id).toFixed(3)} ms | ${b === null ? 'n/a' : `${(100 * b).toFixed(0)} %`} | ${LAYER_COST[id]} | ${(1000 * layer).toFixed(0)} µs | ${(100 * layer / top).toFixed(0)} % |`)
   }
+  for (const id of variantIds) {
+    const b = busy(id)
+    console.log(`variant: ${VARIANTS[id]}: ${rate(id).toFixed(0)} msg/s, ${cpu(id).toFixed(3)} ms per message, machine ${b === null ? 'n/a' : `${(100 * b).toFixed(0)} %`} busy`)
+  }
   return {
     date: new Date().toISOString(),
     machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}`,
     signed: SIGNED,
     messages: MESSAGES, rounds: ROUNDS, warmup: WARMUP, sizeBytes: SIZE, connections: CONNECTIONS, users: USERS.length,
     lossFree: !failed,
-    layers: ids.map(id => ({ id, label: LABELS[id], cost: LAYER_COST[id], runs: runs.get(id) ?? [], ...result[id] }))
+    layers: ids.map(id => ({ id, label: LABELS[id], cost: LAYER_COST[id], runs: runs.get(id) ?? [], ...result[id] })),
+    variants: variantIds.map(id => ({ id, label: VARIANTS[id], msgPerSec: rate(id), cpuMsPerMsg: cpu(id), machineBusy: busy(id), runs: runs.get(id) ?? [] }))
   }
 }
 
@@ -245,16 +263,18 @@ if (!render) {
 }
 const top = ladder.layers[0].cpuMsPerMsg
 const rows = ladder.layers.map(l => `| ${l.label} | ${l.msgPerSec.toFixed(0)} | ${l.cpuMsPerMsg.toFixed(3)} ms | ${l.machineBusy === null ? 'n/a' : `${(100 * l.machineBusy).toFixed(0)} %`} | ${l.cost} | ${(1000 * l.layerMs).toFixed(0)} µs | ${(100 * l.layerMs / top).toFixed(0)} % |`).join('\n')
-const perRun = ladder.layers.map(l => `${l.id} ${l.runs.map(r => r.cpuMsPerMsg.toFixed(3)).join(', ')}`).join('; ')
+const perRun = [...ladder.layers, ...(ladder.variants ?? [])].map(l => `${l.id} ${l.runs.map(r => r.cpuMsPerMsg.toFixed(3)).join(', ')}`).join('; ')
+const shippedLayer = ladder.layers[0]
+const variantText = (ladder.variants ?? []).map(v => `Measured in the same turns, not a layer: ${v.label}, ${v.msgPerSec.toFixed(0)} msg/s (${(v.msgPerSec / shippedLayer.msgPerSec).toFixed(2)}× the shipped node's) at ${v.cpuMsPerMsg.toFixed(3)} ms per message (${v.cpuMsPerMsg >= shippedLayer.cpuMsPerMsg ? '+' : '−'}${Math.abs(1000 * (v.cpuMsPerMsg - shippedLayer.cpuMsPerMsg)).toFixed(0)} µs), the machine ${v.machineBusy === null ? 'n/a' : `${(100 * v.machineBusy).toFixed(0)} %`} busy.`).join(' ')
 const section = `<!-- ${NAME}:start -->
 ## Where the shipped node's CPU goes, one layer at a time${ladder.signed === true ? ', DKIM-signed mail' : ''} (npm run bench:ladder${ladder.signed === true ? ', BENCH_LADDER_SIGNED=1' : ''}, ${ladder.date.slice(0, 10)})
 
-${ladder.machine}; ${ladder.messages.toLocaleString('en-US')} ${ladder.signed === true ? 'messages DKIM-signed by the sender domain (RSA-2048, relaxed/relaxed; signed before each run, outside it; every delivery of the shipped node logged dkim=pass)' : 'unsigned messages'} of ${ladder.sizeBytes} bytes per run to ${ladder.users} users over ${ladder.connections} connections, fsync on, all from one sender whose domain publishes SPF and DMARC records (a private resolver serves them: spf=pass, dmarc=pass); six systems up at once, measured in turns (${ladder.rounds} ${ladder.rounds === 1 ? 'round' : 'rounds, order reversed every round'}, medians shown) after ${ladder.warmup.toLocaleString('en-US')} warm-up messages each. CPU = utime + stime of the system's process (and its threads) from /proc over the run, per acknowledged message; a layer's cost is its CPU per message minus the next row's, so the costs add up to the first row's figure (a negative one is the machine's swing between runs, larger than that layer). Every acknowledged message was counted afterwards (over IMAP; the null MX by its own count): ${ladder.lossFree ? 'none missing' : '**some missing or refused: see the run\'s output**'}.
+${ladder.machine}; ${ladder.messages.toLocaleString('en-US')} ${ladder.signed === true ? 'messages DKIM-signed by the sender domain (RSA-2048, relaxed/relaxed; signed before each run, outside it; every delivery of the shipped node logged dkim=pass)' : 'unsigned messages'} of ${ladder.sizeBytes} bytes per run to ${ladder.users} users over ${ladder.connections} connections, fsync on, all from one sender whose domain publishes SPF and DMARC records (a private resolver serves them: spf=pass, dmarc=pass); ${ladder.layers.length + (ladder.variants?.length ?? 0)} systems up at once, measured in turns (${ladder.rounds} ${ladder.rounds === 1 ? 'round' : 'rounds, order reversed every round'}, medians shown) after ${ladder.warmup.toLocaleString('en-US')} warm-up messages each. CPU = utime + stime of the system's process (and its threads) from /proc over the run, per acknowledged message; a layer's cost is its CPU per message minus the next row's, so the costs add up to the first row's figure (a negative one is the machine's swing between runs, larger than that layer). Every acknowledged message was counted afterwards (over IMAP; the null MX by its own count): ${ladder.lossFree ? 'none missing' : '**some missing or refused: see the run\'s output**'}.
 
 | system | msg/s | CPU per message | machine busy | the layer this row adds to the next | its CPU per message | share of the shipped node's |
 | --- | --- | --- | --- | --- | --- | --- |
 ${rows}
-
+${variantText === '' ? '' : `\n${variantText}\n`}
 CPU per message in each run: ${perRun}.
 <!-- ${NAME}:end -->
 `
@@ -264,5 +284,6 @@ const marked = new RegExp(`<!-- ${NAME}:start -->[\\s\\S]*<!-- ${NAME}:end -->\\
 md = marked.test(md) ? md.replace(marked, section) : md.trim() === '' ? section : `${md.trimEnd()}\n\n${section}`
 await writeFile(join(OUT, 'BENCHMARKS.md'), md)
 const result = Object.fromEntries(ladder.layers.map(l => [l.id, { msgPerSec: l.msgPerSec, cpuMsPerMsg: l.cpuMsPerMsg, machineBusy: l.machineBusy, layerMs: l.layerMs }]))
-console.log(`\nRESULT ${JSON.stringify({ lossFree: ladder.lossFree, signed: ladder.signed === true, messages: ladder.messages, rounds: ladder.rounds, sizeBytes: ladder.sizeBytes, connections: ladder.connections, systems: result })}`)
+const variants = Object.fromEntries((ladder.variants ?? []).map(v => [v.id, { msgPerSec: v.msgPerSec, cpuMsPerMsg: v.cpuMsPerMsg, machineBusy: v.machineBusy }]))
+console.log(`\nRESULT ${JSON.stringify({ lossFree: ladder.lossFree, signed: ladder.signed === true, messages: ladder.messages, rounds: ladder.rounds, sizeBytes: ladder.sizeBytes, connections: ladder.connections, systems: result, variants })}`)
 if (!ladder.lossFree) process.exitCode = 1
