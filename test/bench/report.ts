@@ -54,6 +54,8 @@ export function renderMarkdown (rep: Report): string {
     `fsync of a 4 KiB write ${rep.machine.fsyncMs.toFixed(2)} ms; Linux ${rep.machine.kernel}; Node ${rep.machine.node}; ` +
     `load average at start ${rep.machine.loadAvg1m.toFixed(2)} (the machine is shared: figures are noisy).`)
   out.push(`- **Peer** ${rep.peer}`)
+  const warm = Number(rep.params.BENCH_INGEST_WARMUP ?? 0)
+  if (warm > 0) out.push(`- **Ingest measured warm:** every system took ${warm.toLocaleString('en-US')} messages over SMTP before its first measured ingest (not counted), as a server that runs all day is.`)
   out.push(`- **No acknowledged message lost:** ${rep.lossFree ? 'yes (checked per user over IMAP, and in mailgrid\'s store after it stopped)' : '**NO — see notes**'}`, '')
   out.push('| group | measurement | unit | | mailgrid | Postfix + Dovecot | mailgrid / peer |', '|---|---|---|---|---|---|---|')
   for (const r of rep.rows) {

@@ -22,6 +22,10 @@
 // measurement), or `smtp`: over SMTP into both (a single-mailbox ingest figure for both; slow on the peer).
 // BENCH_BUSY_CONNECTIONS [200]: the busy-MX phase's connections (the first size once more, into the shipped node, a
 // second one with `workers: -1`, and the peer; 0 skips it).
+// BENCH_INGEST_WARMUP [5000]: messages of the first size sent over SMTP into each system (the shipped node, the peer,
+// and each node a phase starts) before its first measured ingest, not counted: a node serves mail all day, so its
+// figure is the warm one (its JIT has compiled the delivery path, the peer has started its smtpd and LMTP
+// processes), as the read phases' warm rows, the grid bench and the ladder measure; 0 measures from the start.
 // BENCH_ONLY [all]: a comma list of phases to run (ingest, select, fetch, mixed, pop3, sort, busy, standalone,
 // outbound, memory); the big mailbox is filled when a phase on it runs; write such partial runs elsewhere (BENCH_OUT).
 // The outbound figure (issue 10, outbound.ts; alone: `npm run bench:outbound`): BENCH_OUTBOUND_MESSAGES [5000],
@@ -55,6 +59,7 @@ const P = {
   users: env('BENCH_USERS', 100),
   sizes: (process.env.BENCH_SIZES ?? '10240,30720').split(',').map(Number),
   rounds: Math.max(1, env('BENCH_ROUNDS', 1)),
+  ingestWarmup: env('BENCH_INGEST_WARMUP', 5000),
   readRounds: Math.max(1, env('BENCH_READ_ROUNDS', 3)),
   bigMessages: env('BENCH_BIG_MESSAGES', 50_000),
   bigSize: env('BENCH_BIG_SIZE', 10_240),
@@ -112,6 +117,8 @@ const big = `big@${DOMAIN}`
 const expectedMg = new Map<string, number>() // acknowledged by mailgrid per user over the whole run
 let lossFree = true
 let nextId = 0
+/** The systems warmed already (warmUp): 'peer', or a node's pid. */
+const warmed = new Set<string>()
 let outbound: OutboundResult | null = null
 
 log(`machine: ${machine.cores} × ${machine.cpuModel}, ${machine.ramGiB} GiB, ${machine.disk}, fsync ${machine.fsyncMs.toFixed(2)} ms, load ${machine.loadAvg1m.toFixed(2)}`)
@@ -176,6 +183,10 @@ try {
     raw.peerIdlePssBytes = await sumPss(await peer.pids())
   }
 
+  if (P.ingestWarmup > 0 && (['ingest', 'busy', 'standalone'].some(phase))) {
+    notes.push(`ingest figures are warm: each system (and each node a phase starts) took ${P.ingestWarmup.toLocaleString('en-US')} messages of ` +
+      `${kb(P.sizes[0] ?? 10_240)} over SMTP before its first measured ingest, not counted (BENCH_INGEST_WARMUP; 0 measures from the start)`)
+  }
   // SMTP ingest, one size at a time, mailgrid then the peer (swapped on odd rounds).
   for (const size of phase('ingest') ? P.sizes : []) {
     const runs: Record<string, IngestResult[]> = { mailgrid: [], peer: [] }
@@ -184,6 +195,7 @@ try {
       for (const who of order) {
         const ports = who === 'mailgrid' ? mgPorts : peerPorts
         if (ports === null) continue
+        await warmUp(who, ports)
         await quiet(`${who} ingest ${kb(size)}`)
         const r = await ingestOne(who, ports, { sizeBytes: size, messages: P.messages, users })
         runs[who].push(r)
@@ -314,7 +326,7 @@ notes.push(`load average (1, 5, 15 min) at the end: ${loadavg().map(x => x.toFix
 const targets = checkTargets()
 const params: Record<string, string | number | boolean> = {
   BENCH_MESSAGES: P.messages, BENCH_CONNECTIONS: P.connections, BENCH_BUSY_CONNECTIONS: P.busyConnections, BENCH_USERS: P.users, BENCH_SIZES: P.sizes.join(','),
-  BENCH_ROUNDS: P.rounds, BENCH_READ_ROUNDS: P.readRounds, BENCH_BIG_MESSAGES: P.bigMessages, BENCH_BIG_SIZE: P.bigSize, BENCH_MIXED_CLIENTS: P.mixedClients,
+  BENCH_ROUNDS: P.rounds, BENCH_INGEST_WARMUP: P.ingestWarmup, BENCH_READ_ROUNDS: P.readRounds, BENCH_BIG_MESSAGES: P.bigMessages, BENCH_BIG_SIZE: P.bigSize, BENCH_MIXED_CLIENTS: P.mixedClients,
   BENCH_MIXED_OPS: P.mixedOps, BENCH_SORT_REPEATS: P.sortRepeats, BENCH_BIG_FILL: P.bigFill, BENCH_SORT_NEW_MAIL: P.sortNewMail, BENCH_IDLE_USERS: P.idleUsers, BENCH_IDLE_SESSIONS: P.idleSessions, BENCH_IDLE_SETTLE_MS: P.idleSettleMs, BENCH_SYNC: P.sync,
   BENCH_OUTBOUND_MESSAGES: P.outbound.messages, BENCH_OUTBOUND_SIZE: P.outbound.sizeBytes, BENCH_OUTBOUND_CONNECTIONS: P.outbound.connections,
   BENCH_OUTBOUND_ROUNDS: P.outbound.rounds, BENCH_OUTBOUND_WARMUP: P.outbound.warmup,
@@ -350,10 +362,24 @@ function systemCpu (who: 'mailgrid' | 'peer', node: MailgridNode | null = nodeA)
   return p === null ? undefined : async () => await treeCpuSeconds(await p.pids())
 }
 
-async function ingestOne (who: 'mailgrid' | 'peer', ports: SystemPorts, o: { sizeBytes: number, messages: number, users: string[], connections?: number }, node: MailgridNode | null = nodeA): Promise<IngestResult> {
+/**
+ * BENCH_INGEST_WARMUP messages of the first size into a system before its first measured ingest (once per system),
+ * through the same load generator and accounting as a measured run (every acknowledged message must be visible,
+ * and the node's are counted in its store at the end), its figures not kept.
+ */
+async function warmUp (who: 'mailgrid' | 'peer', ports: SystemPorts, node: MailgridNode | null = nodeA): Promise<void> {
+  const key = who === 'peer' ? 'peer' : String(node?.pid)
+  if (P.ingestWarmup === 0 || warmed.has(key)) return
+  warmed.add(key)
+  const r = await ingestOne(who, ports, { sizeBytes: P.sizes[0] ?? 10_240, messages: P.ingestWarmup, users, label: 'warm-up' }, node)
+  if (r.acked !== P.ingestWarmup) throw new Error(`${who}: warm-up acknowledged ${r.acked} of ${P.ingestWarmup} messages`)
+}
+
+async function ingestOne (who: 'mailgrid' | 'peer', ports: SystemPorts, o: { sizeBytes: number, messages: number, users: string[], connections?: number, label?: string }, node: MailgridNode | null = nodeA): Promise<IngestResult> {
   const cpu0 = who === 'mailgrid' && node !== null ? await cpuSeconds(node.pid) : 0
+  const { label: _label, ...load } = o
   const r = await ingest(ports, {
-    ...o, connections: o.connections ?? P.connections, password: PASSWORD, firstId: nextId,
+    ...load, connections: o.connections ?? P.connections, password: PASSWORD, firstId: nextId,
     deadlineMs: INGEST_DEADLINE_MS, visibleDeadlineMs: VISIBLE_DEADLINE_MS, cpu: systemCpu(who, node)
   })
   nextId += o.messages
@@ -365,7 +391,7 @@ async function ingestOne (who: 'mailgrid' | 'peer', ports: SystemPorts, o: { siz
   if (r.visibleNote !== null && (r.missing ?? 0) === 0) notes.push(`${who}, ${kb(o.sizeBytes)} ingest: ${r.visibleNote}`)
   if (r.failed + r.unknown > 0) notes.push(`${who}, ${kb(o.sizeBytes)} ingest: ${r.failed} refused, ${r.unknown} without an answer`)
   ;(r as IngestResult & { serverCpuPct?: number | null }).serverCpuPct = cpu
-  log(`${who.padEnd(8)} ingest ${kb(o.sizeBytes)} → ${o.users.length} users: ${r.acked}/${o.messages} acked, ${r.msgPerSec.toFixed(0)} msg/s, ` +
+  log(`${who.padEnd(8)} ${o.label === undefined ? '' : `${o.label} `}ingest ${kb(o.sizeBytes)} → ${o.users.length} users: ${r.acked}/${o.messages} acked, ${r.msgPerSec.toFixed(0)} msg/s, ` +
     `${r.mbPerSec.toFixed(1)} MB/s, p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, all visible at ${r.visibleSeconds?.toFixed(1) ?? 'n/a'} s` +
     (cpu !== null ? `, server CPU ${cpu.toFixed(0)} %` : '') + (r.cpuMsPerMsg !== null ? `, ${r.cpuMsPerMsg.toFixed(3)} ms CPU per message` : ''))
   return r
@@ -468,7 +494,10 @@ async function standalonePhase (): Promise<void> {
   try {
     await seedUsers(dir, DOMAIN, users, PASSWORD)
     node = await startMailgrid(dir, { sync: P.sync })
-    const r = await ingestOne('mailgrid', { smtp: node.ports.smtp, imap: node.ports.imap, pop3: node.ports.pop3 }, { sizeBytes: size, messages: P.messages, users }, node)
+    const ports = { smtp: node.ports.smtp, imap: node.ports.imap, pop3: node.ports.pop3 }
+    await warmUp('mailgrid', ports, node)
+    await quiet(`mailgrid (standalone) ingest ${kb(size)}`)
+    const r = await ingestOne('mailgrid', ports, { sizeBytes: size, messages: P.messages, users }, node)
     raw.standaloneIngest = { ...r, expected: undefined }
     accepted = r.msgPerSec
     cpuMs = r.cpuMsPerMsg ?? { na: 'no CPU figure' }
@@ -503,14 +532,18 @@ async function busyPhase (mgPorts: SystemPorts, peerPorts: SystemPorts | null, d
   const dir = await mkdtemp(join(tmpdir(), 'mailgrid-bench-workers-'))
   let node: MailgridNode | null = null
   try {
+    await warmUp('mailgrid', mgPorts)
     await quiet(`mailgrid ingest ${kb(size)}, ${connections} conn`)
     runs.shipped = await ingestOne('mailgrid', mgPorts, o)
     await seedUsers(dir, DOMAIN, users, PASSWORD, SCRYPT_LOG_N)
     node = await startShipped(dir, { sync: P.sync, logFile: `${dir}.log`, env: { [envName('workers')]: '-1' }, ...(dnsServer === undefined ? {} : { dnsServer }) })
     log(`mailgrid: a second node as \`npm start\` runs it with workers -1 (${workers} SMTP worker process${workers === 1 ? '' : 'es'}), pid ${node.pid}`)
+    const workerPorts = { smtp: node.ports.smtp, imap: node.ports.imap, pop3: node.ports.pop3 }
+    await warmUp('mailgrid', workerPorts, node)
     await quiet(`mailgrid (workers -1) ingest ${kb(size)}, ${connections} conn`)
-    runs.workers = await ingestOne('mailgrid', { smtp: node.ports.smtp, imap: node.ports.imap, pop3: node.ports.pop3 }, o, node)
+    runs.workers = await ingestOne('mailgrid', workerPorts, o, node)
     if (peerPorts !== null) {
+      await warmUp('peer', peerPorts)
       await quiet(`peer ingest ${kb(size)}, ${connections} conn`)
       runs.peer = await ingestOne('peer', peerPorts, o)
     }

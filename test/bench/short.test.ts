@@ -43,9 +43,15 @@ test('npm run bench, a short pass: every phase runs and no acknowledged message 
     BENCH_SORT_REPEATS: '2',
     BENCH_SORT_NEW_MAIL: '5',
     BENCH_OUTBOUND_MESSAGES: '100',
-    BENCH_OUTBOUND_WARMUP: '5'
+    BENCH_OUTBOUND_WARMUP: '5',
+    BENCH_INGEST_WARMUP: '40'
   })
   assert.equal(r.code, 0, r.out.slice(-4000))
+  // every system is warmed once before its first measured ingest: the shipped node, the workers node, the standalone
+  // node, and the peer when it runs
+  const warmups = r.out.match(/^\[ *\d+ s\] (mailgrid|peer) +warm-up ingest 10 KB → 20 users: 40\/40 acked/gm) ?? []
+  assert.equal(warmups.filter(l => l.includes('mailgrid')).length, 3, r.out)
+  if (!r.out.includes('peer not running')) assert.equal(warmups.filter(l => l.includes('peer')).length, 1, r.out)
   const results = JSON.parse(await readFile(join(out, 'bench-results.json'), 'utf8')) as { rows: Row[], lossFree: unknown }
   assert.equal(results.lossFree, true)
   const row = (group: string, label: string): Row => {
@@ -75,6 +81,7 @@ test('npm run bench, a short pass: every phase runs and no acknowledged message 
   assert.match(r.out, /mailgrid store check: (\d+) stored, \1 acknowledged, 0 missing/)
   const md = await readFile(join(out, 'BENCHMARKS.md'), 'utf8')
   assert.match(md, /SMTP ingest 10 KB/)
+  assert.match(md, /Ingest measured warm:\*\* every system took 40 messages over SMTP before its first measured ingest/)
 })
 
 test('npm run bench:grid, a short pass: shipped nodes, ingest on one and three, failover and re-mirroring measured', async (t) => {
