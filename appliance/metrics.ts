@@ -194,6 +194,7 @@ export function createNodeMetrics (init: MetricsInit = {}): NodeMetricsRegistry 
   const queueAge = gauge('queue_oldest_age_seconds', 'Age of the oldest queued message (0 when empty), by scope as queue_messages.', ['scope'])
   const fsyncs = total('store_fsyncs_total', 'Group commits made durable (one fsync each when store.sync is on).')
   const batches = total('store_commit_batches_total', 'Atomic write batches committed (several share one fsync).')
+  const combined = total('store_combined_deliveries_total', 'Deliveries written in a batch together with other deliveries to the same user that waited for its lock at the same time.')
   const diskFree = gauge('disk_free_bytes', 'Free bytes on the data disk at the last check.')
   const diskLow = gauge('disk_low', '1 while the data disk is below its free-space floor (store.minFreeBytes).')
   const members = gauge('grid_members', 'Members of the grid as this node sees them, by status.', ['status'])
@@ -218,6 +219,7 @@ export function createNodeMetrics (init: MetricsInit = {}): NodeMetricsRegistry 
     queueAge.set({ scope: 'grid' }, st.queue.grid.oldestAgeMs / 1000)
     setTotal(fsyncs, st.store.commitGroups)
     setTotal(batches, st.store.commitBatches)
+    setTotal(combined, st.store.combinedWrites ?? 0)
     if (st.disk !== undefined) {
       diskFree.set(st.disk.freeBytes)
       diskLow.set(st.disk.low ? 1 : 0)

@@ -180,7 +180,8 @@ export interface NodeStatus {
   connections: number
   users: number
   domains: number
-  store: { commitGroups: number, commitBatches: number }
+  /** combinedBatches / combinedWrites: deliveries built into one batch with others of their user (store/mail.ts writeCombined). */
+  store: { commitGroups: number, commitBatches: number, combinedBatches?: number, combinedWrites?: number }
   memory: { rssBytes: number, heapUsedBytes: number }
   /** The data disk: free and total bytes at the last check, the floor (0: off), and whether it is below it since when. */
   disk?: import('../store/index.ts').DiskState

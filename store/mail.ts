@@ -33,6 +33,16 @@ const BLOB_KEY_PREFIX = keys.blob('')
 const BLOB_KEY_PREFIX_LENGTH = BLOB_KEY_PREFIX.length
 const BLOB_KEYS_END = BLOB_KEY_PREFIX.slice(0, -1) + String.fromCharCode(BLOB_KEY_PREFIX.charCodeAt(BLOB_KEY_PREFIX.length - 1) + 1)
 const BLOB_SCAN_BATCH = 1000 // keys per read of the body filter's scan
+/** Deliveries of one user built into one batch at most (writeCombined); each is about nine operations. */
+export const COMBINE_MAX = 64
+
+/** A write waiting for its user's lock in writeCombined, to be built with the others waiting then. */
+interface Combined {
+  build: (tx: Tx, get: (u: string) => Cached) => Promise<unknown> | unknown
+  signal: AbortSignal | undefined
+  resolve: (value: unknown) => void
+  reject: (err: unknown) => void
+}
 export const USER_CACHE_MAX = 10_000 // user states kept in memory; each is a few hundred bytes per mailbox
 export const FLAGS_PER_MESSAGE_MAX = 128 // keywords per message (Dovecot limits keywords per mailbox similarly)
 export const FLAG_BYTES_MAX = 128
@@ -213,6 +223,89 @@ export class MailStoreBase {
       for (const [u, ev] of tx.events) this.emit(u, ev)
       return result
     })
+  }
+
+  /** Writes of one user waiting for its lock (writeCombined): the first to get the lock takes them all. */
+  private readonly combining = new Map<string, Combined[]>()
+  /** Batches writeCombined built of more than one write, and the writes they carried (the node's status and metrics). */
+  combinedBatches = 0
+  combinedWrites = 0
+
+  /**
+   * Like write([user], build), for writes that do not depend on one another's outcome (deliveries): the writes of
+   * the user that arrive while its lock is held wait together, and the first of them to get the lock builds them
+   * all, in arrival order, into one batch, so a user receiving many messages at once costs one commit per turn of
+   * its lock instead of one per message. The lock is still held from reading the state to the durable commit, and
+   * each write resolves only once the batch is durable. A write whose build throws before it changed anything (its
+   * mailbox is gone, its quota is full, its signal aborted) fails alone; one that throws after changing the batch
+   * fails the batch, and every write in it, as a failed commit does.
+   */
+  protected async writeCombined<T> (user: string, build: (tx: Tx, get: (u: string) => Cached) => Promise<T> | T, opts?: OpOptions): Promise<T> {
+    opts?.signal?.throwIfAborted()
+    return await new Promise<T>((resolve, reject) => {
+      const item: Combined = { build, signal: opts?.signal, resolve: resolve as (v: unknown) => void, reject }
+      const waiting = this.combining.get(user)
+      if (waiting !== undefined && waiting.length < COMBINE_MAX) {
+        waiting.push(item)
+        return
+      }
+      const queue = [item]
+      this.combining.set(user, queue)
+      this.lock.with([user], async () => {
+        if (this.combining.get(user) === queue) this.combining.delete(user) // later writes wait for the next turn
+        await this.buildCombined(user, queue)
+      }).catch((err: unknown) => { for (const it of queue) it.reject(err) }) // settled already unless the lock failed
+    })
+  }
+
+  private async buildCombined (user: string, items: Combined[]): Promise<void> {
+    const open = new Set(items)
+    const settle = (it: Combined, err: unknown, value?: unknown): void => {
+      if (!open.delete(it)) return
+      if (err !== undefined) it.reject(err)
+      else it.resolve(value)
+    }
+    const tx = new Tx()
+    const built: Array<[Combined, unknown]> = []
+    try {
+      const c = await this.load(user)
+      tx.users.set(user, c)
+      const get = (u: string): Cached => {
+        if (u !== user) throw new Error(`user ${u} not locked in this write`)
+        return c
+      }
+      for (const it of items) {
+        if (it.signal?.aborted === true) { settle(it, it.signal.reason ?? new Error('aborted')); continue }
+        const ops = tx.ops.length
+        const seq = c.state.logSeq
+        const events = tx.events.length
+        const after = tx.after.length
+        try {
+          built.push([it, await it.build(tx, get)])
+        } catch (err) {
+          settle(it, err)
+          // a build that changed the batch or the state before it threw leaves nothing the others can build on
+          if (tx.ops.length !== ops || c.state.logSeq !== seq || tx.events.length !== events || tx.after.length !== after) throw err
+        }
+      }
+      if (built.length > 0) {
+        tx.put(keys.state(user), c.state)
+        await this.committer.submit(tx.ops)
+        if (built.length > 1) {
+          this.combinedBatches++
+          this.combinedWrites += built.length
+        }
+        this.cache.set(user, c)
+        for (const f of tx.after) f()
+        if (tx.attrChanges.length > 0) this.attrsChanged(tx.attrChanges)
+      }
+    } catch (err) {
+      this.cache.delete(user) // the builds mutated the cached state: reload from disk
+      for (const it of items) settle(it, err)
+      return
+    }
+    for (const [u, ev] of tx.events) this.emit(u, ev)
+    for (const [it, value] of built) settle(it, undefined, value)
   }
 
   /** Drops the user's cached state; the directory calls this when a user is deleted or created again. */
@@ -571,7 +664,7 @@ export class MailStoreBase {
     const users = targets.map(t => t.user)
     const limits = new Map<string, { bytes: number, messages: number }>()
     for (const u of new Set(users)) limits.set(u, await this.quotaLimits(u))
-    return await this.write(users, async (tx, get) => {
+    const build = async (tx: Tx, get: (u: string) => Cached): Promise<AppendResult[]> => {
       // All-or-nothing: every target's mailbox and quota are checked before anything is added.
       const need = new Map<string, { bytes: number, messages: number }>()
       const boxes = targets.map(t => this.boxByName(get(t.user), t.mailbox ?? 'INBOX'))
@@ -609,7 +702,11 @@ export class MailStoreBase {
         out.push({ mailbox: box.id, uidValidity: box.uidValidity, uid: rec.uid, modseq: rec.modseq, gid: rec.gid })
       }
       return out
-    }, opts)
+    }
+    // A delivery to one user is built with the user's other deliveries waiting then (one batch, one commit); one
+    // that re-adds a message under its old global id (a merge, a retried hand-off) looks for it first, alone
+    if (opts?.gid === undefined && limits.size === 1) return await this.writeCombined(users[0], build, opts)
+    return await this.write(users, build, opts)
   }
 
   private async records (user: string, box: MailboxRec, uids: number[]): Promise<MessageRecord[]> {
@@ -986,8 +1083,8 @@ export class MailStoreBase {
     return ops
   }
 
-  stats (): { commitGroups: number, commitBatches: number } {
-    return { commitGroups: this.committer.groups, commitBatches: this.committer.batches }
+  stats (): { commitGroups: number, commitBatches: number, combinedBatches: number, combinedWrites: number } {
+    return { commitGroups: this.committer.groups, commitBatches: this.committer.batches, combinedBatches: this.combinedBatches, combinedWrites: this.combinedWrites }
   }
 
   static readonly delimiter = DELIMITER

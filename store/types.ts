@@ -389,7 +389,7 @@ export interface Store extends Directory, MailStore, Replication, DirectoryRepli
   start (): Promise<void>
   stop (): Promise<void>
   /** Group-commit counters: batches committed and the fsync'd groups they shared. */
-  stats (): { commitGroups: number, commitBatches: number }
+  stats (): { commitGroups: number, commitBatches: number, combinedBatches: number, combinedWrites: number }
   /** After any change of a user's attributes is durable (own writes, applied entries, merges; `keys` null: the user's
    * copy dropped or deleted). Returns the unsubscribe function. */
   onAttrChange (listener: (user: string, keys: string[] | null) => void): () => void

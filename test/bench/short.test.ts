@@ -110,7 +110,8 @@ test('npm run bench:grid, a short pass: shipped nodes, ingest on one and three, 
   // the control: three one-node grids side by side, each with its share; every message stored once there
   assert.equal(g.side.acked, 300)
   assert.ok(g.side.cpuSecondsByNode.length === 3 && g.side.cpuSecondsByNode.every(c => c > 0), 'every side-by-side node did work')
-  assert.ok(Math.abs(g.side.perMessage.commitBatches - 1) < 0.05, `one store batch per message side by side: ${g.side.perMessage.commitBatches}`)
+  // every message stored once there: one batch each, or fewer where deliveries to one user waited for its lock together
+  assert.ok(g.side.perMessage.commitBatches > 0.2 && g.side.perMessage.commitBatches < 1.05, `at most one store batch per message side by side: ${g.side.perMessage.commitBatches}`)
   assert.deepEqual([g.rounds.oneNode.length, g.rounds.side.length, g.rounds.threeNodesR2.length], [2, 2, 2])
   assert.ok(Number.isFinite(g.failoverMs) && g.failoverMs > 0)
   assert.ok(g.remirror.bytes > 0, 're-mirroring shipped bytes')
