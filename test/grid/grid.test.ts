@@ -189,3 +189,31 @@ test('a replica far behind catches up in shipments that fit the transport, whate
   }, 60_000)
   assert.equal((await ids(back.store, user)).size, 521)
 })
+
+test('a burst to one user through every node: deliveries built into shared batches, each acknowledged once, both copies the same', async (t) => {
+  const { nodes } = await threeNodes(t)
+  const user = USERS[3]
+  const primary = nodes.find(n => n.grid.isPrimary(user)) as TestNode
+  const before = primary.store.stats()
+  const n = 60
+  // all at once, entering through all three nodes: the primary's store takes the ones that wait for the user's lock
+  // together (store/mail.ts writeCombined)
+  const results = await Promise.all(Array.from({ length: n }, async (_, i) => await nodes[i % 3].grid.deliver(raw(1000 + i), [{ user, prefix: '' }])))
+  const after = primary.store.stats()
+  assert.ok(after.combinedWrites - before.combinedWrites > 0, 'some deliveries shared a batch on the primary')
+  assert.ok(after.commitBatches - before.commitBatches < n, `the primary wrote ${after.commitBatches - before.commitBatches} batches for ${n} deliveries`)
+  const uids = results.map(r => r[0].uid).sort((a, b) => a - b)
+  assert.deepEqual(uids, Array.from({ length: n }, (_, i) => i + 1))
+  // acknowledged means on both replicas, with the same UIDs for the same messages and the same log position
+  const copies = await Promise.all(primary.grid.replicasOf(user).map(async id => {
+    const holder = nodes.find(x => x.id === id) as TestNode
+    const box = await holder.store.getMailbox(user, 'INBOX')
+    assert.ok(box !== null)
+    const recs = await holder.store.listMessages(user, box.id)
+    const byUid = await Promise.all(recs.map(async r => `${r.uid}:${/X-Id: (\d+)/.exec((await holder.store.readMessage(r)).toString())?.[1] ?? '?'}`))
+    return { byUid, position: await holder.store.logPosition(user) }
+  }))
+  assert.equal(copies.length, 2)
+  assert.equal(copies[0].byUid.length, n)
+  assert.deepEqual(copies[0], copies[1])
+})
