@@ -1,6 +1,7 @@
 // Mailboxes, message records, the per-user change log and blob references on LevelDB. Every public write
 // holds the lock of each user it touches from reading state to the durable commit of one atomic batch, so
 // UIDs and MODSEQs are assigned in order and a crash at any moment leaves either all of a command or none.
+// Deliveries to one user that wait for its lock together share one such batch (writeCombined).
 
 import { Level } from 'level'
 import { BlobFilter } from './blob-filter.ts'
