@@ -1,6 +1,8 @@
 // Group commit: concurrent writers each hand in one atomic batch; batches queued while an fsync is under way
 // are merged into the next one, so N concurrent deliveries cost one blob-file fdatasync and one LevelDB
 // synced write instead of N. Order is preserved: a batch never becomes durable before one submitted earlier.
+// A batch may name writes it needs (the bodies it indexes, still on their way to their segment file): it commits
+// only if they all succeeded, and fails alone if one did not.
 
 import type { AbstractBatchOperation } from 'abstract-level'
 
@@ -14,6 +16,7 @@ export const GROUP_OPS_MAX = 20_000 // one LevelDB write stays bounded in memory
 
 interface Pending {
   ops: BatchOp[]
+  needs: ReadonlyArray<Promise<unknown>> | undefined
   resolve: () => void
   reject: (err: unknown) => void
 }
@@ -41,9 +44,10 @@ export class GroupCommit {
     this.observe = observe
   }
 
-  submit (ops: BatchOp[]): Promise<void> {
+  /** Commits `ops` durably in the next group, once every write in `needs` has succeeded (else rejects with its error). */
+  submit (ops: BatchOp[], needs?: ReadonlyArray<Promise<unknown>>): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ ops, resolve, reject })
+      this.queue.push({ ops, needs: needs === undefined || needs.length === 0 ? undefined : needs, resolve, reject })
       if (!this.running) void this.drain()
     })
   }
@@ -52,13 +56,15 @@ export class GroupCommit {
     this.running = true
     try {
       while (this.queue.length > 0) {
-        const group: Pending[] = []
+        let group: Pending[] = []
         let n = 0
         while (this.queue.length > 0 && (group.length === 0 || n + this.queue[0].ops.length <= GROUP_OPS_MAX)) {
           const p = this.queue.shift() as Pending
           group.push(p)
           n += p.ops.length
         }
+        if (group.some(p => p.needs !== undefined)) group = await this.withNeedsMet(group)
+        if (group.length === 0) continue
         try {
           const started = performance.now()
           if (this.sync) await this.beforeSync()
@@ -82,5 +88,20 @@ export class GroupCommit {
     } finally {
       this.running = false
     }
+  }
+
+  /** The group's batches whose needed writes all succeeded; each other one fails alone (nothing of it was written). */
+  private async withNeedsMet (group: Pending[]): Promise<Pending[]> {
+    const met: Pending[] = []
+    for (const p of group) {
+      try {
+        if (p.needs !== undefined) await Promise.all(p.needs)
+        met.push(p)
+      } catch (err) {
+        this.onFailed?.(p.ops)
+        p.reject(err)
+      }
+    }
+    return met
   }
 }
