@@ -61,8 +61,6 @@ export class Tx {
   // body hash → where this node keeps it, when the writer already knows (it stored the body, or copies a record
   // that carries it): saves the index lookup an append would otherwise make
   readonly locs = new Map<string, BlobLocation>()
-  // writes of bodies this batch indexes that may still be under way: the batch commits only once they succeeded
-  readonly waits: Array<Promise<void>> = []
   // user attributes written in this batch (key → stored value, null when removed), so later entries see them
   readonly attrs = new Map<string, { v: string, at: number } | null>()
   // (user, key) of every attribute this batch changed: told to MailStore.onAttrChange's listeners once durable

@@ -166,19 +166,6 @@ export class BlobFiles {
 
   /** Appends a body; the returned location is valid (and durable) after the next `sync()`. */
   async append (hash: string, body: Buffer): Promise<BlobLocation> {
-    const { loc, written } = await this.appendLater(hash, body)
-    await written
-    return loc
-  }
-
-  /**
-   * Reserves a body's place and starts writing it, without waiting for the write: the location is known at once
-   * (offsets are reserved in order), so the caller builds the batch that indexes the body while the bytes go to the
-   * file. `written` settles when they are there; a batch that indexes the body must not commit unless it resolved
-   * (GroupCommit's `needs`). It is observed here: a failure no one asks about is not an unhandled rejection.
-   * `sync()` waits for every write begun before it, as before.
-   */
-  async appendLater (hash: string, body: Buffer): Promise<{ loc: BlobLocation, written: Promise<void> }> {
     const seg = await this.writable(body.length + RECORD_HEADER_BYTES)
     const start = seg.size
     seg.size += RECORD_HEADER_BYTES + body.length // reserve before awaiting, so concurrent appends never overlap
@@ -187,7 +174,6 @@ export class BlobFiles {
     MAGIC.copy(header, 0)
     header.writeUInt32BE(body.length, 4)
     header.write(hash, 8, 'hex')
-    const loc = { seg: seg.id, off: start + RECORD_HEADER_BYTES, len: body.length }
     const p = new Promise<void>((resolve, reject) => {
       this.appends.push({ seg, start, bufs: [header, body], resolve, reject })
       if (!this.appendScheduled) {
@@ -196,9 +182,14 @@ export class BlobFiles {
       }
     })
     this.pendingWrites.add(p)
-    const written = p.then(() => { this.remember(loc, body, hash) }).finally(() => { this.pendingWrites.delete(p) })
-    written.catch(() => {})
-    return { loc, written }
+    try {
+      await p
+    } finally {
+      this.pendingWrites.delete(p)
+    }
+    const loc = { seg: seg.id, off: start + RECORD_HEADER_BYTES, len: body.length }
+    this.remember(loc, body, hash)
+    return loc
   }
 
   private remember (loc: BlobLocation, body: Buffer, hash: string): void {

@@ -1,8 +1,6 @@
 // Group commit: concurrent writers each hand in one atomic batch; batches queued while an fsync is under way
 // are merged into the next one, so N concurrent deliveries cost one blob-file fdatasync and one LevelDB
 // synced write instead of N. Order is preserved: a batch never becomes durable before one submitted earlier.
-// A batch may name writes it needs (the bodies it indexes, still on their way to their segment file): it commits
-// only if they all succeeded, and fails alone if one did not.
 
 import type { AbstractBatchOperation } from 'abstract-level'
 
@@ -16,7 +14,6 @@ export const GROUP_OPS_MAX = 20_000 // one LevelDB write stays bounded in memory
 
 interface Pending {
   ops: BatchOp[]
-  needs: ReadonlyArray<Promise<unknown>> | undefined
   resolve: () => void
   reject: (err: unknown) => void
 }
@@ -44,10 +41,9 @@ export class GroupCommit {
     this.observe = observe
   }
 
-  /** Commits `ops` durably in the next group, once every write in `needs` has succeeded (else rejects with its error). */
-  submit (ops: BatchOp[], needs?: ReadonlyArray<Promise<unknown>>): Promise<void> {
+  submit (ops: BatchOp[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ ops, needs: needs === undefined || needs.length === 0 ? undefined : needs, resolve, reject })
+      this.queue.push({ ops, resolve, reject })
       if (!this.running) void this.drain()
     })
   }
@@ -56,15 +52,13 @@ export class GroupCommit {
     this.running = true
     try {
       while (this.queue.length > 0) {
-        let group: Pending[] = []
+        const group: Pending[] = []
         let n = 0
         while (this.queue.length > 0 && (group.length === 0 || n + this.queue[0].ops.length <= GROUP_OPS_MAX)) {
           const p = this.queue.shift() as Pending
           group.push(p)
           n += p.ops.length
         }
-        if (group.some(p => p.needs !== undefined)) group = await this.withNeedsMet(group)
-        if (group.length === 0) continue
         try {
           const started = performance.now()
           if (this.sync) await this.beforeSync()
@@ -88,20 +82,5 @@ export class GroupCommit {
     } finally {
       this.running = false
     }
-  }
-
-  /** The group's batches whose needed writes all succeeded; each other one fails alone (nothing of it was written). */
-  private async withNeedsMet (group: Pending[]): Promise<Pending[]> {
-    const met: Pending[] = []
-    for (const p of group) {
-      try {
-        if (p.needs !== undefined) await Promise.all(p.needs)
-        met.push(p)
-      } catch (err) {
-        this.onFailed?.(p.ops)
-        p.reject(err)
-      }
-    }
-    return met
   }
 }
