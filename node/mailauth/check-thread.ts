@@ -1,8 +1,11 @@
 // The inner side of threads.ts: one worker thread running the inbound checker of verify.ts (mailauth's SPF, DKIM,
 // DMARC and ARC, with its own DNS answer cache). It is pure computation plus DNS: no store, no sockets of the node.
-// A request carries the message (its bytes transferred, not shared) and the check context; the answer carries the
-// result; the log lines the check writes go to the node as they are written, and the node writes them through its
-// own logger, so one process has one log. A cancel ends a running check the way an aborted signal does in the main thread.
+// A request carries the message, or an unsigned message's header block (its bytes transferred, not shared), and the
+// check context; the node has already removed our own Authentication-Results, so the thread evaluates only. The
+// answer carries the result; the log lines a check writes go to the node before its answer, and the node writes them
+// through its own logger, so one process has one log. Requests come in batches (one per turn of the node's loop),
+// and what the thread has for the node in one turn of its own loop leaves in one message. A cancel ends a running
+// check the way an aborted signal does in the main thread.
 
 import { readlinkSync } from 'node:fs'
 import { setPriority } from 'node:os'
@@ -10,7 +13,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import { createInboundChecker } from './verify.ts'
 import type { CheckContext, InboundCheckerInit } from './verify.ts'
-import type { ThreadLogLine, ThreadReply, ThreadRequest } from './threads.ts'
+import type { ThreadLogLine, ThreadReplies, ThreadReply, ThreadRequest, ThreadRequests } from './threads.ts'
 
 const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 } as const
 type Level = keyof typeof LEVELS
@@ -20,12 +23,24 @@ if (port === null) throw new Error('check-thread.ts runs only as a worker thread
 const { init, level } = workerData as { init: InboundCheckerInit, level: Level }
 const threshold: number = (LEVELS as Record<string, number>)[level] ?? Infinity // 'silent': nothing
 
+// what this turn has for the node, posted at its end in one message
+let outbox: ThreadReply[] = []
+function post (reply: ThreadReply): void {
+  if (outbox.length === 0) setImmediate(flush)
+  outbox.push(reply)
+}
+function flush (): void {
+  const replies = outbox
+  outbox = []
+  port?.postMessage(replies satisfies ThreadReplies)
+}
+
 // a line goes to the node as it is written (before the answer of its check); below the node's level nothing is built
 function logger (): Logger {
   const at = (l: Level) => (obj: unknown, msg?: string): void => {
     if (LEVELS[l] < threshold) return
     const line: ThreadLogLine = { level: l, obj: plain(obj), ...(msg === undefined ? {} : { msg }) }
-    port?.postMessage({ log: line } satisfies ThreadReply)
+    post({ log: line })
   }
   const self = {
     trace: at('trace'), debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), fatal: at('fatal'),
@@ -59,7 +74,7 @@ if (nice !== undefined && nice > 0) {
 const checker = createInboundChecker({ logger: logger() }, init)
 const running = new Map<number, AbortController>()
 
-port.on('message', (req: ThreadRequest) => {
+function serve (req: ThreadRequest): void {
   if (req.cancel !== undefined) {
     running.get(req.cancel)?.abort(new Error('cancelled'))
     return
@@ -69,11 +84,11 @@ port.on('message', (req: ThreadRequest) => {
   const abort = new AbortController()
   running.set(id, abort)
   const context: CheckContext = { ...ctx, signal: abort.signal }
-  checker.check(message, context).then(result => {
-    const cleaned = result.cleaned === undefined ? undefined : new Uint8Array(result.cleaned)
-    const { cleaned: _, ...rest } = result
-    port.postMessage({ id, result: { ...rest, ...(cleaned === undefined ? {} : { cleaned }) } } satisfies ThreadReply, cleaned === undefined ? [] : [cleaned.buffer])
+  checker.evaluate(message, req.unsigned ? message : null, context).then(result => {
+    post({ id, result })
   }, (err: unknown) => {
-    port.postMessage({ id, error: err instanceof Error ? err.message : String(err) } satisfies ThreadReply)
+    post({ id, error: err instanceof Error ? err.message : String(err) })
   }).finally(() => { running.delete(id) })
-})
+}
+
+port.on('message', (requests: ThreadRequests) => { for (const req of requests) serve(req) })

@@ -76,6 +76,13 @@ export interface InboundChecker {
 export interface LocalInboundChecker extends InboundChecker {
   /** The DNS answer cache under the checks (stats for tests and benchmarks). */
   readonly dns: DnsCache
+  /**
+   * `check` without its first step, the removal of our own Authentication-Results (`cleaned` is never set): the
+   * results for `message`, or, when `unsigned` is given, for the message whose unsigned header block it is
+   * (unsignedHeaderBlock; `message` may then be that block alone). For a caller that removed the fields itself:
+   * the check threads (threads.ts), which are sent an unsigned message's header block instead of all its bytes.
+   */
+  evaluate (message: Buffer, unsigned: Buffer | null, ctx: CheckContext): Promise<CheckResult>
 }
 
 /** A resolver on node:dns with bounded time per query; `cancel` ends every query still waiting (ECANCELLED). */
@@ -161,83 +168,88 @@ export function createInboundChecker (components: InboundCheckerComponents, init
   const ours = [init.hostname, ...(init.trustedIds ?? [])]
   const dns = createDnsCache({ resolve: components.resolver ?? createResolver(init.dnsServers).resolve, ...(components.now !== undefined ? { now: components.now } : {}) }, init.dnsCache)
 
+  const evaluate = async (message: Buffer, unsigned: Buffer | null, ctx: CheckContext): Promise<CheckResult> => {
+    ctx.signal?.throwIfAborted()
+    if (ctx.sender !== undefined) {
+      const ar = `${id}; auth=pass smtp.auth=${ctx.sender.replace(/[^\x21-\x7e]/g, '')}`
+      return { headers: `Authentication-Results: ${ar}\r\n`, action: 'accept', results: { spf: 'none', dkim: 'none', dmarc: 'none', arc: 'none' }, arc: { authResults: ar, cv: 'none' } }
+    }
+    // this check's queries: ended with the check (time-out, abort), so mailauth stops asking; a query another
+    // check shares goes on and its answer is kept
+    const session = dns.session()
+    const resolver = session.resolve
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<'timeout'>(resolve => { timer = setTimeout(() => resolve('timeout'), timeoutMs) })
+    let onAbort = (): void => {}
+    const aborted = new Promise<'aborted'>(resolve => {
+      onAbort = () => resolve('aborted')
+      ctx.signal?.addEventListener('abort', onAbort, { once: true })
+    })
+    let res: AuthenticateResult | 'timeout' | 'aborted'
+    try {
+      res = await Promise.race([
+        // an unsigned message's body is read by no method (unsignedHeaderBlock), nor any field but From (authorFields)
+        authenticate(unsigned === null ? message : authorFields(unsigned), {
+          ip: clientIp(ctx.ip),
+          helo: ctx.helo,
+          sender: ctx.mailFrom,
+          mta: init.hostname,
+          resolver: resolver as never,
+          strict: true, // RFC rules exactly: dkim=fail on a body hash mismatch, Authentication-Results on top
+          disableBimi: true, // BIMI selects logos for display, nothing we decide on
+          maxElapsedTime: timeoutMs
+        } as Parameters<typeof authenticate>[1]),
+        timedOut,
+        aborted
+      ])
+    } catch (err) {
+      log.warn({ event: 'inbound_auth_error', ip: ctx.ip, err }, 'sender authentication failed; accepting')
+      return failOpen('internal error')
+    } finally {
+      clearTimeout(timer)
+      ctx.signal?.removeEventListener('abort', onAbort)
+      session.end()
+    }
+    if (res === 'aborted') throw ctx.signal?.reason ?? new Error('aborted')
+    if (res === 'timeout') {
+      log.warn({ event: 'inbound_auth_timeout', ip: ctx.ip, ms: timeoutMs }, 'sender authentication timed out; accepting')
+      return failOpen('timed out')
+    }
+    const results = {
+      spf: res.spf === false ? 'none' : res.spf.status.result,
+      dkim: dkimSummary(res),
+      dmarc: res.dmarc === false ? 'none' : res.dmarc.status.result,
+      arc: res.arc === false ? 'none' : res.arc.status.result
+    }
+    const arc = res.arc === false ? { authResults: '', cv: 'none' } : { authResults: res.arc.authResults ?? '', cv: res.arc.status.result }
+    const headers = res.headers.replace(/\r?\n/g, '\r\n')
+    let action: CheckResult['action'] = 'accept'
+    let reply: string | undefined
+    const dmarc = res.dmarc
+    if (dmarc !== false && dmarc.status.result === 'fail') {
+      const domain = dmarc.status.header?.from ?? dmarc.domain
+      if (dmarc.policy === 'reject' && init.dmarcReject) {
+        action = 'reject'
+        reply = `5.7.1 Message rejected: it fails the DMARC policy of ${domain} (p=reject)`
+      } else if (dmarc.policy === 'reject' || dmarc.policy === 'quarantine') {
+        action = 'junk'
+      }
+    }
+    if (Object.values(results).includes(TEMP)) log.warn({ event: 'inbound_auth_temperror', ip: ctx.ip, ...results }, 'DNS trouble during sender authentication; accepting')
+    // the results go into the delivery's own line (smtp_delivered, smtp_rejected_dmarc): one info line per message
+    log.debug({ event: 'inbound_auth', ip: ctx.ip, from: ctx.mailFrom, ...results, action }, 'sender authentication')
+    return { headers, action, ...(reply === undefined ? {} : { reply }), results, arc }
+  }
+
   return {
     dns,
+    evaluate,
     async check (message, ctx) {
       ctx.signal?.throwIfAborted()
       const cleaned = withoutOwnAuthResults(message, ours)
       if (cleaned !== null) log.warn({ event: 'inbound_auth_forged', ip: ctx.ip, from: ctx.mailFrom }, 'removed Authentication-Results that claim our name')
-      const withCleaned = (r: CheckResult): CheckResult => cleaned === null ? r : { ...r, cleaned }
-      if (ctx.sender !== undefined) {
-        const ar = `${id}; auth=pass smtp.auth=${ctx.sender.replace(/[^\x21-\x7e]/g, '')}`
-        return withCleaned({ headers: `Authentication-Results: ${ar}\r\n`, action: 'accept', results: { spf: 'none', dkim: 'none', dmarc: 'none', arc: 'none' }, arc: { authResults: ar, cv: 'none' } })
-      }
-      // this check's queries: ended with the check (time-out, abort), so mailauth stops asking; a query another
-      // check shares goes on and its answer is kept
-      const unsigned = unsignedHeaderBlock(message)
-      const session = dns.session()
-      const resolver = session.resolve
-      let timer: NodeJS.Timeout | undefined
-      const timedOut = new Promise<'timeout'>(resolve => { timer = setTimeout(() => resolve('timeout'), timeoutMs) })
-      let onAbort = (): void => {}
-      const aborted = new Promise<'aborted'>(resolve => {
-        onAbort = () => resolve('aborted')
-        ctx.signal?.addEventListener('abort', onAbort, { once: true })
-      })
-      let res: AuthenticateResult | 'timeout' | 'aborted'
-      try {
-        res = await Promise.race([
-          // an unsigned message's body is read by no method (unsignedHeaderBlock), nor any field but From (authorFields)
-          authenticate(unsigned === null ? message : authorFields(unsigned), {
-            ip: clientIp(ctx.ip),
-            helo: ctx.helo,
-            sender: ctx.mailFrom,
-            mta: init.hostname,
-            resolver: resolver as never,
-            strict: true, // RFC rules exactly: dkim=fail on a body hash mismatch, Authentication-Results on top
-            disableBimi: true, // BIMI selects logos for display, nothing we decide on
-            maxElapsedTime: timeoutMs
-          } as Parameters<typeof authenticate>[1]),
-          timedOut,
-          aborted
-        ])
-      } catch (err) {
-        log.warn({ event: 'inbound_auth_error', ip: ctx.ip, err }, 'sender authentication failed; accepting')
-        return withCleaned(failOpen('internal error'))
-      } finally {
-        clearTimeout(timer)
-        ctx.signal?.removeEventListener('abort', onAbort)
-        session.end()
-      }
-      if (res === 'aborted') throw ctx.signal?.reason ?? new Error('aborted')
-      if (res === 'timeout') {
-        log.warn({ event: 'inbound_auth_timeout', ip: ctx.ip, ms: timeoutMs }, 'sender authentication timed out; accepting')
-        return withCleaned(failOpen('timed out'))
-      }
-      const results = {
-        spf: res.spf === false ? 'none' : res.spf.status.result,
-        dkim: dkimSummary(res),
-        dmarc: res.dmarc === false ? 'none' : res.dmarc.status.result,
-        arc: res.arc === false ? 'none' : res.arc.status.result
-      }
-      const arc = res.arc === false ? { authResults: '', cv: 'none' } : { authResults: res.arc.authResults ?? '', cv: res.arc.status.result }
-      const headers = res.headers.replace(/\r?\n/g, '\r\n')
-      let action: CheckResult['action'] = 'accept'
-      let reply: string | undefined
-      const dmarc = res.dmarc
-      if (dmarc !== false && dmarc.status.result === 'fail') {
-        const domain = dmarc.status.header?.from ?? dmarc.domain
-        if (dmarc.policy === 'reject' && init.dmarcReject) {
-          action = 'reject'
-          reply = `5.7.1 Message rejected: it fails the DMARC policy of ${domain} (p=reject)`
-        } else if (dmarc.policy === 'reject' || dmarc.policy === 'quarantine') {
-          action = 'junk'
-        }
-      }
-      if (Object.values(results).includes(TEMP)) log.warn({ event: 'inbound_auth_temperror', ip: ctx.ip, ...results }, 'DNS trouble during sender authentication; accepting')
-      // the results go into the delivery's own line (smtp_delivered, smtp_rejected_dmarc): one info line per message
-      log.debug({ event: 'inbound_auth', ip: ctx.ip, from: ctx.mailFrom, ...results, action }, 'sender authentication')
-      return withCleaned({ headers, action, ...(reply === undefined ? {} : { reply }), results, arc })
+      const r = await evaluate(message, ctx.sender === undefined ? unsignedHeaderBlock(message) : null, ctx)
+      return cleaned === null ? r : { ...r, cleaned }
     }
   }
 }

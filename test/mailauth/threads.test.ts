@@ -11,11 +11,14 @@ import { createSocket } from 'node:dgram'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { Worker } from 'node:worker_threads'
 import pino from 'pino'
 import { dkimSign } from 'mailauth'
 import type { DkimKey } from '../../store/index.ts'
 import { createDkimKey, createInboundChecker, createThreadedInboundChecker, dkimName, dkimTxt, inboundThreadCount } from '../../node/mailauth/index.ts'
 import type { CheckResult } from '../../node/mailauth/index.ts'
+import { unsignedHeaderBlock } from '../../node/mailauth/verify.ts'
+import type { ThreadReplies, ThreadRequests } from '../../node/mailauth/threads.ts'
 import { isDnsmasqInstalled, startDns } from '../helpers/dns.ts'
 import type { DnsServer } from '../helpers/dns.ts'
 import { tempDir } from '../helpers/tmp.ts'
@@ -166,4 +169,79 @@ test('close: checks in flight and after it are accepted with temperror; twice is
   } finally {
     sink.close()
   }
+})
+
+test('what crosses to a thread: a turn\'s checks in one message; an unsigned message\'s header block alone, a signed one whole, a submission nothing; our forged fields removed here', { skip: missing }, async (t) => {
+  // a thread module in place of check-thread.ts that answers every request of a message in one message, saying what
+  // it was given: the bytes, whether they were an unsigned header block, and how many requests came with them
+  const dir = await tempDir(t)
+  const echo = join(dir, 'echo.mjs')
+  await writeFile(echo, `import { parentPort } from 'node:worker_threads'
+parentPort.on('message', (requests) => {
+  parentPort.postMessage(requests.filter(r => r.cancel === undefined).map(r => ({ id: r.id, result: {
+    headers: 'X-Seen: ' + Buffer.from(r.message.buffer, r.message.byteOffset, r.message.byteLength).toString('base64') + ' ' + r.unsigned + ' ' + requests.length + '\\r\\n',
+    action: 'accept', results: { spf: 'none', dkim: 'none', dmarc: 'none', arc: 'none' }, arc: { authResults: '', cv: 'none' } } })))
+})
+`)
+  const threaded = createThreadedInboundChecker({ logger: quiet, threadUrl: pathToFileURL(echo) }, { ...INIT, dnsServers: [] }, { threads: 1 })
+  t.after(async () => { await threaded.close() })
+  const plain = message()
+  const good = await signed(message())
+  const forged = message('Authentication-Results: mx.test; dmarc=pass header.from=origin.test\r\n')
+  const seen = (r: CheckResult): [Buffer, string, number] => {
+    const [b64, unsigned, n] = (/^X-Seen: (\S*) (\S+) (\d+)\r\n$/.exec(r.headers) ?? assert.fail(r.headers)).slice(1)
+    return [Buffer.from(b64, 'base64'), unsigned, Number(n)]
+  }
+  const [a, b, c, d] = await Promise.all([
+    threaded.check(plain, CTX),
+    threaded.check(good, CTX),
+    threaded.check(plain, { ...CTX, sender: 'alice@example.com' }),
+    threaded.check(forged, CTX)
+  ])
+  const header = unsignedHeaderBlock(plain)
+  assert.ok(header !== null && header.length < plain.length)
+  assert.deepEqual(seen(a), [header, 'true', 4], 'the header block of the unsigned message, through its empty line; four requests in one message')
+  assert.deepEqual(seen(b), [good, 'false', 4], 'the signed message whole')
+  assert.deepEqual(seen(c), [Buffer.alloc(0), 'false', 4], 'nothing of a submission')
+  // the forged field is removed by this thread: the thread sees the cleaned block, the result carries the cleaned copy
+  const cleaned = d.cleaned ?? assert.fail('no cleaned copy')
+  assert.equal(cleaned.toString('latin1'), forged.toString('latin1').replace(/^Authentication-Results:[^\n]*\n/, ''))
+  assert.deepEqual(seen(d)[0], unsignedHeaderBlock(forged), 'the unsigned block as received: its fields are the checks\' input as before')
+  assert.equal(a.cleaned, undefined)
+  // checks in later turns go in later messages
+  const e = await threaded.check(plain, CTX)
+  assert.equal(seen(e)[2], 1)
+})
+
+test('check-thread.ts answers the checks it finished in one turn in one message', { skip: missing }, async (t) => {
+  const worker = new Worker(new URL('../../node/mailauth/check-thread.ts', import.meta.url), { workerData: { init: { ...INIT, dnsServers: [dns.server] }, level: 'silent' } })
+  t.after(async () => { await worker.terminate() })
+  const messages: ThreadReplies[] = []
+  let want = 0
+  let got = 0
+  let done: () => void = () => {}
+  worker.on('message', (replies: ThreadReplies) => {
+    messages.push(replies)
+    got += replies.filter(r => r.id !== undefined).length
+    if (got === want) done()
+  })
+  const ask = async (requests: ThreadRequests): Promise<void> => {
+    want += requests.length
+    const all = new Promise<void>(resolve => { done = resolve })
+    worker.postMessage(requests)
+    await all
+  }
+  const request = (id: number, raw: Buffer, unsigned: boolean): ThreadRequests[number] => ({ id, message: new Uint8Array(raw), unsigned, ctx: CTX })
+  const plain = message()
+  const header = unsignedHeaderBlock(plain) ?? assert.fail('no header block')
+  await ask([request(1, header, true)]) // the sender's records into the thread's DNS cache
+  messages.length = 0
+  await ask(Array.from({ length: 20 }, (_, i) => request(2 + i, header, true)))
+  const answers = messages.flat().filter(r => r.id !== undefined)
+  assert.deepEqual(answers.map(r => r.id).sort((x, y) => (x ?? 0) - (y ?? 0)), Array.from({ length: 20 }, (_, i) => 2 + i))
+  assert.ok(answers.every(r => r.result?.results.spf === 'pass' && r.result.results.dmarc === 'pass'), JSON.stringify(answers[0]))
+  assert.ok(messages.length <= 2, `20 checks answered from the DNS cache in ${messages.length} messages`)
+  // the block alone gives what the whole message gives in this thread
+  const local = createInboundChecker({ logger: quiet }, { ...INIT, dnsServers: [dns.server] })
+  assert.deepEqual(answers[0].result, await local.check(plain, CTX))
 })
