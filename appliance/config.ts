@@ -235,7 +235,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { path: 'outbound.delayNoticeSeconds', kind: { type: 'int', min: 1, max: QUEUE_LIFETIME_SECONDS_MAX }, default: DELAY_NOTICE_SECONDS_DEFAULT },
   { path: 'outbound.bounceAfterSeconds', kind: { type: 'int', min: 1, max: QUEUE_LIFETIME_SECONDS_MAX }, default: BOUNCE_AFTER_SECONDS_DEFAULT },
   { path: 'inbound.dmarcReject', kind: { type: 'bool' }, default: true },
-  { path: 'inbound.threads', kind: { type: 'int', min: -1, max: CHECK_THREADS_MAX }, default: 0 },
+  { path: 'inbound.threads', kind: { type: 'int', min: -1, max: CHECK_THREADS_MAX }, default: -1 },
   { path: 'filters.rspamd.url', kind: { type: 'url', schemes: ['http:', 'https:'] }, default: '' },
   { path: 'filters.rspamd.failOpen', kind: { type: 'bool' }, default: true },
   { path: 'stats.retentionDays', kind: { type: 'int', min: 1, max: STATS_RETENTION_DAYS_MAX }, default: 30 },

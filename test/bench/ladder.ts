@@ -12,9 +12,9 @@
 //   node      the mail node alone (node-proc.ts: `npm run bench`'s standalone row)
 //   null      a durable null MX (null-mx.ts: smtp-server, append, fdatasync before the 250; nothing else)
 //
-// and one variant, measured in the same turns but not a layer: `threads`, the shipped node with `inbound.threads: -1`
-// (the sender checks on one thread per core but one, node/mailauth/threads.ts; none on a one-core machine), so
-// every run shows whether the check thread pays on this machine (ANALYSIS.md, sessions 17 and 19).
+// and one variant, measured in the same turns but not a layer: `main`, the shipped node with `inbound.threads: 0`
+// (the sender checks in the main thread instead of on one thread per core but one, node/mailauth/threads.ts), so
+// every run shows whether the check thread, the default since session 22, pays on this machine (ANALYSIS.md).
 //
 // A layer's cost is its CPU per message minus the next layer's, so the costs add up to the shipped node's figure.
 // Every acknowledged message is counted afterwards: over IMAP for the mail nodes (phases.ts ingest), by the null
@@ -111,7 +111,7 @@ interface Ladder { date: string, machine: string, signed?: boolean, messages: nu
 
 /** Systems measured beside the layers, not part of the chain of differences. */
 const VARIANTS: Record<string, string> = {
-  threads: 'the node as `npm start` runs it with `inbound.threads: -1` (the sender checks on a thread)'
+  main: 'the node as `npm start` runs it but with `inbound.threads: 0` (the sender checks in the main thread, not on a thread)'
 }
 
 async function measureLadder (): Promise<Ladder> {
@@ -141,7 +141,7 @@ async function measureLadder (): Promise<Ladder> {
       systems.push({ id, label: LABELS[id], pid: n.pid, ports: { smtp: n.ports.smtp, imap: n.ports.imap, pop3: n.ports.pop3 }, stop: n.stop })
     }
     await shipped('shipped', undefined, {})
-    await shipped('threads', undefined, { [envName('inbound.threads')]: '-1' })
+    await shipped('main', undefined, { [envName('inbound.threads')]: '0' })
     await shipped('warn', 'warn', {})
     await shipped('no-grid', 'warn', { [envName('grid.enabled')]: 'false' })
     await standalone('checks', dnsServer === undefined ? {} : { BENCH_NODE_CHECKS_DNS: dnsServer })
@@ -200,12 +200,12 @@ async function measureLadder (): Promise<Ladder> {
       }
     }
     // signed mail must have been checked as such: the shipped nodes log each delivery with its DKIM result
-    for (const id of ['shipped', 'threads']) {
+    for (const id of ['shipped', 'main']) {
       const log = systems.find(s => s.id === id)?.log
       if (!SIGNED || log === undefined) continue
       const lines = (await readFile(log, 'utf8')).split('\n').filter(l => l.includes('"smtp_delivered"'))
       const pass = lines.filter(l => l.includes('"dkim":"pass"')).length
-      console.log(`${id === 'shipped' ? 'shipped node' : `shipped node with a check thread`}: ${pass} of ${lines.length} deliveries with dkim=pass`)
+      console.log(`${id === 'shipped' ? 'shipped node' : `shipped node with the checks in the main thread`}: ${pass} of ${lines.length} deliveries with dkim=pass`)
       if (lines.length === 0 || pass !== lines.length) failed = true
     }
   } finally {

@@ -3,8 +3,8 @@
 // Users are created beforehand through the store (see mailgrid.ts). Connection limits are raised to what the
 // benchmark opens (5,000 IDLE sessions from 127.0.0.1); everything else is the node's production default,
 // fsync included (MAILGRID_SYNC=0 turns it off, for comparison only). Prints `READY {ports}`; SIGTERM stops it.
-// BENCH_NODE_CHECKS_DNS=host:port adds the inbound sender checks (SPF, DKIM, DMARC, ARC, in the main thread, as
-// shipped) with that resolver: a layer of `npm run bench:ladder`.
+// BENCH_NODE_CHECKS_DNS=host:port adds the inbound sender checks (SPF, DKIM, DMARC, ARC, on threads as shipped:
+// `inbound.threads: -1`) with that resolver: a layer of `npm run bench:ladder`.
 
 import pino from 'pino'
 import { createMailNode } from '../../node/index.ts'
@@ -18,7 +18,7 @@ const checksDns = process.env.BENCH_NODE_CHECKS_DNS
 const checks = checksDns === undefined || checksDns === ''
   ? {}
   : {
-      inbound: { dmarcReject: true },
+      inbound: { dmarcReject: true, threads: -1 },
       outbound: { dnsServers: [checksDns], port: 25, relay: '', retryMinMs: 300_000, delayNoticeMs: 4 * 3600_000, bounceAfterMs: 5 * 24 * 3600_000 }
     }
 const node = createMailNode({ logger: pino({ level: process.env.MAILGRID_TEST_LOG ?? 'silent' }) }, {
