@@ -33,7 +33,7 @@ import { benchDns, cpuSeconds, seedUsers, startShipped } from './mailgrid.ts'
 const MESSAGES = Number(process.env.BENCH_GRID_MESSAGES ?? 6000)
 const SIZE = Number(process.env.BENCH_GRID_SIZE ?? 10240)
 const USERS = Array.from({ length: Number(process.env.BENCH_GRID_USERS ?? 100) }, (_, i) => `g${i}@bench.test`)
-const CONNECTIONS = 50
+const CONNECTIONS = Number(process.env.BENCH_GRID_CONNECTIONS ?? 50) // spread over the nodes (a third each for three)
 const R = Number(process.env.BENCH_GRID_R ?? 2)
 const LOG_LEVEL = process.env.BENCH_GRID_LOG ?? 'info'
 const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(s => s !== '')
