@@ -6,7 +6,7 @@
 //   3. re-mirroring: bytes the survivors copied to restore R copies, over the time until no user is
 //      under-replicated.
 // Results go to bench-grid.json and into BENCHMARKS.md between the grid markers. Every loop is bounded.
-// Parameters: BENCH_GRID_MESSAGES (default 6000), BENCH_GRID_SIZE (10240), BENCH_GRID_USERS (100), BENCH_GRID_R (2: the
+// Parameters: BENCH_GRID_MESSAGES (default 6000), BENCH_GRID_SIZE (10240), BENCH_GRID_USERS (100), BENCH_GRID_CONNECTIONS (50: spread evenly over a configuration's node processes), BENCH_GRID_R (2: the
 // replication factor of the three-node grid), BENCH_GRID_INGEST_ONLY=1 (stop after the ingest comparison), BENCH_GRID_LOG
 // (the nodes' log level, default info as `npm start` runs; lines go to a file under the run's directory),
 // BENCH_GRID_WARMUP (600: messages sent to each node process before the measured ingests, not counted), BENCH_GRID_ROUNDS (3: measured ingests of each configuration, in turns; the median is reported), BENCH_GRID_SIDE (1; 0: no side-by-side control), BENCH_NODE_ARGS (Node flags for every node process, e.g. "--cpu-prof --cpu-prof-dir=DIR": each process writes its
