@@ -46,6 +46,13 @@ export const RPC_BODY_BYTES_MAX = 64 * 1024 * 1024
 /** RPC: a call without its own timeout gives up after this long; the outcome is then unknown, not failed. */
 export const RPC_TIMEOUT_MS = 10_000
 
+/**
+ * RPC: how long stop() waits for the handlers of requests already being served to settle once their signals are
+ * aborted. The node closes its store after gossip stops: a handler still writing (a replica applying a shipment)
+ * must finish first or fail on a closed file. Handlers that ignore their signal are not waited for beyond this.
+ */
+export const RPC_STOP_HANDLERS_MS = 5_000
+
 /** RPC: an inbound request must arrive whole within this long, so a stalled peer cannot pin a stream. */
 export const RPC_REQUEST_READ_MS = 30_000
 

@@ -29,7 +29,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
 import {
-  RPC_BODY_BYTES_MAX, RPC_HEADER_BYTES_MAX, RPC_INBOUND_STREAMS_MAX, RPC_OUTBOUND_STREAMS_MAX, RPC_REQUEST_READ_MS, RPC_TIMEOUT_MS
+  RPC_BODY_BYTES_MAX, RPC_HEADER_BYTES_MAX, RPC_INBOUND_STREAMS_MAX, RPC_OUTBOUND_STREAMS_MAX, RPC_REQUEST_READ_MS, RPC_STOP_HANDLERS_MS,
+  RPC_TIMEOUT_MS
 } from './constants.ts'
 import { FrameError, FrameReader, StreamClosedError, writeFrames } from './frames.ts'
 import { connectDirect, DIRECT_PROTOCOL, DirectListener } from './direct.ts'
@@ -268,6 +269,9 @@ export interface RpcEndpointInit {
 export class RpcEndpoint {
   readonly #libp2p: Pick<Libp2p, 'dialProtocol' | 'handle' | 'unhandle' | 'getConnections'>
   readonly #inflight = new Set<AbortController>()
+  /** Handlers running for requests served here: stop() waits for them (RPC_STOP_HANDLERS_MS at most). */
+  readonly #handling = new Set<Promise<unknown>>()
+  #stopping = false
   readonly #protocols = new Set<string>()
   readonly #handlers = new Map<string, RpcHandler>()
   readonly #channels = new Map<string, ChannelEntry>()
@@ -324,6 +328,7 @@ export class RpcEndpoint {
   }
 
   async stop (): Promise<void> {
+    this.#stopping = true
     for (const ac of this.#inflight) ac.abort(new RpcError('aborted', 'gossip stopped'))
     this.#inflight.clear()
     for (const c of [...this.#channels.values()]) {
@@ -333,6 +338,16 @@ export class RpcEndpoint {
     this.#channels.clear()
     await this.#direct?.stop()
     this.#direct = null
+    // The handlers still running were told (their signals are aborted); their answers go nowhere now, but what
+    // they write must be done before the node closes its store.
+    if (this.#handling.size > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      await Promise.race([
+        Promise.allSettled([...this.#handling]),
+        new Promise<void>(resolve => { timer = setTimeout(resolve, RPC_STOP_HANDLERS_MS) })
+      ])
+      clearTimeout(timer)
+    }
     const protocols = [...this.#protocols]
     this.#protocols.clear()
     this.#handlers.clear()
@@ -516,6 +531,21 @@ export class RpcEndpoint {
     }
   }
 
+  /** Runs a handler for a request served here, tracked for stop(); once stopping, refuses to start one. */
+  #run (handler: RpcHandler, req: RpcMessage, ctx: Parameters<RpcHandler>[1]): Promise<RpcMessage> {
+    if (this.#stopping) return Promise.reject(new RpcError('refused', 'this node is stopping'))
+    let p: Promise<RpcMessage>
+    try {
+      p = handler(req, ctx)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    this.#handling.add(p)
+    const forget = (): void => { this.#handling.delete(p) }
+    p.then(forget, forget)
+    return p
+  }
+
   async #serve (stream: Stream, connection: Connection, handler: RpcHandler): Promise<void> {
     const ac = new AbortController()
     this.#inflight.add(ac)
@@ -534,7 +564,7 @@ export class RpcEndpoint {
       }
       let frames: Uint8Array[]
       try {
-        const res = await handler(req, { peer: connection.remotePeer.toString(), signal: ac.signal })
+        const res = await this.#run(handler, req, { peer: connection.remotePeer.toString(), signal: ac.signal })
         if (!isObject(res?.header)) throw new Error('handler returned no header')
         frames = messageFrames({ status: 'ok', header: res.header }, res.body)
       } catch (err) {
@@ -614,7 +644,7 @@ export class RpcEndpoint {
         closed.signal.addEventListener('abort', onClosed, { once: true })
         running.set(id, ac)
         const req: RpcMessage = body === undefined ? { header: envelope.h } : { header: envelope.h, body }
-        void handler(req, { peer, signal: ac.signal }).then(res => {
+        void this.#run(handler, req, { peer, signal: ac.signal }).then(res => {
           if (!isObject(res?.header)) throw new Error('handler returned no header')
           return { s: 'ok', h: res.header, body: res.body }
         }).catch((err: unknown) => {

@@ -220,6 +220,38 @@ describe('the channel a peer\'s calls share', { timeout: 60_000 }, () => {
     assert.deepEqual((await b.call(a.self, '/t/echo/1.0.0', { header: { n: 2 } }, { timeoutMs: 10_000 })).header.echo, { n: 2 })
   })
 
+  it('stops only once the handlers it serves have finished, on the shared channel and on a stream of their own', async t => {
+    // A node closes its store after gossip stops: a handler still writing (a replica applying a shipment) has to
+    // finish first, or its write fails on a closed file.
+    const [a, b] = await pair(t)
+    let started = 0
+    let finished = 0
+    a.handle('/t/slow/1.0.0', async () => {
+      started++
+      await new Promise(resolve => setTimeout(resolve, 2_000)) // ignores its signal, as a store write does
+      finished++
+      return { header: {} }
+    })
+    const calls = [
+      b.call(a.self, '/t/slow/1.0.0', { header: {} }),
+      b.call(a.self, '/t/slow/1.0.0', { header: {} }, { bulk: true })
+    ]
+    for (const c of calls) c.catch(() => {})
+    await waitFor(() => started === 2, 5_000, 'both handlers to start')
+    await a.stop()
+    assert.equal(finished, 2, 'gossip stopped while its handlers were still running')
+    for (const c of calls) await assert.rejects(c) // their answers go nowhere: the caller sees the node leave
+  })
+
+  it('does not wait forever for a handler that never settles', async t => {
+    const [a, b] = await pair(t)
+    let started = false
+    a.handle('/t/stuck/1.0.0', async () => { started = true; return await new Promise<never>(() => {}) })
+    b.call(a.self, '/t/stuck/1.0.0', { header: {} }).catch(() => {})
+    await waitFor(() => started, 5_000, 'the handler to start')
+    await a.stop() // bounded by RPC_STOP_HANDLERS_MS; the suite's timeout fails the test if it hangs
+  })
+
   it('carries a large request on a stream of its own, and bulk calls too', async t => {
     const [a, b] = await pair(t)
     a.handle('/t/echo/1.0.0', async req => ({ header: {}, body: req.body }))
