@@ -243,6 +243,26 @@ describe('the channel a peer\'s calls share', { timeout: 60_000 }, () => {
     for (const c of calls) await assert.rejects(c) // their answers go nowhere: the caller sees the node leave
   })
 
+  it('fails at once the calls a handler makes while its node stops', async t => {
+    const [a, b] = await pair(t)
+    b.handle('/t/echo/1.0.0', async req => ({ header: { echo: req.header } }))
+    let started = false
+    let outcome: unknown = null
+    a.handle('/t/onward/1.0.0', async () => {
+      started = true
+      await new Promise(resolve => setTimeout(resolve, 500))
+      // the node is stopping by now (stop() waits for this handler): a call onward must fail at once, not dial a
+      // channel that stop() is closing and hold the stop until its timeout
+      const t0 = Date.now()
+      outcome = await a.call(b.self, '/t/echo/1.0.0', { header: {} }).then(() => 'answered', (err: unknown) => err)
+      return { header: { ms: Date.now() - t0 } }
+    })
+    b.call(a.self, '/t/onward/1.0.0', { header: {} }).catch(() => {})
+    await waitFor(() => started, 5_000, 'the handler to start')
+    await a.stop()
+    assert.ok(isRpc('unreachable')(outcome))
+  })
+
   it('does not wait forever for a handler that never settles', async t => {
     const [a, b] = await pair(t)
     let started = false
